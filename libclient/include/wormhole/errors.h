@@ -1,0 +1,69 @@
+/* Wormhole error codes: one table shared by the wire codec, the broker and the client library. */
+#ifndef WORMHOLE_ERRORS_H
+#define WORMHOLE_ERRORS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define WH_EXPORT __attribute__((visibility("default")))
+#else
+#define WH_EXPORT
+#endif
+
+/*
+ * Every fallible function of Wormhole reports failure as one of these negative values
+ * (0 means success; functions that count return a non-negative count instead).
+ * The values are ABI: never renumber an entry, only append. Columns: name, value, message.
+ * The first group mirrors the reference implementation's error variables one for one.
+ */
+#define WH_ERROR_TABLE(X)                                                                    \
+	X(EINVAL, -1, "invalid argument")                                                       \
+	X(ENOMEM, -2, "out of memory")                                                          \
+	X(ESYSTEM, -3, "system call failed (see errno)")                                        \
+	X(EBUFFER_TOO_SMALL, -4, "output buffer too small")                                     \
+	X(EWOULDBLOCK, -5, "operation would block")                                             \
+	X(EINVALID_VERSION, -10, "invalid frame version")                                       \
+	X(EINVALID_FRAME_TYPE, -11, "invalid frame type")                                       \
+	X(EPAYLOAD_TOO_LARGE, -12, "payload too large")                                         \
+	X(EFRAME_TOO_SHORT, -13, "frame too short")                                             \
+	X(EINVALID_STREAM_ID, -14, "invalid stream ID")                                         \
+	X(EUNEXPECTED_EOF, -15, "unexpected EOF")                                               \
+	X(ECHECKSUM_MISMATCH, -16, "checksum mismatch")                                         \
+	X(ECONNECTION_CLOSED, -17, "connection closed")                                         \
+	X(ESTREAM_CLOSED, -18, "stream closed")                                                 \
+	X(ESTREAM_NOT_FOUND, -19, "stream not found")                                           \
+	X(ESTREAM_ALREADY_EXISTS, -20, "stream already exists")                                 \
+	X(ETIMEOUT, -21, "operation timeout")                                                   \
+	X(EMUX_CLOSED, -22, "mux closed")                                                       \
+	X(EPROTOCOL, -30, "peer keeps sending malformed frames")                                \
+	X(EFLOW_CONTROL, -31, "data beyond the flow-control window")                            \
+	X(EACCEPT_QUEUE_FULL, -32, "accept queue full")                                         \
+	X(EREMOTE, -33, "stream ended by an error from the remote end")                         \
+	X(EKEEPALIVE_TIMEOUT, -34, "no answer to keep-alive ping within the timeout")           \
+	X(ENO_SERVICE, -35, "no listener for that service")                                     \
+	X(ERING_CORRUPT, -36, "shared-memory ring positions are inconsistent")                  \
+	X(EBROKER_GONE, -37, "the broker is gone")                                              \
+	X(ELIMIT, -38, "a configured limit was reached")
+
+enum wh_error {
+	WH_OK = 0,
+#define WH_ERROR_ENUM_ENTRY(name, value, message) WH_##name = (value),
+	WH_ERROR_TABLE(WH_ERROR_ENUM_ENTRY)
+#undef WH_ERROR_ENUM_ENTRY
+};
+
+/* Human-readable message for an error code; never NULL ("unknown error" for others).
+ * The returned string is static. Thread-safe. */
+WH_EXPORT const char *wh_strerror(int error);
+
+/* The code's symbolic name, e.g. "WH_ETIMEOUT"; "WH_OK" for 0, NULL for an unknown code.
+ * The returned string is static. Thread-safe. */
+WH_EXPORT const char *wh_error_name(int error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WORMHOLE_ERRORS_H */

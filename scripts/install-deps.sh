@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian 12 packages that building and testing Wormhole need (run as root).
+# Skips apt entirely when everything is already there, so repeated runs are quick.
+set -eu
+packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev check
+	clang libclang-rt-14-dev iproute2 nftables procps python3"
+missing=""
+for p in $packages; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -z "$missing" ]; then
+	echo "install-deps: all packages present"
+	exit 0
+fi
+echo "install-deps: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+# shellcheck disable=SC2086
+apt-get install -y -q --no-install-recommends $missing
