@@ -1,0 +1,298 @@
+/* A TCP connection running a mux on the broker's libev loop: the socket side of broker/mux.c. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+#define READ_BUFFER_SIZE (64u * 1024u)
+#define READS_PER_WAKEUP 16 /* then let other connections run */
+#define WRITE_IOV 64
+
+struct conn {
+	struct ev_loop *loop;
+	int fd;
+	struct mux *mux;
+	struct mux_callbacks user_callbacks;
+	void *user;
+	const struct log_sink *log;
+	ev_io read_watcher;
+	ev_io write_watcher;
+	ev_prepare flush_watcher;
+	ev_timer keepalive_timer;
+	ev_idle closed_watcher;
+	int close_error;
+	bool fd_closed;
+	char local[64], remote[64];
+	uint8_t read_buffer[READ_BUFFER_SIZE];
+};
+
+void sockaddr_format(const struct sockaddr *addr, socklen_t addr_len, char *out, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "";
+	unsigned port = 0;
+	(void)addr_len;
+	if (addr->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+		port = ntohs(in->sin_port);
+		snprintf(out, len, "%s:%u", host, port);
+	} else if (addr->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+		port = ntohs(in6->sin6_port);
+		snprintf(out, len, "[%s]:%u", host, port);
+	} else {
+		snprintf(out, len, "-");
+	}
+}
+
+static void conn_rearm_timer(struct conn *conn)
+{
+	double now = ev_now(conn->loop);
+	double next = mux_timer(conn->mux, now);
+	ev_timer_stop(conn->loop, &conn->keepalive_timer);
+	ev_timer_set(&conn->keepalive_timer, next > now ? next - now : 0.0, 0.0);
+	ev_timer_start(conn->loop, &conn->keepalive_timer);
+}
+
+static void conn_flush(struct conn *conn)
+{
+	if (conn->fd_closed)
+		return;
+	for (int round = 0; round < 64; round++) {
+		struct iovec iov[WRITE_IOV];
+		int n = mux_output_gather(conn->mux, iov, WRITE_IOV);
+		if (n <= 0) {
+			ev_io_stop(conn->loop, &conn->write_watcher);
+			return;
+		}
+		size_t total = 0;
+		for (int i = 0; i < n; i++)
+			total += iov[i].iov_len;
+		ssize_t written = writev(conn->fd, iov, n);
+		if (written < 0 && errno == EINTR)
+			continue;
+		if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (written < 0) {
+			log_write(conn->log, LOG_INFO, "conn", "conn=%u write to %s failed: %s",
+				  mux_id(conn->mux), conn->remote, strerror(errno));
+			ev_io_stop(conn->loop, &conn->write_watcher);
+			mux_close(conn->mux, WH_ECONNECTION_CLOSED);
+			return;
+		}
+		mux_output_advance(conn->mux, (size_t)written);
+		if ((size_t)written < total)
+			break; /* the socket is full: wait until it drains */
+	}
+	ev_io_start(conn->loop, &conn->write_watcher);
+}
+
+static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct conn *conn = w->data;
+	(void)revents;
+	ev_prepare_stop(loop, w);
+	conn_flush(conn);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush(w->data);
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *conn = w->data;
+	(void)revents;
+	for (int round = 0; round < READS_PER_WAKEUP && !mux_is_closed(conn->mux); round++) {
+		uint8_t *span;
+		size_t direct = mux_input_direct_span(conn->mux, &span);
+		struct iovec iov[2] = {
+			{ span, direct },
+			{ conn->read_buffer, sizeof conn->read_buffer },
+		};
+		/* With a DATA payload in progress its bytes go straight to the stream's store;
+		 * whatever follows lands in the ordinary buffer. */
+		ssize_t n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer,
+								   sizeof conn->read_buffer);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			if (n < 0)
+				log_write(conn->log, LOG_INFO, "conn", "conn=%u read from %s failed: %s",
+					  mux_id(conn->mux), conn->remote, strerror(errno));
+			ev_io_stop(loop, w);
+			mux_input_eof(conn->mux);
+			return;
+		}
+		double now = ev_now(loop);
+		size_t into_store = direct < (size_t)n ? direct : (size_t)n;
+		if (into_store)
+			mux_input_direct_commit(conn->mux, into_store, now);
+		if ((size_t)n > into_store)
+			mux_input(conn->mux, conn->read_buffer, (size_t)n - into_store, now);
+		if ((size_t)n < direct + (direct ? sizeof conn->read_buffer : sizeof conn->read_buffer))
+			return; /* drained */
+	}
+}
+
+static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_rearm_timer(w->data);
+}
+
+static void on_closed_idle(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct conn *conn = w->data;
+	(void)revents;
+	ev_idle_stop(loop, w);
+	/* One last non-blocking attempt to deliver the goodbye and anything queued before it. */
+	conn_flush(conn);
+	ev_io_stop(loop, &conn->read_watcher);
+	ev_io_stop(loop, &conn->write_watcher);
+	ev_prepare_stop(loop, &conn->flush_watcher);
+	ev_timer_stop(loop, &conn->keepalive_timer);
+	if (!conn->fd_closed) {
+		close(conn->fd);
+		conn->fd_closed = true;
+	}
+	if (conn->user_callbacks.on_closed)
+		conn->user_callbacks.on_closed(conn->mux, conn->close_error, conn->user);
+}
+
+/* ---- mux callbacks, forwarded ------------------------------------------------------ */
+
+static int cb_incoming(struct mux *mux, struct mux_stream *s, const char *service, void *user)
+{
+	struct conn *conn = user;
+	return conn->user_callbacks.on_incoming(mux, s, service, conn->user);
+}
+
+static void cb_accept_ready(struct mux *mux, void *user)
+{
+	struct conn *conn = user;
+	if (conn->user_callbacks.on_accept_ready)
+		conn->user_callbacks.on_accept_ready(mux, conn->user);
+}
+
+static void cb_want_write(struct mux *mux, void *user)
+{
+	struct conn *conn = user;
+	(void)mux;
+	if (!conn->fd_closed)
+		ev_prepare_start(conn->loop, &conn->flush_watcher);
+}
+
+static void cb_closed(struct mux *mux, int error, void *user)
+{
+	struct conn *conn = user;
+	(void)mux;
+	conn->close_error = error;
+	log_write(conn->log, error == WH_ECONNECTION_CLOSED ? LOG_INFO : LOG_WARN, "conn",
+		  "conn=%u to %s closed: %s", mux_id(conn->mux), conn->remote, wh_strerror(error));
+	ev_idle_start(conn->loop, &conn->closed_watcher);
+}
+
+static void cb_pong(struct mux *mux, double rtt, void *user)
+{
+	struct conn *conn = user;
+	if (conn->user_callbacks.on_pong)
+		conn->user_callbacks.on_pong(mux, rtt, conn->user);
+}
+
+struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const struct mux_config *config,
+		      struct mux_budget *budget, const struct mux_callbacks *callbacks, void *user)
+{
+	struct conn *conn = calloc(1, sizeof *conn);
+	if (!conn)
+		return NULL;
+	conn->loop = loop;
+	conn->fd = fd;
+	conn->user = user;
+	conn->log = config->log;
+	if (callbacks)
+		conn->user_callbacks = *callbacks;
+	struct mux_callbacks own = {
+		.on_incoming = conn->user_callbacks.on_incoming ? cb_incoming : NULL,
+		.on_accept_ready = cb_accept_ready,
+		.on_want_write = cb_want_write,
+		.on_closed = cb_closed,
+		.on_pong = cb_pong,
+	};
+	conn->mux = mux_new(client_role, config, budget, &own, conn);
+	if (!conn->mux) {
+		free(conn);
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
+		sockaddr_format((struct sockaddr *)&addr, len, conn->local, sizeof conn->local);
+	len = sizeof addr;
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0)
+		sockaddr_format((struct sockaddr *)&addr, len, conn->remote, sizeof conn->remote);
+
+	ev_io_init(&conn->read_watcher, on_readable, fd, EV_READ);
+	ev_io_init(&conn->write_watcher, on_writable, fd, EV_WRITE);
+	ev_prepare_init(&conn->flush_watcher, on_flush);
+	ev_timer_init(&conn->keepalive_timer, on_keepalive, 0.0, 0.0);
+	ev_idle_init(&conn->closed_watcher, on_closed_idle);
+	conn->read_watcher.data = conn->write_watcher.data = conn->flush_watcher.data = conn;
+	conn->keepalive_timer.data = conn->closed_watcher.data = conn;
+	ev_io_start(loop, &conn->read_watcher);
+	conn_rearm_timer(conn);
+	log_write(conn->log, LOG_INFO, "conn", "conn=%u %s %s -> %s", config->id,
+		  client_role ? "dialled" : "accepted", conn->local, conn->remote);
+	return conn;
+}
+
+void conn_free(struct conn *conn)
+{
+	if (!conn)
+		return;
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_io_stop(conn->loop, &conn->write_watcher);
+	ev_prepare_stop(conn->loop, &conn->flush_watcher);
+	ev_timer_stop(conn->loop, &conn->keepalive_timer);
+	ev_idle_stop(conn->loop, &conn->closed_watcher);
+	if (!conn->fd_closed)
+		close(conn->fd);
+	mux_free(conn->mux);
+	free(conn);
+}
+
+struct mux *conn_mux(const struct conn *conn) { return conn->mux; }
+void *conn_user(const struct conn *conn) { return conn->user; }
+const char *conn_local_addr(const struct conn *conn) { return conn->local; }
+const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }
+
+int conn_ping(struct conn *conn)
+{
+	int error = mux_ping(conn->mux, ev_now(conn->loop));
+	if (error == WH_OK)
+		conn_rearm_timer(conn);
+	return error;
+}
+
+void conn_close(struct conn *conn, int reason)
+{
+	mux_close(conn->mux, reason);
+}

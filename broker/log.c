@@ -1,0 +1,49 @@
+/* Logging for the broker: one line per event with time, level, component and ids. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+const char *log_level_name(enum log_level level)
+{
+	return (unsigned)level < 4 ? level_names[level] : "?";
+}
+
+int log_level_parse(const char *name)
+{
+	for (int i = 0; i < 4; i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+void log_write(const struct log_sink *sink, enum log_level level, const char *component,
+	       const char *format, ...)
+{
+	if (!log_enabled(sink, level))
+		return;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct tm tm;
+	gmtime_r(&now.tv_sec, &tm);
+	char line[1024];
+	int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, now.tv_nsec / 1000000, level_names[level], component);
+	va_list args;
+	va_start(args, format);
+	if (n > 0 && (size_t)n < sizeof line)
+		vsnprintf(line + n, sizeof line - (size_t)n, format, args);
+	va_end(args);
+	/* One fputs per line keeps lines whole when several processes share a file. */
+	size_t len = strnlen(line, sizeof line - 2);
+	line[len] = '\n';
+	line[len + 1] = '\0';
+	fputs(line, sink->out);
+	fflush(sink->out);
+}

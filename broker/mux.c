@@ -1,0 +1,1265 @@
+/* The multiplexer: stream state, flow control and the frame scheduler, over caller I/O. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "bytebuf.h"
+#include "mux.h"
+#include "stream_table.h"
+
+#define OUT_RING 128u                       /* planned frames not yet fully written */
+#define PLAN_BYTES_PER_ROUND (512u * 1024u) /* DATA planned per gather: bounds the iovecs */
+#define CONTROL_QUEUE_LIMIT (4u * 1024u * 1024u)
+#define SEND_CREDIT_LIMIT 0x7FFFFFFF        /* credit above this is a flow-control error */
+#define SERVICE_NAME_MAX 255u
+
+enum stream_event_bit {
+	EVENT_READABLE = 1u << MUX_STREAM_READABLE,
+	EVENT_WRITABLE = 1u << MUX_STREAM_WRITABLE,
+	EVENT_EOF = 1u << MUX_STREAM_EOF,
+	EVENT_ERROR = 1u << MUX_STREAM_ERROR,
+};
+
+struct mux_stream {
+	struct mux *mux;
+	uint32_t id;
+	char service[SERVICE_NAME_MAX + 1];
+
+	bool write_closed;  /* the owner will write no more: CLOSE follows the queued data */
+	bool close_sent;    /* CLOSE is planned on the wire */
+	bool remote_closed; /* the peer's CLOSE arrived */
+	bool released;      /* the owner let go: incoming bytes are discarded */
+	bool finished;
+	bool stalled;       /* has data, no credit: counted once per stall */
+	bool want_writable; /* a write found the send buffer full */
+	bool in_accept_queue;
+	int error;
+	uint32_t remote_code;
+	char *remote_message;
+
+	const struct mux_stream_io *io;
+	void *io_ctx;
+	struct bytebuf rx, tx; /* the built-in io's stores */
+	mux_stream_handler handler;
+	void *handler_user;
+
+	int64_t send_credit;
+	uint32_t recv_window;
+	int64_t recv_peer_credit; /* bytes the peer may still send */
+	uint32_t recv_unacked;    /* consumed, not yet returned by WINDOW_UPDATE */
+	double last_update_time;
+	uint64_t budget_reserved;
+
+	size_t tx_planned; /* bytes of planned frames not yet written (and so not consumed) */
+	unsigned pending_frames;
+	size_t gather_offset;
+	unsigned gather_pass;
+
+	struct mux_stream *ready_prev, *ready_next;
+	bool in_ready;
+	struct mux_stream *all_prev, *all_next;
+	struct mux_stream *accept_next;
+	struct mux_stream *notify_next;
+	unsigned events;
+	bool in_notify;
+	struct mux_stream *free_next;
+	bool in_free_list;
+
+	struct mux_stream_stats stats;
+};
+
+enum out_kind { OUT_CONTROL, OUT_STREAM };
+
+struct out_frame {
+	enum out_kind kind;
+	struct mux_stream *stream;
+	uint8_t header[FRAME_HEADER_SIZE];
+	uint8_t header_done; /* OUT_STREAM only; control bytes carry their own headers */
+	uint32_t payload_length, payload_done;
+};
+
+struct mux {
+	struct mux_config config;
+	bool client;
+	struct mux_budget *budget;
+	uint64_t budget_used;
+	struct mux_callbacks cb;
+	void *user;
+	double now;
+
+	struct frame_decoder decoder;
+	struct stream_table streams;
+	struct mux_stream *all_head;
+	uint32_t next_local_id;
+	uint32_t highest_peer_id;
+	uint32_t rx_stream_id; /* stream of the DATA payload being received, 0: discard */
+
+	struct bytebuf control_out; /* encoded control frames, ahead of stream data */
+	size_t control_planned;
+	struct out_frame out[OUT_RING];
+	unsigned out_head, out_count;
+	struct mux_stream *ready_head, *ready_tail;
+	unsigned gather_pass;
+
+	struct mux_stream *accept_head, *accept_tail;
+	unsigned accept_count;
+	bool accept_ready_pending;
+
+	bool probe_sent;
+	bool ping_outstanding;
+	uint32_t ping_id;
+	double ping_sent_at, next_ping_at;
+
+	bool ids_exhausted;
+	bool closed, going_away, output_sealed, closed_notify_pending, dispatching;
+	int error;
+	struct mux_stream *notify_head, *notify_tail;
+	struct mux_stream *free_head;
+
+	struct mux_stats stats;
+};
+
+static void stream_finish(struct mux_stream *s, int error);
+
+/* ---- configuration and budgets ----------------------------------------------------- */
+
+void mux_config_default(struct mux_config *config)
+{
+	*config = (struct mux_config){
+		.accept_backlog = 256,
+		.window_size = 256u * 1024u,
+		.max_window_size = 16u * 1024u * 1024u,
+		.max_frame_size = FRAME_DEFAULT_PAYLOAD,
+		.keepalive_interval = 30.0,
+		.keepalive_timeout = 10.0,
+		.enable_flow_control = true,
+		.max_streams = 65536,
+		.memory_budget = 4ull << 30,
+		.send_buffer = 256u * 1024u,
+	};
+}
+
+static bool budget_reserve(struct mux *mux, uint64_t n)
+{
+	if (mux->budget_used + n > mux->config.memory_budget)
+		return false;
+	if (mux->budget && mux->budget->used + n > mux->budget->limit)
+		return false;
+	mux->budget_used += n;
+	if (mux->budget)
+		mux->budget->used += n;
+	return true;
+}
+
+static void budget_release(struct mux *mux, uint64_t n)
+{
+	mux->budget_used -= n;
+	if (mux->budget)
+		mux->budget->used -= n;
+}
+
+/* ---- deferred notifications ---------------------------------------------------------
+ * Handlers run only from mux_dispatch, at the end of each public entry point, so that a
+ * handler that reads, writes or releases its stream never pulls state out from under the
+ * code that is processing a frame. */
+
+static void stream_notify(struct mux_stream *s, unsigned event_bit)
+{
+	s->events |= event_bit;
+	if (s->in_notify)
+		return;
+	s->in_notify = true;
+	s->notify_next = NULL;
+	if (s->mux->notify_tail)
+		s->mux->notify_tail->notify_next = s;
+	else
+		s->mux->notify_head = s;
+	s->mux->notify_tail = s;
+}
+
+static void stream_check_free(struct mux_stream *s)
+{
+	if (s->in_free_list)
+		return;
+	s->in_free_list = true;
+	s->free_next = s->mux->free_head;
+	s->mux->free_head = s;
+}
+
+static void want_write(struct mux *mux)
+{
+	if (mux->cb.on_want_write)
+		mux->cb.on_want_write(mux, mux->user);
+}
+
+static void ready_remove(struct mux_stream *s)
+{
+	if (!s->in_ready)
+		return;
+	struct mux *mux = s->mux;
+	if (s->ready_prev)
+		s->ready_prev->ready_next = s->ready_next;
+	else
+		mux->ready_head = s->ready_next;
+	if (s->ready_next)
+		s->ready_next->ready_prev = s->ready_prev;
+	else
+		mux->ready_tail = s->ready_prev;
+	s->in_ready = false;
+	s->ready_prev = s->ready_next = NULL;
+}
+
+static void ready_push(struct mux_stream *s)
+{
+	if (s->in_ready || s->finished)
+		return;
+	struct mux *mux = s->mux;
+	s->ready_prev = mux->ready_tail;
+	s->ready_next = NULL;
+	if (mux->ready_tail)
+		mux->ready_tail->ready_next = s;
+	else
+		mux->ready_head = s;
+	mux->ready_tail = s;
+	s->in_ready = true;
+	want_write(mux);
+}
+
+static void stream_destroy(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	ready_remove(s);
+	if (stream_table_find(&mux->streams, s->id) == s)
+		stream_table_remove(&mux->streams, s->id);
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else
+		mux->all_head = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	budget_release(mux, s->budget_reserved);
+	if (s->io && s->io->release)
+		s->io->release(s->io_ctx);
+	bytebuf_free(&s->rx);
+	bytebuf_free(&s->tx);
+	free(s->remote_message);
+	free(s);
+}
+
+static bool stream_can_free(const struct mux_stream *s)
+{
+	return s->released && s->finished && s->pending_frames == 0 && !s->in_notify;
+}
+
+static void mux_dispatch(struct mux *mux)
+{
+	if (mux->dispatching)
+		return;
+	mux->dispatching = true;
+	for (;;) {
+		struct mux_stream *s = mux->notify_head;
+		if (s) {
+			mux->notify_head = s->notify_next;
+			if (!mux->notify_head)
+				mux->notify_tail = NULL;
+			s->in_notify = false;
+			unsigned events = s->events;
+			s->events = 0;
+			for (int ev = MUX_STREAM_READABLE; ev <= MUX_STREAM_ERROR; ev++)
+				if ((events & (1u << ev)) && s->handler && !s->released)
+					s->handler(s, (enum mux_stream_event)ev, s->handler_user);
+			if (s->released)
+				stream_check_free(s);
+			continue;
+		}
+		if (mux->accept_ready_pending) {
+			mux->accept_ready_pending = false;
+			if (mux->cb.on_accept_ready)
+				mux->cb.on_accept_ready(mux, mux->user);
+			continue;
+		}
+		if (mux->closed_notify_pending) {
+			mux->closed_notify_pending = false;
+			if (mux->cb.on_closed)
+				mux->cb.on_closed(mux, mux->error, mux->user);
+			continue;
+		}
+		break;
+	}
+	while (mux->free_head) {
+		struct mux_stream *s = mux->free_head;
+		mux->free_head = s->free_next;
+		s->in_free_list = false;
+		if (stream_can_free(s))
+			stream_destroy(s);
+	}
+	mux->dispatching = false;
+}
+
+/* ---- control frames ---------------------------------------------------------------- */
+
+static void mux_fail(struct mux *mux, int error);
+
+static void control_push(struct mux *mux, const uint8_t *frame, int length)
+{
+	if (length <= 0 || mux->output_sealed)
+		return;
+	if (bytebuf_length(&mux->control_out) + (size_t)length > CONTROL_QUEUE_LIMIT) {
+		/* The peer provokes control frames (PINGs, refused streams) and never reads. */
+		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u control queue full: peer not reading",
+			  mux->config.id);
+		mux_fail(mux, WH_ELIMIT);
+		return;
+	}
+	if (bytebuf_write(&mux->control_out, frame, (size_t)length) != length) {
+		mux_fail(mux, WH_ENOMEM);
+		return;
+	}
+	mux->stats.frames_out[frame[1] < 8 ? frame[1] : 0]++;
+	want_write(mux);
+}
+
+static void send_error_frame(struct mux *mux, uint32_t stream_id, uint32_t code, const char *message)
+{
+	uint8_t frame[FRAME_HEADER_SIZE + 4 + 256];
+	size_t length = strnlen(message, 256);
+	control_push(mux, frame, frame_encode_error(frame, sizeof frame, stream_id, code, message, length));
+	mux->stats.errors_sent++;
+}
+
+static void send_window_update(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	uint32_t increment = s->recv_unacked;
+	size_t capacity = s->io ? s->io->rx_capacity(s->io_ctx) : mux->config.max_window_size;
+	uint32_t ceiling = mux->config.max_window_size < capacity ? mux->config.max_window_size
+								  : (uint32_t)capacity;
+	double rtt = mux->stats.rtt;
+	/* Growth (docs/PROTOCOL.md 4.1): half the window went by in under two round trips, so
+	 * the window, not the reader, limits this stream. Double it if the budgets allow. */
+	if (rtt > 0 && mux->now - s->last_update_time < 2 * rtt && s->recv_window < ceiling) {
+		uint32_t grown = s->recv_window * 2u < ceiling ? s->recv_window * 2u : ceiling;
+		uint32_t extra = grown - s->recv_window;
+		if (budget_reserve(mux, extra)) {
+			s->budget_reserved += extra;
+			s->recv_window = grown;
+			increment += extra;
+			bytebuf_set_limit(&s->rx, grown);
+			mux->stats.window_growths++;
+		}
+	}
+	s->last_update_time = mux->now;
+	s->recv_unacked = 0;
+	if (increment == 0)
+		return;
+	s->recv_peer_credit += increment;
+	uint8_t frame[FRAME_HEADER_SIZE + 4];
+	control_push(mux, frame, frame_encode_window_update(frame, sizeof frame, s->id, increment));
+}
+
+/* ---- stream lifecycle -------------------------------------------------------------- */
+
+static size_t builtin_rx_reserve(void *ctx, size_t want, uint8_t **span)
+{
+	return bytebuf_reserve(&((struct mux_stream *)ctx)->rx, want, span);
+}
+static void builtin_rx_commit(void *ctx, size_t n)
+{
+	bytebuf_commit(&((struct mux_stream *)ctx)->rx, n);
+}
+static size_t builtin_rx_capacity(void *ctx)
+{
+	return ((struct mux_stream *)ctx)->mux->config.max_window_size;
+}
+static int builtin_tx_peek(void *ctx, size_t offset, struct iovec iov[2])
+{
+	return bytebuf_peek(&((struct mux_stream *)ctx)->tx, offset, iov);
+}
+static void builtin_tx_consume(void *ctx, size_t n)
+{
+	bytebuf_consume(&((struct mux_stream *)ctx)->tx, n);
+}
+
+static const struct mux_stream_io builtin_io = {
+	.rx_reserve = builtin_rx_reserve,
+	.rx_commit = builtin_rx_commit,
+	.rx_capacity = builtin_rx_capacity,
+	.tx_peek = builtin_tx_peek,
+	.tx_consume = builtin_tx_consume,
+	.release = NULL,
+};
+
+static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t service_length,
+		      struct mux_stream **out)
+{
+	if (stream_table_find(&mux->streams, id))
+		return WH_ESTREAM_ALREADY_EXISTS;
+	if (mux->streams.count >= mux->config.max_streams)
+		return WH_ELIMIT;
+	struct mux_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return WH_ENOMEM;
+	if (!budget_reserve(mux, mux->config.window_size)) {
+		free(s);
+		return WH_ELIMIT;
+	}
+	s->budget_reserved = mux->config.window_size;
+	s->mux = mux;
+	s->id = id;
+	memcpy(s->service, service, service_length);
+	s->service[service_length] = '\0';
+	s->io = &builtin_io;
+	s->io_ctx = s;
+	bytebuf_init(&s->rx, mux->config.window_size);
+	bytebuf_init(&s->tx, mux->config.send_buffer);
+	s->send_credit = mux->config.window_size;
+	s->recv_window = mux->config.window_size;
+	s->recv_peer_credit = mux->config.window_size;
+	s->last_update_time = mux->now;
+	int error = stream_table_insert(&mux->streams, id, s);
+	if (error != WH_OK) {
+		budget_release(mux, s->budget_reserved);
+		free(s);
+		return error;
+	}
+	s->all_next = mux->all_head;
+	if (mux->all_head)
+		mux->all_head->all_prev = s;
+	mux->all_head = s;
+	*out = s;
+	return WH_OK;
+}
+
+/* The stream is over for the protocol: its id is forgotten, no more frames are planned. */
+static void stream_finish(struct mux_stream *s, int error)
+{
+	if (s->finished)
+		return;
+	s->finished = true;
+	if (error != WH_OK && s->error == WH_OK)
+		s->error = error;
+	ready_remove(s);
+	stream_table_remove(&s->mux->streams, s->id);
+	if (s->error != WH_OK)
+		stream_notify(s, EVENT_ERROR);
+	stream_check_free(s);
+}
+
+static void stream_check_finished(struct mux_stream *s)
+{
+	if (s->close_sent && s->remote_closed)
+		stream_finish(s, WH_OK);
+}
+
+/* Ends a stream from our side with ERROR: the peer and the owner both learn why. */
+static void stream_reset(struct mux_stream *s, int error, const char *message)
+{
+	if (s->finished)
+		return;
+	struct mux *mux = s->mux;
+	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u reset: %s (%s)", mux->config.id,
+		  s->id, wh_strerror(error), message);
+	send_error_frame(mux, s->id, frame_error_code_for(error), message);
+	stream_finish(s, error);
+}
+
+/* ---- input ------------------------------------------------------------------------- */
+
+static struct mux_stream *live_stream(struct mux *mux, uint32_t id)
+{
+	return stream_table_find(&mux->streams, id);
+}
+
+static void handle_data_header(struct mux *mux, const struct frame_header *h)
+{
+	struct mux_stream *s = live_stream(mux, h->stream_id);
+	mux->rx_stream_id = 0;
+	if (!s) {
+		/* Unknown or finished: dropped without credit, as the reference does. */
+		mux->stats.dropped_frames++;
+		frame_decoder_skip_payload(&mux->decoder);
+		return;
+	}
+	s->stats.frames_in++;
+	if (s->remote_closed) {
+		frame_decoder_skip_payload(&mux->decoder);
+		stream_reset(s, WH_EPROTOCOL, "DATA after CLOSE");
+		return;
+	}
+	if (mux->config.enable_flow_control && h->length > s->recv_peer_credit) {
+		frame_decoder_skip_payload(&mux->decoder);
+		stream_reset(s, WH_EFLOW_CONTROL, "DATA beyond the flow-control window");
+		return;
+	}
+	s->recv_peer_credit -= h->length;
+	mux->rx_stream_id = h->stream_id;
+}
+
+static void stream_consumed(struct mux_stream *s, size_t n)
+{
+	if (!s->mux->config.enable_flow_control || s->finished || s->remote_closed || n == 0)
+		return;
+	s->recv_unacked += (uint32_t)n;
+	if (s->recv_unacked >= s->recv_window / 2)
+		send_window_update(s);
+}
+
+/* Stores received payload; a store that lacks the room it promised ends the stream. */
+static void deliver(struct mux *mux, struct mux_stream *s, const uint8_t *data, size_t n)
+{
+	s->stats.bytes_in += n;
+	mux->stats.data_bytes_in += n;
+	if (s->released) {
+		stream_consumed(s, n); /* nobody reads: discard, but keep the peer's writes flowing */
+		return;
+	}
+	size_t done = 0;
+	while (done < n) {
+		uint8_t *span;
+		size_t room = s->io->rx_reserve(s->io_ctx, n - done, &span);
+		if (room == 0) {
+			frame_decoder_skip_payload(&mux->decoder);
+			mux->rx_stream_id = 0;
+			stream_reset(s, WH_ELIMIT, "receive store full");
+			return;
+		}
+		memcpy(span, data + done, room);
+		s->io->rx_commit(s->io_ctx, room);
+		done += room;
+	}
+	stream_notify(s, EVENT_READABLE);
+}
+
+static void handle_data_chunk(struct mux *mux, const struct frame_event *ev)
+{
+	struct mux_stream *s = mux->rx_stream_id ? live_stream(mux, mux->rx_stream_id) : NULL;
+	if (s && ev->payload_length)
+		deliver(mux, s, ev->payload, ev->payload_length);
+	if (ev->end)
+		mux->rx_stream_id = 0;
+}
+
+static bool service_name_valid(const uint8_t *name, size_t length)
+{
+	return length <= SERVICE_NAME_MAX && !memchr(name, '\0', length);
+}
+
+static void handle_handshake(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
+			     size_t length)
+{
+	uint32_t id = h->stream_id;
+	struct mux_stream *s = live_stream(mux, id);
+	if (s) {
+		stream_reset(s, WH_ESTREAM_ALREADY_EXISTS, "duplicate HANDSHAKE for a live stream");
+		return;
+	}
+	if (frame_stream_id_is_local(id, mux->client) || id <= mux->highest_peer_id) {
+		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "stream id not usable by the opener");
+		return;
+	}
+	mux->highest_peer_id = id;
+	if (!service_name_valid(payload, length)) {
+		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
+		return;
+	}
+	if (mux->going_away) {
+		send_error_frame(mux, id, FRAME_ERR_GOING_AWAY, "connection is closing");
+		return;
+	}
+	int error = stream_new(mux, id, (const char *)payload, length, &s);
+	if (error == WH_OK && mux->cb.on_incoming)
+		error = mux->cb.on_incoming(mux, s, s->service, mux->user);
+	else if (error == WH_OK && mux->accept_count >= mux->config.accept_backlog)
+		error = WH_EACCEPT_QUEUE_FULL;
+	if (error != WH_OK) {
+		if (s && stream_table_find(&mux->streams, id) == s)
+			stream_destroy(s);
+		mux->stats.streams_refused++;
+		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u refused: %s",
+			  mux->config.id, id, wh_strerror(error));
+		send_error_frame(mux, id, frame_error_code_for(error), wh_strerror(error));
+		return;
+	}
+	mux->stats.streams_accepted++;
+	if (mux->cb.on_incoming)
+		return;
+	s->in_accept_queue = true;
+	s->accept_next = NULL;
+	if (mux->accept_tail)
+		mux->accept_tail->accept_next = s;
+	else
+		mux->accept_head = s;
+	mux->accept_tail = s;
+	mux->accept_count++;
+	mux->accept_ready_pending = true;
+}
+
+static void handle_window_update(struct mux *mux, const struct frame_header *h, const uint8_t *payload)
+{
+	uint32_t increment;
+	struct mux_stream *s = live_stream(mux, h->stream_id);
+	if (frame_parse_window_update(h, payload, &increment) != WH_OK || !s) {
+		mux->stats.dropped_frames++;
+		return;
+	}
+	s->send_credit += increment;
+	if (s->send_credit > SEND_CREDIT_LIMIT) {
+		stream_reset(s, WH_EFLOW_CONTROL, "window credit above 2^31-1");
+		return;
+	}
+	if (s->stalled && increment) {
+		s->stalled = false;
+		ready_push(s);
+	}
+}
+
+static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
+				size_t length)
+{
+	uint32_t code;
+	const char *message;
+	size_t message_length;
+	mux->stats.errors_received++;
+	if (frame_parse_error(h, payload, (uint32_t)length, &code, &message, &message_length) != WH_OK)
+		return;
+	if (h->stream_id == 0) {
+		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer error %u: %.*s", mux->config.id,
+			  code, (int)message_length, message);
+		if (code == FRAME_ERR_GOING_AWAY)
+			mux->going_away = true;
+		return;
+	}
+	struct mux_stream *s = live_stream(mux, h->stream_id);
+	if (!s) {
+		mux->stats.dropped_frames++;
+		return;
+	}
+	s->remote_code = code;
+	s->remote_message = malloc(message_length + 1);
+	if (s->remote_message) {
+		memcpy(s->remote_message, message, message_length);
+		s->remote_message[message_length] = '\0';
+	}
+	stream_finish(s, frame_error_from_code(code));
+}
+
+static void handle_control(struct mux *mux, const struct frame_event *ev)
+{
+	const struct frame_header *h = &ev->header;
+	uint32_t ping_id;
+	switch (h->type) {
+	case FRAME_HANDSHAKE:
+		handle_handshake(mux, h, ev->payload, ev->payload_length);
+		break;
+	case FRAME_WINDOW_UPDATE:
+		handle_window_update(mux, h, ev->payload);
+		break;
+	case FRAME_PING:
+		if (frame_parse_ping(h, ev->payload, &ping_id) == WH_OK) {
+			uint8_t frame[FRAME_HEADER_SIZE + 4];
+			control_push(mux, frame, frame_encode_pong(frame, sizeof frame, ping_id));
+		}
+		break;
+	case FRAME_PONG:
+		if (frame_parse_pong(h, ev->payload, &ping_id) == WH_OK && mux->ping_outstanding &&
+		    ping_id == mux->ping_id) {
+			mux->ping_outstanding = false;
+			mux->stats.rtt = mux->now - mux->ping_sent_at;
+			if (mux->cb.on_pong)
+				mux->cb.on_pong(mux, mux->stats.rtt, mux->user);
+		}
+		break;
+	case FRAME_CLOSE: {
+		struct mux_stream *s = live_stream(mux, h->stream_id);
+		if (!s || s->remote_closed) {
+			mux->stats.dropped_frames++;
+			break;
+		}
+		s->remote_closed = true;
+		stream_notify(s, EVENT_EOF);
+		stream_check_finished(s);
+		break;
+	}
+	case FRAME_ERROR:
+		handle_stream_error(mux, h, ev->payload, ev->payload_length);
+		break;
+	default:
+		break;
+	}
+}
+
+static void handle_malformed(struct mux *mux, const struct frame_event *ev)
+{
+	mux->stats.malformed_frames++;
+	if (ev->fatal) {
+		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u fatal malformed frame: %s",
+			  mux->config.id, wh_strerror(ev->error));
+		mux_fail(mux, ev->error);
+		return;
+	}
+	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u malformed %s frame: %s",
+		  mux->config.id, ev->header.stream_id, frame_type_name(ev->header.type),
+		  wh_strerror(ev->error));
+	struct mux_stream *s = live_stream(mux, ev->header.stream_id);
+	if (s)
+		stream_reset(s, ev->error, wh_strerror(ev->error));
+}
+
+static void input_bytes(struct mux *mux, const uint8_t *data, size_t length)
+{
+	size_t offset = 0;
+	while (offset < length && !mux->closed) {
+		struct frame_event ev;
+		offset += frame_decoder_feed(&mux->decoder, data + offset, length - offset, &ev);
+		if (ev.kind != FRAME_EVENT_NONE && ev.kind != FRAME_EVENT_DATA_CHUNK &&
+		    ev.kind != FRAME_EVENT_MALFORMED)
+			mux->stats.frames_in[ev.header.type]++;
+		switch (ev.kind) {
+		case FRAME_EVENT_CONTROL:
+			handle_control(mux, &ev);
+			break;
+		case FRAME_EVENT_DATA_HEADER:
+			handle_data_header(mux, &ev.header);
+			break;
+		case FRAME_EVENT_DATA_CHUNK:
+			handle_data_chunk(mux, &ev);
+			break;
+		case FRAME_EVENT_MALFORMED:
+			handle_malformed(mux, &ev);
+			break;
+		case FRAME_EVENT_NONE:
+			break;
+		}
+	}
+}
+
+int mux_input(struct mux *mux, const uint8_t *data, size_t length, double now)
+{
+	mux->now = now;
+	mux->stats.bytes_in += length;
+	if (!mux->closed)
+		input_bytes(mux, data, length);
+	mux_dispatch(mux);
+	return mux->error;
+}
+
+size_t mux_input_direct_span(struct mux *mux, uint8_t **span)
+{
+	uint32_t remaining = frame_decoder_data_remaining(&mux->decoder);
+	struct mux_stream *s = mux->rx_stream_id ? live_stream(mux, mux->rx_stream_id) : NULL;
+	*span = NULL;
+	if (mux->closed || remaining == 0 || !s || s->released)
+		return 0;
+	return s->io->rx_reserve(s->io_ctx, remaining, span);
+}
+
+int mux_input_direct_commit(struct mux *mux, size_t n, double now)
+{
+	mux->now = now;
+	struct mux_stream *s = mux->rx_stream_id ? live_stream(mux, mux->rx_stream_id) : NULL;
+	if (!s || n > frame_decoder_data_remaining(&mux->decoder))
+		return WH_EINVAL;
+	mux->stats.bytes_in += n;
+	s->io->rx_commit(s->io_ctx, n);
+	s->stats.bytes_in += n;
+	mux->stats.data_bytes_in += n;
+	frame_decoder_data_consumed(&mux->decoder, (uint32_t)n);
+	if (frame_decoder_data_remaining(&mux->decoder) == 0)
+		mux->rx_stream_id = 0;
+	stream_notify(s, EVENT_READABLE);
+	mux_dispatch(mux);
+	return mux->error;
+}
+
+void mux_input_eof(struct mux *mux)
+{
+	int at_boundary = frame_decoder_finish(&mux->decoder);
+	mux_fail(mux, at_boundary == WH_OK ? WH_ECONNECTION_CLOSED : WH_EUNEXPECTED_EOF);
+	mux_dispatch(mux);
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static struct out_frame *out_push(struct mux *mux)
+{
+	struct out_frame *f = &mux->out[(mux->out_head + mux->out_count) % OUT_RING];
+	mux->out_count++;
+	memset(f, 0, sizeof *f);
+	return f;
+}
+
+static size_t stream_unplanned(struct mux_stream *s)
+{
+	struct iovec iov[2];
+	int n = s->io->tx_peek(s->io_ctx, s->tx_planned, iov);
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	return total;
+}
+
+/* One frame from the stream at the head of the ready list: the round-robin slice. */
+static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
+{
+	size_t available = stream_unplanned(s);
+	struct out_frame *f;
+	if (available == 0) {
+		if (s->write_closed && !s->close_sent) {
+			f = out_push(mux);
+			f->kind = OUT_STREAM;
+			f->stream = s;
+			struct frame_header h = { FRAME_VERSION, FRAME_CLOSE, s->id, 0 };
+			frame_header_pack(f->header, &h);
+			s->close_sent = true;
+			s->pending_frames++;
+			s->stats.frames_out++;
+			mux->stats.frames_out[FRAME_CLOSE]++;
+			stream_check_finished(s);
+		}
+		return 0;
+	}
+	size_t n = available < mux->config.max_frame_size ? available : mux->config.max_frame_size;
+	if (mux->config.enable_flow_control) {
+		if (s->send_credit <= 0) {
+			if (!s->stalled) {
+				s->stalled = true;
+				s->stats.window_stalls++;
+				mux->stats.window_stalls++;
+			}
+			return 0;
+		}
+		if ((int64_t)n > s->send_credit)
+			n = (size_t)s->send_credit;
+		s->send_credit -= (int64_t)n;
+	}
+	f = out_push(mux);
+	f->kind = OUT_STREAM;
+	f->stream = s;
+	f->payload_length = (uint32_t)n;
+	frame_encode_data_header(f->header, sizeof f->header, s->id, n);
+	s->tx_planned += n;
+	s->pending_frames++;
+	s->stats.frames_out++;
+	mux->stats.frames_out[FRAME_DATA]++;
+	/* More to send (or a CLOSE to follow): back to the tail, so every stream gets a turn. */
+	if (available > n || (s->write_closed && !s->close_sent))
+		ready_push(s);
+	return n;
+}
+
+static void plan_more(struct mux *mux)
+{
+	size_t control_unplanned = bytebuf_length(&mux->control_out) - mux->control_planned;
+	if (control_unplanned && mux->out_count < OUT_RING) {
+		struct out_frame *f = out_push(mux);
+		f->kind = OUT_CONTROL;
+		f->payload_length = (uint32_t)control_unplanned;
+		mux->control_planned += control_unplanned;
+	}
+	size_t planned = 0;
+	while (!mux->closed && mux->ready_head && mux->out_count < OUT_RING &&
+	       planned < PLAN_BYTES_PER_ROUND) {
+		struct mux_stream *s = mux->ready_head;
+		ready_remove(s);
+		planned += plan_stream_frame(mux, s);
+	}
+}
+
+static int add_spans(struct iovec *iov, int at, int max_iov, const struct iovec *spans, int n,
+		     size_t limit)
+{
+	for (int i = 0; i < n && at < max_iov && limit; i++) {
+		size_t len = spans[i].iov_len < limit ? spans[i].iov_len : limit;
+		iov[at].iov_base = spans[i].iov_base;
+		iov[at].iov_len = len;
+		at++;
+		limit -= len;
+	}
+	return at;
+}
+
+int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov)
+{
+	if (mux->out_count < OUT_RING / 2)
+		plan_more(mux);
+	mux->gather_pass++;
+	size_t control_offset = 0;
+	int count = 0;
+	for (unsigned i = 0; i < mux->out_count && count < max_iov; i++) {
+		struct out_frame *f = &mux->out[(mux->out_head + i) % OUT_RING];
+		struct iovec spans[2];
+		size_t left = f->payload_length - f->payload_done;
+		if (f->kind == OUT_CONTROL) {
+			int n = bytebuf_peek(&mux->control_out, control_offset, spans);
+			count = add_spans(iov, count, max_iov, spans, n, left);
+			control_offset += left;
+			continue;
+		}
+		struct mux_stream *s = f->stream;
+		if (f->header_done < FRAME_HEADER_SIZE) {
+			iov[count].iov_base = f->header + f->header_done;
+			iov[count].iov_len = FRAME_HEADER_SIZE - f->header_done;
+			count++;
+		}
+		if (left == 0)
+			continue;
+		if (s->gather_pass != mux->gather_pass) {
+			s->gather_pass = mux->gather_pass;
+			s->gather_offset = 0;
+		}
+		int n = s->io->tx_peek(s->io_ctx, s->gather_offset, spans);
+		count = add_spans(iov, count, max_iov, spans, n, left);
+		s->gather_offset += left;
+	}
+	return count;
+}
+
+static void frame_written(struct mux *mux, struct out_frame *f)
+{
+	struct mux_stream *s = f->stream;
+	if (f->kind != OUT_STREAM)
+		return;
+	s->pending_frames--;
+	if (s->want_writable && bytebuf_room(&s->tx)) {
+		s->want_writable = false;
+		stream_notify(s, EVENT_WRITABLE);
+	}
+	if (s->released || s->finished)
+		stream_check_free(s);
+	(void)mux;
+}
+
+void mux_output_advance(struct mux *mux, size_t n)
+{
+	mux->stats.bytes_out += n;
+	while (n && mux->out_count) {
+		struct out_frame *f = &mux->out[mux->out_head];
+		if (f->kind == OUT_STREAM && f->header_done < FRAME_HEADER_SIZE) {
+			size_t take = FRAME_HEADER_SIZE - f->header_done;
+			take = take < n ? take : n;
+			f->header_done += (uint8_t)take;
+			n -= take;
+		}
+		size_t take = f->payload_length - f->payload_done;
+		take = take < n ? take : n;
+		if (take && f->kind == OUT_CONTROL) {
+			bytebuf_consume(&mux->control_out, take);
+			mux->control_planned -= take;
+		} else if (take) {
+			f->stream->io->tx_consume(f->stream->io_ctx, take);
+			f->stream->tx_planned -= take;
+			f->stream->stats.bytes_out += take;
+			mux->stats.data_bytes_out += take;
+		}
+		f->payload_done += (uint32_t)take;
+		n -= take;
+		bool header_complete = f->kind == OUT_CONTROL || f->header_done == FRAME_HEADER_SIZE;
+		if (!header_complete || f->payload_done < f->payload_length)
+			break;
+		frame_written(mux, f);
+		mux->out_head = (mux->out_head + 1) % OUT_RING;
+		mux->out_count--;
+	}
+	mux_dispatch(mux);
+}
+
+bool mux_output_pending(const struct mux *mux)
+{
+	return mux->out_count || bytebuf_length(&mux->control_out) > mux->control_planned ||
+	       (!mux->closed && mux->ready_head);
+}
+
+/* ---- keep-alive -------------------------------------------------------------------- */
+
+static void send_ping(struct mux *mux)
+{
+	uint8_t frame[FRAME_HEADER_SIZE + 4];
+	mux->ping_id++;
+	mux->ping_outstanding = true;
+	mux->ping_sent_at = mux->now;
+	control_push(mux, frame, frame_encode_ping(frame, sizeof frame, mux->ping_id));
+}
+
+int mux_ping(struct mux *mux, double now)
+{
+	mux->now = now;
+	if (mux->closed)
+		return WH_EMUX_CLOSED;
+	if (mux->ping_outstanding)
+		return WH_EWOULDBLOCK;
+	send_ping(mux);
+	return WH_OK;
+}
+
+double mux_timer(struct mux *mux, double now)
+{
+	mux->now = now;
+	const struct mux_config *c = &mux->config;
+	if (!mux->closed && mux->ping_outstanding && c->keepalive_timeout > 0 &&
+	    now - mux->ping_sent_at >= c->keepalive_timeout) {
+		log_write(c->log, LOG_WARN, "mux", "conn=%u no PONG in %.1f s: closing", c->id,
+			  c->keepalive_timeout);
+		mux_fail(mux, WH_EKEEPALIVE_TIMEOUT);
+	}
+	if (!mux->closed && !mux->probe_sent) {
+		/* A first PING at once measures the RTT that window growth needs. */
+		mux->probe_sent = true;
+		mux->next_ping_at = now + c->keepalive_interval;
+		if (!mux->ping_outstanding)
+			send_ping(mux);
+	}
+	if (!mux->closed && c->keepalive_interval > 0 && now >= mux->next_ping_at) {
+		mux->next_ping_at = now + c->keepalive_interval;
+		if (!mux->ping_outstanding)
+			send_ping(mux);
+	}
+	mux_dispatch(mux);
+	double next = now + 3600;
+	if (mux->closed)
+		return next;
+	if (c->keepalive_interval > 0 && mux->next_ping_at < next)
+		next = mux->next_ping_at;
+	if (mux->ping_outstanding && c->keepalive_timeout > 0 &&
+	    mux->ping_sent_at + c->keepalive_timeout < next)
+		next = mux->ping_sent_at + c->keepalive_timeout;
+	return next;
+}
+
+/* ---- the connection ---------------------------------------------------------------- */
+
+struct mux *mux_new(bool client_role, const struct mux_config *config, struct mux_budget *budget,
+		    const struct mux_callbacks *callbacks, void *user)
+{
+	if (!config || config->window_size == 0 || config->max_frame_size == 0 ||
+	    config->max_frame_size > FRAME_MAX_PAYLOAD || config->max_window_size < config->window_size ||
+	    config->max_window_size > (1u << 30) || config->send_buffer == 0)
+		return NULL;
+	struct mux *mux = calloc(1, sizeof *mux);
+	if (!mux)
+		return NULL;
+	mux->config = *config;
+	mux->client = client_role;
+	mux->budget = budget;
+	if (callbacks)
+		mux->cb = *callbacks;
+	mux->user = user;
+	mux->next_local_id = client_role ? 1 : 2;
+	bytebuf_init(&mux->control_out, CONTROL_QUEUE_LIMIT);
+	if (frame_decoder_init(&mux->decoder, config->max_frame_size) != WH_OK ||
+	    stream_table_init(&mux->streams) != WH_OK) {
+		free(mux);
+		return NULL;
+	}
+	return mux;
+}
+
+void mux_free(struct mux *mux)
+{
+	if (!mux)
+		return;
+	while (mux->all_head)
+		stream_destroy(mux->all_head);
+	stream_table_free(&mux->streams);
+	bytebuf_free(&mux->control_out);
+	free(mux);
+}
+
+static void mux_fail(struct mux *mux, int error)
+{
+	if (mux->closed)
+		return;
+	mux->closed = true;
+	mux->error = error;
+	if (error != WH_ECONNECTION_CLOSED && error != WH_EUNEXPECTED_EOF && error != WH_ENOMEM) {
+		uint8_t frame[FRAME_HEADER_SIZE + 4 + 128];
+		const char *message = wh_strerror(error);
+		control_push(mux, frame, frame_encode_error(frame, sizeof frame, 0, FRAME_ERR_GOING_AWAY,
+							    message, strlen(message)));
+	}
+	mux->output_sealed = true; /* nothing more after the goodbye */
+	mux->closed_notify_pending = true;
+	for (struct mux_stream *s = mux->all_head; s; s = s->all_next)
+		if (!s->finished)
+			stream_finish(s, error);
+	mux->ready_head = mux->ready_tail = NULL;
+}
+
+void mux_close(struct mux *mux, int reason)
+{
+	mux_fail(mux, reason);
+	mux_dispatch(mux);
+}
+
+bool mux_is_closed(const struct mux *mux) { return mux->closed; }
+int mux_error(const struct mux *mux) { return mux->error; }
+uint32_t mux_id(const struct mux *mux) { return mux->config.id; }
+bool mux_is_client(const struct mux *mux) { return mux->client; }
+size_t mux_num_streams(const struct mux *mux) { return mux->streams.count; }
+const struct mux_stats *mux_stats(const struct mux *mux) { return &mux->stats; }
+
+void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg)
+{
+	for (struct mux_stream *s = mux->all_head; s; s = s->all_next)
+		if (!s->finished)
+			fn(s, arg);
+}
+
+/* ---- streams ----------------------------------------------------------------------- */
+
+int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out)
+{
+	size_t length = service ? strnlen(service, SERVICE_NAME_MAX + 1) : 0;
+	*out = NULL;
+	if (length > SERVICE_NAME_MAX)
+		return WH_EINVAL;
+	if (mux->closed || mux->going_away)
+		return WH_EMUX_CLOSED;
+	if (mux->ids_exhausted)
+		return WH_ELIMIT; /* ids are never reused: this connection opens no more streams */
+	uint32_t id = mux->next_local_id;
+	struct mux_stream *s;
+	int error = stream_new(mux, id, service ? service : "", length, &s);
+	if (error != WH_OK)
+		return error;
+	if (id > UINT32_MAX - 2)
+		mux->ids_exhausted = true;
+	else
+		mux->next_local_id += 2;
+	uint8_t frame[FRAME_HEADER_SIZE + SERVICE_NAME_MAX];
+	control_push(mux, frame, frame_encode_handshake(frame, sizeof frame, id, service, length));
+	mux->stats.streams_opened++;
+	*out = s;
+	return WH_OK;
+}
+
+struct mux_stream *mux_accept(struct mux *mux)
+{
+	struct mux_stream *s = mux->accept_head;
+	if (!s)
+		return NULL;
+	mux->accept_head = s->accept_next;
+	if (!mux->accept_head)
+		mux->accept_tail = NULL;
+	mux->accept_count--;
+	s->in_accept_queue = false;
+	return s;
+}
+
+void mux_stream_set_handler(struct mux_stream *s, mux_stream_handler handler, void *user)
+{
+	s->handler = handler;
+	s->handler_user = user;
+	/* Whatever happened before the owner arrived is news to it. */
+	if (bytebuf_length(&s->rx))
+		stream_notify(s, EVENT_READABLE);
+	if (s->remote_closed)
+		stream_notify(s, EVENT_EOF);
+	if (s->error)
+		stream_notify(s, EVENT_ERROR);
+}
+
+void mux_stream_set_io(struct mux_stream *s, const struct mux_stream_io *io, void *ctx)
+{
+	s->io = io;
+	s->io_ctx = ctx;
+}
+
+long mux_stream_write(struct mux_stream *s, const void *data, size_t length)
+{
+	if (s->error)
+		return s->error;
+	if (s->write_closed || s->finished)
+		return WH_ESTREAM_CLOSED;
+	if (s->mux->closed)
+		return s->mux->error ? s->mux->error : WH_EMUX_CLOSED;
+	long n = bytebuf_write(&s->tx, data, length);
+	if (n < 0)
+		return n;
+	if (n == 0 && length) {
+		s->want_writable = true;
+		return WH_EWOULDBLOCK;
+	}
+	mux_stream_kick(s);
+	return n;
+}
+
+long mux_stream_read(struct mux_stream *s, void *data, size_t length)
+{
+	size_t n = bytebuf_read(&s->rx, data, length);
+	if (n > 0) {
+		stream_consumed(s, n);
+		return (long)n;
+	}
+	if (s->error)
+		return s->error;
+	if (s->remote_closed)
+		return 0;
+	if (s->mux->closed)
+		return s->mux->error ? s->mux->error : WH_EMUX_CLOSED;
+	return WH_EWOULDBLOCK;
+}
+
+void mux_stream_kick(struct mux_stream *s)
+{
+	if (!s->finished && !s->stalled && !s->close_sent)
+		ready_push(s);
+}
+
+void mux_stream_consumed(struct mux_stream *s, size_t n)
+{
+	stream_consumed(s, n);
+}
+
+int mux_stream_close_write(struct mux_stream *s)
+{
+	if (s->write_closed || s->finished)
+		return WH_ESTREAM_CLOSED;
+	s->write_closed = true;
+	s->stalled = false; /* a CLOSE needs no credit: let the scheduler look again */
+	ready_push(s);
+	return WH_OK;
+}
+
+int mux_stream_reset(struct mux_stream *s, int error, const char *message)
+{
+	if (s->finished)
+		return WH_ESTREAM_CLOSED;
+	stream_reset(s, error < 0 ? error : WH_ESTREAM_CLOSED, message ? message : "");
+	mux_dispatch(s->mux);
+	return WH_OK;
+}
+
+void mux_stream_release(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	s->released = true;
+	s->handler = NULL;
+	if (!s->write_closed && !s->finished)
+		mux_stream_close_write(s);
+	size_t held = bytebuf_length(&s->rx);
+	bytebuf_consume(&s->rx, held);
+	stream_consumed(s, held);
+	stream_check_free(s);
+	mux_dispatch(mux);
+}
+
+uint32_t mux_stream_id(const struct mux_stream *s) { return s->id; }
+struct mux *mux_stream_mux(const struct mux_stream *s) { return s->mux; }
+const char *mux_stream_service(const struct mux_stream *s) { return s->service; }
+bool mux_stream_is_finished(const struct mux_stream *s) { return s->finished; }
+int mux_stream_error(const struct mux_stream *s) { return s->error; }
+uint32_t mux_stream_remote_code(const struct mux_stream *s) { return s->remote_code; }
+
+const char *mux_stream_remote_message(const struct mux_stream *s)
+{
+	return s->remote_message ? s->remote_message : "";
+}
+
+void mux_stream_get_stats(const struct mux_stream *s, struct mux_stream_stats *stats)
+{
+	*stats = s->stats;
+	stats->recv_window = s->recv_window;
+	stats->send_credit = s->send_credit;
+	stats->held = bytebuf_length(&s->rx);
+}

@@ -1,0 +1,203 @@
+/* The multiplexer: many streams over one connection's bytes, with no I/O of its own. */
+#ifndef WORMHOLE_BROKER_MUX_H
+#define WORMHOLE_BROKER_MUX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "frame.h"
+#include "log.h"
+
+/*
+ * The mux is the protocol engine of one TCP connection (docs/PROTOCOL.md): it consumes bytes
+ * the caller read (mux_input), produces iovecs for the caller to write (mux_output_gather and
+ * mux_output_advance), and runs keep-alive from mux_timer(now). It never touches a socket or
+ * a clock, so every state is testable without one; broker/conn.c drives it from libev.
+ *
+ * Streams carry their bytes through a mux_stream_io: a receive store the mux writes into and
+ * a send source it gathers from. The built-in io keeps both in heap buffers and is used by
+ * mux_stream_read and mux_stream_write; the shared-memory data path plugs rings in instead.
+ *
+ * Error convention: functions return WH_OK / a count, or a negative WH_E* code. After a fatal
+ * error the mux is closed: on_closed fires once, every stream ends with that error.
+ * Threading: a mux and its streams belong to one thread (the broker's loop).
+ */
+
+struct mux;
+struct mux_stream;
+
+/* The seed's MuxConfig and StreamConfig, plus the limits a daemon needs. */
+struct mux_config {
+	uint32_t accept_backlog;     /* streams waiting in mux_accept's queue (256) */
+	uint32_t window_size;        /* initial per-stream window, both directions (256 KiB) */
+	uint32_t max_window_size;    /* receive-window growth ceiling (16 MiB) */
+	uint32_t max_frame_size;     /* DATA split size and receive ceiling (32 KiB) */
+	double keepalive_interval;   /* seconds between PINGs, 0 disables (30) */
+	double keepalive_timeout;    /* seconds to wait for a PONG (10) */
+	bool enable_flow_control;    /* enforce and grant windows (true) */
+	uint32_t max_streams;        /* live streams on this connection (65536) */
+	uint64_t memory_budget;      /* bytes of receive windows this connection may back (4 GiB) */
+	uint32_t send_buffer;        /* built-in io: bytes a stream may queue to send (256 KiB) */
+	uint32_t id;                 /* the connection's id in logs and stats */
+	const struct log_sink *log;  /* NULL: silent */
+};
+
+void mux_config_default(struct mux_config *config);
+
+/* A budget shared by every mux of a broker: bytes of receive windows all streams may back. */
+struct mux_budget {
+	uint64_t limit;
+	uint64_t used;
+};
+
+enum mux_stream_event {
+	MUX_STREAM_READABLE, /* new bytes in the receive store */
+	MUX_STREAM_WRITABLE, /* the send source has room again / credit came back */
+	MUX_STREAM_EOF,      /* the peer sent CLOSE: after the held bytes, end of file */
+	MUX_STREAM_ERROR,    /* the stream ended with an error (mux_stream_error tells which) */
+};
+
+typedef void (*mux_stream_handler)(struct mux_stream *stream, enum mux_stream_event event,
+				   void *user);
+
+/* Where a stream's bytes live. ctx is the io's own; the mux never frees it but calls release
+ * once when the stream is gone. */
+struct mux_stream_io {
+	/* Contiguous room for at most `want` received bytes; 0 when there is none. */
+	size_t (*rx_reserve)(void *ctx, size_t want, uint8_t **span);
+	void (*rx_commit)(void *ctx, size_t n);
+	/* Most bytes the store can ever hold: the window never grows past it. */
+	size_t (*rx_capacity)(void *ctx);
+	/* Up to two spans of bytes to send, starting `offset` bytes in; returns the count. */
+	int (*tx_peek)(void *ctx, size_t offset, struct iovec iov[2]);
+	void (*tx_consume)(void *ctx, size_t n);
+	void (*release)(void *ctx);
+};
+
+struct mux_callbacks {
+	/* A HANDSHAKE arrived for `service` (empty: the default service). Return WH_OK to take
+	 * the stream (set its handler and io now), or WH_ENO_SERVICE, WH_EACCEPT_QUEUE_FULL,
+	 * WH_ELIMIT to refuse it with the matching ERROR. When NULL, streams wait in the
+	 * mux's accept queue (AcceptBacklog) for mux_accept and on_accept_ready fires. */
+	int (*on_incoming)(struct mux *mux, struct mux_stream *stream, const char *service,
+			   void *user);
+	void (*on_accept_ready)(struct mux *mux, void *user);
+	/* Output became pending: the driver should flush soon. */
+	void (*on_want_write)(struct mux *mux, void *user);
+	/* The mux closed (error < 0) or the peer went away cleanly (WH_ECONNECTION_CLOSED). */
+	void (*on_closed)(struct mux *mux, int error, void *user);
+	/* A PONG answered our PING: rtt in seconds. */
+	void (*on_pong)(struct mux *mux, double rtt, void *user);
+};
+
+/* Counters of one connection, by frame type (index = type; 0 counts unknown types). */
+struct mux_stats {
+	uint64_t frames_in[8], frames_out[8];
+	uint64_t bytes_in, bytes_out;           /* wire bytes, headers included */
+	uint64_t data_bytes_in, data_bytes_out; /* DATA payload bytes */
+	uint64_t streams_opened, streams_accepted, streams_refused;
+	uint64_t dropped_frames;                /* for unknown or finished streams */
+	uint64_t malformed_frames;
+	uint64_t errors_sent, errors_received;
+	uint64_t window_stalls;                 /* a stream had data but no credit */
+	uint64_t window_growths;
+	double rtt;                             /* last PING round trip, seconds (0: none yet) */
+};
+
+struct mux_stream_stats {
+	uint64_t bytes_in, bytes_out, frames_in, frames_out, window_stalls;
+	uint32_t recv_window;   /* current receive window */
+	int64_t send_credit;    /* what the peer lets us send now */
+	size_t held;            /* received bytes the app has not consumed */
+};
+
+/* ---- the connection ---------------------------------------------------------------- */
+
+/* client_role: we dialled (odd stream ids). budget may be NULL. Returns NULL on ENOMEM or a
+ * config out of range (window_size 0, max_frame_size above 16 MiB, ...). */
+struct mux *mux_new(bool client_role, const struct mux_config *config, struct mux_budget *budget,
+		    const struct mux_callbacks *callbacks, void *user);
+/* Frees the mux and every stream (owners must not use their streams afterwards). */
+void mux_free(struct mux *mux);
+
+/* Feeds bytes read from the connection. WH_OK, or the fatal error that closed the mux. */
+int mux_input(struct mux *mux, const uint8_t *data, size_t length, double now);
+/* Zero-copy receive: room in the current DATA frame's destination, so the caller may read
+ * payload straight into it; then mux_input_direct_commit with what it read. 0: read into
+ * an ordinary buffer and call mux_input. */
+size_t mux_input_direct_span(struct mux *mux, uint8_t **span);
+int mux_input_direct_commit(struct mux *mux, size_t n, double now);
+/* The peer closed its side of the connection. Always closes the mux. */
+void mux_input_eof(struct mux *mux);
+
+/* Fills at most max_iov entries with the next bytes to write; returns the count (0: none). */
+int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov);
+/* The caller wrote n bytes of what gather returned. */
+void mux_output_advance(struct mux *mux, size_t n);
+bool mux_output_pending(const struct mux *mux);
+
+/* Runs keep-alive at time now (seconds, any monotonic origin). Returns the next time it
+ * wants to be called. */
+double mux_timer(struct mux *mux, double now);
+/* Sends a PING now (a health check); WH_EWOULDBLOCK if one is already outstanding. */
+int mux_ping(struct mux *mux, double now);
+
+/* Closes the connection: ERROR 505 on stream 0 is queued, every stream ends with `reason`. */
+void mux_close(struct mux *mux, int reason);
+bool mux_is_closed(const struct mux *mux);
+/* The error the mux closed with (WH_OK while open). */
+int mux_error(const struct mux *mux);
+uint32_t mux_id(const struct mux *mux);
+bool mux_is_client(const struct mux *mux);
+size_t mux_num_streams(const struct mux *mux);
+const struct mux_stats *mux_stats(const struct mux *mux);
+/* Calls fn for every live stream (fn must not open or free streams). */
+void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg);
+
+/* ---- streams ----------------------------------------------------------------------- */
+
+/* Opens a stream: HANDSHAKE is queued with `service` (NULL or "" = the default service) and
+ * data may be written at once. WH_EMUX_CLOSED, WH_ELIMIT (stream limit or budget),
+ * WH_EINVAL (service longer than 255 bytes or with NUL), WH_ENOMEM. */
+int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out);
+/* The next stream waiting in the accept queue, or NULL. */
+struct mux_stream *mux_accept(struct mux *mux);
+
+void mux_stream_set_handler(struct mux_stream *stream, mux_stream_handler handler, void *user);
+/* Replaces the built-in io (before any byte moved). */
+void mux_stream_set_io(struct mux_stream *stream, const struct mux_stream_io *io, void *ctx);
+
+/* Built-in io. write: bytes queued (> 0), WH_EWOULDBLOCK when the send buffer is full,
+ * WH_ESTREAM_CLOSED after close_write, or the stream's error. read: bytes read (> 0), 0 at
+ * EOF, WH_EWOULDBLOCK when nothing is held yet, or the stream's error. */
+long mux_stream_write(struct mux_stream *stream, const void *data, size_t length);
+long mux_stream_read(struct mux_stream *stream, void *data, size_t length);
+
+/* A custom io's owner: new bytes are in the send source / n received bytes were consumed. */
+void mux_stream_kick(struct mux_stream *stream);
+void mux_stream_consumed(struct mux_stream *stream, size_t n);
+
+/* Half-close: CLOSE follows the queued data. WH_ESTREAM_CLOSED if already closed. */
+int mux_stream_close_write(struct mux_stream *stream);
+/* Ends the stream with ERROR (code from `error`, e.g. WH_ESTREAM_CLOSED -> 499) and message. */
+int mux_stream_reset(struct mux_stream *stream, int error, const char *message);
+/* The owner is done with the stream: it stops reading (later DATA is discarded with its
+ * credit returned), half-closes if it had not, and the mux frees the stream when finished.
+ * The pointer must not be used after this call. */
+void mux_stream_release(struct mux_stream *stream);
+
+uint32_t mux_stream_id(const struct mux_stream *stream);
+struct mux *mux_stream_mux(const struct mux_stream *stream);
+const char *mux_stream_service(const struct mux_stream *stream);
+/* True once both sides closed or an ERROR went either way. */
+bool mux_stream_is_finished(const struct mux_stream *stream);
+/* WH_OK, or the error that ended the stream (WH_EREMOTE etc. for a received ERROR). */
+int mux_stream_error(const struct mux_stream *stream);
+/* For a received ERROR: its wire code and message (NUL-terminated); 0 and "" otherwise. */
+uint32_t mux_stream_remote_code(const struct mux_stream *stream);
+const char *mux_stream_remote_message(const struct mux_stream *stream);
+void mux_stream_get_stats(const struct mux_stream *stream, struct mux_stream_stats *stats);
+
+#endif

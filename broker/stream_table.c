@@ -1,0 +1,123 @@
+/* A hash map from stream id to stream: open addressing, linear probing, backward-shift delete. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include <wormhole/errors.h>
+
+#include "stream_table.h"
+
+#define STREAM_TABLE_INITIAL 64u
+
+/* Fibonacci hashing spreads the sequential ids (1, 3, 5, ...) across the table. */
+static size_t slot_of(const struct stream_table *table, uint32_t id)
+{
+	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & table->mask;
+}
+
+int stream_table_init(struct stream_table *table)
+{
+	table->slots = calloc(STREAM_TABLE_INITIAL, sizeof *table->slots);
+	if (!table->slots)
+		return WH_ENOMEM;
+	table->mask = STREAM_TABLE_INITIAL - 1;
+	table->count = 0;
+	return WH_OK;
+}
+
+void stream_table_free(struct stream_table *table)
+{
+	free(table->slots);
+	table->slots = NULL;
+	table->mask = 0;
+	table->count = 0;
+}
+
+static void place(struct stream_table *table, uint32_t id, void *value)
+{
+	size_t i = slot_of(table, id);
+	while (table->slots[i].id)
+		i = (i + 1) & table->mask;
+	table->slots[i].id = id;
+	table->slots[i].value = value;
+	table->count++;
+}
+
+static int grow(struct stream_table *table)
+{
+	struct stream_table old = *table;
+	size_t capacity = (old.mask + 1) * 2;
+	table->slots = calloc(capacity, sizeof *table->slots);
+	if (!table->slots) {
+		*table = old;
+		return WH_ENOMEM;
+	}
+	table->mask = capacity - 1;
+	table->count = 0;
+	for (size_t i = 0; i <= old.mask; i++)
+		if (old.slots[i].id)
+			place(table, old.slots[i].id, old.slots[i].value);
+	free(old.slots);
+	return WH_OK;
+}
+
+int stream_table_insert(struct stream_table *table, uint32_t id, void *value)
+{
+	if (id == 0 || !value)
+		return WH_EINVAL;
+	if (stream_table_find(table, id))
+		return WH_ESTREAM_ALREADY_EXISTS;
+	if ((table->count + 1) * 4 > (table->mask + 1) * 3) { /* keep the load under 3/4 */
+		int error = grow(table);
+		if (error != WH_OK)
+			return error;
+	}
+	place(table, id, value);
+	return WH_OK;
+}
+
+void *stream_table_find(const struct stream_table *table, uint32_t id)
+{
+	if (id == 0)
+		return NULL;
+	for (size_t i = slot_of(table, id);; i = (i + 1) & table->mask) {
+		if (table->slots[i].id == id)
+			return table->slots[i].value;
+		if (table->slots[i].id == 0)
+			return NULL;
+	}
+}
+
+void *stream_table_remove(struct stream_table *table, uint32_t id)
+{
+	if (id == 0)
+		return NULL;
+	size_t i = slot_of(table, id);
+	while (table->slots[i].id != id) {
+		if (table->slots[i].id == 0)
+			return NULL;
+		i = (i + 1) & table->mask;
+	}
+	void *value = table->slots[i].value;
+	/* Shift later members of the probe run back so lookups never stop at a false hole. */
+	for (size_t j = (i + 1) & table->mask; table->slots[j].id; j = (j + 1) & table->mask) {
+		size_t home = slot_of(table, table->slots[j].id);
+		/* Move j into the hole i unless its home lies cyclically in (i, j]. */
+		if (((j - home) & table->mask) >= ((j - i) & table->mask)) {
+			table->slots[i] = table->slots[j];
+			i = j;
+		}
+	}
+	table->slots[i].id = 0;
+	table->slots[i].value = NULL;
+	table->count--;
+	return value;
+}
+
+void stream_table_each(const struct stream_table *table, void (*fn)(void *value, void *arg),
+		       void *arg)
+{
+	for (size_t i = 0; i <= table->mask; i++)
+		if (table->slots[i].id)
+			fn(table->slots[i].value, arg);
+}

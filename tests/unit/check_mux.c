@@ -1,0 +1,788 @@
+/* Unit tests of the mux: two muxes joined by an in-memory pipe, no sockets, a fake clock. */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mux.h"
+
+/* ---- the in-memory link ------------------------------------------------------------- */
+
+struct link {
+	struct mux *client, *server;
+	double now;
+	unsigned seed;
+	bool partial_writes; /* write a random prefix of what gather offers, as a full socket would */
+	bool cut;            /* stop delivering (a dead peer) */
+	int server_closed, client_closed;
+	int server_close_error, client_close_error;
+};
+
+static uint8_t wire_scratch[4 << 20];
+
+/* Moves one gather's worth of bytes from one mux to the other; returns bytes moved. */
+static size_t pump_once(struct link *link, struct mux *from, struct mux *to)
+{
+	struct iovec iov[64];
+	int n = mux_output_gather(from, iov, 64);
+	size_t total = 0;
+	for (int i = 0; i < n; i++) {
+		memcpy(wire_scratch + total, iov[i].iov_base, iov[i].iov_len);
+		total += iov[i].iov_len;
+	}
+	if (total == 0)
+		return 0;
+	size_t write = total;
+	if (link->partial_writes && total > 1)
+		write = 1 + (size_t)rand_r(&link->seed) % total;
+	mux_output_advance(from, write);
+	if (!link->cut)
+		mux_input(to, wire_scratch, write, link->now);
+	return write;
+}
+
+static void pump(struct link *link)
+{
+	for (int round = 0; round < 100000; round++) {
+		size_t moved = pump_once(link, link->client, link->server);
+		moved += pump_once(link, link->server, link->client);
+		if (moved == 0)
+			return;
+	}
+	ck_abort_msg("pump did not settle");
+}
+
+static void on_closed(struct mux *mux, int error, void *user)
+{
+	struct link *link = user;
+	if (mux == link->server) {
+		link->server_closed++;
+		link->server_close_error = error;
+	} else {
+		link->client_closed++;
+		link->client_close_error = error;
+	}
+}
+
+static const struct mux_callbacks link_callbacks = { .on_closed = on_closed };
+
+static void link_open(struct link *link, const struct mux_config *config)
+{
+	memset(link, 0, sizeof *link);
+	link->seed = 1;
+	link->now = 1000.0;
+	link->client = mux_new(true, config, NULL, &link_callbacks, link);
+	link->server = mux_new(false, config, NULL, &link_callbacks, link);
+	ck_assert_ptr_nonnull(link->client);
+	ck_assert_ptr_nonnull(link->server);
+}
+
+static void link_close(struct link *link)
+{
+	mux_free(link->client);
+	mux_free(link->server);
+}
+
+static struct mux_config test_config(void)
+{
+	struct mux_config config;
+	mux_config_default(&config);
+	config.keepalive_interval = 0; /* tests drive PINGs themselves */
+	return config;
+}
+
+/* ---- the test apps: a checksummed sender and an echo server ------------------------- */
+
+static uint8_t pattern(uint32_t seed, size_t i)
+{
+	return (uint8_t)((seed * 2654435761u) >> 24 ^ (uint32_t)(i * 131u + (i >> 9)));
+}
+
+struct sender {
+	struct mux_stream *stream;
+	uint32_t seed;
+	size_t size, sent, received;
+	bool write_closed, eof, mismatch;
+};
+
+struct echo {
+	struct mux_stream *stream;
+	uint8_t pending[65536];
+	size_t pending_length;
+	bool eof, write_closed;
+};
+
+/* One non-blocking step of a sender: write what fits, then read and check the echo. */
+static bool sender_step(struct sender *c)
+{
+	uint8_t buffer[65536];
+	bool progress = false;
+	while (c->sent < c->size) {
+		size_t n = c->size - c->sent < sizeof buffer ? c->size - c->sent : sizeof buffer;
+		for (size_t i = 0; i < n; i++)
+			buffer[i] = pattern(c->seed, c->sent + i);
+		long wrote = mux_stream_write(c->stream, buffer, n);
+		if (wrote == WH_EWOULDBLOCK)
+			break;
+		ck_assert_int_gt(wrote, 0);
+		c->sent += (size_t)wrote;
+		progress = true;
+	}
+	if (c->sent == c->size && !c->write_closed) {
+		ck_assert_int_eq(mux_stream_close_write(c->stream), WH_OK);
+		c->write_closed = true;
+		progress = true;
+	}
+	for (;;) {
+		long got = mux_stream_read(c->stream, buffer, sizeof buffer);
+		if (got == WH_EWOULDBLOCK)
+			break;
+		if (got == 0) {
+			c->eof = true;
+			break;
+		}
+		ck_assert_int_gt(got, 0);
+		for (long i = 0; i < got; i++)
+			if (buffer[i] != pattern(c->seed, c->received + (size_t)i))
+				c->mismatch = true;
+		c->received += (size_t)got;
+		progress = true;
+	}
+	return progress;
+}
+
+static bool echo_step(struct echo *e)
+{
+	bool progress = false;
+	for (;;) {
+		if (e->pending_length) {
+			long wrote = mux_stream_write(e->stream, e->pending, e->pending_length);
+			if (wrote == WH_EWOULDBLOCK)
+				break;
+			ck_assert_int_gt(wrote, 0);
+			memmove(e->pending, e->pending + wrote, e->pending_length - (size_t)wrote);
+			e->pending_length -= (size_t)wrote;
+			progress = true;
+			continue;
+		}
+		long got = mux_stream_read(e->stream, e->pending, sizeof e->pending);
+		if (got == WH_EWOULDBLOCK)
+			break;
+		if (got == 0) {
+			e->eof = true;
+			break;
+		}
+		ck_assert_int_gt(got, 0);
+		e->pending_length = (size_t)got;
+		progress = true;
+	}
+	if (e->eof && !e->pending_length && !e->write_closed) {
+		ck_assert_int_eq(mux_stream_close_write(e->stream), WH_OK);
+		e->write_closed = true;
+		progress = true;
+	}
+	return progress;
+}
+
+/* Opens n streams, echoes them all, checks every byte; partial writes on the wire. */
+static void run_echo(unsigned n, size_t max_size, bool partial)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = n; /* every HANDSHAKE may arrive before the first accept */
+	struct link link;
+	link_open(&link, &config);
+	link.partial_writes = partial;
+	struct sender *senders = calloc(n, sizeof *senders);
+	struct echo *echoes = calloc(n, sizeof *echoes);
+	unsigned accepted = 0, seed = 42;
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_int_eq(mux_open_stream(link.client, "echo", &senders[i].stream), WH_OK);
+		senders[i].seed = i + 1;
+		senders[i].size = max_size ? (size_t)rand_r(&seed) % max_size : 0;
+	}
+	for (int round = 0; round < 200000; round++) {
+		bool progress = false;
+		for (unsigned i = 0; i < n; i++)
+			progress |= sender_step(&senders[i]);
+		pump(&link);
+		struct mux_stream *s;
+		while ((s = mux_accept(link.server))) {
+			ck_assert_uint_lt(accepted, n);
+			ck_assert_str_eq(mux_stream_service(s), "echo");
+			echoes[accepted++].stream = s;
+			progress = true;
+		}
+		for (unsigned i = 0; i < accepted; i++)
+			progress |= echo_step(&echoes[i]);
+		pump(&link);
+		if (!progress)
+			break;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_msg(senders[i].eof, "stream %u: no EOF (%zu of %zu back)", i,
+			      senders[i].received, senders[i].size);
+		ck_assert_uint_eq(senders[i].received, senders[i].size);
+		ck_assert(!senders[i].mismatch);
+		ck_assert(mux_stream_is_finished(senders[i].stream));
+		ck_assert_int_eq(mux_stream_error(senders[i].stream), WH_OK);
+		mux_stream_release(senders[i].stream);
+		mux_stream_release(echoes[i].stream);
+	}
+	ck_assert_uint_eq(accepted, n);
+	ck_assert_uint_eq(mux_num_streams(link.client), 0);
+	ck_assert_uint_eq(mux_num_streams(link.server), 0);
+	ck_assert_uint_eq(mux_stats(link.server)->malformed_frames, 0);
+	free(senders);
+	free(echoes);
+	link_close(&link);
+}
+
+START_TEST(test_echo_one_large_stream)
+{
+	run_echo(1, 3u << 20, false);
+}
+END_TEST
+
+START_TEST(test_echo_many_streams_partial_writes)
+{
+	run_echo(1000, 20000, true);
+}
+END_TEST
+
+START_TEST(test_echo_empty_streams)
+{
+	run_echo(50, 0, true);
+}
+END_TEST
+
+/* ---- half-close ----------------------------------------------------------------------- */
+
+START_TEST(test_half_close_keeps_other_direction)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c, *s;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_stream_write(c, "request", 7), 7);
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	ck_assert_int_eq(mux_stream_write(c, "x", 1), WH_ESTREAM_CLOSED);
+	ck_assert_int_eq(mux_stream_close_write(c), WH_ESTREAM_CLOSED);
+	pump(&link);
+	s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(mux_stream_service(s), "");
+	char buf[32];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 7); /* all bytes before EOF */
+	ck_assert_mem_eq(buf, "request", 7);
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0);
+	ck_assert(!mux_stream_is_finished(s));
+	/* the server can still answer after the client's CLOSE */
+	ck_assert_int_eq(mux_stream_write(s, "response", 8), 8);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 8);
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), WH_EWOULDBLOCK);
+	ck_assert_int_eq(mux_stream_close_write(s), WH_OK);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 0);
+	ck_assert(mux_stream_is_finished(c));
+	ck_assert(mux_stream_is_finished(s));
+	ck_assert_uint_eq(mux_num_streams(link.client), 0);
+	link_close(&link);
+}
+END_TEST
+
+/* CLOSE waits behind data that has no credit yet, however long. */
+START_TEST(test_close_never_overtakes_data)
+{
+	struct mux_config config = test_config();
+	config.window_size = 1000;
+	config.max_window_size = 1000;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	static uint8_t data[5000];
+	ck_assert_int_eq(mux_stream_write(c, data, sizeof data), 5000);
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	size_t total = 0;
+	uint8_t buf[700];
+	for (int i = 0; i < 100; i++) {
+		long n = mux_stream_read(s, buf, sizeof buf);
+		if (n == 0)
+			break;
+		if (n > 0)
+			total += (size_t)n;
+		pump(&link);
+	}
+	ck_assert_uint_eq(total, 5000);
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0);
+	ck_assert_uint_ge(mux_stats(link.client)->window_stalls, 1);
+	link_close(&link);
+}
+END_TEST
+
+/* ---- errors both ways ------------------------------------------------------------------ */
+
+START_TEST(test_reset_carries_code_and_message)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c, *s;
+	ck_assert_int_eq(mux_open_stream(link.client, "svc", &c), WH_OK);
+	pump(&link);
+	s = mux_accept(link.server);
+	ck_assert_int_eq(mux_stream_reset(s, WH_ETIMEOUT, "took too long"), WH_OK);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(c));
+	ck_assert_int_eq(mux_stream_error(c), WH_ETIMEOUT);
+	ck_assert_uint_eq(mux_stream_remote_code(c), FRAME_ERR_TIMEOUT);
+	ck_assert_str_eq(mux_stream_remote_message(c), "took too long");
+	char buf[4];
+	ck_assert_int_eq(mux_stream_read(c, buf, 4), WH_ETIMEOUT);
+	ck_assert_int_eq(mux_stream_write(c, "x", 1), WH_ETIMEOUT);
+	ck_assert_int_eq(mux_stream_error(s), WH_ETIMEOUT);
+	ck_assert_int_eq(mux_stream_reset(s, WH_ETIMEOUT, "again"), WH_ESTREAM_CLOSED);
+	ck_assert(!mux_is_closed(link.client));
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_accept_backlog)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = 2;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c[3];
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(mux_open_stream(link.client, NULL, &c[i]), WH_OK);
+	pump(&link);
+	ck_assert(!mux_stream_is_finished(c[0]));
+	ck_assert(!mux_stream_is_finished(c[1]));
+	ck_assert(mux_stream_is_finished(c[2]));
+	ck_assert_int_eq(mux_stream_error(c[2]), WH_EACCEPT_QUEUE_FULL);
+	ck_assert_uint_eq(mux_stream_remote_code(c[2]), 503);
+	ck_assert_str_eq(mux_stream_remote_message(c[2]), "accept queue full");
+	ck_assert_uint_eq(mux_stats(link.server)->streams_refused, 1);
+	/* taking one makes room for the next */
+	ck_assert_ptr_nonnull(mux_accept(link.server));
+	struct mux_stream *d;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &d), WH_OK);
+	pump(&link);
+	ck_assert(!mux_stream_is_finished(d));
+	link_close(&link);
+}
+END_TEST
+
+/* Raw frames injected into the server, as a broken or hostile peer would send them. */
+static void inject(struct link *link, const uint8_t *frame, int length)
+{
+	ck_assert_int_gt(length, 0);
+	mux_input(link->server, frame, (size_t)length, link->now);
+}
+
+START_TEST(test_duplicate_handshake_is_a_stream_error)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c, *other;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &other), WH_OK);
+	pump(&link);
+	uint8_t frame[64];
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, mux_stream_id(c), NULL, 0));
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(c), WH_ESTREAM_ALREADY_EXISTS);
+	ck_assert_uint_eq(mux_stream_remote_code(c), 409);
+	ck_assert(!mux_stream_is_finished(other));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_int_eq(mux_stream_write(other, "still fine", 10), 10);
+	pump(&link);
+	mux_accept(link.server);
+	struct mux_stream *s = mux_accept(link.server);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 10);
+	/* a reused id and an id of the server's own parity are refused too */
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 1, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 100, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 3);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_window_violation_is_a_stream_error)
+{
+	struct mux_config config = test_config();
+	config.window_size = 4096;
+	config.max_window_size = 4096;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c, *other;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &other), WH_OK);
+	pump(&link);
+	static uint8_t frame[8192];
+	static uint8_t payload[3000];
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, mux_stream_id(c), payload, 3000));
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, mux_stream_id(c), payload, 3000));
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(c), WH_EFLOW_CONTROL);
+	ck_assert_uint_eq(mux_stream_remote_code(c), 413);
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert(!mux_stream_is_finished(other));
+	/* memory stayed within the window: the excess was never stored */
+	struct mux_stream *s = mux_accept(link.server);
+	struct mux_stream_stats stats;
+	mux_stream_get_stats(s, &stats);
+	ck_assert_uint_le(stats.held, 4096);
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_malformed_frame_ends_one_stream)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c, *other;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &other), WH_OK);
+	pump(&link);
+	uint8_t frame[32];
+	struct frame_header bad = { 1, FRAME_WINDOW_UPDATE, mux_stream_id(c), 2 }; /* short */
+	frame_header_pack(frame, &bad);
+	frame[10] = frame[11] = 0;
+	inject(&link, frame, 12);
+	struct frame_header unknown_type = { 1, 0x33, mux_stream_id(other) + 100, 0 };
+	frame_header_pack(frame, &unknown_type);
+	inject(&link, frame, 10);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(c), WH_EPROTOCOL);
+	ck_assert_uint_eq(mux_stream_remote_code(c), 400);
+	ck_assert_str_eq(mux_stream_remote_message(c), "frame too short");
+	ck_assert(!mux_stream_is_finished(other));
+	ck_assert_uint_eq(mux_stats(link.server)->malformed_frames, 2);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_unknown_stream_frames_are_dropped)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 77, "lost", 4));
+	inject(&link, frame, frame_encode_window_update(frame, sizeof frame, 77, 5));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, 77));
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 3);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_fatal_garbage_closes_connection)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	pump(&link);
+	const char *garbage = "GET / HTTP/1.1\r\n\r\n";
+	ck_assert_int_eq(mux_input(link.server, (const uint8_t *)garbage, strlen(garbage), link.now),
+			 WH_EPAYLOAD_TOO_LARGE);
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(link.server_closed, 1);
+	pump(&link); /* the goodbye reaches the client */
+	struct iovec iov[4];
+	ck_assert_int_eq(mux_output_gather(link.server, iov, 4), 0);
+	link_close(&link);
+}
+END_TEST
+
+/* ---- flow control: a slow reader is bounded and never blocks the others --------------- */
+
+START_TEST(test_slow_reader_bounded_others_flow)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *slow, *fast;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &slow), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &fast), WH_OK);
+	static uint8_t chunk[65536];
+	for (int round = 0; round < 40; round++) {
+		mux_stream_write(slow, chunk, sizeof chunk); /* the server never reads this one */
+		mux_stream_write(fast, chunk, sizeof chunk);
+		pump(&link);
+	}
+	struct mux_stream *s_slow = mux_accept(link.server);
+	struct mux_stream *s_fast = mux_accept(link.server);
+	size_t fast_total = 0;
+	for (int round = 0; round < 200; round++) {
+		long n;
+		while ((n = mux_stream_read(s_fast, chunk, sizeof chunk)) > 0)
+			fast_total += (size_t)n;
+		mux_stream_write(fast, chunk, sizeof chunk);
+		mux_stream_write(slow, chunk, sizeof chunk);
+		pump(&link);
+	}
+	struct mux_stream_stats stats;
+	mux_stream_get_stats(s_slow, &stats);
+	ck_assert_uint_eq(stats.held, config.window_size); /* exactly one window, no more */
+	ck_assert_uint_gt(fast_total, 10u << 20);          /* the other stream kept moving */
+	mux_stream_get_stats(slow, &stats);
+	ck_assert_int_eq(stats.send_credit, 0);
+	ck_assert_uint_ge(stats.window_stalls, 1);
+	link_close(&link);
+}
+END_TEST
+
+/* A released stream discards what arrives but returns credit: the peer's writes finish. */
+START_TEST(test_released_stream_keeps_peer_flowing)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server);
+	mux_stream_release(s); /* also half-closes the server side */
+	static uint8_t chunk[65536];
+	size_t sent = 0;
+	for (int round = 0; round < 100; round++) {
+		long n = mux_stream_write(c, chunk, sizeof chunk);
+		if (n > 0)
+			sent += (size_t)n;
+		pump(&link);
+	}
+	ck_assert_uint_gt(sent, 4u << 20); /* far beyond one window */
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	pump(&link);
+	char buf[4];
+	ck_assert_int_eq(mux_stream_read(c, buf, 4), 0);
+	ck_assert(mux_stream_is_finished(c));
+	ck_assert_uint_eq(mux_num_streams(link.server), 0);
+	link_close(&link);
+}
+END_TEST
+
+/* ---- window growth -------------------------------------------------------------------- */
+
+static void measure_rtt(struct link *link, double rtt)
+{
+	mux_timer(link->server, link->now); /* the first timer call sends the RTT probe */
+	pump_once(link, link->server, link->client);
+	link->now += rtt; /* the PONG takes this long to come back */
+	pump(link);
+}
+
+START_TEST(test_window_grows_when_it_limits)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	measure_rtt(&link, 0.050); /* the PONG came back 50 ms later */
+	ck_assert(mux_stats(link.server)->rtt > 0.049);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	static uint8_t chunk[65536];
+	mux_stream_write(c, chunk, sizeof chunk);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server);
+	/* the reader keeps up within microseconds: the window is the limit */
+	for (int round = 0; round < 2000; round++) {
+		mux_stream_write(c, chunk, sizeof chunk);
+		pump(&link);
+		while (mux_stream_read(s, chunk, sizeof chunk) > 0)
+			;
+		pump(&link);
+	}
+	struct mux_stream_stats stats;
+	mux_stream_get_stats(s, &stats);
+	ck_assert_uint_eq(stats.recv_window, config.max_window_size);
+	ck_assert_uint_ge(mux_stats(link.server)->window_growths, 6);
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_window_growth_respects_budget)
+{
+	struct mux_config config = test_config();
+	struct mux_budget budget = { .limit = 1u << 20, .used = 0 };
+	struct link link;
+	link_open(&link, &config);
+	mux_free(link.server);
+	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	measure_rtt(&link, 0.050);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	static uint8_t chunk[65536];
+	mux_stream_write(c, chunk, sizeof chunk);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server);
+	for (int round = 0; round < 500; round++) {
+		mux_stream_write(c, chunk, sizeof chunk);
+		pump(&link);
+		while (mux_stream_read(s, chunk, sizeof chunk) > 0)
+			;
+		pump(&link);
+	}
+	struct mux_stream_stats stats;
+	mux_stream_get_stats(s, &stats);
+	ck_assert_uint_le(stats.recv_window, 1u << 20);
+	ck_assert_uint_le(budget.used, budget.limit);
+	/* with the budget spent, a new incoming stream is refused with 429 */
+	struct mux_stream *refused;
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(mux_open_stream(link.client, NULL, &refused), WH_OK);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(refused), WH_ELIMIT);
+	ck_assert_uint_eq(mux_stream_remote_code(refused), 429);
+	mux_free(link.server);
+	link.server = NULL;
+	ck_assert_uint_eq(budget.used, 0); /* every reserved byte came back */
+	mux_free(link.client);
+}
+END_TEST
+
+/* ---- keep-alive ----------------------------------------------------------------------- */
+
+START_TEST(test_keepalive_ping_pong_and_timeout)
+{
+	struct mux_config config = test_config();
+	config.keepalive_interval = 30;
+	config.keepalive_timeout = 10;
+	struct link link;
+	link_open(&link, &config);
+	double next = mux_timer(link.client, link.now); /* probe PING */
+	ck_assert(next <= link.now + 10.0 + 1e-9);
+	link.now += 0.002;
+	pump(&link);
+	ck_assert(mux_stats(link.client)->rtt > 0.0019);
+	ck_assert_uint_eq(mux_stats(link.server)->frames_out[FRAME_PONG], 1);
+	ck_assert_int_eq(mux_ping(link.client, link.now), WH_OK);
+	ck_assert_int_eq(mux_ping(link.client, link.now), WH_EWOULDBLOCK);
+	pump(&link);
+	/* now the server stops answering */
+	link.cut = true;
+	link.now += 30;
+	mux_timer(link.client, link.now); /* sends a PING that is never answered */
+	pump(&link);
+	link.now += 9.9;
+	mux_timer(link.client, link.now);
+	ck_assert(!mux_is_closed(link.client));
+	link.now += 0.2;
+	mux_timer(link.client, link.now);
+	ck_assert(mux_is_closed(link.client));
+	ck_assert_int_eq(link.client_close_error, WH_EKEEPALIVE_TIMEOUT);
+	link_close(&link);
+}
+END_TEST
+
+/* ---- scheduling ----------------------------------------------------------------------- */
+
+/* An interactive write waits behind at most one frame of each busy stream. */
+START_TEST(test_round_robin_interactive_not_starved)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *bulk, *interactive;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &interactive), WH_OK);
+	pump(&link);
+	static uint8_t chunk[256 * 1024];
+	ck_assert_int_eq(mux_stream_write(bulk, chunk, sizeof chunk), (long)sizeof chunk);
+	ck_assert_int_eq(mux_stream_write(interactive, "ping", 4), 4);
+	struct iovec iov[64];
+	int n = mux_output_gather(link.client, iov, 64);
+	/* frames: [bulk header, bulk payload] [interactive header, payload] ... */
+	ck_assert_int_ge(n, 4);
+	struct frame_header h;
+	frame_header_unpack(iov[0].iov_base, &h);
+	ck_assert_uint_eq(h.stream_id, mux_stream_id(bulk));
+	ck_assert_uint_eq(h.length, FRAME_DEFAULT_PAYLOAD);
+	frame_header_unpack(iov[2].iov_base, &h);
+	ck_assert_uint_eq(h.stream_id, mux_stream_id(interactive));
+	ck_assert_uint_eq(h.length, 4);
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_limits_and_arguments)
+{
+	struct mux_config config = test_config();
+	config.max_streams = 2;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *s;
+	char long_name[300];
+	memset(long_name, 'n', sizeof long_name - 1);
+	long_name[sizeof long_name - 1] = '\0';
+	ck_assert_int_eq(mux_open_stream(link.client, long_name, &s), WH_EINVAL);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &s), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &s), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &s), WH_ELIMIT);
+	mux_close(link.client, WH_EMUX_CLOSED);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &s), WH_EMUX_CLOSED);
+	struct mux_config bad = config;
+	bad.window_size = 0;
+	ck_assert_ptr_null(mux_new(true, &bad, NULL, NULL, NULL));
+	bad = config;
+	bad.max_frame_size = FRAME_MAX_PAYLOAD + 1;
+	ck_assert_ptr_null(mux_new(true, &bad, NULL, NULL, NULL));
+	link_close(&link);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("mux");
+	TCase *data = tcase_create("data");
+	tcase_set_timeout(data, 120);
+	tcase_add_test(data, test_echo_one_large_stream);
+	tcase_add_test(data, test_echo_many_streams_partial_writes);
+	tcase_add_test(data, test_echo_empty_streams);
+	tcase_add_test(data, test_half_close_keeps_other_direction);
+	tcase_add_test(data, test_close_never_overtakes_data);
+	suite_add_tcase(suite, data);
+
+	TCase *errors = tcase_create("errors");
+	tcase_add_test(errors, test_reset_carries_code_and_message);
+	tcase_add_test(errors, test_accept_backlog);
+	tcase_add_test(errors, test_duplicate_handshake_is_a_stream_error);
+	tcase_add_test(errors, test_window_violation_is_a_stream_error);
+	tcase_add_test(errors, test_malformed_frame_ends_one_stream);
+	tcase_add_test(errors, test_unknown_stream_frames_are_dropped);
+	tcase_add_test(errors, test_fatal_garbage_closes_connection);
+	tcase_add_test(errors, test_limits_and_arguments);
+	suite_add_tcase(suite, errors);
+
+	TCase *flow = tcase_create("flow");
+	tcase_set_timeout(flow, 120);
+	tcase_add_test(flow, test_slow_reader_bounded_others_flow);
+	tcase_add_test(flow, test_released_stream_keeps_peer_flowing);
+	tcase_add_test(flow, test_window_grows_when_it_limits);
+	tcase_add_test(flow, test_window_growth_respects_budget);
+	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
+	tcase_add_test(flow, test_round_robin_interactive_not_starved);
+	suite_add_tcase(suite, flow);
+
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
