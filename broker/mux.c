@@ -1200,6 +1200,16 @@ long mux_stream_read(struct mux_stream *s, void *data, size_t length)
 	return WH_EWOULDBLOCK;
 }
 
+size_t mux_stream_write_room(struct mux_stream *s)
+{
+	if (s->error || s->write_closed || s->finished || s->mux->closed)
+		return 0;
+	size_t room = bytebuf_room(&s->tx);
+	if (room == 0)
+		s->want_writable = true;
+	return room;
+}
+
 void mux_stream_kick(struct mux_stream *s)
 {
 	if (!s->finished && !s->stalled && !s->close_sent)

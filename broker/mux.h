@@ -175,6 +175,10 @@ void mux_stream_set_io(struct mux_stream *stream, const struct mux_stream_io *io
 long mux_stream_write(struct mux_stream *stream, const void *data, size_t length);
 long mux_stream_read(struct mux_stream *stream, void *data, size_t length);
 
+/* Bytes mux_stream_write would take now (built-in io). When 0, a WRITABLE event follows
+ * once there is room again. */
+size_t mux_stream_write_room(struct mux_stream *stream);
+
 /* A custom io's owner: new bytes are in the send source / n received bytes were consumed. */
 void mux_stream_kick(struct mux_stream *stream);
 void mux_stream_consumed(struct mux_stream *stream, size_t n);

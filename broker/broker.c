@@ -1,0 +1,221 @@
+/* The broker: its configuration, its listener for peer brokers, its pools, its services. */
+#include "config.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "services.h"
+
+struct broker_conn {
+	struct broker *broker;
+	struct conn *conn;
+	struct broker_conn *prev, *next;
+};
+
+void broker_config_default(struct broker_config *config)
+{
+	memset(config, 0, sizeof *config);
+	snprintf(config->listen_host, sizeof config->listen_host, "127.0.0.1");
+	snprintf(config->listen_port, sizeof config->listen_port, "7420");
+	snprintf(config->default_service, sizeof config->default_service, "echo");
+	config->memory_budget = 8ull << 30;
+	pool_config_default(&config->pool);
+	config->log.level = LOG_WARN;
+	config->log.out = stderr;
+}
+
+/* Streams a peer opens are routed by service name; empty means the default service. */
+static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
+{
+	struct broker *broker = user;
+	const char *name = service[0] ? service : broker->config.default_service;
+	int error = services_attach(stream, name);
+	log_write(&broker->config.log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
+		  mux_id(mux), mux_stream_id(stream), name, wh_strerror(error));
+	return error;
+}
+
+static int on_incoming_accepted(struct mux *mux, struct mux_stream *stream, const char *service,
+				void *user)
+{
+	return on_incoming(mux, stream, service, ((struct broker_conn *)user)->broker);
+}
+
+static void on_accepted_closed(struct mux *mux, int error, void *user)
+{
+	struct broker_conn *bc = user;
+	struct broker *broker = bc->broker;
+	(void)mux;
+	(void)error;
+	if (bc->prev)
+		bc->prev->next = bc->next;
+	else
+		broker->accepted = bc->next;
+	if (bc->next)
+		bc->next->prev = bc->prev;
+	conn_free(bc->conn);
+	free(bc);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct broker *broker = w->data;
+	(void)revents;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(broker->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_write(&broker->config.log, LOG_WARN, "broker", "accept: %s", strerror(errno));
+			return;
+		}
+		struct broker_conn *bc = calloc(1, sizeof *bc);
+		struct mux_config config = broker->config.pool.mux;
+		config.id = ++broker->next_conn_id;
+		struct mux_callbacks callbacks = {
+			.on_incoming = on_incoming_accepted,
+			.on_closed = on_accepted_closed,
+		};
+		if (bc)
+			bc->conn = conn_new(loop, fd, false, &config, &broker->budget, &callbacks, bc);
+		if (!bc || !bc->conn) {
+			log_write(&broker->config.log, LOG_ERROR, "broker", "out of memory for a connection");
+			close(fd);
+			free(bc);
+			continue;
+		}
+		bc->broker = broker;
+		bc->next = broker->accepted;
+		if (broker->accepted)
+			broker->accepted->prev = bc;
+		broker->accepted = bc;
+		broker->accepted_total++;
+	}
+}
+
+static int listen_on(struct broker *broker)
+{
+	const struct broker_config *c = &broker->config;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *result;
+	int rc = getaddrinfo(c->listen_host, c->listen_port, &hints, &result);
+	if (rc != 0) {
+		log_write(&c->log, LOG_ERROR, "broker", "listen address %s:%s: %s", c->listen_host,
+			  c->listen_port, gai_strerror(rc));
+		return WH_EINVAL;
+	}
+	int fd = socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, result->ai_addr, result->ai_addrlen) < 0 || listen(fd, 512) < 0) {
+		log_write(&c->log, LOG_ERROR, "broker", "listen on %s:%s: %s", c->listen_host,
+			  c->listen_port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(result);
+		return WH_ESYSTEM;
+	}
+	freeaddrinfo(result);
+	broker->listen_fd = fd;
+	ev_io_init(&broker->accept_watcher, on_accept, fd, EV_READ);
+	broker->accept_watcher.data = broker;
+	ev_io_start(broker->loop, &broker->accept_watcher);
+	log_write(&c->log, LOG_INFO, "broker", "listening for peers on %s:%u", c->listen_host,
+		  broker_listen_port(broker));
+	return WH_OK;
+}
+
+static int write_port_file(const struct broker *broker)
+{
+	const char *path = broker->config.port_file;
+	char tmp[4200];
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%u\n", broker_listen_port(broker)) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) != 0) { /* rename: a reader never sees a half-written file */
+		log_write(&broker->config.log, LOG_ERROR, "broker", "port file %s: %s", path, strerror(errno));
+		return WH_ESYSTEM;
+	}
+	return WH_OK;
+}
+
+unsigned broker_listen_port(const struct broker *broker)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	if (broker->listen_fd < 0 || getsockname(broker->listen_fd, (struct sockaddr *)&addr, &len) < 0)
+		return 0;
+	if (addr.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&addr)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
+}
+
+int broker_start(struct broker *broker, struct ev_loop *loop, const struct broker_config *config)
+{
+	memset(broker, 0, sizeof *broker);
+	broker->loop = loop;
+	broker->config = *config;
+	broker->config.pool.mux.log = &broker->config.log;
+	broker->budget.limit = config->memory_budget;
+	broker->listen_fd = -1;
+	if (!services_exists(config->default_service))
+		log_write(&broker->config.log, LOG_WARN, "broker",
+			  "default service %s is not built in: streams without a service are refused",
+			  config->default_service);
+	if (config->listen_host[0]) {
+		int error = listen_on(broker);
+		if (error != WH_OK)
+			return error;
+	}
+	if (config->port_file[0] && write_port_file(broker) != WH_OK)
+		return WH_ESYSTEM;
+	struct pool_callbacks callbacks = { .on_incoming = on_incoming };
+	for (int i = 0; i < config->peer_count; i++) {
+		const struct broker_peer *p = &config->peers[i];
+		broker->pools[i] = pool_new(loop, p->name, p->host, p->port, &broker->config.pool,
+					    &broker->budget, &callbacks, broker);
+		if (!broker->pools[i])
+			return WH_ENOMEM;
+		pool_warmup(broker->pools[i]);
+	}
+	return WH_OK;
+}
+
+static void close_conn(struct conn *conn, void *arg)
+{
+	(void)arg;
+	conn_close(conn, WH_EMUX_CLOSED);
+}
+
+void broker_close_all(struct broker *broker)
+{
+	if (broker->listen_fd >= 0)
+		ev_io_stop(broker->loop, &broker->accept_watcher);
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		close_conn(bc->conn, NULL);
+	for (int i = 0; i < broker->config.peer_count; i++)
+		pool_each_conn(broker->pools[i], close_conn, NULL);
+}
+
+void broker_stop(struct broker *broker)
+{
+	for (int i = 0; i < broker->config.peer_count; i++)
+		pool_free(broker->pools[i]);
+	while (broker->accepted) {
+		struct broker_conn *bc = broker->accepted;
+		broker->accepted = bc->next;
+		conn_free(bc->conn);
+		free(bc);
+	}
+	if (broker->listen_fd >= 0) {
+		ev_io_stop(broker->loop, &broker->accept_watcher);
+		close(broker->listen_fd);
+	}
+}

@@ -1,0 +1,236 @@
+/* wormhole-broker: command line, signals, and the event loop. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#include "broker.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: wormhole-broker [options]\n"
+		"  -l, --listen HOST:PORT      accept peer brokers here (default 127.0.0.1:7420; 'none': off)\n"
+		"  -p, --peer NAME=HOST:PORT   keep a pool of connections to a peer broker (repeatable)\n"
+		"      --port-file PATH        write the listening port here once bound\n"
+		"      --default-service NAME  service for streams that name none (default echo)\n"
+		"      --pool-min N            connections kept per peer (default 1)\n"
+		"      --pool-max N            most connections per peer (default 4)\n"
+		"      --keepalive SECONDS     PING interval, 0 to disable (default 30)\n"
+		"      --keepalive-timeout S   PONG deadline (default 10)\n"
+		"      --health-check SECONDS  pool health-check interval (default 30)\n"
+		"      --idle-time SECONDS     close pool connections idle this long (default 300)\n"
+		"      --window BYTES          initial stream window (default 262144; must match peers)\n"
+		"      --max-window BYTES      receive-window growth limit (default 16777216)\n"
+		"      --budget BYTES          receive-window bytes the broker may back (default 8 GiB)\n"
+		"      --max-streams N         live streams per connection (default 65536)\n"
+		"  -L, --log-level LEVEL       error, warn (default), info or debug; logs go to stderr\n"
+		"  -V, --version               print the version and exit\n"
+		"  -h, --help                  this text\n");
+}
+
+/* Splits "HOST:PORT" (or "[V6]:PORT") in place-safe copies. */
+static int split_host_port(const char *text, char *host, size_t host_len, char *port, size_t port_len)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon || colon == text || !colon[1])
+		return -1;
+	size_t n = (size_t)(colon - text);
+	if (text[0] == '[' && colon[-1] == ']') {
+		text++;
+		n -= 2;
+	}
+	if (n >= host_len || strlen(colon + 1) >= port_len)
+		return -1;
+	memcpy(host, text, n);
+	host[n] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}
+
+static int parse_number(const char *text, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double value = strtod(text, &end);
+	if (errno || end == text || *end || value < min || value > max)
+		return -1;
+	*out = value;
+	return 0;
+}
+
+enum {
+	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
+	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
+	OPT_MAX_STREAMS,
+};
+
+static int parse_numeric_option(int option, const char *arg, struct broker_config *c)
+{
+	double v;
+	struct mux_config *m = &c->pool.mux;
+	switch (option) {
+	case OPT_POOL_MIN: if (parse_number(arg, 0, 1024, &v)) return -1; c->pool.min_size = (unsigned)v; break;
+	case OPT_POOL_MAX: if (parse_number(arg, 1, 1024, &v)) return -1; c->pool.max_size = (unsigned)v; break;
+	case OPT_KEEPALIVE: if (parse_number(arg, 0, 86400, &v)) return -1; m->keepalive_interval = v; break;
+	case OPT_KEEPALIVE_TIMEOUT: if (parse_number(arg, 0.001, 86400, &v)) return -1; m->keepalive_timeout = v; break;
+	case OPT_HEALTH: if (parse_number(arg, 0, 86400, &v)) return -1; c->pool.health_check_interval = v; break;
+	case OPT_IDLE: if (parse_number(arg, 0, 1e9, &v)) return -1; c->pool.max_idle_time = v; break;
+	case OPT_WINDOW: if (parse_number(arg, 1024, 1 << 30, &v)) return -1; m->window_size = (uint32_t)v; break;
+	case OPT_MAX_WINDOW: if (parse_number(arg, 1024, 1 << 30, &v)) return -1; m->max_window_size = (uint32_t)v; break;
+	case OPT_BUDGET: if (parse_number(arg, 1024, 1e15, &v)) return -1; c->memory_budget = (uint64_t)v; break;
+	case OPT_MAX_STREAMS: if (parse_number(arg, 1, 1 << 30, &v)) return -1; m->max_streams = (uint32_t)v; break;
+	default: return -1;
+	}
+	return 0;
+}
+
+static int parse_args(int argc, char **argv, struct broker_config *c)
+{
+	static const struct option options[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "peer", required_argument, NULL, 'p' },
+		{ "port-file", required_argument, NULL, OPT_PORT_FILE },
+		{ "default-service", required_argument, NULL, OPT_DEFAULT_SERVICE },
+		{ "pool-min", required_argument, NULL, OPT_POOL_MIN },
+		{ "pool-max", required_argument, NULL, OPT_POOL_MAX },
+		{ "keepalive", required_argument, NULL, OPT_KEEPALIVE },
+		{ "keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT },
+		{ "health-check", required_argument, NULL, OPT_HEALTH },
+		{ "idle-time", required_argument, NULL, OPT_IDLE },
+		{ "window", required_argument, NULL, OPT_WINDOW },
+		{ "max-window", required_argument, NULL, OPT_MAX_WINDOW },
+		{ "budget", required_argument, NULL, OPT_BUDGET },
+		{ "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
+		{ "log-level", required_argument, NULL, 'L' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int option;
+	while ((option = getopt_long(argc, argv, "l:p:L:Vh", options, NULL)) != -1) {
+		switch (option) {
+		case 'l':
+			if (strcmp(optarg, "none") == 0) {
+				c->listen_host[0] = '\0';
+			} else if (split_host_port(optarg, c->listen_host, sizeof c->listen_host,
+						   c->listen_port, sizeof c->listen_port)) {
+				fprintf(stderr, "wormhole-broker: --listen wants HOST:PORT, not '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		case 'p': {
+			const char *eq = strchr(optarg, '=');
+			struct broker_peer *p = &c->peers[c->peer_count];
+			if (c->peer_count == BROKER_PEERS_MAX || !eq || eq == optarg ||
+			    (size_t)(eq - optarg) >= sizeof p->name ||
+			    split_host_port(eq + 1, p->host, sizeof p->host, p->port, sizeof p->port)) {
+				fprintf(stderr, "wormhole-broker: --peer wants NAME=HOST:PORT, not '%s'\n", optarg);
+				return -1;
+			}
+			memcpy(p->name, optarg, (size_t)(eq - optarg));
+			p->name[eq - optarg] = '\0';
+			c->peer_count++;
+			break;
+		}
+		case OPT_PORT_FILE:
+			snprintf(c->port_file, sizeof c->port_file, "%s", optarg);
+			break;
+		case OPT_DEFAULT_SERVICE:
+			snprintf(c->default_service, sizeof c->default_service, "%s", optarg);
+			break;
+		case 'L': {
+			int level = log_level_parse(optarg);
+			if (level < 0) {
+				fprintf(stderr, "wormhole-broker: unknown log level '%s'\n", optarg);
+				return -1;
+			}
+			c->log.level = (enum log_level)level;
+			break;
+		}
+		case 'V':
+			printf("wormhole-broker %s\n", PACKAGE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			if (option >= OPT_POOL_MIN && parse_numeric_option(option, optarg, c) == 0)
+				break;
+			if (option >= OPT_POOL_MIN)
+				fprintf(stderr, "wormhole-broker: bad value '%s' for --%s\n", optarg,
+					options[option - OPT_PORT_FILE + 2].name);
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "wormhole-broker: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	if (c->pool.mux.max_window_size < c->pool.mux.window_size) {
+		fprintf(stderr, "wormhole-broker: --max-window is below --window\n");
+		return -1;
+	}
+	return 0;
+}
+
+struct shutdown {
+	struct broker *broker;
+	ev_signal sigterm, sigint;
+	ev_timer grace;
+};
+
+static void on_grace_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* Orderly stop: every connection says goodbye (ERROR 505) and gets a moment to flush. */
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct shutdown *s = w->data;
+	(void)revents;
+	log_write(&s->broker->config.log, LOG_INFO, "broker", "signal %d: shutting down", w->signum);
+	ev_signal_stop(loop, &s->sigterm);
+	ev_signal_stop(loop, &s->sigint);
+	broker_close_all(s->broker);
+	ev_timer_init(&s->grace, on_grace_over, 0.2, 0);
+	ev_timer_start(loop, &s->grace);
+}
+
+int main(int argc, char **argv)
+{
+	struct broker_config config;
+	broker_config_default(&config);
+	if (parse_args(argc, argv, &config) < 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN);
+	struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+	if (!loop) {
+		fprintf(stderr, "wormhole-broker: cannot start the event loop\n");
+		return 1;
+	}
+	static struct broker broker;
+	if (broker_start(&broker, loop, &config) != WH_OK) {
+		broker_stop(&broker);
+		return 1;
+	}
+	struct shutdown shutdown = { .broker = &broker };
+	ev_signal_init(&shutdown.sigterm, on_signal, SIGTERM);
+	ev_signal_init(&shutdown.sigint, on_signal, SIGINT);
+	shutdown.sigterm.data = shutdown.sigint.data = &shutdown;
+	ev_signal_start(loop, &shutdown.sigterm);
+	ev_signal_start(loop, &shutdown.sigint);
+	ev_run(loop, 0);
+	broker_stop(&broker);
+	ev_loop_destroy(loop);
+	return 0;
+}

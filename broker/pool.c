@@ -1,0 +1,501 @@
+/* A pool of multiplexed connections to one peer broker: dial, warm up, balance, check, reap. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "resolve.h"
+
+#define POOL_TICK 0.05       /* maintenance period: deadlines, reaping, retries */
+#define DIAL_ADDRESSES_MAX 4 /* addresses of one name tried in turn */
+
+struct pool_conn {
+	struct pool *pool;
+	struct conn *conn; /* NULL while dialling */
+	int fd;
+	struct sockaddr_storage addresses[DIAL_ADDRESSES_MAX];
+	socklen_t address_lengths[DIAL_ADDRESSES_MAX];
+	int address_count, address_next;
+	struct resolve_request *resolving;
+	ev_io connect_watcher;
+	ev_timer connect_timer;
+	double idle_since; /* 0 while it carries streams */
+	bool health_check_pending;
+	struct pool_conn *next;
+};
+
+struct open_request {
+	char *service;
+	pool_open_callback callback;
+	void *user;
+	double deadline;
+	struct open_request *next;
+};
+
+struct pool {
+	struct ev_loop *loop;
+	char *name, *host, *port;
+	struct pool_config config;
+	struct mux_budget *budget;
+	struct pool_callbacks callbacks;
+	void *user;
+	struct pool_conn *conns;
+	unsigned open_count, dialling;
+	struct open_request *waiting_head, *waiting_tail;
+	ev_timer tick;
+	double backoff, retry_at, next_health_check;
+	uint64_t jitter_state;
+	uint32_t next_conn_id;
+	bool closed;
+	struct pool_stats stats;
+};
+
+static void pool_dial(struct pool *pool);
+static void pool_maintain(struct pool *pool);
+
+void pool_config_default(struct pool_config *config)
+{
+	*config = (struct pool_config){
+		.min_size = 1,
+		.max_size = 4,
+		.max_idle_time = 300,
+		.health_check_interval = 30,
+		.connect_timeout = 10,
+		.busy_streams = 128,
+		.backoff_initial = 0.1,
+		.backoff_max = 30,
+	};
+	mux_config_default(&config->mux);
+}
+
+/* splitmix64: jitter only needs to differ between brokers, not to be unpredictable. */
+static double jitter(struct pool *pool)
+{
+	uint64_t z = (pool->jitter_state += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	z ^= z >> 31;
+	return 0.75 + 0.5 * (double)(z >> 11) / (double)(1ull << 53);
+}
+
+/* ---- choosing a connection ------------------------------------------------------------ */
+
+static bool conn_usable(const struct pool_conn *pc)
+{
+	return pc->conn && !mux_is_closed(conn_mux(pc->conn));
+}
+
+static struct pool_conn *least_loaded(const struct pool *pool)
+{
+	struct pool_conn *best = NULL;
+	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		if (conn_usable(pc) && (!best || mux_num_streams(conn_mux(pc->conn)) <
+							 mux_num_streams(conn_mux(best->conn))))
+			best = pc;
+	return best;
+}
+
+struct conn *pool_get(struct pool *pool)
+{
+	if (pool->closed)
+		return NULL;
+	struct pool_conn *best = least_loaded(pool);
+	bool busy = !best || mux_num_streams(conn_mux(best->conn)) >= pool->config.busy_streams;
+	if (busy && pool->dialling == 0 && pool->retry_at == 0 &&
+	    pool->open_count + pool->dialling < pool->config.max_size)
+		pool_dial(pool);
+	return best ? best->conn : NULL;
+}
+
+static void open_on(struct pool *pool, struct conn *conn, const char *service,
+		    pool_open_callback callback, void *user)
+{
+	struct mux_stream *stream;
+	int error = mux_open_stream(conn_mux(conn), service, &stream);
+	if (error == WH_OK)
+		pool->stats.total_streams++;
+	callback(error == WH_OK ? stream : NULL, error, user);
+}
+
+int pool_open_stream(struct pool *pool, const char *service, pool_open_callback callback, void *user)
+{
+	if (pool->closed)
+		return WH_EMUX_CLOSED;
+	struct conn *conn = pool_get(pool);
+	if (conn) {
+		open_on(pool, conn, service, callback, user);
+		return WH_OK;
+	}
+	struct open_request *r = calloc(1, sizeof *r);
+	if (!r || !(r->service = strdup(service ? service : ""))) {
+		free(r);
+		callback(NULL, WH_ENOMEM, user);
+		return WH_OK;
+	}
+	r->callback = callback;
+	r->user = user;
+	r->deadline = ev_now(pool->loop) + pool->config.connect_timeout;
+	if (pool->waiting_tail)
+		pool->waiting_tail->next = r;
+	else
+		pool->waiting_head = r;
+	pool->waiting_tail = r;
+	pool_maintain(pool);
+	return WH_OK;
+}
+
+/* Serves (conn != NULL) or fails (with error) the waiting opens whose turn it is. */
+static void settle_waiting(struct pool *pool, struct conn *conn, int error, double now)
+{
+	struct open_request **link = &pool->waiting_head;
+	pool->waiting_tail = NULL;
+	while (*link) {
+		struct open_request *r = *link;
+		if (conn || error != WH_OK || now >= r->deadline) {
+			*link = r->next;
+			if (conn)
+				open_on(pool, conn, r->service, r->callback, r->user);
+			else
+				r->callback(NULL, error != WH_OK ? error : WH_ETIMEOUT, r->user);
+			free(r->service);
+			free(r);
+			continue;
+		}
+		pool->waiting_tail = r;
+		link = &r->next;
+	}
+}
+
+/* ---- connection lifecycle ------------------------------------------------------------- */
+
+static void pool_conn_unlink(struct pool *pool, struct pool_conn *pc)
+{
+	for (struct pool_conn **link = &pool->conns; *link; link = &(*link)->next)
+		if (*link == pc) {
+			*link = pc->next;
+			break;
+		}
+	ev_io_stop(pool->loop, &pc->connect_watcher);
+	ev_timer_stop(pool->loop, &pc->connect_timer);
+	resolve_cancel(pc->resolving);
+	if (pc->conn)
+		conn_free(pc->conn);
+	else if (pc->fd >= 0)
+		close(pc->fd);
+	free(pc);
+}
+
+static void dial_failed(struct pool_conn *pc, const char *why)
+{
+	struct pool *pool = pc->pool;
+	pool->dialling--;
+	pool->stats.failed_connections++;
+	double delay = pool->backoff * jitter(pool);
+	log_write(pool->config.mux.log, LOG_WARN, "pool", "peer=%s dial %s:%s failed: %s; retry in %.2f s",
+		  pool->name, pool->host, pool->port, why, delay);
+	pool->retry_at = ev_now(pool->loop) + delay;
+	pool->backoff = pool->backoff * 2 < pool->config.backoff_max ? pool->backoff * 2
+								     : pool->config.backoff_max;
+	pool_conn_unlink(pool, pc);
+}
+
+static int cb_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
+{
+	struct pool *pool = ((struct pool_conn *)user)->pool;
+	if (!pool->callbacks.on_incoming)
+		return WH_ENO_SERVICE;
+	return pool->callbacks.on_incoming(mux, stream, service, pool->user);
+}
+
+static void cb_pong(struct mux *mux, double rtt, void *user)
+{
+	(void)mux;
+	(void)rtt;
+	((struct pool_conn *)user)->health_check_pending = false;
+}
+
+static void cb_closed(struct mux *mux, int error, void *user)
+{
+	struct pool_conn *pc = user;
+	struct pool *pool = pc->pool;
+	(void)mux;
+	if (pc->health_check_pending && error == WH_EKEEPALIVE_TIMEOUT) {
+		pool->stats.health_check_failures++;
+		log_write(pool->config.mux.log, LOG_WARN, "pool", "peer=%s conn=%u failed its health check",
+			  pool->name, mux_id(conn_mux(pc->conn)));
+	}
+	pool->open_count--;
+	pool_conn_unlink(pool, pc);
+	pool_maintain(pool);
+}
+
+static void dial_succeeded(struct pool_conn *pc)
+{
+	struct pool *pool = pc->pool;
+	struct mux_config config = pool->config.mux;
+	config.id = ++pool->next_conn_id;
+	struct mux_callbacks callbacks = {
+		.on_incoming = cb_incoming,
+		.on_closed = cb_closed,
+		.on_pong = cb_pong,
+	};
+	ev_io_stop(pool->loop, &pc->connect_watcher);
+	ev_timer_stop(pool->loop, &pc->connect_timer);
+	pool->dialling--;
+	pc->conn = conn_new(pool->loop, pc->fd, true, &config, pool->budget, &callbacks, pc);
+	if (!pc->conn) {
+		pool->dialling++;
+		dial_failed(pc, "out of memory");
+		return;
+	}
+	pc->fd = -1; /* the conn owns it now */
+	pc->idle_since = ev_now(pool->loop);
+	pool->open_count++;
+	pool->stats.total_connections++;
+	pool->backoff = pool->config.backoff_initial;
+	settle_waiting(pool, pc->conn, WH_OK, ev_now(pool->loop));
+}
+
+static void connect_next_address(struct pool_conn *pc);
+
+static void on_connect_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct pool_conn *pc = w->data;
+	int error = 0;
+	socklen_t len = sizeof error;
+	(void)loop;
+	(void)revents;
+	if (getsockopt(pc->fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0)
+		error = errno;
+	if (error == 0) {
+		dial_succeeded(pc);
+		return;
+	}
+	if (pc->address_next < pc->address_count) {
+		connect_next_address(pc);
+		return;
+	}
+	dial_failed(pc, strerror(error));
+}
+
+static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dial_failed(w->data, "connect timeout");
+}
+
+static void connect_next_address(struct pool_conn *pc)
+{
+	struct pool *pool = pc->pool;
+	if (pc->fd >= 0)
+		close(pc->fd);
+	ev_io_stop(pool->loop, &pc->connect_watcher);
+	int i = pc->address_next++;
+	struct sockaddr *addr = (struct sockaddr *)&pc->addresses[i];
+	pc->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (pc->fd < 0) {
+		dial_failed(pc, strerror(errno));
+		return;
+	}
+	if (connect(pc->fd, addr, pc->address_lengths[i]) < 0 && errno != EINPROGRESS) {
+		int error = errno;
+		if (pc->address_next < pc->address_count) {
+			connect_next_address(pc);
+			return;
+		}
+		dial_failed(pc, strerror(error));
+		return;
+	}
+	ev_io_set(&pc->connect_watcher, pc->fd, EV_WRITE);
+	ev_io_start(pool->loop, &pc->connect_watcher);
+}
+
+static void on_resolved(struct addrinfo *result, int gai_error, void *user)
+{
+	struct pool_conn *pc = user;
+	pc->resolving = NULL;
+	if (gai_error) {
+		dial_failed(pc, gai_strerror(gai_error));
+		return;
+	}
+	for (struct addrinfo *ai = result; ai && pc->address_count < DIAL_ADDRESSES_MAX; ai = ai->ai_next) {
+		memcpy(&pc->addresses[pc->address_count], ai->ai_addr, ai->ai_addrlen);
+		pc->address_lengths[pc->address_count++] = ai->ai_addrlen;
+	}
+	if (pc->address_count == 0) {
+		dial_failed(pc, "no address");
+		return;
+	}
+	connect_next_address(pc);
+}
+
+static void pool_dial(struct pool *pool)
+{
+	struct pool_conn *pc = calloc(1, sizeof *pc);
+	if (!pc)
+		return;
+	pc->pool = pool;
+	pc->fd = -1;
+	ev_io_init(&pc->connect_watcher, on_connect_ready, -1, EV_WRITE);
+	ev_timer_init(&pc->connect_timer, on_connect_timeout, pool->config.connect_timeout, 0);
+	pc->connect_watcher.data = pc->connect_timer.data = pc;
+	pc->next = pool->conns;
+	pool->conns = pc;
+	pool->dialling++;
+	/* The timer covers resolution and connect together: one ConnectTimeout per dial. */
+	ev_timer_start(pool->loop, &pc->connect_timer);
+	pc->resolving = resolve_start(pool->loop, pool->host, pool->port, on_resolved, pc);
+	if (!pc->resolving)
+		dial_failed(pc, "out of memory");
+}
+
+/* ---- maintenance ---------------------------------------------------------------------- */
+
+static void pool_maintain(struct pool *pool)
+{
+	if (pool->closed || pool->retry_at != 0 || pool->dialling)
+		return;
+	unsigned want = pool->config.min_size;
+	if (pool->waiting_head && want == 0)
+		want = 1;
+	if (pool->open_count < want && pool->open_count < pool->config.max_size)
+		pool_dial(pool);
+}
+
+static void reap_and_check(struct pool *pool, double now)
+{
+	bool check = pool->config.health_check_interval > 0 && now >= pool->next_health_check;
+	if (check)
+		pool->next_health_check = now + pool->config.health_check_interval;
+	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next) {
+		if (!conn_usable(pc))
+			continue;
+		struct mux *mux = conn_mux(pc->conn);
+		if (mux_num_streams(mux) > 0)
+			pc->idle_since = 0;
+		else if (pc->idle_since == 0)
+			pc->idle_since = now;
+		if (pc->idle_since && now - pc->idle_since >= pool->config.max_idle_time &&
+		    pool->open_count > pool->config.min_size) {
+			log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s conn=%u idle: closing",
+				  pool->name, mux_id(mux));
+			pc->idle_since = 0;
+			conn_close(pc->conn, WH_EMUX_CLOSED);
+			continue; /* cb_closed unlinks it from the loop, later */
+		}
+		if (check && conn_ping(pc->conn) == WH_OK)
+			pc->health_check_pending = true;
+	}
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool *pool = w->data;
+	double now = ev_now(loop);
+	(void)revents;
+	settle_waiting(pool, NULL, WH_OK, now);
+	reap_and_check(pool, now);
+	if (pool->retry_at && now >= pool->retry_at)
+		pool->retry_at = 0;
+	pool_maintain(pool);
+}
+
+struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, const char *port,
+		      const struct pool_config *config, struct mux_budget *budget,
+		      const struct pool_callbacks *callbacks, void *user)
+{
+	struct pool *pool = calloc(1, sizeof *pool);
+	if (!pool)
+		return NULL;
+	pool->name = strdup(name);
+	pool->host = strdup(host);
+	pool->port = strdup(port);
+	if (!pool->name || !pool->host || !pool->port) {
+		free(pool->name);
+		free(pool->host);
+		free(pool->port);
+		free(pool);
+		return NULL;
+	}
+	pool->loop = loop;
+	pool->config = *config;
+	if (pool->config.max_size == 0)
+		pool->config.max_size = 1;
+	pool->budget = budget;
+	if (callbacks)
+		pool->callbacks = *callbacks;
+	pool->user = user;
+	pool->backoff = config->backoff_initial;
+	pool->jitter_state = (uint64_t)(uintptr_t)pool ^ (uint64_t)(ev_time() * 1e6) ^ (uint64_t)getpid();
+	pool->next_health_check = ev_now(loop) + config->health_check_interval;
+	ev_timer_init(&pool->tick, on_tick, POOL_TICK, POOL_TICK);
+	pool->tick.data = pool;
+	ev_timer_start(loop, &pool->tick);
+	return pool;
+}
+
+void pool_free(struct pool *pool)
+{
+	if (!pool)
+		return;
+	pool->closed = true;
+	ev_timer_stop(pool->loop, &pool->tick);
+	settle_waiting(pool, NULL, WH_EMUX_CLOSED, ev_now(pool->loop));
+	while (pool->conns)
+		pool_conn_unlink(pool, pool->conns);
+	free(pool->name);
+	free(pool->host);
+	free(pool->port);
+	free(pool);
+}
+
+int pool_warmup(struct pool *pool)
+{
+	if (pool->closed)
+		return WH_EMUX_CLOSED;
+	while (pool->open_count + pool->dialling < pool->config.min_size)
+		pool_dial(pool);
+	return WH_OK;
+}
+
+size_t pool_len(const struct pool *pool)
+{
+	return pool->open_count;
+}
+
+void pool_get_stats(const struct pool *pool, struct pool_stats *stats)
+{
+	*stats = pool->stats;
+	stats->active_connections = stats->idle_connections = 0;
+	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next) {
+		if (!conn_usable(pc))
+			continue;
+		if (mux_num_streams(conn_mux(pc->conn)))
+			stats->active_connections++;
+		else
+			stats->idle_connections++;
+	}
+}
+
+const char *pool_name(const struct pool *pool)
+{
+	return pool->name;
+}
+
+void pool_each_conn(const struct pool *pool, void (*fn)(struct conn *, void *), void *arg)
+{
+	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		if (pc->conn)
+			fn(pc->conn, arg);
+}
+
+bool pool_is_closed(const struct pool *pool)
+{
+	return pool->closed;
+}

@@ -1,0 +1,70 @@
+/* A pool of multiplexed connections to one peer broker: dial, warm up, balance, check, reap. */
+#ifndef WORMHOLE_BROKER_POOL_H
+#define WORMHOLE_BROKER_POOL_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "mux.h"
+
+/* The seed's PoolConfig, plus the knobs its behaviour needs that it leaves implicit. */
+struct pool_config {
+	unsigned min_size;              /* connections kept open, dialled by warmup (1) */
+	unsigned max_size;              /* most connections to this peer (4) */
+	double max_idle_time;           /* a connection above min_size with no stream this long closes (300 s) */
+	double health_check_interval;   /* PING every connection this often; no PONG: replace (30 s) */
+	double connect_timeout;         /* one dial, and one open waiting for a connection (10 s) */
+	unsigned busy_streams;          /* a connection with this many streams is busy: dial another (128) */
+	double backoff_initial;         /* first retry delay after a failed dial (0.1 s) */
+	double backoff_max;             /* the delay doubles up to this (30 s), with +-25 % jitter */
+	struct mux_config mux;
+};
+
+void pool_config_default(struct pool_config *config);
+
+/* The seed's PoolStats. */
+struct pool_stats {
+	int64_t total_connections;   /* dials that succeeded */
+	int64_t active_connections;  /* open connections carrying at least one stream */
+	int64_t idle_connections;    /* open connections with no stream */
+	int64_t total_streams;       /* streams opened through the pool */
+	int64_t failed_connections;  /* dials that failed or timed out */
+	int64_t health_check_failures;
+};
+
+struct pool;
+
+/* Streams the peer opens on our dialled connections go to on_incoming, as on any mux. */
+struct pool_callbacks {
+	int (*on_incoming)(struct mux *mux, struct mux_stream *stream, const char *service, void *user);
+};
+
+/* Result of pool_open_stream: a stream (error WH_OK) or why there is none. */
+typedef void (*pool_open_callback)(struct mux_stream *stream, int error, void *user);
+
+/* name: the peer's name in logs. host and port are resolved off the loop. NULL on ENOMEM. */
+struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, const char *port,
+		      const struct pool_config *config, struct mux_budget *budget,
+		      const struct pool_callbacks *callbacks, void *user);
+/* Closes every connection, fails every waiting open with WH_EMUX_CLOSED, frees the pool. */
+void pool_free(struct pool *pool);
+
+/* Dials until min_size connections are open or dialling. WH_OK, or WH_EMUX_CLOSED. */
+int pool_warmup(struct pool *pool);
+/* The least-loaded open connection, dialling another when all are busy and the pool is below
+ * max_size; NULL while none is open yet (a dial is then under way). */
+struct conn *pool_get(struct pool *pool);
+/* Opens a stream on the least-loaded connection. The callback runs once: at once when a
+ * connection is open, else when one opens or after connect_timeout (WH_ETIMEOUT). Returns
+ * WH_OK (the callback will run) or WH_EMUX_CLOSED (pool closed; the callback will not run). */
+int pool_open_stream(struct pool *pool, const char *service, pool_open_callback callback, void *user);
+/* Connections open now (not counting dials in progress). */
+size_t pool_len(const struct pool *pool);
+void pool_get_stats(const struct pool *pool, struct pool_stats *stats);
+const char *pool_name(const struct pool *pool);
+/* Calls fn for each open connection. */
+void pool_each_conn(const struct pool *pool, void (*fn)(struct conn *, void *), void *arg);
+bool pool_is_closed(const struct pool *pool);
+
+#endif

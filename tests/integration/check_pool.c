@@ -1,0 +1,252 @@
+/* Integration tests of the connection pool against real broker processes over loopback TCP. */
+#include "config.h"
+
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "harness.h"
+#include "pool.h"
+
+struct pool_goal {
+	struct pool *pool;
+	size_t len;
+	int64_t failures;
+};
+
+static bool pool_len_is(void *arg)
+{
+	struct pool_goal *g = arg;
+	return pool_len(g->pool) == g->len;
+}
+
+static bool health_failures_reached(void *arg)
+{
+	struct pool_goal *g = arg;
+	struct pool_stats stats;
+	pool_get_stats(g->pool, &stats);
+	return stats.health_check_failures >= g->failures;
+}
+
+struct opened {
+	struct mux_stream *stream;
+	int error;
+	bool done;
+};
+
+static void on_opened(struct mux_stream *stream, int error, void *user)
+{
+	struct opened *o = user;
+	o->stream = stream;
+	o->error = error;
+	o->done = true;
+}
+
+static bool opened_done(void *arg)
+{
+	return ((struct opened *)arg)->done;
+}
+
+static struct opened open_wait(struct ev_loop *loop, struct pool *pool, double timeout)
+{
+	struct opened o = { 0 };
+	ck_assert_int_eq(pool_open_stream(pool, "echo", on_opened, &o), WH_OK);
+	ck_assert(run_until(loop, opened_done, &o, timeout));
+	return o;
+}
+
+static struct pool *pool_to(struct ev_loop *loop, unsigned port, const struct pool_config *config)
+{
+	char p[16];
+	snprintf(p, sizeof p, "%u", port);
+	return pool_new(loop, "peer", "127.0.0.1", p, config, NULL, NULL, NULL);
+}
+
+static struct pool_config test_pool_config(void)
+{
+	struct pool_config config;
+	pool_config_default(&config);
+	config.mux.keepalive_interval = 0;
+	config.connect_timeout = 2;
+	return config;
+}
+
+static bool counter_at_least(void *arg)
+{
+	int *counter = arg;
+	return counter[0] >= counter[1];
+}
+
+/* One checked echo through the pool proves it works end to end. */
+static void echo_once(struct ev_loop *loop, struct pool *pool)
+{
+	struct opened o = open_wait(loop, pool, 5);
+	ck_assert_int_eq(o.error, WH_OK);
+	struct test_sender sender;
+	int done[2] = { 0, 1 };
+	test_sender_start(&sender, o.stream, 9, 100000, &done[0]);
+	ck_assert(run_until(loop, counter_at_least, done, 10));
+	ck_assert(test_sender_ok(&sender));
+}
+
+START_TEST(test_warmup_reaches_min_size)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct pool_config config = test_pool_config();
+	config.min_size = 3;
+	config.max_size = 5;
+	struct pool *pool = pool_to(loop, broker.port, &config);
+	ck_assert_int_eq(pool_warmup(pool), WH_OK);
+	struct pool_goal goal = { pool, 3, 0 };
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	run_for(loop, 0.2); /* and no more than that */
+	ck_assert_uint_eq(pool_len(pool), 3);
+	struct pool_stats stats;
+	pool_get_stats(pool, &stats);
+	ck_assert_int_eq(stats.total_connections, 3);
+	ck_assert_int_eq(stats.idle_connections, 3);
+	ck_assert_int_eq(stats.failed_connections, 0);
+	echo_once(loop, pool);
+	pool_free(pool);
+	ev_loop_destroy(loop);
+	process_stop(&broker, SIGTERM);
+}
+END_TEST
+
+START_TEST(test_grows_to_max_when_busy_then_reaps_idle)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct pool_config config = test_pool_config();
+	config.min_size = 1;
+	config.max_size = 3;
+	config.busy_streams = 2;
+	config.max_idle_time = 0.3;
+	struct pool *pool = pool_to(loop, broker.port, &config);
+	struct mux_stream *streams[12];
+	for (int i = 0; i < 12; i++) {
+		struct opened o = open_wait(loop, pool, 5);
+		ck_assert_int_eq(o.error, WH_OK);
+		streams[i] = o.stream;
+		run_for(loop, 0.02); /* a dial started by a busy pool gets its turn */
+	}
+	struct pool_goal goal = { pool, 3, 0 };
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	ck_assert_uint_eq(pool_len(pool), 3); /* never above max_size */
+	struct pool_stats stats;
+	pool_get_stats(pool, &stats);
+	ck_assert_int_eq(stats.total_streams, 12);
+	ck_assert_int_eq(stats.active_connections, 3);
+	/* end every stream: the pool shrinks back to min_size after max_idle_time */
+	for (int i = 0; i < 12; i++) {
+		mux_stream_close_write(streams[i]);
+		mux_stream_release(streams[i]);
+	}
+	goal.len = 1;
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	run_for(loop, 0.5);
+	ck_assert_uint_eq(pool_len(pool), 1); /* min_size stays */
+	echo_once(loop, pool);
+	pool_free(pool);
+	ev_loop_destroy(loop);
+	process_stop(&broker, SIGTERM);
+}
+END_TEST
+
+START_TEST(test_health_check_failure_replaces_connection)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct pool_config config = test_pool_config();
+	config.health_check_interval = 0.2;
+	config.mux.keepalive_timeout = 0.4;
+	config.backoff_max = 0.2;
+	struct pool *pool = pool_to(loop, broker.port, &config);
+	pool_warmup(pool);
+	struct pool_goal goal = { pool, 1, 1 };
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	run_for(loop, 0.5); /* healthy checks pass */
+	struct pool_stats stats;
+	pool_get_stats(pool, &stats);
+	ck_assert_int_eq(stats.health_check_failures, 0);
+	kill(broker.pid, SIGSTOP);
+	ck_assert(run_until(loop, health_failures_reached, &goal, 5));
+	kill(broker.pid, SIGCONT);
+	/* replaced: a working connection again */
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	echo_once(loop, pool);
+	pool_get_stats(pool, &stats);
+	ck_assert_int_ge(stats.total_connections, 2);
+	pool_free(pool);
+	ev_loop_destroy(loop);
+	process_stop(&broker, SIGTERM);
+}
+END_TEST
+
+START_TEST(test_dial_failures_back_off_then_recover)
+{
+	/* learn a free port from a broker, then stop it: dials there are refused */
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	unsigned port = broker.port;
+	process_stop(&broker, SIGTERM);
+
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct pool_config config = test_pool_config();
+	config.backoff_initial = 0.05;
+	config.backoff_max = 0.4;
+	config.connect_timeout = 0.5;
+	struct pool *pool = pool_to(loop, port, &config);
+	pool_warmup(pool);
+	run_for(loop, 1.0);
+	struct pool_stats stats;
+	pool_get_stats(pool, &stats);
+	/* without back-off it would retry every 50 ms tick (~20 times) */
+	ck_assert_int_ge(stats.failed_connections, 3);
+	ck_assert_int_le(stats.failed_connections, 8);
+	ck_assert_uint_eq(pool_len(pool), 0);
+	struct opened o = open_wait(loop, pool, 2);
+	ck_assert_int_eq(o.error, WH_ETIMEOUT);
+
+	char listen[64];
+	snprintf(listen, sizeof listen, "127.0.0.1:%u", port);
+	const char *args[] = { "--listen", listen, NULL };
+	ck_assert(broker_spawn(&broker, args));
+	struct pool_goal goal = { pool, 1, 0 };
+	ck_assert(run_until(loop, pool_len_is, &goal, 5));
+	echo_once(loop, pool);
+	pool_free(pool);
+	ev_loop_destroy(loop);
+	process_stop(&broker, SIGTERM);
+}
+END_TEST
+
+static Suite *pool_suite(void)
+{
+	Suite *suite = suite_create("pool");
+	TCase *tc = tcase_create("pool");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_warmup_reaches_min_size);
+	tcase_add_test(tc, test_grows_to_max_when_busy_then_reaps_idle);
+	tcase_add_test(tc, test_health_check_failure_replaces_connection);
+	tcase_add_test(tc, test_dial_failures_back_off_then_recover);
+	suite_add_tcase(suite, tc);
+	return suite;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	SRunner *runner = srunner_create(pool_suite());
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,22 @@
+/* A checksummed sender over a mux stream, driven by stream events: the tests' app. */
+#ifndef WORMHOLE_TESTS_CLIENT_H
+#define WORMHOLE_TESTS_CLIENT_H
+
+#include "mux.h"
+
+struct test_sender {
+	struct mux_stream *stream;
+	unsigned seed;
+	size_t size, sent, received;
+	bool write_closed, eof, mismatch, released;
+	int error;
+	int *done_counter; /* incremented once when the stream ended (EOF or error) */
+};
+
+/* Takes the stream: writes `size` pattern bytes, half-closes, checks the echo up to EOF. */
+void test_sender_start(struct test_sender *sender, struct mux_stream *stream, unsigned seed,
+		       size_t size, int *done_counter);
+/* True if every byte came back intact and the stream ended without error. */
+bool test_sender_ok(const struct test_sender *sender);
+
+#endif

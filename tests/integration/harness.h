@@ -1,0 +1,44 @@
+/* Integration-test helpers: real processes, temporary directories, bounded waits. */
+#ifndef WORMHOLE_TESTS_HARNESS_H
+#define WORMHOLE_TESTS_HARNESS_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct process {
+	pid_t pid;
+	unsigned port;        /* from the port file, once up */
+	char dir[256];        /* its temporary directory */
+	char port_file[300];
+	char log_file[300];
+};
+
+/* A fresh temporary directory (removed by harness_cleanup_dir). */
+void harness_tempdir(char *out, size_t len);
+void harness_cleanup_dir(const char *dir);
+
+/* Starts the built wormhole-broker listening on an ephemeral loopback port with extra
+ * arguments (NULL-terminated), and waits (bounded) until it has written its port file. */
+bool broker_spawn(struct process *p, const char *const *extra_args);
+/* Starts tests/refpeer with arguments; if port_file is set, waits for the port like above. */
+bool refpeer_spawn(struct process *p, const char *const *args, bool wait_port);
+/* Sends signal and waits for exit (bounded). Returns the exit status, or -1. */
+int process_stop(struct process *p, int signal);
+/* Waits (bounded) for the process to exit by itself; returns its exit status or -1. */
+int process_wait(struct process *p, double timeout);
+/* Dumps the process log to stderr (for failing tests). */
+void process_dump_log(const struct process *p);
+
+/* Runs the loop until predicate(arg) is true or timeout seconds pass; returns the predicate. */
+bool run_until(struct ev_loop *loop, bool (*predicate)(void *), void *arg, double timeout);
+/* Runs the loop for a fixed time (for "nothing happens" checks, never as a wait). */
+void run_for(struct ev_loop *loop, double seconds);
+
+/* A byte pattern by stream seed and offset, for checksummed transfers. */
+static inline unsigned char harness_pattern(unsigned seed, size_t i)
+{
+	return (unsigned char)((seed * 2654435761u) >> 24 ^ (unsigned)(i * 131u + (i >> 9)));
+}
+
+#endif
