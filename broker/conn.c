@@ -16,6 +16,7 @@
 #define READ_BUFFER_SIZE (64u * 1024u)
 #define READS_PER_WAKEUP 16 /* then let other connections run */
 #define WRITE_IOV 64
+#define NOTSENT_LOWAT (128 * 1024)
 
 struct conn {
 	struct ev_loop *loop;
@@ -68,16 +69,13 @@ static void conn_flush(struct conn *conn)
 {
 	if (conn->fd_closed)
 		return;
-	for (int round = 0; round < 64; round++) {
+	for (;;) {
 		struct iovec iov[WRITE_IOV];
 		int n = mux_output_gather(conn->mux, iov, WRITE_IOV);
 		if (n <= 0) {
 			ev_io_stop(conn->loop, &conn->write_watcher);
 			return;
 		}
-		size_t total = 0;
-		for (int i = 0; i < n; i++)
-			total += iov[i].iov_len;
 		ssize_t written = writev(conn->fd, iov, n);
 		if (written < 0 && errno == EINTR)
 			continue;
@@ -91,10 +89,14 @@ static void conn_flush(struct conn *conn)
 			return;
 		}
 		mux_output_advance(conn->mux, (size_t)written);
-		if ((size_t)written < total)
-			break; /* the socket is full: wait until it drains */
+		/* One batch, then wait for the socket to drain below the low-water mark: more now
+		 * would only queue in the kernel, where nothing can overtake it. */
+		break;
 	}
-	ev_io_start(conn->loop, &conn->write_watcher);
+	if (mux_output_pending(conn->mux))
+		ev_io_start(conn->loop, &conn->write_watcher);
+	else
+		ev_io_stop(conn->loop, &conn->write_watcher);
 }
 
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -242,6 +244,11 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	/* Keep the kernel's unsent queue short, so that frames wait in our scheduler (where an
+	 * interactive stream can overtake a bulk one) rather than behind megabytes of queued
+	 * bulk data in the socket: the socket reports writable only below this mark. */
+	int lowat = NOTSENT_LOWAT;
+	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof addr;
 	if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
