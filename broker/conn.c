@@ -206,7 +206,8 @@ static void cb_closed(struct mux *mux, int error, void *user)
 	struct conn *conn = user;
 	(void)mux;
 	conn->close_error = error;
-	log_write(conn->log, error == WH_ECONNECTION_CLOSED ? LOG_INFO : LOG_WARN, "conn",
+	bool orderly = error == WH_ECONNECTION_CLOSED || error == WH_EMUX_CLOSED;
+	log_write(conn->log, orderly ? LOG_INFO : LOG_WARN, "conn",
 		  "conn=%u to %s closed: %s", mux_id(conn->mux), conn->remote, wh_strerror(error));
 	ev_idle_start(conn->loop, &conn->closed_watcher);
 }

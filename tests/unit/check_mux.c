@@ -328,13 +328,22 @@ END_TEST
 
 /* ---- errors both ways ------------------------------------------------------------------ */
 
+static void count_error_events(struct mux_stream *stream, enum mux_stream_event event, void *user)
+{
+	(void)stream;
+	if (event == MUX_STREAM_ERROR)
+		(*(int *)user)++;
+}
+
 START_TEST(test_reset_carries_code_and_message)
 {
 	struct mux_config config = test_config();
 	struct link link;
 	link_open(&link, &config);
 	struct mux_stream *c, *s;
+	int error_events = 0;
 	ck_assert_int_eq(mux_open_stream(link.client, "svc", &c), WH_OK);
+	mux_stream_set_handler(c, count_error_events, &error_events);
 	pump(&link);
 	s = mux_accept(link.server);
 	ck_assert_int_eq(mux_stream_reset(s, WH_ETIMEOUT, "took too long"), WH_OK);
@@ -343,6 +352,7 @@ START_TEST(test_reset_carries_code_and_message)
 	ck_assert_int_eq(mux_stream_error(c), WH_ETIMEOUT);
 	ck_assert_uint_eq(mux_stream_remote_code(c), FRAME_ERR_TIMEOUT);
 	ck_assert_str_eq(mux_stream_remote_message(c), "took too long");
+	ck_assert_int_eq(error_events, 1); /* a waiting writer or reader is woken */
 	char buf[4];
 	ck_assert_int_eq(mux_stream_read(c, buf, 4), WH_ETIMEOUT);
 	ck_assert_int_eq(mux_stream_write(c, "x", 1), WH_ETIMEOUT);
@@ -721,6 +731,41 @@ START_TEST(test_round_robin_interactive_not_starved)
 }
 END_TEST
 
+/* A stream's HANDSHAKE always precedes its first DATA on the wire (one ordered queue). */
+START_TEST(test_handshake_precedes_data)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	for (int i = 0; i < 50; i++) {
+		struct mux_stream *c;
+		ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+		ck_assert_int_eq(mux_stream_write(c, "early", 5), 5);
+	}
+	link.partial_writes = true;
+	pump(&link); /* any DATA before its HANDSHAKE would be dropped as unknown */
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
+	ck_assert_uint_eq(mux_stats(link.server)->data_bytes_in, 250);
+	link_close(&link);
+}
+END_TEST
+
+/* Control answers are queued however long the peer leaves them unread, never dropped. */
+START_TEST(test_control_frames_never_dropped)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[32];
+	for (uint32_t id = 1; id <= 2000; id++)
+		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
+	pump(&link);
+	ck_assert_uint_eq(mux_stats(link.server)->frames_out[FRAME_PONG], 2000);
+	ck_assert_uint_eq(mux_stats(link.client)->frames_in[FRAME_PONG], 2000);
+	link_close(&link);
+}
+END_TEST
+
 START_TEST(test_limits_and_arguments)
 {
 	struct mux_config config = test_config();
@@ -778,6 +823,8 @@ int main(void)
 	tcase_add_test(flow, test_window_growth_respects_budget);
 	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
 	tcase_add_test(flow, test_round_robin_interactive_not_starved);
+	tcase_add_test(flow, test_handshake_precedes_data);
+	tcase_add_test(flow, test_control_frames_never_dropped);
 	suite_add_tcase(suite, flow);
 
 	SRunner *runner = srunner_create(suite);
