@@ -359,6 +359,17 @@ START_TEST(test_reset_carries_code_and_message)
 	ck_assert_int_eq(mux_stream_error(s), WH_ETIMEOUT);
 	ck_assert_int_eq(mux_stream_reset(s, WH_ETIMEOUT, "again"), WH_ESTREAM_CLOSED);
 	ck_assert(!mux_is_closed(link.client));
+
+	/* and the other way: the opener aborts, the acceptor learns it */
+	struct mux_stream *c2;
+	ck_assert_int_eq(mux_open_stream(link.client, "svc", &c2), WH_OK);
+	pump(&link);
+	struct mux_stream *s2 = mux_accept(link.server);
+	ck_assert_int_eq(mux_stream_reset(c2, WH_ESTREAM_CLOSED, "app aborted"), WH_OK);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(s2), WH_EREMOTE); /* 499 has no local equivalent */
+	ck_assert_uint_eq(mux_stream_remote_code(s2), FRAME_ERR_CANCELLED);
+	ck_assert_str_eq(mux_stream_remote_message(s2), "app aborted");
 	link_close(&link);
 }
 END_TEST
