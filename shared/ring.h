@@ -1,0 +1,158 @@
+/* Single-producer single-consumer byte rings in a shared-memory segment, one per direction. */
+#ifndef WORMHOLE_SHARED_RING_H
+#define WORMHOLE_SHARED_RING_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <wormhole/errors.h>
+
+/*
+ * A stream's segment (one memfd, sealed against resizing) holds a header and two rings:
+ *
+ *   offset 0      struct ring_segment: magic, version, capacity, two ring_ctl, error message
+ *   RING_DATA_OFFSET            data of ring 0 (capacity bytes)
+ *   RING_DATA_OFFSET+capacity   data of ring 1 (capacity bytes)
+ *
+ * The layout is ABI between broker and library: every offset is pinned below; bump
+ * RING_LAYOUT_VERSION if any of it changes.
+ *
+ * Positions are monotonic 64-bit byte counts (head: produced, tail: consumed); the index in
+ * the data area is position & (capacity - 1). Each side keeps its own position privately and
+ * only *reads* the other side's from shared memory, checking it (it never goes backwards,
+ * tail never passes head, head never runs more than capacity ahead of tail). The other side
+ * may be a hostile or dying process: a failed check is WH_ERING_CORRUPT, never a wild access.
+ *
+ * Who signals when (no lost wake-ups). A consumer that finds the ring empty and wants to
+ * sleep: (1) sets consumer_waiting, (2) full fence, (3) looks at head again, and sleeps only
+ * if still empty. A producer: (a) stores head, (b) full fence, (c) reads consumer_waiting and,
+ * if set, clears it and wakes the consumer. With both fences, either (3) sees (a) or (c) sees
+ * (1), so a commit is never missed; a producer that finds nobody waiting saves the system
+ * call. The same protocol, mirrored, wakes a producer waiting for space (producer_waiting).
+ * The wake itself (an eventfd) is the caller's: this module does no I/O.
+ */
+
+#define RING_MAGIC 0x57485247u /* "WHRG" */
+#define RING_LAYOUT_VERSION 1u
+#define RING_CACHE_LINE 64u
+#define RING_MESSAGE_MAX 256u
+#define RING_DATA_OFFSET 4096u
+#define RING_MIN_CAPACITY 4096u
+#define RING_MAX_CAPACITY (64u << 20)
+
+enum ring_end_state {
+	RING_OPEN = 0,
+	RING_CLOSED = 1, /* orderly: producer wrote everything / consumer stopped reading */
+	RING_FAILED = 2, /* with an error code (a WH_E* value) */
+};
+
+/* One direction. Each field is written by one side only (named), on its own cache line. */
+struct ring_ctl {
+	_Alignas(RING_CACHE_LINE) _Atomic uint64_t head; /* producer */
+	_Alignas(RING_CACHE_LINE) _Atomic uint64_t tail; /* consumer */
+	_Alignas(RING_CACHE_LINE) _Atomic uint32_t consumer_waiting; /* set: consumer; cleared: producer */
+	_Atomic uint32_t producer_waiting;                           /* set: producer; cleared: consumer */
+	_Atomic uint32_t producer_state;                             /* producer: enum ring_end_state */
+	_Atomic int32_t producer_error;                              /* producer */
+	_Atomic uint32_t consumer_state;                             /* consumer */
+	_Atomic int32_t consumer_error;                              /* consumer */
+};
+
+struct ring_segment {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t header_size;
+	uint32_t capacity;      /* bytes per ring, a power of two */
+	uint32_t reserved;
+	uint64_t stream_handle; /* the broker's id for this stream */
+	_Alignas(RING_CACHE_LINE) struct ring_ctl rings[2];
+	_Alignas(RING_CACHE_LINE) char error_message[RING_MESSAGE_MAX]; /* written by the broker */
+};
+
+_Static_assert(sizeof(_Atomic uint64_t) == 8 && ATOMIC_LLONG_LOCK_FREE == 2,
+	       "ring positions must be lock-free 64-bit atomics to work across processes");
+_Static_assert(offsetof(struct ring_ctl, head) == 0, "ring_ctl.head");
+_Static_assert(offsetof(struct ring_ctl, tail) == 64, "ring_ctl.tail");
+_Static_assert(offsetof(struct ring_ctl, consumer_waiting) == 128, "ring_ctl flags");
+_Static_assert(offsetof(struct ring_ctl, consumer_error) == 148, "ring_ctl.consumer_error");
+_Static_assert(sizeof(struct ring_ctl) == 192, "ring_ctl size");
+_Static_assert(offsetof(struct ring_segment, capacity) == 8, "ring_segment.capacity");
+_Static_assert(offsetof(struct ring_segment, stream_handle) == 16, "ring_segment.stream_handle");
+_Static_assert(offsetof(struct ring_segment, rings) == 64, "ring_segment.rings");
+_Static_assert(offsetof(struct ring_segment, error_message) == 448, "ring_segment.error_message");
+_Static_assert(sizeof(struct ring_segment) <= RING_DATA_OFFSET, "header fits before the data");
+
+/* Bytes a segment with rings of this capacity occupies. */
+static inline size_t ring_segment_size(uint32_t capacity)
+{
+	return RING_DATA_OFFSET + 2 * (size_t)capacity;
+}
+
+/* Writes a fresh header into zeroed memory of ring_segment_size(capacity) bytes.
+ * WH_EINVAL for a capacity that is not a power of two within limits. */
+int ring_segment_init(void *memory, size_t size, uint32_t capacity, uint64_t stream_handle);
+/* Checks a mapped segment's header against its size before any use. WH_OK, or
+ * WH_ERING_CORRUPT (bad magic, version, capacity, or size mismatch). */
+int ring_segment_check(const void *memory, size_t size);
+
+/* One side's handle on one ring. Fields are private to ring.c. */
+struct ring_producer {
+	struct ring_ctl *ctl;
+	uint8_t *data;
+	uint32_t capacity;
+	uint64_t head;      /* ours: trusted */
+	uint64_t tail_seen; /* theirs: last value that passed the checks */
+};
+
+struct ring_consumer {
+	struct ring_ctl *ctl;
+	uint8_t *data;
+	uint32_t capacity;
+	uint64_t tail;
+	uint64_t head_seen;
+};
+
+/* Attach to ring `index` (0 or 1) of a checked segment. capacity comes from a trusted
+ * source (the creator's own record, never re-read from memory the peer can write).
+ * Positions start at what is there (zero in a new segment). */
+void ring_producer_attach(struct ring_producer *p, void *segment, uint32_t capacity, unsigned index);
+void ring_consumer_attach(struct ring_consumer *c, void *segment, uint32_t capacity, unsigned index);
+
+/* Free space as up to two spans (iov, count in *spans). Returns the free byte count, or
+ * WH_ERING_CORRUPT when the consumer's tail is impossible. */
+long ring_producer_reserve(struct ring_producer *p, struct iovec iov[2], int *spans);
+/* Makes n reserved bytes visible. n must not exceed what reserve reported. */
+void ring_producer_commit(struct ring_producer *p, size_t n);
+/* Copies in as much as fits; returns bytes written or WH_ERING_CORRUPT. */
+long ring_producer_write(struct ring_producer *p, const void *src, size_t n);
+/* After commit: true if the consumer sleeps and must be woken (the flag is cleared). */
+bool ring_producer_wake_needed(struct ring_producer *p);
+/* Before sleeping for space: announce it; then reserve again, sleep only if still full. */
+void ring_producer_prepare_wait(struct ring_producer *p);
+/* No more data (error WH_OK: orderly EOF after the bytes), or the stream failed. */
+void ring_producer_close(struct ring_producer *p, int error);
+/* The consumer's state: RING_OPEN, RING_CLOSED (stopped reading) or RING_FAILED (*error). */
+enum ring_end_state ring_producer_peer_state(const struct ring_producer *p, int *error);
+/* Bytes committed but not yet consumed (checked like reserve). */
+long ring_producer_pending(struct ring_producer *p);
+
+/* Held bytes as up to two spans. Returns the byte count, or WH_ERING_CORRUPT when the
+ * producer's head is impossible. */
+long ring_consumer_peek(struct ring_consumer *c, struct iovec iov[2], int *spans);
+void ring_consumer_consume(struct ring_consumer *c, size_t n);
+/* Copies out and consumes up to n bytes; returns bytes read or WH_ERING_CORRUPT. */
+long ring_consumer_read(struct ring_consumer *c, void *dst, size_t n);
+/* After consume: true if the producer sleeps waiting for space (the flag is cleared). */
+bool ring_consumer_wake_needed(struct ring_consumer *c);
+void ring_consumer_prepare_wait(struct ring_consumer *c);
+/* Stop reading (WH_OK) or fail the stream from the reading side. */
+void ring_consumer_close(struct ring_consumer *c, int error);
+/* The producer's state: RING_OPEN, RING_CLOSED (EOF once drained) or RING_FAILED (*error). */
+enum ring_end_state ring_consumer_peer_state(const struct ring_consumer *c, int *error);
+/* Total bytes consumed so far (our own, trusted). */
+static inline uint64_t ring_consumer_position(const struct ring_consumer *c) { return c->tail; }
+
+#endif
