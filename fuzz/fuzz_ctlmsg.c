@@ -1,0 +1,21 @@
+/* Fuzz target: any packet decodes to an error or to a message that re-encodes identically. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlmsg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct ctl_msg msg;
+	if (ctl_decode(data, size, &msg) != WH_OK)
+		return 0;
+	uint8_t out[CTL_MESSAGE_MAX];
+	int n = ctl_encode(out, sizeof out, &msg);
+	if (n < 0 || (size_t)n != size || memcmp(out, data, size) != 0)
+		abort();
+	return 0;
+}

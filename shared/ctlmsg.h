@@ -1,0 +1,68 @@
+/* The attach protocol between apps and the broker: messages on a SOCK_SEQPACKET Unix socket. */
+#ifndef WORMHOLE_SHARED_CTLMSG_H
+#define WORMHOLE_SHARED_CTLMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wormhole/errors.h>
+
+/*
+ * One message per packet: an 8-byte header, then the type's fields in order. Integers are
+ * little-endian (both ends share a host); strings are a u8 length and 0..255 bytes without
+ * NUL. Messages that hand over a stream carry file descriptors (SCM_RIGHTS) beside the bytes:
+ * the stream's segment (memfd) and the two eventfds. docs/ATTACH.md is the specification.
+ *
+ *   header: [version u8 = CTL_VERSION][type u8][reserved u16 = 0][request id u32]
+ *
+ * Bump CTL_VERSION if any of these change. Codec only: no I/O, no allocation.
+ */
+
+#define CTL_VERSION 1u
+#define CTL_HEADER_SIZE 8u
+#define CTL_STRING_MAX 255u
+#define CTL_MESSAGE_MAX 1024u /* every encoded message fits */
+#define CTL_CLIENT_ID_SIZE 16u
+#define CTL_STREAM_FDS 3u     /* segment memfd, eventfd the app waits on, eventfd the broker waits on */
+
+enum ctl_type {
+	/* app -> broker */
+	CTL_HELLO = 1,    /* version, pid */
+	CTL_OPEN = 2,     /* peer, service: answered by OPENED or RESULT */
+	CTL_LISTEN = 3,   /* service: answered by RESULT */
+	CTL_UNLISTEN = 4, /* service: answered by RESULT */
+	CTL_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
+	/* broker -> app */
+	CTL_WELCOME = 32,  /* version, client id, limits */
+	CTL_OPENED = 33,   /* handle, capacity, tx ring, + 3 fds */
+	CTL_INCOMING = 34, /* handle, capacity, tx ring, service, peer, + 3 fds */
+	CTL_RESULT = 35,   /* error (WH_OK or WH_E*), message */
+};
+
+struct ctl_msg {
+	enum ctl_type type;
+	uint32_t request_id;  /* chosen by the app; answers carry it back (0 in INCOMING) */
+	uint32_t version;     /* HELLO, WELCOME */
+	uint32_t pid;         /* HELLO: informative only, the broker trusts SO_PEERCRED */
+	uint8_t client_id[CTL_CLIENT_ID_SIZE]; /* WELCOME */
+	uint32_t max_streams; /* WELCOME */
+	uint32_t ring_capacity; /* WELCOME, OPENED, INCOMING */
+	uint64_t handle;      /* OPENED, INCOMING, RELEASE */
+	uint8_t tx_ring;      /* OPENED, INCOMING: the ring the app writes (0 or 1) */
+	int32_t error;        /* RESULT */
+	char peer[CTL_STRING_MAX + 1];    /* OPEN, INCOMING ("local" for same-host) */
+	char service[CTL_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
+	char message[CTL_STRING_MAX + 1]; /* RESULT */
+};
+
+/* Bytes written (> 0), or WH_EINVAL (unknown type, string too long or with NUL, bad
+ * tx_ring) / WH_EBUFFER_TOO_SMALL. */
+int ctl_encode(uint8_t *out, size_t cap, const struct ctl_msg *msg);
+/* WH_OK, or WH_EPROTOCOL for anything malformed: short or long packet, wrong version,
+ * unknown type, bad string, bad field value. msg is fully written (zeroed first). */
+int ctl_decode(const uint8_t *in, size_t length, struct ctl_msg *msg);
+/* How many fds travel with a message of this type (0 or CTL_STREAM_FDS). */
+unsigned ctl_fd_count(enum ctl_type type);
+const char *ctl_type_name(unsigned type);
+
+#endif

@@ -1,0 +1,148 @@
+/* Unit tests of the attach-protocol codec: round trips, exact bytes, every malformation. */
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlmsg.h"
+
+static struct ctl_msg roundtrip(const struct ctl_msg *in)
+{
+	uint8_t buf[CTL_MESSAGE_MAX];
+	int n = ctl_encode(buf, sizeof buf, in);
+	ck_assert_int_gt(n, 0);
+	struct ctl_msg out;
+	ck_assert_int_eq(ctl_decode(buf, (size_t)n, &out), WH_OK);
+	/* every strictly shorter packet is malformed */
+	for (int cut = 0; cut < n; cut++) {
+		struct ctl_msg scratch;
+		ck_assert_int_eq(ctl_decode(buf, (size_t)cut, &scratch), WH_EPROTOCOL);
+	}
+	/* and so is one byte too many */
+	buf[n] = 0;
+	struct ctl_msg scratch;
+	ck_assert_int_eq(ctl_decode(buf, (size_t)n + 1, &scratch), WH_EPROTOCOL);
+	return out;
+}
+
+START_TEST(test_roundtrip_every_type)
+{
+	struct ctl_msg m = { .type = CTL_HELLO, .request_id = 7, .version = CTL_VERSION, .pid = 1234 };
+	struct ctl_msg r = roundtrip(&m);
+	ck_assert_int_eq(r.type, CTL_HELLO);
+	ck_assert_uint_eq(r.request_id, 7);
+	ck_assert_uint_eq(r.pid, 1234);
+
+	m = (struct ctl_msg){ .type = CTL_OPEN, .request_id = 9 };
+	strcpy(m.peer, "b");
+	strcpy(m.service, "echo");
+	r = roundtrip(&m);
+	ck_assert_str_eq(r.peer, "b");
+	ck_assert_str_eq(r.service, "echo");
+
+	m = (struct ctl_msg){ .type = CTL_LISTEN };
+	strcpy(m.service, "svc");
+	ck_assert_str_eq(roundtrip(&m).service, "svc");
+	m.type = CTL_UNLISTEN;
+	ck_assert_str_eq(roundtrip(&m).service, "svc");
+
+	m = (struct ctl_msg){ .type = CTL_RELEASE, .handle = 0x1122334455667788ull };
+	ck_assert_uint_eq(roundtrip(&m).handle, 0x1122334455667788ull);
+
+	m = (struct ctl_msg){ .type = CTL_WELCOME, .version = 1, .max_streams = 10000,
+			      .ring_capacity = 1 << 18 };
+	memset(m.client_id, 0xAB, sizeof m.client_id);
+	r = roundtrip(&m);
+	ck_assert_mem_eq(r.client_id, m.client_id, sizeof m.client_id);
+	ck_assert_uint_eq(r.max_streams, 10000);
+
+	m = (struct ctl_msg){ .type = CTL_OPENED, .request_id = 3, .handle = 5, .ring_capacity = 4096,
+			      .tx_ring = 1 };
+	r = roundtrip(&m);
+	ck_assert_uint_eq(r.tx_ring, 1);
+	ck_assert_uint_eq(ctl_fd_count(CTL_OPENED), 3);
+
+	m = (struct ctl_msg){ .type = CTL_INCOMING, .handle = 6, .ring_capacity = 8192 };
+	strcpy(m.service, "echo");
+	strcpy(m.peer, "local");
+	r = roundtrip(&m);
+	ck_assert_str_eq(r.peer, "local");
+	ck_assert_uint_eq(ctl_fd_count(CTL_INCOMING), 3);
+
+	m = (struct ctl_msg){ .type = CTL_RESULT, .request_id = 4, .error = WH_ENO_SERVICE };
+	strcpy(m.message, "no listener");
+	r = roundtrip(&m);
+	ck_assert_int_eq(r.error, WH_ENO_SERVICE);
+	ck_assert_str_eq(r.message, "no listener");
+	ck_assert_uint_eq(ctl_fd_count(CTL_RESULT), 0);
+}
+END_TEST
+
+START_TEST(test_exact_bytes)
+{
+	struct ctl_msg m = { .type = CTL_LISTEN, .request_id = 0x01020304 };
+	strcpy(m.service, "ab");
+	uint8_t buf[64];
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), 11);
+	const uint8_t expected[] = { 1, 3, 0, 0, 4, 3, 2, 1, 2, 'a', 'b' };
+	ck_assert_mem_eq(buf, expected, sizeof expected);
+}
+END_TEST
+
+START_TEST(test_encode_errors)
+{
+	uint8_t buf[CTL_MESSAGE_MAX];
+	struct ctl_msg m = { .type = CTL_OPEN };
+	memset(m.service, 'x', CTL_STRING_MAX + 1); /* 256 bytes, no terminator within the limit */
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), WH_EINVAL);
+	m = (struct ctl_msg){ .type = (enum ctl_type)99 };
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), WH_EINVAL);
+	m = (struct ctl_msg){ .type = CTL_OPENED, .tx_ring = 2 };
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), WH_EINVAL);
+	m = (struct ctl_msg){ .type = CTL_OPEN };
+	strcpy(m.service, "service");
+	ck_assert_int_eq(ctl_encode(buf, 8, &m), WH_EBUFFER_TOO_SMALL);
+	ck_assert_int_eq(ctl_encode(buf, 10, &m), WH_EBUFFER_TOO_SMALL);
+	ck_assert_int_eq(ctl_encode(NULL, 10, &m), WH_EINVAL);
+}
+END_TEST
+
+START_TEST(test_decode_malformed)
+{
+	struct ctl_msg m;
+	uint8_t bad_version[] = { 2, CTL_HELLO, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	ck_assert_int_eq(ctl_decode(bad_version, sizeof bad_version, &m), WH_EPROTOCOL);
+	uint8_t bad_type[] = { 1, 77, 0, 0, 0, 0, 0, 0 };
+	ck_assert_int_eq(ctl_decode(bad_type, sizeof bad_type, &m), WH_EPROTOCOL);
+	uint8_t reserved[] = { 1, CTL_LISTEN, 1, 0, 0, 0, 0, 0, 0 };
+	ck_assert_int_eq(ctl_decode(reserved, sizeof reserved, &m), WH_EPROTOCOL);
+	uint8_t nul_in_string[] = { 1, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' };
+	ck_assert_int_eq(ctl_decode(nul_in_string, sizeof nul_in_string, &m), WH_EPROTOCOL);
+	uint8_t string_past_end[] = { 1, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' };
+	ck_assert_int_eq(ctl_decode(string_past_end, sizeof string_past_end, &m), WH_EPROTOCOL);
+	uint8_t bad_ring[] = { 1, CTL_OPENED, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 2 };
+	ck_assert_int_eq(ctl_decode(bad_ring, sizeof bad_ring, &m), WH_EPROTOCOL);
+	ck_assert_int_eq(ctl_decode(NULL, 8, &m), WH_EPROTOCOL);
+	static uint8_t huge[CTL_MESSAGE_MAX + 1];
+	ck_assert_int_eq(ctl_decode(huge, sizeof huge, &m), WH_EPROTOCOL);
+	ck_assert_str_eq(ctl_type_name(CTL_WELCOME), "WELCOME");
+	ck_assert_str_eq(ctl_type_name(0), "UNKNOWN");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("ctlmsg");
+	TCase *tc = tcase_create("codec");
+	tcase_add_test(tc, test_roundtrip_every_type);
+	tcase_add_test(tc, test_exact_bytes);
+	tcase_add_test(tc, test_encode_errors);
+	tcase_add_test(tc, test_decode_malformed);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
