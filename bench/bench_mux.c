@@ -312,7 +312,7 @@ int main(int argc, char **argv)
 	pid_t broker = fork();
 	if (broker == 0) {
 		execl(broker_path, broker_path, "--listen", "127.0.0.1:0", "--port-file", port_file,
-		      "--keepalive", "0", (char *)NULL);
+		      "--keepalive", "0", "--socket", "none", (char *)NULL);
 		_exit(127);
 	}
 	unsigned broker_port = 0;

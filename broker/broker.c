@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -26,17 +28,24 @@ void broker_config_default(struct broker_config *config)
 	snprintf(config->listen_port, sizeof config->listen_port, "7420");
 	snprintf(config->default_service, sizeof config->default_service, "echo");
 	config->memory_budget = 8ull << 30;
+	snprintf(config->apps.socket_path, sizeof config->apps.socket_path, "/run/wormhole/broker.sock");
+	config->apps.socket_mode = 0660;
+	config->apps.ring_capacity = 256u * 1024u;
+	config->apps.max_streams = 16384;
 	pool_config_default(&config->pool);
 	config->log.level = LOG_WARN;
 	config->log.out = stderr;
 }
 
-/* Streams a peer opens are routed by service name; empty means the default service. */
+/* Streams a peer opens are routed by service name (empty: the default service): to the app
+ * listening on it, else to a built-in service. */
 static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
 {
 	struct broker *broker = user;
 	const char *name = service[0] ? service : broker->config.default_service;
-	int error = services_attach(stream, name);
+	int error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
+	if (error == WH_ENO_SERVICE)
+		error = services_attach(stream, name);
 	log_write(&broker->config.log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
 		  mux_id(mux), mux_stream_id(stream), name, wh_strerror(error));
 	return error;
@@ -157,6 +166,39 @@ unsigned broker_listen_port(const struct broker *broker)
 	return ntohs(((struct sockaddr_in6 *)&addr)->sin6_port);
 }
 
+static struct pool *find_pool(void *ctx, const char *name)
+{
+	struct broker *broker = ctx;
+	for (int i = 0; i < broker->config.peer_count; i++)
+		if (strcmp(broker->config.peers[i].name, name) == 0)
+			return broker->pools[i];
+	return NULL;
+}
+
+/* Each app stream costs two descriptors on each side: allow as many as the system lets us. */
+static void raise_fd_limit(const struct log_sink *log)
+{
+	struct rlimit limit;
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+			log_write(log, LOG_WARN, "broker", "cannot raise the descriptor limit: %s",
+				  strerror(errno));
+	}
+}
+
+/* The socket's directory, created if missing (e.g. /run/wormhole under a fresh /run). */
+static void make_socket_dir(const char *path)
+{
+	char dir[sizeof ((struct broker_config *)0)->apps.socket_path];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755);
+	}
+}
+
 int broker_start(struct broker *broker, struct ev_loop *loop, const struct broker_config *config)
 {
 	memset(broker, 0, sizeof *broker);
@@ -173,6 +215,15 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 		int error = listen_on(broker);
 		if (error != WH_OK)
 			return error;
+	}
+	raise_fd_limit(&broker->config.log);
+	if (config->apps.socket_path[0]) {
+		snprintf(broker->config.apps.default_service, sizeof broker->config.apps.default_service,
+			 "%s", config->default_service);
+		make_socket_dir(config->apps.socket_path);
+		broker->apps = apps_start(loop, &broker->config.apps, &broker->config.log, find_pool, broker);
+		if (!broker->apps)
+			return WH_ESYSTEM;
 	}
 	if (config->port_file[0] && write_port_file(broker) != WH_OK)
 		return WH_ESYSTEM;
@@ -206,6 +257,7 @@ void broker_close_all(struct broker *broker)
 
 void broker_stop(struct broker *broker)
 {
+	/* Connections first: their streams let go of the apps' segments, then the apps go. */
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
 	while (broker->accepted) {
@@ -214,6 +266,8 @@ void broker_stop(struct broker *broker)
 		conn_free(bc->conn);
 		free(bc);
 	}
+	apps_stop(broker->apps);
+	broker->apps = NULL;
 	if (broker->listen_fd >= 0) {
 		ev_io_stop(broker->loop, &broker->accept_watcher);
 		close(broker->listen_fd);

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 
+#include "apps.h"
 #include "conn.h"
 #include "log.h"
 #include "pool.h"
@@ -23,12 +24,14 @@ struct broker_config {
 	char default_service[256];
 	uint64_t memory_budget; /* receive-window bytes all connections together may back */
 	struct pool_config pool; /* for dialled peers; its mux config serves accepted ones too */
+	struct apps_config apps; /* socket_path empty: no app socket */
 	struct broker_peer peers[BROKER_PEERS_MAX];
 	int peer_count;
 	struct log_sink log;
 };
 
-/* The built-in defaults: listen on 127.0.0.1:7420, default service echo, no peers. */
+/* The built-in defaults: peers on 127.0.0.1:7420, apps on /run/wormhole/broker.sock,
+ * default service echo, no peers. */
 void broker_config_default(struct broker_config *config);
 
 struct broker_conn;
@@ -41,6 +44,7 @@ struct broker {
 	ev_io accept_watcher;
 	struct broker_conn *accepted;
 	struct pool *pools[BROKER_PEERS_MAX];
+	struct apps *apps;
 	uint32_t next_conn_id;
 	uint64_t accepted_total;
 };

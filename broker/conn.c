@@ -288,6 +288,7 @@ void conn_free(struct conn *conn)
 }
 
 struct mux *conn_mux(const struct conn *conn) { return conn->mux; }
+struct conn *conn_from_mux(const struct mux *mux) { return mux_user(mux); }
 void *conn_user(const struct conn *conn) { return conn->user; }
 const char *conn_local_addr(const struct conn *conn) { return conn->local; }
 const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }

@@ -18,6 +18,10 @@ static void usage(FILE *out)
 		"  -l, --listen HOST:PORT      accept peer brokers here (default 127.0.0.1:7420; 'none': off)\n"
 		"  -p, --peer NAME=HOST:PORT   keep a pool of connections to a peer broker (repeatable)\n"
 		"      --port-file PATH        write the listening port here once bound\n"
+		"  -s, --socket PATH           apps attach here (default /run/wormhole/broker.sock; 'none': off)\n"
+		"      --socket-mode MODE      permission bits of the socket, octal (default 0660)\n"
+		"      --ring-size BYTES       shared-memory ring per stream direction (default 262144)\n"
+		"      --app-max-streams N     streams one app may hold (default 16384)\n"
 		"      --default-service NAME  service for streams that name none (default echo)\n"
 		"      --pool-min N            connections kept per peer (default 1)\n"
 		"      --pool-max N            most connections per peer (default 4)\n"
@@ -67,7 +71,7 @@ static int parse_number(const char *text, double min, double max, double *out)
 enum {
 	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
 	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
-	OPT_MAX_STREAMS,
+	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS,
 };
 
 static int parse_numeric_option(int option, const char *arg, struct broker_config *c)
@@ -85,6 +89,20 @@ static int parse_numeric_option(int option, const char *arg, struct broker_confi
 	case OPT_MAX_WINDOW: if (parse_number(arg, 1024, 1 << 30, &v)) return -1; m->max_window_size = (uint32_t)v; break;
 	case OPT_BUDGET: if (parse_number(arg, 1024, 1e15, &v)) return -1; c->memory_budget = (uint64_t)v; break;
 	case OPT_MAX_STREAMS: if (parse_number(arg, 1, 1 << 30, &v)) return -1; m->max_streams = (uint32_t)v; break;
+	case OPT_RING_SIZE:
+		if (parse_number(arg, 4096, 64 << 20, &v) || ((uint32_t)v & ((uint32_t)v - 1)))
+			return -1; /* a power of two */
+		c->apps.ring_capacity = (uint32_t)v;
+		break;
+	case OPT_APP_MAX_STREAMS: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.max_streams = (uint32_t)v; break;
+	case OPT_SOCKET_MODE: {
+		char *end;
+		unsigned long mode = strtoul(arg, &end, 8);
+		if (*end || end == arg || mode > 0777)
+			return -1;
+		c->apps.socket_mode = (unsigned)mode;
+		break;
+	}
 	default: return -1;
 	}
 	return 0;
@@ -107,13 +125,17 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 		{ "max-window", required_argument, NULL, OPT_MAX_WINDOW },
 		{ "budget", required_argument, NULL, OPT_BUDGET },
 		{ "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+		{ "ring-size", required_argument, NULL, OPT_RING_SIZE },
+		{ "app-max-streams", required_argument, NULL, OPT_APP_MAX_STREAMS },
+		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int option;
-	while ((option = getopt_long(argc, argv, "l:p:L:Vh", options, NULL)) != -1) {
+	while ((option = getopt_long(argc, argv, "l:p:s:L:Vh", options, NULL)) != -1) {
 		switch (option) {
 		case 'l':
 			if (strcmp(optarg, "none") == 0) {
@@ -138,6 +160,15 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 			c->peer_count++;
 			break;
 		}
+		case 's':
+			if (strcmp(optarg, "none") == 0)
+				c->apps.socket_path[0] = '\0';
+			else if (strlen(optarg) >= sizeof c->apps.socket_path) {
+				fprintf(stderr, "wormhole-broker: --socket path is too long\n");
+				return -1;
+			} else
+				snprintf(c->apps.socket_path, sizeof c->apps.socket_path, "%s", optarg);
+			break;
 		case OPT_PORT_FILE:
 			snprintf(c->port_file, sizeof c->port_file, "%s", optarg);
 			break;
@@ -163,8 +194,7 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 			if (option >= OPT_POOL_MIN && parse_numeric_option(option, optarg, c) == 0)
 				break;
 			if (option >= OPT_POOL_MIN)
-				fprintf(stderr, "wormhole-broker: bad value '%s' for --%s\n", optarg,
-					options[option - OPT_PORT_FILE + 2].name);
+				fprintf(stderr, "wormhole-broker: bad value '%s'\n", optarg);
 			usage(stderr);
 			return -1;
 		}

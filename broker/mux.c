@@ -738,8 +738,13 @@ int mux_input(struct mux *mux, const uint8_t *data, size_t length, double now)
 {
 	mux->now = now;
 	mux->stats.bytes_in += length;
+	/* Calls the stream owners make from inside (an io noticing a corrupt ring resets its
+	 * stream) must not run handlers in the middle of a frame: hold dispatch until the end. */
+	bool was_dispatching = mux->dispatching;
+	mux->dispatching = true;
 	if (!mux->closed)
 		input_bytes(mux, data, length);
+	mux->dispatching = was_dispatching;
 	mux_dispatch(mux);
 	return mux->error;
 }
@@ -1094,6 +1099,7 @@ void mux_close(struct mux *mux, int reason)
 bool mux_is_closed(const struct mux *mux) { return mux->closed; }
 int mux_error(const struct mux *mux) { return mux->error; }
 uint32_t mux_id(const struct mux *mux) { return mux->config.id; }
+void *mux_user(const struct mux *mux) { return mux->user; }
 bool mux_is_client(const struct mux *mux) { return mux->client; }
 size_t mux_num_streams(const struct mux *mux) { return mux->streams.count; }
 const struct mux_stats *mux_stats(const struct mux *mux) { return &mux->stats; }

@@ -150,6 +150,8 @@ bool mux_is_closed(const struct mux *mux);
 /* The error the mux closed with (WH_OK while open). */
 int mux_error(const struct mux *mux);
 uint32_t mux_id(const struct mux *mux);
+/* The user pointer given to mux_new. */
+void *mux_user(const struct mux *mux);
 bool mux_is_client(const struct mux *mux);
 size_t mux_num_streams(const struct mux *mux);
 const struct mux_stats *mux_stats(const struct mux *mux);

@@ -7,13 +7,14 @@ build=${1:-.}
 dir=$(mktemp -d /tmp/wormhole-demo.XXXXXX)
 trap 'kill $a $b 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT INT TERM
 
-"$build/broker/wormhole-broker" --listen 127.0.0.1:0 --port-file "$dir/a.port" --log-level info 2>"$dir/a.log" &
+"$build/broker/wormhole-broker" --listen 127.0.0.1:0 --port-file "$dir/a.port" \
+	--socket "$dir/a.sock" --log-level info 2>"$dir/a.log" &
 a=$!
 for _ in $(seq 100); do [ -s "$dir/a.port" ] && break; sleep 0.05; done
 port_a=$(cat "$dir/a.port")
 echo "demo: broker A listening on 127.0.0.1:$port_a"
 
-"$build/broker/wormhole-broker" --listen 127.0.0.1:0 --port-file "$dir/b.port" \
+"$build/broker/wormhole-broker" --listen 127.0.0.1:0 --port-file "$dir/b.port" --socket "$dir/b.sock" \
 	--peer "a=127.0.0.1:$port_a" --pool-min 2 --log-level info 2>"$dir/b.log" &
 b=$!
 for _ in $(seq 100); do grep -c dialled "$dir/b.log" 2>/dev/null | grep -q 2 && break; sleep 0.05; done

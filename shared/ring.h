@@ -66,7 +66,7 @@ struct ring_segment {
 	uint16_t version;
 	uint16_t header_size;
 	uint32_t capacity;      /* bytes per ring, a power of two */
-	uint32_t reserved;
+	uint32_t remote_code;   /* written by the broker: the peer's ERROR code, if any */
 	uint64_t stream_handle; /* the broker's id for this stream */
 	_Alignas(RING_CACHE_LINE) struct ring_ctl rings[2];
 	_Alignas(RING_CACHE_LINE) char error_message[RING_MESSAGE_MAX]; /* written by the broker */

@@ -89,9 +89,11 @@ bool broker_spawn(struct process *p, const char *const *extra_args)
 	harness_tempdir(p->dir, sizeof p->dir);
 	snprintf(p->port_file, sizeof p->port_file, "%s/port", p->dir);
 	snprintf(p->log_file, sizeof p->log_file, "%s/log", p->dir);
+	snprintf(p->socket_path, sizeof p->socket_path, "%s/broker.sock", p->dir);
 	const char *argv[64] = { TOP_BUILDDIR "/broker/wormhole-broker", "--listen", "127.0.0.1:0",
-				 "--port-file", p->port_file, "--log-level", "info" };
-	int n = 7;
+				 "--port-file", p->port_file, "--log-level", "info",
+				 "--socket", p->socket_path };
+	int n = 9;
 	for (int i = 0; extra_args && extra_args[i] && n < 63; i++)
 		argv[n++] = extra_args[i];
 	argv[n] = NULL;

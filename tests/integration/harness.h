@@ -12,6 +12,7 @@ struct process {
 	char dir[256];        /* its temporary directory */
 	char port_file[300];
 	char log_file[300];
+	char socket_path[300]; /* brokers: where apps attach */
 };
 
 /* A fresh temporary directory (removed by harness_cleanup_dir). */

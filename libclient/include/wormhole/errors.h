@@ -45,7 +45,9 @@ extern "C" {
 	X(ENO_SERVICE, -35, "no listener for that service")                                     \
 	X(ERING_CORRUPT, -36, "shared-memory ring positions are inconsistent")                  \
 	X(EBROKER_GONE, -37, "the broker is gone")                                              \
-	X(ELIMIT, -38, "a configured limit was reached")
+	X(ELIMIT, -38, "a configured limit was reached")                                        \
+	X(EAPP_GONE, -39, "the app at the other end of the stream went away")                   \
+	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")
 
 enum wh_error {
 	WH_OK = 0,

@@ -1,0 +1,945 @@
+/* Local apps: the Unix socket they attach to, their listeners, and their shared-memory streams. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "apps.h"
+#include "conn.h"
+#include "ctlmsg.h"
+#include "ring.h"
+
+#define SEND_QUEUE_MAX 4096 /* control messages an app may leave unread before it is dropped */
+
+/* App rings: the app writes ring 0 and reads ring 1 of a broker-joined stream. */
+#define APP_TX_RING 0u
+#define APP_RX_RING 1u
+
+struct client;
+
+/* One segment: mapped by the broker for its whole life, fds kept to hand over and signal. */
+struct segment {
+	void *memory;
+	size_t size;
+	uint32_t capacity;
+	int memfd;
+};
+
+/* A stream between an app and a mux stream. */
+struct shm_stream {
+	struct apps *apps;
+	struct client *client; /* NULL once the app let go or died */
+	struct mux_stream *stream; /* NULL once the mux freed it */
+	uint64_t handle;
+	struct segment seg;
+	int efd_app;    /* the app waits on it; we write it */
+	int efd_broker; /* we wait on it */
+	ev_io watcher;
+	struct ring_producer to_app;
+	struct ring_consumer from_app;
+	uint64_t reported_tail; /* app consumption already passed to the mux */
+	bool write_close_seen, corrupt;
+	struct shm_stream *next; /* in the client's list */
+};
+
+/* A stream between two local apps: one segment, both apps on it, the broker only watching. */
+struct local_pair {
+	struct apps *apps;
+	struct client *ends[2]; /* opener writes ring 0, acceptor ring 1 */
+	uint64_t handles[2];
+	struct segment seg;
+	int efd[2]; /* efd[i]: end i waits on it */
+	struct local_pair *next;
+};
+
+struct queued {
+	size_t length;
+	int fds[CTL_STREAM_FDS];
+	unsigned nfds;
+	uint8_t bytes[CTL_MESSAGE_MAX];
+};
+
+struct client {
+	struct apps *apps;
+	int fd;
+	ev_io reader, writer;
+	pid_t pid;
+	uid_t uid;
+	char id[2 * CTL_CLIENT_ID_SIZE + 1];
+	bool welcomed, closing;
+	unsigned streams;
+	struct shm_stream *shm_streams;
+	struct queued **queue;
+	unsigned queue_head, queue_count;
+	struct client *next;
+};
+
+struct listener {
+	char service[CTL_STRING_MAX + 1];
+	struct client *client;
+	struct listener *next;
+};
+
+struct apps {
+	struct ev_loop *loop;
+	struct apps_config config;
+	const struct log_sink *log;
+	apps_find_pool find_pool;
+	void *find_ctx;
+	int listen_fd;
+	ev_io acceptor;
+	struct client *clients;
+	struct listener *listeners;
+	struct local_pair *pairs;
+	uint64_t next_handle;
+	struct apps_stats stats;
+};
+
+static void client_drop(struct client *c, const char *why);
+
+/* ---- segments ---------------------------------------------------------------------- */
+
+static int segment_create(struct segment *seg, uint32_t capacity, uint64_t handle)
+{
+	uint8_t random[8];
+	char name[40];
+	randombytes_buf(random, sizeof random); /* names only tell segments apart in /proc */
+	snprintf(name, sizeof name, "wormhole-%02x%02x%02x%02x%02x%02x%02x%02x", random[0], random[1],
+		 random[2], random[3], random[4], random[5], random[6], random[7]);
+	seg->capacity = capacity;
+	seg->size = ring_segment_size(capacity);
+	seg->memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (seg->memfd < 0)
+		return WH_ESYSTEM;
+	if (ftruncate(seg->memfd, (off_t)seg->size) < 0 ||
+	    fcntl(seg->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+		close(seg->memfd);
+		return WH_ESYSTEM;
+	}
+	seg->memory = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, seg->memfd, 0);
+	if (seg->memory == MAP_FAILED) {
+		close(seg->memfd);
+		return WH_ESYSTEM;
+	}
+	return ring_segment_init(seg->memory, seg->size, capacity, handle);
+}
+
+static void segment_destroy(struct segment *seg)
+{
+	if (seg->memory && seg->memory != MAP_FAILED)
+		munmap(seg->memory, seg->size);
+	if (seg->memfd >= 0)
+		close(seg->memfd);
+	seg->memory = NULL;
+	seg->memfd = -1;
+}
+
+static void wake(int efd)
+{
+	uint64_t one = 1;
+	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
+}
+
+/* ---- control messages out: never blocking on the app ------------------------------- */
+
+static int send_now(struct client *c, const struct queued *q)
+{
+	struct iovec iov = { (void *)q->bytes, q->length };
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * CTL_STREAM_FDS)];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (q->nfds) {
+		msg.msg_control = control.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * q->nfds);
+		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * q->nfds);
+		memcpy(CMSG_DATA(cmsg), q->fds, sizeof(int) * q->nfds);
+	}
+	ssize_t n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n == (ssize_t)q->length)
+		return WH_OK;
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? WH_EWOULDBLOCK : WH_ESYSTEM;
+}
+
+static void queued_free(struct queued *q)
+{
+	for (unsigned i = 0; i < q->nfds; i++)
+		close(q->fds[i]);
+	free(q);
+}
+
+static void flush_queue(struct client *c)
+{
+	while (c->queue_count) {
+		struct queued *q = c->queue[c->queue_head];
+		int rc = send_now(c, q);
+		if (rc == WH_EWOULDBLOCK) {
+			ev_io_start(c->apps->loop, &c->writer);
+			return;
+		}
+		queued_free(q); /* sent (the fds are the app's now) or the socket failed */
+		c->queue_head = (c->queue_head + 1) % SEND_QUEUE_MAX;
+		c->queue_count--;
+		if (rc != WH_OK) {
+			client_drop(c, "control socket failed");
+			return;
+		}
+	}
+	ev_io_stop(c->apps->loop, &c->writer);
+}
+
+/* Sends (or queues) a message; fds are duplicated, the caller keeps its own. */
+static int client_send(struct client *c, const struct ctl_msg *msg, const int *fds, unsigned nfds)
+{
+	struct queued *q = calloc(1, sizeof *q);
+	if (!q)
+		return WH_ENOMEM;
+	int n = ctl_encode(q->bytes, sizeof q->bytes, msg);
+	if (n < 0) {
+		free(q);
+		return n;
+	}
+	q->length = (size_t)n;
+	for (unsigned i = 0; i < nfds; i++) {
+		q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		if (q->fds[i] < 0) {
+			q->nfds = i;
+			queued_free(q);
+			return WH_ESYSTEM;
+		}
+		q->nfds = i + 1;
+	}
+	if (c->queue_count == 0 && send_now(c, q) == WH_OK) {
+		queued_free(q);
+		return WH_OK;
+	}
+	if (c->queue_count == SEND_QUEUE_MAX) {
+		queued_free(q);
+		client_drop(c, "app does not read its control socket");
+		return WH_ELIMIT;
+	}
+	if (!c->queue)
+		c->queue = calloc(SEND_QUEUE_MAX, sizeof *c->queue);
+	if (!c->queue) {
+		queued_free(q);
+		return WH_ENOMEM;
+	}
+	c->queue[(c->queue_head + c->queue_count++) % SEND_QUEUE_MAX] = q;
+	ev_io_start(c->apps->loop, &c->writer);
+	return WH_OK;
+}
+
+static void send_result(struct client *c, uint32_t request_id, int error, const char *message)
+{
+	struct ctl_msg msg = { .type = CTL_RESULT, .request_id = request_id, .error = error };
+	snprintf(msg.message, sizeof msg.message, "%s", message ? message : wh_strerror(error));
+	client_send(c, &msg, NULL, 0);
+}
+
+/* ---- streams joined to a mux stream ------------------------------------------------ */
+
+static void shm_free_if_done(struct shm_stream *s)
+{
+	if (s->client || s->stream)
+		return;
+	ev_io_stop(s->apps->loop, &s->watcher);
+	close(s->efd_app);
+	close(s->efd_broker);
+	segment_destroy(&s->seg);
+	s->apps->stats.streams--;
+	free(s);
+}
+
+/* The app broke its ring: end the stream on both sides. */
+static void shm_fail(struct shm_stream *s, int error, const char *why)
+{
+	if (error == WH_ERING_CORRUPT) {
+		s->apps->stats.ring_corruptions++;
+		log_write(s->apps->log, LOG_WARN, "apps", "client=%s stream=%llu: %s",
+			  s->client ? s->client->id : "-", (unsigned long long)s->handle, why);
+	}
+	if (s->stream)
+		mux_stream_reset(s->stream, error, why);
+}
+
+static size_t io_rx_reserve(void *ctx, size_t want, uint8_t **span)
+{
+	struct shm_stream *s = ctx;
+	struct iovec iov[2];
+	int spans;
+	*span = NULL;
+	long room = s->corrupt ? WH_ERING_CORRUPT : ring_producer_reserve(&s->to_app, iov, &spans);
+	if (room < 0) {
+		s->corrupt = true;
+		shm_fail(s, WH_ERING_CORRUPT, "the app corrupted its receive ring");
+		return 0;
+	}
+	if (spans == 0)
+		return 0;
+	*span = iov[0].iov_base;
+	return iov[0].iov_len < want ? iov[0].iov_len : want;
+}
+
+static void io_rx_commit(void *ctx, size_t n)
+{
+	struct shm_stream *s = ctx;
+	ring_producer_commit(&s->to_app, n);
+	if (ring_producer_wake_needed(&s->to_app))
+		wake(s->efd_app);
+}
+
+static size_t io_rx_capacity(void *ctx)
+{
+	return ((struct shm_stream *)ctx)->seg.capacity;
+}
+
+static int io_tx_peek(void *ctx, size_t offset, struct iovec out[2])
+{
+	struct shm_stream *s = ctx;
+	struct iovec iov[2];
+	int spans;
+	long held = s->corrupt ? WH_ERING_CORRUPT : ring_consumer_peek(&s->from_app, iov, &spans);
+	if (held < 0) {
+		/* Not here, in the middle of planning output: the watcher handles it next. */
+		s->corrupt = true;
+		ev_feed_event(s->apps->loop, &s->watcher, EV_READ);
+		return 0;
+	}
+	int n = 0;
+	for (int i = 0; i < spans; i++) {
+		if (offset >= iov[i].iov_len) {
+			offset -= iov[i].iov_len;
+			continue;
+		}
+		out[n].iov_base = (uint8_t *)iov[i].iov_base + offset;
+		out[n].iov_len = iov[i].iov_len - offset;
+		offset = 0;
+		n++;
+	}
+	return n;
+}
+
+static void io_tx_consume(void *ctx, size_t n)
+{
+	struct shm_stream *s = ctx;
+	ring_consumer_consume(&s->from_app, n);
+	if (ring_consumer_wake_needed(&s->from_app))
+		wake(s->efd_app);
+}
+
+static void io_release(void *ctx)
+{
+	struct shm_stream *s = ctx;
+	s->stream = NULL;
+	shm_free_if_done(s);
+}
+
+static const struct mux_stream_io shm_io = {
+	.rx_reserve = io_rx_reserve,
+	.rx_commit = io_rx_commit,
+	.rx_capacity = io_rx_capacity,
+	.tx_peek = io_tx_peek,
+	.tx_consume = io_tx_consume,
+	.release = io_release,
+};
+
+/* What the app did since we last looked: wrote, read, closed, failed. */
+static void shm_service(struct shm_stream *s)
+{
+	for (int pass = 0; pass < 2 && s->stream && !s->corrupt; pass++) {
+		struct iovec iov[2];
+		int spans, error;
+		long held = ring_consumer_peek(&s->from_app, iov, &spans);
+		long pending = ring_producer_pending(&s->to_app);
+		if (held < 0 || pending < 0) {
+			s->corrupt = true;
+			break;
+		}
+		if (held > 0)
+			mux_stream_kick(s->stream);
+		uint64_t tail = s->to_app.tail_seen;
+		if (tail != s->reported_tail) {
+			mux_stream_consumed(s->stream, (size_t)(tail - s->reported_tail));
+			s->reported_tail = tail;
+		}
+		enum ring_end_state state = ring_consumer_peer_state(&s->from_app, &error);
+		if (state == RING_CLOSED && !s->write_close_seen) {
+			s->write_close_seen = true;
+			mux_stream_close_write(s->stream); /* CLOSE follows the bytes still in the ring */
+		} else if (state == RING_FAILED) {
+			shm_fail(s, error == WH_ERING_CORRUPT ? WH_ESTREAM_CLOSED : error, "the app aborted the stream");
+			return;
+		}
+		if (pass == 0) {
+			/* Ask to be woken for the next write or read, then look once more so that
+			 * nothing the app did in between goes unseen. */
+			ring_consumer_prepare_wait(&s->from_app);
+			ring_producer_prepare_wait(&s->to_app);
+		}
+	}
+	if (s->corrupt)
+		shm_fail(s, WH_ERING_CORRUPT, "the app corrupted its send ring");
+}
+
+static void on_app_signal(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct shm_stream *s = w->data;
+	uint64_t value;
+	(void)loop;
+	(void)revents;
+	(void)!read(s->efd_broker, &value, sizeof value);
+	shm_service(s);
+}
+
+/* Network events become ring states the app sees. */
+static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event, void *user)
+{
+	struct shm_stream *s = user;
+	struct ring_segment *header = s->seg.memory;
+	if (event == MUX_STREAM_EOF) {
+		ring_producer_close(&s->to_app, WH_OK);
+		wake(s->efd_app);
+	} else if (event == MUX_STREAM_ERROR) {
+		int error = mux_stream_error(stream);
+		header->remote_code = mux_stream_remote_code(stream);
+		snprintf(header->error_message, sizeof header->error_message, "%s",
+			 mux_stream_remote_code(stream) ? mux_stream_remote_message(stream) : wh_strerror(error));
+		ring_producer_close(&s->to_app, error);
+		ring_consumer_close(&s->from_app, error);
+		wake(s->efd_app);
+	}
+}
+
+static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mux_stream *stream)
+{
+	struct shm_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->apps = apps;
+	s->handle = ++apps->next_handle;
+	s->seg.memfd = -1;
+	s->efd_app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->efd_broker = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->efd_app < 0 || s->efd_broker < 0 ||
+	    segment_create(&s->seg, apps->config.ring_capacity, s->handle) != WH_OK) {
+		log_write(apps->log, LOG_WARN, "apps", "stream set-up failed: %s", strerror(errno));
+		if (s->efd_app >= 0)
+			close(s->efd_app);
+		if (s->efd_broker >= 0)
+			close(s->efd_broker);
+		segment_destroy(&s->seg);
+		free(s);
+		return NULL;
+	}
+	ring_producer_attach(&s->to_app, s->seg.memory, s->seg.capacity, APP_RX_RING);
+	ring_consumer_attach(&s->from_app, s->seg.memory, s->seg.capacity, APP_TX_RING);
+	ring_consumer_prepare_wait(&s->from_app);
+	ring_producer_prepare_wait(&s->to_app);
+	ev_io_init(&s->watcher, on_app_signal, s->efd_broker, EV_READ);
+	s->watcher.data = s;
+	ev_io_start(apps->loop, &s->watcher);
+	s->client = c;
+	s->stream = stream;
+	s->next = c->shm_streams;
+	c->shm_streams = s;
+	c->streams++;
+	apps->stats.streams++;
+	mux_stream_set_io(stream, &shm_io, s);
+	mux_stream_set_handler(stream, on_mux_event, s);
+	return s;
+}
+
+/* The app is done with the stream (RELEASE) or gone: the mux side finishes on its own. */
+static void shm_detach_client(struct shm_stream *s, bool app_died)
+{
+	struct client *c = s->client;
+	for (struct shm_stream **link = &c->shm_streams; *link; link = &(*link)->next)
+		if (*link == s) {
+			*link = s->next;
+			break;
+		}
+	c->streams--;
+	s->client = NULL;
+	if (s->stream) {
+		if (app_died)
+			mux_stream_reset(s->stream, WH_EAPP_GONE, "the app went away");
+		else
+			mux_stream_release(s->stream); /* CLOSE after the bytes in the ring */
+	}
+	shm_free_if_done(s);
+}
+
+static void send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+			const struct segment *seg, int efd_wait, int efd_wake, unsigned tx_ring,
+			const char *service, const char *peer)
+{
+	struct ctl_msg msg = { .type = type, .request_id = request_id, .handle = handle,
+			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring };
+	snprintf(msg.service, sizeof msg.service, "%s", service);
+	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
+	int fds[CTL_STREAM_FDS] = { seg->memfd, efd_wait, efd_wake };
+	client_send(c, &msg, fds, CTL_STREAM_FDS);
+}
+
+/* ---- local pairs ------------------------------------------------------------------- */
+
+static void pair_free_if_done(struct local_pair *p)
+{
+	if (p->ends[0] || p->ends[1])
+		return;
+	for (struct local_pair **link = &p->apps->pairs; *link; link = &(*link)->next)
+		if (*link == p) {
+			*link = p->next;
+			break;
+		}
+	close(p->efd[0]);
+	close(p->efd[1]);
+	segment_destroy(&p->seg);
+	p->apps->stats.local_pairs--;
+	free(p);
+}
+
+/* End `end` of the pair lets go; if it died, the other end is told so through the rings. */
+static void pair_detach(struct local_pair *p, unsigned end, bool died)
+{
+	p->ends[end]->streams--;
+	p->ends[end] = NULL;
+	if (died && p->ends[end ^ 1u]) {
+		struct ring_producer producer;
+		struct ring_consumer consumer;
+		ring_producer_attach(&producer, p->seg.memory, p->seg.capacity, end);
+		ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, end ^ 1u);
+		ring_producer_close(&producer, WH_EAPP_GONE);
+		ring_consumer_close(&consumer, WH_EAPP_GONE);
+		wake(p->efd[end ^ 1u]);
+	}
+	pair_free_if_done(p);
+}
+
+static void open_local(struct client *c, const struct ctl_msg *req)
+{
+	struct apps *apps = c->apps;
+	struct listener *l = apps->listeners;
+	while (l && strcmp(l->service, req->service) != 0)
+		l = l->next;
+	if (!l) {
+		send_result(c, req->request_id, WH_ENO_SERVICE, NULL);
+		return;
+	}
+	if (l->client->streams >= apps->config.max_streams) {
+		send_result(c, req->request_id, WH_ELIMIT, "the listening app has too many streams");
+		return;
+	}
+	struct local_pair *p = calloc(1, sizeof *p);
+	if (!p) {
+		send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
+	p->apps = apps;
+	p->seg.memfd = -1;
+	p->handles[0] = ++apps->next_handle;
+	p->handles[1] = ++apps->next_handle;
+	p->efd[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p->efd[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->efd[0] < 0 || p->efd[1] < 0 ||
+	    segment_create(&p->seg, apps->config.ring_capacity, p->handles[0]) != WH_OK) {
+		if (p->efd[0] >= 0)
+			close(p->efd[0]);
+		if (p->efd[1] >= 0)
+			close(p->efd[1]);
+		segment_destroy(&p->seg);
+		free(p);
+		send_result(c, req->request_id, WH_ESYSTEM, strerror(errno));
+		return;
+	}
+	p->ends[0] = c;
+	p->ends[1] = l->client;
+	c->streams++;
+	l->client->streams++;
+	p->next = apps->pairs;
+	apps->pairs = p;
+	apps->stats.local_pairs++;
+	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1] */
+	send_stream(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0], p->efd[1], 0,
+		    req->service, "local");
+	send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0], 1,
+		    req->service, "local");
+}
+
+/* ---- opening through a pool -------------------------------------------------------- */
+
+struct open_request {
+	struct apps *apps;
+	char client_id[2 * CTL_CLIENT_ID_SIZE + 1];
+	uint32_t request_id;
+	char service[CTL_STRING_MAX + 1];
+	char peer[CTL_STRING_MAX + 1];
+};
+
+static struct client *client_by_id(struct apps *apps, const char *id)
+{
+	for (struct client *c = apps->clients; c; c = c->next)
+		if (strcmp(c->id, id) == 0 && !c->closing)
+			return c;
+	return NULL;
+}
+
+static void on_pool_opened(struct mux_stream *stream, int error, void *user)
+{
+	struct open_request *r = user;
+	/* The app may have left while the pool dialled: look it up again by id. */
+	struct client *c = client_by_id(r->apps, r->client_id);
+	if (!c) {
+		if (stream)
+			mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
+	} else if (error != WH_OK) {
+		send_result(c, r->request_id, error, NULL);
+	} else {
+		struct shm_stream *s = shm_new(r->apps, c, stream);
+		if (!s) {
+			mux_stream_reset(stream, WH_ENOMEM, "out of memory");
+			send_result(c, r->request_id, WH_ENOMEM, NULL);
+		} else {
+			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app,
+				    s->efd_broker, APP_TX_RING, r->service, r->peer);
+		}
+	}
+	free(r);
+}
+
+static void handle_open(struct client *c, const struct ctl_msg *req)
+{
+	struct apps *apps = c->apps;
+	if (c->streams >= apps->config.max_streams) {
+		send_result(c, req->request_id, WH_ELIMIT, "too many streams for this app");
+		return;
+	}
+	if (strcmp(req->peer, "local") == 0) {
+		open_local(c, req);
+		return;
+	}
+	struct pool *pool = apps->find_pool(apps->find_ctx, req->peer);
+	if (!pool) {
+		send_result(c, req->request_id, WH_EUNKNOWN_PEER, NULL);
+		return;
+	}
+	struct open_request *r = calloc(1, sizeof *r);
+	if (!r) {
+		send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
+	r->apps = apps;
+	r->request_id = req->request_id;
+	memcpy(r->client_id, c->id, sizeof r->client_id);
+	memcpy(r->service, req->service, sizeof r->service);
+	memcpy(r->peer, req->peer, sizeof r->peer);
+	if (pool_open_stream(pool, req->service, on_pool_opened, r) != WH_OK) {
+		send_result(c, req->request_id, WH_EMUX_CLOSED, NULL);
+		free(r);
+	}
+}
+
+int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *stream,
+			const char *service)
+{
+	struct listener *l = apps->listeners;
+	while (l && strcmp(l->service, service) != 0)
+		l = l->next;
+	if (!l)
+		return WH_ENO_SERVICE;
+	if (l->client->streams >= apps->config.max_streams)
+		return WH_ELIMIT;
+	struct shm_stream *s = shm_new(apps, l->client, stream);
+	if (!s)
+		return WH_ENOMEM;
+	struct conn *conn = conn_from_mux(mux);
+	send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, s->efd_broker,
+		    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
+	return WH_OK;
+}
+
+/* ---- listeners --------------------------------------------------------------------- */
+
+static void handle_listen(struct client *c, const struct ctl_msg *req, bool listen)
+{
+	struct apps *apps = c->apps;
+	struct listener **link = &apps->listeners;
+	while (*link && strcmp((*link)->service, req->service) != 0)
+		link = &(*link)->next;
+	if (!listen) {
+		if (!*link || (*link)->client != c) {
+			send_result(c, req->request_id, WH_ENO_SERVICE, "not listening on that service");
+			return;
+		}
+		struct listener *l = *link;
+		*link = l->next;
+		free(l);
+		send_result(c, req->request_id, WH_OK, "");
+		return;
+	}
+	if (*link) {
+		send_result(c, req->request_id, WH_ELIMIT, "another app listens on that service");
+		return;
+	}
+	struct listener *l = calloc(1, sizeof *l);
+	if (!l) {
+		send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
+	memcpy(l->service, req->service, sizeof l->service);
+	l->client = c;
+	l->next = apps->listeners;
+	apps->listeners = l;
+	log_write(apps->log, LOG_INFO, "apps", "client=%s listens on service=%s", c->id,
+		  req->service[0] ? req->service : "(default)");
+	send_result(c, req->request_id, WH_OK, "");
+}
+
+static void handle_release(struct client *c, uint64_t handle)
+{
+	for (struct shm_stream *s = c->shm_streams; s; s = s->next)
+		if (s->handle == handle) {
+			shm_detach_client(s, false);
+			return;
+		}
+	for (struct local_pair *p = c->apps->pairs; p; p = p->next)
+		for (unsigned end = 0; end < 2; end++)
+			if (p->ends[end] == c && p->handles[end] == handle) {
+				pair_detach(p, end, false);
+				return;
+			}
+	/* an unknown handle is harmless: the stream may already be gone */
+}
+
+/* ---- sessions ---------------------------------------------------------------------- */
+
+static void handle_message(struct client *c, const struct ctl_msg *msg)
+{
+	if (!c->welcomed && msg->type != CTL_HELLO) {
+		client_drop(c, "first message was not HELLO");
+		return;
+	}
+	switch (msg->type) {
+	case CTL_HELLO: {
+		if (c->welcomed || msg->version != CTL_VERSION) {
+			send_result(c, msg->request_id, WH_EPROTOCOL, "unsupported protocol version");
+			client_drop(c, "bad HELLO");
+			return;
+		}
+		c->welcomed = true;
+		struct ctl_msg welcome = { .type = CTL_WELCOME, .request_id = msg->request_id,
+					   .version = CTL_VERSION,
+					   .max_streams = c->apps->config.max_streams,
+					   .ring_capacity = c->apps->config.ring_capacity };
+		randombytes_buf(welcome.client_id, sizeof welcome.client_id);
+		for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
+			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
+		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
+			  (int)c->pid, (int)c->uid);
+		client_send(c, &welcome, NULL, 0);
+		return;
+	}
+	case CTL_OPEN:
+		handle_open(c, msg);
+		return;
+	case CTL_LISTEN:
+	case CTL_UNLISTEN:
+		handle_listen(c, msg, msg->type == CTL_LISTEN);
+		return;
+	case CTL_RELEASE:
+		handle_release(c, msg->handle);
+		return;
+	default:
+		c->apps->stats.protocol_errors++;
+		send_result(c, msg->request_id, WH_EPROTOCOL, "message type not accepted from an app");
+		client_drop(c, "broker-only message type from an app");
+		return;
+	}
+}
+
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+	(void)loop;
+	(void)revents;
+	for (int i = 0; i < 64 && !c->closing; i++) {
+		uint8_t buffer[CTL_MESSAGE_MAX + 1];
+		char control[CMSG_SPACE(sizeof(int) * 4)];
+		struct iovec iov = { buffer, sizeof buffer };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+				      .msg_controllen = sizeof control };
+		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			client_drop(c, n == 0 ? "detached" : strerror(errno));
+			return;
+		}
+		/* Apps send no fds: close any they pass rather than leak them. */
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+					close(((int *)CMSG_DATA(cm))[k]);
+		struct ctl_msg decoded;
+		if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+		    ctl_decode(buffer, (size_t)n, &decoded) != WH_OK) {
+			c->apps->stats.protocol_errors++;
+			send_result(c, 0, WH_EPROTOCOL, "malformed control message");
+			flush_queue(c);
+			client_drop(c, "malformed control message");
+			return;
+		}
+		handle_message(c, &decoded);
+	}
+}
+
+static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	flush_queue(w->data);
+}
+
+/* Ends the session: streams end with an error the remote sees, memory and fds are freed. */
+static void client_drop(struct client *c, const char *why)
+{
+	struct apps *apps = c->apps;
+	if (c->closing)
+		return;
+	c->closing = true;
+	log_write(apps->log, strcmp(why, "detached") == 0 ? LOG_INFO : LOG_WARN, "apps",
+		  "client=%s pid=%d dropped: %s (%u streams)", c->id[0] ? c->id : "-", (int)c->pid, why,
+		  c->streams);
+	while (c->shm_streams)
+		shm_detach_client(c->shm_streams, true);
+	for (struct local_pair *p = apps->pairs, *next; p; p = next) {
+		next = p->next;
+		for (unsigned end = 0; end < 2; end++)
+			if (p->ends[end] == c)
+				pair_detach(p, end, true);
+	}
+	for (struct listener **link = &apps->listeners; *link;) {
+		struct listener *l = *link;
+		if (l->client == c) {
+			*link = l->next;
+			free(l);
+		} else {
+			link = &l->next;
+		}
+	}
+	ev_io_stop(apps->loop, &c->reader);
+	ev_io_stop(apps->loop, &c->writer);
+	while (c->queue_count) {
+		queued_free(c->queue[c->queue_head]);
+		c->queue_head = (c->queue_head + 1) % SEND_QUEUE_MAX;
+		c->queue_count--;
+	}
+	free(c->queue);
+	close(c->fd);
+	for (struct client **link = &apps->clients; *link; link = &(*link)->next)
+		if (*link == c) {
+			*link = c->next;
+			break;
+		}
+	apps->stats.clients--;
+	free(c);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct apps *apps = w->data;
+	(void)revents;
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(apps->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;
+		struct ucred cred = { 0 };
+		socklen_t len = sizeof cred;
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		struct client *c = calloc(1, sizeof *c);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->apps = apps;
+		c->fd = fd;
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		ev_io_init(&c->reader, on_client_readable, fd, EV_READ);
+		ev_io_init(&c->writer, on_client_writable, fd, EV_WRITE);
+		c->reader.data = c->writer.data = c;
+		ev_io_start(loop, &c->reader);
+		c->next = apps->clients;
+		apps->clients = c;
+		apps->stats.clients++;
+		apps->stats.clients_total++;
+	}
+}
+
+struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
+			const struct log_sink *log, apps_find_pool find_pool, void *find_ctx)
+{
+	if (sodium_init() < 0)
+		return NULL;
+	struct apps *apps = calloc(1, sizeof *apps);
+	if (!apps)
+		return NULL;
+	apps->loop = loop;
+	apps->config = *config;
+	apps->log = log;
+	apps->find_pool = find_pool;
+	apps->find_ctx = find_ctx;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
+	apps->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	unlink(config->socket_path); /* a stale socket from a previous run */
+	mode_t old_mask = umask(0777 & ~config->socket_mode);
+	int rc = apps->listen_fd < 0 ? -1 : bind(apps->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+	umask(old_mask);
+	if (rc < 0 || listen(apps->listen_fd, 128) < 0 || chmod(config->socket_path, config->socket_mode) < 0) {
+		int saved = errno;
+		log_write(log, LOG_ERROR, "apps", "socket %s: %s", config->socket_path, strerror(errno));
+		if (apps->listen_fd >= 0)
+			close(apps->listen_fd);
+		free(apps);
+		errno = saved;
+		return NULL;
+	}
+	ev_io_init(&apps->acceptor, on_accept, apps->listen_fd, EV_READ);
+	apps->acceptor.data = apps;
+	ev_io_start(loop, &apps->acceptor);
+	log_write(log, LOG_INFO, "apps", "apps attach at %s (mode %03o)", config->socket_path,
+		  config->socket_mode);
+	return apps;
+}
+
+void apps_stop(struct apps *apps)
+{
+	if (!apps)
+		return;
+	while (apps->clients)
+		client_drop(apps->clients, "broker stopping");
+	ev_io_stop(apps->loop, &apps->acceptor);
+	close(apps->listen_fd);
+	unlink(apps->config.socket_path);
+	free(apps);
+}
+
+void apps_get_stats(const struct apps *apps, struct apps_stats *stats)
+{
+	*stats = apps->stats;
+}

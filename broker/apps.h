@@ -1,0 +1,57 @@
+/* Local apps: the Unix socket they attach to, their listeners, and their shared-memory streams. */
+#ifndef WORMHOLE_BROKER_APPS_H
+#define WORMHOLE_BROKER_APPS_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "log.h"
+#include "mux.h"
+#include "pool.h"
+
+/*
+ * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md) and gets, per stream,
+ * a sealed memfd segment with two rings (shared/ring.h) and two eventfds: one the app waits
+ * on, one the broker waits on. Stream bytes never cross the socket.
+ *
+ * Streams to a peer broker join a mux stream whose io is the segment itself: DATA payloads
+ * are read from the socket straight into the app's ring and written from the app's ring
+ * straight to the socket. Streams between two local apps ("local" peer) share one segment
+ * and never involve the broker after set-up.
+ *
+ * Everything in the segment is written by an untrusted process: positions are checked on
+ * every use (a violation ends that stream: ERROR 502 to the remote, an error to the app), the
+ * broker never blocks on an app (non-blocking socket with a bounded send queue), and an app
+ * that disconnects or dies has its streams ended and its memory and fds freed.
+ */
+
+struct apps_config {
+	char socket_path[108];
+	unsigned socket_mode;      /* permission bits of the socket file (0660) */
+	uint32_t ring_capacity;    /* bytes per ring direction (256 KiB) */
+	uint32_t max_streams;      /* per app (16384) */
+	char default_service[256]; /* for HANDSHAKEs without a name */
+};
+
+struct apps;
+
+/* Finds the pool for a peer name; NULL if there is none. */
+typedef struct pool *(*apps_find_pool)(void *ctx, const char *name);
+
+/* Binds and listens on the socket (replacing a stale file). NULL with errno on failure. */
+struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
+			const struct log_sink *log, apps_find_pool find_pool, void *find_ctx);
+/* Ends every app session and stream, removes the socket file. */
+void apps_stop(struct apps *apps);
+/* A peer opened a stream for `service`: hand it to the app listening there. WH_OK, or
+ * WH_ENO_SERVICE when no app listens (the caller may try its built-in services), or
+ * WH_ELIMIT / WH_ENOMEM. */
+int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *stream,
+			const char *service);
+
+struct apps_stats {
+	uint64_t clients, streams, local_pairs, clients_total, protocol_errors, ring_corruptions;
+};
+void apps_get_stats(const struct apps *apps, struct apps_stats *stats);
+
+#endif
