@@ -474,13 +474,17 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 		}
 	c->streams--;
 	s->client = NULL;
-	if (s->stream) {
-		if (app_died)
-			mux_stream_reset(s->stream, WH_EAPP_GONE, "the app went away");
-		else
-			mux_stream_release(s->stream); /* CLOSE after the bytes in the ring */
+	if (!s->stream) {
+		shm_free_if_done(s);
+		return;
 	}
-	shm_free_if_done(s);
+	/* The mux frees s through io_release, now or once the last frame is written: s must
+	 * not be touched after these calls. Release sends CLOSE after the bytes in the ring;
+	 * after a reset it only lets the stream be freed. */
+	struct mux_stream *stream = s->stream;
+	if (app_died)
+		mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
+	mux_stream_release(stream);
 }
 
 static void send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
@@ -604,14 +608,17 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 	/* The app may have left while the pool dialled: look it up again by id. */
 	struct client *c = client_by_id(r->apps, r->client_id);
 	if (!c) {
-		if (stream)
+		if (stream) {
 			mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
+			mux_stream_release(stream);
+		}
 	} else if (error != WH_OK) {
 		send_result(c, r->request_id, error, NULL);
 	} else {
 		struct shm_stream *s = shm_new(r->apps, c, stream);
 		if (!s) {
 			mux_stream_reset(stream, WH_ENOMEM, "out of memory");
+			mux_stream_release(stream);
 			send_result(c, r->request_id, WH_ENOMEM, NULL);
 		} else {
 			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app,

@@ -1,10 +1,33 @@
 /*
- * libwormholeclient: the public API apps link to reach a wormhole-broker.
- * This is the only header apps include. Every public symbol starts with wh_ (WH_ for macros).
- * Threading rule: a handle is used by one thread at a time; distinct handles are independent.
+ * libwormholeclient: the public API apps link to open and accept streams through a
+ * wormhole-broker. This is the only header apps include; every public symbol starts with wh_.
+ *
+ * Model. An app attaches to the broker on its Unix socket (wh_client_attach), then opens
+ * streams to a service on a peer broker, or on "local" for another app on the same host
+ * (wh_open), or listens for a service and accepts the streams opened to it (wh_listen,
+ * wh_accept). A stream is a reliable, ordered byte stream in both directions, like a TCP
+ * connection: read, write, half-close (wh_shutdown), close. Stream bytes move through shared
+ * memory, never through the socket.
+ *
+ * Errors. Functions return 0 (WH_OK) or a count on success and a negative WH_E* code on
+ * failure (<wormhole/errors.h>, wh_strerror). WH_EBROKER_GONE means the broker died or closed
+ * the session: every call on that client and its streams returns it from then on.
+ *
+ * Threads. A wh_client is used by one thread at a time; so is each wh_stream. Distinct
+ * streams of one client may be used from different threads at once. Nothing in the library
+ * is global: handles share no state.
+ *
+ * Blocking. Calls block by default; wh_set_nonblocking makes a stream's reads and writes
+ * return WH_EWOULDBLOCK instead, and wh_stream_fd / wh_client_fd give descriptors that an
+ * app's own epoll or libev loop can wait on (readable when there may be news; then retry).
+ * Deadlines (the seed's SetDeadline) bound blocking calls: WH_ETIMEOUT when one passes.
  */
 #ifndef WORMHOLE_WORMHOLE_H
 #define WORMHOLE_WORMHOLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include <wormhole/errors.h>
 
@@ -12,8 +35,113 @@
 extern "C" {
 #endif
 
+/* Where apps attach unless told otherwise (or the WORMHOLE_SOCKET environment variable). */
+#define WH_DEFAULT_SOCKET "/run/wormhole/broker.sock"
+/* The peer name for streams between apps attached to the same broker. */
+#define WH_PEER_LOCAL "local"
+
+typedef struct wh_client wh_client;
+typedef struct wh_stream wh_stream;
+
 /* The library's package version, e.g. "0.1.0". Static string; never fails. */
 WH_EXPORT const char *wh_version(void);
+
+/* CLOCK_MONOTONIC now, in nanoseconds: the clock deadlines use. */
+WH_EXPORT int64_t wh_now_ns(void);
+
+/* ---- attaching ----------------------------------------------------------------------- */
+
+/* Connects to the broker at socket_path (NULL: $WORMHOLE_SOCKET, else WH_DEFAULT_SOCKET)
+ * and says hello. On WH_OK *out is the new client, to be released with wh_client_detach.
+ * Errors: WH_EBROKER_GONE (no broker there), WH_EPROTOCOL (an incompatible broker),
+ * WH_ENOMEM, WH_EINVAL. */
+WH_EXPORT int wh_client_attach(const char *socket_path, wh_client **out);
+/* Closes every stream still open (as wh_close does) and the session. NULL is a no-op. */
+WH_EXPORT void wh_client_detach(wh_client *client);
+/* A descriptor that is readable when an incoming stream or a broker message waits, and
+ * reports hang-up when the broker is gone. Owned by the client. */
+WH_EXPORT int wh_client_fd(const wh_client *client);
+/* The id the broker gave this session (32 hex digits), as it appears in broker logs. */
+WH_EXPORT const char *wh_client_id(const wh_client *client);
+
+/* ---- opening and accepting ------------------------------------------------------------ */
+
+/* Opens a stream to `service` (NULL or "": the peer's default) on `peer` (a peer broker's
+ * name from the broker's configuration, or WH_PEER_LOCAL). Returns once the broker has the
+ * stream: data may be written at once. timeout_ms < 0 waits as long as it takes.
+ * Errors: WH_EUNKNOWN_PEER, WH_ENO_SERVICE (local: nobody listens), WH_ELIMIT, WH_ETIMEOUT
+ * (waiting for a connection to the peer), WH_EBROKER_GONE, WH_EINVAL, WH_ENOMEM.
+ * A remote refusal (no such service there, queue full) arrives as the stream's error. */
+WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
+		      wh_stream **out);
+/* Streams opened to `service` ("" is the default service) are delivered to wh_accept.
+ * Errors: WH_ELIMIT (another app listens on it), WH_EBROKER_GONE, WH_EINVAL. */
+WH_EXPORT int wh_listen(wh_client *client, const char *service);
+WH_EXPORT int wh_unlisten(wh_client *client, const char *service);
+/* The next incoming stream on any service this client listens on. timeout_ms: < 0 waits,
+ * 0 polls. Errors: WH_ETIMEOUT (nothing came; WH_EWOULDBLOCK for timeout 0),
+ * WH_EBROKER_GONE, WH_ENOMEM. */
+WH_EXPORT int wh_accept(wh_client *client, int timeout_ms, wh_stream **out);
+
+/* ---- reading and writing -------------------------------------------------------------- */
+
+/* Reads up to len bytes: > 0 bytes read, 0 at end of stream (the peer half-closed and every
+ * byte was read), or an error: the stream's error (WH_EREMOTE and friends, see
+ * wh_stream_error), WH_EWOULDBLOCK (non-blocking, nothing yet), WH_ETIMEOUT (read deadline),
+ * WH_EBROKER_GONE, WH_ERING_CORRUPT. */
+WH_EXPORT long wh_read(wh_stream *stream, void *buf, size_t len);
+/* Writes len bytes. Blocking: returns len once all are in the stream, or an error (bytes
+ * written before the error are not reported separately). Non-blocking: as many as fit
+ * (> 0) or WH_EWOULDBLOCK. Errors also: WH_ESTREAM_CLOSED after wh_shutdown, the stream's
+ * error, WH_ETIMEOUT (write deadline), WH_EBROKER_GONE. */
+WH_EXPORT long wh_write(wh_stream *stream, const void *buf, size_t len);
+
+/* Zero-copy variants. read_peek: *data points at up to the returned count of readable bytes
+ * in shared memory (0: end of stream; errors as wh_read; in blocking mode waits for at least
+ * one byte); the bytes stay until wh_read_consume. write_reserve: *data points at room for
+ * up to the returned count (blocking mode waits for some room; errors as wh_write); nothing
+ * is sent until wh_write_commit. n must not exceed what peek/reserve returned (WH_EINVAL). */
+WH_EXPORT long wh_read_peek(wh_stream *stream, const void **data);
+WH_EXPORT int wh_read_consume(wh_stream *stream, size_t n);
+WH_EXPORT long wh_write_reserve(wh_stream *stream, void **data);
+WH_EXPORT int wh_write_commit(wh_stream *stream, size_t n);
+
+/* Half-close: no more writes; the peer reads every byte written, then end of stream. The
+ * read side stays open. WH_ESTREAM_CLOSED if already shut down. */
+WH_EXPORT int wh_shutdown(wh_stream *stream);
+/* Ends the stream abnormally: the peer sees `error` (e.g. WH_ESTREAM_CLOSED: "cancelled")
+ * with the code's wire value. The handle stays valid until wh_close. */
+WH_EXPORT int wh_abort(wh_stream *stream, int error);
+/* Half-closes if needed, stops reading (later bytes are discarded) and frees the handle.
+ * Bytes already written are still delivered. Always succeeds; NULL is a no-op. */
+WH_EXPORT int wh_close(wh_stream *stream);
+
+/* ---- blocking, deadlines, polling --------------------------------------------------- */
+
+WH_EXPORT int wh_set_nonblocking(wh_stream *stream, bool nonblocking);
+/* Absolute CLOCK_MONOTONIC deadlines in nanoseconds (wh_now_ns() + timeout); 0 clears.
+ * wh_set_deadline sets both. They apply to calls that block and to calls already waiting
+ * from the next wake-up on. Always WH_OK. */
+WH_EXPORT int wh_set_deadline(wh_stream *stream, int64_t deadline_ns);
+WH_EXPORT int wh_set_read_deadline(wh_stream *stream, int64_t deadline_ns);
+WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
+/* An eventfd that becomes readable when the stream may have news (bytes, room, end, error).
+ * After WH_EWOULDBLOCK, wait for it and retry. Owned by the stream; do not read or close it. */
+WH_EXPORT int wh_stream_fd(const wh_stream *stream);
+
+/* ---- what a stream is ------------------------------------------------------------------- */
+
+WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
+/* The service and peer it was opened to or accepted on (peer: a peer broker's address, or
+ * "local"). Static strings owned by the stream. */
+WH_EXPORT const char *wh_stream_service(const wh_stream *stream);
+WH_EXPORT const char *wh_stream_peer(const wh_stream *stream);
+/* True once the stream ended: both sides closed and every byte was read, or an error. */
+WH_EXPORT bool wh_stream_is_closed(wh_stream *stream);
+/* WH_OK, or the error that ended the stream. For an error from the remote end, the wire
+ * code (e.g. 503) and its message are stored in *remote_code and *message (either may be
+ * NULL); otherwise 0 and a description. The message is owned by the stream. */
+WH_EXPORT int wh_stream_error(wh_stream *stream, uint32_t *remote_code, const char **message);
 
 #ifdef __cplusplus
 }

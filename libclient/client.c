@@ -1,0 +1,296 @@
+/* The client session: attaching, control messages, opening, listening and accepting. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int64_t wh_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void close_fds(const int *fds, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+static int broker_gone(struct wh_client *c)
+{
+	atomic_store(&c->broker_gone, true);
+	return WH_EBROKER_GONE;
+}
+
+int client_send(struct wh_client *c, const struct ctl_msg *msg)
+{
+	uint8_t buffer[CTL_MESSAGE_MAX];
+	int n = ctl_encode(buffer, sizeof buffer, msg);
+	if (n < 0)
+		return n;
+	if (atomic_load(&c->broker_gone))
+		return WH_EBROKER_GONE;
+	for (;;) {
+		ssize_t sent = send(c->fd, buffer, (size_t)n, MSG_NOSIGNAL);
+		if (sent == n)
+			return WH_OK;
+		if (sent < 0 && errno == EINTR)
+			continue;
+		return broker_gone(c);
+	}
+}
+
+/* Receives one message within timeout_ms (< 0: no limit). fds[] gets exactly the number the
+ * type carries; a message with the wrong number of fds is a protocol error. */
+static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int fds[CTL_STREAM_FDS])
+{
+	if (atomic_load(&c->broker_gone))
+		return WH_EBROKER_GONE;
+	struct pollfd pfd = { c->fd, POLLIN, 0 };
+	int ready;
+	do
+		ready = poll(&pfd, 1, timeout_ms);
+	while (ready < 0 && errno == EINTR);
+	if (ready == 0)
+		return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
+	uint8_t buffer[CTL_MESSAGE_MAX + 1];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (CTL_STREAM_FDS + 1))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { buffer, sizeof buffer };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			    .msg_controllen = sizeof control.buf };
+	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return broker_gone(c);
+	int received[CTL_STREAM_FDS + 1];
+	unsigned count = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < 4; k++)
+				memcpy(&received[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || ctl_decode(buffer, (size_t)n, msg) != WH_OK ||
+	    count != ctl_fd_count(msg->type)) {
+		close_fds(received, count);
+		return WH_EPROTOCOL;
+	}
+	memcpy(fds, received, count * sizeof(int));
+	return WH_OK;
+}
+
+static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_STREAM_FDS])
+{
+	struct pending_stream *p = calloc(1, sizeof *p);
+	if (!p) {
+		close_fds(fds, CTL_STREAM_FDS); /* the broker sees the stream abandoned */
+		return;
+	}
+	p->msg = *msg;
+	memcpy(p->fds, fds, sizeof p->fds);
+	if (c->accept_tail)
+		c->accept_tail->next = p;
+	else
+		c->accept_head = p;
+	c->accept_tail = p;
+}
+
+/* Waits for the answer to request_id; INCOMING streams arriving meanwhile are queued. */
+static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct ctl_msg *msg,
+		       int fds[CTL_STREAM_FDS])
+{
+	int64_t deadline = timeout_ms < 0 ? 0 : wh_now_ns() + (int64_t)timeout_ms * 1000000;
+	for (;;) {
+		int wait_ms = -1;
+		if (deadline) {
+			int64_t left = deadline - wh_now_ns();
+			if (left <= 0)
+				return WH_ETIMEOUT;
+			wait_ms = (int)((left + 999999) / 1000000);
+		}
+		int rc = receive(c, wait_ms, msg, fds);
+		if (rc != WH_OK)
+			return rc == WH_EWOULDBLOCK ? WH_ETIMEOUT : rc;
+		if (msg->type == CTL_INCOMING) {
+			queue_incoming(c, msg, fds);
+			continue;
+		}
+		if (msg->request_id == request_id)
+			return WH_OK;
+		close_fds(fds, ctl_fd_count(msg->type)); /* a late answer to an abandoned request */
+	}
+}
+
+int wh_client_attach(const char *socket_path, wh_client **out)
+{
+	if (!out)
+		return WH_EINVAL;
+	*out = NULL;
+	if (!socket_path)
+		socket_path = getenv("WORMHOLE_SOCKET");
+	if (!socket_path || !*socket_path)
+		socket_path = WH_DEFAULT_SOCKET;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(socket_path) >= sizeof addr.sun_path)
+		return WH_EINVAL;
+	strcpy(addr.sun_path, socket_path);
+	struct wh_client *c = calloc(1, sizeof *c);
+	if (!c)
+		return WH_ENOMEM;
+	atomic_init(&c->broker_gone, false);
+	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		if (c->fd >= 0)
+			close(c->fd);
+		free(c);
+		return WH_EBROKER_GONE;
+	}
+	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = ++c->next_request,
+				 .version = CTL_VERSION, .pid = (uint32_t)getpid() };
+	struct ctl_msg welcome;
+	int fds[CTL_STREAM_FDS];
+	int rc = client_send(c, &hello);
+	if (rc == WH_OK)
+		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
+	if (rc == WH_OK && welcome.type == CTL_RESULT)
+		rc = welcome.error < 0 ? welcome.error : WH_EPROTOCOL;
+	else if (rc == WH_OK && (welcome.type != CTL_WELCOME || welcome.version != CTL_VERSION))
+		rc = WH_EPROTOCOL;
+	if (rc != WH_OK) {
+		close(c->fd);
+		free(c);
+		return rc;
+	}
+	for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
+		snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
+	c->ring_capacity = welcome.ring_capacity;
+	*out = c;
+	return WH_OK;
+}
+
+void wh_client_detach(wh_client *c)
+{
+	if (!c)
+		return;
+	while (c->streams)
+		wh_close(c->streams);
+	while (c->accept_head) {
+		struct pending_stream *p = c->accept_head;
+		c->accept_head = p->next;
+		close_fds(p->fds, CTL_STREAM_FDS);
+		free(p);
+	}
+	close(c->fd);
+	free(c);
+}
+
+int wh_client_fd(const wh_client *c)
+{
+	return c->fd;
+}
+
+const char *wh_client_id(const wh_client *c)
+{
+	return c->id;
+}
+
+/* Sends a request and takes its RESULT: WH_OK or the broker's error. */
+static int request(struct wh_client *c, struct ctl_msg *req, int timeout_ms, struct ctl_msg *reply,
+		   int fds[CTL_STREAM_FDS])
+{
+	req->request_id = ++c->next_request;
+	int rc = client_send(c, req);
+	if (rc == WH_OK)
+		rc = await_reply(c, req->request_id, timeout_ms, reply, fds);
+	if (rc == WH_OK && reply->type == CTL_RESULT)
+		return reply->error;
+	return rc;
+}
+
+static bool name_ok(const char *name)
+{
+	return !name || strlen(name) <= CTL_STRING_MAX;
+}
+
+int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms, wh_stream **out)
+{
+	if (!c || !out || !peer || !name_ok(peer) || !name_ok(service))
+		return WH_EINVAL;
+	*out = NULL;
+	struct ctl_msg req = { .type = CTL_OPEN }, reply;
+	snprintf(req.peer, sizeof req.peer, "%s", peer);
+	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
+	int fds[CTL_STREAM_FDS];
+	int rc = request(c, &req, timeout_ms, &reply, fds);
+	if (rc != WH_OK)
+		return rc;
+	if (reply.type != CTL_OPENED) {
+		close_fds(fds, ctl_fd_count(reply.type));
+		return WH_EPROTOCOL;
+	}
+	return stream_from_message(c, &reply, fds, out);
+}
+
+static int listen_request(wh_client *c, const char *service, enum ctl_type type)
+{
+	if (!c || !name_ok(service))
+		return WH_EINVAL;
+	struct ctl_msg req = { .type = type }, reply;
+	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
+	int fds[CTL_STREAM_FDS];
+	return request(c, &req, 10000, &reply, fds);
+}
+
+int wh_listen(wh_client *c, const char *service)
+{
+	return listen_request(c, service, CTL_LISTEN);
+}
+
+int wh_unlisten(wh_client *c, const char *service)
+{
+	return listen_request(c, service, CTL_UNLISTEN);
+}
+
+int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
+{
+	if (!c || !out)
+		return WH_EINVAL;
+	*out = NULL;
+	int64_t deadline = timeout_ms < 0 ? 0 : wh_now_ns() + (int64_t)timeout_ms * 1000000;
+	while (!c->accept_head) {
+		int wait_ms = -1;
+		if (deadline) {
+			int64_t left = deadline - wh_now_ns();
+			wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+		}
+		struct ctl_msg msg;
+		int fds[CTL_STREAM_FDS];
+		int rc = receive(c, wait_ms, &msg, fds);
+		if (rc == WH_ETIMEOUT || rc == WH_EWOULDBLOCK)
+			return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
+		if (rc != WH_OK)
+			return rc;
+		if (msg.type == CTL_INCOMING)
+			queue_incoming(c, &msg, fds);
+		else
+			close_fds(fds, ctl_fd_count(msg.type));
+	}
+	struct pending_stream *p = c->accept_head;
+	c->accept_head = p->next;
+	if (!c->accept_head)
+		c->accept_tail = NULL;
+	int rc = stream_from_message(c, &p->msg, p->fds, out);
+	free(p);
+	return rc;
+}

@@ -1,0 +1,53 @@
+/* The library's private structures, shared by client.c and stream.c. */
+#ifndef WORMHOLE_LIBCLIENT_INTERNAL_H
+#define WORMHOLE_LIBCLIENT_INTERNAL_H
+
+#include <stdatomic.h>
+
+#include <wormhole/wormhole.h>
+
+#include "ctlmsg.h"
+#include "ring.h"
+
+/* A stream handed over by the broker, waiting for wh_accept. */
+struct pending_stream {
+	struct ctl_msg msg;
+	int fds[CTL_STREAM_FDS];
+	struct pending_stream *next;
+};
+
+struct wh_client {
+	int fd;
+	atomic_bool broker_gone; /* read by every stream's thread */
+	uint32_t next_request;
+	uint32_t ring_capacity;
+	char id[2 * CTL_CLIENT_ID_SIZE + 1];
+	struct pending_stream *accept_head, *accept_tail;
+	struct wh_stream *streams; /* open handles, closed by wh_client_detach */
+};
+
+struct wh_stream {
+	struct wh_client *client;
+	uint64_t handle;
+	void *segment;
+	size_t segment_size;
+	int efd_wait, efd_wake;
+	struct ring_producer tx;
+	struct ring_consumer rx;
+	bool nonblocking, write_closed, aborted;
+	bool want_read, want_write; /* a non-blocking call returned WH_EWOULDBLOCK */
+	int error; /* sticky once the stream failed */
+	int64_t read_deadline, write_deadline;
+	char service[CTL_STRING_MAX + 1];
+	char peer[CTL_STRING_MAX + 1];
+	char message[RING_MESSAGE_MAX];
+	struct wh_stream *prev, *next;
+};
+
+/* Maps a handed-over stream; takes ownership of the fds (closed on failure too). */
+int stream_from_message(struct wh_client *client, const struct ctl_msg *msg,
+			const int fds[CTL_STREAM_FDS], struct wh_stream **out);
+/* Sends one control message (no fds). */
+int client_send(struct wh_client *client, const struct ctl_msg *msg);
+
+#endif

@@ -1,0 +1,424 @@
+/* Streams: shared-memory rings, eventfd waits, reads and writes with deadlines. */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_STREAM_FDS],
+			struct wh_stream **out)
+{
+	struct stat st;
+	struct wh_stream *s = calloc(1, sizeof *s);
+	size_t size = ring_segment_size(msg->ring_capacity);
+	if (!s || fstat(fds[0], &st) < 0 || (size_t)st.st_size != size) {
+		free(s);
+		for (unsigned i = 0; i < CTL_STREAM_FDS; i++)
+			close(fds[i]);
+		return s ? WH_EPROTOCOL : WH_ENOMEM;
+	}
+	void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	close(fds[0]); /* the mapping stays; the descriptor is not needed any more */
+	if (memory == MAP_FAILED || ring_segment_check(memory, size) != WH_OK ||
+	    ((struct ring_segment *)memory)->capacity != msg->ring_capacity) {
+		if (memory != MAP_FAILED)
+			munmap(memory, size);
+		close(fds[1]);
+		close(fds[2]);
+		free(s);
+		return WH_EPROTOCOL;
+	}
+	s->client = c;
+	s->handle = msg->handle;
+	s->segment = memory;
+	s->segment_size = size;
+	s->efd_wait = fds[1];
+	s->efd_wake = fds[2];
+	ring_producer_attach(&s->tx, memory, msg->ring_capacity, msg->tx_ring);
+	ring_consumer_attach(&s->rx, memory, msg->ring_capacity, msg->tx_ring ^ 1u);
+	snprintf(s->service, sizeof s->service, "%s", msg->service);
+	snprintf(s->peer, sizeof s->peer, "%s", msg->peer);
+	s->next = c->streams;
+	if (c->streams)
+		c->streams->prev = s;
+	c->streams = s;
+	*out = s;
+	return WH_OK;
+}
+
+static void wake_peer(struct wh_stream *s)
+{
+	uint64_t one = 1;
+	(void)!write(s->efd_wake, &one, sizeof one);
+}
+
+static bool rx_has_news(struct wh_stream *s)
+{
+	struct iovec iov[2];
+	int spans, error;
+	return ring_consumer_peek(&s->rx, iov, &spans) != 0 ||
+	       ring_consumer_peer_state(&s->rx, &error) != RING_OPEN;
+}
+
+static bool tx_has_room(struct wh_stream *s)
+{
+	struct iovec iov[2];
+	int spans;
+	return ring_producer_reserve(&s->tx, iov, &spans) != 0;
+}
+
+/*
+ * Clears the stream's eventfd. One eventfd carries news for both directions, so a read that
+ * clears it may swallow the wake-up a waiting write was owed (and the reverse): when the
+ * other direction is waiting and now ready, the fd is set again so the app's poll sees it.
+ */
+static void drain(struct wh_stream *s, bool reading)
+{
+	uint64_t value;
+	if (read(s->efd_wait, &value, sizeof value) != sizeof value)
+		return; /* nothing was pending (non-blocking: the broker made it so) */
+	bool other_ready = reading ? s->want_write && tx_has_room(s) : s->want_read && rx_has_news(s);
+	if (other_ready) {
+		value = 1;
+		(void)!write(s->efd_wait, &value, sizeof value);
+	}
+}
+
+/* Sleeps until the stream's eventfd fires, the deadline passes or the broker goes away. */
+static int wait_for_news(struct wh_stream *s, int64_t deadline)
+{
+	struct pollfd pfd[2] = { { s->efd_wait, POLLIN, 0 }, { s->client->fd, 0, 0 } };
+	int timeout = -1;
+	if (deadline) {
+		int64_t left = deadline - wh_now_ns();
+		if (left <= 0)
+			return WH_ETIMEOUT;
+		timeout = (int)((left + 999999) / 1000000);
+	}
+	int ready = poll(pfd, 2, timeout);
+	if (ready < 0 && errno != EINTR)
+		return WH_ESYSTEM;
+	if (pfd[1].revents & (POLLHUP | POLLERR)) {
+		atomic_store(&s->client->broker_gone, true);
+		return WH_EBROKER_GONE;
+	}
+	return WH_OK; /* the caller drains before it looks again */
+}
+
+/* Records why the stream ended, with the remote's code and message when there is one. */
+static int stream_fail(struct wh_stream *s, int error)
+{
+	if (s->error == WH_OK) {
+		s->error = error;
+		const struct ring_segment *header = s->segment;
+		snprintf(s->message, sizeof s->message, "%.*s", (int)sizeof header->error_message,
+			 header->error_message[0] ? header->error_message : wh_strerror(error));
+	}
+	return s->error;
+}
+
+static int check_gone(struct wh_stream *s)
+{
+	if (atomic_load(&s->client->broker_gone))
+		return stream_fail(s, WH_EBROKER_GONE);
+	return s->error;
+}
+
+/* Readable bytes as spans, waiting if allowed: > 0 bytes, 0 at EOF, or an error. */
+static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+{
+	s->want_read = false;
+	for (;;) {
+		int error = check_gone(s);
+		if (error)
+			return error;
+		long held = ring_consumer_peek(&s->rx, iov, spans);
+		if (held != 0)
+			return held < 0 ? stream_fail(s, held) : held;
+		int peer_error;
+		enum ring_end_state state = ring_consumer_peer_state(&s->rx, &peer_error);
+		if (state != RING_OPEN) {
+			/* Bytes committed before the state change are visible now: look once more. */
+			held = ring_consumer_peek(&s->rx, iov, spans);
+			if (held != 0)
+				return held < 0 ? stream_fail(s, held) : held;
+			return state == RING_CLOSED ? 0 : stream_fail(s, peer_error);
+		}
+		drain(s, true);
+		ring_consumer_prepare_wait(&s->rx);
+		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
+		    ring_consumer_peer_state(&s->rx, &peer_error) != RING_OPEN)
+			continue;
+		if (s->nonblocking) {
+			s->want_read = true;
+			return WH_EWOULDBLOCK;
+		}
+		error = wait_for_news(s, s->read_deadline);
+		if (error)
+			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
+	}
+}
+
+static void after_consume(struct wh_stream *s)
+{
+	if (ring_consumer_wake_needed(&s->rx))
+		wake_peer(s);
+}
+
+long wh_read(wh_stream *s, void *buf, size_t len)
+{
+	if (!s || (!buf && len))
+		return WH_EINVAL;
+	struct iovec iov[2];
+	int spans;
+	long held = read_spans(s, iov, &spans);
+	if (held <= 0)
+		return held;
+	size_t done = 0;
+	for (int i = 0; i < spans && done < len; i++) {
+		size_t take = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+		memcpy((uint8_t *)buf + done, iov[i].iov_base, take);
+		done += take;
+	}
+	ring_consumer_consume(&s->rx, done);
+	after_consume(s);
+	return (long)done;
+}
+
+long wh_read_peek(wh_stream *s, const void **data)
+{
+	if (!s || !data)
+		return WH_EINVAL;
+	struct iovec iov[2];
+	int spans;
+	long held = read_spans(s, iov, &spans);
+	*data = held > 0 ? iov[0].iov_base : NULL;
+	return held > 0 ? (long)iov[0].iov_len : held;
+}
+
+int wh_read_consume(wh_stream *s, size_t n)
+{
+	struct iovec iov[2];
+	int spans;
+	if (!s)
+		return WH_EINVAL;
+	long held = ring_consumer_peek(&s->rx, iov, &spans);
+	if (held < 0)
+		return stream_fail(s, (int)held);
+	if (n > (size_t)held)
+		return WH_EINVAL;
+	ring_consumer_consume(&s->rx, n);
+	after_consume(s);
+	return WH_OK;
+}
+
+/* Room to write as spans, waiting if allowed: > 0 bytes, or an error. */
+static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+{
+	s->want_write = false;
+	for (;;) {
+		int error = check_gone(s);
+		if (error)
+			return error;
+		if (s->write_closed)
+			return WH_ESTREAM_CLOSED;
+		int peer_error;
+		if (ring_producer_peer_state(&s->tx, &peer_error) == RING_FAILED)
+			return stream_fail(s, peer_error);
+		long room = ring_producer_reserve(&s->tx, iov, spans);
+		if (room != 0)
+			return room < 0 ? stream_fail(s, room) : room;
+		drain(s, false);
+		ring_producer_prepare_wait(&s->tx);
+		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
+			continue;
+		if (s->nonblocking) {
+			s->want_write = true;
+			return WH_EWOULDBLOCK;
+		}
+		error = wait_for_news(s, s->write_deadline);
+		if (error)
+			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
+	}
+}
+
+static void after_commit(struct wh_stream *s)
+{
+	if (ring_producer_wake_needed(&s->tx))
+		wake_peer(s);
+}
+
+long wh_write(wh_stream *s, const void *buf, size_t len)
+{
+	if (!s || (!buf && len))
+		return WH_EINVAL;
+	size_t done = 0;
+	while (done < len) {
+		struct iovec iov[2];
+		int spans;
+		long room = write_spans(s, iov, &spans);
+		if (room < 0)
+			return done && s->nonblocking ? (long)done : room;
+		size_t before = done;
+		for (int i = 0; i < spans && done < len; i++) {
+			size_t take = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+			memcpy(iov[i].iov_base, (const uint8_t *)buf + done, take);
+			done += take;
+		}
+		ring_producer_commit(&s->tx, done - before);
+		after_commit(s);
+		if (s->nonblocking)
+			break;
+	}
+	return (long)done;
+}
+
+long wh_write_reserve(wh_stream *s, void **data)
+{
+	if (!s || !data)
+		return WH_EINVAL;
+	struct iovec iov[2];
+	int spans;
+	long room = write_spans(s, iov, &spans);
+	*data = room > 0 ? iov[0].iov_base : NULL;
+	return room > 0 ? (long)iov[0].iov_len : room;
+}
+
+int wh_write_commit(wh_stream *s, size_t n)
+{
+	struct iovec iov[2];
+	int spans;
+	if (!s)
+		return WH_EINVAL;
+	long room = ring_producer_reserve(&s->tx, iov, &spans);
+	if (room < 0)
+		return stream_fail(s, (int)room);
+	if (n > (spans ? iov[0].iov_len : 0))
+		return WH_EINVAL;
+	ring_producer_commit(&s->tx, n);
+	after_commit(s);
+	return WH_OK;
+}
+
+int wh_shutdown(wh_stream *s)
+{
+	if (!s)
+		return WH_EINVAL;
+	if (s->write_closed)
+		return WH_ESTREAM_CLOSED;
+	s->write_closed = true;
+	ring_producer_close(&s->tx, WH_OK);
+	wake_peer(s);
+	return WH_OK;
+}
+
+int wh_abort(wh_stream *s, int error)
+{
+	if (!s)
+		return WH_EINVAL;
+	if (error >= 0)
+		error = WH_ESTREAM_CLOSED;
+	s->write_closed = s->aborted = true;
+	ring_producer_close(&s->tx, error);
+	ring_consumer_close(&s->rx, error);
+	wake_peer(s);
+	stream_fail(s, error);
+	return WH_OK;
+}
+
+int wh_close(wh_stream *s)
+{
+	if (!s)
+		return WH_OK;
+	struct wh_client *c = s->client;
+	if (!s->write_closed)
+		ring_producer_close(&s->tx, WH_OK);
+	if (!s->aborted)
+		ring_consumer_close(&s->rx, WH_OK);
+	wake_peer(s);
+	struct ctl_msg release = { .type = CTL_RELEASE, .handle = s->handle };
+	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	munmap(s->segment, s->segment_size);
+	close(s->efd_wait);
+	close(s->efd_wake);
+	free(s);
+	return WH_OK;
+}
+
+int wh_set_nonblocking(wh_stream *s, bool nonblocking)
+{
+	if (!s)
+		return WH_EINVAL;
+	s->nonblocking = nonblocking;
+	return WH_OK;
+}
+
+int wh_set_deadline(wh_stream *s, int64_t deadline_ns)
+{
+	if (!s)
+		return WH_EINVAL;
+	s->read_deadline = s->write_deadline = deadline_ns;
+	return WH_OK;
+}
+
+int wh_set_read_deadline(wh_stream *s, int64_t deadline_ns)
+{
+	if (!s)
+		return WH_EINVAL;
+	s->read_deadline = deadline_ns;
+	return WH_OK;
+}
+
+int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
+{
+	if (!s)
+		return WH_EINVAL;
+	s->write_deadline = deadline_ns;
+	return WH_OK;
+}
+
+int wh_stream_fd(const wh_stream *s) { return s->efd_wait; }
+uint64_t wh_stream_id(const wh_stream *s) { return s->handle; }
+const char *wh_stream_service(const wh_stream *s) { return s->service; }
+const char *wh_stream_peer(const wh_stream *s) { return s->peer; }
+
+bool wh_stream_is_closed(wh_stream *s)
+{
+	int error;
+	if (check_gone(s) != WH_OK)
+		return true;
+	enum ring_end_state in = ring_consumer_peer_state(&s->rx, &error);
+	if (in == RING_FAILED) {
+		stream_fail(s, error);
+		return true;
+	}
+	struct iovec iov[2];
+	int spans;
+	return in == RING_CLOSED && s->write_closed && ring_consumer_peek(&s->rx, iov, &spans) == 0;
+}
+
+int wh_stream_error(wh_stream *s, uint32_t *remote_code, const char **message)
+{
+	if (!s)
+		return WH_EINVAL;
+	wh_stream_is_closed(s); /* picks up an error the broker posted meanwhile */
+	const struct ring_segment *header = s->segment;
+	if (remote_code)
+		*remote_code = s->error ? header->remote_code : 0;
+	if (message)
+		*message = s->error ? s->message : "";
+	return s->error;
+}
