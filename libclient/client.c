@@ -239,6 +239,9 @@ int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms,
 		close_fds(fds, ctl_fd_count(reply.type));
 		return WH_EPROTOCOL;
 	}
+	/* OPENED names neither: they are what we asked for */
+	memcpy(reply.peer, req.peer, sizeof reply.peer);
+	memcpy(reply.service, req.service, sizeof reply.service);
 	return stream_from_message(c, &reply, fds, out);
 }
 

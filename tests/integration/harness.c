@@ -1,6 +1,7 @@
 /* Integration-test helpers: real processes, temporary directories, bounded waits. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -112,6 +113,51 @@ bool refpeer_spawn(struct process *p, const char *const *args, bool wait_port)
 		argv[n++] = strcmp(args[i], "@PORT_FILE@") == 0 ? p->port_file : args[i];
 	argv[n] = NULL;
 	return spawn(p, argv) && (!wait_port || read_port(p, 10.0));
+}
+
+bool app_spawn(struct process *p, const char *program, const char *const *args)
+{
+	memset(p, 0, sizeof *p);
+	harness_tempdir(p->dir, sizeof p->dir);
+	snprintf(p->log_file, sizeof p->log_file, "%s/log", p->dir);
+	static char path[512];
+	snprintf(path, sizeof path, "%s/%s", TOP_BUILDDIR, program);
+	const char *argv[32] = { path };
+	int n = 1;
+	for (int i = 0; args[i] && n < 31; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return spawn(p, argv);
+}
+
+int process_fd_count(const struct process *p)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)p->pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -1;
+	int count = 0;
+	struct dirent *entry;
+	while ((entry = readdir(dir)))
+		if (entry->d_name[0] != '.')
+			count++;
+	closedir(dir);
+	return count;
+}
+
+long process_rss_kib(const struct process *p)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)p->pid);
+	FILE *f = fopen(path, "r");
+	long rss = -1;
+	while (f && fgets(line, sizeof line, f))
+		if (sscanf(line, "VmRSS: %ld kB", &rss) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return rss;
 }
 
 int process_wait(struct process *p, double timeout)

@@ -24,6 +24,12 @@ void harness_cleanup_dir(const char *dir);
 bool broker_spawn(struct process *p, const char *const *extra_args);
 /* Starts tests/refpeer with arguments; if port_file is set, waits for the port like above. */
 bool refpeer_spawn(struct process *p, const char *const *args, bool wait_port);
+/* Starts a built program (path relative to the build tree) with arguments; output to its log. */
+bool app_spawn(struct process *p, const char *program, const char *const *args);
+/* Descriptors the process has open now, or -1. */
+int process_fd_count(const struct process *p);
+/* Resident memory of the process in KiB, or -1. */
+long process_rss_kib(const struct process *p);
 /* Sends signal and waits for exit (bounded). Returns the exit status, or -1. */
 int process_stop(struct process *p, int signal);
 /* Waits (bounded) for the process to exit by itself; returns its exit status or -1. */

@@ -1,0 +1,396 @@
+/* Integration tests of the data path: real brokers joined by loopback TCP, real apps linked
+ * with libwormholeclient (this process and the example programs), shared-memory rings. */
+#include "config.h"
+
+#include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "harness.h"
+#include "internal.h" /* the hostile-app test reaches into its own segment */
+
+/* Broker A accepts peers; broker B keeps a pool to A (peer name "a"). */
+struct pair {
+	struct process a, b;
+};
+
+static void pair_start(struct pair *p)
+{
+	ck_assert(broker_spawn(&p->a, NULL));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p->a.port);
+	const char *args[] = { "--peer", peer, NULL };
+	ck_assert(broker_spawn(&p->b, args));
+}
+
+static void pair_stop(struct pair *p)
+{
+	ck_assert_int_eq(process_stop(&p->b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&p->a, SIGTERM), 0);
+}
+
+static wh_client *attach(const struct process *broker)
+{
+	wh_client *client = NULL;
+	int rc = WH_EBROKER_GONE;
+	for (int i = 0; i < 200 && rc != WH_OK; i++) { /* the socket is ready once the port is */
+		rc = wh_client_attach(broker->socket_path, &client);
+		if (rc != WH_OK)
+			usleep(10000);
+	}
+	ck_assert_int_eq(rc, WH_OK);
+	return client;
+}
+
+/* Sends size pattern bytes, half-closes, reads the echo back and checks every byte. */
+static void echo_check(wh_stream *s, size_t size, unsigned seed)
+{
+	static unsigned char out[1 << 16], in[1 << 16];
+	size_t sent = 0, received = 0;
+	bool shut = false;
+	wh_set_nonblocking(s, true);
+	int64_t deadline = wh_now_ns() + 60ll * 1000000000;
+	for (;;) {
+		while (sent < size) {
+			size_t n = size - sent < sizeof out ? size - sent : sizeof out;
+			for (size_t i = 0; i < n; i++)
+				out[i] = harness_pattern(seed, sent + i);
+			long w = wh_write(s, out, n);
+			if (w == WH_EWOULDBLOCK)
+				break;
+			ck_assert_msg(w > 0, "write: %s", wh_strerror((int)w));
+			sent += (size_t)w;
+		}
+		if (sent == size && !shut) {
+			ck_assert_int_eq(wh_shutdown(s), WH_OK);
+			shut = true;
+		}
+		long r;
+		while ((r = wh_read(s, in, sizeof in)) > 0) {
+			for (long i = 0; i < r; i++)
+				if (in[i] != harness_pattern(seed, received + (size_t)i))
+					ck_abort_msg("byte %zu differs", received + (size_t)i);
+			received += (size_t)r;
+		}
+		if (r == 0)
+			break;
+		ck_assert_msg(r == WH_EWOULDBLOCK, "read: %s", wh_strerror((int)r));
+		ck_assert_msg(wh_now_ns() < deadline, "stalled: %zu sent, %zu back", sent, received);
+		struct pollfd pfd = { wh_stream_fd(s), POLLIN, 0 };
+		poll(&pfd, 1, 1000);
+	}
+	ck_assert_uint_eq(received, size);
+	ck_assert(wh_stream_is_closed(s));
+	ck_assert_int_eq(wh_stream_error(s, NULL, NULL), WH_OK);
+}
+
+START_TEST(test_one_gib_through_two_brokers)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+	ck_assert_str_eq(wh_stream_service(s), "echo");
+	echo_check(s, 1u << 30, 7);
+	wh_close(s);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_thousand_streams_between_apps)
+{
+	struct pair p;
+	pair_start(&p);
+	struct process echo, send;
+	const char *echo_args[] = { "-s", p.a.socket_path, "app-echo", NULL };
+	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));
+	wh_client *probe = attach(&p.a); /* wait until the listener is registered */
+	wh_stream *s = NULL;
+	for (int i = 0; i < 200; i++) {
+		if (wh_open(probe, WH_PEER_LOCAL, "app-echo", 1000, &s) == WH_OK)
+			break;
+		usleep(10000);
+	}
+	ck_assert_ptr_nonnull(s);
+	echo_check(s, 1000, 3);
+	wh_close(s);
+	wh_client_detach(probe);
+	const char *send_args[] = { "-s", p.b.socket_path, "-n", "1000", "-r", "-b", "200000", "a",
+				    "app-echo", NULL };
+	ck_assert(app_spawn(&send, "examples/wh-send", send_args));
+	int status = process_wait(&send, 120);
+	if (status != 0) {
+		process_dump_log(&send);
+		process_dump_log(&echo);
+	}
+	ck_assert_int_eq(status, 0);
+	process_stop(&send, SIGTERM);
+	process_stop(&echo, SIGTERM);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_half_close_and_errors)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_write(s, "hello", 5), 5);
+	ck_assert_int_eq(wh_shutdown(s), WH_OK);
+	ck_assert_int_eq(wh_shutdown(s), WH_ESTREAM_CLOSED);
+	ck_assert_int_eq(wh_write(s, "x", 1), WH_ESTREAM_CLOSED);
+	char buf[16];
+	size_t got = 0;
+	while (got < 5) {
+		long n = wh_read(s, buf + got, sizeof buf - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	ck_assert_mem_eq(buf, "hello", 5);
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), 0); /* every byte, then end of stream */
+	wh_close(s);
+
+	/* a remote refusal arrives as the stream's error, with the peer's code and message */
+	ck_assert_int_eq(wh_open(client, "a", "no-such-service", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_ENO_SERVICE);
+	uint32_t code;
+	const char *message;
+	ck_assert_int_eq(wh_stream_error(s, &code, &message), WH_ENO_SERVICE);
+	ck_assert_uint_eq(code, 404);
+	ck_assert_str_eq(message, "no listener for that service");
+	ck_assert(wh_stream_is_closed(s));
+	wh_close(s);
+	/* refusals the broker decides at once */
+	ck_assert_int_eq(wh_open(client, "nobody", "echo", 1000, &s), WH_EUNKNOWN_PEER);
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "nobody-listens", 1000, &s), WH_ENO_SERVICE);
+	ck_assert_int_eq(wh_listen(client, "mine"), WH_OK);
+	wh_client *other = attach(&p.b);
+	ck_assert_int_eq(wh_listen(other, "mine"), WH_ELIMIT);
+	ck_assert_int_eq(wh_accept(other, 0, &s), WH_EWOULDBLOCK);
+	ck_assert_int_eq(wh_accept(other, 50, &s), WH_ETIMEOUT);
+	/* a deadline bounds a blocking read */
+	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 100000000), WH_OK);
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_ETIMEOUT);
+	wh_close(s);
+	wh_client_detach(other);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+struct fd_goal {
+	struct process *broker;
+	int count;
+};
+
+static bool fds_at_most(void *arg)
+{
+	struct fd_goal *g = arg;
+	int now = process_fd_count(g->broker);
+	return now >= 0 && now <= g->count;
+}
+
+static bool until_predicate_polling(bool (*predicate)(void *), void *arg, double seconds)
+{
+	int64_t deadline = wh_now_ns() + (int64_t)(seconds * 1e9);
+	while (wh_now_ns() < deadline) {
+		if (predicate(arg))
+			return true;
+		usleep(10000);
+	}
+	return predicate(arg);
+}
+
+START_TEST(test_app_killed_mid_transfer)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *listener = attach(&p.a);
+	ck_assert_int_eq(wh_listen(listener, "victim"), WH_OK);
+	int fds_before = process_fd_count(&p.b);
+	struct process sender;
+	const char *args[] = { "-s", p.b.socket_path, "-n", "4", "-b", "100000000000", "a", "victim", NULL };
+	ck_assert(app_spawn(&sender, "examples/wh-send", args));
+	wh_stream *s;
+	ck_assert_int_eq(wh_accept(listener, 10000, &s), WH_OK);
+	char buf[65536];
+	size_t got = 0;
+	long n;
+	while (got < (8u << 20) && (n = wh_read(s, buf, sizeof buf)) > 0)
+		got += (size_t)n; /* the transfer is well under way */
+	kill(sender.pid, SIGKILL);
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 5000000000ll), WH_OK);
+	while ((n = wh_read(s, buf, sizeof buf)) > 0)
+		;
+	ck_assert_int_eq(n, WH_EAPP_GONE); /* within a second, not at the deadline */
+	uint32_t code;
+	const char *message;
+	wh_stream_error(s, &code, &message);
+	ck_assert_uint_eq(code, 502);
+	wh_close(s);
+	/* the broker freed the dead app's segments and descriptors */
+	struct fd_goal goal = { &p.b, fds_before };
+	ck_assert_msg(until_predicate_polling(fds_at_most, &goal, 5), "broker fds %d, before %d",
+		      process_fd_count(&p.b), fds_before);
+	process_stop(&sender, SIGTERM);
+	wh_client_detach(listener);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_broker_killed)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 10000000000ll), WH_OK);
+	kill(p.b.pid, SIGKILL);
+	char buf[16];
+	int64_t start = wh_now_ns();
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EBROKER_GONE);
+	ck_assert(wh_now_ns() - start < 2000000000ll); /* promptly, not at the deadline */
+	ck_assert_int_eq(wh_write(s, "x", 1), WH_EBROKER_GONE);
+	wh_stream *t;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 1000, &t), WH_EBROKER_GONE);
+	wh_close(s);
+	wh_client_detach(client);
+	process_stop(&p.b, SIGTERM);
+	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
+}
+END_TEST
+
+/* A hostile app rewrites its ring's positions: its stream ends, the broker carries on. */
+START_TEST(test_corrupted_ring_ends_one_stream)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	wh_stream *s, *good;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &good), WH_OK);
+	ck_assert_int_eq(wh_write(s, "hello", 5), 5);
+	struct ring_segment *segment = s->segment;
+	atomic_store(&segment->rings[0].head, 1ull << 40); /* far beyond anything it wrote */
+	uint64_t one = 1;
+	ck_assert_int_eq(write(s->efd_wake, &one, sizeof one), 8);
+	char buf[64];
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 5000000000ll), WH_OK);
+	long n;
+	while ((n = wh_read(s, buf, sizeof buf)) > 0)
+		;
+	ck_assert_int_eq(n, WH_ERING_CORRUPT);
+	wh_close(s);
+	echo_check(good, 1u << 20, 5); /* the other stream on the same connection is fine */
+	wh_close(good);
+	/* and the broker serves new streams */
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+	echo_check(s, 100000, 6);
+	wh_close(s);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+/* An app that writes and never reads: memory stays bounded, other streams flow. */
+START_TEST(test_app_that_never_reads)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	wh_stream *lazy, *busy;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &lazy), WH_OK);
+	wh_set_nonblocking(lazy, true);
+	static char chunk[65536];
+	long rss_a_before = process_rss_kib(&p.a), rss_b_before = process_rss_kib(&p.b);
+	size_t written = 0;
+	for (int i = 0; i < 2000; i++) {
+		long n = wh_write(lazy, chunk, sizeof chunk);
+		if (n > 0)
+			written += (size_t)n;
+		else
+			usleep(1000);
+	}
+	ck_assert_uint_lt(written, 8u << 20); /* back-pressure: rings and windows fill, then stop */
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &busy), WH_OK);
+	echo_check(busy, 32u << 20, 9);
+	long grow_a = process_rss_kib(&p.a) - rss_a_before, grow_b = process_rss_kib(&p.b) - rss_b_before;
+	ck_assert_msg(grow_a < 32 * 1024 && grow_b < 32 * 1024, "rss grew %ld / %ld KiB", grow_a, grow_b);
+	wh_close(busy);
+	wh_close(lazy);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_same_host_streams)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	struct process echo;
+	const char *echo_args[] = { "-s", broker.socket_path, "loc", NULL };
+	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));
+	wh_client *client = attach(&broker);
+	wh_stream *s = NULL;
+	for (int i = 0; i < 200 && !s; i++)
+		if (wh_open(client, WH_PEER_LOCAL, "loc", 1000, &s) != WH_OK)
+			usleep(10000);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_str_eq(wh_stream_peer(s), "local");
+	echo_check(s, 64u << 20, 11);
+	wh_close(s);
+	/* the listener dies: the other end of a local stream learns it */
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "loc", 1000, &s), WH_OK);
+	ck_assert_int_eq(wh_write(s, "x", 1), 1);
+	kill(echo.pid, SIGKILL);
+	char buf[8];
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 5000000000ll), WH_OK);
+	long n;
+	while ((n = wh_read(s, buf, sizeof buf)) > 0)
+		;
+	ck_assert_int_eq(n, WH_EAPP_GONE);
+	wh_close(s);
+	wh_client_detach(client);
+	process_stop(&echo, SIGTERM);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *apps_suite(void)
+{
+	Suite *suite = suite_create("apps");
+	TCase *tc = tcase_create("apps");
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_one_gib_through_two_brokers);
+	tcase_add_test(tc, test_thousand_streams_between_apps);
+	tcase_add_test(tc, test_half_close_and_errors);
+	tcase_add_test(tc, test_app_killed_mid_transfer);
+	tcase_add_test(tc, test_broker_killed);
+	tcase_add_test(tc, test_corrupted_ring_ends_one_stream);
+	tcase_add_test(tc, test_app_that_never_reads);
+	tcase_add_test(tc, test_same_host_streams);
+	suite_add_tcase(suite, tc);
+	return suite;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	SRunner *runner = srunner_create(apps_suite());
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
