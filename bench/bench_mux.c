@@ -11,154 +11,15 @@
  */
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "conn.h"
-
-#define CHUNK (64 * 1024)
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double percentile(double *values, size_t n, double p)
-{
-	qsort(values, n, sizeof *values, cmp_double);
-	size_t i = (size_t)(p * (double)(n - 1) + 0.5);
-	return values[i];
-}
-
-/* ---- raw TCP baselines ------------------------------------------------------------- */
-
-static int listen_loopback(unsigned *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof addr;
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 8) ||
-	    getsockname(fd, (struct sockaddr *)&addr, &len)) {
-		perror("listen");
-		exit(1);
-	}
-	*port = ntohs(addr.sin_port);
-	return fd;
-}
-
-static int connect_loopback(unsigned port, bool nonblocking)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
-		perror("connect");
-		exit(1);
-	}
-	int one = 1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	return fd;
-}
-
-/* A child that accepts connections and, per connection, echoes (mode 'e') or discards ('d'),
- * each connection in its own process so that bulk and ping-pong do not share a thread. */
-static pid_t raw_server(char mode, unsigned *port)
-{
-	int listener = listen_loopback(port);
-	pid_t pid = fork();
-	if (pid != 0) {
-		close(listener);
-		return pid;
-	}
-	for (;;) {
-		int fd = accept(listener, NULL, NULL);
-		if (fd < 0)
-			_exit(0);
-		if (fork() == 0) {
-			static char buffer[CHUNK];
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-			ssize_t n;
-			while ((n = read(fd, buffer, sizeof buffer)) > 0)
-				if (mode == 'e' && write(fd, buffer, (size_t)n) != n)
-					break;
-			_exit(0);
-		}
-		close(fd);
-	}
-}
-
-static double raw_bulk(unsigned port, size_t total)
-{
-	int fd = connect_loopback(port, false);
-	static char buffer[CHUNK];
-	memset(buffer, 'b', sizeof buffer);
-	double start = now_s();
-	for (size_t sent = 0; sent < total;) {
-		ssize_t n = write(fd, buffer, sizeof buffer);
-		if (n <= 0)
-			exit(1);
-		sent += (size_t)n;
-	}
-	shutdown(fd, SHUT_WR);
-	while (read(fd, buffer, sizeof buffer) > 0) /* EOF: the reader has everything */
-		;
-	double seconds = now_s() - start;
-	close(fd);
-	return (double)total / seconds;
-}
-
-static void raw_pingpong(unsigned port, double *samples, size_t n)
-{
-	int fd = connect_loopback(port, false);
-	char message[64] = "ping";
-	for (size_t i = 0; i < n; i++) {
-		double start = now_s();
-		if (write(fd, message, sizeof message) != sizeof message)
-			exit(1);
-		size_t got = 0;
-		while (got < sizeof message) {
-			ssize_t r = read(fd, message + got, sizeof message - got);
-			if (r <= 0)
-				exit(1);
-			got += (size_t)r;
-		}
-		samples[i] = now_s() - start;
-	}
-	close(fd);
-}
-
-/* A bulk raw flow in a child process, running until killed. */
-static pid_t raw_bulk_background(unsigned port)
-{
-	pid_t pid = fork();
-	if (pid == 0) {
-		int fd = connect_loopback(port, false);
-		static char buffer[CHUNK];
-		while (write(fd, buffer, sizeof buffer) > 0)
-			;
-		_exit(0);
-	}
-	return pid;
-}
 
 /* ---- the mux side ------------------------------------------------------------------ */
 
@@ -179,7 +40,7 @@ struct bench {
 static void bulk_handler(struct mux_stream *s, enum mux_stream_event event, void *user)
 {
 	struct bench *b = user;
-	static char buffer[CHUNK];
+	static char buffer[BENCH_CHUNK];
 	if (event == MUX_STREAM_EOF || event == MUX_STREAM_ERROR) {
 		b->bulk_done = true;
 		ev_break(b->loop, EVBREAK_ONE);
@@ -234,7 +95,8 @@ static struct conn *mux_connect(struct ev_loop *loop, unsigned port)
 	struct mux_config config;
 	mux_config_default(&config);
 	config.keepalive_interval = 0;
-	return conn_new(loop, connect_loopback(port, true), true, &config, NULL, NULL, NULL);
+	struct endpoint ep = { .port = port };
+	return conn_new(loop, raw_connect(&ep, true), true, &config, NULL, NULL, NULL);
 }
 
 static double mux_bulk(struct bench *b, size_t total)
@@ -267,34 +129,6 @@ static void mux_pingpong(struct bench *b, double *samples, size_t n)
 	mux_stream_release(b->echo);
 }
 
-/* ---- report ------------------------------------------------------------------------ */
-
-struct figure {
-	const char *name, *unit, *baseline;
-	double value, baseline_value;
-};
-
-static void report(const struct figure *f, int n, const char *json_path)
-{
-	printf("\n%-28s %14s %14s %8s  %s\n", "figure", "wormhole", "baseline", "ratio", "baseline is");
-	for (int i = 0; i < n; i++)
-		printf("%-28s %14.1f %14.1f %8.2f  %s (%s)\n", f[i].name, f[i].value, f[i].baseline_value,
-		       f[i].value / f[i].baseline_value, f[i].baseline, f[i].unit);
-	FILE *out = json_path ? fopen(json_path, "w") : NULL;
-	if (!out)
-		return;
-	fprintf(out, "[\n");
-	for (int i = 0; i < n; i++)
-		fprintf(out,
-			"  {\"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\", \"baseline\": \"%s\", "
-			"\"baseline_value\": %.3f, \"ratio\": %.4f}%s\n",
-			f[i].name, f[i].value, f[i].unit, f[i].baseline, f[i].baseline_value,
-			f[i].value / f[i].baseline_value, i + 1 < n ? "," : "");
-	fprintf(out, "]\n");
-	fclose(out);
-	printf("\nJSON written to %s\n", json_path);
-}
-
 int main(int argc, char **argv)
 {
 	const char *broker_path = argc > 1 ? argv[1] : "broker/wormhole-broker";
@@ -303,35 +137,19 @@ int main(int argc, char **argv)
 	size_t pings = 20000;
 	signal(SIGPIPE, SIG_IGN);
 
-	/* the broker under test, on an ephemeral port it reports through a file */
 	char dir[] = "/tmp/wh-bench.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
 	char port_file[64];
 	snprintf(port_file, sizeof port_file, "%s/port", dir);
-	pid_t broker = fork();
-	if (broker == 0) {
-		execl(broker_path, broker_path, "--listen", "127.0.0.1:0", "--port-file", port_file,
-		      "--keepalive", "0", "--socket", "none", (char *)NULL);
-		_exit(127);
-	}
-	unsigned broker_port = 0;
-	for (int i = 0; i < 1000 && !broker_port; i++) {
-		FILE *f = fopen(port_file, "r");
-		if (f) {
-			if (fscanf(f, "%u", &broker_port) != 1)
-				broker_port = 0;
-			fclose(f);
-		}
-		if (!broker_port)
-			usleep(10000);
-	}
-	if (!broker_port) {
-		fprintf(stderr, "bench: the broker did not start\n");
+	const char *args[] = { "--listen", "127.0.0.1:0", "--port-file", port_file, "--keepalive", "0",
+			       "--socket", "none", NULL };
+	unsigned broker_port;
+	pid_t broker = spawn_broker(broker_path, args, port_file, &broker_port);
+	if (broker < 0)
 		return 1;
-	}
-	unsigned sink_port, echo_port;
-	pid_t sink = raw_server('d', &sink_port), echo = raw_server('e', &echo_port);
+	struct endpoint sink_ep = { 0 }, echo_ep = { 0 };
+	pid_t sink = raw_server('d', &sink_ep), echo = raw_server('e', &echo_ep);
 
 	struct bench b = { .loop = ev_loop_new(EVFLAG_AUTO) };
 	b.conn = mux_connect(b.loop, broker_port);
@@ -339,23 +157,24 @@ int main(int argc, char **argv)
 	struct figure figures[5];
 	int n = 0;
 
-	printf("bulk: %zu MiB one stream; ping-pong: %zu x 64 B\n", bulk_bytes >> 20, pings);
-	double raw = raw_bulk(sink_port, bulk_bytes);
+	printf("mux alone (this process -> TCP -> wormhole-broker): bulk %zu MiB, %zu pings\n",
+	       bulk_bytes >> 20, pings);
+	double raw = raw_bulk(&sink_ep, bulk_bytes);
 	double muxed = mux_bulk(&b, bulk_bytes);
-	figures[n++] = (struct figure){ "bulk_throughput", "MB/s", "raw TCP, two processes",
-					muxed / 1e6, raw / 1e6 };
+	figures[n++] = (struct figure){ "mux_bulk_throughput", "MB/s", "raw TCP, two processes",
+					muxed / 1e6, raw / 1e6, NULL };
 
-	raw_pingpong(echo_port, samples, pings);
+	raw_pingpong(&echo_ep, samples, pings);
 	double raw_p50 = percentile(samples, pings, 0.50) * 1e6, raw_p99 = percentile(samples, pings, 0.99) * 1e6;
 	mux_pingpong(&b, samples, pings);
 	double mux_p50 = percentile(samples, pings, 0.50) * 1e6, mux_p99 = percentile(samples, pings, 0.99) * 1e6;
-	figures[n++] = (struct figure){ "rtt_64B_p50", "us", "raw TCP ping-pong", mux_p50, raw_p50 };
-	figures[n++] = (struct figure){ "rtt_64B_p99", "us", "raw TCP ping-pong", mux_p99, raw_p99 };
+	figures[n++] = (struct figure){ "mux_rtt_64B_p50", "us", "raw TCP ping-pong", mux_p50, raw_p50, NULL };
+	figures[n++] = (struct figure){ "mux_rtt_64B_p99", "us", "raw TCP ping-pong", mux_p99, raw_p99, NULL };
 
 	/* interactive under bulk: the bulk stream shares the connection with the pings */
 	size_t busy_pings = pings / 4;
-	pid_t background = raw_bulk_background(sink_port);
-	raw_pingpong(echo_port, samples, busy_pings);
+	pid_t background = raw_bulk_background(&sink_ep);
+	raw_pingpong(&echo_ep, samples, busy_pings);
 	kill(background, SIGKILL);
 	waitpid(background, NULL, 0);
 	double raw_busy = percentile(samples, busy_pings, 0.50) * 1e6;
@@ -368,11 +187,11 @@ int main(int argc, char **argv)
 	mux_pingpong(&b, samples, busy_pings);
 	double mux_busy = percentile(samples, busy_pings, 0.50) * 1e6;
 	double mux_busy99 = percentile(samples, busy_pings, 0.99) * 1e6;
-	figures[n++] = (struct figure){ "rtt_64B_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
-					mux_busy, raw_busy };
-	figures[n++] = (struct figure){ "rtt_64B_under_bulk_p99", "us", "raw TCP ping-pong beside a raw bulk flow",
-					mux_busy99, raw_busy99 };
-	report(figures, n, json_path);
+	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
+					mux_busy, raw_busy, NULL };
+	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p99", "us", "raw TCP ping-pong beside a raw bulk flow",
+					mux_busy99, raw_busy99, NULL };
+	report("mux alone", figures, n, json_path);
 
 	conn_free(b.conn);
 	ev_loop_destroy(b.loop);

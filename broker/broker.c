@@ -30,7 +30,7 @@ void broker_config_default(struct broker_config *config)
 	config->memory_budget = 8ull << 30;
 	snprintf(config->apps.socket_path, sizeof config->apps.socket_path, "/run/wormhole/broker.sock");
 	config->apps.socket_mode = 0660;
-	config->apps.ring_capacity = 256u * 1024u;
+	config->apps.ring_capacity = 1024u * 1024u;
 	config->apps.max_streams = 16384;
 	pool_config_default(&config->pool);
 	config->log.level = LOG_WARN;
@@ -175,16 +175,22 @@ static struct pool *find_pool(void *ctx, const char *name)
 	return NULL;
 }
 
-/* Each app stream costs two descriptors on each side: allow as many as the system lets us. */
+/* Each app stream costs the broker two descriptors: allow as many as the system lets us.
+ * With the privilege to (root, CAP_SYS_RESOURCE) the hard limit goes up to 1 Mi; without,
+ * the soft limit goes up to the hard one. */
 static void raise_fd_limit(const struct log_sink *log)
 {
-	struct rlimit limit;
+	struct rlimit limit = { 1u << 20, 1u << 20 };
+	if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+		return;
 	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
 		limit.rlim_cur = limit.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
 			log_write(log, LOG_WARN, "broker", "cannot raise the descriptor limit: %s",
 				  strerror(errno));
 	}
+	log_write(log, LOG_INFO, "broker", "descriptor limit %llu: at most ~%llu app streams",
+		  (unsigned long long)limit.rlim_cur, (unsigned long long)limit.rlim_cur / 2);
 }
 
 /* The socket's directory, created if missing (e.g. /run/wormhole under a fresh /run). */

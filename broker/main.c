@@ -20,7 +20,7 @@ static void usage(FILE *out)
 		"      --port-file PATH        write the listening port here once bound\n"
 		"  -s, --socket PATH           apps attach here (default /run/wormhole/broker.sock; 'none': off)\n"
 		"      --socket-mode MODE      permission bits of the socket, octal (default 0660)\n"
-		"      --ring-size BYTES       shared-memory ring per stream direction (default 262144)\n"
+		"      --ring-size BYTES       shared-memory ring per stream direction (default 1048576)\n"
 		"      --app-max-streams N     streams one app may hold (default 16384)\n"
 		"      --default-service NAME  service for streams that name none (default echo)\n"
 		"      --pool-min N            connections kept per peer (default 1)\n"

@@ -38,6 +38,7 @@ struct wh_stream {
 	bool want_read, want_write; /* a non-blocking call returned WH_EWOULDBLOCK */
 	int error; /* sticky once the stream failed */
 	int64_t read_deadline, write_deadline;
+	int64_t spin_ns; /* how long a blocking call watches the ring before it sleeps */
 	char service[CTL_STRING_MAX + 1];
 	char peer[CTL_STRING_MAX + 1];
 	char message[RING_MESSAGE_MAX];

@@ -125,6 +125,11 @@ WH_EXPORT int wh_set_nonblocking(wh_stream *stream, bool nonblocking);
 WH_EXPORT int wh_set_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_read_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
+/* How long (ns) a blocking call watches the ring before it sleeps on the eventfd; 0 (the
+ * default, or $WH_SPIN_NS when set) never spins. Spinning turns a same-host round trip from
+ * tens of microseconds into a few, but only pays when each side has a CPU of its own: on a
+ * busy machine it takes time from the processes it waits for. Always WH_OK. */
+WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
 /* An eventfd that becomes readable when the stream may have news (bytes, room, end, error).
  * After WH_EWOULDBLOCK, wait for it and retry. Owned by the stream; do not read or close it. */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);

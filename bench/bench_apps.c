@@ -1,0 +1,573 @@
+/* Benchmark of the whole data path: app -> broker -> TCP -> broker -> app through shared
+ * memory, against raw sockets measured in the same run.
+ *
+ *   bench_apps BROKER JSON [BULK_MIB] [STREAMS]      run every figure
+ *   bench_apps serve SOCKET SERVICE echo|sink         (internal) an app server on one broker
+ *   bench_apps relay PORT_FILE TARGET_PORT DELAY_MS   (internal) a delaying TCP relay
+ *
+ * Brokers: A accepts peers; B keeps a pool to A; D accepts peers with 16 MiB rings (room for
+ * window growth); C reaches D through the delaying relay (50 ms round trip). App servers on
+ * A, B and D answer the streams the figures open.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "common.h"
+
+/* ---- the app server: epoll over every stream's eventfd ------------------------------- */
+
+struct served {
+	wh_stream *stream;
+	char pending[65536];
+	size_t length, offset;
+	bool eof;
+};
+
+static bool serve_step(struct served *s, bool echo)
+{
+	for (;;) {
+		if (s->offset < s->length) {
+			long n = wh_write(s->stream, s->pending + s->offset, s->length - s->offset);
+			if (n == WH_EWOULDBLOCK)
+				return true;
+			if (n < 0)
+				return false;
+			s->offset += (size_t)n;
+			continue;
+		}
+		if (s->eof)
+			return false;
+		if (!echo) { /* a sink reads in place: the zero-copy span calls */
+			const void *data;
+			long n = wh_read_peek(s->stream, &data);
+			if (n == WH_EWOULDBLOCK)
+				return true;
+			if (n <= 0) {
+				s->eof = true;
+				wh_shutdown(s->stream);
+				return false;
+			}
+			wh_read_consume(s->stream, (size_t)n);
+			continue;
+		}
+		long n = wh_read(s->stream, s->pending, sizeof s->pending);
+		if (n == WH_EWOULDBLOCK)
+			return true;
+		if (n <= 0) {
+			s->eof = true;
+			wh_shutdown(s->stream); /* after the last byte: the sender sees EOF */
+			return false;
+		}
+		s->length = echo ? (size_t)n : 0;
+		s->offset = 0;
+	}
+}
+
+static int serve(const char *socket_path, const char *service, bool echo)
+{
+	raise_fd_limit();
+	wh_client *client;
+	if (wh_client_attach(socket_path, &client) != WH_OK || wh_listen(client, service) != WH_OK)
+		return 1;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	epoll_ctl(ep, EPOLL_CTL_ADD, wh_client_fd(client), &ev);
+	struct epoll_event events[256];
+	for (;;) {
+		int n = epoll_wait(ep, events, 256, -1);
+		for (int i = 0; i < n; i++) {
+			struct served *s = events[i].data.ptr;
+			if (!s) {
+				if (events[i].events & (EPOLLHUP | EPOLLERR))
+					return 0; /* the broker went away: the run is over */
+				wh_stream *stream;
+				while (wh_accept(client, 0, &stream) == WH_OK) {
+					s = calloc(1, sizeof *s);
+					s->stream = stream;
+					wh_set_nonblocking(stream, true);
+					struct epoll_event add = { .events = EPOLLIN, .data.ptr = s };
+					epoll_ctl(ep, EPOLL_CTL_ADD, wh_stream_fd(stream), &add);
+					if (!serve_step(s, echo)) {
+						epoll_ctl(ep, EPOLL_CTL_DEL, wh_stream_fd(stream), NULL);
+						wh_close(stream);
+						free(s);
+					}
+				}
+				continue;
+			}
+			if (!serve_step(s, echo)) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, wh_stream_fd(s->stream), NULL);
+				wh_close(s->stream);
+				free(s);
+			}
+		}
+	}
+}
+
+/* ---- the delaying relay ---------------------------------------------------------------- */
+
+struct chunk {
+	double due;
+	size_t length, offset;
+	struct chunk *next;
+	char data[];
+};
+
+struct direction {
+	int from, to;
+	struct chunk *head, *tail;
+	size_t queued;
+	bool eof;
+};
+
+static void relay_connection(int client, unsigned target, double delay)
+{
+	struct endpoint up = { .port = target };
+	int server = raw_connect(&up, false);
+	struct direction dirs[2] = { { .from = client, .to = server }, { .from = server, .to = client } };
+	for (;;) {
+		struct pollfd pfd[4];
+		double now = now_s(), next = now + 1;
+		for (int d = 0; d < 2; d++) {
+			pfd[d] = (struct pollfd){ dirs[d].from, dirs[d].eof || dirs[d].queued > (64u << 20) ? 0 : POLLIN, 0 };
+			bool due = dirs[d].head && dirs[d].head->due <= now;
+			pfd[2 + d] = (struct pollfd){ dirs[d].to, due ? POLLOUT : 0, 0 };
+			if (dirs[d].head && dirs[d].head->due < next)
+				next = dirs[d].head->due;
+		}
+		int timeout = next <= now ? 0 : (int)((next - now) * 1000) + 1;
+		if (poll(pfd, 4, timeout) < 0)
+			return;
+		now = now_s();
+		for (int d = 0; d < 2; d++) {
+			struct direction *x = &dirs[d];
+			if (pfd[d].revents & (POLLIN | POLLHUP)) {
+				struct chunk *c = malloc(sizeof *c + BENCH_CHUNK);
+				ssize_t n = read(x->from, c->data, BENCH_CHUNK);
+				if (n <= 0) {
+					free(c);
+					x->eof = true;
+					if (!x->head)
+						shutdown(x->to, SHUT_WR);
+					if (dirs[0].eof && dirs[1].eof && !dirs[0].head && !dirs[1].head)
+						return;
+				} else {
+					*c = (struct chunk){ .due = now + delay, .length = (size_t)n };
+					if (x->tail)
+						x->tail->next = c;
+					else
+						x->head = c;
+					x->tail = c;
+					x->queued += (size_t)n;
+				}
+			}
+			while (x->head && x->head->due <= now) {
+				struct chunk *c = x->head;
+				ssize_t n = write(x->to, c->data + c->offset, c->length - c->offset);
+				if (n <= 0)
+					break;
+				c->offset += (size_t)n;
+				x->queued -= (size_t)n;
+				if (c->offset < c->length)
+					break;
+				x->head = c->next;
+				if (!x->head)
+					x->tail = NULL;
+				free(c);
+				if (!x->head && x->eof)
+					shutdown(x->to, SHUT_WR);
+			}
+		}
+	}
+}
+
+static int relay(const char *port_file, unsigned target, double delay)
+{
+	struct endpoint ep = { 0 };
+	int listener = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof addr;
+	if (bind(listener, (struct sockaddr *)&addr, sizeof addr) || listen(listener, 16) ||
+	    getsockname(listener, (struct sockaddr *)&addr, &len))
+		return 1;
+	ep.port = ntohs(addr.sin_port);
+	FILE *f = fopen(port_file, "w");
+	fprintf(f, "%u\n", ep.port);
+	fclose(f);
+	signal(SIGCHLD, SIG_IGN);
+	for (;;) {
+		int client = accept(listener, NULL, NULL);
+		if (client < 0)
+			return 0;
+		if (fork() == 0) {
+			relay_connection(client, target, delay);
+			_exit(0);
+		}
+		close(client);
+	}
+}
+
+/* ---- the measuring app ----------------------------------------------------------------- */
+
+static wh_client *attach_retry(const char *socket_path)
+{
+	wh_client *client = NULL;
+	for (int i = 0; i < 500; i++) {
+		if (wh_client_attach(socket_path, &client) == WH_OK)
+			return client;
+		usleep(10000);
+	}
+	fprintf(stderr, "bench: cannot attach to %s\n", socket_path);
+	exit(1);
+}
+
+static wh_stream *open_retry(wh_client *client, const char *peer, const char *service)
+{
+	wh_stream *s;
+	for (int i = 0; i < 500; i++) { /* until the app server has registered its listener */
+		int rc = wh_open(client, peer, service, 10000, &s);
+		if (rc == WH_OK)
+			return s;
+		if (rc != WH_ENO_SERVICE) {
+			fprintf(stderr, "bench: open %s/%s: %s\n", peer, service, wh_strerror(rc));
+			exit(1);
+		}
+		usleep(10000);
+	}
+	exit(1);
+}
+
+/* Writes total bytes, half-closes, waits for the server's EOF; bytes/s. A sink service
+ * closes only after reading everything, so the time covers delivery, not just sending. */
+static double app_bulk(wh_client *client, const char *peer, const char *service, size_t total)
+{
+	wh_stream *s = open_retry(client, peer, service);
+	static char buffer[1 << 20];
+	memset(buffer, 'w', sizeof buffer);
+	double start = now_s();
+	for (size_t sent = 0; sent < total;) {
+		size_t n = total - sent < sizeof buffer ? total - sent : sizeof buffer;
+		long w = wh_write(s, buffer, n);
+		if (w < 0) {
+			fprintf(stderr, "bench: write: %s\n", wh_strerror((int)w));
+			exit(1);
+		}
+		sent += (size_t)w;
+	}
+	wh_shutdown(s);
+	char byte;
+	long r = wh_read(s, &byte, 1);
+	double seconds = now_s() - start;
+	if (r != 0) {
+		fprintf(stderr, "bench: bulk did not end cleanly: %s\n", wh_strerror((int)r));
+		exit(1);
+	}
+	wh_close(s);
+	return (double)total / seconds;
+}
+
+static void app_pingpong(wh_client *client, const char *peer, double *samples, size_t n)
+{
+	wh_stream *s = open_retry(client, peer, "bench-echo");
+	char message[64] = "ping";
+	for (size_t i = 0; i < n; i++) {
+		double start = now_s();
+		if (wh_write(s, message, sizeof message) != sizeof message)
+			exit(1);
+		for (size_t got = 0; got < sizeof message;) {
+			long r = wh_read(s, message + got, sizeof message - got);
+			if (r <= 0)
+				exit(1);
+			got += (size_t)r;
+		}
+		samples[i] = now_s() - start;
+	}
+	wh_close(s);
+}
+
+/* A bulk app stream in a child process, until killed. */
+static pid_t app_bulk_background(const char *socket_path, const char *peer)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		wh_client *client = attach_retry(socket_path);
+		wh_stream *s = open_retry(client, peer, "bench-sink");
+		static char buffer[1 << 20];
+		while (wh_write(s, buffer, sizeof buffer) > 0)
+			;
+		_exit(0);
+	}
+	return pid;
+}
+
+struct many {
+	wh_stream *stream;
+	size_t sent, received;
+	bool done, bad;
+};
+
+static unsigned char many_byte(size_t stream, size_t i)
+{
+	return (unsigned char)(stream * 7 + i * 13 + (i >> 8));
+}
+
+/* Opens n streams, each echoing `size` checked bytes, all at once. */
+static int many_streams(wh_client *client, const char *peer, size_t n, size_t size, pid_t broker,
+			double *open_rate, double *rss_per_stream_kib, double *seconds)
+{
+	struct many *m = calloc(n, sizeof *m);
+	long rss_before = rss_kib(broker);
+	double start = now_s();
+	for (size_t i = 0; i < n; i++)
+		m[i].stream = open_retry(client, peer, "bench-echo");
+	*open_rate = (double)n / (now_s() - start);
+	*rss_per_stream_kib = (double)(rss_kib(broker) - rss_before) / (double)n;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	for (size_t i = 0; i < n; i++) {
+		wh_set_nonblocking(m[i].stream, true);
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
+		epoll_ctl(ep, EPOLL_CTL_ADD, wh_stream_fd(m[i].stream), &ev);
+	}
+	size_t done = 0;
+	unsigned char buffer[8192];
+	struct epoll_event *events = calloc(n, sizeof *events);
+	/* first pass over every stream, then only those whose eventfd fired */
+	for (size_t k = 0; k < n; k++)
+		events[k].data.u64 = k;
+	int ready = (int)n;
+	while (done < n) {
+		for (int e = 0; e < ready; e++) {
+			size_t i = (size_t)events[e].data.u64;
+			struct many *x = &m[i];
+			if (x->done)
+				continue;
+			while (x->sent < size) {
+				size_t len = size - x->sent < sizeof buffer ? size - x->sent : sizeof buffer;
+				for (size_t j = 0; j < len; j++)
+					buffer[j] = many_byte(i, x->sent + j);
+				long w = wh_write(x->stream, buffer, len);
+				if (w <= 0)
+					break;
+				x->sent += (size_t)w;
+				if (x->sent == size)
+					wh_shutdown(x->stream);
+			}
+			long r;
+			while ((r = wh_read(x->stream, buffer, sizeof buffer)) > 0) {
+				for (long j = 0; j < r; j++)
+					x->bad |= buffer[j] != many_byte(i, x->received + (size_t)j);
+				x->received += (size_t)r;
+			}
+			if (r != WH_EWOULDBLOCK) {
+				x->done = true;
+				x->bad |= r != 0 || x->received != size;
+				done++;
+			}
+		}
+		if (done < n)
+			ready = epoll_wait(ep, events, (int)n, 5000);
+		if (ready == 0) {
+			fprintf(stderr, "bench: %zu of %zu streams stalled\n", n - done, n);
+			break;
+		}
+	}
+	*seconds = now_s() - start;
+	int bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		bad += m[i].bad || !m[i].done;
+		wh_close(m[i].stream);
+	}
+	close(ep);
+	free(events);
+	free(m);
+	return bad;
+}
+
+static pid_t spawn_self(const char *self, const char *const *args)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[8] = { self };
+		for (int i = 0; args[i] && i < 6; i++)
+			argv[i + 1] = args[i];
+		execv("/proc/self/exe", (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static unsigned read_port(const char *path)
+{
+	unsigned port = 0;
+	if (!wait_for_path(path, 10))
+		return 0;
+	usleep(20000); /* written with one fprintf: give it the moment to land */
+	FILE *f = fopen(path, "r");
+	if (f && fscanf(f, "%u", &port) != 1)
+		port = 0;
+	if (f)
+		fclose(f);
+	return port;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 5 && strcmp(argv[1], "serve") == 0)
+		return serve(argv[2], argv[3], strcmp(argv[4], "echo") == 0);
+	if (argc == 5 && strcmp(argv[1], "relay") == 0)
+		return relay(argv[2], (unsigned)atoi(argv[3]), atof(argv[4]) / 1000.0);
+	if (argc < 3) {
+		fprintf(stderr, "usage: bench_apps BROKER JSON [BULK_MIB] [STREAMS]\n");
+		return 2;
+	}
+	const char *broker_path = argv[1], *json_path = argv[2];
+	size_t bulk = (size_t)(argc > 3 ? atof(argv[3]) : 1024) << 20;
+	size_t streams = argc > 4 ? (size_t)atol(argv[4]) : 10000;
+	size_t pings = 10000;
+	raise_fd_limit();
+
+	char dir[] = "/tmp/wh-bench-apps.XXXXXX";
+	if (!mkdtemp(dir))
+		return 1;
+	char path[8][256];
+	const char *names[] = { "a.port", "a.sock", "b.port", "b.sock", "d.port", "d.sock", "c.sock", "relay.port" };
+	for (int i = 0; i < 8; i++)
+		snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
+	unsigned port_a, port_b, port_d;
+	const char *ring = getenv("BENCH_RING") ? getenv("BENCH_RING") : "1048576";
+	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", path[0], "--socket", path[1],
+				 "--keepalive", "0", "--ring-size", ring, NULL };
+	pid_t broker_a = spawn_broker(broker_path, args_a, path[0], &port_a);
+	char peer_a[64];
+	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);
+	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", path[2], "--socket", path[3],
+				 "--peer", peer_a, "--keepalive", "0", "--ring-size", ring, NULL };
+	pid_t broker_b = spawn_broker(broker_path, args_b, path[2], &port_b);
+	const char *args_d[] = { "--listen", "127.0.0.1:0", "--port-file", path[4], "--socket", path[5],
+				 "--ring-size", "16777216", NULL };
+	pid_t broker_d = spawn_broker(broker_path, args_d, path[4], &port_d);
+	char target[16], delay_ms[] = "25";
+	snprintf(target, sizeof target, "%u", port_d);
+	const char *relay_args[] = { "relay", path[7], target, delay_ms, NULL };
+	pid_t relay_pid = spawn_self(argv[0], relay_args);
+	unsigned port_relay = read_port(path[7]);
+	char peer_far[64], c_port_file[300];
+	snprintf(peer_far, sizeof peer_far, "far=127.0.0.1:%u", port_relay);
+	snprintf(c_port_file, sizeof c_port_file, "%s/c.port", dir);
+	const char *args_c[] = { "--listen", "127.0.0.1:0", "--port-file", c_port_file, "--socket", path[6],
+				 "--peer", peer_far, NULL };
+	unsigned port_c;
+	pid_t broker_c = spawn_broker(broker_path, args_c, c_port_file, &port_c);
+	if (broker_a < 0 || broker_b < 0 || broker_c < 0 || broker_d < 0 || !port_relay)
+		return 1;
+	const char *servers[][4] = {
+		{ "serve", path[1], "bench-echo", "echo" }, { "serve", path[1], "bench-sink", "sink" },
+		{ "serve", path[3], "bench-echo", "echo" }, { "serve", path[3], "bench-sink", "sink" },
+		{ "serve", path[5], "bench-sink", "sink" },
+	};
+	pid_t server_pids[5];
+	for (int i = 0; i < 5; i++) {
+		const char *args[] = { servers[i][0], servers[i][1], servers[i][2], servers[i][3], NULL };
+		server_pids[i] = spawn_self(argv[0], args);
+	}
+	struct endpoint tcp_sink = { 0 }, tcp_echo = { 0 }, unix_sink = { 0 }, unix_echo = { 0 },
+			tcp_accept = { 0 };
+	snprintf(unix_sink.path, sizeof unix_sink.path, "%s/unix-sink", dir);
+	snprintf(unix_echo.path, sizeof unix_echo.path, "%s/unix-echo", dir);
+	pid_t raw_pids[5] = { raw_server('d', &tcp_sink), raw_server('e', &tcp_echo),
+			      raw_server('d', &unix_sink), raw_server('e', &unix_echo),
+			      raw_server('d', &tcp_accept) };
+
+	wh_client *on_b = attach_retry(path[3]);
+	wh_client *on_c = attach_retry(path[6]);
+	double *samples = calloc(pings, sizeof *samples);
+	struct figure f[16];
+	int n = 0;
+	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
+
+	double raw = raw_bulk(&tcp_sink, bulk), app = app_bulk(on_b, "a", "bench-sink", bulk);
+	f[n++] = (struct figure){ "app_bulk_throughput", "MB/s", "raw TCP between two processes",
+				  app / 1e6, raw / 1e6, NULL };
+	raw_pingpong(&tcp_echo, samples, pings);
+	double raw50 = percentile(samples, pings, 0.5) * 1e6, raw99 = percentile(samples, pings, 0.99) * 1e6;
+	app_pingpong(on_b, "a", samples, pings);
+	f[n++] = (struct figure){ "app_rtt_64B_p50", "us", "raw TCP ping-pong",
+				  percentile(samples, pings, 0.5) * 1e6, raw50, NULL };
+	f[n++] = (struct figure){ "app_rtt_64B_p99", "us", "raw TCP ping-pong",
+				  percentile(samples, pings, 0.99) * 1e6, raw99, NULL };
+
+	raw = raw_bulk(&unix_sink, bulk);
+	app = app_bulk(on_b, WH_PEER_LOCAL, "bench-sink", bulk);
+	f[n++] = (struct figure){ "local_bulk_throughput", "MB/s", "Unix stream socket between two processes",
+				  app / 1e6, raw / 1e6, NULL };
+	raw_pingpong(&unix_echo, samples, pings);
+	raw50 = percentile(samples, pings, 0.5) * 1e6;
+	app_pingpong(on_b, WH_PEER_LOCAL, samples, pings);
+	f[n++] = (struct figure){ "local_rtt_64B_p50", "us", "Unix socket ping-pong",
+				  percentile(samples, pings, 0.5) * 1e6, raw50, NULL };
+
+	size_t busy = pings / 4;
+	pid_t background = raw_bulk_background(&tcp_sink);
+	raw_pingpong(&tcp_echo, samples, busy);
+	kill(background, SIGKILL);
+	waitpid(background, NULL, 0);
+	raw50 = percentile(samples, busy, 0.5) * 1e6;
+	background = app_bulk_background(path[3], "a");
+	app_pingpong(on_b, "a", samples, busy);
+	kill(background, SIGKILL);
+	waitpid(background, NULL, 0);
+	f[n++] = (struct figure){ "app_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
+				  percentile(samples, busy, 0.5) * 1e6, raw50, NULL };
+
+	double open_rate, rss_per_stream, seconds;
+	double raw_rate = raw_connect_rate(&tcp_accept, 2000);
+	int bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
+	f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
+				  open_rate, raw_rate, NULL };
+	f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
+				  rss_per_stream, 2.0 * atof(ring) / 1024, NULL };
+	f[n++] = (struct figure){ "many_streams_verified", "streams", "streams opened",
+				  (double)(streams - (size_t)bad), (double)streams, NULL };
+	printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
+
+	size_t far_bytes = bulk / 4;
+	char relay_raw_file[300];
+	snprintf(relay_raw_file, sizeof relay_raw_file, "%s/relay-raw.port", dir);
+	char sink_port[16];
+	snprintf(sink_port, sizeof sink_port, "%u", tcp_sink.port);
+	const char *relay_raw_args[] = { "relay", relay_raw_file, sink_port, delay_ms, NULL };
+	pid_t relay_raw = spawn_self(argv[0], relay_raw_args);
+	struct endpoint raw_far = { .port = read_port(relay_raw_file) };
+	raw = raw_bulk(&raw_far, far_bytes);
+	app = app_bulk(on_c, "far", "bench-sink", far_bytes);
+	f[n++] = (struct figure){ "far_bulk_throughput_50ms", "MB/s", "raw TCP over the same 50 ms relay",
+				  app / 1e6, raw / 1e6, NULL };
+	report("apps: app -> broker -> TCP -> broker -> app", f, n, json_path);
+
+	wh_client_detach(on_b);
+	wh_client_detach(on_c);
+	pid_t all[] = { broker_a, broker_b, broker_c, broker_d, relay_pid, relay_raw, server_pids[0],
+			server_pids[1], server_pids[2], server_pids[3], server_pids[4], raw_pids[0],
+			raw_pids[1], raw_pids[2], raw_pids[3], raw_pids[4] };
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		kill(all[i], SIGTERM);
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		waitpid(all[i], NULL, 0);
+	free(samples);
+	return bad ? 1 : 0;
+}

@@ -1,0 +1,54 @@
+/* What the benchmarks share: clocks, percentiles, raw-socket baselines, helper processes,
+ * the report. Baselines run between two processes, as the measured paths do. */
+#ifndef WORMHOLE_BENCH_COMMON_H
+#define WORMHOLE_BENCH_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define BENCH_CHUNK (64 * 1024)
+
+/* Where a raw baseline server listens: loopback TCP (path empty) or a Unix socket. */
+struct endpoint {
+	unsigned port;
+	char path[108];
+};
+
+double now_s(void);
+/* Sorts values in place; p in [0, 1]. */
+double percentile(double *values, size_t n, double p);
+/* Raises the descriptor limit as far as allowed (to 1 Mi as root). */
+void raise_fd_limit(void);
+
+/* A child process that accepts connections and per connection echoes ('e') or reads and
+ * discards ('d') in a process of its own. ep.path set: a Unix stream socket there. */
+pid_t raw_server(char mode, struct endpoint *ep);
+int raw_connect(const struct endpoint *ep, bool nonblocking);
+/* Writes total bytes, half-closes, waits for EOF (the reader has everything); bytes/s. */
+double raw_bulk(const struct endpoint *ep, size_t total);
+/* n round trips of 64 bytes; samples in seconds. */
+void raw_pingpong(const struct endpoint *ep, double *samples, size_t n);
+/* A child writing into ep until killed. */
+pid_t raw_bulk_background(const struct endpoint *ep);
+/* Connections per second to ep (each accepted by the server, then closed). */
+double raw_connect_rate(const struct endpoint *ep, int n);
+
+/* Starts wormhole-broker with arguments after its path; waits for the port file it is
+ * given with "--port-file" (the caller includes it). Returns the pid or -1. */
+pid_t spawn_broker(const char *broker_path, const char *const *args, const char *port_file,
+		   unsigned *port);
+/* Waits (bounded) until path exists. */
+bool wait_for_path(const char *path, double seconds);
+/* VmRSS of a process in KiB, or -1. */
+long rss_kib(pid_t pid);
+
+struct figure {
+	const char *name, *unit, *baseline;
+	double value, baseline_value;
+	const char *note; /* what limits it; may be NULL */
+};
+/* Prints the table and writes the JSON array (one object per figure) to json_path. */
+void report(const char *title, const struct figure *figures, int n, const char *json_path);
+
+#endif
