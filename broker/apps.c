@@ -19,7 +19,9 @@
 #include "ctlmsg.h"
 #include "ring.h"
 
-#define SEND_QUEUE_MAX 4096 /* control messages an app may leave unread before it is dropped */
+/* Control messages an app may leave unread before it is dropped: one per stream it may hold
+ * (a burst of INCOMING) and some room for answers. */
+#define SEND_QUEUE_SLACK 256u
 
 /* App rings: the app writes ring 0 and reads ring 1 of a broker-joined stream. */
 #define APP_TX_RING 0u
@@ -41,10 +43,9 @@ struct shm_stream {
 	struct client *client; /* NULL once the app let go or died */
 	struct mux_stream *stream; /* NULL once the mux freed it */
 	uint64_t handle;
+	uint32_t slot; /* its bit in the client's doorbell bitmap */
 	struct segment seg;
-	int efd_app;    /* the app waits on it; we write it */
-	int efd_broker; /* we wait on it */
-	ev_io watcher;
+	int efd_app; /* the app waits on it; we write it */
 	struct ring_producer to_app;
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
@@ -64,7 +65,7 @@ struct local_pair {
 
 struct queued {
 	size_t length;
-	int fds[CTL_STREAM_FDS];
+	int fds[CTL_MAX_FDS];
 	unsigned nfds;
 	uint8_t bytes[CTL_MESSAGE_MAX];
 };
@@ -79,8 +80,15 @@ struct client {
 	bool welcomed, closing;
 	unsigned streams;
 	struct shm_stream *shm_streams;
+	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots */
+	int doorbell;
+	ev_io doorbell_watcher;
+	struct notify_segment *notify;
+	size_t notify_size;
+	struct shm_stream **slots; /* by slot; NULL: free */
+	uint32_t slot_count, slot_hint;
 	struct queued **queue;
-	unsigned queue_head, queue_count;
+	unsigned queue_head, queue_count, queue_max;
 	struct client *next;
 };
 
@@ -156,7 +164,7 @@ static int send_now(struct client *c, const struct queued *q)
 {
 	struct iovec iov = { (void *)q->bytes, q->length };
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * CTL_STREAM_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
 		struct cmsghdr align;
 	} control;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
@@ -192,7 +200,7 @@ static void flush_queue(struct client *c)
 			return;
 		}
 		queued_free(q); /* sent (the fds are the app's now) or the socket failed */
-		c->queue_head = (c->queue_head + 1) % SEND_QUEUE_MAX;
+		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
 		if (rc != WH_OK) {
 			client_drop(c, "control socket failed");
@@ -227,18 +235,20 @@ static int client_send(struct client *c, const struct ctl_msg *msg, const int *f
 		queued_free(q);
 		return WH_OK;
 	}
-	if (c->queue_count == SEND_QUEUE_MAX) {
-		queued_free(q);
-		client_drop(c, "app does not read its control socket");
-		return WH_ELIMIT;
+	if (!c->queue) {
+		c->queue_max = c->apps->config.max_streams + SEND_QUEUE_SLACK;
+		c->queue = calloc(c->queue_max, sizeof *c->queue);
 	}
-	if (!c->queue)
-		c->queue = calloc(SEND_QUEUE_MAX, sizeof *c->queue);
 	if (!c->queue) {
 		queued_free(q);
 		return WH_ENOMEM;
 	}
-	c->queue[(c->queue_head + c->queue_count++) % SEND_QUEUE_MAX] = q;
+	if (c->queue_count == c->queue_max) {
+		queued_free(q);
+		client_drop(c, "app does not read its control socket");
+		return WH_ELIMIT;
+	}
+	c->queue[(c->queue_head + c->queue_count++) % c->queue_max] = q;
 	ev_io_start(c->apps->loop, &c->writer);
 	return WH_OK;
 }
@@ -256,9 +266,7 @@ static void shm_free_if_done(struct shm_stream *s)
 {
 	if (s->client || s->stream)
 		return;
-	ev_io_stop(s->apps->loop, &s->watcher);
 	close(s->efd_app);
-	close(s->efd_broker);
 	segment_destroy(&s->seg);
 	s->apps->stats.streams--;
 	free(s);
@@ -314,9 +322,12 @@ static int io_tx_peek(void *ctx, size_t offset, struct iovec out[2])
 	int spans;
 	long held = s->corrupt ? WH_ERING_CORRUPT : ring_consumer_peek(&s->from_app, iov, &spans);
 	if (held < 0) {
-		/* Not here, in the middle of planning output: the watcher handles it next. */
+		/* Not here, in the middle of planning output: the doorbell handles it next. */
 		s->corrupt = true;
-		ev_feed_event(s->apps->loop, &s->watcher, EV_READ);
+		if (s->client) {
+			notify_ring(s->client->notify, s->client->slot_count, s->slot);
+			ev_feed_event(s->apps->loop, &s->client->doorbell_watcher, EV_READ);
+		}
 		return 0;
 	}
 	int n = 0;
@@ -395,14 +406,31 @@ static void shm_service(struct shm_stream *s)
 		shm_fail(s, WH_ERING_CORRUPT, "the app corrupted its send ring");
 }
 
-static void on_app_signal(struct ev_loop *loop, ev_io *w, int revents)
+/* The app rang: serve every stream whose bit is set, re-arm, and look once more. */
+static void on_doorbell(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct shm_stream *s = w->data;
+	struct client *c = w->data;
 	uint64_t value;
 	(void)loop;
 	(void)revents;
-	(void)!read(s->efd_broker, &value, sizeof value);
-	shm_service(s);
+	(void)!read(c->doorbell, &value, sizeof value);
+	for (int pass = 0; pass < 2 && !c->closing; pass++) {
+		bool found = false;
+		for (uint32_t word = 0; word < c->slot_count / 64 && !c->closing; word++) {
+			uint64_t bits = notify_take(c->notify, word);
+			while (bits) {
+				uint32_t slot = word * 64 + (uint32_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				found = true;
+				if (c->slots[slot])
+					shm_service(c->slots[slot]);
+			}
+		}
+		if (pass == 0)
+			notify_arm(c->notify);
+		else if (found)
+			pass = -1; /* something came in while we re-armed: go round again */
+	}
 }
 
 /* Network events become ring states the app sees. */
@@ -432,26 +460,27 @@ static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mu
 	s->apps = apps;
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
+	uint32_t slot = c->slot_hint;
+	for (uint32_t tried = 0; tried < c->slot_count && c->slots[slot]; tried++)
+		slot = (slot + 1) % c->slot_count;
 	s->efd_app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	s->efd_broker = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (s->efd_app < 0 || s->efd_broker < 0 ||
+	if (c->slots[slot] || s->efd_app < 0 ||
 	    segment_create(&s->seg, apps->config.ring_capacity, s->handle) != WH_OK) {
-		log_write(apps->log, LOG_WARN, "apps", "stream set-up failed: %s", strerror(errno));
+		log_write(apps->log, LOG_WARN, "apps", "client=%s stream set-up failed: %s", c->id,
+			  c->slots[slot] ? "no free slot" : strerror(errno));
 		if (s->efd_app >= 0)
 			close(s->efd_app);
-		if (s->efd_broker >= 0)
-			close(s->efd_broker);
 		segment_destroy(&s->seg);
 		free(s);
 		return NULL;
 	}
+	s->slot = slot;
+	c->slots[slot] = s;
+	c->slot_hint = (slot + 1) % c->slot_count;
 	ring_producer_attach(&s->to_app, s->seg.memory, s->seg.capacity, APP_RX_RING);
 	ring_consumer_attach(&s->from_app, s->seg.memory, s->seg.capacity, APP_TX_RING);
 	ring_consumer_prepare_wait(&s->from_app);
 	ring_producer_prepare_wait(&s->to_app);
-	ev_io_init(&s->watcher, on_app_signal, s->efd_broker, EV_READ);
-	s->watcher.data = s;
-	ev_io_start(apps->loop, &s->watcher);
 	s->client = c;
 	s->stream = stream;
 	s->next = c->shm_streams;
@@ -473,6 +502,7 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 			break;
 		}
 	c->streams--;
+	c->slots[s->slot] = NULL;
 	s->client = NULL;
 	if (!s->stream) {
 		shm_free_if_done(s);
@@ -487,16 +517,25 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 	mux_stream_release(stream);
 }
 
+/* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead. */
 static void send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
-			const struct segment *seg, int efd_wait, int efd_wake, unsigned tx_ring,
-			const char *service, const char *peer)
+			const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
+			unsigned tx_ring, const char *service, const char *peer)
 {
 	struct ctl_msg msg = { .type = type, .request_id = request_id, .handle = handle,
-			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring };
+			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring, .slot = slot };
 	snprintf(msg.service, sizeof msg.service, "%s", service);
 	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
-	int fds[CTL_STREAM_FDS] = { seg->memfd, efd_wait, efd_wake };
-	client_send(c, &msg, fds, CTL_STREAM_FDS);
+	int fds[CTL_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
+	client_send(c, &msg, fds, ctl_fd_count(&msg));
+}
+
+/* After the hand-over the mapping is all the broker needs: one descriptor less per stream. */
+static void segment_drop_fd(struct segment *seg)
+{
+	if (seg->memfd >= 0)
+		close(seg->memfd);
+	seg->memfd = -1;
 }
 
 /* ---- local pairs ------------------------------------------------------------------- */
@@ -578,10 +617,11 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	apps->pairs = p;
 	apps->stats.local_pairs++;
 	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1] */
-	send_stream(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0], p->efd[1], 0,
-		    req->service, "local");
-	send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0], 1,
-		    req->service, "local");
+	send_stream(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0], p->efd[1],
+		    CTL_NO_SLOT, 0, req->service, "local");
+	send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
+		    CTL_NO_SLOT, 1, req->service, "local");
+	segment_drop_fd(&p->seg);
 }
 
 /* ---- opening through a pool -------------------------------------------------------- */
@@ -621,8 +661,9 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 			mux_stream_release(stream);
 			send_result(c, r->request_id, WH_ENOMEM, NULL);
 		} else {
-			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app,
-				    s->efd_broker, APP_TX_RING, r->service, r->peer);
+			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app, -1,
+				    s->slot, APP_TX_RING, r->service, r->peer);
+			segment_drop_fd(&s->seg);
 		}
 	}
 	free(r);
@@ -674,8 +715,9 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	if (!s)
 		return WH_ENOMEM;
 	struct conn *conn = conn_from_mux(mux);
-	send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, s->efd_broker,
+	send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, -1, s->slot,
 		    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
+	segment_drop_fd(&s->seg);
 	return WH_OK;
 }
 
@@ -734,6 +776,35 @@ static void handle_release(struct client *c, uint64_t handle)
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
+/* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over. */
+static int doorbell_create(struct client *c)
+{
+	c->slot_count = (c->apps->config.max_streams + 63) / 64 * 64;
+	c->slots = calloc(c->slot_count, sizeof *c->slots);
+	c->notify_size = notify_segment_size(c->slot_count);
+	c->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (!c->slots || c->doorbell < 0 || memfd < 0 || ftruncate(memfd, (off_t)c->notify_size) < 0 ||
+	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		goto fail;
+	c->notify = mmap(NULL, c->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (c->notify == MAP_FAILED) {
+		c->notify = NULL;
+		goto fail;
+	}
+	c->notify->magic = NOTIFY_MAGIC;
+	c->notify->slots = c->slot_count;
+	atomic_store(&c->notify->armed, 1);
+	ev_io_init(&c->doorbell_watcher, on_doorbell, c->doorbell, EV_READ);
+	c->doorbell_watcher.data = c;
+	ev_io_start(c->apps->loop, &c->doorbell_watcher);
+	return memfd;
+fail:
+	if (memfd >= 0)
+		close(memfd);
+	return -1;
+}
+
 static void handle_message(struct client *c, const struct ctl_msg *msg)
 {
 	if (!c->welcomed && msg->type != CTL_HELLO) {
@@ -747,17 +818,24 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 			client_drop(c, "bad HELLO");
 			return;
 		}
+		int notify_fd = doorbell_create(c);
+		if (notify_fd < 0) {
+			send_result(c, msg->request_id, WH_ESYSTEM, "cannot set up the doorbell");
+			client_drop(c, "doorbell set-up failed");
+			return;
+		}
 		c->welcomed = true;
 		struct ctl_msg welcome = { .type = CTL_WELCOME, .request_id = msg->request_id,
-					   .version = CTL_VERSION,
-					   .max_streams = c->apps->config.max_streams,
+					   .version = CTL_VERSION, .max_streams = c->slot_count,
 					   .ring_capacity = c->apps->config.ring_capacity };
 		randombytes_buf(welcome.client_id, sizeof welcome.client_id);
 		for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
-		client_send(c, &welcome, NULL, 0);
+		int fds[2] = { c->doorbell, notify_fd };
+		client_send(c, &welcome, fds, 2);
+		close(notify_fd);
 		return;
 	}
 	case CTL_OPEN:
@@ -850,9 +928,15 @@ static void client_drop(struct client *c, const char *why)
 	}
 	ev_io_stop(apps->loop, &c->reader);
 	ev_io_stop(apps->loop, &c->writer);
+	ev_io_stop(apps->loop, &c->doorbell_watcher);
+	if (c->doorbell >= 0)
+		close(c->doorbell);
+	if (c->notify)
+		munmap(c->notify, c->notify_size);
+	free(c->slots);
 	while (c->queue_count) {
 		queued_free(c->queue[c->queue_head]);
-		c->queue_head = (c->queue_head + 1) % SEND_QUEUE_MAX;
+		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
 	}
 	free(c->queue);
@@ -884,6 +968,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->apps = apps;
 		c->fd = fd;
+		c->doorbell = -1;
 		c->pid = cred.pid;
 		c->uid = cred.uid;
 		ev_io_init(&c->reader, on_client_readable, fd, EV_READ);

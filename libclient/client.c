@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,7 +55,7 @@ int client_send(struct wh_client *c, const struct ctl_msg *msg)
 
 /* Receives one message within timeout_ms (< 0: no limit). fds[] gets exactly the number the
  * type carries; a message with the wrong number of fds is a protocol error. */
-static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int fds[CTL_STREAM_FDS])
+static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int fds[CTL_MAX_FDS])
 {
 	if (atomic_load(&c->broker_gone))
 		return WH_EBROKER_GONE;
@@ -66,7 +68,7 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 		return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
 	uint8_t buffer[CTL_MESSAGE_MAX + 1];
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * (CTL_STREAM_FDS + 1))];
+		char buf[CMSG_SPACE(sizeof(int) * (CTL_MAX_FDS + 1))];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { buffer, sizeof buffer };
@@ -75,14 +77,14 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return broker_gone(c);
-	int received[CTL_STREAM_FDS + 1];
+	int received[CTL_MAX_FDS + 1];
 	unsigned count = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < 4; k++)
 				memcpy(&received[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
 	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || ctl_decode(buffer, (size_t)n, msg) != WH_OK ||
-	    count != ctl_fd_count(msg->type)) {
+	    count != ctl_fd_count(msg)) {
 		close_fds(received, count);
 		return WH_EPROTOCOL;
 	}
@@ -90,11 +92,11 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 	return WH_OK;
 }
 
-static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_STREAM_FDS])
+static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_MAX_FDS])
 {
 	struct pending_stream *p = calloc(1, sizeof *p);
 	if (!p) {
-		close_fds(fds, CTL_STREAM_FDS); /* the broker sees the stream abandoned */
+		close_fds(fds, ctl_fd_count(msg)); /* the broker sees the stream abandoned */
 		return;
 	}
 	p->msg = *msg;
@@ -108,7 +110,7 @@ static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const
 
 /* Waits for the answer to request_id; INCOMING streams arriving meanwhile are queued. */
 static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct ctl_msg *msg,
-		       int fds[CTL_STREAM_FDS])
+		       int fds[CTL_MAX_FDS])
 {
 	int64_t deadline = timeout_ms < 0 ? 0 : wh_now_ns() + (int64_t)timeout_ms * 1000000;
 	for (;;) {
@@ -128,8 +130,31 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 		}
 		if (msg->request_id == request_id)
 			return WH_OK;
-		close_fds(fds, ctl_fd_count(msg->type)); /* a late answer to an abandoned request */
+		close_fds(fds, ctl_fd_count(msg)); /* a late answer to an abandoned request */
 	}
+}
+
+/* WELCOME brings the doorbell eventfd and the memfd of its bitmap; check before use. */
+static int map_doorbell(struct wh_client *c, const struct ctl_msg *welcome, const int fds[2])
+{
+	struct stat st;
+	size_t size = notify_segment_size(welcome->max_streams);
+	void *memory = MAP_FAILED;
+	if (welcome->max_streams % 64 == 0 && fstat(fds[1], &st) == 0 && (size_t)st.st_size == size)
+		memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+	close(fds[1]);
+	if (memory == MAP_FAILED || ((struct notify_segment *)memory)->magic != NOTIFY_MAGIC ||
+	    ((struct notify_segment *)memory)->slots != welcome->max_streams) {
+		if (memory != MAP_FAILED)
+			munmap(memory, size);
+		close(fds[0]);
+		return WH_EPROTOCOL;
+	}
+	c->doorbell = fds[0];
+	c->notify = memory;
+	c->notify_size = size;
+	c->slots = welcome->max_streams;
+	return WH_OK;
 }
 
 int wh_client_attach(const char *socket_path, wh_client **out)
@@ -159,14 +184,18 @@ int wh_client_attach(const char *socket_path, wh_client **out)
 	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = ++c->next_request,
 				 .version = CTL_VERSION, .pid = (uint32_t)getpid() };
 	struct ctl_msg welcome;
-	int fds[CTL_STREAM_FDS];
+	int fds[CTL_MAX_FDS];
+	c->doorbell = -1;
 	int rc = client_send(c, &hello);
 	if (rc == WH_OK)
 		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
 	if (rc == WH_OK && welcome.type == CTL_RESULT)
 		rc = welcome.error < 0 ? welcome.error : WH_EPROTOCOL;
-	else if (rc == WH_OK && (welcome.type != CTL_WELCOME || welcome.version != CTL_VERSION))
+	else if (rc == WH_OK && (welcome.type != CTL_WELCOME || welcome.version != CTL_VERSION)) {
+		close_fds(fds, ctl_fd_count(&welcome));
 		rc = WH_EPROTOCOL;
+	} else if (rc == WH_OK)
+		rc = map_doorbell(c, &welcome, fds);
 	if (rc != WH_OK) {
 		close(c->fd);
 		free(c);
@@ -188,10 +217,12 @@ void wh_client_detach(wh_client *c)
 	while (c->accept_head) {
 		struct pending_stream *p = c->accept_head;
 		c->accept_head = p->next;
-		close_fds(p->fds, CTL_STREAM_FDS);
+		close_fds(p->fds, ctl_fd_count(&p->msg));
 		free(p);
 	}
 	close(c->fd);
+	close(c->doorbell);
+	munmap(c->notify, c->notify_size);
 	free(c);
 }
 
@@ -207,7 +238,7 @@ const char *wh_client_id(const wh_client *c)
 
 /* Sends a request and takes its RESULT: WH_OK or the broker's error. */
 static int request(struct wh_client *c, struct ctl_msg *req, int timeout_ms, struct ctl_msg *reply,
-		   int fds[CTL_STREAM_FDS])
+		   int fds[CTL_MAX_FDS])
 {
 	req->request_id = ++c->next_request;
 	int rc = client_send(c, req);
@@ -231,12 +262,12 @@ int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms,
 	struct ctl_msg req = { .type = CTL_OPEN }, reply;
 	snprintf(req.peer, sizeof req.peer, "%s", peer);
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
-	int fds[CTL_STREAM_FDS];
+	int fds[CTL_MAX_FDS];
 	int rc = request(c, &req, timeout_ms, &reply, fds);
 	if (rc != WH_OK)
 		return rc;
 	if (reply.type != CTL_OPENED) {
-		close_fds(fds, ctl_fd_count(reply.type));
+		close_fds(fds, ctl_fd_count(&reply));
 		return WH_EPROTOCOL;
 	}
 	/* OPENED names neither: they are what we asked for */
@@ -251,7 +282,7 @@ static int listen_request(wh_client *c, const char *service, enum ctl_type type)
 		return WH_EINVAL;
 	struct ctl_msg req = { .type = type }, reply;
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
-	int fds[CTL_STREAM_FDS];
+	int fds[CTL_MAX_FDS];
 	return request(c, &req, 10000, &reply, fds);
 }
 
@@ -278,7 +309,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 			wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 		}
 		struct ctl_msg msg;
-		int fds[CTL_STREAM_FDS];
+		int fds[CTL_MAX_FDS];
 		int rc = receive(c, wait_ms, &msg, fds);
 		if (rc == WH_ETIMEOUT || rc == WH_EWOULDBLOCK)
 			return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
@@ -287,7 +318,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 		if (msg.type == CTL_INCOMING)
 			queue_incoming(c, &msg, fds);
 		else
-			close_fds(fds, ctl_fd_count(msg.type));
+			close_fds(fds, ctl_fd_count(&msg));
 	}
 	struct pending_stream *p = c->accept_head;
 	c->accept_head = p->next;

@@ -12,7 +12,7 @@
 /* A stream handed over by the broker, waiting for wh_accept. */
 struct pending_stream {
 	struct ctl_msg msg;
-	int fds[CTL_STREAM_FDS];
+	int fds[CTL_MAX_FDS];
 	struct pending_stream *next;
 };
 
@@ -21,6 +21,10 @@ struct wh_client {
 	atomic_bool broker_gone; /* read by every stream's thread */
 	uint32_t next_request;
 	uint32_t ring_capacity;
+	int doorbell;                  /* wakes the broker for any of our streams */
+	struct notify_segment *notify; /* which streams: one bit per slot */
+	size_t notify_size;
+	uint32_t slots;
 	char id[2 * CTL_CLIENT_ID_SIZE + 1];
 	struct pending_stream *accept_head, *accept_tail;
 	struct wh_stream *streams; /* open handles, closed by wh_client_detach */
@@ -31,7 +35,9 @@ struct wh_stream {
 	uint64_t handle;
 	void *segment;
 	size_t segment_size;
-	int efd_wait, efd_wake;
+	int efd_wait;
+	int efd_wake; /* a same-host stream's partner; -1: ring the client's doorbell */
+	uint32_t slot;
 	struct ring_producer tx;
 	struct ring_consumer rx;
 	bool nonblocking, write_closed, aborted;
@@ -47,7 +53,7 @@ struct wh_stream {
 
 /* Maps a handed-over stream; takes ownership of the fds (closed on failure too). */
 int stream_from_message(struct wh_client *client, const struct ctl_msg *msg,
-			const int fds[CTL_STREAM_FDS], struct wh_stream **out);
+			const int fds[CTL_MAX_FDS], struct wh_stream **out);
 /* Sends one control message (no fds). */
 int client_send(struct wh_client *client, const struct ctl_msg *msg);
 

@@ -12,17 +12,20 @@
 
 #include "internal.h"
 
-int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_STREAM_FDS],
+int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_MAX_FDS],
 			struct wh_stream **out)
 {
 	struct stat st;
+	unsigned nfds = ctl_fd_count(msg);
 	struct wh_stream *s = calloc(1, sizeof *s);
 	size_t size = ring_segment_size(msg->ring_capacity);
-	if (!s || fstat(fds[0], &st) < 0 || (size_t)st.st_size != size) {
-		free(s);
-		for (unsigned i = 0; i < CTL_STREAM_FDS; i++)
+	if (!s || fstat(fds[0], &st) < 0 || (size_t)st.st_size != size ||
+	    (msg->slot != CTL_NO_SLOT && msg->slot >= c->slots)) {
+		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
-		return s ? WH_EPROTOCOL : WH_ENOMEM;
+		int error = s ? WH_EPROTOCOL : WH_ENOMEM;
+		free(s);
+		return error;
 	}
 	void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	close(fds[0]); /* the mapping stays; the descriptor is not needed any more */
@@ -30,8 +33,8 @@ int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const in
 	    ((struct ring_segment *)memory)->capacity != msg->ring_capacity) {
 		if (memory != MAP_FAILED)
 			munmap(memory, size);
-		close(fds[1]);
-		close(fds[2]);
+		for (unsigned i = 1; i < nfds; i++)
+			close(fds[i]);
 		free(s);
 		return WH_EPROTOCOL;
 	}
@@ -40,7 +43,8 @@ int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const in
 	s->segment = memory;
 	s->segment_size = size;
 	s->efd_wait = fds[1];
-	s->efd_wake = fds[2];
+	s->efd_wake = nfds == 3 ? fds[2] : -1;
+	s->slot = msg->slot;
 	const char *spin = getenv("WH_SPIN_NS");
 	s->spin_ns = spin ? atoll(spin) : 0;
 	ring_producer_attach(&s->tx, memory, msg->ring_capacity, msg->tx_ring);
@@ -55,10 +59,15 @@ int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const in
 	return WH_OK;
 }
 
+/* Wakes the other end: a same-host partner through its eventfd, the broker through the
+ * client's doorbell (only when the broker is not already busy with us). */
 static void wake_peer(struct wh_stream *s)
 {
 	uint64_t one = 1;
-	(void)!write(s->efd_wake, &one, sizeof one);
+	if (s->efd_wake >= 0)
+		(void)!write(s->efd_wake, &one, sizeof one);
+	else if (notify_ring(s->client->notify, s->client->slots, s->slot))
+		(void)!write(s->client->doorbell, &one, sizeof one);
 }
 
 static bool rx_has_news(struct wh_stream *s)
@@ -97,8 +106,8 @@ static bool rx_has_news(struct wh_stream *s);
 static bool tx_has_room(struct wh_stream *s);
 
 /* Sleeps until the stream's eventfd fires, the deadline passes or the broker goes away.
- * A reply is often microseconds away while a wake-up costs tens of them (docs/DATAPATH.md),
- * so it first watches the ring for a short while (WH_SPIN_NS) before sleeping. */
+ * A reply is often microseconds away while a wake-up costs tens of them (docs/ATTACH.md),
+ * so it may first watch the ring for a while (wh_set_spin) before sleeping. */
 static int wait_for_news(struct wh_stream *s, int64_t deadline, bool reading)
 {
 	int64_t spin_until = wh_now_ns() + s->spin_ns;
@@ -364,7 +373,8 @@ int wh_close(wh_stream *s)
 		s->next->prev = s->prev;
 	munmap(s->segment, s->segment_size);
 	close(s->efd_wait);
-	close(s->efd_wake);
+	if (s->efd_wake >= 0)
+		close(s->efd_wake);
 	free(s);
 	return WH_OK;
 }

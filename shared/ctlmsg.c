@@ -95,9 +95,17 @@ static void get_string(struct cursor *c, char out[CTL_STRING_MAX + 1])
 		c->failed = true; /* an embedded NUL would truncate the name silently */
 }
 
-unsigned ctl_fd_count(enum ctl_type type)
+unsigned ctl_fd_count(const struct ctl_msg *msg)
 {
-	return type == CTL_OPENED || type == CTL_INCOMING ? CTL_STREAM_FDS : 0;
+	switch (msg->type) {
+	case CTL_WELCOME:
+		return 2;
+	case CTL_OPENED:
+	case CTL_INCOMING:
+		return msg->slot == CTL_NO_SLOT ? 3 : 2;
+	default:
+		return 0;
+	}
 }
 
 const char *ctl_type_name(unsigned type)
@@ -137,8 +145,8 @@ static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
 			get_bytes(c, m->client_id, CTL_CLIENT_ID_SIZE);
 		U32(max_streams); U32(ring_capacity);
 		break;
-	case CTL_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); break;
-	case CTL_INCOMING: U64(handle); U32(ring_capacity); U8(tx_ring); STR(service); STR(peer); break;
+	case CTL_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); break;
+	case CTL_INCOMING: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); STR(service); STR(peer); break;
 	case CTL_RESULT: I32(error); STR(message); break;
 	default: c->failed = true; break;
 	}

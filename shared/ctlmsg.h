@@ -23,7 +23,8 @@
 #define CTL_STRING_MAX 255u
 #define CTL_MESSAGE_MAX 1024u /* every encoded message fits */
 #define CTL_CLIENT_ID_SIZE 16u
-#define CTL_STREAM_FDS 3u     /* segment memfd, eventfd the app waits on, eventfd the broker waits on */
+#define CTL_MAX_FDS 3u        /* the most descriptors one message carries */
+#define CTL_NO_SLOT 0xFFFFFFFFu /* OPENED/INCOMING of a same-host stream: no doorbell slot */
 
 enum ctl_type {
 	/* app -> broker */
@@ -33,9 +34,9 @@ enum ctl_type {
 	CTL_UNLISTEN = 4, /* service: answered by RESULT */
 	CTL_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
 	/* broker -> app */
-	CTL_WELCOME = 32,  /* version, client id, limits */
-	CTL_OPENED = 33,   /* handle, capacity, tx ring, + 3 fds */
-	CTL_INCOMING = 34, /* handle, capacity, tx ring, service, peer, + 3 fds */
+	CTL_WELCOME = 32,  /* version, client id, limits, + doorbell eventfd, notify memfd */
+	CTL_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment, wait eventfd [, wake eventfd] */
+	CTL_INCOMING = 34, /* the same as OPENED, plus service and peer */
 	CTL_RESULT = 35,   /* error (WH_OK or WH_E*), message */
 };
 
@@ -49,6 +50,8 @@ struct ctl_msg {
 	uint32_t ring_capacity; /* WELCOME, OPENED, INCOMING */
 	uint64_t handle;      /* OPENED, INCOMING, RELEASE */
 	uint8_t tx_ring;      /* OPENED, INCOMING: the ring the app writes (0 or 1) */
+	uint32_t slot;        /* OPENED, INCOMING: the stream's bit in the doorbell bitmap, or
+			       * CTL_NO_SLOT for a same-host stream (it brings its own wake eventfd) */
 	int32_t error;        /* RESULT */
 	char peer[CTL_STRING_MAX + 1];    /* OPEN, INCOMING ("local" for same-host) */
 	char service[CTL_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
@@ -61,8 +64,9 @@ int ctl_encode(uint8_t *out, size_t cap, const struct ctl_msg *msg);
 /* WH_OK, or WH_EPROTOCOL for anything malformed: short or long packet, wrong version,
  * unknown type, bad string, bad field value. msg is fully written (zeroed first). */
 int ctl_decode(const uint8_t *in, size_t length, struct ctl_msg *msg);
-/* How many fds travel with a message of this type (0 or CTL_STREAM_FDS). */
-unsigned ctl_fd_count(enum ctl_type type);
+/* How many fds travel with this message: WELCOME 2; OPENED and INCOMING 2 (segment, wait)
+ * or 3 with CTL_NO_SLOT (segment, wait, wake); others 0. */
+unsigned ctl_fd_count(const struct ctl_msg *msg);
 const char *ctl_type_name(unsigned type);
 
 #endif

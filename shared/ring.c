@@ -236,3 +236,25 @@ enum ring_end_state ring_consumer_peer_state(const struct ring_consumer *c, int 
 		*error = WH_ERING_CORRUPT;
 	return RING_FAILED;
 }
+
+bool notify_ring(struct notify_segment *n, uint32_t slots, uint32_t slot)
+{
+	if (slot >= slots)
+		return false;
+	atomic_fetch_or_explicit(&n->bits[slot / 64], 1ull << (slot % 64), memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst); /* the bit before the look at `armed` */
+	if (!atomic_load_explicit(&n->armed, memory_order_relaxed))
+		return false;
+	return atomic_exchange_explicit(&n->armed, 0, memory_order_relaxed) != 0;
+}
+
+uint64_t notify_take(struct notify_segment *n, uint32_t index)
+{
+	return atomic_exchange_explicit(&n->bits[index], 0, memory_order_acquire);
+}
+
+void notify_arm(struct notify_segment *n)
+{
+	atomic_store_explicit(&n->armed, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst); /* armed before the rescan */
+}

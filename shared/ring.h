@@ -155,4 +155,36 @@ enum ring_end_state ring_consumer_peer_state(const struct ring_consumer *c, int 
 /* Total bytes consumed so far (our own, trusted). */
 static inline uint64_t ring_consumer_position(const struct ring_consumer *c) { return c->tail; }
 
+/*
+ * A client's doorbell: how an app wakes the broker for any of its streams with one eventfd.
+ * The app sets the stream's bit (its slot) in the bitmap, then, if the broker is armed
+ * (between two scans it sleeps in epoll), clears `armed` and writes the doorbell eventfd.
+ * The broker takes whole words with an atomic exchange, serves the streams whose bits were
+ * set, re-arms with a full fence, and scans once more, so a bit set meanwhile is never
+ * missed. The bitmap is app-written: a bit for a slot the broker does not use is ignored.
+ */
+#define NOTIFY_MAGIC 0x5748444Eu /* "WHDN" */
+
+struct notify_segment {
+	uint32_t magic;
+	uint32_t slots; /* bits in the bitmap, a multiple of 64 */
+	_Alignas(RING_CACHE_LINE) _Atomic uint32_t armed;
+	_Alignas(RING_CACHE_LINE) _Atomic uint64_t bits[];
+};
+
+_Static_assert(offsetof(struct notify_segment, armed) == 64, "notify_segment.armed");
+_Static_assert(offsetof(struct notify_segment, bits) == 128, "notify_segment.bits");
+
+static inline size_t notify_segment_size(uint32_t slots)
+{
+	return sizeof(struct notify_segment) + (size_t)(slots + 63) / 64 * sizeof(uint64_t);
+}
+
+/* App side: note that stream `slot` has news; true if the broker must be woken. */
+bool notify_ring(struct notify_segment *n, uint32_t slots, uint32_t slot);
+/* Broker side: takes word `index` of the bitmap (the bits are cleared). */
+uint64_t notify_take(struct notify_segment *n, uint32_t index);
+/* Broker side: about to sleep; the caller scans once more afterwards. */
+void notify_arm(struct notify_segment *n);
+
 #endif

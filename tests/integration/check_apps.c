@@ -284,8 +284,9 @@ START_TEST(test_corrupted_ring_ends_one_stream)
 	ck_assert_int_eq(wh_write(s, "hello", 5), 5);
 	struct ring_segment *segment = s->segment;
 	atomic_store(&segment->rings[0].head, 1ull << 40); /* far beyond anything it wrote */
-	uint64_t one = 1;
-	ck_assert_int_eq(write(s->efd_wake, &one, sizeof one), 8);
+	uint64_t one = 1; /* ring the doorbell for that stream, as the library would */
+	notify_ring(client->notify, client->slots, s->slot);
+	ck_assert_int_eq(write(client->doorbell, &one, sizeof one), 8);
 	char buf[64];
 	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 5000000000ll), WH_OK);
 	long n;

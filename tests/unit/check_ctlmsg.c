@@ -57,25 +57,29 @@ START_TEST(test_roundtrip_every_type)
 	ck_assert_mem_eq(r.client_id, m.client_id, sizeof m.client_id);
 	ck_assert_uint_eq(r.max_streams, 10000);
 
+	ck_assert_uint_eq(ctl_fd_count(&r), 2);
+
 	m = (struct ctl_msg){ .type = CTL_OPENED, .request_id = 3, .handle = 5, .ring_capacity = 4096,
-			      .tx_ring = 1 };
+			      .tx_ring = 1, .slot = 17 };
 	r = roundtrip(&m);
 	ck_assert_uint_eq(r.tx_ring, 1);
-	ck_assert_uint_eq(ctl_fd_count(CTL_OPENED), 3);
+	ck_assert_uint_eq(r.slot, 17);
+	ck_assert_uint_eq(ctl_fd_count(&r), 2);
 
-	m = (struct ctl_msg){ .type = CTL_INCOMING, .handle = 6, .ring_capacity = 8192 };
+	m = (struct ctl_msg){ .type = CTL_INCOMING, .handle = 6, .ring_capacity = 8192,
+			      .slot = CTL_NO_SLOT };
 	strcpy(m.service, "echo");
 	strcpy(m.peer, "local");
 	r = roundtrip(&m);
 	ck_assert_str_eq(r.peer, "local");
-	ck_assert_uint_eq(ctl_fd_count(CTL_INCOMING), 3);
+	ck_assert_uint_eq(ctl_fd_count(&r), 3);
 
 	m = (struct ctl_msg){ .type = CTL_RESULT, .request_id = 4, .error = WH_ENO_SERVICE };
 	strcpy(m.message, "no listener");
 	r = roundtrip(&m);
 	ck_assert_int_eq(r.error, WH_ENO_SERVICE);
 	ck_assert_str_eq(r.message, "no listener");
-	ck_assert_uint_eq(ctl_fd_count(CTL_RESULT), 0);
+	ck_assert_uint_eq(ctl_fd_count(&r), 0);
 }
 END_TEST
 
@@ -121,7 +125,8 @@ START_TEST(test_decode_malformed)
 	ck_assert_int_eq(ctl_decode(nul_in_string, sizeof nul_in_string, &m), WH_EPROTOCOL);
 	uint8_t string_past_end[] = { 1, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' };
 	ck_assert_int_eq(ctl_decode(string_past_end, sizeof string_past_end, &m), WH_EPROTOCOL);
-	uint8_t bad_ring[] = { 1, CTL_OPENED, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 2 };
+	uint8_t bad_ring[] = { 1, CTL_OPENED, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 2,
+			       0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(bad_ring, sizeof bad_ring, &m), WH_EPROTOCOL);
 	ck_assert_int_eq(ctl_decode(NULL, 8, &m), WH_EPROTOCOL);
 	static uint8_t huge[CTL_MESSAGE_MAX + 1];
