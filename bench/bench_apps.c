@@ -205,9 +205,12 @@ static int relay(const char *port_file, unsigned target, double delay)
 	    getsockname(listener, (struct sockaddr *)&addr, &len))
 		return 1;
 	ep.port = ntohs(addr.sin_port);
-	FILE *f = fopen(port_file, "w");
+	char tmp[300];
+	snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
+	FILE *f = fopen(tmp, "w");
 	fprintf(f, "%u\n", ep.port);
 	fclose(f);
+	rename(tmp, port_file); /* a reader never sees a half-written file */
 	signal(SIGCHLD, SIG_IGN);
 	for (;;) {
 		int client = accept(listener, NULL, NULL);
@@ -414,16 +417,7 @@ static pid_t spawn_self(const char *self, const char *const *args)
 
 static unsigned read_port(const char *path)
 {
-	unsigned port = 0;
-	if (!wait_for_path(path, 10))
-		return 0;
-	usleep(20000); /* written with one fprintf: give it the moment to land */
-	FILE *f = fopen(path, "r");
-	if (f && fscanf(f, "%u", &port) != 1)
-		port = 0;
-	if (f)
-		fclose(f);
-	return port;
+	return wait_for_port(path, 10);
 }
 
 int main(int argc, char **argv)

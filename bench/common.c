@@ -215,16 +215,25 @@ pid_t spawn_broker(const char *broker_path, const char *const *args, const char 
 		execv(broker_path, (char *const *)argv);
 		_exit(127);
 	}
-	if (!wait_for_path(port_file, 10)) {
+	*port = wait_for_port(port_file, 10);
+	if (!*port) {
 		fprintf(stderr, "bench: the broker did not start\n");
 		return -1;
 	}
-	FILE *f = fopen(port_file, "r");
-	if (!f || fscanf(f, "%u", port) != 1)
-		*port = 0;
+	return pid;
+}
+
+unsigned wait_for_port(const char *path, double seconds)
+{
+	unsigned port = 0;
+	if (!wait_for_path(path, seconds))
+		return 0;
+	FILE *f = fopen(path, "r"); /* written to a temporary name, then renamed: whole */
+	if (f && fscanf(f, "%u", &port) != 1)
+		port = 0;
 	if (f)
 		fclose(f);
-	return pid;
+	return port;
 }
 
 long rss_kib(pid_t pid)

@@ -40,6 +40,8 @@ pid_t spawn_broker(const char *broker_path, const char *const *args, const char 
 		   unsigned *port);
 /* Waits (bounded) until path exists. */
 bool wait_for_path(const char *path, double seconds);
+/* Waits for a port file (written whole by rename) and reads the port; 0 on failure. */
+unsigned wait_for_port(const char *path, double seconds);
 /* VmRSS of a process in KiB, or -1. */
 long rss_kib(pid_t pid);
 

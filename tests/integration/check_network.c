@@ -18,25 +18,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-struct opened {
-	struct mux_stream *stream;
-	int error;
-	bool done;
-};
-
-static void on_opened(struct mux_stream *stream, int error, void *user)
-{
-	struct opened *o = user;
-	o->stream = stream;
-	o->error = error;
-	o->done = true;
-}
-
-static bool opened_done(void *arg)
-{
-	return ((struct opened *)arg)->done;
-}
-
 struct counter_goal {
 	int *counter;
 	int goal;
@@ -48,25 +29,17 @@ static bool counter_reached(void *arg)
 	return *g->counter >= g->goal;
 }
 
-static void port_string(unsigned port, char *out, size_t len)
-{
-	snprintf(out, len, "%u", port);
-}
-
 static struct pool *pool_to(struct ev_loop *loop, unsigned port, struct pool_config *config)
 {
-	char p[16];
-	port_string(port, p, sizeof p);
-	return pool_new(loop, "peer", "127.0.0.1", p, config, NULL, NULL, NULL);
+	return test_pool_to(loop, "127.0.0.1", port, config);
 }
 
 static struct mux_stream *open_stream(struct ev_loop *loop, struct pool *pool, const char *service)
 {
-	struct opened o = { 0 };
-	ck_assert_int_eq(pool_open_stream(pool, service, on_opened, &o), WH_OK);
-	ck_assert(run_until(loop, opened_done, &o, 10));
-	ck_assert_int_eq(o.error, WH_OK);
-	return o.stream;
+	int error;
+	struct mux_stream *stream = test_pool_open(loop, pool, service, 10, &error);
+	ck_assert_int_eq(error, WH_OK);
+	return stream;
 }
 
 /* n streams of random sizes up to max_size, all echoed and checked. */
@@ -103,7 +76,7 @@ START_TEST(test_reference_peer_dials_our_broker)
 	struct process broker, peer;
 	ck_assert(broker_spawn(&broker, NULL));
 	char port[16];
-	port_string(broker.port, port, sizeof port);
+	snprintf(port, sizeof port, "%u", broker.port);
 	const char *args[] = { "dial", "127.0.0.1", port, "100", "1048576", NULL };
 	ck_assert(refpeer_spawn(&peer, args, false));
 	int status = process_wait(&peer, 60);

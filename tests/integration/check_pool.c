@@ -34,41 +34,18 @@ static bool health_failures_reached(void *arg)
 struct opened {
 	struct mux_stream *stream;
 	int error;
-	bool done;
 };
-
-static void on_opened(struct mux_stream *stream, int error, void *user)
-{
-	struct opened *o = user;
-	o->stream = stream;
-	o->error = error;
-	o->done = true;
-}
-
-static bool opened_done(void *arg)
-{
-	return ((struct opened *)arg)->done;
-}
 
 static struct opened open_wait(struct ev_loop *loop, struct pool *pool, double timeout)
 {
-	struct opened o = { 0 };
-	ck_assert_int_eq(pool_open_stream(pool, "echo", on_opened, &o), WH_OK);
-	ck_assert(run_until(loop, opened_done, &o, timeout));
+	struct opened o;
+	o.stream = test_pool_open(loop, pool, "echo", timeout, &o.error);
 	return o;
-}
-
-static struct pool *pool_to_host(struct ev_loop *loop, const char *host, unsigned port,
-				 const struct pool_config *config)
-{
-	char p[16];
-	snprintf(p, sizeof p, "%u", port);
-	return pool_new(loop, "peer", host, p, config, NULL, NULL, NULL);
 }
 
 static struct pool *pool_to(struct ev_loop *loop, unsigned port, const struct pool_config *config)
 {
-	return pool_to_host(loop, "127.0.0.1", port, config);
+	return test_pool_to(loop, "127.0.0.1", port, config);
 }
 
 static struct pool_config test_pool_config(void)
@@ -108,7 +85,7 @@ START_TEST(test_warmup_reaches_min_size)
 	config.max_size = 5;
 	/* a name, not an address: resolved on the helper thread; if it yields ::1 first, the
 	 * dial falls through to 127.0.0.1 where the broker listens */
-	struct pool *pool = pool_to_host(loop, "localhost", broker.port, &config);
+	struct pool *pool = test_pool_to(loop, "localhost", broker.port, &config);
 	ck_assert_int_eq(pool_warmup(pool), WH_OK);
 	struct pool_goal goal = { pool, 3, 0 };
 	ck_assert(run_until(loop, pool_len_is, &goal, 5));

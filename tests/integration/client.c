@@ -1,6 +1,8 @@
 /* A checksummed sender over a mux stream, driven by stream events: the tests' app. */
 #include "config.h"
 
+#include <stdio.h>
+
 #include "client.h"
 #include "harness.h"
 
@@ -84,4 +86,43 @@ bool test_sender_ok(const struct test_sender *c)
 {
 	return c->eof && !c->mismatch && c->error == WH_OK && c->received == c->size &&
 	       c->sent == c->size;
+}
+
+struct pool *test_pool_to(struct ev_loop *loop, const char *host, unsigned port,
+			  const struct pool_config *config)
+{
+	char p[16];
+	snprintf(p, sizeof p, "%u", port);
+	return pool_new(loop, "peer", host, p, config, NULL, NULL, NULL);
+}
+
+struct opened {
+	struct mux_stream *stream;
+	int error;
+	bool done;
+};
+
+static void on_opened(struct mux_stream *stream, int error, void *user)
+{
+	struct opened *o = user;
+	o->stream = stream;
+	o->error = error;
+	o->done = true;
+}
+
+static bool opened_done(void *arg)
+{
+	return ((struct opened *)arg)->done;
+}
+
+struct mux_stream *test_pool_open(struct ev_loop *loop, struct pool *pool, const char *service,
+				  double timeout, int *error)
+{
+	struct opened o = { .error = WH_ETIMEOUT };
+	*error = pool_open_stream(pool, service, on_opened, &o);
+	if (*error != WH_OK)
+		return NULL;
+	run_until(loop, opened_done, &o, timeout);
+	*error = o.done ? o.error : WH_EWOULDBLOCK; /* not the pool's answer: none came */
+	return o.stream;
 }
