@@ -327,8 +327,11 @@ START_TEST(test_app_that_never_reads)
 	ck_assert_uint_lt(written, 8u << 20); /* back-pressure: rings and windows fill, then stop */
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &busy), WH_OK);
 	echo_check(busy, 32u << 20, 9);
+	/* Each broker holds at most a window per stream (16 MiB at most after growth) plus the
+	 * rings: two streams stay well under 64 MiB, allocator and sanitizer slack included,
+	 * however much the lazy app keeps trying to write. */
 	long grow_a = process_rss_kib(&p.a) - rss_a_before, grow_b = process_rss_kib(&p.b) - rss_b_before;
-	ck_assert_msg(grow_a < 32 * 1024 && grow_b < 32 * 1024, "rss grew %ld / %ld KiB", grow_a, grow_b);
+	ck_assert_msg(grow_a < 64 * 1024 && grow_b < 64 * 1024, "rss grew %ld / %ld KiB", grow_a, grow_b);
 	wh_close(busy);
 	wh_close(lazy);
 	wh_client_detach(client);
