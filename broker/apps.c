@@ -302,12 +302,37 @@ static size_t io_rx_reserve(void *ctx, size_t want, uint8_t **span)
 	return iov[0].iov_len < want ? iov[0].iov_len : want;
 }
 
+/* Passes the app's consumption to the mux and asks the app to ring when it consumes more,
+ * but only if that consumption could make a WINDOW_UPDATE due: a wake-up per read that
+ * carries no news would double the wake-ups of every request and response. Returns false
+ * if the app corrupted the ring. */
+static bool shm_track_consumption(struct shm_stream *s)
+{
+	long pending = ring_producer_pending(&s->to_app);
+	if (pending < 0)
+		return false;
+	uint64_t tail = s->to_app.tail_seen;
+	if (tail != s->reported_tail && s->stream) {
+		mux_stream_consumed(s->stream, (size_t)(tail - s->reported_tail));
+		s->reported_tail = tail;
+	}
+	if (s->stream && (size_t)pending >= mux_stream_consumption_until_update(s->stream)) {
+		ring_producer_prepare_wait(&s->to_app);
+		/* consumed meanwhile? then the app may not ring: report it now */
+		if (ring_producer_pending(&s->to_app) < pending)
+			return shm_track_consumption(s);
+	}
+	return true;
+}
+
 static void io_rx_commit(void *ctx, size_t n)
 {
 	struct shm_stream *s = ctx;
 	ring_producer_commit(&s->to_app, n);
 	if (ring_producer_wake_needed(&s->to_app))
 		wake(s->efd_app);
+	if (!shm_track_consumption(s))
+		s->corrupt = true; /* handled at the next service, outside the input path */
 }
 
 static size_t io_rx_capacity(void *ctx)
@@ -375,18 +400,12 @@ static void shm_service(struct shm_stream *s)
 		struct iovec iov[2];
 		int spans, error;
 		long held = ring_consumer_peek(&s->from_app, iov, &spans);
-		long pending = ring_producer_pending(&s->to_app);
-		if (held < 0 || pending < 0) {
+		if (held < 0 || !shm_track_consumption(s)) {
 			s->corrupt = true;
 			break;
 		}
 		if (held > 0)
 			mux_stream_kick(s->stream);
-		uint64_t tail = s->to_app.tail_seen;
-		if (tail != s->reported_tail) {
-			mux_stream_consumed(s->stream, (size_t)(tail - s->reported_tail));
-			s->reported_tail = tail;
-		}
 		enum ring_end_state state = ring_consumer_peer_state(&s->from_app, &error);
 		if (state == RING_CLOSED && !s->write_close_seen) {
 			s->write_close_seen = true;
@@ -396,10 +415,9 @@ static void shm_service(struct shm_stream *s)
 			return;
 		}
 		if (pass == 0) {
-			/* Ask to be woken for the next write or read, then look once more so that
-			 * nothing the app did in between goes unseen. */
+			/* Ask to be woken for the next write, then look once more so that nothing the
+			 * app did in between goes unseen (reads: shm_track_consumption). */
 			ring_consumer_prepare_wait(&s->from_app);
-			ring_producer_prepare_wait(&s->to_app);
 		}
 	}
 	if (s->corrupt)
@@ -480,7 +498,6 @@ static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mu
 	ring_producer_attach(&s->to_app, s->seg.memory, s->seg.capacity, APP_RX_RING);
 	ring_consumer_attach(&s->from_app, s->seg.memory, s->seg.capacity, APP_TX_RING);
 	ring_consumer_prepare_wait(&s->from_app);
-	ring_producer_prepare_wait(&s->to_app);
 	s->client = c;
 	s->stream = stream;
 	s->next = c->shm_streams;

@@ -1,6 +1,7 @@
 /* The multiplexer: stream state, flow control and the frame scheduler, over caller I/O. */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1214,6 +1215,14 @@ size_t mux_stream_write_room(struct mux_stream *s)
 	if (room == 0)
 		s->want_writable = true;
 	return room;
+}
+
+size_t mux_stream_consumption_until_update(const struct mux_stream *s)
+{
+	if (!s->mux->config.enable_flow_control || s->finished || s->remote_closed)
+		return SIZE_MAX;
+	uint32_t half = s->recv_window / 2;
+	return s->recv_unacked < half ? half - s->recv_unacked : 1;
 }
 
 void mux_stream_kick(struct mux_stream *s)

@@ -181,6 +181,11 @@ long mux_stream_read(struct mux_stream *stream, void *data, size_t length);
  * once there is room again. */
 size_t mux_stream_write_room(struct mux_stream *stream);
 
+/* Bytes the consumer must still take before a WINDOW_UPDATE is due (SIZE_MAX: none will be,
+ * e.g. without flow control or after the peer's CLOSE). An io uses it to ask for news of
+ * consumption only when that news would matter. */
+size_t mux_stream_consumption_until_update(const struct mux_stream *stream);
+
 /* A custom io's owner: new bytes are in the send source / n received bytes were consumed. */
 void mux_stream_kick(struct mux_stream *stream);
 void mux_stream_consumed(struct mux_stream *stream, size_t n);

@@ -250,6 +250,9 @@ bool notify_ring(struct notify_segment *n, uint32_t slots, uint32_t slot)
 
 uint64_t notify_take(struct notify_segment *n, uint32_t index)
 {
+	/* Most words are zero: a plain read spares a locked instruction on each of them. */
+	if (!atomic_load_explicit(&n->bits[index], memory_order_relaxed))
+		return 0;
 	return atomic_exchange_explicit(&n->bits[index], 0, memory_order_acquire);
 }
 

@@ -339,6 +339,46 @@ START_TEST(test_app_that_never_reads)
 }
 END_TEST
 
+/* Many small messages one way to an app that only reads: its consumption must reach the
+ * sender as window credit although the reader never writes (the broker asks to hear of
+ * reads only when they could make an update due). */
+START_TEST(test_one_way_trickle_keeps_flowing)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *on_a = attach(&p.a), *on_b = attach(&p.b);
+	ck_assert_int_eq(wh_listen(on_a, "trickle"), WH_OK);
+	wh_stream *reader, *writer;
+	ck_assert_int_eq(wh_open(on_b, "a", "trickle", 10000, &reader), WH_OK);
+	ck_assert_int_eq(wh_accept(on_a, 10000, &writer), WH_OK);
+	wh_set_nonblocking(reader, true);
+	wh_set_nonblocking(writer, true);
+	const size_t total = 16u << 20; /* 64 windows of 256 KiB, in 64-byte messages */
+	size_t sent = 0, received = 0;
+	char message[64], buf[4096];
+	memset(message, 't', sizeof message);
+	int64_t deadline = wh_now_ns() + 60000000000ll;
+	while (received < total && wh_now_ns() < deadline) {
+		long w;
+		while (sent < total &&
+		       (w = wh_write(writer, message, total - sent < sizeof message ? total - sent
+										 : sizeof message)) > 0)
+			sent += (size_t)w; /* non-blocking: a message may go in part */
+		long n;
+		while ((n = wh_read(reader, buf, sizeof buf)) > 0)
+			received += (size_t)n;
+		struct pollfd pfd[2] = { { wh_stream_fd(reader), POLLIN, 0 }, { wh_stream_fd(writer), POLLIN, 0 } };
+		poll(pfd, 2, 100);
+	}
+	ck_assert_uint_eq(received, total);
+	wh_close(reader);
+	wh_close(writer);
+	wh_client_detach(on_a);
+	wh_client_detach(on_b);
+	pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_same_host_streams)
 {
 	struct process broker;
@@ -384,6 +424,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_broker_killed);
 	tcase_add_test(tc, test_corrupted_ring_ends_one_stream);
 	tcase_add_test(tc, test_app_that_never_reads);
+	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
 	tcase_add_test(tc, test_same_host_streams);
 	suite_add_tcase(suite, tc);
 	return suite;
