@@ -6,6 +6,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -379,6 +381,46 @@ START_TEST(test_one_way_trickle_keeps_flowing)
 }
 END_TEST
 
+/* Garbage on the control socket ends that app's session with an error, and nothing else. */
+START_TEST(test_malformed_control_message_ends_one_session)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	wh_client *good = attach(&broker);
+	ck_assert_int_eq(wh_listen(good, "still-here"), WH_OK);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(broker.socket_path), sizeof addr.sun_path);
+	memcpy(addr.sun_path, broker.socket_path, strlen(broker.socket_path) + 1);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	const uint8_t garbage[] = { 9, 9, 9, 9, 9, 9, 9, 9, 9 };
+	ck_assert_int_eq(send(fd, garbage, sizeof garbage, 0), (ssize_t)sizeof garbage);
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	uint8_t reply[CTL_MESSAGE_MAX];
+	ssize_t n = recv(fd, reply, sizeof reply, 0);
+	struct ctl_msg msg;
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(ctl_decode(reply, (size_t)n, &msg), WH_OK);
+	ck_assert_int_eq(msg.type, CTL_RESULT);
+	ck_assert_int_eq(msg.error, WH_EPROTOCOL);
+	ck_assert_int_eq(recv(fd, reply, sizeof reply, 0), 0); /* then the session is closed */
+	close(fd);
+	/* the other app's session and listener are untouched */
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(good, WH_PEER_LOCAL, "still-here", 1000, &s), WH_OK);
+	wh_stream *accepted;
+	ck_assert_int_eq(wh_accept(good, 5000, &accepted), WH_OK);
+	ck_assert_int_eq(wh_write(s, "ok", 2), 2);
+	char buf[2];
+	ck_assert_int_eq(wh_read(accepted, buf, 2), 2);
+	wh_close(s);
+	wh_close(accepted);
+	wh_client_detach(good);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_same_host_streams)
 {
 	struct process broker;
@@ -425,6 +467,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_corrupted_ring_ends_one_stream);
 	tcase_add_test(tc, test_app_that_never_reads);
 	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
+	tcase_add_test(tc, test_malformed_control_message_ends_one_session);
 	tcase_add_test(tc, test_same_host_streams);
 	suite_add_tcase(suite, tc);
 	return suite;
