@@ -496,7 +496,22 @@ int main(int argc, char **argv)
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
-	double raw = raw_bulk(&tcp_sink, bulk), app = app_bulk(on_b, "a", "bench-sink", bulk);
+	pid_t relay_raw = 0;
+	int bad = 0;
+	/* Bulk alternates raw and wormhole rounds and reports the median of each: on a shared
+	 * machine raw TCP alone varies by ±30% from one second to the next. */
+	double raw_rounds[BULK_ROUNDS_MAX], app_rounds[BULK_ROUNDS_MAX];
+	int rounds = bulk_rounds();
+	for (int r = 0; r < rounds; r++) {
+		raw_rounds[r] = raw_bulk(&tcp_sink, bulk);
+		app_rounds[r] = app_bulk(on_b, "a", "bench-sink", bulk);
+		printf("bulk round %d: wormhole %.1f MB/s, raw TCP %.1f MB/s, ratio %.2f\n", r + 1,
+		       app_rounds[r] / 1e6, raw_rounds[r] / 1e6, app_rounds[r] / raw_rounds[r]);
+	}
+	double raw = percentile(raw_rounds, (size_t)rounds, 0.5);
+	double app = percentile(app_rounds, (size_t)rounds, 0.5);
+	if (getenv("BENCH_ONLY") && strcmp(getenv("BENCH_ONLY"), "bulk") == 0)
+		goto done; /* for work on the bulk path */
 	f[n++] = (struct figure){ "app_bulk_throughput", "MB/s", "raw TCP between two processes",
 				  app / 1e6, raw / 1e6, NULL };
 	raw_pingpong(&tcp_echo, samples, pings);
@@ -532,7 +547,7 @@ int main(int argc, char **argv)
 
 	double open_rate, rss_per_stream, seconds;
 	double raw_rate = raw_connect_rate(&tcp_accept, 2000);
-	int bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
+	bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
 	f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
 				  open_rate, raw_rate, NULL };
 	f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
@@ -547,13 +562,14 @@ int main(int argc, char **argv)
 	char sink_port[16];
 	snprintf(sink_port, sizeof sink_port, "%u", tcp_sink.port);
 	const char *relay_raw_args[] = { "relay", relay_raw_file, sink_port, delay_ms, NULL };
-	pid_t relay_raw = spawn_self(argv[0], relay_raw_args);
+	relay_raw = spawn_self(argv[0], relay_raw_args);
 	struct endpoint raw_far = { .port = read_port(relay_raw_file) };
 	raw = raw_bulk(&raw_far, far_bytes);
 	app = app_bulk(on_c, "far", "bench-sink", far_bytes);
 	f[n++] = (struct figure){ "far_bulk_throughput_50ms", "MB/s", "raw TCP over the same 50 ms relay",
 				  app / 1e6, raw / 1e6, NULL };
 	report("apps: app -> broker -> TCP -> broker -> app", f, n, json_path);
+done:
 
 	wh_client_detach(on_b);
 	wh_client_detach(on_c);
@@ -561,9 +577,12 @@ int main(int argc, char **argv)
 			server_pids[1], server_pids[2], server_pids[3], server_pids[4], raw_pids[0],
 			raw_pids[1], raw_pids[2], raw_pids[3], raw_pids[4] };
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		kill(all[i], SIGTERM);
+		if (all[i] > 0)
+			kill(all[i], SIGTERM);
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		waitpid(all[i], NULL, 0);
+		if (all[i] > 0)
+			waitpid(all[i], NULL, 0);
 	free(samples);
+	remove_scratch_dir(dir);
 	return bad ? 1 : 0;
 }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -30,6 +31,12 @@ static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return x < y ? -1 : x > y;
+}
+
+int bulk_rounds(void)
+{
+	int rounds = getenv("BENCH_ROUNDS") ? atoi(getenv("BENCH_ROUNDS")) : 3;
+	return rounds < 1 ? 1 : rounds > BULK_ROUNDS_MAX ? BULK_ROUNDS_MAX : rounds;
 }
 
 double percentile(double *values, size_t n, double p)
@@ -272,4 +279,20 @@ void report(const char *title, const struct figure *f, int n, const char *json_p
 	fprintf(out, "]\n");
 	fclose(out);
 	printf("JSON written to %s\n", json_path);
+}
+
+void remove_scratch_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
 }

@@ -18,6 +18,9 @@ struct endpoint {
 double now_s(void);
 /* Sorts values in place; p in [0, 1]. */
 double percentile(double *values, size_t n, double p);
+/* Rounds of a bulk figure: BENCH_ROUNDS, default 3, at most BULK_ROUNDS_MAX. */
+#define BULK_ROUNDS_MAX 15
+int bulk_rounds(void);
 /* Raises the descriptor limit as far as allowed (to 1 Mi as root). */
 void raise_fd_limit(void);
 
@@ -44,6 +47,8 @@ bool wait_for_path(const char *path, double seconds);
 unsigned wait_for_port(const char *path, double seconds);
 /* VmRSS of a process in KiB, or -1. */
 long rss_kib(pid_t pid);
+/* Removes a scratch directory and the files directly in it. */
+void remove_scratch_dir(const char *dir);
 
 struct figure {
 	const char *name, *unit, *baseline;

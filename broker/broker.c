@@ -92,7 +92,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			.on_closed = on_accepted_closed,
 		};
 		if (bc)
-			bc->conn = conn_new(loop, fd, false, &config, &broker->budget, &callbacks, bc);
+			bc->conn = conn_new(loop, fd, false, &config, &broker->conn_shared, &callbacks, bc);
 		if (!bc || !bc->conn) {
 			log_write(&broker->config.log, LOG_ERROR, "broker", "out of memory for a connection");
 			close(fd);
@@ -213,6 +213,8 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	broker->config.pool.mux.log = &broker->config.log;
 	broker->budget.limit = config->memory_budget;
 	broker->listen_fd = -1;
+	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
+		return WH_ENOMEM;
 	if (!services_exists(config->default_service))
 		log_write(&broker->config.log, LOG_WARN, "broker",
 			  "default service %s is not built in: streams without a service are refused",
@@ -237,7 +239,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	for (int i = 0; i < config->peer_count; i++) {
 		const struct broker_peer *p = &config->peers[i];
 		broker->pools[i] = pool_new(loop, p->name, p->host, p->port, &broker->config.pool,
-					    &broker->budget, &callbacks, broker);
+					    &broker->conn_shared, &callbacks, broker);
 		if (!broker->pools[i])
 			return WH_ENOMEM;
 		pool_warmup(broker->pools[i]);
@@ -278,4 +280,5 @@ void broker_stop(struct broker *broker)
 		ev_io_stop(broker->loop, &broker->accept_watcher);
 		close(broker->listen_fd);
 	}
+	conn_shared_release(&broker->conn_shared);
 }

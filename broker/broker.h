@@ -40,6 +40,7 @@ struct broker {
 	struct ev_loop *loop;
 	struct broker_config config;
 	struct mux_budget budget;
+	struct conn_shared conn_shared; /* the budget and the read area of every connection */
 	int listen_fd;
 	ev_io accept_watcher;
 	struct broker_conn *accepted;

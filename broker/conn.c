@@ -13,10 +13,14 @@
 
 #include "conn.h"
 
-#define READ_BUFFER_SIZE (64u * 1024u)
-#define READS_PER_WAKEUP 16 /* then let other connections run */
+#define PRIVATE_READ_SIZE (64u * 1024u)
+#define READ_BYTES_PER_WAKEUP (2u * 1024u * 1024u) /* then let other connections run */
 #define WRITE_IOV 64
-#define NOTSENT_LOWAT (128 * 1024)
+/* The socket reports writable only while fewer unsent bytes than this are queued in it.
+ * Smaller keeps more frames in our scheduler, where an interactive stream can overtake a
+ * bulk one; but each writable event then moves less, and below ~512 KiB the wake-ups cost
+ * a bulk stream a third of its speed on a 2-vCPU machine (docs/BROKER.md, "Writing and scheduling"). */
+#define NOTSENT_LOWAT (512 * 1024)
 
 struct conn {
 	struct ev_loop *loop;
@@ -33,8 +37,25 @@ struct conn {
 	int close_error;
 	bool fd_closed;
 	char local[64], remote[64];
-	uint8_t read_buffer[READ_BUFFER_SIZE];
+	uint8_t *read_buffer; /* the shared read area, or private_buffer */
+	size_t read_size;
+	uint8_t private_buffer[];
 };
+
+int conn_shared_init(struct conn_shared *shared, struct mux_budget *budget)
+{
+	shared->budget = budget;
+	shared->read_area_size = CONN_READ_AREA_SIZE;
+	shared->read_area = malloc(shared->read_area_size);
+	return shared->read_area ? WH_OK : WH_ENOMEM;
+}
+
+void conn_shared_release(struct conn_shared *shared)
+{
+	free(shared->read_area);
+	shared->read_area = NULL;
+	shared->read_area_size = 0;
+}
 
 void sockaddr_format(const struct sockaddr *addr, socklen_t addr_len, char *out, size_t len)
 {
@@ -118,17 +139,17 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
-	for (int round = 0; round < READS_PER_WAKEUP && !mux_is_closed(conn->mux); round++) {
+	for (size_t total = 0; total < READ_BYTES_PER_WAKEUP && !mux_is_closed(conn->mux);) {
 		uint8_t *span;
 		size_t direct = mux_input_direct_span(conn->mux, &span);
 		struct iovec iov[2] = {
 			{ span, direct },
-			{ conn->read_buffer, sizeof conn->read_buffer },
+			{ conn->read_buffer, conn->read_size },
 		};
 		/* With a DATA payload in progress its bytes go straight to the stream's store;
 		 * whatever follows lands in the ordinary buffer. */
 		ssize_t n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer,
-								   sizeof conn->read_buffer);
+								   conn->read_size);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -141,13 +162,14 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			mux_input_eof(conn->mux);
 			return;
 		}
+		total += (size_t)n;
 		double now = ev_now(loop);
 		size_t into_store = direct < (size_t)n ? direct : (size_t)n;
 		if (into_store)
 			mux_input_direct_commit(conn->mux, into_store, now);
 		if ((size_t)n > into_store)
 			mux_input(conn->mux, conn->read_buffer, (size_t)n - into_store, now);
-		if ((size_t)n < direct + (direct ? sizeof conn->read_buffer : sizeof conn->read_buffer))
+		if ((size_t)n < direct + conn->read_size)
 			return; /* drained */
 	}
 }
@@ -220,11 +242,15 @@ static void cb_pong(struct mux *mux, double rtt, void *user)
 }
 
 struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const struct mux_config *config,
-		      struct mux_budget *budget, const struct mux_callbacks *callbacks, void *user)
+		      const struct conn_shared *shared, const struct mux_callbacks *callbacks, void *user)
 {
-	struct conn *conn = calloc(1, sizeof *conn);
+	bool own_buffer = !shared || !shared->read_area;
+	struct conn *conn = calloc(1, sizeof *conn + (own_buffer ? PRIVATE_READ_SIZE : 0));
 	if (!conn)
 		return NULL;
+	conn->read_buffer = own_buffer ? conn->private_buffer : shared->read_area;
+	conn->read_size = own_buffer ? PRIVATE_READ_SIZE : shared->read_area_size;
+	struct mux_budget *budget = shared ? shared->budget : NULL;
 	conn->loop = loop;
 	conn->fd = fd;
 	conn->user = user;

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "mux.h"
@@ -11,16 +12,37 @@
 struct conn;
 
 /*
- * The conn owns the socket (it closes it) and the mux. Frames are read into a 64 KiB buffer,
- * or straight into a stream's store when a DATA payload is in progress (readv), and written
- * with writev from the mux's gathered iovecs once per loop iteration (an ev_prepare), so
- * every frame produced in one iteration leaves in as few system calls as possible.
+ * What the conns of one broker share. Conns run one at a time on their loop and the mux
+ * copies out everything it is handed before mux_input returns, so one read area serves
+ * them all: reading up to 1 MiB per system call is what keeps a bulk stream near raw TCP
+ * speed (64 KiB reads cost about a third of the throughput), and sharing makes that 1 MiB
+ * per broker rather than per connection.
+ */
+struct conn_shared {
+	struct mux_budget *budget; /* receive-window bytes all conns may back; NULL: no limit */
+	uint8_t *read_area;        /* NULL: each conn reads into a private 64 KiB buffer */
+	size_t read_area_size;
+};
+
+#define CONN_READ_AREA_SIZE (1024u * 1024u)
+
+/* Allocates the read area (CONN_READ_AREA_SIZE). WH_OK or WH_ENOMEM. */
+int conn_shared_init(struct conn_shared *shared, struct mux_budget *budget);
+void conn_shared_release(struct conn_shared *shared);
+
+/*
+ * The conn owns the socket (it closes it) and the mux. Frames are read into the shared read
+ * area, or straight into a stream's store when a DATA payload is in progress (readv), and
+ * written with writev from the mux's gathered iovecs once per loop iteration (an
+ * ev_prepare), so every frame produced in one iteration leaves in as few system calls as
+ * possible.
  *
+ * shared may be NULL (tests): no budget and a private read buffer. It must outlive the conn.
  * The user's mux callbacks are forwarded, except on_closed which is delivered from the loop
  * (never from inside a mux call), so it may call conn_free.
  */
 struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const struct mux_config *config,
-		      struct mux_budget *budget, const struct mux_callbacks *callbacks, void *user);
+		      const struct conn_shared *shared, const struct mux_callbacks *callbacks, void *user);
 /* Stops watchers, closes the socket, frees the mux and every stream. */
 void conn_free(struct conn *conn);
 struct mux *conn_mux(const struct conn *conn);

@@ -41,7 +41,7 @@ struct pool {
 	struct ev_loop *loop;
 	char *name, *host, *port;
 	struct pool_config config;
-	struct mux_budget *budget;
+	const struct conn_shared *shared;
 	struct pool_callbacks callbacks;
 	void *user;
 	struct pool_conn *conns;
@@ -247,7 +247,7 @@ static void dial_succeeded(struct pool_conn *pc)
 	ev_io_stop(pool->loop, &pc->connect_watcher);
 	ev_timer_stop(pool->loop, &pc->connect_timer);
 	pool->dialling--;
-	pc->conn = conn_new(pool->loop, pc->fd, true, &config, pool->budget, &callbacks, pc);
+	pc->conn = conn_new(pool->loop, pc->fd, true, &config, pool->shared, &callbacks, pc);
 	if (!pc->conn) {
 		pool->dialling++;
 		dial_failed(pc, "out of memory");
@@ -407,7 +407,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, const char *port,
-		      const struct pool_config *config, struct mux_budget *budget,
+		      const struct pool_config *config, const struct conn_shared *shared,
 		      const struct pool_callbacks *callbacks, void *user)
 {
 	struct pool *pool = calloc(1, sizeof *pool);
@@ -427,7 +427,7 @@ struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, 
 	pool->config = *config;
 	if (pool->config.max_size == 0)
 		pool->config.max_size = 1;
-	pool->budget = budget;
+	pool->shared = shared;
 	if (callbacks)
 		pool->callbacks = *callbacks;
 	pool->user = user;

@@ -43,9 +43,10 @@ struct pool_callbacks {
 /* Result of pool_open_stream: a stream (error WH_OK) or why there is none. */
 typedef void (*pool_open_callback)(struct mux_stream *stream, int error, void *user);
 
-/* name: the peer's name in logs. host and port are resolved off the loop. NULL on ENOMEM. */
+/* name: the peer's name in logs. host and port are resolved off the loop. shared (may be
+ * NULL) is handed to every conn and must outlive the pool. NULL on ENOMEM. */
 struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, const char *port,
-		      const struct pool_config *config, struct mux_budget *budget,
+		      const struct pool_config *config, const struct conn_shared *shared,
 		      const struct pool_callbacks *callbacks, void *user);
 /* Closes every connection, fails every waiting open with WH_EMUX_CLOSED, frees the pool. */
 void pool_free(struct pool *pool);
