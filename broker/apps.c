@@ -79,6 +79,8 @@ struct client {
 	char id[2 * CTL_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
 	unsigned streams;
+	uint64_t ring_bytes; /* segment bytes of the streams it holds (a local pair counts for both) */
+	uint64_t streams_opened, streams_accepted, bytes_sent, bytes_received;
 	struct shm_stream *shm_streams;
 	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots */
 	int doorbell;
@@ -260,6 +262,32 @@ static void send_result(struct client *c, uint32_t request_id, int error, const 
 	client_send(c, &msg, NULL, 0);
 }
 
+static uint64_t segment_bytes(const struct apps *apps)
+{
+	return ring_segment_size(apps->config.ring_capacity);
+}
+
+static uint64_t ring_memory_limit(const struct apps *apps)
+{
+	return apps->config.max_ring_memory ? apps->config.max_ring_memory
+					    : (uint64_t)apps->config.max_streams * segment_bytes(apps);
+}
+
+/* May c hold one more stream? WH_OK, or WH_ELIMIT with the reason in *why. */
+static int client_admit(const struct client *c, const char **why)
+{
+	const struct apps *apps = c->apps;
+	if (c->streams >= apps->config.max_streams) {
+		*why = "too many streams for this app";
+		return WH_ELIMIT;
+	}
+	if (c->ring_bytes + segment_bytes(apps) > ring_memory_limit(apps)) {
+		*why = "the app's shared-memory limit is reached";
+		return WH_ELIMIT;
+	}
+	return WH_OK;
+}
+
 /* ---- streams joined to a mux stream ------------------------------------------------ */
 
 static void shm_free_if_done(struct shm_stream *s)
@@ -329,6 +357,8 @@ static void io_rx_commit(void *ctx, size_t n)
 {
 	struct shm_stream *s = ctx;
 	ring_producer_commit(&s->to_app, n);
+	if (s->client)
+		s->client->bytes_received += n;
 	if (ring_producer_wake_needed(&s->to_app))
 		wake(s->efd_app);
 	if (!shm_track_consumption(s))
@@ -373,6 +403,8 @@ static void io_tx_consume(void *ctx, size_t n)
 {
 	struct shm_stream *s = ctx;
 	ring_consumer_consume(&s->from_app, n);
+	if (s->client)
+		s->client->bytes_sent += n;
 	if (ring_consumer_wake_needed(&s->from_app))
 		wake(s->efd_app);
 }
@@ -503,6 +535,7 @@ static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mu
 	s->next = c->shm_streams;
 	c->shm_streams = s;
 	c->streams++;
+	c->ring_bytes += s->seg.size;
 	apps->stats.streams++;
 	mux_stream_set_io(stream, &shm_io, s);
 	mux_stream_set_handler(stream, on_mux_event, s);
@@ -519,6 +552,7 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 			break;
 		}
 	c->streams--;
+	c->ring_bytes -= s->seg.size;
 	c->slots[s->slot] = NULL;
 	s->client = NULL;
 	if (!s->stream) {
@@ -577,6 +611,7 @@ static void pair_free_if_done(struct local_pair *p)
 static void pair_detach(struct local_pair *p, unsigned end, bool died)
 {
 	p->ends[end]->streams--;
+	p->ends[end]->ring_bytes -= p->seg.size;
 	p->ends[end] = NULL;
 	if (died && p->ends[end ^ 1u]) {
 		struct ring_producer producer;
@@ -600,8 +635,15 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 		send_result(c, req->request_id, WH_ENO_SERVICE, NULL);
 		return;
 	}
-	if (l->client->streams >= apps->config.max_streams) {
-		send_result(c, req->request_id, WH_ELIMIT, "the listening app has too many streams");
+	const char *why;
+	if (client_admit(l->client, &why) != WH_OK) {
+		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s refused: "
+			  "listener client=%s: %s", c->id, req->service, l->client->id, why);
+		send_result(c, req->request_id, WH_ELIMIT, "the listening app is at its limit");
+		return;
+	}
+	if (l->client != c && client_admit(c, &why) != WH_OK) {
+		send_result(c, req->request_id, WH_ELIMIT, why);
 		return;
 	}
 	struct local_pair *p = calloc(1, sizeof *p);
@@ -630,6 +672,10 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	p->ends[1] = l->client;
 	c->streams++;
 	l->client->streams++;
+	c->ring_bytes += p->seg.size;
+	l->client->ring_bytes += p->seg.size;
+	c->streams_opened++;
+	l->client->streams_accepted++;
 	p->next = apps->pairs;
 	apps->pairs = p;
 	apps->stats.local_pairs++;
@@ -664,6 +710,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 	struct open_request *r = user;
 	/* The app may have left while the pool dialled: look it up again by id. */
 	struct client *c = client_by_id(r->apps, r->client_id);
+	const char *why;
 	if (!c) {
 		if (stream) {
 			mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
@@ -671,6 +718,11 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 		}
 	} else if (error != WH_OK) {
 		send_result(c, r->request_id, error, NULL);
+	} else if (client_admit(c, &why) != WH_OK) {
+		/* admitted when asked, but other opens completed meanwhile */
+		mux_stream_reset(stream, WH_ELIMIT, why);
+		mux_stream_release(stream);
+		send_result(c, r->request_id, WH_ELIMIT, why);
 	} else {
 		struct shm_stream *s = shm_new(r->apps, c, stream);
 		if (!s) {
@@ -678,6 +730,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 			mux_stream_release(stream);
 			send_result(c, r->request_id, WH_ENOMEM, NULL);
 		} else {
+			c->streams_opened++;
 			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app, -1,
 				    s->slot, APP_TX_RING, r->service, r->peer);
 			segment_drop_fd(&s->seg);
@@ -689,8 +742,11 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 static void handle_open(struct client *c, const struct ctl_msg *req)
 {
 	struct apps *apps = c->apps;
-	if (c->streams >= apps->config.max_streams) {
-		send_result(c, req->request_id, WH_ELIMIT, "too many streams for this app");
+	const char *why;
+	if (client_admit(c, &why) != WH_OK) {
+		log_write(apps->log, LOG_INFO, "apps", "client=%s open to peer=%s refused: %s", c->id,
+			  req->peer, why);
+		send_result(c, req->request_id, WH_ELIMIT, why);
 		return;
 	}
 	if (strcmp(req->peer, "local") == 0) {
@@ -726,11 +782,16 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 		l = l->next;
 	if (!l)
 		return WH_ENO_SERVICE;
-	if (l->client->streams >= apps->config.max_streams)
+	const char *why;
+	if (client_admit(l->client, &why) != WH_OK) {
+		log_write(apps->log, LOG_INFO, "apps", "client=%s incoming stream for service=%s "
+			  "refused: %s", l->client->id, service, why);
 		return WH_ELIMIT;
+	}
 	struct shm_stream *s = shm_new(apps, l->client, stream);
 	if (!s)
 		return WH_ENOMEM;
+	l->client->streams_accepted++;
 	struct conn *conn = conn_from_mux(mux);
 	send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, -1, s->slot,
 		    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
@@ -822,6 +883,24 @@ fail:
 	return -1;
 }
 
+static void send_stats(struct client *c, uint32_t request_id)
+{
+	const struct apps *apps = c->apps;
+	struct ctl_msg reply = { .type = CTL_STATS_REPLY, .request_id = request_id,
+				 .stats_count = CTL_STAT_COUNT };
+	reply.stats[CTL_STAT_STREAMS] = c->streams;
+	reply.stats[CTL_STAT_STREAMS_OPENED] = c->streams_opened;
+	reply.stats[CTL_STAT_STREAMS_ACCEPTED] = c->streams_accepted;
+	reply.stats[CTL_STAT_RING_BYTES] = c->ring_bytes;
+	reply.stats[CTL_STAT_RING_BYTES_LIMIT] = ring_memory_limit(apps);
+	reply.stats[CTL_STAT_MAX_STREAMS] = apps->config.max_streams;
+	reply.stats[CTL_STAT_BYTES_SENT] = c->bytes_sent;
+	reply.stats[CTL_STAT_BYTES_RECEIVED] = c->bytes_received;
+	reply.stats[CTL_STAT_BROKER_CLIENTS] = apps->stats.clients;
+	reply.stats[CTL_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
+	client_send(c, &reply, NULL, 0);
+}
+
 static void handle_message(struct client *c, const struct ctl_msg *msg)
 {
 	if (!c->welcomed && msg->type != CTL_HELLO) {
@@ -864,6 +943,9 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 		return;
 	case CTL_RELEASE:
 		handle_release(c, msg->handle);
+		return;
+	case CTL_STATS:
+		send_stats(c, msg->request_id);
 		return;
 	default:
 		c->apps->stats.protocol_errors++;
@@ -1019,6 +1101,8 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	mode_t old_mask = umask(0777 & ~config->socket_mode);
 	int rc = apps->listen_fd < 0 ? -1 : bind(apps->listen_fd, (struct sockaddr *)&addr, sizeof addr);
 	umask(old_mask);
+	if (rc == 0 && (config->socket_uid >= 0 || config->socket_gid >= 0))
+		rc = chown(config->socket_path, (uid_t)config->socket_uid, (gid_t)config->socket_gid);
 	if (rc < 0 || listen(apps->listen_fd, 128) < 0 || chmod(config->socket_path, config->socket_mode) < 0) {
 		int saved = errno;
 		log_write(log, LOG_ERROR, "apps", "socket %s: %s", config->socket_path, strerror(errno));
@@ -1031,8 +1115,8 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	ev_io_init(&apps->acceptor, on_accept, apps->listen_fd, EV_READ);
 	apps->acceptor.data = apps;
 	ev_io_start(loop, &apps->acceptor);
-	log_write(log, LOG_INFO, "apps", "apps attach at %s (mode %03o)", config->socket_path,
-		  config->socket_mode);
+	log_write(log, LOG_INFO, "apps", "apps attach at %s (mode %03o, owner %ld, group %ld)",
+		  config->socket_path, config->socket_mode, config->socket_uid, config->socket_gid);
 	return apps;
 }
 

@@ -10,9 +10,10 @@
 #include "pool.h"
 
 /*
- * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md) and gets, per stream,
- * a sealed memfd segment with two rings (shared/ring.h) and two eventfds: one the app waits
- * on, one the broker waits on. Stream bytes never cross the socket.
+ * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md). Per stream it gets a
+ * sealed memfd segment with two rings (shared/ring.h) and one eventfd it waits on; it wakes
+ * the broker for any of its streams through one doorbell (an eventfd and a bitmap of stream
+ * slots). Stream bytes never cross the socket.
  *
  * Streams to a peer broker join a mux stream whose io is the segment itself: DATA payloads
  * are read from the socket straight into the app's ring and written from the app's ring
@@ -28,8 +29,11 @@
 struct apps_config {
 	char socket_path[108];
 	unsigned socket_mode;      /* permission bits of the socket file (0660) */
-	uint32_t ring_capacity;    /* bytes per ring direction (256 KiB) */
+	long socket_uid, socket_gid; /* owner and group of the socket file; -1: unchanged */
+	uint32_t ring_capacity;    /* bytes per ring direction (1 MiB) */
 	uint32_t max_streams;      /* per app (16384) */
+	uint64_t max_ring_memory;  /* segment bytes one app's streams may hold; 0: max_streams
+				    * segments, so only max_streams binds */
 	char default_service[256]; /* for HANDSHAKEs without a name */
 };
 

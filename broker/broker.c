@@ -32,6 +32,7 @@ void broker_config_default(struct broker_config *config)
 	config->apps.socket_mode = 0660;
 	config->apps.ring_capacity = 1024u * 1024u;
 	config->apps.max_streams = 16384;
+	config->apps.socket_uid = config->apps.socket_gid = -1;
 	pool_config_default(&config->pool);
 	config->log.level = LOG_WARN;
 	config->log.out = stderr;

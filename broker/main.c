@@ -6,8 +6,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
-
 
 #include "broker.h"
 
@@ -20,8 +21,11 @@ static void usage(FILE *out)
 		"      --port-file PATH        write the listening port here once bound\n"
 		"  -s, --socket PATH           apps attach here (default /run/wormhole/broker.sock; 'none': off)\n"
 		"      --socket-mode MODE      permission bits of the socket, octal (default 0660)\n"
+		"      --socket-owner USER[:GROUP]  owner and group of the socket (names or numbers)\n"
 		"      --ring-size BYTES       shared-memory ring per stream direction (default 1048576)\n"
 		"      --app-max-streams N     streams one app may hold (default 16384)\n"
+		"      --app-max-ring-memory BYTES  segment memory one app's streams may hold\n"
+		"                              (default: app-max-streams segments)\n"
 		"      --default-service NAME  service for streams that name none (default echo)\n"
 		"      --pool-min N            connections kept per peer (default 1)\n"
 		"      --pool-max N            most connections per peer (default 4)\n"
@@ -71,8 +75,39 @@ static int parse_number(const char *text, double min, double max, double *out)
 enum {
 	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
 	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
-	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS,
+	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY,
+	OPT_SOCKET_OWNER,
 };
+
+/* "USER", "USER:GROUP" or ":GROUP", by name or number; -1 for the part not given. */
+static int parse_owner(const char *text, long *uid, long *gid)
+{
+	char user[256] = "", group[256] = "";
+	const char *colon = strchr(text, ':');
+	size_t n = colon ? (size_t)(colon - text) : strlen(text);
+	if (n >= sizeof user || (colon && strlen(colon + 1) >= sizeof group))
+		return -1;
+	memcpy(user, text, n);
+	if (colon)
+		strcpy(group, colon + 1);
+	*uid = *gid = -1;
+	char *end;
+	if (user[0]) {
+		long v = strtol(user, &end, 10);
+		const struct passwd *pw = *end ? getpwnam(user) : NULL;
+		if (*end && !pw)
+			return -1;
+		*uid = pw ? (long)pw->pw_uid : v;
+	}
+	if (group[0]) {
+		long v = strtol(group, &end, 10);
+		const struct group *gr = *end ? getgrnam(group) : NULL;
+		if (*end && !gr)
+			return -1;
+		*gid = gr ? (long)gr->gr_gid : v;
+	}
+	return *uid < -1 || *gid < -1 || (!user[0] && !group[0]) ? -1 : 0;
+}
 
 static int parse_numeric_option(int option, const char *arg, struct broker_config *c)
 {
@@ -95,6 +130,8 @@ static int parse_numeric_option(int option, const char *arg, struct broker_confi
 		c->apps.ring_capacity = (uint32_t)v;
 		break;
 	case OPT_APP_MAX_STREAMS: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.max_streams = (uint32_t)v; break;
+	case OPT_APP_MAX_RING_MEMORY: if (parse_number(arg, 8192, 1e15, &v)) return -1; c->apps.max_ring_memory = (uint64_t)v; break;
+	case OPT_SOCKET_OWNER: return parse_owner(arg, &c->apps.socket_uid, &c->apps.socket_gid);
 	case OPT_SOCKET_MODE: {
 		char *end;
 		unsigned long mode = strtoul(arg, &end, 8);
@@ -128,6 +165,8 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "ring-size", required_argument, NULL, OPT_RING_SIZE },
 		{ "app-max-streams", required_argument, NULL, OPT_APP_MAX_STREAMS },
+		{ "app-max-ring-memory", required_argument, NULL, OPT_APP_MAX_RING_MEMORY },
+		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
 		{ "socket", required_argument, NULL, 's' },
 		{ "log-level", required_argument, NULL, 'L' },
 		{ "version", no_argument, NULL, 'V' },

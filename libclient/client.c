@@ -328,3 +328,32 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 	free(p);
 	return rc;
 }
+
+int wh_client_stats(wh_client *c, struct wh_client_stats *stats)
+{
+	if (!c || !stats)
+		return WH_EINVAL;
+	memset(stats, 0, sizeof *stats);
+	struct ctl_msg req = { .type = CTL_STATS }, reply;
+	int fds[CTL_MAX_FDS];
+	int rc = request(c, &req, 10000, &reply, fds);
+	if (rc != WH_OK)
+		return rc;
+	if (reply.type != CTL_STATS_REPLY)
+		return WH_EPROTOCOL; /* no fds: a STATS_REPLY or RESULT carries none */
+	/* A broker may know more counters than we do (ignored) or fewer (left 0). */
+	uint64_t known[CTL_STAT_COUNT] = { 0 };
+	for (unsigned i = 0; i < reply.stats_count && i < CTL_STAT_COUNT; i++)
+		known[i] = reply.stats[i];
+	stats->streams = known[CTL_STAT_STREAMS];
+	stats->streams_opened = known[CTL_STAT_STREAMS_OPENED];
+	stats->streams_accepted = known[CTL_STAT_STREAMS_ACCEPTED];
+	stats->ring_bytes = known[CTL_STAT_RING_BYTES];
+	stats->ring_bytes_limit = known[CTL_STAT_RING_BYTES_LIMIT];
+	stats->max_streams = known[CTL_STAT_MAX_STREAMS];
+	stats->bytes_sent = known[CTL_STAT_BYTES_SENT];
+	stats->bytes_received = known[CTL_STAT_BYTES_RECEIVED];
+	stats->broker_clients = known[CTL_STAT_BROKER_CLIENTS];
+	stats->broker_streams = known[CTL_STAT_BROKER_STREAMS];
+	return WH_OK;
+}

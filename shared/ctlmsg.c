@@ -116,10 +116,12 @@ const char *ctl_type_name(unsigned type)
 	case CTL_LISTEN: return "LISTEN";
 	case CTL_UNLISTEN: return "UNLISTEN";
 	case CTL_RELEASE: return "RELEASE";
+	case CTL_STATS: return "STATS";
 	case CTL_WELCOME: return "WELCOME";
 	case CTL_OPENED: return "OPENED";
 	case CTL_INCOMING: return "INCOMING";
 	case CTL_RESULT: return "RESULT";
+	case CTL_STATS_REPLY: return "STATS_REPLY";
 	default: return "UNKNOWN";
 	}
 }
@@ -148,6 +150,16 @@ static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
 	case CTL_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); break;
 	case CTL_INCOMING: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); STR(service); STR(peer); break;
 	case CTL_RESULT: I32(error); STR(message); break;
+	case CTL_STATS: break;
+	case CTL_STATS_REPLY:
+		U8(stats_count);
+		if (m->stats_count > CTL_STATS_MAX) {
+			c->failed = true;
+			break;
+		}
+		for (unsigned i = 0; i < m->stats_count; i++)
+			U64(stats[i]);
+		break;
 	default: c->failed = true; break;
 	}
 #undef U8
@@ -165,7 +177,7 @@ static bool type_valid(unsigned type)
 int ctl_encode(uint8_t *out, size_t cap, const struct ctl_msg *msg)
 {
 	size_t n;
-	if (!out || !msg || !type_valid(msg->type) || msg->tx_ring > 1 ||
+	if (!out || !msg || !type_valid(msg->type) || msg->tx_ring > 1 || msg->stats_count > CTL_STATS_MAX ||
 	    !string_ok(msg->peer, &n) || !string_ok(msg->service, &n) || !string_ok(msg->message, &n))
 		return WH_EINVAL;
 	struct cursor c = { .out = out, .length = cap };

@@ -33,12 +33,31 @@ enum ctl_type {
 	CTL_LISTEN = 3,   /* service: answered by RESULT */
 	CTL_UNLISTEN = 4, /* service: answered by RESULT */
 	CTL_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
+	CTL_STATS = 6,    /* no fields: answered by STATS_REPLY */
 	/* broker -> app */
 	CTL_WELCOME = 32,  /* version, client id, limits, + doorbell eventfd, notify memfd */
 	CTL_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment, wait eventfd [, wake eventfd] */
 	CTL_INCOMING = 34, /* the same as OPENED, plus service and peer */
 	CTL_RESULT = 35,   /* error (WH_OK or WH_E*), message */
+	CTL_STATS_REPLY = 36, /* count, then count u64 counters in enum ctl_stat order */
 };
+
+/* The counters of STATS_REPLY, by index. New ones are only ever appended: a reader takes the
+ * ones it knows and ignores the rest, a writer of fewer leaves the reader's extra ones 0. */
+enum ctl_stat {
+	CTL_STAT_STREAMS,           /* streams the app holds now */
+	CTL_STAT_STREAMS_OPENED,    /* streams it opened since it attached */
+	CTL_STAT_STREAMS_ACCEPTED,  /* streams handed to it as a listener */
+	CTL_STAT_RING_BYTES,        /* shared memory allotted to its streams now */
+	CTL_STAT_RING_BYTES_LIMIT,  /* the most it may have */
+	CTL_STAT_MAX_STREAMS,       /* the most streams it may hold */
+	CTL_STAT_BYTES_SENT,        /* bytes the broker took from its rings (peer streams) */
+	CTL_STAT_BYTES_RECEIVED,    /* bytes the broker put into its rings (peer streams) */
+	CTL_STAT_BROKER_CLIENTS,    /* apps attached to the broker now */
+	CTL_STAT_BROKER_STREAMS,    /* app streams in the broker now, all apps */
+	CTL_STAT_COUNT
+};
+#define CTL_STATS_MAX 32u
 
 struct ctl_msg {
 	enum ctl_type type;
@@ -56,6 +75,8 @@ struct ctl_msg {
 	char peer[CTL_STRING_MAX + 1];    /* OPEN, INCOMING ("local" for same-host) */
 	char service[CTL_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
 	char message[CTL_STRING_MAX + 1]; /* RESULT */
+	uint8_t stats_count;               /* STATS_REPLY: 0..CTL_STATS_MAX */
+	uint64_t stats[CTL_STATS_MAX];     /* STATS_REPLY, by enum ctl_stat */
 };
 
 /* Bytes written (> 0), or WH_EINVAL (unknown type, string too long or with NUL, bad

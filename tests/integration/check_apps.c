@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,16 +192,23 @@ START_TEST(test_half_close_and_errors)
 }
 END_TEST
 
-struct fd_goal {
+/* A measure of a process (descriptors, resident KiB) that must come down to a bound. */
+struct usage_goal {
 	struct process *broker;
-	int count;
+	long (*measure)(const struct process *);
+	long at_most;
 };
 
-static bool fds_at_most(void *arg)
+static bool usage_at_most(void *arg)
 {
-	struct fd_goal *g = arg;
-	int now = process_fd_count(g->broker);
-	return now >= 0 && now <= g->count;
+	struct usage_goal *g = arg;
+	long now = g->measure(g->broker);
+	return now >= 0 && now <= g->at_most;
+}
+
+static long fd_count(const struct process *p)
+{
+	return process_fd_count(p);
 }
 
 static bool until_predicate_polling(bool (*predicate)(void *), void *arg, double seconds)
@@ -214,13 +222,37 @@ static bool until_predicate_polling(bool (*predicate)(void *), void *arg, double
 	return predicate(arg);
 }
 
+static struct wh_client_stats stats_of(wh_client *client)
+{
+	struct wh_client_stats stats;
+	int rc = wh_client_stats(client, &stats);
+	ck_assert_msg(rc == WH_OK, "stats: %s", wh_strerror(rc));
+	return stats;
+}
+
+struct stats_goal {
+	wh_client *client;
+	uint64_t streams, ring_bytes, broker_streams;
+};
+
+/* RELEASE has no answer: a closed stream leaves the broker's books a moment later. */
+static bool stats_reached(void *arg)
+{
+	struct stats_goal *g = arg;
+	struct wh_client_stats now = stats_of(g->client);
+	return now.streams == g->streams && now.ring_bytes == g->ring_bytes &&
+	       now.broker_streams == g->broker_streams;
+}
+
 START_TEST(test_app_killed_mid_transfer)
 {
 	struct pair p;
 	pair_start(&p);
 	wh_client *listener = attach(&p.a);
 	ck_assert_int_eq(wh_listen(listener, "victim"), WH_OK);
+	wh_client *observer = attach(&p.b); /* asks broker B for its books */
 	int fds_before = process_fd_count(&p.b);
+	long rss_before = process_rss_kib(&p.b);
 	struct process sender;
 	const char *args[] = { "-s", p.b.socket_path, "-n", "4", "-b", "100000000000", "a", "victim", NULL };
 	ck_assert(app_spawn(&sender, "examples/wh-send", args));
@@ -231,6 +263,12 @@ START_TEST(test_app_killed_mid_transfer)
 	long n;
 	while (got < (8u << 20) && (n = wh_read(s, buf, sizeof buf)) > 0)
 		got += (size_t)n; /* the transfer is well under way */
+	/* four streams' rings are mapped and written: the broker's memory shows them */
+	ck_assert_uint_eq(stats_of(observer).broker_streams, 4);
+	ck_assert_uint_eq(stats_of(observer).broker_clients, 2);
+	long rss_during = process_rss_kib(&p.b);
+	ck_assert_msg(rss_during >= rss_before + 1024, "broker rss %ld KiB during, %ld before",
+		      rss_during, rss_before);
 	kill(sender.pid, SIGKILL);
 	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 5000000000ll), WH_OK);
 	while ((n = wh_read(s, buf, sizeof buf)) > 0)
@@ -242,10 +280,18 @@ START_TEST(test_app_killed_mid_transfer)
 	ck_assert_uint_eq(code, 502);
 	wh_close(s);
 	/* the broker freed the dead app's segments and descriptors */
-	struct fd_goal goal = { &p.b, fds_before };
-	ck_assert_msg(until_predicate_polling(fds_at_most, &goal, 5), "broker fds %d, before %d",
+	struct usage_goal goal = { &p.b, fd_count, fds_before };
+	ck_assert_msg(until_predicate_polling(usage_at_most, &goal, 5), "broker fds %d, before %d",
 		      process_fd_count(&p.b), fds_before);
+	/* ... and its memory: no stream left on the books, the segments unmapped */
+	struct stats_goal books = { observer, 0, 0, 0 };
+	ck_assert(until_predicate_polling(stats_reached, &books, 5));
+	ck_assert_uint_eq(stats_of(observer).broker_clients, 1);
+	struct usage_goal memory = { &p.b, process_rss_kib, rss_before + 512 };
+	ck_assert_msg(until_predicate_polling(usage_at_most, &memory, 5), "broker rss %ld KiB, before %ld",
+		      process_rss_kib(&p.b), rss_before);
 	process_stop(&sender, SIGTERM);
+	wh_client_detach(observer);
 	wh_client_detach(listener);
 	pair_stop(&p);
 }
@@ -454,6 +500,137 @@ START_TEST(test_same_host_streams)
 }
 END_TEST
 
+START_TEST(test_stats_count_streams_and_bytes)
+{
+	struct pair p;
+	pair_start(&p);
+	wh_client *client = attach(&p.b);
+	struct wh_client_stats st = stats_of(client);
+	ck_assert_uint_eq(st.streams, 0);
+	ck_assert_uint_eq(st.max_streams, 16384);
+	ck_assert_uint_eq(st.broker_clients, 1);
+	const uint64_t segment = 4096 + 2 * (1u << 20); /* header page and two 1 MiB rings */
+	ck_assert_uint_eq(st.ring_bytes_limit, 16384 * segment);
+
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+	echo_check(s, 3u << 20, 21);
+	st = stats_of(client);
+	ck_assert_uint_eq(st.streams, 1);
+	ck_assert_uint_eq(st.streams_opened, 1);
+	ck_assert_uint_eq(st.ring_bytes, segment);
+	ck_assert_uint_eq(st.bytes_sent, 3u << 20);
+	ck_assert_uint_eq(st.bytes_received, 3u << 20);
+	ck_assert_uint_eq(st.broker_streams, 1);
+
+	/* a same-host stream counts for both apps, its bytes for neither */
+	wh_client *listener = attach(&p.b);
+	ck_assert_int_eq(wh_listen(listener, "here"), WH_OK);
+	wh_stream *local, *accepted;
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "here", 10000, &local), WH_OK);
+	ck_assert_int_eq(wh_accept(listener, 10000, &accepted), WH_OK);
+	ck_assert_int_eq(wh_write(local, "hello", 5), 5);
+	char buf[8];
+	ck_assert_int_eq(wh_read(accepted, buf, sizeof buf), 5);
+	st = stats_of(client);
+	ck_assert_uint_eq(st.streams, 2);
+	ck_assert_uint_eq(st.streams_opened, 2);
+	ck_assert_uint_eq(st.ring_bytes, 2 * segment);
+	ck_assert_uint_eq(st.bytes_sent, 3u << 20);
+	struct wh_client_stats other = stats_of(listener);
+	ck_assert_uint_eq(other.streams, 1);
+	ck_assert_uint_eq(other.streams_accepted, 1);
+	ck_assert_uint_eq(other.ring_bytes, segment);
+	ck_assert_uint_eq(other.broker_clients, 2);
+	ck_assert_uint_eq(other.broker_streams, 3);
+
+	/* closing gives it all back */
+	wh_close(accepted);
+	wh_close(local);
+	wh_close(s);
+	struct stats_goal goal = { client, 0, 0, 0 };
+	ck_assert(until_predicate_polling(stats_reached, &goal, 5));
+	ck_assert_int_eq(wh_client_stats(NULL, &st), WH_EINVAL);
+	wh_client_detach(listener);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_per_app_limits)
+{
+	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
+	struct pair p;
+	const uint64_t segment = 4096 + 2 * 65536;
+	char memory[32];
+	snprintf(memory, sizeof memory, "%llu", (unsigned long long)(segment * 5 / 2));
+	const char *limits[] = { "--ring-size", "65536", "--app-max-ring-memory", memory,
+				 "--app-max-streams", "3", NULL };
+	ck_assert(broker_spawn(&p.a, limits));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p.a.port);
+	const char *args[] = { "--peer", peer, NULL };
+	ck_assert(broker_spawn(&p.b, args));
+
+	/* opening: memory binds before the stream count */
+	wh_client *client = attach(&p.a);
+	ck_assert_uint_eq(stats_of(client).ring_bytes_limit, segment * 5 / 2);
+	wh_client *listener = attach(&p.a);
+	ck_assert_int_eq(wh_listen(listener, "svc"), WH_OK);
+	wh_stream *one, *two, *three;
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &one), WH_OK);
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &two), WH_OK);
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &three), WH_ELIMIT);
+	/* the listener holds two segments too: a third stream to it is refused */
+	wh_client *third = attach(&p.a);
+	ck_assert_int_eq(wh_open(third, WH_PEER_LOCAL, "svc", 10000, &three), WH_ELIMIT);
+	/* and so is one from a peer broker: the opener's stream ends with 429 */
+	wh_client *remote = attach(&p.b);
+	wh_stream *from_b;
+	ck_assert_int_eq(wh_open(remote, "a", "svc", 10000, &from_b), WH_OK);
+	char buf[8];
+	ck_assert_int_eq(wh_set_read_deadline(from_b, wh_now_ns() + 5000000000ll), WH_OK);
+	ck_assert_int_eq(wh_read(from_b, buf, sizeof buf), WH_ELIMIT);
+	uint32_t code;
+	wh_stream_error(from_b, &code, NULL);
+	ck_assert_uint_eq(code, 429);
+	wh_close(from_b);
+	/* room again once a stream is closed */
+	wh_close(one);
+	struct stats_goal goal = { client, 1, segment, 0 };
+	wh_stream *accepted;
+	while (wh_accept(listener, 0, &accepted) == WH_OK)
+		wh_close(accepted);
+	goal.broker_streams = 2; /* two and the listener's end of two */
+	ck_assert(until_predicate_polling(stats_reached, &goal, 5));
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &three), WH_OK);
+	wh_close(two);
+	wh_close(three);
+	wh_client_detach(remote);
+	wh_client_detach(third);
+	wh_client_detach(listener);
+	wh_client_detach(client);
+	pair_stop(&p);
+}
+END_TEST
+
+START_TEST(test_socket_owner_and_mode)
+{
+	struct process broker;
+	const char *args[] = { "--socket-owner", "65534:65533", "--socket-mode", "0620", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	struct stat st;
+	ck_assert_int_eq(stat(broker.socket_path, &st), 0);
+	ck_assert_uint_eq(st.st_uid, 65534);
+	ck_assert_uint_eq(st.st_gid, 65533);
+	ck_assert_uint_eq(st.st_mode & 0777, 0620);
+	ck_assert(S_ISSOCK(st.st_mode));
+	wh_client *client = attach(&broker); /* root may attach whatever the bits say */
+	wh_client_detach(client);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *apps_suite(void)
 {
 	Suite *suite = suite_create("apps");
@@ -469,6 +646,9 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
 	tcase_add_test(tc, test_malformed_control_message_ends_one_session);
 	tcase_add_test(tc, test_same_host_streams);
+	tcase_add_test(tc, test_stats_count_streams_and_bytes);
+	tcase_add_test(tc, test_per_app_limits);
+	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);
 	return suite;
 }

@@ -80,6 +80,48 @@ START_TEST(test_roundtrip_every_type)
 	ck_assert_int_eq(r.error, WH_ENO_SERVICE);
 	ck_assert_str_eq(r.message, "no listener");
 	ck_assert_uint_eq(ctl_fd_count(&r), 0);
+
+	m = (struct ctl_msg){ .type = CTL_STATS, .request_id = 11 };
+	r = roundtrip(&m);
+	ck_assert_int_eq(r.type, CTL_STATS);
+	ck_assert_uint_eq(r.request_id, 11);
+}
+END_TEST
+
+START_TEST(test_stats_reply)
+{
+	struct ctl_msg m = { .type = CTL_STATS_REPLY, .request_id = 12, .stats_count = CTL_STAT_COUNT };
+	for (unsigned i = 0; i < CTL_STAT_COUNT; i++)
+		m.stats[i] = 0x0102030405060708ull * (i + 1);
+	struct ctl_msg r = roundtrip(&m);
+	ck_assert_uint_eq(r.stats_count, CTL_STAT_COUNT);
+	for (unsigned i = 0; i < CTL_STAT_COUNT; i++)
+		ck_assert_uint_eq(r.stats[i], m.stats[i]);
+	ck_assert_uint_eq(ctl_fd_count(&r), 0);
+
+	/* the most counters a reply may carry, and none */
+	m.stats_count = CTL_STATS_MAX;
+	ck_assert_uint_eq(roundtrip(&m).stats_count, CTL_STATS_MAX);
+	m.stats_count = 0;
+	ck_assert_uint_eq(roundtrip(&m).stats_count, 0);
+
+	/* exact bytes: header, count, little-endian counters */
+	m = (struct ctl_msg){ .type = CTL_STATS_REPLY, .request_id = 1, .stats_count = 1, .stats = { 258 } };
+	uint8_t buf[64];
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), 17);
+	const uint8_t expected[] = { 1, 36, 0, 0, 1, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0 };
+	ck_assert_mem_eq(buf, expected, sizeof expected);
+
+	/* more counters than any reader keeps: refused both ways */
+	m.stats_count = CTL_STATS_MAX + 1;
+	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), WH_EINVAL);
+	uint8_t too_many[8 + 1 + 8 * (CTL_STATS_MAX + 1)] = { 1, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0,
+							       CTL_STATS_MAX + 1 };
+	ck_assert_int_eq(ctl_decode(too_many, sizeof too_many, &r), WH_EPROTOCOL);
+	/* a count that promises more than the packet holds */
+	uint8_t short_reply[] = { 1, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0 };
+	ck_assert_int_eq(ctl_decode(short_reply, sizeof short_reply, &r), WH_EPROTOCOL);
+	ck_assert_str_eq(ctl_type_name(CTL_STATS_REPLY), "STATS_REPLY");
 }
 END_TEST
 
@@ -142,6 +184,7 @@ int main(void)
 	TCase *tc = tcase_create("codec");
 	tcase_add_test(tc, test_roundtrip_every_type);
 	tcase_add_test(tc, test_exact_bytes);
+	tcase_add_test(tc, test_stats_reply);
 	tcase_add_test(tc, test_encode_errors);
 	tcase_add_test(tc, test_decode_malformed);
 	suite_add_tcase(suite, tc);

@@ -64,6 +64,29 @@ WH_EXPORT int wh_client_fd(const wh_client *client);
 /* The id the broker gave this session (32 hex digits), as it appears in broker logs. */
 WH_EXPORT const char *wh_client_id(const wh_client *client);
 
+/* What the broker counts for this session (wh_client_stats). Counters are totals since the
+ * session attached; "now" values are as of the answer. Fields are only ever appended, and
+ * the reserved ones are zero. */
+struct wh_client_stats {
+	uint64_t streams;          /* streams this session holds now */
+	uint64_t streams_opened;   /* streams it opened */
+	uint64_t streams_accepted; /* streams handed to it as a listener */
+	uint64_t ring_bytes;       /* shared memory (segments) allotted to its streams now */
+	uint64_t ring_bytes_limit; /* the most it may have: opens beyond it fail with WH_ELIMIT */
+	uint64_t max_streams;      /* the most streams it may hold */
+	uint64_t bytes_sent;       /* bytes the broker took from its rings for peer brokers */
+	uint64_t bytes_received;   /* bytes the broker put into its rings from peer brokers */
+	uint64_t broker_clients;   /* sessions attached to the broker now */
+	uint64_t broker_streams;   /* streams between apps and the broker now, all sessions */
+	uint64_t reserved[6];
+};
+
+/* Asks the broker for this session's counters (one round trip on the control socket).
+ * Same-host streams are counted in streams and ring_bytes but not in the byte counters: their
+ * bytes never pass through the broker. Streams arriving meanwhile wait for wh_accept.
+ * Errors: WH_EBROKER_GONE, WH_ETIMEOUT (no answer in 10 s), WH_EPROTOCOL, WH_EINVAL. */
+WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
+
 /* ---- opening and accepting ------------------------------------------------------------ */
 
 /* Opens a stream to `service` (NULL or "": the peer's default) on `peer` (a peer broker's
