@@ -499,77 +499,96 @@ int main(int argc, char **argv)
 	pid_t relay_raw = 0;
 	int bad = 0;
 	/* Bulk alternates raw and wormhole rounds and reports the median of each: on a shared
-	 * machine raw TCP alone varies by ±30% from one second to the next. */
-	double raw_rounds[BULK_ROUNDS_MAX], app_rounds[BULK_ROUNDS_MAX];
-	int rounds = bulk_rounds();
-	for (int r = 0; r < rounds; r++) {
-		raw_rounds[r] = raw_bulk(&tcp_sink, bulk);
-		app_rounds[r] = app_bulk(on_b, "a", "bench-sink", bulk);
-		printf("bulk round %d: wormhole %.1f MB/s, raw TCP %.1f MB/s, ratio %.2f\n", r + 1,
-		       app_rounds[r] / 1e6, raw_rounds[r] / 1e6, app_rounds[r] / raw_rounds[r]);
+	 * machine raw TCP alone varies by ±30% from one second to the next. Ping-pong alternates
+	 * too, and takes percentiles over all rounds' samples. */
+	int rounds = bench_rounds();
+	double raw = 0, app = 0;
+	if (bench_selected("bulk")) {
+		double raw_rounds[BENCH_ROUNDS_MAX], app_rounds[BENCH_ROUNDS_MAX];
+		for (int r = 0; r < rounds; r++) {
+			raw_rounds[r] = raw_bulk(&tcp_sink, bulk);
+			app_rounds[r] = app_bulk(on_b, "a", "bench-sink", bulk);
+			printf("bulk round %d: wormhole %.1f MB/s, raw TCP %.1f MB/s, ratio %.2f\n", r + 1,
+			       app_rounds[r] / 1e6, raw_rounds[r] / 1e6, app_rounds[r] / raw_rounds[r]);
+		}
+		raw = percentile(raw_rounds, (size_t)rounds, 0.5);
+		app = percentile(app_rounds, (size_t)rounds, 0.5);
+		f[n++] = (struct figure){ "app_bulk_throughput", "MB/s", "raw TCP between two processes",
+					  app / 1e6, raw / 1e6, NULL };
 	}
-	double raw = percentile(raw_rounds, (size_t)rounds, 0.5);
-	double app = percentile(app_rounds, (size_t)rounds, 0.5);
-	if (getenv("BENCH_ONLY") && strcmp(getenv("BENCH_ONLY"), "bulk") == 0)
-		goto done; /* for work on the bulk path */
-	f[n++] = (struct figure){ "app_bulk_throughput", "MB/s", "raw TCP between two processes",
-				  app / 1e6, raw / 1e6, NULL };
-	raw_pingpong(&tcp_echo, samples, pings);
-	double raw50 = percentile(samples, pings, 0.5) * 1e6, raw99 = percentile(samples, pings, 0.99) * 1e6;
-	app_pingpong(on_b, "a", samples, pings);
-	f[n++] = (struct figure){ "app_rtt_64B_p50", "us", "raw TCP ping-pong",
-				  percentile(samples, pings, 0.5) * 1e6, raw50, NULL };
-	f[n++] = (struct figure){ "app_rtt_64B_p99", "us", "raw TCP ping-pong",
-				  percentile(samples, pings, 0.99) * 1e6, raw99, NULL };
+	double raw50, raw99;
+	if (bench_selected("rtt")) {
+		double *raw_samples = calloc(pings, sizeof *raw_samples);
+		size_t per_round = pings / (size_t)rounds;
+		for (int r = 0; r < rounds; r++) {
+			raw_pingpong(&tcp_echo, raw_samples + (size_t)r * per_round, per_round);
+			app_pingpong(on_b, "a", samples + (size_t)r * per_round, per_round);
+		}
+		size_t taken = per_round * (size_t)rounds;
+		raw50 = percentile(raw_samples, taken, 0.5) * 1e6;
+		raw99 = percentile(raw_samples, taken, 0.99) * 1e6;
+		free(raw_samples);
+		f[n++] = (struct figure){ "app_rtt_64B_p50", "us", "raw TCP ping-pong",
+					  percentile(samples, taken, 0.5) * 1e6, raw50, NULL };
+		f[n++] = (struct figure){ "app_rtt_64B_p99", "us", "raw TCP ping-pong",
+					  percentile(samples, taken, 0.99) * 1e6, raw99, NULL };
+	}
+	if (bench_selected("local")) {
+		raw = raw_bulk(&unix_sink, bulk);
+		app = app_bulk(on_b, WH_PEER_LOCAL, "bench-sink", bulk);
+		f[n++] = (struct figure){ "local_bulk_throughput", "MB/s", "Unix stream socket between two processes",
+					  app / 1e6, raw / 1e6, NULL };
+		raw_pingpong(&unix_echo, samples, pings);
+		raw50 = percentile(samples, pings, 0.5) * 1e6;
+		app_pingpong(on_b, WH_PEER_LOCAL, samples, pings);
+		f[n++] = (struct figure){ "local_rtt_64B_p50", "us", "Unix socket ping-pong",
+					  percentile(samples, pings, 0.5) * 1e6, raw50, NULL };
+	}
 
-	raw = raw_bulk(&unix_sink, bulk);
-	app = app_bulk(on_b, WH_PEER_LOCAL, "bench-sink", bulk);
-	f[n++] = (struct figure){ "local_bulk_throughput", "MB/s", "Unix stream socket between two processes",
-				  app / 1e6, raw / 1e6, NULL };
-	raw_pingpong(&unix_echo, samples, pings);
-	raw50 = percentile(samples, pings, 0.5) * 1e6;
-	app_pingpong(on_b, WH_PEER_LOCAL, samples, pings);
-	f[n++] = (struct figure){ "local_rtt_64B_p50", "us", "Unix socket ping-pong",
-				  percentile(samples, pings, 0.5) * 1e6, raw50, NULL };
+	if (bench_selected("under_bulk")) {
+		size_t busy = pings / 4;
+		pid_t background = raw_bulk_background(&tcp_sink);
+		raw_pingpong(&tcp_echo, samples, busy);
+		kill(background, SIGKILL);
+		waitpid(background, NULL, 0);
+		raw50 = percentile(samples, busy, 0.5) * 1e6;
+		background = app_bulk_background(path[3], "a");
+		app_pingpong(on_b, "a", samples, busy);
+		kill(background, SIGKILL);
+		waitpid(background, NULL, 0);
+		f[n++] = (struct figure){ "app_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
+					  percentile(samples, busy, 0.5) * 1e6, raw50, NULL };
+	}
 
-	size_t busy = pings / 4;
-	pid_t background = raw_bulk_background(&tcp_sink);
-	raw_pingpong(&tcp_echo, samples, busy);
-	kill(background, SIGKILL);
-	waitpid(background, NULL, 0);
-	raw50 = percentile(samples, busy, 0.5) * 1e6;
-	background = app_bulk_background(path[3], "a");
-	app_pingpong(on_b, "a", samples, busy);
-	kill(background, SIGKILL);
-	waitpid(background, NULL, 0);
-	f[n++] = (struct figure){ "app_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
-				  percentile(samples, busy, 0.5) * 1e6, raw50, NULL };
+	if (bench_selected("many")) {
+		double open_rate, rss_per_stream, seconds;
+		double raw_rate = raw_connect_rate(&tcp_accept, 2000);
+		bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
+		f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
+					  open_rate, raw_rate, NULL };
+		f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
+					  rss_per_stream, 2.0 * atof(ring) / 1024, NULL };
+		f[n++] = (struct figure){ "many_streams_verified", "streams", "streams opened",
+					  (double)(streams - (size_t)bad), (double)streams, NULL };
+		printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
+	}
 
-	double open_rate, rss_per_stream, seconds;
-	double raw_rate = raw_connect_rate(&tcp_accept, 2000);
-	bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
-	f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
-				  open_rate, raw_rate, NULL };
-	f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
-				  rss_per_stream, 2.0 * atof(ring) / 1024, NULL };
-	f[n++] = (struct figure){ "many_streams_verified", "streams", "streams opened",
-				  (double)(streams - (size_t)bad), (double)streams, NULL };
-	printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
+	if (bench_selected("far")) {
+		size_t far_bytes = bulk / 4;
+		char relay_raw_file[300];
+		snprintf(relay_raw_file, sizeof relay_raw_file, "%s/relay-raw.port", dir);
+		char sink_port[16];
+		snprintf(sink_port, sizeof sink_port, "%u", tcp_sink.port);
+		const char *relay_raw_args[] = { "relay", relay_raw_file, sink_port, delay_ms, NULL };
+		relay_raw = spawn_self(argv[0], relay_raw_args);
+		struct endpoint raw_far = { .port = read_port(relay_raw_file) };
+		raw = raw_bulk(&raw_far, far_bytes);
+		app = app_bulk(on_c, "far", "bench-sink", far_bytes);
+		f[n++] = (struct figure){ "far_bulk_throughput_50ms", "MB/s", "raw TCP over the same 50 ms relay",
+					  app / 1e6, raw / 1e6, NULL };
+	}
 
-	size_t far_bytes = bulk / 4;
-	char relay_raw_file[300];
-	snprintf(relay_raw_file, sizeof relay_raw_file, "%s/relay-raw.port", dir);
-	char sink_port[16];
-	snprintf(sink_port, sizeof sink_port, "%u", tcp_sink.port);
-	const char *relay_raw_args[] = { "relay", relay_raw_file, sink_port, delay_ms, NULL };
-	relay_raw = spawn_self(argv[0], relay_raw_args);
-	struct endpoint raw_far = { .port = read_port(relay_raw_file) };
-	raw = raw_bulk(&raw_far, far_bytes);
-	app = app_bulk(on_c, "far", "bench-sink", far_bytes);
-	f[n++] = (struct figure){ "far_bulk_throughput_50ms", "MB/s", "raw TCP over the same 50 ms relay",
-				  app / 1e6, raw / 1e6, NULL };
 	report("apps: app -> broker -> TCP -> broker -> app", f, n, json_path);
-done:
 
 	wh_client_detach(on_b);
 	wh_client_detach(on_c);

@@ -162,8 +162,8 @@ int main(int argc, char **argv)
 
 	printf("mux alone (this process -> TCP -> wormhole-broker): bulk %zu MiB, %zu pings\n",
 	       bulk_bytes >> 20, pings);
-	double raw_rounds[BULK_ROUNDS_MAX], mux_rounds[BULK_ROUNDS_MAX];
-	int rounds = bulk_rounds();
+	double raw_rounds[BENCH_ROUNDS_MAX], mux_rounds[BENCH_ROUNDS_MAX];
+	int rounds = bench_rounds();
 	for (int r = 0; r < rounds; r++) { /* alternating, medians: see bench_apps.c */
 		raw_rounds[r] = raw_bulk(&sink_ep, bulk_bytes);
 		mux_rounds[r] = mux_bulk(&b, bulk_bytes);

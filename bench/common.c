@@ -33,10 +33,16 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-int bulk_rounds(void)
+int bench_rounds(void)
 {
 	int rounds = getenv("BENCH_ROUNDS") ? atoi(getenv("BENCH_ROUNDS")) : 3;
-	return rounds < 1 ? 1 : rounds > BULK_ROUNDS_MAX ? BULK_ROUNDS_MAX : rounds;
+	return rounds < 1 ? 1 : rounds > BENCH_ROUNDS_MAX ? BENCH_ROUNDS_MAX : rounds;
+}
+
+bool bench_selected(const char *group)
+{
+	const char *only = getenv("BENCH_ONLY");
+	return !only || strcmp(only, group) == 0;
 }
 
 double percentile(double *values, size_t n, double p)

@@ -18,9 +18,12 @@ struct endpoint {
 double now_s(void);
 /* Sorts values in place; p in [0, 1]. */
 double percentile(double *values, size_t n, double p);
-/* Rounds of a bulk figure: BENCH_ROUNDS, default 3, at most BULK_ROUNDS_MAX. */
-#define BULK_ROUNDS_MAX 15
-int bulk_rounds(void);
+/* Rounds of an alternating figure (bulk, ping-pong): BENCH_ROUNDS, default 3, at most
+ * BENCH_ROUNDS_MAX. */
+#define BENCH_ROUNDS_MAX 15
+int bench_rounds(void);
+/* True unless BENCH_ONLY names another group of figures ("bulk", "rtt"). */
+bool bench_selected(const char *group);
 /* Raises the descriptor limit as far as allowed (to 1 Mi as root). */
 void raise_fd_limit(void);
 
