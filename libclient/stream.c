@@ -102,18 +102,32 @@ static void drain(struct wh_stream *s, bool reading)
 	}
 }
 
-static bool rx_has_news(struct wh_stream *s);
-static bool tx_has_room(struct wh_stream *s);
-
-/* Sleeps until the stream's eventfd fires, the deadline passes or the broker goes away.
- * A reply is often microseconds away while a wake-up costs tens of them (docs/ATTACH.md),
- * so it may first watch the ring for a while (wh_set_spin) before sleeping. */
-static int wait_for_news(struct wh_stream *s, int64_t deadline, bool reading)
+/*
+ * A reply is often microseconds away while a wake-up costs tens of them (docs/ATTACH.md), so
+ * a blocking call may first watch the ring for a while (wh_set_spin). It does so before it
+ * announces the wait: news that arrives meanwhile then costs neither side a system call (the
+ * other side signals only a waiter that announced itself). True if news came in time.
+ */
+static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 {
-	int64_t spin_until = wh_now_ns() + s->spin_ns;
-	while (s->spin_ns && wh_now_ns() < spin_until)
+	if (!s->spin_ns || s->nonblocking)
+		return false;
+	int64_t until = wh_now_ns() + s->spin_ns;
+	if (deadline && deadline < until)
+		until = deadline;
+	do {
 		if (reading ? rx_has_news(s) : tx_has_room(s))
-			return WH_OK;
+			return true;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause(); /* spare the sibling hardware thread */
+#endif
+	} while (wh_now_ns() < until);
+	return false;
+}
+
+/* Sleeps until the stream's eventfd fires, the deadline passes or the broker goes away. */
+static int wait_for_news(struct wh_stream *s, int64_t deadline)
+{
 	struct pollfd pfd[2] = { { s->efd_wait, POLLIN, 0 }, { s->client->fd, 0, 0 } };
 	int timeout = -1;
 	if (deadline) {
@@ -155,6 +169,7 @@ static int check_gone(struct wh_stream *s)
 static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 {
 	s->want_read = false;
+	bool spun = false;
 	for (;;) {
 		int error = check_gone(s);
 		if (error)
@@ -171,6 +186,11 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 				return held < 0 ? stream_fail(s, held) : held;
 			return state == RING_CLOSED ? 0 : stream_fail(s, peer_error);
 		}
+		if (!spun) {
+			spun = true;
+			if (spin_for_news(s, true, s->read_deadline))
+				continue;
+		}
 		drain(s, true);
 		ring_consumer_prepare_wait(&s->rx);
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
@@ -180,7 +200,7 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			s->want_read = true;
 			return WH_EWOULDBLOCK;
 		}
-		error = wait_for_news(s, s->read_deadline, true);
+		error = wait_for_news(s, s->read_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}
@@ -243,6 +263,7 @@ int wh_read_consume(wh_stream *s, size_t n)
 static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 {
 	s->want_write = false;
+	bool spun = false;
 	for (;;) {
 		int error = check_gone(s);
 		if (error)
@@ -255,6 +276,11 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		long room = ring_producer_reserve(&s->tx, iov, spans);
 		if (room != 0)
 			return room < 0 ? stream_fail(s, room) : room;
+		if (!spun) {
+			spun = true;
+			if (spin_for_news(s, false, s->write_deadline))
+				continue;
+		}
 		drain(s, false);
 		ring_producer_prepare_wait(&s->tx);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
@@ -263,7 +289,7 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			s->want_write = true;
 			return WH_EWOULDBLOCK;
 		}
-		error = wait_for_news(s, s->write_deadline, false);
+		error = wait_for_news(s, s->write_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}

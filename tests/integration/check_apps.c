@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -500,6 +501,67 @@ START_TEST(test_same_host_streams)
 }
 END_TEST
 
+static void *write_late(void *stream)
+{
+	usleep(20000); /* long after the reader's spin gave up */
+	return wh_write(stream, "late", 4) == 4 ? stream : NULL;
+}
+
+START_TEST(test_spinning_streams)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	wh_client *client = attach(&broker);
+	ck_assert_int_eq(wh_listen(client, "spin"), WH_OK);
+	wh_stream *a, *b;
+	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "spin", 10000, &a), WH_OK);
+	ck_assert_int_eq(wh_accept(client, 10000, &b), WH_OK);
+	ck_assert_int_eq(wh_set_spin(a, 2000000), WH_OK);
+	ck_assert_int_eq(wh_set_spin(b, 1000000000), WH_OK);
+	/* a spin bounded by a deadline: the 1 ms deadline wins over the 1 s spin... */
+	char byte;
+	ck_assert_int_eq(wh_set_read_deadline(b, wh_now_ns() + 1000000), WH_OK);
+	int64_t start = wh_now_ns();
+	ck_assert_int_eq(wh_read(b, &byte, 1), WH_ETIMEOUT);
+	ck_assert_int_lt(wh_now_ns() - start, 500000000);
+	ck_assert_int_eq(wh_set_read_deadline(b, 0), WH_OK);
+	/* ...and a spin that outlasts its budget goes to sleep and is still woken */
+	ck_assert_int_eq(wh_set_spin(b, 1000), WH_OK);
+	pthread_t writer; /* distinct streams may be used from different threads */
+	ck_assert_int_eq(pthread_create(&writer, NULL, write_late, a), 0);
+	char late[4];
+	ck_assert_int_eq(wh_read(b, late, sizeof late), 4);
+	ck_assert_mem_eq(late, "late", 4);
+	void *written;
+	ck_assert_int_eq(pthread_join(writer, &written), 0);
+	ck_assert_ptr_eq(written, a);
+	/* ping-pong with both ends spinning: every byte arrives, in order */
+	ck_assert_int_eq(wh_set_spin(b, 2000000), WH_OK);
+	for (unsigned i = 0; i < 2000; i++) {
+		unsigned char out[64], in[64];
+		for (size_t k = 0; k < sizeof out; k++)
+			out[k] = harness_pattern(i, k);
+		ck_assert_int_eq(wh_write(a, out, sizeof out), sizeof out);
+		for (size_t got = 0; got < sizeof in;) {
+			long n = wh_read(b, in + got, sizeof in - got);
+			ck_assert_int_gt(n, 0);
+			got += (size_t)n;
+		}
+		ck_assert_int_eq(wh_write(b, in, sizeof in), sizeof in);
+		for (size_t got = 0; got < sizeof in;) {
+			long n = wh_read(a, in + got, sizeof in - got);
+			ck_assert_int_gt(n, 0);
+			got += (size_t)n;
+		}
+		ck_assert_mem_eq(in, out, sizeof out);
+	}
+	wh_close(a);
+	wh_close(b);
+	wh_client_detach(client);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_stats_count_streams_and_bytes)
 {
 	struct pair p;
@@ -646,6 +708,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
 	tcase_add_test(tc, test_malformed_control_message_ends_one_session);
 	tcase_add_test(tc, test_same_host_streams);
+	tcase_add_test(tc, test_spinning_streams);
 	tcase_add_test(tc, test_stats_count_streams_and_bytes);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
