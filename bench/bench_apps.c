@@ -3,11 +3,11 @@
  *
  *   bench_apps BROKER JSON [BULK_MIB] [STREAMS]      run every figure
  *   bench_apps serve SOCKET SERVICE echo|sink         (internal) an app server on one broker
- *   bench_apps relay PORT_FILE TARGET_PORT DELAY_MS   (internal) a delaying TCP relay
  *
- * Brokers: A accepts peers; B keeps a pool to A; D accepts peers with 16 MiB rings (room for
- * window growth); C reaches D through the delaying relay (50 ms round trip). App servers on
- * A, B and D answer the streams the figures open.
+ * Brokers: A accepts peers; B keeps a pool to A. For the far figure (root only), D accepts
+ * peers in a second network namespace with 16 MiB rings (room for window growth) and C
+ * reaches it over a link that delays every packet 25 ms each way (bench/delay_link.c). App
+ * servers on A, B and D answer the streams the figures open.
  */
 #include "config.h"
 
@@ -27,6 +27,7 @@
 #include <wormhole/wormhole.h>
 
 #include "common.h"
+#include "delay_link.h"
 
 /* ---- the app server: epoll over every stream's eventfd ------------------------------- */
 
@@ -115,112 +116,6 @@ static int serve(const char *socket_path, const char *service, bool echo)
 				free(s);
 			}
 		}
-	}
-}
-
-/* ---- the delaying relay ---------------------------------------------------------------- */
-
-struct chunk {
-	double due;
-	size_t length, offset;
-	struct chunk *next;
-	char data[];
-};
-
-struct direction {
-	int from, to;
-	struct chunk *head, *tail;
-	size_t queued;
-	bool eof;
-};
-
-static void relay_connection(int client, unsigned target, double delay)
-{
-	struct endpoint up = { .port = target };
-	int server = raw_connect(&up, false);
-	struct direction dirs[2] = { { .from = client, .to = server }, { .from = server, .to = client } };
-	for (;;) {
-		struct pollfd pfd[4];
-		double now = now_s(), next = now + 1;
-		for (int d = 0; d < 2; d++) {
-			pfd[d] = (struct pollfd){ dirs[d].from, dirs[d].eof || dirs[d].queued > (64u << 20) ? 0 : POLLIN, 0 };
-			bool due = dirs[d].head && dirs[d].head->due <= now;
-			pfd[2 + d] = (struct pollfd){ dirs[d].to, due ? POLLOUT : 0, 0 };
-			if (dirs[d].head && dirs[d].head->due < next)
-				next = dirs[d].head->due;
-		}
-		int timeout = next <= now ? 0 : (int)((next - now) * 1000) + 1;
-		if (poll(pfd, 4, timeout) < 0)
-			return;
-		now = now_s();
-		for (int d = 0; d < 2; d++) {
-			struct direction *x = &dirs[d];
-			if (pfd[d].revents & (POLLIN | POLLHUP)) {
-				struct chunk *c = malloc(sizeof *c + BENCH_CHUNK);
-				ssize_t n = read(x->from, c->data, BENCH_CHUNK);
-				if (n <= 0) {
-					free(c);
-					x->eof = true;
-					if (!x->head)
-						shutdown(x->to, SHUT_WR);
-					if (dirs[0].eof && dirs[1].eof && !dirs[0].head && !dirs[1].head)
-						return;
-				} else {
-					*c = (struct chunk){ .due = now + delay, .length = (size_t)n };
-					if (x->tail)
-						x->tail->next = c;
-					else
-						x->head = c;
-					x->tail = c;
-					x->queued += (size_t)n;
-				}
-			}
-			while (x->head && x->head->due <= now) {
-				struct chunk *c = x->head;
-				ssize_t n = write(x->to, c->data + c->offset, c->length - c->offset);
-				if (n <= 0)
-					break;
-				c->offset += (size_t)n;
-				x->queued -= (size_t)n;
-				if (c->offset < c->length)
-					break;
-				x->head = c->next;
-				if (!x->head)
-					x->tail = NULL;
-				free(c);
-				if (!x->head && x->eof)
-					shutdown(x->to, SHUT_WR);
-			}
-		}
-	}
-}
-
-static int relay(const char *port_file, unsigned target, double delay)
-{
-	struct endpoint ep = { 0 };
-	int listener = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof addr;
-	if (bind(listener, (struct sockaddr *)&addr, sizeof addr) || listen(listener, 16) ||
-	    getsockname(listener, (struct sockaddr *)&addr, &len))
-		return 1;
-	ep.port = ntohs(addr.sin_port);
-	char tmp[300];
-	snprintf(tmp, sizeof tmp, "%s.tmp", port_file);
-	FILE *f = fopen(tmp, "w");
-	fprintf(f, "%u\n", ep.port);
-	fclose(f);
-	rename(tmp, port_file); /* a reader never sees a half-written file */
-	signal(SIGCHLD, SIG_IGN);
-	for (;;) {
-		int client = accept(listener, NULL, NULL);
-		if (client < 0)
-			return 0;
-		if (fork() == 0) {
-			relay_connection(client, target, delay);
-			_exit(0);
-		}
-		close(client);
 	}
 }
 
@@ -415,9 +310,65 @@ static pid_t spawn_self(const char *self, const char *const *args)
 	return pid;
 }
 
-static unsigned read_port(const char *path)
+static void stop_all(const pid_t *pids, size_t n)
 {
-	return wait_for_port(path, 10);
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGTERM);
+	for (size_t i = 0; i < n; i++)
+		if (pids[i] > 0)
+			waitpid(pids[i], NULL, 0);
+}
+
+/* Bulk from an app on C to an app on D, C and D on either side of a link with a 50 ms round
+ * trip, against raw TCP over the same link. 0 with the figure, or -1 (skipped: not root, or no
+ * tun here). Everything it starts, it stops. */
+static int far_figure(const char *self, const char *broker_path, const char *dir, size_t bytes,
+		      struct figure *figure)
+{
+	struct delay_link link;
+	if (!delay_link_start(&link, 0.025))
+		return -1;
+	char d_port[300], d_sock[300], c_port[300], c_sock[300], d_listen[64], peer_far[64];
+	snprintf(d_port, sizeof d_port, "%s/d.port", dir);
+	snprintf(d_sock, sizeof d_sock, "%s/d.sock", dir);
+	snprintf(c_port, sizeof c_port, "%s/c.port", dir);
+	snprintf(c_sock, sizeof c_sock, "%s/c.sock", dir);
+	snprintf(d_listen, sizeof d_listen, "%s:0", link.far_addr);
+	/* the far side: broker D and a raw TCP sink, started from inside the far namespace */
+	unsigned port_d = 0, port_c = 0;
+	struct endpoint far_sink = { 0 };
+	snprintf(far_sink.host, sizeof far_sink.host, "%s", link.far_addr);
+	pid_t pids[4] = { -1, -1, -1, -1 };
+	if (delay_link_enter(&link, true)) {
+		const char *args_d[] = { "--listen", d_listen, "--port-file", d_port, "--socket", d_sock,
+					 "--ring-size", "16777216", NULL };
+		pids[0] = spawn_broker(broker_path, args_d, d_port, &port_d);
+		pids[1] = raw_server('d', &far_sink);
+		delay_link_enter(&link, false);
+	}
+	snprintf(peer_far, sizeof peer_far, "far=%s:%u", link.far_addr, port_d);
+	const char *args_c[] = { "--listen", "127.0.0.1:0", "--port-file", c_port, "--socket", c_sock,
+				 "--peer", peer_far, NULL };
+	pids[2] = spawn_broker(broker_path, args_c, c_port, &port_c);
+	const char *serve_args[] = { "serve", d_sock, "bench-sink", "sink", NULL };
+	pids[3] = spawn_self(self, serve_args); /* a Unix socket path reaches across namespaces */
+	int rc = -1;
+	if (pids[0] > 0 && pids[2] > 0) {
+		wh_client *on_c = attach_retry(c_sock);
+		double start = now_s(); /* a TCP handshake takes one round trip of the link */
+		close(raw_connect(&far_sink, false));
+		printf("far link: TCP connect in %.1f ms\n", (now_s() - start) * 1e3);
+		double raw = raw_bulk(&far_sink, bytes);
+		double app = app_bulk(on_c, "far", "bench-sink", bytes);
+		*figure = (struct figure){ "far_bulk_throughput_50ms", "MB/s",
+					   "raw TCP over the same 50 ms link", app / 1e6, raw / 1e6, NULL };
+		wh_client_detach(on_c);
+		rc = 0;
+	}
+	stop_all(pids, 4);
+	delay_link_stop(&link);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -425,8 +376,6 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 5 && strcmp(argv[1], "serve") == 0)
 		return serve(argv[2], argv[3], strcmp(argv[4], "echo") == 0);
-	if (argc == 5 && strcmp(argv[1], "relay") == 0)
-		return relay(argv[2], (unsigned)atoi(argv[3]), atof(argv[4]) / 1000.0);
 	if (argc < 3) {
 		fprintf(stderr, "usage: bench_apps BROKER JSON [BULK_MIB] [STREAMS]\n");
 		return 2;
@@ -440,11 +389,11 @@ int main(int argc, char **argv)
 	char dir[] = "/tmp/wh-bench-apps.XXXXXX";
 	if (!mkdtemp(dir))
 		return 1;
-	char path[8][256];
-	const char *names[] = { "a.port", "a.sock", "b.port", "b.sock", "d.port", "d.sock", "c.sock", "relay.port" };
-	for (int i = 0; i < 8; i++)
+	char path[4][256];
+	const char *names[] = { "a.port", "a.sock", "b.port", "b.sock" };
+	for (int i = 0; i < 4; i++)
 		snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
-	unsigned port_a, port_b, port_d;
+	unsigned port_a, port_b;
 	const char *ring = getenv("BENCH_RING") ? getenv("BENCH_RING") : "1048576";
 	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", path[0], "--socket", path[1],
 				 "--keepalive", "0", "--ring-size", ring, NULL };
@@ -454,30 +403,14 @@ int main(int argc, char **argv)
 	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", path[2], "--socket", path[3],
 				 "--peer", peer_a, "--keepalive", "0", "--ring-size", ring, NULL };
 	pid_t broker_b = spawn_broker(broker_path, args_b, path[2], &port_b);
-	const char *args_d[] = { "--listen", "127.0.0.1:0", "--port-file", path[4], "--socket", path[5],
-				 "--ring-size", "16777216", NULL };
-	pid_t broker_d = spawn_broker(broker_path, args_d, path[4], &port_d);
-	char target[16], delay_ms[] = "25";
-	snprintf(target, sizeof target, "%u", port_d);
-	const char *relay_args[] = { "relay", path[7], target, delay_ms, NULL };
-	pid_t relay_pid = spawn_self(argv[0], relay_args);
-	unsigned port_relay = read_port(path[7]);
-	char peer_far[64], c_port_file[300];
-	snprintf(peer_far, sizeof peer_far, "far=127.0.0.1:%u", port_relay);
-	snprintf(c_port_file, sizeof c_port_file, "%s/c.port", dir);
-	const char *args_c[] = { "--listen", "127.0.0.1:0", "--port-file", c_port_file, "--socket", path[6],
-				 "--peer", peer_far, NULL };
-	unsigned port_c;
-	pid_t broker_c = spawn_broker(broker_path, args_c, c_port_file, &port_c);
-	if (broker_a < 0 || broker_b < 0 || broker_c < 0 || broker_d < 0 || !port_relay)
+	if (broker_a < 0 || broker_b < 0)
 		return 1;
 	const char *servers[][4] = {
 		{ "serve", path[1], "bench-echo", "echo" }, { "serve", path[1], "bench-sink", "sink" },
 		{ "serve", path[3], "bench-echo", "echo" }, { "serve", path[3], "bench-sink", "sink" },
-		{ "serve", path[5], "bench-sink", "sink" },
 	};
-	pid_t server_pids[5];
-	for (int i = 0; i < 5; i++) {
+	pid_t server_pids[4];
+	for (int i = 0; i < 4; i++) {
 		const char *args[] = { servers[i][0], servers[i][1], servers[i][2], servers[i][3], NULL };
 		server_pids[i] = spawn_self(argv[0], args);
 	}
@@ -490,13 +423,11 @@ int main(int argc, char **argv)
 			      raw_server('d', &tcp_accept) };
 
 	wh_client *on_b = attach_retry(path[3]);
-	wh_client *on_c = attach_retry(path[6]);
 	double *samples = calloc(pings, sizeof *samples);
 	struct figure f[16];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
-	pid_t relay_raw = 0;
 	int bad = 0;
 	/* Bulk alternates raw and wormhole rounds and reports the median of each: on a shared
 	 * machine raw TCP alone varies by ±30% from one second to the next. Ping-pong alternates
@@ -573,34 +504,15 @@ int main(int argc, char **argv)
 		printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
 	}
 
-	if (bench_selected("far")) {
-		size_t far_bytes = bulk / 4;
-		char relay_raw_file[300];
-		snprintf(relay_raw_file, sizeof relay_raw_file, "%s/relay-raw.port", dir);
-		char sink_port[16];
-		snprintf(sink_port, sizeof sink_port, "%u", tcp_sink.port);
-		const char *relay_raw_args[] = { "relay", relay_raw_file, sink_port, delay_ms, NULL };
-		relay_raw = spawn_self(argv[0], relay_raw_args);
-		struct endpoint raw_far = { .port = read_port(relay_raw_file) };
-		raw = raw_bulk(&raw_far, far_bytes);
-		app = app_bulk(on_c, "far", "bench-sink", far_bytes);
-		f[n++] = (struct figure){ "far_bulk_throughput_50ms", "MB/s", "raw TCP over the same 50 ms relay",
-					  app / 1e6, raw / 1e6, NULL };
-	}
+	if (bench_selected("far") && far_figure(argv[0], broker_path, dir, bulk / 4, &f[n]) == 0)
+		n++;
 
 	report("apps: app -> broker -> TCP -> broker -> app", f, n, json_path);
 
 	wh_client_detach(on_b);
-	wh_client_detach(on_c);
-	pid_t all[] = { broker_a, broker_b, broker_c, broker_d, relay_pid, relay_raw, server_pids[0],
-			server_pids[1], server_pids[2], server_pids[3], server_pids[4], raw_pids[0],
-			raw_pids[1], raw_pids[2], raw_pids[3], raw_pids[4] };
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		if (all[i] > 0)
-			kill(all[i], SIGTERM);
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		if (all[i] > 0)
-			waitpid(all[i], NULL, 0);
+	pid_t all[] = { broker_a, broker_b, server_pids[0], server_pids[1], server_pids[2],
+			server_pids[3], raw_pids[0], raw_pids[1], raw_pids[2], raw_pids[3], raw_pids[4] };
+	stop_all(all, sizeof all / sizeof all[0]);
 	free(samples);
 	remove_scratch_dir(dir);
 	return bad ? 1 : 0;

@@ -60,6 +60,14 @@ void raise_fd_limit(void)
 	}
 }
 
+static in_addr_t endpoint_address(const struct endpoint *ep)
+{
+	struct in_addr addr;
+	if (ep->host[0] && inet_pton(AF_INET, ep->host, &addr) == 1)
+		return addr.s_addr;
+	return htonl(INADDR_LOOPBACK);
+}
+
 static int listen_endpoint(struct endpoint *ep)
 {
 	int fd;
@@ -72,7 +80,7 @@ static int listen_endpoint(struct endpoint *ep)
 			goto fail;
 		return fd;
 	}
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = endpoint_address(ep) };
 	socklen_t len = sizeof addr;
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 1024) ||
@@ -100,7 +108,7 @@ int raw_connect(const struct endpoint *ep, bool nonblocking)
 		return fd;
 	}
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)ep->port),
-				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+				    .sin_addr.s_addr = endpoint_address(ep) };
 	fd = socket(AF_INET, type, 0);
 	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) {
 		perror("bench: connect");

@@ -12,7 +12,8 @@
 /* Where a raw baseline server listens: loopback TCP (path empty) or a Unix socket. */
 struct endpoint {
 	unsigned port;
-	char path[108];
+	char path[108]; /* a Unix socket, or */
+	char host[16];  /* an IPv4 address; empty: 127.0.0.1 */
 };
 
 double now_s(void);
