@@ -36,6 +36,7 @@ struct conn {
 	ev_idle closed_watcher;
 	int close_error;
 	bool fd_closed;
+	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
 	char local[64], remote[64];
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
 	size_t read_size;
@@ -125,6 +126,10 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 	struct conn *conn = w->data;
 	(void)revents;
 	ev_prepare_stop(loop, w);
+	if (conn->timer_dirty) {
+		conn->timer_dirty = false;
+		conn_rearm_timer(conn);
+	}
 	conn_flush(conn);
 }
 
@@ -223,6 +228,15 @@ static void cb_want_write(struct mux *mux, void *user)
 		ev_prepare_start(conn->loop, &conn->flush_watcher);
 }
 
+static void cb_timer_changed(struct mux *mux, void *user)
+{
+	struct conn *conn = user;
+	(void)mux;
+	conn->timer_dirty = true; /* not from inside the mux: from the loop's prepare step */
+	if (!conn->fd_closed)
+		ev_prepare_start(conn->loop, &conn->flush_watcher);
+}
+
 static void cb_closed(struct mux *mux, int error, void *user)
 {
 	struct conn *conn = user;
@@ -263,6 +277,7 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 		.on_want_write = cb_want_write,
 		.on_closed = cb_closed,
 		.on_pong = cb_pong,
+		.on_timer_changed = cb_timer_changed,
 	};
 	conn->mux = mux_new(client_role, config, budget, &own, conn);
 	if (!conn->mux) {

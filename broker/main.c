@@ -37,6 +37,8 @@ static void usage(FILE *out)
 		"      --max-window BYTES      receive-window growth limit (default 16777216)\n"
 		"      --budget BYTES          receive-window bytes the broker may back (default 8 GiB)\n"
 		"      --max-streams N         live streams per connection (default 65536)\n"
+		"      --release-linger S      reset a stream its app closed if the peer has not\n"
+		"                              closed it within S seconds, 0: never (default 60)\n"
 		"  -L, --log-level LEVEL       error, warn (default), info or debug; logs go to stderr\n"
 		"  -V, --version               print the version and exit\n"
 		"  -h, --help                  this text\n");
@@ -76,7 +78,7 @@ enum {
 	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
 	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
 	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY,
-	OPT_SOCKET_OWNER,
+	OPT_SOCKET_OWNER, OPT_RELEASE_LINGER,
 };
 
 /* "USER", "USER:GROUP" or ":GROUP", by name or number; -1 for the part not given. */
@@ -124,6 +126,7 @@ static int parse_numeric_option(int option, const char *arg, struct broker_confi
 	case OPT_MAX_WINDOW: if (parse_number(arg, 1024, 1 << 30, &v)) return -1; m->max_window_size = (uint32_t)v; break;
 	case OPT_BUDGET: if (parse_number(arg, 1024, 1e15, &v)) return -1; c->memory_budget = (uint64_t)v; break;
 	case OPT_MAX_STREAMS: if (parse_number(arg, 1, 1 << 30, &v)) return -1; m->max_streams = (uint32_t)v; break;
+	case OPT_RELEASE_LINGER: if (parse_number(arg, 0, 1e9, &v)) return -1; m->release_linger = v; break;
 	case OPT_RING_SIZE:
 		if (parse_number(arg, 4096, 64 << 20, &v) || ((uint32_t)v & ((uint32_t)v - 1)))
 			return -1; /* a power of two */
@@ -162,6 +165,7 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 		{ "max-window", required_argument, NULL, OPT_MAX_WINDOW },
 		{ "budget", required_argument, NULL, OPT_BUDGET },
 		{ "max-streams", required_argument, NULL, OPT_MAX_STREAMS },
+		{ "release-linger", required_argument, NULL, OPT_RELEASE_LINGER },
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "ring-size", required_argument, NULL, OPT_RING_SIZE },
 		{ "app-max-streams", required_argument, NULL, OPT_APP_MAX_STREAMS },

@@ -40,6 +40,9 @@ struct mux_config {
 	uint32_t max_streams;        /* live streams on this connection (65536) */
 	uint64_t memory_budget;      /* bytes of receive windows this connection may back (4 GiB) */
 	uint32_t send_buffer;        /* built-in io: bytes a stream may queue to send (256 KiB) */
+	double release_linger;       /* seconds a released stream may wait for the peer's CLOSE
+				      * and for credit to send its last bytes before it is reset
+				      * with ERROR 499; 0: forever (60) */
 	uint32_t id;                 /* the connection's id in logs and stats */
 	const struct log_sink *log;  /* NULL: silent */
 };
@@ -90,6 +93,9 @@ struct mux_callbacks {
 	void (*on_closed)(struct mux *mux, int error, void *user);
 	/* A PONG answered our PING: rtt in seconds. */
 	void (*on_pong)(struct mux *mux, double rtt, void *user);
+	/* mux_timer has something to do sooner than it last said: call it again soon (from the
+	 * loop, not from inside this callback). */
+	void (*on_timer_changed)(struct mux *mux, void *user);
 };
 
 /* Counters of one connection, by frame type (index = type; 0 counts unknown types). */
@@ -103,6 +109,7 @@ struct mux_stats {
 	uint64_t errors_sent, errors_received;
 	uint64_t window_stalls;                 /* a stream had data but no credit */
 	uint64_t window_growths;
+	uint64_t streams_lingered;              /* released streams reset after release_linger */
 	double rtt;                             /* last PING round trip, seconds (0: none yet) */
 };
 

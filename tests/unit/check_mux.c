@@ -17,6 +17,7 @@ struct link {
 	bool cut;            /* stop delivering (a dead peer) */
 	int server_closed, client_closed;
 	int server_close_error, client_close_error;
+	int timer_changes; /* on_timer_changed calls, either side */
 };
 
 static uint8_t wire_scratch[4 << 20];
@@ -65,7 +66,14 @@ static void on_closed(struct mux *mux, int error, void *user)
 	}
 }
 
-static const struct mux_callbacks link_callbacks = { .on_closed = on_closed };
+static void on_timer_changed(struct mux *mux, void *user)
+{
+	(void)mux;
+	((struct link *)user)->timer_changes++;
+}
+
+static const struct mux_callbacks link_callbacks = { .on_closed = on_closed,
+						     .on_timer_changed = on_timer_changed };
 
 static void link_open(struct link *link, const struct mux_config *config)
 {
@@ -599,6 +607,50 @@ START_TEST(test_released_stream_keeps_peer_flowing)
 }
 END_TEST
 
+START_TEST(test_released_stream_lingers_then_resets)
+{
+	struct mux_config config = test_config();
+	config.release_linger = 5.0;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *quiet, *polite;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &quiet), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &polite), WH_OK);
+	pump(&link);
+	struct mux_stream *s1 = mux_accept(link.server), *s2 = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s1);
+	ck_assert_ptr_nonnull(s2);
+	mux_stream_release(s1);
+	mux_stream_release(s2);
+	ck_assert_int_eq(link.timer_changes, 1); /* the first lingering stream brings the deadline in */
+	double released = link.now;
+	ck_assert(mux_timer(link.server, link.now) <= released + 5.0);
+	pump(&link);
+	/* the polite peer closes in time: its stream ends normally */
+	ck_assert_int_eq(mux_stream_close_write(polite), WH_OK);
+	pump(&link);
+	ck_assert_uint_eq(mux_num_streams(link.server), 1);
+	link.now = released + 4.9;
+	mux_timer(link.server, link.now);
+	pump(&link);
+	ck_assert_uint_eq(mux_num_streams(link.server), 1);
+	ck_assert(!mux_stream_is_finished(quiet));
+	/* the quiet one never closes: past the linger it is reset, and the peer is told */
+	link.now = released + 5.1;
+	mux_timer(link.server, link.now);
+	pump(&link);
+	ck_assert_uint_eq(mux_num_streams(link.server), 0);
+	ck_assert(mux_stream_is_finished(quiet));
+	ck_assert_uint_eq(mux_stream_remote_code(quiet), FRAME_ERR_CANCELLED);
+	ck_assert_ptr_nonnull(strstr(mux_stream_remote_message(quiet), "released stream"));
+	ck_assert_int_eq(mux_stream_error(polite), WH_OK);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_lingered, 1);
+	/* nothing lingers: the timer has nothing to do for it */
+	ck_assert(mux_timer(link.server, link.now) > link.now + 1000);
+	link_close(&link);
+}
+END_TEST
+
 /* ---- window growth -------------------------------------------------------------------- */
 
 static void measure_rtt(struct link *link, double rtt)
@@ -830,6 +882,7 @@ int main(void)
 	tcase_set_timeout(flow, 120);
 	tcase_add_test(flow, test_slow_reader_bounded_others_flow);
 	tcase_add_test(flow, test_released_stream_keeps_peer_flowing);
+	tcase_add_test(flow, test_released_stream_lingers_then_resets);
 	tcase_add_test(flow, test_window_grows_when_it_limits);
 	tcase_add_test(flow, test_window_growth_respects_budget);
 	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
