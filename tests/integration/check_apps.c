@@ -507,6 +507,46 @@ static void *write_late(void *stream)
 	return wh_write(stream, "late", 4) == 4 ? stream : NULL;
 }
 
+START_TEST(test_released_stream_lingers_then_resets)
+{
+	/* A releases a stream whose far end never closes: after A's linger the far end is told */
+	struct pair p;
+	const char *linger[] = { "--release-linger", "1", "--keepalive", "0", NULL };
+	ck_assert(broker_spawn(&p.a, linger));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p.a.port);
+	const char *args[] = { "--peer", peer, NULL };
+	ck_assert(broker_spawn(&p.b, args));
+	wh_client *listener = attach(&p.a), *opener = attach(&p.b);
+	ck_assert_int_eq(wh_listen(listener, "hold"), WH_OK);
+	wh_stream *held, *accepted;
+	ck_assert_int_eq(wh_open(opener, "a", "hold", 10000, &held), WH_OK);
+	ck_assert_int_eq(wh_write(held, "x", 1), 1);
+	ck_assert_int_eq(wh_accept(listener, 10000, &accepted), WH_OK);
+	wh_close(accepted); /* A sends CLOSE; the opener never closes its side */
+	char buf[8];
+	ck_assert_int_eq(wh_set_read_deadline(held, wh_now_ns() + 5000000000ll), WH_OK);
+	ck_assert_int_eq(wh_read(held, buf, sizeof buf), 0);
+	int64_t eof_at = wh_now_ns();
+	long w = 0;
+	while (w >= 0 && wh_now_ns() - eof_at < 10000000000ll) {
+		w = wh_write(held, "y", 1);
+		usleep(20000);
+	}
+	ck_assert_int_lt(w, 0);
+	ck_assert_int_gt(wh_now_ns() - eof_at, 500000000); /* the linger, not something sooner */
+	uint32_t code;
+	const char *message;
+	wh_stream_error(held, &code, &message);
+	ck_assert_uint_eq(code, 499);
+	ck_assert_ptr_nonnull(strstr(message, "released stream"));
+	wh_close(held);
+	wh_client_detach(opener);
+	wh_client_detach(listener);
+	pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_spinning_streams)
 {
 	struct process broker;
@@ -708,6 +748,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
 	tcase_add_test(tc, test_malformed_control_message_ends_one_session);
 	tcase_add_test(tc, test_same_host_streams);
+	tcase_add_test(tc, test_released_stream_lingers_then_resets);
 	tcase_add_test(tc, test_spinning_streams);
 	tcase_add_test(tc, test_stats_count_streams_and_bytes);
 	tcase_add_test(tc, test_per_app_limits);
