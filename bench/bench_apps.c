@@ -335,37 +335,44 @@ static int far_figure(const char *self, const char *broker_path, const char *dir
 	snprintf(c_port, sizeof c_port, "%s/c.port", dir);
 	snprintf(c_sock, sizeof c_sock, "%s/c.sock", dir);
 	snprintf(d_listen, sizeof d_listen, "%s:0", link.far_addr);
-	/* the far side: broker D and a raw TCP sink, started from inside the far namespace */
+	/* Each side's processes are started from inside its namespace; the apps stay here and
+	 * attach through the brokers' socket paths. */
 	unsigned port_d = 0, port_c = 0;
 	struct endpoint far_sink = { 0 };
 	snprintf(far_sink.host, sizeof far_sink.host, "%s", link.far_addr);
 	pid_t pids[4] = { -1, -1, -1, -1 };
-	if (delay_link_enter(&link, true)) {
+	if (delay_link_enter(&link, DELAY_LINK_FAR)) {
 		const char *args_d[] = { "--listen", d_listen, "--port-file", d_port, "--socket", d_sock,
 					 "--ring-size", "16777216", NULL };
 		pids[0] = spawn_broker(broker_path, args_d, d_port, &port_d);
 		pids[1] = raw_server('d', &far_sink);
-		delay_link_enter(&link, false);
 	}
 	snprintf(peer_far, sizeof peer_far, "far=%s:%u", link.far_addr, port_d);
 	const char *args_c[] = { "--listen", "127.0.0.1:0", "--port-file", c_port, "--socket", c_sock,
 				 "--peer", peer_far, NULL };
-	pids[2] = spawn_broker(broker_path, args_c, c_port, &port_c);
+	if (delay_link_enter(&link, DELAY_LINK_NEAR))
+		pids[2] = spawn_broker(broker_path, args_c, c_port, &port_c);
+	delay_link_enter(&link, DELAY_LINK_HOME);
 	const char *serve_args[] = { "serve", d_sock, "bench-sink", "sink", NULL };
-	pids[3] = spawn_self(self, serve_args); /* a Unix socket path reaches across namespaces */
+	pids[3] = spawn_self(self, serve_args);
 	int rc = -1;
-	if (pids[0] > 0 && pids[2] > 0) {
-		wh_client *on_c = attach_retry(c_sock);
-		double start = now_s(); /* a TCP handshake takes one round trip of the link */
+	if (pids[0] > 0 && pids[2] > 0 && delay_link_enter(&link, DELAY_LINK_NEAR)) {
+		/* raw TCP from the near namespace; a TCP handshake takes one round trip */
+		double start = now_s();
 		close(raw_connect(&far_sink, false));
 		printf("far link: TCP connect in %.1f ms\n", (now_s() - start) * 1e3);
 		double raw = raw_bulk(&far_sink, bytes);
+		delay_link_enter(&link, DELAY_LINK_HOME);
+		wh_client *on_c = attach_retry(c_sock);
 		double app = app_bulk(on_c, "far", "bench-sink", bytes);
 		*figure = (struct figure){ "far_bulk_throughput_50ms", "MB/s",
 					   "raw TCP over the same 50 ms link", app / 1e6, raw / 1e6, NULL };
 		wh_client_detach(on_c);
 		rc = 0;
 	}
+	delay_link_enter(&link, DELAY_LINK_HOME);
+	stop_all(&pids[2], 1); /* C dials D: stop it first */
+	pids[2] = -1;
 	stop_all(pids, 4);
 	delay_link_stop(&link);
 	return rc;
@@ -510,7 +517,8 @@ int main(int argc, char **argv)
 	report("apps: app -> broker -> TCP -> broker -> app", f, n, json_path);
 
 	wh_client_detach(on_b);
-	pid_t all[] = { broker_a, broker_b, server_pids[0], server_pids[1], server_pids[2],
+	stop_all(&broker_b, 1); /* the dialling side first: it would redial a stopped A and warn */
+	pid_t all[] = { broker_a, server_pids[0], server_pids[1], server_pids[2],
 			server_pids[3], raw_pids[0], raw_pids[1], raw_pids[2], raw_pids[3], raw_pids[4] };
 	stop_all(all, sizeof all / sizeof all[0]);
 	free(samples);

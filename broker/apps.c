@@ -1005,7 +1005,8 @@ static void client_drop(struct client *c, const char *why)
 	if (c->closing)
 		return;
 	c->closing = true;
-	log_write(apps->log, strcmp(why, "detached") == 0 ? LOG_INFO : LOG_WARN, "apps",
+	bool orderly = strcmp(why, "detached") == 0 || strcmp(why, "broker stopping") == 0;
+	log_write(apps->log, orderly ? LOG_INFO : LOG_WARN, "apps",
 		  "client=%s pid=%d dropped: %s (%u streams)", c->id[0] ? c->id : "-", (int)c->pid, why,
 		  c->streams);
 	while (c->shm_streams)

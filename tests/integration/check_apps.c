@@ -16,6 +16,7 @@
 
 #include <wormhole/wormhole.h>
 
+#include "app_harness.h"
 #include "harness.h"
 #include "internal.h" /* the hostile-app test reaches into its own segment */
 
@@ -39,70 +40,15 @@ static void pair_stop(struct pair *p)
 	ck_assert_int_eq(process_stop(&p->a, SIGTERM), 0);
 }
 
-static wh_client *attach(const struct process *broker)
-{
-	wh_client *client = NULL;
-	int rc = WH_EBROKER_GONE;
-	for (int i = 0; i < 200 && rc != WH_OK; i++) { /* the socket is ready once the port is */
-		rc = wh_client_attach(broker->socket_path, &client);
-		if (rc != WH_OK)
-			usleep(10000);
-	}
-	ck_assert_int_eq(rc, WH_OK);
-	return client;
-}
-
-/* Sends size pattern bytes, half-closes, reads the echo back and checks every byte. */
-static void echo_check(wh_stream *s, size_t size, unsigned seed)
-{
-	static unsigned char out[1 << 16], in[1 << 16];
-	size_t sent = 0, received = 0;
-	bool shut = false;
-	wh_set_nonblocking(s, true);
-	int64_t deadline = wh_now_ns() + 60ll * 1000000000;
-	for (;;) {
-		while (sent < size) {
-			size_t n = size - sent < sizeof out ? size - sent : sizeof out;
-			for (size_t i = 0; i < n; i++)
-				out[i] = harness_pattern(seed, sent + i);
-			long w = wh_write(s, out, n);
-			if (w == WH_EWOULDBLOCK)
-				break;
-			ck_assert_msg(w > 0, "write: %s", wh_strerror((int)w));
-			sent += (size_t)w;
-		}
-		if (sent == size && !shut) {
-			ck_assert_int_eq(wh_shutdown(s), WH_OK);
-			shut = true;
-		}
-		long r;
-		while ((r = wh_read(s, in, sizeof in)) > 0) {
-			for (long i = 0; i < r; i++)
-				if (in[i] != harness_pattern(seed, received + (size_t)i))
-					ck_abort_msg("byte %zu differs", received + (size_t)i);
-			received += (size_t)r;
-		}
-		if (r == 0)
-			break;
-		ck_assert_msg(r == WH_EWOULDBLOCK, "read: %s", wh_strerror((int)r));
-		ck_assert_msg(wh_now_ns() < deadline, "stalled: %zu sent, %zu back", sent, received);
-		struct pollfd pfd = { wh_stream_fd(s), POLLIN, 0 };
-		poll(&pfd, 1, 1000);
-	}
-	ck_assert_uint_eq(received, size);
-	ck_assert(wh_stream_is_closed(s));
-	ck_assert_int_eq(wh_stream_error(s, NULL, NULL), WH_OK);
-}
-
 START_TEST(test_one_gib_through_two_brokers)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
 	ck_assert_str_eq(wh_stream_service(s), "echo");
-	echo_check(s, 1u << 30, 7);
+	app_echo_check(s, 1u << 30, 7);
 	wh_close(s);
 	wh_client_detach(client);
 	pair_stop(&p);
@@ -116,7 +62,7 @@ START_TEST(test_thousand_streams_between_apps)
 	struct process echo, send;
 	const char *echo_args[] = { "-s", p.a.socket_path, "app-echo", NULL };
 	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));
-	wh_client *probe = attach(&p.a); /* wait until the listener is registered */
+	wh_client *probe = app_attach(&p.a); /* wait until the listener is registered */
 	wh_stream *s = NULL;
 	for (int i = 0; i < 200; i++) {
 		if (wh_open(probe, WH_PEER_LOCAL, "app-echo", 1000, &s) == WH_OK)
@@ -124,7 +70,7 @@ START_TEST(test_thousand_streams_between_apps)
 		usleep(10000);
 	}
 	ck_assert_ptr_nonnull(s);
-	echo_check(s, 1000, 3);
+	app_echo_check(s, 1000, 3);
 	wh_close(s);
 	wh_client_detach(probe);
 	const char *send_args[] = { "-s", p.b.socket_path, "-n", "1000", "-r", "-b", "200000", "a",
@@ -146,7 +92,7 @@ START_TEST(test_half_close_and_errors)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
 	ck_assert_int_eq(wh_write(s, "hello", 5), 5);
@@ -178,7 +124,7 @@ START_TEST(test_half_close_and_errors)
 	ck_assert_int_eq(wh_open(client, "nobody", "echo", 1000, &s), WH_EUNKNOWN_PEER);
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "nobody-listens", 1000, &s), WH_ENO_SERVICE);
 	ck_assert_int_eq(wh_listen(client, "mine"), WH_OK);
-	wh_client *other = attach(&p.b);
+	wh_client *other = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(other, "mine"), WH_ELIMIT);
 	ck_assert_int_eq(wh_accept(other, 0, &s), WH_EWOULDBLOCK);
 	ck_assert_int_eq(wh_accept(other, 50, &s), WH_ETIMEOUT);
@@ -249,9 +195,9 @@ START_TEST(test_app_killed_mid_transfer)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *listener = attach(&p.a);
+	wh_client *listener = app_attach(&p.a);
 	ck_assert_int_eq(wh_listen(listener, "victim"), WH_OK);
-	wh_client *observer = attach(&p.b); /* asks broker B for its books */
+	wh_client *observer = app_attach(&p.b); /* asks broker B for its books */
 	int fds_before = process_fd_count(&p.b);
 	long rss_before = process_rss_kib(&p.b);
 	struct process sender;
@@ -302,7 +248,7 @@ START_TEST(test_broker_killed)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
 	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 10000000000ll), WH_OK);
@@ -326,7 +272,7 @@ START_TEST(test_corrupted_ring_ends_one_stream)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	wh_stream *s, *good;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &good), WH_OK);
@@ -343,11 +289,11 @@ START_TEST(test_corrupted_ring_ends_one_stream)
 		;
 	ck_assert_int_eq(n, WH_ERING_CORRUPT);
 	wh_close(s);
-	echo_check(good, 1u << 20, 5); /* the other stream on the same connection is fine */
+	app_echo_check(good, 1u << 20, 5); /* the other stream on the same connection is fine */
 	wh_close(good);
 	/* and the broker serves new streams */
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
-	echo_check(s, 100000, 6);
+	app_echo_check(s, 100000, 6);
 	wh_close(s);
 	wh_client_detach(client);
 	pair_stop(&p);
@@ -359,7 +305,7 @@ START_TEST(test_app_that_never_reads)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	wh_stream *lazy, *busy;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &lazy), WH_OK);
 	wh_set_nonblocking(lazy, true);
@@ -375,7 +321,7 @@ START_TEST(test_app_that_never_reads)
 	}
 	ck_assert_uint_lt(written, 8u << 20); /* back-pressure: rings and windows fill, then stop */
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &busy), WH_OK);
-	echo_check(busy, 32u << 20, 9);
+	app_echo_check(busy, 32u << 20, 9);
 	/* Each broker holds at most a window per stream (16 MiB at most after growth) plus the
 	 * rings: two streams stay well under 64 MiB, allocator and sanitizer slack included,
 	 * however much the lazy app keeps trying to write. */
@@ -395,7 +341,7 @@ START_TEST(test_one_way_trickle_keeps_flowing)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *on_a = attach(&p.a), *on_b = attach(&p.b);
+	wh_client *on_a = app_attach(&p.a), *on_b = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(on_a, "trickle"), WH_OK);
 	wh_stream *reader, *writer;
 	ck_assert_int_eq(wh_open(on_b, "a", "trickle", 10000, &reader), WH_OK);
@@ -433,7 +379,7 @@ START_TEST(test_malformed_control_message_ends_one_session)
 {
 	struct process broker;
 	ck_assert(broker_spawn(&broker, NULL));
-	wh_client *good = attach(&broker);
+	wh_client *good = app_attach(&broker);
 	ck_assert_int_eq(wh_listen(good, "still-here"), WH_OK);
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -475,14 +421,14 @@ START_TEST(test_same_host_streams)
 	struct process echo;
 	const char *echo_args[] = { "-s", broker.socket_path, "loc", NULL };
 	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));
-	wh_client *client = attach(&broker);
+	wh_client *client = app_attach(&broker);
 	wh_stream *s = NULL;
 	for (int i = 0; i < 200 && !s; i++)
 		if (wh_open(client, WH_PEER_LOCAL, "loc", 1000, &s) != WH_OK)
 			usleep(10000);
 	ck_assert_ptr_nonnull(s);
 	ck_assert_str_eq(wh_stream_peer(s), "local");
-	echo_check(s, 64u << 20, 11);
+	app_echo_check(s, 64u << 20, 11);
 	wh_close(s);
 	/* the listener dies: the other end of a local stream learns it */
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "loc", 1000, &s), WH_OK);
@@ -517,7 +463,7 @@ START_TEST(test_released_stream_lingers_then_resets)
 	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p.a.port);
 	const char *args[] = { "--peer", peer, NULL };
 	ck_assert(broker_spawn(&p.b, args));
-	wh_client *listener = attach(&p.a), *opener = attach(&p.b);
+	wh_client *listener = app_attach(&p.a), *opener = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(listener, "hold"), WH_OK);
 	wh_stream *held, *accepted;
 	ck_assert_int_eq(wh_open(opener, "a", "hold", 10000, &held), WH_OK);
@@ -551,7 +497,7 @@ START_TEST(test_spinning_streams)
 {
 	struct process broker;
 	ck_assert(broker_spawn(&broker, NULL));
-	wh_client *client = attach(&broker);
+	wh_client *client = app_attach(&broker);
 	ck_assert_int_eq(wh_listen(client, "spin"), WH_OK);
 	wh_stream *a, *b;
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "spin", 10000, &a), WH_OK);
@@ -606,7 +552,7 @@ START_TEST(test_stats_count_streams_and_bytes)
 {
 	struct pair p;
 	pair_start(&p);
-	wh_client *client = attach(&p.b);
+	wh_client *client = app_attach(&p.b);
 	struct wh_client_stats st = stats_of(client);
 	ck_assert_uint_eq(st.streams, 0);
 	ck_assert_uint_eq(st.max_streams, 16384);
@@ -616,7 +562,7 @@ START_TEST(test_stats_count_streams_and_bytes)
 
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
-	echo_check(s, 3u << 20, 21);
+	app_echo_check(s, 3u << 20, 21);
 	st = stats_of(client);
 	ck_assert_uint_eq(st.streams, 1);
 	ck_assert_uint_eq(st.streams_opened, 1);
@@ -626,7 +572,7 @@ START_TEST(test_stats_count_streams_and_bytes)
 	ck_assert_uint_eq(st.broker_streams, 1);
 
 	/* a same-host stream counts for both apps, its bytes for neither */
-	wh_client *listener = attach(&p.b);
+	wh_client *listener = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(listener, "here"), WH_OK);
 	wh_stream *local, *accepted;
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "here", 10000, &local), WH_OK);
@@ -675,19 +621,19 @@ START_TEST(test_per_app_limits)
 	ck_assert(broker_spawn(&p.b, args));
 
 	/* opening: memory binds before the stream count */
-	wh_client *client = attach(&p.a);
+	wh_client *client = app_attach(&p.a);
 	ck_assert_uint_eq(stats_of(client).ring_bytes_limit, segment * 5 / 2);
-	wh_client *listener = attach(&p.a);
+	wh_client *listener = app_attach(&p.a);
 	ck_assert_int_eq(wh_listen(listener, "svc"), WH_OK);
 	wh_stream *one, *two, *three;
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &one), WH_OK);
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &two), WH_OK);
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &three), WH_ELIMIT);
 	/* the listener holds two segments too: a third stream to it is refused */
-	wh_client *third = attach(&p.a);
+	wh_client *third = app_attach(&p.a);
 	ck_assert_int_eq(wh_open(third, WH_PEER_LOCAL, "svc", 10000, &three), WH_ELIMIT);
 	/* and so is one from a peer broker: the opener's stream ends with 429 */
-	wh_client *remote = attach(&p.b);
+	wh_client *remote = app_attach(&p.b);
 	wh_stream *from_b;
 	ck_assert_int_eq(wh_open(remote, "a", "svc", 10000, &from_b), WH_OK);
 	char buf[8];
@@ -727,7 +673,7 @@ START_TEST(test_socket_owner_and_mode)
 	ck_assert_uint_eq(st.st_gid, 65533);
 	ck_assert_uint_eq(st.st_mode & 0777, 0620);
 	ck_assert(S_ISSOCK(st.st_mode));
-	wh_client *client = attach(&broker); /* root may attach whatever the bits say */
+	wh_client *client = app_attach(&broker); /* root may attach whatever the bits say */
 	wh_client_detach(client);
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
 }

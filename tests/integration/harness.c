@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,9 @@ static bool spawn(struct process *p, const char *const *argv)
 	if (pid < 0)
 		return false;
 	if (pid == 0) {
+		/* A failed assertion ends the test process at once, before any clean-up: its
+		 * brokers and apps must not outlive it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		int log = open(p->log_file, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (log >= 0) {
 			dup2(log, 1);

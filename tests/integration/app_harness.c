@@ -1,0 +1,63 @@
+/* Integration-test helpers for tests written as apps: attaching, checksummed echoes. */
+#include "config.h"
+
+#include <check.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "app_harness.h"
+
+wh_client *app_attach(const struct process *broker)
+{
+	wh_client *client = NULL;
+	int rc = WH_EBROKER_GONE;
+	for (int i = 0; i < 200 && rc != WH_OK; i++) { /* the socket is ready once the port is */
+		rc = wh_client_attach(broker->socket_path, &client);
+		if (rc != WH_OK)
+			usleep(10000);
+	}
+	ck_assert_int_eq(rc, WH_OK);
+	return client;
+}
+
+/* Sends size pattern bytes, half-closes, reads the echo back and checks every byte. */
+void app_echo_check(wh_stream *s, size_t size, unsigned seed)
+{
+	static unsigned char out[1 << 16], in[1 << 16];
+	size_t sent = 0, received = 0;
+	bool shut = false;
+	wh_set_nonblocking(s, true);
+	int64_t deadline = wh_now_ns() + 60ll * 1000000000;
+	for (;;) {
+		while (sent < size) {
+			size_t n = size - sent < sizeof out ? size - sent : sizeof out;
+			for (size_t i = 0; i < n; i++)
+				out[i] = harness_pattern(seed, sent + i);
+			long w = wh_write(s, out, n);
+			if (w == WH_EWOULDBLOCK)
+				break;
+			ck_assert_msg(w > 0, "write: %s", wh_strerror((int)w));
+			sent += (size_t)w;
+		}
+		if (sent == size && !shut) {
+			ck_assert_int_eq(wh_shutdown(s), WH_OK);
+			shut = true;
+		}
+		long r;
+		while ((r = wh_read(s, in, sizeof in)) > 0) {
+			for (long i = 0; i < r; i++)
+				if (in[i] != harness_pattern(seed, received + (size_t)i))
+					ck_abort_msg("byte %zu differs", received + (size_t)i);
+			received += (size_t)r;
+		}
+		if (r == 0)
+			break;
+		ck_assert_msg(r == WH_EWOULDBLOCK, "read: %s", wh_strerror((int)r));
+		ck_assert_msg(wh_now_ns() < deadline, "stalled: %zu sent, %zu back", sent, received);
+		struct pollfd pfd = { wh_stream_fd(s), POLLIN, 0 };
+		poll(&pfd, 1, 1000);
+	}
+	ck_assert_uint_eq(received, size);
+	ck_assert(wh_stream_is_closed(s));
+	ck_assert_int_eq(wh_stream_error(s, NULL, NULL), WH_OK);
+}

@@ -1,0 +1,18 @@
+/* Integration-test helpers for tests written as apps (linked with libwormholeclient). */
+#ifndef WORMHOLE_TESTS_APP_HARNESS_H
+#define WORMHOLE_TESTS_APP_HARNESS_H
+
+#include <stddef.h>
+
+#include <wormhole/wormhole.h>
+
+#include "harness.h"
+
+/* Attaches to the broker's socket, retrying (bounded) while it comes up; fails the test if
+ * it cannot. */
+wh_client *app_attach(const struct process *broker);
+/* Sends size pattern bytes (seed), half-closes, reads the echo back and checks every byte,
+ * then that the stream ended cleanly. Fails the test otherwise (60 s bound). */
+void app_echo_check(wh_stream *s, size_t size, unsigned seed);
+
+#endif
