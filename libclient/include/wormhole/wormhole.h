@@ -100,6 +100,8 @@ WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, 
 /* Streams opened to `service` ("" is the default service) are delivered to wh_accept.
  * Errors: WH_ELIMIT (another app listens on it), WH_EBROKER_GONE, WH_EINVAL. */
 WH_EXPORT int wh_listen(wh_client *client, const char *service);
+/* Stops listening; streams already queued for wh_accept stay there. Errors: WH_ENO_SERVICE
+ * (this client does not listen on it), WH_EBROKER_GONE, WH_EINVAL. */
 WH_EXPORT int wh_unlisten(wh_client *client, const char *service);
 /* The next incoming stream on any service this client listens on. timeout_ms: < 0 waits,
  * 0 polls. Errors: WH_ETIMEOUT (nothing came; WH_EWOULDBLOCK for timeout 0),
@@ -141,6 +143,8 @@ WH_EXPORT int wh_close(wh_stream *stream);
 
 /* ---- blocking, deadlines, polling --------------------------------------------------- */
 
+/* Non-blocking mode: reads and writes that would wait return WH_EWOULDBLOCK instead (wait
+ * on wh_stream_fd, then retry). Blocking is the default. WH_OK, or WH_EINVAL for NULL. */
 WH_EXPORT int wh_set_nonblocking(wh_stream *stream, bool nonblocking);
 /* Absolute CLOCK_MONOTONIC deadlines in nanoseconds (wh_now_ns() + timeout); 0 clears.
  * wh_set_deadline sets both. They apply to calls that block and to calls already waiting
@@ -151,9 +155,10 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
 /* How long (ns) a blocking call watches the ring before it announces that it waits and
  * sleeps on the eventfd; 0 (the default, or $WH_SPIN_NS when set) never spins. News that
  * arrives while it spins costs neither side a system call: a same-host round trip drops from
- * tens of microseconds to a few, one through two brokers by about a fifth. It pays best when
- * each side has a CPU of its own; on a busy machine it takes time from the processes it
- * waits for. Non-blocking streams never spin. Always WH_OK. */
+ * tens of microseconds to a few. Through two brokers it pays only when the spin outlasts the
+ * reply (docs/ATTACH.md). It pays best when each side has a CPU of its own; on a busy machine
+ * it takes time from the processes it waits for. It never outlasts the call's deadline;
+ * non-blocking streams never spin. Always WH_OK. */
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
 /* An eventfd that becomes readable when the stream may have news (bytes, room, end, error).
  * After WH_EWOULDBLOCK, wait for it and retry. Owned by the stream; do not read or close it. */
