@@ -4,10 +4,10 @@
  *   bench_apps BROKER JSON [BULK_MIB] [STREAMS]      run every figure
  *   bench_apps serve SOCKET SERVICE echo|sink         (internal) an app server on one broker
  *
- * Brokers: A accepts peers; B keeps a pool to A. For the far figure (root only), D accepts
- * peers in a second network namespace with 16 MiB rings (room for window growth) and C
- * reaches it over a link that delays every packet 25 ms each way (bench/delay_link.c). App
- * servers on A, B and D answer the streams the figures open.
+ * Brokers: A accepts peers; B keeps a pool to A. For the far figure (root only), C and D run
+ * in two network namespaces joined by a link that delays every packet 25 ms each way
+ * (tests/integration/delay_link.c); D has 16 MiB rings, room for window growth. App servers
+ * on A, B and D answer the streams the figures open.
  */
 #include "config.h"
 
