@@ -174,7 +174,10 @@ int process_wait(struct process *p, double timeout)
 		pid_t r = waitpid(p->pid, &status, WNOHANG);
 		if (r == p->pid) {
 			p->pid = 0;
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+			if (code == 0)
+				harness_cleanup_dir(p->dir); /* a failure keeps its log for the dump */
+			return code;
 		}
 		usleep(5000);
 	}
@@ -183,8 +186,10 @@ int process_wait(struct process *p, double timeout)
 
 int process_stop(struct process *p, int signal)
 {
-	if (p->pid <= 0)
+	if (p->pid <= 0) {
+		harness_cleanup_dir(p->dir); /* already reaped: only its directory is left */
 		return -1;
+	}
 	kill(p->pid, SIGCONT); /* a stopped process cannot act on SIGTERM */
 	kill(p->pid, signal);
 	int status = process_wait(p, 10.0);

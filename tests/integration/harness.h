@@ -30,9 +30,11 @@ bool app_spawn(struct process *p, const char *program, const char *const *args);
 int process_fd_count(const struct process *p);
 /* Resident memory of the process in KiB, or -1. */
 long process_rss_kib(const struct process *p);
-/* Sends signal and waits for exit (bounded). Returns the exit status, or -1. */
+/* Sends signal and waits for exit (bounded), then removes the process's temporary directory.
+ * Returns the exit status, or -1 (also when it had already been reaped). */
 int process_stop(struct process *p, int signal);
-/* Waits (bounded) for the process to exit by itself; returns its exit status or -1. */
+/* Waits (bounded) for the process to exit by itself; returns its exit status or -1. An exit
+ * status of 0 removes its directory; otherwise the log stays for process_dump_log. */
 int process_wait(struct process *p, double timeout);
 /* Dumps the process log to stderr (for failing tests). */
 void process_dump_log(const struct process *p);
