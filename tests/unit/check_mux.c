@@ -661,6 +661,27 @@ static void measure_rtt(struct link *link, double rtt)
 	pump(link);
 }
 
+/* Opens a stream client -> server and moves `rounds` 64 KiB writes through it, the server
+ * reading everything after each one. Returns the server's end. */
+static struct mux_stream *bulk_with_fast_reader(struct link *link, int rounds)
+{
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link->client, NULL, &c), WH_OK);
+	static uint8_t chunk[65536];
+	mux_stream_write(c, chunk, sizeof chunk);
+	pump(link);
+	struct mux_stream *s = mux_accept(link->server);
+	ck_assert_ptr_nonnull(s);
+	for (int round = 0; round < rounds; round++) {
+		mux_stream_write(c, chunk, sizeof chunk);
+		pump(link);
+		while (mux_stream_read(s, chunk, sizeof chunk) > 0)
+			;
+		pump(link);
+	}
+	return s;
+}
+
 START_TEST(test_window_grows_when_it_limits)
 {
 	struct mux_config config = test_config();
@@ -668,20 +689,8 @@ START_TEST(test_window_grows_when_it_limits)
 	link_open(&link, &config);
 	measure_rtt(&link, 0.050); /* the PONG came back 50 ms later */
 	ck_assert(mux_stats(link.server)->rtt > 0.049);
-	struct mux_stream *c;
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
-	static uint8_t chunk[65536];
-	mux_stream_write(c, chunk, sizeof chunk);
-	pump(&link);
-	struct mux_stream *s = mux_accept(link.server);
 	/* the reader keeps up within microseconds: the window is the limit */
-	for (int round = 0; round < 2000; round++) {
-		mux_stream_write(c, chunk, sizeof chunk);
-		pump(&link);
-		while (mux_stream_read(s, chunk, sizeof chunk) > 0)
-			;
-		pump(&link);
-	}
+	struct mux_stream *s = bulk_with_fast_reader(&link, 2000);
 	struct mux_stream_stats stats;
 	mux_stream_get_stats(s, &stats);
 	ck_assert_uint_eq(stats.recv_window, config.max_window_size);
@@ -699,19 +708,7 @@ START_TEST(test_window_growth_respects_budget)
 	mux_free(link.server);
 	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
 	measure_rtt(&link, 0.050);
-	struct mux_stream *c;
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
-	static uint8_t chunk[65536];
-	mux_stream_write(c, chunk, sizeof chunk);
-	pump(&link);
-	struct mux_stream *s = mux_accept(link.server);
-	for (int round = 0; round < 500; round++) {
-		mux_stream_write(c, chunk, sizeof chunk);
-		pump(&link);
-		while (mux_stream_read(s, chunk, sizeof chunk) > 0)
-			;
-		pump(&link);
-	}
+	struct mux_stream *s = bulk_with_fast_reader(&link, 500);
 	struct mux_stream_stats stats;
 	mux_stream_get_stats(s, &stats);
 	ck_assert_uint_le(stats.recv_window, 1u << 20);
