@@ -402,8 +402,10 @@ int main(int argc, char **argv)
 		snprintf(path[i], sizeof path[i], "%s/%s", dir, names[i]);
 	unsigned port_a, port_b;
 	const char *ring = getenv("BENCH_RING") ? getenv("BENCH_RING") : "1048576";
+	/* the many-streams figure opens thousands before the server app accepts them */
 	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", path[0], "--socket", path[1],
-				 "--keepalive", "0", "--ring-size", ring, NULL };
+				 "--keepalive", "0", "--ring-size", ring, "--app-accept-backlog", "1048576",
+				 NULL };
 	pid_t broker_a = spawn_broker(broker_path, args_a, path[0], &port_a);
 	char peer_a[64];
 	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);

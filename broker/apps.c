@@ -16,6 +16,7 @@
 
 #include "apps.h"
 #include "conn.h"
+#include "fdbudget.h"
 #include "ctlmsg.h"
 #include "ring.h"
 
@@ -50,6 +51,7 @@ struct shm_stream {
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
 	bool write_close_seen, corrupt;
+	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
 	struct shm_stream *next; /* in the client's list */
 };
 
@@ -60,6 +62,7 @@ struct local_pair {
 	uint64_t handles[2];
 	struct segment seg;
 	int efd[2]; /* efd[i]: end i waits on it */
+	bool awaiting_accept; /* end 1 (the listener) has not accepted it yet */
 	struct local_pair *next;
 };
 
@@ -78,7 +81,9 @@ struct client {
 	uid_t uid;
 	char id[2 * CTL_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
+	const char *drop_reason; /* set: the loop's next prepare step drops the session */
 	unsigned streams;
+	unsigned unaccepted; /* streams handed to it as a listener, not yet accepted */
 	uint64_t ring_bytes; /* segment bytes of the streams it holds (a local pair counts for both) */
 	uint64_t streams_opened, streams_accepted, bytes_sent, bytes_received;
 	struct shm_stream *shm_streams;
@@ -91,7 +96,7 @@ struct client {
 	uint32_t slot_count, slot_hint;
 	struct queued **queue;
 	unsigned queue_head, queue_count, queue_max;
-	struct client *next;
+	struct client *next; /* in apps->clients, or in apps->dropped once closing */
 };
 
 struct listener {
@@ -104,11 +109,17 @@ struct apps {
 	struct ev_loop *loop;
 	struct apps_config config;
 	const struct log_sink *log;
+	struct fd_budget *fds; /* every descriptor an app can make us hold comes from it */
+	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
 	apps_find_pool find_pool;
 	void *find_ctx;
 	int listen_fd;
 	ev_io acceptor;
 	struct client *clients;
+	/* Dropped sessions wait here until the loop's next prepare step frees them: a drop can
+	 * happen deep inside a handler whose callers still hold the pointer. */
+	struct client *dropped;
+	ev_prepare reaper;
 	struct listener *listeners;
 	struct local_pair *pairs;
 	uint64_t next_handle;
@@ -116,10 +127,42 @@ struct apps {
 };
 
 static void client_drop(struct client *c, const char *why);
+static void client_drop_later(struct client *c, const char *why);
 
 /* ---- segments ---------------------------------------------------------------------- */
 
-static int segment_create(struct segment *seg, uint32_t capacity, uint64_t handle)
+/* Descriptors an app can make us hold come from the budget; the kernel's own EMFILE and
+ * ENFILE say the same thing. Both become WH_EDESCRIPTORS, never "out of memory". */
+static int errno_error(void)
+{
+	return errno == EMFILE || errno == ENFILE ? WH_EDESCRIPTORS
+	       : errno == ENOMEM		  ? WH_ENOMEM
+						  : WH_ESYSTEM;
+}
+
+/* A non-blocking eventfd from the budget; the descriptor, or a negative WH_E* code. */
+static int budget_eventfd(struct apps *apps, enum fd_use use)
+{
+	if (!fd_budget_take(apps->fds, 1, use))
+		return WH_EDESCRIPTORS;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	return fd;
+}
+
+static void budget_close(struct apps *apps, int fd)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	fd_budget_give(apps->fds, 1);
+}
+
+static int segment_create(struct apps *apps, struct segment *seg, uint32_t capacity, uint64_t handle)
 {
 	uint8_t random[8];
 	char name[40];
@@ -128,30 +171,38 @@ static int segment_create(struct segment *seg, uint32_t capacity, uint64_t handl
 		 random[2], random[3], random[4], random[5], random[6], random[7]);
 	seg->capacity = capacity;
 	seg->size = ring_segment_size(capacity);
+	if (!fd_budget_take(apps->fds, 1, FD_USE_STREAM))
+		return WH_EDESCRIPTORS;
 	seg->memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (seg->memfd < 0)
-		return WH_ESYSTEM;
-	if (ftruncate(seg->memfd, (off_t)seg->size) < 0 ||
-	    fcntl(seg->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		close(seg->memfd);
-		return WH_ESYSTEM;
+	if (seg->memfd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
 	}
+	if (ftruncate(seg->memfd, (off_t)seg->size) < 0 ||
+	    fcntl(seg->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return errno_error(); /* the caller's segment_destroy closes it */
 	seg->memory = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, seg->memfd, 0);
 	if (seg->memory == MAP_FAILED) {
-		close(seg->memfd);
-		return WH_ESYSTEM;
+		seg->memory = NULL;
+		return WH_ENOMEM;
 	}
 	return ring_segment_init(seg->memory, seg->size, capacity, handle);
 }
 
-static void segment_destroy(struct segment *seg)
+/* After the hand-over the mapping is all the broker needs: one descriptor less per stream. */
+static void segment_drop_fd(struct apps *apps, struct segment *seg)
 {
-	if (seg->memory && seg->memory != MAP_FAILED)
-		munmap(seg->memory, seg->size);
-	if (seg->memfd >= 0)
-		close(seg->memfd);
-	seg->memory = NULL;
+	budget_close(apps, seg->memfd);
 	seg->memfd = -1;
+}
+
+static void segment_destroy(struct apps *apps, struct segment *seg)
+{
+	if (seg->memory)
+		munmap(seg->memory, seg->size);
+	seg->memory = NULL;
+	segment_drop_fd(apps, seg);
 }
 
 static void wake(int efd)
@@ -185,10 +236,10 @@ static int send_now(struct client *c, const struct queued *q)
 	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? WH_EWOULDBLOCK : WH_ESYSTEM;
 }
 
-static void queued_free(struct queued *q)
+static void queued_free(struct apps *apps, struct queued *q)
 {
 	for (unsigned i = 0; i < q->nfds; i++)
-		close(q->fds[i]);
+		budget_close(apps, q->fds[i]);
 	free(q);
 }
 
@@ -201,54 +252,65 @@ static void flush_queue(struct client *c)
 			ev_io_start(c->apps->loop, &c->writer);
 			return;
 		}
-		queued_free(q); /* sent (the fds are the app's now) or the socket failed */
+		queued_free(c->apps, q); /* sent (the fds are the app's now) or the socket failed */
 		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
 		if (rc != WH_OK) {
-			client_drop(c, "control socket failed");
+			client_drop_later(c, "control socket failed");
 			return;
 		}
 	}
 	ev_io_stop(c->apps->loop, &c->writer);
 }
 
-/* Sends (or queues) a message; fds are duplicated, the caller keeps its own. */
+/* Sends a message now, or queues it with duplicates of its fds; the caller keeps its own.
+ * WH_OK, or why it could not be sent (the session may have been dropped). */
 static int client_send(struct client *c, const struct ctl_msg *msg, const int *fds, unsigned nfds)
 {
-	struct queued *q = calloc(1, sizeof *q);
-	if (!q)
-		return WH_ENOMEM;
-	int n = ctl_encode(q->bytes, sizeof q->bytes, msg);
-	if (n < 0) {
-		free(q);
+	if (c->closing || c->drop_reason)
+		return WH_ECONNECTION_CLOSED; /* the session is over: nobody to tell */
+	struct queued now = { .nfds = nfds };
+	int n = ctl_encode(now.bytes, sizeof now.bytes, msg);
+	if (n < 0)
 		return n;
-	}
-	q->length = (size_t)n;
-	for (unsigned i = 0; i < nfds; i++) {
-		q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-		if (q->fds[i] < 0) {
-			q->nfds = i;
-			queued_free(q);
-			return WH_ESYSTEM;
-		}
-		q->nfds = i + 1;
-	}
-	if (c->queue_count == 0 && send_now(c, q) == WH_OK) {
-		queued_free(q);
-		return WH_OK;
+	now.length = (size_t)n;
+	memcpy(now.fds, fds, nfds * sizeof *fds);
+	if (c->queue_count == 0) {
+		int rc = send_now(c, &now);
+		if (rc != WH_EWOULDBLOCK)
+			return rc; /* sent, or the socket failed: the reader sees the hang-up */
 	}
 	if (!c->queue) {
 		c->queue_max = c->apps->config.max_streams + SEND_QUEUE_SLACK;
 		c->queue = calloc(c->queue_max, sizeof *c->queue);
-	}
-	if (!c->queue) {
-		queued_free(q);
-		return WH_ENOMEM;
+		if (!c->queue)
+			return WH_ENOMEM;
 	}
 	if (c->queue_count == c->queue_max) {
-		queued_free(q);
-		client_drop(c, "app does not read its control socket");
+		/* Not now: callers are in the middle of handing this app a stream. */
+		client_drop_later(c, "app does not read its control socket");
 		return WH_ELIMIT;
+	}
+	struct queued *q = malloc(sizeof *q);
+	if (!q)
+		return WH_ENOMEM;
+	*q = now;
+	for (unsigned i = 0; i < nfds; i++) {
+		/* the reserve may serve: an answer must not fail for want of a descriptor */
+		int error = WH_EDESCRIPTORS;
+		q->fds[i] = -1;
+		if (fd_budget_take(c->apps->fds, 1, FD_USE_SESSION)) {
+			q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+			if (q->fds[i] < 0) {
+				error = errno_error();
+				fd_budget_give(c->apps->fds, 1);
+			}
+		}
+		if (q->fds[i] < 0) {
+			q->nfds = i;
+			queued_free(c->apps, q);
+			return error;
+		}
 	}
 	c->queue[(c->queue_head + c->queue_count++) % c->queue_max] = q;
 	ev_io_start(c->apps->loop, &c->writer);
@@ -294,8 +356,8 @@ static void shm_free_if_done(struct shm_stream *s)
 {
 	if (s->client || s->stream)
 		return;
-	close(s->efd_app);
-	segment_destroy(&s->seg);
+	budget_close(s->apps, s->efd_app);
+	segment_destroy(s->apps, &s->seg);
 	s->apps->stats.streams--;
 	free(s);
 }
@@ -502,27 +564,32 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 	}
 }
 
-static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mux_stream *stream)
+/* Joins a mux stream to a new segment for app c. WH_OK, or WH_EDESCRIPTORS, WH_ENOMEM,
+ * WH_ESYSTEM (logged); on failure the mux stream is untouched. */
+static int shm_new(struct apps *apps, struct client *c, struct mux_stream *stream, struct shm_stream **out)
 {
-	struct shm_stream *s = calloc(1, sizeof *s);
-	if (!s)
-		return NULL;
-	s->apps = apps;
-	s->handle = ++apps->next_handle;
-	s->seg.memfd = -1;
+	*out = NULL;
 	uint32_t slot = c->slot_hint;
 	for (uint32_t tried = 0; tried < c->slot_count && c->slots[slot]; tried++)
 		slot = (slot + 1) % c->slot_count;
-	s->efd_app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->slots[slot] || s->efd_app < 0 ||
-	    segment_create(&s->seg, apps->config.ring_capacity, s->handle) != WH_OK) {
-		log_write(apps->log, LOG_WARN, "apps", "client=%s stream set-up failed: %s", c->id,
-			  c->slots[slot] ? "no free slot" : strerror(errno));
-		if (s->efd_app >= 0)
-			close(s->efd_app);
-		segment_destroy(&s->seg);
+	if (c->slots[slot])
+		return WH_ELIMIT; /* client_admit keeps streams below the slot count: not reached */
+	struct shm_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return WH_ENOMEM;
+	s->apps = apps;
+	s->handle = ++apps->next_handle;
+	s->seg.memfd = -1;
+	s->efd_app = budget_eventfd(apps, FD_USE_STREAM);
+	int error = s->efd_app < 0 ? s->efd_app
+				   : segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
+	if (error != WH_OK) {
+		log_write(apps->log, error == WH_EDESCRIPTORS ? LOG_INFO : LOG_WARN, "apps",
+			  "client=%s stream set-up failed: %s", c->id, wh_strerror(error));
+		budget_close(apps, s->efd_app);
+		segment_destroy(apps, &s->seg);
 		free(s);
-		return NULL;
+		return error;
 	}
 	s->slot = slot;
 	c->slots[slot] = s;
@@ -539,11 +606,12 @@ static struct shm_stream *shm_new(struct apps *apps, struct client *c, struct mu
 	apps->stats.streams++;
 	mux_stream_set_io(stream, &shm_io, s);
 	mux_stream_set_handler(stream, on_mux_event, s);
-	return s;
+	*out = s;
+	return WH_OK;
 }
 
-/* The app is done with the stream (RELEASE) or gone: the mux side finishes on its own. */
-static void shm_detach_client(struct shm_stream *s, bool app_died)
+/* Takes the stream off its app's books; the mux side is not touched. */
+static void shm_unlink_client(struct shm_stream *s)
 {
 	struct client *c = s->client;
 	for (struct shm_stream **link = &c->shm_streams; *link; link = &(*link)->next)
@@ -551,10 +619,19 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 			*link = s->next;
 			break;
 		}
+	if (s->awaiting_accept)
+		c->unaccepted--;
 	c->streams--;
 	c->ring_bytes -= s->seg.size;
 	c->slots[s->slot] = NULL;
 	s->client = NULL;
+}
+
+/* The app is done with the stream (RELEASE, error WH_OK) or it is ended for the app with
+ * `error` (the app died, or the hand-over failed): the mux side finishes on its own. */
+static void shm_detach_client(struct shm_stream *s, int error, const char *why)
+{
+	shm_unlink_client(s);
 	if (!s->stream) {
 		shm_free_if_done(s);
 		return;
@@ -563,53 +640,62 @@ static void shm_detach_client(struct shm_stream *s, bool app_died)
 	 * not be touched after these calls. Release sends CLOSE after the bytes in the ring;
 	 * after a reset it only lets the stream be freed. */
 	struct mux_stream *stream = s->stream;
-	if (app_died)
-		mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
+	if (error != WH_OK) {
+		mux_stream_reset(stream, error, why);
+	} else {
+		/* Bytes the app left unread in its ring are discarded: return their credit, so the
+		 * peer's writes still complete (docs/PROTOCOL.md section 5). Counted from our own
+		 * head, never from positions the app can write. */
+		uint64_t unread = s->to_app.head - s->reported_tail;
+		s->reported_tail = s->to_app.head;
+		if (unread)
+			mux_stream_consumed(stream, (size_t)unread);
+	}
 	mux_stream_release(stream);
 }
 
-/* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead. */
-static void send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
-			const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
-			unsigned tx_ring, const char *service, const char *peer)
+/* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead.
+ * WH_OK once sent or queued; otherwise the app did not get it (WH_EDESCRIPTORS, ...). */
+static int send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
+		       unsigned tx_ring, const char *service, const char *peer)
 {
 	struct ctl_msg msg = { .type = type, .request_id = request_id, .handle = handle,
 			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring, .slot = slot };
 	snprintf(msg.service, sizeof msg.service, "%s", service);
 	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
 	int fds[CTL_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
-	client_send(c, &msg, fds, ctl_fd_count(&msg));
-}
-
-/* After the hand-over the mapping is all the broker needs: one descriptor less per stream. */
-static void segment_drop_fd(struct segment *seg)
-{
-	if (seg->memfd >= 0)
-		close(seg->memfd);
-	seg->memfd = -1;
+	return client_send(c, &msg, fds, ctl_fd_count(&msg));
 }
 
 /* ---- local pairs ------------------------------------------------------------------- */
 
-static void pair_free_if_done(struct local_pair *p)
+/* Frees the pair once neither end holds it; true if it did. */
+static bool pair_free_if_done(struct local_pair *p)
 {
 	if (p->ends[0] || p->ends[1])
-		return;
+		return false;
 	for (struct local_pair **link = &p->apps->pairs; *link; link = &(*link)->next)
 		if (*link == p) {
 			*link = p->next;
 			break;
 		}
-	close(p->efd[0]);
-	close(p->efd[1]);
-	segment_destroy(&p->seg);
+	budget_close(p->apps, p->efd[0]);
+	budget_close(p->apps, p->efd[1]);
+	segment_destroy(p->apps, &p->seg);
 	p->apps->stats.local_pairs--;
 	free(p);
+	return true;
 }
 
-/* End `end` of the pair lets go; if it died, the other end is told so through the rings. */
-static void pair_detach(struct local_pair *p, unsigned end, bool died)
+/* End `end` of the pair lets go; if it died, the other end is told so through the rings.
+ * True if that freed the pair. */
+static bool pair_detach(struct local_pair *p, unsigned end, bool died)
 {
+	if (end == 1 && p->awaiting_accept) {
+		p->awaiting_accept = false;
+		p->ends[1]->unaccepted--;
+	}
 	p->ends[end]->streams--;
 	p->ends[end]->ring_bytes -= p->seg.size;
 	p->ends[end] = NULL;
@@ -622,24 +708,42 @@ static void pair_detach(struct local_pair *p, unsigned end, bool died)
 		ring_consumer_close(&consumer, WH_EAPP_GONE);
 		wake(p->efd[end ^ 1u]);
 	}
-	pair_free_if_done(p);
+	return pair_free_if_done(p);
+}
+
+static struct listener *find_listener(struct apps *apps, const char *service)
+{
+	struct listener *l = apps->listeners;
+	while (l && strcmp(l->service, service) != 0)
+		l = l->next;
+	return l;
+}
+
+/* May the app listening there be handed one more stream? WH_OK, or WH_EACCEPT_QUEUE_FULL
+ * when it has accept_backlog streams it has not taken with wh_accept yet, or WH_ELIMIT. */
+static int listener_admit(const struct listener *l, const char **why)
+{
+	if (l->client->unaccepted >= l->client->apps->config.accept_backlog) {
+		*why = "the listening app's accept queue is full";
+		return WH_EACCEPT_QUEUE_FULL;
+	}
+	return client_admit(l->client, why);
 }
 
 static void open_local(struct client *c, const struct ctl_msg *req)
 {
 	struct apps *apps = c->apps;
-	struct listener *l = apps->listeners;
-	while (l && strcmp(l->service, req->service) != 0)
-		l = l->next;
+	struct listener *l = find_listener(apps, req->service);
 	if (!l) {
 		send_result(c, req->request_id, WH_ENO_SERVICE, NULL);
 		return;
 	}
 	const char *why;
-	if (client_admit(l->client, &why) != WH_OK) {
+	int error = listener_admit(l, &why);
+	if (error != WH_OK) {
 		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s refused: "
 			  "listener client=%s: %s", c->id, req->service, l->client->id, why);
-		send_result(c, req->request_id, WH_ELIMIT, "the listening app is at its limit");
+		send_result(c, req->request_id, error, why);
 		return;
 	}
 	if (l->client != c && client_admit(c, &why) != WH_OK) {
@@ -655,17 +759,19 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	p->seg.memfd = -1;
 	p->handles[0] = ++apps->next_handle;
 	p->handles[1] = ++apps->next_handle;
-	p->efd[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	p->efd[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->efd[0] < 0 || p->efd[1] < 0 ||
-	    segment_create(&p->seg, apps->config.ring_capacity, p->handles[0]) != WH_OK) {
-		if (p->efd[0] >= 0)
-			close(p->efd[0]);
-		if (p->efd[1] >= 0)
-			close(p->efd[1]);
-		segment_destroy(&p->seg);
+	p->efd[0] = budget_eventfd(apps, FD_USE_STREAM);
+	p->efd[1] = p->efd[0] < 0 ? -1 : budget_eventfd(apps, FD_USE_STREAM);
+	error = p->efd[0] < 0 ? p->efd[0] : p->efd[1] < 0 ? p->efd[1] : WH_OK;
+	if (error == WH_OK)
+		error = segment_create(apps, &p->seg, apps->config.ring_capacity, p->handles[0]);
+	if (error != WH_OK) {
+		budget_close(apps, p->efd[0]);
+		budget_close(apps, p->efd[1]);
+		segment_destroy(apps, &p->seg);
 		free(p);
-		send_result(c, req->request_id, WH_ESYSTEM, strerror(errno));
+		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s failed: %s",
+			  c->id, req->service, wh_strerror(error));
+		send_result(c, req->request_id, error, NULL);
 		return;
 	}
 	p->ends[0] = c;
@@ -674,17 +780,31 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	l->client->streams++;
 	c->ring_bytes += p->seg.size;
 	l->client->ring_bytes += p->seg.size;
-	c->streams_opened++;
-	l->client->streams_accepted++;
 	p->next = apps->pairs;
 	apps->pairs = p;
 	apps->stats.local_pairs++;
-	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1] */
-	send_stream(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0], p->efd[1],
-		    CTL_NO_SLOT, 0, req->service, "local");
-	send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
-		    CTL_NO_SLOT, 1, req->service, "local");
-	segment_drop_fd(&p->seg);
+	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1]. The listener
+	 * first: if it cannot be told, the opener gets an answer that says why. */
+	error = send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
+			    CTL_NO_SLOT, 1, req->service, "local");
+	if (error != WH_OK) {
+		pair_detach(p, 1, false);
+		pair_detach(p, 0, false);
+		send_result(c, req->request_id, error, "the listening app could not be handed the stream");
+		return;
+	}
+	p->awaiting_accept = true;
+	l->client->unaccepted++;
+	l->client->streams_accepted++;
+	error = send_stream(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0],
+			    p->efd[1], CTL_NO_SLOT, 0, req->service, "local");
+	if (error != WH_OK) {
+		send_result(c, req->request_id, error, NULL);
+		pair_detach(p, 0, true); /* the listener sees the stream fail */
+		return;
+	}
+	c->streams_opened++;
+	segment_drop_fd(apps, &p->seg);
 }
 
 /* ---- opening through a pool -------------------------------------------------------- */
@@ -724,16 +844,20 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 		mux_stream_release(stream);
 		send_result(c, r->request_id, WH_ELIMIT, why);
 	} else {
-		struct shm_stream *s = shm_new(r->apps, c, stream);
-		if (!s) {
-			mux_stream_reset(stream, WH_ENOMEM, "out of memory");
+		struct shm_stream *s;
+		int rc = shm_new(r->apps, c, stream, &s);
+		if (rc != WH_OK) {
+			mux_stream_reset(stream, rc, wh_strerror(rc));
 			mux_stream_release(stream);
-			send_result(c, r->request_id, WH_ENOMEM, NULL);
+			send_result(c, r->request_id, rc, NULL);
+		} else if ((rc = send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app,
+					     -1, s->slot, APP_TX_RING, r->service, r->peer)) != WH_OK) {
+			/* The answer is the stream: without it, say why (or the app is gone). */
+			shm_detach_client(s, rc, wh_strerror(rc));
+			send_result(c, r->request_id, rc, NULL);
 		} else {
 			c->streams_opened++;
-			send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app, -1,
-				    s->slot, APP_TX_RING, r->service, r->peer);
-			segment_drop_fd(&s->seg);
+			segment_drop_fd(r->apps, &s->seg);
 		}
 	}
 	free(r);
@@ -777,25 +901,32 @@ static void handle_open(struct client *c, const struct ctl_msg *req)
 int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *stream,
 			const char *service)
 {
-	struct listener *l = apps->listeners;
-	while (l && strcmp(l->service, service) != 0)
-		l = l->next;
+	struct listener *l = find_listener(apps, service);
 	if (!l)
 		return WH_ENO_SERVICE;
 	const char *why;
-	if (client_admit(l->client, &why) != WH_OK) {
+	int error = listener_admit(l, &why);
+	if (error != WH_OK) {
 		log_write(apps->log, LOG_INFO, "apps", "client=%s incoming stream for service=%s "
 			  "refused: %s", l->client->id, service, why);
-		return WH_ELIMIT;
+		return error;
 	}
-	struct shm_stream *s = shm_new(apps, l->client, stream);
-	if (!s)
-		return WH_ENOMEM;
-	l->client->streams_accepted++;
+	struct shm_stream *s;
+	error = shm_new(apps, l->client, stream, &s);
+	if (error != WH_OK)
+		return error;
 	struct conn *conn = conn_from_mux(mux);
-	send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, -1, s->slot,
-		    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
-	segment_drop_fd(&s->seg);
+	error = send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, -1, s->slot,
+			    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
+	if (error != WH_OK) {
+		/* refused: the mux frees the stream, and with it s (io_release) */
+		shm_unlink_client(s);
+		return error;
+	}
+	s->awaiting_accept = true;
+	l->client->unaccepted++;
+	l->client->streams_accepted++;
+	segment_drop_fd(apps, &s->seg);
 	return WH_OK;
 }
 
@@ -836,17 +967,28 @@ static void handle_listen(struct client *c, const struct ctl_msg *req, bool list
 	send_result(c, req->request_id, WH_OK, "");
 }
 
-static void handle_release(struct client *c, uint64_t handle)
+/* RELEASE (the app is done with the stream) or ACCEPTED (wh_accept took it from the queue). */
+static void handle_stream_message(struct client *c, uint64_t handle, bool release)
 {
 	for (struct shm_stream *s = c->shm_streams; s; s = s->next)
 		if (s->handle == handle) {
-			shm_detach_client(s, false);
+			if (release) {
+				shm_detach_client(s, WH_OK, NULL);
+			} else if (s->awaiting_accept) {
+				s->awaiting_accept = false;
+				c->unaccepted--;
+			}
 			return;
 		}
 	for (struct local_pair *p = c->apps->pairs; p; p = p->next)
 		for (unsigned end = 0; end < 2; end++)
 			if (p->ends[end] == c && p->handles[end] == handle) {
-				pair_detach(p, end, false);
+				if (release) {
+					pair_detach(p, end, false);
+				} else if (end == 1 && p->awaiting_accept) {
+					p->awaiting_accept = false;
+					c->unaccepted--;
+				}
 				return;
 			}
 	/* an unknown handle is harmless: the stream may already be gone */
@@ -854,33 +996,45 @@ static void handle_release(struct client *c, uint64_t handle)
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
-/* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over. */
+/* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over
+ * (from the budget: segment_drop_fd-like budget_close when done), or a negative WH_E* code. */
 static int doorbell_create(struct client *c)
 {
-	c->slot_count = (c->apps->config.max_streams + 63) / 64 * 64;
+	struct apps *apps = c->apps;
+	c->slot_count = (apps->config.max_streams + 63) / 64 * 64;
 	c->slots = calloc(c->slot_count, sizeof *c->slots);
 	c->notify_size = notify_segment_size(c->slot_count);
-	c->doorbell = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!c->slots)
+		return WH_ENOMEM;
+	c->doorbell = budget_eventfd(apps, FD_USE_SESSION);
+	if (c->doorbell < 0)
+		return c->doorbell;
+	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
+		return WH_EDESCRIPTORS;
 	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (!c->slots || c->doorbell < 0 || memfd < 0 || ftruncate(memfd, (off_t)c->notify_size) < 0 ||
+	if (memfd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	int error = WH_OK;
+	if (ftruncate(memfd, (off_t)c->notify_size) < 0 ||
 	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		goto fail;
-	c->notify = mmap(NULL, c->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+		error = errno_error();
+	c->notify = error ? MAP_FAILED
+			  : mmap(NULL, c->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (c->notify == MAP_FAILED) {
 		c->notify = NULL;
-		goto fail;
+		budget_close(apps, memfd);
+		return error ? error : WH_ENOMEM;
 	}
 	c->notify->magic = NOTIFY_MAGIC;
 	c->notify->slots = c->slot_count;
 	atomic_store(&c->notify->armed, 1);
 	ev_io_init(&c->doorbell_watcher, on_doorbell, c->doorbell, EV_READ);
 	c->doorbell_watcher.data = c;
-	ev_io_start(c->apps->loop, &c->doorbell_watcher);
+	ev_io_start(apps->loop, &c->doorbell_watcher);
 	return memfd;
-fail:
-	if (memfd >= 0)
-		close(memfd);
-	return -1;
 }
 
 static void send_stats(struct client *c, uint32_t request_id)
@@ -904,20 +1058,27 @@ static void send_stats(struct client *c, uint32_t request_id)
 static void handle_message(struct client *c, const struct ctl_msg *msg)
 {
 	if (!c->welcomed && msg->type != CTL_HELLO) {
+		c->apps->stats.protocol_errors++;
+		send_result(c, msg->request_id, WH_EPROTOCOL, "the first message must be HELLO");
+		flush_queue(c);
 		client_drop(c, "first message was not HELLO");
 		return;
 	}
 	switch (msg->type) {
 	case CTL_HELLO: {
 		if (c->welcomed || msg->version != CTL_VERSION) {
-			send_result(c, msg->request_id, WH_EPROTOCOL, "unsupported protocol version");
+			c->apps->stats.protocol_errors++;
+			send_result(c, msg->request_id, WH_EPROTOCOL,
+				    c->welcomed ? "HELLO was already said" : "unsupported protocol version");
+			flush_queue(c);
 			client_drop(c, "bad HELLO");
 			return;
 		}
 		int notify_fd = doorbell_create(c);
 		if (notify_fd < 0) {
-			send_result(c, msg->request_id, WH_ESYSTEM, "cannot set up the doorbell");
-			client_drop(c, "doorbell set-up failed");
+			send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
+			flush_queue(c);
+			client_drop(c, wh_strerror(notify_fd));
 			return;
 		}
 		c->welcomed = true;
@@ -930,8 +1091,10 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
 		int fds[2] = { c->doorbell, notify_fd };
-		client_send(c, &welcome, fds, 2);
-		close(notify_fd);
+		int rc = client_send(c, &welcome, fds, 2);
+		budget_close(c->apps, notify_fd);
+		if (rc != WH_OK)
+			client_drop(c, wh_strerror(rc));
 		return;
 	}
 	case CTL_OPEN:
@@ -942,7 +1105,8 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 		handle_listen(c, msg, msg->type == CTL_LISTEN);
 		return;
 	case CTL_RELEASE:
-		handle_release(c, msg->handle);
+	case CTL_ACCEPTED:
+		handle_stream_message(c, msg->handle, msg->type == CTL_RELEASE);
 		return;
 	case CTL_STATS:
 		send_stats(c, msg->request_id);
@@ -962,10 +1126,13 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	for (int i = 0; i < 64 && !c->closing; i++) {
 		uint8_t buffer[CTL_MESSAGE_MAX + 1];
-		char control[CMSG_SPACE(sizeof(int) * 4)];
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} control;
 		struct iovec iov = { buffer, sizeof buffer };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-				      .msg_controllen = sizeof control };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+				      .msg_controllen = sizeof control.buf };
 		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
@@ -973,18 +1140,29 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 			client_drop(c, n == 0 ? "detached" : strerror(errno));
 			return;
 		}
-		/* Apps send no fds: close any they pass rather than leak them. */
+		/* Apps send no fds: close any they pass (never keep them) and end the session. */
+		unsigned passed = 0;
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
-					close(((int *)CMSG_DATA(cm))[k]);
+				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+					close(fd);
+					passed++;
+				}
 		struct ctl_msg decoded;
-		if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-		    ctl_decode(buffer, (size_t)n, &decoded) != WH_OK) {
+		const char *why = NULL;
+		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+			why = "control message too long";
+		else if (passed)
+			why = "descriptors attached to a control message";
+		else if (ctl_decode(buffer, (size_t)n, &decoded) != WH_OK)
+			why = "malformed control message";
+		if (why) {
 			c->apps->stats.protocol_errors++;
-			send_result(c, 0, WH_EPROTOCOL, "malformed control message");
+			send_result(c, 0, WH_EPROTOCOL, why);
 			flush_queue(c);
-			client_drop(c, "malformed control message");
+			client_drop(c, why);
 			return;
 		}
 		handle_message(c, &decoded);
@@ -1010,12 +1188,15 @@ static void client_drop(struct client *c, const char *why)
 		  "client=%s pid=%d dropped: %s (%u streams)", c->id[0] ? c->id : "-", (int)c->pid, why,
 		  c->streams);
 	while (c->shm_streams)
-		shm_detach_client(c->shm_streams, true);
+		shm_detach_client(c->shm_streams, WH_EAPP_GONE, "the app went away");
 	for (struct local_pair *p = apps->pairs, *next; p; p = next) {
 		next = p->next;
-		for (unsigned end = 0; end < 2; end++)
-			if (p->ends[end] == c)
-				pair_detach(p, end, true);
+		/* both ends are c when an app opened a stream to its own listener */
+		bool second = p->ends[1] == c;
+		if (p->ends[0] == c && pair_detach(p, 0, true))
+			continue;
+		if (second)
+			pair_detach(p, 1, true);
 	}
 	for (struct listener **link = &apps->listeners; *link;) {
 		struct listener *l = *link;
@@ -1029,25 +1210,81 @@ static void client_drop(struct client *c, const char *why)
 	ev_io_stop(apps->loop, &c->reader);
 	ev_io_stop(apps->loop, &c->writer);
 	ev_io_stop(apps->loop, &c->doorbell_watcher);
-	if (c->doorbell >= 0)
-		close(c->doorbell);
+	budget_close(apps, c->doorbell);
+	c->doorbell = -1;
 	if (c->notify)
 		munmap(c->notify, c->notify_size);
 	free(c->slots);
 	while (c->queue_count) {
-		queued_free(c->queue[c->queue_head]);
+		queued_free(apps, c->queue[c->queue_head]);
 		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
 	}
 	free(c->queue);
-	close(c->fd);
+	c->queue = NULL;
+	budget_close(apps, c->fd);
+	c->fd = -1;
 	for (struct client **link = &apps->clients; *link; link = &(*link)->next)
 		if (*link == c) {
 			*link = c->next;
 			break;
 		}
 	apps->stats.clients--;
-	free(c);
+	c->next = apps->dropped;
+	apps->dropped = c;
+	ev_prepare_start(apps->loop, &apps->reaper);
+}
+
+static void free_dropped(struct apps *apps)
+{
+	while (apps->dropped) {
+		struct client *c = apps->dropped;
+		apps->dropped = c->next;
+		free(c);
+	}
+}
+
+static void client_drop_later(struct client *c, const char *why)
+{
+	if (c->closing || c->drop_reason)
+		return;
+	c->drop_reason = why;
+	ev_prepare_start(c->apps->loop, &c->apps->reaper);
+}
+
+/* The loop's prepare step: sessions marked for dropping go, dropped ones are freed. */
+static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct apps *apps = w->data;
+	(void)revents;
+	ev_prepare_stop(loop, w);
+	for (struct client *c = apps->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->drop_reason)
+			client_drop(c, c->drop_reason);
+	}
+	free_dropped(apps);
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct apps *apps = w->data;
+	(void)revents;
+	ev_io_start(loop, &apps->acceptor);
+}
+
+/* An app we have no descriptors for is told so on its own socket, then let go. */
+static void shed_attach(struct apps *apps, int fd)
+{
+	struct ctl_msg msg = { .type = CTL_RESULT, .request_id = 1, .error = WH_EDESCRIPTORS };
+	snprintf(msg.message, sizeof msg.message, "the broker is out of file descriptors");
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &msg);
+	if (n > 0)
+		(void)!send(fd, bytes, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	fd_budget_shed_done(apps->fds, fd);
+	log_write(apps->log, LOG_WARN, "apps", "attach refused: out of file descriptors (%llu shed)",
+		  apps->fds ? (unsigned long long)apps->fds->shed : 0ull);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -1055,15 +1292,27 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	struct apps *apps = w->data;
 	(void)revents;
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(apps->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
+		bool shed;
+		int fd = fd_budget_accept(apps->fds, apps->listen_fd, FD_USE_SESSION, &shed);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Not even the spare could take it: a readable listener would spin the
+				 * loop, so stop looking for a moment. */
+				ev_io_stop(loop, &apps->acceptor);
+				ev_timer_start(loop, &apps->accept_pause);
+			}
 			return;
+		}
+		if (shed) {
+			shed_attach(apps, fd);
+			continue;
+		}
 		struct ucred cred = { 0 };
 		socklen_t len = sizeof cred;
 		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 		struct client *c = calloc(1, sizeof *c);
 		if (!c) {
-			close(fd);
+			budget_close(apps, fd);
 			continue;
 		}
 		c->apps = apps;
@@ -1083,7 +1332,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
-			const struct log_sink *log, apps_find_pool find_pool, void *find_ctx)
+			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
+			void *find_ctx)
 {
 	if (sodium_init() < 0)
 		return NULL;
@@ -1093,6 +1343,7 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	apps->loop = loop;
 	apps->config = *config;
 	apps->log = log;
+	apps->fds = fds;
 	apps->find_pool = find_pool;
 	apps->find_ctx = find_ctx;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -1115,6 +1366,10 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	}
 	ev_io_init(&apps->acceptor, on_accept, apps->listen_fd, EV_READ);
 	apps->acceptor.data = apps;
+	ev_prepare_init(&apps->reaper, on_reap);
+	apps->reaper.data = apps;
+	ev_timer_init(&apps->accept_pause, on_accept_resume, 0.1, 0.0);
+	apps->accept_pause.data = apps;
 	ev_io_start(loop, &apps->acceptor);
 	log_write(log, LOG_INFO, "apps", "apps attach at %s (mode %03o, owner %ld, group %ld)",
 		  config->socket_path, config->socket_mode, config->socket_uid, config->socket_gid);
@@ -1127,6 +1382,9 @@ void apps_stop(struct apps *apps)
 		return;
 	while (apps->clients)
 		client_drop(apps->clients, "broker stopping");
+	ev_prepare_stop(apps->loop, &apps->reaper);
+	ev_timer_stop(apps->loop, &apps->accept_pause);
+	free_dropped(apps);
 	ev_io_stop(apps->loop, &apps->acceptor);
 	close(apps->listen_fd);
 	unlink(apps->config.socket_path);

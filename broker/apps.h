@@ -5,6 +5,7 @@
 #include <ev.h>
 #include <stdint.h>
 
+#include "fdbudget.h"
 #include "log.h"
 #include "mux.h"
 #include "pool.h"
@@ -32,6 +33,8 @@ struct apps_config {
 	long socket_uid, socket_gid; /* owner and group of the socket file; -1: unchanged */
 	uint32_t ring_capacity;    /* bytes per ring direction (1 MiB) */
 	uint32_t max_streams;      /* per app (16384) */
+	uint32_t accept_backlog;   /* streams handed to a listening app and not yet accepted by
+				    * it; more are refused with ERROR 503 (256) */
 	uint64_t max_ring_memory;  /* segment bytes one app's streams may hold; 0: max_streams
 				    * segments, so only max_streams binds */
 	char default_service[256]; /* for HANDSHAKEs without a name */
@@ -42,14 +45,16 @@ struct apps;
 /* Finds the pool for a peer name; NULL if there is none. */
 typedef struct pool *(*apps_find_pool)(void *ctx, const char *name);
 
-/* Binds and listens on the socket (replacing a stale file). NULL with errno on failure. */
+/* Binds and listens on the socket (replacing a stale file). Descriptors apps make the broker
+ * hold come from fds (may be NULL: no budget). NULL with errno on failure. */
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
-			const struct log_sink *log, apps_find_pool find_pool, void *find_ctx);
+			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
+			void *find_ctx);
 /* Ends every app session and stream, removes the socket file. */
 void apps_stop(struct apps *apps);
 /* A peer opened a stream for `service`: hand it to the app listening there. WH_OK, or
  * WH_ENO_SERVICE when no app listens (the caller may try its built-in services), or
- * WH_ELIMIT / WH_ENOMEM. */
+ * WH_EACCEPT_QUEUE_FULL (the app's accept backlog), WH_ELIMIT, WH_EDESCRIPTORS, WH_ENOMEM. */
 int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *stream,
 			const char *service);
 

@@ -32,6 +32,7 @@ void broker_config_default(struct broker_config *config)
 	config->apps.socket_mode = 0660;
 	config->apps.ring_capacity = 1024u * 1024u;
 	config->apps.max_streams = 16384;
+	config->apps.accept_backlog = 256;
 	config->apps.socket_uid = config->apps.socket_gid = -1;
 	pool_config_default(&config->pool);
 	config->log.level = LOG_WARN;
@@ -71,7 +72,15 @@ static void on_accepted_closed(struct mux *mux, int error, void *user)
 	if (bc->next)
 		bc->next->prev = bc->prev;
 	conn_free(bc->conn);
+	fd_budget_give(&broker->fds, 1);
 	free(bc);
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct broker *broker = w->data;
+	(void)revents;
+	ev_io_start(loop, &broker->accept_watcher);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -79,11 +88,27 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	struct broker *broker = w->data;
 	(void)revents;
 	for (int i = 0; i < 64; i++) {
-		int fd = accept4(broker->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		bool shed;
+		int fd = fd_budget_accept(&broker->fds, broker->listen_fd, FD_USE_STREAM, &shed);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Not even the spare could take it: a readable listener would spin the
+				 * loop, so stop looking for a moment. */
+				ev_io_stop(loop, &broker->accept_watcher);
+				ev_timer_start(loop, &broker->accept_pause);
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_write(&broker->config.log, LOG_WARN, "broker", "accept: %s", strerror(errno));
+			}
 			return;
+		}
+		if (shed) {
+			/* Descriptors left are kept for apps attaching: this peer has to come back. */
+			fd_budget_shed_done(&broker->fds, fd);
+			if (broker->accepted_shed++ % 1000 == 0)
+				log_write(&broker->config.log, LOG_WARN, "broker", "peer connection refused: out "
+					  "of file descriptors (%llu refused)",
+					  (unsigned long long)broker->accepted_shed);
+			continue;
 		}
 		struct broker_conn *bc = calloc(1, sizeof *bc);
 		struct mux_config config = broker->config.pool.mux;
@@ -97,6 +122,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		if (!bc || !bc->conn) {
 			log_write(&broker->config.log, LOG_ERROR, "broker", "out of memory for a connection");
 			close(fd);
+			fd_budget_give(&broker->fds, 1);
 			free(bc);
 			continue;
 		}
@@ -136,6 +162,8 @@ static int listen_on(struct broker *broker)
 	broker->listen_fd = fd;
 	ev_io_init(&broker->accept_watcher, on_accept, fd, EV_READ);
 	broker->accept_watcher.data = broker;
+	ev_timer_init(&broker->accept_pause, on_accept_resume, 0.1, 0.0);
+	broker->accept_pause.data = broker;
 	ev_io_start(broker->loop, &broker->accept_watcher);
 	log_write(&c->log, LOG_INFO, "broker", "listening for peers on %s:%u", c->listen_host,
 		  broker_listen_port(broker));
@@ -214,6 +242,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	broker->config.pool.mux.log = &broker->config.log;
 	broker->budget.limit = config->memory_budget;
 	broker->listen_fd = -1;
+	broker->fds.spare_fd = -1;
 	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
 		return WH_ENOMEM;
 	if (!services_exists(config->default_service))
@@ -226,11 +255,19 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 			return error;
 	}
 	raise_fd_limit(&broker->config.log);
+	/* the pools' own connections are the broker's fixed needs, not the budget's */
+	uint64_t pool_fds = (uint64_t)config->peer_count * config->pool.max_size;
+	fd_budget_init(&broker->fds, BROKER_FD_RESERVE, pool_fds);
+	log_write(&broker->config.log, LOG_INFO, "broker",
+		  "descriptor limit %llu: %llu held at start, %llu kept for attaching apps",
+		  (unsigned long long)broker->fds.limit, (unsigned long long)broker->fds.baseline,
+		  (unsigned long long)broker->fds.reserve);
 	if (config->apps.socket_path[0]) {
 		snprintf(broker->config.apps.default_service, sizeof broker->config.apps.default_service,
 			 "%s", config->default_service);
 		make_socket_dir(config->apps.socket_path);
-		broker->apps = apps_start(loop, &broker->config.apps, &broker->config.log, find_pool, broker);
+		broker->apps = apps_start(loop, &broker->config.apps, &broker->config.log, &broker->fds,
+					  find_pool, broker);
 		if (!broker->apps)
 			return WH_ESYSTEM;
 	}
@@ -273,13 +310,16 @@ void broker_stop(struct broker *broker)
 		struct broker_conn *bc = broker->accepted;
 		broker->accepted = bc->next;
 		conn_free(bc->conn);
+		fd_budget_give(&broker->fds, 1);
 		free(bc);
 	}
 	apps_stop(broker->apps);
 	broker->apps = NULL;
 	if (broker->listen_fd >= 0) {
 		ev_io_stop(broker->loop, &broker->accept_watcher);
+		ev_timer_stop(broker->loop, &broker->accept_pause);
 		close(broker->listen_fd);
 	}
+	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);
 }

@@ -6,10 +6,14 @@
 
 #include "apps.h"
 #include "conn.h"
+#include "fdbudget.h"
 #include "log.h"
 #include "pool.h"
 
 #define BROKER_PEERS_MAX 32
+/* Descriptors that streams and peer connections may not take: attaching apps and the
+ * answers that tell an app why it was refused get them. */
+#define BROKER_FD_RESERVE 64
 
 struct broker_peer {
 	char name[64];
@@ -41,13 +45,15 @@ struct broker {
 	struct broker_config config;
 	struct mux_budget budget;
 	struct conn_shared conn_shared; /* the budget and the read area of every connection */
+	struct fd_budget fds;           /* descriptors peers and apps can make it hold */
 	int listen_fd;
 	ev_io accept_watcher;
 	struct broker_conn *accepted;
 	struct pool *pools[BROKER_PEERS_MAX];
 	struct apps *apps;
+	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
 	uint32_t next_conn_id;
-	uint64_t accepted_total;
+	uint64_t accepted_total, accepted_shed;
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */

@@ -33,8 +33,8 @@ struct conn {
 	ev_io write_watcher;
 	ev_prepare flush_watcher;
 	ev_timer keepalive_timer;
-	ev_idle closed_watcher;
 	int close_error;
+	bool closing;   /* the mux closed: the next prepare step tears the socket down */
 	bool fd_closed;
 	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
 	char local[64], remote[64];
@@ -121,11 +121,17 @@ static void conn_flush(struct conn *conn)
 		ev_io_stop(conn->loop, &conn->write_watcher);
 }
 
+static void conn_teardown(struct conn *conn);
+
 static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
 	ev_prepare_stop(loop, w);
+	if (conn->closing) {
+		conn_teardown(conn); /* may free conn (the owner's on_closed) */
+		return;
+	}
 	if (conn->timer_dirty) {
 		conn->timer_dirty = false;
 		conn_rearm_timer(conn);
@@ -186,17 +192,19 @@ static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
 	conn_rearm_timer(w->data);
 }
 
-static void on_closed_idle(struct ev_loop *loop, ev_idle *w, int revents)
+/*
+ * The mux closed. Runs from the loop's prepare step, which libev runs on every iteration
+ * whatever else is pending, never from inside a mux call. One non-blocking attempt delivers
+ * the goodbye and anything queued before it; bytes the peer sent and we never read are
+ * dropped with the socket. Then the owner hears of it (and may free the conn).
+ */
+static void conn_teardown(struct conn *conn)
 {
-	struct conn *conn = w->data;
-	(void)revents;
-	ev_idle_stop(loop, w);
-	/* One last non-blocking attempt to deliver the goodbye and anything queued before it. */
 	conn_flush(conn);
-	ev_io_stop(loop, &conn->read_watcher);
-	ev_io_stop(loop, &conn->write_watcher);
-	ev_prepare_stop(loop, &conn->flush_watcher);
-	ev_timer_stop(loop, &conn->keepalive_timer);
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_io_stop(conn->loop, &conn->write_watcher);
+	ev_prepare_stop(conn->loop, &conn->flush_watcher);
+	ev_timer_stop(conn->loop, &conn->keepalive_timer);
 	if (!conn->fd_closed) {
 		close(conn->fd);
 		conn->fd_closed = true;
@@ -245,7 +253,11 @@ static void cb_closed(struct mux *mux, int error, void *user)
 	bool orderly = error == WH_ECONNECTION_CLOSED || error == WH_EMUX_CLOSED;
 	log_write(conn->log, orderly ? LOG_INFO : LOG_WARN, "conn",
 		  "conn=%u to %s closed: %s", mux_id(conn->mux), conn->remote, wh_strerror(error));
-	ev_idle_start(conn->loop, &conn->closed_watcher);
+	/* Stop reading at once: unread bytes would keep the read watcher pending for ever. */
+	conn->closing = true;
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_timer_stop(conn->loop, &conn->keepalive_timer);
+	ev_prepare_start(conn->loop, &conn->flush_watcher);
 }
 
 static void cb_pong(struct mux *mux, double rtt, void *user)
@@ -303,9 +315,8 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 	ev_io_init(&conn->write_watcher, on_writable, fd, EV_WRITE);
 	ev_prepare_init(&conn->flush_watcher, on_flush);
 	ev_timer_init(&conn->keepalive_timer, on_keepalive, 0.0, 0.0);
-	ev_idle_init(&conn->closed_watcher, on_closed_idle);
 	conn->read_watcher.data = conn->write_watcher.data = conn->flush_watcher.data = conn;
-	conn->keepalive_timer.data = conn->closed_watcher.data = conn;
+	conn->keepalive_timer.data = conn;
 	ev_io_start(loop, &conn->read_watcher);
 	conn_rearm_timer(conn);
 	log_write(conn->log, LOG_INFO, "conn", "conn=%u %s %s -> %s", config->id,
@@ -321,7 +332,6 @@ void conn_free(struct conn *conn)
 	ev_io_stop(conn->loop, &conn->write_watcher);
 	ev_prepare_stop(conn->loop, &conn->flush_watcher);
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
-	ev_idle_stop(conn->loop, &conn->closed_watcher);
 	if (!conn->fd_closed)
 		close(conn->fd);
 	mux_free(conn->mux);

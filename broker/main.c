@@ -24,6 +24,8 @@ static void usage(FILE *out)
 		"      --socket-owner USER[:GROUP]  owner and group of the socket (names or numbers)\n"
 		"      --ring-size BYTES       shared-memory ring per stream direction (default 1048576)\n"
 		"      --app-max-streams N     streams one app may hold (default 16384)\n"
+		"      --app-accept-backlog N  streams handed to a listening app and not yet accepted;\n"
+		"                              more are refused with ERROR 503 (default 256)\n"
 		"      --app-max-ring-memory BYTES  segment memory one app's streams may hold\n"
 		"                              (default: app-max-streams segments)\n"
 		"      --default-service NAME  service for streams that name none (default echo)\n"
@@ -78,7 +80,7 @@ enum {
 	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
 	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
 	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY,
-	OPT_SOCKET_OWNER, OPT_RELEASE_LINGER,
+	OPT_SOCKET_OWNER, OPT_RELEASE_LINGER, OPT_APP_ACCEPT_BACKLOG,
 };
 
 /* "USER", "USER:GROUP" or ":GROUP", by name or number; -1 for the part not given. */
@@ -132,6 +134,7 @@ static int parse_numeric_option(int option, const char *arg, struct broker_confi
 			return -1; /* a power of two */
 		c->apps.ring_capacity = (uint32_t)v;
 		break;
+	case OPT_APP_ACCEPT_BACKLOG: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.accept_backlog = (uint32_t)v; break;
 	case OPT_APP_MAX_STREAMS: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.max_streams = (uint32_t)v; break;
 	case OPT_APP_MAX_RING_MEMORY: if (parse_number(arg, 8192, 1e15, &v)) return -1; c->apps.max_ring_memory = (uint64_t)v; break;
 	case OPT_SOCKET_OWNER: return parse_owner(arg, &c->apps.socket_uid, &c->apps.socket_gid);
@@ -169,6 +172,7 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
 		{ "ring-size", required_argument, NULL, OPT_RING_SIZE },
 		{ "app-max-streams", required_argument, NULL, OPT_APP_MAX_STREAMS },
+		{ "app-accept-backlog", required_argument, NULL, OPT_APP_ACCEPT_BACKLOG },
 		{ "app-max-ring-memory", required_argument, NULL, OPT_APP_MAX_RING_MEMORY },
 		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
 		{ "socket", required_argument, NULL, 's' },

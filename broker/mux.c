@@ -14,6 +14,11 @@
 #define CONTROL_QUEUE_LIMIT (4u * 1024u * 1024u)
 #define SEND_CREDIT_LIMIT 0x7FFFFFFF        /* credit above this is a flow-control error */
 #define SERVICE_NAME_MAX 255u
+/* Frames for a peer's stream that arrive before its HANDSHAKE (a reference peer can send them
+ * so, WIRE-NOTES weakness 4) are held for this many ids at once, this long, and at most the
+ * initial window each: more is what no honest peer sends. */
+#define EARLY_IDS_MAX 8u
+#define EARLY_HOLD_SECONDS 5.0
 
 enum stream_event_bit {
 	EVENT_READABLE = 1u << MUX_STREAM_READABLE,
@@ -74,6 +79,15 @@ struct mux_stream {
 	struct mux_stream_stats stats;
 };
 
+/* DATA (and a CLOSE) for a peer id whose HANDSHAKE has not come yet. */
+struct early_stream {
+	uint32_t id; /* 0: slot free */
+	bool closed;   /* its CLOSE came too */
+	bool overflow; /* more than the initial window came: reset it once it opens */
+	double since;
+	struct bytebuf data;
+};
+
 enum out_kind { OUT_CONTROL, OUT_STREAM };
 
 struct out_frame {
@@ -99,6 +113,8 @@ struct mux {
 	uint32_t next_local_id;
 	uint32_t highest_peer_id;
 	uint32_t rx_stream_id; /* stream of the DATA payload being received, 0: discard */
+	struct early_stream *rx_early; /* or the early stream it is held for */
+	struct early_stream early[EARLY_IDS_MAX];
 
 	struct bytebuf control_out; /* encoded control frames, ahead of stream data */
 	size_t control_planned;
@@ -511,11 +527,102 @@ static struct mux_stream *live_stream(struct mux *mux, uint32_t id)
 	return stream_table_find(&mux->streams, id);
 }
 
+/* ---- frames that overtook their stream's HANDSHAKE ----------------------------------- */
+
+static void early_drop(struct mux *mux, struct early_stream *e)
+{
+	if (mux->rx_early == e)
+		mux->rx_early = NULL;
+	bytebuf_free(&e->data);
+	memset(e, 0, sizeof *e);
+}
+
+/* The held frames for a peer id that may still open (its parity, above every id it used);
+ * with create, a free slot is taken for it. NULL: not such an id, or no slot free. */
+static struct early_stream *early_find(struct mux *mux, uint32_t id, bool create)
+{
+	if (mux->closed || mux->going_away || frame_stream_id_is_local(id, mux->client) ||
+	    id <= mux->highest_peer_id)
+		return NULL;
+	struct early_stream *free_slot = NULL;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++) {
+		if (mux->early[i].id == id)
+			return &mux->early[i];
+		if (!mux->early[i].id && !free_slot)
+			free_slot = &mux->early[i];
+	}
+	if (!create || !free_slot)
+		return NULL;
+	bool first = true;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		first = first && !mux->early[i].id;
+	free_slot->id = id;
+	free_slot->since = mux->now;
+	bytebuf_init(&free_slot->data, mux->config.window_size);
+	if (first && mux->cb.on_timer_changed) /* mux_timer must expire it */
+		mux->cb.on_timer_changed(mux, mux->user);
+	return free_slot;
+}
+
+static void early_hold(struct early_stream *e, const uint8_t *data, size_t n)
+{
+	long kept = bytebuf_write(&e->data, data, n);
+	if (kept < 0 || (size_t)kept < n)
+		e->overflow = true; /* beyond the initial window, or no memory: reset it at open */
+}
+
+static void deliver(struct mux *mux, struct mux_stream *s, const uint8_t *data, size_t n);
+
+/* The stream's HANDSHAKE came and it is open: what was held for it, in order. */
+static void early_replay(struct mux *mux, struct mux_stream *s)
+{
+	struct early_stream *e = NULL;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id == s->id)
+			e = &mux->early[i];
+	if (!e)
+		return;
+	size_t held = bytebuf_length(&e->data);
+	if (e->overflow || (mux->config.enable_flow_control && (int64_t)held > s->recv_peer_credit)) {
+		early_drop(mux, e);
+		stream_reset(s, WH_EFLOW_CONTROL, "DATA beyond the flow-control window before HANDSHAKE");
+		return;
+	}
+	s->recv_peer_credit -= (int64_t)held;
+	struct iovec spans[2];
+	int n = bytebuf_peek(&e->data, 0, spans);
+	for (int i = 0; i < n && !s->finished; i++)
+		deliver(mux, s, spans[i].iov_base, spans[i].iov_len);
+	bool closed = e->closed;
+	early_drop(mux, e);
+	if (closed && !s->finished && !s->remote_closed) {
+		s->remote_closed = true;
+		stream_notify(s, EVENT_EOF);
+		stream_check_finished(s);
+	}
+}
+
+/* A HANDSHAKE for `id` came: ids below it can never open now. */
+static void early_forget_below(struct mux *mux, uint32_t id)
+{
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id && mux->early[i].id < id) {
+			mux->stats.dropped_frames++;
+			early_drop(mux, &mux->early[i]);
+		}
+}
+
 static void handle_data_header(struct mux *mux, const struct frame_header *h)
 {
 	struct mux_stream *s = live_stream(mux, h->stream_id);
 	mux->rx_stream_id = 0;
+	mux->rx_early = NULL;
 	if (!s) {
+		mux->rx_early = early_find(mux, h->stream_id, true);
+		if (mux->rx_early) {
+			mux->stats.early_frames++;
+			return; /* its payload is held until the HANDSHAKE (handle_data_chunk) */
+		}
 		/* Unknown or finished: dropped without credit, as the reference does. */
 		mux->stats.dropped_frames++;
 		frame_decoder_skip_payload(&mux->decoder);
@@ -576,8 +683,12 @@ static void handle_data_chunk(struct mux *mux, const struct frame_event *ev)
 	struct mux_stream *s = mux->rx_stream_id ? live_stream(mux, mux->rx_stream_id) : NULL;
 	if (s && ev->payload_length)
 		deliver(mux, s, ev->payload, ev->payload_length);
-	if (ev->end)
+	else if (mux->rx_early && ev->payload_length)
+		early_hold(mux->rx_early, ev->payload, ev->payload_length);
+	if (ev->end) {
 		mux->rx_stream_id = 0;
+		mux->rx_early = NULL;
+	}
 }
 
 static bool service_name_valid(const uint8_t *name, size_t length)
@@ -599,6 +710,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		return;
 	}
 	mux->highest_peer_id = id;
+	early_forget_below(mux, id);
 	if (!service_name_valid(payload, length)) {
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
 		return;
@@ -619,9 +731,11 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u refused: %s",
 			  mux->config.id, id, wh_strerror(error));
 		send_error_frame(mux, id, frame_error_code_for(error), wh_strerror(error));
+		early_forget_below(mux, id + 1);
 		return;
 	}
 	mux->stats.streams_accepted++;
+	early_replay(mux, s);
 	if (mux->cb.on_incoming)
 		return;
 	s->in_accept_queue = true;
@@ -712,6 +826,12 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 		break;
 	case FRAME_CLOSE: {
 		struct mux_stream *s = live_stream(mux, h->stream_id);
+		struct early_stream *e = s ? NULL : early_find(mux, h->stream_id, true);
+		if (e) {
+			e->closed = true;
+			mux->stats.early_frames++;
+			break;
+		}
 		if (!s || s->remote_closed) {
 			mux->stats.dropped_frames++;
 			break;
@@ -734,7 +854,8 @@ static void handle_malformed(struct mux *mux, const struct frame_event *ev)
 	mux->stats.malformed_frames++;
 	if (ev->fatal) {
 		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u fatal malformed frame: %s",
-			  mux->config.id, wh_strerror(ev->error));
+			  mux->config.id, ev->error == WH_EPROTOCOL ? "more than 8 malformed frames in a row"
+								    : wh_strerror(ev->error));
 		mux_fail(mux, ev->error);
 		return;
 	}
@@ -744,6 +865,8 @@ static void handle_malformed(struct mux *mux, const struct frame_event *ev)
 	struct mux_stream *s = live_stream(mux, ev->header.stream_id);
 	if (s)
 		stream_reset(s, ev->error, wh_strerror(ev->error));
+	else if (ev->header.type == FRAME_HANDSHAKE && ev->header.stream_id != 0)
+		send_error_frame(mux, ev->header.stream_id, FRAME_ERR_PROTOCOL, wh_strerror(ev->error));
 }
 
 static void input_bytes(struct mux *mux, const uint8_t *data, size_t length)
@@ -1062,6 +1185,13 @@ double mux_timer(struct mux *mux, double now)
 	/* stamp the streams released since the last call: the newest, at the tail */
 	for (struct mux_stream *s = mux->linger_tail; s && s->released_at == 0; s = s->linger_prev)
 		s->released_at = now;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id && now >= mux->early[i].since + EARLY_HOLD_SECONDS) {
+			log_write(c->log, LOG_INFO, "mux", "conn=%u stream=%u frames without a HANDSHAKE "
+				  "dropped after %.0f s", c->id, mux->early[i].id, EARLY_HOLD_SECONDS);
+			mux->stats.dropped_frames++;
+			early_drop(mux, &mux->early[i]);
+		}
 	while (!mux->closed && mux->linger_head &&
 	       now >= mux->linger_head->released_at + c->release_linger) {
 		struct mux_stream *s = mux->linger_head;
@@ -1081,6 +1211,9 @@ double mux_timer(struct mux *mux, double now)
 		next = mux->linger_head->released_at + c->release_linger;
 	if (c->keepalive_interval > 0 && mux->next_ping_at < next)
 		next = mux->next_ping_at;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id && mux->early[i].since + EARLY_HOLD_SECONDS < next)
+			next = mux->early[i].since + EARLY_HOLD_SECONDS;
 	if (mux->ping_outstanding && c->keepalive_timeout > 0 &&
 	    mux->ping_sent_at + c->keepalive_timeout < next)
 		next = mux->ping_sent_at + c->keepalive_timeout;
@@ -1121,6 +1254,8 @@ void mux_free(struct mux *mux)
 		return;
 	while (mux->all_head)
 		stream_destroy(mux->all_head);
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		bytebuf_free(&mux->early[i].data);
 	stream_table_free(&mux->streams);
 	bytebuf_free(&mux->control_out);
 	free(mux);

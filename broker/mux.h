@@ -105,6 +105,7 @@ struct mux_stats {
 	uint64_t data_bytes_in, data_bytes_out; /* DATA payload bytes */
 	uint64_t streams_opened, streams_accepted, streams_refused;
 	uint64_t dropped_frames;                /* for unknown or finished streams */
+	uint64_t early_frames;                  /* DATA or CLOSE held until their HANDSHAKE came */
 	uint64_t malformed_frames;
 	uint64_t errors_sent, errors_received;
 	uint64_t window_stalls;                 /* a stream had data but no credit */

@@ -35,6 +35,16 @@ static int broker_gone(struct wh_client *c)
 	return WH_EBROKER_GONE;
 }
 
+bool client_broker_gone(struct wh_client *c)
+{
+	if (atomic_load(&c->broker_gone))
+		return true;
+	struct pollfd pfd = { c->fd, 0, 0 }; /* hang-up and errors are always reported */
+	if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
+		atomic_store(&c->broker_gone, true);
+	return atomic_load(&c->broker_gone);
+}
+
 int client_send(struct wh_client *c, const struct ctl_msg *msg)
 {
 	uint8_t buffer[CTL_MESSAGE_MAX];
@@ -92,11 +102,20 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 	return WH_OK;
 }
 
+/* Tells the broker what became of a stream it handed over: taken by wh_accept (ACCEPTED:
+ * room in the accept backlog again) or dropped here (RELEASE: it ends the stream). */
+static void tell_broker(struct wh_client *c, enum ctl_type type, uint64_t handle)
+{
+	struct ctl_msg msg = { .type = type, .handle = handle };
+	client_send(c, &msg); /* if the broker is gone there is nobody left to tell */
+}
+
 static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_MAX_FDS])
 {
 	struct pending_stream *p = calloc(1, sizeof *p);
 	if (!p) {
-		close_fds(fds, ctl_fd_count(msg)); /* the broker sees the stream abandoned */
+		close_fds(fds, ctl_fd_count(msg));
+		tell_broker(c, CTL_RELEASE, msg->handle);
 		return;
 	}
 	p->msg = *msg;
@@ -325,6 +344,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 	if (!c->accept_head)
 		c->accept_tail = NULL;
 	int rc = stream_from_message(c, &p->msg, p->fds, out);
+	tell_broker(c, rc == WH_OK ? CTL_ACCEPTED : CTL_RELEASE, p->msg.handle);
 	free(p);
 	return rc;
 }

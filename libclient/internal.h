@@ -37,6 +37,7 @@ struct wh_stream {
 	size_t segment_size;
 	int efd_wait;
 	int efd_wake; /* a same-host stream's partner; -1: ring the client's doorbell */
+	int poll_fd;  /* wh_stream_fd: an epoll set of efd_wait and the broker socket; -1 until asked */
 	uint32_t slot;
 	struct ring_producer tx;
 	struct ring_consumer rx;
@@ -56,5 +57,8 @@ int stream_from_message(struct wh_client *client, const struct ctl_msg *msg,
 			const int fds[CTL_MAX_FDS], struct wh_stream **out);
 /* Sends one control message (no fds). */
 int client_send(struct wh_client *client, const struct ctl_msg *msg);
+/* Looks (without waiting) whether the broker hung up the session; if so every call says
+ * WH_EBROKER_GONE from now on. Returns the flag. */
+bool client_broker_gone(struct wh_client *client);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const in
 	s->segment_size = size;
 	s->efd_wait = fds[1];
 	s->efd_wake = nfds == 3 ? fds[2] : -1;
+	s->poll_fd = -1;
 	s->slot = msg->slot;
 	const char *spin = getenv("WH_SPIN_NS");
 	s->spin_ns = spin ? atoll(spin) : 0;
@@ -86,20 +88,22 @@ static bool tx_has_room(struct wh_stream *s)
 }
 
 /*
- * Clears the stream's eventfd. One eventfd carries news for both directions, so a read that
- * clears it may swallow the wake-up a waiting write was owed (and the reverse): when the
- * other direction is waiting and now ready, the fd is set again so the app's poll sees it.
+ * Clears the stream's eventfd; true if there was a wake-up to clear. One eventfd carries news
+ * for both directions, so a read that clears it may swallow the wake-up a waiting write was
+ * owed (and the reverse): when the other direction is waiting and now ready, the fd is set
+ * again so the app's poll sees it.
  */
-static void drain(struct wh_stream *s, bool reading)
+static bool drain(struct wh_stream *s, bool reading)
 {
 	uint64_t value;
 	if (read(s->efd_wait, &value, sizeof value) != sizeof value)
-		return; /* nothing was pending (non-blocking: the broker made it so) */
+		return false; /* nothing was pending (non-blocking: the broker made it so) */
 	bool other_ready = reading ? s->want_write && tx_has_room(s) : s->want_read && rx_has_news(s);
 	if (other_ready) {
 		value = 1;
 		(void)!write(s->efd_wait, &value, sizeof value);
 	}
+	return true;
 }
 
 /*
@@ -191,12 +195,16 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			if (spin_for_news(s, true, s->read_deadline))
 				continue;
 		}
-		drain(s, true);
+		bool woken = drain(s, true);
 		ring_consumer_prepare_wait(&s->rx);
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
 		    ring_consumer_peer_state(&s->rx, &peer_error) != RING_OPEN)
 			continue;
 		if (s->nonblocking) {
+			/* Nothing to read and no wake-up: is that because the broker died? (A poll on
+			 * wh_stream_fd wakes for its hang-up too.) */
+			if (!woken && client_broker_gone(s->client))
+				return stream_fail(s, WH_EBROKER_GONE);
 			s->want_read = true;
 			return WH_EWOULDBLOCK;
 		}
@@ -281,11 +289,13 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			if (spin_for_news(s, false, s->write_deadline))
 				continue;
 		}
-		drain(s, false);
+		bool woken = drain(s, false);
 		ring_producer_prepare_wait(&s->tx);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
 			continue;
 		if (s->nonblocking) {
+			if (!woken && client_broker_gone(s->client))
+				return stream_fail(s, WH_EBROKER_GONE);
 			s->want_write = true;
 			return WH_EWOULDBLOCK;
 		}
@@ -398,6 +408,8 @@ int wh_close(wh_stream *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	munmap(s->segment, s->segment_size);
+	if (s->poll_fd >= 0)
+		close(s->poll_fd);
 	close(s->efd_wait);
 	if (s->efd_wake >= 0)
 		close(s->efd_wake);
@@ -445,7 +457,25 @@ int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
 	return WH_OK;
 }
 
-int wh_stream_fd(const wh_stream *s) { return s->efd_wait; }
+int wh_stream_fd(const wh_stream *stream)
+{
+	/* Made on first use: apps that only block never pay the descriptor. The handle is the
+	 * app's own (never a const object), so filling in the cache is fine. */
+	struct wh_stream *s = (struct wh_stream *)stream;
+	if (s->poll_fd >= 0)
+		return s->poll_fd;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event news = { .events = EPOLLIN, .data.u32 = 0 };
+	struct epoll_event hangup = { .events = EPOLLRDHUP, .data.u32 = 1 }; /* HUP/ERR: always */
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s->efd_wait, &news) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, s->client->fd, &hangup) < 0) {
+		if (ep >= 0)
+			close(ep);
+		return -1;
+	}
+	s->poll_fd = ep;
+	return ep;
+}
 uint64_t wh_stream_id(const wh_stream *s) { return s->handle; }
 const char *wh_stream_service(const wh_stream *s) { return s->service; }
 const char *wh_stream_peer(const wh_stream *s) { return s->peer; }

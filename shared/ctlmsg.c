@@ -117,6 +117,7 @@ const char *ctl_type_name(unsigned type)
 	case CTL_UNLISTEN: return "UNLISTEN";
 	case CTL_RELEASE: return "RELEASE";
 	case CTL_STATS: return "STATS";
+	case CTL_ACCEPTED: return "ACCEPTED";
 	case CTL_WELCOME: return "WELCOME";
 	case CTL_OPENED: return "OPENED";
 	case CTL_INCOMING: return "INCOMING";
@@ -138,7 +139,7 @@ static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
 	case CTL_HELLO: U32(version); U32(pid); break;
 	case CTL_OPEN: STR(peer); STR(service); break;
 	case CTL_LISTEN: case CTL_UNLISTEN: STR(service); break;
-	case CTL_RELEASE: U64(handle); break;
+	case CTL_RELEASE: case CTL_ACCEPTED: U64(handle); break;
 	case CTL_WELCOME:
 		U32(version);
 		if (encode)

@@ -18,7 +18,7 @@
  * Bump CTL_VERSION if any of these change. Codec only: no I/O, no allocation.
  */
 
-#define CTL_VERSION 1u
+#define CTL_VERSION 2u /* 2: ACCEPTED */
 #define CTL_HEADER_SIZE 8u
 #define CTL_STRING_MAX 255u
 #define CTL_MESSAGE_MAX 1024u /* every encoded message fits */
@@ -34,6 +34,9 @@ enum ctl_type {
 	CTL_UNLISTEN = 4, /* service: answered by RESULT */
 	CTL_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
 	CTL_STATS = 6,    /* no fields: answered by STATS_REPLY */
+	CTL_ACCEPTED = 7, /* handle: wh_accept took this INCOMING stream (no answer); the broker
+			   * hands a listening app at most its accept backlog of streams it has not
+			   * taken yet */
 	/* broker -> app */
 	CTL_WELCOME = 32,  /* version, client id, limits, + doorbell eventfd, notify memfd */
 	CTL_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment, wait eventfd [, wake eventfd] */
@@ -67,7 +70,7 @@ struct ctl_msg {
 	uint8_t client_id[CTL_CLIENT_ID_SIZE]; /* WELCOME */
 	uint32_t max_streams; /* WELCOME */
 	uint32_t ring_capacity; /* WELCOME, OPENED, INCOMING */
-	uint64_t handle;      /* OPENED, INCOMING, RELEASE */
+	uint64_t handle;      /* OPENED, INCOMING, RELEASE, ACCEPTED */
 	uint8_t tx_ring;      /* OPENED, INCOMING: the ring the app writes (0 or 1) */
 	uint32_t slot;        /* OPENED, INCOMING: the stream's bit in the doorbell bitmap, or
 			       * CTL_NO_SLOT for a same-host stream (it brings its own wake eventfd) */

@@ -88,10 +88,10 @@ static int payload_length_check(unsigned type, uint32_t length, uint32_t max_pay
 			return WH_EFRAME_TOO_SHORT;
 		return length > FRAME_U32_PAYLOAD ? WH_EPAYLOAD_TOO_LARGE : WH_OK;
 	case FRAME_ERROR:
-		/* A long message is kept truncated, so ERROR may use the whole per-codec size. */
-		if (length < FRAME_U32_PAYLOAD)
-			return WH_EFRAME_TOO_SHORT;
-		return length > max_payload ? WH_EPAYLOAD_TOO_LARGE : WH_OK;
+		/* A long message is cut short (the decoder keeps FRAME_CONTROL_MAX bytes and skips
+		 * the rest), so any length up to the absolute ceiling is an ERROR, not a malformed
+		 * frame: the stream still learns that it failed and with which code. */
+		return length < FRAME_U32_PAYLOAD ? WH_EFRAME_TOO_SHORT : WH_OK;
 	default: /* HANDSHAKE, CLOSE: buffered whole, so bounded by the control buffer */
 		return length > FRAME_CONTROL_MAX ? WH_EPAYLOAD_TOO_LARGE : WH_OK;
 	}
@@ -293,6 +293,7 @@ static const struct {
 	{ WH_ESTREAM_ALREADY_EXISTS, FRAME_ERR_STREAM_EXISTS },
 	{ WH_EFLOW_CONTROL, FRAME_ERR_FLOW_CONTROL },
 	{ WH_ELIMIT, FRAME_ERR_LIMIT },
+	{ WH_EDESCRIPTORS, FRAME_ERR_LIMIT },
 	{ WH_ESTREAM_CLOSED, FRAME_ERR_CANCELLED },
 	{ WH_ERING_CORRUPT, FRAME_ERR_ENDPOINT_GONE },
 	{ WH_EBROKER_GONE, FRAME_ERR_ENDPOINT_GONE },

@@ -25,13 +25,19 @@ struct pair {
 	struct process a, b;
 };
 
-static void pair_start(struct pair *p)
+/* a_args: more arguments for broker A (NULL-terminated), or NULL. */
+static void pair_start_with(struct pair *p, const char *const *a_args)
 {
-	ck_assert(broker_spawn(&p->a, NULL));
+	ck_assert(broker_spawn(&p->a, a_args));
 	char peer[64];
 	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p->a.port);
 	const char *args[] = { "--peer", peer, NULL };
 	ck_assert(broker_spawn(&p->b, args));
+}
+
+static void pair_start(struct pair *p)
+{
+	pair_start_with(p, NULL);
 }
 
 static void pair_stop(struct pair *p)
@@ -58,7 +64,9 @@ END_TEST
 START_TEST(test_thousand_streams_between_apps)
 {
 	struct pair p;
-	pair_start(&p);
+	/* wh-send opens all 1000 at once: A may hand the echo app that many before it accepts */
+	const char *a_args[] = { "--app-accept-backlog", "1000", NULL };
+	pair_start_with(&p, a_args);
 	struct process echo, send;
 	const char *echo_args[] = { "-s", p.a.socket_path, "app-echo", NULL };
 	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));

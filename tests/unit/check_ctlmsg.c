@@ -49,6 +49,11 @@ START_TEST(test_roundtrip_every_type)
 
 	m = (struct ctl_msg){ .type = CTL_RELEASE, .handle = 0x1122334455667788ull };
 	ck_assert_uint_eq(roundtrip(&m).handle, 0x1122334455667788ull);
+	m.type = CTL_ACCEPTED;
+	r = roundtrip(&m);
+	ck_assert_int_eq(r.type, CTL_ACCEPTED);
+	ck_assert_uint_eq(r.handle, 0x1122334455667788ull);
+	ck_assert_uint_eq(ctl_fd_count(&r), 0);
 
 	m = (struct ctl_msg){ .type = CTL_WELCOME, .version = 1, .max_streams = 10000,
 			      .ring_capacity = 1 << 18 };
@@ -109,17 +114,17 @@ START_TEST(test_stats_reply)
 	m = (struct ctl_msg){ .type = CTL_STATS_REPLY, .request_id = 1, .stats_count = 1, .stats = { 258 } };
 	uint8_t buf[64];
 	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), 17);
-	const uint8_t expected[] = { 1, 36, 0, 0, 1, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0 };
+	const uint8_t expected[] = { CTL_VERSION, 36, 0, 0, 1, 0, 0, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0 };
 	ck_assert_mem_eq(buf, expected, sizeof expected);
 
 	/* more counters than any reader keeps: refused both ways */
 	m.stats_count = CTL_STATS_MAX + 1;
 	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), WH_EINVAL);
-	uint8_t too_many[8 + 1 + 8 * (CTL_STATS_MAX + 1)] = { 1, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0,
+	uint8_t too_many[8 + 1 + 8 * (CTL_STATS_MAX + 1)] = { CTL_VERSION, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0,
 							       CTL_STATS_MAX + 1 };
 	ck_assert_int_eq(ctl_decode(too_many, sizeof too_many, &r), WH_EPROTOCOL);
 	/* a count that promises more than the packet holds */
-	uint8_t short_reply[] = { 1, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0 };
+	uint8_t short_reply[] = { CTL_VERSION, CTL_STATS_REPLY, 0, 0, 0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(short_reply, sizeof short_reply, &r), WH_EPROTOCOL);
 	ck_assert_str_eq(ctl_type_name(CTL_STATS_REPLY), "STATS_REPLY");
 }
@@ -131,7 +136,7 @@ START_TEST(test_exact_bytes)
 	strcpy(m.service, "ab");
 	uint8_t buf[64];
 	ck_assert_int_eq(ctl_encode(buf, sizeof buf, &m), 11);
-	const uint8_t expected[] = { 1, 3, 0, 0, 4, 3, 2, 1, 2, 'a', 'b' };
+	const uint8_t expected[] = { CTL_VERSION, 3, 0, 0, 4, 3, 2, 1, 2, 'a', 'b' };
 	ck_assert_mem_eq(buf, expected, sizeof expected);
 }
 END_TEST
@@ -157,17 +162,17 @@ END_TEST
 START_TEST(test_decode_malformed)
 {
 	struct ctl_msg m;
-	uint8_t bad_version[] = { 2, CTL_HELLO, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	uint8_t bad_version[] = { 1, CTL_HELLO, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(bad_version, sizeof bad_version, &m), WH_EPROTOCOL);
-	uint8_t bad_type[] = { 1, 77, 0, 0, 0, 0, 0, 0 };
+	uint8_t bad_type[] = { CTL_VERSION, 77, 0, 0, 0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(bad_type, sizeof bad_type, &m), WH_EPROTOCOL);
-	uint8_t reserved[] = { 1, CTL_LISTEN, 1, 0, 0, 0, 0, 0, 0 };
+	uint8_t reserved[] = { CTL_VERSION, CTL_LISTEN, 1, 0, 0, 0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(reserved, sizeof reserved, &m), WH_EPROTOCOL);
-	uint8_t nul_in_string[] = { 1, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' };
+	uint8_t nul_in_string[] = { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' };
 	ck_assert_int_eq(ctl_decode(nul_in_string, sizeof nul_in_string, &m), WH_EPROTOCOL);
-	uint8_t string_past_end[] = { 1, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' };
+	uint8_t string_past_end[] = { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' };
 	ck_assert_int_eq(ctl_decode(string_past_end, sizeof string_past_end, &m), WH_EPROTOCOL);
-	uint8_t bad_ring[] = { 1, CTL_OPENED, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 2,
+	uint8_t bad_ring[] = { CTL_VERSION, CTL_OPENED, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 2,
 			       0, 0, 0, 0 };
 	ck_assert_int_eq(ctl_decode(bad_ring, sizeof bad_ring, &m), WH_EPROTOCOL);
 	ck_assert_int_eq(ctl_decode(NULL, 8, &m), WH_EPROTOCOL);

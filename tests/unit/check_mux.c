@@ -510,11 +510,164 @@ START_TEST(test_unknown_stream_frames_are_dropped)
 	struct link link;
 	link_open(&link, &config);
 	uint8_t frame[64];
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 77, "lost", 4));
-	inject(&link, frame, frame_encode_window_update(frame, sizeof frame, 77, 5));
-	inject(&link, frame, frame_encode_close(frame, sizeof frame, 77));
+	/* 78 has the server's own parity: never a stream the client may open */
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 78, "lost", 4));
+	inject(&link, frame, frame_encode_window_update(frame, sizeof frame, 78, 5));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, 78));
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 3);
+	/* 77 may still open: DATA and CLOSE wait for its HANDSHAKE, briefly */
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 77, "held", 4));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, 77));
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 2);
+	ck_assert_int_gt(link.timer_changes, 0);
+	double next = mux_timer(link.server, link.now);
+	ck_assert(next <= link.now + 5.0 + 1e-9);
+	mux_timer(link.server, link.now + 5.1);
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 4);
+	/* its HANDSHAKE comes too late: the stream opens empty, nothing replayed */
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 77, NULL, 0));
+	struct mux_stream *s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	char buf[8];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), WH_EWOULDBLOCK);
 	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* Everything the server mux wants to write, decoded (frames kept in order, payloads cut). */
+struct written {
+	unsigned count;
+	struct frame_header headers[64];
+	uint8_t payloads[64][64];
+};
+
+static void collect_output(struct mux *mux, struct written *out)
+{
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	memset(out, 0, sizeof *out);
+	for (;;) {
+		struct iovec iov[64];
+		int n = mux_output_gather(mux, iov, 64);
+		if (n <= 0)
+			return;
+		size_t total = 0;
+		for (int i = 0; i < n; i++) {
+			const uint8_t *p = iov[i].iov_base;
+			size_t left = iov[i].iov_len;
+			while (left) {
+				struct frame_event ev;
+				size_t used = frame_decoder_feed(&decoder, p, left, &ev);
+				ck_assert_int_ne(ev.kind, FRAME_EVENT_MALFORMED);
+				if ((ev.kind == FRAME_EVENT_CONTROL || ev.kind == FRAME_EVENT_DATA_HEADER) &&
+				    out->count < 64) {
+					out->headers[out->count] = ev.header;
+					memcpy(out->payloads[out->count], ev.payload,
+					       ev.payload_length < 64 ? ev.payload_length : 64);
+					out->count++;
+				}
+				p += used;
+				left -= used;
+			}
+			total += iov[i].iov_len;
+		}
+		mux_output_advance(mux, total);
+	}
+}
+
+/* A reference client may send a stream's first DATA (and even its CLOSE) before its
+ * HANDSHAKE: the bytes wait and arrive in order once the stream opens. */
+START_TEST(test_data_before_handshake_is_held)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 1, "hel", 3));
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 1, "lo", 2));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, 1));
+	ck_assert_ptr_null(mux_accept(link.server));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 1, NULL, 0));
+	struct mux_stream *s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 5);
+	ck_assert_mem_eq(buf, "hello", 5);
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0); /* then its CLOSE */
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
+
+	/* an id skipped by a later HANDSHAKE can never open: what was held for it goes */
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, 3, "x", 1));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 1);
+	ck_assert_ptr_nonnull(mux_accept(link.server));
+
+	/* held bytes still count against the window: more than it is ERROR 413 at the open */
+	static uint8_t big[FRAME_HEADER_SIZE + 32768];
+	for (int i = 0; i < 9; i++) /* 9 x 32 KiB > 256 KiB */
+		inject(&link, big, frame_encode_data(big, sizeof big, 7, big + 64, 32768));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 7, NULL, 0));
+	struct mux_stream *over = mux_accept(link.server);
+	ck_assert_ptr_nonnull(over);
+	ck_assert_int_eq(mux_stream_error(over), WH_EFLOW_CONTROL);
+
+	/* at most EARLY_IDS_MAX (8) ids wait at once; frames for more are dropped */
+	uint64_t dropped = mux_stats(link.server)->dropped_frames;
+	for (uint32_t id = 101; id < 101 + 2 * 10; id += 2)
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "y", 1));
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, dropped + 2);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_malformed_handshake_for_new_id_is_refused)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	static uint8_t frame[FRAME_HEADER_SIZE + 5000];
+	struct frame_header h = { 1, FRAME_HANDSHAKE, 9, 5000 }; /* payload above 4 KiB */
+	frame_header_pack(frame, &h);
+	memset(frame + FRAME_HEADER_SIZE, 'a', 5000);
+	inject(&link, frame, (int)sizeof frame);
+	struct written out;
+	collect_output(link.server, &out);
+	ck_assert_uint_eq(out.count, 1);
+	ck_assert_uint_eq(out.headers[0].type, FRAME_ERROR);
+	ck_assert_uint_eq(out.headers[0].stream_id, 9);
+	ck_assert_uint_eq(out.payloads[0][2] << 8 | out.payloads[0][3], 400);
+	ck_assert_ptr_null(mux_accept(link.server));
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* An ERROR whose message is longer than any frame we would take is cut short, not refused:
+ * the stream still ends with the peer's code. */
+START_TEST(test_long_error_message_is_cut_short)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	pump(&link);
+	size_t length = 100000; /* above MaxFrameSize (32 KiB) */
+	uint8_t *frame = malloc(FRAME_HEADER_SIZE + length);
+	struct frame_header h = { 1, FRAME_ERROR, mux_stream_id(c), (uint32_t)length };
+	frame_header_pack(frame, &h);
+	uint8_t code[4] = { 0, 0, 0x01, 0xf7 }; /* 503 */
+	memcpy(frame + FRAME_HEADER_SIZE, code, 4);
+	memset(frame + FRAME_HEADER_SIZE + 4, 'm', length - 4);
+	mux_input(link.client, frame, FRAME_HEADER_SIZE + length, link.now);
+	free(frame);
+	ck_assert_int_eq(mux_stream_error(c), WH_EACCEPT_QUEUE_FULL);
+	ck_assert_uint_eq(mux_stream_remote_code(c), 503);
+	ck_assert_uint_eq(strlen(mux_stream_remote_message(c)), FRAME_CONTROL_MAX - 4);
+	ck_assert_uint_eq(mux_stats(link.client)->malformed_frames, 0);
+	ck_assert(!mux_is_closed(link.client));
 	link_close(&link);
 }
 END_TEST
@@ -871,6 +1024,9 @@ int main(void)
 	tcase_add_test(errors, test_window_violation_is_a_stream_error);
 	tcase_add_test(errors, test_malformed_frame_ends_one_stream);
 	tcase_add_test(errors, test_unknown_stream_frames_are_dropped);
+	tcase_add_test(errors, test_data_before_handshake_is_held);
+	tcase_add_test(errors, test_malformed_handshake_for_new_id_is_refused);
+	tcase_add_test(errors, test_long_error_message_is_cut_short);
 	tcase_add_test(errors, test_fatal_garbage_closes_connection);
 	tcase_add_test(errors, test_limits_and_arguments);
 	suite_add_tcase(suite, errors);

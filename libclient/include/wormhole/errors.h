@@ -37,7 +37,7 @@ extern "C" {
 	X(ESTREAM_ALREADY_EXISTS, -20, "stream already exists")                                 \
 	X(ETIMEOUT, -21, "operation timeout")                                                   \
 	X(EMUX_CLOSED, -22, "mux closed")                                                       \
-	X(EPROTOCOL, -30, "peer keeps sending malformed frames")                                \
+	X(EPROTOCOL, -30, "protocol violation by the other side")                              \
 	X(EFLOW_CONTROL, -31, "data beyond the flow-control window")                            \
 	X(EACCEPT_QUEUE_FULL, -32, "accept queue full")                                         \
 	X(EREMOTE, -33, "stream ended by an error from the remote end")                         \
@@ -47,7 +47,8 @@ extern "C" {
 	X(EBROKER_GONE, -37, "the broker is gone")                                              \
 	X(ELIMIT, -38, "a configured limit was reached")                                        \
 	X(EAPP_GONE, -39, "the app at the other end of the stream went away")                   \
-	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")
+	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")                       \
+	X(EDESCRIPTORS, -41, "out of file descriptors")
 
 enum wh_error {
 	WH_OK = 0,

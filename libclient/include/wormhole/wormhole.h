@@ -104,8 +104,10 @@ WH_EXPORT int wh_listen(wh_client *client, const char *service);
  * (this client does not listen on it), WH_EBROKER_GONE, WH_EINVAL. */
 WH_EXPORT int wh_unlisten(wh_client *client, const char *service);
 /* The next incoming stream on any service this client listens on. timeout_ms: < 0 waits,
- * 0 polls. Errors: WH_ETIMEOUT (nothing came; WH_EWOULDBLOCK for timeout 0),
- * WH_EBROKER_GONE, WH_ENOMEM. */
+ * 0 polls. The broker hands a listening client at most its accept backlog (256 by default,
+ * the broker's --app-accept-backlog) of streams not yet taken here; opens beyond that are
+ * refused with WH_EACCEPT_QUEUE_FULL (wire code 503). Errors: WH_ETIMEOUT (nothing came;
+ * WH_EWOULDBLOCK for timeout 0), WH_EBROKER_GONE, WH_ENOMEM, WH_EPROTOCOL. */
 WH_EXPORT int wh_accept(wh_client *client, int timeout_ms, wh_stream **out);
 
 /* ---- reading and writing -------------------------------------------------------------- */
@@ -160,8 +162,12 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
  * it takes time from the processes it waits for. It never outlasts the call's deadline;
  * non-blocking streams never spin. Always WH_OK. */
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
-/* An eventfd that becomes readable when the stream may have news (bytes, room, end, error).
- * After WH_EWOULDBLOCK, wait for it and retry. Owned by the stream; do not read or close it. */
+/* A descriptor that becomes readable when the stream may have news (bytes, room, end, error)
+ * or the broker died; level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait
+ * for it and retry: the call then returns what happened (WH_EBROKER_GONE once the broker is
+ * gone). It is an epoll instance made on the first call (one descriptor per stream, only for
+ * apps that ask); -1 with errno (EMFILE, ENOMEM) if it cannot be made. Owned by the stream:
+ * do not read, modify or close it. */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 
 /* ---- what a stream is ------------------------------------------------------------------- */
