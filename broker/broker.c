@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -135,6 +136,22 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* After a burst (a flood of connections or streams, now gone) malloc keeps the freed memory
+ * in its arenas; an operator watching RSS should see it come back. Looked at every few
+ * seconds, given back when more than TRIM_THRESHOLD is free. */
+#define TRIM_INTERVAL 5.0
+#define TRIM_THRESHOLD (8u << 20)
+
+static void on_trim(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	struct mallinfo2 info = mallinfo2();
+	if (info.fordblks > TRIM_THRESHOLD)
+		malloc_trim(0);
+}
+
 static int listen_on(struct broker *broker)
 {
 	const struct broker_config *c = &broker->config;
@@ -255,6 +272,8 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 			return error;
 	}
 	raise_fd_limit(&broker->config.log);
+	ev_timer_init(&broker->trim_timer, on_trim, TRIM_INTERVAL, TRIM_INTERVAL);
+	ev_timer_start(loop, &broker->trim_timer);
 	/* the pools' own connections are the broker's fixed needs, not the budget's */
 	uint64_t pool_fds = (uint64_t)config->peer_count * config->pool.max_size;
 	fd_budget_init(&broker->fds, BROKER_FD_RESERVE, pool_fds);
@@ -320,6 +339,7 @@ void broker_stop(struct broker *broker)
 		ev_timer_stop(broker->loop, &broker->accept_pause);
 		close(broker->listen_fd);
 	}
+	ev_timer_stop(broker->loop, &broker->trim_timer);
 	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);
 }

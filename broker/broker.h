@@ -52,6 +52,7 @@ struct broker {
 	struct pool *pools[BROKER_PEERS_MAX];
 	struct apps *apps;
 	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
+	ev_timer trim_timer;   /* gives memory freed after a burst back to the system */
 	uint32_t next_conn_id;
 	uint64_t accepted_total, accepted_shed;
 };

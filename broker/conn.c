@@ -15,6 +15,12 @@
 
 #define PRIVATE_READ_SIZE (64u * 1024u)
 #define READ_BYTES_PER_WAKEUP (2u * 1024u * 1024u) /* then let other connections run */
+/* Bytes cost little, frames cost more (a HANDSHAKE opens a stream): a connection that sends
+ * many small frames (a flood of HANDSHAKEs and resets) is read in small pieces and at most
+ * this many frames per wake-up, so other connections wait milliseconds, not a second. */
+#define FRAMES_PER_WAKEUP 2048u
+#define DENSE_READ_SIZE (16u * 1024u)
+#define DENSE_FRAME_BYTES 256u /* average frame size below which input counts as dense */
 #define WRITE_IOV 64
 /* The socket reports writable only while fewer unsent bytes than this are queued in it.
  * Smaller keeps more frames in our scheduler, where an interactive stream can overtake a
@@ -37,6 +43,7 @@ struct conn {
 	bool closing;   /* the mux closed: the next prepare step tears the socket down */
 	bool fd_closed;
 	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
+	bool dense;       /* its last reads were many small frames: read in small pieces */
 	char local[64], remote[64];
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
 	size_t read_size;
@@ -146,21 +153,32 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 	conn_flush(w->data);
 }
 
+static uint64_t frames_in(const struct mux *mux)
+{
+	const struct mux_stats *stats = mux_stats(mux);
+	uint64_t total = 0;
+	for (int i = 0; i < 8; i++)
+		total += stats->frames_in[i];
+	return total;
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
+	uint64_t frames_start = frames_in(conn->mux);
 	for (size_t total = 0; total < READ_BYTES_PER_WAKEUP && !mux_is_closed(conn->mux);) {
 		uint8_t *span;
 		size_t direct = mux_input_direct_span(conn->mux, &span);
+		size_t read_size = conn->dense && conn->read_size > DENSE_READ_SIZE ? DENSE_READ_SIZE
+										    : conn->read_size;
 		struct iovec iov[2] = {
 			{ span, direct },
-			{ conn->read_buffer, conn->read_size },
+			{ conn->read_buffer, read_size },
 		};
 		/* With a DATA payload in progress its bytes go straight to the stream's store;
 		 * whatever follows lands in the ordinary buffer. */
-		ssize_t n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer,
-								   conn->read_size);
+		ssize_t n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer, read_size);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -175,12 +193,17 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		total += (size_t)n;
 		double now = ev_now(loop);
+		uint64_t frames_before = frames_in(conn->mux);
 		size_t into_store = direct < (size_t)n ? direct : (size_t)n;
 		if (into_store)
 			mux_input_direct_commit(conn->mux, into_store, now);
 		if ((size_t)n > into_store)
 			mux_input(conn->mux, conn->read_buffer, (size_t)n - into_store, now);
-		if ((size_t)n < direct + conn->read_size)
+		uint64_t frames = frames_in(conn->mux) - frames_before;
+		conn->dense = frames && (size_t)n / frames < DENSE_FRAME_BYTES;
+		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP)
+			return; /* the socket stays readable: the loop comes back after the others */
+		if ((size_t)n < direct + read_size)
 			return; /* drained */
 	}
 }

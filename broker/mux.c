@@ -361,9 +361,11 @@ static void control_push(struct mux *mux, const uint8_t *frame, int length)
 	if (length <= 0 || mux->output_sealed)
 		return;
 	if (bytebuf_length(&mux->control_out) + (size_t)length > CONTROL_QUEUE_LIMIT) {
-		/* The peer provokes control frames (PINGs, refused streams) and never reads. */
-		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u control queue full: peer not reading",
-			  mux->config.id);
+		/* The peer provokes control frames (PINGs, refused streams) faster than it reads
+		 * them. (Its goodbye finds the queue full too: nothing more to say then.) */
+		if (!mux->closed)
+			log_write(mux->config.log, LOG_WARN, "mux", "conn=%u control queue full: peer "
+				  "does not read our answers", mux->config.id);
 		mux_fail(mux, WH_ELIMIT);
 		return;
 	}

@@ -1,0 +1,583 @@
+/* A hostile peer broker: every class of wire attack the broker must shrug off, one per run.
+ *
+ *   hostile-peer ATTACK HOST PORT [SECONDS]
+ *
+ * Each attack talks raw frames to the broker and checks that it answered on the narrowest
+ * scope that holds the fault: an ERROR on the stream for a stream's fault, the connection
+ * closed for a connection's fault, nothing at all where dropping is right. Floods run for
+ * SECONDS (default 2). Exit status 0 when the broker answered as docs/PROTOCOL.md says, 1
+ * otherwise (with the reason on stderr), 2 for bad arguments. `hostile-peer list` prints the
+ * attacks. tests/integration/check_attacks.c runs them all against a live broker while it
+ * watches the broker's CPU, descriptors, memory and a canary connection.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+
+static const char *host, *port;
+static double seconds = 2.0;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fail(const char *why)
+{
+	fprintf(stderr, "hostile-peer: %s\n", why);
+	return 1;
+}
+
+static int dial(void)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		return -1;
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	}
+	return fd;
+}
+
+/* Writes everything (blocking); false if the broker closed the connection. */
+static bool send_all(int fd, const void *data, size_t length)
+{
+	const uint8_t *p = data;
+	while (length) {
+		ssize_t n = send(fd, p, length, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		p += n;
+		length -= (size_t)n;
+	}
+	return true;
+}
+
+/* Writes what the socket takes now; -1 once the broker closed the connection. */
+static ssize_t send_some(int fd, const void *data, size_t length)
+{
+	ssize_t n = send(fd, data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	return n < 0 ? -1 : n;
+}
+
+/* What the broker sent, decoded as it arrives. */
+struct reader {
+	int fd;
+	struct frame_decoder decoder;
+	bool eof;
+	uint64_t frames[8];
+	uint32_t last_error_stream, last_error_code;
+	uint32_t errors_for[64]; /* ERROR code last seen per stream id < 64 */
+	uint32_t pong;
+};
+
+static void reader_init(struct reader *r, int fd)
+{
+	memset(r, 0, sizeof *r);
+	r->fd = fd;
+	frame_decoder_init(&r->decoder, FRAME_MAX_PAYLOAD);
+}
+
+static void reader_feed(struct reader *r, const uint8_t *data, size_t length)
+{
+	while (length) {
+		struct frame_event ev;
+		size_t used = frame_decoder_feed(&r->decoder, data, length, &ev);
+		data += used;
+		length -= used;
+		if (ev.kind != FRAME_EVENT_CONTROL && ev.kind != FRAME_EVENT_DATA_HEADER)
+			continue;
+		r->frames[ev.header.type & 7]++;
+		if (ev.header.type == FRAME_ERROR && ev.payload_length >= 4) {
+			uint32_t code = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+					(uint32_t)ev.payload[2] << 8 | ev.payload[3];
+			r->last_error_stream = ev.header.stream_id;
+			r->last_error_code = code;
+			if (ev.header.stream_id < 64)
+				r->errors_for[ev.header.stream_id] = code;
+		} else if (ev.header.type == FRAME_PONG && ev.payload_length == 4) {
+			r->pong = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+				  (uint32_t)ev.payload[2] << 8 | ev.payload[3];
+		} else if (ev.header.type == FRAME_PING && ev.payload_length == 4) {
+			uint8_t pong[FRAME_HEADER_SIZE + 4];
+			uint32_t id = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+				      (uint32_t)ev.payload[2] << 8 | ev.payload[3];
+			int n = frame_encode_pong(pong, sizeof pong, id);
+			send_all(r->fd, pong, (size_t)n); /* keep-alive must not end the attack early */
+		}
+	}
+}
+
+/* Reads what is there within timeout seconds (0: only what is there now). */
+static void reader_poll(struct reader *r, double timeout)
+{
+	static uint8_t buffer[1 << 16];
+	double deadline = now() + timeout;
+	for (;;) {
+		double left = deadline - now();
+		struct pollfd pfd = { r->fd, POLLIN, 0 };
+		if (poll(&pfd, 1, left > 0 ? (int)(left * 1000) + 1 : 0) <= 0)
+			return;
+		ssize_t n = recv(r->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0) {
+			r->eof = true;
+			return;
+		}
+		reader_feed(r, buffer, (size_t)n);
+		if (left <= 0)
+			continue; /* drain what is there, then return */
+	}
+}
+
+/* Waits (bounded) until the broker closes the connection. */
+static bool wait_closed(struct reader *r, double timeout)
+{
+	double deadline = now() + timeout;
+	while (!r->eof && now() < deadline)
+		reader_poll(r, 0.05);
+	return r->eof;
+}
+
+/* A PING answered by a PONG within timeout: the connection is alive and served. */
+static bool ping_ok(struct reader *r, uint32_t id, double timeout)
+{
+	uint8_t frame[FRAME_HEADER_SIZE + 4];
+	if (!send_all(r->fd, frame, (size_t)frame_encode_ping(frame, sizeof frame, id)))
+		return false;
+	double deadline = now() + timeout;
+	while (r->pong != id && !r->eof && now() < deadline)
+		reader_poll(r, 0.05);
+	return r->pong == id;
+}
+
+static bool wait_error(struct reader *r, uint32_t stream, uint32_t code, double timeout)
+{
+	double deadline = now() + timeout;
+	while (r->errors_for[stream] != code && !r->eof && now() < deadline)
+		reader_poll(r, 0.05);
+	return r->errors_for[stream] == code;
+}
+
+/* Any frame, also one the encoders refuse to make (oversized payloads): header, payload. */
+static int send_frame(int fd, enum frame_type type, uint32_t stream, const void *payload, size_t length)
+{
+	static uint8_t frame[FRAME_HEADER_SIZE + 65536];
+	struct frame_header h = { FRAME_VERSION, (uint8_t)type, stream, (uint32_t)length };
+	if (length > sizeof frame - FRAME_HEADER_SIZE)
+		return -1;
+	frame_header_pack(frame, &h);
+	if (length)
+		memcpy(frame + FRAME_HEADER_SIZE, payload, length);
+	return send_all(fd, frame, FRAME_HEADER_SIZE + length) ? 0 : -1;
+}
+
+/* ---- connection-fatal faults: the connection closes, with whatever came after --------- */
+
+static int attack_fatal_trailing(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	/* a declared length above 16 MiB, then 2 MiB the broker must never parse or spin on,
+	 * in the same send so that they arrive together */
+	static uint8_t packet[FRAME_HEADER_SIZE + (2 << 20)];
+	struct frame_header h = { 1, FRAME_DATA, 1, FRAME_MAX_PAYLOAD + 1 };
+	frame_header_pack(packet, &h);
+	for (size_t sent = 0; sent < sizeof packet;) {
+		ssize_t n = send_some(fd, packet + sent, sizeof packet - sent);
+		if (n < 0)
+			break;
+		sent += (size_t)n;
+		reader_poll(&r, n == 0 ? 0.01 : 0);
+		if (r.eof)
+			break;
+	}
+	bool closed = wait_closed(&r, 5);
+	close(fd);
+	return closed ? 0 : fail("fatal frame: the connection was not closed");
+}
+
+static int attack_malformed_run(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	/* nine frames with the wrong version, then 1 MiB more, in one send */
+	static uint8_t packet[9 * FRAME_HEADER_SIZE + (1 << 20)];
+	struct frame_header bad = { 9, FRAME_DATA, 1, 0 };
+	for (int i = 0; i < 9; i++)
+		frame_header_pack(packet + i * FRAME_HEADER_SIZE, &bad);
+	memset(packet + 9 * FRAME_HEADER_SIZE, 0x41, 1 << 20);
+	send_some(fd, packet, sizeof packet);
+	bool closed = wait_closed(&r, 5);
+	close(fd);
+	return closed ? 0 : fail("nine malformed frames: the connection was not closed");
+}
+
+/* ---- stream-scoped faults: ERROR 400 on that stream, the connection stays ------------- */
+
+static int attack_malformed_stream(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	send_frame(fd, FRAME_HANDSHAKE, 1, "discard", 7);
+	uint8_t frame[FRAME_HEADER_SIZE + 3] = { 0 };
+	struct frame_header short_update = { 1, FRAME_WINDOW_UPDATE, 1, 3 };
+	frame_header_pack(frame, &short_update);
+	send_all(fd, frame, sizeof frame);
+	if (!wait_error(&r, 1, 400, 5))
+		return fail("short WINDOW_UPDATE: no ERROR 400 on its stream");
+	static uint8_t big[5000];
+	send_frame(fd, FRAME_HANDSHAKE, 3, big, sizeof big); /* above 4 KiB */
+	if (!wait_error(&r, 3, 400, 5))
+		return fail("oversized HANDSHAKE: no ERROR 400 on its stream");
+	send_frame(fd, FRAME_HANDSHAKE, 5, "discard", 7);
+	static uint8_t too_long[40000];
+	send_frame(fd, FRAME_DATA, 5, too_long, sizeof too_long); /* above 32 KiB */
+	if (!wait_error(&r, 5, 400, 5))
+		return fail("oversized DATA: no ERROR 400 on its stream");
+	send_frame(fd, FRAME_HANDSHAKE, 9, "discard", 7);
+	send_frame(fd, FRAME_HANDSHAKE, 9, "discard", 7);
+	if (!wait_error(&r, 9, 409, 5))
+		return fail("duplicate HANDSHAKE: no ERROR 409 on its stream");
+	send_frame(fd, FRAME_HANDSHAKE, 10, "discard", 7); /* the broker's own parity */
+	if (!wait_error(&r, 10, 400, 5))
+		return fail("HANDSHAKE with the listener's parity: no ERROR 400");
+	bool alive = ping_ok(&r, 77, 5);
+	close(fd);
+	return alive ? 0 : fail("the connection did not survive stream-scoped faults");
+}
+
+static int attack_window_overflow(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	send_frame(fd, FRAME_HANDSHAKE, 1, "discard", 7);
+	uint8_t increment[4] = { 0x7f, 0xff, 0xff, 0xff };
+	send_frame(fd, FRAME_WINDOW_UPDATE, 1, increment, 4);
+	if (!wait_error(&r, 1, 413, 5))
+		return fail("credit above 2^31-1: no ERROR 413 on its stream");
+	static uint8_t chunk[32768];
+	send_frame(fd, FRAME_HANDSHAKE, 3, "discard", 7);
+	/* the discard service reads at once: go beyond the window faster than it can credit */
+	for (int i = 0; i < 64 && !r.errors_for[3]; i++)
+		if (send_frame(fd, FRAME_DATA, 3, chunk, sizeof chunk) < 0)
+			break;
+	send_frame(fd, FRAME_HANDSHAKE, 5, "nobody-serves-this", 18);
+	if (!wait_error(&r, 5, 404, 5))
+		return fail("unknown service: no ERROR 404");
+	bool alive = ping_ok(&r, 78, 5);
+	close(fd);
+	return alive ? 0 : fail("the connection did not survive flow-control faults");
+}
+
+/* ---- floods ---------------------------------------------------------------------------- */
+
+/* Sends frames of one type as fast as the broker takes them for `seconds`, reading what it
+ * answers (or not, with read_answers false). Returns the number sent. */
+static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_answers)
+{
+	uint8_t batch[64 * 64];
+	uint64_t sent = 0;
+	uint32_t id = 1;
+	double end = now() + seconds;
+	while (now() < end && !r->eof) {
+		size_t length = 0;
+		for (int i = 0; i < 64; i++) {
+			uint8_t code[8] = { 0, 0, 0x01, 0xf3, 'x', 'y', 'z', '!' }; /* 499 */
+			int n;
+			switch (type) {
+			case FRAME_DATA: /* new odd ids: held briefly for a HANDSHAKE that never comes */
+				n = frame_encode_data(batch + length, sizeof batch - length, id += 2, "data", 4);
+				break;
+			case FRAME_WINDOW_UPDATE:
+				n = frame_encode_window_update(batch + length, sizeof batch - length,
+							       id += 2, 1);
+				break;
+			case FRAME_PING:
+				n = frame_encode_ping(batch + length, sizeof batch - length, id++);
+				break;
+			case FRAME_PONG:
+				n = frame_encode_pong(batch + length, sizeof batch - length, id++);
+				break;
+			case FRAME_CLOSE:
+				n = frame_encode_close(batch + length, sizeof batch - length, id += 2);
+				break;
+			case FRAME_HANDSHAKE:
+				n = frame_encode_handshake(batch + length, sizeof batch - length, id += 2,
+							   "discard", 7);
+				break;
+			default:
+				n = frame_encode_error(batch + length, sizeof batch - length, id += 2, 499,
+						       (const char *)code + 4, 4);
+				break;
+			}
+			length += (size_t)n;
+		}
+		size_t done = 0;
+		while (done < length && now() < end) {
+			ssize_t n = send_some(fd, batch + done, length - done);
+			if (n < 0) {
+				r->eof = true;
+				break;
+			}
+			done += (size_t)n;
+			if (read_answers)
+				reader_poll(r, 0);
+			else if (n == 0) {
+				struct pollfd pfd = { fd, POLLOUT, 0 };
+				poll(&pfd, 1, 10);
+			}
+		}
+		sent += done / (size_t)(length / 64);
+	}
+	return sent;
+}
+
+/* A flood of frames that need no answer (or whose answers we read): the broker serves it
+ * without harm, and the connection is still answered after it. For frames it answers
+ * (PING, HANDSHAKE), closing a connection that provokes answers faster than it reads them is
+ * the broker's defence (its control queue is bounded): that passes too; hanging does not. */
+static int flood_survived(enum frame_type type)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	uint64_t sent = flood(fd, &r, type, true);
+	fprintf(stderr, "hostile-peer: %s flood: %llu frames\n", frame_type_name(type),
+		(unsigned long long)sent);
+	bool answers = type == FRAME_PING || type == FRAME_HANDSHAKE;
+	bool alive = ping_ok(&r, 1000001, 5);
+	bool cut_off = !alive && answers && wait_closed(&r, 5);
+	if (cut_off)
+		fprintf(stderr, "hostile-peer: the broker closed the connection (answers not read in time)\n");
+	close(fd);
+	return alive || cut_off ? 0 : fail("the connection was neither answered nor closed after the flood");
+}
+
+/* A flood of frames the broker answers, without reading the answers: it must not queue
+ * answers for ever. It closes the connection once its bounded control queue is full, or
+ * stops the flood by not reading (TCP back-pressure); both bound its memory. */
+static int flood_unread(enum frame_type type)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	uint64_t sent = flood(fd, &r, type, false);
+	fprintf(stderr, "hostile-peer: %s flood, answers unread: %llu frames, %s\n",
+		frame_type_name(type), (unsigned long long)sent,
+		r.eof ? "the broker closed the connection" : "still open");
+	close(fd);
+	return 0;
+}
+
+static int attack_rapid_reset(bool with_error)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	uint8_t batch[64 * 48];
+	uint64_t streams = 0;
+	uint32_t id = 1;
+	double end = now() + seconds;
+	while (now() < end && !r.eof) {
+		size_t length = 0;
+		for (int i = 0; i < 32; i++, id += 2) {
+			length += (size_t)frame_encode_handshake(batch + length, sizeof batch - length, id,
+								 "echo", 4);
+			length += (size_t)(with_error ? frame_encode_error(batch + length, sizeof batch - length,
+									   id, 499, "bye", 3)
+						      : frame_encode_close(batch + length, sizeof batch - length, id));
+		}
+		if (!send_all(fd, batch, length))
+			break;
+		streams += 32;
+		reader_poll(&r, 0);
+	}
+	fprintf(stderr, "hostile-peer: rapid reset (%s): %llu streams\n", with_error ? "ERROR" : "CLOSE",
+		(unsigned long long)streams);
+	bool alive = ping_ok(&r, 1000002, 5);
+	bool cut_off = !alive && wait_closed(&r, 5); /* the bounded control queue's defence */
+	if (cut_off)
+		fprintf(stderr, "hostile-peer: the broker closed the connection (answers not read in time)\n");
+	close(fd);
+	return alive || cut_off ? 0 : fail("the connection was neither answered nor closed after the resets");
+}
+
+/* Streams that fill their windows towards us while we never read nor grant credit. */
+static int attack_zero_window(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	int small = 4096;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	static uint8_t chunk[32768];
+	for (uint32_t id = 1; id < 2 * 64; id += 2) {
+		send_frame(fd, FRAME_HANDSHAKE, id, "echo", 4);
+		for (int i = 0; i < 8; i++) /* the whole 256 KiB window: the echo must hold it */
+			if (send_frame(fd, FRAME_DATA, id, chunk, sizeof chunk) < 0)
+				return fail("the broker closed a connection that only stopped reading");
+	}
+	double end = now() + seconds;
+	while (now() < end)
+		usleep(50000); /* hold the connection, read nothing */
+	close(fd);
+	return 0;
+}
+
+/* A frame a byte at a time, never finished, PINGs never answered: keep-alive ends it. */
+static int attack_slowloris(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	uint8_t frame[FRAME_HEADER_SIZE + 4];
+	frame_encode_handshake(frame, sizeof frame, 1, "echo", 4);
+	double end = now() + seconds;
+	bool closed = false;
+	for (size_t i = 0; now() < end && !closed; i = (i + 1) % (sizeof frame - 1)) {
+		if (send_some(fd, frame + i, 1) < 0)
+			closed = true;
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 200) > 0) {
+			uint8_t sink[4096];
+			ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT); /* read, never answer */
+			if (n == 0 || (n < 0 && errno != EAGAIN))
+				closed = true;
+		}
+	}
+	close(fd);
+	fprintf(stderr, "hostile-peer: slowloris %s\n", closed ? "cut off by the broker" : "held to the end");
+	return 0;
+}
+
+/* Many connections at once, each opening a stream, held, then all dropped. */
+static int attack_many_connections(void)
+{
+	enum { COUNT = 2000 };
+	static int fds[COUNT];
+	int opened = 0;
+	for (int i = 0; i < COUNT; i++) {
+		fds[i] = dial();
+		if (fds[i] < 0)
+			break;
+		opened++;
+		send_frame(fds[i], FRAME_HANDSHAKE, 1, "echo", 4);
+		send_frame(fds[i], FRAME_DATA, 1, "hello", 5);
+	}
+	fprintf(stderr, "hostile-peer: %d connections open\n", opened);
+	double end = now() + seconds;
+	while (now() < end)
+		usleep(50000);
+	for (int i = 0; i < opened; i++)
+		close(fds[i]);
+	return opened ? 0 : fail("no connection could be made");
+}
+
+struct attack {
+	const char *name;
+	int (*run)(void);
+	const char *what;
+};
+
+static int flood_data(void) { return flood_survived(FRAME_DATA); }
+static int flood_window(void) { return flood_survived(FRAME_WINDOW_UPDATE); }
+static int flood_ping(void) { return flood_survived(FRAME_PING); }
+static int flood_pong(void) { return flood_survived(FRAME_PONG); }
+static int flood_close(void) { return flood_survived(FRAME_CLOSE); }
+static int flood_error(void) { return flood_survived(FRAME_ERROR); }
+static int flood_handshake(void) { return flood_survived(FRAME_HANDSHAKE); }
+static int flood_ping_unread(void) { return flood_unread(FRAME_PING); }
+static int flood_handshake_unread(void) { return flood_unread(FRAME_HANDSHAKE); }
+static int reset_close(void) { return attack_rapid_reset(false); }
+static int reset_error(void) { return attack_rapid_reset(true); }
+
+static const struct attack attacks[] = {
+	{ "fatal-trailing", attack_fatal_trailing, "a length above 16 MiB, then 2 MiB more" },
+	{ "malformed-run", attack_malformed_run, "nine malformed frames in a row, then 1 MiB more" },
+	{ "malformed-stream", attack_malformed_stream, "each stream-scoped malformed frame" },
+	{ "window-overflow", attack_window_overflow, "credit above 2^31-1, DATA beyond the window" },
+	{ "flood-data", flood_data, "DATA for ids that never open" },
+	{ "flood-window", flood_window, "WINDOW_UPDATE for unknown streams" },
+	{ "flood-ping", flood_ping, "PING, answers read" },
+	{ "flood-pong", flood_pong, "PONG nobody asked for" },
+	{ "flood-close", flood_close, "CLOSE for unknown streams" },
+	{ "flood-error", flood_error, "ERROR for unknown streams" },
+	{ "flood-handshake", flood_handshake, "HANDSHAKE after HANDSHAKE, answers read" },
+	{ "flood-ping-unread", flood_ping_unread, "PING without reading the PONGs" },
+	{ "flood-handshake-unread", flood_handshake_unread, "HANDSHAKEs without reading" },
+	{ "rapid-reset-close", reset_close, "HANDSHAKE then CLOSE, as fast as possible" },
+	{ "rapid-reset-error", reset_error, "HANDSHAKE then ERROR, as fast as possible" },
+	{ "zero-window", attack_zero_window, "full windows towards a peer that never reads" },
+	{ "slowloris", attack_slowloris, "a frame a byte at a time, PINGs unanswered" },
+	{ "many-connections", attack_many_connections, "2000 connections at once" },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++)
+			printf("%-24s %s\n", attacks[i].name, attacks[i].what);
+		return 0;
+	}
+	if (argc < 4 || argc > 5) {
+		fprintf(stderr, "usage: hostile-peer ATTACK HOST PORT [SECONDS] | hostile-peer list\n");
+		return 2;
+	}
+	host = argv[2];
+	port = argv[3];
+	if (argc == 5)
+		seconds = atof(argv[4]);
+	for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++)
+		if (strcmp(attacks[i].name, argv[1]) == 0)
+			return attacks[i].run();
+	fprintf(stderr, "hostile-peer: no attack '%s' (hostile-peer list)\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,258 @@
+/* Every wire attack class (tests/hostile_peer.c) against a live broker process. For each one:
+ * the attacker's own checks pass (the broker answered on the narrowest scope), a canary
+ * connection keeps getting PONGs within a bound throughout, the broker's resident memory
+ * stays under a bound, and after the attacker leaves the broker's descriptors come back to
+ * their count before the attack and its CPU is idle within a second. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "frame.h"
+#include "harness.h"
+
+#ifdef WH_SANITIZERS
+#define SANITIZER_SCALE 4 /* ASan: shadow memory, quarantine, slower code */
+#else
+#define SANITIZER_SCALE 1
+#endif
+
+/* Bounds, per attack, and why. */
+#define CANARY_RTT_MAX 0.2         /* s: PING to PONG on another connection, throughout */
+#define IDLE_TICKS_MAX 5           /* clock ticks (1/100 s) of broker CPU in the second after */
+#define RSS_GROWTH_SMALL (32 << 10) /* KiB: attacks that hold little */
+
+struct attack_case {
+	const char *name;
+	const char *seconds;
+	long rss_growth_kib; /* most the broker's RSS may grow while it runs */
+};
+
+static const struct attack_case cases[] = {
+	{ "fatal-trailing", "1", RSS_GROWTH_SMALL },
+	{ "malformed-run", "1", RSS_GROWTH_SMALL },
+	{ "malformed-stream", "1", RSS_GROWTH_SMALL },
+	{ "window-overflow", "1", RSS_GROWTH_SMALL },
+	{ "flood-data", "1.5", RSS_GROWTH_SMALL }, /* at most 8 ids x 256 KiB held */
+	{ "flood-window", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-ping", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-pong", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-close", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-error", "1.5", RSS_GROWTH_SMALL },
+	/* streams stay open until the connection ends: up to the budget's 32768 per connection */
+	{ "flood-handshake", "1.5", 64 << 10 },
+	{ "flood-ping-unread", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-handshake-unread", "1.5", 64 << 10 },
+	{ "rapid-reset-close", "1.5", RSS_GROWTH_SMALL },
+	{ "rapid-reset-error", "1.5", RSS_GROWTH_SMALL },
+	/* 64 echo streams holding their whole 256 KiB windows each way */
+	{ "zero-window", "1.5", 64 << 10 },
+	/* cut off by keep-alive (2 s + 2 s here) before it ends */
+	{ "slowloris", "6", RSS_GROWTH_SMALL },
+	/* 2000 connections with a stream each (~20 KiB a connection) */
+	{ "many-connections", "1.5", 96 << 10 },
+};
+
+/* ---- the canary: another connection that must stay served during the attack --------- */
+
+struct canary {
+	unsigned port;
+	pid_t broker;
+	pthread_t thread;
+	atomic_bool stop;
+	double worst_rtt;
+	long peak_rss_kib;
+	unsigned pings, lost;
+};
+
+static double monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long rss_kib(pid_t pid)
+{
+	struct process p = { .pid = pid };
+	return process_rss_kib(&p);
+}
+
+/* Reads frames until the PONG for `id` (answering the broker's own PINGs), or the deadline. */
+static bool await_pong(int fd, struct frame_decoder *decoder, uint32_t id, double deadline)
+{
+	uint8_t buffer[4096];
+	while (monotonic() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+		if (n <= 0)
+			return false;
+		const uint8_t *p = buffer;
+		size_t left = (size_t)n;
+		bool got = false;
+		while (left) {
+			struct frame_event ev;
+			size_t used = frame_decoder_feed(decoder, p, left, &ev);
+			p += used;
+			left -= used;
+			if (ev.kind != FRAME_EVENT_CONTROL || ev.payload_length != 4)
+				continue;
+			uint32_t value = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+					 (uint32_t)ev.payload[2] << 8 | ev.payload[3];
+			if (ev.header.type == FRAME_PONG && value == id) {
+				got = true;
+			} else if (ev.header.type == FRAME_PING) {
+				uint8_t pong[FRAME_HEADER_SIZE + 4];
+				send(fd, pong, (size_t)frame_encode_pong(pong, sizeof pong, value), MSG_NOSIGNAL);
+			}
+		}
+		if (got)
+			return true;
+	}
+	return false;
+}
+
+static void *canary_run(void *arg)
+{
+	struct canary *c = arg;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)c->port) };
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		c->lost = 1000;
+		close(fd);
+		return NULL;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	for (uint32_t id = 1; !atomic_load(&c->stop); id++) {
+		uint8_t ping[FRAME_HEADER_SIZE + 4];
+		double sent = monotonic();
+		send(fd, ping, (size_t)frame_encode_ping(ping, sizeof ping, id), MSG_NOSIGNAL);
+		c->pings++;
+		if (!await_pong(fd, &decoder, id, sent + 5.0)) {
+			c->lost++;
+			break;
+		}
+		double rtt = monotonic() - sent;
+		if (rtt > c->worst_rtt)
+			c->worst_rtt = rtt;
+		long rss = rss_kib(c->broker);
+		if (rss > c->peak_rss_kib)
+			c->peak_rss_kib = rss;
+		usleep(20000); /* one probe every 20 ms: a measurement period, not a wait */
+	}
+	close(fd);
+	return NULL;
+}
+
+/* ---- broker CPU ------------------------------------------------------------------------ */
+
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	long utime = -1, stime = -1;
+	if (fgets(line, sizeof line, f)) {
+		const char *p = strrchr(line, ')'); /* the command may contain spaces */
+		if (p)
+			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime);
+	}
+	fclose(f);
+	return utime < 0 ? -1 : utime + stime;
+}
+
+static int wait_fd_count(const struct process *p, int want, double timeout)
+{
+	double deadline = monotonic() + timeout;
+	int count;
+	while ((count = process_fd_count(p)) != want && monotonic() < deadline)
+		usleep(10000); /* polling a condition with a deadline */
+	return count;
+}
+
+START_TEST(test_attack)
+{
+	const struct attack_case *attack = &cases[_i];
+	struct process broker, attacker;
+	const char *args[] = { "--keepalive", "2", "--keepalive-timeout", "2", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	struct canary canary = { .port = broker.port, .broker = broker.pid };
+	atomic_init(&canary.stop, false);
+	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
+	/* the canary's connection is part of the baseline */
+	double deadline = monotonic() + 5;
+	while (canary.pings < 3 && monotonic() < deadline)
+		usleep(10000);
+	int fds_before = process_fd_count(&broker);
+	long rss_before = process_rss_kib(&broker);
+
+	char port[16];
+	snprintf(port, sizeof port, "%u", broker.port);
+	const char *attack_args[] = { attack->name, "127.0.0.1", port, attack->seconds, NULL };
+	ck_assert(app_spawn(&attacker, "tests/hostile-peer", attack_args));
+	int status = process_wait(&attacker, 60);
+	if (status != 0)
+		process_dump_log(&attacker);
+	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack->name, status);
+
+	int fds_after = wait_fd_count(&broker, fds_before, 5);
+	/* CPU in the second that starts once the attacker is gone and its descriptors closed */
+	long ticks_start = cpu_ticks(broker.pid);
+	usleep(1000000); /* a measurement window */
+	long idle_ticks = cpu_ticks(broker.pid) - ticks_start;
+	atomic_store(&canary.stop, true);
+	pthread_join(canary.thread, NULL);
+	long rss_growth = canary.peak_rss_kib - rss_before;
+
+	fprintf(stderr, "attack %-22s canary worst %.1f ms over %u pings, rss +%ld KiB, fds %d -> %d, "
+		"cpu after %ld ticks/s\n", attack->name, canary.worst_rtt * 1e3, canary.pings, rss_growth,
+		fds_before, fds_after, idle_ticks);
+	if (canary.lost || fds_after != fds_before)
+		process_dump_log(&broker);
+	ck_assert_msg(canary.lost == 0, "%s: the canary lost its connection or a PONG", attack->name);
+	ck_assert_msg(canary.worst_rtt <= CANARY_RTT_MAX * SANITIZER_SCALE,
+		      "%s: canary round trip %.3f s", attack->name, canary.worst_rtt);
+	ck_assert_msg(rss_growth <= attack->rss_growth_kib * SANITIZER_SCALE, "%s: RSS grew %ld KiB",
+		      attack->name, rss_growth);
+	ck_assert_msg(fds_after == fds_before, "%s: descriptors %d before, %d after", attack->name,
+		      fds_before, fds_after);
+	ck_assert_msg(idle_ticks >= 0 && idle_ticks <= IDLE_TICKS_MAX,
+		      "%s: the broker used %ld ticks of CPU in the second after", attack->name, idle_ticks);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("attacks");
+	TCase *tc = tcase_create("wire");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_attack, 0, (int)(sizeof cases / sizeof cases[0]));
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
