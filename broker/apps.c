@@ -299,7 +299,7 @@ static int client_send(struct client *c, const struct ctl_msg *msg, const int *f
 		/* the reserve may serve: an answer must not fail for want of a descriptor */
 		int error = WH_EDESCRIPTORS;
 		q->fds[i] = -1;
-		if (fd_budget_take(c->apps->fds, 1, FD_USE_SESSION)) {
+		if (fd_budget_take(c->apps->fds, 1, FD_USE_ANSWER)) {
 			q->fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 			if (q->fds[i] < 0) {
 				error = errno_error();
@@ -475,6 +475,15 @@ static void io_release(void *ctx)
 {
 	struct shm_stream *s = ctx;
 	s->stream = NULL;
+	if (s->client) {
+		/* The stream is over for the network and the app was told through the ring; the
+		 * app holds its own mapping and descriptors. Ours go now, not when the app gets
+		 * round to releasing it (an app that never accepts may never). */
+		budget_close(s->apps, s->efd_app);
+		s->efd_app = -1;
+		segment_destroy(s->apps, &s->seg);
+		return;
+	}
 	shm_free_if_done(s);
 }
 

@@ -221,12 +221,19 @@ static struct pool *find_pool(void *ctx, const char *name)
 	return NULL;
 }
 
-/* Each app stream costs the broker two descriptors: allow as many as the system lets us.
+/* Each app stream costs the broker a descriptor or two: allow as many as the system lets us.
  * With the privilege to (root, CAP_SYS_RESOURCE) the hard limit goes up to 1 Mi; without,
- * the soft limit goes up to the hard one. */
-static void raise_fd_limit(const struct log_sink *log)
+ * the soft limit goes up to the hard one. `wanted` (--max-fds) sets the limit instead. */
+static void set_fd_limit(const struct log_sink *log, uint64_t wanted)
 {
 	struct rlimit limit = { 1u << 20, 1u << 20 };
+	if (wanted) {
+		limit.rlim_cur = limit.rlim_max = (rlim_t)wanted;
+		if (setrlimit(RLIMIT_NOFILE, &limit) < 0)
+			log_write(log, LOG_WARN, "broker", "cannot set the descriptor limit to %llu: %s",
+				  (unsigned long long)wanted, strerror(errno));
+		return;
+	}
 	if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
 		return;
 	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
@@ -235,8 +242,6 @@ static void raise_fd_limit(const struct log_sink *log)
 			log_write(log, LOG_WARN, "broker", "cannot raise the descriptor limit: %s",
 				  strerror(errno));
 	}
-	log_write(log, LOG_INFO, "broker", "descriptor limit %llu: at most ~%llu app streams",
-		  (unsigned long long)limit.rlim_cur, (unsigned long long)limit.rlim_cur / 2);
 }
 
 /* The socket's directory, created if missing (e.g. /run/wormhole under a fresh /run). */
@@ -271,7 +276,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 		if (error != WH_OK)
 			return error;
 	}
-	raise_fd_limit(&broker->config.log);
+	set_fd_limit(&broker->config.log, config->max_fds);
 	ev_timer_init(&broker->trim_timer, on_trim, TRIM_INTERVAL, TRIM_INTERVAL);
 	ev_timer_start(loop, &broker->trim_timer);
 	/* the pools' own connections are the broker's fixed needs, not the budget's */

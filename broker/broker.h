@@ -27,6 +27,7 @@ struct broker_config {
 	char port_file[4096];  /* if set, the bound port is written here once listening */
 	char default_service[256];
 	uint64_t memory_budget; /* receive-window bytes all connections together may back */
+	uint64_t max_fds;       /* the process's descriptor limit; 0: as high as allowed */
 	struct pool_config pool; /* for dialled peers; its mux config serves accepted ones too */
 	struct apps_config apps; /* socket_path empty: no app socket */
 	struct broker_peer peers[BROKER_PEERS_MAX];

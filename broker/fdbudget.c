@@ -39,9 +39,10 @@ uint64_t fd_budget_available(const struct fd_budget *budget, enum fd_use use)
 	if (!budget)
 		return UINT64_MAX;
 	uint64_t held = budget->baseline + budget->used;
-	uint64_t ceiling = use == FD_USE_STREAM && budget->limit > budget->reserve
-				   ? budget->limit - budget->reserve
-				   : budget->limit;
+	uint64_t keep = use == FD_USE_STREAM ? budget->reserve
+			: use == FD_USE_SESSION ? budget->reserve / 2
+						: 0;
+	uint64_t ceiling = budget->limit > keep ? budget->limit - keep : 0;
 	return held < ceiling ? ceiling - held : 0;
 }
 

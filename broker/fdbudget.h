@@ -13,9 +13,10 @@
  * (its loop, listeners, pools, logs) is a constant measured at start.
  *
  * Streams and peer connections may not use the last `reserve` descriptors of the process
- * limit; an app attaching (and the messages that tell an app why it was refused) may. So a
- * flood of streams meets WH_EDESCRIPTORS while apps can still attach and be told, and the
- * kernel's EMFILE is never the first to say no.
+ * limit; an app attaching may use half of them, and the answers that hand an app its
+ * descriptors all of them. So a flood of streams meets WH_EDESCRIPTORS while apps can still
+ * attach, a flood of sessions meets it while answers still go out, and the kernel's EMFILE
+ * is never the first to say no.
  *
  * A NULL budget admits everything (unit tests). Single-threaded: the broker's loop.
  */
@@ -31,7 +32,9 @@ struct fd_budget {
 
 enum fd_use {
 	FD_USE_STREAM,  /* streams and peer connections: never the reserve */
-	FD_USE_SESSION, /* attaching apps, answers to them: the reserve too */
+	FD_USE_SESSION, /* an app attaching: half the reserve, so that a flood of sessions
+			 * still leaves room to answer */
+	FD_USE_ANSWER,  /* descriptors passed in an answer to an app: all of it */
 };
 
 /* Reads the process limit and counts the descriptors open now as the baseline, plus

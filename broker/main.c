@@ -38,6 +38,8 @@ static void usage(FILE *out)
 		"      --window BYTES          initial stream window (default 262144; must match peers)\n"
 		"      --max-window BYTES      receive-window growth limit (default 16777216)\n"
 		"      --budget BYTES          receive-window bytes the broker may back (default 8 GiB)\n"
+		"      --max-fds N             descriptor limit of the process (default: as high as\n"
+		"                              allowed); the last 64 are kept for apps attaching\n"
 		"      --max-streams N         live streams per connection (default 65536)\n"
 		"      --release-linger S      reset a stream its app closed if the peer has not\n"
 		"                              closed it within S seconds, 0: never (default 60)\n"
@@ -80,7 +82,7 @@ enum {
 	OPT_PORT_FILE = 256, OPT_DEFAULT_SERVICE, OPT_POOL_MIN, OPT_POOL_MAX, OPT_KEEPALIVE,
 	OPT_KEEPALIVE_TIMEOUT, OPT_HEALTH, OPT_IDLE, OPT_WINDOW, OPT_MAX_WINDOW, OPT_BUDGET,
 	OPT_MAX_STREAMS, OPT_SOCKET_MODE, OPT_RING_SIZE, OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY,
-	OPT_SOCKET_OWNER, OPT_RELEASE_LINGER, OPT_APP_ACCEPT_BACKLOG,
+	OPT_SOCKET_OWNER, OPT_RELEASE_LINGER, OPT_APP_ACCEPT_BACKLOG, OPT_MAX_FDS,
 };
 
 /* "USER", "USER:GROUP" or ":GROUP", by name or number; -1 for the part not given. */
@@ -134,6 +136,7 @@ static int parse_numeric_option(int option, const char *arg, struct broker_confi
 			return -1; /* a power of two */
 		c->apps.ring_capacity = (uint32_t)v;
 		break;
+	case OPT_MAX_FDS: if (parse_number(arg, 128, 1 << 24, &v)) return -1; c->max_fds = (uint64_t)v; break;
 	case OPT_APP_ACCEPT_BACKLOG: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.accept_backlog = (uint32_t)v; break;
 	case OPT_APP_MAX_STREAMS: if (parse_number(arg, 1, 1 << 20, &v)) return -1; c->apps.max_streams = (uint32_t)v; break;
 	case OPT_APP_MAX_RING_MEMORY: if (parse_number(arg, 8192, 1e15, &v)) return -1; c->apps.max_ring_memory = (uint64_t)v; break;
@@ -173,6 +176,7 @@ static int parse_args(int argc, char **argv, struct broker_config *c)
 		{ "ring-size", required_argument, NULL, OPT_RING_SIZE },
 		{ "app-max-streams", required_argument, NULL, OPT_APP_MAX_STREAMS },
 		{ "app-accept-backlog", required_argument, NULL, OPT_APP_ACCEPT_BACKLOG },
+		{ "max-fds", required_argument, NULL, OPT_MAX_FDS },
 		{ "app-max-ring-memory", required_argument, NULL, OPT_APP_MAX_RING_MEMORY },
 		{ "socket-owner", required_argument, NULL, OPT_SOCKET_OWNER },
 		{ "socket", required_argument, NULL, 's' },

@@ -1,0 +1,528 @@
+/* A hostile local app: every way an app can abuse the attach socket and its shared memory.
+ *
+ *   hostile-app ATTACK SOCKET [PEER]
+ *
+ * It speaks the attach protocol by hand (shared/ctlmsg.h), not through libwormholeclient, so
+ * it can send what the library never would. Each attack checks that the broker ended only
+ * the offending session (with a RESULT that says why, where there is one to send) or stream,
+ * and that the broker still answers. PEER names a peer broker for attacks that need a stream
+ * whose rings the broker itself reads. Exit status 0 when the broker behaved, 1 otherwise
+ * (the reason on stderr), 2 for bad arguments; `hostile-app list` prints the attacks.
+ * tests/integration/check_hostile_apps.c runs them against a live broker.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctlmsg.h"
+#include "ring.h"
+
+static const char *socket_path, *peer = "";
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fail(const char *why)
+{
+	fprintf(stderr, "hostile-app: %s\n", why);
+	return 1;
+}
+
+static int connect_raw(void)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool send_bytes(int fd, const void *bytes, size_t length, int pass_fd)
+{
+	struct iovec iov = { (void *)bytes, length };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (pass_fd >= 0) {
+		msg.msg_control = control.buf;
+		msg.msg_controllen = sizeof control.buf;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
+	}
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)length;
+}
+
+static bool send_msg(int fd, const struct ctl_msg *msg)
+{
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, msg);
+	return n > 0 && send_bytes(fd, bytes, (size_t)n, -1);
+}
+
+/* The next message within timeout_ms, with its fds; false at EOF, timeout or garbage. */
+static bool receive(int fd, struct ctl_msg *msg, int fds[CTL_MAX_FDS], int timeout_ms)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return false;
+	uint8_t buffer[CTL_MESSAGE_MAX];
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { buffer, sizeof buffer };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			    .msg_controllen = sizeof control.buf };
+	ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+	if (n <= 0 || ctl_decode(buffer, (size_t)n, msg) != WH_OK)
+		return false;
+	unsigned count = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+		for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < CTL_MAX_FDS; k++)
+			memcpy(&fds[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+	for (unsigned i = count; i < CTL_MAX_FDS; i++)
+		fds[i] = -1;
+	return true;
+}
+
+static void close_fds(const int fds[CTL_MAX_FDS])
+{
+	for (unsigned i = 0; i < CTL_MAX_FDS; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+}
+
+/* The broker answered the offence with RESULT(error), then hung up. */
+static bool refused_then_closed(int fd, int error)
+{
+	struct ctl_msg reply;
+	int fds[CTL_MAX_FDS];
+	if (!receive(fd, &reply, fds, 5000) || reply.type != CTL_RESULT || reply.error != error)
+		return false;
+	close_fds(fds);
+	uint8_t byte[CTL_MESSAGE_MAX];
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	return poll(&pfd, 1, 5000) == 1 && recv(fd, byte, sizeof byte, 0) == 0;
+}
+
+/* A session's doorbell, for attacks that make the broker look at their rings. */
+struct doorbell {
+	int fd;
+	struct notify_segment *notify;
+	size_t size;
+	uint32_t slots;
+};
+
+/* A session that said HELLO and got WELCOME; its doorbell kept if bell is not NULL (else
+ * its fds are closed). -1 on failure. */
+static int attach_with(struct doorbell *bell)
+{
+	int fd = connect_raw();
+	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = CTL_VERSION,
+				 .pid = (uint32_t)getpid() }, reply;
+	int fds[CTL_MAX_FDS];
+	if (fd < 0 || !send_msg(fd, &hello) || !receive(fd, &reply, fds, 5000) ||
+	    reply.type != CTL_WELCOME) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (bell) {
+		bell->fd = fds[0];
+		bell->slots = reply.max_streams;
+		bell->size = notify_segment_size(reply.max_streams);
+		bell->notify = mmap(NULL, bell->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
+		close(fds[1]);
+		if (bell->notify == MAP_FAILED) {
+			close(fd);
+			return -1;
+		}
+		return fd;
+	}
+	close_fds(fds);
+	return fd;
+}
+
+static int attach(void)
+{
+	return attach_with(NULL);
+}
+
+/* A request and its reply (INCOMING messages met on the way are dropped, fds closed). */
+static bool request(int fd, struct ctl_msg *req, struct ctl_msg *reply, int fds[CTL_MAX_FDS])
+{
+	static uint32_t next_id = 100;
+	req->request_id = ++next_id;
+	if (!send_msg(fd, req))
+		return false;
+	while (receive(fd, reply, fds, 5000)) {
+		if (reply->request_id == req->request_id && reply->type != CTL_INCOMING)
+			return true;
+		close_fds(fds);
+	}
+	return false;
+}
+
+/* The broker still serves a fresh session: the offence was contained. */
+static bool broker_serves(void)
+{
+	int fd = attach();
+	if (fd < 0)
+		return false;
+	struct ctl_msg req = { .type = CTL_STATS }, reply;
+	int fds[CTL_MAX_FDS];
+	bool ok = request(fd, &req, &reply, fds) && reply.type == CTL_STATS_REPLY;
+	close(fd);
+	return ok;
+}
+
+static int expect_refusal(const void *bytes, size_t length, int pass_fd, bool after_hello,
+			  const char *what)
+{
+	int fd = after_hello ? attach() : connect_raw();
+	if (fd < 0)
+		return fail("cannot attach");
+	if (!send_bytes(fd, bytes, length, pass_fd)) {
+		close(fd);
+		return fail("send failed");
+	}
+	bool ok = refused_then_closed(fd, WH_EPROTOCOL);
+	close(fd);
+	if (!ok) {
+		fprintf(stderr, "hostile-app: %s: ", what);
+		return fail("no RESULT WH_EPROTOCOL followed by a hang-up");
+	}
+	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
+}
+
+/* ---- malformed and misplaced messages -------------------------------------------------- */
+
+static int attack_before_hello(void)
+{
+	uint8_t release[] = { CTL_VERSION, CTL_RELEASE, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	return expect_refusal(release, sizeof release, -1, false, "RELEASE before HELLO");
+}
+
+static int attack_hello_version(void)
+{
+	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = 99 };
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &hello);
+	return expect_refusal(bytes, (size_t)n, -1, false, "HELLO version 99");
+}
+
+static int attack_double_hello(void)
+{
+	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 2, .version = CTL_VERSION };
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &hello);
+	return expect_refusal(bytes, (size_t)n, -1, true, "a second HELLO");
+}
+
+static int attack_broker_type(void)
+{
+	struct ctl_msg result = { .type = CTL_RESULT, .request_id = 3, .error = 0 };
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &result);
+	return expect_refusal(bytes, (size_t)n, -1, true, "a broker-only message type");
+}
+
+static int attack_fds_attached(void)
+{
+	struct ctl_msg stats = { .type = CTL_STATS, .request_id = 4 };
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &stats);
+	int extra = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int rc = expect_refusal(bytes, (size_t)n, extra, true, "a descriptor attached");
+	close(extra);
+	return rc;
+}
+
+static int attack_oversize(void)
+{
+	static uint8_t big[CTL_MESSAGE_MAX * 2];
+	big[0] = CTL_VERSION;
+	big[1] = CTL_STATS;
+	return expect_refusal(big, sizeof big, -1, true, "a message over the size limit");
+}
+
+/* Every malformed shape, each on a session of its own. */
+static int attack_malformed_each(void)
+{
+	static const struct {
+		const char *what;
+		uint8_t bytes[16];
+		size_t length;
+	} shapes[] = {
+		{ "garbage", { 9, 9, 9, 9, 9, 9, 9, 9, 9 }, 9 },
+		{ "short header", { CTL_VERSION, CTL_STATS, 0 }, 3 },
+		{ "reserved bits", { CTL_VERSION, CTL_STATS, 1, 0, 0, 0, 0, 0 }, 8 },
+		{ "unknown type", { CTL_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8 },
+		{ "trailing bytes", { CTL_VERSION, CTL_STATS, 0, 0, 0, 0, 0, 0, 1 }, 9 },
+		{ "string past the end", { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' }, 10 },
+		{ "NUL in a string", { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' }, 12 },
+		{ "short RELEASE", { CTL_VERSION, CTL_RELEASE, 0, 0, 0, 0, 0, 0, 1, 2, 3 }, 11 },
+	};
+	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+		int rc = expect_refusal(shapes[i].bytes, shapes[i].length, -1, true, shapes[i].what);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- an app that asks and never reads the answers ------------------------------------- */
+
+static int attack_never_read(void)
+{
+	int fd = attach();
+	if (fd < 0)
+		return fail("cannot attach");
+	struct ctl_msg stats = { .type = CTL_STATS };
+	uint8_t bytes[CTL_MESSAGE_MAX];
+	int n = ctl_encode(bytes, sizeof bytes, &stats);
+	struct timeval tv = { 5, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	bool dropped = false;
+	for (int i = 0; i < 1000000 && !dropped; i++)
+		dropped = send(fd, bytes, (size_t)n, MSG_NOSIGNAL) < 0;
+	close(fd);
+	if (!dropped)
+		return fail("an app that never reads its answers was never dropped");
+	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
+}
+
+/* ---- same-host teardown orders --------------------------------------------------------- */
+
+static bool listen_on(int fd, const char *service)
+{
+	struct ctl_msg req = { .type = CTL_LISTEN }, reply;
+	int fds[CTL_MAX_FDS];
+	snprintf(req.service, sizeof req.service, "%s", service);
+	return request(fd, &req, &reply, fds) && reply.type == CTL_RESULT && reply.error == WH_OK;
+}
+
+/* OPEN and its answer: OPENED (fds in fds[]) or RESULT (*error). */
+static bool open_stream(int fd, const char *to, const char *service, struct ctl_msg *reply,
+			int fds[CTL_MAX_FDS])
+{
+	struct ctl_msg req = { .type = CTL_OPEN };
+	snprintf(req.peer, sizeof req.peer, "%s", to);
+	snprintf(req.service, sizeof req.service, "%s", service);
+	return request(fd, &req, reply, fds);
+}
+
+static int attack_local_teardown(void)
+{
+	/* the listener goes first, then the opener: ordinary app behaviour */
+	int listener = attach(), opener = attach();
+	if (listener < 0 || opener < 0 || !listen_on(listener, "teardown"))
+		return fail("cannot set up");
+	struct ctl_msg reply;
+	int fds[CTL_MAX_FDS];
+	if (!open_stream(opener, "local", "teardown", &reply, fds) || reply.type != CTL_OPENED)
+		return fail("local open failed");
+	close_fds(fds);
+	close(listener);
+	usleep(50000); /* let the broker see them go in this order */
+	close(opener);
+	/* and an app with a stream to its own listener */
+	int self = attach();
+	if (self < 0 || !listen_on(self, "self") || !open_stream(self, "local", "self", &reply, fds) ||
+	    reply.type != CTL_OPENED)
+		return fail("self open failed");
+	close_fds(fds);
+	close(self);
+	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
+}
+
+/* ---- shared memory ------------------------------------------------------------------- */
+
+/* A stream to PEER's echo whose segment the app then damages in `how`: the broker must end
+ * that stream (the app sees its receive ring failed), and only that stream. */
+static int damage_segment(int how)
+{
+	if (!peer[0])
+		return fail("this attack needs a PEER");
+	struct doorbell bell;
+	int fd = attach_with(&bell);
+	if (fd < 0)
+		return fail("cannot attach");
+	struct ctl_msg reply;
+	int fds[CTL_MAX_FDS];
+	if (!open_stream(fd, peer, "echo", &reply, fds) || reply.type != CTL_OPENED)
+		return fail("open to the peer's echo failed");
+	size_t size = ring_segment_size(reply.ring_capacity);
+	if (ftruncate(fds[0], 4096) == 0 || ftruncate(fds[0], (off_t)size * 2) == 0)
+		return fail("the segment is not sealed against resizing");
+	struct ring_segment *segment = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (segment == MAP_FAILED)
+		return fail("cannot map the segment");
+	struct ring_producer tx;
+	ring_producer_attach(&tx, segment, reply.ring_capacity, reply.tx_ring);
+	ring_producer_write(&tx, "hello", 5);
+	uint64_t one = 1;
+	notify_ring(bell.notify, bell.slots, reply.slot);
+	(void)!write(bell.fd, &one, sizeof one);
+	/* the echo comes back: the broker has consumed what we wrote and produced as much */
+	unsigned rx_ring = reply.tx_ring ^ 1u;
+	double deadline = now() + 5;
+	while (atomic_load(&segment->rings[rx_ring].head) < 5 && now() < deadline)
+		usleep(10000); /* polling a condition with a deadline */
+	if (how == 0) /* positions far beyond anything written */
+		atomic_store(&segment->rings[reply.tx_ring].head, 1ull << 40);
+	else if (fallocate(fds[0], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
+		return fail("cannot punch a hole in the segment");
+	/* ring the doorbell for that stream again, as the library would */
+	notify_ring(bell.notify, bell.slots, reply.slot);
+	(void)!write(bell.fd, &one, sizeof one);
+	deadline = now() + 5;
+	while (atomic_load(&segment->rings[rx_ring].producer_state) != RING_FAILED && now() < deadline)
+		usleep(10000); /* polling a condition with a deadline */
+	bool ended = atomic_load(&segment->rings[rx_ring].producer_state) == RING_FAILED;
+	struct ctl_msg stats = { .type = CTL_STATS };
+	int ignored[CTL_MAX_FDS];
+	bool alive = request(fd, &stats, &reply, ignored) && reply.type == CTL_STATS_REPLY;
+	munmap(segment, size);
+	munmap(bell.notify, bell.size);
+	close(bell.fd);
+	close_fds(fds);
+	close(fd);
+	if (!ended)
+		return fail("the broker did not end the stream whose ring was damaged");
+	if (!alive)
+		return fail("the session was not served after damaging its own segment");
+	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
+}
+
+static int attack_corrupt_positions(void) { return damage_segment(0); }
+static int attack_punch_hole(void) { return damage_segment(1); }
+
+/* ---- exhaustion ---------------------------------------------------------------------- */
+
+/* Same-host streams to a listener that never accepts nor reads, until the broker refuses:
+ * every OPEN gets an answer, and a new app can still attach (the reserve). Then sessions
+ * until the broker refuses those too: each refused attach is told why. Run it against a
+ * broker with a small --max-fds. */
+static int attack_exhaust(void)
+{
+	int listener = attach(), opener = attach();
+	if (listener < 0 || opener < 0 || !listen_on(listener, "sink"))
+		return fail("cannot set up");
+	unsigned opened = 0;
+	int refusal = 0;
+	while (!refusal && opened < 100000) {
+		struct ctl_msg reply;
+		int fds[CTL_MAX_FDS];
+		if (!open_stream(opener, "local", "sink", &reply, fds))
+			return fail("an OPEN got no answer");
+		if (reply.type == CTL_OPENED)
+			opened++;
+		else
+			refusal = reply.error;
+		close_fds(fds); /* the broker keeps its own: what we hold does not count */
+	}
+	fprintf(stderr, "hostile-app: %u streams opened, then refused: %s\n", opened, wh_strerror(refusal));
+	if (refusal != WH_EDESCRIPTORS && refusal != WH_EACCEPT_QUEUE_FULL && refusal != WH_ELIMIT)
+		return fail("the refusal does not say which limit was reached");
+	if (!broker_serves())
+		return fail("a new app could not attach once streams had taken every descriptor they may");
+	enum { SESSIONS_MAX = 100000 };
+	static int sessions[SESSIONS_MAX];
+	unsigned count = 0;
+	int why = 0;
+	while (count < SESSIONS_MAX) {
+		int fd = connect_raw();
+		struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = CTL_VERSION }, reply;
+		int fds[CTL_MAX_FDS];
+		if (fd < 0 || !send_msg(fd, &hello) || !receive(fd, &reply, fds, 5000)) {
+			if (fd >= 0)
+				close(fd);
+			return fail("an attach got no answer");
+		}
+		close_fds(fds);
+		if (reply.type != CTL_WELCOME) {
+			why = reply.error;
+			close(fd);
+			break;
+		}
+		sessions[count++] = fd;
+	}
+	fprintf(stderr, "hostile-app: %u more sessions, then refused: %s\n", count, wh_strerror(why));
+	for (unsigned i = 0; i < count; i++)
+		close(sessions[i]);
+	close(opener);
+	close(listener);
+	if (why != WH_EDESCRIPTORS)
+		return fail("a refused attach was not told that descriptors ran out");
+	double deadline = now() + 5;
+	bool serves = false;
+	while (!(serves = broker_serves()) && now() < deadline)
+		usleep(20000); /* the broker sees the sessions go: a condition with a deadline */
+	return serves ? 0 : fail("the broker does not serve new sessions after they left");
+}
+
+struct attack {
+	const char *name;
+	int (*run)(void);
+	const char *what;
+};
+
+static const struct attack attacks[] = {
+	{ "before-hello", attack_before_hello, "a message before HELLO" },
+	{ "hello-version", attack_hello_version, "HELLO with version 99" },
+	{ "double-hello", attack_double_hello, "HELLO twice" },
+	{ "broker-type", attack_broker_type, "a message type only the broker sends" },
+	{ "fds-attached", attack_fds_attached, "a descriptor attached to a message" },
+	{ "oversize", attack_oversize, "a message over the size limit" },
+	{ "malformed-each", attack_malformed_each, "every malformed message shape" },
+	{ "never-read", attack_never_read, "requests whose answers are never read" },
+	{ "local-teardown", attack_local_teardown, "same-host streams torn down in every order" },
+	{ "corrupt-positions", attack_corrupt_positions, "ring positions beyond the ring (PEER)" },
+	{ "punch-hole", attack_punch_hole, "the segment's pages zeroed under the broker (PEER)" },
+	{ "exhaust", attack_exhaust, "same-host streams until the broker refuses" },
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++)
+			printf("%-18s %s\n", attacks[i].name, attacks[i].what);
+		return 0;
+	}
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: hostile-app ATTACK SOCKET [PEER] | hostile-app list\n");
+		return 2;
+	}
+	socket_path = argv[2];
+	if (argc == 4)
+		peer = argv[3];
+	for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++)
+		if (strcmp(attacks[i].name, argv[1]) == 0)
+			return attacks[i].run();
+	fprintf(stderr, "hostile-app: no attack '%s' (hostile-app list)\n", argv[1]);
+	return 2;
+}

@@ -1,0 +1,325 @@
+/* Hostile and careless apps against live brokers: every attack of tests/hostile_app.c ends
+ * only the offender's session or stream while a well-behaved app on the same broker carries
+ * on, and the broker's descriptors and memory come back. Also: an app whose broker dies
+ * learns it through its non-blocking streams and their descriptors; credit for bytes an app
+ * leaves unread is returned; a listener that does not accept gets ERROR 503 beyond its
+ * backlog, not the broker's descriptors. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "frame.h"
+#include "harness.h"
+
+/* Broker A accepts peers; broker B keeps a pool to A (peer "a") and has few descriptors. */
+struct pair {
+	struct process a, b;
+};
+
+static void pair_start(struct pair *p, const char *const *b_extra)
+{
+	ck_assert(broker_spawn(&p->a, NULL));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p->a.port);
+	const char *args[16] = { "--peer", peer };
+	int n = 2;
+	for (int i = 0; b_extra && b_extra[i] && n < 15; i++)
+		args[n++] = b_extra[i];
+	args[n] = NULL;
+	ck_assert(broker_spawn(&p->b, args));
+}
+
+static void pair_stop(struct pair *p)
+{
+	ck_assert_int_eq(process_stop(&p->b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&p->a, SIGTERM), 0);
+}
+
+static bool wait_until(bool (*predicate)(void *), void *arg, double seconds)
+{
+	int64_t deadline = wh_now_ns() + (int64_t)(seconds * 1e9);
+	while (wh_now_ns() < deadline) {
+		if (predicate(arg))
+			return true;
+		usleep(10000); /* polling a condition with a deadline */
+	}
+	return predicate(arg);
+}
+
+struct fd_goal {
+	const struct process *broker;
+	int count;
+};
+
+/* back to the count before, or below it (a pool connection may have idled out) */
+static bool fds_back(void *arg)
+{
+	struct fd_goal *g = arg;
+	int count = process_fd_count(g->broker);
+	return count >= 0 && count <= g->count;
+}
+
+struct rss_goal {
+	const struct process *broker;
+	long at_most;
+};
+
+static bool rss_back(void *arg)
+{
+	struct rss_goal *g = arg;
+	long rss = process_rss_kib(g->broker);
+	return rss >= 0 && rss <= g->at_most;
+}
+
+/* A well-behaved app: a same-host stream to itself and a stream to A's echo, both checked. */
+static void good_app_round(wh_client *good, unsigned seed)
+{
+	wh_stream *s, *accepted;
+	ck_assert_int_eq(wh_open(good, WH_PEER_LOCAL, "good", 5000, &s), WH_OK);
+	ck_assert_int_eq(wh_accept(good, 5000, &accepted), WH_OK);
+	ck_assert_int_eq(wh_write(s, "ok", 2), 2);
+	char buf[2];
+	ck_assert_int_eq(wh_read(accepted, buf, 2), 2);
+	wh_close(s);
+	wh_close(accepted);
+	ck_assert_int_eq(wh_open(good, "a", "echo", 5000, &s), WH_OK);
+	app_echo_check(s, 100000, seed);
+	wh_close(s);
+}
+
+static const char *const attacks[] = {
+	"before-hello", "hello-version", "double-hello", "broker-type", "fds-attached", "oversize",
+	"malformed-each", "never-read", "local-teardown", "corrupt-positions", "punch-hole", "exhaust",
+};
+
+START_TEST(test_hostile_app)
+{
+	const char *attack = attacks[_i];
+	struct pair p;
+	const char *b_args[] = { "--max-fds", "400", "--app-max-streams", "256", NULL };
+	pair_start(&p, b_args);
+	wh_client *good = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(good, "good"), WH_OK);
+	good_app_round(good, 1); /* the pool's connection to A is up: part of the baseline */
+	int fds_before = process_fd_count(&p.b);
+	long rss_before = process_rss_kib(&p.b);
+
+	struct process attacker;
+	const char *args[] = { attack, p.b.socket_path, "a", NULL };
+	ck_assert(app_spawn(&attacker, "tests/hostile-app", args));
+	int status = process_wait(&attacker, 60);
+	if (status != 0) {
+		process_dump_log(&attacker);
+		process_dump_log(&p.b);
+	}
+	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack, status);
+
+	good_app_round(good, 2); /* the good app's session was never touched */
+	struct fd_goal fds = { &p.b, fds_before };
+	ck_assert_msg(wait_until(fds_back, &fds, 5), "%s: broker descriptors %d, before %d", attack,
+		      process_fd_count(&p.b), fds_before);
+	/* memory freed after the attack is given back within the broker's trim interval */
+	struct rss_goal rss = { &p.b, rss_before + 1024 };
+	ck_assert_msg(wait_until(rss_back, &rss, 12), "%s: broker RSS %ld KiB, before %ld", attack,
+		      process_rss_kib(&p.b), rss_before);
+	fprintf(stderr, "hostile app %-18s fds %d -> %d, rss %ld -> %ld KiB\n", attack, fds_before,
+		process_fd_count(&p.b), rss_before, process_rss_kib(&p.b));
+	wh_client_detach(good);
+	pair_stop(&p);
+}
+END_TEST
+
+/* An app that runs its own poll loop on non-blocking streams learns that its broker died:
+ * the stream's descriptor becomes readable and the next call says WH_EBROKER_GONE. */
+START_TEST(test_broker_death_reaches_polled_streams)
+{
+	struct pair p;
+	pair_start(&p, NULL);
+	wh_client *client = app_attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_set_nonblocking(s, true), WH_OK);
+	char buf[16];
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EWOULDBLOCK);
+	int fd = wh_stream_fd(s);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(wh_stream_fd(s), fd); /* made once */
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	ck_assert_int_eq(poll(&pfd, 1, 0), 0); /* nothing yet */
+	kill(p.b.pid, SIGKILL);
+	int64_t start = wh_now_ns();
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	ck_assert(wh_now_ns() - start < 2000000000ll);
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EBROKER_GONE);
+	ck_assert_int_eq(wh_write(s, "x", 1), WH_EBROKER_GONE);
+	wh_close(s);
+	wh_client_detach(client);
+	process_stop(&p.b, SIGTERM);
+	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
+}
+END_TEST
+
+/* The example sender runs non-blocking streams in a poll loop; its broker is killed in the
+ * middle of a transfer: it must end, reporting the error, not hang. */
+START_TEST(test_sender_outlives_its_broker)
+{
+	struct pair p;
+	pair_start(&p, NULL);
+	wh_client *sink = app_attach(&p.a);
+	ck_assert_int_eq(wh_listen(sink, "slow"), WH_OK);
+	struct process sender;
+	const char *args[] = { "-s", p.b.socket_path, "-n", "4", "-b", "100000000000", "a", "slow", NULL };
+	ck_assert(app_spawn(&sender, "examples/wh-send", args));
+	wh_stream *s;
+	ck_assert_int_eq(wh_accept(sink, 10000, &s), WH_OK);
+	char buf[65536];
+	size_t got = 0;
+	long n;
+	while (got < (1u << 20) && (n = wh_read(s, buf, sizeof buf)) > 0)
+		got += (size_t)n; /* the transfer is under way */
+	kill(p.b.pid, SIGKILL);
+	int status = process_wait(&sender, 10);
+	if (status <= 0)
+		process_dump_log(&sender);
+	ck_assert_msg(status > 0, "the sender did not end with an error after its broker died (%d)", status);
+	process_stop(&sender, SIGKILL);
+	wh_close(s);
+	wh_client_detach(sink);
+	process_stop(&p.b, SIGTERM);
+	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
+}
+END_TEST
+
+/* An app closes a stream with bytes still unread: the broker returns their credit, so the
+ * peer's 4 MiB of writes complete and the stream ends cleanly, with no reset at the linger. */
+START_TEST(test_unread_bytes_are_credited)
+{
+	struct pair p;
+	const char *b_args[] = { "--release-linger", "30", NULL };
+	pair_start(&p, b_args);
+	wh_client *reader = app_attach(&p.a), *writer = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(reader, "closes-early"), WH_OK);
+	wh_stream *w, *r;
+	ck_assert_int_eq(wh_open(writer, "a", "closes-early", 10000, &w), WH_OK);
+	ck_assert_int_eq(wh_write(w, "first", 5), 5);
+	ck_assert_int_eq(wh_accept(reader, 10000, &r), WH_OK);
+	char buf[16];
+	ck_assert_int_gt(wh_read(r, buf, sizeof buf), 0);
+	wh_close(r); /* everything after the first read stays unread */
+	static char chunk[1 << 20];
+	ck_assert_int_eq(wh_set_write_deadline(w, wh_now_ns() + 10000000000ll), WH_OK);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(wh_write(w, chunk, sizeof chunk), (long)sizeof chunk);
+	ck_assert_int_eq(wh_shutdown(w), WH_OK);
+	ck_assert_int_eq(wh_set_read_deadline(w, wh_now_ns() + 10000000000ll), WH_OK);
+	ck_assert_int_eq(wh_read(w, buf, sizeof buf), 0); /* the reader's CLOSE, no ERROR 499 */
+	ck_assert_int_eq(wh_stream_error(w, NULL, NULL), WH_OK);
+	wh_close(w);
+	wh_client_detach(writer);
+	wh_client_detach(reader);
+	pair_stop(&p);
+}
+END_TEST
+
+static int dial(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	return fd;
+}
+
+/* A listening app that never accepts holds at most its backlog of streams; a peer opening
+ * a thousand gets ERROR 503 for the rest, and the broker's descriptors stay bounded. */
+START_TEST(test_listener_backlog)
+{
+	struct process broker;
+	const char *args[] = { "--app-accept-backlog", "100", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	wh_client *lazy = app_attach(&broker);
+	ck_assert_int_eq(wh_listen(lazy, "lazy"), WH_OK);
+	int fds_before = process_fd_count(&broker);
+	int fd = dial(broker.port);
+	static uint8_t frames[1000 * (FRAME_HEADER_SIZE + 4)];
+	size_t length = 0;
+	for (uint32_t i = 0; i < 1000; i++)
+		length += (size_t)frame_encode_handshake(frames + length, sizeof frames - length, 2 * i + 1,
+							 "lazy", 4);
+	ck_assert_int_eq(send(fd, frames, length, MSG_NOSIGNAL), (ssize_t)length);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	unsigned full = 0, other = 0;
+	int64_t deadline = wh_now_ns() + 10000000000ll;
+	while (full + other < 900 && wh_now_ns() < deadline) {
+		uint8_t buffer[65536];
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+		ck_assert_int_gt(n, 0);
+		const uint8_t *at = buffer;
+		size_t left = (size_t)n;
+		while (left) {
+			struct frame_event ev;
+			size_t used = frame_decoder_feed(&decoder, at, left, &ev);
+			at += used;
+			left -= used;
+			if (ev.kind == FRAME_EVENT_CONTROL && ev.header.type == FRAME_ERROR) {
+				uint32_t code = (uint32_t)ev.payload[2] << 8 | ev.payload[3];
+				if (code == 503)
+					full++;
+				else
+					other++;
+			}
+		}
+	}
+	ck_assert_uint_eq(full, 900);
+	ck_assert_uint_eq(other, 0);
+	/* each stream waiting for the app costs the broker one descriptor, and no more */
+	int fds_during = process_fd_count(&broker);
+	ck_assert_msg(fds_during <= fds_before + 1 + 100 + 8, "broker fds %d, before %d", fds_during,
+		      fds_before);
+	/* the held streams are real: the app can still take one */
+	wh_stream *s;
+	ck_assert_int_eq(wh_accept(lazy, 5000, &s), WH_OK);
+	wh_close(s);
+	close(fd);
+	struct fd_goal goal = { &broker, fds_before };
+	ck_assert_msg(wait_until(fds_back, &goal, 5), "broker fds %d, before %d",
+		      process_fd_count(&broker), fds_before);
+	wh_client_detach(lazy);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("hostile-apps");
+	TCase *tc = tcase_create("apps");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, test_hostile_app, 0, (int)(sizeof attacks / sizeof attacks[0]));
+	tcase_add_test(tc, test_broker_death_reaches_polled_streams);
+	tcase_add_test(tc, test_sender_outlives_its_broker);
+	tcase_add_test(tc, test_unread_bytes_are_credited);
+	tcase_add_test(tc, test_listener_backlog);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
