@@ -274,7 +274,8 @@ static int client_send(struct client *c, const struct ctl_msg *msg, const int *f
 	if (n < 0)
 		return n;
 	now.length = (size_t)n;
-	memcpy(now.fds, fds, nfds * sizeof *fds);
+	if (nfds)
+		memcpy(now.fds, fds, nfds * sizeof *fds);
 	if (c->queue_count == 0) {
 		int rc = send_now(c, &now);
 		if (rc != WH_EWOULDBLOCK)
@@ -886,7 +887,7 @@ static void handle_open(struct client *c, const struct ctl_msg *req)
 		open_local(c, req);
 		return;
 	}
-	struct pool *pool = apps->find_pool(apps->find_ctx, req->peer);
+	struct pool *pool = apps->find_pool ? apps->find_pool(apps->find_ctx, req->peer) : NULL;
 	if (!pool) {
 		send_result(c, req->request_id, WH_EUNKNOWN_PEER, NULL);
 		return;

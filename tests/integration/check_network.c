@@ -211,6 +211,63 @@ START_TEST(test_broker_survives_malformed_frames)
 }
 END_TEST
 
+/* A reference client can send a stream's first DATA (even its CLOSE) before the stream's
+ * HANDSHAKE (WIRE-NOTES weakness 4). 64-byte request/response streams opened that way, to the
+ * default service (echo, empty HANDSHAKE as the reference sends): every byte comes back. */
+START_TEST(test_data_before_handshake_is_served)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)broker.port),
+				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	enum { STREAMS = 100 };
+	uint8_t request[64];
+	static uint8_t out[STREAMS * (3 * FRAME_HEADER_SIZE + 64)];
+	size_t n = 0;
+	for (uint32_t i = 0; i < STREAMS; i++) {
+		uint32_t id = 2 * i + 1;
+		for (size_t k = 0; k < sizeof request; k++)
+			request[k] = harness_pattern(id, k);
+		n += (size_t)frame_encode_data(out + n, sizeof out - n, id, request, sizeof request);
+		if (i % 2) /* half of them half-close before they even open */
+			n += (size_t)frame_encode_close(out + n, sizeof out - n, id);
+		n += (size_t)frame_encode_handshake(out + n, sizeof out - n, id, NULL, 0);
+	}
+	ck_assert_int_eq(write(fd, out, n), (ssize_t)n);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, 0);
+	static size_t echoed[2 * STREAMS + 2];
+	unsigned complete = 0;
+	uint8_t in[65536];
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	while (complete < STREAMS) {
+		ssize_t got = read(fd, in, sizeof in);
+		ck_assert_msg(got > 0, "%u of %d streams echoed", complete, STREAMS);
+		size_t offset = 0;
+		while (offset < (size_t)got) {
+			struct frame_event ev;
+			offset += frame_decoder_feed(&decoder, in + offset, (size_t)got - offset, &ev);
+			ck_assert_msg(!(ev.kind == FRAME_EVENT_CONTROL && ev.header.type == FRAME_ERROR),
+				      "ERROR on stream %u", ev.header.stream_id);
+			if (ev.kind != FRAME_EVENT_DATA_CHUNK)
+				continue;
+			uint32_t id = ev.header.stream_id;
+			ck_assert_uint_lt(id, 2 * STREAMS + 2);
+			for (size_t k = 0; k < ev.payload_length; k++)
+				ck_assert_uint_eq(ev.payload[k], harness_pattern(id, echoed[id] + k));
+			echoed[id] += ev.payload_length;
+			if (echoed[id] == sizeof request)
+				complete++;
+		}
+	}
+	close(fd);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- keep-alive against a peer that stops answering ------------------------------------ */
 
 struct closed_record {
@@ -288,6 +345,7 @@ static Suite *network_suite(void)
 	tcase_add_test(tc, test_thousands_of_streams_through_broker);
 	tcase_add_test(tc, test_unknown_service_is_a_stream_error);
 	tcase_add_test(tc, test_broker_survives_malformed_frames);
+	tcase_add_test(tc, test_data_before_handshake_is_served);
 	tcase_add_test(tc, test_keepalive_timeout_when_peer_stopped);
 	suite_add_tcase(suite, tc);
 	return suite;
