@@ -237,6 +237,24 @@ void delay_link_cut(struct delay_link *link)
 		kill(link->forwarder, SIGSTOP);
 }
 
+bool delay_link_set_up(struct delay_link *link, bool up)
+{
+	bool ok = true;
+	for (int side = 0; side < 2; side++) {
+		char command[160];
+		snprintf(command, sizeof command, "ip -n %s link set whlink %s", link->netns[side],
+			 up ? "up" : "down");
+		ok = run(command) && ok;
+		if (up) { /* the peer route goes with the link: put it back */
+			snprintf(command, sizeof command, "ip -n %s addr replace %s peer %s dev whlink",
+				 link->netns[side], side ? link->far_addr : link->near_addr,
+				 side ? link->near_addr : link->far_addr);
+			ok = run(command) && ok;
+		}
+	}
+	return ok;
+}
+
 void delay_link_stop(struct delay_link *link)
 {
 	if (link->forwarder > 0) {

@@ -38,6 +38,10 @@ bool delay_link_enter(struct delay_link *link, enum delay_link_side side);
 /* Cuts the link: from now on every packet is lost, in both directions, silently (no RST,
  * no ICMP), as when a cable is pulled. */
 void delay_link_cut(struct delay_link *link);
+/* Takes the link down on both ends (up: back up): packets are dropped at once, sockets
+ * keep their state, and TCP resumes when it comes back up if nothing timed out meanwhile.
+ * false if iproute2 failed. */
+bool delay_link_set_up(struct delay_link *link, bool up);
 /* Stops forwarding and removes both namespaces with their devices. */
 void delay_link_stop(struct delay_link *link);
 

@@ -175,7 +175,7 @@ int process_wait(struct process *p, double timeout)
 		if (r == p->pid) {
 			p->pid = 0;
 			int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-			if (code == 0)
+			if (code == 0 && !p->keep_log)
 				harness_cleanup_dir(p->dir); /* a failure keeps its log for the dump */
 			return code;
 		}

@@ -13,6 +13,7 @@ struct process {
 	char port_file[300];
 	char log_file[300];
 	char socket_path[300]; /* brokers: where apps attach */
+	bool keep_log;         /* process_wait keeps the directory even after a clean exit */
 };
 
 /* A fresh temporary directory (removed by harness_cleanup_dir). */
@@ -34,7 +35,8 @@ long process_rss_kib(const struct process *p);
  * Returns the exit status, or -1 (also when it had already been reaped). */
 int process_stop(struct process *p, int signal);
 /* Waits (bounded) for the process to exit by itself; returns its exit status or -1. An exit
- * status of 0 removes its directory; otherwise the log stays for process_dump_log. */
+ * status of 0 removes its directory (unless keep_log); otherwise the log stays for
+ * process_dump_log. process_stop removes it in any case. */
 int process_wait(struct process *p, double timeout);
 /* Dumps the process log to stderr (for failing tests). */
 void process_dump_log(const struct process *p);
