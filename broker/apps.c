@@ -220,6 +220,7 @@ static int send_now(struct client *c, const struct queued *q)
 		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
 		struct cmsghdr align;
 	} control;
+	memset(&control, 0, sizeof control); /* the padding goes to the kernel too */
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	if (q->nfds) {
 		msg.msg_control = control.buf;

@@ -3,7 +3,7 @@
 # Skips apt entirely when everything is already there, so repeated runs are quick.
 set -eu
 packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev check
-	clang libclang-rt-14-dev iproute2 nftables procps python3"
+	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
