@@ -279,8 +279,11 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		if (s->write_closed)
 			return WH_ESTREAM_CLOSED;
 		int peer_error;
-		if (ring_producer_peer_state(&s->tx, &peer_error) == RING_FAILED)
+		enum ring_end_state reader = ring_producer_peer_state(&s->tx, &peer_error);
+		if (reader == RING_FAILED)
 			return stream_fail(s, peer_error);
+		if (reader == RING_CLOSED)
+			return WH_ESTREAM_CLOSED; /* the reader closed: wh_write discards, see there */
 		long room = ring_producer_reserve(&s->tx, iov, spans);
 		if (room != 0)
 			return room < 0 ? stream_fail(s, room) : room;
@@ -320,6 +323,9 @@ long wh_write(wh_stream *s, const void *buf, size_t len)
 		struct iovec iov[2];
 		int spans;
 		long room = write_spans(s, iov, &spans);
+		if (room == WH_ESTREAM_CLOSED && !s->write_closed)
+			return (long)len; /* the other end closed its stream: nobody reads, bytes are
+					   * discarded and the write completes, as through a broker */
 		if (room < 0)
 			return done && s->nonblocking ? (long)done : room;
 		size_t before = done;

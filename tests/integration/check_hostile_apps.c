@@ -240,6 +240,35 @@ START_TEST(test_unread_bytes_are_credited)
 }
 END_TEST
 
+/* Same host: the reader closes with bytes unread while the writer still has megabytes to
+ * go; the writes complete (discarded), as they would through a broker, and nothing hangs. */
+START_TEST(test_same_host_writer_after_reader_closed)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	wh_client *a = app_attach(&broker), *b = app_attach(&broker);
+	ck_assert_int_eq(wh_listen(b, "closes-early"), WH_OK);
+	wh_stream *w, *r;
+	ck_assert_int_eq(wh_open(a, WH_PEER_LOCAL, "closes-early", 5000, &w), WH_OK);
+	ck_assert_int_eq(wh_accept(b, 5000, &r), WH_OK);
+	ck_assert_int_eq(wh_write(w, "first", 5), 5);
+	char buf[8];
+	ck_assert_int_eq(wh_read(r, buf, sizeof buf), 5);
+	wh_close(r);
+	static char chunk[1 << 20];
+	ck_assert_int_eq(wh_set_write_deadline(w, wh_now_ns() + 5000000000ll), WH_OK);
+	for (int i = 0; i < 8; i++) /* 8 MiB through a 1 MiB ring nobody reads */
+		ck_assert_int_eq(wh_write(w, chunk, sizeof chunk), (long)sizeof chunk);
+	void *span;
+	ck_assert_int_eq(wh_write_reserve(w, &span), WH_ESTREAM_CLOSED);
+	ck_assert_int_eq(wh_read(w, buf, sizeof buf), 0); /* the reader's close was orderly */
+	wh_close(w);
+	wh_client_detach(a);
+	wh_client_detach(b);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static int dial(unsigned port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -322,6 +351,7 @@ int main(void)
 	tcase_add_test(tc, test_sender_outlives_its_broker);
 	tcase_add_test(tc, test_unread_bytes_are_credited);
 	tcase_add_test(tc, test_listener_backlog);
+	tcase_add_test(tc, test_same_host_writer_after_reader_closed);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -119,15 +119,18 @@ WH_EXPORT int wh_accept(wh_client *client, int timeout_ms, wh_stream **out);
 WH_EXPORT long wh_read(wh_stream *stream, void *buf, size_t len);
 /* Writes len bytes. Blocking: returns len once all are in the stream, or an error (bytes
  * written before the error are not reported separately). Non-blocking: as many as fit
- * (> 0) or WH_EWOULDBLOCK. Errors also: WH_ESTREAM_CLOSED after wh_shutdown, the stream's
- * error, WH_ETIMEOUT (write deadline), WH_EBROKER_GONE. */
+ * (> 0) or WH_EWOULDBLOCK. Once the other end closed the stream (wh_close: it reads no
+ * more) writes complete at once and their bytes are discarded, through a broker and on the
+ * same host alike. Errors also: WH_ESTREAM_CLOSED after wh_shutdown, the stream's error,
+ * WH_ETIMEOUT (write deadline), WH_EBROKER_GONE. */
 WH_EXPORT long wh_write(wh_stream *stream, const void *buf, size_t len);
 
 /* Zero-copy variants. read_peek: *data points at up to the returned count of readable bytes
  * in shared memory (0: end of stream; errors as wh_read; in blocking mode waits for at least
  * one byte); the bytes stay until wh_read_consume. write_reserve: *data points at room for
- * up to the returned count (blocking mode waits for some room; errors as wh_write); nothing
- * is sent until wh_write_commit. n must not exceed what peek/reserve returned (WH_EINVAL). */
+ * up to the returned count (blocking mode waits for some room; errors as wh_write, and
+ * WH_ESTREAM_CLOSED once the other end closed the stream); nothing is sent until
+ * wh_write_commit. n must not exceed what peek/reserve returned (WH_EINVAL). */
 WH_EXPORT long wh_read_peek(wh_stream *stream, const void **data);
 WH_EXPORT int wh_read_consume(wh_stream *stream, size_t n);
 WH_EXPORT long wh_write_reserve(wh_stream *stream, void **data);
