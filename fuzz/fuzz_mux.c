@@ -15,6 +15,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,10 +50,14 @@ static uint8_t next(struct script *s)
 	return s->at < s->end ? *s->at++ : 0;
 }
 
-static void check(bool ok)
+/* A broken promise: say which, then crash so that the fuzzer keeps the input. */
+#define check(ok) check_at((ok), #ok, __LINE__)
+static void check_at(bool ok, const char *what, int line)
 {
-	if (!ok)
+	if (!ok) {
+		fprintf(stderr, "fuzz_mux: oracle line %d: %s\n", line, what);
 		abort();
+	}
 }
 
 static void oracle_input(struct oracle *o, const uint8_t *bytes, size_t length)
@@ -82,6 +87,9 @@ static void oracle_output(struct oracle *o, const uint8_t *bytes, size_t length)
 		check(ev.kind != FRAME_EVENT_MALFORMED);
 		if (ev.kind == FRAME_EVENT_NONE || ev.kind == FRAME_EVENT_DATA_CHUNK)
 			continue;
+		if (getenv("FUZZ_MUX_TRACE")) /* replaying one input: what the mux wrote */
+			fprintf(stderr, "fuzz_mux: out %s stream %u length %u\n",
+				frame_type_name(ev.header.type), ev.header.stream_id, ev.header.length);
 		check(!o->goodbye); /* nothing after the goodbye */
 		uint32_t id = ev.header.stream_id;
 		bool ours = id && frame_stream_id_is_local(id, o->client);
@@ -114,8 +122,10 @@ static void oracle_output(struct oracle *o, const uint8_t *bytes, size_t length)
 					o->goodbye = true;
 				break;
 			}
-			check(!ours || o->ids[id].handshake || true); /* a refusal of a peer id */
-			o->ids[id].error = true;
+			/* An ERROR for an id of ours that we have not opened answers the peer's misuse
+			 * of it (its HANDSHAKE with our parity): no stream of ours ended. */
+			if (!ours || o->ids[id].handshake)
+				o->ids[id].error = true;
 			break;
 		default:
 			break;
