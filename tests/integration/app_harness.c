@@ -3,9 +3,30 @@
 
 #include <check.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "app_harness.h"
+
+void broker_pair_start(struct broker_pair *pair, const char *const *a_extra, const char *const *b_extra)
+{
+	ck_assert(broker_spawn(&pair->a, a_extra));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", pair->a.port);
+	const char *args[16] = { "--peer", peer };
+	int n = 2;
+	for (int i = 0; b_extra && b_extra[i] && n < 15; i++)
+		args[n++] = b_extra[i];
+	args[n] = NULL;
+	ck_assert(broker_spawn(&pair->b, args));
+}
+
+void broker_pair_stop(struct broker_pair *pair)
+{
+	ck_assert_int_eq(process_stop(&pair->b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&pair->a, SIGTERM), 0);
+}
 
 wh_client *app_attach(const struct process *broker)
 {

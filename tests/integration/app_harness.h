@@ -8,6 +8,16 @@
 
 #include "harness.h"
 
+/* Two brokers on loopback: A accepts peers, B keeps a pool to A (peer name "a"). */
+struct broker_pair {
+	struct process a, b;
+};
+
+/* Starts A, then B, each with its extra arguments (NULL-terminated, or NULL). */
+void broker_pair_start(struct broker_pair *pair, const char *const *a_extra, const char *const *b_extra);
+/* Stops both with SIGTERM; fails the test unless both exit cleanly. */
+void broker_pair_stop(struct broker_pair *pair);
+
 /* Attaches to the broker's socket, retrying (bounded) while it comes up; fails the test if
  * it cannot. */
 wh_client *app_attach(const struct process *broker);

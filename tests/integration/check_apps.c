@@ -26,36 +26,10 @@
 #define SANITIZER_RSS_KIB 0
 #endif
 
-/* Broker A accepts peers; broker B keeps a pool to A (peer name "a"). */
-struct pair {
-	struct process a, b;
-};
-
-/* a_args: more arguments for broker A (NULL-terminated), or NULL. */
-static void pair_start_with(struct pair *p, const char *const *a_args)
-{
-	ck_assert(broker_spawn(&p->a, a_args));
-	char peer[64];
-	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p->a.port);
-	const char *args[] = { "--peer", peer, NULL };
-	ck_assert(broker_spawn(&p->b, args));
-}
-
-static void pair_start(struct pair *p)
-{
-	pair_start_with(p, NULL);
-}
-
-static void pair_stop(struct pair *p)
-{
-	ck_assert_int_eq(process_stop(&p->b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(&p->a, SIGTERM), 0);
-}
-
 START_TEST(test_one_gib_through_two_brokers)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
@@ -63,16 +37,16 @@ START_TEST(test_one_gib_through_two_brokers)
 	app_echo_check(s, 1u << 30, 7);
 	wh_close(s);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
 START_TEST(test_thousand_streams_between_apps)
 {
-	struct pair p;
+	struct broker_pair p;
 	/* wh-send opens all 1000 at once: A may hand the echo app that many before it accepts */
 	const char *a_args[] = { "--app-accept-backlog", "1000", NULL };
-	pair_start_with(&p, a_args);
+	broker_pair_start(&p, a_args, NULL);
 	struct process echo, send;
 	const char *echo_args[] = { "-s", p.a.socket_path, "app-echo", NULL };
 	ck_assert(app_spawn(&echo, "examples/wh-echo", echo_args));
@@ -98,14 +72,14 @@ START_TEST(test_thousand_streams_between_apps)
 	ck_assert_int_eq(status, 0);
 	process_stop(&send, SIGTERM);
 	process_stop(&echo, SIGTERM);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
 START_TEST(test_half_close_and_errors)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
@@ -149,7 +123,7 @@ START_TEST(test_half_close_and_errors)
 	wh_close(s);
 	wh_client_detach(other);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -170,17 +144,6 @@ static bool usage_at_most(void *arg)
 static long fd_count(const struct process *p)
 {
 	return process_fd_count(p);
-}
-
-static bool until_predicate_polling(bool (*predicate)(void *), void *arg, double seconds)
-{
-	int64_t deadline = wh_now_ns() + (int64_t)(seconds * 1e9);
-	while (wh_now_ns() < deadline) {
-		if (predicate(arg))
-			return true;
-		usleep(10000);
-	}
-	return predicate(arg);
 }
 
 static struct wh_client_stats stats_of(wh_client *client)
@@ -207,8 +170,8 @@ static bool stats_reached(void *arg)
 
 START_TEST(test_app_killed_mid_transfer)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *listener = app_attach(&p.a);
 	ck_assert_int_eq(wh_listen(listener, "victim"), WH_OK);
 	wh_client *observer = app_attach(&p.b); /* asks broker B for its books */
@@ -242,26 +205,26 @@ START_TEST(test_app_killed_mid_transfer)
 	wh_close(s);
 	/* the broker freed the dead app's segments and descriptors */
 	struct usage_goal goal = { &p.b, fd_count, fds_before };
-	ck_assert_msg(until_predicate_polling(usage_at_most, &goal, 5), "broker fds %d, before %d",
+	ck_assert_msg(poll_until(usage_at_most, &goal, 5), "broker fds %d, before %d",
 		      process_fd_count(&p.b), fds_before);
 	/* ... and its memory: no stream left on the books, the segments unmapped */
 	struct stats_goal books = { observer, 0, 0, 0 };
-	ck_assert(until_predicate_polling(stats_reached, &books, 5));
+	ck_assert(poll_until(stats_reached, &books, 5));
 	ck_assert_uint_eq(stats_of(observer).broker_clients, 1);
 	struct usage_goal memory = { &p.b, process_rss_kib, rss_before + 512 + SANITIZER_RSS_KIB };
-	ck_assert_msg(until_predicate_polling(usage_at_most, &memory, 5), "broker rss %ld KiB, before %ld",
+	ck_assert_msg(poll_until(usage_at_most, &memory, 5), "broker rss %ld KiB, before %ld",
 		      process_rss_kib(&p.b), rss_before);
 	process_stop(&sender, SIGTERM);
 	wh_client_detach(observer);
 	wh_client_detach(listener);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
 START_TEST(test_broker_killed)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
@@ -284,8 +247,8 @@ END_TEST
 /* A hostile app rewrites its ring's positions: its stream ends, the broker carries on. */
 START_TEST(test_corrupted_ring_ends_one_stream)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *s, *good;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
@@ -310,15 +273,15 @@ START_TEST(test_corrupted_ring_ends_one_stream)
 	app_echo_check(s, 100000, 6);
 	wh_close(s);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
 /* An app that writes and never reads: memory stays bounded, other streams flow. */
 START_TEST(test_app_that_never_reads)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *lazy, *busy;
 	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &lazy), WH_OK);
@@ -344,7 +307,7 @@ START_TEST(test_app_that_never_reads)
 	wh_close(busy);
 	wh_close(lazy);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -353,8 +316,8 @@ END_TEST
  * reads only when they could make an update due). */
 START_TEST(test_one_way_trickle_keeps_flowing)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *on_a = app_attach(&p.a), *on_b = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(on_a, "trickle"), WH_OK);
 	wh_stream *reader, *writer;
@@ -384,7 +347,7 @@ START_TEST(test_one_way_trickle_keeps_flowing)
 	wh_close(writer);
 	wh_client_detach(on_a);
 	wh_client_detach(on_b);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -470,7 +433,7 @@ static void *write_late(void *stream)
 START_TEST(test_released_stream_lingers_then_resets)
 {
 	/* A releases a stream whose far end never closes: after A's linger the far end is told */
-	struct pair p;
+	struct broker_pair p;
 	const char *linger[] = { "--release-linger", "1", "--keepalive", "0", NULL };
 	ck_assert(broker_spawn(&p.a, linger));
 	char peer[64];
@@ -503,7 +466,7 @@ START_TEST(test_released_stream_lingers_then_resets)
 	wh_close(held);
 	wh_client_detach(opener);
 	wh_client_detach(listener);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -564,8 +527,8 @@ END_TEST
 
 START_TEST(test_stats_count_streams_and_bytes)
 {
-	struct pair p;
-	pair_start(&p);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	struct wh_client_stats st = stats_of(client);
 	ck_assert_uint_eq(st.streams, 0);
@@ -611,18 +574,18 @@ START_TEST(test_stats_count_streams_and_bytes)
 	wh_close(local);
 	wh_close(s);
 	struct stats_goal goal = { client, 0, 0, 0 };
-	ck_assert(until_predicate_polling(stats_reached, &goal, 5));
+	ck_assert(poll_until(stats_reached, &goal, 5));
 	ck_assert_int_eq(wh_client_stats(NULL, &st), WH_EINVAL);
 	wh_client_detach(listener);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
-	struct pair p;
+	struct broker_pair p;
 	const uint64_t segment = 4096 + 2 * 65536;
 	char memory[32];
 	snprintf(memory, sizeof memory, "%llu", (unsigned long long)(segment * 5 / 2));
@@ -664,7 +627,7 @@ START_TEST(test_per_app_limits)
 	while (wh_accept(listener, 0, &accepted) == WH_OK)
 		wh_close(accepted);
 	goal.broker_streams = 2; /* two and the listener's end of two */
-	ck_assert(until_predicate_polling(stats_reached, &goal, 5));
+	ck_assert(poll_until(stats_reached, &goal, 5));
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "svc", 10000, &three), WH_OK);
 	wh_close(two);
 	wh_close(three);
@@ -672,7 +635,7 @@ START_TEST(test_per_app_limits)
 	wh_client_detach(third);
 	wh_client_detach(listener);
 	wh_client_detach(client);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 

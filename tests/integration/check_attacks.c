@@ -165,25 +165,6 @@ static void *canary_run(void *arg)
 	return NULL;
 }
 
-/* ---- broker CPU ------------------------------------------------------------------------ */
-
-static long cpu_ticks(pid_t pid)
-{
-	char path[64], line[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	long utime = -1, stime = -1;
-	if (fgets(line, sizeof line, f)) {
-		const char *p = strrchr(line, ')'); /* the command may contain spaces */
-		if (p)
-			sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime);
-	}
-	fclose(f);
-	return utime < 0 ? -1 : utime + stime;
-}
-
 static int wait_fd_count(const struct process *p, int want, double timeout)
 {
 	double deadline = monotonic() + timeout;
@@ -220,9 +201,9 @@ START_TEST(test_attack)
 
 	int fds_after = wait_fd_count(&broker, fds_before, 5);
 	/* CPU in the second that starts once the attacker is gone and its descriptors closed */
-	long ticks_start = cpu_ticks(broker.pid);
+	long ticks_start = process_cpu_ticks(&broker);
 	usleep(1000000); /* a measurement window */
-	long idle_ticks = cpu_ticks(broker.pid) - ticks_start;
+	long idle_ticks = process_cpu_ticks(&broker) - ticks_start;
 	atomic_store(&canary.stop, true);
 	pthread_join(canary.thread, NULL);
 	long rss_growth = canary.peak_rss_kib - rss_before;

@@ -26,44 +26,11 @@
 
 #ifdef WH_SANITIZERS
 #define SANITIZER_RSS_KIB (640 << 10) /* ASan holds freed memory (256 MiB quarantine) and shadow */
+#define IDLE_TICKS_MAX 10
 #else
 #define SANITIZER_RSS_KIB 0
+#define IDLE_TICKS_MAX 5 /* clock ticks (1/100 s) of CPU in a second */
 #endif
-
-/* Broker A accepts peers; broker B keeps a pool to A (peer "a") and has few descriptors. */
-struct pair {
-	struct process a, b;
-};
-
-static void pair_start(struct pair *p, const char *const *b_extra)
-{
-	ck_assert(broker_spawn(&p->a, NULL));
-	char peer[64];
-	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", p->a.port);
-	const char *args[16] = { "--peer", peer };
-	int n = 2;
-	for (int i = 0; b_extra && b_extra[i] && n < 15; i++)
-		args[n++] = b_extra[i];
-	args[n] = NULL;
-	ck_assert(broker_spawn(&p->b, args));
-}
-
-static void pair_stop(struct pair *p)
-{
-	ck_assert_int_eq(process_stop(&p->b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(&p->a, SIGTERM), 0);
-}
-
-static bool wait_until(bool (*predicate)(void *), void *arg, double seconds)
-{
-	int64_t deadline = wh_now_ns() + (int64_t)(seconds * 1e9);
-	while (wh_now_ns() < deadline) {
-		if (predicate(arg))
-			return true;
-		usleep(10000); /* polling a condition with a deadline */
-	}
-	return predicate(arg);
-}
 
 struct fd_goal {
 	const struct process *broker;
@@ -114,9 +81,9 @@ static const char *const attacks[] = {
 START_TEST(test_hostile_app)
 {
 	const char *attack = attacks[_i];
-	struct pair p;
+	struct broker_pair p;
 	const char *b_args[] = { "--max-fds", "400", "--app-max-streams", "256", NULL };
-	pair_start(&p, b_args);
+	broker_pair_start(&p, NULL, b_args);
 	wh_client *good = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(good, "good"), WH_OK);
 	good_app_round(good, 1); /* the pool's connection to A is up: part of the baseline */
@@ -135,16 +102,23 @@ START_TEST(test_hostile_app)
 
 	good_app_round(good, 2); /* the good app's session was never touched */
 	struct fd_goal fds = { &p.b, fds_before };
-	ck_assert_msg(wait_until(fds_back, &fds, 5), "%s: broker descriptors %d, before %d", attack,
+	ck_assert_msg(poll_until(fds_back, &fds, 5), "%s: broker descriptors %d, before %d", attack,
 		      process_fd_count(&p.b), fds_before);
 	/* memory freed after the attack is given back within the broker's trim interval */
 	struct rss_goal rss = { &p.b, rss_before + 1024 + SANITIZER_RSS_KIB };
-	ck_assert_msg(wait_until(rss_back, &rss, 12), "%s: broker RSS %ld KiB, before %ld", attack,
+	ck_assert_msg(poll_until(rss_back, &rss, 12), "%s: broker RSS %ld KiB, before %ld", attack,
 		      process_rss_kib(&p.b), rss_before);
-	fprintf(stderr, "hostile app %-18s fds %d -> %d, rss %ld -> %ld KiB\n", attack, fds_before,
-		process_fd_count(&p.b), rss_before, process_rss_kib(&p.b));
+	/* and idle: nothing left spinning (a pending attach the broker had no descriptor for
+	 * once kept its accept loop busy) */
+	long ticks_start = process_cpu_ticks(&p.b);
+	usleep(1000000); /* a measurement window */
+	long idle_ticks = process_cpu_ticks(&p.b) - ticks_start;
+	fprintf(stderr, "hostile app %-18s fds %d -> %d, rss %ld -> %ld KiB, cpu after %ld ticks/s\n",
+		attack, fds_before, process_fd_count(&p.b), rss_before, process_rss_kib(&p.b), idle_ticks);
+	ck_assert_msg(idle_ticks >= 0 && idle_ticks <= IDLE_TICKS_MAX, "%s: the broker used %ld ticks of "
+		      "CPU in the second after", attack, idle_ticks);
 	wh_client_detach(good);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -152,8 +126,8 @@ END_TEST
  * the stream's descriptor becomes readable and the next call says WH_EBROKER_GONE. */
 START_TEST(test_broker_death_reaches_polled_streams)
 {
-	struct pair p;
-	pair_start(&p, NULL);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *client = app_attach(&p.b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &s), WH_OK);
@@ -182,8 +156,8 @@ END_TEST
  * middle of a transfer: it must end, reporting the error, not hang. */
 START_TEST(test_sender_outlives_its_broker)
 {
-	struct pair p;
-	pair_start(&p, NULL);
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
 	wh_client *sink = app_attach(&p.a);
 	ck_assert_int_eq(wh_listen(sink, "slow"), WH_OK);
 	struct process sender;
@@ -213,9 +187,9 @@ END_TEST
  * peer's 4 MiB of writes complete and the stream ends cleanly, with no reset at the linger. */
 START_TEST(test_unread_bytes_are_credited)
 {
-	struct pair p;
+	struct broker_pair p;
 	const char *b_args[] = { "--release-linger", "30", NULL };
-	pair_start(&p, b_args);
+	broker_pair_start(&p, NULL, b_args);
 	wh_client *reader = app_attach(&p.a), *writer = app_attach(&p.b);
 	ck_assert_int_eq(wh_listen(reader, "closes-early"), WH_OK);
 	wh_stream *w, *r;
@@ -236,7 +210,7 @@ START_TEST(test_unread_bytes_are_credited)
 	wh_close(w);
 	wh_client_detach(writer);
 	wh_client_detach(reader);
-	pair_stop(&p);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -334,7 +308,7 @@ START_TEST(test_listener_backlog)
 	wh_close(s);
 	close(fd);
 	struct fd_goal goal = { &broker, fds_before };
-	ck_assert_msg(wait_until(fds_back, &goal, 5), "broker fds %d, before %d",
+	ck_assert_msg(poll_until(fds_back, &goal, 5), "broker fds %d, before %d",
 		      process_fd_count(&broker), fds_before);
 	wh_client_detach(lazy);
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);

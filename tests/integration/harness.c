@@ -164,6 +164,22 @@ long process_rss_kib(const struct process *p)
 	return rss;
 }
 
+long process_cpu_ticks(const struct process *p)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)p->pid);
+	FILE *f = fopen(path, "r");
+	long utime = -1, stime = -1;
+	if (f && fgets(line, sizeof line, f)) {
+		const char *at = strrchr(line, ')'); /* the command may contain spaces */
+		if (at)
+			sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime);
+	}
+	if (f)
+		fclose(f);
+	return utime < 0 ? -1 : utime + stime;
+}
+
 int process_wait(struct process *p, double timeout)
 {
 	if (p->pid <= 0)
@@ -263,6 +279,17 @@ bool run_until(struct ev_loop *loop, bool (*predicate)(void *), void *arg, doubl
 	ev_check_stop(loop, &check);
 	ev_timer_stop(loop, &deadline);
 	ev_timer_stop(loop, &poll_tick);
+	return predicate(arg);
+}
+
+bool poll_until(bool (*predicate)(void *), void *arg, double timeout)
+{
+	double deadline = monotonic() + timeout;
+	while (monotonic() < deadline) {
+		if (predicate(arg))
+			return true;
+		usleep(10000); /* polling a condition with a deadline */
+	}
 	return predicate(arg);
 }
 

@@ -31,6 +31,8 @@ bool app_spawn(struct process *p, const char *program, const char *const *args);
 int process_fd_count(const struct process *p);
 /* Resident memory of the process in KiB, or -1. */
 long process_rss_kib(const struct process *p);
+/* CPU time the process has used (user + system), in clock ticks (1/100 s), or -1. */
+long process_cpu_ticks(const struct process *p);
 /* Sends signal and waits for exit (bounded), then removes the process's temporary directory.
  * Returns the exit status, or -1 (also when it had already been reaped). */
 int process_stop(struct process *p, int signal);
@@ -43,6 +45,9 @@ void process_dump_log(const struct process *p);
 
 /* Runs the loop until predicate(arg) is true or timeout seconds pass; returns the predicate. */
 bool run_until(struct ev_loop *loop, bool (*predicate)(void *), void *arg, double timeout);
+/* Without a loop: looks at predicate(arg) every 10 ms until it is true or timeout seconds
+ * pass (for conditions in other processes); returns the predicate. */
+bool poll_until(bool (*predicate)(void *), void *arg, double timeout);
 /* Runs the loop for a fixed time (for "nothing happens" checks, never as a wait). */
 void run_for(struct ev_loop *loop, double seconds);
 
