@@ -46,7 +46,11 @@ struct shm_stream {
 	uint64_t handle;
 	uint32_t slot; /* its bit in the client's doorbell bitmap */
 	struct segment seg;
-	int efd_app; /* the app waits on it; we write it */
+	/* The stream's wake-up socket: a socket pair, our end here, the app's end handed over
+	 * with the segment. We wake the app by sending a byte; when we die (or let go of the
+	 * stream) the app's end hangs up, so a poll on it learns that as well. */
+	int wake_app;
+	int wake_app_peer; /* the app's end, until it is handed over */
 	struct ring_producer to_app;
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
@@ -205,10 +209,38 @@ static void segment_destroy(struct apps *apps, struct segment *seg)
 	segment_drop_fd(apps, seg);
 }
 
+/* A same-host partner's eventfd. */
 static void wake(int efd)
 {
 	uint64_t one = 1;
 	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
+}
+
+/* An app waiting on a stream to a peer broker: one byte on its wake-up socket. */
+static void wake_app(const struct shm_stream *s)
+{
+	static const char byte = 1;
+	if (s->wake_app >= 0) /* a full socket already means "wake up" */
+		(void)!send(s->wake_app, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* The wake-up socket pair of a stream to a peer broker, from the budget (two descriptors;
+ * the app's end is given back once handed over). WH_OK or a negative WH_E* code. */
+static int budget_socketpair(struct apps *apps, int pair[2])
+{
+	pair[0] = pair[1] = -1;
+	if (!fd_budget_take(apps->fds, 2, FD_USE_STREAM))
+		return WH_EDESCRIPTORS;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 2);
+		pair[0] = pair[1] = -1;
+		return error;
+	}
+	/* wake-ups are single bytes: a small buffer fills quickly and then says it all */
+	int small = 4096;
+	setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	return WH_OK;
 }
 
 /* ---- control messages out: never blocking on the app ------------------------------- */
@@ -358,7 +390,8 @@ static void shm_free_if_done(struct shm_stream *s)
 {
 	if (s->client || s->stream)
 		return;
-	budget_close(s->apps, s->efd_app);
+	budget_close(s->apps, s->wake_app);
+	budget_close(s->apps, s->wake_app_peer);
 	segment_destroy(s->apps, &s->seg);
 	s->apps->stats.streams--;
 	free(s);
@@ -424,7 +457,7 @@ static void io_rx_commit(void *ctx, size_t n)
 	if (s->client)
 		s->client->bytes_received += n;
 	if (ring_producer_wake_needed(&s->to_app))
-		wake(s->efd_app);
+		wake_app(s);
 	if (!shm_track_consumption(s))
 		s->corrupt = true; /* handled at the next service, outside the input path */
 }
@@ -470,7 +503,7 @@ static void io_tx_consume(void *ctx, size_t n)
 	if (s->client)
 		s->client->bytes_sent += n;
 	if (ring_consumer_wake_needed(&s->from_app))
-		wake(s->efd_app);
+		wake_app(s);
 }
 
 static void io_release(void *ctx)
@@ -481,8 +514,10 @@ static void io_release(void *ctx)
 		/* The stream is over for the network and the app was told through the ring; the
 		 * app holds its own mapping and descriptors. Ours go now, not when the app gets
 		 * round to releasing it (an app that never accepts may never). */
-		budget_close(s->apps, s->efd_app);
-		s->efd_app = -1;
+		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the ring says why */
+		s->wake_app = -1;
+		budget_close(s->apps, s->wake_app_peer);
+		s->wake_app_peer = -1;
 		segment_destroy(s->apps, &s->seg);
 		return;
 	}
@@ -563,7 +598,7 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 	struct ring_segment *header = s->seg.memory;
 	if (event == MUX_STREAM_EOF) {
 		ring_producer_close(&s->to_app, WH_OK);
-		wake(s->efd_app);
+		wake_app(s);
 	} else if (event == MUX_STREAM_ERROR) {
 		int error = mux_stream_error(stream);
 		header->remote_code = mux_stream_remote_code(stream);
@@ -571,7 +606,7 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 			 mux_stream_remote_code(stream) ? mux_stream_remote_message(stream) : wh_strerror(error));
 		ring_producer_close(&s->to_app, error);
 		ring_consumer_close(&s->from_app, error);
-		wake(s->efd_app);
+		wake_app(s);
 	}
 }
 
@@ -591,13 +626,17 @@ static int shm_new(struct apps *apps, struct client *c, struct mux_stream *strea
 	s->apps = apps;
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
-	s->efd_app = budget_eventfd(apps, FD_USE_STREAM);
-	int error = s->efd_app < 0 ? s->efd_app
-				   : segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
+	int pair[2];
+	int error = budget_socketpair(apps, pair);
+	s->wake_app = pair[0];
+	s->wake_app_peer = pair[1];
+	if (error == WH_OK)
+		error = segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
 	if (error != WH_OK) {
 		log_write(apps->log, error == WH_EDESCRIPTORS ? LOG_INFO : LOG_WARN, "apps",
 			  "client=%s stream set-up failed: %s", c->id, wh_strerror(error));
-		budget_close(apps, s->efd_app);
+		budget_close(apps, s->wake_app);
+		budget_close(apps, s->wake_app_peer);
 		segment_destroy(apps, &s->seg);
 		free(s);
 		return error;
@@ -619,6 +658,15 @@ static int shm_new(struct apps *apps, struct client *c, struct mux_stream *strea
 	mux_stream_set_handler(stream, on_mux_event, s);
 	*out = s;
 	return WH_OK;
+}
+
+/* The app has its segment and its end of the wake-up socket: the mapping and our own end
+ * are all we need. */
+static void shm_handed_over(struct shm_stream *s)
+{
+	segment_drop_fd(s->apps, &s->seg);
+	budget_close(s->apps, s->wake_app_peer);
+	s->wake_app_peer = -1;
 }
 
 /* Takes the stream off its app's books; the mux side is not touched. */
@@ -861,14 +909,15 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 			mux_stream_reset(stream, rc, wh_strerror(rc));
 			mux_stream_release(stream);
 			send_result(c, r->request_id, rc, NULL);
-		} else if ((rc = send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg, s->efd_app,
-					     -1, s->slot, APP_TX_RING, r->service, r->peer)) != WH_OK) {
+		} else if ((rc = send_stream(c, CTL_OPENED, r->request_id, s->handle, &s->seg,
+					     s->wake_app_peer, -1, s->slot, APP_TX_RING, r->service,
+					     r->peer)) != WH_OK) {
 			/* The answer is the stream: without it, say why (or the app is gone). */
 			shm_detach_client(s, rc, wh_strerror(rc));
 			send_result(c, r->request_id, rc, NULL);
 		} else {
 			c->streams_opened++;
-			segment_drop_fd(r->apps, &s->seg);
+			shm_handed_over(s);
 		}
 	}
 	free(r);
@@ -927,8 +976,8 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	if (error != WH_OK)
 		return error;
 	struct conn *conn = conn_from_mux(mux);
-	error = send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->efd_app, -1, s->slot,
-			    APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
+	error = send_stream(l->client, CTL_INCOMING, 0, s->handle, &s->seg, s->wake_app_peer, -1,
+			    s->slot, APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
 	if (error != WH_OK) {
 		/* refused: the mux frees the stream, and with it s (io_release) */
 		shm_unlink_client(s);
@@ -937,7 +986,7 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	s->awaiting_accept = true;
 	l->client->unaccepted++;
 	l->client->streams_accepted++;
-	segment_drop_fd(apps, &s->seg);
+	shm_handed_over(s);
 	return WH_OK;
 }
 

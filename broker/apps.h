@@ -12,7 +12,8 @@
 
 /*
  * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md). Per stream it gets a
- * sealed memfd segment with two rings (shared/ring.h) and one eventfd it waits on; it wakes
+ * sealed memfd segment with two rings (shared/ring.h) and one descriptor it waits on (its end
+ * of a socket pair whose other end we keep, so that it hangs up when we die); it wakes
  * the broker for any of its streams through one doorbell (an eventfd and a bitmap of stream
  * slots). Stream bytes never cross the socket.
  *

@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,7 +45,6 @@ int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const in
 	s->segment_size = size;
 	s->efd_wait = fds[1];
 	s->efd_wake = nfds == 3 ? fds[2] : -1;
-	s->poll_fd = -1;
 	s->slot = msg->slot;
 	const char *spin = getenv("WH_SPIN_NS");
 	s->spin_ns = spin ? atoll(spin) : 0;
@@ -88,22 +87,49 @@ static bool tx_has_room(struct wh_stream *s)
 }
 
 /*
- * Clears the stream's eventfd; true if there was a wake-up to clear. One eventfd carries news
- * for both directions, so a read that clears it may swallow the wake-up a waiting write was
- * owed (and the reverse): when the other direction is waiting and now ready, the fd is set
- * again so the app's poll sees it.
+ * Takes a wake-up off the stream's descriptor; true if there was one. A same-host stream's
+ * eventfd sums wake-ups for both directions into one count, so a read that clears it may
+ * swallow the wake-up a waiting write was owed (and the reverse): when the other direction is
+ * waiting and now ready, the count is set again so that the app's poll sees it. A peer
+ * broker's stream gets a byte per wake-up on its socket and takes one at a time, so each
+ * direction's wake-up stays until that direction takes it; the socket's hang-up (the broker
+ * let go of the stream, or died) counts as a wake-up that never goes away.
  */
 static bool drain(struct wh_stream *s, bool reading)
 {
+	if (s->efd_wake < 0) {
+		char byte;
+		ssize_t n = recv(s->efd_wait, &byte, 1, MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+			s->hung_up = true;
+		return n != -1 || s->hung_up;
+	}
 	uint64_t value;
 	if (read(s->efd_wait, &value, sizeof value) != sizeof value)
-		return false; /* nothing was pending (non-blocking: the broker made it so) */
+		return false; /* nothing was pending (non-blocking: the partner made it so) */
 	bool other_ready = reading ? s->want_write && tx_has_room(s) : s->want_read && rx_has_news(s);
 	if (other_ready) {
 		value = 1;
 		(void)!write(s->efd_wait, &value, sizeof value);
 	}
 	return true;
+}
+
+/* The broker hung up a stream whose rings still say open: it died (or dropped the session).
+ * Returns the error to report, or WH_OK when the rings have the last word. */
+static int hangup_error(struct wh_stream *s)
+{
+	if (!s->hung_up)
+		return WH_OK;
+	if (client_broker_gone(s->client))
+		return WH_EBROKER_GONE;
+	/* the session lives: the broker let go of this stream after writing its final state,
+	 * which the caller reads from the rings; if it did not, the stream cannot go on */
+	int error;
+	if (ring_consumer_peer_state(&s->rx, &error) == RING_OPEN &&
+	    ring_producer_peer_state(&s->tx, &error) == RING_OPEN)
+		return WH_EBROKER_GONE;
+	return WH_OK;
 }
 
 /*
@@ -196,6 +222,8 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 				continue;
 		}
 		bool woken = drain(s, true);
+		if ((error = hangup_error(s)) != WH_OK)
+			return stream_fail(s, error);
 		ring_consumer_prepare_wait(&s->rx);
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
 		    ring_consumer_peer_state(&s->rx, &peer_error) != RING_OPEN)
@@ -293,6 +321,8 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 				continue;
 		}
 		bool woken = drain(s, false);
+		if ((error = hangup_error(s)) != WH_OK)
+			return stream_fail(s, error);
 		ring_producer_prepare_wait(&s->tx);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
 			continue;
@@ -414,8 +444,6 @@ int wh_close(wh_stream *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	munmap(s->segment, s->segment_size);
-	if (s->poll_fd >= 0)
-		close(s->poll_fd);
 	close(s->efd_wait);
 	if (s->efd_wake >= 0)
 		close(s->efd_wake);
@@ -463,25 +491,7 @@ int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
 	return WH_OK;
 }
 
-int wh_stream_fd(const wh_stream *stream)
-{
-	/* Made on first use: apps that only block never pay the descriptor. The handle is the
-	 * app's own (never a const object), so filling in the cache is fine. */
-	struct wh_stream *s = (struct wh_stream *)stream;
-	if (s->poll_fd >= 0)
-		return s->poll_fd;
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event news = { .events = EPOLLIN, .data.u32 = 0 };
-	struct epoll_event hangup = { .events = EPOLLRDHUP, .data.u32 = 1 }; /* HUP/ERR: always */
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s->efd_wait, &news) < 0 ||
-	    epoll_ctl(ep, EPOLL_CTL_ADD, s->client->fd, &hangup) < 0) {
-		if (ep >= 0)
-			close(ep);
-		return -1;
-	}
-	s->poll_fd = ep;
-	return ep;
-}
+int wh_stream_fd(const wh_stream *s) { return s->efd_wait; }
 uint64_t wh_stream_id(const wh_stream *s) { return s->handle; }
 const char *wh_stream_service(const wh_stream *s) { return s->service; }
 const char *wh_stream_peer(const wh_stream *s) { return s->peer; }

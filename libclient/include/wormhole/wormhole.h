@@ -165,12 +165,13 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
  * it takes time from the processes it waits for. It never outlasts the call's deadline;
  * non-blocking streams never spin. Always WH_OK. */
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
-/* A descriptor that becomes readable when the stream may have news (bytes, room, end, error)
- * or the broker died; level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait
- * for it and retry: the call then returns what happened (WH_EBROKER_GONE once the broker is
- * gone). It is an epoll instance made on the first call (one descriptor per stream, only for
- * apps that ask); -1 with errno (EMFILE, ENOMEM) if it cannot be made. Owned by the stream:
- * do not read, modify or close it. */
+/* A descriptor that becomes readable when the stream may have news (bytes, room, end, error);
+ * level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait for it and retry.
+ * For a stream to a peer broker it is a socket whose other end the broker holds, so it also
+ * becomes readable when the broker dies, and the next call returns WH_EBROKER_GONE. A
+ * same-host stream's is an eventfd its partner app writes: it goes on working between the two
+ * apps while they live (watch wh_client_fd for the broker's hang-up). Owned by the stream: do
+ * not read, write or close it. Never fails. */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 
 /* ---- what a stream is ------------------------------------------------------------------- */
