@@ -46,8 +46,8 @@ struct shm_stream {
 	uint64_t handle;
 	uint32_t slot; /* its bit in the client's doorbell bitmap */
 	struct segment seg;
-	/* The stream's wake-up socket: a socket pair, our end here, the app's end handed over
-	 * with the segment. We wake the app by sending a byte; when we die (or let go of the
+	/* The stream's wake-up pipe: we hold the write end, the app the read end, handed over
+	 * with the segment. We wake the app by writing a byte; when we die (or let go of the
 	 * stream) the app's end hangs up, so a poll on it learns that as well. */
 	int wake_app;
 	int wake_app_peer; /* the app's end, until it is handed over */
@@ -216,30 +216,30 @@ static void wake(int efd)
 	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
 }
 
-/* An app waiting on a stream to a peer broker: one byte on its wake-up socket. */
+/* An app waiting on a stream to a peer broker: one byte into its wake-up pipe. */
 static void wake_app(const struct shm_stream *s)
 {
 	static const char byte = 1;
-	if (s->wake_app >= 0) /* a full socket already means "wake up" */
-		(void)!send(s->wake_app, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (s->wake_app >= 0) /* a full pipe already means "wake up" (EAGAIN, SIGPIPE ignored) */
+		(void)!write(s->wake_app, &byte, 1);
 }
 
-/* The wake-up socket pair of a stream to a peer broker, from the budget (two descriptors;
- * the app's end is given back once handed over). WH_OK or a negative WH_E* code. */
-static int budget_socketpair(struct apps *apps, int pair[2])
+/* The wake-up pipe of a stream to a peer broker, from the budget (two descriptors; the
+ * app's read end is given back once handed over): ours[0] the write end, ours[1] the read
+ * end. WH_OK or a negative WH_E* code. */
+static int budget_wake_pipe(struct apps *apps, int ours[2])
 {
-	pair[0] = pair[1] = -1;
+	int fds[2];
+	ours[0] = ours[1] = -1;
 	if (!fd_budget_take(apps->fds, 2, FD_USE_STREAM))
 		return WH_EDESCRIPTORS;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, pair) < 0) {
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
 		int error = errno_error();
 		fd_budget_give(apps->fds, 2);
-		pair[0] = pair[1] = -1;
 		return error;
 	}
-	/* wake-ups are single bytes: a small buffer fills quickly and then says it all */
-	int small = 4096;
-	setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+	ours[0] = fds[1];
+	ours[1] = fds[0];
 	return WH_OK;
 }
 
@@ -514,7 +514,7 @@ static void io_release(void *ctx)
 		/* The stream is over for the network and the app was told through the ring; the
 		 * app holds its own mapping and descriptors. Ours go now, not when the app gets
 		 * round to releasing it (an app that never accepts may never). */
-		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the ring says why */
+		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the rings say why */
 		s->wake_app = -1;
 		budget_close(s->apps, s->wake_app_peer);
 		s->wake_app_peer = -1;
@@ -627,7 +627,7 @@ static int shm_new(struct apps *apps, struct client *c, struct mux_stream *strea
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
 	int pair[2];
-	int error = budget_socketpair(apps, pair);
+	int error = budget_wake_pipe(apps, pair);
 	s->wake_app = pair[0];
 	s->wake_app_peer = pair[1];
 	if (error == WH_OK)
@@ -660,8 +660,8 @@ static int shm_new(struct apps *apps, struct client *c, struct mux_stream *strea
 	return WH_OK;
 }
 
-/* The app has its segment and its end of the wake-up socket: the mapping and our own end
- * are all we need. */
+/* The app has its segment and the read end of the wake-up pipe: the mapping and our write
+ * end are all we need. */
 static void shm_handed_over(struct shm_stream *s)
 {
 	segment_drop_fd(s->apps, &s->seg);

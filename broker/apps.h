@@ -13,7 +13,7 @@
 /*
  * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md). Per stream it gets a
  * sealed memfd segment with two rings (shared/ring.h) and one descriptor it waits on (its end
- * of a socket pair whose other end we keep, so that it hangs up when we die); it wakes
+ * of a pipe whose write end we keep, so that it hangs up when we die); it wakes
  * the broker for any of its streams through one doorbell (an eventfd and a bitmap of stream
  * slots). Stream bytes never cross the socket.
  *
@@ -47,7 +47,8 @@ struct apps;
 typedef struct pool *(*apps_find_pool)(void *ctx, const char *name);
 
 /* Binds and listens on the socket (replacing a stale file). Descriptors apps make the broker
- * hold come from fds (may be NULL: no budget). NULL with errno on failure. */
+ * hold come from fds (may be NULL: no budget). The process must ignore SIGPIPE (the broker
+ * does): an app that died leaves wake-up pipes without a reader. NULL with errno on failure. */
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
 			void *find_ctx);

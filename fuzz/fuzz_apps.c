@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <ev.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char dir[64], path[96];
 	if (!dir[0]) {
+		signal(SIGPIPE, SIG_IGN); /* as the broker does: wake-up pipes of apps that left */
 		snprintf(dir, sizeof dir, "/tmp/wh-fuzz-apps.XXXXXX");
 		if (!mkdtemp(dir))
 			abort();

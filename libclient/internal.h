@@ -35,8 +35,8 @@ struct wh_stream {
 	uint64_t handle;
 	void *segment;
 	size_t segment_size;
-	/* What the app waits on: for a stream to a peer broker, our end of a socket pair whose
-	 * other end the broker holds (a byte is a wake-up, a hang-up means the broker let go of
+	/* What the app waits on: for a stream to a peer broker, the read end of a pipe whose
+	 * write end the broker holds (a byte is a wake-up, a hang-up means the broker let go of
 	 * the stream or died); for a same-host stream, an eventfd its partner writes. */
 	int efd_wait;
 	int efd_wake; /* a same-host stream's partner; -1: ring the client's doorbell */

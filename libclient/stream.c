@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,18 +90,18 @@ static bool tx_has_room(struct wh_stream *s)
  * eventfd sums wake-ups for both directions into one count, so a read that clears it may
  * swallow the wake-up a waiting write was owed (and the reverse): when the other direction is
  * waiting and now ready, the count is set again so that the app's poll sees it. A peer
- * broker's stream gets a byte per wake-up on its socket and takes one at a time, so each
- * direction's wake-up stays until that direction takes it; the socket's hang-up (the broker
+ * broker's stream gets a byte per wake-up in its pipe and takes one at a time, so each
+ * direction's wake-up stays until that direction takes it; the pipe's hang-up (the broker
  * let go of the stream, or died) counts as a wake-up that never goes away.
  */
 static bool drain(struct wh_stream *s, bool reading)
 {
 	if (s->efd_wake < 0) {
 		char byte;
-		ssize_t n = recv(s->efd_wait, &byte, 1, MSG_DONTWAIT);
+		ssize_t n = read(s->efd_wait, &byte, 1);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			s->hung_up = true;
-		return n != -1 || s->hung_up;
+		return n > 0 || s->hung_up;
 	}
 	uint64_t value;
 	if (read(s->efd_wait, &value, sizeof value) != sizeof value)

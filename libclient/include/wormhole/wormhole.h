@@ -167,7 +167,7 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
 /* A descriptor that becomes readable when the stream may have news (bytes, room, end, error);
  * level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait for it and retry.
- * For a stream to a peer broker it is a socket whose other end the broker holds, so it also
+ * For a stream to a peer broker it is a pipe whose write end the broker holds, so it also
  * becomes readable when the broker dies, and the next call returns WH_EBROKER_GONE. A
  * same-host stream's is an eventfd its partner app writes: it goes on working between the two
  * apps while they live (watch wh_client_fd for the broker's hang-up). Owned by the stream: do
