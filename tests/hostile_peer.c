@@ -353,7 +353,9 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			length += (size_t)n;
 		}
 		size_t done = 0;
-		while (done < length && now() < end) {
+		/* a batch goes out whole, also when the time is up: a frame cut short would make
+		 * whatever we send next (the PING that checks the connection) part of it */
+		while (done < length && now() < end + 30) {
 			ssize_t n = send_some(fd, batch + done, length - done);
 			if (n < 0) {
 				r->eof = true;
