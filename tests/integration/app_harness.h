@@ -22,7 +22,8 @@ void broker_pair_stop(struct broker_pair *pair);
  * it cannot. */
 wh_client *app_attach(const struct process *broker);
 /* Sends size pattern bytes (seed), half-closes, reads the echo back and checks every byte,
- * then that the stream ended cleanly. Fails the test otherwise (60 s bound). */
+ * then that the stream ended cleanly. Fails the test otherwise (60 s bound; 240 s in sanitizer
+ * builds). */
 void app_echo_check(wh_stream *s, size_t size, unsigned seed);
 
 #endif
