@@ -118,6 +118,9 @@ struct apps {
 	apps_find_pool find_pool;
 	void *find_ctx;
 	int listen_fd;
+	bool draining;    /* the broker stops: no new sessions or opens */
+	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
+	ino_t socket_ino;
 	ev_io acceptor;
 	struct client *clients;
 	/* Dropped sessions wait here until the loop's next prepare step frees them: a drop can
@@ -927,6 +930,10 @@ static void handle_open(struct client *c, const struct ctl_msg *req)
 {
 	struct apps *apps = c->apps;
 	const char *why;
+	if (apps->draining) {
+		send_result(c, req->request_id, WH_EMUX_CLOSED, "the broker is stopping");
+		return;
+	}
 	if (client_admit(c, &why) != WH_OK) {
 		log_write(apps->log, LOG_INFO, "apps", "client=%s open to peer=%s refused: %s", c->id,
 			  req->peer, why);
@@ -1330,7 +1337,8 @@ static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct apps *apps = w->data;
 	(void)revents;
-	ev_io_start(loop, &apps->acceptor);
+	if (!apps->draining)
+		ev_io_start(loop, &apps->acceptor);
 }
 
 /* An app we have no descriptors for is told so on its own socket, then let go. */
@@ -1391,6 +1399,57 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/*
+ * The app socket's path is never a hazard: anything there but a socket stays untouched, a
+ * broker that answers there keeps it, and only a stale socket (nobody listening) is removed.
+ * 0, or -1 with errno and a log line that says why.
+ */
+static int claim_socket_path(const char *path, const struct log_sink *log)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		int saved = errno;
+		log_write(log, LOG_ERROR, "apps", "socket %s: %s", path, strerror(errno));
+		errno = saved;
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_write(log, LOG_ERROR, "apps", "socket %s: something that is not a socket is there; "
+			  "refusing to replace it", path);
+		errno = EEXIST;
+		return -1;
+	}
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	int rc = probe < 0 ? -1 : connect(probe, (struct sockaddr *)&addr, sizeof addr);
+	int error = rc == 0 ? 0 : errno;
+	if (probe >= 0)
+		close(probe);
+	if (rc == 0) {
+		log_write(log, LOG_ERROR, "apps", "socket %s: a broker is already running there", path);
+		errno = EADDRINUSE;
+		return -1;
+	}
+	if (error != ECONNREFUSED) { /* someone else's socket, or one we may not look at */
+		log_write(log, LOG_ERROR, "apps", "socket %s: in use by another program (%s); refusing to "
+			  "replace it", path, strerror(error));
+		errno = EADDRINUSE;
+		return -1;
+	}
+	if (unlink(path) < 0) {
+		int saved = errno;
+		log_write(log, LOG_ERROR, "apps", "socket %s: cannot remove the stale socket: %s", path,
+			  strerror(errno));
+		errno = saved;
+		return -1;
+	}
+	log_write(log, LOG_INFO, "apps", "socket %s: removed a stale socket (no broker answered)", path);
+	return 0;
+}
+
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
 			void *find_ctx)
@@ -1408,8 +1467,13 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	apps->find_ctx = find_ctx;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
+	if (claim_socket_path(config->socket_path, log) < 0) {
+		int saved = errno;
+		free(apps);
+		errno = saved;
+		return NULL;
+	}
 	apps->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	unlink(config->socket_path); /* a stale socket from a previous run */
 	mode_t old_mask = umask(0777 & ~config->socket_mode);
 	int rc = apps->listen_fd < 0 ? -1 : bind(apps->listen_fd, (struct sockaddr *)&addr, sizeof addr);
 	umask(old_mask);
@@ -1423,6 +1487,11 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 		free(apps);
 		errno = saved;
 		return NULL;
+	}
+	struct stat st;
+	if (stat(config->socket_path, &st) == 0) { /* remembered, so that we remove only ours */
+		apps->socket_dev = st.st_dev;
+		apps->socket_ino = st.st_ino;
 	}
 	ev_io_init(&apps->acceptor, on_accept, apps->listen_fd, EV_READ);
 	apps->acceptor.data = apps;
@@ -1447,8 +1516,29 @@ void apps_stop(struct apps *apps)
 	free_dropped(apps);
 	ev_io_stop(apps->loop, &apps->acceptor);
 	close(apps->listen_fd);
-	unlink(apps->config.socket_path);
+	struct stat st;
+	if (stat(apps->config.socket_path, &st) == 0 && st.st_dev == apps->socket_dev &&
+	    st.st_ino == apps->socket_ino)
+		unlink(apps->config.socket_path); /* still ours */
 	free(apps);
+}
+
+void apps_reconfigure(struct apps *apps, const struct apps_config *config)
+{
+	struct apps_config next = *config;
+	/* the socket was made at start */
+	memcpy(next.socket_path, apps->config.socket_path, sizeof next.socket_path);
+	next.socket_mode = apps->config.socket_mode;
+	next.socket_uid = apps->config.socket_uid;
+	next.socket_gid = apps->config.socket_gid;
+	apps->config = next;
+}
+
+void apps_drain(struct apps *apps)
+{
+	apps->draining = true;
+	ev_io_stop(apps->loop, &apps->acceptor);
+	ev_timer_stop(apps->loop, &apps->accept_pause);
 }
 
 void apps_get_stats(const struct apps *apps, struct apps_stats *stats)

@@ -52,6 +52,13 @@ typedef struct pool *(*apps_find_pool)(void *ctx, const char *name);
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
 			void *find_ctx);
+/* New limits and services (reload): max_streams, max_ring_memory, accept_backlog and
+ * ring_capacity for streams opened from now on, default_service; the socket's settings take
+ * effect only at start. */
+void apps_reconfigure(struct apps *apps, const struct apps_config *config);
+/* The broker drains: no new sessions (the socket stops accepting), and OPENs are refused with
+ * WH_EMUX_CLOSED ("the broker is stopping"); streams open now go on. */
+void apps_drain(struct apps *apps);
 /* Ends every app session and stream, removes the socket file. */
 void apps_stop(struct apps *apps);
 /* A peer opened a stream for `service`: hand it to the app listening there. WH_OK, or

@@ -36,8 +36,8 @@ void broker_config_default(struct broker_config *config)
 	config->apps.accept_backlog = 256;
 	config->apps.socket_uid = config->apps.socket_gid = -1;
 	pool_config_default(&config->pool);
-	config->log.level = LOG_WARN;
-	config->log.out = stderr;
+	config->log_level = LOG_WARN;
+	config->drain_timeout = 10;
 }
 
 /* Streams a peer opens are routed by service name (empty: the default service): to the app
@@ -49,7 +49,7 @@ static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *s
 	int error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
 	if (error == WH_ENO_SERVICE)
 		error = services_attach(stream, name);
-	log_write(&broker->config.log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
+	log_write(&broker->log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
 		  mux_id(mux), mux_stream_id(stream), name, wh_strerror(error));
 	return error;
 }
@@ -98,7 +98,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 				ev_io_stop(loop, &broker->accept_watcher);
 				ev_timer_start(loop, &broker->accept_pause);
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-				log_write(&broker->config.log, LOG_WARN, "broker", "accept: %s", strerror(errno));
+				log_write(&broker->log, LOG_WARN, "broker", "accept: %s", strerror(errno));
 			}
 			return;
 		}
@@ -106,14 +106,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			/* Descriptors left are kept for apps attaching: this peer has to come back. */
 			fd_budget_shed_done(&broker->fds, fd);
 			if (broker->accepted_shed++ % 1000 == 0)
-				log_write(&broker->config.log, LOG_WARN, "broker", "peer connection refused: out "
+				log_write(&broker->log, LOG_WARN, "broker", "peer connection refused: out "
 					  "of file descriptors (%llu refused)",
 					  (unsigned long long)broker->accepted_shed);
 			continue;
 		}
 		struct broker_conn *bc = calloc(1, sizeof *bc);
 		struct mux_config config = broker->config.pool.mux;
-		config.id = ++broker->next_conn_id;
+		/* the id comes from conn_new: one numbering for every connection */
 		struct mux_callbacks callbacks = {
 			.on_incoming = on_incoming_accepted,
 			.on_closed = on_accepted_closed,
@@ -121,7 +121,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		if (bc)
 			bc->conn = conn_new(loop, fd, false, &config, &broker->conn_shared, &callbacks, bc);
 		if (!bc || !bc->conn) {
-			log_write(&broker->config.log, LOG_ERROR, "broker", "out of memory for a connection");
+			log_write(&broker->log, LOG_ERROR, "broker", "out of memory for a connection");
 			close(fd);
 			fd_budget_give(&broker->fds, 1);
 			free(bc);
@@ -159,7 +159,7 @@ static int listen_on(struct broker *broker)
 	struct addrinfo *result;
 	int rc = getaddrinfo(c->listen_host, c->listen_port, &hints, &result);
 	if (rc != 0) {
-		log_write(&c->log, LOG_ERROR, "broker", "listen address %s:%s: %s", c->listen_host,
+		log_write(&broker->log, LOG_ERROR, "broker", "listen address %s:%s: %s", c->listen_host,
 			  c->listen_port, gai_strerror(rc));
 		return WH_EINVAL;
 	}
@@ -168,7 +168,7 @@ static int listen_on(struct broker *broker)
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (fd < 0 || bind(fd, result->ai_addr, result->ai_addrlen) < 0 || listen(fd, 512) < 0) {
-		log_write(&c->log, LOG_ERROR, "broker", "listen on %s:%s: %s", c->listen_host,
+		log_write(&broker->log, LOG_ERROR, "broker", "listen on %s:%s: %s", c->listen_host,
 			  c->listen_port, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -182,7 +182,7 @@ static int listen_on(struct broker *broker)
 	ev_timer_init(&broker->accept_pause, on_accept_resume, 0.1, 0.0);
 	broker->accept_pause.data = broker;
 	ev_io_start(broker->loop, &broker->accept_watcher);
-	log_write(&c->log, LOG_INFO, "broker", "listening for peers on %s:%u", c->listen_host,
+	log_write(&broker->log, LOG_INFO, "broker", "listening for peers on %s:%u", c->listen_host,
 		  broker_listen_port(broker));
 	return WH_OK;
 }
@@ -195,7 +195,7 @@ static int write_port_file(const struct broker *broker)
 	FILE *f = fopen(tmp, "w");
 	if (!f || fprintf(f, "%u\n", broker_listen_port(broker)) < 0 || fclose(f) != 0 ||
 	    rename(tmp, path) != 0) { /* rename: a reader never sees a half-written file */
-		log_write(&broker->config.log, LOG_ERROR, "broker", "port file %s: %s", path, strerror(errno));
+		log_write(&broker->log, LOG_ERROR, "broker", "port file %s: %s", path, strerror(errno));
 		return WH_ESYSTEM;
 	}
 	return WH_OK;
@@ -244,31 +244,48 @@ static void set_fd_limit(const struct log_sink *log, uint64_t wanted)
 	}
 }
 
-/* The socket's directory, created if missing (e.g. /run/wormhole under a fresh /run). */
-static void make_socket_dir(const char *path)
+/* The socket's directory, created if missing (e.g. /run/wormhole under a fresh /run), with
+ * mode 0755: the socket's own mode and owner say who may attach. WH_OK, or WH_ESYSTEM with a
+ * log line that says why (EACCES included). */
+static int make_socket_dir(const char *path, const struct log_sink *log)
 {
 	char dir[sizeof ((struct broker_config *)0)->apps.socket_path];
 	snprintf(dir, sizeof dir, "%s", path);
 	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		mkdir(dir, 0755);
+	if (!slash || slash == dir)
+		return WH_OK;
+	*slash = '\0';
+	if (mkdir(dir, 0755) == 0) {
+		log_write(log, LOG_INFO, "apps", "created the socket directory %s", dir);
+		return WH_OK;
 	}
+	struct stat st;
+	if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return WH_OK;
+	log_write(log, LOG_ERROR, "apps", "socket %s: cannot create its directory %s: %s", path, dir,
+		  errno == EEXIST ? "it exists and is not a directory" : strerror(errno));
+	return WH_ESYSTEM;
 }
+
+static void retire_check(struct ev_loop *loop, ev_timer *w, int revents);
 
 int broker_start(struct broker *broker, struct ev_loop *loop, const struct broker_config *config)
 {
 	memset(broker, 0, sizeof *broker);
 	broker->loop = loop;
 	broker->config = *config;
-	broker->config.pool.mux.log = &broker->config.log;
+	broker->log = (struct log_sink){ config->log_level, stderr, log_stderr_is_journal() };
+	broker->config.pool.mux.log = &broker->log;
+	for (int i = 0; i < broker->config.peer_count; i++)
+		broker->config.peers[i].pool.mux.log = &broker->log;
 	broker->budget.limit = config->memory_budget;
 	broker->listen_fd = -1;
 	broker->fds.spare_fd = -1;
 	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
 		return WH_ENOMEM;
+	broker->conn_shared.next_conn_id = &broker->next_conn_id; /* one numbering for all */
 	if (!services_exists(config->default_service))
-		log_write(&broker->config.log, LOG_WARN, "broker",
+		log_write(&broker->log, LOG_WARN, "broker",
 			  "default service %s is not built in: streams without a service are refused",
 			  config->default_service);
 	if (config->listen_host[0]) {
@@ -276,21 +293,24 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 		if (error != WH_OK)
 			return error;
 	}
-	set_fd_limit(&broker->config.log, config->max_fds);
+	set_fd_limit(&broker->log, config->max_fds);
+	ev_timer_init(&broker->retire_timer, retire_check, 0.1, 0.1);
+	broker->retire_timer.data = broker;
 	ev_timer_init(&broker->trim_timer, on_trim, TRIM_INTERVAL, TRIM_INTERVAL);
 	ev_timer_start(loop, &broker->trim_timer);
 	/* the pools' own connections are the broker's fixed needs, not the budget's */
 	uint64_t pool_fds = (uint64_t)config->peer_count * config->pool.max_size;
 	fd_budget_init(&broker->fds, BROKER_FD_RESERVE, pool_fds);
-	log_write(&broker->config.log, LOG_INFO, "broker",
+	log_write(&broker->log, LOG_INFO, "broker",
 		  "descriptor limit %llu: %llu held at start, %llu kept for attaching apps",
 		  (unsigned long long)broker->fds.limit, (unsigned long long)broker->fds.baseline,
 		  (unsigned long long)broker->fds.reserve);
 	if (config->apps.socket_path[0]) {
 		snprintf(broker->config.apps.default_service, sizeof broker->config.apps.default_service,
 			 "%s", config->default_service);
-		make_socket_dir(config->apps.socket_path);
-		broker->apps = apps_start(loop, &broker->config.apps, &broker->config.log, &broker->fds,
+		if (make_socket_dir(config->apps.socket_path, &broker->log) != WH_OK)
+			return WH_ESYSTEM;
+		broker->apps = apps_start(loop, &broker->config.apps, &broker->log, &broker->fds,
 					  find_pool, broker);
 		if (!broker->apps)
 			return WH_ESYSTEM;
@@ -300,7 +320,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	struct pool_callbacks callbacks = { .on_incoming = on_incoming };
 	for (int i = 0; i < config->peer_count; i++) {
 		const struct broker_peer *p = &config->peers[i];
-		broker->pools[i] = pool_new(loop, p->name, p->host, p->port, &broker->config.pool,
+		broker->pools[i] = pool_new(loop, p->name, p->host, p->port, &broker->config.peers[i].pool,
 					    &broker->conn_shared, &callbacks, broker);
 		if (!broker->pools[i])
 			return WH_ENOMEM;
@@ -315,14 +335,207 @@ static void close_conn(struct conn *conn, void *arg)
 	conn_close(conn, WH_EMUX_CLOSED);
 }
 
+/* No more peer connections (drain, close): the port is closed, not just ignored. */
+static void close_listener(struct broker *broker)
+{
+	if (broker->listen_fd < 0)
+		return;
+	ev_io_stop(broker->loop, &broker->accept_watcher);
+	ev_timer_stop(broker->loop, &broker->accept_pause);
+	close(broker->listen_fd);
+	broker->listen_fd = -1;
+}
+
 void broker_close_all(struct broker *broker)
 {
-	if (broker->listen_fd >= 0)
-		ev_io_stop(broker->loop, &broker->accept_watcher);
+	close_listener(broker);
+	for (int i = 0; i < broker->config.peer_count; i++)
+		pool_drain(broker->pools[i]); /* no redial while stopping */
+	for (struct retiring *r = broker->retiring; r; r = r->next)
+		pool_drain(r->pool);
 	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
 		close_conn(bc->conn, NULL);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_each_conn(broker->pools[i], close_conn, NULL);
+	for (struct retiring *r = broker->retiring; r; r = r->next)
+		pool_each_conn(r->pool, close_conn, NULL);
+}
+
+static void drain_accepted(struct conn *conn, void *arg)
+{
+	(void)arg;
+	mux_drain(conn_mux(conn));
+}
+
+void broker_drain(struct broker *broker)
+{
+	if (broker->draining)
+		return;
+	broker->draining = true;
+	close_listener(broker);
+	if (broker->apps)
+		apps_drain(broker->apps);
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		drain_accepted(bc->conn, NULL);
+	for (int i = 0; i < broker->config.peer_count; i++)
+		pool_drain(broker->pools[i]);
+	for (struct retiring *r = broker->retiring; r; r = r->next)
+		pool_drain(r->pool);
+}
+
+bool broker_drained(const struct broker *broker)
+{
+	for (const struct broker_conn *bc = broker->accepted; bc; bc = bc->next) {
+		const struct mux *mux = conn_mux(bc->conn);
+		if (!mux_is_closed(mux) && mux_num_streams(mux))
+			return false;
+	}
+	for (int i = 0; i < broker->config.peer_count; i++)
+		if (!pool_drained(broker->pools[i]))
+			return false;
+	for (const struct retiring *r = broker->retiring; r; r = r->next)
+		if (!pool_drained(r->pool))
+			return false;
+	return true;
+}
+
+/* ---- reload ------------------------------------------------------------------------------ */
+
+/* Pools of peers a reload removed: draining, freed once their streams are done or the drain
+ * timeout passed. */
+static void retire_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct broker *broker = w->data;
+	(void)revents;
+	double now = ev_now(loop);
+	for (struct retiring **link = &broker->retiring; *link;) {
+		struct retiring *r = *link;
+		if (pool_drained(r->pool) || now >= r->deadline) {
+			log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed%s", pool_name(r->pool),
+				  pool_drained(r->pool) ? "" : ": drain timeout, its last streams end");
+			*link = r->next;
+			pool_free(r->pool);
+			free(r);
+			continue;
+		}
+		link = &r->next;
+	}
+	if (!broker->retiring)
+		ev_timer_stop(loop, w);
+}
+
+static void retire_pool(struct broker *broker, struct pool *pool)
+{
+	struct retiring *r = calloc(1, sizeof *r);
+	if (!r) { /* no memory to wait: let it go now */
+		pool_free(pool);
+		return;
+	}
+	pool_drain(pool);
+	r->pool = pool;
+	r->deadline = ev_now(broker->loop) + broker->config.drain_timeout;
+	r->next = broker->retiring;
+	broker->retiring = r;
+	ev_timer_start(broker->loop, &broker->retire_timer);
+}
+
+/* Settings that take effect only at start: say so when a reload changes them. */
+static void note_restart_only(struct broker *broker, const struct broker_config *next)
+{
+	const struct broker_config *now = &broker->config;
+	struct {
+		bool changed;
+		const char *name;
+	} checks[] = {
+		{ strcmp(now->listen_host, next->listen_host) || strcmp(now->listen_port, next->listen_port), "listen" },
+		{ strcmp(now->port_file, next->port_file) != 0, "port-file" },
+		{ strcmp(now->apps.socket_path, next->apps.socket_path) != 0, "socket" },
+		{ now->apps.socket_mode != next->apps.socket_mode, "socket-mode" },
+		{ now->apps.socket_uid != next->apps.socket_uid || now->apps.socket_gid != next->apps.socket_gid,
+		  "socket-owner" },
+		{ now->max_fds != next->max_fds, "max-fds" },
+	};
+	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
+		if (checks[i].changed)
+			log_write(&broker->log, LOG_WARN, "broker", "reload: %s changed: it takes effect when "
+				  "the broker restarts", checks[i].name);
+}
+
+static bool same_pool(const struct pool_config *a, const struct pool_config *b)
+{
+	struct pool_config x = *a, y = *b;
+	x.mux.log = y.mux.log = NULL; /* wiring, not settings */
+	x.mux.id = y.mux.id = 0;
+	memset(x.mux.peer, 0, sizeof x.mux.peer);
+	memset(y.mux.peer, 0, sizeof y.mux.peer);
+	return memcmp(&x, &y, sizeof x) == 0;
+}
+
+int broker_reload(struct broker *broker, const struct broker_config *given)
+{
+	struct broker_config next = *given;
+	note_restart_only(broker, &next);
+	/* what only a restart changes keeps its running value */
+	const struct broker_config *now = &broker->config;
+	memcpy(next.listen_host, now->listen_host, sizeof next.listen_host);
+	memcpy(next.listen_port, now->listen_port, sizeof next.listen_port);
+	memcpy(next.port_file, now->port_file, sizeof next.port_file);
+	memcpy(next.apps.socket_path, now->apps.socket_path, sizeof next.apps.socket_path);
+	next.apps.socket_mode = now->apps.socket_mode;
+	next.apps.socket_uid = now->apps.socket_uid;
+	next.apps.socket_gid = now->apps.socket_gid;
+	next.max_fds = now->max_fds;
+
+	broker->log.level = next.log_level;
+	broker->budget.limit = next.memory_budget;
+	next.pool.mux.log = &broker->log;
+	snprintf(next.apps.default_service, sizeof next.apps.default_service, "%s", next.default_service);
+	if (broker->apps)
+		apps_reconfigure(broker->apps, &next.apps);
+
+	/* peers, by name */
+	struct pool *pools[BROKER_PEERS_MAX] = { NULL };
+	bool kept[BROKER_PEERS_MAX] = { false };
+	struct pool_callbacks callbacks = { .on_incoming = on_incoming };
+	for (int j = 0; j < next.peer_count; j++) {
+		struct broker_peer *p = &next.peers[j];
+		p->pool.mux.log = &broker->log;
+		int i = 0;
+		while (i < now->peer_count && strcmp(now->peers[i].name, p->name) != 0)
+			i++;
+		if (i < now->peer_count) {
+			kept[i] = true;
+			pools[j] = broker->pools[i];
+			const struct broker_peer *was = &now->peers[i];
+			if (strcmp(was->host, p->host) || strcmp(was->port, p->port) || !same_pool(&was->pool, &p->pool)) {
+				pool_reconfigure(pools[j], p->host, p->port, &p->pool);
+				log_write(&broker->log, LOG_INFO, "broker", "peer=%s changed: new connections use "
+					  "the new settings", p->name);
+			}
+			continue;
+		}
+		pools[j] = pool_new(broker->loop, p->name, p->host, p->port, &p->pool, &broker->conn_shared,
+				    &callbacks, broker);
+		if (!pools[j]) {
+			log_write(&broker->log, LOG_ERROR, "broker", "peer=%s: out of memory: not added", p->name);
+			memmove(&next.peers[j], &next.peers[j + 1], sizeof next.peers[0] * (size_t)(next.peer_count - j - 1));
+			next.peer_count--;
+			j--;
+			continue;
+		}
+		if (!broker->draining)
+			pool_warmup(pools[j]);
+		log_write(&broker->log, LOG_INFO, "broker", "peer=%s added at %s:%s", p->name, p->host, p->port);
+	}
+	for (int i = 0; i < now->peer_count; i++)
+		if (!kept[i]) {
+			log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed from the config: draining",
+				  now->peers[i].name);
+			retire_pool(broker, broker->pools[i]);
+		}
+	memcpy(broker->pools, pools, sizeof pools);
+	broker->config = next;
+	return WH_OK;
 }
 
 void broker_stop(struct broker *broker)
@@ -330,6 +543,13 @@ void broker_stop(struct broker *broker)
 	/* Connections first: their streams let go of the apps' segments, then the apps go. */
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
+	while (broker->retiring) {
+		struct retiring *r = broker->retiring;
+		broker->retiring = r->next;
+		pool_free(r->pool);
+		free(r);
+	}
+	ev_timer_stop(broker->loop, &broker->retire_timer);
 	while (broker->accepted) {
 		struct broker_conn *bc = broker->accepted;
 		broker->accepted = bc->next;
@@ -339,11 +559,7 @@ void broker_stop(struct broker *broker)
 	}
 	apps_stop(broker->apps);
 	broker->apps = NULL;
-	if (broker->listen_fd >= 0) {
-		ev_io_stop(broker->loop, &broker->accept_watcher);
-		ev_timer_stop(broker->loop, &broker->accept_pause);
-		close(broker->listen_fd);
-	}
+	close_listener(broker);
 	ev_timer_stop(broker->loop, &broker->trim_timer);
 	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);

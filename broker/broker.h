@@ -15,10 +15,12 @@
  * answers that tell an app why it was refused get them. */
 #define BROKER_FD_RESERVE 64
 
+/* A peer broker, by name: where it listens and how we pool connections to it. */
 struct broker_peer {
 	char name[64];
 	char host[256];
 	char port[16];
+	struct pool_config pool; /* its PoolConfig, MuxConfig and StreamConfig */
 };
 
 struct broker_config {
@@ -32,7 +34,8 @@ struct broker_config {
 	struct apps_config apps; /* socket_path empty: no app socket */
 	struct broker_peer peers[BROKER_PEERS_MAX];
 	int peer_count;
-	struct log_sink log;
+	double drain_timeout;     /* seconds open streams may take to finish on SIGTERM (10) */
+	enum log_level log_level; /* warn */
 };
 
 /* The built-in defaults: peers on 127.0.0.1:7420, apps on /run/wormhole/broker.sock,
@@ -41,9 +44,17 @@ void broker_config_default(struct broker_config *config);
 
 struct broker_conn;
 
+/* A pool of a peer that a reload removed, draining until its streams are done. */
+struct retiring {
+	struct pool *pool;
+	double deadline;
+	struct retiring *next;
+};
+
 struct broker {
 	struct ev_loop *loop;
 	struct broker_config config;
+	struct log_sink log; /* its level from config.log_level; wired here, not a setting */
 	struct mux_budget budget;
 	struct conn_shared conn_shared; /* the budget and the read area of every connection */
 	struct fd_budget fds;           /* descriptors peers and apps can make it hold */
@@ -54,6 +65,9 @@ struct broker {
 	struct apps *apps;
 	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
 	ev_timer trim_timer;   /* gives memory freed after a burst back to the system */
+	struct retiring *retiring;
+	ev_timer retire_timer; /* frees retiring pools once drained */
+	bool draining;         /* broker_drain: no new peers, apps or streams */
 	uint32_t next_conn_id;
 	uint64_t accepted_total, accepted_shed;
 };
@@ -63,6 +77,16 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 /* Stops accepting and closes every connection with a goodbye (ERROR 505), flushed from the
  * loop; the broker stays usable for broker_stop. */
 void broker_close_all(struct broker *broker);
+/* Drain (SIGTERM): the listener closes, apps may not attach or open, every connection says
+ * ERROR 505 so that peers open no new streams on it, pools stop dialling; open streams go on. */
+void broker_drain(struct broker *broker);
+/* True once no connection carries a stream. */
+bool broker_drained(const struct broker *broker);
+/* Applies new settings (SIGHUP), by name: peers added (pool started), removed (drained for up
+ * to the drain timeout, then closed), changed (new connections use the new settings); limits,
+ * services and the log level at once; listener, socket and descriptor limit only at restart
+ * (logged). Streams the change does not touch go on. WH_OK. */
+int broker_reload(struct broker *broker, const struct broker_config *next);
 /* Frees every connection, pool and the listener. */
 void broker_stop(struct broker *broker);
 /* The port the listener is bound to (0 without a listener). */

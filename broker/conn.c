@@ -111,8 +111,8 @@ static void conn_flush(struct conn *conn)
 		if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
 		if (written < 0) {
-			log_write(conn->log, LOG_INFO, "conn", "conn=%u write to %s failed: %s",
-				  mux_id(conn->mux), conn->remote, strerror(errno));
+			log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s write to %s failed: %s",
+				  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, strerror(errno));
 			ev_io_stop(conn->loop, &conn->write_watcher);
 			mux_close(conn->mux, WH_ECONNECTION_CLOSED);
 			return;
@@ -185,8 +185,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		if (n <= 0) {
 			if (n < 0)
-				log_write(conn->log, LOG_INFO, "conn", "conn=%u read from %s failed: %s",
-					  mux_id(conn->mux), conn->remote, strerror(errno));
+				log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s read from %s failed: %s",
+					  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, strerror(errno));
 			ev_io_stop(loop, w);
 			mux_input_eof(conn->mux);
 			return;
@@ -275,7 +275,7 @@ static void cb_closed(struct mux *mux, int error, void *user)
 	conn->close_error = error;
 	bool orderly = error == WH_ECONNECTION_CLOSED || error == WH_EMUX_CLOSED;
 	log_write(conn->log, orderly ? LOG_INFO : LOG_WARN, "conn",
-		  "conn=%u to %s closed: %s", mux_id(conn->mux), conn->remote, wh_strerror(error));
+		  "conn=%u peer=%s to %s closed: %s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, wh_strerror(error));
 	/* Stop reading at once: unread bytes would keep the read watcher pending for ever. */
 	conn->closing = true;
 	ev_io_stop(conn->loop, &conn->read_watcher);
@@ -314,7 +314,17 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 		.on_pong = cb_pong,
 		.on_timer_changed = cb_timer_changed,
 	};
-	conn->mux = mux_new(client_role, config, budget, &own, conn);
+	/* the peer's address names an accepted connection in logs until we know more */
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof addr;
+	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0)
+		sockaddr_format((struct sockaddr *)&addr, len, conn->remote, sizeof conn->remote);
+	struct mux_config own_config = *config;
+	if (!own_config.peer[0])
+		snprintf(own_config.peer, sizeof own_config.peer, "%s", conn->remote[0] ? conn->remote : "-");
+	if (shared && shared->next_conn_id)
+		own_config.id = ++*shared->next_conn_id;
+	conn->mux = mux_new(client_role, &own_config, budget, &own, conn);
 	if (!conn->mux) {
 		free(conn);
 		return NULL;
@@ -326,13 +336,9 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 	 * bulk data in the socket: the socket reports writable only below this mark. */
 	int lowat = NOTSENT_LOWAT;
 	setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
-	struct sockaddr_storage addr;
-	socklen_t len = sizeof addr;
+	len = sizeof addr;
 	if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0)
 		sockaddr_format((struct sockaddr *)&addr, len, conn->local, sizeof conn->local);
-	len = sizeof addr;
-	if (getpeername(fd, (struct sockaddr *)&addr, &len) == 0)
-		sockaddr_format((struct sockaddr *)&addr, len, conn->remote, sizeof conn->remote);
 
 	ev_io_init(&conn->read_watcher, on_readable, fd, EV_READ);
 	ev_io_init(&conn->write_watcher, on_writable, fd, EV_WRITE);
@@ -342,7 +348,8 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 	conn->keepalive_timer.data = conn;
 	ev_io_start(loop, &conn->read_watcher);
 	conn_rearm_timer(conn);
-	log_write(conn->log, LOG_INFO, "conn", "conn=%u %s %s -> %s", config->id,
+	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s", mux_id(conn->mux),
+		  mux_peer(conn->mux),
 		  client_role ? "dialled" : "accepted", conn->local, conn->remote);
 	return conn;
 }

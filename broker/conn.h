@@ -22,6 +22,7 @@ struct conn_shared {
 	struct mux_budget *budget; /* receive-window bytes all conns may back; NULL: no limit */
 	uint8_t *read_area;        /* NULL: each conn reads into a private 64 KiB buffer */
 	size_t read_area_size;
+	uint32_t *next_conn_id;    /* connection ids unique in the broker; NULL: the config's */
 };
 
 #define CONN_READ_AREA_SIZE (1024u * 1024u)

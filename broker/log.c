@@ -2,6 +2,9 @@
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -32,9 +35,12 @@ void log_write(const struct log_sink *sink, enum log_level level, const char *co
 	struct tm tm;
 	gmtime_r(&now.tv_sec, &tm);
 	char line[1024];
-	int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, now.tv_nsec / 1000000, level_names[level], component);
+	static const int priorities[] = { 3, 4, 6, 7 }; /* syslog: err, warning, info, debug */
+	int n = sink->journal
+			? snprintf(line, sizeof line, "<%d>%s %s: ", priorities[level], level_names[level], component)
+			: snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
+				   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+				   tm.tm_sec, now.tv_nsec / 1000000, level_names[level], component);
 	va_list args;
 	va_start(args, format);
 	if (n > 0 && (size_t)n < sizeof line)
@@ -46,4 +52,14 @@ void log_write(const struct log_sink *sink, enum log_level level, const char *co
 	line[len + 1] = '\0';
 	fputs(line, sink->out);
 	fflush(sink->out);
+}
+
+bool log_stderr_is_journal(void)
+{
+	const char *stream = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (!stream || sscanf(stream, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }

@@ -2,6 +2,7 @@
 #ifndef WORMHOLE_BROKER_LOG_H
 #define WORMHOLE_BROKER_LOG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -11,7 +12,12 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 struct log_sink {
 	enum log_level level;
 	FILE *out;
+	bool journal; /* out is the systemd journal: lines start with a syslog priority, <3>..<7> */
 };
+
+/* True when stderr is connected to the journal ($JOURNAL_STREAM names its device and inode):
+ * lines then carry their priority, so that `journalctl -p warning` sees the right ones. */
+bool log_stderr_is_journal(void);
 
 #if defined(__GNUC__)
 #define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -19,7 +25,8 @@ struct log_sink {
 #define LOG_PRINTF(a, b)
 #endif
 
-/* Writes "<time> <LEVEL> <component>: <message>\n" if level passes. Never fails visibly. */
+/* Writes "<time> <LEVEL> <component>: <message>\n" if level passes ("<P><LEVEL> ..." for the
+ * journal, which has its own timestamps). Never fails visibly. */
 void log_write(const struct log_sink *sink, enum log_level level, const char *component,
 	       const char *format, ...) LOG_PRINTF(4, 5);
 static inline int log_enabled(const struct log_sink *sink, enum log_level level)

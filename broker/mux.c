@@ -133,7 +133,10 @@ struct mux {
 	double ping_sent_at, next_ping_at;
 
 	bool ids_exhausted;
-	bool closed, going_away, output_sealed, closed_notify_pending, dispatching;
+	bool closed, output_sealed, closed_notify_pending, dispatching;
+	bool going_away;     /* the peer said ERROR 505: we open no more streams here */
+	bool window_warned;  /* a window mismatch was logged at warn once for this connection */
+	bool draining;       /* we said it: the peer's new streams are refused with 505 */
 	int error;
 	struct mux_stream *notify_head, *notify_tail;
 	struct mux_stream *free_head;
@@ -364,8 +367,8 @@ static void control_push(struct mux *mux, const uint8_t *frame, int length)
 		/* The peer provokes control frames (PINGs, refused streams) faster than it reads
 		 * them. (Its goodbye finds the queue full too: nothing more to say then.) */
 		if (!mux->closed)
-			log_write(mux->config.log, LOG_WARN, "mux", "conn=%u control queue full: peer "
-				  "does not read our answers", mux->config.id);
+			log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s control queue full: peer "
+				  "does not read our answers", mux->config.id, mux->config.peer);
 		mux_fail(mux, WH_ELIMIT);
 		return;
 	}
@@ -516,7 +519,7 @@ static void stream_reset(struct mux_stream *s, int error, const char *message)
 	if (s->finished)
 		return;
 	struct mux *mux = s->mux;
-	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u reset: %s (%s)", mux->config.id,
+	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u reset: %s (%s)", mux->config.id, mux->config.peer,
 		  s->id, wh_strerror(error), message);
 	send_error_frame(mux, s->id, frame_error_code_for(error), message);
 	stream_finish(s, error);
@@ -614,6 +617,20 @@ static void early_forget_below(struct mux *mux, uint32_t id)
 		}
 }
 
+/* Windows are not negotiated (docs/PROTOCOL.md 4): a peer whose window differs from ours
+ * breaks every bulk stream with ERROR 413. Say so once per connection where operators look. */
+static void window_mismatch(struct mux *mux, bool theirs_larger)
+{
+	if (mux->window_warned)
+		return;
+	mux->window_warned = true;
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s %s: the peer's window is probably "
+		  "%s than ours (%u bytes); windows are not negotiated, give both brokers the same window",
+		  mux->config.id, mux->config.peer,
+		  theirs_larger ? "DATA beyond the window we granted" : "the peer refused our DATA (ERROR 413)",
+		  theirs_larger ? "larger" : "smaller", mux->config.window_size);
+}
+
 static void handle_data_header(struct mux *mux, const struct frame_header *h)
 {
 	struct mux_stream *s = live_stream(mux, h->stream_id);
@@ -638,6 +655,7 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 	}
 	if (mux->config.enable_flow_control && h->length > s->recv_peer_credit) {
 		frame_decoder_skip_payload(&mux->decoder);
+		window_mismatch(mux, true);
 		stream_reset(s, WH_EFLOW_CONTROL, "DATA beyond the flow-control window");
 		return;
 	}
@@ -717,7 +735,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
 		return;
 	}
-	if (mux->going_away) {
+	if (mux->going_away || mux->draining) {
 		send_error_frame(mux, id, FRAME_ERR_GOING_AWAY, "connection is closing");
 		return;
 	}
@@ -730,8 +748,8 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		if (s && stream_table_find(&mux->streams, id) == s)
 			stream_destroy(s);
 		mux->stats.streams_refused++;
-		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u refused: %s",
-			  mux->config.id, id, wh_strerror(error));
+		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u refused: %s",
+			  mux->config.id, mux->config.peer, id, wh_strerror(error));
 		send_error_frame(mux, id, frame_error_code_for(error), wh_strerror(error));
 		early_forget_below(mux, id + 1);
 		return;
@@ -780,7 +798,7 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 	if (frame_parse_error(h, payload, (uint32_t)length, &code, &message, &message_length) != WH_OK)
 		return;
 	if (h->stream_id == 0) {
-		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer error %u: %.*s", mux->config.id,
+		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s peer error %u: %.*s", mux->config.id, mux->config.peer,
 			  code, (int)message_length, message);
 		if (code == FRAME_ERR_GOING_AWAY)
 			mux->going_away = true;
@@ -791,6 +809,8 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 		mux->stats.dropped_frames++;
 		return;
 	}
+	if (code == FRAME_ERR_FLOW_CONTROL)
+		window_mismatch(mux, false);
 	s->remote_code = code;
 	s->remote_message = malloc(message_length + 1);
 	if (s->remote_message) {
@@ -855,14 +875,14 @@ static void handle_malformed(struct mux *mux, const struct frame_event *ev)
 {
 	mux->stats.malformed_frames++;
 	if (ev->fatal) {
-		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u fatal malformed frame: %s",
-			  mux->config.id, ev->error == WH_EPROTOCOL ? "more than 8 malformed frames in a row"
+		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s fatal malformed frame: %s",
+			  mux->config.id, mux->config.peer, ev->error == WH_EPROTOCOL ? "more than 8 malformed frames in a row"
 								    : wh_strerror(ev->error));
 		mux_fail(mux, ev->error);
 		return;
 	}
-	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u stream=%u malformed %s frame: %s",
-		  mux->config.id, ev->header.stream_id, frame_type_name(ev->header.type),
+	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u malformed %s frame: %s",
+		  mux->config.id, mux->config.peer, ev->header.stream_id, frame_type_name(ev->header.type),
 		  wh_strerror(ev->error));
 	struct mux_stream *s = live_stream(mux, ev->header.stream_id);
 	if (s)
@@ -1168,7 +1188,7 @@ double mux_timer(struct mux *mux, double now)
 	const struct mux_config *c = &mux->config;
 	if (!mux->closed && mux->ping_outstanding && c->keepalive_timeout > 0 &&
 	    now - mux->ping_sent_at >= c->keepalive_timeout) {
-		log_write(c->log, LOG_WARN, "mux", "conn=%u no PONG in %.1f s: closing", c->id,
+		log_write(c->log, LOG_WARN, "mux", "conn=%u peer=%s no PONG in %.1f s: closing", c->id, c->peer,
 			  c->keepalive_timeout);
 		mux_fail(mux, WH_EKEEPALIVE_TIMEOUT);
 	}
@@ -1189,8 +1209,8 @@ double mux_timer(struct mux *mux, double now)
 		s->released_at = now;
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
 		if (mux->early[i].id && now >= mux->early[i].since + EARLY_HOLD_SECONDS) {
-			log_write(c->log, LOG_INFO, "mux", "conn=%u stream=%u frames without a HANDSHAKE "
-				  "dropped after %.0f s", c->id, mux->early[i].id, EARLY_HOLD_SECONDS);
+			log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u frames without a HANDSHAKE "
+				  "dropped after %.0f s", c->id, c->peer, mux->early[i].id, EARLY_HOLD_SECONDS);
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
 		}
@@ -1283,6 +1303,25 @@ static void mux_fail(struct mux *mux, int error)
 	mux->ready_head = mux->ready_tail = NULL;
 }
 
+void mux_drain(struct mux *mux)
+{
+	if (mux->closed || mux->draining)
+		return;
+	mux->draining = true;
+	static const char message[] = "going away: finish your streams, open no new ones";
+	uint8_t frame[FRAME_HEADER_SIZE + 4 + sizeof message];
+	control_push(mux, frame, frame_encode_error(frame, sizeof frame, 0, FRAME_ERR_GOING_AWAY, message,
+						    sizeof message - 1));
+	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s draining: %zu streams left", mux->config.id, mux->config.peer,
+		  mux->streams.count);
+	mux_dispatch(mux);
+}
+
+bool mux_accepts_streams(const struct mux *mux)
+{
+	return !mux->closed && !mux->going_away && !mux->draining && !mux->ids_exhausted;
+}
+
 void mux_close(struct mux *mux, int reason)
 {
 	mux_fail(mux, reason);
@@ -1292,6 +1331,7 @@ void mux_close(struct mux *mux, int reason)
 bool mux_is_closed(const struct mux *mux) { return mux->closed; }
 int mux_error(const struct mux *mux) { return mux->error; }
 uint32_t mux_id(const struct mux *mux) { return mux->config.id; }
+const char *mux_peer(const struct mux *mux) { return mux->config.peer; }
 void *mux_user(const struct mux *mux) { return mux->user; }
 bool mux_is_client(const struct mux *mux) { return mux->client; }
 size_t mux_num_streams(const struct mux *mux) { return mux->streams.count; }
@@ -1312,7 +1352,7 @@ int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **ou
 	*out = NULL;
 	if (length > SERVICE_NAME_MAX)
 		return WH_EINVAL;
-	if (mux->closed || mux->going_away)
+	if (mux->closed || mux->going_away || mux->draining)
 		return WH_EMUX_CLOSED;
 	if (mux->ids_exhausted)
 		return WH_ELIMIT; /* ids are never reused: this connection opens no more streams */

@@ -43,7 +43,8 @@ struct mux_config {
 	double release_linger;       /* seconds a released stream may wait for the peer's CLOSE
 				      * and for credit to send its last bytes before it is reset
 				      * with ERROR 499; 0: forever (60) */
-	uint32_t id;                 /* the connection's id in logs and stats */
+	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
+	char peer[80];               /* the peer's name (pooled) or address (accepted), in logs */
 	const struct log_sink *log;  /* NULL: silent */
 };
 
@@ -152,12 +153,19 @@ double mux_timer(struct mux *mux, double now);
 /* Sends a PING now (a health check); WH_EWOULDBLOCK if one is already outstanding. */
 int mux_ping(struct mux *mux, double now);
 
+/* Drains the connection: ERROR 505 on stream 0 tells the peer to open no new streams here
+ * (its new HANDSHAKEs are refused with 505), and we open none; the streams open now go on. */
+void mux_drain(struct mux *mux);
+/* May a stream be opened here now (not closed, no 505 either way, ids left)? */
+bool mux_accepts_streams(const struct mux *mux);
 /* Closes the connection: ERROR 505 on stream 0 is queued, every stream ends with `reason`. */
 void mux_close(struct mux *mux, int reason);
 bool mux_is_closed(const struct mux *mux);
 /* The error the mux closed with (WH_OK while open). */
 int mux_error(const struct mux *mux);
 uint32_t mux_id(const struct mux *mux);
+/* The peer's name or address, as given in the config's `peer`. */
+const char *mux_peer(const struct mux *mux);
 /* The user pointer given to mux_new. */
 void *mux_user(const struct mux *mux);
 bool mux_is_client(const struct mux *mux);

@@ -52,6 +52,7 @@ struct pool {
 	uint64_t jitter_state;
 	uint32_t next_conn_id;
 	bool closed;
+	bool draining; /* the peer was removed (reload) or the broker stops: no new streams */
 	struct pool_stats stats;
 };
 
@@ -85,9 +86,19 @@ static double jitter(struct pool *pool)
 
 /* ---- choosing a connection ------------------------------------------------------------ */
 
+/* Open and taking new streams (not closed, no ERROR 505 either way). */
 static bool conn_usable(const struct pool_conn *pc)
 {
-	return pc->conn && !mux_is_closed(conn_mux(pc->conn));
+	return pc->conn && mux_accepts_streams(conn_mux(pc->conn));
+}
+
+/* Connections that can take new streams: what min_size and max_size count. */
+static unsigned usable_count(const struct pool *pool)
+{
+	unsigned n = 0;
+	for (const struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		n += conn_usable(pc);
+	return n;
 }
 
 static struct pool_conn *least_loaded(const struct pool *pool)
@@ -102,12 +113,12 @@ static struct pool_conn *least_loaded(const struct pool *pool)
 
 struct conn *pool_get(struct pool *pool)
 {
-	if (pool->closed)
+	if (pool->closed || pool->draining)
 		return NULL;
 	struct pool_conn *best = least_loaded(pool);
 	bool busy = !best || mux_num_streams(conn_mux(best->conn)) >= pool->config.busy_streams;
 	if (busy && pool->dialling == 0 && pool->retry_at == 0 &&
-	    pool->open_count + pool->dialling < pool->config.max_size)
+	    usable_count(pool) + pool->dialling < pool->config.max_size)
 		pool_dial(pool);
 	return best ? best->conn : NULL;
 }
@@ -124,7 +135,7 @@ static void open_on(struct pool *pool, struct conn *conn, const char *service,
 
 int pool_open_stream(struct pool *pool, const char *service, pool_open_callback callback, void *user)
 {
-	if (pool->closed)
+	if (pool->closed || pool->draining)
 		return WH_EMUX_CLOSED;
 	struct conn *conn = pool_get(pool);
 	if (conn) {
@@ -238,7 +249,8 @@ static void dial_succeeded(struct pool_conn *pc)
 {
 	struct pool *pool = pc->pool;
 	struct mux_config config = pool->config.mux;
-	config.id = ++pool->next_conn_id;
+	config.id = ++pool->next_conn_id; /* unless the broker numbers all connections (conn_new) */
+	snprintf(config.peer, sizeof config.peer, "%s", pool->name);
 	struct mux_callbacks callbacks = {
 		.on_incoming = cb_incoming,
 		.on_closed = cb_closed,
@@ -359,12 +371,12 @@ static void pool_dial(struct pool *pool)
 
 static void pool_maintain(struct pool *pool)
 {
-	if (pool->closed || pool->retry_at != 0 || pool->dialling)
+	if (pool->closed || pool->draining || pool->retry_at != 0 || pool->dialling)
 		return;
-	unsigned want = pool->config.min_size;
+	unsigned want = pool->config.min_size, usable = usable_count(pool);
 	if (pool->waiting_head && want == 0)
 		want = 1;
-	if (pool->open_count < want && pool->open_count < pool->config.max_size)
+	if (usable < want && usable < pool->config.max_size)
 		pool_dial(pool);
 }
 
@@ -374,15 +386,22 @@ static void reap_and_check(struct pool *pool, double now)
 	if (check)
 		pool->next_health_check = now + pool->config.health_check_interval;
 	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next) {
+		struct mux *mux = pc->conn ? conn_mux(pc->conn) : NULL;
+		if (mux && !mux_is_closed(mux) && !mux_accepts_streams(mux) && mux_num_streams(mux) == 0) {
+			/* going away (either side said 505) and its last stream is done */
+			log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s conn=%u drained: closing",
+				  pool->name, mux_id(mux));
+			conn_close(pc->conn, WH_EMUX_CLOSED);
+			continue;
+		}
 		if (!conn_usable(pc))
 			continue;
-		struct mux *mux = conn_mux(pc->conn);
 		if (mux_num_streams(mux) > 0)
 			pc->idle_since = 0;
 		else if (pc->idle_since == 0)
 			pc->idle_since = now;
 		if (pc->idle_since && now - pc->idle_since >= pool->config.max_idle_time &&
-		    pool->open_count > pool->config.min_size) {
+		    usable_count(pool) > pool->config.min_size) {
 			log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s conn=%u idle: closing",
 				  pool->name, mux_id(mux));
 			pc->idle_since = 0;
@@ -457,10 +476,56 @@ void pool_free(struct pool *pool)
 
 int pool_warmup(struct pool *pool)
 {
-	if (pool->closed)
+	if (pool->closed || pool->draining)
 		return WH_EMUX_CLOSED;
-	while (pool->open_count + pool->dialling < pool->config.min_size)
+	while (usable_count(pool) + pool->dialling < pool->config.min_size)
 		pool_dial(pool);
+	return WH_OK;
+}
+
+static void drain_conn(struct conn *conn, void *arg)
+{
+	(void)arg;
+	mux_drain(conn_mux(conn));
+}
+
+void pool_drain(struct pool *pool)
+{
+	if (pool->closed || pool->draining)
+		return;
+	pool->draining = true;
+	settle_waiting(pool, NULL, WH_EMUX_CLOSED, ev_now(pool->loop));
+	pool_each_conn(pool, drain_conn, NULL);
+	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s draining: %u connections", pool->name,
+		  pool->open_count);
+}
+
+bool pool_drained(const struct pool *pool)
+{
+	for (const struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		if (pc->conn && !mux_is_closed(conn_mux(pc->conn)) && mux_num_streams(conn_mux(pc->conn)))
+			return false;
+	return true;
+}
+
+int pool_reconfigure(struct pool *pool, const char *host, const char *port, const struct pool_config *config)
+{
+	char *h = strdup(host), *p = strdup(port);
+	if (!h || !p) {
+		free(h);
+		free(p);
+		return WH_ENOMEM;
+	}
+	free(pool->host);
+	free(pool->port);
+	pool->host = h;
+	pool->port = p;
+	pool->config = *config;
+	if (pool->config.max_size == 0)
+		pool->config.max_size = 1;
+	pool->backoff = pool->config.backoff_initial;
+	pool->retry_at = 0;
+	pool_maintain(pool);
 	return WH_OK;
 }
 

@@ -67,5 +67,14 @@ const char *pool_name(const struct pool *pool);
 /* Calls fn for each open connection. */
 void pool_each_conn(const struct pool *pool, void (*fn)(struct conn *, void *), void *arg);
 bool pool_is_closed(const struct pool *pool);
+/* Stops taking streams: waiting opens fail with WH_EMUX_CLOSED, every connection says ERROR 505
+ * (the peer opens no new streams on it), no new dial; a connection whose last stream ended is
+ * closed. For a peer removed by a reload and for the broker's drain. */
+void pool_drain(struct pool *pool);
+/* True once no connection of a draining pool carries a stream. */
+bool pool_drained(const struct pool *pool);
+/* New settings for connections dialled from now on (open ones keep theirs); the address too.
+ * WH_OK or WH_ENOMEM. */
+int pool_reconfigure(struct pool *pool, const char *host, const char *port, const struct pool_config *config);
 
 #endif

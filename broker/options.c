@@ -1,0 +1,996 @@
+/* The broker's settings: one table for the command line, --help, the config file,
+ * --check-config, the man page's option list, and the control tool's view of them. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <ini.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "options.h"
+#include "services.h"
+
+#ifndef WH_SYSCONFDIR
+#define WH_SYSCONFDIR "/etc"
+#endif
+
+#define MIB (1024.0 * 1024.0)
+#define GIB (1024.0 * MIB)
+
+/* Rows in enum option_id order (checked at start-up by options_load). */
+const struct option_info option_table[OPTION_COUNT_ALL] = {
+	{ OPT_CONFIG, "config", 'c', OPTION_PATH, 0, 0, false, false,
+	  "$(sysconfdir)/wormhole/broker.conf", NULL, APPLY_RESTART, SCOPE_COMMAND_LINE,
+	  "the config file; a missing default file means built-in defaults, a missing named file is an error" },
+	{ OPT_CHECK_CONFIG, "check-config", 0, OPTION_FLAG, 0, 0, false, false, NULL, NULL,
+	  APPLY_RESTART, SCOPE_COMMAND_LINE,
+	  "check the config file and the command line, print every error, and exit (0: all good)" },
+	{ OPT_HELP, "help", 'h', OPTION_FLAG, 0, 0, false, false, NULL, NULL, APPLY_RESTART,
+	  SCOPE_COMMAND_LINE, "this text" },
+	{ OPT_VERSION, "version", 'V', OPTION_FLAG, 0, 0, false, false, NULL, NULL, APPLY_RESTART,
+	  SCOPE_COMMAND_LINE, "print the version and exit" },
+	{ OPT_LISTEN, "listen", 'l', OPTION_ADDRESS, 0, 65535, false, true, "127.0.0.1:7420", NULL,
+	  APPLY_RESTART, SCOPE_BROKER,
+	  "accept peer brokers at HOST:PORT ('none': no listener; port 0 picks one)" },
+	{ OPT_PORT_FILE, "port-file", 0, OPTION_PATH, 0, 0, false, false, "none", NULL, APPLY_RESTART,
+	  SCOPE_BROKER, "write the listening port here once bound (for scripts and tests)" },
+	{ OPT_SOCKET, "socket", 's', OPTION_PATH, 0, 0, false, true, "/run/wormhole/broker.sock", NULL,
+	  APPLY_RESTART, SCOPE_BROKER, "apps attach at this Unix socket ('none': no apps)" },
+	{ OPT_SOCKET_MODE, "socket-mode", 0, OPTION_MODE, 0, 0777, false, false, "0660", NULL,
+	  APPLY_RESTART, SCOPE_BROKER, "permission bits of the app socket, octal: who may attach" },
+	{ OPT_SOCKET_OWNER, "socket-owner", 0, OPTION_OWNER, 0, 0, false, false, "the broker's",
+	  NULL, APPLY_RESTART, SCOPE_BROKER, "owner and group of the app socket, USER[:GROUP] or :GROUP" },
+	{ OPT_RING_SIZE, "ring-size", 0, OPTION_BYTES, 4096, 64 * MIB, true, false, "1048576",
+	  "bytes", APPLY_NEW_STREAMS, SCOPE_BROKER,
+	  "shared-memory ring per app stream direction; also caps its receive window" },
+	{ OPT_APP_MAX_STREAMS, "app-max-streams", 0, OPTION_COUNT, 1, 1 << 20, false, false, "16384",
+	  "streams", APPLY_NEW_STREAMS, SCOPE_BROKER, "streams one app may hold" },
+	{ OPT_APP_MAX_RING_MEMORY, "app-max-ring-memory", 0, OPTION_BYTES, 8192, 1e15, false, false,
+	  "app-max-streams segments", "bytes", APPLY_NEW_STREAMS, SCOPE_BROKER,
+	  "segment memory one app's streams may hold" },
+	{ OPT_APP_ACCEPT_BACKLOG, "app-accept-backlog", 0, OPTION_COUNT, 1, 1 << 20, false, false,
+	  "256", "streams", APPLY_NEW_STREAMS, SCOPE_BROKER,
+	  "streams handed to a listening app and not accepted yet; more get ERROR 503" },
+	{ OPT_DEFAULT_SERVICE, "default-service", 0, OPTION_STRING, 1, 255, false, false, "echo",
+	  NULL, APPLY_NEW_STREAMS, SCOPE_BROKER, "the service for streams whose HANDSHAKE names none" },
+	{ OPT_BUDGET, "budget", 0, OPTION_BYTES, 1024, 1e15, false, false, "8 GiB", "bytes",
+	  APPLY_NEW_STREAMS, SCOPE_BROKER, "receive-window bytes all connections together may back" },
+	{ OPT_MAX_FDS, "max-fds", 0, OPTION_COUNT, 128, 1 << 24, false, false, "as high as allowed",
+	  "descriptors", APPLY_RESTART, SCOPE_BROKER,
+	  "the descriptor limit; the last 64 are kept for apps attaching" },
+	{ OPT_DRAIN_TIMEOUT, "drain-timeout", 0, OPTION_SECONDS, 0, 86400, false, false, "10",
+	  "seconds", APPLY_LIVE, SCOPE_BROKER,
+	  "on SIGTERM, how long open streams may take to finish before they are ended" },
+	{ OPT_LOG_LEVEL, "log-level", 'L', OPTION_LEVEL, 0, 0, false, false, "warn", NULL, APPLY_LIVE,
+	  SCOPE_BROKER, "error, warn, info or debug; one line per event on stderr" },
+	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
+	  SCOPE_COMMAND_LINE,
+	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
+	{ OPT_ADDRESS, "address", 0, OPTION_ADDRESS, 1, 65535, false, false, NULL, NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "[peer NAME] only: where the peer listens, HOST:PORT" },
+	{ OPT_POOL_MIN, "pool-min", 0, OPTION_COUNT, 0, 1024, false, false, "1", "connections",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "connections kept open to a peer (MinSize)" },
+	{ OPT_POOL_MAX, "pool-max", 0, OPTION_COUNT, 1, 1024, false, false, "4", "connections",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "most connections to a peer (MaxSize)" },
+	{ OPT_IDLE_TIME, "idle-time", 0, OPTION_SECONDS, 0, 1e9, false, false, "300", "seconds",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "a pooled connection above pool-min with no stream this long is closed (MaxIdleTime)" },
+	{ OPT_HEALTH_CHECK, "health-check", 0, OPTION_SECONDS, 0, 86400, false, false, "30",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "a PING round trip on every pooled connection this often, 0: never (HealthCheckInterval)" },
+	{ OPT_CONNECT_TIMEOUT, "connect-timeout", 0, OPTION_SECONDS, 0.001, 3600, false, false,
+	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "one dial, and one open waiting for a connection (ConnectTimeout)" },
+	{ OPT_BUSY_STREAMS, "busy-streams", 0, OPTION_COUNT, 1, 1 << 30, false, false, "128",
+	  "streams", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "a connection with this many streams is busy: the pool dials another" },
+	{ OPT_BACKOFF_INITIAL, "backoff-initial", 0, OPTION_SECONDS, 0.001, 3600, false, false, "0.1",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER, "first retry delay after a failed dial" },
+	{ OPT_BACKOFF_MAX, "backoff-max", 0, OPTION_SECONDS, 0.001, 86400, false, false, "30",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER, "the retry delay doubles up to this (+-25 % jitter)" },
+	{ OPT_ACCEPT_BACKLOG, "accept-backlog", 0, OPTION_COUNT, 1, 1 << 20, false, false, "256",
+	  "streams", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "streams waiting in a connection's accept queue (AcceptBacklog)" },
+	{ OPT_KEEPALIVE, "keepalive", 0, OPTION_SECONDS, 0, 86400, false, false, "30", "seconds",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "PING interval, 0: off (KeepAliveInterval)" },
+	{ OPT_KEEPALIVE_TIMEOUT, "keepalive-timeout", 0, OPTION_SECONDS, 0.001, 86400, false, false,
+	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "no PONG this long ends the connection (KeepAliveTimeout)" },
+	{ OPT_MAX_FRAME_SIZE, "max-frame-size", 0, OPTION_BYTES, 1024, 16 * MIB, false, false,
+	  "32768", "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "DATA is split at this size and larger frames are refused; a reference peer takes 32768 (MaxFrameSize)" },
+	{ OPT_FLOW_CONTROL, "flow-control", 0, OPTION_BOOL, 0, 0, false, false, "yes", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "enforce and grant stream windows (EnableFlowControl)" },
+	{ OPT_WINDOW, "window", 0, OPTION_BYTES, 1024, 1 << 30, false, false, "262144", "bytes",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "initial stream window; not negotiated, so it must match the peer's (WindowSize)" },
+	{ OPT_MAX_WINDOW, "max-window", 0, OPTION_BYTES, 1024, 1 << 30, false, false, "16777216",
+	  "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER, "receive-window growth limit (MaxWindowSize)" },
+	{ OPT_READ_BUFFER_SIZE, "read-buffer-size", 0, OPTION_BYTES, 0, 1 << 30, false, false,
+	  "the window", "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "the seed's ReadBufferSize: accepted for compatibility; a stream's receive store is its window" },
+	{ OPT_MAX_STREAMS, "max-streams", 0, OPTION_COUNT, 1, 1 << 30, false, false, "65536",
+	  "streams", APPLY_NEW_CONNECTIONS, SCOPE_PEER, "live streams per connection" },
+	{ OPT_SEND_BUFFER, "send-buffer", 0, OPTION_BYTES, 1024, 1 << 30, false, false, "262144",
+	  "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "bytes a built-in service's stream may queue to send" },
+	{ OPT_RELEASE_LINGER, "release-linger", 0, OPTION_SECONDS, 0, 1e9, false, false, "60",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; 0: forever" },
+};
+
+const char *options_default_config_path(void)
+{
+	return WH_SYSCONFDIR "/wormhole/broker.conf";
+}
+
+/* ---- problems ---------------------------------------------------------------------------- */
+
+/* Where a value was given: a file line or the command line. */
+struct origin {
+	const char *file; /* NULL: the command line */
+	int line;
+	const char *spelling; /* the command line's: "--ring-size" or "-l" */
+};
+
+static void add_error(struct options *o, const struct origin *at, const struct option_info *info,
+		      const char *value, const char *format, ...) __attribute__((format(printf, 5, 6)));
+
+/* "--ring-size 1000: not a power of two (...)" or "FILE:LINE: ring-size: ..." */
+static void add_error(struct options *o, const struct origin *at, const struct option_info *info,
+		      const char *value, const char *format, ...)
+{
+	if (o->error_count == (int)(sizeof o->errors / sizeof o->errors[0]))
+		return;
+	char *line = o->errors[o->error_count++];
+	size_t len = sizeof o->errors[0];
+	int n;
+	if (at && at->file)
+		n = snprintf(line, len, "%s:%d: %s%s", at->file, at->line, info ? info->name : "", info ? ": " : "");
+	else if (info && value)
+		n = snprintf(line, len, "%s %s: ", at && at->spelling ? at->spelling : "", value);
+	else
+		n = snprintf(line, len, "%s%s", at && at->spelling ? at->spelling : "",
+			     at && at->spelling ? ": " : "");
+	if (n < 0 || (size_t)n >= len)
+		return;
+	va_list args;
+	va_start(args, format);
+	vsnprintf(line + n, len - (size_t)n, format, args);
+	va_end(args);
+}
+
+static void add_warning(struct options *o, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_warning(struct options *o, const char *format, ...)
+{
+	if (o->warning_count == (int)(sizeof o->warnings / sizeof o->warnings[0]))
+		return;
+	va_list args;
+	va_start(args, format);
+	vsnprintf(o->warnings[o->warning_count++], sizeof o->warnings[0], format, args);
+	va_end(args);
+}
+
+/* ---- values ------------------------------------------------------------------------------ */
+
+static bool parse_double(const char *text, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (errno || end == text || *end || !isfinite(v))
+		return false;
+	*out = v;
+	return true;
+}
+
+/* A whole number, with K/M/G (powers of 1024) for bytes. */
+static bool parse_whole(const char *text, bool bytes, double *out)
+{
+	char *end;
+	errno = 0;
+	if (text[0] == '-' || text[0] == '+' || !text[0])
+		return false;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (errno || end == text)
+		return false;
+	double scale = 1;
+	if (bytes && *end) {
+		char suffix = *end++;
+		scale = suffix == 'K' || suffix == 'k' ? 1024.0 : suffix == 'M' ? MIB : suffix == 'G' ? GIB : 0;
+		if (scale == 0)
+			return false;
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+		else if (*end == 'B')
+			end++;
+	}
+	if (*end)
+		return false;
+	*out = (double)v * scale;
+	return true;
+}
+
+/* "HOST:PORT" or "[V6]:PORT"; the port numeric and within [min, max]. */
+static const char *parse_address(const char *text, double min, double max, char *host, size_t host_len,
+				 char *port, size_t port_len)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon || colon == text || !colon[1])
+		return "wants HOST:PORT";
+	size_t n = (size_t)(colon - text);
+	if (text[0] == '[') {
+		if (colon[-1] != ']' || n < 3)
+			return "wants [ADDRESS]:PORT for IPv6";
+		text++;
+		n -= 2;
+	}
+	if (n >= host_len)
+		return "host name too long";
+	char *end;
+	errno = 0;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (*end || errno || colon[1] == '-' || colon[1] == '+')
+		return "the port is not a number";
+	if (p < min || p > max)
+		return min > 0 ? "the port is not within 1..65535" : "the port is not within 0..65535";
+	memcpy(host, text, n);
+	host[n] = '\0';
+	snprintf(port, port_len, "%lu", p);
+	return NULL;
+}
+
+/* "USER", "USER:GROUP" or ":GROUP", by name or number. */
+static const char *parse_owner(const char *text, long *uid, long *gid)
+{
+	char user[256] = "", group[256] = "";
+	const char *colon = strchr(text, ':');
+	size_t n = colon ? (size_t)(colon - text) : strlen(text);
+	if (n >= sizeof user || (colon && strlen(colon + 1) >= sizeof group))
+		return "name too long";
+	memcpy(user, text, n);
+	if (colon)
+		snprintf(group, sizeof group, "%s", colon + 1);
+	if (!user[0] && !group[0])
+		return "wants USER[:GROUP] or :GROUP";
+	*uid = *gid = -1;
+	char *end;
+	if (user[0]) {
+		long v = strtol(user, &end, 10);
+		const struct passwd *pw = *end ? getpwnam(user) : NULL;
+		if (*end && !pw)
+			return "no such user";
+		*uid = pw ? (long)pw->pw_uid : v;
+	}
+	if (group[0]) {
+		long v = strtol(group, &end, 10);
+		const struct group *gr = *end ? getgrnam(group) : NULL;
+		if (*end && !gr)
+			return "no such group";
+		*gid = gr ? (long)gr->gr_gid : v;
+	}
+	return *uid < -1 || *gid < -1 ? "a negative id" : NULL;
+}
+
+static bool peer_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n >= sizeof ((struct broker_peer *)0)->name)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = name[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+		      ch == '-' || ch == '_' || ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+/* The range of a row, for messages: "(4096..67108864)". */
+static void range_text(const struct option_info *info, char *out, size_t len)
+{
+	snprintf(out, len, "(%.15g..%.15g)", info->min, info->max);
+}
+
+/*
+ * Parses `value` for row `info` and stores it: in the broker-wide settings, or in `pool` for a
+ * per-peer row (NULL: the broker-wide defaults of every peer). Errors are added with `at`.
+ * Returns true if the value was taken.
+ */
+static bool set_value(struct options *o, const struct option_info *info, const char *value,
+		      const struct origin *at, struct pool_config *pool)
+{
+	struct broker_config *c = &o->config;
+	struct pool_config *p = pool ? pool : &c->pool;
+	struct mux_config *m = &p->mux;
+	double number = 0;
+	char range[64];
+	range_text(info, range, sizeof range);
+	switch (info->type) {
+	case OPTION_COUNT:
+	case OPTION_BYTES:
+		if (!parse_whole(value, info->type == OPTION_BYTES, &number)) {
+			add_error(o, at, info, value, "not a whole number%s",
+				  info->type == OPTION_BYTES ? " of bytes (K, M, G: powers of 1024)" : "");
+			return false;
+		}
+		goto check_range;
+	case OPTION_SECONDS:
+		if (!parse_double(value, &number)) {
+			add_error(o, at, info, value, "not a number of seconds");
+			return false;
+		}
+	check_range:
+		if (number < info->min || number > info->max) {
+			add_error(o, at, info, value, "%s %s", number < info->min ? "below the minimum" : "above the maximum",
+				  range);
+			return false;
+		}
+		if (info->power_of_two && ((uint64_t)number & ((uint64_t)number - 1))) {
+			add_error(o, at, info, value, "not a power of two %s", range);
+			return false;
+		}
+		break;
+	default:
+		break;
+	}
+	switch (info->id) {
+	case OPT_LISTEN:
+		if (strcmp(value, "none") == 0) {
+			c->listen_host[0] = c->listen_port[0] = '\0';
+			break;
+		} else {
+			const char *why = parse_address(value, 0, 65535, c->listen_host, sizeof c->listen_host,
+							c->listen_port, sizeof c->listen_port);
+			if (why) {
+				add_error(o, at, info, value, "%s", why);
+				return false;
+			}
+		}
+		break;
+	case OPT_PORT_FILE:
+	case OPT_SOCKET: {
+		char *dest = info->id == OPT_SOCKET ? c->apps.socket_path : c->port_file;
+		size_t cap = info->id == OPT_SOCKET ? sizeof c->apps.socket_path : sizeof c->port_file;
+		if (info->id == OPT_SOCKET && strcmp(value, "none") == 0) {
+			dest[0] = '\0';
+			break;
+		}
+		if (!value[0] || strlen(value) >= cap) {
+			add_error(o, at, info, value, value[0] ? "path too long (at most %zu bytes)" : "empty path%.0zu",
+				  cap - 1);
+			return false;
+		}
+		snprintf(dest, cap, "%s", value);
+		break;
+	}
+	case OPT_SOCKET_MODE: {
+		char *end;
+		unsigned long mode = strtoul(value, &end, 8);
+		if (*end || end == value || mode > 0777) {
+			add_error(o, at, info, value, "not permission bits in octal (0..0777)");
+			return false;
+		}
+		c->apps.socket_mode = (unsigned)mode;
+		break;
+	}
+	case OPT_SOCKET_OWNER: {
+		const char *why = parse_owner(value, &c->apps.socket_uid, &c->apps.socket_gid);
+		if (why) {
+			add_error(o, at, info, value, "%s", why);
+			return false;
+		}
+		break;
+	}
+	case OPT_RING_SIZE: c->apps.ring_capacity = (uint32_t)number; break;
+	case OPT_APP_MAX_STREAMS: c->apps.max_streams = (uint32_t)number; break;
+	case OPT_APP_MAX_RING_MEMORY: c->apps.max_ring_memory = (uint64_t)number; break;
+	case OPT_APP_ACCEPT_BACKLOG: c->apps.accept_backlog = (uint32_t)number; break;
+	case OPT_DEFAULT_SERVICE:
+		if (!value[0] || strlen(value) > 255) {
+			add_error(o, at, info, value, "a service name is 1 to 255 bytes");
+			return false;
+		}
+		snprintf(c->default_service, sizeof c->default_service, "%s", value);
+		break;
+	case OPT_BUDGET: c->memory_budget = (uint64_t)number; break;
+	case OPT_MAX_FDS: c->max_fds = (uint64_t)number; break;
+	case OPT_DRAIN_TIMEOUT: c->drain_timeout = number; break;
+	case OPT_LOG_LEVEL: {
+		int level = log_level_parse(value);
+		if (level < 0) {
+			add_error(o, at, info, value, "not a level (error, warn, info, debug)");
+			return false;
+		}
+		c->log_level = (enum log_level)level;
+		break;
+	}
+	case OPT_POOL_MIN: p->min_size = (unsigned)number; break;
+	case OPT_POOL_MAX: p->max_size = (unsigned)number; break;
+	case OPT_IDLE_TIME: p->max_idle_time = number; break;
+	case OPT_HEALTH_CHECK: p->health_check_interval = number; break;
+	case OPT_CONNECT_TIMEOUT: p->connect_timeout = number; break;
+	case OPT_BUSY_STREAMS: p->busy_streams = (unsigned)number; break;
+	case OPT_BACKOFF_INITIAL: p->backoff_initial = number; break;
+	case OPT_BACKOFF_MAX: p->backoff_max = number; break;
+	case OPT_ACCEPT_BACKLOG: m->accept_backlog = (uint32_t)number; break;
+	case OPT_KEEPALIVE: m->keepalive_interval = number; break;
+	case OPT_KEEPALIVE_TIMEOUT: m->keepalive_timeout = number; break;
+	case OPT_MAX_FRAME_SIZE: m->max_frame_size = (uint32_t)number; break;
+	case OPT_WINDOW: m->window_size = (uint32_t)number; break;
+	case OPT_MAX_WINDOW: m->max_window_size = (uint32_t)number; break;
+	case OPT_MAX_STREAMS: m->max_streams = (uint32_t)number; break;
+	case OPT_SEND_BUFFER: m->send_buffer = (uint32_t)number; break;
+	case OPT_RELEASE_LINGER: m->release_linger = number; break;
+	case OPT_READ_BUFFER_SIZE:
+		if (!pool || pool == &c->pool) /* say it once */
+			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
+				    "(window, max-window)", value);
+		break;
+	case OPT_FLOW_CONTROL: {
+		static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+		int v = -1;
+		for (int i = 0; i < 4; i++) {
+			if (strcmp(value, yes[i]) == 0)
+				v = 1;
+			if (strcmp(value, no[i]) == 0)
+				v = 0;
+		}
+		if (v < 0) {
+			add_error(o, at, info, value, "not yes or no");
+			return false;
+		}
+		m->enable_flow_control = v;
+		break;
+	}
+	default:
+		add_error(o, at, info, value, "cannot be set here");
+		return false;
+	}
+	return true;
+}
+
+/* ---- peers ------------------------------------------------------------------------------- */
+
+/* Settings of one [peer NAME] section, kept as text until the broker-wide defaults are final
+ * (the command line comes after the file). */
+struct peer_setting {
+	int peer;
+	const struct option_info *info;
+	char value[256];
+	int line;
+};
+
+struct loading {
+	struct options *o;
+	const char *file;
+	int line, section_line;
+	char section[128];
+	char sections_seen[64][128];
+	int sections_seen_lines[64];
+	int section_count;
+	struct peer_setting settings[512];
+	int setting_count;
+	bool peer_from_file[BROKER_PEERS_MAX];
+	int peer_lines[BROKER_PEERS_MAX];
+	bool cli_set[OPTION_COUNT_ALL]; /* per-peer rows given on the command line */
+};
+
+static int find_peer(const struct broker_config *c, const char *name)
+{
+	for (int i = 0; i < c->peer_count; i++)
+		if (strcmp(c->peers[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+static int add_peer(struct loading *l, const char *name, const struct origin *at, const char *value)
+{
+	struct broker_config *c = &l->o->config;
+	int i = find_peer(c, name);
+	if (i >= 0)
+		return i;
+	if (c->peer_count == BROKER_PEERS_MAX) {
+		add_error(l->o, at, &option_table[OPT_PEER], value, "more than %d peers", BROKER_PEERS_MAX);
+		return -1;
+	}
+	i = c->peer_count++;
+	memset(&c->peers[i], 0, sizeof c->peers[i]);
+	snprintf(c->peers[i].name, sizeof c->peers[i].name, "%s", name);
+	return i;
+}
+
+/* ---- the file ---------------------------------------------------------------------------- */
+
+/* inih's line reader: counts lines (inih tells its handler none) and where sections start. */
+static char *count_lines(char *str, int num, void *stream)
+{
+	struct loading *l = ((void **)stream)[1];
+	char *got = fgets(str, num, ((void **)stream)[0]);
+	if (got) {
+		l->line++;
+		const char *at = got + strspn(got, " \t");
+		if (*at == '[')
+			l->section_line = l->line;
+	}
+	return got;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct loading *l = user;
+	struct options *o = l->o;
+	struct origin at = { l->file, l->line, NULL };
+	struct origin header = { l->file, l->section_line, NULL };
+	if (strcmp(section, l->section) != 0) { /* a section starts */
+		snprintf(l->section, sizeof l->section, "%s", section);
+		for (int i = 0; i < l->section_count; i++)
+			if (strcmp(l->sections_seen[i], section) == 0) {
+				add_error(o, &header, NULL, NULL, "[%s]: the section is given twice (first at line %d)",
+					  section, l->sections_seen_lines[i]);
+				break;
+			}
+		if (l->section_count < 64) {
+			snprintf(l->sections_seen[l->section_count], sizeof l->sections_seen[0], "%s", section);
+			l->sections_seen_lines[l->section_count++] = l->section_line;
+		}
+	}
+	const struct option_info *info = NULL;
+	for (int i = 0; i < OPTION_COUNT_ALL; i++)
+		if (strcmp(option_table[i].name, name) == 0)
+			info = &option_table[i];
+	if (strcmp(section, "broker") == 0) {
+		if (!info || info->scope == SCOPE_COMMAND_LINE || info->id == OPT_ADDRESS) {
+			add_error(o, &at, NULL, NULL, "%s: %s", name,
+				  info ? "not a setting of [broker]" : "no such setting");
+			return 1;
+		}
+		if (set_value(o, info, value, &at, NULL))
+			snprintf(o->sources[info->id].where, sizeof o->sources[0].where, "%s:%d", l->file, l->line);
+		return 1;
+	}
+	if (strncmp(section, "peer ", 5) == 0) {
+		const char *peer = section + 5;
+		while (*peer == ' ')
+			peer++;
+		if (!peer_name_valid(peer) || strcmp(peer, "local") == 0) {
+			add_error(o, &at, NULL, NULL, "[%s]: %s", section,
+				  strcmp(peer, "local") == 0 ? "\"local\" means apps on this broker: not a peer name"
+							     : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
+			return 1;
+		}
+		if (!info || info->scope != SCOPE_PEER) {
+			add_error(o, &at, NULL, NULL, "%s: %s", name,
+				  info ? "not a setting of a peer" : "no such setting");
+			return 1;
+		}
+		int i = add_peer(l, peer, &at, section);
+		if (i < 0)
+			return 1;
+		if (!l->peer_from_file[i]) {
+			l->peer_from_file[i] = true;
+			l->peer_lines[i] = l->section_line;
+		}
+		if (info->id == OPT_ADDRESS) {
+			struct broker_peer *p = &o->config.peers[i];
+			const char *why = parse_address(value, 1, 65535, p->host, sizeof p->host, p->port,
+							sizeof p->port);
+			if (why)
+				add_error(o, &at, info, value, "%s", why);
+			return 1;
+		}
+		if (l->setting_count < (int)(sizeof l->settings / sizeof l->settings[0])) {
+			struct peer_setting *s = &l->settings[l->setting_count++];
+			s->peer = i;
+			s->info = info;
+			s->line = l->line;
+			snprintf(s->value, sizeof s->value, "%s", value);
+		}
+		return 1;
+	}
+	add_error(o, &at, NULL, NULL, "[%s]: no such section (there are [broker] and [peer NAME])", section);
+	return 1;
+}
+
+static void load_file(struct loading *l, const char *path, bool must_exist)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (must_exist || errno != ENOENT) {
+			struct origin at = { NULL, 0, "--config" };
+			add_error(l->o, &at, &option_table[OPT_CONFIG], path, "%s", strerror(errno));
+		}
+		return;
+	}
+	snprintf(l->o->config_path, sizeof l->o->config_path, "%s", path);
+	l->file = l->o->config_path;
+	l->line = 0;
+	void *stream[2] = { f, l };
+	int rc = ini_parse_stream(count_lines, stream, on_key, l);
+	fclose(f);
+	if (rc > 0) {
+		struct origin at = { l->file, rc, NULL };
+		add_error(l->o, &at, NULL, NULL, "not a line of an INI file (`[section]`, `key = value` or a comment)");
+	} else if (rc < 0) {
+		struct origin at = { l->file, 0, NULL };
+		add_error(l->o, &at, NULL, NULL, "cannot be read");
+	}
+}
+
+/* ---- the command line -------------------------------------------------------------------- */
+
+static void build_getopt(struct option *longs, char *shorts)
+{
+	int n = 0, s = 0;
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		const struct option_info *info = &option_table[i];
+		if (info->id == OPT_ADDRESS)
+			continue; /* [peer NAME] only */
+		longs[n++] = (struct option){ info->name,
+					      info->type == OPTION_FLAG ? no_argument : required_argument,
+					      NULL, 1000 + i };
+		if (info->short_name) {
+			shorts[s++] = info->short_name;
+			if (info->type != OPTION_FLAG)
+				shorts[s++] = ':';
+		}
+	}
+	longs[n] = (struct option){ NULL, 0, NULL, 0 };
+	shorts[s] = '\0';
+}
+
+static const struct option_info *info_of_short(int ch)
+{
+	for (int i = 0; i < OPTION_COUNT_ALL; i++)
+		if (option_table[i].short_name == ch)
+			return &option_table[i];
+	return NULL;
+}
+
+/* Reads --config, --check-config, --help, --version first: the file comes before the rest. */
+static void scan_command_line(struct options *o, int argc, char **argv, bool apply, struct loading *l)
+{
+	struct option longs[OPTION_COUNT_ALL + 1];
+	char shorts[2 * OPTION_COUNT_ALL + 2];
+	build_getopt(longs, shorts);
+	/* getopt_long reorders what it is given: work on a copy */
+	char **args = calloc((size_t)argc + 1, sizeof *args);
+	if (!args) {
+		add_error(o, NULL, NULL, NULL, "out of memory");
+		return;
+	}
+	memcpy(args, argv, sizeof args[0] * (size_t)argc);
+	optind = 1;
+	opterr = 0;
+	int ch;
+	int cli_peers = 0;
+	char cli_peer_names[BROKER_PEERS_MAX][64];
+	while ((ch = getopt_long(argc, args, shorts, longs, NULL)) != -1) {
+		const struct option_info *info = ch >= 1000 ? &option_table[ch - 1000] : info_of_short(ch);
+		char spelling[80];
+		if (ch == '?' || ch == ':' || !info) {
+			if (!apply)
+				continue;
+			const char *arg = args[optind - 1];
+			struct origin at = { NULL, 0, arg };
+			add_error(o, &at, NULL, NULL, ch == ':' || (optopt && info_of_short(optopt))
+							 ? "wants a value"
+							 : "no such option (--help lists them)");
+			continue;
+		}
+		snprintf(spelling, sizeof spelling, "--%s", info->name);
+		struct origin at = { NULL, 0, spelling };
+		const char *value = optarg;
+		switch (info->id) {
+		case OPT_CONFIG:
+			if (!apply) {
+				snprintf(o->config_path, sizeof o->config_path, "%s", value);
+				o->config_path_given = true;
+			}
+			continue;
+		case OPT_CHECK_CONFIG: o->check_only = true; continue;
+		case OPT_HELP: o->help = true; continue;
+		case OPT_VERSION: o->version = true; continue;
+		default:
+			break;
+		}
+		if (!apply)
+			continue;
+		if (info->id == OPT_PEER) {
+			const char *eq = strchr(value, '=');
+			char name[64] = "";
+			if (!eq || eq == value || (size_t)(eq - value) >= sizeof name) {
+				add_error(o, &at, info, value, "wants NAME=HOST:PORT");
+				continue;
+			}
+			memcpy(name, value, (size_t)(eq - value));
+			if (!peer_name_valid(name) || strcmp(name, "local") == 0) {
+				add_error(o, &at, info, value, "%s", strcmp(name, "local") == 0
+									 ? "\"local\" means apps on this broker: not a peer name"
+									 : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
+				continue;
+			}
+			bool twice = false;
+			for (int i = 0; i < cli_peers; i++)
+				twice = twice || strcmp(cli_peer_names[i], name) == 0;
+			if (twice) {
+				add_error(o, &at, info, value, "peer %s is given twice", name);
+				continue;
+			}
+			char host[256], port[16];
+			const char *why = parse_address(eq + 1, 1, 65535, host, sizeof host, port, sizeof port);
+			if (why) {
+				add_error(o, &at, info, value, "%s", why);
+				continue;
+			}
+			int i = add_peer(l, name, &at, value);
+			if (i < 0)
+				continue;
+			if (cli_peers < BROKER_PEERS_MAX)
+				snprintf(cli_peer_names[cli_peers++], sizeof cli_peer_names[0], "%s", name);
+			snprintf(o->config.peers[i].host, sizeof o->config.peers[i].host, "%s", host);
+			snprintf(o->config.peers[i].port, sizeof o->config.peers[i].port, "%s", port);
+			continue;
+		}
+		if (set_value(o, info, value, &at, NULL)) {
+			snprintf(o->sources[info->id].where, sizeof o->sources[0].where, "command line");
+			if (info->scope == SCOPE_PEER)
+				l->cli_set[info->id] = true;
+		}
+	}
+	if (apply && optind < argc) {
+		struct origin at = { NULL, 0, args[optind] };
+		add_error(o, &at, NULL, NULL, "unexpected argument");
+	}
+	free(args);
+}
+
+/* ---- checks of the whole ----------------------------------------------------------------- */
+
+static void check_pool(struct options *o, const struct pool_config *p, const char *who)
+{
+	if (p->min_size > p->max_size)
+		add_error(o, NULL, NULL, NULL, "%spool-min %u is above pool-max %u", who, p->min_size, p->max_size);
+	if (p->mux.max_window_size < p->mux.window_size)
+		add_error(o, NULL, NULL, NULL, "%smax-window %u is below window %u", who,
+			  p->mux.max_window_size, p->mux.window_size);
+	if (p->backoff_max < p->backoff_initial)
+		add_error(o, NULL, NULL, NULL, "%sbackoff-max %.15g is below backoff-initial %.15g", who,
+			  p->backoff_max, p->backoff_initial);
+}
+
+static void check_whole(struct options *o, struct loading *l)
+{
+	struct broker_config *c = &o->config;
+	check_pool(o, &c->pool, "");
+	for (int i = 0; i < c->peer_count; i++) {
+		struct broker_peer *p = &c->peers[i];
+		char who[96];
+		snprintf(who, sizeof who, "peer %s: ", p->name);
+		if (!p->host[0]) {
+			struct origin at = { l->file, l->peer_lines[i], NULL };
+			add_error(o, l->peer_from_file[i] ? &at : NULL, NULL, NULL, "[peer %s]: no address "
+				  "(address = HOST:PORT)", p->name);
+		}
+		if (memcmp(&p->pool, &c->pool, sizeof p->pool) != 0)
+			check_pool(o, &p->pool, who);
+	}
+	if (!c->listen_host[0] && !c->apps.socket_path[0] && c->peer_count == 0)
+		add_error(o, NULL, NULL, NULL, "nothing to do: no listener (listen), no app socket (socket) "
+			  "and no peers");
+	if (c->apps.socket_path[0] && c->port_file[0] && strcmp(c->apps.socket_path, c->port_file) == 0)
+		add_error(o, NULL, NULL, NULL, "the port file and the app socket are the same path");
+}
+
+bool options_load(struct options *o, int argc, char **argv)
+{
+	memset(o, 0, sizeof *o);
+	broker_config_default(&o->config);
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		if (option_table[i].id != (enum option_id)i)
+			abort(); /* the table is out of order: a build defect */
+		snprintf(o->sources[i].where, sizeof o->sources[0].where, "default");
+	}
+	static struct loading l; /* large: not on the stack */
+	memset(&l, 0, sizeof l);
+	l.o = o;
+	scan_command_line(o, argc, argv, false, &l);
+	if (o->help || o->version)
+		return true;
+	char path[sizeof o->config_path];
+	snprintf(path, sizeof path, "%s", o->config_path_given ? o->config_path : options_default_config_path());
+	o->config_path[0] = '\0'; /* set again once the file is read */
+	load_file(&l, path, o->config_path_given);
+	scan_command_line(o, argc, argv, true, &l);
+	/* every peer starts from the broker-wide defaults, then its own section, unless the
+	 * command line said otherwise for all peers */
+	for (int i = 0; i < o->config.peer_count; i++)
+		o->config.peers[i].pool = o->config.pool;
+	for (int k = 0; k < l.setting_count; k++) {
+		struct peer_setting *s = &l.settings[k];
+		if (l.cli_set[s->info->id])
+			continue;
+		struct origin at = { l.file, s->line, NULL };
+		if (set_value(o, s->info, s->value, &at, &o->config.peers[s->peer].pool))
+			o->peer_set[s->peer][s->info->id] = true;
+	}
+	check_whole(o, &l);
+	return o->error_count == 0;
+}
+
+const struct option_info *options_find(const char *name)
+{
+	while (*name == '-')
+		name++;
+	for (int i = 0; i < OPTION_COUNT_ALL; i++)
+		if (strcmp(option_table[i].name, name) == 0 ||
+		    (name[0] && !name[1] && option_table[i].short_name == name[0]))
+			return &option_table[i];
+	return NULL;
+}
+
+/* ---- help and the man page --------------------------------------------------------------- */
+
+static const char *value_name(const struct option_info *info)
+{
+	switch (info->type) {
+	case OPTION_FLAG: return "";
+	case OPTION_PATH: return "PATH";
+	case OPTION_COUNT: return "N";
+	case OPTION_BYTES: return "BYTES";
+	case OPTION_SECONDS: return "SECONDS";
+	case OPTION_MODE: return "MODE";
+	case OPTION_BOOL: return "yes|no";
+	case OPTION_LEVEL: return "LEVEL";
+	case OPTION_ADDRESS: return "HOST:PORT";
+	case OPTION_OWNER: return "USER[:GROUP]";
+	case OPTION_PEER: return "NAME=HOST:PORT";
+	default: return "VALUE";
+	}
+}
+
+/* Writes text from column `indent`, wrapped before column 100. */
+static void wrap(FILE *out, const char *text, int column, int indent)
+{
+	while (*text) {
+		size_t n = strlen(text);
+		size_t room = (size_t)(100 - column);
+		if (n > room) {
+			n = room;
+			while (n > 0 && text[n] != ' ')
+				n--;
+			if (n == 0)
+				n = strcspn(text, " ");
+		}
+		fprintf(out, "%.*s", (int)n, text);
+		text += n;
+		while (*text == ' ')
+			text++;
+		if (*text) {
+			fprintf(out, "\n%*s", indent, "");
+			column = indent;
+		}
+	}
+}
+
+void options_usage(FILE *out)
+{
+	fprintf(out, "usage: wormhole-broker [options]\n"
+		     "Options may also be set in the config file (key = value, without the dashes):\n"
+		     "[broker] for the broker and the defaults of every peer, [peer NAME] for one peer.\n\n");
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		const struct option_info *info = &option_table[i];
+		if (info->id == OPT_ADDRESS)
+			continue;
+		char left[64], text[512];
+		snprintf(left, sizeof left, "%s%c%s--%s %s", info->short_name ? "-" : "   ",
+			 info->short_name ? info->short_name : ' ', info->short_name ? ", " : "", info->name,
+			 value_name(info));
+		const char *given = info->id == OPT_CONFIG ? options_default_config_path() : info->default_text;
+		snprintf(text, sizeof text, "%s%s%s%s", info->help, given ? " (default " : "", given ? given : "",
+			 given ? ")" : "");
+		fprintf(out, "  %-34s ", left);
+		wrap(out, text, 37, 37);
+		fprintf(out, "\n");
+	}
+}
+
+/* Writes text with every '-' escaped, as roff wants for option names. */
+static void roff_escaped(FILE *out, const char *text)
+{
+	for (; *text; text++)
+		fprintf(out, *text == '-' ? "\\-" : "%c", *text);
+}
+
+void options_man(FILE *out)
+{
+	static const char *const apply[] = { "at once", "for new streams", "for new connections",
+					     "at restart" };
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		const struct option_info *info = &option_table[i];
+		const char *v = value_name(info);
+		fprintf(out, ".TP\n");
+		if (info->id == OPT_ADDRESS) {
+			fprintf(out, ".BI \"address = \" HOST:PORT\n");
+		} else if (info->short_name) {
+			fprintf(out, ".BR \\-%c \", \" \\-\\-", info->short_name);
+			roff_escaped(out, info->name);
+			if (v[0])
+				fprintf(out, " \" \\fI%s\\fR\"", v);
+			fprintf(out, "\n");
+		} else {
+			fprintf(out, v[0] ? ".BI \\-\\-" : ".B \\-\\-");
+			roff_escaped(out, info->name);
+			if (v[0])
+				fprintf(out, " \" %s\"", v);
+			fprintf(out, "\n");
+		}
+		fprintf(out, "%c%s", info->help[0] >= 'a' && info->help[0] <= 'z' ? info->help[0] - 'a' + 'A'
+										   : info->help[0],
+			info->help + 1);
+		if (info->default_text)
+			fprintf(out, " (default %s)", info->default_text);
+		fprintf(out, ".");
+		if (info->scope == SCOPE_PEER && info->id != OPT_ADDRESS)
+			fprintf(out, " Per peer: in a [peer NAME] section it sets that peer's.");
+		if (info->scope != SCOPE_COMMAND_LINE)
+			fprintf(out, " A change applies %s.", apply[info->apply]);
+		fprintf(out, "\n");
+	}
+}
+
+void options_format_value(const struct broker_config *c, const struct broker_peer *peer,
+			  enum option_id id, char *out, size_t len)
+{
+	const struct pool_config *p = peer ? &peer->pool : &c->pool;
+	const struct mux_config *m = &p->mux;
+	switch (id) {
+	case OPT_LISTEN:
+		if (c->listen_host[0])
+			snprintf(out, len, "%s%s%s:%s", strchr(c->listen_host, ':') ? "[" : "", c->listen_host,
+				 strchr(c->listen_host, ':') ? "]" : "", c->listen_port);
+		else
+			snprintf(out, len, "none");
+		break;
+	case OPT_PORT_FILE: snprintf(out, len, "%s", c->port_file[0] ? c->port_file : "none"); break;
+	case OPT_SOCKET: snprintf(out, len, "%s", c->apps.socket_path[0] ? c->apps.socket_path : "none"); break;
+	case OPT_SOCKET_MODE: snprintf(out, len, "0%03o", c->apps.socket_mode); break;
+	case OPT_SOCKET_OWNER: snprintf(out, len, "%ld:%ld", c->apps.socket_uid, c->apps.socket_gid); break;
+	case OPT_RING_SIZE: snprintf(out, len, "%u", c->apps.ring_capacity); break;
+	case OPT_APP_MAX_STREAMS: snprintf(out, len, "%u", c->apps.max_streams); break;
+	case OPT_APP_MAX_RING_MEMORY: snprintf(out, len, "%llu", (unsigned long long)c->apps.max_ring_memory); break;
+	case OPT_APP_ACCEPT_BACKLOG: snprintf(out, len, "%u", c->apps.accept_backlog); break;
+	case OPT_DEFAULT_SERVICE: snprintf(out, len, "%s", c->default_service); break;
+	case OPT_BUDGET: snprintf(out, len, "%llu", (unsigned long long)c->memory_budget); break;
+	case OPT_MAX_FDS: snprintf(out, len, "%llu", (unsigned long long)c->max_fds); break;
+	case OPT_DRAIN_TIMEOUT: snprintf(out, len, "%.15g", c->drain_timeout); break;
+	case OPT_LOG_LEVEL: snprintf(out, len, "%s", log_level_name(c->log_level)); break;
+	case OPT_ADDRESS: snprintf(out, len, "%s:%s", peer ? peer->host : "", peer ? peer->port : ""); break;
+	case OPT_POOL_MIN: snprintf(out, len, "%u", p->min_size); break;
+	case OPT_POOL_MAX: snprintf(out, len, "%u", p->max_size); break;
+	case OPT_IDLE_TIME: snprintf(out, len, "%.15g", p->max_idle_time); break;
+	case OPT_HEALTH_CHECK: snprintf(out, len, "%.15g", p->health_check_interval); break;
+	case OPT_CONNECT_TIMEOUT: snprintf(out, len, "%.15g", p->connect_timeout); break;
+	case OPT_BUSY_STREAMS: snprintf(out, len, "%u", p->busy_streams); break;
+	case OPT_BACKOFF_INITIAL: snprintf(out, len, "%.15g", p->backoff_initial); break;
+	case OPT_BACKOFF_MAX: snprintf(out, len, "%.15g", p->backoff_max); break;
+	case OPT_ACCEPT_BACKLOG: snprintf(out, len, "%u", m->accept_backlog); break;
+	case OPT_KEEPALIVE: snprintf(out, len, "%.15g", m->keepalive_interval); break;
+	case OPT_KEEPALIVE_TIMEOUT: snprintf(out, len, "%.15g", m->keepalive_timeout); break;
+	case OPT_MAX_FRAME_SIZE: snprintf(out, len, "%u", m->max_frame_size); break;
+	case OPT_FLOW_CONTROL: snprintf(out, len, "%s", m->enable_flow_control ? "yes" : "no"); break;
+	case OPT_WINDOW: snprintf(out, len, "%u", m->window_size); break;
+	case OPT_MAX_WINDOW: snprintf(out, len, "%u", m->max_window_size); break;
+	case OPT_MAX_STREAMS: snprintf(out, len, "%u", m->max_streams); break;
+	case OPT_SEND_BUFFER: snprintf(out, len, "%u", m->send_buffer); break;
+	case OPT_RELEASE_LINGER: snprintf(out, len, "%.15g", m->release_linger); break;
+	default: snprintf(out, len, "-"); break;
+	}
+}

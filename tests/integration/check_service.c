@@ -1,0 +1,490 @@
+/* The broker as a system service, tried as an administrator would: settings and their
+ * messages, the config file and --check-config, reload with streams flowing, drain on
+ * SIGTERM, the socket guard, signals that must not kill, the service manager's notifications
+ * and the installed unit. Real broker processes throughout. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "harness.h"
+
+#define BROKER TOP_BUILDDIR "/broker/wormhole-broker"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* Runs the broker with these arguments to completion; its exit status, stderr in `err`. */
+static int run_broker(char *err, size_t err_len, const char *const *args)
+{
+	struct process p;
+	ck_assert(app_spawn(&p, "broker/wormhole-broker", args));
+	p.keep_log = true;
+	int status = process_wait(&p, 10);
+	FILE *f = fopen(p.log_file, "r");
+	size_t n = f ? fread(err, 1, err_len - 1, f) : 0;
+	err[n] = '\0';
+	if (f)
+		fclose(f);
+	process_stop(&p, SIGKILL);
+	return status;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static bool log_has(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[1024];
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* True if `text` is in a line after the first line containing `marker`. */
+static bool log_after(const struct process *p, const char *marker, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[1024];
+	bool seen = false, found = false;
+	while (f && !found && fgets(line, sizeof line, f)) {
+		if (seen)
+			found = strstr(line, text) != NULL;
+		seen = seen || strstr(line, marker);
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+struct log_goal {
+	const struct process *p;
+	const char *text;
+};
+
+static bool log_goal_met(void *arg)
+{
+	struct log_goal *g = arg;
+	return log_has(g->p, g->text);
+}
+
+static bool alive(const struct process *p)
+{
+	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+/* A checksummed transfer on its own thread, so that the test can act on the brokers while
+ * its bytes flow. */
+struct transfer {
+	wh_stream *stream;
+	size_t size;
+	unsigned seed;
+	pthread_t thread;
+	atomic_size_t echoed;
+	int error; /* WH_OK once every byte came back intact and the stream ended cleanly */
+};
+
+static void *transfer_run(void *arg)
+{
+	struct transfer *t = arg;
+	static _Thread_local unsigned char out[65536], in[65536];
+	size_t sent = 0, received = 0;
+	wh_set_nonblocking(t->stream, true);
+	int64_t deadline = wh_now_ns() + 120ll * 1000000000;
+	t->error = WH_ETIMEOUT;
+	while (wh_now_ns() < deadline) {
+		while (sent < t->size) {
+			size_t n = t->size - sent < sizeof out ? t->size - sent : sizeof out;
+			for (size_t i = 0; i < n; i++)
+				out[i] = harness_pattern(t->seed, sent + i);
+			long w = wh_write(t->stream, out, n);
+			if (w == WH_EWOULDBLOCK)
+				break;
+			if (w < 0) {
+				t->error = (int)w;
+				return NULL;
+			}
+			sent += (size_t)w;
+			if (sent == t->size)
+				wh_shutdown(t->stream);
+		}
+		long r;
+		while ((r = wh_read(t->stream, in, sizeof in)) > 0) {
+			for (long i = 0; i < r; i++)
+				if (in[i] != harness_pattern(t->seed, received + (size_t)i)) {
+					t->error = WH_ERING_CORRUPT; /* a byte differs */
+					return NULL;
+				}
+			received += (size_t)r;
+			atomic_store(&t->echoed, received);
+		}
+		if (r == 0) {
+			t->error = received == t->size ? WH_OK : WH_EPROTOCOL;
+			return NULL;
+		}
+		if (r != WH_EWOULDBLOCK) {
+			t->error = (int)r;
+			return NULL;
+		}
+		struct pollfd pfd = { wh_stream_fd(t->stream), POLLIN, 0 };
+		poll(&pfd, 1, 100);
+	}
+	return NULL;
+}
+
+static void transfer_start(struct transfer *t, wh_stream *s, size_t size, unsigned seed)
+{
+	*t = (struct transfer){ .stream = s, .size = size, .seed = seed };
+	atomic_init(&t->echoed, 0);
+	ck_assert_int_eq(pthread_create(&t->thread, NULL, transfer_run, t), 0);
+}
+
+static bool transfer_under_way(void *arg)
+{
+	return atomic_load(&((struct transfer *)arg)->echoed) > (1u << 20);
+}
+
+static int transfer_end(struct transfer *t)
+{
+	pthread_join(t->thread, NULL);
+	return t->error;
+}
+
+/* ---- settings ----------------------------------------------------------------------------- */
+
+START_TEST(test_bad_settings_name_option_value_and_rule)
+{
+	char err[4096];
+	const char *ring[] = { "--ring-size", "1000", "--config", "/dev/null", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, ring), 2);
+	ck_assert_msg(strstr(err, "--ring-size 1000: below the minimum (4096..67108864)"), "%s", err);
+	ck_assert_msg(!strstr(err, "usage:"), "no usage dump: %s", err);
+	const char *port[] = { "--listen", "127.0.0.1:99999", "--config", "/dev/null", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, port), 2);
+	ck_assert(strstr(err, "--listen 127.0.0.1:99999: the port is not within 0..65535"));
+	const char *peers[] = { "--config", "/dev/null", "--peer", "local=10.0.0.1:1", "--peer", "b=10.0.0.1:1",
+				"--peer", "b=10.0.0.2:1", "--peer", "c=127.0.0.1:notaport", "--pool-min", "5",
+				"--pool-max", "2", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, peers), 2);
+	ck_assert(strstr(err, "\"local\" means apps on this broker"));
+	ck_assert(strstr(err, "--peer b=10.0.0.2:1: peer b is given twice"));
+	ck_assert(strstr(err, "--peer c=127.0.0.1:notaport: the port is not a number"));
+	ck_assert(strstr(err, "pool-min 5 is above pool-max 2"));
+	const char *idle[] = { "--config", "/dev/null", "--socket", "none", "--listen", "none", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, idle), 2);
+	ck_assert(strstr(err, "nothing to do"));
+	const char *missing[] = { "--config", "/nonexistent/broker.conf", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, missing), 2);
+	ck_assert(strstr(err, "--config /nonexistent/broker.conf: No such file or directory"));
+}
+END_TEST
+
+START_TEST(test_check_config)
+{
+	char dir[64], path[128], err[4096];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/broker.conf", dir);
+	write_file(path, "[broker]\nlisten = 127.0.0.1:0\nlog-level = info\n[peer b]\naddress = 10.0.0.2:7420\n");
+	const char *good[] = { "--check-config", "--config", path, NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, good), 0);
+	ck_assert_str_eq(err, ""); /* nothing said when all is good */
+	write_file(path, "[broker]\nring-size = 5000\n\n[peer b]\npool-max = 0\n");
+	const char *bad[] = { "--check-config", "--config", path, NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, bad), 1);
+	char expect[256];
+	snprintf(expect, sizeof expect, "%s:2: ring-size: not a power of two", path);
+	ck_assert_msg(strstr(err, expect), "%s", err);
+	snprintf(expect, sizeof expect, "%s:5: pool-max: below the minimum", path);
+	ck_assert_msg(strstr(err, expect), "%s", err);
+	snprintf(expect, sizeof expect, "%s:4: [peer b]: no address", path);
+	ck_assert_msg(strstr(err, expect), "%s", err);
+	/* the command line is checked with the file */
+	const char *both[] = { "--check-config", "--config", path, "--keepalive", "never", NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, both), 1);
+	ck_assert(strstr(err, "--keepalive never: not a number of seconds"));
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* ---- reload -------------------------------------------------------------------------------- */
+
+START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
+{
+	struct process a, c, b;
+	ck_assert(broker_spawn(&a, NULL));
+	ck_assert(broker_spawn(&c, NULL));
+	char dir[64], path[128], conf[512];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer a]\naddress = 127.0.0.1:%u\n", a.port);
+	write_file(path, conf);
+	const char *args[] = { "--config", path, NULL };
+	ck_assert(broker_spawn(&b, args));
+	wh_client *app = app_attach(&b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
+	struct transfer t;
+	transfer_start(&t, s, 64u << 20, 9);
+	ck_assert(poll_until(transfer_under_way, &t, 30));
+	ck_assert_int_eq(wh_open(app, "c", "echo", 1000, &s), WH_EUNKNOWN_PEER);
+
+	/* add peer c, and a service default on the way */
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\ndefault-service = discard\n"
+		 "[peer a]\naddress = 127.0.0.1:%u\n[peer c]\naddress = 127.0.0.1:%u\n", a.port, c.port);
+	write_file(path, conf);
+	kill(b.pid, SIGHUP);
+	struct log_goal added = { &b, "peer=c added" };
+	ck_assert(poll_until(log_goal_met, &added, 10));
+	wh_stream *to_c;
+	ck_assert_int_eq(wh_open(app, "c", "echo", 10000, &to_c), WH_OK);
+	app_echo_check(to_c, 1u << 20, 10);
+	wh_close(to_c);
+
+	/* a bad file: every error logged, the broker runs on as before */
+	write_file(path, "[broker]\nring-size = 5000\n");
+	kill(b.pid, SIGHUP);
+	struct log_goal refused = { &b, "reload refused: running on as before" };
+	ck_assert(poll_until(log_goal_met, &refused, 10));
+	ck_assert(log_has(&b, "ring-size: not a power of two"));
+	ck_assert_int_eq(wh_open(app, "c", "echo", 10000, &to_c), WH_OK);
+	wh_close(to_c);
+
+	/* remove c again: it drains and goes; a is untouched */
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer a]\naddress = 127.0.0.1:%u\n", a.port);
+	write_file(path, conf);
+	kill(b.pid, SIGHUP);
+	struct log_goal removed = { &b, "peer=c removed" };
+	ck_assert(poll_until(log_goal_met, &removed, 10));
+	ck_assert_int_eq(wh_open(app, "c", "echo", 1000, &to_c), WH_EUNKNOWN_PEER);
+
+	ck_assert_int_eq(transfer_end(&t), WH_OK); /* every byte through all three reloads */
+	wh_close(s);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&c, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* ---- drain ---------------------------------------------------------------------------------- */
+
+START_TEST(test_sigterm_drains)
+{
+	struct process a, b;
+	ck_assert(broker_spawn(&a, NULL));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", a.port);
+	const char *args[] = { "--peer", peer, "--drain-timeout", "30", NULL };
+	ck_assert(broker_spawn(&b, args));
+	wh_client *app = app_attach(&b);
+	wh_stream *s, *late;
+	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
+	struct transfer t;
+	transfer_start(&t, s, 32u << 20, 11);
+	ck_assert(poll_until(transfer_under_way, &t, 30));
+	kill(b.pid, SIGTERM);
+	struct log_goal draining = { &b, "draining" };
+	ck_assert(poll_until(log_goal_met, &draining, 10));
+	/* new streams are refused while the open one finishes */
+	ck_assert_int_eq(wh_open(app, "a", "echo", 1000, &late), WH_EMUX_CLOSED);
+	ck_assert_int_eq(transfer_end(&t), WH_OK); /* every byte, within the drain */
+	wh_close(s);
+	wh_client_detach(app);
+	b.keep_log = true;
+	ck_assert_int_eq(process_wait(&b, 10), 0); /* then it stops by itself, well before 30 s */
+	ck_assert_msg(!log_after(&b, "draining", " dialled "), "the pool dialled again while draining");
+	process_stop(&b, SIGTERM);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- the socket guard ------------------------------------------------------------------------ */
+
+START_TEST(test_socket_path_is_never_a_hazard)
+{
+	char dir[64], path[96], err[4096];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/not-a-socket", dir);
+	write_file(path, "precious\n");
+	const char *on_file[] = { "--config", "/dev/null", "--listen", "none", "--socket", path, NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, on_file), 1);
+	ck_assert_msg(strstr(err, "not a socket is there; refusing to replace it"), "%s", err);
+	char content[32] = "";
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(fgets(content, sizeof content, f));
+	fclose(f);
+	ck_assert_str_eq(content, "precious\n");
+
+	/* a second broker on a running broker's socket is refused; the first keeps it */
+	struct process first;
+	ck_assert(broker_spawn(&first, NULL));
+	const char *second[] = { "--config", "/dev/null", "--listen", "none", "--socket", first.socket_path, NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, second), 1);
+	ck_assert_msg(strstr(err, "a broker is already running there"), "%s", err);
+	wh_client *app = app_attach(&first);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&first, SIGTERM), 0);
+
+	/* a stale socket (nobody listening) is taken over */
+	snprintf(path, sizeof path, "%s/stale.sock", dir);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	close(fd); /* the file stays, as after a crash */
+	const char *stale[] = { "--socket", path, NULL };
+	struct process third;
+	ck_assert(broker_spawn(&third, stale));
+	snprintf(third.socket_path, sizeof third.socket_path, "%s", path);
+	app = app_attach(&third);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&third, SIGTERM), 0);
+
+	/* a directory that cannot be made says why */
+	snprintf(path, sizeof path, "%s/not-a-socket/sub/broker.sock", dir);
+	const char *no_dir[] = { "--config", "/dev/null", "--listen", "none", "--socket", path, NULL };
+	ck_assert_int_eq(run_broker(err, sizeof err, no_dir), 1);
+	ck_assert_msg(strstr(err, "cannot create its directory"), "%s", err);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* ---- signals and the service manager ---------------------------------------------------------- */
+
+START_TEST(test_signals_that_must_not_kill)
+{
+	struct process b;
+	const char *args[] = { "--log-level", "info", NULL };
+	ck_assert(broker_spawn(&b, args));
+	kill(b.pid, SIGUSR1);
+	kill(b.pid, SIGUSR2);
+	kill(b.pid, SIGPIPE);
+	kill(b.pid, SIGHUP);
+	struct log_goal reloaded = { &b, "reloaded" };
+	ck_assert(poll_until(log_goal_met, &reloaded, 10));
+	ck_assert(log_has(&b, "signal 10: ignored"));
+	ck_assert(alive(&b));
+	wh_client *app = app_attach(&b);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+}
+END_TEST
+
+/* Reads the next notification within a bound. */
+static bool next_notification(int fd, char *out, size_t len)
+{
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	if (poll(&pfd, 1, 10000) != 1)
+		return false;
+	ssize_t n = recv(fd, out, len - 1, 0);
+	if (n < 0)
+		return false;
+	out[n] = '\0';
+	return true;
+}
+
+START_TEST(test_service_manager_notifications)
+{
+	char dir[64], path[96], message[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/notify", dir);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	setenv("NOTIFY_SOCKET", path, 1);
+	struct process b;
+	ck_assert(broker_spawn(&b, NULL));
+	unsetenv("NOTIFY_SOCKET");
+	ck_assert(next_notification(fd, message, sizeof message));
+	ck_assert_msg(strstr(message, "READY=1"), "%s", message);
+	kill(b.pid, SIGHUP);
+	ck_assert(next_notification(fd, message, sizeof message));
+	ck_assert_msg(strstr(message, "RELOADING=1") && strstr(message, "MONOTONIC_USEC="), "%s", message);
+	ck_assert(next_notification(fd, message, sizeof message));
+	ck_assert_msg(strstr(message, "READY=1"), "%s", message);
+	kill(b.pid, SIGTERM);
+	ck_assert(next_notification(fd, message, sizeof message));
+	ck_assert_msg(strstr(message, "STOPPING=1"), "%s", message);
+	ck_assert_int_eq(process_wait(&b, 10), 0);
+	process_stop(&b, SIGTERM);
+	close(fd);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The unit as installed: systemd-analyze verifies it and rates its exposure (when the tools
+ * are there: Debian's systemd package has them). */
+START_TEST(test_installed_unit)
+{
+	if (system("command -v systemd-analyze >/dev/null 2>&1") != 0) {
+		fprintf(stderr, "check_service: no systemd-analyze here: the unit's checks are skipped\n");
+		return;
+	}
+	char command[512];
+	snprintf(command, sizeof command,
+		 "systemd-analyze security --offline=yes %s/contrib/wormhole-broker.service 2>&1 | "
+		 "sed -n 's/.*Overall exposure level for [^:]*: \\([0-9.]*\\).*/\\1/p'", TOP_BUILDDIR);
+	FILE *p = popen(command, "r");
+	double exposure = 99;
+	ck_assert_int_eq(fscanf(p, "%lf", &exposure), 1);
+	pclose(p);
+	fprintf(stderr, "check_service: systemd-analyze security rates the unit %.1f\n", exposure);
+	ck_assert_msg(exposure <= 2.0, "exposure %.1f", exposure);
+	/* verify: only complaints about what is not installed here (the binary, the man pages) */
+	snprintf(command, sizeof command,
+		 "systemd-analyze verify %s/contrib/wormhole-broker.service 2>&1 | "
+		 "grep -v 'is not executable\\|man wormhole\\|Command .man ' | grep -c .", TOP_BUILDDIR);
+	p = popen(command, "r");
+	int complaints = -1;
+	ck_assert_int_eq(fscanf(p, "%d", &complaints), 1);
+	pclose(p);
+	ck_assert_int_eq(complaints, 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("service");
+	TCase *tc = tcase_create("service");
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_bad_settings_name_option_value_and_rule);
+	tcase_add_test(tc, test_check_config);
+	tcase_add_test(tc, test_reload_adds_and_removes_peers_while_streams_flow);
+	tcase_add_test(tc, test_sigterm_drains);
+	tcase_add_test(tc, test_socket_path_is_never_a_hazard);
+	tcase_add_test(tc, test_signals_that_must_not_kill);
+	tcase_add_test(tc, test_service_manager_notifications);
+	tcase_add_test(tc, test_installed_unit);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,248 @@
+/* Unit tests of the broker's settings: the option table, the command line, the config file,
+ * and the messages that say what is wrong with them. */
+#include "config.h"
+
+#include <check.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "options.h"
+
+static struct options o;
+
+/* Loads with these arguments (NULL-terminated) after the program name. */
+static bool load(const char *first, ...)
+{
+	char *argv[64] = { "wormhole-broker" };
+	int argc = 1;
+	va_list args;
+	va_start(args, first);
+	for (const char *a = first; a && argc < 63; a = va_arg(args, const char *))
+		argv[argc++] = (char *)a;
+	va_end(args);
+	argv[argc] = NULL;
+	return options_load(&o, argc, argv);
+}
+
+static bool has_error(const char *text)
+{
+	for (int i = 0; i < o.error_count; i++)
+		if (strstr(o.errors[i], text))
+			return true;
+	return false;
+}
+
+static void dump(void)
+{
+	for (int i = 0; i < o.error_count; i++)
+		fprintf(stderr, "error: %s\n", o.errors[i]);
+}
+
+/* A config file with these lines, in a temporary directory; its path. */
+static const char *write_config(const char *text)
+{
+	static char path[64];
+	snprintf(path, sizeof path, "/tmp/wh-options.XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+START_TEST(test_defaults_need_nothing)
+{
+	ck_assert(load("--config", "/dev/null", NULL));
+	ck_assert_int_eq(o.error_count, 0);
+	ck_assert_str_eq(o.config.listen_host, "127.0.0.1");
+	ck_assert_str_eq(o.config.listen_port, "7420");
+	ck_assert_str_eq(o.config.apps.socket_path, "/run/wormhole/broker.sock");
+	ck_assert_uint_eq(o.config.apps.ring_capacity, 1u << 20);
+	ck_assert_uint_eq(o.config.pool.max_size, 4);
+	ck_assert_str_eq(o.sources[OPT_RING_SIZE].where, "default");
+	/* no file named: the default file is read if it exists, and nothing is wrong if not */
+	ck_assert(load(NULL) || o.config_path[0]);
+}
+END_TEST
+
+START_TEST(test_every_rejected_value_names_option_value_and_rule)
+{
+	ck_assert(!load("--config", "/dev/null", "--ring-size", "5000", NULL));
+	ck_assert(has_error("--ring-size 5000: not a power of two (4096..67108864)"));
+	ck_assert(!load("--config", "/dev/null", "--ring-size", "1000", NULL));
+	ck_assert(has_error("--ring-size 1000: below the minimum (4096..67108864)"));
+	ck_assert(!load("--config", "/dev/null", "--listen", "127.0.0.1:99999", NULL));
+	ck_assert(has_error("--listen 127.0.0.1:99999: the port is not within 0..65535"));
+	ck_assert(!load("--config", "/dev/null", "--peer", "local=10.0.0.1:7420", NULL));
+	ck_assert(has_error("--peer local=10.0.0.1:7420: \"local\" means apps on this broker"));
+	ck_assert(!load("--config", "/dev/null", "--peer", "b=10.0.0.1:7420", "--peer", "b=10.0.0.2:7420", NULL));
+	ck_assert(has_error("--peer b=10.0.0.2:7420: peer b is given twice"));
+	ck_assert(!load("--config", "/dev/null", "--peer", "b=127.0.0.1:notaport", NULL));
+	ck_assert(has_error("--peer b=127.0.0.1:notaport: the port is not a number"));
+	ck_assert(!load("--config", "/dev/null", "--pool-min", "5", "--pool-max", "2", NULL));
+	ck_assert(has_error("pool-min 5 is above pool-max 2"));
+	ck_assert(!load("--config", "/dev/null", "--socket", "none", "--listen", "none", NULL));
+	ck_assert(has_error("nothing to do"));
+	ck_assert(!load("--config", "/dev/null", "--keepalive", "soon", NULL));
+	ck_assert(has_error("--keepalive soon: not a number of seconds"));
+	ck_assert(!load("--config", "/dev/null", "--socket-mode", "999", NULL));
+	ck_assert(has_error("--socket-mode 999: not permission bits in octal"));
+	ck_assert(!load("--config", "/dev/null", "--log-level", "loud", NULL));
+	ck_assert(has_error("--log-level loud: not a level"));
+	ck_assert(!load("--config", "/dev/null", "--bogus", NULL));
+	ck_assert(has_error("--bogus: no such option"));
+	ck_assert(!load("--config", "/dev/null", "--window", "1M", "--max-window", "512K", NULL));
+	ck_assert(has_error("max-window 524288 is below window 1048576"));
+	/* several problems: every one is reported */
+	ck_assert(!load("--config", "/dev/null", "--ring-size", "5000", "--pool-max", "0", NULL));
+	ck_assert_int_eq(o.error_count, 2);
+	ck_assert(!load("--config", "/nonexistent/broker.conf", NULL));
+	ck_assert(has_error("--config /nonexistent/broker.conf: No such file or directory"));
+}
+END_TEST
+
+START_TEST(test_units_and_values)
+{
+	ck_assert(load("--config", "/dev/null", "--ring-size", "2M", "--budget", "1GiB", "--window", "512K",
+		       "--flow-control", "off", "--listen", "[::1]:7000", "--socket-mode", "0600", NULL));
+	ck_assert_uint_eq(o.config.apps.ring_capacity, 2u << 20);
+	ck_assert_uint_eq(o.config.memory_budget, 1ull << 30);
+	ck_assert_uint_eq(o.config.pool.mux.window_size, 512u << 10);
+	ck_assert(!o.config.pool.mux.enable_flow_control);
+	ck_assert_str_eq(o.config.listen_host, "::1");
+	ck_assert_str_eq(o.config.listen_port, "7000");
+	ck_assert_uint_eq(o.config.apps.socket_mode, 0600);
+	ck_assert_str_eq(o.sources[OPT_RING_SIZE].where, "command line");
+	char value[64];
+	options_format_value(&o.config, NULL, OPT_LISTEN, value, sizeof value);
+	ck_assert_str_eq(value, "[::1]:7000");
+}
+END_TEST
+
+START_TEST(test_config_file_and_precedence)
+{
+	const char *path = write_config("# a broker with two peers\n"
+					"[broker]\n"
+					"listen = 10.1.2.3:7421\n"
+					"ring-size = 262144\n"
+					"pool-max = 3\n"
+					"keepalive = 15\n"
+					"\n"
+					"[peer b]\n"
+					"address = 10.0.0.2:7420\n"
+					"pool-max = 2\n"
+					"\n"
+					"[peer c]\n"
+					"address = [fd00::3]:7420\n");
+	ck_assert(load("--config", path, "--keepalive", "5", NULL));
+	dump();
+	ck_assert_str_eq(o.config_path, path);
+	ck_assert_str_eq(o.config.listen_host, "10.1.2.3");
+	ck_assert_uint_eq(o.config.apps.ring_capacity, 262144);
+	ck_assert_int_eq(o.config.peer_count, 2);
+	ck_assert_str_eq(o.config.peers[0].name, "b");
+	ck_assert_str_eq(o.config.peers[0].host, "10.0.0.2");
+	ck_assert_uint_eq(o.config.peers[0].pool.max_size, 2); /* its own section */
+	ck_assert_uint_eq(o.config.peers[1].pool.max_size, 3); /* the broker-wide default */
+	ck_assert_str_eq(o.config.peers[1].host, "fd00::3");
+	/* the command line overrides the file, for every peer too */
+	ck_assert_double_eq(o.config.pool.mux.keepalive_interval, 5);
+	ck_assert_double_eq(o.config.peers[0].pool.mux.keepalive_interval, 5);
+	char where[64];
+	snprintf(where, sizeof where, "%s:5", path);
+	ck_assert_str_eq(o.sources[OPT_POOL_MAX].where, where);
+	/* a peer on the command line over one of the file's: its address wins */
+	ck_assert(load("--config", path, "--peer", "b=10.9.9.9:1", NULL));
+	ck_assert_str_eq(o.config.peers[0].host, "10.9.9.9");
+	ck_assert_uint_eq(o.config.peers[0].pool.max_size, 2);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_config_file_errors_have_lines)
+{
+	const char *path = write_config("[broker]\n"                 /* 1 */
+					"ring-size = 5000\n"         /* 2 */
+					"no-such-thing = 1\n"        /* 3 */
+					"address = 1.2.3.4:5\n"      /* 4 */
+					"[peer b]\n"                 /* 5 */
+					"pool-max = 0\n"             /* 6 */
+					"socket = /tmp/x\n"          /* 7 */
+					"[peer local]\n"             /* 8 */
+					"address = 1.2.3.4:5\n"      /* 9 */
+					"[elsewhere]\n"              /* 10 */
+					"x = 1\n"                    /* 11 */
+					"[broker]\n"                 /* 12 */
+					"log-level = debug\n"        /* 13 */
+					"this line is no INI\n");    /* 14 */
+	ck_assert(!load("--config", path, NULL));
+	dump();
+	char expect[256];
+	snprintf(expect, sizeof expect, "%s:2: ring-size: not a power of two", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:3: no-such-thing: no such setting", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:4: address: not a setting of [broker]", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:6: pool-max: below the minimum", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:7: socket: not a setting of a peer", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:9: [peer local]: \"local\" means apps", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:11: [elsewhere]: no such section", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:12: [broker]: the section is given twice (first at line 1)", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:14: not a line of an INI file", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "[peer b]: no address");
+	ck_assert(has_error(expect));
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_table_is_complete)
+{
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		const struct option_info *info = &option_table[i];
+		ck_assert_int_eq(info->id, i);
+		ck_assert_ptr_nonnull(info->name);
+		ck_assert_ptr_nonnull(info->help);
+		ck_assert_ptr_eq(options_find(info->name), info);
+		if (info->short_name) {
+			char spelling[3] = { '-', info->short_name, 0 };
+			ck_assert_ptr_eq(options_find(spelling), info);
+		}
+	}
+	ck_assert_ptr_null(options_find("--no-such-option"));
+	/* every value a setting can hold is shown as the file would spell it */
+	ck_assert(load("--config", "/dev/null", NULL));
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		char value[256] = "";
+		options_format_value(&o.config, NULL, (enum option_id)i, value, sizeof value);
+		ck_assert(value[0]);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("options");
+	TCase *tc = tcase_create("settings");
+	tcase_add_test(tc, test_defaults_need_nothing);
+	tcase_add_test(tc, test_every_rejected_value_names_option_value_and_rule);
+	tcase_add_test(tc, test_units_and_values);
+	tcase_add_test(tc, test_config_file_and_precedence);
+	tcase_add_test(tc, test_config_file_errors_have_lines);
+	tcase_add_test(tc, test_table_is_complete);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
