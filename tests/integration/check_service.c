@@ -374,6 +374,45 @@ START_TEST(test_socket_path_is_never_a_hazard)
 }
 END_TEST
 
+/* ---- logs ------------------------------------------------------------------------------------ */
+
+/* Brokers whose windows differ break bulk streams with ERROR 413: both say why, at warn;
+ * and every connection line names its peer, with ids unique in the broker. */
+START_TEST(test_logs_name_peers_and_window_mismatches)
+{
+	struct process a, b;
+	const char *a_args[] = { "--window", "256K", NULL };
+	ck_assert(broker_spawn(&a, a_args));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", a.port);
+	const char *b_args[] = { "--peer", peer, "--window", "1M", "--max-window", "16M", NULL };
+	ck_assert(broker_spawn(&b, b_args));
+	wh_client *app = app_attach(&b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "a", "discard", 10000, &s), WH_OK);
+	static char chunk[1 << 20];
+	wh_set_write_deadline(s, wh_now_ns() + 10000000000ll);
+	long rc = 0;
+	for (int i = 0; i < 16 && rc >= 0; i++)
+		rc = wh_write(s, chunk, sizeof chunk);
+	char buf[8];
+	wh_set_read_deadline(s, wh_now_ns() + 10000000000ll);
+	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EFLOW_CONTROL);
+	wh_close(s);
+	struct log_goal larger = { &a, "the peer's window is probably larger than ours" };
+	struct log_goal smaller = { &b, "the peer's window is probably smaller than ours" };
+	ck_assert(poll_until(log_goal_met, &larger, 10));
+	ck_assert(poll_until(log_goal_met, &smaller, 10));
+	ck_assert(log_has(&a, "warn mux:"));
+	/* the pooled connection is named by its peer, the accepted one by its address */
+	ck_assert(log_has(&b, "peer=a dialled"));
+	ck_assert(log_has(&a, "peer=127.0.0.1:"));
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- signals and the service manager ---------------------------------------------------------- */
 
 START_TEST(test_signals_that_must_not_kill)
@@ -478,6 +517,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_adds_and_removes_peers_while_streams_flow);
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_socket_path_is_never_a_hazard);
+	tcase_add_test(tc, test_logs_name_peers_and_window_mismatches);
 	tcase_add_test(tc, test_signals_that_must_not_kill);
 	tcase_add_test(tc, test_service_manager_notifications);
 	tcase_add_test(tc, test_installed_unit);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "options.h"
@@ -229,6 +230,44 @@ START_TEST(test_table_is_complete)
 }
 END_TEST
 
+/* When stderr is the journal, lines carry a syslog priority instead of a time. */
+START_TEST(test_journal_priorities)
+{
+	char path[] = "/tmp/wh-journal.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	char stream[64];
+	snprintf(stream, sizeof stream, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	int saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	setenv("JOURNAL_STREAM", stream, 1);
+	bool journal = log_stderr_is_journal();
+	setenv("JOURNAL_STREAM", "1:2", 1);
+	bool other = log_stderr_is_journal();
+	unsetenv("JOURNAL_STREAM");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	ck_assert(journal);
+	ck_assert(!other);
+	FILE *out = fdopen(fd, "w+");
+	struct log_sink sink = { LOG_INFO, out, true };
+	log_write(&sink, LOG_WARN, "conn", "conn=%u peer=%s closed", 3u, "b");
+	log_write(&sink, LOG_ERROR, "broker", "x");
+	log_write(&sink, LOG_DEBUG, "broker", "not at info");
+	rewind(out);
+	char line[256];
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<4>warn conn: conn=3 peer=b closed\n");
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<3>error broker: x\n");
+	ck_assert_ptr_null(fgets(line, sizeof line, out));
+	fclose(out);
+	unlink(path);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("options");
@@ -239,6 +278,7 @@ int main(void)
 	tcase_add_test(tc, test_config_file_and_precedence);
 	tcase_add_test(tc, test_config_file_errors_have_lines);
 	tcase_add_test(tc, test_table_is_complete);
+	tcase_add_test(tc, test_journal_priorities);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
