@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,6 +20,7 @@
 #include "fdbudget.h"
 #include "ctlmsg.h"
 #include "ring.h"
+#include "stream_table.h"
 
 /* Control messages an app may leave unread before it is dropped: one per stream it may hold
  * (a burst of INCOMING) and some room for answers. */
@@ -28,7 +30,7 @@
 #define APP_TX_RING 0u
 #define APP_RX_RING 1u
 
-struct client;
+struct app_session;
 
 /* One segment: mapped by the broker for its whole life, fds kept to hand over and signal. */
 struct segment {
@@ -38,10 +40,18 @@ struct segment {
 	int memfd;
 };
 
+/* What a handle (the app's name for one of its streams) stands for: O(1) from RELEASE and
+ * ACCEPTED to the stream, through apps->handles. */
+enum handle_kind { HANDLE_STREAM, HANDLE_PAIR_END };
+struct app_handle {
+	enum handle_kind kind;
+};
+
 /* A stream between an app and a mux stream. */
 struct shm_stream {
+	struct app_handle h; /* first: apps->handles points here */
 	struct apps *apps;
-	struct client *client; /* NULL once the app let go or died */
+	struct app_session *client; /* NULL once the app let go or died */
 	struct mux_stream *stream; /* NULL once the mux freed it */
 	uint64_t handle;
 	uint32_t slot; /* its bit in the client's doorbell bitmap */
@@ -56,18 +66,28 @@ struct shm_stream {
 	uint64_t reported_tail; /* app consumption already passed to the mux */
 	bool write_close_seen, corrupt;
 	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
-	struct shm_stream *next; /* in the client's list */
+	LIST_ENTRY(shm_stream) link; /* in its app's list */
+};
+
+struct local_pair;
+
+/* One end of a same-host stream, as its app knows it. */
+struct pair_end {
+	struct app_handle h; /* first: apps->handles points here */
+	struct local_pair *pair;
+	unsigned end;
+	LIST_ENTRY(pair_end) link; /* in its app's list */
 };
 
 /* A stream between two local apps: one segment, both apps on it, the broker only watching. */
 struct local_pair {
 	struct apps *apps;
-	struct client *ends[2]; /* opener writes ring 0, acceptor ring 1 */
+	struct app_session *ends[2]; /* opener writes ring 0, acceptor ring 1 */
 	uint64_t handles[2];
+	struct pair_end endpoints[2];
 	struct segment seg;
 	int efd[2]; /* efd[i]: end i waits on it */
 	bool awaiting_accept; /* end 1 (the listener) has not accepted it yet */
-	struct local_pair *next;
 };
 
 struct queued {
@@ -77,7 +97,7 @@ struct queued {
 	uint8_t bytes[CTL_MESSAGE_MAX];
 };
 
-struct client {
+struct app_session {
 	struct apps *apps;
 	int fd;
 	ev_io reader, writer;
@@ -90,7 +110,8 @@ struct client {
 	unsigned unaccepted; /* streams handed to it as a listener, not yet accepted */
 	uint64_t ring_bytes; /* segment bytes of the streams it holds (a local pair counts for both) */
 	uint64_t streams_opened, streams_accepted, bytes_sent, bytes_received;
-	struct shm_stream *shm_streams;
+	LIST_HEAD(, shm_stream) shm_streams;
+	LIST_HEAD(, pair_end) pair_ends;
 	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots */
 	int doorbell;
 	ev_io doorbell_watcher;
@@ -100,12 +121,12 @@ struct client {
 	uint32_t slot_count, slot_hint;
 	struct queued **queue;
 	unsigned queue_head, queue_count, queue_max;
-	struct client *next; /* in apps->clients, or in apps->dropped once closing */
+	struct app_session *next; /* in apps->clients, or in apps->dropped once closing */
 };
 
 struct listener {
 	char service[CTL_STRING_MAX + 1];
-	struct client *client;
+	struct app_session *client;
 	struct listener *next;
 };
 
@@ -122,19 +143,19 @@ struct apps {
 	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
 	ino_t socket_ino;
 	ev_io acceptor;
-	struct client *clients;
+	struct app_session *clients;
 	/* Dropped sessions wait here until the loop's next prepare step frees them: a drop can
 	 * happen deep inside a handler whose callers still hold the pointer. */
-	struct client *dropped;
+	struct app_session *dropped;
 	ev_prepare reaper;
 	struct listener *listeners;
-	struct local_pair *pairs;
+	struct stream_table handles; /* handle -> struct app_handle, of every app's streams */
 	uint64_t next_handle;
 	struct apps_stats stats;
 };
 
-static void client_drop(struct client *c, const char *why);
-static void client_drop_later(struct client *c, const char *why);
+static void session_drop(struct app_session *c, const char *why);
+static void session_drop_later(struct app_session *c, const char *why);
 
 /* ---- segments ---------------------------------------------------------------------- */
 
@@ -248,7 +269,7 @@ static int budget_wake_pipe(struct apps *apps, int ours[2])
 
 /* ---- control messages out: never blocking on the app ------------------------------- */
 
-static int send_now(struct client *c, const struct queued *q)
+static int send_now(struct app_session *c, const struct queued *q)
 {
 	struct iovec iov = { (void *)q->bytes, q->length };
 	union {
@@ -279,7 +300,7 @@ static void queued_free(struct apps *apps, struct queued *q)
 	free(q);
 }
 
-static void flush_queue(struct client *c)
+static void flush_queue(struct app_session *c)
 {
 	while (c->queue_count) {
 		struct queued *q = c->queue[c->queue_head];
@@ -292,7 +313,7 @@ static void flush_queue(struct client *c)
 		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
 		if (rc != WH_OK) {
-			client_drop_later(c, "control socket failed");
+			session_drop_later(c, "control socket failed");
 			return;
 		}
 	}
@@ -301,7 +322,7 @@ static void flush_queue(struct client *c)
 
 /* Sends a message now, or queues it with duplicates of its fds; the caller keeps its own.
  * WH_OK, or why it could not be sent (the session may have been dropped). */
-static int client_send(struct client *c, const struct ctl_msg *msg, const int *fds, unsigned nfds)
+static int session_send(struct app_session *c, const struct ctl_msg *msg, const int *fds, unsigned nfds)
 {
 	if (c->closing || c->drop_reason)
 		return WH_ECONNECTION_CLOSED; /* the session is over: nobody to tell */
@@ -325,7 +346,7 @@ static int client_send(struct client *c, const struct ctl_msg *msg, const int *f
 	}
 	if (c->queue_count == c->queue_max) {
 		/* Not now: callers are in the middle of handing this app a stream. */
-		client_drop_later(c, "app does not read its control socket");
+		session_drop_later(c, "app does not read its control socket");
 		return WH_ELIMIT;
 	}
 	struct queued *q = malloc(sizeof *q);
@@ -354,11 +375,11 @@ static int client_send(struct client *c, const struct ctl_msg *msg, const int *f
 	return WH_OK;
 }
 
-static void send_result(struct client *c, uint32_t request_id, int error, const char *message)
+static void send_result(struct app_session *c, uint32_t request_id, int error, const char *message)
 {
 	struct ctl_msg msg = { .type = CTL_RESULT, .request_id = request_id, .error = error };
 	snprintf(msg.message, sizeof msg.message, "%s", message ? message : wh_strerror(error));
-	client_send(c, &msg, NULL, 0);
+	session_send(c, &msg, NULL, 0);
 }
 
 static uint64_t segment_bytes(const struct apps *apps)
@@ -373,7 +394,7 @@ static uint64_t ring_memory_limit(const struct apps *apps)
 }
 
 /* May c hold one more stream? WH_OK, or WH_ELIMIT with the reason in *why. */
-static int client_admit(const struct client *c, const char **why)
+static int session_admit(const struct app_session *c, const char **why)
 {
 	const struct apps *apps = c->apps;
 	if (c->streams >= apps->config.max_streams) {
@@ -570,7 +591,7 @@ static void shm_service(struct shm_stream *s)
 /* The app rang: serve every stream whose bit is set, re-arm, and look once more. */
 static void on_doorbell(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct client *c = w->data;
+	struct app_session *c = w->data;
 	uint64_t value;
 	(void)loop;
 	(void)revents;
@@ -615,29 +636,35 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 
 /* Joins a mux stream to a new segment for app c. WH_OK, or WH_EDESCRIPTORS, WH_ENOMEM,
  * WH_ESYSTEM (logged); on failure the mux stream is untouched. */
-static int shm_new(struct apps *apps, struct client *c, struct mux_stream *stream, struct shm_stream **out)
+static int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream, struct shm_stream **out)
 {
 	*out = NULL;
 	uint32_t slot = c->slot_hint;
 	for (uint32_t tried = 0; tried < c->slot_count && c->slots[slot]; tried++)
 		slot = (slot + 1) % c->slot_count;
 	if (c->slots[slot])
-		return WH_ELIMIT; /* client_admit keeps streams below the slot count: not reached */
+		return WH_ELIMIT; /* session_admit keeps streams below the slot count: not reached */
 	struct shm_stream *s = calloc(1, sizeof *s);
 	if (!s)
 		return WH_ENOMEM;
+	s->h.kind = HANDLE_STREAM;
 	s->apps = apps;
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
 	int pair[2];
-	int error = budget_wake_pipe(apps, pair);
-	s->wake_app = pair[0];
-	s->wake_app_peer = pair[1];
+	int error = stream_table_insert(&apps->handles, s->handle, &s->h);
+	s->wake_app = s->wake_app_peer = -1;
+	if (error == WH_OK && (error = budget_wake_pipe(apps, pair)) == WH_OK) {
+		s->wake_app = pair[0];
+		s->wake_app_peer = pair[1];
+	}
 	if (error == WH_OK)
 		error = segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
 	if (error != WH_OK) {
 		log_write(apps->log, error == WH_EDESCRIPTORS ? LOG_INFO : LOG_WARN, "apps",
 			  "client=%s stream set-up failed: %s", c->id, wh_strerror(error));
+		if (stream_table_find(&apps->handles, s->handle) == &s->h)
+			stream_table_remove(&apps->handles, s->handle);
 		budget_close(apps, s->wake_app);
 		budget_close(apps, s->wake_app_peer);
 		segment_destroy(apps, &s->seg);
@@ -652,8 +679,7 @@ static int shm_new(struct apps *apps, struct client *c, struct mux_stream *strea
 	ring_consumer_prepare_wait(&s->from_app);
 	s->client = c;
 	s->stream = stream;
-	s->next = c->shm_streams;
-	c->shm_streams = s;
+	LIST_INSERT_HEAD(&c->shm_streams, s, link);
 	c->streams++;
 	c->ring_bytes += s->seg.size;
 	apps->stats.streams++;
@@ -675,12 +701,9 @@ static void shm_handed_over(struct shm_stream *s)
 /* Takes the stream off its app's books; the mux side is not touched. */
 static void shm_unlink_client(struct shm_stream *s)
 {
-	struct client *c = s->client;
-	for (struct shm_stream **link = &c->shm_streams; *link; link = &(*link)->next)
-		if (*link == s) {
-			*link = s->next;
-			break;
-		}
+	struct app_session *c = s->client;
+	LIST_REMOVE(s, link);
+	stream_table_remove(&s->apps->handles, s->handle);
 	if (s->awaiting_accept)
 		c->unaccepted--;
 	c->streams--;
@@ -718,7 +741,7 @@ static void shm_detach_client(struct shm_stream *s, int error, const char *why)
 
 /* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead.
  * WH_OK once sent or queued; otherwise the app did not get it (WH_EDESCRIPTORS, ...). */
-static int send_stream(struct client *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+static int send_stream(struct app_session *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
 		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
 		       unsigned tx_ring, const char *service, const char *peer)
 {
@@ -727,7 +750,7 @@ static int send_stream(struct client *c, enum ctl_type type, uint32_t request_id
 	snprintf(msg.service, sizeof msg.service, "%s", service);
 	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
 	int fds[CTL_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
-	return client_send(c, &msg, fds, ctl_fd_count(&msg));
+	return session_send(c, &msg, fds, ctl_fd_count(&msg));
 }
 
 /* ---- local pairs ------------------------------------------------------------------- */
@@ -737,11 +760,6 @@ static bool pair_free_if_done(struct local_pair *p)
 {
 	if (p->ends[0] || p->ends[1])
 		return false;
-	for (struct local_pair **link = &p->apps->pairs; *link; link = &(*link)->next)
-		if (*link == p) {
-			*link = p->next;
-			break;
-		}
 	budget_close(p->apps, p->efd[0]);
 	budget_close(p->apps, p->efd[1]);
 	segment_destroy(p->apps, &p->seg);
@@ -758,6 +776,8 @@ static bool pair_detach(struct local_pair *p, unsigned end, bool died)
 		p->awaiting_accept = false;
 		p->ends[1]->unaccepted--;
 	}
+	LIST_REMOVE(&p->endpoints[end], link);
+	stream_table_remove(&p->apps->handles, p->handles[end]);
 	p->ends[end]->streams--;
 	p->ends[end]->ring_bytes -= p->seg.size;
 	p->ends[end] = NULL;
@@ -789,10 +809,10 @@ static int listener_admit(const struct listener *l, const char **why)
 		*why = "the listening app's accept queue is full";
 		return WH_EACCEPT_QUEUE_FULL;
 	}
-	return client_admit(l->client, why);
+	return session_admit(l->client, why);
 }
 
-static void open_local(struct client *c, const struct ctl_msg *req)
+static void open_local(struct app_session *c, const struct ctl_msg *req)
 {
 	struct apps *apps = c->apps;
 	struct listener *l = find_listener(apps, req->service);
@@ -808,7 +828,7 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 		send_result(c, req->request_id, error, why);
 		return;
 	}
-	if (l->client != c && client_admit(c, &why) != WH_OK) {
+	if (l->client != c && session_admit(c, &why) != WH_OK) {
 		send_result(c, req->request_id, WH_ELIMIT, why);
 		return;
 	}
@@ -821,6 +841,8 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	p->seg.memfd = -1;
 	p->handles[0] = ++apps->next_handle;
 	p->handles[1] = ++apps->next_handle;
+	for (unsigned end = 0; end < 2; end++)
+		p->endpoints[end] = (struct pair_end){ .h = { HANDLE_PAIR_END }, .pair = p, .end = end };
 	p->efd[0] = budget_eventfd(apps, FD_USE_STREAM);
 	p->efd[1] = p->efd[0] < 0 ? -1 : budget_eventfd(apps, FD_USE_STREAM);
 	error = p->efd[0] < 0 ? p->efd[0] : p->efd[1] < 0 ? p->efd[1] : WH_OK;
@@ -842,9 +864,16 @@ static void open_local(struct client *c, const struct ctl_msg *req)
 	l->client->streams++;
 	c->ring_bytes += p->seg.size;
 	l->client->ring_bytes += p->seg.size;
-	p->next = apps->pairs;
-	apps->pairs = p;
+	LIST_INSERT_HEAD(&c->pair_ends, &p->endpoints[0], link);
+	LIST_INSERT_HEAD(&l->client->pair_ends, &p->endpoints[1], link);
 	apps->stats.local_pairs++;
+	if (stream_table_insert(&apps->handles, p->handles[0], &p->endpoints[0].h) != WH_OK ||
+	    stream_table_insert(&apps->handles, p->handles[1], &p->endpoints[1].h) != WH_OK) {
+		pair_detach(p, 1, false);
+		pair_detach(p, 0, false);
+		send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
 	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1]. The listener
 	 * first: if it cannot be told, the opener gets an answer that says why. */
 	error = send_stream(l->client, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
@@ -879,9 +908,9 @@ struct open_request {
 	char peer[CTL_STRING_MAX + 1];
 };
 
-static struct client *client_by_id(struct apps *apps, const char *id)
+static struct app_session *session_by_id(struct apps *apps, const char *id)
 {
-	for (struct client *c = apps->clients; c; c = c->next)
+	for (struct app_session *c = apps->clients; c; c = c->next)
 		if (strcmp(c->id, id) == 0 && !c->closing)
 			return c;
 	return NULL;
@@ -891,7 +920,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 {
 	struct open_request *r = user;
 	/* The app may have left while the pool dialled: look it up again by id. */
-	struct client *c = client_by_id(r->apps, r->client_id);
+	struct app_session *c = session_by_id(r->apps, r->client_id);
 	const char *why;
 	if (!c) {
 		if (stream) {
@@ -900,7 +929,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 		}
 	} else if (error != WH_OK) {
 		send_result(c, r->request_id, error, NULL);
-	} else if (client_admit(c, &why) != WH_OK) {
+	} else if (session_admit(c, &why) != WH_OK) {
 		/* admitted when asked, but other opens completed meanwhile */
 		mux_stream_reset(stream, WH_ELIMIT, why);
 		mux_stream_release(stream);
@@ -926,7 +955,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 	free(r);
 }
 
-static void handle_open(struct client *c, const struct ctl_msg *req)
+static void handle_open(struct app_session *c, const struct ctl_msg *req)
 {
 	struct apps *apps = c->apps;
 	const char *why;
@@ -934,7 +963,7 @@ static void handle_open(struct client *c, const struct ctl_msg *req)
 		send_result(c, req->request_id, WH_EMUX_CLOSED, "the broker is stopping");
 		return;
 	}
-	if (client_admit(c, &why) != WH_OK) {
+	if (session_admit(c, &why) != WH_OK) {
 		log_write(apps->log, LOG_INFO, "apps", "client=%s open to peer=%s refused: %s", c->id,
 			  req->peer, why);
 		send_result(c, req->request_id, WH_ELIMIT, why);
@@ -999,7 +1028,7 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 
 /* ---- listeners --------------------------------------------------------------------- */
 
-static void handle_listen(struct client *c, const struct ctl_msg *req, bool listen)
+static void handle_listen(struct app_session *c, const struct ctl_msg *req, bool listen)
 {
 	struct apps *apps = c->apps;
 	struct listener **link = &apps->listeners;
@@ -1034,38 +1063,41 @@ static void handle_listen(struct client *c, const struct ctl_msg *req, bool list
 	send_result(c, req->request_id, WH_OK, "");
 }
 
-/* RELEASE (the app is done with the stream) or ACCEPTED (wh_accept took it from the queue). */
-static void handle_stream_message(struct client *c, uint64_t handle, bool release)
+/* RELEASE (the app is done with the stream) or ACCEPTED (wh_accept took it from the queue):
+ * found by its handle in O(1); a handle that is not this app's (gone, or another app's) is
+ * ignored. */
+static void handle_stream_message(struct app_session *c, uint64_t handle, bool release)
 {
-	for (struct shm_stream *s = c->shm_streams; s; s = s->next)
-		if (s->handle == handle) {
-			if (release) {
-				shm_detach_client(s, WH_OK, NULL);
-			} else if (s->awaiting_accept) {
-				s->awaiting_accept = false;
-				c->unaccepted--;
-			}
+	struct app_handle *h = stream_table_find(&c->apps->handles, handle);
+	if (h && h->kind == HANDLE_STREAM) {
+		struct shm_stream *s = (struct shm_stream *)h;
+		if (s->client != c)
 			return;
+		if (release) {
+			shm_detach_client(s, WH_OK, NULL);
+		} else if (s->awaiting_accept) {
+			s->awaiting_accept = false;
+			c->unaccepted--;
 		}
-	for (struct local_pair *p = c->apps->pairs; p; p = p->next)
-		for (unsigned end = 0; end < 2; end++)
-			if (p->ends[end] == c && p->handles[end] == handle) {
-				if (release) {
-					pair_detach(p, end, false);
-				} else if (end == 1 && p->awaiting_accept) {
-					p->awaiting_accept = false;
-					c->unaccepted--;
-				}
-				return;
-			}
-	/* an unknown handle is harmless: the stream may already be gone */
+	} else if (h) {
+		struct pair_end *e = (struct pair_end *)h;
+		struct local_pair *p = e->pair;
+		if (p->ends[e->end] != c)
+			return;
+		if (release) {
+			pair_detach(p, e->end, false);
+		} else if (e->end == 1 && p->awaiting_accept) {
+			p->awaiting_accept = false;
+			c->unaccepted--;
+		}
+	}
 }
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
 /* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over
  * (from the budget: segment_drop_fd-like budget_close when done), or a negative WH_E* code. */
-static int doorbell_create(struct client *c)
+static int doorbell_create(struct app_session *c)
 {
 	struct apps *apps = c->apps;
 	c->slot_count = (apps->config.max_streams + 63) / 64 * 64;
@@ -1104,7 +1136,7 @@ static int doorbell_create(struct client *c)
 	return memfd;
 }
 
-static void send_stats(struct client *c, uint32_t request_id)
+static void send_stats(struct app_session *c, uint32_t request_id)
 {
 	const struct apps *apps = c->apps;
 	struct ctl_msg reply = { .type = CTL_STATS_REPLY, .request_id = request_id,
@@ -1119,16 +1151,16 @@ static void send_stats(struct client *c, uint32_t request_id)
 	reply.stats[CTL_STAT_BYTES_RECEIVED] = c->bytes_received;
 	reply.stats[CTL_STAT_BROKER_CLIENTS] = apps->stats.clients;
 	reply.stats[CTL_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
-	client_send(c, &reply, NULL, 0);
+	session_send(c, &reply, NULL, 0);
 }
 
-static void handle_message(struct client *c, const struct ctl_msg *msg)
+static void handle_message(struct app_session *c, const struct ctl_msg *msg)
 {
 	if (!c->welcomed && msg->type != CTL_HELLO) {
 		c->apps->stats.protocol_errors++;
 		send_result(c, msg->request_id, WH_EPROTOCOL, "the first message must be HELLO");
 		flush_queue(c);
-		client_drop(c, "first message was not HELLO");
+		session_drop(c, "first message was not HELLO");
 		return;
 	}
 	switch (msg->type) {
@@ -1138,14 +1170,14 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 			send_result(c, msg->request_id, WH_EPROTOCOL,
 				    c->welcomed ? "HELLO was already said" : "unsupported protocol version");
 			flush_queue(c);
-			client_drop(c, "bad HELLO");
+			session_drop(c, "bad HELLO");
 			return;
 		}
 		int notify_fd = doorbell_create(c);
 		if (notify_fd < 0) {
 			send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
 			flush_queue(c);
-			client_drop(c, wh_strerror(notify_fd));
+			session_drop(c, wh_strerror(notify_fd));
 			return;
 		}
 		c->welcomed = true;
@@ -1158,10 +1190,10 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
 		int fds[2] = { c->doorbell, notify_fd };
-		int rc = client_send(c, &welcome, fds, 2);
+		int rc = session_send(c, &welcome, fds, 2);
 		budget_close(c->apps, notify_fd);
 		if (rc != WH_OK)
-			client_drop(c, wh_strerror(rc));
+			session_drop(c, wh_strerror(rc));
 		return;
 	}
 	case CTL_OPEN:
@@ -1181,14 +1213,14 @@ static void handle_message(struct client *c, const struct ctl_msg *msg)
 	default:
 		c->apps->stats.protocol_errors++;
 		send_result(c, msg->request_id, WH_EPROTOCOL, "message type not accepted from an app");
-		client_drop(c, "broker-only message type from an app");
+		session_drop(c, "broker-only message type from an app");
 		return;
 	}
 }
 
 static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct client *c = w->data;
+	struct app_session *c = w->data;
 	(void)loop;
 	(void)revents;
 	for (int i = 0; i < 64 && !c->closing; i++) {
@@ -1204,7 +1236,7 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
 		if (n <= 0) {
-			client_drop(c, n == 0 ? "detached" : strerror(errno));
+			session_drop(c, n == 0 ? "detached" : strerror(errno));
 			return;
 		}
 		/* Apps send no fds: close any they pass (never keep them) and end the session. */
@@ -1229,7 +1261,7 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 			c->apps->stats.protocol_errors++;
 			send_result(c, 0, WH_EPROTOCOL, why);
 			flush_queue(c);
-			client_drop(c, why);
+			session_drop(c, why);
 			return;
 		}
 		handle_message(c, &decoded);
@@ -1244,7 +1276,7 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 /* Ends the session: streams end with an error the remote sees, memory and fds are freed. */
-static void client_drop(struct client *c, const char *why)
+static void session_drop(struct app_session *c, const char *why)
 {
 	struct apps *apps = c->apps;
 	if (c->closing)
@@ -1254,16 +1286,13 @@ static void client_drop(struct client *c, const char *why)
 	log_write(apps->log, orderly ? LOG_INFO : LOG_WARN, "apps",
 		  "client=%s pid=%d dropped: %s (%u streams)", c->id[0] ? c->id : "-", (int)c->pid, why,
 		  c->streams);
-	while (c->shm_streams)
-		shm_detach_client(c->shm_streams, WH_EAPP_GONE, "the app went away");
-	for (struct local_pair *p = apps->pairs, *next; p; p = next) {
-		next = p->next;
-		/* both ends are c when an app opened a stream to its own listener */
-		bool second = p->ends[1] == c;
-		if (p->ends[0] == c && pair_detach(p, 0, true))
-			continue;
-		if (second)
-			pair_detach(p, 1, true);
+	while (!LIST_EMPTY(&c->shm_streams))
+		shm_detach_client(LIST_FIRST(&c->shm_streams), WH_EAPP_GONE, "the app went away");
+	/* both ends are c's when an app opened a stream to its own listener: the pair goes with
+	 * the second */
+	while (!LIST_EMPTY(&c->pair_ends)) {
+		struct pair_end *e = LIST_FIRST(&c->pair_ends);
+		pair_detach(e->pair, e->end, true);
 	}
 	for (struct listener **link = &apps->listeners; *link;) {
 		struct listener *l = *link;
@@ -1291,7 +1320,7 @@ static void client_drop(struct client *c, const char *why)
 	c->queue = NULL;
 	budget_close(apps, c->fd);
 	c->fd = -1;
-	for (struct client **link = &apps->clients; *link; link = &(*link)->next)
+	for (struct app_session **link = &apps->clients; *link; link = &(*link)->next)
 		if (*link == c) {
 			*link = c->next;
 			break;
@@ -1305,13 +1334,13 @@ static void client_drop(struct client *c, const char *why)
 static void free_dropped(struct apps *apps)
 {
 	while (apps->dropped) {
-		struct client *c = apps->dropped;
+		struct app_session *c = apps->dropped;
 		apps->dropped = c->next;
 		free(c);
 	}
 }
 
-static void client_drop_later(struct client *c, const char *why)
+static void session_drop_later(struct app_session *c, const char *why)
 {
 	if (c->closing || c->drop_reason)
 		return;
@@ -1325,10 +1354,10 @@ static void on_reap(struct ev_loop *loop, ev_prepare *w, int revents)
 	struct apps *apps = w->data;
 	(void)revents;
 	ev_prepare_stop(loop, w);
-	for (struct client *c = apps->clients, *next; c; c = next) {
+	for (struct app_session *c = apps->clients, *next; c; c = next) {
 		next = c->next;
 		if (c->drop_reason)
-			client_drop(c, c->drop_reason);
+			session_drop(c, c->drop_reason);
 	}
 	free_dropped(apps);
 }
@@ -1378,7 +1407,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		struct ucred cred = { 0 };
 		socklen_t len = sizeof cred;
 		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-		struct client *c = calloc(1, sizeof *c);
+		struct app_session *c = calloc(1, sizeof *c);
 		if (!c) {
 			budget_close(apps, fd);
 			continue;
@@ -1463,12 +1492,18 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	apps->config = *config;
 	apps->log = log;
 	apps->fds = fds;
+	if (stream_table_init(&apps->handles) != WH_OK) {
+		free(apps);
+		errno = ENOMEM;
+		return NULL;
+	}
 	apps->find_pool = find_pool;
 	apps->find_ctx = find_ctx;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
 	if (claim_socket_path(config->socket_path, log) < 0) {
 		int saved = errno;
+		stream_table_free(&apps->handles);
 		free(apps);
 		errno = saved;
 		return NULL;
@@ -1484,6 +1519,7 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 		log_write(log, LOG_ERROR, "apps", "socket %s: %s", config->socket_path, strerror(errno));
 		if (apps->listen_fd >= 0)
 			close(apps->listen_fd);
+		stream_table_free(&apps->handles);
 		free(apps);
 		errno = saved;
 		return NULL;
@@ -1510,7 +1546,7 @@ void apps_stop(struct apps *apps)
 	if (!apps)
 		return;
 	while (apps->clients)
-		client_drop(apps->clients, "broker stopping");
+		session_drop(apps->clients, "broker stopping");
 	ev_prepare_stop(apps->loop, &apps->reaper);
 	ev_timer_stop(apps->loop, &apps->accept_pause);
 	free_dropped(apps);
@@ -1520,6 +1556,7 @@ void apps_stop(struct apps *apps)
 	if (stat(apps->config.socket_path, &st) == 0 && st.st_dev == apps->socket_dev &&
 	    st.st_ino == apps->socket_ino)
 		unlink(apps->config.socket_path); /* still ours */
+	stream_table_free(&apps->handles);
 	free(apps);
 }
 

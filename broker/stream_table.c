@@ -1,4 +1,5 @@
-/* A hash map from stream id to stream: open addressing, linear probing, backward-shift delete. */
+/* A hash map from a stream id (or an app stream's handle) to its stream: open addressing,
+ * linear probing, backward-shift delete. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -9,10 +10,11 @@
 
 #define STREAM_TABLE_INITIAL 64u
 
-/* Fibonacci hashing spreads the sequential ids (1, 3, 5, ...) across the table. */
-static size_t slot_of(const struct stream_table *table, uint32_t id)
+/* Fibonacci hashing spreads the sequential ids (1, 3, 5, ...) across the table; the high half
+ * is folded in first so that 64-bit keys spread as well. */
+static size_t slot_of(const struct stream_table *table, uint64_t id)
 {
-	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 32) & table->mask;
+	return (size_t)(((id ^ (id >> 32)) * 0x9E3779B97F4A7C15ull) >> 32) & table->mask;
 }
 
 int stream_table_init(struct stream_table *table)
@@ -33,7 +35,7 @@ void stream_table_free(struct stream_table *table)
 	table->count = 0;
 }
 
-static void place(struct stream_table *table, uint32_t id, void *value)
+static void place(struct stream_table *table, uint64_t id, void *value)
 {
 	size_t i = slot_of(table, id);
 	while (table->slots[i].id)
@@ -61,7 +63,7 @@ static int grow(struct stream_table *table)
 	return WH_OK;
 }
 
-int stream_table_insert(struct stream_table *table, uint32_t id, void *value)
+int stream_table_insert(struct stream_table *table, uint64_t id, void *value)
 {
 	if (id == 0 || !value)
 		return WH_EINVAL;
@@ -76,7 +78,7 @@ int stream_table_insert(struct stream_table *table, uint32_t id, void *value)
 	return WH_OK;
 }
 
-void *stream_table_find(const struct stream_table *table, uint32_t id)
+void *stream_table_find(const struct stream_table *table, uint64_t id)
 {
 	if (id == 0)
 		return NULL;
@@ -88,7 +90,7 @@ void *stream_table_find(const struct stream_table *table, uint32_t id)
 	}
 }
 
-void *stream_table_remove(struct stream_table *table, uint32_t id)
+void *stream_table_remove(struct stream_table *table, uint64_t id)
 {
 	if (id == 0)
 		return NULL;

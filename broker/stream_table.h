@@ -1,4 +1,5 @@
-/* A hash map from stream id to stream: open addressing, linear probing, backward-shift delete. */
+/* A hash map from a stream id (or an app stream's handle) to its stream: open addressing,
+ * linear probing, backward-shift delete. */
 #ifndef WORMHOLE_BROKER_STREAM_TABLE_H
 #define WORMHOLE_BROKER_STREAM_TABLE_H
 
@@ -6,7 +7,7 @@
 #include <stdint.h>
 
 struct stream_table_slot {
-	uint32_t id; /* 0 marks an empty slot: stream id 0 is the connection, never a stream */
+	uint64_t id; /* 0 marks an empty slot: stream id 0 is the connection, and handles start at 1 */
 	void *value;
 };
 
@@ -19,10 +20,10 @@ struct stream_table {
 /* Error convention: WH_OK or WH_ENOMEM / WH_EINVAL / WH_ESTREAM_ALREADY_EXISTS. */
 int stream_table_init(struct stream_table *table);
 void stream_table_free(struct stream_table *table);
-int stream_table_insert(struct stream_table *table, uint32_t id, void *value);
-void *stream_table_find(const struct stream_table *table, uint32_t id);
+int stream_table_insert(struct stream_table *table, uint64_t id, void *value);
+void *stream_table_find(const struct stream_table *table, uint64_t id);
 /* Returns the removed value, or NULL if the id was absent. */
-void *stream_table_remove(struct stream_table *table, uint32_t id);
+void *stream_table_remove(struct stream_table *table, uint64_t id);
 /* Calls fn for every entry; fn must not modify the table. */
 void stream_table_each(const struct stream_table *table, void (*fn)(void *value, void *arg),
 		       void *arg);
