@@ -64,7 +64,7 @@ struct shm_stream {
 	struct ring_producer to_app;
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
-	bool write_close_seen, corrupt;
+	bool write_close_seen;
 	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
 	LIST_ENTRY(shm_stream) link; /* in its app's list */
 };
@@ -421,34 +421,29 @@ static void shm_free_if_done(struct shm_stream *s)
 	free(s);
 }
 
-/* The app broke its ring: end the stream on both sides. */
-static void shm_fail(struct shm_stream *s, int error, const char *why)
+/* The app broke a ring of the stream: counted and logged against the app here; the stream
+ * ends (on both sides) through the mux, which the caller tells. Returns WH_ERING_CORRUPT. */
+static int shm_corrupted(struct shm_stream *s, const char *which)
 {
-	if (error == WH_ERING_CORRUPT) {
-		s->apps->stats.ring_corruptions++;
-		log_write(s->apps->log, LOG_WARN, "apps", "client=%s stream=%llu: %s",
-			  s->client ? s->client->id : "-", (unsigned long long)s->handle, why);
-	}
-	if (s->stream)
-		mux_stream_reset(s->stream, error, why);
+	s->apps->stats.ring_corruptions++;
+	log_write(s->apps->log, LOG_WARN, "apps", "client=%s stream=%llu: the app corrupted its %s ring",
+		  s->client ? s->client->id : "-", (unsigned long long)s->handle, which);
+	return WH_ERING_CORRUPT;
 }
 
-static size_t io_rx_reserve(void *ctx, size_t want, uint8_t **span)
+static long io_rx_reserve(void *ctx, size_t want, uint8_t **span)
 {
 	struct shm_stream *s = ctx;
 	struct iovec iov[2];
 	int spans;
 	*span = NULL;
-	long room = s->corrupt ? WH_ERING_CORRUPT : ring_producer_reserve(&s->to_app, iov, &spans);
-	if (room < 0) {
-		s->corrupt = true;
-		shm_fail(s, WH_ERING_CORRUPT, "the app corrupted its receive ring");
-		return 0;
-	}
+	long room = ring_producer_reserve(&s->to_app, iov, &spans);
+	if (room < 0)
+		return shm_corrupted(s, "receive");
 	if (spans == 0)
 		return 0;
 	*span = iov[0].iov_base;
-	return iov[0].iov_len < want ? iov[0].iov_len : want;
+	return (long)(iov[0].iov_len < want ? iov[0].iov_len : want);
 }
 
 /* Passes the app's consumption to the mux and asks the app to ring when it consumes more,
@@ -474,7 +469,7 @@ static bool shm_track_consumption(struct shm_stream *s)
 	return true;
 }
 
-static void io_rx_commit(void *ctx, size_t n)
+static int io_rx_commit(void *ctx, size_t n)
 {
 	struct shm_stream *s = ctx;
 	ring_producer_commit(&s->to_app, n);
@@ -482,8 +477,7 @@ static void io_rx_commit(void *ctx, size_t n)
 		s->client->bytes_received += n;
 	if (ring_producer_wake_needed(&s->to_app))
 		wake_app(s);
-	if (!shm_track_consumption(s))
-		s->corrupt = true; /* handled at the next service, outside the input path */
+	return shm_track_consumption(s) ? WH_OK : shm_corrupted(s, "receive");
 }
 
 static size_t io_rx_capacity(void *ctx)
@@ -494,30 +488,12 @@ static size_t io_rx_capacity(void *ctx)
 static int io_tx_peek(void *ctx, size_t offset, struct iovec out[2])
 {
 	struct shm_stream *s = ctx;
-	struct iovec iov[2];
 	int spans;
-	long held = s->corrupt ? WH_ERING_CORRUPT : ring_consumer_peek(&s->from_app, iov, &spans);
-	if (held < 0) {
-		/* Not here, in the middle of planning output: the doorbell handles it next. */
-		s->corrupt = true;
-		if (s->client) {
-			notify_ring(s->client->notify, s->client->slot_count, s->slot);
-			ev_feed_event(s->apps->loop, &s->client->doorbell_watcher, EV_READ);
-		}
-		return 0;
-	}
-	int n = 0;
-	for (int i = 0; i < spans; i++) {
-		if (offset >= iov[i].iov_len) {
-			offset -= iov[i].iov_len;
-			continue;
-		}
-		out[n].iov_base = (uint8_t *)iov[i].iov_base + offset;
-		out[n].iov_len = iov[i].iov_len - offset;
-		offset = 0;
-		n++;
-	}
-	return n;
+	/* peek_at keeps the bytes it returned once, whatever the app writes afterwards: the
+	 * frames planned from them go out intact */
+	if (ring_consumer_peek_at(&s->from_app, offset, out, &spans) < 0)
+		return shm_corrupted(s, "send");
+	return spans;
 }
 
 static void io_tx_consume(void *ctx, size_t n)
@@ -560,13 +536,15 @@ static const struct mux_stream_io shm_io = {
 /* What the app did since we last looked: wrote, read, closed, failed. */
 static void shm_service(struct shm_stream *s)
 {
-	for (int pass = 0; pass < 2 && s->stream && !s->corrupt; pass++) {
+	for (int pass = 0; pass < 2 && s->stream && !mux_stream_is_finished(s->stream); pass++) {
 		struct iovec iov[2];
 		int spans, error;
 		long held = ring_consumer_peek(&s->from_app, iov, &spans);
 		if (held < 0 || !shm_track_consumption(s)) {
-			s->corrupt = true;
-			break;
+			/* not inside a mux callback: the stream can be reset from here */
+			mux_stream_reset(s->stream, shm_corrupted(s, held < 0 ? "send" : "receive"),
+					 "the app corrupted a ring of the stream");
+			return;
 		}
 		if (held > 0)
 			mux_stream_kick(s->stream);
@@ -575,7 +553,8 @@ static void shm_service(struct shm_stream *s)
 			s->write_close_seen = true;
 			mux_stream_close_write(s->stream); /* CLOSE follows the bytes still in the ring */
 		} else if (state == RING_FAILED) {
-			shm_fail(s, error == WH_ERING_CORRUPT ? WH_ESTREAM_CLOSED : error, "the app aborted the stream");
+			mux_stream_reset(s->stream, error == WH_ERING_CORRUPT ? WH_ESTREAM_CLOSED : error,
+					 "the app aborted the stream");
 			return;
 		}
 		if (pass == 0) {
@@ -584,8 +563,6 @@ static void shm_service(struct shm_stream *s)
 			ring_consumer_prepare_wait(&s->from_app);
 		}
 	}
-	if (s->corrupt)
-		shm_fail(s, WH_ERING_CORRUPT, "the app corrupted its send ring");
 }
 
 /* The app rang: serve every stream whose bit is set, re-arm, and look once more. */

@@ -420,13 +420,14 @@ static void send_window_update(struct mux_stream *s)
 
 /* ---- stream lifecycle -------------------------------------------------------------- */
 
-static size_t builtin_rx_reserve(void *ctx, size_t want, uint8_t **span)
+static long builtin_rx_reserve(void *ctx, size_t want, uint8_t **span)
 {
-	return bytebuf_reserve(&((struct mux_stream *)ctx)->rx, want, span);
+	return (long)bytebuf_reserve(&((struct mux_stream *)ctx)->rx, want, span);
 }
-static void builtin_rx_commit(void *ctx, size_t n)
+static int builtin_rx_commit(void *ctx, size_t n)
 {
 	bytebuf_commit(&((struct mux_stream *)ctx)->rx, n);
+	return WH_OK;
 }
 static size_t builtin_rx_capacity(void *ctx)
 {
@@ -672,6 +673,15 @@ static void stream_consumed(struct mux_stream *s, size_t n)
 		send_window_update(s);
 }
 
+/* The stream's store cannot take the DATA payload in progress: the rest of it is skipped and
+ * the stream reset. */
+static void rx_abandon(struct mux *mux, struct mux_stream *s, int error, const char *message)
+{
+	frame_decoder_skip_payload(&mux->decoder);
+	mux->rx_stream_id = 0;
+	stream_reset(s, error, message);
+}
+
 /* Stores received payload; a store that lacks the room it promised ends the stream. */
 static void deliver(struct mux *mux, struct mux_stream *s, const uint8_t *data, size_t n)
 {
@@ -684,16 +694,19 @@ static void deliver(struct mux *mux, struct mux_stream *s, const uint8_t *data, 
 	size_t done = 0;
 	while (done < n) {
 		uint8_t *span;
-		size_t room = s->io->rx_reserve(s->io_ctx, n - done, &span);
-		if (room == 0) {
-			frame_decoder_skip_payload(&mux->decoder);
-			mux->rx_stream_id = 0;
-			stream_reset(s, WH_ELIMIT, "receive store full");
+		long room = s->io->rx_reserve(s->io_ctx, n - done, &span);
+		if (room <= 0) {
+			rx_abandon(mux, s, room < 0 ? (int)room : WH_ELIMIT,
+				   room < 0 ? "the stream's receive store failed" : "receive store full");
 			return;
 		}
-		memcpy(span, data + done, room);
-		s->io->rx_commit(s->io_ctx, room);
-		done += room;
+		memcpy(span, data + done, (size_t)room);
+		int error = s->io->rx_commit(s->io_ctx, (size_t)room);
+		if (error != WH_OK) {
+			rx_abandon(mux, s, error, "the stream's receive store failed");
+			return;
+		}
+		done += (size_t)room;
 	}
 	stream_notify(s, EVENT_READABLE);
 }
@@ -941,7 +954,14 @@ size_t mux_input_direct_span(struct mux *mux, uint8_t **span)
 	*span = NULL;
 	if (mux->closed || remaining == 0 || !s || s->released)
 		return 0;
-	return s->io->rx_reserve(s->io_ctx, remaining, span);
+	long room = s->io->rx_reserve(s->io_ctx, remaining, span);
+	if (room < 0) {
+		*span = NULL;
+		rx_abandon(mux, s, (int)room, "the stream's receive store failed");
+		mux_dispatch(mux);
+		return 0;
+	}
+	return (size_t)room;
 }
 
 int mux_input_direct_commit(struct mux *mux, size_t n, double now)
@@ -951,10 +971,14 @@ int mux_input_direct_commit(struct mux *mux, size_t n, double now)
 	if (!s || n > frame_decoder_data_remaining(&mux->decoder))
 		return WH_EINVAL;
 	mux->stats.bytes_in += n;
-	s->io->rx_commit(s->io_ctx, n);
+	int error = s->io->rx_commit(s->io_ctx, n);
 	s->stats.bytes_in += n;
 	mux->stats.data_bytes_in += n;
 	frame_decoder_data_consumed(&mux->decoder, (uint32_t)n);
+	if (error != WH_OK && frame_decoder_data_remaining(&mux->decoder) > 0)
+		rx_abandon(mux, s, error, "the stream's receive store failed");
+	else if (error != WH_OK)
+		stream_reset(s, error, "the stream's receive store failed");
 	if (frame_decoder_data_remaining(&mux->decoder) == 0)
 		mux->rx_stream_id = 0;
 	stream_notify(s, EVENT_READABLE);
@@ -979,20 +1003,38 @@ static struct out_frame *out_push(struct mux *mux)
 	return f;
 }
 
-static size_t stream_unplanned(struct mux_stream *s)
+/* Bytes the stream's source holds that no frame carries yet, or WH_E* when it failed. */
+static long stream_unplanned(struct mux_stream *s)
 {
 	struct iovec iov[2];
 	int n = s->io->tx_peek(s->io_ctx, s->tx_planned, iov);
+	if (n < 0)
+		return n;
 	size_t total = 0;
 	for (int i = 0; i < n; i++)
 		total += iov[i].iov_len;
-	return total;
+	return (long)total;
+}
+
+/* Events queued while planning output reach their handlers from mux_timer, soon: not from
+ * inside mux_output_gather, whose caller holds spans into our frames. */
+static void dispatch_soon(struct mux *mux)
+{
+	if (mux->cb.on_timer_changed)
+		mux->cb.on_timer_changed(mux, mux->user);
 }
 
 /* One frame from the stream at the head of the ready list: the round-robin slice. */
 static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 {
-	size_t available = stream_unplanned(s);
+	long unplanned = stream_unplanned(s);
+	if (unplanned < 0) {
+		/* frames already planned from it still go out: the io keeps their bytes */
+		stream_reset(s, (int)unplanned, "the stream's send source failed");
+		dispatch_soon(mux);
+		return 0;
+	}
+	size_t available = (size_t)unplanned;
 	struct out_frame *f;
 	if (available == 0) {
 		if (s->write_closed && !s->close_sent) {
@@ -1038,7 +1080,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 	return n;
 }
 
-static void plan_more(struct mux *mux)
+static void plan_control(struct mux *mux)
 {
 	size_t control_unplanned = bytebuf_length(&mux->control_out) - mux->control_planned;
 	if (control_unplanned && mux->out_count < OUT_RING) {
@@ -1047,6 +1089,11 @@ static void plan_more(struct mux *mux)
 		f->payload_length = (uint32_t)control_unplanned;
 		mux->control_planned += control_unplanned;
 	}
+}
+
+static void plan_more(struct mux *mux)
+{
+	plan_control(mux);
 	size_t planned = 0;
 	while (!mux->closed && mux->ready_head && mux->out_count < OUT_RING &&
 	       planned < PLAN_BYTES_PER_ROUND) {
@@ -1054,6 +1101,8 @@ static void plan_more(struct mux *mux)
 		ready_remove(s);
 		planned += plan_stream_frame(mux, s);
 	}
+	/* planning may have queued control frames (a stream whose source failed is reset) */
+	plan_control(mux);
 }
 
 static int add_spans(struct iovec *iov, int at, int max_iov, const struct iovec *spans, int n,
@@ -1099,6 +1148,13 @@ int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov)
 			s->gather_offset = 0;
 		}
 		int n = s->io->tx_peek(s->io_ctx, s->gather_offset, spans);
+		if (n < 0) {
+			/* The io broke its promise to keep planned bytes: the frame header may be
+			 * out already and its payload cannot follow, so the connection ends. */
+			mux_fail(mux, WH_ESYSTEM);
+			dispatch_soon(mux);
+			return 0;
+		}
 		count = add_spans(iov, count, max_iov, spans, n, left);
 		s->gather_offset += left;
 	}

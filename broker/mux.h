@@ -67,14 +67,25 @@ typedef void (*mux_stream_handler)(struct mux_stream *stream, enum mux_stream_ev
 				   void *user);
 
 /* Where a stream's bytes live. ctx is the io's own; the mux never frees it but calls release
- * once when the stream is gone. */
+ * once when the stream is gone.
+ *
+ * A callback that fails returns a negative WH_E* code: the mux then resets that stream with
+ * it (ERROR to the peer, MUX_STREAM_ERROR to the owner, one log line) and asks the io for
+ * nothing more but release. The io never resets or ends the stream itself from inside a
+ * callback: the mux may be in the middle of reading a frame or planning output. */
 struct mux_stream_io {
-	/* Contiguous room for at most `want` received bytes; 0 when there is none. */
-	size_t (*rx_reserve)(void *ctx, size_t want, uint8_t **span);
-	void (*rx_commit)(void *ctx, size_t n);
+	/* Contiguous room for at most `want` received bytes: its size (0 when there is none),
+	 * or WH_E* when the store failed. */
+	long (*rx_reserve)(void *ctx, size_t want, uint8_t **span);
+	/* The first n bytes of the reserved room hold data: WH_OK, or WH_E* when the store
+	 * failed (the bytes count as delivered). */
+	int (*rx_commit)(void *ctx, size_t n);
 	/* Most bytes the store can ever hold: the window never grows past it. */
 	size_t (*rx_capacity)(void *ctx);
-	/* Up to two spans of bytes to send, starting `offset` bytes in; returns the count. */
+	/* Up to two spans of bytes to send, starting `offset` bytes in: the span count, or WH_E*
+	 * when the source failed. Bytes returned once must be returned again, at the same
+	 * place, until consumed (frames are planned from them): only a call that asks past
+	 * them may fail. */
 	int (*tx_peek)(void *ctx, size_t offset, struct iovec iov[2]);
 	void (*tx_consume)(void *ctx, size_t n);
 	void (*release)(void *ctx);
@@ -94,8 +105,8 @@ struct mux_callbacks {
 	void (*on_closed)(struct mux *mux, int error, void *user);
 	/* A PONG answered our PING: rtt in seconds. */
 	void (*on_pong)(struct mux *mux, double rtt, void *user);
-	/* mux_timer has something to do sooner than it last said: call it again soon (from the
-	 * loop, not from inside this callback). */
+	/* mux_timer has something to do sooner than it last said (a deadline, or events to
+	 * deliver): call it again soon (from the loop, not from inside this callback). */
 	void (*on_timer_changed)(struct mux *mux, void *user);
 };
 

@@ -182,6 +182,20 @@ long ring_consumer_peek(struct ring_consumer *c, struct iovec iov[2], int *spans
 	return held;
 }
 
+long ring_consumer_peek_at(struct ring_consumer *c, size_t offset, struct iovec iov[2], int *spans)
+{
+	*spans = 0;
+	long held = consumer_refresh(c);
+	uint64_t known = c->head_seen - c->tail; /* on a bad head: what it showed before */
+	if (held < 0 && offset >= known)
+		return held;
+	if (offset >= known)
+		return 0;
+	size_t past = (size_t)(known - offset);
+	*spans = spans_at(c->data, c->capacity, c->tail + offset, past, iov);
+	return (long)past;
+}
+
 void ring_consumer_consume(struct ring_consumer *c, size_t n)
 {
 	c->tail += n;

@@ -142,6 +142,11 @@ long ring_producer_pending(struct ring_producer *p);
 /* Held bytes as up to two spans. Returns the byte count, or WH_ERING_CORRUPT when the
  * producer's head is impossible. */
 long ring_consumer_peek(struct ring_consumer *c, struct iovec iov[2], int *spans);
+/* Held bytes from `offset` past our tail, as up to two spans. Bytes returned once are
+ * returned again (same offset) even if the producer corrupts its head meanwhile, so a sender
+ * that planned frames from them can still send them: a bad head is WH_ERING_CORRUPT only for
+ * a call that asks past the bytes already checked. Returns the byte count past offset. */
+long ring_consumer_peek_at(struct ring_consumer *c, size_t offset, struct iovec iov[2], int *spans);
 void ring_consumer_consume(struct ring_consumer *c, size_t n);
 /* Copies out and consumes up to n bytes; returns bytes read or WH_ERING_CORRUPT. */
 long ring_consumer_read(struct ring_consumer *c, void *dst, size_t n);

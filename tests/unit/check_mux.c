@@ -382,6 +382,158 @@ START_TEST(test_reset_carries_code_and_message)
 }
 END_TEST
 
+/* ---- a stream io that fails on request ----------------------------------------------- */
+
+struct faulty_io {
+	uint8_t tx[256];
+	size_t tx_length, tx_consumed;
+	bool tx_broken; /* asking past the bytes it holds fails */
+	uint8_t rx[256];
+	size_t rx_length;
+	int rx_reserve_error, rx_commit_error;
+	int rx_commits;
+	bool released;
+};
+
+static long faulty_rx_reserve(void *ctx, size_t want, uint8_t **span)
+{
+	struct faulty_io *io = ctx;
+	*span = io->rx + io->rx_length;
+	if (io->rx_reserve_error)
+		return io->rx_reserve_error;
+	size_t room = sizeof io->rx - io->rx_length;
+	return (long)(room < want ? room : want);
+}
+static int faulty_rx_commit(void *ctx, size_t n)
+{
+	struct faulty_io *io = ctx;
+	io->rx_length += n;
+	io->rx_commits++;
+	return io->rx_commit_error;
+}
+static size_t faulty_rx_capacity(void *ctx)
+{
+	return sizeof ((struct faulty_io *)ctx)->rx;
+}
+static int faulty_tx_peek(void *ctx, size_t offset, struct iovec iov[2])
+{
+	struct faulty_io *io = ctx;
+	size_t held = io->tx_length - io->tx_consumed;
+	if (offset >= held)
+		return io->tx_broken ? WH_ERING_CORRUPT : 0;
+	iov[0].iov_base = io->tx + io->tx_consumed + offset;
+	iov[0].iov_len = held - offset;
+	return 1;
+}
+static void faulty_tx_consume(void *ctx, size_t n)
+{
+	((struct faulty_io *)ctx)->tx_consumed += n;
+}
+static void faulty_release(void *ctx)
+{
+	((struct faulty_io *)ctx)->released = true;
+}
+static const struct mux_stream_io faulty_io_ops = {
+	.rx_reserve = faulty_rx_reserve,
+	.rx_commit = faulty_rx_commit,
+	.rx_capacity = faulty_rx_capacity,
+	.tx_peek = faulty_tx_peek,
+	.tx_consume = faulty_tx_consume,
+	.release = faulty_release,
+};
+
+static struct mux_stream *open_faulty(struct link *link, struct faulty_io *io, int *error_events,
+				      struct mux_stream **accepted)
+{
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link->client, "svc", &c), WH_OK);
+	mux_stream_set_io(c, &faulty_io_ops, io);
+	mux_stream_set_handler(c, count_error_events, error_events);
+	pump(link);
+	*accepted = mux_accept(link->server);
+	ck_assert_ptr_nonnull(*accepted);
+	return c;
+}
+
+/* An io callback that fails resets its stream, once, with its code: the peer gets the
+ * ERROR after every byte planned before the failure, the owner an error event, and the
+ * connection and its other streams go on. */
+START_TEST(test_io_failure_resets_one_stream)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+
+	/* the send source fails while output is planned */
+	struct faulty_io tx_io = { .tx_length = 5 };
+	memcpy(tx_io.tx, "hello", 5);
+	int tx_errors = 0;
+	struct mux_stream *s1, *c1 = open_faulty(&link, &tx_io, &tx_errors, &s1);
+	mux_stream_kick(c1);
+	pump(&link);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s1, buf, sizeof buf), 5);
+	ck_assert(memcmp(buf, "hello", 5) == 0);
+	tx_io.tx_broken = true;
+	int timer_changes = link.timer_changes;
+	mux_stream_kick(c1);
+	/* the owner hears of it from the loop (mux_timer), not from inside the gather; the
+	 * gather that found the failure already carries the ERROR */
+	struct iovec iov[8];
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 8), 0);
+	ck_assert_int_eq(mux_stream_error(c1), WH_ERING_CORRUPT);
+	ck_assert_int_gt(link.timer_changes, timer_changes);
+	ck_assert_int_eq(tx_errors, 0);
+	mux_timer(link.client, link.now);
+	ck_assert_int_eq(tx_errors, 1);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(s1));
+	ck_assert_uint_eq(mux_stream_remote_code(s1), FRAME_ERR_ENDPOINT_GONE);
+	ck_assert_int_eq(tx_errors, 1); /* once */
+
+	/* the receive store fails on reserve, then on commit (the bytes counted as delivered) */
+	struct faulty_io rx_io = { .rx_reserve_error = WH_ERING_CORRUPT };
+	int rx_errors = 0;
+	struct mux_stream *s2, *c2 = open_faulty(&link, &rx_io, &rx_errors, &s2);
+	ck_assert_int_eq(mux_stream_write(s2, "data", 4), 4);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(c2), WH_ERING_CORRUPT);
+	ck_assert_int_eq(rx_errors, 1);
+	ck_assert_uint_eq(mux_stream_remote_code(s2), FRAME_ERR_ENDPOINT_GONE);
+
+	struct faulty_io commit_io = { .rx_commit_error = WH_ERING_CORRUPT };
+	int commit_errors = 0;
+	struct mux_stream *s3, *c3 = open_faulty(&link, &commit_io, &commit_errors, &s3);
+	ck_assert_int_eq(mux_stream_write(s3, "more", 4), 4);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_error(c3), WH_ERING_CORRUPT);
+	ck_assert_int_eq(commit_errors, 1);
+	ck_assert(mux_stream_is_finished(s3));
+	ck_assert_int_lt(mux_stream_write(s3, "again", 5), 0);
+	pump(&link);
+	ck_assert_int_eq(commit_io.rx_commits, 1); /* not asked again after the failure */
+	ck_assert_int_eq(commit_errors, 1);
+
+	/* the connection is fine */
+	ck_assert(!mux_is_closed(link.client) && !mux_is_closed(link.server));
+	struct mux_stream *c4, *s4;
+	ck_assert_int_eq(mux_open_stream(link.client, "svc", &c4), WH_OK);
+	ck_assert_int_eq(mux_stream_write(c4, "ok", 2), 2);
+	pump(&link);
+	s4 = mux_accept(link.server);
+	ck_assert_int_eq(mux_stream_read(s4, buf, sizeof buf), 2);
+
+	/* each io is released once its stream is */
+	mux_stream_release(c1);
+	mux_stream_release(c2);
+	mux_stream_release(c3);
+	pump(&link);
+	mux_timer(link.client, link.now);
+	ck_assert(tx_io.released && rx_io.released && commit_io.released);
+	link_close(&link);
+}
+END_TEST
+
 START_TEST(test_accept_backlog)
 {
 	struct mux_config config = test_config();
@@ -1019,6 +1171,7 @@ int main(void)
 
 	TCase *errors = tcase_create("errors");
 	tcase_add_test(errors, test_reset_carries_code_and_message);
+	tcase_add_test(errors, test_io_failure_resets_one_stream);
 	tcase_add_test(errors, test_accept_backlog);
 	tcase_add_test(errors, test_duplicate_handshake_is_a_stream_error);
 	tcase_add_test(errors, test_window_violation_is_a_stream_error);

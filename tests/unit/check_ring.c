@@ -132,6 +132,48 @@ START_TEST(test_hostile_positions)
 }
 END_TEST
 
+/* peek_at: bytes past an offset; bytes once returned stay returned when the producer then
+ * corrupts its head (frames planned from them can still be sent); new bytes need a good head. */
+START_TEST(test_peek_at_keeps_checked_bytes)
+{
+	void *memory = new_segment(CAPACITY);
+	struct ring_segment *s = memory;
+	struct ring_producer p;
+	struct ring_consumer c;
+	struct iovec iov[2];
+	int spans;
+	ring_producer_attach(&p, memory, CAPACITY, 0);
+	ring_consumer_attach(&c, memory, CAPACITY, 0);
+	char out[CAPACITY];
+	/* near the end of the ring, so the bytes wrap */
+	ck_assert_int_eq(ring_producer_write(&p, out, CAPACITY - 4), CAPACITY - 4);
+	ck_assert_int_eq(ring_consumer_read(&c, out, CAPACITY - 4), CAPACITY - 4);
+	ck_assert_int_eq(ring_producer_write(&p, "abcdefghij", 10), 10);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 0, iov, &spans), 10);
+	ck_assert_int_eq(spans, 2);
+	ck_assert_int_eq(iov[0].iov_len, 4);
+	ck_assert(memcmp(iov[0].iov_base, "abcd", 4) == 0);
+	ck_assert(memcmp(iov[1].iov_base, "efghij", 6) == 0);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 6, iov, &spans), 4);
+	ck_assert_int_eq(spans, 1);
+	ck_assert(memcmp(iov[0].iov_base, "ghij", 4) == 0);
+	/* the head goes bad: checked bytes are still there, anything past them is an error */
+	atomic_store(&s->rings[0].head, UINT64_MAX);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 2, iov, &spans), 8);
+	ck_assert(memcmp(iov[0].iov_base, "cd", 2) == 0);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 10, iov, &spans), WH_ERING_CORRUPT);
+	ck_assert_int_eq(spans, 0);
+	ring_consumer_consume(&c, 10);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 0, iov, &spans), WH_ERING_CORRUPT);
+	/* a good head again: new bytes are seen once the checked ones are used up */
+	atomic_store(&s->rings[0].head, (uint64_t)CAPACITY - 4 + 10);
+	ck_assert_int_eq(ring_producer_write(&p, "kl", 2), 2);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 0, iov, &spans), 2);
+	ck_assert_int_eq(ring_consumer_peek_at(&c, 2, iov, &spans), 0);
+	free(memory);
+}
+END_TEST
+
 START_TEST(test_end_states)
 {
 	void *memory = new_segment(CAPACITY);
@@ -310,6 +352,7 @@ int main(void)
 	tcase_add_test(tc, test_segment_header_checks);
 	tcase_add_test(tc, test_write_read_wraps);
 	tcase_add_test(tc, test_hostile_positions);
+	tcase_add_test(tc, test_peek_at_keeps_checked_bytes);
 	tcase_add_test(tc, test_end_states);
 	tcase_add_test(tc, test_wake_flags);
 	tcase_add_test(tc, test_two_threads_no_lost_wakeups);
