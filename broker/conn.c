@@ -52,6 +52,7 @@ struct conn {
 
 int conn_shared_init(struct conn_shared *shared, struct mux_budget *budget)
 {
+	*shared = (struct conn_shared){ 0 }; /* callers set next_conn_id after, if they number */
 	shared->budget = budget;
 	shared->read_area_size = CONN_READ_AREA_SIZE;
 	shared->read_area = malloc(shared->read_area_size);

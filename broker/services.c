@@ -1,6 +1,8 @@
-/* The broker's built-in services, served to streams that peers open: echo and discard. */
+/* Who serves a name: the built-in services (echo and discard) and the registry of listening apps. */
 #include "config.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "services.h"
@@ -62,4 +64,138 @@ int services_attach(struct mux_stream *stream, const char *service)
 	else
 		return WH_ENO_SERVICE;
 	return WH_OK;
+}
+
+/* ---- the listener registry ----------------------------------------------------------- */
+
+struct service_listener {
+	struct service_listener *next; /* in its bucket */
+	void *owner;
+	char service[]; /* NUL-terminated */
+};
+
+/* FNV-1a: names are short and chosen by apps; the table only needs spread, not secrecy,
+ * because a name's bucket costs its owner, who also pays the per-app listener limit. */
+static size_t name_hash(const char *name)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		h ^= *p;
+		h *= 1099511628211ull;
+	}
+	return (size_t)(h ^ (h >> 32));
+}
+
+static struct service_listener **bucket_of(const struct service_registry *registry,
+					   const char *service)
+{
+	return &registry->buckets[name_hash(service) & (registry->bucket_count - 1)];
+}
+
+void service_registry_init(struct service_registry *registry)
+{
+	memset(registry, 0, sizeof *registry);
+}
+
+void service_registry_free(struct service_registry *registry)
+{
+	for (size_t i = 0; i < registry->bucket_count; i++) {
+		while (registry->buckets[i]) {
+			struct service_listener *l = registry->buckets[i];
+			registry->buckets[i] = l->next;
+			free(l);
+		}
+	}
+	free(registry->buckets);
+	memset(registry, 0, sizeof *registry);
+}
+
+void *service_registry_find(const struct service_registry *registry, const char *service)
+{
+	if (registry->count == 0)
+		return NULL;
+	for (struct service_listener *l = *bucket_of(registry, service); l; l = l->next)
+		if (strcmp(l->service, service) == 0)
+			return l->owner;
+	return NULL;
+}
+
+/* Doubles the bucket array (16 at first) once entries outnumber buckets. */
+static int registry_grow(struct service_registry *registry)
+{
+	size_t count = registry->bucket_count ? registry->bucket_count * 2 : 16;
+	struct service_listener **buckets = calloc(count, sizeof *buckets);
+	if (!buckets)
+		return WH_ENOMEM;
+	for (size_t i = 0; i < registry->bucket_count; i++) {
+		while (registry->buckets[i]) {
+			struct service_listener *l = registry->buckets[i];
+			registry->buckets[i] = l->next;
+			size_t at = name_hash(l->service) & (count - 1);
+			l->next = buckets[at];
+			buckets[at] = l;
+		}
+	}
+	free(registry->buckets);
+	registry->buckets = buckets;
+	registry->bucket_count = count;
+	return WH_OK;
+}
+
+int service_registry_add(struct service_registry *registry, const char *service, void *owner)
+{
+	if (service_registry_find(registry, service))
+		return WH_ESERVICE_TAKEN;
+	if (registry->count >= registry->bucket_count && registry_grow(registry) != WH_OK)
+		return WH_ENOMEM;
+	size_t length = strlen(service);
+	struct service_listener *l = malloc(sizeof *l + length + 1);
+	if (!l)
+		return WH_ENOMEM;
+	memcpy(l->service, service, length + 1);
+	l->owner = owner;
+	struct service_listener **bucket = bucket_of(registry, service);
+	l->next = *bucket;
+	*bucket = l;
+	registry->count++;
+	return WH_OK;
+}
+
+int service_registry_remove(struct service_registry *registry, const char *service,
+			    const void *owner)
+{
+	if (registry->count == 0)
+		return WH_ENO_SERVICE;
+	for (struct service_listener **link = bucket_of(registry, service); *link;
+	     link = &(*link)->next) {
+		struct service_listener *l = *link;
+		if (strcmp(l->service, service) == 0) {
+			if (l->owner != owner)
+				return WH_ENO_SERVICE;
+			*link = l->next;
+			free(l);
+			registry->count--;
+			return WH_OK;
+		}
+	}
+	return WH_ENO_SERVICE;
+}
+
+size_t service_registry_remove_owner(struct service_registry *registry, const void *owner)
+{
+	size_t removed = 0;
+	for (size_t i = 0; i < registry->bucket_count; i++) {
+		for (struct service_listener **link = &registry->buckets[i]; *link;) {
+			struct service_listener *l = *link;
+			if (l->owner == owner) {
+				*link = l->next;
+				free(l);
+				removed++;
+			} else {
+				link = &l->next;
+			}
+		}
+	}
+	registry->count -= removed;
+	return removed;
 }

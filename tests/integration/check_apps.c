@@ -115,7 +115,7 @@ START_TEST(test_half_close_and_errors)
 	ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "nobody-listens", 1000, &s), WH_ENO_SERVICE);
 	ck_assert_int_eq(wh_listen(client, "mine"), WH_OK);
 	wh_client *other = app_attach(&p.b);
-	ck_assert_int_eq(wh_listen(other, "mine"), WH_ELIMIT);
+	ck_assert_int_eq(wh_listen(other, "mine"), WH_ESERVICE_TAKEN);
 	ck_assert_int_eq(wh_accept(other, 0, &s), WH_EWOULDBLOCK);
 	ck_assert_int_eq(wh_accept(other, 50, &s), WH_ETIMEOUT);
 	/* a deadline bounds a blocking read */

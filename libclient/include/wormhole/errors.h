@@ -48,7 +48,8 @@ extern "C" {
 	X(ELIMIT, -38, "a configured limit was reached")                                        \
 	X(EAPP_GONE, -39, "the app at the other end of the stream went away")                   \
 	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")                       \
-	X(EDESCRIPTORS, -41, "out of file descriptors")
+	X(EDESCRIPTORS, -41, "out of file descriptors")                                         \
+	X(ESERVICE_TAKEN, -42, "another app listens on that service")
 
 enum wh_error {
 	WH_OK = 0,

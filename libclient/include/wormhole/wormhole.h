@@ -98,7 +98,7 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
 		      wh_stream **out);
 /* Streams opened to `service` ("" is the default service) are delivered to wh_accept.
- * Errors: WH_ELIMIT (another app listens on it), WH_EBROKER_GONE, WH_EINVAL. */
+ * Errors: WH_ESERVICE_TAKEN (another app listens on it), WH_EBROKER_GONE, WH_EINVAL. */
 WH_EXPORT int wh_listen(wh_client *client, const char *service);
 /* Stops listening; streams already queued for wh_accept stay there. Errors: WH_ENO_SERVICE
  * (this client does not listen on it), WH_EBROKER_GONE, WH_EINVAL. */

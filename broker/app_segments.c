@@ -1,0 +1,112 @@
+/* Shared-memory segments and the descriptors apps wait on, all from the descriptor budget. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "apps_internal.h"
+
+int errno_error(void)
+{
+	return errno == EMFILE || errno == ENFILE ? WH_EDESCRIPTORS
+	       : errno == ENOMEM		  ? WH_ENOMEM
+						  : WH_ESYSTEM;
+}
+
+int budget_eventfd(struct apps *apps, enum fd_use use)
+{
+	if (!fd_budget_take(apps->fds, 1, use))
+		return WH_EDESCRIPTORS;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	return fd;
+}
+
+void budget_close(struct apps *apps, int fd)
+{
+	if (fd < 0)
+		return;
+	close(fd);
+	fd_budget_give(apps->fds, 1);
+}
+
+int segment_create(struct apps *apps, struct segment *seg, uint32_t capacity, uint64_t handle)
+{
+	uint8_t random[8];
+	char name[40];
+	randombytes_buf(random, sizeof random); /* names only tell segments apart in /proc */
+	snprintf(name, sizeof name, "wormhole-%02x%02x%02x%02x%02x%02x%02x%02x", random[0], random[1],
+		 random[2], random[3], random[4], random[5], random[6], random[7]);
+	seg->capacity = capacity;
+	seg->size = ring_segment_size(capacity);
+	if (!fd_budget_take(apps->fds, 1, FD_USE_STREAM))
+		return WH_EDESCRIPTORS;
+	seg->memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (seg->memfd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	if (ftruncate(seg->memfd, (off_t)seg->size) < 0 ||
+	    fcntl(seg->memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return errno_error(); /* the caller's segment_destroy closes it */
+	seg->memory = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, seg->memfd, 0);
+	if (seg->memory == MAP_FAILED) {
+		seg->memory = NULL;
+		return WH_ENOMEM;
+	}
+	return ring_segment_init(seg->memory, seg->size, capacity, handle);
+}
+
+void segment_drop_fd(struct apps *apps, struct segment *seg)
+{
+	budget_close(apps, seg->memfd);
+	seg->memfd = -1;
+}
+
+void segment_destroy(struct apps *apps, struct segment *seg)
+{
+	if (seg->memory)
+		munmap(seg->memory, seg->size);
+	seg->memory = NULL;
+	segment_drop_fd(apps, seg);
+}
+
+void wake_eventfd(int efd)
+{
+	uint64_t one = 1;
+	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
+}
+
+void wake_app(const struct shm_stream *s)
+{
+	static const char byte = 1;
+	if (s->wake_app >= 0) /* a full pipe already means "wake up" (EAGAIN, SIGPIPE ignored) */
+		(void)!write(s->wake_app, &byte, 1);
+}
+
+int budget_wake_pipe(struct apps *apps, int ours[2])
+{
+	int fds[2];
+	ours[0] = ours[1] = -1;
+	if (!fd_budget_take(apps->fds, 2, FD_USE_STREAM))
+		return WH_EDESCRIPTORS;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 2);
+		return error;
+	}
+	ours[0] = fds[1];
+	ours[1] = fds[0];
+	return WH_OK;
+}

@@ -1,0 +1,400 @@
+/* App sessions: attach, the messages an app sends, its limits, and its end (dropped sessions are freed from the loop's prepare step). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "apps_internal.h"
+
+static uint64_t segment_bytes(const struct apps *apps)
+{
+	return ring_segment_size(apps->config.ring_capacity);
+}
+
+static uint64_t ring_memory_limit(const struct apps *apps)
+{
+	return apps->config.max_ring_memory ? apps->config.max_ring_memory
+					    : (uint64_t)apps->config.max_streams * segment_bytes(apps);
+}
+
+int session_admit(const struct app_session *c, const char **why)
+{
+	const struct apps *apps = c->apps;
+	if (c->counters.streams >= apps->config.max_streams) {
+		*why = "too many streams for this app";
+		return WH_ELIMIT;
+	}
+	if (c->counters.ring_bytes + segment_bytes(apps) > ring_memory_limit(apps)) {
+		*why = "the app's shared-memory limit is reached";
+		return WH_ELIMIT;
+	}
+	return WH_OK;
+}
+
+int listener_admit(const struct app_session *listener, const char **why)
+{
+	if (listener->counters.unaccepted >= listener->apps->config.accept_backlog) {
+		*why = "the listening app's accept queue is full";
+		return WH_EACCEPT_QUEUE_FULL;
+	}
+	return session_admit(listener, why);
+}
+
+struct app_session *session_by_id(struct apps *apps, const char *id)
+{
+	for (struct app_session *c = apps->clients; c; c = c->next)
+		if (strcmp(c->id, id) == 0 && !c->closing)
+			return c;
+	return NULL;
+}
+
+/* ---- listeners --------------------------------------------------------------------- */
+
+static void handle_listen(struct app_session *c, const struct ctl_msg *req, bool listen)
+{
+	struct apps *apps = c->apps;
+	const char *service = req->service[0] ? req->service : "(default)";
+	if (!listen) {
+		if (service_registry_remove(&apps->services, req->service, c) != WH_OK) {
+			session_send_result(c, req->request_id, WH_ENO_SERVICE, "not listening on that service");
+			return;
+		}
+		c->listening--;
+		log_write(apps->log, LOG_INFO, "apps", "client=%s stops listening on service=%s", c->id,
+			  service);
+		session_send_result(c, req->request_id, WH_OK, "");
+		return;
+	}
+	int error = service_registry_add(&apps->services, req->service, c);
+	if (error != WH_OK) {
+		session_send_result(c, req->request_id, error, NULL);
+		return;
+	}
+	c->listening++;
+	log_write(apps->log, LOG_INFO, "apps", "client=%s listens on service=%s", c->id, service);
+	session_send_result(c, req->request_id, WH_OK, "");
+}
+
+/* RELEASE (the app is done with the stream) or ACCEPTED (wh_accept took it from the queue):
+ * found by its handle in O(1); a handle that is not this app's (gone, or another app's) is
+ * ignored. */
+static void handle_stream_message(struct app_session *c, uint64_t handle, bool release)
+{
+	struct app_handle *h = stream_table_find(&c->apps->handles, handle);
+	if (h && h->kind == HANDLE_STREAM) {
+		struct shm_stream *s = (struct shm_stream *)h;
+		if (s->client != c)
+			return;
+		if (release) {
+			shm_detach_client(s, WH_OK, NULL);
+		} else if (s->awaiting_accept) {
+			s->awaiting_accept = false;
+			c->counters.unaccepted--;
+		}
+	} else if (h) {
+		struct pair_end *e = (struct pair_end *)h;
+		struct local_pair *p = e->pair;
+		if (p->ends[e->end] != c)
+			return;
+		if (release) {
+			pair_detach(p, e->end, false);
+		} else if (e->end == 1 && p->awaiting_accept) {
+			p->awaiting_accept = false;
+			c->counters.unaccepted--;
+		}
+	}
+}
+
+/* ---- sessions ---------------------------------------------------------------------- */
+
+/* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over
+ * (from the budget: segment_drop_fd-like budget_close when done), or a negative WH_E* code. */
+static int doorbell_create(struct app_session *c)
+{
+	struct apps *apps = c->apps;
+	c->slot_count = (apps->config.max_streams + 63) / 64 * 64;
+	c->slots = calloc(c->slot_count, sizeof *c->slots);
+	c->notify_size = notify_segment_size(c->slot_count);
+	if (!c->slots)
+		return WH_ENOMEM;
+	c->doorbell = budget_eventfd(apps, FD_USE_SESSION);
+	if (c->doorbell < 0)
+		return c->doorbell;
+	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
+		return WH_EDESCRIPTORS;
+	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (memfd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	int error = WH_OK;
+	if (ftruncate(memfd, (off_t)c->notify_size) < 0 ||
+	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		error = errno_error();
+	c->notify = error ? MAP_FAILED
+			  : mmap(NULL, c->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (c->notify == MAP_FAILED) {
+		c->notify = NULL;
+		budget_close(apps, memfd);
+		return error ? error : WH_ENOMEM;
+	}
+	c->notify->magic = NOTIFY_MAGIC;
+	c->notify->slots = c->slot_count;
+	atomic_store(&c->notify->armed, 1);
+	ev_io_init(&c->doorbell_watcher, on_doorbell, c->doorbell, EV_READ);
+	c->doorbell_watcher.data = c;
+	ev_io_start(apps->loop, &c->doorbell_watcher);
+	return memfd;
+}
+
+static void send_stats(struct app_session *c, uint32_t request_id)
+{
+	const struct apps *apps = c->apps;
+	struct ctl_msg reply = { .type = CTL_STATS_REPLY, .request_id = request_id,
+				 .stats_count = CTL_STAT_COUNT };
+	reply.stats[CTL_STAT_STREAMS] = c->counters.streams;
+	reply.stats[CTL_STAT_STREAMS_OPENED] = c->counters.streams_opened;
+	reply.stats[CTL_STAT_STREAMS_ACCEPTED] = c->counters.streams_accepted;
+	reply.stats[CTL_STAT_RING_BYTES] = c->counters.ring_bytes;
+	reply.stats[CTL_STAT_RING_BYTES_LIMIT] = ring_memory_limit(apps);
+	reply.stats[CTL_STAT_MAX_STREAMS] = apps->config.max_streams;
+	reply.stats[CTL_STAT_BYTES_SENT] = c->counters.bytes_sent;
+	reply.stats[CTL_STAT_BYTES_RECEIVED] = c->counters.bytes_received;
+	reply.stats[CTL_STAT_BROKER_CLIENTS] = apps->stats.clients;
+	reply.stats[CTL_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
+	session_send(c, &reply, NULL, 0);
+}
+
+static void handle_message(struct app_session *c, const struct ctl_msg *msg)
+{
+	if (!c->welcomed && msg->type != CTL_HELLO) {
+		c->apps->stats.protocol_errors++;
+		session_send_result(c, msg->request_id, WH_EPROTOCOL, "the first message must be HELLO");
+		flush_queue(c);
+		session_drop(c, "first message was not HELLO");
+		return;
+	}
+	switch (msg->type) {
+	case CTL_HELLO: {
+		if (c->welcomed || msg->version != CTL_VERSION) {
+			c->apps->stats.protocol_errors++;
+			session_send_result(c, msg->request_id, WH_EPROTOCOL,
+				    c->welcomed ? "HELLO was already said" : "unsupported protocol version");
+			flush_queue(c);
+			session_drop(c, "bad HELLO");
+			return;
+		}
+		int notify_fd = doorbell_create(c);
+		if (notify_fd < 0) {
+			session_send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
+			flush_queue(c);
+			session_drop(c, wh_strerror(notify_fd));
+			return;
+		}
+		c->welcomed = true;
+		struct ctl_msg welcome = { .type = CTL_WELCOME, .request_id = msg->request_id,
+					   .version = CTL_VERSION, .max_streams = c->slot_count,
+					   .ring_capacity = c->apps->config.ring_capacity };
+		randombytes_buf(welcome.client_id, sizeof welcome.client_id);
+		for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
+			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
+		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
+			  (int)c->pid, (int)c->uid);
+		int fds[2] = { c->doorbell, notify_fd };
+		int rc = session_send(c, &welcome, fds, 2);
+		budget_close(c->apps, notify_fd);
+		if (rc != WH_OK)
+			session_drop(c, wh_strerror(rc));
+		return;
+	}
+	case CTL_OPEN:
+		open_through_pool(c, msg);
+		return;
+	case CTL_LISTEN:
+	case CTL_UNLISTEN:
+		handle_listen(c, msg, msg->type == CTL_LISTEN);
+		return;
+	case CTL_RELEASE:
+	case CTL_ACCEPTED:
+		handle_stream_message(c, msg->handle, msg->type == CTL_RELEASE);
+		return;
+	case CTL_STATS:
+		send_stats(c, msg->request_id);
+		return;
+	default:
+		c->apps->stats.protocol_errors++;
+		session_send_result(c, msg->request_id, WH_EPROTOCOL, "message type not accepted from an app");
+		session_drop(c, "broker-only message type from an app");
+		return;
+	}
+}
+
+static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct app_session *c = w->data;
+	(void)loop;
+	(void)revents;
+	for (int i = 0; i < 64 && !c->closing; i++) {
+		uint8_t buffer[CTL_MESSAGE_MAX + 1];
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} control;
+		struct iovec iov = { buffer, sizeof buffer };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+				      .msg_controllen = sizeof control.buf };
+		ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n <= 0) {
+			session_drop(c, n == 0 ? "detached" : strerror(errno));
+			return;
+		}
+		/* Apps send no fds: close any they pass (never keep them) and end the session. */
+		unsigned passed = 0;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
+					close(fd);
+					passed++;
+				}
+		struct ctl_msg decoded;
+		const char *why = NULL;
+		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+			why = "control message too long";
+		else if (passed)
+			why = "descriptors attached to a control message";
+		else if (ctl_decode(buffer, (size_t)n, &decoded) != WH_OK)
+			why = "malformed control message";
+		if (why) {
+			c->apps->stats.protocol_errors++;
+			session_send_result(c, 0, WH_EPROTOCOL, why);
+			flush_queue(c);
+			session_drop(c, why);
+			return;
+		}
+		handle_message(c, &decoded);
+	}
+}
+
+static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	flush_queue(w->data);
+}
+
+void session_start(struct apps *apps, int fd)
+{
+	struct ucred cred = { 0 };
+	socklen_t len = sizeof cred;
+	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	struct app_session *c = calloc(1, sizeof *c);
+	if (!c) {
+		log_write(apps->log, LOG_WARN, "apps", "attach refused: out of memory");
+		budget_close(apps, fd);
+		return;
+	}
+	c->apps = apps;
+	c->fd = fd;
+	c->doorbell = -1;
+	c->pid = cred.pid;
+	c->uid = cred.uid;
+	ev_io_init(&c->reader, on_client_readable, fd, EV_READ);
+	ev_io_init(&c->writer, on_client_writable, fd, EV_WRITE);
+	c->reader.data = c->writer.data = c;
+	ev_io_start(apps->loop, &c->reader);
+	c->next = apps->clients;
+	apps->clients = c;
+	apps->stats.clients++;
+	apps->stats.clients_total++;
+}
+
+void session_drop(struct app_session *c, const char *why)
+{
+	struct apps *apps = c->apps;
+	if (c->closing)
+		return;
+	c->closing = true;
+	bool orderly = strcmp(why, "detached") == 0 || strcmp(why, "broker stopping") == 0;
+	log_write(apps->log, orderly ? LOG_INFO : LOG_WARN, "apps",
+		  "client=%s pid=%d dropped: %s (%u streams)", c->id[0] ? c->id : "-", (int)c->pid, why,
+		  c->counters.streams);
+	while (!LIST_EMPTY(&c->shm_streams))
+		shm_detach_client(LIST_FIRST(&c->shm_streams), WH_EAPP_GONE, "the app went away");
+	/* both ends are c's when an app opened a stream to its own listener: the pair goes with
+	 * the second */
+	while (!LIST_EMPTY(&c->pair_ends)) {
+		struct pair_end *e = LIST_FIRST(&c->pair_ends);
+		pair_detach(e->pair, e->end, true);
+	}
+	if (c->listening)
+		service_registry_remove_owner(&apps->services, c);
+	c->listening = 0;
+	ev_io_stop(apps->loop, &c->reader);
+	ev_io_stop(apps->loop, &c->writer);
+	ev_io_stop(apps->loop, &c->doorbell_watcher);
+	budget_close(apps, c->doorbell);
+	c->doorbell = -1;
+	if (c->notify)
+		munmap(c->notify, c->notify_size);
+	free(c->slots);
+	while (c->queue_count) {
+		queued_free(apps, c->queue[c->queue_head]);
+		c->queue_head = (c->queue_head + 1) % c->queue_max;
+		c->queue_count--;
+	}
+	free(c->queue);
+	c->queue = NULL;
+	budget_close(apps, c->fd);
+	c->fd = -1;
+	for (struct app_session **link = &apps->clients; *link; link = &(*link)->next)
+		if (*link == c) {
+			*link = c->next;
+			break;
+		}
+	apps->stats.clients--;
+	c->next = apps->dropped;
+	apps->dropped = c;
+	ev_prepare_start(apps->loop, &apps->reaper);
+}
+
+void sessions_free_dropped(struct apps *apps)
+{
+	while (apps->dropped) {
+		struct app_session *c = apps->dropped;
+		apps->dropped = c->next;
+		free(c);
+	}
+}
+
+void session_drop_later(struct app_session *c, const char *why)
+{
+	if (c->closing || c->drop_reason)
+		return;
+	c->drop_reason = why;
+	ev_prepare_start(c->apps->loop, &c->apps->reaper);
+}
+
+void on_sessions_reap(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct apps *apps = w->data;
+	(void)revents;
+	ev_prepare_stop(loop, w);
+	for (struct app_session *c = apps->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->drop_reason)
+			session_drop(c, c->drop_reason);
+	}
+	sessions_free_dropped(apps);
+}

@@ -1,0 +1,309 @@
+/* App streams joined to a mux stream: the mux_stream_io adapter over the two rings, the doorbell, and the stream's life as its app and its mux stream each let go. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apps_internal.h"
+
+/* ---- streams joined to a mux stream ------------------------------------------------ */
+
+static void shm_free_if_done(struct shm_stream *s)
+{
+	if (s->client || s->stream)
+		return;
+	budget_close(s->apps, s->wake_app);
+	budget_close(s->apps, s->wake_app_peer);
+	segment_destroy(s->apps, &s->seg);
+	s->apps->stats.streams--;
+	free(s);
+}
+
+/* The app broke a ring of the stream: counted and logged against the app here; the stream
+ * ends (on both sides) through the mux, which the caller tells. Returns WH_ERING_CORRUPT. */
+static int shm_corrupted(struct shm_stream *s, const char *which)
+{
+	s->apps->stats.ring_corruptions++;
+	log_write(s->apps->log, LOG_WARN, "apps", "client=%s stream=%llu: the app corrupted its %s ring",
+		  s->client ? s->client->id : "-", (unsigned long long)s->handle, which);
+	return WH_ERING_CORRUPT;
+}
+
+static long io_rx_reserve(void *ctx, size_t want, uint8_t **span)
+{
+	struct shm_stream *s = ctx;
+	struct iovec iov[2];
+	int spans;
+	*span = NULL;
+	long room = ring_producer_reserve(&s->to_app, iov, &spans);
+	if (room < 0)
+		return shm_corrupted(s, "receive");
+	if (spans == 0)
+		return 0;
+	*span = iov[0].iov_base;
+	return (long)(iov[0].iov_len < want ? iov[0].iov_len : want);
+}
+
+/* Passes the app's consumption to the mux and asks the app to ring when it consumes more,
+ * but only if that consumption could make a WINDOW_UPDATE due: a wake-up per read that
+ * carries no news would double the wake-ups of every request and response. Returns false
+ * if the app corrupted the ring. */
+static bool shm_track_consumption(struct shm_stream *s)
+{
+	long pending = ring_producer_pending(&s->to_app);
+	if (pending < 0)
+		return false;
+	uint64_t tail = s->to_app.tail_seen;
+	if (tail != s->reported_tail && s->stream) {
+		mux_stream_consumed(s->stream, (size_t)(tail - s->reported_tail));
+		s->reported_tail = tail;
+	}
+	if (s->stream && (size_t)pending >= mux_stream_consumption_until_update(s->stream)) {
+		ring_producer_prepare_wait(&s->to_app);
+		/* consumed meanwhile? then the app may not ring: report it now */
+		if (ring_producer_pending(&s->to_app) < pending)
+			return shm_track_consumption(s);
+	}
+	return true;
+}
+
+static int io_rx_commit(void *ctx, size_t n)
+{
+	struct shm_stream *s = ctx;
+	ring_producer_commit(&s->to_app, n);
+	if (s->client)
+		s->client->counters.bytes_received += n;
+	if (ring_producer_wake_needed(&s->to_app))
+		wake_app(s);
+	return shm_track_consumption(s) ? WH_OK : shm_corrupted(s, "receive");
+}
+
+static size_t io_rx_capacity(void *ctx)
+{
+	return ((struct shm_stream *)ctx)->seg.capacity;
+}
+
+static int io_tx_peek(void *ctx, size_t offset, struct iovec out[2])
+{
+	struct shm_stream *s = ctx;
+	int spans;
+	/* peek_at keeps the bytes it returned once, whatever the app writes afterwards: the
+	 * frames planned from them go out intact */
+	if (ring_consumer_peek_at(&s->from_app, offset, out, &spans) < 0)
+		return shm_corrupted(s, "send");
+	return spans;
+}
+
+static void io_tx_consume(void *ctx, size_t n)
+{
+	struct shm_stream *s = ctx;
+	ring_consumer_consume(&s->from_app, n);
+	if (s->client)
+		s->client->counters.bytes_sent += n;
+	if (ring_consumer_wake_needed(&s->from_app))
+		wake_app(s);
+}
+
+static void io_release(void *ctx)
+{
+	struct shm_stream *s = ctx;
+	s->stream = NULL;
+	if (s->client) {
+		/* The stream is over for the network and the app was told through the ring; the
+		 * app holds its own mapping and descriptors. Ours go now, not when the app gets
+		 * round to releasing it (an app that never accepts may never). */
+		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the rings say why */
+		s->wake_app = -1;
+		budget_close(s->apps, s->wake_app_peer);
+		s->wake_app_peer = -1;
+		segment_destroy(s->apps, &s->seg);
+		return;
+	}
+	shm_free_if_done(s);
+}
+
+static const struct mux_stream_io shm_io = {
+	.rx_reserve = io_rx_reserve,
+	.rx_commit = io_rx_commit,
+	.rx_capacity = io_rx_capacity,
+	.tx_peek = io_tx_peek,
+	.tx_consume = io_tx_consume,
+	.release = io_release,
+};
+
+/* What the app did since we last looked: wrote, read, closed, failed. */
+static void shm_service(struct shm_stream *s)
+{
+	for (int pass = 0; pass < 2 && s->stream && !mux_stream_is_finished(s->stream); pass++) {
+		struct iovec iov[2];
+		int spans, error;
+		long held = ring_consumer_peek(&s->from_app, iov, &spans);
+		if (held < 0 || !shm_track_consumption(s)) {
+			/* not inside a mux callback: the stream can be reset from here */
+			mux_stream_reset(s->stream, shm_corrupted(s, held < 0 ? "send" : "receive"),
+					 "the app corrupted a ring of the stream");
+			return;
+		}
+		if (held > 0)
+			mux_stream_kick(s->stream);
+		enum ring_end_state state = ring_consumer_peer_state(&s->from_app, &error);
+		if (state == RING_CLOSED && !s->write_close_seen) {
+			s->write_close_seen = true;
+			mux_stream_close_write(s->stream); /* CLOSE follows the bytes still in the ring */
+		} else if (state == RING_FAILED) {
+			mux_stream_reset(s->stream, error == WH_ERING_CORRUPT ? WH_ESTREAM_CLOSED : error,
+					 "the app aborted the stream");
+			return;
+		}
+		if (pass == 0) {
+			/* Ask to be woken for the next write, then look once more so that nothing the
+			 * app did in between goes unseen (reads: shm_track_consumption). */
+			ring_consumer_prepare_wait(&s->from_app);
+		}
+	}
+}
+
+void on_doorbell(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct app_session *c = w->data;
+	uint64_t value;
+	(void)loop;
+	(void)revents;
+	(void)!read(c->doorbell, &value, sizeof value);
+	for (int pass = 0; pass < 2 && !c->closing; pass++) {
+		bool found = false;
+		for (uint32_t word = 0; word < c->slot_count / 64 && !c->closing; word++) {
+			uint64_t bits = notify_take(c->notify, word);
+			while (bits) {
+				uint32_t slot = word * 64 + (uint32_t)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				found = true;
+				if (c->slots[slot])
+					shm_service(c->slots[slot]);
+			}
+		}
+		if (pass == 0)
+			notify_arm(c->notify);
+		else if (found)
+			pass = -1; /* something came in while we re-armed: go round again */
+	}
+}
+
+/* Network events become ring states the app sees. */
+static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event, void *user)
+{
+	struct shm_stream *s = user;
+	struct ring_segment *header = s->seg.memory;
+	if (event == MUX_STREAM_EOF) {
+		ring_producer_close(&s->to_app, WH_OK);
+		wake_app(s);
+	} else if (event == MUX_STREAM_ERROR) {
+		int error = mux_stream_error(stream);
+		header->remote_code = mux_stream_remote_code(stream);
+		snprintf(header->error_message, sizeof header->error_message, "%s",
+			 mux_stream_remote_code(stream) ? mux_stream_remote_message(stream) : wh_strerror(error));
+		ring_producer_close(&s->to_app, error);
+		ring_consumer_close(&s->from_app, error);
+		wake_app(s);
+	}
+}
+
+int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream, struct shm_stream **out)
+{
+	*out = NULL;
+	uint32_t slot = c->slot_hint;
+	for (uint32_t tried = 0; tried < c->slot_count && c->slots[slot]; tried++)
+		slot = (slot + 1) % c->slot_count;
+	if (c->slots[slot])
+		return WH_ELIMIT; /* session_admit keeps streams below the slot count: not reached */
+	struct shm_stream *s = calloc(1, sizeof *s);
+	if (!s)
+		return WH_ENOMEM;
+	s->h.kind = HANDLE_STREAM;
+	s->apps = apps;
+	s->handle = ++apps->next_handle;
+	s->seg.memfd = -1;
+	int pair[2];
+	int error = stream_table_insert(&apps->handles, s->handle, &s->h);
+	s->wake_app = s->wake_app_peer = -1;
+	if (error == WH_OK && (error = budget_wake_pipe(apps, pair)) == WH_OK) {
+		s->wake_app = pair[0];
+		s->wake_app_peer = pair[1];
+	}
+	if (error == WH_OK)
+		error = segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
+	if (error != WH_OK) {
+		log_write(apps->log, error == WH_EDESCRIPTORS ? LOG_INFO : LOG_WARN, "apps",
+			  "client=%s stream set-up failed: %s", c->id, wh_strerror(error));
+		if (stream_table_find(&apps->handles, s->handle) == &s->h)
+			stream_table_remove(&apps->handles, s->handle);
+		budget_close(apps, s->wake_app);
+		budget_close(apps, s->wake_app_peer);
+		segment_destroy(apps, &s->seg);
+		free(s);
+		return error;
+	}
+	s->slot = slot;
+	c->slots[slot] = s;
+	c->slot_hint = (slot + 1) % c->slot_count;
+	ring_producer_attach(&s->to_app, s->seg.memory, s->seg.capacity, APP_RX_RING);
+	ring_consumer_attach(&s->from_app, s->seg.memory, s->seg.capacity, APP_TX_RING);
+	ring_consumer_prepare_wait(&s->from_app);
+	s->client = c;
+	s->stream = stream;
+	LIST_INSERT_HEAD(&c->shm_streams, s, link);
+	c->counters.streams++;
+	c->counters.ring_bytes += s->seg.size;
+	apps->stats.streams++;
+	mux_stream_set_io(stream, &shm_io, s);
+	mux_stream_set_handler(stream, on_mux_event, s);
+	*out = s;
+	return WH_OK;
+}
+
+void shm_handed_over(struct shm_stream *s)
+{
+	segment_drop_fd(s->apps, &s->seg);
+	budget_close(s->apps, s->wake_app_peer);
+	s->wake_app_peer = -1;
+}
+
+void shm_unlink_client(struct shm_stream *s)
+{
+	struct app_session *c = s->client;
+	LIST_REMOVE(s, link);
+	stream_table_remove(&s->apps->handles, s->handle);
+	if (s->awaiting_accept)
+		c->counters.unaccepted--;
+	c->counters.streams--;
+	c->counters.ring_bytes -= s->seg.size;
+	c->slots[s->slot] = NULL;
+	s->client = NULL;
+}
+
+void shm_detach_client(struct shm_stream *s, int error, const char *why)
+{
+	shm_unlink_client(s);
+	if (!s->stream) {
+		shm_free_if_done(s);
+		return;
+	}
+	/* The mux frees s through io_release, now or once the last frame is written: s must
+	 * not be touched after these calls. Release sends CLOSE after the bytes in the ring;
+	 * after a reset it only lets the stream be freed. */
+	struct mux_stream *stream = s->stream;
+	if (error != WH_OK) {
+		mux_stream_reset(stream, error, why);
+	} else {
+		/* Bytes the app left unread in its ring are discarded: return their credit, so the
+		 * peer's writes still complete (docs/PROTOCOL.md section 5). Counted from our own
+		 * head, never from positions the app can write. */
+		uint64_t unread = s->to_app.head - s->reported_tail;
+		s->reported_tail = s->to_app.head;
+		if (unread)
+			mux_stream_consumed(stream, (size_t)unread);
+	}
+	mux_stream_release(stream);
+}

@@ -1,0 +1,258 @@
+/* The app side of the broker, inside: the structures its files share and the functions one
+ * file calls in another. Nothing here is for the rest of the broker: that is apps.h. */
+#ifndef WORMHOLE_BROKER_APPS_INTERNAL_H
+#define WORMHOLE_BROKER_APPS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "apps.h"
+#include "conn.h"
+#include "ctlmsg.h"
+#include "fdbudget.h"
+#include "ring.h"
+#include "services.h"
+#include "stream_table.h"
+
+/* Control messages an app may leave unread before it is dropped: one per stream it may hold
+ * (a burst of INCOMING) and some room for answers. */
+#define SEND_QUEUE_SLACK 256u
+
+/* App rings: the app writes ring 0 and reads ring 1 of a broker-joined stream. */
+#define APP_TX_RING 0u
+#define APP_RX_RING 1u
+
+struct app_session;
+
+/* One segment: mapped by the broker for its whole life, fds kept to hand over and signal. */
+struct segment {
+	void *memory;
+	size_t size;
+	uint32_t capacity;
+	int memfd;
+};
+
+/* What a handle (the app's name for one of its streams) stands for: O(1) from RELEASE and
+ * ACCEPTED to the stream, through apps->handles. */
+enum handle_kind { HANDLE_STREAM, HANDLE_PAIR_END };
+
+struct app_handle {
+	enum handle_kind kind;
+};
+
+/* A stream between an app and a mux stream. */
+struct shm_stream {
+	struct app_handle h; /* first: apps->handles points here */
+	struct apps *apps;
+	struct app_session *client; /* NULL once the app let go or died */
+	struct mux_stream *stream; /* NULL once the mux freed it */
+	uint64_t handle;
+	uint32_t slot; /* its bit in the client's doorbell bitmap */
+	struct segment seg;
+	/* The stream's wake-up pipe: we hold the write end, the app the read end, handed over
+	 * with the segment. We wake the app by writing a byte; when we die (or let go of the
+	 * stream) the app's end hangs up, so a poll on it learns that as well. */
+	int wake_app;
+	int wake_app_peer; /* the app's end, until it is handed over */
+	struct ring_producer to_app;
+	struct ring_consumer from_app;
+	uint64_t reported_tail; /* app consumption already passed to the mux */
+	bool write_close_seen;
+	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
+	LIST_ENTRY(shm_stream) link; /* in its app's list */
+};
+
+struct local_pair;
+
+/* One end of a same-host stream, as its app knows it. */
+struct pair_end {
+	struct app_handle h; /* first: apps->handles points here */
+	struct local_pair *pair;
+	unsigned end;
+	LIST_ENTRY(pair_end) link; /* in its app's list */
+};
+
+/* A stream between two local apps: one segment, both apps on it, the broker only watching. */
+struct local_pair {
+	struct apps *apps;
+	struct app_session *ends[2]; /* opener writes ring 0, acceptor ring 1 */
+	uint64_t handles[2];
+	struct pair_end endpoints[2];
+	struct segment seg;
+	int efd[2]; /* efd[i]: end i waits on it */
+	bool awaiting_accept; /* end 1 (the listener) has not accepted it yet */
+};
+
+struct queued {
+	size_t length;
+	int fds[CTL_MAX_FDS];
+	unsigned nfds;
+	uint8_t bytes[CTL_MESSAGE_MAX];
+};
+
+/* What one app holds and has done: its limits are checked against these, STATS reports them. */
+struct app_counters {
+	unsigned streams; /* streams it holds (a same-host pair is one for each end) */
+	unsigned unaccepted; /* streams handed to it as a listener, not yet accepted */
+	uint64_t ring_bytes; /* segment bytes of the streams it holds (a local pair counts for both) */
+	uint64_t streams_opened, streams_accepted;
+	uint64_t bytes_sent, bytes_received; /* through broker-joined streams */
+};
+
+struct app_session {
+	struct apps *apps;
+	int fd;
+	ev_io reader, writer;
+	pid_t pid;
+	uid_t uid;
+	char id[2 * CTL_CLIENT_ID_SIZE + 1];
+	bool welcomed, closing;
+	const char *drop_reason; /* set: the loop's next prepare step drops the session */
+	struct app_counters counters;
+	unsigned listening; /* service names it listens on, in apps->services */
+	LIST_HEAD(, shm_stream) shm_streams;
+	LIST_HEAD(, pair_end) pair_ends;
+	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots */
+	int doorbell;
+	ev_io doorbell_watcher;
+	struct notify_segment *notify;
+	size_t notify_size;
+	struct shm_stream **slots; /* by slot; NULL: free */
+	uint32_t slot_count, slot_hint;
+	struct queued **queue;
+	unsigned queue_head, queue_count, queue_max;
+	struct app_session *next; /* in apps->clients, or in apps->dropped once closing */
+};
+
+struct apps {
+	struct ev_loop *loop;
+	struct apps_config config;
+	const struct log_sink *log;
+	struct fd_budget *fds; /* every descriptor an app can make us hold comes from it */
+	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
+	apps_find_pool find_pool;
+	void *find_ctx;
+	int listen_fd;
+	bool draining;    /* the broker stops: no new sessions or opens */
+	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
+	ino_t socket_ino;
+	ev_io acceptor;
+	struct app_session *clients;
+	/* Dropped sessions wait here until the loop's next prepare step frees them: a drop can
+	 * happen deep inside a handler whose callers still hold the pointer. */
+	struct app_session *dropped;
+	ev_prepare reaper;
+	struct service_registry services; /* service name -> the app session listening on it */
+	struct stream_table handles; /* handle -> struct app_handle, of every app's streams */
+	uint64_t next_handle;
+	struct apps_stats stats;
+};
+
+/* ---- app_segments.c ------------------------------------------------------------ */
+
+/* Descriptors an app can make us hold come from the budget; the kernel's own EMFILE and
+ * ENFILE say the same thing. Both become WH_EDESCRIPTORS, never "out of memory". */
+int errno_error(void);
+
+/* A non-blocking eventfd from the budget; the descriptor, or a negative WH_E* code. */
+int budget_eventfd(struct apps *apps, enum fd_use use);
+
+void budget_close(struct apps *apps, int fd);
+
+int segment_create(struct apps *apps, struct segment *seg, uint32_t capacity, uint64_t handle);
+
+/* After the hand-over the mapping is all the broker needs: one descriptor less per stream. */
+void segment_drop_fd(struct apps *apps, struct segment *seg);
+
+void segment_destroy(struct apps *apps, struct segment *seg);
+
+/* A same-host partner's eventfd. */
+void wake_eventfd(int efd);
+
+/* An app waiting on a stream to a peer broker: one byte into its wake-up pipe. */
+void wake_app(const struct shm_stream *s);
+
+/* The wake-up pipe of a stream to a peer broker, from the budget (two descriptors; the
+ * app's read end is given back once handed over): ours[0] the write end, ours[1] the read
+ * end. WH_OK or a negative WH_E* code. */
+int budget_wake_pipe(struct apps *apps, int ours[2]);
+
+/* ---- app_sendq.c --------------------------------------------------------------- */
+
+void queued_free(struct apps *apps, struct queued *q);
+
+void flush_queue(struct app_session *c);
+
+/* Sends a message now, or queues it with duplicates of its fds; the caller keeps its own.
+ * WH_OK, or why it could not be sent (the session may have been dropped). */
+int session_send(struct app_session *c, const struct ctl_msg *msg, const int *fds, unsigned nfds);
+
+void session_send_result(struct app_session *c, uint32_t request_id, int error, const char *message);
+
+/* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead.
+ * WH_OK once sent or queued; otherwise the app did not get it (WH_EDESCRIPTORS, ...). */
+int session_hand_over(struct app_session *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
+		       unsigned tx_ring, const char *service, const char *peer);
+
+/* ---- app_streams.c ------------------------------------------------------------- */
+
+/* The app rang: serve every stream whose bit is set, re-arm, and look once more. */
+void on_doorbell(struct ev_loop *loop, ev_io *w, int revents);
+
+/* Joins a mux stream to a new segment for app c. WH_OK, or WH_EDESCRIPTORS, WH_ENOMEM,
+ * WH_ESYSTEM (logged); on failure the mux stream is untouched. */
+int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream, struct shm_stream **out);
+
+/* The app has its segment and the read end of the wake-up pipe: the mapping and our write
+ * end are all we need. */
+void shm_handed_over(struct shm_stream *s);
+
+/* Takes the stream off its app's books; the mux side is not touched. */
+void shm_unlink_client(struct shm_stream *s);
+
+/* The app is done with the stream (RELEASE, error WH_OK) or it is ended for the app with
+ * `error` (the app died, or the hand-over failed): the mux side finishes on its own. */
+void shm_detach_client(struct shm_stream *s, int error, const char *why);
+
+/* ---- local_pairs.c ------------------------------------------------------------- */
+
+/* End `end` of the pair lets go; if it died, the other end is told so through the rings.
+ * True if that freed the pair. */
+bool pair_detach(struct local_pair *p, unsigned end, bool died);
+
+void open_local(struct app_session *c, const struct ctl_msg *req);
+
+/* ---- app_opens.c --------------------------------------------------------------- */
+
+void open_through_pool(struct app_session *c, const struct ctl_msg *req);
+
+/* ---- app_sessions.c ------------------------------------------------------------ */
+
+/* May c hold one more stream? WH_OK, or WH_ELIMIT with the reason in *why. */
+int session_admit(const struct app_session *c, const char **why);
+
+/* May the app listening on a service be handed one more stream? WH_OK, or
+ * WH_EACCEPT_QUEUE_FULL when it has accept_backlog streams it has not taken with wh_accept
+ * yet, or WH_ELIMIT. */
+int listener_admit(const struct app_session *listener, const char **why);
+
+struct app_session *session_by_id(struct apps *apps, const char *id);
+
+/* A new session on an accepted app connection (its descriptor from the budget, closed
+ * here if the session cannot be made); it waits for the app's HELLO. */
+void session_start(struct apps *apps, int fd);
+
+/* Ends the session: streams end with an error the remote sees, memory and fds are freed. */
+void session_drop(struct app_session *c, const char *why);
+
+void sessions_free_dropped(struct apps *apps);
+
+void session_drop_later(struct app_session *c, const char *why);
+
+/* The loop's prepare step: sessions marked for dropping go, dropped ones are freed. */
+void on_sessions_reap(struct ev_loop *loop, ev_prepare *w, int revents);
+
+#endif

@@ -1,0 +1,132 @@
+/* Same-host streams: two apps on one segment, the broker only watching. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps_internal.h"
+
+/* ---- local pairs ------------------------------------------------------------------- */
+
+/* Frees the pair once neither end holds it; true if it did. */
+static bool pair_free_if_done(struct local_pair *p)
+{
+	if (p->ends[0] || p->ends[1])
+		return false;
+	budget_close(p->apps, p->efd[0]);
+	budget_close(p->apps, p->efd[1]);
+	segment_destroy(p->apps, &p->seg);
+	p->apps->stats.local_pairs--;
+	free(p);
+	return true;
+}
+
+bool pair_detach(struct local_pair *p, unsigned end, bool died)
+{
+	if (end == 1 && p->awaiting_accept) {
+		p->awaiting_accept = false;
+		p->ends[1]->counters.unaccepted--;
+	}
+	LIST_REMOVE(&p->endpoints[end], link);
+	stream_table_remove(&p->apps->handles, p->handles[end]);
+	p->ends[end]->counters.streams--;
+	p->ends[end]->counters.ring_bytes -= p->seg.size;
+	p->ends[end] = NULL;
+	if (died && p->ends[end ^ 1u]) {
+		struct ring_producer producer;
+		struct ring_consumer consumer;
+		ring_producer_attach(&producer, p->seg.memory, p->seg.capacity, end);
+		ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, end ^ 1u);
+		ring_producer_close(&producer, WH_EAPP_GONE);
+		ring_consumer_close(&consumer, WH_EAPP_GONE);
+		wake_eventfd(p->efd[end ^ 1u]);
+	}
+	return pair_free_if_done(p);
+}
+
+void open_local(struct app_session *c, const struct ctl_msg *req)
+{
+	struct apps *apps = c->apps;
+	struct app_session *listener = service_registry_find(&apps->services, req->service);
+	if (!listener) {
+		session_send_result(c, req->request_id, WH_ENO_SERVICE, NULL);
+		return;
+	}
+	const char *why;
+	int error = listener_admit(listener, &why);
+	if (error != WH_OK) {
+		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s refused: "
+			  "listener client=%s: %s", c->id, req->service, listener->id, why);
+		session_send_result(c, req->request_id, error, why);
+		return;
+	}
+	if (listener != c && session_admit(c, &why) != WH_OK) {
+		session_send_result(c, req->request_id, WH_ELIMIT, why);
+		return;
+	}
+	struct local_pair *p = calloc(1, sizeof *p);
+	if (!p) {
+		session_send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
+	p->apps = apps;
+	p->seg.memfd = -1;
+	p->handles[0] = ++apps->next_handle;
+	p->handles[1] = ++apps->next_handle;
+	for (unsigned end = 0; end < 2; end++)
+		p->endpoints[end] = (struct pair_end){ .h = { HANDLE_PAIR_END }, .pair = p, .end = end };
+	p->efd[0] = budget_eventfd(apps, FD_USE_STREAM);
+	p->efd[1] = p->efd[0] < 0 ? -1 : budget_eventfd(apps, FD_USE_STREAM);
+	error = p->efd[0] < 0 ? p->efd[0] : p->efd[1] < 0 ? p->efd[1] : WH_OK;
+	if (error == WH_OK)
+		error = segment_create(apps, &p->seg, apps->config.ring_capacity, p->handles[0]);
+	if (error != WH_OK) {
+		budget_close(apps, p->efd[0]);
+		budget_close(apps, p->efd[1]);
+		segment_destroy(apps, &p->seg);
+		free(p);
+		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s failed: %s",
+			  c->id, req->service, wh_strerror(error));
+		session_send_result(c, req->request_id, error, NULL);
+		return;
+	}
+	p->ends[0] = c;
+	p->ends[1] = listener;
+	c->counters.streams++;
+	listener->counters.streams++;
+	c->counters.ring_bytes += p->seg.size;
+	listener->counters.ring_bytes += p->seg.size;
+	LIST_INSERT_HEAD(&c->pair_ends, &p->endpoints[0], link);
+	LIST_INSERT_HEAD(&listener->pair_ends, &p->endpoints[1], link);
+	apps->stats.local_pairs++;
+	if (stream_table_insert(&apps->handles, p->handles[0], &p->endpoints[0].h) != WH_OK ||
+	    stream_table_insert(&apps->handles, p->handles[1], &p->endpoints[1].h) != WH_OK) {
+		pair_detach(p, 1, false);
+		pair_detach(p, 0, false);
+		session_send_result(c, req->request_id, WH_ENOMEM, NULL);
+		return;
+	}
+	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1]. The listener
+	 * first: if it cannot be told, the opener gets an answer that says why. */
+	error = session_hand_over(listener, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
+			    CTL_NO_SLOT, 1, req->service, "local");
+	if (error != WH_OK) {
+		pair_detach(p, 1, false);
+		pair_detach(p, 0, false);
+		session_send_result(c, req->request_id, error, "the listening app could not be handed the stream");
+		return;
+	}
+	p->awaiting_accept = true;
+	listener->counters.unaccepted++;
+	listener->counters.streams_accepted++;
+	error = session_hand_over(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0],
+			    p->efd[1], CTL_NO_SLOT, 0, req->service, "local");
+	if (error != WH_OK) {
+		session_send_result(c, req->request_id, error, NULL);
+		pair_detach(p, 0, true); /* the listener sees the stream fail */
+		return;
+	}
+	c->counters.streams_opened++;
+	segment_drop_fd(apps, &p->seg);
+}
