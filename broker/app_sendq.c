@@ -1,4 +1,5 @@
-/* Control messages to an app: sent at once when its socket takes them, queued (bounded) when not; an app that lets the queue fill is dropped, never waited for. */
+/* Control messages to an app: sent at once when its socket takes them, queued (bounded) when
+ * not; an app that lets the queue fill is dropped, never waited for. */
 #include "config.h"
 
 #include <errno.h>

@@ -1,4 +1,5 @@
-/* App sessions: attach, the messages an app sends, its limits, and its end (dropped sessions are freed from the loop's prepare step). */
+/* App sessions: attach, the messages an app sends, its limits, and its end (dropped sessions
+ * are freed from the loop's prepare step). */
 #include "config.h"
 
 #include <errno.h>
@@ -49,7 +50,8 @@ int listener_admit(const struct app_session *listener, const char **why)
 
 struct app_session *session_by_id(struct apps *apps, const char *id)
 {
-	for (struct app_session *c = apps->clients; c; c = c->next)
+	struct app_session *c;
+	LIST_FOREACH(c, &apps->sessions, link)
 		if (strcmp(c->id, id) == 0 && !c->closing)
 			return c;
 	return NULL;
@@ -314,8 +316,7 @@ void session_start(struct apps *apps, int fd)
 	ev_io_init(&c->writer, on_client_writable, fd, EV_WRITE);
 	c->reader.data = c->writer.data = c;
 	ev_io_start(apps->loop, &c->reader);
-	c->next = apps->clients;
-	apps->clients = c;
+	LIST_INSERT_HEAD(&apps->sessions, c, link);
 	apps->stats.clients++;
 	apps->stats.clients_total++;
 }
@@ -358,22 +359,17 @@ void session_drop(struct app_session *c, const char *why)
 	c->queue = NULL;
 	budget_close(apps, c->fd);
 	c->fd = -1;
-	for (struct app_session **link = &apps->clients; *link; link = &(*link)->next)
-		if (*link == c) {
-			*link = c->next;
-			break;
-		}
+	LIST_REMOVE(c, link);
 	apps->stats.clients--;
-	c->next = apps->dropped;
-	apps->dropped = c;
+	LIST_INSERT_HEAD(&apps->dropped, c, link);
 	ev_prepare_start(apps->loop, &apps->reaper);
 }
 
 void sessions_free_dropped(struct apps *apps)
 {
-	while (apps->dropped) {
-		struct app_session *c = apps->dropped;
-		apps->dropped = c->next;
+	while (!LIST_EMPTY(&apps->dropped)) {
+		struct app_session *c = LIST_FIRST(&apps->dropped);
+		LIST_REMOVE(c, link);
 		free(c);
 	}
 }
@@ -391,8 +387,8 @@ void on_sessions_reap(struct ev_loop *loop, ev_prepare *w, int revents)
 	struct apps *apps = w->data;
 	(void)revents;
 	ev_prepare_stop(loop, w);
-	for (struct app_session *c = apps->clients, *next; c; c = next) {
-		next = c->next;
+	for (struct app_session *c = LIST_FIRST(&apps->sessions), *next; c; c = next) {
+		next = LIST_NEXT(c, link);
 		if (c->drop_reason)
 			session_drop(c, c->drop_reason);
 	}

@@ -1,4 +1,5 @@
-/* App streams joined to a mux stream: the mux_stream_io adapter over the two rings, the doorbell, and the stream's life as its app and its mux stream each let go. */
+/* App streams joined to a mux stream: the mux_stream_io adapter over the two rings, the
+ * doorbell, and the stream's life as its app and its mux stream each let go. */
 #include "config.h"
 
 #include <stdio.h>

@@ -1,4 +1,5 @@
-/* The app socket: the path it is made at, accepting attaches, start, stop, reconfigure and drain. */
+/* The app socket: the path it is made at, accepting attaches, start, stop, reconfigure and
+ * drain. */
 #include "config.h"
 
 #include <errno.h>
@@ -177,8 +178,8 @@ void apps_stop(struct apps *apps)
 {
 	if (!apps)
 		return;
-	while (apps->clients)
-		session_drop(apps->clients, "broker stopping");
+	while (!LIST_EMPTY(&apps->sessions))
+		session_drop(LIST_FIRST(&apps->sessions), "broker stopping");
 	ev_prepare_stop(apps->loop, &apps->reaper);
 	ev_timer_stop(apps->loop, &apps->accept_pause);
 	sessions_free_dropped(apps);

@@ -123,7 +123,7 @@ struct app_session {
 	uint32_t slot_count, slot_hint;
 	struct queued **queue;
 	unsigned queue_head, queue_count, queue_max;
-	struct app_session *next; /* in apps->clients, or in apps->dropped once closing */
+	LIST_ENTRY(app_session) link; /* in apps->sessions, or in apps->dropped once closing */
 };
 
 struct apps {
@@ -139,10 +139,10 @@ struct apps {
 	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
 	ino_t socket_ino;
 	ev_io acceptor;
-	struct app_session *clients;
+	LIST_HEAD(, app_session) sessions;
 	/* Dropped sessions wait here until the loop's next prepare step frees them: a drop can
 	 * happen deep inside a handler whose callers still hold the pointer. */
-	struct app_session *dropped;
+	LIST_HEAD(, app_session) dropped;
 	ev_prepare reaper;
 	struct service_registry services; /* service name -> the app session listening on it */
 	struct stream_table handles; /* handle -> struct app_handle, of every app's streams */

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "bytebuf.h"
 #include "mux.h"
@@ -39,7 +40,6 @@ struct mux_stream {
 	bool finished;
 	bool stalled;       /* has data, no credit: counted once per stall */
 	bool want_writable; /* a write found the send buffer full */
-	bool in_accept_queue;
 	int error;
 	uint32_t remote_code;
 	char *remote_message;
@@ -62,17 +62,19 @@ struct mux_stream {
 	size_t gather_offset;
 	unsigned gather_pass;
 
-	struct mux_stream *ready_prev, *ready_next;
+	/* The lists a stream is on (<sys/queue.h>, which cannot tell whether an entry is on its
+	 * list: the in_* flags say it for the lists a stream may or may not be on). */
+	LIST_ENTRY(mux_stream) all_link; /* every stream of the mux, until destroyed */
+	TAILQ_ENTRY(mux_stream) ready_link; /* has output to plan: the round-robin */
 	bool in_ready;
-	struct mux_stream *all_prev, *all_next;
-	struct mux_stream *accept_next;
-	struct mux_stream *notify_next;
+	STAILQ_ENTRY(mux_stream) accept_link; /* waiting for mux_accept */
+	STAILQ_ENTRY(mux_stream) notify_link; /* has events for its handler */
 	unsigned events;
 	bool in_notify;
-	struct mux_stream *free_next;
+	SLIST_ENTRY(mux_stream) free_link; /* released: freed once nothing refers to it */
 	bool in_free_list;
 	/* released but not finished: reset once release_linger has passed */
-	struct mux_stream *linger_prev, *linger_next;
+	TAILQ_ENTRY(mux_stream) linger_link;
 	bool in_linger;
 	double released_at; /* 0 until mux_timer stamps it: release itself knows no time */
 
@@ -98,6 +100,8 @@ struct out_frame {
 	uint32_t payload_length, payload_done;
 };
 
+TAILQ_HEAD(linger_list, mux_stream);
+
 struct mux {
 	struct mux_config config;
 	bool client;
@@ -109,7 +113,7 @@ struct mux {
 
 	struct frame_decoder decoder;
 	struct stream_table streams;
-	struct mux_stream *all_head;
+	LIST_HEAD(, mux_stream) all_streams;
 	uint32_t next_local_id;
 	uint32_t highest_peer_id;
 	uint32_t rx_stream_id; /* stream of the DATA payload being received, 0: discard */
@@ -120,10 +124,10 @@ struct mux {
 	size_t control_planned;
 	struct out_frame out[OUT_RING];
 	unsigned out_head, out_count;
-	struct mux_stream *ready_head, *ready_tail;
+	TAILQ_HEAD(, mux_stream) ready;
 	unsigned gather_pass;
 
-	struct mux_stream *accept_head, *accept_tail;
+	STAILQ_HEAD(, mux_stream) accept_queue;
 	unsigned accept_count;
 	bool accept_ready_pending;
 
@@ -138,9 +142,9 @@ struct mux {
 	bool window_warned;  /* a window mismatch was logged at warn once for this connection */
 	bool draining;       /* we said it: the peer's new streams are refused with 505 */
 	int error;
-	struct mux_stream *notify_head, *notify_tail;
-	struct mux_stream *free_head;
-	struct mux_stream *linger_head, *linger_tail; /* in release order, so in expiry order */
+	STAILQ_HEAD(, mux_stream) notify_queue;
+	SLIST_HEAD(, mux_stream) free_list;
+	struct linger_list linger; /* in release order, so in expiry order */
 
 	struct mux_stats stats;
 };
@@ -196,12 +200,7 @@ static void stream_notify(struct mux_stream *s, unsigned event_bit)
 	if (s->in_notify)
 		return;
 	s->in_notify = true;
-	s->notify_next = NULL;
-	if (s->mux->notify_tail)
-		s->mux->notify_tail->notify_next = s;
-	else
-		s->mux->notify_head = s;
-	s->mux->notify_tail = s;
+	STAILQ_INSERT_TAIL(&s->mux->notify_queue, s, notify_link);
 }
 
 static void stream_check_free(struct mux_stream *s)
@@ -209,39 +208,22 @@ static void stream_check_free(struct mux_stream *s)
 	if (s->in_free_list)
 		return;
 	s->in_free_list = true;
-	s->free_next = s->mux->free_head;
-	s->mux->free_head = s;
+	SLIST_INSERT_HEAD(&s->mux->free_list, s, free_link);
 }
 
 static void linger_remove(struct mux_stream *s)
 {
 	if (!s->in_linger)
 		return;
-	struct mux *mux = s->mux;
-	if (s->linger_prev)
-		s->linger_prev->linger_next = s->linger_next;
-	else
-		mux->linger_head = s->linger_next;
-	if (s->linger_next)
-		s->linger_next->linger_prev = s->linger_prev;
-	else
-		mux->linger_tail = s->linger_prev;
-	s->linger_prev = s->linger_next = NULL;
+	TAILQ_REMOVE(&s->mux->linger, s, linger_link);
 	s->in_linger = false;
 }
 
 static void linger_add(struct mux_stream *s)
 {
-	struct mux *mux = s->mux;
 	s->in_linger = true;
 	s->released_at = 0;
-	s->linger_next = NULL;
-	s->linger_prev = mux->linger_tail;
-	if (mux->linger_tail)
-		mux->linger_tail->linger_next = s;
-	else
-		mux->linger_head = s;
-	mux->linger_tail = s;
+	TAILQ_INSERT_TAIL(&s->mux->linger, s, linger_link);
 }
 
 static void want_write(struct mux *mux)
@@ -254,33 +236,17 @@ static void ready_remove(struct mux_stream *s)
 {
 	if (!s->in_ready)
 		return;
-	struct mux *mux = s->mux;
-	if (s->ready_prev)
-		s->ready_prev->ready_next = s->ready_next;
-	else
-		mux->ready_head = s->ready_next;
-	if (s->ready_next)
-		s->ready_next->ready_prev = s->ready_prev;
-	else
-		mux->ready_tail = s->ready_prev;
+	TAILQ_REMOVE(&s->mux->ready, s, ready_link);
 	s->in_ready = false;
-	s->ready_prev = s->ready_next = NULL;
 }
 
 static void ready_push(struct mux_stream *s)
 {
 	if (s->in_ready || s->finished)
 		return;
-	struct mux *mux = s->mux;
-	s->ready_prev = mux->ready_tail;
-	s->ready_next = NULL;
-	if (mux->ready_tail)
-		mux->ready_tail->ready_next = s;
-	else
-		mux->ready_head = s;
-	mux->ready_tail = s;
+	TAILQ_INSERT_TAIL(&s->mux->ready, s, ready_link);
 	s->in_ready = true;
-	want_write(mux);
+	want_write(s->mux);
 }
 
 static void stream_destroy(struct mux_stream *s)
@@ -290,12 +256,7 @@ static void stream_destroy(struct mux_stream *s)
 	linger_remove(s);
 	if (stream_table_find(&mux->streams, s->id) == s)
 		stream_table_remove(&mux->streams, s->id);
-	if (s->all_prev)
-		s->all_prev->all_next = s->all_next;
-	else
-		mux->all_head = s->all_next;
-	if (s->all_next)
-		s->all_next->all_prev = s->all_prev;
+	LIST_REMOVE(s, all_link);
 	budget_release(mux, s->budget_reserved);
 	if (s->io && s->io->release)
 		s->io->release(s->io_ctx);
@@ -316,11 +277,9 @@ static void mux_dispatch(struct mux *mux)
 		return;
 	mux->dispatching = true;
 	for (;;) {
-		struct mux_stream *s = mux->notify_head;
+		struct mux_stream *s = STAILQ_FIRST(&mux->notify_queue);
 		if (s) {
-			mux->notify_head = s->notify_next;
-			if (!mux->notify_head)
-				mux->notify_tail = NULL;
+			STAILQ_REMOVE_HEAD(&mux->notify_queue, notify_link);
 			s->in_notify = false;
 			unsigned events = s->events;
 			s->events = 0;
@@ -345,9 +304,9 @@ static void mux_dispatch(struct mux *mux)
 		}
 		break;
 	}
-	while (mux->free_head) {
-		struct mux_stream *s = mux->free_head;
-		mux->free_head = s->free_next;
+	while (!SLIST_EMPTY(&mux->free_list)) {
+		struct mux_stream *s = SLIST_FIRST(&mux->free_list);
+		SLIST_REMOVE_HEAD(&mux->free_list, free_link);
 		s->in_free_list = false;
 		if (stream_can_free(s))
 			stream_destroy(s);
@@ -484,10 +443,7 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 		free(s);
 		return error;
 	}
-	s->all_next = mux->all_head;
-	if (mux->all_head)
-		mux->all_head->all_prev = s;
-	mux->all_head = s;
+	LIST_INSERT_HEAD(&mux->all_streams, s, all_link);
 	*out = s;
 	return WH_OK;
 }
@@ -771,13 +727,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 	early_replay(mux, s);
 	if (mux->cb.on_incoming)
 		return;
-	s->in_accept_queue = true;
-	s->accept_next = NULL;
-	if (mux->accept_tail)
-		mux->accept_tail->accept_next = s;
-	else
-		mux->accept_head = s;
-	mux->accept_tail = s;
+	STAILQ_INSERT_TAIL(&mux->accept_queue, s, accept_link);
 	mux->accept_count++;
 	mux->accept_ready_pending = true;
 }
@@ -1095,9 +1045,9 @@ static void plan_more(struct mux *mux)
 {
 	plan_control(mux);
 	size_t planned = 0;
-	while (!mux->closed && mux->ready_head && mux->out_count < OUT_RING &&
+	while (!mux->closed && !TAILQ_EMPTY(&mux->ready) && mux->out_count < OUT_RING &&
 	       planned < PLAN_BYTES_PER_ROUND) {
-		struct mux_stream *s = mux->ready_head;
+		struct mux_stream *s = TAILQ_FIRST(&mux->ready);
 		ready_remove(s);
 		planned += plan_stream_frame(mux, s);
 	}
@@ -1213,7 +1163,7 @@ void mux_output_advance(struct mux *mux, size_t n)
 bool mux_output_pending(const struct mux *mux)
 {
 	return mux->out_count || bytebuf_length(&mux->control_out) > mux->control_planned ||
-	       (!mux->closed && mux->ready_head);
+	       (!mux->closed && !TAILQ_EMPTY(&mux->ready));
 }
 
 /* ---- keep-alive -------------------------------------------------------------------- */
@@ -1261,7 +1211,8 @@ double mux_timer(struct mux *mux, double now)
 			send_ping(mux);
 	}
 	/* stamp the streams released since the last call: the newest, at the tail */
-	for (struct mux_stream *s = mux->linger_tail; s && s->released_at == 0; s = s->linger_prev)
+	for (struct mux_stream *s = TAILQ_LAST(&mux->linger, linger_list);
+	     s && s->released_at == 0; s = TAILQ_PREV(s, linger_list, linger_link))
 		s->released_at = now;
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
 		if (mux->early[i].id && now >= mux->early[i].since + EARLY_HOLD_SECONDS) {
@@ -1270,9 +1221,9 @@ double mux_timer(struct mux *mux, double now)
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
 		}
-	while (!mux->closed && mux->linger_head &&
-	       now >= mux->linger_head->released_at + c->release_linger) {
-		struct mux_stream *s = mux->linger_head;
+	struct mux_stream *s;
+	while (!mux->closed && (s = TAILQ_FIRST(&mux->linger)) &&
+	       now >= s->released_at + c->release_linger) {
 		linger_remove(s);
 		char message[96];
 		snprintf(message, sizeof message, "released stream still open after %.0f s",
@@ -1285,8 +1236,9 @@ double mux_timer(struct mux *mux, double now)
 	double next = now + 3600;
 	if (mux->closed)
 		return next;
-	if (mux->linger_head && mux->linger_head->released_at + c->release_linger < next)
-		next = mux->linger_head->released_at + c->release_linger;
+	struct mux_stream *oldest = TAILQ_FIRST(&mux->linger);
+	if (oldest && oldest->released_at + c->release_linger < next)
+		next = oldest->released_at + c->release_linger;
 	if (c->keepalive_interval > 0 && mux->next_ping_at < next)
 		next = mux->next_ping_at;
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
@@ -1317,6 +1269,12 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 		mux->cb = *callbacks;
 	mux->user = user;
 	mux->next_local_id = client_role ? 1 : 2;
+	LIST_INIT(&mux->all_streams);
+	TAILQ_INIT(&mux->ready);
+	STAILQ_INIT(&mux->accept_queue);
+	STAILQ_INIT(&mux->notify_queue);
+	SLIST_INIT(&mux->free_list);
+	TAILQ_INIT(&mux->linger);
 	bytebuf_init(&mux->control_out, CONTROL_QUEUE_LIMIT);
 	if (frame_decoder_init(&mux->decoder, config->max_frame_size) != WH_OK ||
 	    stream_table_init(&mux->streams) != WH_OK) {
@@ -1330,8 +1288,8 @@ void mux_free(struct mux *mux)
 {
 	if (!mux)
 		return;
-	while (mux->all_head)
-		stream_destroy(mux->all_head);
+	while (!LIST_EMPTY(&mux->all_streams))
+		stream_destroy(LIST_FIRST(&mux->all_streams));
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
 		bytebuf_free(&mux->early[i].data);
 	stream_table_free(&mux->streams);
@@ -1353,10 +1311,12 @@ static void mux_fail(struct mux *mux, int error)
 	}
 	mux->output_sealed = true; /* nothing more after the goodbye */
 	mux->closed_notify_pending = true;
-	for (struct mux_stream *s = mux->all_head; s; s = s->all_next)
+	struct mux_stream *s;
+	LIST_FOREACH(s, &mux->all_streams, all_link)
 		if (!s->finished)
 			stream_finish(s, error);
-	mux->ready_head = mux->ready_tail = NULL;
+	while ((s = TAILQ_FIRST(&mux->ready)))
+		ready_remove(s); /* nothing more is planned */
 }
 
 void mux_drain(struct mux *mux)
@@ -1395,7 +1355,8 @@ const struct mux_stats *mux_stats(const struct mux *mux) { return &mux->stats; }
 
 void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg)
 {
-	for (struct mux_stream *s = mux->all_head; s; s = s->all_next)
+	struct mux_stream *s;
+	LIST_FOREACH(s, &mux->all_streams, all_link)
 		if (!s->finished)
 			fn(s, arg);
 }
@@ -1430,14 +1391,11 @@ int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **ou
 
 struct mux_stream *mux_accept(struct mux *mux)
 {
-	struct mux_stream *s = mux->accept_head;
+	struct mux_stream *s = STAILQ_FIRST(&mux->accept_queue);
 	if (!s)
 		return NULL;
-	mux->accept_head = s->accept_next;
-	if (!mux->accept_head)
-		mux->accept_tail = NULL;
+	STAILQ_REMOVE_HEAD(&mux->accept_queue, accept_link);
 	mux->accept_count--;
-	s->in_accept_queue = false;
 	return s;
 }
 
@@ -1556,7 +1514,7 @@ void mux_stream_release(struct mux_stream *s)
 	/* A peer that never closes (the reference can lose its CLOSE, WIRE-NOTES weakness 2) or
 	 * never grants credit for our last bytes would keep the stream forever: bound it. */
 	if (!s->finished && !s->in_linger && mux->config.release_linger > 0 && !mux->closed) {
-		bool first = !mux->linger_head;
+		bool first = TAILQ_EMPTY(&mux->linger);
 		linger_add(s);
 		if (first && mux->cb.on_timer_changed)
 			mux->cb.on_timer_changed(mux, mux->user);
