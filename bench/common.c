@@ -68,7 +68,7 @@ static in_addr_t endpoint_address(const struct endpoint *ep)
 	return htonl(INADDR_LOOPBACK);
 }
 
-static int listen_endpoint(struct endpoint *ep)
+int listen_endpoint(struct endpoint *ep)
 {
 	int fd;
 	if (ep->path[0]) {

@@ -32,6 +32,8 @@ void raise_fd_limit(void);
  * discards ('d') in a process of its own. ep.path set: a Unix stream socket there. */
 pid_t raw_server(char mode, struct endpoint *ep);
 int raw_connect(const struct endpoint *ep, bool nonblocking);
+/* A listening socket at ep (its port filled in for TCP); exits on failure. */
+int listen_endpoint(struct endpoint *ep);
 /* Writes total bytes, half-closes, waits for EOF (the reader has everything); bytes/s. */
 double raw_bulk(const struct endpoint *ep, size_t total);
 /* n round trips of 64 bytes; samples in seconds. */

@@ -38,6 +38,7 @@ void broker_config_default(struct broker_config *config)
 	pool_config_default(&config->pool);
 	config->log_level = LOG_WARN;
 	config->drain_timeout = 10;
+	config->handshake_timeout = 10;
 }
 
 /* Streams a peer opens are routed by service name (empty: the default service): to the app
@@ -60,12 +61,72 @@ static int on_incoming_accepted(struct mux *mux, struct mux_stream *stream, cons
 	return on_incoming(mux, stream, service, ((struct broker_conn *)user)->broker);
 }
 
+/* "host" of "host:port" or "[v6]:port". */
+static void address_host(const char *address, char *host, size_t len)
+{
+	const char *colon = strrchr(address, ':');
+	size_t n = colon ? (size_t)(colon - address) : strlen(address);
+	snprintf(host, len, "%.*s", (int)n, address);
+}
+
+/* The address's slot; with create, a free slot or else the one with the oldest window. */
+static int failure_slot(struct handshake_failures *f, const char *host, double now, bool create)
+{
+	int victim = -1;
+	for (int i = 0; i < HANDSHAKE_FAILURE_SLOTS; i++) {
+		bool used = f->slots[i].count > 0;
+		if (used && strcmp(f->slots[i].host, host) == 0) {
+			if (now - f->slots[i].since > HANDSHAKE_FAILURE_WINDOW) {
+				f->slots[i].since = now; /* a new window */
+				f->slots[i].count = 0;
+				f->slots[i].logged = false;
+			}
+			return i;
+		}
+		if (victim < 0 || (f->slots[victim].count > 0 &&
+				   (!used || f->slots[i].since < f->slots[victim].since)))
+			victim = i;
+	}
+	if (!create)
+		return -1;
+	snprintf(f->slots[victim].host, sizeof f->slots[victim].host, "%s", host);
+	f->slots[victim].since = now;
+	f->slots[victim].count = 0;
+	f->slots[victim].logged = false;
+	return victim;
+}
+
+/* True if the address has failed its TLS handshake too often lately (logged once a window). */
+static bool handshake_refused(struct broker *broker, const char *address)
+{
+	char host[64];
+	address_host(address, host, sizeof host);
+	struct handshake_failures *f = &broker->handshake_failures;
+	int i = failure_slot(f, host, ev_now(broker->loop), false);
+	if (i < 0 || f->slots[i].count < HANDSHAKE_FAILURES_MAX)
+		return false;
+	f->refused++;
+	if (!f->slots[i].logged) {
+		f->slots[i].logged = true;
+		log_write(&broker->log, LOG_WARN, "broker", "refusing peer connections from %s for %.0f s: "
+			  "%u failed TLS handshakes", host,
+			  f->slots[i].since + HANDSHAKE_FAILURE_WINDOW - ev_now(broker->loop), f->slots[i].count);
+	}
+	return true;
+}
+
 static void on_accepted_closed(struct mux *mux, int error, void *user)
 {
 	struct broker_conn *bc = user;
 	struct broker *broker = bc->broker;
 	(void)mux;
 	(void)error;
+	if (conn_is_tls(bc->conn) && !conn_is_ready(bc->conn)) {
+		char host[64];
+		address_host(conn_remote_addr(bc->conn), host, sizeof host);
+		int i = failure_slot(&broker->handshake_failures, host, ev_now(broker->loop), true);
+		broker->handshake_failures.slots[i].count++;
+	}
 	if (bc->prev)
 		bc->prev->next = bc->next;
 	else
@@ -111,6 +172,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 					  (unsigned long long)broker->accepted_shed);
 			continue;
 		}
+		if (broker->conn_shared.tls && !broker->config.listen_plaintext) {
+			struct sockaddr_storage from;
+			socklen_t from_len = sizeof from;
+			char address[64] = "";
+			if (getpeername(fd, (struct sockaddr *)&from, &from_len) == 0)
+				sockaddr_format((struct sockaddr *)&from, from_len, address, sizeof address);
+			if (handshake_refused(broker, address)) {
+				close(fd);
+				fd_budget_give(&broker->fds, 1);
+				continue;
+			}
+		}
 		struct broker_conn *bc = calloc(1, sizeof *bc);
 		struct mux_config config = broker->config.pool.mux;
 		/* the id comes from conn_new: one numbering for every connection */
@@ -118,8 +191,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			.on_incoming = on_incoming_accepted,
 			.on_closed = on_accepted_closed,
 		};
+		struct conn_tls tls = {
+			.ctx = broker->config.listen_plaintext ? NULL : broker->conn_shared.tls,
+			.handshake_timeout = broker->conn_shared.handshake_timeout,
+		};
 		if (bc)
-			bc->conn = conn_new(loop, fd, false, &config, &broker->conn_shared, &callbacks, bc);
+			bc->conn = conn_new_secure(loop, fd, false, &config, &broker->conn_shared, &tls,
+						   &callbacks, bc);
 		if (!bc || !bc->conn) {
 			log_write(&broker->log, LOG_ERROR, "broker", "out of memory for a connection");
 			close(fd);
@@ -182,8 +260,9 @@ static int listen_on(struct broker *broker)
 	ev_timer_init(&broker->accept_pause, on_accept_resume, 0.1, 0.0);
 	broker->accept_pause.data = broker;
 	ev_io_start(broker->loop, &broker->accept_watcher);
-	log_write(&broker->log, LOG_INFO, "broker", "listening for peers on %s:%u", c->listen_host,
-		  broker_listen_port(broker));
+	log_write(&broker->log, LOG_INFO, "broker", "listening for peers on %s:%u (%s)", c->listen_host,
+		  broker_listen_port(broker),
+		  broker->conn_shared.tls && !c->listen_plaintext ? "TLS 1.3, peers authenticated" : "plaintext");
 	return WH_OK;
 }
 
@@ -284,6 +363,18 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
 		return WH_ENOMEM;
 	broker->conn_shared.next_conn_id = &broker->next_conn_id; /* one numbering for all */
+	broker->conn_shared.handshake_timeout = config->handshake_timeout;
+	if (tls_settings_enabled(&config->tls)) {
+		char error[512], warning[512];
+		broker->conn_shared.tls = tls_context_new(&config->tls, error, sizeof error, warning,
+							  sizeof warning);
+		if (!broker->conn_shared.tls) {
+			log_write(&broker->log, LOG_ERROR, "broker", "TLS: %s", error);
+			return WH_ETLS;
+		}
+		if (warning[0])
+			log_write(&broker->log, LOG_WARN, "broker", "TLS: %s", warning);
+	}
 	if (!services_exists(config->default_service))
 		log_write(&broker->log, LOG_WARN, "broker",
 			  "default service %s is not built in: streams without a service are refused",
@@ -471,6 +562,36 @@ static bool same_pool(const struct pool_config *a, const struct pool_config *b)
 	return memcmp(&x, &y, sizeof x) == 0;
 }
 
+/* The certificate files are read again (rotation without a restart): new connections use
+ * them, open ones keep the context they started with. Files that do not load keep the old. */
+static void reload_tls(struct broker *broker, struct broker_config *next)
+{
+	struct conn_shared *shared = &broker->conn_shared;
+	shared->handshake_timeout = next->handshake_timeout;
+	if (!tls_settings_enabled(&next->tls)) {
+		if (shared->tls)
+			log_write(&broker->log, LOG_WARN, "broker", "TLS settings removed: new peer "
+				  "connections are plaintext");
+		tls_context_free(shared->tls);
+		shared->tls = NULL;
+		return;
+	}
+	char error[512], warning[512];
+	SSL_CTX *ctx = tls_context_new(&next->tls, error, sizeof error, warning, sizeof warning);
+	if (!ctx) {
+		log_write(&broker->log, LOG_ERROR, "broker", "reload: TLS: %s: %s", error,
+			  shared->tls ? "keeping the certificate loaded before" : "peer links stay plaintext");
+		next->tls = broker->config.tls;
+		return;
+	}
+	if (warning[0])
+		log_write(&broker->log, LOG_WARN, "broker", "TLS: %s", warning);
+	tls_context_free(shared->tls);
+	shared->tls = ctx;
+	log_write(&broker->log, LOG_INFO, "broker", "TLS: %s and %s loaded for new connections",
+		  next->tls.cert, next->tls.key);
+}
+
 int broker_reload(struct broker *broker, const struct broker_config *given)
 {
 	struct broker_config next = *given;
@@ -485,9 +606,11 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 	next.apps.socket_uid = now->apps.socket_uid;
 	next.apps.socket_gid = now->apps.socket_gid;
 	next.max_fds = now->max_fds;
+	next.listen_plaintext = now->listen_plaintext;
 
 	broker->log.level = next.log_level;
 	broker->budget.limit = next.memory_budget;
+	reload_tls(broker, &next);
 	next.pool.mux.log = &broker->log;
 	snprintf(next.apps.default_service, sizeof next.apps.default_service, "%s", next.default_service);
 	if (broker->apps)

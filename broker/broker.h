@@ -35,6 +35,9 @@ struct broker_config {
 	struct broker_peer peers[BROKER_PEERS_MAX];
 	int peer_count;
 	double drain_timeout;     /* seconds open streams may take to finish on SIGTERM (10) */
+	struct tls_settings tls;  /* all set: peer links are TLS */
+	bool listen_plaintext;    /* accept peers without TLS even with a certificate */
+	double handshake_timeout; /* seconds a peer connection may take to finish TLS (10) */
 	enum log_level log_level; /* warn */
 };
 
@@ -43,6 +46,23 @@ struct broker_config {
 void broker_config_default(struct broker_config *config);
 
 struct broker_conn;
+
+/* Failed TLS handshakes by source address: an address with HANDSHAKE_FAILURES_MAX failures in
+ * HANDSHAKE_FAILURE_WINDOW seconds is refused at accept until the window ends. A small table,
+ * oldest entry replaced: an attacker with many addresses fills it, and then meets the
+ * handshake timeout and the connection caps instead. */
+#define HANDSHAKE_FAILURE_SLOTS 256
+#define HANDSHAKE_FAILURES_MAX 5
+#define HANDSHAKE_FAILURE_WINDOW 10.0
+struct handshake_failures {
+	struct {
+		char host[64];
+		double since;   /* start of its window */
+		unsigned count; /* failures in the window */
+		bool logged;    /* the refusal was logged in this window */
+	} slots[HANDSHAKE_FAILURE_SLOTS];
+	uint64_t refused;
+};
 
 /* A pool of a peer that a reload removed, draining until its streams are done. */
 struct retiring {
@@ -70,6 +90,7 @@ struct broker {
 	bool draining;         /* broker_drain: no new peers, apps or streams */
 	uint32_t next_conn_id;
 	uint64_t accepted_total, accepted_shed;
+	struct handshake_failures handshake_failures;
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */

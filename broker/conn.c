@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "tls.h"
 
 #define PRIVATE_READ_SIZE (64u * 1024u)
 #define READ_BYTES_PER_WAKEUP (2u * 1024u * 1024u) /* then let other connections run */
@@ -27,6 +28,13 @@
  * bulk one; but each writable event then moves less, and below ~512 KiB the wake-ups cost
  * a bulk stream a third of its speed on a 2-vCPU machine (docs/BROKER.md, "Writing and scheduling"). */
 #define NOTSENT_LOWAT (512 * 1024)
+/* TLS output: spans at least this long are encrypted straight from where the mux keeps them
+ * (a ring, a stream's buffer); shorter ones (frame headers, small frames) are gathered into
+ * one record first, so a header does not cost a record of its own. */
+#define TLS_DIRECT_MIN (4u * 1024u)
+#define TLS_RECORD (16u * 1024u)
+#define TLS_WRITE_MAX (128u * 1024u) /* per SSL_write: half the session's record buffer */
+#define TLS_FLUSH_MAX (512u * 1024u) /* per flush, then wait for the socket as plaintext does */
 
 struct conn {
 	struct ev_loop *loop;
@@ -45,6 +53,16 @@ struct conn {
 	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
 	bool dense;       /* its last reads were many small frames: read in small pieces */
 	char local[64], remote[64];
+	/* TLS: NULL for plaintext */
+	struct tls_session *tls;
+	bool handshaking;          /* no frame is read or written before the handshake ends */
+	bool read_wants_write;     /* a TLS read needs the socket writable first */
+	size_t tls_retry;          /* a write that could not finish: its length, to repeat */
+	bool tls_retry_staged;     /* ... and whether it came from tls_out */
+	ev_timer handshake_timer;
+	void (*on_ready)(struct conn *conn, void *user);
+	char identity[256];        /* the peer's name from its certificate */
+	uint8_t *tls_out;          /* TLS_RECORD bytes: small pieces gathered into one record */
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
 	size_t read_size;
 	uint8_t private_buffer[];
@@ -61,6 +79,8 @@ int conn_shared_init(struct conn_shared *shared, struct mux_budget *budget)
 
 void conn_shared_release(struct conn_shared *shared)
 {
+	tls_context_free(shared->tls);
+	shared->tls = NULL;
 	free(shared->read_area);
 	shared->read_area = NULL;
 	shared->read_area_size = 0;
@@ -95,35 +115,94 @@ static void conn_rearm_timer(struct conn *conn)
 	ev_timer_start(conn->loop, &conn->keepalive_timer);
 }
 
+/* One TLS write from the gathered output: a retry repeats the last length; a long first span
+ * goes straight from its memory; short pieces are gathered into tls_out as one record. */
+static ssize_t tls_send(struct conn *conn, const struct iovec *iov, int n, char *error,
+			size_t error_len)
+{
+	const void *data;
+	size_t length;
+	bool staged;
+	if (conn->tls_retry) {
+		staged = conn->tls_retry_staged;
+		length = conn->tls_retry;
+		data = staged ? conn->tls_out : iov[0].iov_base;
+	} else if (iov[0].iov_len >= TLS_DIRECT_MIN) {
+		staged = false;
+		data = iov[0].iov_base;
+		length = iov[0].iov_len < TLS_WRITE_MAX ? iov[0].iov_len : TLS_WRITE_MAX;
+	} else {
+		staged = true;
+		data = conn->tls_out;
+		length = 0;
+		for (int i = 0; i < n && length < TLS_RECORD; i++) {
+			if (i > 0 && iov[i].iov_len >= TLS_DIRECT_MIN)
+				break; /* it goes on its own, from where it is */
+			size_t take = iov[i].iov_len < TLS_RECORD - length ? iov[i].iov_len
+									   : TLS_RECORD - length;
+			memcpy(conn->tls_out + length, iov[i].iov_base, take);
+			length += take;
+		}
+	}
+	ssize_t written = tls_write(conn->tls, data, length, error, error_len);
+	if (written < 0 && errno == EAGAIN) {
+		conn->tls_retry = length;
+		conn->tls_retry_staged = staged;
+	} else {
+		conn->tls_retry = 0;
+	}
+	return written;
+}
+
 static void conn_flush(struct conn *conn)
 {
-	if (conn->fd_closed)
+	if (conn->fd_closed || conn->handshaking)
 		return;
-	for (;;) {
-		struct iovec iov[WRITE_IOV];
-		int n = mux_output_gather(conn->mux, iov, WRITE_IOV);
-		if (n <= 0) {
-			ev_io_stop(conn->loop, &conn->write_watcher);
-			return;
-		}
-		ssize_t written = writev(conn->fd, iov, n);
-		if (written < 0 && errno == EINTR)
-			continue;
-		if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (written < 0) {
+	if (conn->tls) {
+		/* records from before go first; a socket still full waits for writable */
+		int held = tls_flush(conn->tls);
+		if (held < 0) {
 			log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s write to %s failed: %s",
 				  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, strerror(errno));
 			ev_io_stop(conn->loop, &conn->write_watcher);
 			mux_close(conn->mux, WH_ECONNECTION_CLOSED);
 			return;
 		}
-		mux_output_advance(conn->mux, (size_t)written);
-		/* One batch, then wait for the socket to drain below the low-water mark: more now
-		 * would only queue in the kernel, where nothing can overtake it. */
-		break;
+		if (held > 0) {
+			ev_io_start(conn->loop, &conn->write_watcher);
+			return;
+		}
 	}
-	if (mux_output_pending(conn->mux))
+	size_t flushed = 0;
+	for (;;) {
+		struct iovec iov[WRITE_IOV];
+		int n = mux_output_gather(conn->mux, iov, WRITE_IOV);
+		if (n <= 0)
+			break;
+		char error[256] = "";
+		ssize_t written = conn->tls ? tls_send(conn, iov, n, error, sizeof error)
+					    : writev(conn->fd, iov, n);
+		if (written < 0 && errno == EINTR)
+			continue;
+		if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (written < 0) {
+			log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s write to %s failed: %s",
+				  mux_id(conn->mux), mux_peer(conn->mux), conn->remote,
+				  error[0] ? error : strerror(errno));
+			ev_io_stop(conn->loop, &conn->write_watcher);
+			mux_close(conn->mux, conn->tls && errno == EPROTO ? WH_ETLS : WH_ECONNECTION_CLOSED);
+			return;
+		}
+		mux_output_advance(conn->mux, (size_t)written);
+		flushed += (size_t)written;
+		/* One batch, then wait for the socket to drain below the low-water mark: more now
+		 * would only queue in the kernel, where nothing can overtake it. A TLS write is
+		 * one record or one span: batch them up to a socket's worth. */
+		if (!conn->tls || flushed >= TLS_FLUSH_MAX)
+			break;
+	}
+	if (mux_output_pending(conn->mux) || (conn->tls && tls_output_pending(conn->tls)))
 		ev_io_start(conn->loop, &conn->write_watcher);
 	else
 		ev_io_stop(conn->loop, &conn->write_watcher);
@@ -147,11 +226,24 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 	conn_flush(conn);
 }
 
+static void conn_tls_step(struct conn *conn);
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+
 static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 {
-	(void)loop;
+	struct conn *conn = w->data;
 	(void)revents;
-	conn_flush(w->data);
+	if (conn->handshaking) {
+		conn_tls_step(conn);
+		return;
+	}
+	if (conn->read_wants_write) {
+		conn->read_wants_write = false;
+		on_readable(loop, &conn->read_watcher, EV_READ);
+		if (conn->closing)
+			return;
+	}
+	conn_flush(conn);
 }
 
 static uint64_t frames_in(const struct mux *mux)
@@ -167,6 +259,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
+	if (conn->handshaking) {
+		conn_tls_step(conn);
+		return;
+	}
 	uint64_t frames_start = frames_in(conn->mux);
 	for (size_t total = 0; total < READ_BYTES_PER_WAKEUP && !mux_is_closed(conn->mux);) {
 		uint8_t *span;
@@ -179,15 +275,35 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		};
 		/* With a DATA payload in progress its bytes go straight to the stream's store;
 		 * whatever follows lands in the ordinary buffer. */
-		ssize_t n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer, read_size);
+		char error[256] = "";
+		bool want_write = false;
+		ssize_t n;
+		if (conn->tls)
+			n = tls_readv(conn->tls, direct ? iov : iov + 1, direct ? 2 : 1, &want_write, error,
+				      sizeof error);
+		else
+			n = direct ? readv(conn->fd, iov, 2) : read(conn->fd, conn->read_buffer, read_size);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (want_write) {
+				conn->read_wants_write = true;
+				ev_io_start(loop, &conn->write_watcher);
+			}
 			return;
+		}
+		if (n < 0 && conn->tls && errno == EPROTO) {
+			log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS from %s failed: %s",
+				  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, error);
+			ev_io_stop(loop, w);
+			mux_close(conn->mux, WH_ETLS);
+			return;
+		}
 		if (n <= 0) {
 			if (n < 0)
 				log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s read from %s failed: %s",
-					  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, strerror(errno));
+					  mux_id(conn->mux), mux_peer(conn->mux), conn->remote,
+					  error[0] ? error : strerror(errno));
 			ev_io_stop(loop, w);
 			mux_input_eof(conn->mux);
 			return;
@@ -203,10 +319,15 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		uint64_t frames = frames_in(conn->mux) - frames_before;
 		conn->dense = frames && (size_t)n / frames < DENSE_FRAME_BYTES;
 		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP)
-			return; /* the socket stays readable: the loop comes back after the others */
-		if ((size_t)n < direct + read_size)
-			return; /* drained */
+			break; /* the socket stays readable: the loop comes back after the others */
+		/* drained; TLS reads on until it says so (EAGAIN): it fills what it can */
+		if (!conn->tls && (size_t)n < direct + read_size)
+			return;
 	}
+	/* Bytes TLS already decrypted or read ahead wake nobody: the socket may have nothing
+	 * more. Come back next iteration, after the other connections. */
+	if (conn->tls && !mux_is_closed(conn->mux) && tls_has_pending(conn->tls))
+		ev_feed_event(loop, w, EV_READ);
 }
 
 static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
@@ -229,12 +350,67 @@ static void conn_teardown(struct conn *conn)
 	ev_io_stop(conn->loop, &conn->write_watcher);
 	ev_prepare_stop(conn->loop, &conn->flush_watcher);
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
+	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	if (conn->tls && !conn->handshaking && !conn->fd_closed && conn->close_error != WH_ETLS)
+		tls_shutdown(conn->tls);
 	if (!conn->fd_closed) {
 		close(conn->fd);
 		conn->fd_closed = true;
 	}
 	if (conn->user_callbacks.on_closed)
 		conn->user_callbacks.on_closed(conn->mux, conn->close_error, conn->user);
+}
+
+/* ---- TLS handshake ------------------------------------------------------------------ */
+
+static void conn_tls_step(struct conn *conn)
+{
+	char error[256];
+	switch (tls_handshake(conn->tls, error, sizeof error)) {
+	case TLS_WANT_READ:
+		ev_io_stop(conn->loop, &conn->write_watcher); /* the read watcher always runs */
+		return;
+	case TLS_WANT_WRITE:
+		ev_io_start(conn->loop, &conn->write_watcher);
+		return;
+	case TLS_FAILED:
+		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s failed: %s",
+			  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, error);
+		ev_io_stop(conn->loop, &conn->read_watcher);
+		ev_io_stop(conn->loop, &conn->write_watcher);
+		mux_close(conn->mux, WH_ETLS);
+		return;
+	case TLS_DONE:
+		break;
+	}
+	conn->handshaking = false;
+	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	ev_io_stop(conn->loop, &conn->write_watcher);
+	tls_peer_identity(conn->tls, conn->identity, sizeof conn->identity);
+	if (!mux_is_client(conn->mux) && conn->identity[0])
+		mux_set_peer(conn->mux, conn->identity); /* an accepted conn's logs name the peer */
+	char description[128];
+	tls_describe(conn->tls, description, sizeof description);
+	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s with %s, identity %s",
+		  mux_id(conn->mux), mux_peer(conn->mux), description, conn->remote,
+		  conn->identity[0] ? conn->identity : "(none in its certificate)");
+	if (conn->on_ready)
+		conn->on_ready(conn, conn->user);
+	conn_flush(conn); /* what the mux queued meanwhile */
+	if (tls_has_pending(conn->tls))
+		ev_feed_event(conn->loop, &conn->read_watcher, EV_READ);
+}
+
+static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *conn = w->data;
+	(void)loop;
+	(void)revents;
+	log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done after %.0f s",
+		  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat ? w->repeat : 0.0);
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_io_stop(conn->loop, &conn->write_watcher);
+	mux_close(conn->mux, WH_ETIMEOUT);
 }
 
 /* ---- mux callbacks, forwarded ------------------------------------------------------ */
@@ -274,7 +450,8 @@ static void cb_closed(struct mux *mux, int error, void *user)
 	struct conn *conn = user;
 	(void)mux;
 	conn->close_error = error;
-	bool orderly = error == WH_ECONNECTION_CLOSED || error == WH_EMUX_CLOSED;
+	/* a TLS failure was logged at warn where it happened, with its reason */
+	bool orderly = error == WH_ECONNECTION_CLOSED || error == WH_EMUX_CLOSED || error == WH_ETLS;
 	log_write(conn->log, orderly ? LOG_INFO : LOG_WARN, "conn",
 		  "conn=%u peer=%s to %s closed: %s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, wh_strerror(error));
 	/* Stop reading at once: unread bytes would keep the read watcher pending for ever. */
@@ -294,10 +471,29 @@ static void cb_pong(struct mux *mux, double rtt, void *user)
 struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const struct mux_config *config,
 		      const struct conn_shared *shared, const struct mux_callbacks *callbacks, void *user)
 {
+	return conn_new_secure(loop, fd, client_role, config, shared, NULL, callbacks, user);
+}
+
+struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
+			     const struct mux_config *config, const struct conn_shared *shared,
+			     const struct conn_tls *tls, const struct mux_callbacks *callbacks,
+			     void *user)
+{
 	bool own_buffer = !shared || !shared->read_area;
 	struct conn *conn = calloc(1, sizeof *conn + (own_buffer ? PRIVATE_READ_SIZE : 0));
 	if (!conn)
 		return NULL;
+	if (tls && tls->ctx) {
+		conn->tls_out = malloc(TLS_RECORD);
+		conn->tls = tls->ctx ? tls_session_new(tls->ctx, fd, client_role, tls->expect_name) : NULL;
+		if (!conn->tls_out || !conn->tls) {
+			tls_session_free(conn->tls);
+			free(conn->tls_out);
+			free(conn);
+			return NULL;
+		}
+		conn->handshaking = true;
+	}
 	conn->read_buffer = own_buffer ? conn->private_buffer : shared->read_area;
 	conn->read_size = own_buffer ? PRIVATE_READ_SIZE : shared->read_area_size;
 	struct mux_budget *budget = shared ? shared->budget : NULL;
@@ -327,6 +523,8 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 		own_config.id = ++*shared->next_conn_id;
 	conn->mux = mux_new(client_role, &own_config, budget, &own, conn);
 	if (!conn->mux) {
+		tls_session_free(conn->tls);
+		free(conn->tls_out);
 		free(conn);
 		return NULL;
 	}
@@ -345,13 +543,23 @@ struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const stru
 	ev_io_init(&conn->write_watcher, on_writable, fd, EV_WRITE);
 	ev_prepare_init(&conn->flush_watcher, on_flush);
 	ev_timer_init(&conn->keepalive_timer, on_keepalive, 0.0, 0.0);
+	ev_timer_init(&conn->handshake_timer, on_handshake_timeout, 0.0, 0.0);
 	conn->read_watcher.data = conn->write_watcher.data = conn->flush_watcher.data = conn;
-	conn->keepalive_timer.data = conn;
+	conn->keepalive_timer.data = conn->handshake_timer.data = conn;
 	ev_io_start(loop, &conn->read_watcher);
 	conn_rearm_timer(conn);
-	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s", mux_id(conn->mux),
-		  mux_peer(conn->mux),
-		  client_role ? "dialled" : "accepted", conn->local, conn->remote);
+	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s%s", mux_id(conn->mux),
+		  mux_peer(conn->mux), client_role ? "dialled" : "accepted", conn->local, conn->remote,
+		  conn->tls ? " (TLS)" : "");
+	if (conn->tls) {
+		if (tls->handshake_timeout > 0) {
+			ev_timer_set(&conn->handshake_timer, tls->handshake_timeout, 0.0);
+			conn->handshake_timer.repeat = tls->handshake_timeout; /* for the log line */
+			ev_timer_start(loop, &conn->handshake_timer);
+		}
+		if (client_role)
+			conn_tls_step(conn); /* the ClientHello goes now */
+	}
 	return conn;
 }
 
@@ -363,6 +571,9 @@ void conn_free(struct conn *conn)
 	ev_io_stop(conn->loop, &conn->write_watcher);
 	ev_prepare_stop(conn->loop, &conn->flush_watcher);
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
+	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	tls_session_free(conn->tls);
+	free(conn->tls_out);
 	if (!conn->fd_closed)
 		close(conn->fd);
 	mux_free(conn->mux);
@@ -374,6 +585,14 @@ struct conn *conn_from_mux(const struct mux *mux) { return mux_user(mux); }
 void *conn_user(const struct conn *conn) { return conn->user; }
 const char *conn_local_addr(const struct conn *conn) { return conn->local; }
 const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }
+bool conn_is_tls(const struct conn *conn) { return conn->tls != NULL; }
+bool conn_is_ready(const struct conn *conn) { return !conn->handshaking; }
+
+void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, void *user))
+{
+	conn->on_ready = on_ready;
+}
+const char *conn_peer_identity(const struct conn *conn) { return conn->identity; }
 
 int conn_ping(struct conn *conn)
 {

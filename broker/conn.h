@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "mux.h"
+#include "tls.h"
 
 struct conn;
 
@@ -23,6 +24,8 @@ struct conn_shared {
 	uint8_t *read_area;        /* NULL: each conn reads into a private 64 KiB buffer */
 	size_t read_area_size;
 	uint32_t *next_conn_id;    /* connection ids unique in the broker; NULL: the config's */
+	SSL_CTX *tls;              /* the broker's TLS context (released with the struct); NULL: none */
+	double handshake_timeout;  /* seconds for a TLS handshake */
 };
 
 #define CONN_READ_AREA_SIZE (1024u * 1024u)
@@ -44,6 +47,32 @@ void conn_shared_release(struct conn_shared *shared);
  */
 struct conn *conn_new(struct ev_loop *loop, int fd, bool client_role, const struct mux_config *config,
 		      const struct conn_shared *shared, const struct mux_callbacks *callbacks, void *user);
+/* TLS for one connection (broker/tls.h). */
+struct conn_tls {
+	SSL_CTX *ctx;             /* NULL: plaintext; each connection holds its own reference */
+	const char *expect_name;  /* dialling: the name the server's certificate must carry */
+	double handshake_timeout; /* seconds until an unfinished handshake closes it; 0: none */
+};
+
+/*
+ * conn_new over TLS when tls->ctx is set (tls NULL: plaintext, as conn_new): no frame is read
+ * or written until the handshake is done (frames the mux queues meanwhile wait); a failed or
+ * late handshake closes the connection with WH_ETLS or WH_ETIMEOUT and a warn line naming
+ * the peer and the reason. DATA payloads are decrypted straight into the stream's store and
+ * long spans encrypted from where they are.
+ */
+struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
+			     const struct mux_config *config, const struct conn_shared *shared,
+			     const struct conn_tls *tls, const struct mux_callbacks *callbacks,
+			     void *user);
+bool conn_is_tls(const struct conn *conn);
+/* False while a TLS handshake is under way (and for a TLS conn closed before it ended). */
+bool conn_is_ready(const struct conn *conn);
+/* Called once when the TLS handshake is done (not for plaintext conns), from the loop. */
+void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, void *user));
+/* The peer's identity from its verified certificate ("" on plaintext, or before the
+ * handshake is done). */
+const char *conn_peer_identity(const struct conn *conn);
 /* Stops watchers, closes the socket, frees the mux and every stream. */
 void conn_free(struct conn *conn);
 struct mux *conn_mux(const struct conn *conn);

@@ -157,11 +157,13 @@ int main(int argc, char **argv)
 		broker_stop(&d.broker);
 		return 1;
 	}
-	if (options.config.listen_host[0] && strcmp(options.config.listen_host, "127.0.0.1") != 0 &&
-	    strcmp(options.config.listen_host, "::1") != 0 && strcmp(options.config.listen_host, "localhost") != 0)
-		log_write(&d.broker.log, LOG_WARN, "broker", "listening on %s:%s, not loopback: any host that "
-			  "reaches this port may open any service (peers are not authenticated yet)",
-			  options.config.listen_host, options.config.listen_port);
+	bool listen_tls = d.broker.conn_shared.tls && !options.config.listen_plaintext;
+	if (options.config.listen_host[0] && !listen_tls &&
+	    !options_host_is_loopback(options.config.listen_host))
+		log_write(&d.broker.log, LOG_WARN, "broker", "listening on %s:%s in plaintext, not "
+			  "loopback (listen-plaintext): any host that reaches this port may open any "
+			  "service and read its bytes", options.config.listen_host,
+			  options.config.listen_port);
 	watch(&d, &d.term, on_stop, SIGTERM);
 	watch(&d, &d.interrupt, on_stop, SIGINT);
 	watch(&d, &d.hangup, on_reload, SIGHUP);

@@ -1353,6 +1353,11 @@ bool mux_is_client(const struct mux *mux) { return mux->client; }
 size_t mux_num_streams(const struct mux *mux) { return mux->streams.count; }
 const struct mux_stats *mux_stats(const struct mux *mux) { return &mux->stats; }
 
+void mux_set_peer(struct mux *mux, const char *name)
+{
+	snprintf(mux->config.peer, sizeof mux->config.peer, "%s", name);
+}
+
 void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg)
 {
 	struct mux_stream *s;

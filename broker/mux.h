@@ -177,6 +177,8 @@ int mux_error(const struct mux *mux);
 uint32_t mux_id(const struct mux *mux);
 /* The peer's name or address, as given in the config's `peer`. */
 const char *mux_peer(const struct mux *mux);
+/* Renames the peer in log lines (an accepted connection learns its peer's identity late). */
+void mux_set_peer(struct mux *mux, const char *name);
 /* The user pointer given to mux_new. */
 void *mux_user(const struct mux *mux);
 bool mux_is_client(const struct mux *mux);

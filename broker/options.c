@@ -15,6 +15,7 @@
 
 #include "options.h"
 #include "services.h"
+#include "tls.h"
 
 #ifndef WH_SYSCONFDIR
 #define WH_SYSCONFDIR "/etc"
@@ -69,6 +70,21 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "on SIGTERM, how long open streams may take to finish before they are ended" },
 	{ OPT_LOG_LEVEL, "log-level", 'L', OPTION_LEVEL, 0, 0, false, false, "warn", NULL, APPLY_LIVE,
 	  SCOPE_BROKER, "error, warn, info or debug; one line per event on stderr" },
+	{ OPT_TLS_CERT, "tls-cert", 0, OPTION_PATH, 0, 0, false, true, "none", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "this broker's certificate chain (PEM) for TLS with peers; re-read on reload" },
+	{ OPT_TLS_KEY, "tls-key", 0, OPTION_PATH, 0, 0, false, true, "none", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER, "the private key of tls-cert (PEM); re-read on reload" },
+	{ OPT_TLS_CA, "tls-ca", 0, OPTION_PATH, 0, 0, false, true, "none", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "the CA peers' certificates must chain to: a PEM file or a hashed directory; with tls-cert "
+	  "and tls-key, every peer link is TLS 1.3 with both sides authenticated" },
+	{ OPT_LISTEN_PLAINTEXT, "listen-plaintext", 0, OPTION_BOOL, 0, 0, false, false, "no", NULL,
+	  APPLY_RESTART, SCOPE_BROKER,
+	  "accept peers without TLS; needed for a listener off loopback without TLS (warned at start)" },
+	{ OPT_HANDSHAKE_TIMEOUT, "handshake-timeout", 0, OPTION_SECONDS, 0.1, 3600, false, false,
+	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "a peer connection whose TLS handshake is not done by then is closed" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
@@ -123,7 +139,26 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_RELEASE_LINGER, "release-linger", 0, OPTION_SECONDS, 0, 1e9, false, false, "60",
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; 0: forever" },
+	{ OPT_PLAINTEXT, "plaintext", 0, OPTION_BOOL, 0, 0, false, false, "no", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "dial the peer without TLS (a reference peer without it); needed off loopback without TLS" },
+	{ OPT_TLS_NAME, "tls-name", 0, OPTION_STRING, 1, 255, false, false, "the peer's name", NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "the name (SAN DNS) the peer's certificate must carry" },
 };
+
+/* 1 for yes, true, on, 1; 0 for no, false, off, 0; -1 for anything else. */
+static int parse_bool(const char *value)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
+	for (int i = 0; i < 4; i++) {
+		if (strcmp(value, yes[i]) == 0)
+			return 1;
+		if (strcmp(value, no[i]) == 0)
+			return 0;
+	}
+	return -1;
+}
 
 const char *options_default_config_path(void)
 {
@@ -434,22 +469,46 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
 				    "(window, max-window)", value);
 		break;
-	case OPT_FLOW_CONTROL: {
-		static const char *const yes[] = { "yes", "true", "on", "1" }, *const no[] = { "no", "false", "off", "0" };
-		int v = -1;
-		for (int i = 0; i < 4; i++) {
-			if (strcmp(value, yes[i]) == 0)
-				v = 1;
-			if (strcmp(value, no[i]) == 0)
-				v = 0;
-		}
+	case OPT_FLOW_CONTROL:
+	case OPT_PLAINTEXT:
+	case OPT_LISTEN_PLAINTEXT: {
+		int v = parse_bool(value);
 		if (v < 0) {
 			add_error(o, at, info, value, "not yes or no");
 			return false;
 		}
-		m->enable_flow_control = v;
+		if (info->id == OPT_FLOW_CONTROL)
+			m->enable_flow_control = v;
+		else if (info->id == OPT_PLAINTEXT)
+			p->plaintext = v;
+		else
+			c->listen_plaintext = v;
 		break;
 	}
+	case OPT_TLS_CERT:
+	case OPT_TLS_KEY:
+	case OPT_TLS_CA: {
+		char *dest = info->id == OPT_TLS_CERT ? c->tls.cert : info->id == OPT_TLS_KEY ? c->tls.key : c->tls.ca;
+		if (strcmp(value, "none") == 0) {
+			dest[0] = '\0';
+			break;
+		}
+		if (!value[0] || strlen(value) >= sizeof c->tls.cert) {
+			add_error(o, at, info, value, value[0] ? "path too long (at most %zu bytes)" : "empty path%.0zu",
+				  sizeof c->tls.cert - 1);
+			return false;
+		}
+		snprintf(dest, sizeof c->tls.cert, "%s", value);
+		break;
+	}
+	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
+	case OPT_TLS_NAME:
+		if (!value[0] || strlen(value) >= sizeof p->tls_name) {
+			add_error(o, at, info, value, "a name is 1 to %zu bytes", sizeof p->tls_name - 1);
+			return false;
+		}
+		snprintf(p->tls_name, sizeof p->tls_name, "%s", value);
+		break;
 	default:
 		add_error(o, at, info, value, "cannot be set here");
 		return false;
@@ -766,6 +825,53 @@ static void check_pool(struct options *o, const struct pool_config *p, const cha
 			  p->backoff_max, p->backoff_initial);
 }
 
+bool options_host_is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+	       strcmp(host, "localhost") == 0 || strcmp(host, "ip6-localhost") == 0;
+}
+
+/* TLS files go together and must load; off loopback, plaintext must be asked for. */
+static void check_tls(struct options *o, struct loading *l)
+{
+	struct broker_config *c = &o->config;
+	const struct tls_settings *t = &c->tls;
+	bool tls = tls_settings_enabled(t);
+	if (!tls && (t->cert[0] || t->key[0] || t->ca[0])) {
+		char missing[48] = "";
+		const char *names[] = { "tls-cert", "tls-key", "tls-ca" };
+		const char *values[] = { t->cert, t->key, t->ca };
+		for (int i = 0; i < 3; i++)
+			if (!values[i][0])
+				snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
+					 missing[0] ? " and " : "", names[i]);
+		add_error(o, NULL, NULL, NULL, "tls-cert, tls-key and tls-ca go together: %s missing", missing);
+		return;
+	}
+	if (tls) {
+		char error[512], warning[512];
+		SSL_CTX *ctx = tls_context_new(t, error, sizeof error, warning, sizeof warning);
+		if (!ctx)
+			add_error(o, NULL, NULL, NULL, "%s", error);
+		else if (warning[0])
+			add_warning(o, "%s", warning);
+		tls_context_free(ctx);
+	}
+	if (c->listen_host[0] && !options_host_is_loopback(c->listen_host) && !tls && !c->listen_plaintext)
+		add_error(o, NULL, NULL, NULL, "listen %s:%s is not loopback: give the broker a certificate "
+			  "(tls-cert, tls-key, tls-ca) or accept peers in plaintext (listen-plaintext = yes)",
+			  c->listen_host, c->listen_port);
+	for (int i = 0; i < c->peer_count; i++) {
+		const struct broker_peer *p = &c->peers[i];
+		if (p->host[0] && !options_host_is_loopback(p->host) && !tls && !p->pool.plaintext) {
+			struct origin at = { l->file, l->peer_lines[i], NULL };
+			add_error(o, l->peer_from_file[i] ? &at : NULL, NULL, NULL, "peer %s at %s:%s is not "
+				  "loopback: give the broker a certificate (tls-cert, tls-key, tls-ca) or dial it "
+				  "in plaintext (plaintext = yes)", p->name, p->host, p->port);
+		}
+	}
+}
+
 static void check_whole(struct options *o, struct loading *l)
 {
 	struct broker_config *c = &o->config;
@@ -782,6 +888,7 @@ static void check_whole(struct options *o, struct loading *l)
 		if (memcmp(&p->pool, &c->pool, sizeof p->pool) != 0)
 			check_pool(o, &p->pool, who);
 	}
+	check_tls(o, l);
 	if (!c->listen_host[0] && !c->apps.socket_path[0] && c->peer_count == 0)
 		add_error(o, NULL, NULL, NULL, "nothing to do: no listener (listen), no app socket (socket) "
 			  "and no peers");
@@ -991,6 +1098,15 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_MAX_STREAMS: snprintf(out, len, "%u", m->max_streams); break;
 	case OPT_SEND_BUFFER: snprintf(out, len, "%u", m->send_buffer); break;
 	case OPT_RELEASE_LINGER: snprintf(out, len, "%.15g", m->release_linger); break;
+	case OPT_TLS_CERT: snprintf(out, len, "%s", c->tls.cert[0] ? c->tls.cert : "none"); break;
+	case OPT_TLS_KEY: snprintf(out, len, "%s", c->tls.key[0] ? c->tls.key : "none"); break;
+	case OPT_TLS_CA: snprintf(out, len, "%s", c->tls.ca[0] ? c->tls.ca : "none"); break;
+	case OPT_LISTEN_PLAINTEXT: snprintf(out, len, "%s", c->listen_plaintext ? "yes" : "no"); break;
+	case OPT_HANDSHAKE_TIMEOUT: snprintf(out, len, "%.15g", c->handshake_timeout); break;
+	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
+	case OPT_TLS_NAME:
+		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");
+		break;
 	default: snprintf(out, len, "-"); break;
 	}
 }

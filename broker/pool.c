@@ -241,8 +241,25 @@ static void cb_closed(struct mux *mux, int error, void *user)
 			  pool->name, mux_id(conn_mux(pc->conn)));
 	}
 	pool->open_count--;
+	if (!conn_is_ready(pc->conn)) {
+		/* TLS never came up (the conn said why): a failed dial, with its back-off */
+		pool->stats.failed_connections++;
+		double delay = pool->backoff * jitter(pool);
+		log_write(pool->config.mux.log, LOG_WARN, "pool", "peer=%s %s:%s: no TLS session; retry in %.2f s",
+			  pool->name, pool->host, pool->port, delay);
+		pool->retry_at = ev_now(pool->loop) + delay;
+		pool->backoff = pool->backoff * 2 < pool->config.backoff_max ? pool->backoff * 2
+									     : pool->config.backoff_max;
+	}
 	pool_conn_unlink(pool, pc);
 	pool_maintain(pool);
+}
+
+static void tls_ready(struct conn *conn, void *user)
+{
+	struct pool *pool = ((struct pool_conn *)user)->pool;
+	(void)conn;
+	pool->backoff = pool->config.backoff_initial;
 }
 
 static void dial_succeeded(struct pool_conn *pc)
@@ -259,7 +276,13 @@ static void dial_succeeded(struct pool_conn *pc)
 	ev_io_stop(pool->loop, &pc->connect_watcher);
 	ev_timer_stop(pool->loop, &pc->connect_timer);
 	pool->dialling--;
-	pc->conn = conn_new(pool->loop, pc->fd, true, &config, pool->shared, &callbacks, pc);
+	/* TLS unless this peer is plaintext; its certificate must name it */
+	struct conn_tls tls = {
+		.ctx = pool->shared && !pool->config.plaintext ? pool->shared->tls : NULL,
+		.expect_name = pool->config.tls_name[0] ? pool->config.tls_name : pool->name,
+		.handshake_timeout = pool->shared ? pool->shared->handshake_timeout : 0,
+	};
+	pc->conn = conn_new_secure(pool->loop, pc->fd, true, &config, pool->shared, &tls, &callbacks, pc);
 	if (!pc->conn) {
 		pool->dialling++;
 		dial_failed(pc, "out of memory");
@@ -269,7 +292,10 @@ static void dial_succeeded(struct pool_conn *pc)
 	pc->idle_since = ev_now(pool->loop);
 	pool->open_count++;
 	pool->stats.total_connections++;
-	pool->backoff = pool->config.backoff_initial;
+	if (conn_is_ready(pc->conn))
+		pool->backoff = pool->config.backoff_initial;
+	else
+		conn_set_on_ready(pc->conn, tls_ready); /* the back-off resets once TLS is up */
 	settle_waiting(pool, pc->conn, WH_OK, ev_now(pool->loop));
 }
 

@@ -18,6 +18,8 @@ struct pool_config {
 	unsigned busy_streams;          /* a connection with this many streams is busy: dial another (128) */
 	double backoff_initial;         /* first retry delay after a failed dial (0.1 s) */
 	double backoff_max;             /* the delay doubles up to this (30 s), with +-25 % jitter */
+	bool plaintext;                 /* dial without TLS even when the broker has a certificate */
+	char tls_name[256];             /* the name its certificate must carry; "": the peer's name */
 	struct mux_config mux;
 };
 

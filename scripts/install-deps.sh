@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages that building and testing Wormhole need (run as root).
 # Skips apt entirely when everything is already there, so repeated runs are quick.
 set -eu
-packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev check
+packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check
 	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind"
 missing=""
 for p in $packages; do

@@ -1,5 +1,7 @@
 /* Two hosts: brokers in two network namespaces joined by a link with a 20 ms round trip
- * (tests/integration/delay_link.c), apps on both, real TCP end to end. Needs root. */
+ * (tests/integration/delay_link.c), apps on both, real TCP end to end, TLS between the
+ * brokers as a deployment off loopback has it (certificates from scripts/make-certs.sh).
+ * Needs root. */
 #include "config.h"
 
 #include <check.h>
@@ -16,25 +18,39 @@
 #include "harness.h"
 
 struct hosts {
+	char certs[64];
+	char files[6][300]; /* far cert, key, CA; near cert, key, CA */
 	struct delay_link link;
 	struct process near, far; /* near keeps a pool to far (peer name "far") */
 };
 
 static void hosts_start(struct hosts *h, const char *const *extra)
 {
+	harness_tempdir(h->certs, sizeof h->certs);
+	char command[512];
+	snprintf(command, sizeof command, "%s/scripts/make-certs.sh %s far near", TOP_SRCDIR, h->certs);
+	ck_assert_int_eq(system(command), 0);
+	const char *names[] = { "far", "near" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(h->files[3 * i], sizeof h->files[0], "%s/%s.pem", h->certs, names[i]);
+		snprintf(h->files[3 * i + 1], sizeof h->files[0], "%s/%s.key", h->certs, names[i]);
+		snprintf(h->files[3 * i + 2], sizeof h->files[0], "%s/ca.pem", h->certs);
+	}
 	ck_assert(delay_link_start(&h->link, 0.010));
 	char listen_far[64], peer[64];
 	snprintf(listen_far, sizeof listen_far, "%s:0", h->link.far_addr);
-	const char *far_args[16] = { "--listen", listen_far };
-	int n = 2;
-	for (int i = 0; extra && extra[i] && n < 15; i++)
+	const char *far_args[24] = { "--listen", listen_far, "--tls-cert", h->files[0], "--tls-key",
+				     h->files[1], "--tls-ca", h->files[2] };
+	int n = 8;
+	for (int i = 0; extra && extra[i] && n < 23; i++)
 		far_args[n++] = extra[i];
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_FAR));
 	ck_assert(broker_spawn(&h->far, far_args));
 	snprintf(peer, sizeof peer, "far=%s:%u", h->link.far_addr, h->far.port);
-	const char *near_args[16] = { "--peer", peer };
-	n = 2;
-	for (int i = 0; extra && extra[i] && n < 15; i++)
+	const char *near_args[24] = { "--peer", peer, "--tls-cert", h->files[3], "--tls-key",
+				      h->files[4], "--tls-ca", h->files[5] };
+	n = 8;
+	for (int i = 0; extra && extra[i] && n < 23; i++)
 		near_args[n++] = extra[i];
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_NEAR));
 	ck_assert(broker_spawn(&h->near, near_args));
@@ -46,6 +62,7 @@ static void hosts_stop(struct hosts *h)
 	ck_assert_int_eq(process_stop(&h->near, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&h->far, SIGTERM), 0);
 	delay_link_stop(&h->link);
+	harness_cleanup_dir(h->certs);
 }
 
 START_TEST(test_streams_across_the_link)
@@ -77,6 +94,8 @@ START_TEST(test_streams_across_the_link)
 	app_echo_check(s, 4u << 20, 32);
 	ck_assert_str_eq(wh_stream_peer(s), "far");
 	wh_close(s);
+	/* the far broker knows the near one from its certificate */
+	ck_assert(process_log_has(&h.far, "identity near"));
 	wh_client_detach(near);
 	process_stop(&echo, SIGTERM);
 	hosts_stop(&h);

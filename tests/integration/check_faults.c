@@ -47,15 +47,17 @@ struct hosts {
 	long near_rss, far_rss; /* KiB */
 };
 
+/* plaintext across the link, asked for (check_far carries TLS over one) */
 static const char *const broker_args[] = { "--keepalive", KEEPALIVE, "--keepalive-timeout",
-					   KEEPALIVE_TIMEOUT, NULL };
+					   KEEPALIVE_TIMEOUT, "--listen-plaintext", "yes", "--plaintext",
+					   "yes", NULL };
 
 static void spawn_far(struct hosts *h, unsigned port)
 {
 	char listen[64];
 	snprintf(listen, sizeof listen, "%s:%u", h->link.far_addr, port);
 	const char *args[] = { "--listen", listen, broker_args[0], broker_args[1], broker_args[2],
-			       broker_args[3], NULL };
+			       broker_args[3], broker_args[4], broker_args[5], NULL };
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_FAR));
 	ck_assert(broker_spawn(&h->far, args));
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_HOME));
@@ -67,7 +69,7 @@ static void spawn_near(struct hosts *h)
 	char peer[64];
 	snprintf(peer, sizeof peer, "far=%s:%u", h->link.far_addr, h->far_port);
 	const char *args[] = { "--peer", peer, broker_args[0], broker_args[1], broker_args[2],
-			       broker_args[3], NULL };
+			       broker_args[3], broker_args[6], broker_args[7], NULL };
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_NEAR));
 	ck_assert(broker_spawn(&h->near, args));
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_HOME));

@@ -29,40 +29,12 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-/* Runs the broker with these arguments to completion; its exit status, stderr in `err`. */
-static int run_broker(char *err, size_t err_len, const char *const *args)
-{
-	struct process p;
-	ck_assert(app_spawn(&p, "broker/wormhole-broker", args));
-	p.keep_log = true;
-	int status = process_wait(&p, 10);
-	FILE *f = fopen(p.log_file, "r");
-	size_t n = f ? fread(err, 1, err_len - 1, f) : 0;
-	err[n] = '\0';
-	if (f)
-		fclose(f);
-	process_stop(&p, SIGKILL);
-	return status;
-}
-
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	fclose(f);
-}
-
-static bool log_has(const struct process *p, const char *text)
-{
-	FILE *f = fopen(p->log_file, "r");
-	char line[1024];
-	bool found = false;
-	while (f && !found && fgets(line, sizeof line, f))
-		found = strstr(line, text) != NULL;
-	if (f)
-		fclose(f);
-	return found;
 }
 
 /* True if `text` is in a line after the first line containing `marker`. */
@@ -79,17 +51,6 @@ static bool log_after(const struct process *p, const char *marker, const char *t
 	if (f)
 		fclose(f);
 	return found;
-}
-
-struct log_goal {
-	const struct process *p;
-	const char *text;
-};
-
-static bool log_goal_met(void *arg)
-{
-	struct log_goal *g = arg;
-	return log_has(g->p, g->text);
 }
 
 static bool alive(const struct process *p)
@@ -180,25 +141,25 @@ START_TEST(test_bad_settings_name_option_value_and_rule)
 {
 	char err[4096];
 	const char *ring[] = { "--ring-size", "1000", "--config", "/dev/null", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, ring), 2);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", ring, err, sizeof err), 2);
 	ck_assert_msg(strstr(err, "--ring-size 1000: below the minimum (4096..67108864)"), "%s", err);
 	ck_assert_msg(!strstr(err, "usage:"), "no usage dump: %s", err);
 	const char *port[] = { "--listen", "127.0.0.1:99999", "--config", "/dev/null", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, port), 2);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", port, err, sizeof err), 2);
 	ck_assert(strstr(err, "--listen 127.0.0.1:99999: the port is not within 0..65535"));
 	const char *peers[] = { "--config", "/dev/null", "--peer", "local=10.0.0.1:1", "--peer", "b=10.0.0.1:1",
 				"--peer", "b=10.0.0.2:1", "--peer", "c=127.0.0.1:notaport", "--pool-min", "5",
 				"--pool-max", "2", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, peers), 2);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", peers, err, sizeof err), 2);
 	ck_assert(strstr(err, "\"local\" means apps on this broker"));
 	ck_assert(strstr(err, "--peer b=10.0.0.2:1: peer b is given twice"));
 	ck_assert(strstr(err, "--peer c=127.0.0.1:notaport: the port is not a number"));
 	ck_assert(strstr(err, "pool-min 5 is above pool-max 2"));
 	const char *idle[] = { "--config", "/dev/null", "--socket", "none", "--listen", "none", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, idle), 2);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", idle, err, sizeof err), 2);
 	ck_assert(strstr(err, "nothing to do"));
 	const char *missing[] = { "--config", "/nonexistent/broker.conf", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, missing), 2);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", missing, err, sizeof err), 2);
 	ck_assert(strstr(err, "--config /nonexistent/broker.conf: No such file or directory"));
 }
 END_TEST
@@ -208,13 +169,14 @@ START_TEST(test_check_config)
 	char dir[64], path[128], err[4096];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/broker.conf", dir);
-	write_file(path, "[broker]\nlisten = 127.0.0.1:0\nlog-level = info\n[peer b]\naddress = 10.0.0.2:7420\n");
+	write_file(path, "[broker]\nlisten = 127.0.0.1:0\nlog-level = info\n[peer b]\naddress = 10.0.0.2:7420\n"
+		   "plaintext = yes\n");
 	const char *good[] = { "--check-config", "--config", path, NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, good), 0);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", good, err, sizeof err), 0);
 	ck_assert_str_eq(err, ""); /* nothing said when all is good */
 	write_file(path, "[broker]\nring-size = 5000\n\n[peer b]\npool-max = 0\n");
 	const char *bad[] = { "--check-config", "--config", path, NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, bad), 1);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", bad, err, sizeof err), 1);
 	char expect[256];
 	snprintf(expect, sizeof expect, "%s:2: ring-size: not a power of two", path);
 	ck_assert_msg(strstr(err, expect), "%s", err);
@@ -224,7 +186,7 @@ START_TEST(test_check_config)
 	ck_assert_msg(strstr(err, expect), "%s", err);
 	/* the command line is checked with the file */
 	const char *both[] = { "--check-config", "--config", path, "--keepalive", "never", NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, both), 1);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", both, err, sizeof err), 1);
 	ck_assert(strstr(err, "--keepalive never: not a number of seconds"));
 	harness_cleanup_dir(dir);
 }
@@ -257,8 +219,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 		 "[peer a]\naddress = 127.0.0.1:%u\n[peer c]\naddress = 127.0.0.1:%u\n", a.port, c.port);
 	write_file(path, conf);
 	kill(b.pid, SIGHUP);
-	struct log_goal added = { &b, "peer=c added" };
-	ck_assert(poll_until(log_goal_met, &added, 10));
+	ck_assert(process_log_wait(&b, "peer=c added", 10));
 	wh_stream *to_c;
 	ck_assert_int_eq(wh_open(app, "c", "echo", 10000, &to_c), WH_OK);
 	app_echo_check(to_c, 1u << 20, 10);
@@ -267,9 +228,8 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 	/* a bad file: every error logged, the broker runs on as before */
 	write_file(path, "[broker]\nring-size = 5000\n");
 	kill(b.pid, SIGHUP);
-	struct log_goal refused = { &b, "reload refused: running on as before" };
-	ck_assert(poll_until(log_goal_met, &refused, 10));
-	ck_assert(log_has(&b, "ring-size: not a power of two"));
+	ck_assert(process_log_wait(&b, "reload refused: running on as before", 10));
+	ck_assert(process_log_has(&b, "ring-size: not a power of two"));
 	ck_assert_int_eq(wh_open(app, "c", "echo", 10000, &to_c), WH_OK);
 	wh_close(to_c);
 
@@ -277,8 +237,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer a]\naddress = 127.0.0.1:%u\n", a.port);
 	write_file(path, conf);
 	kill(b.pid, SIGHUP);
-	struct log_goal removed = { &b, "peer=c removed" };
-	ck_assert(poll_until(log_goal_met, &removed, 10));
+	ck_assert(process_log_wait(&b, "peer=c removed", 10));
 	ck_assert_int_eq(wh_open(app, "c", "echo", 1000, &to_c), WH_EUNKNOWN_PEER);
 
 	ck_assert_int_eq(transfer_end(&t), WH_OK); /* every byte through all three reloads */
@@ -308,8 +267,7 @@ START_TEST(test_sigterm_drains)
 	transfer_start(&t, s, 32u << 20, 11);
 	ck_assert(poll_until(transfer_under_way, &t, 30));
 	kill(b.pid, SIGTERM);
-	struct log_goal draining = { &b, "draining" };
-	ck_assert(poll_until(log_goal_met, &draining, 10));
+	ck_assert(process_log_wait(&b, "draining", 10));
 	/* new streams are refused while the open one finishes */
 	ck_assert_int_eq(wh_open(app, "a", "echo", 1000, &late), WH_EMUX_CLOSED);
 	ck_assert_int_eq(transfer_end(&t), WH_OK); /* every byte, within the drain */
@@ -332,7 +290,7 @@ START_TEST(test_socket_path_is_never_a_hazard)
 	snprintf(path, sizeof path, "%s/not-a-socket", dir);
 	write_file(path, "precious\n");
 	const char *on_file[] = { "--config", "/dev/null", "--listen", "none", "--socket", path, NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, on_file), 1);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", on_file, err, sizeof err), 1);
 	ck_assert_msg(strstr(err, "not a socket is there; refusing to replace it"), "%s", err);
 	char content[32] = "";
 	FILE *f = fopen(path, "r");
@@ -344,7 +302,7 @@ START_TEST(test_socket_path_is_never_a_hazard)
 	struct process first;
 	ck_assert(broker_spawn(&first, NULL));
 	const char *second[] = { "--config", "/dev/null", "--listen", "none", "--socket", first.socket_path, NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, second), 1);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", second, err, sizeof err), 1);
 	ck_assert_msg(strstr(err, "a broker is already running there"), "%s", err);
 	wh_client *app = app_attach(&first);
 	wh_client_detach(app);
@@ -368,7 +326,7 @@ START_TEST(test_socket_path_is_never_a_hazard)
 	/* a directory that cannot be made says why */
 	snprintf(path, sizeof path, "%s/not-a-socket/sub/broker.sock", dir);
 	const char *no_dir[] = { "--config", "/dev/null", "--listen", "none", "--socket", path, NULL };
-	ck_assert_int_eq(run_broker(err, sizeof err, no_dir), 1);
+	ck_assert_int_eq(process_run("broker/wormhole-broker", no_dir, err, sizeof err), 1);
 	ck_assert_msg(strstr(err, "cannot create its directory"), "%s", err);
 	harness_cleanup_dir(dir);
 }
@@ -399,14 +357,12 @@ START_TEST(test_logs_name_peers_and_window_mismatches)
 	wh_set_read_deadline(s, wh_now_ns() + 10000000000ll);
 	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EFLOW_CONTROL);
 	wh_close(s);
-	struct log_goal larger = { &a, "the peer's window is probably larger than ours" };
-	struct log_goal smaller = { &b, "the peer's window is probably smaller than ours" };
-	ck_assert(poll_until(log_goal_met, &larger, 10));
-	ck_assert(poll_until(log_goal_met, &smaller, 10));
-	ck_assert(log_has(&a, "warn mux:"));
+	ck_assert(process_log_wait(&a, "the peer's window is probably larger than ours", 10));
+	ck_assert(process_log_wait(&b, "the peer's window is probably smaller than ours", 10));
+	ck_assert(process_log_has(&a, "warn mux:"));
 	/* the pooled connection is named by its peer, the accepted one by its address */
-	ck_assert(log_has(&b, "peer=a dialled"));
-	ck_assert(log_has(&a, "peer=127.0.0.1:"));
+	ck_assert(process_log_has(&b, "peer=a dialled"));
+	ck_assert(process_log_has(&a, "peer=127.0.0.1:"));
 	wh_client_detach(app);
 	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
@@ -424,9 +380,8 @@ START_TEST(test_signals_that_must_not_kill)
 	kill(b.pid, SIGUSR2);
 	kill(b.pid, SIGPIPE);
 	kill(b.pid, SIGHUP);
-	struct log_goal reloaded = { &b, "reloaded" };
-	ck_assert(poll_until(log_goal_met, &reloaded, 10));
-	ck_assert(log_has(&b, "signal 10: ignored"));
+	ck_assert(process_log_wait(&b, "reloaded", 10));
+	ck_assert(process_log_has(&b, "signal 10: ignored"));
 	ck_assert(alive(&b));
 	wh_client *app = app_attach(&b);
 	wh_client_detach(app);

@@ -303,3 +303,48 @@ void run_for(struct ev_loop *loop, double seconds)
 {
 	run_until(loop, never, NULL, seconds);
 }
+
+bool process_log_has(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+struct log_wait {
+	const struct process *p;
+	const char *text;
+};
+
+static bool log_wait_met(void *arg)
+{
+	const struct log_wait *w = arg;
+	return process_log_has(w->p, w->text);
+}
+
+bool process_log_wait(const struct process *p, const char *text, double timeout)
+{
+	struct log_wait w = { p, text };
+	return poll_until(log_wait_met, &w, timeout);
+}
+
+int process_run(const char *program, const char *const *args, char *output, size_t len)
+{
+	struct process p;
+	if (!app_spawn(&p, program, args))
+		return -1;
+	p.keep_log = true;
+	int status = process_wait(&p, 10);
+	FILE *f = fopen(p.log_file, "r");
+	size_t n = f ? fread(output, 1, len - 1, f) : 0;
+	output[n] = '\0';
+	if (f)
+		fclose(f);
+	process_stop(&p, SIGKILL);
+	return status;
+}

@@ -40,6 +40,13 @@ int process_stop(struct process *p, int signal);
  * status of 0 removes its directory (unless keep_log); otherwise the log stays for
  * process_dump_log. process_stop removes it in any case. */
 int process_wait(struct process *p, double timeout);
+/* Runs a built program (path relative to the build tree) to completion (10 s bound): its
+ * exit status, and what it printed (stdout and stderr) in output. */
+int process_run(const char *program, const char *const *args, char *output, size_t len);
+/* True if a line of the process's log contains text. */
+bool process_log_has(const struct process *p, const char *text);
+/* Waits (bounded) until a line of the process's log contains text; returns whether it did. */
+bool process_log_wait(const struct process *p, const char *text, double timeout);
 /* Dumps the process log to stderr (for failing tests). */
 void process_dump_log(const struct process *p);
 

@@ -131,6 +131,8 @@ START_TEST(test_config_file_and_precedence)
 					"ring-size = 262144\n"
 					"pool-max = 3\n"
 					"keepalive = 15\n"
+					"listen-plaintext = yes\n"
+					"plaintext = yes\n"
 					"\n"
 					"[peer b]\n"
 					"address = 10.0.0.2:7420\n"

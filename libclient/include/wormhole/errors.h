@@ -49,7 +49,8 @@ extern "C" {
 	X(EAPP_GONE, -39, "the app at the other end of the stream went away")                   \
 	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")                       \
 	X(EDESCRIPTORS, -41, "out of file descriptors")                                         \
-	X(ESERVICE_TAKEN, -42, "another app listens on that service")
+	X(ESERVICE_TAKEN, -42, "another app listens on that service")                         \
+	X(ETLS, -43, "TLS failed (handshake, certificate or record)")
 
 enum wh_error {
 	WH_OK = 0,

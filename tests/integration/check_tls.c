@@ -1,0 +1,317 @@
+/* TLS between brokers, tried as an operator and an attacker would: two brokers with
+ * certificates from one CA carry checksummed streams and name each other; a broker with a
+ * certificate from another CA, one whose certificate names someone else, one whose
+ * certificate has expired, one without TLS, and a connection that never speaks are all
+ * refused with a log line that says why; settings that would expose a listener are refused at
+ * start; certificate files are read again on SIGHUP. Certificates come from
+ * scripts/make-certs.sh, real broker processes throughout. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "harness.h"
+
+#define MAKE_CERTS TOP_SRCDIR "/scripts/make-certs.sh"
+
+/* Certificates for names in dir (one CA per dir: made on the first call). */
+static void make_certs(const char *dir, const char *names)
+{
+	char command[1024];
+	snprintf(command, sizeof command, "%s %s %s", MAKE_CERTS, dir, names);
+	ck_assert_msg(system(command) == 0, "%s failed", command);
+}
+
+/* The TLS arguments for a broker with certificate NAME from dir: 6 strings into args. */
+struct tls_args {
+	char cert[300], key[300], ca[300];
+	const char *argv[7];
+};
+
+static const char *const *tls_args(struct tls_args *t, const char *dir, const char *name)
+{
+	snprintf(t->cert, sizeof t->cert, "%s/%s.pem", dir, name);
+	snprintf(t->key, sizeof t->key, "%s/%s.key", dir, name);
+	snprintf(t->ca, sizeof t->ca, "%s/ca.pem", dir);
+	const char *argv[] = { "--tls-cert", t->cert, "--tls-key", t->key, "--tls-ca", t->ca, NULL };
+	memcpy(t->argv, argv, sizeof argv);
+	return t->argv;
+}
+
+/* args + more, NULL-terminated, into out (at most 32). */
+static const char *const *join(const char **out, const char *const *args, const char *const *more)
+{
+	int n = 0;
+	for (int i = 0; args && args[i] && n < 31; i++)
+		out[n++] = args[i];
+	for (int i = 0; more && more[i] && n < 31; i++)
+		out[n++] = more[i];
+	out[n] = NULL;
+	return out;
+}
+
+/* Starts a broker that dials A as peer `name` with these extra arguments. */
+static void dialer_start(struct process *b, const struct process *a, const char *name,
+			 const char *const *extra)
+{
+	char peer[96];
+	snprintf(peer, sizeof peer, "%s=127.0.0.1:%u", name, a->port);
+	const char *own[] = { "--peer", peer, "--backoff-max", "0.5", NULL };
+	const char *args[32];
+	ck_assert(broker_spawn(b, join(args, own, extra)));
+}
+
+static bool alive(const struct process *p)
+{
+	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+START_TEST(test_tls_link_carries_checksummed_streams)
+{
+	char certs[64];
+	harness_tempdir(certs, sizeof certs);
+	make_certs(certs, "a b");
+	struct tls_args ta, tb;
+	struct process a, b;
+	ck_assert(broker_spawn(&a, tls_args(&ta, certs, "a")));
+	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+	wh_client *app = app_attach(&b);
+	for (unsigned i = 0; i < 3; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
+		app_echo_check(s, (4u << 20) + i * 7777u, 40 + i);
+		wh_close(s);
+	}
+	/* each side knows who it talks to, from the certificate */
+	ck_assert(process_log_wait(&a, "TLSv1.3", 5));
+	ck_assert(process_log_has(&a, "identity b"));
+	ck_assert(process_log_has(&b, "identity a"));
+	ck_assert(process_log_has(&a, "(TLS 1.3, peers authenticated)"));
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+}
+END_TEST
+
+static bool open_succeeds(void *arg)
+{
+	wh_stream *s;
+	if (wh_open(arg, "a", "echo", 1000, &s) != WH_OK)
+		return false;
+	char byte = 'x';
+	bool echoed = wh_write(s, &byte, 1) == 1 && wh_read(s, &byte, 1) == 1;
+	wh_close(s);
+	return echoed;
+}
+
+START_TEST(test_tls_refuses_who_it_must)
+{
+	char certs[64], other[64];
+	harness_tempdir(certs, sizeof certs);
+	harness_tempdir(other, sizeof other);
+	make_certs(certs, "a b --expired old");
+	make_certs(other, "b"); /* a second CA */
+	struct tls_args ta, tb, tother, told;
+	struct process a;
+	const char *short_handshake[] = { "--handshake-timeout", "0.5", NULL };
+	const char *a_args[32];
+	ck_assert(broker_spawn(&a, join(a_args, tls_args(&ta, certs, "a"), short_handshake)));
+	int fds_before = process_fd_count(&a);
+
+	/* a connection that never speaks is closed after the handshake timeout */
+	int silent = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in from = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002) };
+	ck_assert_int_eq(bind(silent, (struct sockaddr *)&from, sizeof from), 0); /* 127.0.0.2 */
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)a.port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(connect(silent, (struct sockaddr *)&to, sizeof to), 0);
+	struct pollfd pfd = { .fd = silent, .events = POLLIN };
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1); /* bounded: 0.5 s expected */
+	char byte;
+	ck_assert_int_le(read(silent, &byte, 1), 0); /* EOF or reset: closed, nothing sent */
+	close(silent);
+	ck_assert(process_log_wait(&a, "not done after", 5));
+
+	/* another CA: neither side trusts the other */
+	struct process foreign;
+	dialer_start(&foreign, &a, "a", tls_args(&tother, other, "b"));
+	ck_assert(process_log_wait(&foreign, "TLS handshake with", 10));
+	ck_assert(process_log_has(&foreign, "failed: the peer's certificate: "));
+	ck_assert(process_log_wait(&foreign, "no TLS session; retry in", 10)); /* backing off */
+	ck_assert(process_log_wait(&a, "TLS handshake with", 10));
+	wh_client *app = app_attach(&foreign);
+	wh_stream *s;
+	/* an open either fails, or (queued on a connection still in its handshake) its stream
+	 * ends with the reason */
+	int opened = wh_open(app, "a", "echo", 2000, &s);
+	if (opened == WH_OK) {
+		char one;
+		long got = wh_read(s, &one, 1);
+		ck_assert_msg(got == WH_ETLS, "read on a stream over a failed TLS link: %ld", got);
+		wh_close(s);
+	} else {
+		/* the connection it waited for closed (WH_EMUX_CLOSED), or none came */
+		ck_assert_msg(opened == WH_ETLS || opened == WH_EMUX_CLOSED || opened == WH_ETIMEOUT,
+			      "open: %s", wh_error_name(opened));
+	}
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&foreign, SIGTERM), 0);
+
+	/* the right CA, but A's certificate does not name the peer B meant to reach */
+	struct process misnamed;
+	dialer_start(&misnamed, &a, "x", tls_args(&tb, certs, "b"));
+	ck_assert(process_log_wait(&misnamed, "hostname mismatch", 10));
+	ck_assert_int_eq(process_stop(&misnamed, SIGTERM), 0);
+
+	/* an expired certificate: A refuses it, and B was told at its start */
+	struct process expired;
+	dialer_start(&expired, &a, "a", tls_args(&told, certs, "old"));
+	ck_assert(process_log_has(&expired, "has expired: peers will refuse it"));
+	ck_assert(process_log_wait(&a, "certificate has expired", 10));
+	ck_assert_int_eq(process_stop(&expired, SIGTERM), 0);
+
+	/* a broker without TLS: its frames are not a ClientHello */
+	struct process plain;
+	dialer_start(&plain, &a, "a", NULL);
+	ck_assert(process_log_wait(&plain, "closed", 10));
+	ck_assert_int_eq(process_stop(&plain, SIGTERM), 0);
+
+	/* so many failures from one address: A refuses it at accept for a while */
+	ck_assert(process_log_wait(&a, "refusing peer connections from 127.0.0.1", 10));
+
+	/* A is fine: once the window has passed it serves a good peer, and it holds no
+	 * descriptor for any of the refused */
+	struct process good;
+	dialer_start(&good, &a, "a", tls_args(&tb, certs, "b"));
+	app = app_attach(&good);
+	ck_assert(poll_until(open_succeeds, app, 30));
+	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
+	app_echo_check(s, 1u << 20, 7);
+	wh_close(s);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&good, SIGTERM), 0);
+	ck_assert(alive(&a));
+	ck_assert_int_le(process_fd_count(&a), fds_before + 1);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+	harness_cleanup_dir(other);
+}
+END_TEST
+
+/* Settings that would expose a listener, or TLS files that cannot work, stop the broker
+ * before it starts, with a message that says what to do. */
+START_TEST(test_tls_settings_are_checked)
+{
+	char certs[64], err[4096], cert[300], key[300], ca[300], other_key[300];
+	harness_tempdir(certs, sizeof certs);
+	make_certs(certs, "a b");
+	snprintf(cert, sizeof cert, "%s/a.pem", certs);
+	snprintf(key, sizeof key, "%s/a.key", certs);
+	snprintf(other_key, sizeof other_key, "%s/b.key", certs);
+	snprintf(ca, sizeof ca, "%s/ca.pem", certs);
+
+	const char *open_listener[] = { "--check-config", "--socket", "none", "--listen", "0.0.0.0:0", NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", open_listener, err, sizeof err), 0);
+	ck_assert_msg(strstr(err, "listen 0.0.0.0:0 is not loopback: give the broker a certificate"), "%s", err);
+	const char *asked[] = { "--check-config", "--socket", "none", "--listen", "0.0.0.0:0",
+				"--listen-plaintext", "yes", NULL };
+	ck_assert_int_eq(process_run("broker/wormhole-broker", asked, err, sizeof err), 0);
+	const char *with_tls[] = { "--check-config", "--socket", "none", "--listen", "0.0.0.0:0",
+				   "--tls-cert", cert, "--tls-key", key, "--tls-ca", ca, NULL };
+	ck_assert_int_eq(process_run("broker/wormhole-broker", with_tls, err, sizeof err), 0);
+
+	const char *far_peer[] = { "--check-config", "--listen", "none", "--socket", "none",
+				   "--peer", "b=192.0.2.1:7420", NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", far_peer, err, sizeof err), 0);
+	ck_assert_msg(strstr(err, "peer b at 192.0.2.1:7420 is not loopback"), "%s", err);
+
+	const char *half[] = { "--check-config", "--socket", "none", "--tls-cert", cert, NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", half, err, sizeof err), 0);
+	ck_assert_msg(strstr(err, "tls-cert, tls-key and tls-ca go together: tls-key and tls-ca missing"), "%s", err);
+
+	const char *missing[] = { "--check-config", "--socket", "none", "--tls-cert", "/nonexistent.pem",
+				  "--tls-key", key, "--tls-ca", ca, NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", missing, err, sizeof err), 0);
+	ck_assert_msg(strstr(err, "tls-cert /nonexistent.pem:"), "%s", err);
+
+	const char *mismatch[] = { "--check-config", "--socket", "none", "--tls-cert", cert,
+				   "--tls-key", other_key, "--tls-ca", ca, NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", mismatch, err, sizeof err), 0);
+	ck_assert_msg(strstr(err, "tls-key ") && strstr(err, "mismatch"), "%s", err);
+	harness_cleanup_dir(certs);
+}
+END_TEST
+
+/* Certificate files are read again on SIGHUP: a broker started with an expired certificate
+ * is refused by its peer until new files are in place and it is told to reload; then new
+ * connections carry streams, without a restart. A reload with broken files keeps the
+ * working certificate. */
+START_TEST(test_tls_certificates_rotate_on_reload)
+{
+	char certs[64], command[512];
+	harness_tempdir(certs, sizeof certs);
+	make_certs(certs, "b --expired a");
+	struct tls_args ta, tb;
+	struct process a, b;
+	ck_assert(broker_spawn(&a, tls_args(&ta, certs, "a")));
+	ck_assert(process_log_has(&a, "has expired"));
+	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+	ck_assert(process_log_wait(&b, "certificate has expired", 10));
+
+	/* a valid certificate for a, from the same CA, over the same files */
+	make_certs(certs, "a");
+	kill(a.pid, SIGHUP);
+	ck_assert(process_log_wait(&a, "loaded for new connections", 10));
+	wh_client *app = app_attach(&b);
+	ck_assert(poll_until(open_succeeds, app, 30));
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
+	app_echo_check(s, 2u << 20, 11);
+
+	/* broken files: the reload is refused with the reason, the certificate that works stays */
+	snprintf(command, sizeof command, "echo garbage > %s", ta.cert);
+	ck_assert_int_eq(system(command), 0);
+	kill(a.pid, SIGHUP);
+	ck_assert(process_log_wait(&a, "reload refused: running on as before", 10));
+	ck_assert(process_log_has(&a, "tls-cert"));
+	wh_stream *again;
+	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &again), WH_OK);
+	app_echo_check(again, 1u << 20, 12);
+	wh_close(again);
+	wh_close(s);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("tls");
+	TCase *tc = tcase_create("tls");
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_tls_link_carries_checksummed_streams);
+	tcase_add_test(tc, test_tls_refuses_who_it_must);
+	tcase_add_test(tc, test_tls_settings_are_checked);
+	tcase_add_test(tc, test_tls_certificates_rotate_on_reload);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
