@@ -28,6 +28,7 @@
 
 #include "common.h"
 #include "delay_link.h"
+#include "tls_baseline.h"
 
 /* ---- the app server: epoll over every stream's eventfd ------------------------------- */
 
@@ -326,6 +327,19 @@ static void stop_all(const pid_t *pids, size_t n)
 static int far_figure(const char *self, const char *broker_path, const char *dir, size_t bytes,
 		      struct figure *figure)
 {
+	/* TLS across the link, as a deployment off loopback has it */
+	const char *make_certs = getenv("WH_MAKE_CERTS") ? getenv("WH_MAKE_CERTS") : "scripts/make-certs.sh";
+	char certs[300], command[1024], files[6][320];
+	snprintf(certs, sizeof certs, "%s/far-certs", dir);
+	snprintf(command, sizeof command, "%s %s far near", make_certs, certs);
+	if (system(command) != 0)
+		return -1;
+	const char *names[] = { "far", "near" };
+	for (int i = 0; i < 2; i++) {
+		snprintf(files[3 * i], sizeof files[0], "%s/%s.pem", certs, names[i]);
+		snprintf(files[3 * i + 1], sizeof files[0], "%s/%s.key", certs, names[i]);
+		snprintf(files[3 * i + 2], sizeof files[0], "%s/ca.pem", certs);
+	}
 	struct delay_link link;
 	if (!delay_link_start(&link, 0.025))
 		return -1;
@@ -343,13 +357,15 @@ static int far_figure(const char *self, const char *broker_path, const char *dir
 	pid_t pids[4] = { -1, -1, -1, -1 };
 	if (delay_link_enter(&link, DELAY_LINK_FAR)) {
 		const char *args_d[] = { "--listen", d_listen, "--port-file", d_port, "--socket", d_sock,
-					 "--ring-size", "16777216", NULL };
+					 "--ring-size", "16777216", "--tls-cert", files[0], "--tls-key",
+					 files[1], "--tls-ca", files[2], NULL };
 		pids[0] = spawn_broker(broker_path, args_d, d_port, &port_d);
 		pids[1] = raw_server('d', &far_sink);
 	}
 	snprintf(peer_far, sizeof peer_far, "far=%s:%u", link.far_addr, port_d);
 	const char *args_c[] = { "--listen", "127.0.0.1:0", "--port-file", c_port, "--socket", c_sock,
-				 "--peer", peer_far, NULL };
+				 "--peer", peer_far, "--tls-cert", files[3], "--tls-key", files[4],
+				 "--tls-ca", files[5], NULL };
 	if (delay_link_enter(&link, DELAY_LINK_NEAR))
 		pids[2] = spawn_broker(broker_path, args_c, c_port, &port_c);
 	delay_link_enter(&link, DELAY_LINK_HOME);
@@ -366,7 +382,8 @@ static int far_figure(const char *self, const char *broker_path, const char *dir
 		wh_client *on_c = attach_retry(c_sock);
 		double app = app_bulk(on_c, "far", "bench-sink", bytes);
 		*figure = (struct figure){ "far_bulk_throughput_50ms", "MB/s",
-					   "raw TCP over the same 50 ms link", app / 1e6, raw / 1e6, NULL };
+					   "raw TCP over the same 50 ms link", app / 1e6, raw / 1e6,
+					   "wormhole over TLS" };
 		wh_client_detach(on_c);
 		rc = 0;
 	}
@@ -376,6 +393,96 @@ static int far_figure(const char *self, const char *broker_path, const char *dir
 	stop_all(pids, 4);
 	delay_link_stop(&link);
 	return rc;
+}
+
+/* TLS against plaintext and against plain OpenSSL: a second pair of brokers with
+ * certificates (scripts/make-certs.sh), an app server on its A, rounds alternating the
+ * plaintext pair, the TLS pair and the OpenSSL baseline. Adds its figures at f[*n]. */
+static void tls_figures(const char *self, const char *broker_path, const char *dir, size_t bulk,
+			size_t pings, wh_client *on_b, struct figure *f, int *n)
+{
+	const char *make_certs = getenv("WH_MAKE_CERTS") ? getenv("WH_MAKE_CERTS") : "scripts/make-certs.sh";
+	char certs[300], command[1024];
+	snprintf(certs, sizeof certs, "%s/certs", dir);
+	snprintf(command, sizeof command, "%s %s a b server client", make_certs, certs);
+	if (system(command) != 0) {
+		fprintf(stderr, "bench: %s failed: no TLS figures\n", command);
+		return;
+	}
+	struct tls_files side[4]; /* a, b, server, client */
+	const char *names[] = { "a", "b", "server", "client" };
+	for (int i = 0; i < 4; i++) {
+		snprintf(side[i].cert, sizeof side[i].cert, "%s/%s.pem", certs, names[i]);
+		snprintf(side[i].key, sizeof side[i].key, "%s/%s.key", certs, names[i]);
+		snprintf(side[i].ca, sizeof side[i].ca, "%s/ca.pem", certs);
+	}
+	char a_port[300], a_sock[300], b_port[300], b_sock[300], peer[64];
+	snprintf(a_port, sizeof a_port, "%s/ta.port", dir);
+	snprintf(a_sock, sizeof a_sock, "%s/ta.sock", dir);
+	snprintf(b_port, sizeof b_port, "%s/tb.port", dir);
+	snprintf(b_sock, sizeof b_sock, "%s/tb.sock", dir);
+	unsigned port_a, port_b;
+	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", a_port, "--socket", a_sock,
+				 "--keepalive", "0", "--tls-cert", side[0].cert, "--tls-key", side[0].key,
+				 "--tls-ca", side[0].ca, NULL };
+	pid_t pids[4] = { spawn_broker(broker_path, args_a, a_port, &port_a), -1, -1, -1 };
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", port_a);
+	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", b_port, "--socket", b_sock,
+				 "--peer", peer, "--keepalive", "0", "--tls-cert", side[1].cert,
+				 "--tls-key", side[1].key, "--tls-ca", side[1].ca, NULL };
+	pids[1] = spawn_broker(broker_path, args_b, b_port, &port_b);
+	const char *sink_args[] = { "serve", a_sock, "bench-sink", "sink", NULL };
+	const char *echo_args[] = { "serve", a_sock, "bench-echo", "echo", NULL };
+	pids[2] = spawn_self(self, sink_args);
+	pids[3] = spawn_self(self, echo_args);
+	struct endpoint tls_sink = { 0 }, tls_echo = { 0 };
+	pid_t raw[2] = { tls_raw_server('d', &side[2], &tls_sink), tls_raw_server('e', &side[2], &tls_echo) };
+	if (pids[0] < 0 || pids[1] < 0) {
+		fprintf(stderr, "bench: the TLS brokers did not start: no TLS figures\n");
+		stop_all(&pids[1], 1);
+		stop_all(pids, 4);
+		stop_all(raw, 2);
+		return;
+	}
+	wh_client *on_tb = attach_retry(b_sock);
+	int rounds = bench_rounds();
+	double plain[BENCH_ROUNDS_MAX], tls[BENCH_ROUNDS_MAX], openssl[BENCH_ROUNDS_MAX];
+	for (int r = 0; r < rounds; r++) {
+		plain[r] = app_bulk(on_b, "a", "bench-sink", bulk);
+		tls[r] = app_bulk(on_tb, "a", "bench-sink", bulk);
+		openssl[r] = tls_raw_bulk(&tls_sink, &side[3], bulk);
+		printf("TLS bulk round %d: wormhole TLS %.1f MB/s, wormhole plaintext %.1f MB/s, OpenSSL "
+		       "pair %.1f MB/s\n", r + 1, tls[r] / 1e6, plain[r] / 1e6, openssl[r] / 1e6);
+	}
+	double tls_bulk = percentile(tls, (size_t)rounds, 0.5) / 1e6;
+	f[(*n)++] = (struct figure){ "tls_app_bulk_throughput", "MB/s", "plaintext wormhole, same run",
+				     tls_bulk, percentile(plain, (size_t)rounds, 0.5) / 1e6,
+				     "target >= 0.6x plaintext" };
+	f[(*n)++] = (struct figure){ "tls_app_bulk_vs_openssl", "MB/s",
+				     "two OpenSSL processes, TLS 1.3 over TCP", tls_bulk,
+				     percentile(openssl, (size_t)rounds, 0.5) / 1e6, NULL };
+	double *plain_rtt = calloc(pings, sizeof *plain_rtt), *tls_rtt = calloc(pings, sizeof *tls_rtt),
+	       *openssl_rtt = calloc(pings, sizeof *openssl_rtt);
+	size_t per_round = pings / (size_t)rounds, taken = per_round * (size_t)rounds;
+	for (int r = 0; r < rounds; r++) {
+		app_pingpong(on_b, "a", plain_rtt + (size_t)r * per_round, per_round);
+		app_pingpong(on_tb, "a", tls_rtt + (size_t)r * per_round, per_round);
+		tls_raw_pingpong(&tls_echo, &side[3], openssl_rtt + (size_t)r * per_round, per_round);
+	}
+	double tls50 = percentile(tls_rtt, taken, 0.5) * 1e6;
+	f[(*n)++] = (struct figure){ "tls_app_rtt_64B_p50", "us", "plaintext wormhole, same run", tls50,
+				     percentile(plain_rtt, taken, 0.5) * 1e6, "target <= 1.2x plaintext" };
+	f[(*n)++] = (struct figure){ "tls_app_rtt_vs_openssl_p50", "us",
+				     "two OpenSSL processes, TLS 1.3 over TCP", tls50,
+				     percentile(openssl_rtt, taken, 0.5) * 1e6, NULL };
+	free(plain_rtt);
+	free(tls_rtt);
+	free(openssl_rtt);
+	wh_client_detach(on_tb);
+	stop_all(&pids[1], 1); /* B dials A: stop it first */
+	pids[1] = -1;
+	stop_all(pids, 4);
+	stop_all(raw, 2);
 }
 
 int main(int argc, char **argv)
@@ -433,7 +540,7 @@ int main(int argc, char **argv)
 
 	wh_client *on_b = attach_retry(path[3]);
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure f[16];
+	struct figure f[24];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
@@ -473,6 +580,8 @@ int main(int argc, char **argv)
 		f[n++] = (struct figure){ "app_rtt_64B_p99", "us", "raw TCP ping-pong",
 					  percentile(samples, taken, 0.99) * 1e6, raw99, NULL };
 	}
+	if (bench_selected("tls"))
+		tls_figures(argv[0], broker_path, dir, bulk, pings, on_b, f, &n);
 	if (bench_selected("local")) {
 		raw = raw_bulk(&unix_sink, bulk);
 		app = app_bulk(on_b, WH_PEER_LOCAL, "bench-sink", bulk);

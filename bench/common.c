@@ -305,7 +305,10 @@ void remove_scratch_dir(const char *dir)
 			continue;
 		char path[512];
 		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-		unlink(path);
+		if (e->d_type == DT_DIR)
+			remove_scratch_dir(path); /* the certificates the TLS figures made */
+		else
+			unlink(path);
 	}
 	closedir(d);
 	rmdir(dir);

@@ -71,6 +71,13 @@ void open_through_pool(struct app_session *c, const struct ctl_msg *req)
 		return;
 	}
 	if (strcmp(req->peer, "local") == 0) {
+		const char *service = req->service[0] ? req->service : apps->config.default_service;
+		if (service_app_may_open(&apps->config.services, service, &why) != WH_OK) {
+			log_write(apps->log, LOG_INFO, "apps", "client=%s local open of service=%s refused: %s",
+				  c->id, service, why);
+			session_send_result(c, req->request_id, WH_EACCESS, why);
+			return;
+		}
 		open_local(c, req);
 		return;
 	}

@@ -74,7 +74,21 @@ static void handle_listen(struct app_session *c, const struct ctl_msg *req, bool
 		session_send_result(c, req->request_id, WH_OK, "");
 		return;
 	}
-	int error = service_registry_add(&apps->services, req->service, c);
+	const char *name = req->service[0] ? req->service : apps->config.default_service;
+	const char *why;
+	int error = service_app_may_listen(&apps->config.services, name, apps->config.default_service,
+					   (long)c->uid, (long)c->gid, &why);
+	if (error == WH_OK && c->listening >= apps->config.max_listeners) {
+		why = "too many listeners for this app (app-max-listeners)";
+		error = WH_ELIMIT;
+	}
+	if (error != WH_OK) {
+		log_write(apps->log, LOG_INFO, "apps", "client=%s uid=%ld listen on service=%s refused: %s",
+			  c->id, (long)c->uid, service, why);
+		session_send_result(c, req->request_id, error, why);
+		return;
+	}
+	error = service_registry_add(&apps->services, req->service, c);
 	if (error != WH_OK) {
 		session_send_result(c, req->request_id, error, NULL);
 		return;
@@ -312,6 +326,7 @@ void session_start(struct apps *apps, int fd)
 	c->doorbell = -1;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
+	c->gid = cred.gid;
 	ev_io_init(&c->reader, on_client_readable, fd, EV_READ);
 	ev_io_init(&c->writer, on_client_writable, fd, EV_WRITE);
 	c->reader.data = c->writer.data = c;

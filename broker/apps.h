@@ -8,6 +8,7 @@
 #include "fdbudget.h"
 #include "log.h"
 #include "mux.h"
+#include "services.h"
 #include "pool.h"
 
 /*
@@ -39,6 +40,8 @@ struct apps_config {
 	uint64_t max_ring_memory;  /* segment bytes one app's streams may hold; 0: max_streams
 				    * segments, so only max_streams binds */
 	char default_service[256]; /* for HANDSHAKEs without a name */
+	uint32_t max_listeners;    /* service names one app may listen on (64) */
+	struct service_rules services; /* who may listen on and open each service */
 };
 
 struct apps;

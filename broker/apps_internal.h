@@ -107,6 +107,7 @@ struct app_session {
 	ev_io reader, writer;
 	pid_t pid;
 	uid_t uid;
+	gid_t gid;
 	char id[2 * CTL_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
 	const char *drop_reason; /* set: the loop's next prepare step drops the session */

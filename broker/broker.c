@@ -34,11 +34,20 @@ void broker_config_default(struct broker_config *config)
 	config->apps.ring_capacity = 1024u * 1024u;
 	config->apps.max_streams = 16384;
 	config->apps.accept_backlog = 256;
+	config->apps.max_listeners = 64;
 	config->apps.socket_uid = config->apps.socket_gid = -1;
 	pool_config_default(&config->pool);
 	config->log_level = LOG_WARN;
 	config->drain_timeout = 10;
 	config->handshake_timeout = 10;
+}
+
+/* "host" of "host:port" or "[v6]:port". */
+static void address_host(const char *address, char *host, size_t len)
+{
+	const char *colon = strrchr(address, ':');
+	size_t n = colon ? (size_t)(colon - address) : strlen(address);
+	snprintf(host, len, "%.*s", (int)n, address);
 }
 
 /* Streams a peer opens are routed by service name (empty: the default service): to the app
@@ -47,6 +56,19 @@ static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *s
 {
 	struct broker *broker = user;
 	const char *name = service[0] ? service : broker->config.default_service;
+	struct conn *conn = conn_from_mux(mux);
+	const char *why;
+	bool tls = conn && conn_is_tls(conn);
+	char host[64] = "";
+	if (conn)
+		address_host(conn_remote_addr(conn), host, sizeof host);
+	if (service_peer_may_open(&broker->config.apps.services, name,
+				  conn ? conn_peer_identity(conn) : "", tls, host_is_loopback(host),
+				  &why) != WH_OK) {
+		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer=%s stream=%u service=%s refused: %s",
+			  mux_id(mux), mux_peer(mux), mux_stream_id(stream), name, why);
+		return WH_EACCESS;
+	}
 	int error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
 	if (error == WH_ENO_SERVICE)
 		error = services_attach(stream, name);
@@ -59,14 +81,6 @@ static int on_incoming_accepted(struct mux *mux, struct mux_stream *stream, cons
 				void *user)
 {
 	return on_incoming(mux, stream, service, ((struct broker_conn *)user)->broker);
-}
-
-/* "host" of "host:port" or "[v6]:port". */
-static void address_host(const char *address, char *host, size_t len)
-{
-	const char *colon = strrchr(address, ':');
-	size_t n = colon ? (size_t)(colon - address) : strlen(address);
-	snprintf(host, len, "%.*s", (int)n, address);
 }
 
 /* The address's slot; with create, a free slot or else the one with the oldest window. */

@@ -86,6 +86,12 @@ void conn_shared_release(struct conn_shared *shared)
 	shared->read_area_size = 0;
 }
 
+bool host_is_loopback(const char *host)
+{
+	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "[::1]") == 0 ||
+	       strcmp(host, "localhost") == 0 || strcmp(host, "ip6-localhost") == 0;
+}
+
 void sockaddr_format(const struct sockaddr *addr, socklen_t addr_len, char *out, size_t len)
 {
 	char host[INET6_ADDRSTRLEN] = "";

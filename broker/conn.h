@@ -86,6 +86,8 @@ const char *conn_local_addr(const struct conn *conn);
 const char *conn_remote_addr(const struct conn *conn);
 void *conn_user(const struct conn *conn);
 
+/* 127.0.0.0/8, ::1 (bracketed or not), localhost: where plaintext needs no asking. */
+bool host_is_loopback(const char *host);
 /* "host:port" for a socket address; writes at most len bytes. */
 void sockaddr_format(const struct sockaddr *addr, socklen_t addr_len, char *out, size_t len);
 

@@ -159,7 +159,7 @@ int main(int argc, char **argv)
 	}
 	bool listen_tls = d.broker.conn_shared.tls && !options.config.listen_plaintext;
 	if (options.config.listen_host[0] && !listen_tls &&
-	    !options_host_is_loopback(options.config.listen_host))
+	    !host_is_loopback(options.config.listen_host))
 		log_write(&d.broker.log, LOG_WARN, "broker", "listening on %s:%s in plaintext, not "
 			  "loopback (listen-plaintext): any host that reaches this port may open any "
 			  "service and read its bytes", options.config.listen_host,

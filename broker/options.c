@@ -58,6 +58,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_APP_ACCEPT_BACKLOG, "app-accept-backlog", 0, OPTION_COUNT, 1, 1 << 20, false, false,
 	  "256", "streams", APPLY_NEW_STREAMS, SCOPE_BROKER,
 	  "streams handed to a listening app and not accepted yet; more get ERROR 503" },
+	{ OPT_APP_MAX_LISTENERS, "app-max-listeners", 0, OPTION_COUNT, 1, 1 << 20, false, false,
+	  "64", "services", APPLY_LIVE, SCOPE_BROKER, "service names one app may listen on" },
 	{ OPT_DEFAULT_SERVICE, "default-service", 0, OPTION_STRING, 1, 255, false, false, "echo",
 	  NULL, APPLY_NEW_STREAMS, SCOPE_BROKER, "the service for streams whose HANDSHAKE names none" },
 	{ OPT_BUDGET, "budget", 0, OPTION_BYTES, 1024, 1e15, false, false, "8 GiB", "bytes",
@@ -145,7 +147,25 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_TLS_NAME, "tls-name", 0, OPTION_STRING, 1, 255, false, false, "the peer's name", NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "the name (SAN DNS) the peer's certificate must carry" },
+	{ OPT_SERVICE_PEERS, "peers", 0, OPTION_STRING, 1, 1023, false, false,
+	  "authenticated peers; over plaintext, those from loopback", NULL, APPLY_NEW_STREAMS,
+	  SCOPE_SERVICE,
+	  "[service NAME] only: the peer identities (certificate names, comma-separated) that may "
+	  "open the service; '*': every peer, plaintext ones too; 'none': no peer" },
+	{ OPT_SERVICE_LOCAL, "local", 0, OPTION_BOOL, 0, 0, false, false, "yes", NULL,
+	  APPLY_NEW_STREAMS, SCOPE_SERVICE, "[service NAME] only: local apps may open the service" },
+	{ OPT_SERVICE_OWNER, "owner", 0, OPTION_OWNER, 0, 0, false, false,
+	  "any app that may attach; for the default service, no app", NULL, APPLY_NEW_STREAMS,
+	  SCOPE_SERVICE,
+	  "[service NAME] only: the user and/or group whose apps may listen on the service, "
+	  "USER[:GROUP] or :GROUP" },
 };
+
+/* Settings given only in a section of the file: a peer's address, a service's rules. */
+static bool file_only(const struct option_info *info)
+{
+	return info->id == OPT_ADDRESS || info->scope == SCOPE_SERVICE;
+}
 
 /* 1 for yes, true, on, 1; 0 for no, false, off, 0; -1 for anything else. */
 static int parse_bool(const char *value)
@@ -428,6 +448,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_APP_MAX_STREAMS: c->apps.max_streams = (uint32_t)number; break;
 	case OPT_APP_MAX_RING_MEMORY: c->apps.max_ring_memory = (uint64_t)number; break;
 	case OPT_APP_ACCEPT_BACKLOG: c->apps.accept_backlog = (uint32_t)number; break;
+	case OPT_APP_MAX_LISTENERS: c->apps.max_listeners = (uint32_t)number; break;
 	case OPT_DEFAULT_SERVICE:
 		if (!value[0] || strlen(value) > 255) {
 			add_error(o, at, info, value, "a service name is 1 to 255 bytes");
@@ -582,6 +603,78 @@ static char *count_lines(char *str, int num, void *stream)
 	return got;
 }
 
+/* One key of a [service NAME] section: the rule for NAME (made on its first key). */
+static void set_service_key(struct options *o, const char *service, const struct option_info *info,
+			    const char *name, const char *value, const struct origin *at)
+{
+	while (*service == ' ')
+		service++;
+	struct service_rules *rules = &o->config.apps.services;
+	if (!service[0] || strlen(service) > 255) {
+		add_error(o, at, NULL, NULL, "[service %s]: a service name is 1 to 255 bytes", service);
+		return;
+	}
+	if (!info || info->scope != SCOPE_SERVICE) {
+		add_error(o, at, NULL, NULL, "%s: %s", name,
+			  info ? "not a setting of a service (peers, local, owner)" : "no such setting");
+		return;
+	}
+	struct service_rule *rule = (struct service_rule *)service_rules_find(rules, service);
+	if (!rule) {
+		if (rules->count >= SERVICE_RULES_MAX) {
+			add_error(o, at, NULL, NULL, "[service %s]: at most %d services have rules", service,
+				  SERVICE_RULES_MAX);
+			return;
+		}
+		rule = &rules->rules[rules->count++];
+		*rule = (struct service_rule){ .local = true, .owner_uid = -1, .owner_gid = -1 };
+		snprintf(rule->name, sizeof rule->name, "%s", service);
+	}
+	switch (info->id) {
+	case OPT_SERVICE_PEERS: {
+		rule->peers_set = true;
+		rule->any_peer = false;
+		rule->peer_count = 0;
+		if (strcmp(value, "none") == 0)
+			return;
+		if (strcmp(value, "*") == 0) {
+			rule->any_peer = true;
+			return;
+		}
+		char list[1024];
+		snprintf(list, sizeof list, "%s", value);
+		for (char *save = NULL, *item = strtok_r(list, ", ", &save); item;
+		     item = strtok_r(NULL, ", ", &save)) {
+			if (rule->peer_count >= SERVICE_RULE_PEERS_MAX || strlen(item) >= sizeof rule->peers[0]) {
+				add_error(o, at, info, value, "at most %d names of up to %zu bytes",
+					  SERVICE_RULE_PEERS_MAX, sizeof rule->peers[0] - 1);
+				return;
+			}
+			snprintf(rule->peers[rule->peer_count++], sizeof rule->peers[0], "%s", item);
+		}
+		if (rule->peer_count == 0)
+			add_error(o, at, info, value, "names, '*' or 'none'");
+		return;
+	}
+	case OPT_SERVICE_LOCAL: {
+		int v = parse_bool(value);
+		if (v < 0)
+			add_error(o, at, info, value, "not yes or no");
+		else
+			rule->local = v;
+		return;
+	}
+	case OPT_SERVICE_OWNER: {
+		const char *why = parse_owner(value, &rule->owner_uid, &rule->owner_gid);
+		if (why)
+			add_error(o, at, info, value, "%s", why);
+		return;
+	}
+	default:
+		return;
+	}
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct loading *l = user;
@@ -606,7 +699,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		if (strcmp(option_table[i].name, name) == 0)
 			info = &option_table[i];
 	if (strcmp(section, "broker") == 0) {
-		if (!info || info->scope == SCOPE_COMMAND_LINE || info->id == OPT_ADDRESS) {
+		if (!info || info->scope == SCOPE_COMMAND_LINE || file_only(info)) {
 			add_error(o, &at, NULL, NULL, "%s: %s", name,
 				  info ? "not a setting of [broker]" : "no such setting");
 			return 1;
@@ -654,7 +747,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		}
 		return 1;
 	}
-	add_error(o, &at, NULL, NULL, "[%s]: no such section (there are [broker] and [peer NAME])", section);
+	if (strncmp(section, "service ", 8) == 0) {
+		set_service_key(o, section + 8, info, name, value, &at);
+		return 1;
+	}
+	add_error(o, &at, NULL, NULL, "[%s]: no such section (there are [broker], [peer NAME] and "
+		  "[service NAME])", section);
 	return 1;
 }
 
@@ -690,8 +788,8 @@ static void build_getopt(struct option *longs, char *shorts)
 	int n = 0, s = 0;
 	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
 		const struct option_info *info = &option_table[i];
-		if (info->id == OPT_ADDRESS)
-			continue; /* [peer NAME] only */
+		if (file_only(info))
+			continue; /* [peer NAME] or [service NAME] only */
 		longs[n++] = (struct option){ info->name,
 					      info->type == OPTION_FLAG ? no_argument : required_argument,
 					      NULL, 1000 + i };
@@ -825,12 +923,6 @@ static void check_pool(struct options *o, const struct pool_config *p, const cha
 			  p->backoff_max, p->backoff_initial);
 }
 
-bool options_host_is_loopback(const char *host)
-{
-	return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
-	       strcmp(host, "localhost") == 0 || strcmp(host, "ip6-localhost") == 0;
-}
-
 /* TLS files go together and must load; off loopback, plaintext must be asked for. */
 static void check_tls(struct options *o, struct loading *l)
 {
@@ -857,13 +949,13 @@ static void check_tls(struct options *o, struct loading *l)
 			add_warning(o, "%s", warning);
 		tls_context_free(ctx);
 	}
-	if (c->listen_host[0] && !options_host_is_loopback(c->listen_host) && !tls && !c->listen_plaintext)
+	if (c->listen_host[0] && !host_is_loopback(c->listen_host) && !tls && !c->listen_plaintext)
 		add_error(o, NULL, NULL, NULL, "listen %s:%s is not loopback: give the broker a certificate "
 			  "(tls-cert, tls-key, tls-ca) or accept peers in plaintext (listen-plaintext = yes)",
 			  c->listen_host, c->listen_port);
 	for (int i = 0; i < c->peer_count; i++) {
 		const struct broker_peer *p = &c->peers[i];
-		if (p->host[0] && !options_host_is_loopback(p->host) && !tls && !p->pool.plaintext) {
+		if (p->host[0] && !host_is_loopback(p->host) && !tls && !p->pool.plaintext) {
 			struct origin at = { l->file, l->peer_lines[i], NULL };
 			add_error(o, l->peer_from_file[i] ? &at : NULL, NULL, NULL, "peer %s at %s:%s is not "
 				  "loopback: give the broker a certificate (tls-cert, tls-key, tls-ca) or dial it "
@@ -994,7 +1086,7 @@ void options_usage(FILE *out)
 		     "[broker] for the broker and the defaults of every peer, [peer NAME] for one peer.\n\n");
 	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
 		const struct option_info *info = &option_table[i];
-		if (info->id == OPT_ADDRESS)
+		if (file_only(info))
 			continue;
 		char left[64], text[512];
 		snprintf(left, sizeof left, "%s%c%s--%s %s", info->short_name ? "-" : "   ",
@@ -1024,8 +1116,9 @@ void options_man(FILE *out)
 		const struct option_info *info = &option_table[i];
 		const char *v = value_name(info);
 		fprintf(out, ".TP\n");
-		if (info->id == OPT_ADDRESS) {
-			fprintf(out, ".BI \"address = \" HOST:PORT\n");
+		if (file_only(info)) {
+			fprintf(out, ".BI \"%s = \" %s\n", info->name,
+				info->id == OPT_ADDRESS ? "HOST:PORT" : value_name(info));
 		} else if (info->short_name) {
 			fprintf(out, ".BR \\-%c \", \" \\-\\-", info->short_name);
 			roff_escaped(out, info->name);
@@ -1074,6 +1167,7 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_APP_MAX_STREAMS: snprintf(out, len, "%u", c->apps.max_streams); break;
 	case OPT_APP_MAX_RING_MEMORY: snprintf(out, len, "%llu", (unsigned long long)c->apps.max_ring_memory); break;
 	case OPT_APP_ACCEPT_BACKLOG: snprintf(out, len, "%u", c->apps.accept_backlog); break;
+	case OPT_APP_MAX_LISTENERS: snprintf(out, len, "%u", c->apps.max_listeners); break;
 	case OPT_DEFAULT_SERVICE: snprintf(out, len, "%s", c->default_service); break;
 	case OPT_BUDGET: snprintf(out, len, "%llu", (unsigned long long)c->memory_budget); break;
 	case OPT_MAX_FDS: snprintf(out, len, "%llu", (unsigned long long)c->max_fds); break;

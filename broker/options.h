@@ -49,12 +49,14 @@ enum option_scope {
 	SCOPE_COMMAND_LINE, /* the command line only (--config, --check-config, ...) */
 	SCOPE_BROKER,       /* the command line and [broker] */
 	SCOPE_PEER,         /* also [peer NAME]; in [broker], the default for every peer */
+	SCOPE_SERVICE,      /* [service NAME] only: the service's access rules */
 };
 
 enum option_id {
 	OPT_CONFIG, OPT_CHECK_CONFIG, OPT_HELP, OPT_VERSION,
 	OPT_LISTEN, OPT_PORT_FILE, OPT_SOCKET, OPT_SOCKET_MODE, OPT_SOCKET_OWNER, OPT_RING_SIZE,
-	OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY, OPT_APP_ACCEPT_BACKLOG, OPT_DEFAULT_SERVICE,
+	OPT_APP_MAX_STREAMS, OPT_APP_MAX_RING_MEMORY, OPT_APP_ACCEPT_BACKLOG, OPT_APP_MAX_LISTENERS,
+	OPT_DEFAULT_SERVICE,
 	OPT_BUDGET, OPT_MAX_FDS, OPT_DRAIN_TIMEOUT, OPT_LOG_LEVEL, OPT_TLS_CERT, OPT_TLS_KEY,
 	OPT_TLS_CA, OPT_LISTEN_PLAINTEXT, OPT_HANDSHAKE_TIMEOUT, OPT_PEER,
 	/* per peer (PoolConfig, MuxConfig, StreamConfig of the seed, and ours) */
@@ -63,6 +65,8 @@ enum option_id {
 	OPT_KEEPALIVE_TIMEOUT, OPT_MAX_FRAME_SIZE, OPT_FLOW_CONTROL, OPT_WINDOW, OPT_MAX_WINDOW,
 	OPT_READ_BUFFER_SIZE, OPT_MAX_STREAMS, OPT_SEND_BUFFER, OPT_RELEASE_LINGER, OPT_PLAINTEXT,
 	OPT_TLS_NAME,
+	/* per service ([service NAME]) */
+	OPT_SERVICE_PEERS, OPT_SERVICE_LOCAL, OPT_SERVICE_OWNER,
 	OPTION_COUNT_ALL
 };
 
@@ -126,8 +130,5 @@ void options_man(FILE *out);
 /* The value of a setting as the config file would spell it (for the control tool and logs). */
 void options_format_value(const struct broker_config *config, const struct broker_peer *peer,
 			  enum option_id id, char *out, size_t len);
-
-/* 127.0.0.0/8, ::1, localhost: where plaintext needs no asking. */
-bool options_host_is_loopback(const char *host);
 
 #endif

@@ -199,3 +199,61 @@ size_t service_registry_remove_owner(struct service_registry *registry, const vo
 	registry->count -= removed;
 	return removed;
 }
+
+/* ---- access rules ---------------------------------------------------------------------- */
+
+const struct service_rule *service_rules_find(const struct service_rules *rules, const char *name)
+{
+	for (unsigned i = 0; i < rules->count; i++)
+		if (strcmp(rules->rules[i].name, name) == 0)
+			return &rules->rules[i];
+	return NULL;
+}
+
+int service_peer_may_open(const struct service_rules *rules, const char *service,
+			  const char *identity, bool tls, bool loopback, const char **why)
+{
+	const struct service_rule *rule = service_rules_find(rules, service);
+	if (rule && rule->peers_set) {
+		if (rule->any_peer)
+			return WH_OK;
+		for (unsigned i = 0; tls && identity[0] && i < rule->peer_count; i++)
+			if (strcmp(rule->peers[i], identity) == 0)
+				return WH_OK;
+		*why = tls ? "this peer is not among the service's peers" : "the service's peers are named by certificate: this link has no TLS";
+		return WH_EACCESS;
+	}
+	if (tls || loopback)
+		return WH_OK;
+	*why = "a plaintext peer off loopback may open only services with peers = *";
+	return WH_EACCESS;
+}
+
+int service_app_may_listen(const struct service_rules *rules, const char *service,
+			   const char *default_service, long uid, long gid, const char **why)
+{
+	const struct service_rule *rule = service_rules_find(rules, service);
+	bool owned = rule && (rule->owner_uid >= 0 || rule->owner_gid >= 0);
+	if (!owned) {
+		if (default_service[0] && strcmp(service, default_service) == 0) {
+			*why = "the default service is the broker's unless a [service] rule names its owner";
+			return WH_EACCESS;
+		}
+		return WH_OK;
+	}
+	if ((rule->owner_uid >= 0 && rule->owner_uid == uid) ||
+	    (rule->owner_gid >= 0 && rule->owner_gid == gid))
+		return WH_OK;
+	*why = "the service is reserved to another user or group";
+	return WH_EACCESS;
+}
+
+int service_app_may_open(const struct service_rules *rules, const char *service, const char **why)
+{
+	const struct service_rule *rule = service_rules_find(rules, service);
+	if (rule && !rule->local) {
+		*why = "the service is for peers only (local = no)";
+		return WH_EACCESS;
+	}
+	return WH_OK;
+}

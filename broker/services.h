@@ -42,4 +42,40 @@ int service_registry_remove(struct service_registry *registry, const char *servi
 /* Unregisters every name owner listens on; returns how many there were. */
 size_t service_registry_remove_owner(struct service_registry *registry, const void *owner);
 
+/*
+ * Access rules, by service name ([service NAME] sections of the config file). A service with
+ * no rule: local apps may open it, any app that may attach may listen on it (except the
+ * default service, which no app may claim unless its rule names an owner), and peers may
+ * open it over TLS (any authenticated identity) or over plaintext from loopback; a
+ * plaintext peer off loopback may open only a service whose rule says `peers = *`.
+ */
+#define SERVICE_RULES_MAX 64
+#define SERVICE_RULE_PEERS_MAX 16
+struct service_rule {
+	char name[256];
+	bool peers_set;     /* `peers` given: only these may open it */
+	bool any_peer;      /* peers = *: every peer, plaintext ones too */
+	unsigned peer_count;
+	char peers[SERVICE_RULE_PEERS_MAX][64]; /* identities from certificates */
+	bool local;         /* local apps may open it (default yes) */
+	long owner_uid, owner_gid; /* who may listen on it; -1: not restricted by that */
+};
+struct service_rules {
+	struct service_rule rules[SERVICE_RULES_MAX];
+	unsigned count;
+};
+
+/* The rule for a service, or NULL. */
+const struct service_rule *service_rules_find(const struct service_rules *rules, const char *name);
+/* WH_OK, or WH_EACCESS with the reason in *why: may a peer open the service? identity is its
+ * certificate's name ("" on plaintext); loopback: the connection comes from this host. */
+int service_peer_may_open(const struct service_rules *rules, const char *service,
+			  const char *identity, bool tls, bool loopback, const char **why);
+/* WH_OK, or WH_EACCESS with *why: may an app with these credentials listen on the service?
+ * default_service is the broker's service for streams that name none. */
+int service_app_may_listen(const struct service_rules *rules, const char *service,
+			   const char *default_service, long uid, long gid, const char **why);
+/* WH_OK, or WH_EACCESS with *why: may a local app open the service? */
+int service_app_may_open(const struct service_rules *rules, const char *service, const char **why);
+
 #endif

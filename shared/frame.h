@@ -46,6 +46,7 @@ enum frame_type {
  */
 enum frame_error_code {
 	FRAME_ERR_PROTOCOL = 400,         /* a malformed frame on this stream */
+	FRAME_ERR_FORBIDDEN = 403,        /* the receiver's access rules refuse the service to us */
 	FRAME_ERR_NO_SERVICE = 404,       /* HANDSHAKE named a service nobody listens on */
 	FRAME_ERR_STREAM_EXISTS = 409,    /* HANDSHAKE for a stream id that is live */
 	FRAME_ERR_FLOW_CONTROL = 413,     /* DATA beyond the granted window */

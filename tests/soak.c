@@ -60,6 +60,7 @@ struct host {
 
 struct soak {
 	int home_fd;
+	char certs[96]; /* TLS between the hosts, as a deployment has it */
 	char hub[48];
 	struct host hosts[HOSTS];
 	uint64_t rng;
@@ -177,11 +178,13 @@ static bool broker_up(struct soak *k, int i)
 	struct host *h = &k->hosts[i];
 	char listen[48], peers[HOSTS - 1][64];
 	snprintf(listen, sizeof listen, "%s:%u", h->addr, h->port);
-	/* plaintext between the namespaces, asked for: the soak is about faults, not secrecy */
+	static struct harness_tls tls[HOSTS];
+	const char *const *tls_args = harness_tls_args(&tls[i], k->certs, names[i]);
 	const char *args[28] = { "--listen", listen, "--socket", h->socket_path, "--keepalive", KEEPALIVE,
 				 "--keepalive-timeout", KEEPALIVE_TIMEOUT, "--pool-max", "1",
-				 "--listen-plaintext", "yes", "--plaintext", "yes" };
-	int n = 14;
+				 tls_args[0], tls_args[1], tls_args[2], tls_args[3], tls_args[4],
+				 tls_args[5] };
+	int n = 16;
 	for (int j = 0, p = 0; j < HOSTS; j++) {
 		if (j == i)
 			continue;
@@ -441,7 +444,12 @@ int main(int argc, char **argv)
 	k.home_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
 	char dir[64];
 	harness_tempdir(dir, sizeof dir);
-	bool ok = network_up(&k);
+	snprintf(k.certs, sizeof k.certs, "%s/certs", dir);
+	char host_names[64] = "";
+	for (int i = 0; i < HOSTS; i++)
+		snprintf(host_names + strlen(host_names), sizeof host_names - strlen(host_names), "%s ",
+			 names[i]);
+	bool ok = harness_make_certs(k.certs, host_names) && network_up(&k);
 	for (int i = 0; i < HOSTS && ok; i++) {
 		struct host *h = &k.hosts[i];
 		h->port = 7400u + (unsigned)i;

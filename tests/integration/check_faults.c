@@ -40,6 +40,8 @@
 #endif
 
 struct hosts {
+	char certs[64]; /* TLS between the hosts, as a deployment off loopback has it */
+	struct harness_tls far_tls, near_tls;
 	struct delay_link link;
 	struct process near, far; /* near keeps a pool to far (peer name "far") */
 	unsigned far_port;
@@ -47,17 +49,16 @@ struct hosts {
 	long near_rss, far_rss; /* KiB */
 };
 
-/* plaintext across the link, asked for (check_far carries TLS over one) */
 static const char *const broker_args[] = { "--keepalive", KEEPALIVE, "--keepalive-timeout",
-					   KEEPALIVE_TIMEOUT, "--listen-plaintext", "yes", "--plaintext",
-					   "yes", NULL };
+					   KEEPALIVE_TIMEOUT, NULL };
 
 static void spawn_far(struct hosts *h, unsigned port)
 {
 	char listen[64];
 	snprintf(listen, sizeof listen, "%s:%u", h->link.far_addr, port);
+	const char *const *tls = harness_tls_args(&h->far_tls, h->certs, "far");
 	const char *args[] = { "--listen", listen, broker_args[0], broker_args[1], broker_args[2],
-			       broker_args[3], broker_args[4], broker_args[5], NULL };
+			       broker_args[3], tls[0], tls[1], tls[2], tls[3], tls[4], tls[5], NULL };
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_FAR));
 	ck_assert(broker_spawn(&h->far, args));
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_HOME));
@@ -68,8 +69,9 @@ static void spawn_near(struct hosts *h)
 {
 	char peer[64];
 	snprintf(peer, sizeof peer, "far=%s:%u", h->link.far_addr, h->far_port);
+	const char *const *tls = harness_tls_args(&h->near_tls, h->certs, "near");
 	const char *args[] = { "--peer", peer, broker_args[0], broker_args[1], broker_args[2],
-			       broker_args[3], broker_args[6], broker_args[7], NULL };
+			       broker_args[3], tls[0], tls[1], tls[2], tls[3], tls[4], tls[5], NULL };
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_NEAR));
 	ck_assert(broker_spawn(&h->near, args));
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_HOME));
@@ -104,6 +106,8 @@ static void cross_the_link(struct hosts *h, unsigned seed)
 static void hosts_start(struct hosts *h)
 {
 	memset(h, 0, sizeof *h);
+	harness_tempdir(h->certs, sizeof h->certs);
+	ck_assert(harness_make_certs(h->certs, "far near"));
 	ck_assert(delay_link_start(&h->link, 0.010));
 	spawn_far(h, 0);
 	spawn_near(h);
@@ -119,6 +123,7 @@ static void hosts_stop(struct hosts *h)
 	ck_assert_int_eq(process_stop(&h->near, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&h->far, SIGTERM), 0);
 	delay_link_stop(&h->link);
+	harness_cleanup_dir(h->certs);
 }
 
 static bool fds_at_most(const struct process *p, int count, double timeout)

@@ -299,6 +299,90 @@ START_TEST(test_tls_certificates_rotate_on_reload)
 }
 END_TEST
 
+/* The read that tells an opener its stream was refused (the refusal travels as ERROR). */
+static long refusal_of(wh_client *app, const char *peer, const char *service)
+{
+	wh_stream *s;
+	int opened = wh_open(app, peer, service, 10000, &s);
+	if (opened != WH_OK)
+		return opened;
+	char byte;
+	long got = wh_read(s, &byte, 1);
+	wh_close(s);
+	return got;
+}
+
+/* Access rules: a service only some peers may open (ERROR 403, logged with the peer's
+ * identity), one only peers may open, the default service no app may claim, a service
+ * reserved to another user, and the per-app listener limit. */
+START_TEST(test_access_rules_per_service)
+{
+	char certs[64], dir[64], path[128], conf[1024];
+	harness_tempdir(certs, sizeof certs);
+	harness_tempdir(dir, sizeof dir);
+	make_certs(certs, "a b");
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	snprintf(conf, sizeof conf,
+		 "[broker]\ntls-cert = %s/a.pem\ntls-key = %s/a.key\ntls-ca = %s/ca.pem\n"
+		 "app-max-listeners = 4\n"
+		 "[service secret]\npeers = c, d\n"
+		 "[service peers-only]\nlocal = no\n"
+		 "[service reserved]\nowner = 54321\n",
+		 certs, certs, certs);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(conf, f);
+	fclose(f);
+	const char *a_args[] = { "--config", path, NULL };
+	struct process a, b;
+	struct tls_args tb;
+	ck_assert(broker_spawn(&a, a_args));
+	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+
+	wh_client *on_a = app_attach(&a), *on_b = app_attach(&b);
+	ck_assert_int_eq(wh_listen(on_a, "secret"), WH_OK);
+	ck_assert_int_eq(wh_listen(on_a, "peers-only"), WH_OK);
+	ck_assert_int_eq(wh_listen(on_a, "open"), WH_OK);
+	/* the default service (echo) is the broker's; a reserved one is another user's */
+	ck_assert_int_eq(wh_listen(on_a, "echo"), WH_EACCESS);
+	ck_assert_int_eq(wh_listen(on_a, ""), WH_EACCESS);
+	ck_assert_int_eq(wh_listen(on_a, "reserved"), WH_EACCESS);
+	ck_assert(process_log_wait(&a, "listen on service=reserved refused: the service is reserved", 5));
+	/* four names at most */
+	ck_assert_int_eq(wh_listen(on_a, "fourth"), WH_OK);
+	ck_assert_int_eq(wh_listen(on_a, "fifth"), WH_ELIMIT);
+
+	/* b is not among secret's peers: ERROR 403, and a says who and what */
+	ck_assert_int_eq(refusal_of(on_b, "a", "secret"), WH_EACCESS);
+	ck_assert(process_log_wait(&a, "peer=b stream=", 5));
+	ck_assert(process_log_has(&a, "service=secret refused: this peer is not among the service's peers"));
+	/* peers-only: b may; a local app may not */
+	ck_assert_int_eq(refusal_of(on_a, "local", "peers-only"), WH_EACCESS);
+	/* a service with no rule: authenticated peers and local apps */
+	wh_stream *s, *accepted;
+	ck_assert_int_eq(wh_open(on_b, "a", "open", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_write(s, "hi", 2), 2);
+	ck_assert_int_eq(wh_accept(on_a, 10000, &accepted), WH_OK);
+	char buf[4];
+	ck_assert_int_eq(wh_read(accepted, buf, sizeof buf), 2);
+	wh_close(accepted);
+	wh_close(s);
+	ck_assert_int_eq(wh_open(on_b, "a", "peers-only", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_write(s, "ok", 2), 2);
+	ck_assert_int_eq(wh_accept(on_a, 10000, &accepted), WH_OK);
+	ck_assert_str_eq(wh_stream_service(accepted), "peers-only");
+	wh_close(accepted);
+	wh_close(s);
+
+	wh_client_detach(on_a);
+	wh_client_detach(on_b);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("tls");
@@ -308,6 +392,7 @@ int main(void)
 	tcase_add_test(tc, test_tls_refuses_who_it_must);
 	tcase_add_test(tc, test_tls_settings_are_checked);
 	tcase_add_test(tc, test_tls_certificates_rotate_on_reload);
+	tcase_add_test(tc, test_access_rules_per_service);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -348,3 +348,20 @@ int process_run(const char *program, const char *const *args, char *output, size
 	process_stop(&p, SIGKILL);
 	return status;
 }
+
+bool harness_make_certs(const char *dir, const char *names)
+{
+	char command[1024];
+	snprintf(command, sizeof command, "%s/scripts/make-certs.sh %s %s", TOP_SRCDIR, dir, names);
+	return system(command) == 0;
+}
+
+const char *const *harness_tls_args(struct harness_tls *tls, const char *dir, const char *name)
+{
+	snprintf(tls->cert, sizeof tls->cert, "%s/%s.pem", dir, name);
+	snprintf(tls->key, sizeof tls->key, "%s/%s.key", dir, name);
+	snprintf(tls->ca, sizeof tls->ca, "%s/ca.pem", dir);
+	const char *argv[] = { "--tls-cert", tls->cert, "--tls-key", tls->key, "--tls-ca", tls->ca, NULL };
+	memcpy(tls->argv, argv, sizeof argv);
+	return tls->argv;
+}

@@ -43,6 +43,15 @@ int process_wait(struct process *p, double timeout);
 /* Runs a built program (path relative to the build tree) to completion (10 s bound): its
  * exit status, and what it printed (stdout and stderr) in output. */
 int process_run(const char *program, const char *const *args, char *output, size_t len);
+/* Certificates for broker names (space-separated) from scripts/make-certs.sh in dir (one CA per
+ * dir, made on the first call); false if the script failed. */
+bool harness_make_certs(const char *dir, const char *names);
+/* The TLS arguments of a broker with certificate NAME from dir. */
+struct harness_tls {
+	char cert[300], key[300], ca[300];
+	const char *argv[7]; /* --tls-cert, --tls-key, --tls-ca with values, NULL */
+};
+const char *const *harness_tls_args(struct harness_tls *tls, const char *dir, const char *name);
 /* True if a line of the process's log contains text. */
 bool process_log_has(const struct process *p, const char *text);
 /* Waits (bounded) until a line of the process's log contains text; returns whether it did. */

@@ -57,6 +57,7 @@ START_TEST(test_values_are_pinned)
 	ck_assert_int_eq(WH_ELIMIT, -38);
 	ck_assert_int_eq(WH_ESERVICE_TAKEN, -42);
 	ck_assert_int_eq(WH_ETLS, -43);
+	ck_assert_int_eq(WH_EACCESS, -44);
 	ck_assert_str_eq(wh_strerror(WH_EINVALID_VERSION), "invalid frame version");
 	ck_assert_str_eq(wh_strerror(WH_ESTREAM_ALREADY_EXISTS), "stream already exists");
 }

@@ -89,12 +89,67 @@ START_TEST(test_random_against_model)
 }
 END_TEST
 
+static struct service_rules example_rules(void)
+{
+	struct service_rules r = { .count = 4 };
+	r.rules[0] = (struct service_rule){ .name = "secret", .peers_set = true, .peer_count = 1,
+					    .peers = { "c" }, .local = false, .owner_uid = -1,
+					    .owner_gid = -1 };
+	r.rules[1] = (struct service_rule){ .name = "public", .peers_set = true, .any_peer = true,
+					    .local = true, .owner_uid = -1, .owner_gid = -1 };
+	r.rules[2] = (struct service_rule){ .name = "web", .local = true, .owner_uid = 1000,
+					    .owner_gid = 50 };
+	r.rules[3] = (struct service_rule){ .name = "echo", .local = true, .owner_uid = -1,
+					    .owner_gid = 70 };
+	return r;
+}
+
+START_TEST(test_peer_rules)
+{
+	struct service_rules r = example_rules();
+	const char *why = NULL;
+	/* named peers: only those, and only with a certificate */
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "c", true, false, &why), WH_OK);
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "b", true, false, &why), WH_EACCESS);
+	ck_assert_str_eq(why, "this peer is not among the service's peers");
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "", false, true, &why), WH_EACCESS);
+	/* '*': every peer, plaintext ones too */
+	ck_assert_int_eq(service_peer_may_open(&r, "public", "", false, false, &why), WH_OK);
+	/* no rule: authenticated peers, or plaintext from loopback; not plaintext from afar */
+	ck_assert_int_eq(service_peer_may_open(&r, "other", "b", true, false, &why), WH_OK);
+	ck_assert_int_eq(service_peer_may_open(&r, "other", "", false, true, &why), WH_OK);
+	ck_assert_int_eq(service_peer_may_open(&r, "other", "", false, false, &why), WH_EACCESS);
+}
+END_TEST
+
+START_TEST(test_app_rules)
+{
+	struct service_rules r = example_rules();
+	const char *why = NULL;
+	/* owners: the user or the group */
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 1000, 1, &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 1, 50, &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 0, 0, &why), WH_EACCESS);
+	/* the default service: nobody, unless its rule names an owner */
+	ck_assert_int_eq(service_app_may_listen(&r, "discard", "discard", 1000, 50, &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", 1, 70, &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", 1, 71, &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_listen(&r, "anything", "echo", 5, 5, &why), WH_OK);
+	/* local opens */
+	ck_assert_int_eq(service_app_may_open(&r, "secret", &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_open(&r, "public", &why), WH_OK);
+	ck_assert_int_eq(service_app_may_open(&r, "none-such", &why), WH_OK);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("services");
 	TCase *tc = tcase_create("registry");
 	tcase_add_test(tc, test_one_owner_per_name);
 	tcase_add_test(tc, test_random_against_model);
+	tcase_add_test(tc, test_peer_rules);
+	tcase_add_test(tc, test_app_rules);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);

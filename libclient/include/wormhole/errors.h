@@ -50,7 +50,8 @@ extern "C" {
 	X(EUNKNOWN_PEER, -40, "no such peer is configured in the broker")                       \
 	X(EDESCRIPTORS, -41, "out of file descriptors")                                         \
 	X(ESERVICE_TAKEN, -42, "another app listens on that service")                         \
-	X(ETLS, -43, "TLS failed (handshake, certificate or record)")
+	X(ETLS, -43, "TLS failed (handshake, certificate or record)")                           \
+	X(EACCESS, -44, "not permitted by the broker's access rules")
 
 enum wh_error {
 	WH_OK = 0,

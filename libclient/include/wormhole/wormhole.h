@@ -92,13 +92,17 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
 /* Opens a stream to `service` (NULL or "": the peer's default) on `peer` (a peer broker's
  * name from the broker's configuration, or WH_PEER_LOCAL). Returns once the broker has the
  * stream: data may be written at once. timeout_ms < 0 waits as long as it takes.
- * Errors: WH_EUNKNOWN_PEER, WH_ENO_SERVICE (local: nobody listens), WH_ELIMIT, WH_ETIMEOUT
- * (waiting for a connection to the peer), WH_EBROKER_GONE, WH_EINVAL, WH_ENOMEM.
- * A remote refusal (no such service there, queue full) arrives as the stream's error. */
+ * Errors: WH_EUNKNOWN_PEER, WH_ENO_SERVICE (local: nobody listens), WH_EACCESS (local: the
+ * broker's rules keep the service from local apps), WH_ELIMIT, WH_ETIMEOUT (waiting for a
+ * connection to the peer), WH_EBROKER_GONE, WH_EINVAL, WH_ENOMEM.
+ * A remote refusal (no such service there, queue full, WH_EACCESS: the peer's rules refuse
+ * this broker) arrives as the stream's error. */
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
 		      wh_stream **out);
 /* Streams opened to `service` ("" is the default service) are delivered to wh_accept.
- * Errors: WH_ESERVICE_TAKEN (another app listens on it), WH_EBROKER_GONE, WH_EINVAL. */
+ * Errors: WH_ESERVICE_TAKEN (another app listens on it), WH_EACCESS (the default service, or
+ * one the broker's rules reserve to another user or group), WH_ELIMIT (this app listens on
+ * app-max-listeners names already), WH_EBROKER_GONE, WH_EINVAL. */
 WH_EXPORT int wh_listen(wh_client *client, const char *service);
 /* Stops listening; streams already queued for wh_accept stay there. Errors: WH_ENO_SERVICE
  * (this client does not listen on it), WH_EBROKER_GONE, WH_EINVAL. */
