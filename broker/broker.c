@@ -40,6 +40,8 @@ void broker_config_default(struct broker_config *config)
 	config->log_level = LOG_WARN;
 	config->drain_timeout = 10;
 	config->handshake_timeout = 10;
+	config->max_peer_connections = 1024;
+	config->max_connections_per_address = 64;
 }
 
 /* "host" of "host:port" or "[v6]:port". */
@@ -129,6 +131,42 @@ static bool handshake_refused(struct broker *broker, const char *address)
 	return true;
 }
 
+/* Accepted connections are capped in total and per source address: beyond, a connection is
+ * closed at once (logged once per second, counted), before it costs a mux or a handshake. */
+static bool over_connection_caps(struct broker *broker, const char *address)
+{
+	const struct broker_config *c = &broker->config;
+	const char *which = NULL;
+	int kind = 0;
+	char host[64];
+	address_host(address, host, sizeof host);
+	if (broker->accepted_open >= c->max_peer_connections) {
+		which = "max-peer-connections";
+	} else {
+		unsigned same = 0;
+		for (struct broker_conn *bc = broker->accepted; bc && same < c->max_connections_per_address;
+		     bc = bc->next) {
+			char other[64];
+			address_host(conn_remote_addr(bc->conn), other, sizeof other);
+			same += strcmp(host, other) == 0;
+		}
+		if (same >= c->max_connections_per_address) {
+			which = "max-connections-per-address";
+			kind = 1;
+		}
+	}
+	if (!which)
+		return false;
+	broker->capped_connections++;
+	double now = ev_now(broker->loop);
+	if (now - broker->capped_logged_at[kind] >= 1.0) {
+		broker->capped_logged_at[kind] = now;
+		log_write(&broker->log, LOG_WARN, "broker", "peer connection from %s refused: %s reached "
+			  "(%llu refused so far)", host, which, (unsigned long long)broker->capped_connections);
+	}
+	return true;
+}
+
 static void on_accepted_closed(struct mux *mux, int error, void *user)
 {
 	struct broker_conn *bc = user;
@@ -141,6 +179,7 @@ static void on_accepted_closed(struct mux *mux, int error, void *user)
 		int i = failure_slot(&broker->handshake_failures, host, ev_now(broker->loop), true);
 		broker->handshake_failures.slots[i].count++;
 	}
+	broker->accepted_open--;
 	if (bc->prev)
 		bc->prev->next = bc->next;
 	else
@@ -186,17 +225,17 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 					  (unsigned long long)broker->accepted_shed);
 			continue;
 		}
-		if (broker->conn_shared.tls && !broker->config.listen_plaintext) {
-			struct sockaddr_storage from;
-			socklen_t from_len = sizeof from;
-			char address[64] = "";
-			if (getpeername(fd, (struct sockaddr *)&from, &from_len) == 0)
-				sockaddr_format((struct sockaddr *)&from, from_len, address, sizeof address);
-			if (handshake_refused(broker, address)) {
-				close(fd);
-				fd_budget_give(&broker->fds, 1);
-				continue;
-			}
+		struct sockaddr_storage from;
+		socklen_t from_len = sizeof from;
+		char address[64] = "";
+		if (getpeername(fd, (struct sockaddr *)&from, &from_len) == 0)
+			sockaddr_format((struct sockaddr *)&from, from_len, address, sizeof address);
+		if ((broker->conn_shared.tls && !broker->config.listen_plaintext &&
+		     handshake_refused(broker, address)) ||
+		    over_connection_caps(broker, address)) {
+			close(fd);
+			fd_budget_give(&broker->fds, 1);
+			continue;
 		}
 		struct broker_conn *bc = calloc(1, sizeof *bc);
 		struct mux_config config = broker->config.pool.mux;
@@ -225,6 +264,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			broker->accepted->prev = bc;
 		broker->accepted = bc;
 		broker->accepted_total++;
+		broker->accepted_open++;
 	}
 }
 

@@ -38,6 +38,8 @@ struct broker_config {
 	struct tls_settings tls;  /* all set: peer links are TLS */
 	bool listen_plaintext;    /* accept peers without TLS even with a certificate */
 	double handshake_timeout; /* seconds a peer connection may take to finish TLS (10) */
+	unsigned max_peer_connections;        /* accepted peer connections open at once (1024) */
+	unsigned max_connections_per_address; /* ... from one source address (64) */
 	enum log_level log_level; /* warn */
 };
 
@@ -90,6 +92,9 @@ struct broker {
 	bool draining;         /* broker_drain: no new peers, apps or streams */
 	uint32_t next_conn_id;
 	uint64_t accepted_total, accepted_shed;
+	unsigned accepted_open;
+	uint64_t capped_connections; /* refused by the connection caps */
+	double capped_logged_at[2]; /* the total cap, the per-address cap: logged once a second */
 	struct handshake_failures handshake_failures;
 };
 

@@ -87,6 +87,12 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_HANDSHAKE_TIMEOUT, "handshake-timeout", 0, OPTION_SECONDS, 0.1, 3600, false, false,
 	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
 	  "a peer connection whose TLS handshake is not done by then is closed" },
+	{ OPT_MAX_PEER_CONNECTIONS, "max-peer-connections", 0, OPTION_COUNT, 1, 1 << 20, false, false,
+	  "1024", "connections", APPLY_LIVE, SCOPE_BROKER,
+	  "peer connections accepted and open at once; more are closed at accept" },
+	{ OPT_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address", 0, OPTION_COUNT, 1, 1 << 20,
+	  false, false, "64", "connections", APPLY_LIVE, SCOPE_BROKER,
+	  "accepted peer connections open at once from one source address" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
@@ -523,6 +529,8 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 		break;
 	}
 	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
+	case OPT_MAX_PEER_CONNECTIONS: c->max_peer_connections = (unsigned)number; break;
+	case OPT_MAX_CONNECTIONS_PER_ADDRESS: c->max_connections_per_address = (unsigned)number; break;
 	case OPT_TLS_NAME:
 		if (!value[0] || strlen(value) >= sizeof p->tls_name) {
 			add_error(o, at, info, value, "a name is 1 to %zu bytes", sizeof p->tls_name - 1);
@@ -1197,6 +1205,8 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_TLS_CA: snprintf(out, len, "%s", c->tls.ca[0] ? c->tls.ca : "none"); break;
 	case OPT_LISTEN_PLAINTEXT: snprintf(out, len, "%s", c->listen_plaintext ? "yes" : "no"); break;
 	case OPT_HANDSHAKE_TIMEOUT: snprintf(out, len, "%.15g", c->handshake_timeout); break;
+	case OPT_MAX_PEER_CONNECTIONS: snprintf(out, len, "%u", c->max_peer_connections); break;
+	case OPT_MAX_CONNECTIONS_PER_ADDRESS: snprintf(out, len, "%u", c->max_connections_per_address); break;
 	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
 	case OPT_TLS_NAME:
 		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");

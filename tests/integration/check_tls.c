@@ -383,6 +383,69 @@ START_TEST(test_access_rules_per_service)
 }
 END_TEST
 
+/* A TCP connection to the broker from a given loopback address. */
+static int dial_from(const struct process *p, uint32_t from_address)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in from = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(from_address) };
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)p->port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+	return fd;
+}
+
+/* True if the broker closed the connection within `ms` (EOF or reset, nothing sent). */
+static bool closed_within(int fd, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	if (poll(&pfd, 1, ms) != 1)
+		return false;
+	char byte;
+	return read(fd, &byte, 1) <= 0;
+}
+
+/* The broker has let go of a closed connection: a probe from a fresh address stays open. */
+static bool fewer_than_five(void *arg)
+{
+	static uint32_t next = 0x7f000010;
+	int fd = dial_from(arg, next++);
+	bool kept = !closed_within(fd, 100);
+	close(fd);
+	return kept;
+}
+
+/* Accepted peer connections are capped per source address and in total: the connection
+ * beyond a cap is closed at once, logged, and the ones within it stay. */
+START_TEST(test_connection_caps)
+{
+	struct process a;
+	const char *args[] = { "--max-connections-per-address", "3", "--max-peer-connections", "5", NULL };
+	ck_assert(broker_spawn(&a, args));
+	int fds[8], n = 0;
+	for (int i = 0; i < 3; i++)
+		fds[n++] = dial_from(&a, 0x7f000001);
+	int over_address = dial_from(&a, 0x7f000001);
+	ck_assert(closed_within(over_address, 5000));
+	ck_assert(process_log_wait(&a, "refused: max-connections-per-address reached", 5));
+	fds[n++] = dial_from(&a, 0x7f000002);
+	fds[n++] = dial_from(&a, 0x7f000003);
+	int over_total = dial_from(&a, 0x7f000004);
+	ck_assert(closed_within(over_total, 5000));
+	ck_assert(process_log_wait(&a, "refused: max-peer-connections reached", 5));
+	for (int i = 0; i < n; i++)
+		ck_assert_msg(!closed_within(fds[i], 200), "connection %d within the caps was closed", i);
+	/* one goes: there is room for one more */
+	close(fds[0]);
+	close(over_address);
+	close(over_total);
+	ck_assert(poll_until(fewer_than_five, &a, 5));
+	for (int i = 1; i < n; i++)
+		close(fds[i]);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("tls");
@@ -393,6 +456,7 @@ int main(void)
 	tcase_add_test(tc, test_tls_settings_are_checked);
 	tcase_add_test(tc, test_tls_certificates_rotate_on_reload);
 	tcase_add_test(tc, test_access_rules_per_service);
+	tcase_add_test(tc, test_connection_caps);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
