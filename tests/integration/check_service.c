@@ -345,9 +345,13 @@ START_TEST(test_logs_name_peers_and_window_mismatches)
 	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", a.port);
 	const char *b_args[] = { "--peer", peer, "--window", "1M", "--max-window", "16M", NULL };
 	ck_assert(broker_spawn(&b, b_args));
+	/* an app on A that never reads: A grants no credit beyond its 256 KiB, so B's 1 MiB
+	 * window overruns it whatever the timing (a reading service may keep up and hide it) */
+	wh_client *holder = app_attach(&a);
+	ck_assert_int_eq(wh_listen(holder, "hold"), WH_OK);
 	wh_client *app = app_attach(&b);
 	wh_stream *s;
-	ck_assert_int_eq(wh_open(app, "a", "discard", 10000, &s), WH_OK);
+	ck_assert_int_eq(wh_open(app, "a", "hold", 10000, &s), WH_OK);
 	static char chunk[1 << 20];
 	wh_set_write_deadline(s, wh_now_ns() + 10000000000ll);
 	long rc = 0;
@@ -364,6 +368,7 @@ START_TEST(test_logs_name_peers_and_window_mismatches)
 	ck_assert(process_log_has(&b, "peer=a dialled"));
 	ck_assert(process_log_has(&a, "peer=127.0.0.1:"));
 	wh_client_detach(app);
+	wh_client_detach(holder);
 	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 }
