@@ -379,8 +379,9 @@ static void decoder_start_frame(struct frame_decoder *decoder, struct frame_even
 	decoder->remaining = header->length;
 
 	int error = frame_header_check(header, decoder->max_payload);
-	if (error != WH_OK && header->length > FRAME_MAX_PAYLOAD) {
-		/* Past the absolute ceiling the length itself is not believable: framing is lost. */
+	if (error != WH_OK && (header->length > FRAME_MAX_PAYLOAD || header->version != FRAME_VERSION)) {
+		/* Past the absolute ceiling the length itself is not believable, and under another
+		 * version the header's layout (so its length) cannot be trusted: framing is lost. */
 		decoder_fail(decoder, event, error);
 		return;
 	}

@@ -227,6 +227,32 @@ static int attack_fatal_trailing(void)
 	return closed ? 0 : fail("fatal frame: the connection was not closed");
 }
 
+/* A version-2 header, then 1 MiB of what may be its payload and valid-looking frames: the
+ * broker says goodbye (ERROR 505 on stream 0) and closes, parsing nothing after it. */
+static int attack_bad_version(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	static uint8_t packet[FRAME_HEADER_SIZE + (1 << 20)];
+	struct frame_header h = { 2, FRAME_DATA, 1, 16 };
+	frame_header_pack(packet, &h);
+	for (size_t at = FRAME_HEADER_SIZE; at + 64 <= sizeof packet; at += 64)
+		frame_encode_handshake(packet + at, 64, 1 + 2 * (uint32_t)(at / 64), "echo", 4);
+	send_some(fd, packet, sizeof packet);
+	bool closed = wait_closed(&r, 5);
+	close(fd);
+	if (!closed)
+		return fail("a version-2 frame: the connection was not closed");
+	if (r.last_error_stream != 0 || r.last_error_code != FRAME_ERR_GOING_AWAY)
+		return fail("a version-2 frame: no ERROR 505 on stream 0 before the close");
+	if (r.frames[FRAME_HANDSHAKE] || r.frames[FRAME_DATA])
+		return fail("a version-2 frame: frames after it were acted on");
+	return 0;
+}
+
 static int attack_malformed_run(void)
 {
 	int fd = dial();
@@ -234,9 +260,9 @@ static int attack_malformed_run(void)
 		return fail("cannot connect");
 	struct reader r;
 	reader_init(&r, fd);
-	/* nine frames with the wrong version, then 1 MiB more, in one send */
+	/* nine frames of an unknown type, then 1 MiB more, in one send */
 	static uint8_t packet[9 * FRAME_HEADER_SIZE + (1 << 20)];
-	struct frame_header bad = { 9, FRAME_DATA, 1, 0 };
+	struct frame_header bad = { 1, 0x42, 1, 0 };
 	for (int i = 0; i < 9; i++)
 		frame_header_pack(packet + i * FRAME_HEADER_SIZE, &bad);
 	memset(packet + 9 * FRAME_HEADER_SIZE, 0x41, 1 << 20);
@@ -544,6 +570,7 @@ static int reset_error(void) { return attack_rapid_reset(true); }
 
 static const struct attack attacks[] = {
 	{ "fatal-trailing", attack_fatal_trailing, "a length above 16 MiB, then 2 MiB more" },
+	{ "bad-version", attack_bad_version, "a version-2 frame, then 1 MiB of frames" },
 	{ "malformed-run", attack_malformed_run, "nine malformed frames in a row, then 1 MiB more" },
 	{ "malformed-stream", attack_malformed_stream, "each stream-scoped malformed frame" },
 	{ "window-overflow", attack_window_overflow, "credit above 2^31-1, DATA beyond the window" },

@@ -45,6 +45,7 @@ struct attack_case {
 
 static const struct attack_case cases[] = {
 	{ "fatal-trailing", "1", RSS_GROWTH_SMALL },
+	{ "bad-version", "1", RSS_GROWTH_SMALL },
 	{ "malformed-run", "1", RSS_GROWTH_SMALL },
 	{ "malformed-stream", "1", RSS_GROWTH_SMALL },
 	{ "window-overflow", "1", RSS_GROWTH_SMALL },

@@ -166,7 +166,7 @@ START_TEST(test_broker_survives_malformed_frames)
 	uint8_t out[256];
 	size_t n = 0;
 	n += (size_t)frame_encode_handshake(out + n, 64, 1, "echo", 4);
-	struct frame_header bad = { 9, FRAME_DATA, 1, 2 }; /* bad version on stream 1 */
+	struct frame_header bad = { 1, 0x42, 1, 2 }; /* an unknown type on stream 1 */
 	frame_header_pack(out + n, &bad);
 	n += FRAME_HEADER_SIZE;
 	out[n++] = 'x';

@@ -417,7 +417,7 @@ static size_t build_conversation(uint8_t *wire)
 	p += put_frame(p, 1, 0x42, 1, 3, "abc", 3); /* unknown type: skipped */
 	p += frame_encode_ping(p, 64, 77);
 	p += frame_encode_data(p, 64, 1, "", 0);
-	p += put_frame(p, 7, FRAME_DATA, 1, 2, "zz", 2); /* bad version: skipped */
+	p += put_frame(p, 1, FRAME_DATA, 0, 2, "zz", 2); /* DATA on stream 0: skipped */
 	p += frame_encode_data(p, 64, 3, "tail", 4);
 	p += frame_encode_close(p, 64, 1);
 	p += frame_encode_error(p, 64, 0, 505, "bye", 3);
@@ -486,7 +486,6 @@ START_TEST(test_decoder_each_malformed_code)
 		struct frame_header header;
 		int error;
 	} cases[] = {
-		{ { 2, FRAME_DATA, 1, 0 }, WH_EINVALID_VERSION },
 		{ { 1, 0x42, 1, 0 }, WH_EINVALID_FRAME_TYPE },
 		{ { 1, FRAME_DATA, 1, FRAME_DEFAULT_PAYLOAD + 1 }, WH_EPAYLOAD_TOO_LARGE },
 		{ { 1, FRAME_PING, 1, 4 }, WH_EINVALID_STREAM_ID },
@@ -536,6 +535,26 @@ START_TEST(test_decoder_fatal_length)
 	ck_assert_int_eq(ev.kind, FRAME_EVENT_MALFORMED);
 	ck_assert(ev.fatal);
 	ck_assert_int_eq(frame_decoder_finish(&dec), WH_EPAYLOAD_TOO_LARGE);
+}
+END_TEST
+
+/* Another version's header cannot be trusted for its length: the connection's framing ends
+ * there, whatever follows (here a valid version-1 frame). */
+START_TEST(test_decoder_fatal_version)
+{
+	uint8_t wire[64];
+	size_t n = put_frame(wire, 2, FRAME_DATA, 1, 2, "zz", 2);
+	n += frame_encode_data(wire + n, 32, 1, "ok", 2);
+	struct frame_decoder dec;
+	struct frame_event ev;
+	frame_decoder_init(&dec, 0);
+	ck_assert_uint_eq(frame_decoder_feed(&dec, wire, n, &ev), 10);
+	ck_assert_int_eq(ev.kind, FRAME_EVENT_MALFORMED);
+	ck_assert_int_eq(ev.error, WH_EINVALID_VERSION);
+	ck_assert(ev.fatal);
+	ck_assert_uint_eq(frame_decoder_feed(&dec, wire + 10, n - 10, &ev), 0);
+	ck_assert(ev.fatal);
+	ck_assert_int_eq(frame_decoder_finish(&dec), WH_EINVALID_VERSION);
 }
 END_TEST
 
@@ -715,6 +734,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(decoder, test_decoder_malformed_is_not_fatal);
 	tcase_add_test(decoder, test_decoder_each_malformed_code);
 	tcase_add_test(decoder, test_decoder_fatal_length);
+	tcase_add_test(decoder, test_decoder_fatal_version);
 	tcase_add_test(decoder, test_decoder_http_garbage_is_fatal);
 	tcase_add_test(decoder, test_decoder_malformed_run_limit);
 	tcase_add_test(decoder, test_decoder_error_message_truncated);
