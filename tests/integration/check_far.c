@@ -19,7 +19,7 @@
 
 struct hosts {
 	char certs[64];
-	char files[6][300]; /* far cert, key, CA; near cert, key, CA */
+	struct harness_tls far_tls, near_tls;
 	struct delay_link link;
 	struct process near, far; /* near keeps a pool to far (peer name "far") */
 };
@@ -27,28 +27,22 @@ struct hosts {
 static void hosts_start(struct hosts *h, const char *const *extra)
 {
 	harness_tempdir(h->certs, sizeof h->certs);
-	char command[512];
-	snprintf(command, sizeof command, "%s/scripts/make-certs.sh %s far near", TOP_SRCDIR, h->certs);
-	ck_assert_int_eq(system(command), 0);
-	const char *names[] = { "far", "near" };
-	for (int i = 0; i < 2; i++) {
-		snprintf(h->files[3 * i], sizeof h->files[0], "%s/%s.pem", h->certs, names[i]);
-		snprintf(h->files[3 * i + 1], sizeof h->files[0], "%s/%s.key", h->certs, names[i]);
-		snprintf(h->files[3 * i + 2], sizeof h->files[0], "%s/ca.pem", h->certs);
-	}
+	ck_assert(harness_make_certs(h->certs, "far near"));
+	const char *const *far_tls = harness_tls_args(&h->far_tls, h->certs, "far");
+	const char *const *near_tls = harness_tls_args(&h->near_tls, h->certs, "near");
 	ck_assert(delay_link_start(&h->link, 0.010));
 	char listen_far[64], peer[64];
 	snprintf(listen_far, sizeof listen_far, "%s:0", h->link.far_addr);
-	const char *far_args[24] = { "--listen", listen_far, "--tls-cert", h->files[0], "--tls-key",
-				     h->files[1], "--tls-ca", h->files[2] };
+	const char *far_args[24] = { "--listen", listen_far, far_tls[0], far_tls[1], far_tls[2],
+				     far_tls[3], far_tls[4], far_tls[5] };
 	int n = 8;
 	for (int i = 0; extra && extra[i] && n < 23; i++)
 		far_args[n++] = extra[i];
 	ck_assert(delay_link_enter(&h->link, DELAY_LINK_FAR));
 	ck_assert(broker_spawn(&h->far, far_args));
 	snprintf(peer, sizeof peer, "far=%s:%u", h->link.far_addr, h->far.port);
-	const char *near_args[24] = { "--peer", peer, "--tls-cert", h->files[3], "--tls-key",
-				      h->files[4], "--tls-ca", h->files[5] };
+	const char *near_args[24] = { "--peer", peer, near_tls[0], near_tls[1], near_tls[2],
+				      near_tls[3], near_tls[4], near_tls[5] };
 	n = 8;
 	for (int i = 0; extra && extra[i] && n < 23; i++)
 		near_args[n++] = extra[i];

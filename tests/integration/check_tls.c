@@ -24,32 +24,6 @@
 #include "app_harness.h"
 #include "harness.h"
 
-#define MAKE_CERTS TOP_SRCDIR "/scripts/make-certs.sh"
-
-/* Certificates for names in dir (one CA per dir: made on the first call). */
-static void make_certs(const char *dir, const char *names)
-{
-	char command[1024];
-	snprintf(command, sizeof command, "%s %s %s", MAKE_CERTS, dir, names);
-	ck_assert_msg(system(command) == 0, "%s failed", command);
-}
-
-/* The TLS arguments for a broker with certificate NAME from dir: 6 strings into args. */
-struct tls_args {
-	char cert[300], key[300], ca[300];
-	const char *argv[7];
-};
-
-static const char *const *tls_args(struct tls_args *t, const char *dir, const char *name)
-{
-	snprintf(t->cert, sizeof t->cert, "%s/%s.pem", dir, name);
-	snprintf(t->key, sizeof t->key, "%s/%s.key", dir, name);
-	snprintf(t->ca, sizeof t->ca, "%s/ca.pem", dir);
-	const char *argv[] = { "--tls-cert", t->cert, "--tls-key", t->key, "--tls-ca", t->ca, NULL };
-	memcpy(t->argv, argv, sizeof argv);
-	return t->argv;
-}
-
 /* args + more, NULL-terminated, into out (at most 32). */
 static const char *const *join(const char **out, const char *const *args, const char *const *more)
 {
@@ -82,11 +56,11 @@ START_TEST(test_tls_link_carries_checksummed_streams)
 {
 	char certs[64];
 	harness_tempdir(certs, sizeof certs);
-	make_certs(certs, "a b");
-	struct tls_args ta, tb;
+	ck_assert(harness_make_certs(certs, "a b"));
+	struct harness_tls ta, tb;
 	struct process a, b;
-	ck_assert(broker_spawn(&a, tls_args(&ta, certs, "a")));
-	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+	ck_assert(broker_spawn(&a, harness_tls_args(&ta, certs, "a")));
+	dialer_start(&b, &a, "a", harness_tls_args(&tb, certs, "b"));
 	wh_client *app = app_attach(&b);
 	for (unsigned i = 0; i < 3; i++) {
 		wh_stream *s;
@@ -122,13 +96,13 @@ START_TEST(test_tls_refuses_who_it_must)
 	char certs[64], other[64];
 	harness_tempdir(certs, sizeof certs);
 	harness_tempdir(other, sizeof other);
-	make_certs(certs, "a b --expired old");
-	make_certs(other, "b"); /* a second CA */
-	struct tls_args ta, tb, tother, told;
+	ck_assert(harness_make_certs(certs, "a b --expired old"));
+	ck_assert(harness_make_certs(other, "b")); /* a second CA */
+	struct harness_tls ta, tb, tother, told;
 	struct process a;
 	const char *short_handshake[] = { "--handshake-timeout", "0.5", NULL };
 	const char *a_args[32];
-	ck_assert(broker_spawn(&a, join(a_args, tls_args(&ta, certs, "a"), short_handshake)));
+	ck_assert(broker_spawn(&a, join(a_args, harness_tls_args(&ta, certs, "a"), short_handshake)));
 	int fds_before = process_fd_count(&a);
 
 	/* a connection that never speaks is closed after the handshake timeout */
@@ -147,7 +121,7 @@ START_TEST(test_tls_refuses_who_it_must)
 
 	/* another CA: neither side trusts the other */
 	struct process foreign;
-	dialer_start(&foreign, &a, "a", tls_args(&tother, other, "b"));
+	dialer_start(&foreign, &a, "a", harness_tls_args(&tother, other, "b"));
 	ck_assert(process_log_wait(&foreign, "TLS handshake with", 10));
 	ck_assert(process_log_has(&foreign, "failed: the peer's certificate: "));
 	ck_assert(process_log_wait(&foreign, "no TLS session; retry in", 10)); /* backing off */
@@ -172,13 +146,13 @@ START_TEST(test_tls_refuses_who_it_must)
 
 	/* the right CA, but A's certificate does not name the peer B meant to reach */
 	struct process misnamed;
-	dialer_start(&misnamed, &a, "x", tls_args(&tb, certs, "b"));
+	dialer_start(&misnamed, &a, "x", harness_tls_args(&tb, certs, "b"));
 	ck_assert(process_log_wait(&misnamed, "hostname mismatch", 10));
 	ck_assert_int_eq(process_stop(&misnamed, SIGTERM), 0);
 
 	/* an expired certificate: A refuses it, and B was told at its start */
 	struct process expired;
-	dialer_start(&expired, &a, "a", tls_args(&told, certs, "old"));
+	dialer_start(&expired, &a, "a", harness_tls_args(&told, certs, "old"));
 	ck_assert(process_log_has(&expired, "has expired: peers will refuse it"));
 	ck_assert(process_log_wait(&a, "certificate has expired", 10));
 	ck_assert_int_eq(process_stop(&expired, SIGTERM), 0);
@@ -195,7 +169,7 @@ START_TEST(test_tls_refuses_who_it_must)
 	/* A is fine: once the window has passed it serves a good peer, and it holds no
 	 * descriptor for any of the refused */
 	struct process good;
-	dialer_start(&good, &a, "a", tls_args(&tb, certs, "b"));
+	dialer_start(&good, &a, "a", harness_tls_args(&tb, certs, "b"));
 	app = app_attach(&good);
 	ck_assert(poll_until(open_succeeds, app, 30));
 	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
@@ -217,7 +191,7 @@ START_TEST(test_tls_settings_are_checked)
 {
 	char certs[64], err[4096], cert[300], key[300], ca[300], other_key[300];
 	harness_tempdir(certs, sizeof certs);
-	make_certs(certs, "a b");
+	ck_assert(harness_make_certs(certs, "a b"));
 	snprintf(cert, sizeof cert, "%s/a.pem", certs);
 	snprintf(key, sizeof key, "%s/a.key", certs);
 	snprintf(other_key, sizeof other_key, "%s/b.key", certs);
@@ -263,16 +237,16 @@ START_TEST(test_tls_certificates_rotate_on_reload)
 {
 	char certs[64], command[512];
 	harness_tempdir(certs, sizeof certs);
-	make_certs(certs, "b --expired a");
-	struct tls_args ta, tb;
+	ck_assert(harness_make_certs(certs, "b --expired a"));
+	struct harness_tls ta, tb;
 	struct process a, b;
-	ck_assert(broker_spawn(&a, tls_args(&ta, certs, "a")));
+	ck_assert(broker_spawn(&a, harness_tls_args(&ta, certs, "a")));
 	ck_assert(process_log_has(&a, "has expired"));
-	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+	dialer_start(&b, &a, "a", harness_tls_args(&tb, certs, "b"));
 	ck_assert(process_log_wait(&b, "certificate has expired", 10));
 
 	/* a valid certificate for a, from the same CA, over the same files */
-	make_certs(certs, "a");
+	ck_assert(harness_make_certs(certs, "a"));
 	kill(a.pid, SIGHUP);
 	ck_assert(process_log_wait(&a, "loaded for new connections", 10));
 	wh_client *app = app_attach(&b);
@@ -320,7 +294,7 @@ START_TEST(test_access_rules_per_service)
 	char certs[64], dir[64], path[128], conf[1024];
 	harness_tempdir(certs, sizeof certs);
 	harness_tempdir(dir, sizeof dir);
-	make_certs(certs, "a b");
+	ck_assert(harness_make_certs(certs, "a b"));
 	snprintf(path, sizeof path, "%s/a.conf", dir);
 	snprintf(conf, sizeof conf,
 		 "[broker]\ntls-cert = %s/a.pem\ntls-key = %s/a.key\ntls-ca = %s/ca.pem\n"
@@ -335,9 +309,9 @@ START_TEST(test_access_rules_per_service)
 	fclose(f);
 	const char *a_args[] = { "--config", path, NULL };
 	struct process a, b;
-	struct tls_args tb;
+	struct harness_tls tb;
 	ck_assert(broker_spawn(&a, a_args));
-	dialer_start(&b, &a, "a", tls_args(&tb, certs, "b"));
+	dialer_start(&b, &a, "a", harness_tls_args(&tb, certs, "b"));
 
 	wh_client *on_a = app_attach(&a), *on_b = app_attach(&b);
 	ck_assert_int_eq(wh_listen(on_a, "secret"), WH_OK);
