@@ -208,6 +208,19 @@ static void handle_message(struct app_session *c, const struct ctl_msg *msg)
 			session_drop(c, "bad HELLO");
 			return;
 		}
+		if (!attach_rules_admit(&c->apps->config.attach, c->uid, c->gid, c->groups,
+					c->group_count)) {
+			log_write(c->apps->log, LOG_WARN, "apps", "attach refused: pid=%d uid=%ld gid=%ld "
+				  "is not in attach-users or attach-groups", (int)c->pid, (long)c->uid,
+				  (long)c->gid);
+			char message[128];
+			snprintf(message, sizeof message, "uid %ld may not attach to this broker "
+				 "(attach-users, attach-groups)", (long)c->uid);
+			session_send_result(c, msg->request_id, WH_EACCESS, message);
+			flush_queue(c);
+			session_drop(c, "not allowed to attach");
+			return;
+		}
 		int notify_fd = doorbell_create(c);
 		if (notify_fd < 0) {
 			session_send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
@@ -310,11 +323,35 @@ static void on_client_writable(struct ev_loop *loop, ev_io *w, int revents)
 	flush_queue(w->data);
 }
 
+bool attach_rules_admit(const struct attach_rules *rules, uint32_t uid, uint32_t gid,
+			const uint32_t *groups, unsigned group_count)
+{
+	if (!rules->users_set && !rules->groups_set)
+		return true;
+	if (uid == 0 || uid == (uint32_t)geteuid())
+		return true;
+	for (unsigned i = 0; i < rules->user_count; i++)
+		if (rules->users[i] == uid)
+			return true;
+	for (unsigned i = 0; i < rules->group_count; i++) {
+		if (rules->groups[i] == gid)
+			return true;
+		for (unsigned j = 0; j < group_count; j++)
+			if (rules->groups[i] == groups[j])
+				return true;
+	}
+	return false;
+}
+
 void session_start(struct apps *apps, int fd)
 {
 	struct ucred cred = { 0 };
 	socklen_t len = sizeof cred;
 	getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+	gid_t groups[64];
+	socklen_t groups_len = sizeof groups;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &groups_len) != 0)
+		groups_len = 0; /* more than 64 groups (ERANGE): primary group only */
 	struct app_session *c = calloc(1, sizeof *c);
 	if (!c) {
 		log_write(apps->log, LOG_WARN, "apps", "attach refused: out of memory");
@@ -327,6 +364,9 @@ void session_start(struct apps *apps, int fd)
 	c->pid = cred.pid;
 	c->uid = cred.uid;
 	c->gid = cred.gid;
+	c->group_count = (unsigned)(groups_len / sizeof groups[0]);
+	for (unsigned i = 0; i < c->group_count; i++)
+		c->groups[i] = groups[i];
 	ev_io_init(&c->reader, on_client_readable, fd, EV_READ);
 	ev_io_init(&c->writer, on_client_writable, fd, EV_WRITE);
 	c->reader.data = c->writer.data = c;

@@ -29,6 +29,20 @@
  * that disconnects or dies has its streams ended and its memory and fds freed.
  */
 
+/* Who may attach beyond the socket's mode (attach-users, attach-groups): with neither list
+ * set, everyone the mode lets in; otherwise an app whose uid is listed, or whose primary or
+ * supplementary groups include a listed one. root and the broker's own user always may. */
+#define ATTACH_IDS_MAX 32
+struct attach_rules {
+	bool users_set, groups_set;
+	unsigned user_count, group_count;
+	uint32_t users[ATTACH_IDS_MAX], groups[ATTACH_IDS_MAX];
+};
+
+/* Whether an app with these credentials may attach. groups: its supplementary groups. */
+bool attach_rules_admit(const struct attach_rules *rules, uint32_t uid, uint32_t gid,
+			const uint32_t *groups, unsigned group_count);
+
 struct apps_config {
 	char socket_path[108];
 	unsigned socket_mode;      /* permission bits of the socket file (0660) */
@@ -42,6 +56,7 @@ struct apps_config {
 	char default_service[256]; /* for HANDSHAKEs without a name */
 	uint32_t max_listeners;    /* service names one app may listen on (64) */
 	struct service_rules services; /* who may listen on and open each service */
+	struct attach_rules attach;    /* who may attach (beyond socket_mode) */
 };
 
 struct apps;

@@ -108,6 +108,8 @@ struct app_session {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
+	uint32_t groups[64];  /* supplementary groups (SO_PEERGROUPS), for attach-groups */
+	unsigned group_count;
 	char id[2 * CTL_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
 	const char *drop_reason; /* set: the loop's next prepare step drops the session */

@@ -20,6 +20,7 @@ struct broker_conn {
 	struct broker *broker;
 	struct conn *conn;
 	struct broker_conn *prev, *next;
+	struct peer_account *account; /* its peer's share of the budget */
 };
 
 void broker_config_default(struct broker_config *config)
@@ -42,6 +43,10 @@ void broker_config_default(struct broker_config *config)
 	config->handshake_timeout = 10;
 	config->max_peer_connections = 1024;
 	config->max_connections_per_address = 64;
+	config->peer_idle_timeout = 600;
+	config->connection_budget_percent = 25;
+	config->peer_budget_percent = 50;
+	config->local_reserve_percent = 10;
 }
 
 /* "host" of "host:port" or "[v6]:port". */
@@ -167,6 +172,57 @@ static bool over_connection_caps(struct broker *broker, const char *address)
 	return true;
 }
 
+/* The peer's share of the budget, made with its first connection. NULL on ENOMEM. */
+static struct peer_account *account_join(struct broker *broker, const char *key)
+{
+	struct peer_account *a;
+	for (a = broker->accounts; a; a = a->next)
+		if (strcmp(a->key, key) == 0)
+			break;
+	if (!a) {
+		a = calloc(1, sizeof *a);
+		if (!a)
+			return NULL;
+		snprintf(a->key, sizeof a->key, "%s", key);
+		a->next = broker->accounts;
+		broker->accounts = a;
+	}
+	a->budget.limit = broker->config.memory_budget / 100 * broker->config.peer_budget_percent;
+	a->connections++;
+	return a;
+}
+
+static void account_leave(struct broker *broker, struct peer_account *account)
+{
+	if (!account || --account->connections > 0)
+		return;
+	for (struct peer_account **p = &broker->accounts; *p; p = &(*p)->next)
+		if (*p == account) {
+			*p = account->next;
+			break;
+		}
+	free(account);
+}
+
+/* Charges a connection to its peer's share: over TLS once the certificate names the peer,
+ * over plaintext by source address at once. */
+static void account_attach(struct broker_conn *bc, const char *key)
+{
+	struct peer_account *account = account_join(bc->broker, key);
+	if (!account)
+		return; /* out of memory: the connection's own share and the broker's still bound it */
+	mux_set_budget_account(conn_mux(bc->conn), &account->budget);
+	account_leave(bc->broker, bc->account);
+	bc->account = account;
+}
+
+static void on_accepted_ready(struct conn *conn, void *user)
+{
+	char key[260];
+	snprintf(key, sizeof key, "id:%s", conn_peer_identity(conn));
+	account_attach(user, key);
+}
+
 static void on_accepted_closed(struct mux *mux, int error, void *user)
 {
 	struct broker_conn *bc = user;
@@ -186,7 +242,8 @@ static void on_accepted_closed(struct mux *mux, int error, void *user)
 		broker->accepted = bc->next;
 	if (bc->next)
 		bc->next->prev = bc->prev;
-	conn_free(bc->conn);
+	conn_free(bc->conn); /* before the account: freeing the mux gives its charges back */
+	account_leave(broker, bc->account);
 	fd_budget_give(&broker->fds, 1);
 	free(bc);
 }
@@ -239,6 +296,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		struct broker_conn *bc = calloc(1, sizeof *bc);
 		struct mux_config config = broker->config.pool.mux;
+		config.idle_timeout = broker->config.peer_idle_timeout;
+		config.memory_budget = broker->config.memory_budget / 100 *
+				       broker->config.connection_budget_percent;
 		/* the id comes from conn_new: one numbering for every connection */
 		struct mux_callbacks callbacks = {
 			.on_incoming = on_incoming_accepted,
@@ -259,6 +319,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		bc->broker = broker;
+		if (tls.ctx) {
+			conn_set_on_ready(bc->conn, on_accepted_ready);
+		} else {
+			char key[260], host[64];
+			address_host(address, host, sizeof host);
+			snprintf(key, sizeof key, "address:%s", host);
+			account_attach(bc, key);
+		}
 		bc->next = broker->accepted;
 		if (broker->accepted)
 			broker->accepted->prev = bc;
@@ -412,6 +480,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	for (int i = 0; i < broker->config.peer_count; i++)
 		broker->config.peers[i].pool.mux.log = &broker->log;
 	broker->budget.limit = config->memory_budget;
+	broker->budget.local_reserve = config->memory_budget / 100 * config->local_reserve_percent;
 	broker->listen_fd = -1;
 	broker->fds.spare_fd = -1;
 	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
@@ -664,6 +733,7 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 
 	broker->log.level = next.log_level;
 	broker->budget.limit = next.memory_budget;
+	broker->budget.local_reserve = next.memory_budget / 100 * next.local_reserve_percent;
 	reload_tls(broker, &next);
 	next.pool.mux.log = &broker->log;
 	snprintf(next.apps.default_service, sizeof next.apps.default_service, "%s", next.default_service);
@@ -731,6 +801,7 @@ void broker_stop(struct broker *broker)
 		struct broker_conn *bc = broker->accepted;
 		broker->accepted = bc->next;
 		conn_free(bc->conn);
+		account_leave(broker, bc->account);
 		fd_budget_give(&broker->fds, 1);
 		free(bc);
 	}

@@ -28,7 +28,7 @@ struct broker_config {
 	char listen_port[16];
 	char port_file[4096];  /* if set, the bound port is written here once listening */
 	char default_service[256];
-	uint64_t memory_budget; /* receive-window bytes all connections together may back */
+	uint64_t memory_budget; /* bytes held for streams and peers (struct mux_budget) */
 	uint64_t max_fds;       /* the process's descriptor limit; 0: as high as allowed */
 	struct pool_config pool; /* for dialled peers; its mux config serves accepted ones too */
 	struct apps_config apps; /* socket_path empty: no app socket */
@@ -40,6 +40,10 @@ struct broker_config {
 	double handshake_timeout; /* seconds a peer connection may take to finish TLS (10) */
 	unsigned max_peer_connections;        /* accepted peer connections open at once (1024) */
 	unsigned max_connections_per_address; /* ... from one source address (64) */
+	double peer_idle_timeout;             /* accepted connections with no stream (600 s) */
+	unsigned connection_budget_percent;   /* of memory_budget, one connection (25) */
+	unsigned peer_budget_percent;         /* ... one peer's accepted connections (50) */
+	unsigned local_reserve_percent;       /* ... kept for streams local apps open (10) */
 	enum log_level log_level; /* warn */
 };
 
@@ -48,6 +52,16 @@ struct broker_config {
 void broker_config_default(struct broker_config *config);
 
 struct broker_conn;
+
+/* One peer's share of the memory budget (peer-budget), by identity: the certificate's name
+ * over TLS, the source address over plaintext. Made with its first connection, freed with
+ * its last. */
+struct peer_account {
+	char key[260];
+	unsigned connections;
+	struct mux_budget_account budget;
+	struct peer_account *next;
+};
 
 /* Failed TLS handshakes by source address: an address with HANDSHAKE_FAILURES_MAX failures in
  * HANDSHAKE_FAILURE_WINDOW seconds is refused at accept until the window ends. A small table,
@@ -96,6 +110,7 @@ struct broker {
 	uint64_t capped_connections; /* refused by the connection caps */
 	double capped_logged_at[2]; /* the total cap, the per-address cap: logged once a second */
 	struct handshake_failures handshake_failures;
+	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */

@@ -12,7 +12,8 @@
 
 #define OUT_RING 128u                       /* planned frames not yet fully written */
 #define PLAN_BYTES_PER_ROUND (512u * 1024u) /* DATA planned per gather: bounds the iovecs */
-#define CONTROL_QUEUE_LIMIT (4u * 1024u * 1024u)
+/* Control bytes a connection holds without charging the budgets: every connection has them. */
+#define CONTROL_QUEUE_FREE 4096u
 #define SEND_CREDIT_LIMIT 0x7FFFFFFF        /* credit above this is a flow-control error */
 #define SERVICE_NAME_MAX 255u
 /* Frames for a peer's stream that arrive before its HANDSHAKE (a reference peer can send them
@@ -56,6 +57,8 @@ struct mux_stream {
 	uint32_t recv_unacked;    /* consumed, not yet returned by WINDOW_UPDATE */
 	double last_update_time;
 	uint64_t budget_reserved;
+	bool peer_opened;   /* the peer's HANDSHAKE made it: charged outside the local reserve */
+	bool data_received; /* a DATA frame came for it (rapid-reset accounting) */
 
 	size_t tx_planned; /* bytes of planned frames not yet written (and so not consumed) */
 	unsigned pending_frames;
@@ -106,7 +109,12 @@ struct mux {
 	struct mux_config config;
 	bool client;
 	struct mux_budget *budget;
+	struct mux_budget_account *account;
 	uint64_t budget_used;
+	uint64_t control_charged; /* control_out capacity above CONTROL_QUEUE_FREE, charged */
+	double reset_tokens;      /* rapid-reset bucket: empty streams the peer may still end */
+	double reset_refilled_at;
+	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
 	struct mux_callbacks cb;
 	void *user;
 	double now;
@@ -167,16 +175,33 @@ void mux_config_default(struct mux_config *config)
 		.memory_budget = 4ull << 30,
 		.send_buffer = 256u * 1024u,
 		.release_linger = 60.0,
+		.control_queue_limit = 4u * 1024u * 1024u,
+		.reset_rate = 200.0,
+		.idle_timeout = 0.0,
 	};
 }
 
-static bool budget_reserve(struct mux *mux, uint64_t n)
+/* Takes n bytes from every budget the mux answers to: its own (config.memory_budget), its
+ * peer's share, the broker's (outside the local reserve when the peer asked for them). */
+static bool budget_reserve(struct mux *mux, uint64_t n, bool for_peer)
 {
-	if (mux->budget_used + n > mux->config.memory_budget)
+	bool ok = mux->budget_used + n <= mux->config.memory_budget &&
+		  (!mux->account || mux->account->used + n <= mux->account->limit);
+	if (ok && mux->budget) {
+		uint64_t limit = mux->budget->limit;
+		if (for_peer)
+			limit = limit > mux->budget->local_reserve ? limit - mux->budget->local_reserve : 0;
+		ok = mux->budget->used + n <= limit;
+		if (!ok)
+			mux->budget->refused++;
+	}
+	if (!ok) {
+		mux->stats.budget_refusals++;
 		return false;
-	if (mux->budget && mux->budget->used + n > mux->budget->limit)
-		return false;
+	}
 	mux->budget_used += n;
+	if (mux->account)
+		mux->account->used += n;
 	if (mux->budget)
 		mux->budget->used += n;
 	return true;
@@ -185,8 +210,19 @@ static bool budget_reserve(struct mux *mux, uint64_t n)
 static void budget_release(struct mux *mux, uint64_t n)
 {
 	mux->budget_used -= n;
+	if (mux->account)
+		mux->account->used -= n;
 	if (mux->budget)
 		mux->budget->used -= n;
+}
+
+void mux_set_budget_account(struct mux *mux, struct mux_budget_account *account)
+{
+	if (mux->account)
+		mux->account->used -= mux->budget_used;
+	mux->account = account;
+	if (account)
+		account->used += mux->budget_used;
 }
 
 /* ---- deferred notifications ---------------------------------------------------------
@@ -258,6 +294,12 @@ static void stream_destroy(struct mux_stream *s)
 		stream_table_remove(&mux->streams, s->id);
 	LIST_REMOVE(s, all_link);
 	budget_release(mux, s->budget_reserved);
+	if (!mux->client && mux->config.idle_timeout > 0 && LIST_EMPTY(&mux->all_streams) &&
+	    !mux->closed) {
+		mux->idle_since = mux->now; /* the idle clock starts now, not at the next timer */
+		if (mux->cb.on_timer_changed)
+			mux->cb.on_timer_changed(mux, mux->user);
+	}
 	if (s->io && s->io->release)
 		s->io->release(s->io_ctx);
 	bytebuf_free(&s->rx);
@@ -317,12 +359,14 @@ static void mux_dispatch(struct mux *mux)
 /* ---- control frames ---------------------------------------------------------------- */
 
 static void mux_fail(struct mux *mux, int error);
+/* mux_fail with the goodbye's text (NULL: the error's own). */
+static void mux_fail_saying(struct mux *mux, int error, const char *message);
 
 static void control_push(struct mux *mux, const uint8_t *frame, int length)
 {
 	if (length <= 0 || mux->output_sealed)
 		return;
-	if (bytebuf_length(&mux->control_out) + (size_t)length > CONTROL_QUEUE_LIMIT) {
+	if (bytebuf_length(&mux->control_out) + (size_t)length > mux->config.control_queue_limit) {
 		/* The peer provokes control frames (PINGs, refused streams) faster than it reads
 		 * them. (Its goodbye finds the queue full too: nothing more to say then.) */
 		if (!mux->closed)
@@ -330,6 +374,24 @@ static void control_push(struct mux *mux, const uint8_t *frame, int length)
 				  "does not read our answers", mux->config.id, mux->config.peer);
 		mux_fail(mux, WH_ELIMIT);
 		return;
+	}
+	/* The queue's memory past its first CONTROL_QUEUE_FREE bytes is the peer's doing when
+	 * it does not read: it is charged like its streams' windows. */
+	size_t need = bytebuf_length(&mux->control_out) + (size_t)length;
+	if (need > CONTROL_QUEUE_FREE + mux->control_charged) {
+		size_t capacity = CONTROL_QUEUE_FREE;
+		while (capacity < need)
+			capacity *= 2;
+		uint64_t extra = capacity - CONTROL_QUEUE_FREE - mux->control_charged;
+		if (!budget_reserve(mux, extra, true)) {
+			if (!mux->closed)
+				log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s control queue "
+					  "over the memory budget: peer does not read our answers",
+					  mux->config.id, mux->config.peer);
+			mux_fail(mux, WH_ELIMIT);
+			return;
+		}
+		mux->control_charged += extra;
 	}
 	if (bytebuf_write(&mux->control_out, frame, (size_t)length) != length) {
 		mux_fail(mux, WH_ENOMEM);
@@ -360,7 +422,7 @@ static void send_window_update(struct mux_stream *s)
 	if (rtt > 0 && mux->now - s->last_update_time < 2 * rtt && s->recv_window < ceiling) {
 		uint32_t grown = s->recv_window * 2u < ceiling ? s->recv_window * 2u : ceiling;
 		uint32_t extra = grown - s->recv_window;
-		if (budget_reserve(mux, extra)) {
+		if (budget_reserve(mux, extra, s->peer_opened)) {
 			s->budget_reserved += extra;
 			s->recv_window = grown;
 			increment += extra;
@@ -410,8 +472,29 @@ static const struct mux_stream_io builtin_io = {
 	.release = NULL,
 };
 
+static size_t send_buffer_floor(const struct mux *mux)
+{
+	return mux->config.send_buffer < mux->config.max_frame_size ? mux->config.send_buffer
+								     : mux->config.max_frame_size;
+}
+
+/* Raises a built-in send buffer from its floor to send_buffer when the budgets allow: the
+ * growth is the stream's until it is destroyed. False: it stays as it is. */
+static bool send_buffer_grow(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	if (s->tx.limit >= mux->config.send_buffer)
+		return false;
+	uint64_t extra = mux->config.send_buffer - s->tx.limit;
+	if (!budget_reserve(mux, extra, s->peer_opened))
+		return false;
+	s->budget_reserved += extra;
+	bytebuf_set_limit(&s->tx, mux->config.send_buffer);
+	return true;
+}
+
 static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t service_length,
-		      struct mux_stream **out)
+		      bool peer_opened, struct mux_stream **out)
 {
 	if (stream_table_find(&mux->streams, id))
 		return WH_ESTREAM_ALREADY_EXISTS;
@@ -420,11 +503,12 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 	struct mux_stream *s = calloc(1, sizeof *s);
 	if (!s)
 		return WH_ENOMEM;
-	if (!budget_reserve(mux, mux->config.window_size)) {
+	if (!budget_reserve(mux, mux->config.window_size, peer_opened)) {
 		free(s);
 		return WH_ELIMIT;
 	}
 	s->budget_reserved = mux->config.window_size;
+	s->peer_opened = peer_opened;
 	s->mux = mux;
 	s->id = id;
 	memcpy(s->service, service, service_length);
@@ -432,7 +516,10 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 	s->io = &builtin_io;
 	s->io_ctx = s;
 	bytebuf_init(&s->rx, mux->config.window_size);
-	bytebuf_init(&s->tx, mux->config.send_buffer);
+	/* The built-in io's send buffer holds one frame uncharged; more is taken from the budgets
+	 * when a write needs it (mux_stream_write), so a peer that never reads what a built-in
+	 * service answers holds no more than the budgets allow. */
+	bytebuf_init(&s->tx, send_buffer_floor(mux));
 	s->send_credit = mux->config.window_size;
 	s->recv_window = mux->config.window_size;
 	s->recv_peer_credit = mux->config.window_size;
@@ -444,6 +531,7 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 		return error;
 	}
 	LIST_INSERT_HEAD(&mux->all_streams, s, all_link);
+	mux->idle_since = 0;
 	*out = s;
 	return WH_OK;
 }
@@ -708,7 +796,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		send_error_frame(mux, id, FRAME_ERR_GOING_AWAY, "connection is closing");
 		return;
 	}
-	int error = stream_new(mux, id, (const char *)payload, length, &s);
+	int error = stream_new(mux, id, (const char *)payload, length, true, &s);
 	if (error == WH_OK && mux->cb.on_incoming)
 		error = mux->cb.on_incoming(mux, s, s->service, mux->user);
 	else if (error == WH_OK && mux->accept_count >= mux->config.accept_backlog)
@@ -751,6 +839,31 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 	}
 }
 
+/* Rapid reset (the shape of CVE-2023-44487): a stream the peer opens and ends before it sends
+ * any DATA costs us an open and a close and the peer nothing. A token bucket of reset_rate a
+ * second holding RESET_BURST_SECONDS of it; once it is empty the connection is closed. */
+#define RESET_BURST_SECONDS 5.0
+
+static void count_empty_stream(struct mux *mux, const struct mux_stream *s)
+{
+	double rate = mux->config.reset_rate;
+	if (!s->peer_opened || s->stats.frames_in > 0 || rate <= 0 || mux->closed)
+		return;
+	mux->stats.streams_reset_empty++;
+	double burst = rate * RESET_BURST_SECONDS > 1 ? rate * RESET_BURST_SECONDS : 1;
+	mux->reset_tokens += (mux->now - mux->reset_refilled_at) * rate;
+	mux->reset_refilled_at = mux->now;
+	if (mux->reset_tokens > burst)
+		mux->reset_tokens = burst;
+	mux->reset_tokens -= 1;
+	if (mux->reset_tokens >= 0)
+		return;
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s opens and ends streams without "
+		  "data faster than %.0f a second (rapid reset): closing", mux->config.id,
+		  mux->config.peer, rate);
+	mux_fail_saying(mux, WH_ELIMIT, "too many streams opened and ended without data");
+}
+
 static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
 				size_t length)
 {
@@ -774,6 +887,9 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 	}
 	if (code == FRAME_ERR_FLOW_CONTROL)
 		window_mismatch(mux, false);
+	count_empty_stream(mux, s);
+	if (mux->closed)
+		return;
 	s->remote_code = code;
 	s->remote_message = malloc(message_length + 1);
 	if (s->remote_message) {
@@ -821,6 +937,9 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 			mux->stats.dropped_frames++;
 			break;
 		}
+		count_empty_stream(mux, s);
+		if (mux->closed)
+			break;
 		s->remote_closed = true;
 		stream_notify(s, EVENT_EOF);
 		stream_check_finished(s);
@@ -1221,6 +1340,18 @@ double mux_timer(struct mux *mux, double now)
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
 		}
+	/* An accepted connection with no stream for idle_timeout: the peer holds our descriptor
+	 * and memory for nothing. A pool that wants it back dials again. */
+	bool idle = !mux->client && c->idle_timeout > 0 && LIST_EMPTY(&mux->all_streams);
+	if (!idle)
+		mux->idle_since = 0;
+	else if (mux->idle_since == 0)
+		mux->idle_since = now;
+	else if (!mux->closed && now - mux->idle_since >= c->idle_timeout) {
+		log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s no stream for %.0f s: closing",
+			  c->id, c->peer, c->idle_timeout);
+		mux_fail_saying(mux, WH_ETIMEOUT, "idle: no stream for the idle timeout");
+	}
 	struct mux_stream *s;
 	while (!mux->closed && (s = TAILQ_FIRST(&mux->linger)) &&
 	       now >= s->released_at + c->release_linger) {
@@ -1241,6 +1372,8 @@ double mux_timer(struct mux *mux, double now)
 		next = oldest->released_at + c->release_linger;
 	if (c->keepalive_interval > 0 && mux->next_ping_at < next)
 		next = mux->next_ping_at;
+	if (mux->idle_since > 0 && mux->idle_since + c->idle_timeout < next)
+		next = mux->idle_since + c->idle_timeout;
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
 		if (mux->early[i].id && mux->early[i].since + EARLY_HOLD_SECONDS < next)
 			next = mux->early[i].since + EARLY_HOLD_SECONDS;
@@ -1257,7 +1390,8 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 {
 	if (!config || config->window_size == 0 || config->max_frame_size == 0 ||
 	    config->max_frame_size > FRAME_MAX_PAYLOAD || config->max_window_size < config->window_size ||
-	    config->max_window_size > (1u << 30) || config->send_buffer == 0)
+	    config->max_window_size > (1u << 30) || config->send_buffer == 0 ||
+	    config->control_queue_limit < 1024)
 		return NULL;
 	struct mux *mux = calloc(1, sizeof *mux);
 	if (!mux)
@@ -1275,7 +1409,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	STAILQ_INIT(&mux->notify_queue);
 	SLIST_INIT(&mux->free_list);
 	TAILQ_INIT(&mux->linger);
-	bytebuf_init(&mux->control_out, CONTROL_QUEUE_LIMIT);
+	bytebuf_init(&mux->control_out, config->control_queue_limit);
 	if (frame_decoder_init(&mux->decoder, config->max_frame_size) != WH_OK ||
 	    stream_table_init(&mux->streams) != WH_OK) {
 		free(mux);
@@ -1288,16 +1422,23 @@ void mux_free(struct mux *mux)
 {
 	if (!mux)
 		return;
+	mux->closed = true; /* no callbacks from here on */
 	while (!LIST_EMPTY(&mux->all_streams))
 		stream_destroy(LIST_FIRST(&mux->all_streams));
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
 		bytebuf_free(&mux->early[i].data);
 	stream_table_free(&mux->streams);
 	bytebuf_free(&mux->control_out);
+	budget_release(mux, mux->control_charged);
 	free(mux);
 }
 
 static void mux_fail(struct mux *mux, int error)
+{
+	mux_fail_saying(mux, error, NULL);
+}
+
+static void mux_fail_saying(struct mux *mux, int error, const char *message)
 {
 	if (mux->closed)
 		return;
@@ -1305,9 +1446,10 @@ static void mux_fail(struct mux *mux, int error)
 	mux->error = error;
 	if (error != WH_ECONNECTION_CLOSED && error != WH_EUNEXPECTED_EOF && error != WH_ENOMEM) {
 		uint8_t frame[FRAME_HEADER_SIZE + 4 + 128];
-		const char *message = wh_strerror(error);
+		if (!message)
+			message = wh_strerror(error);
 		control_push(mux, frame, frame_encode_error(frame, sizeof frame, 0, FRAME_ERR_GOING_AWAY,
-							    message, strlen(message)));
+							    message, strnlen(message, 128)));
 	}
 	mux->output_sealed = true; /* nothing more after the goodbye */
 	mux->closed_notify_pending = true;
@@ -1380,7 +1522,7 @@ int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **ou
 		return WH_ELIMIT; /* ids are never reused: this connection opens no more streams */
 	uint32_t id = mux->next_local_id;
 	struct mux_stream *s;
-	int error = stream_new(mux, id, service ? service : "", length, &s);
+	int error = stream_new(mux, id, service ? service : "", length, false, &s);
 	if (error != WH_OK)
 		return error;
 	if (id > UINT32_MAX - 2)
@@ -1431,6 +1573,8 @@ long mux_stream_write(struct mux_stream *s, const void *data, size_t length)
 		return WH_ESTREAM_CLOSED;
 	if (s->mux->closed)
 		return s->mux->error ? s->mux->error : WH_EMUX_CLOSED;
+	if (bytebuf_room(&s->tx) < length)
+		send_buffer_grow(s);
 	long n = bytebuf_write(&s->tx, data, length);
 	if (n < 0)
 		return n;
@@ -1463,6 +1607,8 @@ size_t mux_stream_write_room(struct mux_stream *s)
 	if (s->error || s->write_closed || s->finished || s->mux->closed)
 		return 0;
 	size_t room = bytebuf_room(&s->tx);
+	if (room < s->mux->config.send_buffer && send_buffer_grow(s))
+		room = bytebuf_room(&s->tx);
 	if (room == 0)
 		s->want_writable = true;
 	return room;

@@ -43,6 +43,16 @@ struct mux_config {
 	double release_linger;       /* seconds a released stream may wait for the peer's CLOSE
 				      * and for credit to send its last bytes before it is reset
 				      * with ERROR 499; 0: forever (60) */
+	uint32_t control_queue_limit; /* bytes of control frames (answers, credit, opens) queued
+				       * for the peer; a peer that provokes more without reading
+				       * them is closed (4 MiB). Growth past the first 4 KiB is
+				       * taken from the memory budgets. */
+	double reset_rate;           /* streams a second the peer may open and end (CLOSE or
+				      * ERROR) without sending DATA on them, with a burst of as
+				      * many: rapid reset. Above it the connection is closed with
+				      * a goodbye; 0: no bound (200) */
+	double idle_timeout;         /* accepted connections (server role) carrying no stream this
+				      * many seconds are closed with a goodbye; 0: never (0) */
 	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
 	char peer[80];               /* the peer's name (pooled) or address (accepted), in logs */
 	const struct log_sink *log;  /* NULL: silent */
@@ -50,8 +60,21 @@ struct mux_config {
 
 void mux_config_default(struct mux_config *config);
 
-/* A budget shared by every mux of a broker: bytes of receive windows all streams may back. */
+/* A budget shared by every mux of a broker: bytes the broker holds for streams and peers
+ * (receive windows, send buffers of built-in services, control queues past their first
+ * 4 KiB). The last local_reserve bytes of the limit go only to streams this broker opened,
+ * so peers that open streams cannot take what local apps need to open theirs. */
 struct mux_budget {
+	uint64_t limit;
+	uint64_t used;
+	uint64_t local_reserve;
+	uint64_t refused; /* reservations refused by this budget */
+};
+
+/* One peer's share of the budget: every mux charged to it together may hold `limit` bytes
+ * (the broker keeps one per peer identity; a mux without one is bounded by its own
+ * config.memory_budget and the broker-wide budget alone). */
+struct mux_budget_account {
 	uint64_t limit;
 	uint64_t used;
 };
@@ -123,6 +146,8 @@ struct mux_stats {
 	uint64_t window_stalls;                 /* a stream had data but no credit */
 	uint64_t window_growths;
 	uint64_t streams_lingered;              /* released streams reset after release_linger */
+	uint64_t streams_reset_empty;           /* peer streams ended by the peer with no DATA */
+	uint64_t budget_refusals;               /* reservations a budget refused */
 	double rtt;                             /* last PING round trip, seconds (0: none yet) */
 };
 
@@ -141,6 +166,9 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 		    const struct mux_callbacks *callbacks, void *user);
 /* Frees the mux and every stream (owners must not use their streams afterwards). */
 void mux_free(struct mux *mux);
+/* Charges the mux's reservations, now and from now on, to a peer's share of the budget as
+ * well (NULL: none). The account must outlive the mux or the next call. */
+void mux_set_budget_account(struct mux *mux, struct mux_budget_account *account);
 
 /* Feeds bytes read from the connection. WH_OK, or the fatal error that closed the mux. */
 int mux_input(struct mux *mux, const uint8_t *data, size_t length, double now);

@@ -63,7 +63,9 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_DEFAULT_SERVICE, "default-service", 0, OPTION_STRING, 1, 255, false, false, "echo",
 	  NULL, APPLY_NEW_STREAMS, SCOPE_BROKER, "the service for streams whose HANDSHAKE names none" },
 	{ OPT_BUDGET, "budget", 0, OPTION_BYTES, 1024, 1e15, false, false, "8 GiB", "bytes",
-	  APPLY_NEW_STREAMS, SCOPE_BROKER, "receive-window bytes all connections together may back" },
+	  APPLY_NEW_STREAMS, SCOPE_BROKER,
+	  "bytes the broker may hold for streams and peers: receive windows, built-in services' send "
+	  "buffers, control queues" },
 	{ OPT_MAX_FDS, "max-fds", 0, OPTION_COUNT, 128, 1 << 24, false, false, "as high as allowed",
 	  "descriptors", APPLY_RESTART, SCOPE_BROKER,
 	  "the descriptor limit; the last 64 are kept for apps attaching" },
@@ -93,6 +95,27 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address", 0, OPTION_COUNT, 1, 1 << 20,
 	  false, false, "64", "connections", APPLY_LIVE, SCOPE_BROKER,
 	  "accepted peer connections open at once from one source address" },
+	{ OPT_PEER_IDLE_TIMEOUT, "peer-idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "600",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "an accepted peer connection that carries no stream this long is closed (ERROR 505); 0: never" },
+	{ OPT_CONNECTION_BUDGET, "connection-budget", 0, OPTION_COUNT, 1, 100, false, false, "25",
+	  "percent", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "the share of the budget one peer connection may hold" },
+	{ OPT_PEER_BUDGET, "peer-budget", 0, OPTION_COUNT, 1, 100, false, false, "50", "percent",
+	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
+	  "the share of the budget all accepted connections of one peer may hold together (one "
+	  "certificate identity over TLS, one source address over plaintext)" },
+	{ OPT_LOCAL_RESERVE, "local-reserve", 0, OPTION_COUNT, 0, 90, false, false, "10", "percent",
+	  APPLY_LIVE, SCOPE_BROKER,
+	  "the share of the budget kept for streams local apps open: streams peers open never take it" },
+	{ OPT_ATTACH_USERS, "attach-users", 0, OPTION_STRING, 1, 1023, false, false, "any", NULL,
+	  APPLY_LIVE, SCOPE_BROKER,
+	  "users (names or uids, comma-separated) whose apps may attach, beyond the socket's mode; "
+	  "'any': every user the mode lets in. root and the broker's own user always may" },
+	{ OPT_ATTACH_GROUPS, "attach-groups", 0, OPTION_STRING, 1, 1023, false, false, "any", NULL,
+	  APPLY_LIVE, SCOPE_BROKER,
+	  "groups (names or gids, comma-separated) whose members' apps may attach (primary or "
+	  "supplementary group); with attach-users, either admits" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
@@ -153,6 +176,14 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_TLS_NAME, "tls-name", 0, OPTION_STRING, 1, 255, false, false, "the peer's name", NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "the name (SAN DNS) the peer's certificate must carry" },
+	{ OPT_CONTROL_QUEUE, "control-queue", 0, OPTION_BYTES, 4096, 1 << 30, false, false, "4194304",
+	  "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "control frames (PONGs, refusals, credit) queued for a peer that does not read them; "
+	  "beyond it, or beyond the budget, the connection is closed" },
+	{ OPT_RESET_RATE, "reset-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "200", "streams/s",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "streams a second a peer may open and end without sending data (rapid reset), with a "
+	  "burst of five seconds' worth; beyond it the connection is closed; 0: no bound" },
 	{ OPT_SERVICE_PEERS, "peers", 0, OPTION_STRING, 1, 1023, false, false,
 	  "authenticated peers; over plaintext, those from loopback", NULL, APPLY_NEW_STREAMS,
 	  SCOPE_SERVICE,
@@ -340,6 +371,71 @@ static const char *parse_owner(const char *text, long *uid, long *gid)
 	return *uid < -1 || *gid < -1 ? "a negative id" : NULL;
 }
 
+/* "any", or a comma-separated list of user (or group) names or numbers. */
+static const char *parse_id_list(const char *text, bool groups, struct attach_rules *rules)
+{
+	uint32_t *ids = groups ? rules->groups : rules->users;
+	unsigned *count = groups ? &rules->group_count : &rules->user_count;
+	bool *set = groups ? &rules->groups_set : &rules->users_set;
+	*count = 0;
+	*set = false;
+	if (strcmp(text, "any") == 0)
+		return NULL;
+	*set = true;
+	const char *p = text;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		char name[256];
+		while (n && *p == ' ') {
+			p++;
+			n--;
+		}
+		if (n == 0 || n >= sizeof name)
+			return n ? "name too long" : "an empty name in the list";
+		memcpy(name, p, n);
+		name[n] = '\0';
+		while (n && name[n - 1] == ' ')
+			name[--n] = '\0';
+		if (*count >= ATTACH_IDS_MAX)
+			return "more than 32 names";
+		char *end;
+		errno = 0;
+		unsigned long v = strtoul(name, &end, 10);
+		if (*end || errno || name[0] == '-') {
+			const struct passwd *pw = groups ? NULL : getpwnam(name);
+			const struct group *gr = groups ? getgrnam(name) : NULL;
+			if (!pw && !gr)
+				return groups ? "no such group" : "no such user";
+			v = pw ? pw->pw_uid : gr->gr_gid;
+		} else if (v > UINT32_MAX - 1) {
+			return "id out of range";
+		}
+		ids[(*count)++] = (uint32_t)v;
+		p += strcspn(p, ",");
+		if (*p == ',')
+			p++;
+	}
+	return *count ? NULL : "an empty list (use 'any')";
+}
+
+static void format_id_list(const struct attach_rules *rules, bool groups, char *out, size_t len)
+{
+	const uint32_t *ids = groups ? rules->groups : rules->users;
+	unsigned count = groups ? rules->group_count : rules->user_count;
+	if (!(groups ? rules->groups_set : rules->users_set)) {
+		snprintf(out, len, "any");
+		return;
+	}
+	size_t at = 0;
+	out[0] = '\0';
+	for (unsigned i = 0; i < count && at < len; i++) {
+		int n = snprintf(out + at, len - at, "%s%u", i ? "," : "", ids[i]);
+		if (n < 0)
+			break;
+		at += (size_t)n;
+	}
+}
+
 static bool peer_name_valid(const char *name)
 {
 	size_t n = strlen(name);
@@ -491,6 +587,8 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_MAX_STREAMS: m->max_streams = (uint32_t)number; break;
 	case OPT_SEND_BUFFER: m->send_buffer = (uint32_t)number; break;
 	case OPT_RELEASE_LINGER: m->release_linger = number; break;
+	case OPT_CONTROL_QUEUE: m->control_queue_limit = (uint32_t)number; break;
+	case OPT_RESET_RATE: m->reset_rate = number; break;
 	case OPT_READ_BUFFER_SIZE:
 		if (!pool || pool == &c->pool) /* say it once */
 			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
@@ -531,6 +629,19 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
 	case OPT_MAX_PEER_CONNECTIONS: c->max_peer_connections = (unsigned)number; break;
 	case OPT_MAX_CONNECTIONS_PER_ADDRESS: c->max_connections_per_address = (unsigned)number; break;
+	case OPT_PEER_IDLE_TIMEOUT: c->peer_idle_timeout = number; break;
+	case OPT_CONNECTION_BUDGET: c->connection_budget_percent = (unsigned)number; break;
+	case OPT_PEER_BUDGET: c->peer_budget_percent = (unsigned)number; break;
+	case OPT_LOCAL_RESERVE: c->local_reserve_percent = (unsigned)number; break;
+	case OPT_ATTACH_USERS:
+	case OPT_ATTACH_GROUPS: {
+		const char *why = parse_id_list(value, info->id == OPT_ATTACH_GROUPS, &c->apps.attach);
+		if (why) {
+			add_error(o, at, info, value, "%s", why);
+			return false;
+		}
+		break;
+	}
 	case OPT_TLS_NAME:
 		if (!value[0] || strlen(value) >= sizeof p->tls_name) {
 			add_error(o, at, info, value, "a name is 1 to %zu bytes", sizeof p->tls_name - 1);
@@ -1207,6 +1318,16 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_HANDSHAKE_TIMEOUT: snprintf(out, len, "%.15g", c->handshake_timeout); break;
 	case OPT_MAX_PEER_CONNECTIONS: snprintf(out, len, "%u", c->max_peer_connections); break;
 	case OPT_MAX_CONNECTIONS_PER_ADDRESS: snprintf(out, len, "%u", c->max_connections_per_address); break;
+	case OPT_PEER_IDLE_TIMEOUT: snprintf(out, len, "%.15g", c->peer_idle_timeout); break;
+	case OPT_CONNECTION_BUDGET: snprintf(out, len, "%u", c->connection_budget_percent); break;
+	case OPT_PEER_BUDGET: snprintf(out, len, "%u", c->peer_budget_percent); break;
+	case OPT_LOCAL_RESERVE: snprintf(out, len, "%u", c->local_reserve_percent); break;
+	case OPT_ATTACH_USERS:
+	case OPT_ATTACH_GROUPS:
+		format_id_list(&c->apps.attach, id == OPT_ATTACH_GROUPS, out, len);
+		break;
+	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
+	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
 	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
 	case OPT_TLS_NAME:
 		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");

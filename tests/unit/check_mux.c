@@ -1032,6 +1032,293 @@ START_TEST(test_window_growth_respects_budget)
 }
 END_TEST
 
+/* ---- bounds on a hostile peer (docs/SECURITY.md) -------------------------------------- */
+
+/* The goodbye a closed mux left in its output: ERROR on stream 0, its code. 0: none. */
+static uint32_t goodbye_code(struct mux *mux, char *message, size_t length)
+{
+	struct written out;
+	collect_output(mux, &out);
+	for (unsigned i = 0; i < out.count; i++)
+		if (out.headers[i].type == FRAME_ERROR && out.headers[i].stream_id == 0) {
+			const uint8_t *p = out.payloads[i];
+			size_t n = out.headers[i].length - 4 < length - 1 ? out.headers[i].length - 4 : length - 1;
+			n = n < 60 ? n : 60;
+			memcpy(message, p + 4, n);
+			message[n] = '\0';
+			return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		}
+	return 0;
+}
+
+/* HANDSHAKE then CLOSE (or ERROR) with no DATA: a bucket of reset_rate a second holding five
+ * seconds' worth; the first stream beyond it ends the connection with a goodbye. Streams
+ * that carried DATA are not counted, and the bucket refills with time. */
+START_TEST(test_rapid_reset_closes_connection)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	config.accept_backlog = 1000;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	uint32_t id = 1;
+	/* streams with data are a peer's normal business, however fast */
+	for (int i = 0; i < 200; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+		inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 0);
+	/* 50 empty ones, alternating CLOSE and ERROR: the burst */
+	for (int i = 0; i < 50; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		if (i % 2)
+			inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+		else
+			inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	/* a second later, ten more are allowed, and the eleventh is one too many */
+	link.now += 1.0;
+	for (int i = 0; i < 10; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 61);
+	char message[64];
+	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
+	ck_assert_str_eq(message, "too many streams opened and ended without data");
+	/* bytes after the goodbye are not acted on */
+	id += 2;
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 61);
+	link_close(&link);
+}
+END_TEST
+
+START_TEST(test_rapid_reset_bound_can_be_off)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 0;
+	config.accept_backlog = 5000;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	for (uint32_t id = 1; id < 2 * 4000; id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* An accepted connection with no stream for idle_timeout is closed; one with a stream is not;
+ * the clock starts when its last stream is gone; a dialled one (client role) never is. */
+START_TEST(test_idle_accepted_connection_closed)
+{
+	struct mux_config config = test_config();
+	config.idle_timeout = 60;
+	struct link link;
+	link_open(&link, &config);
+	double next = mux_timer(link.server, link.now);
+	ck_assert(next <= link.now + 60 + 1e-9);
+	mux_timer(link.client, link.now);
+	pump(&link);
+	link.now += 59;
+	mux_timer(link.server, link.now);
+	ck_assert(!mux_is_closed(link.server));
+	/* a stream: not idle, for as long as it lives */
+	struct mux_stream *c, *s;
+	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c), WH_OK);
+	pump(&link);
+	s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	link.now += 600;
+	mux_timer(link.server, link.now);
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	ck_assert_int_eq(mux_stream_close_write(s), WH_OK);
+	pump(&link);
+	int changes = link.timer_changes;
+	mux_stream_release(c);
+	mux_stream_release(s);
+	ck_assert_int_gt(link.timer_changes, changes); /* the idle clock started: a new deadline */
+	double idle_from = link.now;
+	link.now += 59.5;
+	next = mux_timer(link.server, link.now);
+	ck_assert(next <= idle_from + 60 + 1e-9);
+	ck_assert(!mux_is_closed(link.server));
+	link.now += 1;
+	mux_timer(link.server, link.now);
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ETIMEOUT);
+	char message[64];
+	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
+	ck_assert_str_eq(message, "idle: no stream for the idle timeout");
+	/* the client side of the same config never closes for idleness */
+	link.now += 10000;
+	mux_timer(link.client, link.now);
+	ck_assert(!mux_is_closed(link.client));
+	link_close(&link);
+}
+END_TEST
+
+/* PINGs whose PONGs the peer never reads: the control queue is bounded by control_queue_limit
+ * and, past its first 4 KiB, by the budget; then the connection is closed. Everything it
+ * charged comes back when it is freed. */
+START_TEST(test_unread_answers_are_bounded)
+{
+	struct mux_config config = test_config();
+	config.control_queue_limit = 64 * 1024;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[32];
+	uint32_t id = 1;
+	while (!mux_is_closed(link.server) && id < 100000) {
+		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
+		id++;
+	}
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	ck_assert_uint_le(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) + 2);
+	ck_assert_uint_ge(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) - 2);
+	link_close(&link);
+
+	/* the budget binds first when it is smaller */
+	struct mux_budget budget = { .limit = 16 * 1024 };
+	config.control_queue_limit = 4u << 20;
+	link_open(&link, &config);
+	mux_free(link.server);
+	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	for (id = 1; !mux_is_closed(link.server) && id < 100000; id++)
+		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_uint_le(budget.used, budget.limit);
+	ck_assert_uint_lt(id, 32 * 1024 / (FRAME_HEADER_SIZE + 4) + 2); /* 4 KiB free, then 4 KiB and 8 KiB more */
+	ck_assert_uint_gt(budget.refused, 0);
+	mux_free(link.server);
+	link.server = NULL;
+	ck_assert_uint_eq(budget.used, 0);
+	mux_free(link.client);
+}
+END_TEST
+
+/* Streams the peer opens never take the local reserve; streams we open may. */
+START_TEST(test_budget_keeps_local_reserve)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = 100;
+	/* room for 8 windows, the last 2 kept for our own streams */
+	struct mux_budget budget = { .limit = 8 * 262144, .local_reserve = 2 * 262144 };
+	struct link link;
+	link_open(&link, &config);
+	mux_free(link.server);
+	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	struct mux_stream *c[8];
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(mux_open_stream(link.client, "echo", &c[i]), WH_OK);
+	pump(&link);
+	for (int i = 0; i < 6; i++)
+		ck_assert_int_eq(mux_stream_error(c[i]), WH_OK);
+	ck_assert_int_eq(mux_stream_error(c[6]), WH_ELIMIT);
+	ck_assert_int_eq(mux_stream_error(c[7]), WH_ELIMIT);
+	ck_assert_uint_eq(budget.used, 6 * 262144);
+	/* the server's own opens take the reserve */
+	struct mux_stream *ours[3];
+	ck_assert_int_eq(mux_open_stream(link.server, "echo", &ours[0]), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.server, "echo", &ours[1]), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.server, "echo", &ours[2]), WH_ELIMIT);
+	ck_assert_uint_eq(budget.used, budget.limit);
+	mux_free(link.server);
+	link.server = NULL;
+	ck_assert_uint_eq(budget.used, 0);
+	mux_free(link.client);
+}
+END_TEST
+
+/* Two connections charged to one peer's account share its limit; another peer's is its own. */
+START_TEST(test_budget_account_shared_by_a_peers_connections)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = 100;
+	struct mux_budget budget = { .limit = 64 * 262144 };
+	struct mux_budget_account hog = { .limit = 4 * 262144 }, other = { .limit = 4 * 262144 };
+	struct link a, b, c;
+	struct link *links[3] = { &a, &b, &c };
+	struct mux_budget_account *accounts[3] = { &hog, &hog, &other };
+	for (int i = 0; i < 3; i++) {
+		link_open(links[i], &config);
+		mux_free(links[i]->server);
+		links[i]->server = mux_new(false, &config, &budget, &link_callbacks, links[i]);
+		mux_set_budget_account(links[i]->server, accounts[i]);
+	}
+	struct mux_stream *s[3][4];
+	for (int l = 0; l < 3; l++) {
+		for (int i = 0; i < 4; i++)
+			ck_assert_int_eq(mux_open_stream(links[l]->client, "echo", &s[l][i]), WH_OK);
+		pump(links[l]);
+	}
+	/* the hog's two connections together got 4 streams; the other peer all of its 4 */
+	unsigned hog_ok = 0;
+	for (int l = 0; l < 2; l++)
+		for (int i = 0; i < 4; i++)
+			hog_ok += mux_stream_error(s[l][i]) == WH_OK;
+	ck_assert_uint_eq(hog_ok, 4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(mux_stream_error(s[2][i]), WH_OK);
+	ck_assert_uint_eq(hog.used, 4 * 262144);
+	ck_assert_uint_eq(other.used, 4 * 262144);
+	for (int i = 0; i < 3; i++) {
+		mux_free(links[i]->server);
+		links[i]->server = NULL;
+		mux_free(links[i]->client);
+	}
+	ck_assert_uint_eq(hog.used, 0);
+	ck_assert_uint_eq(other.used, 0);
+	ck_assert_uint_eq(budget.used, 0);
+}
+END_TEST
+
+/* A built-in send buffer beyond its first frame is charged: with the budget spent, a stream
+ * still sends (one frame at a time); with room, it queues its whole send_buffer. */
+START_TEST(test_send_buffer_is_charged)
+{
+	struct mux_config config = test_config();
+	struct mux_budget budget = { .limit = 2 * 262144 + 262144 - 32768 };
+	struct link link;
+	link_open(&link, &config);
+	mux_free(link.server);
+	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	struct mux_stream *c1, *c2;
+	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c1), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c2), WH_OK);
+	pump(&link);
+	struct mux_stream *s1 = mux_accept(link.server), *s2 = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s1);
+	ck_assert_ptr_nonnull(s2);
+	static uint8_t big[1 << 20];
+	link.cut = true; /* the peer reads nothing: what we write stays queued */
+	long first = mux_stream_write(s1, big, sizeof big);
+	ck_assert_int_eq(first, 262144); /* grown to send_buffer: charged */
+	ck_assert_uint_eq(budget.used, 2 * 262144 + 262144 - 32768);
+	long second = mux_stream_write(s2, big, sizeof big);
+	ck_assert_int_eq(second, 32768); /* no budget left: one frame's worth */
+	ck_assert_uint_eq(mux_stream_write_room(s2), 0);
+	mux_free(link.server);
+	link.server = NULL;
+	ck_assert_uint_eq(budget.used, 0);
+	mux_free(link.client);
+}
+END_TEST
+
 /* ---- keep-alive ----------------------------------------------------------------------- */
 
 START_TEST(test_keepalive_ping_pong_and_timeout)
@@ -1195,6 +1482,13 @@ int main(void)
 	tcase_add_test(flow, test_round_robin_interactive_not_starved);
 	tcase_add_test(flow, test_handshake_precedes_data);
 	tcase_add_test(flow, test_control_frames_never_dropped);
+	tcase_add_test(flow, test_rapid_reset_closes_connection);
+	tcase_add_test(flow, test_rapid_reset_bound_can_be_off);
+	tcase_add_test(flow, test_idle_accepted_connection_closed);
+	tcase_add_test(flow, test_unread_answers_are_bounded);
+	tcase_add_test(flow, test_budget_keeps_local_reserve);
+	tcase_add_test(flow, test_budget_account_shared_by_a_peers_connections);
+	tcase_add_test(flow, test_send_buffer_is_charged);
 	suite_add_tcase(suite, flow);
 
 	SRunner *runner = srunner_create(suite);

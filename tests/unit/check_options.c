@@ -120,6 +120,31 @@ START_TEST(test_units_and_values)
 	char value[64];
 	options_format_value(&o.config, NULL, OPT_LISTEN, value, sizeof value);
 	ck_assert_str_eq(value, "[::1]:7000");
+	/* the peer bounds */
+	ck_assert(load("--config", "/dev/null", "--attach-users", "root, 1234", "--attach-groups", "0",
+		       "--reset-rate", "50", "--control-queue", "64K", "--peer-idle-timeout", "30",
+		       "--connection-budget", "10", "--peer-budget", "20", "--local-reserve", "5", NULL));
+	ck_assert(o.config.apps.attach.users_set && o.config.apps.attach.groups_set);
+	ck_assert_uint_eq(o.config.apps.attach.user_count, 2);
+	ck_assert_uint_eq(o.config.apps.attach.users[0], 0);
+	ck_assert_uint_eq(o.config.apps.attach.users[1], 1234);
+	options_format_value(&o.config, NULL, OPT_ATTACH_USERS, value, sizeof value);
+	ck_assert_str_eq(value, "0,1234");
+	ck_assert(o.config.pool.mux.reset_rate == 50);
+	ck_assert_uint_eq(o.config.pool.mux.control_queue_limit, 64u << 10);
+	ck_assert(o.config.peer_idle_timeout == 30);
+	ck_assert_uint_eq(o.config.connection_budget_percent, 10);
+	ck_assert_uint_eq(o.config.peer_budget_percent, 20);
+	ck_assert_uint_eq(o.config.local_reserve_percent, 5);
+	ck_assert(load("--config", "/dev/null", NULL));
+	ck_assert(!o.config.apps.attach.users_set && !o.config.apps.attach.groups_set);
+	options_format_value(&o.config, NULL, OPT_ATTACH_GROUPS, value, sizeof value);
+	ck_assert_str_eq(value, "any");
+	ck_assert(!load("--config", "/dev/null", "--attach-users", "no-such-user-here", NULL));
+	ck_assert(has_error("--attach-users no-such-user-here: no such user"));
+	ck_assert(!load("--config", "/dev/null", "--attach-groups", "0,,", NULL));
+	ck_assert(has_error("an empty name in the list"));
+	ck_assert(o.error_count == 1);
 }
 END_TEST
 
