@@ -12,8 +12,11 @@
 
 #define OUT_RING 128u                       /* planned frames not yet fully written */
 #define PLAN_BYTES_PER_ROUND (512u * 1024u) /* DATA planned per gather: bounds the iovecs */
-/* Control bytes a connection holds without charging the budgets: every connection has them. */
-#define CONTROL_QUEUE_FREE 4096u
+/* Control bytes a connection may queue without charging the budgets (a constant per
+ * connection, counted in docs/SECURITY.md): enough for the answers to a full read of
+ * HANDSHAKEs refused at once (about 45 bytes each) when the budget is spent, so a peer that
+ * reads its answers is not closed for the broker being full. */
+#define CONTROL_QUEUE_FREE (64u * 1024u)
 #define SEND_CREDIT_LIMIT 0x7FFFFFFF        /* credit above this is a flow-control error */
 #define SERVICE_NAME_MAX 255u
 /* Frames for a peer's stream that arrive before its HANDSHAKE (a reference peer can send them
@@ -503,11 +506,14 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 	struct mux_stream *s = calloc(1, sizeof *s);
 	if (!s)
 		return WH_ENOMEM;
-	if (!budget_reserve(mux, mux->config.window_size, peer_opened)) {
+	/* its receive window, and the first frame of the built-in send buffer (given back if an
+	 * io of the owner's replaces the built-in one) */
+	uint64_t cost = mux->config.window_size + send_buffer_floor(mux);
+	if (!budget_reserve(mux, cost, peer_opened)) {
 		free(s);
 		return WH_ELIMIT;
 	}
-	s->budget_reserved = mux->config.window_size;
+	s->budget_reserved = cost;
 	s->peer_opened = peer_opened;
 	s->mux = mux;
 	s->id = id;
@@ -1561,6 +1567,14 @@ void mux_stream_set_handler(struct mux_stream *s, mux_stream_handler handler, vo
 
 void mux_stream_set_io(struct mux_stream *s, const struct mux_stream_io *io, void *ctx)
 {
+	if (s->io == &builtin_io && io != &builtin_io && bytebuf_length(&s->tx) == 0) {
+		/* the built-in send buffer is never used now: its charge goes back */
+		uint64_t charged = s->tx.limit;
+		bytebuf_free(&s->tx);
+		bytebuf_init(&s->tx, 0);
+		budget_release(s->mux, charged);
+		s->budget_reserved -= charged;
+	}
 	s->io = io;
 	s->io_ctx = ctx;
 }

@@ -45,8 +45,8 @@ struct mux_config {
 				      * with ERROR 499; 0: forever (60) */
 	uint32_t control_queue_limit; /* bytes of control frames (answers, credit, opens) queued
 				       * for the peer; a peer that provokes more without reading
-				       * them is closed (4 MiB). Growth past the first 4 KiB is
-				       * taken from the memory budgets. */
+				       * them is closed (4 MiB). Growth past the first 64 KiB
+				       * is taken from the memory budgets. */
 	double reset_rate;           /* streams a second the peer may open and end (CLOSE or
 				      * ERROR) without sending DATA on them, with a burst of as
 				      * many: rapid reset. Above it the connection is closed with
@@ -62,7 +62,7 @@ void mux_config_default(struct mux_config *config);
 
 /* A budget shared by every mux of a broker: bytes the broker holds for streams and peers
  * (receive windows, send buffers of built-in services, control queues past their first
- * 4 KiB). The last local_reserve bytes of the limit go only to streams this broker opened,
+ * 64 KiB). The last local_reserve bytes of the limit go only to streams this broker opened,
  * so peers that open streams cannot take what local apps need to open theirs. */
 struct mux_budget {
 	uint64_t limit;

@@ -41,32 +41,40 @@ struct attack_case {
 	const char *name;
 	const char *seconds;
 	long rss_growth_kib; /* most the broker's RSS may grow while it runs */
+	const char *broker_args[4]; /* besides keep-alive: the bound under test, made small */
 };
 
 static const struct attack_case cases[] = {
-	{ "fatal-trailing", "1", RSS_GROWTH_SMALL },
-	{ "bad-version", "1", RSS_GROWTH_SMALL },
-	{ "malformed-run", "1", RSS_GROWTH_SMALL },
-	{ "malformed-stream", "1", RSS_GROWTH_SMALL },
-	{ "window-overflow", "1", RSS_GROWTH_SMALL },
-	{ "flood-data", "1.5", RSS_GROWTH_SMALL }, /* at most 8 ids x 256 KiB held */
-	{ "flood-window", "1.5", RSS_GROWTH_SMALL },
-	{ "flood-ping", "1.5", RSS_GROWTH_SMALL },
-	{ "flood-pong", "1.5", RSS_GROWTH_SMALL },
-	{ "flood-close", "1.5", RSS_GROWTH_SMALL },
-	{ "flood-error", "1.5", RSS_GROWTH_SMALL },
+	{ "fatal-trailing", "1", RSS_GROWTH_SMALL, { NULL } },
+	{ "bad-version", "1", RSS_GROWTH_SMALL, { NULL } },
+	{ "malformed-run", "1", RSS_GROWTH_SMALL, { NULL } },
+	{ "malformed-stream", "1", RSS_GROWTH_SMALL, { NULL } },
+	{ "window-overflow", "1", RSS_GROWTH_SMALL, { NULL } },
+	{ "flood-data", "1.5", RSS_GROWTH_SMALL, { NULL } }, /* at most 8 ids x 256 KiB held */
+	{ "flood-window", "1.5", RSS_GROWTH_SMALL, { NULL } },
+	{ "flood-ping", "1.5", RSS_GROWTH_SMALL, { NULL } },
+	{ "flood-pong", "1.5", RSS_GROWTH_SMALL, { NULL } },
+	{ "flood-close", "1.5", RSS_GROWTH_SMALL, { NULL } },
+	{ "flood-error", "1.5", RSS_GROWTH_SMALL, { NULL } },
 	/* streams stay open until the connection ends: up to the budget's 32768 per connection */
-	{ "flood-handshake", "1.5", 64 << 10 },
-	{ "flood-ping-unread", "1.5", RSS_GROWTH_SMALL },
-	{ "flood-handshake-unread", "1.5", 64 << 10 },
-	{ "rapid-reset-close", "1.5", RSS_GROWTH_SMALL },
-	{ "rapid-reset-error", "1.5", RSS_GROWTH_SMALL },
+	{ "flood-handshake", "1.5", 64 << 10, { NULL } },
+	/* closed once 64 KiB of PONGs are owed (the default is 4 MiB) */
+	{ "flood-ping-unread", "1.5", RSS_GROWTH_SMALL, { "--control-queue", "64K" } },
+	{ "flood-handshake-unread", "1.5", 64 << 10, { NULL } },
+	/* closed by the default reset-rate: 200 a second, 1000 at once */
+	{ "rapid-reset-close", "1.5", RSS_GROWTH_SMALL, { NULL } },
+	{ "rapid-reset-error", "1.5", RSS_GROWTH_SMALL, { NULL } },
 	/* 64 echo streams holding their whole 256 KiB windows each way */
-	{ "zero-window", "1.5", 64 << 10 },
+	{ "zero-window", "1.5", 64 << 10, { NULL } },
+	/* 1000 of them against a 128 MiB budget: one connection's share (25 %) is 32 MiB, every
+	 * byte held for it counted (windows and the echo's send buffers) */
+	{ "zero-window-many", "1.5", 40 << 10, { "--budget", "128M" } },
+	/* closed with a goodbye after 1 s without a stream */
+	{ "idle", "5", RSS_GROWTH_SMALL, { "--peer-idle-timeout", "1" } },
 	/* cut off by keep-alive (2 s + 2 s here) before it ends */
-	{ "slowloris", "6", RSS_GROWTH_SMALL },
+	{ "slowloris", "6", RSS_GROWTH_SMALL, { NULL } },
 	/* 2000 connections with a stream each (~20 KiB a connection) */
-	{ "many-connections", "1.5", 96 << 10 },
+	{ "many-connections", "1.5", 96 << 10, { NULL } },
 };
 
 /* ---- the canary: another connection that must stay served during the attack --------- */
@@ -145,6 +153,10 @@ static void *canary_run(void *arg)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct frame_decoder decoder;
 	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	/* a stream it holds: a connection in use, which peer-idle-timeout leaves alone */
+	uint8_t handshake[FRAME_HEADER_SIZE + 4];
+	send(fd, handshake, (size_t)frame_encode_handshake(handshake, sizeof handshake, 1, "echo", 4),
+	     MSG_NOSIGNAL);
 	for (uint32_t id = 1; !atomic_load(&c->stop); id++) {
 		uint8_t ping[FRAME_HEADER_SIZE + 4];
 		double sent = monotonic();
@@ -179,7 +191,9 @@ START_TEST(test_attack)
 {
 	const struct attack_case *attack = &cases[_i];
 	struct process broker, attacker;
-	const char *args[] = { "--keepalive", "2", "--keepalive-timeout", "2", NULL };
+	const char *args[8] = { "--keepalive", "2", "--keepalive-timeout", "2" };
+	for (int i = 0; i < 4 && attack->broker_args[i]; i++)
+		args[4 + i] = attack->broker_args[i];
 	ck_assert(broker_spawn(&broker, args));
 	struct canary canary = { .port = broker.port, .broker = broker.pid };
 	atomic_init(&canary.stop, false);

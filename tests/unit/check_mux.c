@@ -1034,6 +1034,9 @@ END_TEST
 
 /* ---- bounds on a hostile peer (docs/SECURITY.md) -------------------------------------- */
 
+/* What a new stream takes from the budgets: its window and one frame of send buffer. */
+#define STREAM_COST (262144 + 32768)
+
 /* The goodbye a closed mux left in its output: ERROR on stream 0, its code. 0: none. */
 static uint32_t goodbye_code(struct mux *mux, char *message, size_t length)
 {
@@ -1172,12 +1175,12 @@ START_TEST(test_idle_accepted_connection_closed)
 END_TEST
 
 /* PINGs whose PONGs the peer never reads: the control queue is bounded by control_queue_limit
- * and, past its first 4 KiB, by the budget; then the connection is closed. Everything it
+ * and, past its first 64 KiB, by the budget; then the connection is closed. Everything it
  * charged comes back when it is freed. */
 START_TEST(test_unread_answers_are_bounded)
 {
 	struct mux_config config = test_config();
-	config.control_queue_limit = 64 * 1024;
+	config.control_queue_limit = 32 * 1024;
 	struct link link;
 	link_open(&link, &config);
 	uint8_t frame[32];
@@ -1188,8 +1191,8 @@ START_TEST(test_unread_answers_are_bounded)
 	}
 	ck_assert(mux_is_closed(link.server));
 	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
-	ck_assert_uint_le(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) + 2);
-	ck_assert_uint_ge(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) - 2);
+	ck_assert_uint_le(id, 32 * 1024 / (FRAME_HEADER_SIZE + 4) + 2);
+	ck_assert_uint_ge(id, 32 * 1024 / (FRAME_HEADER_SIZE + 4) - 2);
 	link_close(&link);
 
 	/* the budget binds first when it is smaller */
@@ -1202,7 +1205,9 @@ START_TEST(test_unread_answers_are_bounded)
 		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
 	ck_assert(mux_is_closed(link.server));
 	ck_assert_uint_le(budget.used, budget.limit);
-	ck_assert_uint_lt(id, 32 * 1024 / (FRAME_HEADER_SIZE + 4) + 2); /* 4 KiB free, then 4 KiB and 8 KiB more */
+	/* 64 KiB free of charge, and not a byte more */
+	ck_assert_uint_le(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) + 2);
+	ck_assert_uint_ge(id, 64 * 1024 / (FRAME_HEADER_SIZE + 4) - 2);
 	ck_assert_uint_gt(budget.refused, 0);
 	mux_free(link.server);
 	link.server = NULL;
@@ -1217,7 +1222,7 @@ START_TEST(test_budget_keeps_local_reserve)
 	struct mux_config config = test_config();
 	config.accept_backlog = 100;
 	/* room for 8 windows, the last 2 kept for our own streams */
-	struct mux_budget budget = { .limit = 8 * 262144, .local_reserve = 2 * 262144 };
+	struct mux_budget budget = { .limit = 8 * STREAM_COST, .local_reserve = 2 * STREAM_COST };
 	struct link link;
 	link_open(&link, &config);
 	mux_free(link.server);
@@ -1230,7 +1235,7 @@ START_TEST(test_budget_keeps_local_reserve)
 		ck_assert_int_eq(mux_stream_error(c[i]), WH_OK);
 	ck_assert_int_eq(mux_stream_error(c[6]), WH_ELIMIT);
 	ck_assert_int_eq(mux_stream_error(c[7]), WH_ELIMIT);
-	ck_assert_uint_eq(budget.used, 6 * 262144);
+	ck_assert_uint_eq(budget.used, 6 * STREAM_COST);
 	/* the server's own opens take the reserve */
 	struct mux_stream *ours[3];
 	ck_assert_int_eq(mux_open_stream(link.server, "echo", &ours[0]), WH_OK);
@@ -1249,8 +1254,8 @@ START_TEST(test_budget_account_shared_by_a_peers_connections)
 {
 	struct mux_config config = test_config();
 	config.accept_backlog = 100;
-	struct mux_budget budget = { .limit = 64 * 262144 };
-	struct mux_budget_account hog = { .limit = 4 * 262144 }, other = { .limit = 4 * 262144 };
+	struct mux_budget budget = { .limit = 64 * STREAM_COST };
+	struct mux_budget_account hog = { .limit = 4 * STREAM_COST }, other = { .limit = 4 * STREAM_COST };
 	struct link a, b, c;
 	struct link *links[3] = { &a, &b, &c };
 	struct mux_budget_account *accounts[3] = { &hog, &hog, &other };
@@ -1274,8 +1279,8 @@ START_TEST(test_budget_account_shared_by_a_peers_connections)
 	ck_assert_uint_eq(hog_ok, 4);
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(mux_stream_error(s[2][i]), WH_OK);
-	ck_assert_uint_eq(hog.used, 4 * 262144);
-	ck_assert_uint_eq(other.used, 4 * 262144);
+	ck_assert_uint_eq(hog.used, 4 * STREAM_COST);
+	ck_assert_uint_eq(other.used, 4 * STREAM_COST);
 	for (int i = 0; i < 3; i++) {
 		mux_free(links[i]->server);
 		links[i]->server = NULL;
@@ -1292,7 +1297,7 @@ END_TEST
 START_TEST(test_send_buffer_is_charged)
 {
 	struct mux_config config = test_config();
-	struct mux_budget budget = { .limit = 2 * 262144 + 262144 - 32768 };
+	struct mux_budget budget = { .limit = 2 * STREAM_COST + 262144 - 32768 };
 	struct link link;
 	link_open(&link, &config);
 	mux_free(link.server);
@@ -1308,7 +1313,7 @@ START_TEST(test_send_buffer_is_charged)
 	link.cut = true; /* the peer reads nothing: what we write stays queued */
 	long first = mux_stream_write(s1, big, sizeof big);
 	ck_assert_int_eq(first, 262144); /* grown to send_buffer: charged */
-	ck_assert_uint_eq(budget.used, 2 * 262144 + 262144 - 32768);
+	ck_assert_uint_eq(budget.used, budget.limit);
 	long second = mux_stream_write(s2, big, sizeof big);
 	ck_assert_int_eq(second, 32768); /* no budget left: one frame's worth */
 	ck_assert_uint_eq(mux_stream_write_room(s2), 0);

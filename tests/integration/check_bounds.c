@@ -1,0 +1,262 @@
+/* The broker's shares and allow-lists, tried against live brokers as an attacker would: a peer
+ * that holds as many streams as it can (tests/hostile_peer.c stream-hog) gets its share of
+ * the memory budget and no more, while another peer and the local apps are still served; and
+ * the app socket admits only the users and groups attach-users and attach-groups name. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "frame.h"
+#include "harness.h"
+
+/* A budget of 64 MiB: a stream costs its 256 KiB window and a 32 KiB frame of send buffer
+ * (288 KiB), so one connection (25 %) holds 56 streams, one peer (50 %) 113, and peers
+ * together (90 %, the rest kept for local apps) 204. */
+#define STREAM_COST (288u * 1024u)
+#define BUDGET (64u << 20)
+#define CONNECTION_STREAMS (BUDGET / 4 / STREAM_COST)
+#define PEER_STREAMS (BUDGET / 2 / STREAM_COST)
+
+static double monotonic(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * A well-behaved peer from `source` (127.0.0.N): opens stream 1 to echo, sends a message,
+ * half-closes, and reads frames until the echo and its CLOSE came back (true), or an ERROR
+ * (its code in *refused), or 5 s passed.
+ */
+static bool raw_echo(unsigned port, const char *source, uint32_t *refused)
+{
+	*refused = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET };
+	inet_pton(AF_INET, source, &from.sin_addr);
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	to.sin_port = htons((uint16_t)port);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+	uint8_t out[256];
+	size_t length = 0;
+	length += (size_t)frame_encode_handshake(out + length, sizeof out - length, 1, "echo", 4);
+	length += (size_t)frame_encode_data(out + length, sizeof out - length, 1, "well-behaved", 12);
+	length += (size_t)frame_encode_close(out + length, sizeof out - length, 1);
+	ck_assert_int_eq(send(fd, out, length, MSG_NOSIGNAL), (ssize_t)length);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	char echoed[64] = "";
+	size_t echoed_length = 0;
+	bool closed = false;
+	double deadline = monotonic() + 5;
+	while (!closed && !*refused && monotonic() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		uint8_t in[4096];
+		ssize_t n = recv(fd, in, sizeof in, 0);
+		if (n <= 0)
+			break;
+		const uint8_t *p = in;
+		size_t left = (size_t)n;
+		while (left) {
+			struct frame_event ev;
+			size_t used = frame_decoder_feed(&decoder, p, left, &ev);
+			p += used;
+			left -= used;
+			if (ev.header.stream_id != 1)
+				continue;
+			if (ev.kind == FRAME_EVENT_DATA_CHUNK && echoed_length + ev.payload_length < sizeof echoed) {
+				memcpy(echoed + echoed_length, ev.payload, ev.payload_length);
+				echoed_length += ev.payload_length;
+			} else if (ev.kind == FRAME_EVENT_CONTROL && ev.header.type == FRAME_CLOSE) {
+				closed = true;
+			} else if (ev.kind == FRAME_EVENT_CONTROL && ev.header.type == FRAME_ERROR &&
+				   ev.payload_length >= 4) {
+				*refused = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+					   (uint32_t)ev.payload[2] << 8 | ev.payload[3];
+			}
+		}
+	}
+	close(fd);
+	return closed && echoed_length == 12 && memcmp(echoed, "well-behaved", 12) == 0;
+}
+
+/* Starts stream-hog from `source` against the broker and waits until it holds its streams;
+ * the streams each of its two connections got. */
+static void hog_start(struct process *hog, const struct process *broker, const char *source,
+		      unsigned accepted[2])
+{
+	char port[16];
+	snprintf(port, sizeof port, "%u", broker->port);
+	setenv("HOSTILE_SOURCE", source, 1);
+	const char *args[] = { "stream-hog", "127.0.0.1", port, "60", NULL };
+	ck_assert(app_spawn(hog, "tests/hostile-peer", args));
+	unsetenv("HOSTILE_SOURCE");
+	hog->keep_log = true;
+	if (!process_log_wait(hog, "stream-hog holding", 30)) {
+		process_dump_log(hog);
+		ck_abort_msg("stream-hog from %s did not get to hold its streams", source);
+	}
+	FILE *f = fopen(hog->log_file, "r");
+	ck_assert_ptr_nonnull(f);
+	char line[256];
+	accepted[0] = accepted[1] = 0;
+	while (fgets(line, sizeof line, f))
+		sscanf(line, "hostile-peer: stream-hog holding: accepted %u and %u", &accepted[0],
+		       &accepted[1]);
+	fclose(f);
+	fprintf(stderr, "stream-hog from %s: accepted %u and %u\n", source, accepted[0], accepted[1]);
+}
+
+START_TEST(test_stream_hog_gets_its_share_only)
+{
+	/* B is where A's apps open streams to; A is the victim */
+	struct process a, b;
+	ck_assert(broker_spawn(&b, NULL));
+	char peer[64], budget[32];
+	snprintf(peer, sizeof peer, "b=127.0.0.1:%u", b.port);
+	snprintf(budget, sizeof budget, "%u", BUDGET);
+	const char *a_args[] = { "--peer", peer, "--budget", budget, NULL };
+	ck_assert(broker_spawn(&a, a_args));
+	wh_client *app = app_attach(&a);
+
+	/* one peer, two connections: each gets its connection's share, both the peer's */
+	struct process hog;
+	unsigned accepted[2];
+	hog_start(&hog, &a, "127.0.0.1", accepted);
+	ck_assert_uint_le(accepted[0], CONNECTION_STREAMS);
+	ck_assert_uint_le(accepted[1], CONNECTION_STREAMS);
+	ck_assert_uint_le(accepted[0] + accepted[1], PEER_STREAMS);
+	ck_assert_uint_ge(accepted[0] + accepted[1], PEER_STREAMS - 2);
+
+	/* another peer is served, and so is a local app opening a stream to its peer */
+	uint32_t refused;
+	ck_assert_msg(raw_echo(a.port, "127.0.0.2", &refused), "another peer was not served (%u)",
+		      refused);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "b", "echo", 10000, &s), WH_OK);
+	app_echo_check(s, 1 << 20, 7);
+	wh_close(s);
+
+	/* more greedy peers fill what peers may have: the next peer is refused with 429, the
+	 * local app still opens (the local reserve) */
+	struct process more[3];
+	const char *sources[3] = { "127.0.0.3", "127.0.0.4", "127.0.0.5" };
+	unsigned more_accepted[3][2];
+	for (int i = 0; i < 3; i++)
+		hog_start(&more[i], &a, sources[i], more_accepted[i]);
+	unsigned total = accepted[0] + accepted[1];
+	for (int i = 0; i < 3; i++)
+		total += more_accepted[i][0] + more_accepted[i][1];
+	ck_assert_uint_le(total * STREAM_COST, BUDGET / 100 * 90);
+	ck_assert(!raw_echo(a.port, "127.0.0.6", &refused));
+	ck_assert_uint_eq(refused, 429);
+	ck_assert_int_eq(wh_open(app, "b", "echo", 10000, &s), WH_OK);
+	app_echo_check(s, 1 << 20, 8);
+	wh_close(s);
+
+	/* once the hogs leave, everything they held comes back: the next peer is served */
+	for (int i = 0; i < 3; i++)
+		process_stop(&more[i], SIGTERM);
+	process_stop(&hog, SIGTERM);
+	double deadline = monotonic() + 10;
+	bool served = false;
+	while (!served && monotonic() < deadline)
+		served = raw_echo(a.port, "127.0.0.6", &refused);
+	ck_assert(served);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- who may attach ------------------------------------------------------------------ */
+
+/* In a child with these credentials: attaches to the socket; exit 0 if the result is `want`. */
+static int attach_as(const char *socket_path, uid_t uid, gid_t gid, gid_t supplementary, int want)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		gid_t groups[1] = { supplementary };
+		if (setgroups(supplementary ? 1 : 0, groups) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(3);
+		wh_client *client = NULL;
+		int rc = wh_client_attach(socket_path, &client);
+		if (client)
+			wh_client_detach(client);
+		if (rc != want)
+			fprintf(stderr, "attach as uid %u gid %u (+%u): %s, wanted %s\n", (unsigned)uid,
+				(unsigned)gid, (unsigned)supplementary, wh_strerror(rc), wh_strerror(want));
+		_exit(rc == want ? 0 : 1);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+}
+
+START_TEST(test_attach_allow_list)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "check_bounds: not root: attach-users needs other users to try\n");
+		return; /* CI runs as root; the case cannot be made without setuid */
+	}
+	struct process broker;
+	const char *args[] = { "--attach-users", "1234", "--attach-groups", "4321",
+			       "--socket-mode", "0666", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0); /* the socket mode, not the directory, decides */
+	/* app_attach waits for the socket to come up, as root (always admitted) */
+	wh_client_detach(app_attach(&broker));
+	ck_assert_int_eq(attach_as(broker.socket_path, 65534, 65534, 0, WH_EACCESS), 0);
+	ck_assert_int_eq(attach_as(broker.socket_path, 1234, 65534, 0, WH_OK), 0);
+	ck_assert_int_eq(attach_as(broker.socket_path, 65534, 4321, 0, WH_OK), 0);
+	ck_assert_int_eq(attach_as(broker.socket_path, 65534, 65534, 4321, WH_OK), 0);
+	ck_assert(process_log_wait(&broker, "attach refused: pid=", 5));
+	ck_assert(process_log_has(&broker, "uid=65534 gid=65534 is not in attach-users or attach-groups"));
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+
+	/* without the lists, the socket's mode alone decides */
+	const char *open_args[] = { "--socket-mode", "0666", NULL };
+	ck_assert(broker_spawn(&broker, open_args));
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+	wh_client_detach(app_attach(&broker));
+	ck_assert_int_eq(attach_as(broker.socket_path, 65534, 65534, 0, WH_OK), 0);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("bounds");
+	TCase *tc = tcase_create("bounds");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_stream_hog_gets_its_share_only);
+	tcase_add_test(tc, test_attach_allow_list);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
