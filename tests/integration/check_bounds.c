@@ -190,6 +190,64 @@ START_TEST(test_stream_hog_gets_its_share_only)
 }
 END_TEST
 
+/* Peers from four addresses open 1000 echo streams each, fill every window and never read
+ * what the echo sends back: every byte the broker holds for them is counted, so its resident
+ * memory grows by no more than the budget (64 MiB) and a constant. */
+#define RSS_CONSTANT_KIB (16 << 10) /* connections, stream structs, allocator slack */
+#ifdef WH_SANITIZERS
+#define SANITIZER_RSS_KIB (640 << 10) /* ASan's quarantine and shadow memory */
+#else
+#define SANITIZER_RSS_KIB 0
+#endif
+
+START_TEST(test_zero_window_peers_stay_within_budget)
+{
+	struct process broker;
+	char budget[32];
+	snprintf(budget, sizeof budget, "%u", BUDGET);
+	const char *args[] = { "--budget", budget, "--socket", "none", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	long before = process_rss_kib(&broker);
+	char port[16];
+	snprintf(port, sizeof port, "%u", broker.port);
+	struct process attackers[4];
+	for (int i = 0; i < 4; i++) {
+		char source[16];
+		snprintf(source, sizeof source, "127.0.0.%d", i + 1);
+		setenv("HOSTILE_SOURCE", source, 1);
+		const char *attack[] = { "zero-window-many", "127.0.0.1", port, "3", NULL };
+		ck_assert(app_spawn(&attackers[i], "tests/hostile-peer", attack));
+	}
+	unsetenv("HOSTILE_SOURCE");
+	long peak = before;
+	int done = 0;
+	bool finished[4] = { false };
+	double deadline = monotonic() + 120;
+	while (done < 4 && monotonic() < deadline) {
+		long rss = process_rss_kib(&broker);
+		if (rss > peak)
+			peak = rss;
+		for (int i = 0; i < 4; i++)
+			if (!finished[i] && waitpid(attackers[i].pid, NULL, WNOHANG) == attackers[i].pid) {
+				finished[i] = true;
+				done++;
+			}
+		usleep(20000); /* a sampling period, not a wait */
+	}
+	for (int i = 0; i < 4; i++) {
+		if (!finished[i])
+			process_stop(&attackers[i], SIGKILL);
+		else
+			harness_cleanup_dir(attackers[i].dir);
+	}
+	fprintf(stderr, "zero-window from 4 peers, budget %u MiB: RSS %ld -> peak %ld KiB (+%ld KiB)\n",
+		BUDGET >> 20, before, peak, peak - before);
+	ck_assert_int_eq(done, 4);
+	ck_assert_int_le(peak - before, (long)(BUDGET >> 10) + RSS_CONSTANT_KIB + SANITIZER_RSS_KIB);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- who may attach ------------------------------------------------------------------ */
 
 /* In a child with these credentials: attaches to the socket; exit 0 if the result is `want`. */
@@ -252,6 +310,7 @@ int main(void)
 	TCase *tc = tcase_create("bounds");
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_stream_hog_gets_its_share_only);
+	tcase_add_test(tc, test_zero_window_peers_stay_within_budget);
 	tcase_add_test(tc, test_attach_allow_list);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
