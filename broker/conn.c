@@ -59,7 +59,8 @@ struct conn {
 	bool read_wants_write;     /* a TLS read needs the socket writable first */
 	size_t tls_retry;          /* a write that could not finish: its length, to repeat */
 	bool tls_retry_staged;     /* ... and whether it came from tls_out */
-	ev_timer handshake_timer;
+	ev_timer handshake_timer;  /* TLS done and a first frame in, or the connection ends */
+	bool awaiting_first_frame; /* accepted: no complete frame from the peer yet */
 	void (*on_ready)(struct conn *conn, void *user);
 	char identity[256];        /* the peer's name from its certificate */
 	uint8_t *tls_out;          /* TLS_RECORD bytes: small pieces gathered into one record */
@@ -323,6 +324,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		if ((size_t)n > into_store)
 			mux_input(conn->mux, conn->read_buffer, (size_t)n - into_store, now);
 		uint64_t frames = frames_in(conn->mux) - frames_before;
+		if (frames && conn->awaiting_first_frame) {
+			conn->awaiting_first_frame = false;
+			ev_timer_stop(loop, &conn->handshake_timer);
+		}
 		conn->dense = frames && (size_t)n / frames < DENSE_FRAME_BYTES;
 		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP)
 			break; /* the socket stays readable: the loop comes back after the others */
@@ -390,7 +395,8 @@ static void conn_tls_step(struct conn *conn)
 		break;
 	}
 	conn->handshaking = false;
-	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	if (!conn->awaiting_first_frame) /* accepted: the same deadline covers the first frame */
+		ev_timer_stop(conn->loop, &conn->handshake_timer);
 	ev_io_stop(conn->loop, &conn->write_watcher);
 	tls_peer_identity(conn->tls, conn->identity, sizeof conn->identity);
 	if (!mux_is_client(conn->mux) && conn->identity[0])
@@ -412,8 +418,12 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *conn = w->data;
 	(void)loop;
 	(void)revents;
-	log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done after %.0f s",
-		  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat ? w->repeat : 0.0);
+	if (conn->handshaking)
+		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done "
+			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);
+	else
+		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s no complete frame from %s "
+			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);
 	ev_io_stop(conn->loop, &conn->read_watcher);
 	ev_io_stop(conn->loop, &conn->write_watcher);
 	mux_close(conn->mux, WH_ETIMEOUT);
@@ -557,15 +567,17 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s%s", mux_id(conn->mux),
 		  mux_peer(conn->mux), client_role ? "dialled" : "accepted", conn->local, conn->remote,
 		  conn->tls ? " (TLS)" : "");
-	if (conn->tls) {
-		if (tls->handshake_timeout > 0) {
-			ev_timer_set(&conn->handshake_timer, tls->handshake_timeout, 0.0);
-			conn->handshake_timer.repeat = tls->handshake_timeout; /* for the log line */
-			ev_timer_start(loop, &conn->handshake_timer);
-		}
-		if (client_role)
-			conn_tls_step(conn); /* the ClientHello goes now */
+	/* An accepted peer has handshake_timeout to finish TLS and send one whole frame (we
+	 * PING it at once, so a live peer's PONG is that frame): half a header and then silence
+	 * holds nothing for long (slowloris). After that first frame, keep-alive takes over. */
+	if (tls && tls->handshake_timeout > 0 && (conn->tls || !client_role)) {
+		conn->awaiting_first_frame = !client_role;
+		ev_timer_set(&conn->handshake_timer, tls->handshake_timeout, 0.0);
+		conn->handshake_timer.repeat = tls->handshake_timeout; /* for the log line */
+		ev_timer_start(loop, &conn->handshake_timer);
 	}
+	if (conn->tls && client_role)
+		conn_tls_step(conn); /* the ClientHello goes now */
 	return conn;
 }
 

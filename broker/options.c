@@ -88,7 +88,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "accept peers without TLS; needed for a listener off loopback without TLS (warned at start)" },
 	{ OPT_HANDSHAKE_TIMEOUT, "handshake-timeout", 0, OPTION_SECONDS, 0.1, 3600, false, false,
 	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
-	  "a peer connection whose TLS handshake is not done by then is closed" },
+	  "a peer connection whose TLS handshake is not done by then is closed, and an accepted one "
+	  "that has not sent a whole frame by then (slowloris)" },
 	{ OPT_MAX_PEER_CONNECTIONS, "max-peer-connections", 0, OPTION_COUNT, 1, 1 << 20, false, false,
 	  "1024", "connections", APPLY_LIVE, SCOPE_BROKER,
 	  "peer connections accepted and open at once; more are closed at accept" },

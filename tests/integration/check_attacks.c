@@ -71,8 +71,10 @@ static const struct attack_case cases[] = {
 	{ "zero-window-many", "1.5", 40 << 10, { "--budget", "128M" } },
 	/* closed with a goodbye after 1 s without a stream */
 	{ "idle", "5", RSS_GROWTH_SMALL, { "--peer-idle-timeout", "1" } },
-	/* cut off by keep-alive (2 s + 2 s here) before it ends */
-	{ "slowloris", "6", RSS_GROWTH_SMALL, { NULL } },
+	/* cut off by the first-frame deadline (1 s here) or keep-alive (2 s + 2 s) before it ends */
+	{ "slowloris", "6", RSS_GROWTH_SMALL, { "--handshake-timeout", "1" } },
+	/* the first-frame deadline alone: keep-alive off */
+	{ "half-header", "5", RSS_GROWTH_SMALL, { "--handshake-timeout", "1", "--keepalive", "0" } },
 	/* 2000 connections with a stream each (~20 KiB a connection) */
 	{ "many-connections", "1.5", 96 << 10, { NULL } },
 };
