@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -152,6 +153,24 @@ static wh_stream *open_retry(wh_client *client, const char *peer, const char *se
 
 /* Writes total bytes, half-closes, waits for the server's EOF; bytes/s. A sink service
  * closes only after reading everything, so the time covers delivery, not just sending. */
+/* Waits until a remote service is served: a peer's refusal reaches a stream only after the
+ * open, so an empty stream is opened and half-closed until its server answers with EOF. */
+static void wait_served(wh_client *client, const char *peer, const char *service)
+{
+	for (int i = 0; i < 500; i++) {
+		wh_stream *s = open_retry(client, peer, service);
+		wh_shutdown(s);
+		char byte;
+		long r = wh_read(s, &byte, 1);
+		wh_close(s);
+		if (r == 0)
+			return;
+		usleep(10000); /* the server app has not registered its listener yet */
+	}
+	fprintf(stderr, "bench: %s/%s is not served\n", peer, service);
+	exit(1);
+}
+
 static double app_bulk(wh_client *client, const char *peer, const char *service, size_t total)
 {
 	wh_stream *s = open_retry(client, peer, service);
@@ -319,6 +338,75 @@ static void stop_all(const pid_t *pids, size_t n)
 	for (size_t i = 0; i < n; i++)
 		if (pids[i] > 0)
 			waitpid(pids[i], NULL, 0);
+}
+
+/*
+ * A well-behaved stream's bulk throughput while a hostile peer attacks the broker it flows
+ * through (A), as a ratio to the same bulk just before with no attack: what a peer that
+ * attacks costs everyone else. The attacks are tests/hostile-peer's; each runs for a few
+ * seconds from the start of its measurement (the broker ends several of them at once: the
+ * bulk then runs beside what is left of them). Names figures under_attack_NAME.
+ */
+static const char *const bench_attacks[] = {
+	"flood-ping", "flood-data", "flood-handshake", "flood-ping-unread", "rapid-reset-close",
+	"zero-window-many", "stream-hog", "slowloris", "half-header", "many-connections",
+	"malformed-run", "idle",
+};
+#define BENCH_ATTACKS (sizeof bench_attacks / sizeof bench_attacks[0])
+static char attack_names[BENCH_ATTACKS][48];
+
+static void attack_figures(const char *broker_path, unsigned port_a, wh_client *on_b, size_t bulk,
+			   struct figure *f, int *n)
+{
+	/* tests/hostile-peer beside broker/wormhole-broker in the build tree */
+	char hostile[4096];
+	snprintf(hostile, sizeof hostile, "%s", broker_path);
+	char *slash = strrchr(hostile, '/');
+	if (slash)
+		*slash = '\0';
+	slash = strrchr(hostile, '/');
+	snprintf(slash ? slash + 1 : hostile, sizeof hostile - (size_t)(slash ? slash + 1 - hostile : 0),
+		 "tests/hostile-peer");
+	if (access(hostile, X_OK) != 0) {
+		printf("attacks: %s not built: skipped\n", hostile);
+		return;
+	}
+	char port[16];
+	snprintf(port, sizeof port, "%u", port_a);
+	/* what any process that keeps a core busy costs the bulk on this machine (an attacker
+	 * on the same host does at least that): the yardstick for the floods */
+	double alone = app_bulk(on_b, "a", "bench-sink", bulk);
+	pid_t spinner = fork();
+	if (spinner == 0)
+		for (volatile unsigned long spin = 0;; spin++)
+			;
+	double beside = app_bulk(on_b, "a", "bench-sink", bulk);
+	kill(spinner, SIGKILL);
+	waitpid(spinner, NULL, 0);
+	printf("beside a process spinning on a core: %.1f MB/s, alone %.1f MB/s, ratio %.2f\n",
+	       beside / 1e6, alone / 1e6, beside / alone);
+	f[(*n)++] = (struct figure){ "bulk_beside_cpu_spinner", "MB/s", "the same bulk with no spinner",
+				     beside / 1e6, alone / 1e6, NULL };
+	for (size_t i = 0; i < BENCH_ATTACKS; i++) {
+		alone = app_bulk(on_b, "a", "bench-sink", bulk);
+		pid_t attacker = fork();
+		if (attacker == 0) {
+			int null = open("/dev/null", O_WRONLY);
+			dup2(null, 1);
+			dup2(null, 2);
+			execl(hostile, hostile, bench_attacks[i], "127.0.0.1", port, "4", (char *)NULL);
+			_exit(127);
+		}
+		usleep(300000); /* the attack under way: a start-up delay, not a wait for a condition */
+		double under = app_bulk(on_b, "a", "bench-sink", bulk);
+		kill(attacker, SIGKILL);
+		waitpid(attacker, NULL, 0);
+		printf("under attack %-18s %.1f MB/s, alone %.1f MB/s, ratio %.2f\n", bench_attacks[i],
+		       under / 1e6, alone / 1e6, under / alone);
+		snprintf(attack_names[i], sizeof attack_names[i], "under_attack_%s", bench_attacks[i]);
+		f[(*n)++] = (struct figure){ attack_names[i], "MB/s", "the same bulk with no attack",
+					     under / 1e6, alone / 1e6, NULL };
+	}
 }
 
 /* Bulk from an app on C to an app on D, C and D on either side of a link with a 50 ms round
@@ -539,8 +627,10 @@ int main(int argc, char **argv)
 			      raw_server('d', &tcp_accept) };
 
 	wh_client *on_b = attach_retry(path[3]);
+	wait_served(on_b, "a", "bench-sink");
+	wait_served(on_b, "a", "bench-echo");
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure f[24];
+	struct figure f[25 + BENCH_ATTACKS];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
@@ -621,6 +711,9 @@ int main(int argc, char **argv)
 					  (double)(streams - (size_t)bad), (double)streams, NULL };
 		printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
 	}
+
+	if (bench_selected("attacks"))
+		attack_figures(broker_path, port_a, on_b, bulk / 2, f, &n);
 
 	if (bench_selected("far") && far_figure(argv[0], broker_path, dir, bulk / 4, &f[n]) == 0)
 		n++;
