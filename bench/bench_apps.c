@@ -387,7 +387,10 @@ static void attack_figures(const char *broker_path, unsigned port_a, wh_client *
 	       beside / 1e6, alone / 1e6, beside / alone);
 	f[(*n)++] = (struct figure){ "bulk_beside_cpu_spinner", "MB/s", "the same bulk with no spinner",
 				     beside / 1e6, alone / 1e6, NULL };
+	const char *only = getenv("BENCH_ATTACK"); /* one attack by name (profiling) */
 	for (size_t i = 0; i < BENCH_ATTACKS; i++) {
+		if (only && strcmp(only, bench_attacks[i]) != 0)
+			continue;
 		alone = app_bulk(on_b, "a", "bench-sink", bulk);
 		pid_t attacker = fork();
 		if (attacker == 0) {
