@@ -1317,6 +1317,20 @@ START_TEST(test_send_buffer_is_charged)
 	long second = mux_stream_write(s2, big, sizeof big);
 	ck_assert_int_eq(second, 32768); /* no budget left: one frame's worth */
 	ck_assert_uint_eq(mux_stream_write_room(s2), 0);
+	/* an owner's io in place of the built-in one gives the unused frame back */
+	struct mux_stream *c3, *s3;
+	mux_free(link.server);
+	ck_assert_uint_eq(budget.used, 0);
+	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	link.cut = false;
+	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c3), WH_OK);
+	pump(&link);
+	s3 = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s3);
+	ck_assert_uint_eq(budget.used, STREAM_COST);
+	static const struct mux_stream_io other_io = { .rx_reserve = NULL };
+	mux_stream_set_io(s3, &other_io, NULL);
+	ck_assert_uint_eq(budget.used, 262144);
 	mux_free(link.server);
 	link.server = NULL;
 	ck_assert_uint_eq(budget.used, 0);
