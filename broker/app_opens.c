@@ -11,10 +11,10 @@
 
 struct open_request {
 	struct apps *apps;
-	char client_id[2 * CTL_CLIENT_ID_SIZE + 1];
+	char client_id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	uint32_t request_id;
-	char service[CTL_STRING_MAX + 1];
-	char peer[CTL_STRING_MAX + 1];
+	char service[ATTACH_STRING_MAX + 1];
+	char peer[ATTACH_STRING_MAX + 1];
 };
 
 static void on_pool_opened(struct mux_stream *stream, int error, void *user)
@@ -42,7 +42,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 			mux_stream_reset(stream, rc, wh_strerror(rc));
 			mux_stream_release(stream);
 			session_send_result(c, r->request_id, rc, NULL);
-		} else if ((rc = session_hand_over(c, CTL_OPENED, r->request_id, s->handle, &s->seg,
+		} else if ((rc = session_hand_over(c, ATTACH_OPENED, r->request_id, s->handle, &s->seg,
 					     s->wake_app_peer, -1, s->slot, APP_TX_RING, r->service,
 					     r->peer)) != WH_OK) {
 			/* The answer is the stream: without it, say why (or the app is gone). */
@@ -56,7 +56,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 	free(r);
 }
 
-void open_through_pool(struct app_session *c, const struct ctl_msg *req)
+void open_through_pool(struct app_session *c, const struct attach_msg *req)
 {
 	struct apps *apps = c->apps;
 	const char *why;
@@ -120,7 +120,7 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	if (error != WH_OK)
 		return error;
 	struct conn *conn = conn_from_mux(mux);
-	error = session_hand_over(listener, CTL_INCOMING, 0, s->handle, &s->seg, s->wake_app_peer, -1,
+	error = session_hand_over(listener, ATTACH_INCOMING, 0, s->handle, &s->seg, s->wake_app_peer, -1,
 			    s->slot, APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
 	if (error != WH_OK) {
 		/* refused: the mux frees the stream, and with it s (io_release) */

@@ -1,4 +1,4 @@
-/* Control messages to an app: sent at once when its socket takes them, queued (bounded) when
+/* Attach messages to an app: sent at once when its socket takes them, queued (bounded) when
  * not; an app that lets the queue fill is dropped, never waited for. */
 #include "config.h"
 
@@ -12,13 +12,13 @@
 
 #include "apps_internal.h"
 
-/* ---- control messages out: never blocking on the app ------------------------------- */
+/* ---- attach messages out: never blocking on the app -------------------------------- */
 
 static int send_now(struct app_session *c, const struct queued *q)
 {
 	struct iovec iov = { (void *)q->bytes, q->length };
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * ATTACH_MAX_FDS)];
 		struct cmsghdr align;
 	} control;
 	memset(&control, 0, sizeof control); /* the padding goes to the kernel too */
@@ -65,12 +65,12 @@ void flush_queue(struct app_session *c)
 	ev_io_stop(c->apps->loop, &c->writer);
 }
 
-int session_send(struct app_session *c, const struct ctl_msg *msg, const int *fds, unsigned nfds)
+int session_send(struct app_session *c, const struct attach_msg *msg, const int *fds, unsigned nfds)
 {
 	if (c->closing || c->drop_reason)
 		return WH_ECONNECTION_CLOSED; /* the session is over: nobody to tell */
 	struct queued now = { .nfds = nfds };
-	int n = ctl_encode(now.bytes, sizeof now.bytes, msg);
+	int n = attach_encode(now.bytes, sizeof now.bytes, msg);
 	if (n < 0)
 		return n;
 	now.length = (size_t)n;
@@ -120,19 +120,19 @@ int session_send(struct app_session *c, const struct ctl_msg *msg, const int *fd
 
 void session_send_result(struct app_session *c, uint32_t request_id, int error, const char *message)
 {
-	struct ctl_msg msg = { .type = CTL_RESULT, .request_id = request_id, .error = error };
+	struct attach_msg msg = { .type = ATTACH_RESULT, .request_id = request_id, .error = error };
 	snprintf(msg.message, sizeof msg.message, "%s", message ? message : wh_strerror(error));
 	session_send(c, &msg, NULL, 0);
 }
 
-int session_hand_over(struct app_session *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+int session_hand_over(struct app_session *c, enum attach_type type, uint32_t request_id, uint64_t handle,
 		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
 		       unsigned tx_ring, const char *service, const char *peer)
 {
-	struct ctl_msg msg = { .type = type, .request_id = request_id, .handle = handle,
+	struct attach_msg msg = { .type = type, .request_id = request_id, .handle = handle,
 			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring, .slot = slot };
 	snprintf(msg.service, sizeof msg.service, "%s", service);
 	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
-	int fds[CTL_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
-	return session_send(c, &msg, fds, ctl_fd_count(&msg));
+	int fds[ATTACH_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
+	return session_send(c, &msg, fds, attach_fd_count(&msg));
 }

@@ -59,7 +59,7 @@ struct app_session *session_by_id(struct apps *apps, const char *id)
 
 /* ---- listeners --------------------------------------------------------------------- */
 
-static void handle_listen(struct app_session *c, const struct ctl_msg *req, bool listen)
+static void handle_listen(struct app_session *c, const struct attach_msg *req, bool listen)
 {
 	struct apps *apps = c->apps;
 	const char *service = req->service[0] ? req->service : "(default)";
@@ -174,24 +174,24 @@ static int doorbell_create(struct app_session *c)
 static void send_stats(struct app_session *c, uint32_t request_id)
 {
 	const struct apps *apps = c->apps;
-	struct ctl_msg reply = { .type = CTL_STATS_REPLY, .request_id = request_id,
-				 .stats_count = CTL_STAT_COUNT };
-	reply.stats[CTL_STAT_STREAMS] = c->counters.streams;
-	reply.stats[CTL_STAT_STREAMS_OPENED] = c->counters.streams_opened;
-	reply.stats[CTL_STAT_STREAMS_ACCEPTED] = c->counters.streams_accepted;
-	reply.stats[CTL_STAT_RING_BYTES] = c->counters.ring_bytes;
-	reply.stats[CTL_STAT_RING_BYTES_LIMIT] = ring_memory_limit(apps);
-	reply.stats[CTL_STAT_MAX_STREAMS] = apps->config.max_streams;
-	reply.stats[CTL_STAT_BYTES_SENT] = c->counters.bytes_sent;
-	reply.stats[CTL_STAT_BYTES_RECEIVED] = c->counters.bytes_received;
-	reply.stats[CTL_STAT_BROKER_CLIENTS] = apps->stats.clients;
-	reply.stats[CTL_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
+	struct attach_msg reply = { .type = ATTACH_STATS_REPLY, .request_id = request_id,
+				 .stats_count = ATTACH_STAT_COUNT };
+	reply.stats[ATTACH_STAT_STREAMS] = c->counters.streams;
+	reply.stats[ATTACH_STAT_STREAMS_OPENED] = c->counters.streams_opened;
+	reply.stats[ATTACH_STAT_STREAMS_ACCEPTED] = c->counters.streams_accepted;
+	reply.stats[ATTACH_STAT_RING_BYTES] = c->counters.ring_bytes;
+	reply.stats[ATTACH_STAT_RING_BYTES_LIMIT] = ring_memory_limit(apps);
+	reply.stats[ATTACH_STAT_MAX_STREAMS] = apps->config.max_streams;
+	reply.stats[ATTACH_STAT_BYTES_SENT] = c->counters.bytes_sent;
+	reply.stats[ATTACH_STAT_BYTES_RECEIVED] = c->counters.bytes_received;
+	reply.stats[ATTACH_STAT_BROKER_CLIENTS] = apps->stats.clients;
+	reply.stats[ATTACH_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
 	session_send(c, &reply, NULL, 0);
 }
 
-static void handle_message(struct app_session *c, const struct ctl_msg *msg)
+static void handle_message(struct app_session *c, const struct attach_msg *msg)
 {
-	if (!c->welcomed && msg->type != CTL_HELLO) {
+	if (!c->welcomed && msg->type != ATTACH_HELLO) {
 		c->apps->stats.protocol_errors++;
 		session_send_result(c, msg->request_id, WH_EPROTOCOL, "the first message must be HELLO");
 		flush_queue(c);
@@ -199,8 +199,8 @@ static void handle_message(struct app_session *c, const struct ctl_msg *msg)
 		return;
 	}
 	switch (msg->type) {
-	case CTL_HELLO: {
-		if (c->welcomed || msg->version != CTL_VERSION) {
+	case ATTACH_HELLO: {
+		if (c->welcomed || msg->version != ATTACH_VERSION) {
 			c->apps->stats.protocol_errors++;
 			session_send_result(c, msg->request_id, WH_EPROTOCOL,
 				    c->welcomed ? "HELLO was already said" : "unsupported protocol version");
@@ -229,11 +229,11 @@ static void handle_message(struct app_session *c, const struct ctl_msg *msg)
 			return;
 		}
 		c->welcomed = true;
-		struct ctl_msg welcome = { .type = CTL_WELCOME, .request_id = msg->request_id,
-					   .version = CTL_VERSION, .max_streams = c->slot_count,
+		struct attach_msg welcome = { .type = ATTACH_WELCOME, .request_id = msg->request_id,
+					   .version = ATTACH_VERSION, .max_streams = c->slot_count,
 					   .ring_capacity = c->apps->config.ring_capacity };
 		randombytes_buf(welcome.client_id, sizeof welcome.client_id);
-		for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
+		for (unsigned i = 0; i < ATTACH_CLIENT_ID_SIZE; i++)
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
@@ -244,18 +244,18 @@ static void handle_message(struct app_session *c, const struct ctl_msg *msg)
 			session_drop(c, wh_strerror(rc));
 		return;
 	}
-	case CTL_OPEN:
+	case ATTACH_OPEN:
 		open_through_pool(c, msg);
 		return;
-	case CTL_LISTEN:
-	case CTL_UNLISTEN:
-		handle_listen(c, msg, msg->type == CTL_LISTEN);
+	case ATTACH_LISTEN:
+	case ATTACH_UNLISTEN:
+		handle_listen(c, msg, msg->type == ATTACH_LISTEN);
 		return;
-	case CTL_RELEASE:
-	case CTL_ACCEPTED:
-		handle_stream_message(c, msg->handle, msg->type == CTL_RELEASE);
+	case ATTACH_RELEASE:
+	case ATTACH_ACCEPTED:
+		handle_stream_message(c, msg->handle, msg->type == ATTACH_RELEASE);
 		return;
-	case CTL_STATS:
+	case ATTACH_STATS:
 		send_stats(c, msg->request_id);
 		return;
 	default:
@@ -272,7 +272,7 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	for (int i = 0; i < 64 && !c->closing; i++) {
-		uint8_t buffer[CTL_MESSAGE_MAX + 1];
+		uint8_t buffer[ATTACH_MESSAGE_MAX + 1];
 		union {
 			char buf[CMSG_SPACE(sizeof(int) * 4)];
 			struct cmsghdr align;
@@ -297,14 +297,14 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 					close(fd);
 					passed++;
 				}
-		struct ctl_msg decoded;
+		struct attach_msg decoded;
 		const char *why = NULL;
 		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
-			why = "control message too long";
+			why = "attach message too long";
 		else if (passed)
-			why = "descriptors attached to a control message";
-		else if (ctl_decode(buffer, (size_t)n, &decoded) != WH_OK)
-			why = "malformed control message";
+			why = "descriptors sent with an attach message";
+		else if (attach_decode(buffer, (size_t)n, &decoded) != WH_OK)
+			why = "malformed attach message";
 		if (why) {
 			c->apps->stats.protocol_errors++;
 			session_send_result(c, 0, WH_EPROTOCOL, why);

@@ -25,10 +25,10 @@ static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 /* An app we have no descriptors for is told so on its own socket, then let go. */
 static void shed_attach(struct apps *apps, int fd)
 {
-	struct ctl_msg msg = { .type = CTL_RESULT, .request_id = 1, .error = WH_EDESCRIPTORS };
+	struct attach_msg msg = { .type = ATTACH_RESULT, .request_id = 1, .error = WH_EDESCRIPTORS };
 	snprintf(msg.message, sizeof msg.message, "the broker is out of file descriptors");
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &msg);
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &msg);
 	if (n > 0)
 		(void)!send(fd, bytes, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 	fd_budget_shed_done(apps->fds, fd);

@@ -10,7 +10,7 @@
 
 #include "apps.h"
 #include "conn.h"
-#include "ctlmsg.h"
+#include "attach_msg.h"
 #include "fdbudget.h"
 #include "ring.h"
 #include "services.h"
@@ -87,9 +87,9 @@ struct local_pair {
 
 struct queued {
 	size_t length;
-	int fds[CTL_MAX_FDS];
+	int fds[ATTACH_MAX_FDS];
 	unsigned nfds;
-	uint8_t bytes[CTL_MESSAGE_MAX];
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
 };
 
 /* What one app holds and has done: its limits are checked against these, STATS reports them. */
@@ -110,7 +110,7 @@ struct app_session {
 	gid_t gid;
 	uint32_t groups[64];  /* supplementary groups (SO_PEERGROUPS), for attach-groups */
 	unsigned group_count;
-	char id[2 * CTL_CLIENT_ID_SIZE + 1];
+	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
 	const char *drop_reason; /* set: the loop's next prepare step drops the session */
 	struct app_counters counters;
@@ -190,13 +190,13 @@ void flush_queue(struct app_session *c);
 
 /* Sends a message now, or queues it with duplicates of its fds; the caller keeps its own.
  * WH_OK, or why it could not be sent (the session may have been dropped). */
-int session_send(struct app_session *c, const struct ctl_msg *msg, const int *fds, unsigned nfds);
+int session_send(struct app_session *c, const struct attach_msg *msg, const int *fds, unsigned nfds);
 
 void session_send_result(struct app_session *c, uint32_t request_id, int error, const char *message);
 
 /* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead.
  * WH_OK once sent or queued; otherwise the app did not get it (WH_EDESCRIPTORS, ...). */
-int session_hand_over(struct app_session *c, enum ctl_type type, uint32_t request_id, uint64_t handle,
+int session_hand_over(struct app_session *c, enum attach_type type, uint32_t request_id, uint64_t handle,
 		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
 		       unsigned tx_ring, const char *service, const char *peer);
 
@@ -226,11 +226,11 @@ void shm_detach_client(struct shm_stream *s, int error, const char *why);
  * True if that freed the pair. */
 bool pair_detach(struct local_pair *p, unsigned end, bool died);
 
-void open_local(struct app_session *c, const struct ctl_msg *req);
+void open_local(struct app_session *c, const struct attach_msg *req);
 
 /* ---- app_opens.c --------------------------------------------------------------- */
 
-void open_through_pool(struct app_session *c, const struct ctl_msg *req);
+void open_through_pool(struct app_session *c, const struct attach_msg *req);
 
 /* ---- app_sessions.c ------------------------------------------------------------ */
 

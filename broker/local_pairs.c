@@ -45,7 +45,7 @@ bool pair_detach(struct local_pair *p, unsigned end, bool died)
 	return pair_free_if_done(p);
 }
 
-void open_local(struct app_session *c, const struct ctl_msg *req)
+void open_local(struct app_session *c, const struct attach_msg *req)
 {
 	struct apps *apps = c->apps;
 	struct app_session *listener = service_registry_find(&apps->services, req->service);
@@ -109,8 +109,8 @@ void open_local(struct app_session *c, const struct ctl_msg *req)
 	}
 	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1]. The listener
 	 * first: if it cannot be told, the opener gets an answer that says why. */
-	error = session_hand_over(listener, CTL_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
-			    CTL_NO_SLOT, 1, req->service, "local");
+	error = session_hand_over(listener, ATTACH_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
+			    ATTACH_NO_SLOT, 1, req->service, "local");
 	if (error != WH_OK) {
 		pair_detach(p, 1, false);
 		pair_detach(p, 0, false);
@@ -120,8 +120,8 @@ void open_local(struct app_session *c, const struct ctl_msg *req)
 	p->awaiting_accept = true;
 	listener->counters.unaccepted++;
 	listener->counters.streams_accepted++;
-	error = session_hand_over(c, CTL_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0],
-			    p->efd[1], CTL_NO_SLOT, 0, req->service, "local");
+	error = session_hand_over(c, ATTACH_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0],
+			    p->efd[1], ATTACH_NO_SLOT, 0, req->service, "local");
 	if (error != WH_OK) {
 		session_send_result(c, req->request_id, error, NULL);
 		pair_detach(p, 0, true); /* the listener sees the stream fail */

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "apps.h"
-#include "ctlmsg.h"
+#include "attach_msg.h"
 #include "mux.h"
 #include "ring.h"
 
@@ -80,9 +80,9 @@ static void session_close(struct session *s)
 static void session_drain(struct session *s)
 {
 	for (int i = 0; i < 64 && s->fd >= 0; i++) {
-		uint8_t buffer[CTL_MESSAGE_MAX];
+		uint8_t buffer[ATTACH_MESSAGE_MAX];
 		union {
-			char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+			char buf[CMSG_SPACE(sizeof(int) * ATTACH_MAX_FDS)];
 			struct cmsghdr align;
 		} control;
 		struct iovec iov = { buffer, sizeof buffer };
@@ -91,22 +91,22 @@ static void session_drain(struct session *s)
 		ssize_t n = recvmsg(s->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n <= 0)
 			return;
-		int fds[CTL_MAX_FDS] = { -1, -1, -1 };
+		int fds[ATTACH_MAX_FDS] = { -1, -1, -1 };
 		unsigned count = 0;
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
-			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < CTL_MAX_FDS; k++)
+			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < ATTACH_MAX_FDS; k++)
 				memcpy(&fds[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-		struct ctl_msg msg;
-		if (ctl_decode(buffer, (size_t)n, &msg) == WH_OK) {
+		struct attach_msg msg;
+		if (attach_decode(buffer, (size_t)n, &msg) == WH_OK) {
 			struct stat st;
-			if (msg.type == CTL_WELCOME && count == 2 && s->doorbell < 0 && fstat(fds[1], &st) == 0) {
+			if (msg.type == ATTACH_WELCOME && count == 2 && s->doorbell < 0 && fstat(fds[1], &st) == 0) {
 				s->doorbell = fds[0];
 				fds[0] = -1;
 				s->notify_size = (size_t)st.st_size;
 				s->notify = mmap(NULL, s->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 				if (s->notify == MAP_FAILED)
 					s->notify = NULL;
-			} else if ((msg.type == CTL_OPENED || msg.type == CTL_INCOMING) && count >= 2 &&
+			} else if ((msg.type == ATTACH_OPENED || msg.type == ATTACH_INCOMING) && count >= 2 &&
 				   fstat(fds[0], &st) == 0) {
 				session_forget_segment(s);
 				s->segment_size = (size_t)st.st_size;
@@ -126,19 +126,19 @@ static void session_drain(struct session *s)
 static void send_valid(struct session *s, uint8_t kind, uint8_t arg)
 {
 	static const char *const services[] = { "", "a", "b" };
-	struct ctl_msg msg = { .request_id = arg };
+	struct attach_msg msg = { .request_id = arg };
 	switch (kind % 7) {
-	case 0: msg.type = CTL_HELLO; msg.version = CTL_VERSION; break;
-	case 1: msg.type = CTL_OPEN; strcpy(msg.peer, arg & 1 ? "local" : "nowhere"); break;
-	case 2: msg.type = CTL_LISTEN; break;
-	case 3: msg.type = CTL_UNLISTEN; break;
-	case 4: msg.type = CTL_RELEASE; msg.handle = arg & 1 ? s->handle : arg; break;
-	case 5: msg.type = CTL_ACCEPTED; msg.handle = arg & 1 ? s->handle : arg; break;
-	default: msg.type = CTL_STATS; break;
+	case 0: msg.type = ATTACH_HELLO; msg.version = ATTACH_VERSION; break;
+	case 1: msg.type = ATTACH_OPEN; strcpy(msg.peer, arg & 1 ? "local" : "nowhere"); break;
+	case 2: msg.type = ATTACH_LISTEN; break;
+	case 3: msg.type = ATTACH_UNLISTEN; break;
+	case 4: msg.type = ATTACH_RELEASE; msg.handle = arg & 1 ? s->handle : arg; break;
+	case 5: msg.type = ATTACH_ACCEPTED; msg.handle = arg & 1 ? s->handle : arg; break;
+	default: msg.type = ATTACH_STATS; break;
 	}
 	strcpy(msg.service, services[arg % 3]);
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &msg);
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &msg);
 	if (n > 0)
 		(void)!send(s->fd, bytes, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }

@@ -1,4 +1,4 @@
-/* The client session: attaching, control messages, opening, listening and accepting. */
+/* The client session: attaching, attach messages, opening, listening and accepting. */
 #include "config.h"
 
 #include <errno.h>
@@ -45,10 +45,10 @@ bool client_broker_gone(struct wh_client *c)
 	return atomic_load(&c->broker_gone);
 }
 
-int client_send(struct wh_client *c, const struct ctl_msg *msg)
+int client_send(struct wh_client *c, const struct attach_msg *msg)
 {
-	uint8_t buffer[CTL_MESSAGE_MAX];
-	int n = ctl_encode(buffer, sizeof buffer, msg);
+	uint8_t buffer[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(buffer, sizeof buffer, msg);
 	if (n < 0)
 		return n;
 	if (atomic_load(&c->broker_gone))
@@ -65,7 +65,7 @@ int client_send(struct wh_client *c, const struct ctl_msg *msg)
 
 /* Receives one message within timeout_ms (< 0: no limit). fds[] gets exactly the number the
  * type carries; a message with the wrong number of fds is a protocol error. */
-static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int fds[CTL_MAX_FDS])
+static int receive(struct wh_client *c, int timeout_ms, struct attach_msg *msg, int fds[ATTACH_MAX_FDS])
 {
 	if (atomic_load(&c->broker_gone))
 		return WH_EBROKER_GONE;
@@ -76,9 +76,9 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 	while (ready < 0 && errno == EINTR);
 	if (ready == 0)
 		return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
-	uint8_t buffer[CTL_MESSAGE_MAX + 1];
+	uint8_t buffer[ATTACH_MESSAGE_MAX + 1];
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * (CTL_MAX_FDS + 1))];
+		char buf[CMSG_SPACE(sizeof(int) * (ATTACH_MAX_FDS + 1))];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { buffer, sizeof buffer };
@@ -87,14 +87,14 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return broker_gone(c);
-	int received[CTL_MAX_FDS + 1];
+	int received[ATTACH_MAX_FDS + 1];
 	unsigned count = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
 			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < 4; k++)
 				memcpy(&received[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || ctl_decode(buffer, (size_t)n, msg) != WH_OK ||
-	    count != ctl_fd_count(msg)) {
+	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || attach_decode(buffer, (size_t)n, msg) != WH_OK ||
+	    count != attach_fd_count(msg)) {
 		close_fds(received, count);
 		return WH_EPROTOCOL;
 	}
@@ -104,18 +104,18 @@ static int receive(struct wh_client *c, int timeout_ms, struct ctl_msg *msg, int
 
 /* Tells the broker what became of a stream it handed over: taken by wh_accept (ACCEPTED:
  * room in the accept backlog again) or dropped here (RELEASE: it ends the stream). */
-static void tell_broker(struct wh_client *c, enum ctl_type type, uint64_t handle)
+static void tell_broker(struct wh_client *c, enum attach_type type, uint64_t handle)
 {
-	struct ctl_msg msg = { .type = type, .handle = handle };
+	struct attach_msg msg = { .type = type, .handle = handle };
 	client_send(c, &msg); /* if the broker is gone there is nobody left to tell */
 }
 
-static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_MAX_FDS])
+static void queue_incoming(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS])
 {
 	struct pending_stream *p = calloc(1, sizeof *p);
 	if (!p) {
-		close_fds(fds, ctl_fd_count(msg));
-		tell_broker(c, CTL_RELEASE, msg->handle);
+		close_fds(fds, attach_fd_count(msg));
+		tell_broker(c, ATTACH_RELEASE, msg->handle);
 		return;
 	}
 	p->msg = *msg;
@@ -128,8 +128,8 @@ static void queue_incoming(struct wh_client *c, const struct ctl_msg *msg, const
 }
 
 /* Waits for the answer to request_id; INCOMING streams arriving meanwhile are queued. */
-static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct ctl_msg *msg,
-		       int fds[CTL_MAX_FDS])
+static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct attach_msg *msg,
+		       int fds[ATTACH_MAX_FDS])
 {
 	int64_t deadline = timeout_ms < 0 ? 0 : wh_now_ns() + (int64_t)timeout_ms * 1000000;
 	for (;;) {
@@ -143,18 +143,18 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 		int rc = receive(c, wait_ms, msg, fds);
 		if (rc != WH_OK)
 			return rc == WH_EWOULDBLOCK ? WH_ETIMEOUT : rc;
-		if (msg->type == CTL_INCOMING) {
+		if (msg->type == ATTACH_INCOMING) {
 			queue_incoming(c, msg, fds);
 			continue;
 		}
 		if (msg->request_id == request_id)
 			return WH_OK;
-		close_fds(fds, ctl_fd_count(msg)); /* a late answer to an abandoned request */
+		close_fds(fds, attach_fd_count(msg)); /* a late answer to an abandoned request */
 	}
 }
 
 /* WELCOME brings the doorbell eventfd and the memfd of its bitmap; check before use. */
-static int map_doorbell(struct wh_client *c, const struct ctl_msg *welcome, const int fds[2])
+static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, const int fds[2])
 {
 	struct stat st;
 	size_t size = notify_segment_size(welcome->max_streams);
@@ -200,18 +200,18 @@ int wh_client_attach(const char *socket_path, wh_client **out)
 		free(c);
 		return WH_EBROKER_GONE;
 	}
-	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = ++c->next_request,
-				 .version = CTL_VERSION, .pid = (uint32_t)getpid() };
-	struct ctl_msg welcome;
-	int fds[CTL_MAX_FDS];
+	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = ++c->next_request,
+				 .version = ATTACH_VERSION, .pid = (uint32_t)getpid() };
+	struct attach_msg welcome;
+	int fds[ATTACH_MAX_FDS];
 	c->doorbell = -1;
 	int rc = client_send(c, &hello);
 	if (rc == WH_OK)
 		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
-	if (rc == WH_OK && welcome.type == CTL_RESULT)
+	if (rc == WH_OK && welcome.type == ATTACH_RESULT)
 		rc = welcome.error < 0 ? welcome.error : WH_EPROTOCOL;
-	else if (rc == WH_OK && (welcome.type != CTL_WELCOME || welcome.version != CTL_VERSION)) {
-		close_fds(fds, ctl_fd_count(&welcome));
+	else if (rc == WH_OK && (welcome.type != ATTACH_WELCOME || welcome.version != ATTACH_VERSION)) {
+		close_fds(fds, attach_fd_count(&welcome));
 		rc = WH_EPROTOCOL;
 	} else if (rc == WH_OK)
 		rc = map_doorbell(c, &welcome, fds);
@@ -220,7 +220,7 @@ int wh_client_attach(const char *socket_path, wh_client **out)
 		free(c);
 		return rc;
 	}
-	for (unsigned i = 0; i < CTL_CLIENT_ID_SIZE; i++)
+	for (unsigned i = 0; i < ATTACH_CLIENT_ID_SIZE; i++)
 		snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 	c->ring_capacity = welcome.ring_capacity;
 	*out = c;
@@ -236,7 +236,7 @@ void wh_client_detach(wh_client *c)
 	while (c->accept_head) {
 		struct pending_stream *p = c->accept_head;
 		c->accept_head = p->next;
-		close_fds(p->fds, ctl_fd_count(&p->msg));
+		close_fds(p->fds, attach_fd_count(&p->msg));
 		free(p);
 	}
 	close(c->fd);
@@ -256,21 +256,21 @@ const char *wh_client_id(const wh_client *c)
 }
 
 /* Sends a request and takes its RESULT: WH_OK or the broker's error. */
-static int request(struct wh_client *c, struct ctl_msg *req, int timeout_ms, struct ctl_msg *reply,
-		   int fds[CTL_MAX_FDS])
+static int request(struct wh_client *c, struct attach_msg *req, int timeout_ms, struct attach_msg *reply,
+		   int fds[ATTACH_MAX_FDS])
 {
 	req->request_id = ++c->next_request;
 	int rc = client_send(c, req);
 	if (rc == WH_OK)
 		rc = await_reply(c, req->request_id, timeout_ms, reply, fds);
-	if (rc == WH_OK && reply->type == CTL_RESULT)
+	if (rc == WH_OK && reply->type == ATTACH_RESULT)
 		return reply->error;
 	return rc;
 }
 
 static bool name_ok(const char *name)
 {
-	return !name || strlen(name) <= CTL_STRING_MAX;
+	return !name || strlen(name) <= ATTACH_STRING_MAX;
 }
 
 int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms, wh_stream **out)
@@ -278,15 +278,15 @@ int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms,
 	if (!c || !out || !peer || !name_ok(peer) || !name_ok(service))
 		return WH_EINVAL;
 	*out = NULL;
-	struct ctl_msg req = { .type = CTL_OPEN }, reply;
+	struct attach_msg req = { .type = ATTACH_OPEN }, reply;
 	snprintf(req.peer, sizeof req.peer, "%s", peer);
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
-	int fds[CTL_MAX_FDS];
+	int fds[ATTACH_MAX_FDS];
 	int rc = request(c, &req, timeout_ms, &reply, fds);
 	if (rc != WH_OK)
 		return rc;
-	if (reply.type != CTL_OPENED) {
-		close_fds(fds, ctl_fd_count(&reply));
+	if (reply.type != ATTACH_OPENED) {
+		close_fds(fds, attach_fd_count(&reply));
 		return WH_EPROTOCOL;
 	}
 	/* OPENED names neither: they are what we asked for */
@@ -295,24 +295,24 @@ int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms,
 	return stream_from_message(c, &reply, fds, out);
 }
 
-static int listen_request(wh_client *c, const char *service, enum ctl_type type)
+static int listen_request(wh_client *c, const char *service, enum attach_type type)
 {
 	if (!c || !name_ok(service))
 		return WH_EINVAL;
-	struct ctl_msg req = { .type = type }, reply;
+	struct attach_msg req = { .type = type }, reply;
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
-	int fds[CTL_MAX_FDS];
+	int fds[ATTACH_MAX_FDS];
 	return request(c, &req, 10000, &reply, fds);
 }
 
 int wh_listen(wh_client *c, const char *service)
 {
-	return listen_request(c, service, CTL_LISTEN);
+	return listen_request(c, service, ATTACH_LISTEN);
 }
 
 int wh_unlisten(wh_client *c, const char *service)
 {
-	return listen_request(c, service, CTL_UNLISTEN);
+	return listen_request(c, service, ATTACH_UNLISTEN);
 }
 
 int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
@@ -327,24 +327,24 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 			int64_t left = deadline - wh_now_ns();
 			wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 		}
-		struct ctl_msg msg;
-		int fds[CTL_MAX_FDS];
+		struct attach_msg msg;
+		int fds[ATTACH_MAX_FDS];
 		int rc = receive(c, wait_ms, &msg, fds);
 		if (rc == WH_ETIMEOUT || rc == WH_EWOULDBLOCK)
 			return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
 		if (rc != WH_OK)
 			return rc;
-		if (msg.type == CTL_INCOMING)
+		if (msg.type == ATTACH_INCOMING)
 			queue_incoming(c, &msg, fds);
 		else
-			close_fds(fds, ctl_fd_count(&msg));
+			close_fds(fds, attach_fd_count(&msg));
 	}
 	struct pending_stream *p = c->accept_head;
 	c->accept_head = p->next;
 	if (!c->accept_head)
 		c->accept_tail = NULL;
 	int rc = stream_from_message(c, &p->msg, p->fds, out);
-	tell_broker(c, rc == WH_OK ? CTL_ACCEPTED : CTL_RELEASE, p->msg.handle);
+	tell_broker(c, rc == WH_OK ? ATTACH_ACCEPTED : ATTACH_RELEASE, p->msg.handle);
 	free(p);
 	return rc;
 }
@@ -354,26 +354,26 @@ int wh_client_stats(wh_client *c, struct wh_client_stats *stats)
 	if (!c || !stats)
 		return WH_EINVAL;
 	memset(stats, 0, sizeof *stats);
-	struct ctl_msg req = { .type = CTL_STATS }, reply;
-	int fds[CTL_MAX_FDS];
+	struct attach_msg req = { .type = ATTACH_STATS }, reply;
+	int fds[ATTACH_MAX_FDS];
 	int rc = request(c, &req, 10000, &reply, fds);
 	if (rc != WH_OK)
 		return rc;
-	if (reply.type != CTL_STATS_REPLY)
+	if (reply.type != ATTACH_STATS_REPLY)
 		return WH_EPROTOCOL; /* no fds: a STATS_REPLY or RESULT carries none */
 	/* A broker may know more counters than we do (ignored) or fewer (left 0). */
-	uint64_t known[CTL_STAT_COUNT] = { 0 };
-	for (unsigned i = 0; i < reply.stats_count && i < CTL_STAT_COUNT; i++)
+	uint64_t known[ATTACH_STAT_COUNT] = { 0 };
+	for (unsigned i = 0; i < reply.stats_count && i < ATTACH_STAT_COUNT; i++)
 		known[i] = reply.stats[i];
-	stats->streams = known[CTL_STAT_STREAMS];
-	stats->streams_opened = known[CTL_STAT_STREAMS_OPENED];
-	stats->streams_accepted = known[CTL_STAT_STREAMS_ACCEPTED];
-	stats->ring_bytes = known[CTL_STAT_RING_BYTES];
-	stats->ring_bytes_limit = known[CTL_STAT_RING_BYTES_LIMIT];
-	stats->max_streams = known[CTL_STAT_MAX_STREAMS];
-	stats->bytes_sent = known[CTL_STAT_BYTES_SENT];
-	stats->bytes_received = known[CTL_STAT_BYTES_RECEIVED];
-	stats->broker_clients = known[CTL_STAT_BROKER_CLIENTS];
-	stats->broker_streams = known[CTL_STAT_BROKER_STREAMS];
+	stats->streams = known[ATTACH_STAT_STREAMS];
+	stats->streams_opened = known[ATTACH_STAT_STREAMS_OPENED];
+	stats->streams_accepted = known[ATTACH_STAT_STREAMS_ACCEPTED];
+	stats->ring_bytes = known[ATTACH_STAT_RING_BYTES];
+	stats->ring_bytes_limit = known[ATTACH_STAT_RING_BYTES_LIMIT];
+	stats->max_streams = known[ATTACH_STAT_MAX_STREAMS];
+	stats->bytes_sent = known[ATTACH_STAT_BYTES_SENT];
+	stats->bytes_received = known[ATTACH_STAT_BYTES_RECEIVED];
+	stats->broker_clients = known[ATTACH_STAT_BROKER_CLIENTS];
+	stats->broker_streams = known[ATTACH_STAT_BROKER_STREAMS];
 	return WH_OK;
 }

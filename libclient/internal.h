@@ -6,13 +6,13 @@
 
 #include <wormhole/wormhole.h>
 
-#include "ctlmsg.h"
+#include "attach_msg.h"
 #include "ring.h"
 
 /* A stream handed over by the broker, waiting for wh_accept. */
 struct pending_stream {
-	struct ctl_msg msg;
-	int fds[CTL_MAX_FDS];
+	struct attach_msg msg;
+	int fds[ATTACH_MAX_FDS];
 	struct pending_stream *next;
 };
 
@@ -25,7 +25,7 @@ struct wh_client {
 	struct notify_segment *notify; /* which streams: one bit per slot */
 	size_t notify_size;
 	uint32_t slots;
-	char id[2 * CTL_CLIENT_ID_SIZE + 1];
+	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	struct pending_stream *accept_head, *accept_tail;
 	struct wh_stream *streams; /* open handles, closed by wh_client_detach */
 };
@@ -49,17 +49,17 @@ struct wh_stream {
 	int error; /* sticky once the stream failed */
 	int64_t read_deadline, write_deadline;
 	int64_t spin_ns; /* how long a blocking call watches the ring before it sleeps */
-	char service[CTL_STRING_MAX + 1];
-	char peer[CTL_STRING_MAX + 1];
+	char service[ATTACH_STRING_MAX + 1];
+	char peer[ATTACH_STRING_MAX + 1];
 	char message[RING_MESSAGE_MAX];
 	struct wh_stream *prev, *next;
 };
 
 /* Maps a handed-over stream; takes ownership of the fds (closed on failure too). */
-int stream_from_message(struct wh_client *client, const struct ctl_msg *msg,
-			const int fds[CTL_MAX_FDS], struct wh_stream **out);
-/* Sends one control message (no fds). */
-int client_send(struct wh_client *client, const struct ctl_msg *msg);
+int stream_from_message(struct wh_client *client, const struct attach_msg *msg,
+			const int fds[ATTACH_MAX_FDS], struct wh_stream **out);
+/* Sends one attach message (no fds). */
+int client_send(struct wh_client *client, const struct attach_msg *msg);
 /* Looks (without waiting) whether the broker hung up the session; if so every call says
  * WH_EBROKER_GONE from now on. Returns the flag. */
 bool client_broker_gone(struct wh_client *client);

@@ -12,15 +12,15 @@
 
 #include "internal.h"
 
-int stream_from_message(struct wh_client *c, const struct ctl_msg *msg, const int fds[CTL_MAX_FDS],
+int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS],
 			struct wh_stream **out)
 {
 	struct stat st;
-	unsigned nfds = ctl_fd_count(msg);
+	unsigned nfds = attach_fd_count(msg);
 	struct wh_stream *s = calloc(1, sizeof *s);
 	size_t size = ring_segment_size(msg->ring_capacity);
 	if (!s || fstat(fds[0], &st) < 0 || (size_t)st.st_size != size ||
-	    (msg->slot != CTL_NO_SLOT && msg->slot >= c->slots)) {
+	    (msg->slot != ATTACH_NO_SLOT && msg->slot >= c->slots)) {
 		for (unsigned i = 0; i < nfds; i++)
 			close(fds[i]);
 		int error = s ? WH_EPROTOCOL : WH_ENOMEM;
@@ -434,7 +434,7 @@ int wh_close(wh_stream *s)
 	if (!s->aborted)
 		ring_consumer_close(&s->rx, WH_OK);
 	wake_peer(s);
-	struct ctl_msg release = { .type = CTL_RELEASE, .handle = s->handle };
+	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
 	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
 	if (s->prev)
 		s->prev->next = s->next;

@@ -2,7 +2,7 @@
  *
  *   hostile-app ATTACK SOCKET [PEER]
  *
- * It speaks the attach protocol by hand (shared/ctlmsg.h), not through libwormholeclient, so
+ * It speaks the attach protocol by hand (shared/attach_msg.h), not through libwormholeclient, so
  * it can send what the library never would. Each attack checks that the broker ended only
  * the offending session (with a RESULT that says why, where there is one to send) or stream,
  * and that the broker still answers. PEER names a peer broker for attacks that need a stream
@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctlmsg.h"
+#include "attach_msg.h"
 #include "ring.h"
 
 static const char *socket_path, *peer = "";
@@ -75,42 +75,42 @@ static bool send_bytes(int fd, const void *bytes, size_t length, int pass_fd)
 	return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)length;
 }
 
-static bool send_msg(int fd, const struct ctl_msg *msg)
+static bool send_msg(int fd, const struct attach_msg *msg)
 {
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, msg);
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, msg);
 	return n > 0 && send_bytes(fd, bytes, (size_t)n, -1);
 }
 
 /* The next message within timeout_ms, with its fds; false at EOF, timeout or garbage. */
-static bool receive(int fd, struct ctl_msg *msg, int fds[CTL_MAX_FDS], int timeout_ms)
+static bool receive(int fd, struct attach_msg *msg, int fds[ATTACH_MAX_FDS], int timeout_ms)
 {
 	struct pollfd pfd = { fd, POLLIN, 0 };
 	if (poll(&pfd, 1, timeout_ms) <= 0)
 		return false;
-	uint8_t buffer[CTL_MESSAGE_MAX];
+	uint8_t buffer[ATTACH_MESSAGE_MAX];
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * CTL_MAX_FDS)];
+		char buf[CMSG_SPACE(sizeof(int) * ATTACH_MAX_FDS)];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { buffer, sizeof buffer };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
 			    .msg_controllen = sizeof control.buf };
 	ssize_t n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
-	if (n <= 0 || ctl_decode(buffer, (size_t)n, msg) != WH_OK)
+	if (n <= 0 || attach_decode(buffer, (size_t)n, msg) != WH_OK)
 		return false;
 	unsigned count = 0;
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
-		for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < CTL_MAX_FDS; k++)
+		for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < ATTACH_MAX_FDS; k++)
 			memcpy(&fds[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
-	for (unsigned i = count; i < CTL_MAX_FDS; i++)
+	for (unsigned i = count; i < ATTACH_MAX_FDS; i++)
 		fds[i] = -1;
 	return true;
 }
 
-static void close_fds(const int fds[CTL_MAX_FDS])
+static void close_fds(const int fds[ATTACH_MAX_FDS])
 {
-	for (unsigned i = 0; i < CTL_MAX_FDS; i++)
+	for (unsigned i = 0; i < ATTACH_MAX_FDS; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 }
@@ -118,12 +118,12 @@ static void close_fds(const int fds[CTL_MAX_FDS])
 /* The broker answered the offence with RESULT(error), then hung up. */
 static bool refused_then_closed(int fd, int error)
 {
-	struct ctl_msg reply;
-	int fds[CTL_MAX_FDS];
-	if (!receive(fd, &reply, fds, 5000) || reply.type != CTL_RESULT || reply.error != error)
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	if (!receive(fd, &reply, fds, 5000) || reply.type != ATTACH_RESULT || reply.error != error)
 		return false;
 	close_fds(fds);
-	uint8_t byte[CTL_MESSAGE_MAX];
+	uint8_t byte[ATTACH_MESSAGE_MAX];
 	struct pollfd pfd = { fd, POLLIN, 0 };
 	return poll(&pfd, 1, 5000) == 1 && recv(fd, byte, sizeof byte, 0) == 0;
 }
@@ -141,11 +141,11 @@ struct doorbell {
 static int attach_with(struct doorbell *bell)
 {
 	int fd = connect_raw();
-	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = CTL_VERSION,
+	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 1, .version = ATTACH_VERSION,
 				 .pid = (uint32_t)getpid() }, reply;
-	int fds[CTL_MAX_FDS];
+	int fds[ATTACH_MAX_FDS];
 	if (fd < 0 || !send_msg(fd, &hello) || !receive(fd, &reply, fds, 5000) ||
-	    reply.type != CTL_WELCOME) {
+	    reply.type != ATTACH_WELCOME) {
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -172,14 +172,14 @@ static int attach(void)
 }
 
 /* A request and its reply (INCOMING messages met on the way are dropped, fds closed). */
-static bool request(int fd, struct ctl_msg *req, struct ctl_msg *reply, int fds[CTL_MAX_FDS])
+static bool request(int fd, struct attach_msg *req, struct attach_msg *reply, int fds[ATTACH_MAX_FDS])
 {
 	static uint32_t next_id = 100;
 	req->request_id = ++next_id;
 	if (!send_msg(fd, req))
 		return false;
 	while (receive(fd, reply, fds, 5000)) {
-		if (reply->request_id == req->request_id && reply->type != CTL_INCOMING)
+		if (reply->request_id == req->request_id && reply->type != ATTACH_INCOMING)
 			return true;
 		close_fds(fds);
 	}
@@ -192,9 +192,9 @@ static bool broker_serves(void)
 	int fd = attach();
 	if (fd < 0)
 		return false;
-	struct ctl_msg req = { .type = CTL_STATS }, reply;
-	int fds[CTL_MAX_FDS];
-	bool ok = request(fd, &req, &reply, fds) && reply.type == CTL_STATS_REPLY;
+	struct attach_msg req = { .type = ATTACH_STATS }, reply;
+	int fds[ATTACH_MAX_FDS];
+	bool ok = request(fd, &req, &reply, fds) && reply.type == ATTACH_STATS_REPLY;
 	close(fd);
 	return ok;
 }
@@ -222,39 +222,39 @@ static int expect_refusal(const void *bytes, size_t length, int pass_fd, bool af
 
 static int attack_before_hello(void)
 {
-	uint8_t release[] = { CTL_VERSION, CTL_RELEASE, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+	uint8_t release[] = { ATTACH_VERSION, ATTACH_RELEASE, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
 	return expect_refusal(release, sizeof release, -1, false, "RELEASE before HELLO");
 }
 
 static int attack_hello_version(void)
 {
-	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = 99 };
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &hello);
+	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 1, .version = 99 };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &hello);
 	return expect_refusal(bytes, (size_t)n, -1, false, "HELLO version 99");
 }
 
 static int attack_double_hello(void)
 {
-	struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 2, .version = CTL_VERSION };
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &hello);
+	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 2, .version = ATTACH_VERSION };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &hello);
 	return expect_refusal(bytes, (size_t)n, -1, true, "a second HELLO");
 }
 
 static int attack_broker_type(void)
 {
-	struct ctl_msg result = { .type = CTL_RESULT, .request_id = 3, .error = 0 };
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &result);
+	struct attach_msg result = { .type = ATTACH_RESULT, .request_id = 3, .error = 0 };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &result);
 	return expect_refusal(bytes, (size_t)n, -1, true, "a broker-only message type");
 }
 
 static int attack_fds_attached(void)
 {
-	struct ctl_msg stats = { .type = CTL_STATS, .request_id = 4 };
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &stats);
+	struct attach_msg stats = { .type = ATTACH_STATS, .request_id = 4 };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &stats);
 	int extra = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int rc = expect_refusal(bytes, (size_t)n, extra, true, "a descriptor attached");
 	close(extra);
@@ -263,9 +263,9 @@ static int attack_fds_attached(void)
 
 static int attack_oversize(void)
 {
-	static uint8_t big[CTL_MESSAGE_MAX * 2];
-	big[0] = CTL_VERSION;
-	big[1] = CTL_STATS;
+	static uint8_t big[ATTACH_MESSAGE_MAX * 2];
+	big[0] = ATTACH_VERSION;
+	big[1] = ATTACH_STATS;
 	return expect_refusal(big, sizeof big, -1, true, "a message over the size limit");
 }
 
@@ -278,13 +278,13 @@ static int attack_malformed_each(void)
 		size_t length;
 	} shapes[] = {
 		{ "garbage", { 9, 9, 9, 9, 9, 9, 9, 9, 9 }, 9 },
-		{ "short header", { CTL_VERSION, CTL_STATS, 0 }, 3 },
-		{ "reserved bits", { CTL_VERSION, CTL_STATS, 1, 0, 0, 0, 0, 0 }, 8 },
-		{ "unknown type", { CTL_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8 },
-		{ "trailing bytes", { CTL_VERSION, CTL_STATS, 0, 0, 0, 0, 0, 0, 1 }, 9 },
-		{ "string past the end", { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' }, 10 },
-		{ "NUL in a string", { CTL_VERSION, CTL_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' }, 12 },
-		{ "short RELEASE", { CTL_VERSION, CTL_RELEASE, 0, 0, 0, 0, 0, 0, 1, 2, 3 }, 11 },
+		{ "short header", { ATTACH_VERSION, ATTACH_STATS, 0 }, 3 },
+		{ "reserved bits", { ATTACH_VERSION, ATTACH_STATS, 1, 0, 0, 0, 0, 0 }, 8 },
+		{ "unknown type", { ATTACH_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8 },
+		{ "trailing bytes", { ATTACH_VERSION, ATTACH_STATS, 0, 0, 0, 0, 0, 0, 1 }, 9 },
+		{ "string past the end", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' }, 10 },
+		{ "NUL in a string", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' }, 12 },
+		{ "short RELEASE", { ATTACH_VERSION, ATTACH_RELEASE, 0, 0, 0, 0, 0, 0, 1, 2, 3 }, 11 },
 	};
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
 		int rc = expect_refusal(shapes[i].bytes, shapes[i].length, -1, true, shapes[i].what);
@@ -301,9 +301,9 @@ static int attack_never_read(void)
 	int fd = attach();
 	if (fd < 0)
 		return fail("cannot attach");
-	struct ctl_msg stats = { .type = CTL_STATS };
-	uint8_t bytes[CTL_MESSAGE_MAX];
-	int n = ctl_encode(bytes, sizeof bytes, &stats);
+	struct attach_msg stats = { .type = ATTACH_STATS };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &stats);
 	struct timeval tv = { 5, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	bool dropped = false;
@@ -319,17 +319,17 @@ static int attack_never_read(void)
 
 static bool listen_on(int fd, const char *service)
 {
-	struct ctl_msg req = { .type = CTL_LISTEN }, reply;
-	int fds[CTL_MAX_FDS];
+	struct attach_msg req = { .type = ATTACH_LISTEN }, reply;
+	int fds[ATTACH_MAX_FDS];
 	snprintf(req.service, sizeof req.service, "%s", service);
-	return request(fd, &req, &reply, fds) && reply.type == CTL_RESULT && reply.error == WH_OK;
+	return request(fd, &req, &reply, fds) && reply.type == ATTACH_RESULT && reply.error == WH_OK;
 }
 
 /* OPEN and its answer: OPENED (fds in fds[]) or RESULT (*error). */
-static bool open_stream(int fd, const char *to, const char *service, struct ctl_msg *reply,
-			int fds[CTL_MAX_FDS])
+static bool open_stream(int fd, const char *to, const char *service, struct attach_msg *reply,
+			int fds[ATTACH_MAX_FDS])
 {
-	struct ctl_msg req = { .type = CTL_OPEN };
+	struct attach_msg req = { .type = ATTACH_OPEN };
 	snprintf(req.peer, sizeof req.peer, "%s", to);
 	snprintf(req.service, sizeof req.service, "%s", service);
 	return request(fd, &req, reply, fds);
@@ -341,9 +341,9 @@ static int attack_local_teardown(void)
 	int listener = attach(), opener = attach();
 	if (listener < 0 || opener < 0 || !listen_on(listener, "teardown"))
 		return fail("cannot set up");
-	struct ctl_msg reply;
-	int fds[CTL_MAX_FDS];
-	if (!open_stream(opener, "local", "teardown", &reply, fds) || reply.type != CTL_OPENED)
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	if (!open_stream(opener, "local", "teardown", &reply, fds) || reply.type != ATTACH_OPENED)
 		return fail("local open failed");
 	close_fds(fds);
 	close(listener);
@@ -352,7 +352,7 @@ static int attack_local_teardown(void)
 	/* and an app with a stream to its own listener */
 	int self = attach();
 	if (self < 0 || !listen_on(self, "self") || !open_stream(self, "local", "self", &reply, fds) ||
-	    reply.type != CTL_OPENED)
+	    reply.type != ATTACH_OPENED)
 		return fail("self open failed");
 	close_fds(fds);
 	close(self);
@@ -371,9 +371,9 @@ static int damage_segment(int how)
 	int fd = attach_with(&bell);
 	if (fd < 0)
 		return fail("cannot attach");
-	struct ctl_msg reply;
-	int fds[CTL_MAX_FDS];
-	if (!open_stream(fd, peer, "echo", &reply, fds) || reply.type != CTL_OPENED)
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	if (!open_stream(fd, peer, "echo", &reply, fds) || reply.type != ATTACH_OPENED)
 		return fail("open to the peer's echo failed");
 	size_t size = ring_segment_size(reply.ring_capacity);
 	if (ftruncate(fds[0], 4096) == 0 || ftruncate(fds[0], (off_t)size * 2) == 0)
@@ -403,9 +403,9 @@ static int damage_segment(int how)
 	while (atomic_load(&segment->rings[rx_ring].producer_state) != RING_FAILED && now() < deadline)
 		usleep(10000); /* polling a condition with a deadline */
 	bool ended = atomic_load(&segment->rings[rx_ring].producer_state) == RING_FAILED;
-	struct ctl_msg stats = { .type = CTL_STATS };
-	int ignored[CTL_MAX_FDS];
-	bool alive = request(fd, &stats, &reply, ignored) && reply.type == CTL_STATS_REPLY;
+	struct attach_msg stats = { .type = ATTACH_STATS };
+	int ignored[ATTACH_MAX_FDS];
+	bool alive = request(fd, &stats, &reply, ignored) && reply.type == ATTACH_STATS_REPLY;
 	munmap(segment, size);
 	munmap(bell.notify, bell.size);
 	close(bell.fd);
@@ -435,11 +435,11 @@ static int attack_exhaust(void)
 	unsigned opened = 0;
 	int refusal = 0;
 	while (!refusal && opened < 100000) {
-		struct ctl_msg reply;
-		int fds[CTL_MAX_FDS];
+		struct attach_msg reply;
+		int fds[ATTACH_MAX_FDS];
 		if (!open_stream(opener, "local", "sink", &reply, fds))
 			return fail("an OPEN got no answer");
-		if (reply.type == CTL_OPENED)
+		if (reply.type == ATTACH_OPENED)
 			opened++;
 		else
 			refusal = reply.error;
@@ -456,15 +456,15 @@ static int attack_exhaust(void)
 	int why = 0;
 	while (count < SESSIONS_MAX) {
 		int fd = connect_raw();
-		struct ctl_msg hello = { .type = CTL_HELLO, .request_id = 1, .version = CTL_VERSION }, reply;
-		int fds[CTL_MAX_FDS];
+		struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 1, .version = ATTACH_VERSION }, reply;
+		int fds[ATTACH_MAX_FDS];
 		if (fd < 0 || !send_msg(fd, &hello) || !receive(fd, &reply, fds, 5000)) {
 			if (fd >= 0)
 				close(fd);
 			return fail("an attach got no answer");
 		}
 		close_fds(fds);
-		if (reply.type != CTL_WELCOME) {
+		if (reply.type != ATTACH_WELCOME) {
 			why = reply.error;
 			close(fd);
 			break;

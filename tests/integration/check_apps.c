@@ -369,12 +369,12 @@ START_TEST(test_malformed_control_message_ends_one_session)
 	ck_assert_int_eq(send(fd, garbage, sizeof garbage, 0), (ssize_t)sizeof garbage);
 	struct timeval tv = { 5, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	uint8_t reply[CTL_MESSAGE_MAX];
+	uint8_t reply[ATTACH_MESSAGE_MAX];
 	ssize_t n = recv(fd, reply, sizeof reply, 0);
-	struct ctl_msg msg;
+	struct attach_msg msg;
 	ck_assert_int_gt(n, 0);
-	ck_assert_int_eq(ctl_decode(reply, (size_t)n, &msg), WH_OK);
-	ck_assert_int_eq(msg.type, CTL_RESULT);
+	ck_assert_int_eq(attach_decode(reply, (size_t)n, &msg), WH_OK);
+	ck_assert_int_eq(msg.type, ATTACH_RESULT);
 	ck_assert_int_eq(msg.error, WH_EPROTOCOL);
 	ck_assert_int_eq(recv(fd, reply, sizeof reply, 0), 0); /* then the session is closed */
 	close(fd);

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "ctlmsg.h"
+#include "attach_msg.h"
 
 /* A cursor that can never read or write past its end; the first overrun sticks. */
 struct cursor {
@@ -40,8 +40,8 @@ static void put_u64(struct cursor *c, uint64_t v)
 
 static bool string_ok(const char *s, size_t *length)
 {
-	*length = strnlen(s, CTL_STRING_MAX + 1);
-	return *length <= CTL_STRING_MAX;
+	*length = strnlen(s, ATTACH_STRING_MAX + 1);
+	return *length <= ATTACH_STRING_MAX;
 }
 
 static void put_string(struct cursor *c, const char *s)
@@ -86,7 +86,7 @@ static uint64_t get_u64(struct cursor *c)
 	return low | (uint64_t)get_u32(c) << 32;
 }
 
-static void get_string(struct cursor *c, char out[CTL_STRING_MAX + 1])
+static void get_string(struct cursor *c, char out[ATTACH_STRING_MAX + 1])
 {
 	size_t n = get_u8(c);
 	get_bytes(c, out, n);
@@ -95,40 +95,40 @@ static void get_string(struct cursor *c, char out[CTL_STRING_MAX + 1])
 		c->failed = true; /* an embedded NUL would truncate the name silently */
 }
 
-unsigned ctl_fd_count(const struct ctl_msg *msg)
+unsigned attach_fd_count(const struct attach_msg *msg)
 {
 	switch (msg->type) {
-	case CTL_WELCOME:
+	case ATTACH_WELCOME:
 		return 2;
-	case CTL_OPENED:
-	case CTL_INCOMING:
-		return msg->slot == CTL_NO_SLOT ? 3 : 2;
+	case ATTACH_OPENED:
+	case ATTACH_INCOMING:
+		return msg->slot == ATTACH_NO_SLOT ? 3 : 2;
 	default:
 		return 0;
 	}
 }
 
-const char *ctl_type_name(unsigned type)
+const char *attach_type_name(unsigned type)
 {
 	switch (type) {
-	case CTL_HELLO: return "HELLO";
-	case CTL_OPEN: return "OPEN";
-	case CTL_LISTEN: return "LISTEN";
-	case CTL_UNLISTEN: return "UNLISTEN";
-	case CTL_RELEASE: return "RELEASE";
-	case CTL_STATS: return "STATS";
-	case CTL_ACCEPTED: return "ACCEPTED";
-	case CTL_WELCOME: return "WELCOME";
-	case CTL_OPENED: return "OPENED";
-	case CTL_INCOMING: return "INCOMING";
-	case CTL_RESULT: return "RESULT";
-	case CTL_STATS_REPLY: return "STATS_REPLY";
+	case ATTACH_HELLO: return "HELLO";
+	case ATTACH_OPEN: return "OPEN";
+	case ATTACH_LISTEN: return "LISTEN";
+	case ATTACH_UNLISTEN: return "UNLISTEN";
+	case ATTACH_RELEASE: return "RELEASE";
+	case ATTACH_STATS: return "STATS";
+	case ATTACH_ACCEPTED: return "ACCEPTED";
+	case ATTACH_WELCOME: return "WELCOME";
+	case ATTACH_OPENED: return "OPENED";
+	case ATTACH_INCOMING: return "INCOMING";
+	case ATTACH_RESULT: return "RESULT";
+	case ATTACH_STATS_REPLY: return "STATS_REPLY";
 	default: return "UNKNOWN";
 	}
 }
 
 /* The fields of each type, in wire order; one function serves both directions. */
-static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
+static void fields(struct cursor *c, struct attach_msg *m, bool encode)
 {
 #define U8(f) (encode ? put_u8(c, m->f) : (void)(m->f = get_u8(c)))
 #define U32(f) (encode ? put_u32(c, (uint32_t)m->f) : (void)(m->f = get_u32(c)))
@@ -136,25 +136,25 @@ static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
 #define U64(f) (encode ? put_u64(c, m->f) : (void)(m->f = get_u64(c)))
 #define STR(f) (encode ? put_string(c, m->f) : get_string(c, m->f))
 	switch (m->type) {
-	case CTL_HELLO: U32(version); U32(pid); break;
-	case CTL_OPEN: STR(peer); STR(service); break;
-	case CTL_LISTEN: case CTL_UNLISTEN: STR(service); break;
-	case CTL_RELEASE: case CTL_ACCEPTED: U64(handle); break;
-	case CTL_WELCOME:
+	case ATTACH_HELLO: U32(version); U32(pid); break;
+	case ATTACH_OPEN: STR(peer); STR(service); break;
+	case ATTACH_LISTEN: case ATTACH_UNLISTEN: STR(service); break;
+	case ATTACH_RELEASE: case ATTACH_ACCEPTED: U64(handle); break;
+	case ATTACH_WELCOME:
 		U32(version);
 		if (encode)
-			put_bytes(c, m->client_id, CTL_CLIENT_ID_SIZE);
+			put_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
 		else
-			get_bytes(c, m->client_id, CTL_CLIENT_ID_SIZE);
+			get_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
 		U32(max_streams); U32(ring_capacity);
 		break;
-	case CTL_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); break;
-	case CTL_INCOMING: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); STR(service); STR(peer); break;
-	case CTL_RESULT: I32(error); STR(message); break;
-	case CTL_STATS: break;
-	case CTL_STATS_REPLY:
+	case ATTACH_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); break;
+	case ATTACH_INCOMING: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); STR(service); STR(peer); break;
+	case ATTACH_RESULT: I32(error); STR(message); break;
+	case ATTACH_STATS: break;
+	case ATTACH_STATS_REPLY:
 		U8(stats_count);
-		if (m->stats_count > CTL_STATS_MAX) {
+		if (m->stats_count > ATTACH_STATS_MAX) {
 			c->failed = true;
 			break;
 		}
@@ -172,39 +172,39 @@ static void fields(struct cursor *c, struct ctl_msg *m, bool encode)
 
 static bool type_valid(unsigned type)
 {
-	return strcmp(ctl_type_name(type), "UNKNOWN") != 0;
+	return strcmp(attach_type_name(type), "UNKNOWN") != 0;
 }
 
-int ctl_encode(uint8_t *out, size_t cap, const struct ctl_msg *msg)
+int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg)
 {
 	size_t n;
-	if (!out || !msg || !type_valid(msg->type) || msg->tx_ring > 1 || msg->stats_count > CTL_STATS_MAX ||
+	if (!out || !msg || !type_valid(msg->type) || msg->tx_ring > 1 || msg->stats_count > ATTACH_STATS_MAX ||
 	    !string_ok(msg->peer, &n) || !string_ok(msg->service, &n) || !string_ok(msg->message, &n))
 		return WH_EINVAL;
 	struct cursor c = { .out = out, .length = cap };
-	put_u8(&c, CTL_VERSION);
+	put_u8(&c, ATTACH_VERSION);
 	put_u8(&c, (uint8_t)msg->type);
 	put_u8(&c, 0);
 	put_u8(&c, 0);
 	put_u32(&c, msg->request_id);
 	if (c.failed)
 		return WH_EBUFFER_TOO_SMALL;
-	struct ctl_msg copy = *msg;
+	struct attach_msg copy = *msg;
 	fields(&c, &copy, true);
 	return c.failed ? WH_EBUFFER_TOO_SMALL : (int)c.at; /* strings were checked above */
 }
 
-int ctl_decode(const uint8_t *in, size_t length, struct ctl_msg *msg)
+int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg)
 {
 	memset(msg, 0, sizeof *msg);
-	if (!in || length < CTL_HEADER_SIZE || length > CTL_MESSAGE_MAX)
+	if (!in || length < ATTACH_HEADER_SIZE || length > ATTACH_MESSAGE_MAX)
 		return WH_EPROTOCOL;
 	struct cursor c = { .in = in, .length = length };
 	uint8_t version = get_u8(&c);
-	msg->type = (enum ctl_type)get_u8(&c);
+	msg->type = (enum attach_type)get_u8(&c);
 	uint16_t reserved = (uint16_t)(get_u8(&c) | get_u8(&c) << 8);
 	msg->request_id = get_u32(&c);
-	if (version != CTL_VERSION || reserved != 0)
+	if (version != ATTACH_VERSION || reserved != 0)
 		return WH_EPROTOCOL;
 	fields(&c, msg, false);
 	if (c.failed || c.at != length || msg->tx_ring > 1)

@@ -4,17 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctlmsg.h"
+#include "attach_msg.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ctl_msg msg;
-	if (ctl_decode(data, size, &msg) != WH_OK)
+	struct attach_msg msg;
+	if (attach_decode(data, size, &msg) != WH_OK)
 		return 0;
-	uint8_t out[CTL_MESSAGE_MAX];
-	int n = ctl_encode(out, sizeof out, &msg);
+	uint8_t out[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(out, sizeof out, &msg);
 	if (n < 0 || (size_t)n != size || memcmp(out, data, size) != 0)
 		abort();
 	return 0;

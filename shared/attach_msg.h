@@ -1,0 +1,96 @@
+/* The attach protocol between apps and the broker: messages on a SOCK_SEQPACKET Unix socket. */
+#ifndef WORMHOLE_SHARED_ATTACH_MSG_H
+#define WORMHOLE_SHARED_ATTACH_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wormhole/errors.h>
+
+/*
+ * One message per packet: an 8-byte header, then the type's fields in order. Integers are
+ * little-endian (both ends share a host); strings are a u8 length and 0..255 bytes without
+ * NUL. Messages that hand over a stream carry file descriptors (SCM_RIGHTS) beside the bytes:
+ * the stream's segment (memfd) and the two eventfds. docs/ATTACH.md is the specification.
+ *
+ *   header: [version u8 = ATTACH_VERSION][type u8][reserved u16 = 0][request id u32]
+ *
+ * Bump ATTACH_VERSION if any of these change. Codec only: no I/O, no allocation.
+ */
+
+#define ATTACH_VERSION 2u /* 2: ACCEPTED */
+#define ATTACH_HEADER_SIZE 8u
+#define ATTACH_STRING_MAX 255u
+#define ATTACH_MESSAGE_MAX 1024u /* every encoded message fits */
+#define ATTACH_CLIENT_ID_SIZE 16u
+#define ATTACH_MAX_FDS 3u        /* the most descriptors one message carries */
+#define ATTACH_NO_SLOT 0xFFFFFFFFu /* OPENED/INCOMING of a same-host stream: no doorbell slot */
+
+enum attach_type {
+	/* app -> broker */
+	ATTACH_HELLO = 1,    /* version, pid */
+	ATTACH_OPEN = 2,     /* peer, service: answered by OPENED or RESULT */
+	ATTACH_LISTEN = 3,   /* service: answered by RESULT */
+	ATTACH_UNLISTEN = 4, /* service: answered by RESULT */
+	ATTACH_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
+	ATTACH_STATS = 6,    /* no fields: answered by STATS_REPLY */
+	ATTACH_ACCEPTED = 7, /* handle: wh_accept took this INCOMING stream (no answer); the broker
+			   * hands a listening app at most its accept backlog of streams it has not
+			   * taken yet */
+	/* broker -> app */
+	ATTACH_WELCOME = 32,  /* version, client id, limits, + doorbell eventfd, notify memfd */
+	ATTACH_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment, wait eventfd [, wake eventfd] */
+	ATTACH_INCOMING = 34, /* the same as OPENED, plus service and peer */
+	ATTACH_RESULT = 35,   /* error (WH_OK or WH_E*), message */
+	ATTACH_STATS_REPLY = 36, /* count, then count u64 counters in enum attach_stat order */
+};
+
+/* The counters of STATS_REPLY, by index. New ones are only ever appended: a reader takes the
+ * ones it knows and ignores the rest, a writer of fewer leaves the reader's extra ones 0. */
+enum attach_stat {
+	ATTACH_STAT_STREAMS,           /* streams the app holds now */
+	ATTACH_STAT_STREAMS_OPENED,    /* streams it opened since it attached */
+	ATTACH_STAT_STREAMS_ACCEPTED,  /* streams handed to it as a listener */
+	ATTACH_STAT_RING_BYTES,        /* shared memory allotted to its streams now */
+	ATTACH_STAT_RING_BYTES_LIMIT,  /* the most it may have */
+	ATTACH_STAT_MAX_STREAMS,       /* the most streams it may hold */
+	ATTACH_STAT_BYTES_SENT,        /* bytes the broker took from its rings (peer streams) */
+	ATTACH_STAT_BYTES_RECEIVED,    /* bytes the broker put into its rings (peer streams) */
+	ATTACH_STAT_BROKER_CLIENTS,    /* apps attached to the broker now */
+	ATTACH_STAT_BROKER_STREAMS,    /* app streams in the broker now, all apps */
+	ATTACH_STAT_COUNT
+};
+#define ATTACH_STATS_MAX 32u
+
+struct attach_msg {
+	enum attach_type type;
+	uint32_t request_id;  /* chosen by the app; answers carry it back (0 in INCOMING) */
+	uint32_t version;     /* HELLO, WELCOME */
+	uint32_t pid;         /* HELLO: informative only, the broker trusts SO_PEERCRED */
+	uint8_t client_id[ATTACH_CLIENT_ID_SIZE]; /* WELCOME */
+	uint32_t max_streams; /* WELCOME */
+	uint32_t ring_capacity; /* WELCOME, OPENED, INCOMING */
+	uint64_t handle;      /* OPENED, INCOMING, RELEASE, ACCEPTED */
+	uint8_t tx_ring;      /* OPENED, INCOMING: the ring the app writes (0 or 1) */
+	uint32_t slot;        /* OPENED, INCOMING: the stream's bit in the doorbell bitmap, or
+			       * ATTACH_NO_SLOT for a same-host stream (it brings its own wake eventfd) */
+	int32_t error;        /* RESULT */
+	char peer[ATTACH_STRING_MAX + 1];    /* OPEN, INCOMING ("local" for same-host) */
+	char service[ATTACH_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
+	char message[ATTACH_STRING_MAX + 1]; /* RESULT */
+	uint8_t stats_count;               /* STATS_REPLY: 0..ATTACH_STATS_MAX */
+	uint64_t stats[ATTACH_STATS_MAX];     /* STATS_REPLY, by enum attach_stat */
+};
+
+/* Bytes written (> 0), or WH_EINVAL (unknown type, string too long or with NUL, bad
+ * tx_ring) / WH_EBUFFER_TOO_SMALL. */
+int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg);
+/* WH_OK, or WH_EPROTOCOL for anything malformed: short or long packet, wrong version,
+ * unknown type, bad string, bad field value. msg is fully written (zeroed first). */
+int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg);
+/* How many fds travel with this message: WELCOME 2; OPENED and INCOMING 2 (segment, wait)
+ * or 3 with ATTACH_NO_SLOT (segment, wait, wake); others 0. */
+unsigned attach_fd_count(const struct attach_msg *msg);
+const char *attach_type_name(unsigned type);
+
+#endif
