@@ -5,38 +5,7 @@
 #include <string.h>
 
 #include "attach_msg.h"
-
-/* A cursor that can never read or write past its end; the first overrun sticks. */
-struct cursor {
-	uint8_t *out;
-	const uint8_t *in;
-	size_t length, at;
-	bool failed;
-};
-
-static void put_bytes(struct cursor *c, const void *bytes, size_t n)
-{
-	if (c->failed || c->length - c->at < n) {
-		c->failed = true;
-		return;
-	}
-	memcpy(c->out + c->at, bytes, n);
-	c->at += n;
-}
-
-static void put_u8(struct cursor *c, uint8_t v) { put_bytes(c, &v, 1); }
-
-static void put_u32(struct cursor *c, uint32_t v)
-{
-	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
-	put_bytes(c, b, 4);
-}
-
-static void put_u64(struct cursor *c, uint64_t v)
-{
-	put_u32(c, (uint32_t)v);
-	put_u32(c, (uint32_t)(v >> 32));
-}
+#include "cursor.h"
 
 static bool string_ok(const char *s, size_t *length)
 {
@@ -51,45 +20,14 @@ static void put_string(struct cursor *c, const char *s)
 		c->failed = true;
 		return;
 	}
-	put_u8(c, (uint8_t)n);
-	put_bytes(c, s, n);
-}
-
-static void get_bytes(struct cursor *c, void *bytes, size_t n)
-{
-	if (c->failed || c->length - c->at < n) {
-		c->failed = true;
-		memset(bytes, 0, n);
-		return;
-	}
-	memcpy(bytes, c->in + c->at, n);
-	c->at += n;
-}
-
-static uint8_t get_u8(struct cursor *c)
-{
-	uint8_t v;
-	get_bytes(c, &v, 1);
-	return v;
-}
-
-static uint32_t get_u32(struct cursor *c)
-{
-	uint8_t b[4];
-	get_bytes(c, b, 4);
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static uint64_t get_u64(struct cursor *c)
-{
-	uint64_t low = get_u32(c);
-	return low | (uint64_t)get_u32(c) << 32;
+	cursor_put_u8(c, (uint8_t)n);
+	cursor_put_bytes(c, s, n);
 }
 
 static void get_string(struct cursor *c, char out[ATTACH_STRING_MAX + 1])
 {
-	size_t n = get_u8(c);
-	get_bytes(c, out, n);
+	size_t n = cursor_get_u8(c);
+	cursor_get_bytes(c, out, n);
 	out[c->failed ? 0 : n] = '\0';
 	if (memchr(out, '\0', n))
 		c->failed = true; /* an embedded NUL would truncate the name silently */
@@ -130,10 +68,10 @@ const char *attach_type_name(unsigned type)
 /* The fields of each type, in wire order; one function serves both directions. */
 static void fields(struct cursor *c, struct attach_msg *m, bool encode)
 {
-#define U8(f) (encode ? put_u8(c, m->f) : (void)(m->f = get_u8(c)))
-#define U32(f) (encode ? put_u32(c, (uint32_t)m->f) : (void)(m->f = get_u32(c)))
-#define I32(f) (encode ? put_u32(c, (uint32_t)m->f) : (void)(m->f = (int32_t)get_u32(c)))
-#define U64(f) (encode ? put_u64(c, m->f) : (void)(m->f = get_u64(c)))
+#define U8(f) (encode ? cursor_put_u8(c, m->f) : (void)(m->f = cursor_get_u8(c)))
+#define U32(f) (encode ? cursor_put_u32le(c, (uint32_t)m->f) : (void)(m->f = cursor_get_u32le(c)))
+#define I32(f) (encode ? cursor_put_u32le(c, (uint32_t)m->f) : (void)(m->f = (int32_t)cursor_get_u32le(c)))
+#define U64(f) (encode ? cursor_put_u64le(c, m->f) : (void)(m->f = cursor_get_u64le(c)))
 #define STR(f) (encode ? put_string(c, m->f) : get_string(c, m->f))
 	switch (m->type) {
 	case ATTACH_HELLO: U32(version); U32(pid); break;
@@ -143,9 +81,9 @@ static void fields(struct cursor *c, struct attach_msg *m, bool encode)
 	case ATTACH_WELCOME:
 		U32(version);
 		if (encode)
-			put_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
+			cursor_put_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
 		else
-			get_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
+			cursor_get_bytes(c, m->client_id, ATTACH_CLIENT_ID_SIZE);
 		U32(max_streams); U32(ring_capacity);
 		break;
 	case ATTACH_OPENED: U64(handle); U32(ring_capacity); U8(tx_ring); U32(slot); break;
@@ -181,12 +119,12 @@ int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg)
 	if (!out || !msg || !type_valid(msg->type) || msg->tx_ring > 1 || msg->stats_count > ATTACH_STATS_MAX ||
 	    !string_ok(msg->peer, &n) || !string_ok(msg->service, &n) || !string_ok(msg->message, &n))
 		return WH_EINVAL;
-	struct cursor c = { .out = out, .length = cap };
-	put_u8(&c, ATTACH_VERSION);
-	put_u8(&c, (uint8_t)msg->type);
-	put_u8(&c, 0);
-	put_u8(&c, 0);
-	put_u32(&c, msg->request_id);
+	struct cursor c = cursor_writer(out, cap);
+	cursor_put_u8(&c, ATTACH_VERSION);
+	cursor_put_u8(&c, (uint8_t)msg->type);
+	cursor_put_u8(&c, 0);
+	cursor_put_u8(&c, 0);
+	cursor_put_u32le(&c, msg->request_id);
 	if (c.failed)
 		return WH_EBUFFER_TOO_SMALL;
 	struct attach_msg copy = *msg;
@@ -199,11 +137,11 @@ int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg)
 	memset(msg, 0, sizeof *msg);
 	if (!in || length < ATTACH_HEADER_SIZE || length > ATTACH_MESSAGE_MAX)
 		return WH_EPROTOCOL;
-	struct cursor c = { .in = in, .length = length };
-	uint8_t version = get_u8(&c);
-	msg->type = (enum attach_type)get_u8(&c);
-	uint16_t reserved = (uint16_t)(get_u8(&c) | get_u8(&c) << 8);
-	msg->request_id = get_u32(&c);
+	struct cursor c = cursor_reader(in, length);
+	uint8_t version = cursor_get_u8(&c);
+	msg->type = (enum attach_type)cursor_get_u8(&c);
+	uint16_t reserved = (uint16_t)(cursor_get_u8(&c) | cursor_get_u8(&c) << 8);
+	msg->request_id = cursor_get_u32le(&c);
 	if (version != ATTACH_VERSION || reserved != 0)
 		return WH_EPROTOCOL;
 	fields(&c, msg, false);

@@ -3,19 +3,20 @@
 
 #include <string.h>
 
+#include "cursor.h"
 #include "frame.h"
 
+/* Big-endian u32 at a place already checked to hold it (the header, a u32 payload). */
 static void put_u32(uint8_t *out, uint32_t value)
 {
-	out[0] = (uint8_t)(value >> 24);
-	out[1] = (uint8_t)(value >> 16);
-	out[2] = (uint8_t)(value >> 8);
-	out[3] = (uint8_t)value;
+	struct cursor c = cursor_writer(out, 4);
+	cursor_put_u32be(&c, value);
 }
 
 static uint32_t get_u32(const uint8_t *in)
 {
-	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 | in[3];
+	struct cursor c = cursor_reader(in, 4);
+	return cursor_get_u32be(&c);
 }
 
 /* ---- header ------------------------------------------------------------------------ */

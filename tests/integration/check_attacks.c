@@ -213,8 +213,13 @@ START_TEST(test_attack)
 	const char *attack_args[] = { attack->name, "127.0.0.1", port, attack->seconds, NULL };
 	ck_assert(app_spawn(&attacker, "tests/hostile-peer", attack_args));
 	int status = process_wait(&attacker, 100); /* the longest attack runs 60 s, and a batch more */
-	if (status != 0)
+	if (status != 0) {
+		/* both sides of the story, and whether the broker still served the canary */
 		process_dump_log(&attacker);
+		process_dump_log(&broker);
+		fprintf(stderr, "%s: canary %u pings, %u lost, worst %.1f ms\n", attack->name,
+			canary.pings, canary.lost, canary.worst_rtt * 1e3);
+	}
 	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack->name, status);
 
 	int fds_after = wait_fd_count(&broker, fds_before, 5);
