@@ -42,7 +42,12 @@
 #define FAULT_GRACE 6.0       /* s after a fault during which streams may fail because of it */
 #define KEEPALIVE "1"
 #define KEEPALIVE_TIMEOUT "2"
-#define RSS_SLACK_KIB 8192l   /* allocator slack after thousands of streams came and went */
+/* Allocator slack after thousands of streams came and went: the broker gives free memory
+ * back only once more than 8 MiB of it is free (broker.c, TRIM_THRESHOLD), so up to that
+ * stays resident by design, plus fragmentation around what is still in use. A slack equal to
+ * the threshold failed one CI run in about fifty (+8.3 MiB on a broker that was never
+ * restarted); leaks are the valgrind step's to find. */
+#define RSS_SLACK_KIB 12288l
 
 static const char *const names[HOSTS] = { "a", "b", "c" };
 
