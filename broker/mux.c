@@ -60,8 +60,7 @@ struct mux_stream {
 	uint32_t recv_unacked;    /* consumed, not yet returned by WINDOW_UPDATE */
 	double last_update_time;
 	uint64_t budget_reserved;
-	bool peer_opened;   /* the peer's HANDSHAKE made it: charged outside the local reserve */
-	bool data_received; /* a DATA frame came for it (rapid-reset accounting) */
+	bool peer_opened; /* the peer's HANDSHAKE made it: charged outside the local reserve */
 
 	size_t tx_planned; /* bytes of planned frames not yet written (and so not consumed) */
 	unsigned pending_frames;

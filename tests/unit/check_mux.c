@@ -75,15 +75,23 @@ static void on_timer_changed(struct mux *mux, void *user)
 static const struct mux_callbacks link_callbacks = { .on_closed = on_closed,
 						     .on_timer_changed = on_timer_changed };
 
-static void link_open(struct link *link, const struct mux_config *config)
+/* A client and a server joined by the link; the server's streams drawn from server_budget
+ * (NULL: none). */
+static void link_open_budget(struct link *link, const struct mux_config *config,
+			     struct mux_budget *server_budget)
 {
 	memset(link, 0, sizeof *link);
 	link->seed = 1;
 	link->now = 1000.0;
 	link->client = mux_new(true, config, NULL, &link_callbacks, link);
-	link->server = mux_new(false, config, NULL, &link_callbacks, link);
+	link->server = mux_new(false, config, server_budget, &link_callbacks, link);
 	ck_assert_ptr_nonnull(link->client);
 	ck_assert_ptr_nonnull(link->server);
+}
+
+static void link_open(struct link *link, const struct mux_config *config)
+{
+	link_open_budget(link, config, NULL);
 }
 
 static void link_close(struct link *link)
@@ -1009,9 +1017,7 @@ START_TEST(test_window_growth_respects_budget)
 	struct mux_config config = test_config();
 	struct mux_budget budget = { .limit = 1u << 20, .used = 0 };
 	struct link link;
-	link_open(&link, &config);
-	mux_free(link.server);
-	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	link_open_budget(&link, &config, &budget);
 	measure_rtt(&link, 0.050);
 	struct mux_stream *s = bulk_with_fast_reader(&link, 500);
 	struct mux_stream_stats stats;
@@ -1198,9 +1204,7 @@ START_TEST(test_unread_answers_are_bounded)
 	/* the budget binds first when it is smaller */
 	struct mux_budget budget = { .limit = 16 * 1024 };
 	config.control_queue_limit = 4u << 20;
-	link_open(&link, &config);
-	mux_free(link.server);
-	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	link_open_budget(&link, &config, &budget);
 	for (id = 1; !mux_is_closed(link.server) && id < 100000; id++)
 		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
 	ck_assert(mux_is_closed(link.server));
@@ -1224,9 +1228,7 @@ START_TEST(test_budget_keeps_local_reserve)
 	/* room for 8 windows, the last 2 kept for our own streams */
 	struct mux_budget budget = { .limit = 8 * STREAM_COST, .local_reserve = 2 * STREAM_COST };
 	struct link link;
-	link_open(&link, &config);
-	mux_free(link.server);
-	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	link_open_budget(&link, &config, &budget);
 	struct mux_stream *c[8];
 	for (int i = 0; i < 8; i++)
 		ck_assert_int_eq(mux_open_stream(link.client, "echo", &c[i]), WH_OK);
@@ -1260,9 +1262,7 @@ START_TEST(test_budget_account_shared_by_a_peers_connections)
 	struct link *links[3] = { &a, &b, &c };
 	struct mux_budget_account *accounts[3] = { &hog, &hog, &other };
 	for (int i = 0; i < 3; i++) {
-		link_open(links[i], &config);
-		mux_free(links[i]->server);
-		links[i]->server = mux_new(false, &config, &budget, &link_callbacks, links[i]);
+		link_open_budget(links[i], &config, &budget);
 		mux_set_budget_account(links[i]->server, accounts[i]);
 	}
 	struct mux_stream *s[3][4];
@@ -1299,9 +1299,7 @@ START_TEST(test_send_buffer_is_charged)
 	struct mux_config config = test_config();
 	struct mux_budget budget = { .limit = 2 * STREAM_COST + 262144 - 32768 };
 	struct link link;
-	link_open(&link, &config);
-	mux_free(link.server);
-	link.server = mux_new(false, &config, &budget, &link_callbacks, &link);
+	link_open_budget(&link, &config, &budget);
 	struct mux_stream *c1, *c2;
 	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c1), WH_OK);
 	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c2), WH_OK);
