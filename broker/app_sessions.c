@@ -19,7 +19,7 @@ static uint64_t segment_bytes(const struct apps *apps)
 	return ring_segment_size(apps->config.ring_capacity);
 }
 
-static uint64_t ring_memory_limit(const struct apps *apps)
+uint64_t ring_memory_limit(const struct apps *apps)
 {
 	return apps->config.max_ring_memory ? apps->config.max_ring_memory
 					    : (uint64_t)apps->config.max_streams * segment_bytes(apps);
@@ -173,19 +173,10 @@ static int doorbell_create(struct app_session *c)
 
 static void send_stats(struct app_session *c, uint32_t request_id)
 {
-	const struct apps *apps = c->apps;
-	struct attach_msg reply = { .type = ATTACH_STATS_REPLY, .request_id = request_id,
-				 .stats_count = ATTACH_STAT_COUNT };
-	reply.stats[ATTACH_STAT_STREAMS] = c->counters.streams;
-	reply.stats[ATTACH_STAT_STREAMS_OPENED] = c->counters.streams_opened;
-	reply.stats[ATTACH_STAT_STREAMS_ACCEPTED] = c->counters.streams_accepted;
-	reply.stats[ATTACH_STAT_RING_BYTES] = c->counters.ring_bytes;
-	reply.stats[ATTACH_STAT_RING_BYTES_LIMIT] = ring_memory_limit(apps);
-	reply.stats[ATTACH_STAT_MAX_STREAMS] = apps->config.max_streams;
-	reply.stats[ATTACH_STAT_BYTES_SENT] = c->counters.bytes_sent;
-	reply.stats[ATTACH_STAT_BYTES_RECEIVED] = c->counters.bytes_received;
-	reply.stats[ATTACH_STAT_BROKER_CLIENTS] = apps->stats.clients;
-	reply.stats[ATTACH_STAT_BROKER_STREAMS] = apps->stats.streams + 2 * apps->stats.local_pairs;
+	struct attach_stats stats;
+	apps_session_counters(c, &stats);
+	struct attach_msg reply = { .type = ATTACH_STATS_REPLY, .request_id = request_id };
+	attach_stats_pack(&stats, &reply);
 	session_send(c, &reply, NULL, 0);
 }
 

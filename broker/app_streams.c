@@ -224,6 +224,7 @@ int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream,
 		return WH_ENOMEM;
 	s->h.kind = HANDLE_STREAM;
 	s->apps = apps;
+	s->created = ev_now(apps->loop);
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
 	int pair[2];
@@ -307,4 +308,25 @@ void shm_detach_client(struct shm_stream *s, int error, const char *why)
 			mux_stream_consumed(stream, (size_t)unread);
 	}
 	mux_stream_release(stream);
+}
+
+bool apps_stream_owner(const struct apps *apps, const struct mux_stream *stream,
+		       struct apps_stream_info *info)
+{
+	(void)apps;
+	struct shm_stream *s = mux_stream_owner(stream, on_mux_event);
+	if (!s || !s->client)
+		return false;
+	/* the app writes the ring's tail: a bad one reads as empty here, and the data path is
+	 * what reports it */
+	long fill = ring_producer_pending(&s->to_app);
+	*info = (struct apps_stream_info){
+		.session_id = s->client->id,
+		.pid = s->client->pid,
+		.uid = (long)s->client->uid,
+		.ring_capacity = s->seg.capacity,
+		.ring_fill = fill > 0 ? (uint64_t)fill : 0,
+		.age = ev_now(s->apps->loop) - s->created,
+	};
+	return true;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "unix_socket.h"
 
 static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -60,57 +61,6 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-/*
- * The app socket's path is never a hazard: anything there but a socket stays untouched, a
- * broker that answers there keeps it, and only a stale socket (nobody listening) is removed.
- * 0, or -1 with errno and a log line that says why.
- */
-static int claim_socket_path(const char *path, const struct log_sink *log)
-{
-	struct stat st;
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		int saved = errno;
-		log_write(log, LOG_ERROR, "apps", "socket %s: %s", path, strerror(errno));
-		errno = saved;
-		return -1;
-	}
-	if (!S_ISSOCK(st.st_mode)) {
-		log_write(log, LOG_ERROR, "apps", "socket %s: something that is not a socket is there; "
-			  "refusing to replace it", path);
-		errno = EEXIST;
-		return -1;
-	}
-	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
-	int rc = probe < 0 ? -1 : connect(probe, (struct sockaddr *)&addr, sizeof addr);
-	int error = rc == 0 ? 0 : errno;
-	if (probe >= 0)
-		close(probe);
-	if (rc == 0) {
-		log_write(log, LOG_ERROR, "apps", "socket %s: a broker is already running there", path);
-		errno = EADDRINUSE;
-		return -1;
-	}
-	if (error != ECONNREFUSED) { /* someone else's socket, or one we may not look at */
-		log_write(log, LOG_ERROR, "apps", "socket %s: in use by another program (%s); refusing to "
-			  "replace it", path, strerror(error));
-		errno = EADDRINUSE;
-		return -1;
-	}
-	if (unlink(path) < 0) {
-		int saved = errno;
-		log_write(log, LOG_ERROR, "apps", "socket %s: cannot remove the stale socket: %s", path,
-			  strerror(errno));
-		errno = saved;
-		return -1;
-	}
-	log_write(log, LOG_INFO, "apps", "socket %s: removed a stale socket (no broker answered)", path);
-	return 0;
-}
-
 struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 			const struct log_sink *log, struct fd_budget *fds, apps_find_pool find_pool,
 			void *find_ctx)
@@ -134,7 +84,7 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	apps->find_ctx = find_ctx;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
-	if (claim_socket_path(config->socket_path, log) < 0) {
+	if (unix_socket_claim(config->socket_path, SOCK_SEQPACKET, log, "apps") < 0) {
 		int saved = errno;
 		stream_table_free(&apps->handles);
 		free(apps);

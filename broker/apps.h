@@ -85,9 +85,57 @@ void apps_stop(struct apps *apps);
 int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *stream,
 			const char *service);
 
+#define APPS_COUNTERS_TABLE(X) \
+	X(clients, LEVEL, NONE, "apps attached now") \
+	X(streams, LEVEL, NONE, "app streams to peer brokers now") \
+	X(local_pairs, LEVEL, NONE, "same-host streams between two apps now") \
+	X(clients_total, TOTAL, NONE, "apps that attached since the broker started") \
+	X(protocol_errors, TOTAL, NONE, "attach messages that broke the protocol") \
+	X(ring_corruptions, TOTAL, NONE, "streams ended because an app corrupted its ring")
+
 struct apps_stats {
-	uint64_t clients, streams, local_pairs, clients_total, protocol_errors, ring_corruptions;
+	APPS_COUNTERS_TABLE(COUNTER_FIELD)
 };
 void apps_get_stats(const struct apps *apps, struct apps_stats *stats);
+
+/* ---- what the control tool sees (broker/app_inspect.c) ---- */
+
+/* One attached app. Strings belong to the session and live until the next loop step. */
+struct apps_session_info {
+	const char *id;          /* the session id (hex), as the broker's log lines name it */
+	long pid, uid, gid;      /* from SO_PEERCRED */
+	struct attach_stats counters; /* what wh_client_stats would tell the app */
+	unsigned listening;      /* service names it listens on */
+};
+void apps_each_session(const struct apps *apps,
+		       void (*fn)(const struct apps_session_info *session, void *arg), void *arg);
+
+/* The app end of a peer stream, when an app owns it. */
+struct apps_stream_info {
+	const char *session_id;
+	long pid, uid;
+	uint32_t ring_capacity;   /* bytes per ring direction */
+	uint64_t ring_fill;       /* bytes in its receive ring the app has not read yet */
+	double age;               /* seconds since the app end was set up */
+};
+/* True and *info filled when a local app owns this mux stream. */
+bool apps_stream_owner(const struct apps *apps, const struct mux_stream *stream,
+		       struct apps_stream_info *info);
+
+/* A same-host stream between two apps (no mux stream): its two ends. */
+struct apps_pair_info {
+	uint64_t handle;              /* the opener's handle for it */
+	const char *session_id[2];    /* opener, acceptor ("" if gone) */
+	long pid[2], uid[2];
+	uint32_t ring_capacity;
+	bool awaiting_accept;
+};
+void apps_each_local_pair(const struct apps *apps,
+			  void (*fn)(const struct apps_pair_info *pair, void *arg), void *arg);
+
+/* Every service name an app listens on, with its session. */
+void apps_each_listener(const struct apps *apps,
+			void (*fn)(const char *service, const struct apps_session_info *session, void *arg),
+			void *arg);
 
 #endif

@@ -61,6 +61,7 @@ struct shm_stream {
 	uint64_t reported_tail; /* app consumption already passed to the mux */
 	bool write_close_seen;
 	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
+	double created;       /* ev_now at set-up (for wormhole-ctl's age) */
 	LIST_ENTRY(shm_stream) link; /* in its app's list */
 };
 
@@ -152,6 +153,12 @@ struct apps {
 	uint64_t next_handle;
 	struct apps_stats stats;
 };
+
+/* The most segment memory one app may hold (app-max-ring-memory, or max_streams segments). */
+uint64_t ring_memory_limit(const struct apps *apps);
+
+/* What STATS tells the app (app_inspect.c; the control tool shows the same). */
+void apps_session_counters(const struct app_session *c, struct attach_stats *counters);
 
 /* ---- app_segments.c ------------------------------------------------------------ */
 

@@ -37,6 +37,8 @@ void broker_config_default(struct broker_config *config)
 	config->apps.accept_backlog = 256;
 	config->apps.max_listeners = 64;
 	config->apps.socket_uid = config->apps.socket_gid = -1;
+	config->control.socket_mode = 0600;
+	config->control.socket_uid = config->control.socket_gid = -1;
 	pool_config_default(&config->pool);
 	config->log_level = LOG_WARN;
 	config->drain_timeout = 10;
@@ -388,9 +390,11 @@ static int listen_on(struct broker *broker)
 	return WH_OK;
 }
 
-static int write_port_file(const struct broker *broker)
+int broker_write_port_file(const struct broker *broker)
 {
 	const char *path = broker->config.port_file;
+	if (!path[0])
+		return WH_OK;
 	char tmp[4200];
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	FILE *f = fopen(tmp, "w");
@@ -474,6 +478,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 {
 	memset(broker, 0, sizeof *broker);
 	broker->loop = loop;
+	broker->started_at = ev_now(loop);
 	broker->config = *config;
 	broker->log = (struct log_sink){ config->log_level, stderr, log_stderr_is_journal() };
 	broker->config.pool.mux.log = &broker->log;
@@ -529,8 +534,6 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 		if (!broker->apps)
 			return WH_ESYSTEM;
 	}
-	if (config->port_file[0] && write_port_file(broker) != WH_OK)
-		return WH_ESYSTEM;
 	struct pool_callbacks callbacks = { .on_incoming = on_incoming };
 	for (int i = 0; i < config->peer_count; i++) {
 		const struct broker_peer *p = &config->peers[i];
@@ -668,6 +671,10 @@ static void note_restart_only(struct broker *broker, const struct broker_config 
 		{ now->apps.socket_uid != next->apps.socket_uid || now->apps.socket_gid != next->apps.socket_gid,
 		  "socket-owner" },
 		{ now->max_fds != next->max_fds, "max-fds" },
+		{ strcmp(now->control.socket_path, next->control.socket_path) != 0, "control-socket" },
+		{ now->control.socket_mode != next->control.socket_mode, "control-socket-mode" },
+		{ now->control.socket_uid != next->control.socket_uid ||
+		  now->control.socket_gid != next->control.socket_gid, "control-socket-owner" },
 	};
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
 		if (checks[i].changed)
@@ -730,6 +737,7 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 	next.apps.socket_gid = now->apps.socket_gid;
 	next.max_fds = now->max_fds;
 	next.listen_plaintext = now->listen_plaintext;
+	next.control = now->control;
 
 	broker->log.level = next.log_level;
 	broker->budget.limit = next.memory_budget;
@@ -811,4 +819,83 @@ void broker_stop(struct broker *broker)
 	ev_timer_stop(broker->loop, &broker->trim_timer);
 	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);
+}
+
+/* ---- what the control tool sees ---- */
+
+void broker_get_status(const struct broker *broker, struct broker_status *status)
+{
+	*status = (struct broker_status){
+		.uptime = ev_now(broker->loop) - broker->started_at,
+		.listen_host = broker->config.listen_host,
+		.listen_port = broker_listen_port(broker),
+		.tls = broker->conn_shared.tls != NULL,
+		.app_socket = broker->apps ? broker->config.apps.socket_path : "",
+		.peers = (unsigned)broker->config.peer_count,
+		.connections_accepted = broker->accepted_open,
+		.budget_used = broker->budget.used,
+		.budget_limit = broker->budget.limit,
+		.log_level = broker->log.level,
+		.draining = broker->draining,
+		.accepted_total = broker->accepted_total,
+		.accepted_shed = broker->accepted_shed,
+		.capped_connections = broker->capped_connections,
+		.handshake_refused = broker->handshake_failures.refused,
+	};
+	if (broker->apps)
+		apps_get_stats(broker->apps, &status->apps);
+	for (int i = 0; i < broker->config.peer_count; i++)
+		if (broker->pools[i])
+			status->connections_dialled += (unsigned)pool_len(broker->pools[i]);
+}
+
+struct conn_walk {
+	void (*fn)(struct conn *conn, bool accepted, void *arg);
+	void *arg;
+};
+
+static void each_dialled(struct conn *conn, void *arg)
+{
+	struct conn_walk *walk = arg;
+	walk->fn(conn, false, walk->arg);
+}
+
+void broker_each_pool(const struct broker *broker, void (*fn)(struct pool *pool, void *arg), void *arg)
+{
+	for (int i = 0; i < broker->config.peer_count; i++)
+		if (broker->pools[i])
+			fn(broker->pools[i], arg);
+	for (struct retiring *r = broker->retiring; r; r = r->next)
+		fn(r->pool, arg);
+}
+
+static void each_pool_conn(struct pool *pool, void *arg)
+{
+	pool_each_conn(pool, each_dialled, arg);
+}
+
+void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn, bool accepted, void *arg),
+		      void *arg)
+{
+	struct conn_walk walk = { fn, arg };
+	broker_each_pool(broker, each_pool_conn, &walk);
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		if (bc->conn)
+			fn(bc->conn, true, arg);
+}
+
+struct pool *broker_find_pool(const struct broker *broker, const char *name)
+{
+	return find_pool((void *)broker, name);
+}
+
+struct apps *broker_apps(const struct broker *broker)
+{
+	return broker->apps;
+}
+
+void broker_set_log_level(struct broker *broker, enum log_level level)
+{
+	broker->log.level = level;
+	broker->config.log_level = level;
 }

@@ -23,6 +23,14 @@ struct broker_peer {
 	struct pool_config pool; /* its PoolConfig, MuxConfig and StreamConfig */
 };
 
+/* The control socket wormhole-ctl talks to (broker/control.c). */
+struct control_config {
+	char socket_path[108]; /* empty: none */
+	bool socket_path_set;  /* given; otherwise control.sock beside the app socket */
+	unsigned socket_mode;  /* 0600 */
+	long socket_uid, socket_gid; /* -1: unchanged */
+};
+
 struct broker_config {
 	char listen_host[256]; /* empty: accept no peer connections */
 	char listen_port[16];
@@ -32,6 +40,7 @@ struct broker_config {
 	uint64_t max_fds;       /* the process's descriptor limit; 0: as high as allowed */
 	struct pool_config pool; /* for dialled peers; its mux config serves accepted ones too */
 	struct apps_config apps; /* socket_path empty: no app socket */
+	struct control_config control;
 	struct broker_peer peers[BROKER_PEERS_MAX];
 	int peer_count;
 	double drain_timeout;     /* seconds open streams may take to finish on SIGTERM (10) */
@@ -89,6 +98,7 @@ struct retiring {
 
 struct broker {
 	struct ev_loop *loop;
+	double started_at;
 	struct broker_config config;
 	struct log_sink log; /* its level from config.log_level; wired here, not a setting */
 	struct mux_budget budget;
@@ -130,7 +140,41 @@ bool broker_drained(const struct broker *broker);
 int broker_reload(struct broker *broker, const struct broker_config *next);
 /* Frees every connection, pool and the listener. */
 void broker_stop(struct broker *broker);
+/* Writes the bound port to port-file (if set): the sign, for scripts and tests, that the broker
+ * is up, so its caller writes it once everything (control socket included) is ready. WH_OK, or
+ * WH_ESYSTEM (logged). */
+int broker_write_port_file(const struct broker *broker);
 /* The port the listener is bound to (0 without a listener). */
 unsigned broker_listen_port(const struct broker *broker);
+
+/* ---- what the control tool sees and steers (broker/control.c) ---- */
+
+/* The broker as a whole. Strings belong to the broker. */
+struct broker_status {
+	double uptime;                 /* seconds */
+	const char *listen_host;       /* "" without a listener */
+	unsigned listen_port;          /* the bound port */
+	bool tls;                      /* peer links use TLS (a certificate is configured) */
+	const char *app_socket;        /* "" without one */
+	unsigned peers;                /* configured peers */
+	unsigned connections_dialled, connections_accepted; /* open now */
+	struct apps_stats apps;
+	uint64_t budget_used, budget_limit; /* the memory budget, bytes */
+	enum log_level log_level;
+	bool draining;
+	uint64_t accepted_total, accepted_shed, capped_connections, handshake_refused;
+};
+void broker_get_status(const struct broker *broker, struct broker_status *status);
+/* Every pool (configured peers, then peers a reload removed that still drain). */
+void broker_each_pool(const struct broker *broker, void (*fn)(struct pool *pool, void *arg), void *arg);
+/* Every open connection: dialled ones (through their pools), then accepted ones. */
+void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn, bool accepted, void *arg),
+		      void *arg);
+/* A configured peer's pool, or NULL. */
+struct pool *broker_find_pool(const struct broker *broker, const char *name);
+/* The app side (NULL without an app socket). */
+struct apps *broker_apps(const struct broker *broker);
+/* log-level, live (as a reload would set it). */
+void broker_set_log_level(struct broker *broker, enum log_level level);
 
 #endif

@@ -53,6 +53,7 @@ struct conn {
 	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
 	bool dense;       /* its last reads were many small frames: read in small pieces */
 	char local[64], remote[64];
+	double started;           /* ev_now when it was made */
 	/* TLS: NULL for plaintext */
 	struct tls_session *tls;
 	bool handshaking;          /* no frame is read or written before the handshake ends */
@@ -514,6 +515,7 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 	conn->read_size = own_buffer ? PRIVATE_READ_SIZE : shared->read_area_size;
 	struct mux_budget *budget = shared ? shared->budget : NULL;
 	conn->loop = loop;
+	conn->started = ev_now(loop);
 	conn->fd = fd;
 	conn->user = user;
 	conn->log = config->log;
@@ -600,6 +602,11 @@ void conn_free(struct conn *conn)
 
 struct mux *conn_mux(const struct conn *conn) { return conn->mux; }
 struct conn *conn_from_mux(const struct mux *mux) { return mux_user(mux); }
+double conn_age(const struct conn *conn)
+{
+	return ev_now(conn->loop) - conn->started;
+}
+
 void *conn_user(const struct conn *conn) { return conn->user; }
 const char *conn_local_addr(const struct conn *conn) { return conn->local; }
 const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }

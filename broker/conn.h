@@ -85,6 +85,8 @@ void conn_close(struct conn *conn, int reason);
 const char *conn_local_addr(const struct conn *conn);
 const char *conn_remote_addr(const struct conn *conn);
 void *conn_user(const struct conn *conn);
+/* Seconds since the conn was made. */
+double conn_age(const struct conn *conn);
 
 /* 127.0.0.0/8, ::1 (bracketed or not), localhost: where plaintext needs no asking. */
 bool host_is_loopback(const char *host);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "control.h"
 #include "notify.h"
 #include "options.h"
 
@@ -16,6 +17,9 @@
 
 struct daemon {
 	struct broker broker;
+	struct control *control;
+	struct options *options; /* as last loaded: what `wormhole-ctl config` shows */
+	double loaded_at;
 	int argc;
 	char **argv;
 	ev_signal term, interrupt, hangup, user1, user2;
@@ -83,13 +87,10 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_timer_start(loop, &d->drain_check);
 }
 
-/* SIGHUP: read the settings again; if they are bad, say every reason and keep the old ones. */
-static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
+/* Reads the settings again (SIGHUP, wormhole-ctl reload); if they are bad, says every reason
+ * and keeps the old ones. WH_OK, or WH_EINVAL with the first reason in message. */
+static int reload(struct daemon *d, char *message, size_t length)
 {
-	struct daemon *d = w->data;
-	(void)loop;
-	(void)revents;
-	(void)w;
 	static struct options next;
 	notify_reloading();
 	if (!options_load(&next, d->argc, d->argv)) {
@@ -97,14 +98,40 @@ static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
 			log_write(&d->broker.log, LOG_ERROR, "broker", "reload refused: %s", next.errors[i]);
 		log_write(&d->broker.log, LOG_ERROR, "broker", "reload refused: running on as before");
 		notify_service_manager("READY=1\nSTATUS=reload refused: the config has errors");
-		return;
+		snprintf(message, length, "reload refused (%d error%s), running on as before: %s",
+			 next.error_count, next.error_count == 1 ? "" : "s", next.errors[0]);
+		return WH_EINVAL;
 	}
 	for (int i = 0; i < next.warning_count; i++)
 		log_write(&d->broker.log, LOG_WARN, "broker", "reload: %s", next.warnings[i]);
 	broker_reload(&d->broker, &next.config);
+	*d->options = next;
+	d->loaded_at = ev_now(d->broker.loop);
 	log_write(&d->broker.log, LOG_INFO, "broker", "reloaded %s", next.config_path[0] ? next.config_path
 											: "(no config file)");
 	notify_service_manager("READY=1\nSTATUS=running");
+	snprintf(message, length, "reloaded %s", next.config_path[0] ? next.config_path : "(no config file)");
+	return WH_OK;
+}
+
+static void on_reload(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	char message[512];
+	(void)loop;
+	(void)revents;
+	reload(w->data, message, sizeof message);
+}
+
+static int control_reload(void *ctx, char *message, size_t length)
+{
+	return reload(ctx, message, length);
+}
+
+static const struct options *control_options(void *ctx, double *loaded_at)
+{
+	struct daemon *d = ctx;
+	*loaded_at = d->loaded_at;
+	return d->options;
 }
 
 /* SIGUSR1, SIGUSR2: reserved; never a reason to die. */
@@ -157,6 +184,21 @@ int main(int argc, char **argv)
 		broker_stop(&d.broker);
 		return 1;
 	}
+	d.options = &options;
+	d.loaded_at = ev_now(loop);
+	if (options.config.control.socket_path[0]) {
+		struct control_hooks hooks = { control_reload, control_options, &d };
+		d.control = control_start(&d.broker, &hooks);
+		if (!d.control) {
+			broker_stop(&d.broker);
+			return 1;
+		}
+	}
+	if (broker_write_port_file(&d.broker) != WH_OK) {
+		control_stop(d.control);
+		broker_stop(&d.broker);
+		return 1;
+	}
 	bool listen_tls = d.broker.conn_shared.tls && !options.config.listen_plaintext;
 	if (options.config.listen_host[0] && !listen_tls &&
 	    !host_is_loopback(options.config.listen_host))
@@ -171,6 +213,7 @@ int main(int argc, char **argv)
 	watch(&d, &d.user2, on_ignored, SIGUSR2);
 	notify_service_manager("READY=1\nSTATUS=running");
 	ev_run(loop, 0);
+	control_stop(d.control);
 	broker_stop(&d.broker);
 	ev_loop_destroy(loop);
 	return 0;

@@ -529,6 +529,7 @@ static int stream_new(struct mux *mux, uint32_t id, const char *service, size_t 
 	s->recv_window = mux->config.window_size;
 	s->recv_peer_credit = mux->config.window_size;
 	s->last_update_time = mux->now;
+	s->stats.opened_at = mux->now;
 	int error = stream_table_insert(&mux->streams, id, s);
 	if (error != WH_OK) {
 		budget_release(mux, s->budget_reserved);
@@ -564,15 +565,21 @@ static void stream_check_finished(struct mux_stream *s)
 }
 
 /* Ends a stream from our side with ERROR: the peer and the owner both learn why. */
-static void stream_reset(struct mux_stream *s, int error, const char *message)
+/* Ends the stream: ERROR `code` to the peer, `error` to the owner. */
+static void stream_reset_with(struct mux_stream *s, int error, uint32_t code, const char *message)
 {
 	if (s->finished)
 		return;
 	struct mux *mux = s->mux;
 	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u reset: %s (%s)", mux->config.id, mux->config.peer,
 		  s->id, wh_strerror(error), message);
-	send_error_frame(mux, s->id, frame_error_code_for(error), message);
+	send_error_frame(mux, s->id, code, message);
 	stream_finish(s, error);
+}
+
+static void stream_reset(struct mux_stream *s, int error, const char *message)
+{
+	stream_reset_with(s, error, frame_error_code_for(error), message);
 }
 
 /* ---- input ------------------------------------------------------------------------- */
@@ -1665,6 +1672,15 @@ int mux_stream_reset(struct mux_stream *s, int error, const char *message)
 	return WH_OK;
 }
 
+int mux_stream_reset_code(struct mux_stream *s, uint32_t code, const char *message)
+{
+	if (s->finished)
+		return WH_ESTREAM_CLOSED;
+	stream_reset_with(s, WH_ESTREAM_CLOSED, code, message ? message : "");
+	mux_dispatch(s->mux);
+	return WH_OK;
+}
+
 void mux_stream_release(struct mux_stream *s)
 {
 	struct mux *mux = s->mux;
@@ -1705,4 +1721,24 @@ void mux_stream_get_stats(const struct mux_stream *s, struct mux_stream_stats *s
 	stats->recv_window = s->recv_window;
 	stats->send_credit = s->send_credit;
 	stats->held = bytebuf_length(&s->rx);
+}
+
+const char *mux_stream_state(const struct mux_stream *s)
+{
+	if (s->error != WH_OK)
+		return "reset";
+	if (s->finished)
+		return "finished";
+	if (s->write_closed && s->remote_closed)
+		return "closing";
+	if (s->write_closed)
+		return "local-closed";
+	if (s->remote_closed)
+		return "remote-closed";
+	return "open";
+}
+
+void *mux_stream_owner(const struct mux_stream *s, mux_stream_handler handler)
+{
+	return s->handler == handler ? s->handler_user : NULL;
 }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "counters.h"
 #include "frame.h"
 #include "log.h"
 
@@ -133,22 +134,30 @@ struct mux_callbacks {
 	void (*on_timer_changed)(struct mux *mux, void *user);
 };
 
-/* Counters of one connection, by frame type (index = type; 0 counts unknown types). */
+/* Counters of one connection (shared/counters.h), beside the per-type frame counts. */
+#define MUX_COUNTERS_TABLE(X) \
+	X(bytes_in, TOTAL, BYTES, "wire bytes received, frame headers included") \
+	X(bytes_out, TOTAL, BYTES, "wire bytes sent, frame headers included") \
+	X(data_bytes_in, TOTAL, BYTES, "DATA payload bytes received") \
+	X(data_bytes_out, TOTAL, BYTES, "DATA payload bytes sent") \
+	X(streams_opened, TOTAL, NONE, "streams this side opened") \
+	X(streams_accepted, TOTAL, NONE, "streams the peer opened and this side took") \
+	X(streams_refused, TOTAL, NONE, "streams the peer opened and this side refused") \
+	X(dropped_frames, TOTAL, NONE, "frames for unknown or finished streams") \
+	X(early_frames, TOTAL, NONE, "DATA or CLOSE held until their HANDSHAKE came") \
+	X(malformed_frames, TOTAL, NONE, "frames that broke the protocol") \
+	X(errors_sent, TOTAL, NONE, "ERROR frames sent") \
+	X(errors_received, TOTAL, NONE, "ERROR frames received") \
+	X(window_stalls, TOTAL, NONE, "times a stream had data but no send credit") \
+	X(window_growths, TOTAL, NONE, "receive windows grown by auto-tuning") \
+	X(streams_lingered, TOTAL, NONE, "released streams reset after the release linger") \
+	X(streams_reset_empty, TOTAL, NONE, "peer streams ended by the peer with no DATA") \
+	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused")
+
 struct mux_stats {
-	uint64_t frames_in[8], frames_out[8];
-	uint64_t bytes_in, bytes_out;           /* wire bytes, headers included */
-	uint64_t data_bytes_in, data_bytes_out; /* DATA payload bytes */
-	uint64_t streams_opened, streams_accepted, streams_refused;
-	uint64_t dropped_frames;                /* for unknown or finished streams */
-	uint64_t early_frames;                  /* DATA or CLOSE held until their HANDSHAKE came */
-	uint64_t malformed_frames;
-	uint64_t errors_sent, errors_received;
-	uint64_t window_stalls;                 /* a stream had data but no credit */
-	uint64_t window_growths;
-	uint64_t streams_lingered;              /* released streams reset after release_linger */
-	uint64_t streams_reset_empty;           /* peer streams ended by the peer with no DATA */
-	uint64_t budget_refusals;               /* reservations a budget refused */
-	double rtt;                             /* last PING round trip, seconds (0: none yet) */
+	uint64_t frames_in[8], frames_out[8]; /* by frame type (index = type; 0: unknown types) */
+	MUX_COUNTERS_TABLE(COUNTER_FIELD)
+	double rtt;                           /* last PING round trip, seconds (0: none yet) */
 };
 
 struct mux_stream_stats {
@@ -156,6 +165,9 @@ struct mux_stream_stats {
 	uint32_t recv_window;   /* current receive window */
 	int64_t send_credit;    /* what the peer lets us send now */
 	size_t held;            /* received bytes the app has not consumed */
+	double opened_at;       /* the mux's clock at its start: the `now` of the last input or
+				 * timer call, exact for streams the peer opens (their HANDSHAKE
+				 * is input), earlier for ones opened locally between calls */
 };
 
 /* ---- the connection ---------------------------------------------------------------- */
@@ -251,6 +263,9 @@ void mux_stream_consumed(struct mux_stream *stream, size_t n);
 int mux_stream_close_write(struct mux_stream *stream);
 /* Ends the stream with ERROR (code from `error`, e.g. WH_ESTREAM_CLOSED -> 499) and message. */
 int mux_stream_reset(struct mux_stream *stream, int error, const char *message);
+/* The same with the wire code given (an operator's close-stream): the peer gets ERROR `code`,
+ * the owner WH_ESTREAM_CLOSED. WH_OK, or WH_ESTREAM_CLOSED if it had ended. */
+int mux_stream_reset_code(struct mux_stream *stream, uint32_t code, const char *message);
 /* The owner is done with the stream: it stops reading (later DATA is discarded with its
  * credit returned), half-closes if it had not, and the mux frees the stream when finished.
  * The pointer must not be used after this call. */
@@ -267,5 +282,11 @@ int mux_stream_error(const struct mux_stream *stream);
 uint32_t mux_stream_remote_code(const struct mux_stream *stream);
 const char *mux_stream_remote_message(const struct mux_stream *stream);
 void mux_stream_get_stats(const struct mux_stream *stream, struct mux_stream_stats *stats);
+/* "open", "local-closed" (we sent or queued CLOSE), "remote-closed", "closing" (both),
+ * "finished", or "reset" (an ERROR went either way). */
+const char *mux_stream_state(const struct mux_stream *stream);
+/* The handler's user pointer when the stream's handler is `handler`, else NULL: lets a module
+ * recognise the streams it owns. */
+void *mux_stream_owner(const struct mux_stream *stream, mux_stream_handler handler);
 
 #endif

@@ -117,6 +117,17 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  APPLY_LIVE, SCOPE_BROKER,
 	  "groups (names or gids, comma-separated) whose members' apps may attach (primary or "
 	  "supplementary group); with attach-users, either admits" },
+	{ OPT_CONTROL_SOCKET, "control-socket", 0, OPTION_PATH, 0, 0, false, true,
+	  "control.sock beside the app socket", NULL, APPLY_RESTART, SCOPE_BROKER,
+	  "wormhole-ctl talks to the broker at this Unix socket ('none': no control socket; "
+	  "without an app socket the default is none)" },
+	{ OPT_CONTROL_SOCKET_MODE, "control-socket-mode", 0, OPTION_MODE, 0, 0777, false, false,
+	  "0600", NULL, APPLY_RESTART, SCOPE_BROKER,
+	  "permission bits of the control socket, octal: who may inspect and steer the broker" },
+	{ OPT_CONTROL_SOCKET_OWNER, "control-socket-owner", 0, OPTION_OWNER, 0, 0, false, false,
+	  "the broker's", NULL, APPLY_RESTART, SCOPE_BROKER,
+	  "owner and group of the control socket, USER[:GROUP] or :GROUP (e.g. :wormhole with "
+	  "control-socket-mode 0660)" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
@@ -514,10 +525,15 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 		}
 		break;
 	case OPT_PORT_FILE:
+	case OPT_CONTROL_SOCKET:
 	case OPT_SOCKET: {
-		char *dest = info->id == OPT_SOCKET ? c->apps.socket_path : c->port_file;
-		size_t cap = info->id == OPT_SOCKET ? sizeof c->apps.socket_path : sizeof c->port_file;
-		if (info->id == OPT_SOCKET && strcmp(value, "none") == 0) {
+		char *dest = info->id == OPT_SOCKET ? c->apps.socket_path
+			   : info->id == OPT_CONTROL_SOCKET ? c->control.socket_path : c->port_file;
+		size_t cap = info->id == OPT_SOCKET ? sizeof c->apps.socket_path
+			   : info->id == OPT_CONTROL_SOCKET ? sizeof c->control.socket_path : sizeof c->port_file;
+		if (info->id == OPT_CONTROL_SOCKET)
+			c->control.socket_path_set = true;
+		if (info->id != OPT_PORT_FILE && strcmp(value, "none") == 0) {
 			dest[0] = '\0';
 			break;
 		}
@@ -529,6 +545,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 		snprintf(dest, cap, "%s", value);
 		break;
 	}
+	case OPT_CONTROL_SOCKET_MODE:
 	case OPT_SOCKET_MODE: {
 		char *end;
 		unsigned long mode = strtoul(value, &end, 8);
@@ -536,11 +553,14 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 			add_error(o, at, info, value, "not permission bits in octal (0..0777)");
 			return false;
 		}
-		c->apps.socket_mode = (unsigned)mode;
+		*(info->id == OPT_SOCKET_MODE ? &c->apps.socket_mode : &c->control.socket_mode) = (unsigned)mode;
 		break;
 	}
+	case OPT_CONTROL_SOCKET_OWNER:
 	case OPT_SOCKET_OWNER: {
-		const char *why = parse_owner(value, &c->apps.socket_uid, &c->apps.socket_gid);
+		bool app = info->id == OPT_SOCKET_OWNER;
+		const char *why = parse_owner(value, app ? &c->apps.socket_uid : &c->control.socket_uid,
+					      app ? &c->apps.socket_gid : &c->control.socket_gid);
 		if (why) {
 			add_error(o, at, info, value, "%s", why);
 			return false;
@@ -1106,6 +1126,25 @@ static void check_whole(struct options *o, struct loading *l)
 			  "and no peers");
 	if (c->apps.socket_path[0] && c->port_file[0] && strcmp(c->apps.socket_path, c->port_file) == 0)
 		add_error(o, NULL, NULL, NULL, "the port file and the app socket are the same path");
+	/* the control socket's default: control.sock in the app socket's directory, so that each
+	 * broker's pair of sockets stays together (and test brokers in temporary directories
+	 * never meet) */
+	if (!c->control.socket_path_set && c->apps.socket_path[0]) {
+		const char *slash = strrchr(c->apps.socket_path, '/');
+		int dir_length = slash ? (int)(slash - c->apps.socket_path) : 0;
+		if (slash && dir_length == 0)
+			dir_length = 0, slash = "/"; /* a socket in / */
+		int n = snprintf(c->control.socket_path, sizeof c->control.socket_path, "%.*s%scontrol.sock",
+				 dir_length, c->apps.socket_path, slash ? "/" : "");
+		if (n < 0 || (size_t)n >= sizeof c->control.socket_path)
+			add_error(o, NULL, NULL, NULL, "control-socket: control.sock beside the app socket "
+				  "would be too long a path: set control-socket");
+	}
+	if (c->control.socket_path[0] &&
+	    (strcmp(c->control.socket_path, c->apps.socket_path) == 0 ||
+	     strcmp(c->control.socket_path, c->port_file) == 0))
+		add_error(o, NULL, NULL, NULL, "the control socket must have a path of its own (not the app "
+			  "socket's or the port file's)");
 }
 
 bool options_load(struct options *o, int argc, char **argv)
@@ -1283,6 +1322,13 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_SOCKET: snprintf(out, len, "%s", c->apps.socket_path[0] ? c->apps.socket_path : "none"); break;
 	case OPT_SOCKET_MODE: snprintf(out, len, "0%03o", c->apps.socket_mode); break;
 	case OPT_SOCKET_OWNER: snprintf(out, len, "%ld:%ld", c->apps.socket_uid, c->apps.socket_gid); break;
+	case OPT_CONTROL_SOCKET:
+		snprintf(out, len, "%s", c->control.socket_path[0] ? c->control.socket_path : "none");
+		break;
+	case OPT_CONTROL_SOCKET_MODE: snprintf(out, len, "0%03o", c->control.socket_mode); break;
+	case OPT_CONTROL_SOCKET_OWNER:
+		snprintf(out, len, "%ld:%ld", c->control.socket_uid, c->control.socket_gid);
+		break;
 	case OPT_RING_SIZE: snprintf(out, len, "%u", c->apps.ring_capacity); break;
 	case OPT_APP_MAX_STREAMS: snprintf(out, len, "%u", c->apps.max_streams); break;
 	case OPT_APP_MAX_RING_MEMORY: snprintf(out, len, "%llu", (unsigned long long)c->apps.max_ring_memory); break;

@@ -241,6 +241,7 @@ static void cb_closed(struct mux *mux, int error, void *user)
 			  pool->name, mux_id(conn_mux(pc->conn)));
 	}
 	pool->open_count--;
+	pool->stats.closed_connections++;
 	if (!conn_is_ready(pc->conn)) {
 		/* TLS never came up (the conn said why): a failed dial, with its back-off */
 		pool->stats.failed_connections++;
@@ -524,6 +525,34 @@ void pool_drain(struct pool *pool)
 	pool_each_conn(pool, drain_conn, NULL);
 	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s draining: %u connections", pool->name,
 		  pool->open_count);
+}
+
+void pool_resume(struct pool *pool)
+{
+	if (pool->closed || !pool->draining)
+		return;
+	pool->draining = false;
+	pool->backoff = pool->config.backoff_initial;
+	pool->retry_at = 0;
+	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s takes streams again", pool->name);
+	pool_maintain(pool);
+}
+
+void pool_get_info(const struct pool *pool, struct pool_info *info)
+{
+	double now = ev_now(pool->loop);
+	*info = (struct pool_info){
+		.name = pool->name, .host = pool->host, .port = pool->port,
+		.min_size = pool->config.min_size, .max_size = pool->config.max_size,
+		.open = pool->open_count, .dialling = pool->dialling,
+		.retry_in = pool->retry_at > now ? pool->retry_at - now : 0,
+		.backoff = pool->backoff,
+		.draining = pool->draining,
+		.tls = pool->shared && pool->shared->tls && !pool->config.plaintext,
+	};
+	for (const struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		if (pc->conn)
+			info->streams += mux_num_streams(conn_mux(pc->conn));
 }
 
 bool pool_drained(const struct pool *pool)

@@ -25,14 +25,18 @@ struct pool_config {
 
 void pool_config_default(struct pool_config *config);
 
-/* The seed's PoolStats. */
+/* The seed's PoolStats (shared/counters.h). */
+#define POOL_COUNTERS_TABLE(X) \
+	X(total_connections, TOTAL, NONE, "dials that succeeded") \
+	X(active_connections, LEVEL, NONE, "open connections carrying at least one stream") \
+	X(idle_connections, LEVEL, NONE, "open connections with no stream") \
+	X(total_streams, TOTAL, NONE, "streams opened through the pool") \
+	X(failed_connections, TOTAL, NONE, "dials that failed or timed out") \
+	X(health_check_failures, TOTAL, NONE, "health checks that got no PONG in time") \
+	X(closed_connections, TOTAL, NONE, "connections that closed, for any reason")
+
 struct pool_stats {
-	int64_t total_connections;   /* dials that succeeded */
-	int64_t active_connections;  /* open connections carrying at least one stream */
-	int64_t idle_connections;    /* open connections with no stream */
-	int64_t total_streams;       /* streams opened through the pool */
-	int64_t failed_connections;  /* dials that failed or timed out */
-	int64_t health_check_failures;
+	POOL_COUNTERS_TABLE(COUNTER_FIELD)
 };
 
 struct pool;
@@ -73,6 +77,22 @@ bool pool_is_closed(const struct pool *pool);
  * (the peer opens no new streams on it), no new dial; a connection whose last stream ended is
  * closed. For a peer removed by a reload and for the broker's drain. */
 void pool_drain(struct pool *pool);
+/* Undoes pool_drain (wormhole-ctl warm-peer): streams are taken again and the pool dials back
+ * up to min_size; connections that said ERROR 505 stay drained and close once idle. */
+void pool_resume(struct pool *pool);
+
+/* What the control tool shows of a pool beside its stats. Strings belong to the pool. */
+struct pool_info {
+	const char *name, *host, *port;
+	unsigned min_size, max_size;
+	unsigned open, dialling;  /* connections open now; dials under way */
+	uint64_t streams;         /* streams on its connections now */
+	double retry_in;          /* seconds until the next dial after failures (0: none waits) */
+	double backoff;           /* the delay the next failure will wait */
+	bool draining, tls;
+};
+void pool_get_info(const struct pool *pool, struct pool_info *info);
+
 /* True once no connection of a draining pool carries a stream. */
 bool pool_drained(const struct pool *pool);
 /* New settings for connections dialled from now on (open ones keep theirs); the address too.

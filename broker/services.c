@@ -50,6 +50,8 @@ static void discard_handler(struct mux_stream *stream, enum mux_stream_event eve
 	}
 }
 
+const char *const services_builtin[] = { "echo", "discard", NULL };
+
 bool services_exists(const char *name)
 {
 	return strcmp(name, "echo") == 0 || strcmp(name, "discard") == 0;
@@ -198,6 +200,14 @@ size_t service_registry_remove_owner(struct service_registry *registry, const vo
 	}
 	registry->count -= removed;
 	return removed;
+}
+
+void service_registry_each(const struct service_registry *registry,
+			   void (*fn)(const char *service, void *owner, void *arg), void *arg)
+{
+	for (size_t i = 0; i < registry->bucket_count; i++)
+		for (const struct service_listener *l = registry->buckets[i]; l; l = l->next)
+			fn(l->service, l->owner, arg);
 }
 
 /* ---- access rules ---------------------------------------------------------------------- */

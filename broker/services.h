@@ -15,6 +15,8 @@
 int services_attach(struct mux_stream *stream, const char *service);
 /* True if name is a built-in service. */
 bool services_exists(const char *name);
+/* The built-in services' names, NULL-terminated. */
+extern const char *const services_builtin[];
 
 /*
  * The listener registry: service name -> the owner (an app session) listening on it, at most
@@ -39,6 +41,9 @@ int service_registry_add(struct service_registry *registry, const char *service,
 /* Unregisters owner from service. WH_OK, or WH_ENO_SERVICE when owner does not listen there. */
 int service_registry_remove(struct service_registry *registry, const char *service,
 			    const void *owner);
+/* Calls fn for every name and its owner (fn must not change the registry). */
+void service_registry_each(const struct service_registry *registry,
+			   void (*fn)(const char *service, void *owner, void *arg), void *arg);
 /* Unregisters every name owner listens on; returns how many there were. */
 size_t service_registry_remove_owner(struct service_registry *registry, const void *owner);
 

@@ -362,18 +362,10 @@ int wh_client_stats(wh_client *c, struct wh_client_stats *stats)
 	if (reply.type != ATTACH_STATS_REPLY)
 		return WH_EPROTOCOL; /* no fds: a STATS_REPLY or RESULT carries none */
 	/* A broker may know more counters than we do (ignored) or fewer (left 0). */
-	uint64_t known[ATTACH_STAT_COUNT] = { 0 };
-	for (unsigned i = 0; i < reply.stats_count && i < ATTACH_STAT_COUNT; i++)
-		known[i] = reply.stats[i];
-	stats->streams = known[ATTACH_STAT_STREAMS];
-	stats->streams_opened = known[ATTACH_STAT_STREAMS_OPENED];
-	stats->streams_accepted = known[ATTACH_STAT_STREAMS_ACCEPTED];
-	stats->ring_bytes = known[ATTACH_STAT_RING_BYTES];
-	stats->ring_bytes_limit = known[ATTACH_STAT_RING_BYTES_LIMIT];
-	stats->max_streams = known[ATTACH_STAT_MAX_STREAMS];
-	stats->bytes_sent = known[ATTACH_STAT_BYTES_SENT];
-	stats->bytes_received = known[ATTACH_STAT_BYTES_RECEIVED];
-	stats->broker_clients = known[ATTACH_STAT_BROKER_CLIENTS];
-	stats->broker_streams = known[ATTACH_STAT_BROKER_STREAMS];
+	struct attach_stats known;
+	attach_stats_unpack(&reply, &known);
+#define COPY_COUNTER(name, kind, unit, help) stats->name = known.name;
+	ATTACH_STATS_TABLE(COPY_COUNTER)
+#undef COPY_COUNTER
 	return WH_OK;
 }

@@ -149,3 +149,21 @@ int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg)
 		return WH_EPROTOCOL; /* short, long, or a field out of range */
 	return WH_OK;
 }
+
+#define COUNTER_STRUCT struct attach_stats
+static const struct counter_info attach_stats_info[] = { ATTACH_STATS_TABLE(COUNTER_INFO_OF) };
+#undef COUNTER_STRUCT
+
+void attach_stats_pack(const struct attach_stats *stats, struct attach_msg *reply)
+{
+	reply->stats_count = ATTACH_STAT_COUNT;
+	for (unsigned i = 0; i < ATTACH_STAT_COUNT; i++)
+		reply->stats[i] = counter_value(stats, &attach_stats_info[i]);
+}
+
+void attach_stats_unpack(const struct attach_msg *reply, struct attach_stats *stats)
+{
+	memset(stats, 0, sizeof *stats);
+	for (unsigned i = 0; i < reply->stats_count && i < ATTACH_STAT_COUNT; i++)
+		*(uint64_t *)(void *)((char *)stats + attach_stats_info[i].offset) = reply->stats[i];
+}

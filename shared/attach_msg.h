@@ -7,6 +7,8 @@
 
 #include <wormhole/errors.h>
 
+#include "counters.h"
+
 /*
  * One message per packet: an 8-byte header, then the type's fields in order. Integers are
  * little-endian (both ends share a host); strings are a u8 length and 0..255 bytes without
@@ -45,21 +47,9 @@ enum attach_type {
 	ATTACH_STATS_REPLY = 36, /* count, then count u64 counters in enum attach_stat order */
 };
 
-/* The counters of STATS_REPLY, by index. New ones are only ever appended: a reader takes the
- * ones it knows and ignores the rest, a writer of fewer leaves the reader's extra ones 0. */
-enum attach_stat {
-	ATTACH_STAT_STREAMS,           /* streams the app holds now */
-	ATTACH_STAT_STREAMS_OPENED,    /* streams it opened since it attached */
-	ATTACH_STAT_STREAMS_ACCEPTED,  /* streams handed to it as a listener */
-	ATTACH_STAT_RING_BYTES,        /* shared memory allotted to its streams now */
-	ATTACH_STAT_RING_BYTES_LIMIT,  /* the most it may have */
-	ATTACH_STAT_MAX_STREAMS,       /* the most streams it may hold */
-	ATTACH_STAT_BYTES_SENT,        /* bytes the broker took from its rings (peer streams) */
-	ATTACH_STAT_BYTES_RECEIVED,    /* bytes the broker put into its rings (peer streams) */
-	ATTACH_STAT_BROKER_CLIENTS,    /* apps attached to the broker now */
-	ATTACH_STAT_BROKER_STREAMS,    /* app streams in the broker now, all apps */
-	ATTACH_STAT_COUNT
-};
+/* STATS_REPLY carries a count, then that many u64 counters in ATTACH_STATS_TABLE's order
+ * (shared/counters.h). New ones are only ever appended: a reader takes the ones it knows and
+ * ignores the rest, a writer of fewer leaves the reader's extra ones 0. */
 #define ATTACH_STATS_MAX 32u
 
 struct attach_msg {
@@ -79,7 +69,7 @@ struct attach_msg {
 	char service[ATTACH_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
 	char message[ATTACH_STRING_MAX + 1]; /* RESULT */
 	uint8_t stats_count;               /* STATS_REPLY: 0..ATTACH_STATS_MAX */
-	uint64_t stats[ATTACH_STATS_MAX];     /* STATS_REPLY, by enum attach_stat */
+	uint64_t stats[ATTACH_STATS_MAX];     /* STATS_REPLY, in ATTACH_STATS_TABLE order */
 };
 
 /* Bytes written (> 0), or WH_EINVAL (unknown type, string too long or with NUL, bad
@@ -92,5 +82,9 @@ int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg);
  * or 3 with ATTACH_NO_SLOT (segment, wait, wake); others 0. */
 unsigned attach_fd_count(const struct attach_msg *msg);
 const char *attach_type_name(unsigned type);
+
+/* STATS_REPLY's array from the named counters and back (counters it lacks stay 0). */
+void attach_stats_pack(const struct attach_stats *stats, struct attach_msg *reply);
+void attach_stats_unpack(const struct attach_msg *reply, struct attach_stats *stats);
 
 #endif

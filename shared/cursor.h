@@ -48,6 +48,12 @@ static inline void cursor_put_u8(struct cursor *c, uint8_t v)
 	cursor_put_bytes(c, &v, 1);
 }
 
+static inline void cursor_put_u16le(struct cursor *c, uint16_t v)
+{
+	uint8_t b[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+	cursor_put_bytes(c, b, 2);
+}
+
 static inline void cursor_put_u32be(struct cursor *c, uint32_t v)
 {
 	uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
@@ -83,6 +89,13 @@ static inline uint8_t cursor_get_u8(struct cursor *c)
 	uint8_t v;
 	cursor_get_bytes(c, &v, 1);
 	return v;
+}
+
+static inline uint16_t cursor_get_u16le(struct cursor *c)
+{
+	uint8_t b[2];
+	cursor_get_bytes(c, b, 2);
+	return (uint16_t)(b[0] | b[1] << 8);
 }
 
 static inline uint32_t cursor_get_u32be(struct cursor *c)

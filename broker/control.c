@@ -1,0 +1,1003 @@
+/* The control socket (control.h): requests in, tables and results out. */
+#include "config.h"
+
+#include "control.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "control_msg.h"
+#include "frame.h"
+#include "unix_socket.h"
+
+#define CONTROL_CLIENTS_MAX 16      /* at once; more are closed at accept */
+#define REPLY_FIRST_SIZE (64u << 10)
+#define REPLY_MAX_SIZE CONTROL_BODY_MAX
+#define DONE_ROOM (CONTROL_HEADER_SIZE + 6 + CONTROL_TEXT_MAX) /* the DONE after the tables */
+
+struct control_client {
+	struct control *control;
+	int fd;
+	ev_io io;
+	long pid, uid;
+	uint8_t in[CONTROL_HEADER_SIZE + CONTROL_REQUEST_MAX];
+	size_t in_length;
+	uint8_t *out;             /* the reply being written */
+	size_t out_length, out_sent;
+	bool close_after_reply;   /* it broke the protocol: the answer says so, then it ends */
+	LIST_ENTRY(control_client) link;
+};
+
+struct control {
+	struct broker *broker;
+	struct control_hooks hooks;
+	const struct log_sink *log;
+	char path[108];
+	dev_t socket_dev; /* the file we made: removed at stop only if it is still ours */
+	ino_t socket_ino;
+	int listen_fd;
+	ev_io acceptor;
+	ev_timer accept_pause; /* out of descriptors: look again in a moment */
+	unsigned client_count;
+	LIST_HEAD(, control_client) clients;
+};
+
+/* ---- the reply being built ------------------------------------------------------------ */
+
+struct reply {
+	uint8_t *buf;
+	size_t cap, length;  /* cap keeps DONE_ROOM free for the DONE */
+	bool overflow;       /* a table did not fit: the view runs again with a larger buffer */
+	int status;          /* for DONE */
+	char message[CONTROL_TEXT_MAX + 1];
+};
+
+static void table_begin(struct reply *r, struct control_writer *w, const char *name)
+{
+	control_table_begin(w, r->buf + r->length, r->cap - r->length, name);
+}
+
+static void table_end(struct reply *r, struct control_writer *w, const char *name,
+		      const struct log_sink *log)
+{
+	int n = control_table_end(w);
+	if (n == WH_EBUFFER_TOO_SMALL) {
+		r->overflow = true;
+	} else if (n < 0) { /* a mistake in this file's column lists: say so, never crash */
+		log_write(log, LOG_ERROR, "control", "table %s could not be written: %s", name, wh_strerror(n));
+		r->status = WH_EINVAL;
+		snprintf(r->message, sizeof r->message, "the broker could not write table %s", name);
+	} else {
+		r->length += (size_t)n;
+	}
+}
+
+static void fail(struct reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(struct reply *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->message, sizeof r->message, fmt, ap);
+	va_end(ap);
+	r->status = status;
+}
+
+/* Columns from a counter table (shared/counters.h). */
+static void counter_columns(struct control_writer *w, const struct counter_info *info, size_t count,
+			    const char *prefix)
+{
+	for (size_t i = 0; i < count; i++) {
+		char name[CONTROL_NAME_MAX + 1];
+		snprintf(name, sizeof name, "%s%s", prefix, info[i].name);
+		control_table_column(w, name, CONTROL_UINT,
+				     info[i].kind == COUNTER_TOTAL ? CONTROL_COUNTER : CONTROL_GAUGE,
+				     info[i].unit == COUNTER_UNIT_BYTES ? CONTROL_UNIT_BYTES
+				     : info[i].unit == COUNTER_UNIT_SECONDS ? CONTROL_UNIT_SECONDS
+									   : CONTROL_UNIT_NONE,
+				     info[i].help);
+	}
+}
+
+static void counter_values(struct control_writer *w, const void *counters, const struct counter_info *info,
+			   size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		control_put_uint(w, counter_value(counters, &info[i]));
+}
+
+#define COUNTER_STRUCT struct mux_stats
+static const struct counter_info mux_counter_info[] = { MUX_COUNTERS_TABLE(COUNTER_INFO_OF) };
+#undef COUNTER_STRUCT
+#define COUNTER_STRUCT struct pool_stats
+static const struct counter_info pool_counter_info[] = { POOL_COUNTERS_TABLE(COUNTER_INFO_OF) };
+#undef COUNTER_STRUCT
+#define COUNTER_STRUCT struct apps_stats
+static const struct counter_info apps_counter_info[] = { APPS_COUNTERS_TABLE(COUNTER_INFO_OF) };
+#undef COUNTER_STRUCT
+#define COUNTER_STRUCT struct attach_stats
+static const struct counter_info session_counter_info[] = { ATTACH_STATS_TABLE(COUNTER_INFO_OF) };
+#undef COUNTER_STRUCT
+/* the last two rows of the attach table are broker-wide (status shows them) */
+#define SESSION_COUNTERS (sizeof session_counter_info / sizeof session_counter_info[0] - 2)
+#define COUNT_OF(a) (sizeof (a) / sizeof (a)[0])
+
+/* ---- views ---------------------------------------------------------------------------- */
+
+struct view_ctx {
+	struct control *control;
+	const struct control_request *request;
+	struct reply *reply;
+	struct control_writer w;
+	double now;
+	/* filters (streams) */
+	const char *peer, *app;
+};
+
+static void view_status(struct view_ctx *v)
+{
+	struct control *ctl = v->control;
+	struct broker_status st;
+	broker_get_status(ctl->broker, &st);
+	double loaded_at = 0;
+	const struct options *options = ctl->hooks.options ? ctl->hooks.options(ctl->hooks.ctx, &loaded_at) : NULL;
+	char listen[300] = "none";
+	if (st.listen_host[0])
+		snprintf(listen, sizeof listen, "%s:%u%s", st.listen_host, st.listen_port, st.tls ? " (TLS)" : "");
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "status");
+	control_table_column(w, "version", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's version");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's process id");
+	control_table_column(w, "uptime", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the broker started");
+	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where peer brokers connect");
+	control_table_column(w, "app_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where apps attach");
+	control_table_column(w, "control_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where wormhole-ctl connects");
+	control_table_column(w, "config_file", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the settings file read (empty: none)");
+	control_table_column(w, "config_age", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the settings were loaded");
+	control_table_column(w, "log_level", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the log level now");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "running or draining");
+	control_table_column(w, "peers", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "configured peer brokers");
+	control_table_column(w, "connections_dialled", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "open connections this broker dialled");
+	control_table_column(w, "connections_accepted", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "open connections peers dialled");
+	counter_columns(w, apps_counter_info, COUNT_OF(apps_counter_info), "apps_");
+	control_table_column(w, "budget_used", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "memory budget held by streams and peers");
+	control_table_column(w, "budget_limit", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "the memory budget");
+	control_table_column(w, "accepted_total", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections accepted");
+	control_table_column(w, "accepted_shed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept for want of descriptors");
+	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
+	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections refused after repeated failed TLS handshakes");
+	control_table_row(w);
+	control_put_text(w, PACKAGE_VERSION);
+	control_put_int(w, (int64_t)getpid());
+	control_put_float(w, st.uptime);
+	control_put_text(w, listen);
+	control_put_text(w, st.app_socket);
+	control_put_text(w, ctl->path);
+	control_put_text(w, options ? options->config_path : "");
+	control_put_float(w, options ? v->now - loaded_at : 0);
+	control_put_text(w, log_level_name(st.log_level));
+	control_put_text(w, st.draining ? "draining" : "running");
+	control_put_uint(w, st.peers);
+	control_put_uint(w, st.connections_dialled);
+	control_put_uint(w, st.connections_accepted);
+	counter_values(w, &st.apps, apps_counter_info, COUNT_OF(apps_counter_info));
+	control_put_uint(w, st.budget_used);
+	control_put_uint(w, st.budget_limit);
+	control_put_uint(w, st.accepted_total);
+	control_put_uint(w, st.accepted_shed);
+	control_put_uint(w, st.capped_connections);
+	control_put_uint(w, st.handshake_refused);
+	table_end(v->reply, w, "status", ctl->log);
+}
+
+static void peer_row(struct pool *pool, void *arg)
+{
+	struct view_ctx *v = arg;
+	struct control_writer *w = &v->w;
+	struct pool_info info;
+	struct pool_stats stats;
+	pool_get_info(pool, &info);
+	pool_get_stats(pool, &stats);
+	char address[300];
+	snprintf(address, sizeof address, "%s:%s", info.host, info.port);
+	const char *state = info.draining ? "draining"
+			  : info.open > 0 ? "up"
+			  : info.retry_in > 0 ? "backing-off"
+			  : info.dialling > 0 ? "dialling" : "down";
+	control_table_row(w);
+	control_put_text(w, info.name);
+	control_put_text(w, address);
+	control_put_text(w, state);
+	control_put_text(w, info.tls ? "yes" : "no");
+	control_put_uint(w, info.min_size);
+	control_put_uint(w, info.max_size);
+	control_put_uint(w, info.open);
+	control_put_uint(w, info.dialling);
+	control_put_uint(w, info.streams);
+	counter_values(w, &stats, pool_counter_info, COUNT_OF(pool_counter_info));
+	control_put_float(w, info.retry_in);
+	control_put_float(w, info.backoff);
+}
+
+static void view_peers(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "peers");
+	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the peer's name");
+	control_table_column(w, "address", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where it is dialled");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "up, dialling, backing-off, down or draining");
+	control_table_column(w, "tls", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "dialled over TLS");
+	control_table_column(w, "min", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections kept open (pool-min)");
+	control_table_column(w, "max", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "most connections (pool-max)");
+	control_table_column(w, "open", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections open now");
+	control_table_column(w, "dialling", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "dials under way");
+	control_table_column(w, "in_use", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "streams on its connections now");
+	counter_columns(w, pool_counter_info, COUNT_OF(pool_counter_info), "");
+	control_table_column(w, "retry_in", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time until the next dial after failures (0: none waits)");
+	control_table_column(w, "backoff", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "the delay the next failure waits");
+	broker_each_pool(v->control->broker, peer_row, v);
+	table_end(v->reply, w, "peers", v->control->log);
+}
+
+static const char *conn_state(struct conn *conn)
+{
+	struct mux *mux = conn_mux(conn);
+	if (mux_is_closed(mux))
+		return "closed";
+	if (!conn_is_ready(conn))
+		return "handshaking";
+	return mux_accepts_streams(mux) ? "open" : "draining";
+}
+
+static void conn_row(struct conn *conn, bool accepted, void *arg)
+{
+	struct view_ctx *v = arg;
+	struct control_writer *w = &v->w;
+	struct mux *mux = conn_mux(conn);
+	const struct mux_stats *stats = mux_stats(mux);
+	const char *identity = conn_peer_identity(conn);
+	control_table_row(w);
+	control_put_uint(w, mux_id(mux));
+	control_put_text(w, mux_peer(mux));
+	control_put_text(w, accepted ? "accepted" : "dialled");
+	control_put_text(w, conn_state(conn));
+	control_put_text(w, conn_local_addr(conn));
+	control_put_text(w, conn_remote_addr(conn));
+	control_put_text(w, conn_is_tls(conn) ? (identity[0] ? identity : "(handshaking)") : "");
+	control_put_float(w, conn_age(conn));
+	control_put_uint(w, mux_num_streams(mux));
+	control_put_float(w, stats->rtt);
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
+		control_put_uint(w, stats->frames_in[t]);
+	control_put_uint(w, stats->frames_in[0]);
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
+		control_put_uint(w, stats->frames_out[t]);
+	counter_values(w, stats, mux_counter_info, COUNT_OF(mux_counter_info));
+	control_put_text(w, mux_error(mux) == WH_OK ? "" : wh_strerror(mux_error(mux)));
+}
+
+/* "data", "window_update", ...: frame type names as column suffixes. */
+static void frame_type_column(char *out, size_t length, const char *prefix, unsigned type)
+{
+	char name[32];
+	snprintf(name, sizeof name, "%s", frame_type_name(type));
+	for (char *p = name; *p; p++)
+		*p = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+	snprintf(out, length, "%s%s", prefix, name);
+}
+
+static void view_conns(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "conns");
+	control_table_column(w, "conn", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the connection's id (as in log lines)");
+	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the peer's name, identity or address");
+	control_table_column(w, "role", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "dialled by this broker, or accepted");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "handshaking, open, draining or closed");
+	control_table_column(w, "local", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "local address");
+	control_table_column(w, "remote", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "remote address");
+	control_table_column(w, "tls_identity", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the peer's certificate name (empty: plaintext)");
+	control_table_column(w, "age", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the connection was made");
+	control_table_column(w, "streams", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "streams on it now");
+	control_table_column(w, "rtt", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "last PING round trip (0: none yet)");
+	char name[CONTROL_NAME_MAX + 1];
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
+		frame_type_column(name, sizeof name, "frames_in_", t);
+		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of this type");
+	}
+	control_table_column(w, "frames_in_unknown", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of unknown types");
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
+		frame_type_column(name, sizeof name, "frames_out_", t);
+		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames sent of this type");
+	}
+	counter_columns(w, mux_counter_info, COUNT_OF(mux_counter_info), "");
+	control_table_column(w, "last_error", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "why it closed (empty while open)");
+	broker_each_conn(v->control->broker, conn_row, v);
+	table_end(v->reply, w, "conns", v->control->log);
+}
+
+struct stream_walk {
+	struct view_ctx *v;
+	struct conn *conn;
+};
+
+static void stream_cells(struct view_ctx *v, uint64_t conn, uint64_t id, const char *peer,
+			 const char *service, const char *state, const char *app, long pid, long uid,
+			 uint64_t bytes_in, uint64_t bytes_out, int64_t send_window, uint64_t recv_window,
+			 uint64_t ring_fill, double age)
+{
+	struct control_writer *w = &v->w;
+	control_table_row(w);
+	control_put_uint(w, conn);
+	control_put_uint(w, id);
+	control_put_text(w, peer);
+	control_put_text(w, service);
+	control_put_text(w, state);
+	control_put_text(w, app);
+	control_put_int(w, pid);
+	control_put_int(w, uid);
+	control_put_uint(w, bytes_in);
+	control_put_uint(w, bytes_out);
+	control_put_int(w, send_window);
+	control_put_uint(w, recv_window);
+	control_put_uint(w, ring_fill);
+	control_put_float(w, age);
+}
+
+static void stream_row(struct mux_stream *stream, void *arg)
+{
+	struct stream_walk *walk = arg;
+	struct view_ctx *v = walk->v;
+	struct mux *mux = mux_stream_mux(stream);
+	struct apps_stream_info owner = { .session_id = "", .pid = 0, .uid = -1 };
+	struct apps *apps = broker_apps(v->control->broker);
+	bool owned = apps && apps_stream_owner(apps, stream, &owner);
+	if (v->app && (!owned || (strcmp(v->app, owner.session_id) != 0 &&
+				  strtol(v->app, NULL, 10) != owner.pid)))
+		return;
+	struct mux_stream_stats stats;
+	mux_stream_get_stats(stream, &stats);
+	const char *service = mux_stream_service(stream);
+	stream_cells(v, mux_id(mux), mux_stream_id(stream), mux_peer(mux),
+		     service[0] ? service : "(default)", mux_stream_state(stream),
+		     owned ? owner.session_id : "(built-in)", owner.pid, owner.uid, stats.bytes_in,
+		     stats.bytes_out, stats.send_credit, stats.recv_window, owned ? owner.ring_fill : stats.held,
+		     owned ? owner.age : stats.opened_at > 0 ? v->now - stats.opened_at : 0);
+}
+
+static void stream_conn(struct conn *conn, bool accepted, void *arg)
+{
+	struct view_ctx *v = arg;
+	(void)accepted;
+	struct mux *mux = conn_mux(conn);
+	if (v->peer && strcmp(v->peer, mux_peer(mux)) != 0)
+		return;
+	struct stream_walk walk = { v, conn };
+	mux_each_stream(mux, stream_row, &walk);
+}
+
+static void pair_row(const struct apps_pair_info *pair, void *arg)
+{
+	struct view_ctx *v = arg;
+	if (v->peer && strcmp(v->peer, "local") != 0)
+		return;
+	for (unsigned end = 0; end < 2; end++) {
+		if (!pair->session_id[end][0])
+			continue;
+		if (v->app && strcmp(v->app, pair->session_id[end]) != 0 &&
+		    strtol(v->app, NULL, 10) != pair->pid[end])
+			continue;
+		stream_cells(v, 0, pair->handle, "local", "", pair->awaiting_accept ? "awaiting-accept" : "open",
+			     pair->session_id[end], pair->pid[end], pair->uid[end], 0, 0, 0, 0, 0, 0);
+	}
+}
+
+static void view_streams(struct view_ctx *v)
+{
+	const struct control_request *req = v->request;
+	for (unsigned i = 1; i < req->argc; i++) {
+		if (strcmp(req->argv[i], "--peer") == 0 && i + 1 < req->argc) {
+			v->peer = req->argv[++i];
+		} else if (strcmp(req->argv[i], "--app") == 0 && i + 1 < req->argc) {
+			v->app = req->argv[++i];
+		} else {
+			fail(v->reply, WH_EINVAL, "streams: unknown argument '%s' (--peer NAME, --app ID|PID)",
+			     req->argv[i]);
+			return;
+		}
+	}
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "streams");
+	control_table_column(w, "conn", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "its connection (0: a same-host stream)");
+	control_table_column(w, "stream", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "its id on the connection (same-host: the handle)");
+	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the peer broker (local: same host)");
+	control_table_column(w, "service", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the service it was opened for");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "open, local-closed, remote-closed, closing, finished, reset");
+	control_table_column(w, "app", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the app session that owns it, or (built-in)");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the owning app's process id (0: none)");
+	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the owning app's user id (-1: none)");
+	control_table_column(w, "bytes_in", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "payload bytes received from the peer");
+	control_table_column(w, "bytes_out", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "payload bytes sent to the peer");
+	control_table_column(w, "send_window", CONTROL_INT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "what the peer lets us send now");
+	control_table_column(w, "recv_window", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "our receive window");
+	control_table_column(w, "ring_fill", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "received bytes its owner has not read yet");
+	control_table_column(w, "age", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since it opened");
+	broker_each_conn(v->control->broker, stream_conn, v);
+	struct apps *apps = broker_apps(v->control->broker);
+	if (apps)
+		apps_each_local_pair(apps, pair_row, v);
+	table_end(v->reply, w, "streams", v->control->log);
+}
+
+static void app_row(const struct apps_session_info *s, void *arg)
+{
+	struct view_ctx *v = arg;
+	struct control_writer *w = &v->w;
+	control_table_row(w);
+	control_put_text(w, s->id);
+	control_put_int(w, s->pid);
+	control_put_int(w, s->uid);
+	control_put_int(w, s->gid);
+	counter_values(w, &s->counters, session_counter_info, SESSION_COUNTERS);
+	control_put_uint(w, s->listening);
+}
+
+static void view_apps(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "apps");
+	control_table_column(w, "app", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the session id (as in log lines)");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the app's process id");
+	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the app's user id");
+	control_table_column(w, "gid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the app's group id");
+	counter_columns(w, session_counter_info, SESSION_COUNTERS, "");
+	control_table_column(w, "listening", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "service names it listens on");
+	struct apps *apps = broker_apps(v->control->broker);
+	if (apps)
+		apps_each_session(apps, app_row, v);
+	table_end(v->reply, w, "apps", v->control->log);
+}
+
+static void listener_row(const char *service, const struct apps_session_info *s, void *arg)
+{
+	struct view_ctx *v = arg;
+	struct control_writer *w = &v->w;
+	control_table_row(w);
+	control_put_text(w, service);
+	control_put_text(w, "app");
+	control_put_text(w, s->id);
+	control_put_int(w, s->pid);
+	control_put_int(w, s->uid);
+}
+
+static void view_services(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "services");
+	control_table_column(w, "service", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the service name");
+	control_table_column(w, "kind", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "app (an app listens), built-in");
+	control_table_column(w, "app", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the listening app's session id");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "its process id (0: built-in)");
+	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "its user id (-1: built-in)");
+	struct apps *apps = broker_apps(v->control->broker);
+	if (apps)
+		apps_each_listener(apps, listener_row, v);
+	for (const char *const *name = services_builtin; *name; name++) {
+		control_table_row(w);
+		control_put_text(w, *name);
+		control_put_text(w, "built-in");
+		control_put_text(w, "");
+		control_put_int(w, 0);
+		control_put_int(w, -1);
+	}
+	table_end(v->reply, w, "services", v->control->log);
+}
+
+static const char *apply_name(enum option_apply apply)
+{
+	switch (apply) {
+	case APPLY_LIVE: return "live";
+	case APPLY_NEW_STREAMS: return "new streams";
+	case APPLY_NEW_CONNECTIONS: return "new connections";
+	default: return "restart";
+	}
+}
+
+static void config_row(struct control_writer *w, const struct option_info *info, const char *section,
+		       const char *value, const char *source)
+{
+	control_table_row(w);
+	control_put_text(w, info->name);
+	control_put_text(w, section);
+	control_put_text(w, value);
+	control_put_text(w, source);
+	control_put_text(w, apply_name(info->apply));
+}
+
+static void view_config(struct view_ctx *v)
+{
+	struct control *ctl = v->control;
+	double loaded_at;
+	const struct options *o = ctl->hooks.options ? ctl->hooks.options(ctl->hooks.ctx, &loaded_at) : NULL;
+	if (!o) {
+		fail(v->reply, WH_EINVAL, "this broker keeps no record of its settings");
+		return;
+	}
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "config");
+	control_table_column(w, "option", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the setting's name");
+	control_table_column(w, "section", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "broker, or peer NAME");
+	control_table_column(w, "value", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the value, as the config file spells it");
+	control_table_column(w, "source", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "default, FILE:LINE or command line");
+	control_table_column(w, "applies", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "when a change takes effect on reload");
+	char value[512];
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		const struct option_info *info = &option_table[i];
+		if (info->scope != SCOPE_BROKER && info->scope != SCOPE_PEER)
+			continue;
+		options_format_value(&o->config, NULL, info->id, value, sizeof value);
+		config_row(w, info, "broker", value, o->sources[i].where);
+	}
+	for (int p = 0; p < o->config.peer_count; p++) {
+		const struct broker_peer *peer = &o->config.peers[p];
+		char section[80];
+		snprintf(section, sizeof section, "peer %s", peer->name);
+		for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+			const struct option_info *info = &option_table[i];
+			if (info->scope != SCOPE_PEER)
+				continue;
+			options_format_value(&o->config, peer, info->id, value, sizeof value);
+			config_row(w, info, section, value, o->peer_set[p][i] ? "its [peer] section" : "the broker's");
+		}
+	}
+	table_end(v->reply, w, "config", ctl->log);
+}
+
+/* ---- actions ---------------------------------------------------------------------------- */
+
+struct stream_search {
+	uint32_t conn_id, stream_id;
+	struct mux_stream *found;
+};
+
+static void search_stream(struct mux_stream *stream, void *arg)
+{
+	struct stream_search *s = arg;
+	if (mux_stream_id(stream) == s->stream_id)
+		s->found = stream;
+}
+
+static void search_conn(struct conn *conn, bool accepted, void *arg)
+{
+	struct stream_search *s = arg;
+	(void)accepted;
+	if (mux_id(conn_mux(conn)) == s->conn_id && !s->found)
+		mux_each_stream(conn_mux(conn), search_stream, s);
+}
+
+/* A whole unsigned number that fits in 32 bits. */
+static bool parse_u32(const char *text, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	if (!text[0] || text[0] == '-' || *end || errno || n > UINT32_MAX)
+		return false;
+	*out = (uint32_t)n;
+	return true;
+}
+
+static void action_close_stream(struct view_ctx *v)
+{
+	const struct control_request *req = v->request;
+	struct stream_search s = { 0 };
+	char id[CONTROL_ARG_MAX + 1];
+	snprintf(id, sizeof id, "%s", req->argc > 1 ? req->argv[1] : "");
+	char *slash = strchr(id, '/');
+	if (req->argc < 2 || req->argc > 3 || !slash) {
+		fail(v->reply, WH_EINVAL, "usage: close-stream CONN/STREAM [CODE] (ids as `streams` shows them)");
+		return;
+	}
+	*slash = '\0';
+	uint32_t code = FRAME_ERR_CANCELLED;
+	if (!parse_u32(id, &s.conn_id) || !parse_u32(slash + 1, &s.stream_id) ||
+	    (req->argc == 3 && !parse_u32(req->argv[2], &code))) {
+		fail(v->reply, WH_EINVAL, "close-stream: '%s%s%s' is not CONN/STREAM [CODE] in numbers",
+		     req->argv[1], req->argc == 3 ? " " : "", req->argc == 3 ? req->argv[2] : "");
+		return;
+	}
+	static const uint32_t stream_codes[] = { 400, 403, 404, 409, 413, 429, 499, 500, 502, 503, 504 };
+	bool known = false;
+	for (size_t i = 0; i < COUNT_OF(stream_codes); i++)
+		known |= stream_codes[i] == code;
+	if (!known) {
+		fail(v->reply, WH_EINVAL, "close-stream: %u is not an error code of the protocol "
+		     "(400, 403, 404, 409, 413, 429, 499, 500, 502, 503, 504)", code);
+		return;
+	}
+	broker_each_conn(v->control->broker, search_conn, &s);
+	if (!s.found) {
+		fail(v->reply, WH_ESTREAM_NOT_FOUND, "no stream %u on connection %u", s.stream_id, s.conn_id);
+		return;
+	}
+	if (mux_stream_reset_code(s.found, code, "closed by the operator (wormhole-ctl close-stream)") != WH_OK) {
+		fail(v->reply, WH_ESTREAM_CLOSED, "stream %u/%u has already ended", s.conn_id, s.stream_id);
+		return;
+	}
+	snprintf(v->reply->message, sizeof v->reply->message, "stream %u/%u closed with ERROR %u",
+		 s.conn_id, s.stream_id, code);
+}
+
+static struct pool *peer_argument(struct view_ctx *v, const char *verb)
+{
+	const struct control_request *req = v->request;
+	if (req->argc != 2) {
+		fail(v->reply, WH_EINVAL, "usage: %s PEER", verb);
+		return NULL;
+	}
+	struct pool *pool = broker_find_pool(v->control->broker, req->argv[1]);
+	if (!pool)
+		fail(v->reply, WH_EUNKNOWN_PEER, "%s: no peer named '%s' is configured", verb, req->argv[1]);
+	return pool;
+}
+
+static void action_drain_peer(struct view_ctx *v)
+{
+	struct pool *pool = peer_argument(v, "drain-peer");
+	if (!pool)
+		return;
+	pool_drain(pool);
+	snprintf(v->reply->message, sizeof v->reply->message, "peer %s draining: no new streams; open "
+		 "ones go on (warm-peer undoes it)", pool_name(pool));
+}
+
+static void action_warm_peer(struct view_ctx *v)
+{
+	struct pool *pool = peer_argument(v, "warm-peer");
+	if (!pool)
+		return;
+	pool_resume(pool);
+	int error = pool_warmup(pool);
+	if (error != WH_OK) {
+		fail(v->reply, error, "warm-peer %s: %s", pool_name(pool), wh_strerror(error));
+		return;
+	}
+	struct pool_info info;
+	pool_get_info(pool, &info);
+	snprintf(v->reply->message, sizeof v->reply->message, "peer %s: %u open, %u dialling (pool-min %u)",
+		 info.name, info.open, info.dialling, info.min_size);
+}
+
+static void action_reload(struct view_ctx *v)
+{
+	struct control *ctl = v->control;
+	if (v->request->argc != 1) {
+		fail(v->reply, WH_EINVAL, "usage: reload");
+		return;
+	}
+	if (!ctl->hooks.reload) {
+		fail(v->reply, WH_EINVAL, "this broker cannot reload");
+		return;
+	}
+	int error = ctl->hooks.reload(ctl->hooks.ctx, v->reply->message, sizeof v->reply->message);
+	if (error != WH_OK)
+		v->reply->status = error;
+}
+
+static void action_log_level(struct view_ctx *v)
+{
+	const struct control_request *req = v->request;
+	int level = req->argc == 2 ? log_level_parse(req->argv[1]) : -1;
+	if (level < 0) {
+		fail(v->reply, WH_EINVAL, "usage: log-level error|warn|info|debug");
+		return;
+	}
+	broker_set_log_level(v->control->broker, (enum log_level)level);
+	snprintf(v->reply->message, sizeof v->reply->message, "log level %s", log_level_name((enum log_level)level));
+}
+
+static const struct {
+	const char *name;
+	void (*run)(struct view_ctx *v);
+	bool action; /* changes something: logged at info, never repeated */
+} commands[] = {
+	{ "status", view_status, false },
+	{ "peers", view_peers, false },
+	{ "conns", view_conns, false },
+	{ "streams", view_streams, false },
+	{ "apps", view_apps, false },
+	{ "services", view_services, false },
+	{ "config", view_config, false },
+	{ "close-stream", action_close_stream, true },
+	{ "drain-peer", action_drain_peer, true },
+	{ "warm-peer", action_warm_peer, true },
+	{ "reload", action_reload, true },
+	{ "log-level", action_log_level, true },
+};
+
+/* ---- clients ------------------------------------------------------------------------------ */
+
+static void client_free(struct control_client *cl)
+{
+	struct control *ctl = cl->control;
+	ev_io_stop(ctl->broker->loop, &cl->io);
+	close(cl->fd);
+	free(cl->out);
+	LIST_REMOVE(cl, link);
+	ctl->client_count--;
+	free(cl);
+}
+
+static void client_want(struct control_client *cl, int events)
+{
+	struct ev_loop *loop = cl->control->broker->loop;
+	ev_io_stop(loop, &cl->io);
+	ev_io_set(&cl->io, cl->fd, events);
+	ev_io_start(loop, &cl->io);
+}
+
+/* Runs a request into a whole reply (tables, then DONE) in cl->out. */
+static void answer(struct control_client *cl, const struct control_request *req)
+{
+	struct control *ctl = cl->control;
+	struct reply r = { .status = WH_OK };
+	size_t size = REPLY_FIRST_SIZE;
+	int found = -1;
+	for (size_t i = 0; i < COUNT_OF(commands); i++)
+		if (strcmp(commands[i].name, req->argv[0]) == 0)
+			found = (int)i;
+	log_write(ctl->log, found >= 0 && commands[found].action ? LOG_INFO : LOG_DEBUG, "control",
+		  "pid=%ld uid=%ld: %s%s%s", cl->pid, cl->uid, req->argv[0], req->argc > 1 ? " " : "",
+		  req->argc > 1 ? req->argv[1] : "");
+	for (;;) {
+		uint8_t *buf = malloc(size);
+		if (!buf) {
+			r = (struct reply){ .status = WH_ENOMEM };
+			snprintf(r.message, sizeof r.message, "the broker is out of memory");
+			size = DONE_ROOM;
+			buf = malloc(size);
+			if (!buf) {
+				cl->out_length = 0;
+				cl->close_after_reply = true;
+				return;
+			}
+			r.buf = buf;
+			break;
+		}
+		r = (struct reply){ .buf = buf, .cap = size - DONE_ROOM, .status = WH_OK };
+		if (found < 0) {
+			fail(&r, WH_EINVAL, "unknown command '%s' (status, peers, conns, streams, apps, services, "
+			     "config, close-stream, drain-peer, warm-peer, reload, log-level)", req->argv[0]);
+			break;
+		}
+		struct view_ctx v = { .control = ctl, .request = req, .reply = &r, .now = ev_now(ctl->broker->loop) };
+		commands[found].run(&v);
+		if (!r.overflow)
+			break;
+		free(buf);
+		if (size >= REPLY_MAX_SIZE) { /* views only: actions write no table */
+			r = (struct reply){ .status = WH_ELIMIT };
+			snprintf(r.message, sizeof r.message, "the answer is larger than %u MiB", REPLY_MAX_SIZE >> 20);
+			size = DONE_ROOM;
+			r.buf = malloc(size);
+			if (!r.buf) {
+				cl->close_after_reply = true;
+				return;
+			}
+			break;
+		}
+		size *= 2;
+	}
+	if (r.status != WH_OK) {
+		r.length = 0; /* a failed view sends no partial table */
+		log_write(ctl->log, LOG_INFO, "control", "pid=%ld uid=%ld: %s refused: %s", cl->pid, cl->uid,
+			  req->argv[0], r.message);
+	}
+	int n = control_done_encode(r.buf + r.length, DONE_ROOM, r.status, r.message);
+	r.length += n > 0 ? (size_t)n : 0;
+	free(cl->out);
+	cl->out = r.buf;
+	cl->out_length = r.length;
+	cl->out_sent = 0;
+}
+
+static void reply_protocol_error(struct control_client *cl, const char *why)
+{
+	log_write(cl->control->log, LOG_WARN, "control", "pid=%ld uid=%ld: %s; closing", cl->pid, cl->uid, why);
+	free(cl->out);
+	cl->out = malloc(DONE_ROOM);
+	cl->out_length = cl->out_sent = 0;
+	if (cl->out) {
+		int n = control_done_encode(cl->out, DONE_ROOM, WH_EPROTOCOL, why);
+		cl->out_length = n > 0 ? (size_t)n : 0;
+	}
+	cl->close_after_reply = true;
+}
+
+/* A whole request in cl->in: answer it. Returns false while more bytes are needed. */
+static bool take_request(struct control_client *cl)
+{
+	struct control_header h;
+	int rc = control_header_decode(cl->in, cl->in_length, CONTROL_REQUEST_MAX, &h);
+	if (rc == WH_EWOULDBLOCK)
+		return false;
+	if (rc != WH_OK || h.type != CONTROL_REQUEST) {
+		reply_protocol_error(cl, "not a wormhole control request (wrong magic, version, type or length)");
+		return true;
+	}
+	size_t whole = CONTROL_HEADER_SIZE + h.length;
+	if (cl->in_length < whole)
+		return false;
+	struct control_request req;
+	if (control_request_decode(cl->in + CONTROL_HEADER_SIZE, h.length, &req) != WH_OK) {
+		reply_protocol_error(cl, "a malformed control request");
+		return true;
+	}
+	memmove(cl->in, cl->in + whole, cl->in_length - whole);
+	cl->in_length -= whole;
+	answer(cl, &req);
+	return true;
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control_client *cl = w->data;
+	(void)loop;
+	if (revents & EV_WRITE) {
+		while (cl->out_sent < cl->out_length) {
+			ssize_t n = send(cl->fd, cl->out + cl->out_sent, cl->out_length - cl->out_sent, MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+			if (n <= 0) {
+				client_free(cl);
+				return;
+			}
+			cl->out_sent += (size_t)n;
+		}
+		free(cl->out);
+		cl->out = NULL;
+		cl->out_length = cl->out_sent = 0;
+		if (cl->close_after_reply) {
+			client_free(cl);
+			return;
+		}
+		if (take_request(cl)) { /* one was already waiting */
+			client_want(cl, EV_WRITE);
+			return;
+		}
+		client_want(cl, EV_READ);
+		return;
+	}
+	ssize_t n = recv(cl->fd, cl->in + cl->in_length, sizeof cl->in - cl->in_length, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) { /* gone, or an error: nothing to answer */
+		client_free(cl);
+		return;
+	}
+	cl->in_length += (size_t)n;
+	if (take_request(cl))
+		client_want(cl, EV_WRITE);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct control *ctl = w->data;
+	(void)revents;
+	for (int i = 0; i < 16; i++) {
+		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE) {
+				ev_io_stop(loop, &ctl->acceptor);
+				ev_timer_start(loop, &ctl->accept_pause);
+			}
+			return;
+		}
+		struct ucred cred = { .pid = 0, .uid = (uid_t)-1 };
+		socklen_t len = sizeof cred;
+		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+		if (ctl->client_count >= CONTROL_CLIENTS_MAX) {
+			log_write(ctl->log, LOG_WARN, "control", "pid=%ld uid=%ld: refused: %d control clients "
+				  "already", (long)cred.pid, (long)cred.uid, CONTROL_CLIENTS_MAX);
+			close(fd);
+			continue;
+		}
+		struct control_client *cl = calloc(1, sizeof *cl);
+		if (!cl) {
+			close(fd);
+			continue;
+		}
+		cl->control = ctl;
+		cl->fd = fd;
+		cl->pid = cred.pid;
+		cl->uid = (long)cred.uid;
+		ev_io_init(&cl->io, on_client, fd, EV_READ);
+		cl->io.data = cl;
+		ev_io_start(loop, &cl->io);
+		LIST_INSERT_HEAD(&ctl->clients, cl, link);
+		ctl->client_count++;
+	}
+}
+
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct control *ctl = w->data;
+	(void)revents;
+	ev_io_start(loop, &ctl->acceptor);
+}
+
+struct control *control_start(struct broker *broker, const struct control_hooks *hooks)
+{
+	const struct control_config *config = &broker->config.control;
+	struct control *ctl = calloc(1, sizeof *ctl);
+	if (!ctl)
+		return NULL;
+	ctl->broker = broker;
+	ctl->hooks = *hooks;
+	ctl->log = &broker->log;
+	ctl->listen_fd = -1;
+	LIST_INIT(&ctl->clients);
+	snprintf(ctl->path, sizeof ctl->path, "%s", config->socket_path);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
+	if (unix_socket_claim(config->socket_path, SOCK_STREAM, ctl->log, "control") < 0) {
+		int saved = errno;
+		free(ctl);
+		errno = saved;
+		return NULL;
+	}
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* made with no permission for anyone but the owner, then opened up to its mode: no
+	 * moment where a wider mode lets someone in */
+	mode_t old_mask = umask(0077);
+	int rc = ctl->listen_fd < 0 ? -1 : bind(ctl->listen_fd, (struct sockaddr *)&addr, sizeof addr);
+	umask(old_mask);
+	if (rc == 0 && (config->socket_uid >= 0 || config->socket_gid >= 0))
+		rc = chown(config->socket_path, (uid_t)config->socket_uid, (gid_t)config->socket_gid);
+	if (rc < 0 || listen(ctl->listen_fd, 16) < 0 || chmod(config->socket_path, config->socket_mode) < 0) {
+		int saved = errno;
+		log_write(ctl->log, LOG_ERROR, "control", "socket %s: %s", config->socket_path, strerror(errno));
+		if (rc == 0)
+			unlink(config->socket_path);
+		if (ctl->listen_fd >= 0)
+			close(ctl->listen_fd);
+		free(ctl);
+		errno = saved;
+		return NULL;
+	}
+	struct stat st;
+	if (stat(config->socket_path, &st) == 0) {
+		ctl->socket_dev = st.st_dev;
+		ctl->socket_ino = st.st_ino;
+	}
+	ev_io_init(&ctl->acceptor, on_accept, ctl->listen_fd, EV_READ);
+	ctl->acceptor.data = ctl;
+	ev_timer_init(&ctl->accept_pause, on_accept_resume, 0.1, 0.0);
+	ctl->accept_pause.data = ctl;
+	ev_io_start(broker->loop, &ctl->acceptor);
+	log_write(ctl->log, LOG_INFO, "control", "wormhole-ctl connects at %s (mode %03o, owner %ld, group %ld)",
+		  config->socket_path, config->socket_mode, config->socket_uid, config->socket_gid);
+	return ctl;
+}
+
+void control_stop(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	while (!LIST_EMPTY(&ctl->clients))
+		client_free(LIST_FIRST(&ctl->clients));
+	ev_io_stop(ctl->broker->loop, &ctl->acceptor);
+	ev_timer_stop(ctl->broker->loop, &ctl->accept_pause);
+	close(ctl->listen_fd);
+	struct stat st;
+	if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
+		unlink(ctl->path);
+	free(ctl);
+}

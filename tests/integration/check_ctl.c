@@ -1,0 +1,826 @@
+/* wormhole-ctl against live brokers with live streams: every view in both forms, checked
+ * against what the test did (streams it opened, bytes it sent); every action with its effect
+ * observed; the metrics text checked line by line against the exposition format; and the exit
+ * codes and messages when the broker cannot be reached or says no. */
+#include "config.h"
+
+#include <check.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "control_msg.h"
+#include "harness.h"
+#include "json_lite.h"
+
+#define CTL TOP_BUILDDIR "/ctl/wormhole-ctl"
+#define OUTPUT_MAX (1u << 20)
+
+struct ctl_run {
+	int status; /* exit status, or -1 */
+	char out[OUTPUT_MAX];
+	char err[16384];
+};
+
+static void control_path(const struct process *broker, char *out, size_t length)
+{
+	snprintf(out, length, "%s/control.sock", broker->dir);
+}
+
+/* Reads a pipe to its end into buf (bounded by a deadline). */
+static void drain_pipes(int out_fd, char *out, size_t out_cap, int err_fd, char *err, size_t err_cap)
+{
+	size_t n_out = 0, n_err = 0;
+	bool out_open = true, err_open = true;
+	int64_t deadline = wh_now_ns() + 30ll * 1000000000;
+	while ((out_open || err_open) && wh_now_ns() < deadline) {
+		struct pollfd p[2] = { { out_open ? out_fd : -1, POLLIN, 0 }, { err_open ? err_fd : -1, POLLIN, 0 } };
+		if (poll(p, 2, 100) <= 0)
+			continue;
+		if (p[0].revents) {
+			ssize_t r = read(out_fd, out + n_out, out_cap - 1 - n_out);
+			if (r <= 0)
+				out_open = false;
+			else
+				n_out += (size_t)r;
+		}
+		if (p[1].revents) {
+			ssize_t r = read(err_fd, err + n_err, err_cap - 1 - n_err);
+			if (r <= 0)
+				err_open = false;
+			else
+				n_err += (size_t)r;
+		}
+	}
+	out[n_out] = '\0';
+	err[n_err] = '\0';
+}
+
+/* Runs wormhole-ctl with args (NULL-terminated) as uid (-1: ours), capturing stdout and
+ * stderr apart. */
+static void ctl_run_as(struct ctl_run *r, long uid, const char *const *args)
+{
+	int out[2], err[2];
+	ck_assert_int_eq(pipe(out), 0);
+	ck_assert_int_eq(pipe(err), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		dup2(err[1], STDERR_FILENO);
+		close(out[0]);
+		close(err[0]);
+		if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
+			_exit(126);
+		const char *argv[40] = { CTL };
+		int n = 1;
+		for (int i = 0; args[i] && n < 39; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		setenv("COLUMNS", "80", 1);
+		execv(CTL, (char *const *)argv);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	drain_pipes(out[0], r->out, sizeof r->out, err[0], r->err, sizeof r->err);
+	close(out[0]);
+	close(err[0]);
+	int status;
+	r->status = waitpid(pid, &status, 0) == pid && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* wormhole-ctl -s BROKER'S-CONTROL-SOCKET ARGS... */
+static void ctl_run(struct ctl_run *r, const struct process *broker, ...)
+{
+	char path[400];
+	control_path(broker, path, sizeof path);
+	const char *args[32] = { "-s", path };
+	int n = 2;
+	va_list ap;
+	va_start(ap, broker);
+	for (const char *a; (a = va_arg(ap, const char *)) != NULL && n < 31;)
+		args[n++] = a;
+	va_end(ap);
+	args[n] = NULL;
+	ctl_run_as(r, -1, args);
+}
+
+/* `wormhole-ctl --json VIEW [ARGS]`: the view's rows, parsed (the document in *doc). */
+static const struct json *ctl_json(struct json **doc, const struct process *broker, const char *view,
+				   const char *arg1, const char *arg2)
+{
+	static struct ctl_run r;
+	ctl_run(&r, broker, "--json", view, arg1, arg2, (const char *)NULL);
+	if (r.status != 0)
+		fprintf(stderr, "wormhole-ctl --json %s: exit %d: %s\n", view, r.status, r.err);
+	ck_assert_int_eq(r.status, 0);
+	size_t at = 0;
+	*doc = json_parse(r.out, &at);
+	if (!*doc)
+		fprintf(stderr, "not JSON at byte %zu: %s\n", at, r.out);
+	ck_assert_ptr_nonnull(*doc);
+	const struct json *rows = json_get(*doc, view);
+	ck_assert_ptr_nonnull(rows);
+	ck_assert_int_eq(rows->kind, JSON_ARRAY);
+	return rows;
+}
+
+/* The row whose column `key` has number value, or NULL. */
+static const struct json *row_with(const struct json *rows, const char *key, double value)
+{
+	for (size_t i = 0; i < rows->count; i++)
+		if (json_number(rows->items[i], key) == value)
+			return rows->items[i];
+	return NULL;
+}
+
+/* Every line of a text table fits 80 columns and the first names the columns wanted. */
+static void check_text(const struct ctl_run *r, const char *const *headers)
+{
+	ck_assert_int_eq(r->status, 0);
+	const char *line = r->out;
+	bool first = true;
+	while (*line) {
+		const char *end = strchr(line, '\n');
+		size_t length = end ? (size_t)(end - line) : strlen(line);
+		if (length > 80)
+			fprintf(stderr, "line of %zu columns: %.*s\n", length, (int)length, line);
+		ck_assert_uint_le(length, 80);
+		if (first)
+			for (int i = 0; headers[i]; i++) {
+				if (!memmem(line, length, headers[i], strlen(headers[i])))
+					fprintf(stderr, "no '%s' in the header: %.*s\n", headers[i], (int)length, line);
+				ck_assert_ptr_nonnull(memmem(line, length, headers[i], strlen(headers[i])));
+			}
+		first = false;
+		line = end ? end + 1 : line + length;
+	}
+}
+
+/* Writes exactly n pattern bytes on a blocking stream. */
+static void write_all(wh_stream *s, size_t n, unsigned seed)
+{
+	unsigned char buf[4096];
+	for (size_t sent = 0; sent < n;) {
+		size_t chunk = n - sent < sizeof buf ? n - sent : sizeof buf;
+		for (size_t i = 0; i < chunk; i++)
+			buf[i] = harness_pattern(seed, sent + i);
+		long w = wh_write(s, buf, chunk);
+		ck_assert_int_gt(w, 0);
+		sent += (size_t)w;
+	}
+}
+
+/* Reads exactly n bytes and checks them against the pattern (5 s bound). */
+static void read_check(wh_stream *s, size_t n, unsigned seed)
+{
+	unsigned char buf[4096];
+	wh_set_read_deadline(s, wh_now_ns() + 5000000000ll);
+	for (size_t got = 0; got < n;) {
+		long r = wh_read(s, buf, n - got < sizeof buf ? n - got : sizeof buf);
+		if (r <= 0)
+			fprintf(stderr, "read: %ld (%s) after %zu of %zu bytes\n", r, r < 0 ? wh_strerror((int)r) : "EOF", got, n);
+		ck_assert_int_gt(r, 0);
+		for (long i = 0; i < r; i++)
+			ck_assert_int_eq(buf[i], harness_pattern(seed, got + (size_t)i));
+		got += (size_t)r;
+	}
+}
+
+/* B's apps open three streams to service "svc" on A, where an app listens; each carries a
+ * different number of bytes, all received and checked by the listener. */
+#define STREAMS 3
+static const size_t sizes[STREAMS] = { 1000, 20000, 300000 };
+
+struct scene {
+	struct broker_pair pair;
+	wh_client *listener, *opener;
+	wh_stream *opened[STREAMS], *accepted[STREAMS];
+};
+
+static void scene_start(struct scene *s, const char *const *a_extra, const char *const *b_extra)
+{
+	memset(s, 0, sizeof *s);
+	broker_pair_start(&s->pair, a_extra, b_extra);
+	s->listener = app_attach(&s->pair.a);
+	s->opener = app_attach(&s->pair.b);
+	ck_assert_int_eq(wh_listen(s->listener, "svc"), WH_OK);
+	for (int i = 0; i < STREAMS; i++) {
+		ck_assert_int_eq(wh_open(s->opener, "a", "svc", 10000, &s->opened[i]), WH_OK);
+		write_all(s->opened[i], sizes[i], (unsigned)i + 1);
+		ck_assert_int_eq(wh_accept(s->listener, 10000, &s->accepted[i]), WH_OK);
+	}
+	/* accepted in the order opened: one app, one connection */
+	for (int i = 0; i < STREAMS; i++)
+		read_check(s->accepted[i], sizes[i], (unsigned)i + 1);
+}
+
+static void scene_stop(struct scene *s)
+{
+	for (int i = 0; i < STREAMS; i++) {
+		if (s->opened[i])
+			wh_close(s->opened[i]);
+		if (s->accepted[i])
+			wh_close(s->accepted[i]);
+	}
+	wh_client_detach(s->opener);
+	wh_client_detach(s->listener);
+	broker_pair_stop(&s->pair);
+}
+
+START_TEST(views_json_match_what_the_test_did)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	struct json *doc;
+
+	/* streams on B: ours, with the bytes we sent, owned by this process */
+	const struct json *rows = ctl_json(&doc, &s.pair.b, "streams", NULL, NULL);
+	ck_assert_uint_eq(rows->count, STREAMS);
+	double conn = NAN;
+	for (int i = 0; i < STREAMS; i++) {
+		const struct json *row = row_with(rows, "bytes_out", (double)sizes[i]);
+		ck_assert_ptr_nonnull(row);
+		ck_assert_str_eq(json_string(row, "peer"), "a");
+		ck_assert_str_eq(json_string(row, "service"), "svc");
+		ck_assert_str_eq(json_string(row, "state"), "open");
+		ck_assert_str_eq(json_string(row, "app"), wh_client_id(s.opener));
+		ck_assert_int_eq((long)json_number(row, "pid"), (long)getpid());
+		ck_assert_int_eq((long)json_number(row, "uid"), (long)getuid());
+		ck_assert_int_eq((long)json_number(row, "bytes_in"), 0);
+		ck_assert(json_number(row, "age") >= 0);
+		if (i == 0)
+			conn = json_number(row, "conn");
+		ck_assert(json_number(row, "conn") == conn); /* one connection carries them all */
+	}
+	json_free(doc);
+
+	/* the filters: --app by session id and by pid, --peer */
+	rows = ctl_json(&doc, &s.pair.b, "streams", "--app", wh_client_id(s.opener));
+	ck_assert_uint_eq(rows->count, STREAMS);
+	json_free(doc);
+	char pid[32];
+	snprintf(pid, sizeof pid, "%ld", (long)getpid());
+	rows = ctl_json(&doc, &s.pair.b, "streams", "--app", pid);
+	ck_assert_uint_eq(rows->count, STREAMS);
+	json_free(doc);
+	rows = ctl_json(&doc, &s.pair.b, "streams", "--peer", "nobody");
+	ck_assert_uint_eq(rows->count, 0);
+	json_free(doc);
+
+	/* streams on A: the same bytes, received, read by the listener (ring empty) */
+	rows = ctl_json(&doc, &s.pair.a, "streams", NULL, NULL);
+	ck_assert_uint_eq(rows->count, STREAMS);
+	for (int i = 0; i < STREAMS; i++) {
+		const struct json *row = row_with(rows, "bytes_in", (double)sizes[i]);
+		ck_assert_ptr_nonnull(row);
+		ck_assert_str_eq(json_string(row, "app"), wh_client_id(s.listener));
+		ck_assert_int_eq((long)json_number(row, "ring_fill"), 0);
+	}
+	json_free(doc);
+
+	/* conns on B: one dialled connection to a, carrying the streams' bytes */
+	rows = ctl_json(&doc, &s.pair.b, "conns", NULL, NULL);
+	const struct json *c = row_with(rows, "conn", conn);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(json_string(c, "peer"), "a");
+	ck_assert_str_eq(json_string(c, "role"), "dialled");
+	ck_assert_str_eq(json_string(c, "state"), "open");
+	ck_assert_int_eq((long)json_number(c, "streams"), STREAMS);
+	ck_assert_int_eq((long)json_number(c, "data_bytes_out"), (long)(sizes[0] + sizes[1] + sizes[2]));
+	ck_assert_int_eq((long)json_number(c, "frames_out_handshake"), STREAMS);
+	ck_assert_int_eq((long)json_number(c, "malformed_frames"), 0);
+	char remote[64];
+	snprintf(remote, sizeof remote, "127.0.0.1:%u", s.pair.a.port);
+	ck_assert_str_eq(json_string(c, "remote"), remote);
+	json_free(doc);
+	rows = ctl_json(&doc, &s.pair.a, "conns", NULL, NULL);
+	ck_assert_uint_ge(rows->count, 1);
+	ck_assert_str_eq(json_string(rows->items[0], "role"), "accepted");
+	json_free(doc);
+
+	/* apps on B: this process, three streams opened, the bytes sent */
+	rows = ctl_json(&doc, &s.pair.b, "apps", NULL, NULL);
+	ck_assert_uint_eq(rows->count, 1);
+	ck_assert_str_eq(json_string(rows->items[0], "app"), wh_client_id(s.opener));
+	ck_assert_int_eq((long)json_number(rows->items[0], "pid"), (long)getpid());
+	ck_assert_int_eq((long)json_number(rows->items[0], "streams"), STREAMS);
+	ck_assert_int_eq((long)json_number(rows->items[0], "streams_opened"), STREAMS);
+	ck_assert_int_eq((long)json_number(rows->items[0], "bytes_sent"), (long)(sizes[0] + sizes[1] + sizes[2]));
+	json_free(doc);
+
+	/* services on A: svc is ours; echo and discard are built in */
+	rows = ctl_json(&doc, &s.pair.a, "services", NULL, NULL);
+	bool svc = false, echo = false;
+	for (size_t i = 0; i < rows->count; i++) {
+		const char *name = json_string(rows->items[i], "service");
+		if (strcmp(name, "svc") == 0) {
+			svc = true;
+			ck_assert_str_eq(json_string(rows->items[i], "kind"), "app");
+			ck_assert_str_eq(json_string(rows->items[i], "app"), wh_client_id(s.listener));
+		}
+		if (strcmp(name, "echo") == 0)
+			echo = strcmp(json_string(rows->items[i], "kind"), "built-in") == 0;
+	}
+	ck_assert(svc && echo);
+	json_free(doc);
+
+	/* peers on B: a is up with its connection, and counted the three streams */
+	rows = ctl_json(&doc, &s.pair.b, "peers", NULL, NULL);
+	ck_assert_uint_eq(rows->count, 1);
+	ck_assert_str_eq(json_string(rows->items[0], "peer"), "a");
+	ck_assert_str_eq(json_string(rows->items[0], "state"), "up");
+	ck_assert_int_ge((long)json_number(rows->items[0], "open"), 1);
+	ck_assert_int_eq((long)json_number(rows->items[0], "in_use"), STREAMS);
+	ck_assert_int_eq((long)json_number(rows->items[0], "total_streams"), STREAMS);
+	ck_assert_int_eq((long)json_number(rows->items[0], "failed_connections"), 0);
+	json_free(doc);
+
+	/* status on B */
+	rows = ctl_json(&doc, &s.pair.b, "status", NULL, NULL);
+	ck_assert_uint_eq(rows->count, 1);
+	const struct json *st = rows->items[0];
+	ck_assert_str_eq(json_string(st, "version"), PACKAGE_VERSION);
+	ck_assert_int_eq((long)json_number(st, "pid"), (long)s.pair.b.pid);
+	ck_assert_int_eq((long)json_number(st, "peers"), 1);
+	ck_assert_int_eq((long)json_number(st, "apps_clients"), 1);
+	ck_assert_int_eq((long)json_number(st, "apps_streams"), STREAMS);
+	ck_assert_str_eq(json_string(st, "app_socket"), s.pair.b.socket_path);
+	ck_assert_str_eq(json_string(st, "state"), "running");
+	ck_assert(json_number(st, "budget_used") > 0);
+	json_free(doc);
+
+	/* config on B: the peer came from the command line, the window from the defaults */
+	rows = ctl_json(&doc, &s.pair.b, "config", NULL, NULL);
+	bool socket_seen = false, window_seen = false;
+	for (size_t i = 0; i < rows->count; i++) {
+		const struct json *row = rows->items[i];
+		if (strcmp(json_string(row, "option"), "socket") == 0 && strcmp(json_string(row, "section"), "broker") == 0) {
+			socket_seen = true;
+			ck_assert_str_eq(json_string(row, "value"), s.pair.b.socket_path);
+			ck_assert_str_eq(json_string(row, "source"), "command line");
+		}
+		if (strcmp(json_string(row, "option"), "window") == 0 && strcmp(json_string(row, "section"), "peer a") == 0) {
+			window_seen = true;
+			ck_assert_str_eq(json_string(row, "source"), "the broker's");
+		}
+	}
+	ck_assert(socket_seen && window_seen);
+	json_free(doc);
+	scene_stop(&s);
+}
+END_TEST
+
+START_TEST(views_text_fit_80_columns)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	static struct ctl_run r;
+	static const char *const streams[] = { "conn", "stream", "peer", "service", "bytes_out", NULL };
+	ctl_run(&r, &s.pair.b, "streams", (const char *)NULL);
+	check_text(&r, streams);
+	ck_assert_ptr_nonnull(strstr(r.out, "293 KiB")); /* the 300000-byte stream, in human units */
+	static const char *const conns[] = { "conn", "peer", "role", "rtt", "bytes_in", NULL };
+	ctl_run(&r, &s.pair.b, "conns", (const char *)NULL);
+	check_text(&r, conns);
+	static const char *const apps[] = { "pid", "app", "streams", NULL };
+	ctl_run(&r, &s.pair.b, "apps", (const char *)NULL);
+	check_text(&r, apps);
+	static const char *const peers[] = { "peer", "address", "state", NULL };
+	ctl_run(&r, &s.pair.b, "peers", (const char *)NULL);
+	check_text(&r, peers);
+	static const char *const services[] = { "service", "kind", NULL };
+	ctl_run(&r, &s.pair.a, "services", (const char *)NULL);
+	check_text(&r, services);
+	static const char *const config[] = { "option", "section", "value", "source", NULL };
+	ctl_run(&r, &s.pair.b, "config", (const char *)NULL);
+	check_text(&r, config);
+	static const char *const status[] = { "version", NULL };
+	ctl_run(&r, &s.pair.b, "status", (const char *)NULL);
+	check_text(&r, status);
+	ck_assert_ptr_nonnull(strstr(r.out, "uptime"));
+
+	/* watch: two refreshes, the second with byte rates */
+	ctl_run(&r, &s.pair.b, "watch", "-n", "0.2", "-c", "2", "conns", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	char *second = strstr(r.out, "wormhole-ctl conns");
+	ck_assert_ptr_nonnull(second);
+	second = strstr(second + 1, "wormhole-ctl conns");
+	ck_assert_ptr_nonnull(second);
+	ck_assert_ptr_nonnull(strstr(second, "bytes_in/s"));
+	scene_stop(&s);
+}
+END_TEST
+
+START_TEST(close_stream_ends_that_stream_only)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &s.pair.b, "streams", NULL, NULL);
+	const struct json *row = row_with(rows, "bytes_out", (double)sizes[1]);
+	ck_assert_ptr_nonnull(row);
+	char id[64];
+	snprintf(id, sizeof id, "%.0f/%.0f", json_number(row, "conn"), json_number(row, "stream"));
+	json_free(doc);
+	static struct ctl_run r;
+	ctl_run(&r, &s.pair.b, "close-stream", id, (const char *)NULL);
+	ck_assert_msg(r.status == 0, "close-stream %s: %d %s", id, r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "closed with ERROR 499"));
+	/* both ends of that stream learn it: the opener here, the listener across */
+	unsigned char byte;
+	wh_set_read_deadline(s.opened[1], wh_now_ns() + 5000000000ll);
+	ck_assert_int_lt(wh_read(s.opened[1], &byte, 1), 0);
+	wh_set_read_deadline(s.accepted[1], wh_now_ns() + 5000000000ll);
+	long got = wh_read(s.accepted[1], &byte, 1);
+	ck_assert_int_lt(got, 0);
+	uint32_t code = 0;
+	const char *message = NULL;
+	wh_stream_error(s.accepted[1], &code, &message);
+	ck_assert_uint_eq(code, 499);
+	/* the others carry on, both ways */
+	for (int i = 0; i < STREAMS; i += 2) {
+		write_all(s.opened[i], 5000, 40u + (unsigned)i);
+		read_check(s.accepted[i], 5000, 40u + (unsigned)i);
+		write_all(s.accepted[i], 7000, 50u + (unsigned)i);
+		read_check(s.opened[i], 7000, 50u + (unsigned)i);
+	}
+	/* the closed stream is gone from the view; a second close says so */
+	rows = ctl_json(&doc, &s.pair.b, "streams", NULL, NULL);
+	ck_assert_ptr_null(row_with(rows, "bytes_out", (double)sizes[1]));
+	json_free(doc);
+	ctl_run(&r, &s.pair.b, "close-stream", id, (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "no stream"));
+	ctl_run(&r, &s.pair.b, "close-stream", "1/2", "777", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "not an error code"));
+	ctl_run(&r, &s.pair.b, "close-stream", "x", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	scene_stop(&s);
+}
+END_TEST
+
+struct peer_state {
+	const struct process *broker;
+	const char *want;
+};
+
+static bool peer_in_state(void *arg)
+{
+	struct peer_state *p = arg;
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, p->broker, "peers", NULL, NULL);
+	bool match = rows->count == 1 && strcmp(json_string(rows->items[0], "state"), p->want) == 0;
+	json_free(doc);
+	return match;
+}
+
+START_TEST(drain_peer_then_warm_peer)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	static struct ctl_run r;
+	ctl_run(&r, &s.pair.b, "drain-peer", "a", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "drain-peer: %s", r.err);
+	struct peer_state draining = { &s.pair.b, "draining" };
+	ck_assert(peer_in_state(&draining));
+	/* no new streams to a ... */
+	wh_stream *extra = NULL;
+	ck_assert_int_ne(wh_open(s.opener, "a", "svc", 2000, &extra), WH_OK);
+	/* ... while the open ones go on, both ways */
+	for (int i = 0; i < STREAMS; i++) {
+		write_all(s.opened[i], 3000, 60u + (unsigned)i);
+		read_check(s.accepted[i], 3000, 60u + (unsigned)i);
+		write_all(s.accepted[i], 4000, 70u + (unsigned)i);
+		read_check(s.opened[i], 4000, 70u + (unsigned)i);
+	}
+	/* warm-peer undoes it: a new stream opens and carries bytes */
+	ctl_run(&r, &s.pair.b, "warm-peer", "a", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "warm-peer: %s", r.err);
+	struct peer_state up = { &s.pair.b, "up" };
+	ck_assert(poll_until(peer_in_state, &up, 10));
+	ck_assert_int_eq(wh_open(s.opener, "a", "svc", 10000, &extra), WH_OK);
+	wh_stream *extra_accepted = NULL;
+	ck_assert_int_eq(wh_accept(s.listener, 10000, &extra_accepted), WH_OK);
+	write_all(extra, 9000, 99);
+	read_check(extra_accepted, 9000, 99);
+	wh_close(extra);
+	wh_close(extra_accepted);
+	/* an unknown peer is a refusal, exit 1 */
+	ctl_run(&r, &s.pair.b, "drain-peer", "nobody", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "no peer named 'nobody'"));
+	scene_stop(&s);
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static const char *status_field(const struct process *broker, const char *field, char *out, size_t length)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, broker, "status", NULL, NULL);
+	snprintf(out, length, "%s", json_string(rows->items[0], field));
+	json_free(doc);
+	return out;
+}
+
+START_TEST(reload_and_log_level)
+{
+	char dir[256], conf[300];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
+	write_file(conf, "[broker]\nlog-level = warn\n");
+	const char *args[] = { "--config", conf, NULL };
+	/* the harness's --log-level info comes after --config: the command line wins */
+	struct process broker;
+	ck_assert(broker_spawn(&broker, args));
+	char level[32];
+	ck_assert_str_eq(status_field(&broker, "log_level", level, sizeof level), "info");
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "log-level", "debug", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_str_eq(status_field(&broker, "log_level", level, sizeof level), "debug");
+	ctl_run(&r, &broker, "log-level", "loud", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	/* reload reads the file again: a new setting shows in config with its line */
+	write_file(conf, "[broker]\n# a comment\nbudget = 1G\n");
+	ctl_run(&r, &broker, "reload", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "reload: %s", r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "reloaded"));
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &broker, "config", NULL, NULL);
+	bool seen = false;
+	for (size_t i = 0; i < rows->count; i++)
+		if (strcmp(json_string(rows->items[i], "option"), "budget") == 0 &&
+		    strcmp(json_string(rows->items[i], "section"), "broker") == 0) {
+			seen = true;
+			char where[400];
+			snprintf(where, sizeof where, "%s:3", conf);
+			ck_assert_str_eq(json_string(rows->items[i], "source"), where);
+			ck_assert_str_eq(json_string(rows->items[i], "value"), "1073741824");
+		}
+	ck_assert(seen);
+	json_free(doc);
+	rows = ctl_json(&doc, &broker, "status", NULL, NULL);
+	ck_assert_int_eq((long)json_number(rows->items[0], "budget_limit"), 1l << 30);
+	json_free(doc);
+	/* a bad file: refused with the reason, exit 1, the broker runs on */
+	write_file(conf, "[broker]\nring-size = 1000\n");
+	ctl_run(&r, &broker, "reload", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "ring-size"));
+	ctl_run(&r, &broker, "--json", "reload", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	struct json *refusal = json_parse(r.out, NULL);
+	ck_assert_ptr_nonnull(refusal);
+	ck_assert_str_eq(json_string(refusal, "error"), "WH_EINVAL");
+	json_free(refusal);
+	ck_assert_str_eq(status_field(&broker, "state", level, sizeof level), "running");
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The text exposition format, line by line: HELP and TYPE before a family's samples, names
+ * and label names of [a-zA-Z_][a-zA-Z0-9_]*, quoted label values, a number at the end;
+ * counters end in _total. Returns the number of samples. */
+static int check_exposition(const char *text, const char *want_sample)
+{
+	char family[256] = "", type[32] = "";
+	int samples = 0;
+	bool wanted_seen = want_sample == NULL;
+	for (const char *line = text; *line;) {
+		const char *end = strchr(line, '\n');
+		ck_assert_ptr_nonnull(end); /* every line ends with a newline */
+		char l[2048];
+		size_t length = (size_t)(end - line);
+		ck_assert_uint_lt(length, sizeof l);
+		memcpy(l, line, length);
+		l[length] = '\0';
+		line = end + 1;
+		if (strncmp(l, "# HELP ", 7) == 0) {
+			ck_assert_int_eq(sscanf(l + 7, "%255s", family), 1);
+			type[0] = '\0';
+			continue;
+		}
+		if (strncmp(l, "# TYPE ", 7) == 0) {
+			char name[256];
+			ck_assert_int_eq(sscanf(l + 7, "%255s %31s", name, type), 2);
+			ck_assert_str_eq(name, family);
+			ck_assert(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0);
+			if (strcmp(type, "counter") == 0)
+				ck_assert(length > 6 && strcmp(name + strlen(name) - 6, "_total") == 0);
+			continue;
+		}
+		ck_assert_msg(l[0] != '#', "unknown comment: %s", l);
+		/* a sample of the current family */
+		ck_assert_msg(family[0] && type[0], "sample before HELP/TYPE: %s", l);
+		const char *p = l;
+		ck_assert(isalpha((unsigned char)*p) || *p == '_');
+		while (isalnum((unsigned char)*p) || *p == '_')
+			p++;
+		ck_assert_msg((size_t)(p - l) == strlen(family) && strncmp(l, family, strlen(family)) == 0,
+			      "sample %s outside its family %s", l, family);
+		if (*p == '{') {
+			p++;
+			for (;;) {
+				ck_assert(isalpha((unsigned char)*p) || *p == '_');
+				while (isalnum((unsigned char)*p) || *p == '_')
+					p++;
+				ck_assert_int_eq(*p++, '=');
+				ck_assert_int_eq(*p++, '"');
+				while (*p && *p != '"')
+					p += *p == '\\' ? 2 : 1;
+				ck_assert_int_eq(*p++, '"');
+				if (*p == ',') {
+					p++;
+					continue;
+				}
+				ck_assert_int_eq(*p++, '}');
+				break;
+			}
+		}
+		ck_assert_int_eq(*p++, ' ');
+		char *number_end;
+		strtod(p, &number_end);
+		ck_assert_msg(number_end != p && *number_end == '\0', "not a number: %s", l);
+		if (want_sample && strcmp(l, want_sample) == 0)
+			wanted_seen = true;
+		samples++;
+	}
+	ck_assert_msg(wanted_seen, "no line '%s'", want_sample);
+	return samples;
+}
+
+START_TEST(metrics_follow_the_exposition_format)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	static struct ctl_run r;
+	ctl_run(&r, &s.pair.b, "metrics", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	char want[256];
+	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
+		 (long)getpid(), STREAMS);
+	ck_assert_int_gt(check_exposition(r.out, want), 50);
+	ck_assert_ptr_nonnull(strstr(r.out, "wormhole_peers_total_streams_total{peer=\"a\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_conns_data_bytes_out_total counter\n"));
+	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_status_uptime_seconds gauge\n"));
+	scene_stop(&s);
+}
+END_TEST
+
+START_TEST(exit_codes_name_the_reason)
+{
+	static struct ctl_run r;
+	char dir[256], path[300];
+	harness_tempdir(dir, sizeof dir);
+	/* no such file */
+	snprintf(path, sizeof path, "%s/none.sock", dir);
+	const char *missing[] = { "-s", path, "status", NULL };
+	ctl_run_as(&r, -1, missing);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_ptr_nonnull(strstr(r.err, path));
+	ck_assert_ptr_nonnull(strstr(r.err, "no such file"));
+	/* a regular file */
+	snprintf(path, sizeof path, "%s/file", dir);
+	write_file(path, "not a socket\n");
+	const char *file[] = { "-s", path, "status", NULL };
+	ctl_run_as(&r, -1, file);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_ptr_nonnull(strstr(r.err, "not a socket"));
+	/* usage */
+	const char *nothing[] = { NULL };
+	ctl_run_as(&r, -1, nothing);
+	ck_assert_int_eq(r.status, 2);
+	const char *unknown[] = { "-s", path, "frobnicate", NULL };
+	ctl_run_as(&r, -1, unknown);
+	ck_assert_int_eq(r.status, 2);
+	const char *bad_watch[] = { "-s", path, "watch", "-n", "0", "conns", NULL };
+	ctl_run_as(&r, -1, bad_watch);
+	ck_assert_int_eq(r.status, 3); /* the socket is looked at first: not a socket */
+
+	struct process broker;
+	const char *open_mode[] = { "--socket-mode", "0666", NULL };
+	ck_assert(broker_spawn(&broker, open_mode));
+	char control[400];
+	control_path(&broker, control, sizeof control);
+	/* the app socket is not the control socket */
+	const char *app_socket[] = { "-s", broker.socket_path, "status", NULL };
+	ctl_run_as(&r, -1, app_socket);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_ptr_nonnull(strstr(r.err, "not a broker"));
+	/* the control socket is the broker's user's: nobody is refused there, while it may attach
+	 * to the app socket (mode 0666) */
+	struct stat st;
+	ck_assert_int_eq(stat(control, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0600);
+	if (getuid() == 0) {
+		ck_assert_int_eq(chmod(broker.dir, 0755), 0); /* the sockets' modes decide, not the directory */
+		const char *as_nobody[] = { "-s", control, "status", NULL };
+		ctl_run_as(&r, 65534, as_nobody);
+		ck_assert_int_eq(r.status, 3);
+		ck_assert_ptr_nonnull(strstr(r.err, "permission denied"));
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(2);
+			wh_client *client = NULL;
+			_exit(wh_client_attach(broker.socket_path, &client) == WH_OK ? 0 : 1);
+		}
+		int status;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	/* garbage on the control socket: the broker says so and closes; it stays up */
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(control), sizeof addr.sun_path);
+	memcpy(addr.sun_path, control, strlen(control) + 1);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	static const char garbage[] = "GET / HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(send(fd, garbage, sizeof garbage - 1, MSG_NOSIGNAL), (ssize_t)(sizeof garbage - 1));
+	uint8_t answer[CONTROL_HEADER_SIZE + 256];
+	size_t got = 0;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	while (poll(&pfd, 1, 5000) > 0) {
+		ssize_t n = recv(fd, answer + got, sizeof answer - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	struct control_header h;
+	ck_assert_int_eq(control_header_decode(answer, got, CONTROL_BODY_MAX, &h), WH_OK);
+	ck_assert_int_eq(h.type, CONTROL_DONE);
+	int status_code;
+	char message[CONTROL_TEXT_MAX + 1];
+	ck_assert_int_eq(control_done_decode(answer + CONTROL_HEADER_SIZE, h.length, &status_code, message), WH_OK);
+	ck_assert_int_eq(status_code, WH_EPROTOCOL);
+	ck_assert(process_log_wait(&broker, "not a wormhole control request", 5));
+	const char *alive[] = { "-s", control, "status", NULL };
+	ctl_run_as(&r, -1, alive);
+	ck_assert_int_eq(r.status, 0);
+	/* a killed broker leaves its socket behind: nobody listens there */
+	ck_assert_int_eq(kill(broker.pid, SIGKILL), 0);
+	int wstatus;
+	ck_assert_int_eq(waitpid(broker.pid, &wstatus, 0), broker.pid);
+	ctl_run_as(&r, -1, alive);
+	ck_assert_int_eq(r.status, 3);
+	ck_assert_ptr_nonnull(strstr(r.err, "nobody is listening"));
+	harness_cleanup_dir(broker.dir);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+static Suite *ctl_suite(void)
+{
+	Suite *s = suite_create("ctl");
+	TCase *tc = tcase_create("live");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, views_json_match_what_the_test_did);
+	tcase_add_test(tc, views_text_fit_80_columns);
+	tcase_add_test(tc, close_stream_ends_that_stream_only);
+	tcase_add_test(tc, drain_peer_then_warm_peer);
+	tcase_add_test(tc, reload_and_log_level);
+	tcase_add_test(tc, metrics_follow_the_exposition_format);
+	tcase_add_test(tc, exit_codes_name_the_reason);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	SRunner *sr = srunner_create(ctl_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
