@@ -673,6 +673,8 @@ static void note_restart_only(struct broker *broker, const struct broker_config 
 		{ now->max_fds != next->max_fds, "max-fds" },
 		{ strcmp(now->control.socket_path, next->control.socket_path) != 0, "control-socket" },
 		{ now->control.socket_mode != next->control.socket_mode, "control-socket-mode" },
+		{ strcmp(now->control.metrics_host, next->control.metrics_host) != 0 ||
+		  strcmp(now->control.metrics_port, next->control.metrics_port) != 0, "metrics-listen" },
 		{ now->control.socket_uid != next->control.socket_uid ||
 		  now->control.socket_gid != next->control.socket_gid, "control-socket-owner" },
 	};

@@ -29,6 +29,8 @@ struct control_config {
 	bool socket_path_set;  /* given; otherwise control.sock beside the app socket */
 	unsigned socket_mode;  /* 0600 */
 	long socket_uid, socket_gid; /* -1: unchanged */
+	char metrics_host[256];  /* metrics-listen: GET /metrics served here; empty: none */
+	char metrics_port[16];
 };
 
 struct broker_config {

@@ -14,8 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "control_metrics.h"
 #include "control_msg.h"
 #include "frame.h"
+#include "metrics_http.h"
 #include "unix_socket.h"
 
 #define CONTROL_CLIENTS_MAX 16      /* at once; more are closed at accept */
@@ -48,6 +50,7 @@ struct control {
 	ev_timer accept_pause; /* out of descriptors: look again in a moment */
 	unsigned client_count;
 	LIST_HEAD(, control_client) clients;
+	struct metrics_http *metrics; /* metrics-listen; NULL: none */
 };
 
 /* ---- the reply being built ------------------------------------------------------------ */
@@ -159,6 +162,7 @@ static void view_status(struct view_ctx *v)
 	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where peer brokers connect");
 	control_table_column(w, "app_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where apps attach");
 	control_table_column(w, "control_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where wormhole-ctl connects");
+	control_table_column(w, "metrics_listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where GET /metrics is served (empty: nowhere)");
 	control_table_column(w, "config_file", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the settings file read (empty: none)");
 	control_table_column(w, "config_age", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the settings were loaded");
 	control_table_column(w, "log_level", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the log level now");
@@ -180,6 +184,7 @@ static void view_status(struct view_ctx *v)
 	control_put_text(w, listen);
 	control_put_text(w, st.app_socket);
 	control_put_text(w, ctl->path);
+	control_put_text(w, metrics_http_address(ctl->metrics));
 	control_put_text(w, options ? options->config_path : "");
 	control_put_float(w, options ? v->now - loaded_at : 0);
 	control_put_text(w, log_level_name(st.log_level));
@@ -744,56 +749,60 @@ static void client_want(struct control_client *cl, int events)
 }
 
 /* Runs a request into a whole reply (tables, then DONE) in cl->out. */
-static void answer(struct control_client *cl, const struct control_request *req)
+/* Runs a command into r (tables, and room for the DONE after them): r->buf is allocated (the
+ * caller frees it) unless even DONE_ROOM could not be had (false). A view whose answer does not
+ * fit runs again with twice the room, up to REPLY_MAX_SIZE. */
+static bool run_command(struct control *ctl, const struct control_request *req, int found, struct reply *r)
 {
-	struct control *ctl = cl->control;
-	struct reply r = { .status = WH_OK };
 	size_t size = REPLY_FIRST_SIZE;
-	int found = -1;
-	for (size_t i = 0; i < COUNT_OF(commands); i++)
-		if (strcmp(commands[i].name, req->argv[0]) == 0)
-			found = (int)i;
-	log_write(ctl->log, found >= 0 && commands[found].action ? LOG_INFO : LOG_DEBUG, "control",
-		  "pid=%ld uid=%ld: %s%s%s", cl->pid, cl->uid, req->argv[0], req->argc > 1 ? " " : "",
-		  req->argc > 1 ? req->argv[1] : "");
 	for (;;) {
 		uint8_t *buf = malloc(size);
 		if (!buf) {
-			r = (struct reply){ .status = WH_ENOMEM };
-			snprintf(r.message, sizeof r.message, "the broker is out of memory");
-			size = DONE_ROOM;
-			buf = malloc(size);
-			if (!buf) {
-				cl->out_length = 0;
-				cl->close_after_reply = true;
-				return;
-			}
-			r.buf = buf;
-			break;
+			*r = (struct reply){ .status = WH_ENOMEM, .buf = malloc(DONE_ROOM) };
+			snprintf(r->message, sizeof r->message, "the broker is out of memory");
+			return r->buf != NULL;
 		}
-		r = (struct reply){ .buf = buf, .cap = size - DONE_ROOM, .status = WH_OK };
+		*r = (struct reply){ .buf = buf, .cap = size - DONE_ROOM, .status = WH_OK };
 		if (found < 0) {
-			fail(&r, WH_EINVAL, "unknown command '%s' (status, peers, conns, streams, apps, services, "
+			fail(r, WH_EINVAL, "unknown command '%s' (status, peers, conns, streams, apps, services, "
 			     "config, close-stream, drain-peer, warm-peer, reload, log-level)", req->argv[0]);
-			break;
+			return true;
 		}
-		struct view_ctx v = { .control = ctl, .request = req, .reply = &r, .now = ev_now(ctl->broker->loop) };
+		struct view_ctx v = { .control = ctl, .request = req, .reply = r, .now = ev_now(ctl->broker->loop) };
 		commands[found].run(&v);
-		if (!r.overflow)
-			break;
+		if (!r->overflow)
+			return true;
 		free(buf);
 		if (size >= REPLY_MAX_SIZE) { /* views only: actions write no table */
-			r = (struct reply){ .status = WH_ELIMIT };
-			snprintf(r.message, sizeof r.message, "the answer is larger than %u MiB", REPLY_MAX_SIZE >> 20);
-			size = DONE_ROOM;
-			r.buf = malloc(size);
-			if (!r.buf) {
-				cl->close_after_reply = true;
-				return;
-			}
-			break;
+			*r = (struct reply){ .status = WH_ELIMIT, .buf = malloc(DONE_ROOM) };
+			snprintf(r->message, sizeof r->message, "the answer is larger than %u MiB", REPLY_MAX_SIZE >> 20);
+			return r->buf != NULL;
 		}
 		size *= 2;
+	}
+}
+
+static int find_command(const char *name)
+{
+	for (size_t i = 0; i < COUNT_OF(commands); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Runs a request into a whole reply (tables, then DONE) in cl->out. */
+static void answer(struct control_client *cl, const struct control_request *req)
+{
+	struct control *ctl = cl->control;
+	int found = find_command(req->argv[0]);
+	log_write(ctl->log, found >= 0 && commands[found].action ? LOG_INFO : LOG_DEBUG, "control",
+		  "pid=%ld uid=%ld: %s%s%s", cl->pid, cl->uid, req->argv[0], req->argc > 1 ? " " : "",
+		  req->argc > 1 ? req->argv[1] : "");
+	struct reply r;
+	if (!run_command(ctl, req, found, &r)) {
+		cl->out_length = 0;
+		cl->close_after_reply = true;
+		return;
 	}
 	if (r.status != WH_OK) {
 		r.length = 0; /* a failed view sends no partial table */
@@ -806,6 +815,36 @@ static void answer(struct control_client *cl, const struct control_request *req)
 	cl->out = r.buf;
 	cl->out_length = r.length;
 	cl->out_sent = 0;
+}
+
+/* The views `wormhole-ctl metrics` asks for, as Prometheus text (for metrics-listen). */
+static char *metrics_text(void *arg, size_t *length)
+{
+	struct control *ctl = arg;
+	static const char *const views[] = { "status", "peers", "conns", "apps" };
+	char *text = NULL;
+	FILE *out = open_memstream(&text, length);
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < COUNT_OF(views); i++) {
+		struct control_request req = { .argc = 1 };
+		snprintf(req.argv[0], sizeof req.argv[0], "%s", views[i]);
+		struct reply r;
+		if (!run_command(ctl, &req, find_command(views[i]), &r))
+			continue;
+		struct control_header h;
+		static struct control_table table;
+		if (r.status == WH_OK &&
+		    control_header_decode(r.buf, r.length, CONTROL_BODY_MAX, &h) == WH_OK &&
+		    control_table_decode(r.buf + CONTROL_HEADER_SIZE, h.length, &table) == WH_OK)
+			control_metrics_write(out, &table);
+		free(r.buf);
+	}
+	if (fclose(out) != 0) {
+		free(text);
+		return NULL;
+	}
+	return text;
 }
 
 static void reply_protocol_error(struct control_client *cl, const char *why)
@@ -945,10 +984,22 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 	ctl->listen_fd = -1;
 	LIST_INIT(&ctl->clients);
 	snprintf(ctl->path, sizeof ctl->path, "%s", config->socket_path);
+	if (config->metrics_host[0]) {
+		ctl->metrics = metrics_http_start(broker->loop, config->metrics_host, config->metrics_port,
+						  ctl->log, metrics_text, ctl);
+		if (!ctl->metrics) {
+			free(ctl);
+			errno = EADDRNOTAVAIL;
+			return NULL;
+		}
+	}
+	if (!config->socket_path[0])
+		return ctl; /* metrics only */
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
 	if (unix_socket_claim(config->socket_path, SOCK_STREAM, ctl->log, "control") < 0) {
 		int saved = errno;
+		metrics_http_stop(ctl->metrics);
 		free(ctl);
 		errno = saved;
 		return NULL;
@@ -968,6 +1019,7 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 			unlink(config->socket_path);
 		if (ctl->listen_fd >= 0)
 			close(ctl->listen_fd);
+		metrics_http_stop(ctl->metrics);
 		free(ctl);
 		errno = saved;
 		return NULL;
@@ -993,11 +1045,14 @@ void control_stop(struct control *ctl)
 		return;
 	while (!LIST_EMPTY(&ctl->clients))
 		client_free(LIST_FIRST(&ctl->clients));
-	ev_io_stop(ctl->broker->loop, &ctl->acceptor);
-	ev_timer_stop(ctl->broker->loop, &ctl->accept_pause);
-	close(ctl->listen_fd);
-	struct stat st;
-	if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
-		unlink(ctl->path);
+	metrics_http_stop(ctl->metrics);
+	if (ctl->listen_fd >= 0) {
+		ev_io_stop(ctl->broker->loop, &ctl->acceptor);
+		ev_timer_stop(ctl->broker->loop, &ctl->accept_pause);
+		close(ctl->listen_fd);
+		struct stat st;
+		if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
+			unlink(ctl->path);
+	}
 	free(ctl);
 }

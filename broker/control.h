@@ -27,8 +27,9 @@ struct control_hooks {
 	void *ctx;
 };
 
-/* Binds the socket (config->control; a stale one is replaced, a live one refused). NULL with
- * errno and a log line on failure. */
+/* Binds the socket (config->control; a stale one is replaced, a live one refused) and starts
+ * metrics-listen if set (broker/metrics_http.h: GET /metrics, what `wormhole-ctl metrics`
+ * prints). NULL with errno and a log line on failure. */
 struct control *control_start(struct broker *broker, const struct control_hooks *hooks);
 /* Closes every client and the socket, and removes the socket file if it is still ours. */
 void control_stop(struct control *control);

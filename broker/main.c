@@ -186,7 +186,7 @@ int main(int argc, char **argv)
 	}
 	d.options = &options;
 	d.loaded_at = ev_now(loop);
-	if (options.config.control.socket_path[0]) {
+	if (options.config.control.socket_path[0] || options.config.control.metrics_host[0]) {
 		struct control_hooks hooks = { control_reload, control_options, &d };
 		d.control = control_start(&d.broker, &hooks);
 		if (!d.control) {

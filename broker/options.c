@@ -128,6 +128,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "the broker's", NULL, APPLY_RESTART, SCOPE_BROKER,
 	  "owner and group of the control socket, USER[:GROUP] or :GROUP (e.g. :wormhole with "
 	  "control-socket-mode 0660)" },
+	{ OPT_METRICS_LISTEN, "metrics-listen", 0, OPTION_ADDRESS, 0, 65535, false, true, "none", NULL,
+	  APPLY_RESTART, SCOPE_BROKER,
+	  "serve GET /metrics (what wormhole-ctl metrics prints) at HOST:PORT for a Prometheus "
+	  "scraper; keep it on loopback: the metrics name peers, addresses and apps" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
@@ -511,6 +515,20 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 		break;
 	}
 	switch (info->id) {
+	case OPT_METRICS_LISTEN: {
+		struct control_config *k = &c->control;
+		if (strcmp(value, "none") == 0) {
+			k->metrics_host[0] = k->metrics_port[0] = '\0';
+			break;
+		}
+		const char *why = parse_address(value, 0, 65535, k->metrics_host, sizeof k->metrics_host,
+						k->metrics_port, sizeof k->metrics_port);
+		if (why) {
+			add_error(o, at, info, value, "%s", why);
+			return false;
+		}
+		break;
+	}
 	case OPT_LISTEN:
 		if (strcmp(value, "none") == 0) {
 			c->listen_host[0] = c->listen_port[0] = '\0';
@@ -1318,6 +1336,15 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 		else
 			snprintf(out, len, "none");
 		break;
+	case OPT_METRICS_LISTEN: {
+		const struct control_config *k = &c->control;
+		if (k->metrics_host[0])
+			snprintf(out, len, "%s%s%s:%s", strchr(k->metrics_host, ':') ? "[" : "", k->metrics_host,
+				 strchr(k->metrics_host, ':') ? "]" : "", k->metrics_port);
+		else
+			snprintf(out, len, "none");
+		break;
+	}
 	case OPT_PORT_FILE: snprintf(out, len, "%s", c->port_file[0] ? c->port_file : "none"); break;
 	case OPT_SOCKET: snprintf(out, len, "%s", c->apps.socket_path[0] ? c->apps.socket_path : "none"); break;
 	case OPT_SOCKET_MODE: snprintf(out, len, "0%03o", c->apps.socket_mode); break;

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "render.h"
+#include "control_metrics.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -305,69 +306,8 @@ void render_json(FILE *out, const struct ctl_table *tables, unsigned count)
 	fputs("\n}\n", out);
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-	return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-static void prometheus_label_value(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			fprintf(out, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", out);
-		else
-			fputc(*s, out);
-	}
-	fputc('"', out);
-}
-
-static void prometheus_table(FILE *out, const struct control_table *t)
-{
-	struct control_value *cells = all_cells(t);
-	for (unsigned c = 0; c < t->columns; c++) {
-		const struct control_column *col = &t->column[c];
-		if (col->role != CONTROL_COUNTER && col->role != CONTROL_GAUGE)
-			continue;
-		char name[256];
-		snprintf(name, sizeof name, "wormhole_%s_%s%s", t->name, col->name,
-			 col->unit == CONTROL_UNIT_BYTES && !strstr(col->name, "bytes") ? "_bytes"
-			 : col->unit == CONTROL_UNIT_SECONDS && !ends_with(col->name, "seconds") ? "_seconds" : "");
-		for (char *p = name; *p; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
-				*p = '_';
-		if (col->role == CONTROL_COUNTER && !ends_with(name, "_total"))
-			strcat(name, "_total");
-		fprintf(out, "# HELP %s ", name);
-		for (const char *h = col->help; *h; h++)
-			fputs(*h == '\\' ? "\\\\" : *h == '\n' ? "\\n" : (char[]){ *h, 0 }, out);
-		fprintf(out, "\n# TYPE %s %s\n", name, col->role == CONTROL_COUNTER ? "counter" : "gauge");
-		for (size_t r = 0; r < t->rows && cells; r++) {
-			const struct control_value *row = &cells[r * t->columns];
-			fputs(name, out);
-			bool any = false;
-			for (unsigned l = 0; l < t->columns; l++) {
-				if (t->column[l].role != CONTROL_LABEL)
-					continue;
-				char cell[CELL_MAX];
-				render_cell(cell, sizeof cell, &t->column[l], &row[l], false);
-				fprintf(out, "%s%s=", any ? "," : "{", t->column[l].name);
-				prometheus_label_value(out, cell);
-				any = true;
-			}
-			char value[CELL_MAX];
-			render_cell(value, sizeof value, col, &row[c], false);
-			fprintf(out, "%s %s\n", any ? "}" : "", value);
-		}
-	}
-	free(cells);
-}
-
 void render_prometheus(FILE *out, const struct ctl_table *tables, unsigned count)
 {
 	for (unsigned i = 0; i < count; i++)
-		prometheus_table(out, &tables[i].table);
+		control_metrics_write(out, &tables[i].table);
 }

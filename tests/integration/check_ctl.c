@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include <wormhole/wormhole.h>
@@ -695,6 +697,57 @@ START_TEST(metrics_follow_the_exposition_format)
 }
 END_TEST
 
+/* One HTTP request to host:port; the whole answer (status line, headers, body) in out. */
+static void http_get(const char *address, const char *request, char *out, size_t cap)
+{
+	char host[64];
+	unsigned port;
+	ck_assert_int_eq(sscanf(address, "%63[^:]:%u", host, &port), 2);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, host, &to.sin_addr);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+	ck_assert_int_eq(send(fd, request, strlen(request), MSG_NOSIGNAL), (ssize_t)strlen(request));
+	size_t got = 0;
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	while (got < cap - 1 && poll(&pfd, 1, 5000) > 0) {
+		ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	out[got] = '\0';
+	close(fd);
+}
+
+START_TEST(metrics_listen_serves_a_scraper)
+{
+	struct scene s;
+	const char *metrics[] = { "--metrics-listen", "127.0.0.1:0", NULL };
+	scene_start(&s, NULL, metrics);
+	char address[300];
+	ck_assert_ptr_nonnull(status_field(&s.pair.b, "metrics_listen", address, sizeof address));
+	ck_assert_msg(strncmp(address, "127.0.0.1:", 10) == 0, "metrics_listen '%s'", address);
+	static char answer[OUTPUT_MAX];
+	http_get(address, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", answer, sizeof answer);
+	ck_assert_msg(strncmp(answer, "HTTP/1.0 200 OK\r\n", 17) == 0, "%.80s", answer);
+	ck_assert_ptr_nonnull(strstr(answer, "Content-Type: text/plain; version=0.0.4"));
+	const char *body = strstr(answer, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	char want[256];
+	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
+		 (long)getpid(), STREAMS);
+	ck_assert_int_gt(check_exposition(body + 4, want), 50);
+	http_get(address, "GET / HTTP/1.0\r\n\r\n", answer, sizeof answer);
+	ck_assert_ptr_nonnull(strstr(answer, "404 Not Found"));
+	http_get(address, "POST /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer);
+	ck_assert_ptr_nonnull(strstr(answer, "405 Method Not Allowed"));
+	http_get(address, "\x16\x03\x01 garbage\r\n\r\n", answer, sizeof answer);
+	ck_assert_ptr_nonnull(strstr(answer, "400 Bad Request"));
+	scene_stop(&s);
+}
+END_TEST
+
 START_TEST(exit_codes_name_the_reason)
 {
 	static struct ctl_run r;
@@ -810,6 +863,7 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, drain_peer_then_warm_peer);
 	tcase_add_test(tc, reload_and_log_level);
 	tcase_add_test(tc, metrics_follow_the_exposition_format);
+	tcase_add_test(tc, metrics_listen_serves_a_scraper);
 	tcase_add_test(tc, exit_codes_name_the_reason);
 	suite_add_tcase(s, tc);
 	return s;

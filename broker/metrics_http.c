@@ -1,0 +1,240 @@
+/* metrics-listen (metrics_http.h). */
+#include "config.h"
+
+#include "metrics_http.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h" /* sockaddr_format */
+
+#define HTTP_CLIENTS_MAX 8
+#define HTTP_REQUEST_MAX 8192
+#define HTTP_REQUEST_TIMEOUT 5.0
+
+struct http_client {
+	struct metrics_http *server;
+	int fd;
+	ev_io io;
+	ev_timer deadline;
+	char request[HTTP_REQUEST_MAX];
+	size_t request_length;
+	char *out;
+	size_t out_length, out_sent;
+	LIST_ENTRY(http_client) link;
+};
+
+struct metrics_http {
+	struct ev_loop *loop;
+	const struct log_sink *log;
+	metrics_render render;
+	void *ctx;
+	int fd;
+	ev_io acceptor;
+	char address[300];
+	unsigned client_count;
+	LIST_HEAD(, http_client) clients;
+};
+
+static void client_free(struct http_client *c)
+{
+	ev_io_stop(c->server->loop, &c->io);
+	ev_timer_stop(c->server->loop, &c->deadline);
+	close(c->fd);
+	free(c->out);
+	LIST_REMOVE(c, link);
+	c->server->client_count--;
+	free(c);
+}
+
+/* Sets the whole answer: status line, headers, body (copied). */
+static void respond(struct http_client *c, const char *status, const char *type, const char *body,
+		    size_t length)
+{
+	char head[256];
+	int n = snprintf(head, sizeof head, "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "Connection: close\r\n\r\n", status, type, length);
+	c->out = malloc((size_t)n + length);
+	if (!c->out) {
+		c->out_length = 0;
+		return;
+	}
+	memcpy(c->out, head, (size_t)n);
+	memcpy(c->out + n, body, length);
+	c->out_length = (size_t)n + length;
+	c->out_sent = 0;
+}
+
+static void respond_text(struct http_client *c, const char *status, const char *text)
+{
+	respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* A whole request head arrived: answer it. */
+static void handle_request(struct http_client *c)
+{
+	char method[16], path[256], version[16];
+	if (sscanf(c->request, "%15s %255s %15s", method, path, version) != 3 ||
+	    strncmp(version, "HTTP/1.", 7) != 0) {
+		respond_text(c, "400 Bad Request", "not an HTTP/1.x request\n");
+		return;
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		respond_text(c, "405 Method Not Allowed", "only GET /metrics is served here\n");
+		return;
+	}
+	char *query = strchr(path, '?');
+	if (query)
+		*query = '\0';
+	if (strcmp(path, "/metrics") != 0) {
+		respond_text(c, "404 Not Found", "only GET /metrics is served here\n");
+		return;
+	}
+	size_t length = 0;
+	char *text = c->server->render(c->server->ctx, &length);
+	if (!text) {
+		respond_text(c, "500 Internal Server Error", "the broker could not gather its metrics\n");
+		return;
+	}
+	respond(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8", text,
+		strcmp(method, "HEAD") == 0 ? 0 : length);
+	free(text);
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct http_client *c = w->data;
+	if (revents & EV_WRITE) {
+		while (c->out_sent < c->out_length) {
+			ssize_t n = send(c->fd, c->out + c->out_sent, c->out_length - c->out_sent, MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				return;
+			if (n <= 0)
+				break;
+			c->out_sent += (size_t)n;
+		}
+		client_free(c);
+		return;
+	}
+	ssize_t n = recv(c->fd, c->request + c->request_length, sizeof c->request - 1 - c->request_length, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		client_free(c);
+		return;
+	}
+	c->request_length += (size_t)n;
+	c->request[c->request_length] = '\0';
+	if (!strstr(c->request, "\r\n\r\n") && !strstr(c->request, "\n\n")) {
+		if (c->request_length < sizeof c->request - 1)
+			return; /* more to come */
+		respond_text(c, "431 Request Header Fields Too Large", "request head over 8 KiB\n");
+	} else {
+		handle_request(c);
+	}
+	if (!c->out) {
+		client_free(c);
+		return;
+	}
+	ev_timer_stop(loop, &c->deadline);
+	ev_io_stop(loop, &c->io);
+	ev_io_set(&c->io, c->fd, EV_WRITE);
+	ev_io_start(loop, &c->io);
+	/* a reader that never takes the answer is dropped at the same deadline */
+	ev_timer_set(&c->deadline, HTTP_REQUEST_TIMEOUT, 0);
+	ev_timer_start(loop, &c->deadline);
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	client_free(w->data);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct metrics_http *server = w->data;
+	(void)revents;
+	for (int i = 0; i < 16; i++) {
+		int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or out of descriptors: the next scrape tries again */
+		struct http_client *c = server->client_count < HTTP_CLIENTS_MAX ? calloc(1, sizeof *c) : NULL;
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		c->server = server;
+		c->fd = fd;
+		ev_io_init(&c->io, on_client, fd, EV_READ);
+		c->io.data = c;
+		ev_timer_init(&c->deadline, on_deadline, HTTP_REQUEST_TIMEOUT, 0);
+		c->deadline.data = c;
+		ev_io_start(loop, &c->io);
+		ev_timer_start(loop, &c->deadline);
+		LIST_INSERT_HEAD(&server->clients, c, link);
+		server->client_count++;
+	}
+}
+
+struct metrics_http *metrics_http_start(struct ev_loop *loop, const char *host, const char *port,
+					const struct log_sink *log, metrics_render render, void *ctx)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *result = NULL;
+	int rc = getaddrinfo(host, port, &hints, &result);
+	if (rc != 0) {
+		log_write(log, LOG_ERROR, "metrics", "metrics-listen %s:%s: %s", host, port, gai_strerror(rc));
+		return NULL;
+	}
+	struct metrics_http *server = calloc(1, sizeof *server);
+	int fd = server ? socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) : -1;
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, result->ai_addr, result->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+		log_write(log, LOG_ERROR, "metrics", "metrics-listen %s:%s: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(server);
+		freeaddrinfo(result);
+		return NULL;
+	}
+	freeaddrinfo(result);
+	struct sockaddr_storage bound;
+	socklen_t bound_length = sizeof bound;
+	getsockname(fd, (struct sockaddr *)&bound, &bound_length);
+	*server = (struct metrics_http){ .loop = loop, .log = log, .render = render, .ctx = ctx, .fd = fd };
+	sockaddr_format((struct sockaddr *)&bound, bound_length, server->address, sizeof server->address);
+	LIST_INIT(&server->clients);
+	ev_io_init(&server->acceptor, on_accept, fd, EV_READ);
+	server->acceptor.data = server;
+	ev_io_start(loop, &server->acceptor);
+	log_write(log, host_is_loopback(host) ? LOG_INFO : LOG_WARN, "metrics", "GET /metrics served at %s%s",
+		  server->address, host_is_loopback(host) ? "" : " (not loopback: anyone who reaches it "
+		  "reads peer names, addresses and apps)");
+	return server;
+}
+
+const char *metrics_http_address(const struct metrics_http *server)
+{
+	return server ? server->address : "";
+}
+
+void metrics_http_stop(struct metrics_http *server)
+{
+	if (!server)
+		return;
+	while (!LIST_EMPTY(&server->clients))
+		client_free(LIST_FIRST(&server->clients));
+	ev_io_stop(server->loop, &server->acceptor);
+	close(server->fd);
+	free(server);
+}

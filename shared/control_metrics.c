@@ -1,0 +1,103 @@
+/* Control tables as Prometheus text (control_metrics.h). */
+#include "config.h"
+
+#include "control_metrics.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CELL_MAX 160
+
+/* A cell as the exposition format spells a label value or a sample value. */
+static void raw_cell(char *out, size_t length, const struct control_value *v)
+{
+	if (v->type == CONTROL_TEXT)
+		snprintf(out, length, "%.*s", (int)v->text_length, v->text);
+	else if (v->type == CONTROL_UINT)
+		snprintf(out, length, "%" PRIu64, v->u);
+	else if (v->type == CONTROL_INT)
+		snprintf(out, length, "%" PRId64, v->i);
+	else if (isnan(v->f))
+		snprintf(out, length, "NaN");
+	else if (isinf(v->f))
+		snprintf(out, length, v->f > 0 ? "+Inf" : "-Inf");
+	else
+		snprintf(out, length, "%.9g", v->f);
+}
+
+/* Every cell of a table, row-major (NULL when there are none or no memory). */
+static struct control_value *all_cells(const struct control_table *t)
+{
+	size_t count = (size_t)t->rows * t->columns;
+	struct control_value *cells = count ? calloc(count, sizeof *cells) : NULL;
+	if (!cells)
+		return NULL;
+	struct control_cells it;
+	control_cells_start(&it, t);
+	for (size_t i = 0; i < count && control_cells_next(&it, &cells[i], NULL); i++)
+		;
+	return cells;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static void prometheus_label_value(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(out, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", out);
+		else
+			fputc(*s, out);
+	}
+	fputc('"', out);
+}
+
+void control_metrics_write(FILE *out, const struct control_table *t)
+{
+	struct control_value *cells = all_cells(t);
+	for (unsigned c = 0; c < t->columns; c++) {
+		const struct control_column *col = &t->column[c];
+		if (col->role != CONTROL_COUNTER && col->role != CONTROL_GAUGE)
+			continue;
+		char name[256];
+		snprintf(name, sizeof name, "wormhole_%s_%s%s", t->name, col->name,
+			 col->unit == CONTROL_UNIT_BYTES && !strstr(col->name, "bytes") ? "_bytes"
+			 : col->unit == CONTROL_UNIT_SECONDS && !ends_with(col->name, "seconds") ? "_seconds" : "");
+		for (char *p = name; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+				*p = '_';
+		if (col->role == CONTROL_COUNTER && !ends_with(name, "_total"))
+			strcat(name, "_total");
+		fprintf(out, "# HELP %s ", name);
+		for (const char *h = col->help; *h; h++)
+			fputs(*h == '\\' ? "\\\\" : *h == '\n' ? "\\n" : (char[]){ *h, 0 }, out);
+		fprintf(out, "\n# TYPE %s %s\n", name, col->role == CONTROL_COUNTER ? "counter" : "gauge");
+		for (size_t r = 0; r < t->rows && cells; r++) {
+			const struct control_value *row = &cells[r * t->columns];
+			fputs(name, out);
+			bool any = false;
+			for (unsigned l = 0; l < t->columns; l++) {
+				if (t->column[l].role != CONTROL_LABEL)
+					continue;
+				char cell[CELL_MAX];
+				raw_cell(cell, sizeof cell, &row[l]);
+				fprintf(out, "%s%s=", any ? "," : "{", t->column[l].name);
+				prometheus_label_value(out, cell);
+				any = true;
+			}
+			char value[CELL_MAX];
+			raw_cell(value, sizeof value, &row[c]);
+			fprintf(out, "%s %s\n", any ? "}" : "", value);
+		}
+	}
+	free(cells);
+}
