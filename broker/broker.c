@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -479,6 +480,11 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	memset(broker, 0, sizeof *broker);
 	broker->loop = loop;
 	broker->started_at = ev_now(loop);
+	if (sodium_init() < 0)
+		return WH_ESYSTEM;
+	uint8_t id[8];
+	randombytes_buf(id, sizeof id);
+	sodium_bin2hex(broker->instance_id, sizeof broker->instance_id, id, sizeof id);
 	broker->config = *config;
 	broker->log = (struct log_sink){ config->log_level, stderr, log_stderr_is_journal() };
 	broker->config.pool.mux.log = &broker->log;
@@ -829,6 +835,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 {
 	*status = (struct broker_status){
 		.uptime = ev_now(broker->loop) - broker->started_at,
+		.instance_id = broker->instance_id,
 		.listen_host = broker->config.listen_host,
 		.listen_port = broker_listen_port(broker),
 		.tls = broker->conn_shared.tls != NULL,

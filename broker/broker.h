@@ -101,6 +101,7 @@ struct retiring {
 struct broker {
 	struct ev_loop *loop;
 	double started_at;
+	char instance_id[17]; /* random at each start: tells a restarted broker from the one before */
 	struct broker_config config;
 	struct log_sink log; /* its level from config.log_level; wired here, not a setting */
 	struct mux_budget budget;
@@ -154,6 +155,7 @@ unsigned broker_listen_port(const struct broker *broker);
 /* The broker as a whole. Strings belong to the broker. */
 struct broker_status {
 	double uptime;                 /* seconds */
+	const char *instance_id;       /* 16 hex digits, new at each start */
 	const char *listen_host;       /* "" without a listener */
 	unsigned listen_port;          /* the bound port */
 	bool tls;                      /* peer links use TLS (a certificate is configured) */

@@ -20,7 +20,8 @@
 #include "metrics_http.h"
 #include "unix_socket.h"
 
-#define CONTROL_CLIENTS_MAX 16      /* at once; more are closed at accept */
+#define CONTROL_CLIENTS_MAX 16      /* at once: a new one displaces the longest idle */
+#define CONTROL_IDLE_TIMEOUT 60.0   /* s without a byte either way: the client is closed */
 #define REPLY_FIRST_SIZE (64u << 10)
 #define REPLY_MAX_SIZE CONTROL_BODY_MAX
 #define DONE_ROOM (CONTROL_HEADER_SIZE + 6 + CONTROL_TEXT_MAX) /* the DONE after the tables */
@@ -35,6 +36,7 @@ struct control_client {
 	uint8_t *out;             /* the reply being written */
 	size_t out_length, out_sent;
 	bool close_after_reply;   /* it broke the protocol: the answer says so, then it ends */
+	double last_active;       /* ev_now of its last byte either way */
 	LIST_ENTRY(control_client) link;
 };
 
@@ -50,6 +52,7 @@ struct control {
 	ev_timer accept_pause; /* out of descriptors: look again in a moment */
 	unsigned client_count;
 	LIST_HEAD(, control_client) clients;
+	ev_timer idle_sweep;  /* closes clients idle past CONTROL_IDLE_TIMEOUT */
 	struct metrics_http *metrics; /* metrics-listen; NULL: none */
 };
 
@@ -157,6 +160,7 @@ static void view_status(struct view_ctx *v)
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "status");
 	control_table_column(w, "version", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's version");
+	control_table_column(w, "instance", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "random at each start: a restart shows as a new one");
 	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's process id");
 	control_table_column(w, "uptime", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the broker started");
 	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where peer brokers connect");
@@ -179,6 +183,7 @@ static void view_status(struct view_ctx *v)
 	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections refused after repeated failed TLS handshakes");
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
+	control_put_text(w, st.instance_id);
 	control_put_int(w, (int64_t)getpid());
 	control_put_float(w, st.uptime);
 	control_put_text(w, listen);
@@ -899,6 +904,7 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 				return;
 			}
 			cl->out_sent += (size_t)n;
+			cl->last_active = ev_now(loop);
 		}
 		free(cl->out);
 		cl->out = NULL;
@@ -922,6 +928,7 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	cl->in_length += (size_t)n;
+	cl->last_active = ev_now(loop);
 	if (take_request(cl))
 		client_want(cl, EV_WRITE);
 }
@@ -943,10 +950,21 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		socklen_t len = sizeof cred;
 		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
 		if (ctl->client_count >= CONTROL_CLIENTS_MAX) {
-			log_write(ctl->log, LOG_WARN, "control", "pid=%ld uid=%ld: refused: %d control clients "
-				  "already", (long)cred.pid, (long)cred.uid, CONTROL_CLIENTS_MAX);
-			close(fd);
-			continue;
+			/* a client that has been silent longest makes room: idle connections (a
+			 * stopped tool, a script that never closes) cannot lock the operator out */
+			struct control_client *idle = NULL, *c;
+			LIST_FOREACH(c, &ctl->clients, link)
+				if (!c->out && (!idle || c->last_active < idle->last_active))
+					idle = c;
+			if (!idle) {
+				log_write(ctl->log, LOG_WARN, "control", "pid=%ld uid=%ld: refused: %d control "
+					  "clients busy", (long)cred.pid, (long)cred.uid, CONTROL_CLIENTS_MAX);
+				close(fd);
+				continue;
+			}
+			log_write(ctl->log, LOG_INFO, "control", "pid=%ld uid=%ld: closed, idle, to admit pid=%ld",
+				  idle->pid, idle->uid, (long)cred.pid);
+			client_free(idle);
 		}
 		struct control_client *cl = calloc(1, sizeof *cl);
 		if (!cl) {
@@ -957,11 +975,26 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		cl->fd = fd;
 		cl->pid = cred.pid;
 		cl->uid = (long)cred.uid;
+		cl->last_active = ev_now(loop);
 		ev_io_init(&cl->io, on_client, fd, EV_READ);
 		cl->io.data = cl;
 		ev_io_start(loop, &cl->io);
 		LIST_INSERT_HEAD(&ctl->clients, cl, link);
 		ctl->client_count++;
+	}
+}
+
+static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct control *ctl = w->data;
+	(void)revents;
+	for (struct control_client *c = LIST_FIRST(&ctl->clients), *next; c; c = next) {
+		next = LIST_NEXT(c, link);
+		if (ev_now(loop) - c->last_active > CONTROL_IDLE_TIMEOUT) {
+			log_write(ctl->log, LOG_INFO, "control", "pid=%ld uid=%ld: closed after %.0f s idle",
+				  c->pid, c->uid, CONTROL_IDLE_TIMEOUT);
+			client_free(c);
+		}
 	}
 }
 
@@ -1033,6 +1066,9 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 	ctl->acceptor.data = ctl;
 	ev_timer_init(&ctl->accept_pause, on_accept_resume, 0.1, 0.0);
 	ctl->accept_pause.data = ctl;
+	ev_timer_init(&ctl->idle_sweep, on_idle_sweep, CONTROL_IDLE_TIMEOUT / 4, CONTROL_IDLE_TIMEOUT / 4);
+	ctl->idle_sweep.data = ctl;
+	ev_timer_start(broker->loop, &ctl->idle_sweep);
 	ev_io_start(broker->loop, &ctl->acceptor);
 	log_write(ctl->log, LOG_INFO, "control", "wormhole-ctl connects at %s (mode %03o, owner %ld, group %ld)",
 		  config->socket_path, config->socket_mode, config->socket_uid, config->socket_gid);
@@ -1049,6 +1085,7 @@ void control_stop(struct control *ctl)
 	if (ctl->listen_fd >= 0) {
 		ev_io_stop(ctl->broker->loop, &ctl->acceptor);
 		ev_timer_stop(ctl->broker->loop, &ctl->accept_pause);
+		ev_timer_stop(ctl->broker->loop, &ctl->idle_sweep);
 		close(ctl->listen_fd);
 		struct stat st;
 		if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)

@@ -380,7 +380,12 @@ static int run_watch(struct ctl *c, int argc, char **argv)
 	struct ctl_table previous = { 0 };
 	double previous_at = 0;
 	for (long round = 0; !interrupted && (count == 0 || round < count); round++) {
-		int rc = exchange(c, (unsigned)(argc - i), argv + i);
+		/* a connection per refresh: the broker closes control clients idle for a minute */
+		int rc = round == 0 ? EXIT_OK : connect_broker(c);
+		if (rc == EXIT_OK)
+			rc = exchange(c, (unsigned)(argc - i), argv + i);
+		close(c->fd);
+		c->fd = -1;
 		if (rc != EXIT_OK)
 			return rc;
 		if (c->status != WH_OK)
@@ -476,6 +481,7 @@ int main(int argc, char **argv)
 			printf("%s\n", c.message);
 	}
 	free_tables(&c);
-	close(c.fd);
+	if (c.fd >= 0)
+		close(c.fd);
 	return rc;
 }

@@ -360,6 +360,7 @@ START_TEST(views_json_match_what_the_test_did)
 	ck_assert_uint_eq(rows->count, 1);
 	const struct json *st = rows->items[0];
 	ck_assert_str_eq(json_string(st, "version"), PACKAGE_VERSION);
+	ck_assert_uint_eq(strlen(json_string(st, "instance")), 16);
 	ck_assert_int_eq((long)json_number(st, "pid"), (long)s.pair.b.pid);
 	ck_assert_int_eq((long)json_number(st, "peers"), 1);
 	ck_assert_int_eq((long)json_number(st, "apps_clients"), 1);
@@ -840,6 +841,17 @@ START_TEST(exit_codes_name_the_reason)
 	const char *alive[] = { "-s", control, "status", NULL };
 	ctl_run_as(&r, -1, alive);
 	ck_assert_int_eq(r.status, 0);
+	/* clients that connect and say nothing cannot lock the operator out: the longest idle
+	 * makes room for a new one */
+	int idle[24];
+	for (int i = 0; i < 24; i++) {
+		idle[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+		ck_assert_int_eq(connect(idle[i], (struct sockaddr *)&addr, sizeof addr), 0);
+	}
+	ctl_run_as(&r, -1, alive);
+	ck_assert_msg(r.status == 0, "with idle clients: %d %s", r.status, r.err);
+	for (int i = 0; i < 24; i++)
+		close(idle[i]);
 	/* a killed broker leaves its socket behind: nobody listens there */
 	ck_assert_int_eq(kill(broker.pid, SIGKILL), 0);
 	int wstatus;
