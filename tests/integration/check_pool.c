@@ -14,7 +14,7 @@
 struct pool_goal {
 	struct pool *pool;
 	size_t len;
-	int64_t failures;
+	uint64_t failures;
 };
 
 static bool pool_len_is(void *arg)
