@@ -90,7 +90,10 @@ static void handle_listen(struct app_session *c, const struct attach_msg *req, b
 	}
 	error = service_registry_add(&apps->services, req->service, c);
 	if (error != WH_OK) {
-		session_send_result(c, req->request_id, error, NULL);
+		char message[ATTACH_STRING_MAX + 1];
+		snprintf(message, sizeof message, error == WH_ESERVICE_TAKEN ? "another app listens on "
+			 "service %.200s" : "%.200s", error == WH_ESERVICE_TAKEN ? service : wh_strerror(error));
+		session_send_result(c, req->request_id, error, message);
 		return;
 	}
 	c->listening++;

@@ -2,6 +2,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,29 +178,99 @@ static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, c
 	return WH_OK;
 }
 
-int wh_client_attach(const char *socket_path, wh_client **out)
+static void set_detail(char *detail, size_t length, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_detail(char *detail, size_t length, const char *fmt, ...)
 {
-	if (!out)
+	if (!detail || !length)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, length, fmt, ap);
+	va_end(ap);
+}
+
+/* Why connect() to the app socket failed, as an error code and a sentence that names the path
+ * and says what to do. */
+static int connect_failure(int error, const char *path, const char *from, char *detail, size_t length)
+{
+	struct stat st;
+	bool seen = stat(path, &st) == 0;
+	switch (error) {
+	case ENOENT:
+		set_detail(detail, length, "no broker at %s: no such file (is the broker running? the path "
+			   "is %s)", path, from);
+		return WH_ENO_BROKER;
+	case EACCES:
+	case EPERM:
+		if (!seen) {
+			set_detail(detail, length, "permission denied on %s: uid %u may not reach the socket "
+				   "(a directory on the path is closed to it)", path, (unsigned)getuid());
+		} else {
+			struct group *g = getgrgid(st.st_gid);
+			set_detail(detail, length, "permission denied on %s: uid %u may not connect (the socket "
+				   "is mode %04o, owner uid %u, group %s (gid %u): join the group or ask for "
+				   "socket-mode)", path, (unsigned)getuid(), (unsigned)(st.st_mode & 07777),
+				   (unsigned)st.st_uid, g ? g->gr_name : "?", (unsigned)st.st_gid);
+		}
+		return WH_ESOCKET_DENIED;
+	case ECONNREFUSED:
+		if (seen && !S_ISSOCK(st.st_mode)) {
+			set_detail(detail, length, "%s is not a socket, so not a broker (the path is %s)", path, from);
+			return WH_ENOT_BROKER;
+		}
+		set_detail(detail, length, "no broker at %s: nobody listens on that socket (a broker that "
+			   "stopped left it; start the broker)", path);
+		return WH_ENO_BROKER;
+	case EPROTOTYPE:
+		set_detail(detail, length, "%s is a socket of another kind, not a broker's app socket (the "
+			   "control socket?)", path);
+		return WH_ENOT_BROKER;
+	default:
+		set_detail(detail, length, "cannot connect to %s: %s", path, strerror(error));
+		return WH_ENO_BROKER;
+	}
+}
+
+int wh_client_attach_detail(const char *socket_path, wh_client **out, char *detail, size_t detail_length)
+{
+	if (detail && detail_length)
+		detail[0] = '\0';
+	if (!out) {
+		set_detail(detail, detail_length, "no place for the client (out is NULL)");
 		return WH_EINVAL;
+	}
 	*out = NULL;
-	if (!socket_path)
+	const char *from = "the argument";
+	if (!socket_path) {
 		socket_path = getenv("WORMHOLE_SOCKET");
-	if (!socket_path || !*socket_path)
+		from = "from $WORMHOLE_SOCKET";
+	}
+	if (!socket_path || !*socket_path) {
 		socket_path = WH_DEFAULT_SOCKET;
+		from = "the default, WH_DEFAULT_SOCKET";
+	}
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(socket_path) >= sizeof addr.sun_path)
+	if (strlen(socket_path) >= sizeof addr.sun_path) {
+		set_detail(detail, detail_length, "socket path longer than %zu bytes: %s", sizeof addr.sun_path - 1,
+			   socket_path);
 		return WH_EINVAL;
+	}
 	strcpy(addr.sun_path, socket_path);
 	struct wh_client *c = calloc(1, sizeof *c);
-	if (!c)
+	if (!c) {
+		set_detail(detail, detail_length, "out of memory");
 		return WH_ENOMEM;
+	}
 	atomic_init(&c->broker_gone, false);
+	pthread_mutex_init(&c->streams_lock, NULL);
 	c->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		int rc = connect_failure(errno, socket_path, from, detail, detail_length);
 		if (c->fd >= 0)
 			close(c->fd);
+		pthread_mutex_destroy(&c->streams_lock);
 		free(c);
-		return WH_EBROKER_GONE;
+		return rc;
 	}
 	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = ++c->next_request,
 				 .version = ATTACH_VERSION, .pid = (uint32_t)getpid() };
@@ -208,15 +280,35 @@ int wh_client_attach(const char *socket_path, wh_client **out)
 	int rc = client_send(c, &hello);
 	if (rc == WH_OK)
 		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
-	if (rc == WH_OK && welcome.type == ATTACH_RESULT)
-		rc = welcome.error < 0 ? welcome.error : WH_EPROTOCOL;
-	else if (rc == WH_OK && (welcome.type != ATTACH_WELCOME || welcome.version != ATTACH_VERSION)) {
+	if (rc == WH_OK && welcome.type == ATTACH_RESULT) {
+		/* the broker said no: its words (attach-users, a broker that is stopping, ...) */
+		rc = welcome.error < 0 ? welcome.error : WH_ENOT_BROKER;
+		set_detail(detail, detail_length, "the broker at %s refused: %s", socket_path,
+			   welcome.message[0] ? welcome.message : wh_strerror(rc));
+	} else if (rc == WH_OK && (welcome.type != ATTACH_WELCOME || welcome.version != ATTACH_VERSION)) {
 		close_fds(fds, attach_fd_count(&welcome));
+		set_detail(detail, detail_length, "the broker at %s speaks attach protocol version %u, this "
+			   "library %u: use a library of the broker's release", socket_path, welcome.version,
+			   ATTACH_VERSION);
 		rc = WH_EPROTOCOL;
-	} else if (rc == WH_OK)
+	} else if (rc == WH_OK) {
 		rc = map_doorbell(c, &welcome, fds);
+		if (rc != WH_OK)
+			set_detail(detail, detail_length, "the broker at %s sent a doorbell this library cannot "
+				   "use", socket_path);
+	} else if (rc == WH_EPROTOCOL) {
+		set_detail(detail, detail_length, "what answers at %s does not speak the attach protocol",
+			   socket_path);
+		rc = WH_ENOT_BROKER;
+	} else if (rc == WH_ETIMEOUT) {
+		set_detail(detail, detail_length, "the broker at %s did not answer HELLO within 10 s", socket_path);
+	} else {
+		set_detail(detail, detail_length, "the broker at %s closed the session at once (it may be "
+			   "stopping or out of descriptors; its log says why)", socket_path);
+	}
 	if (rc != WH_OK) {
 		close(c->fd);
+		pthread_mutex_destroy(&c->streams_lock);
 		free(c);
 		return rc;
 	}
@@ -225,6 +317,16 @@ int wh_client_attach(const char *socket_path, wh_client **out)
 	c->ring_capacity = welcome.ring_capacity;
 	*out = c;
 	return WH_OK;
+}
+
+int wh_client_attach(const char *socket_path, wh_client **out)
+{
+	return wh_client_attach_detail(socket_path, out, NULL, 0);
+}
+
+const char *wh_client_errmsg(const wh_client *c)
+{
+	return c ? c->detail : "";
 }
 
 void wh_client_detach(wh_client *c)
@@ -242,6 +344,7 @@ void wh_client_detach(wh_client *c)
 	close(c->fd);
 	close(c->doorbell);
 	munmap(c->notify, c->notify_size);
+	pthread_mutex_destroy(&c->streams_lock);
 	free(c);
 }
 
@@ -260,11 +363,21 @@ static int request(struct wh_client *c, struct attach_msg *req, int timeout_ms, 
 		   int fds[ATTACH_MAX_FDS])
 {
 	req->request_id = ++c->next_request;
+	c->detail[0] = '\0';
 	int rc = client_send(c, req);
 	if (rc == WH_OK)
 		rc = await_reply(c, req->request_id, timeout_ms, reply, fds);
-	if (rc == WH_OK && reply->type == ATTACH_RESULT)
+	if (rc == WH_OK && reply->type == ATTACH_RESULT) {
+		if (reply->error != WH_OK)
+			snprintf(c->detail, sizeof c->detail, "%s", reply->message[0] ? reply->message
+											: wh_strerror(reply->error));
 		return reply->error;
+	}
+	if (rc == WH_EBROKER_GONE)
+		snprintf(c->detail, sizeof c->detail, "the broker closed the session (it stopped, or dropped "
+			 "this app: its log says why)");
+	else if (rc != WH_OK)
+		snprintf(c->detail, sizeof c->detail, "%s", wh_strerror(rc));
 	return rc;
 }
 

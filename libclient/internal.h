@@ -2,6 +2,7 @@
 #ifndef WORMHOLE_LIBCLIENT_INTERNAL_H
 #define WORMHOLE_LIBCLIENT_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <wormhole/wormhole.h>
@@ -26,8 +27,12 @@ struct wh_client {
 	size_t notify_size;
 	uint32_t slots;
 	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
+	char detail[WH_DETAIL_MAX]; /* why the last failed call failed (wh_client_errmsg) */
 	struct pending_stream *accept_head, *accept_tail;
-	struct wh_stream *streams; /* open handles, closed by wh_client_detach */
+	/* Open handles, closed by wh_client_detach. wh_close runs on any stream's thread while
+	 * the client's thread adds streams (wh_open, wh_accept): the list has its own lock. */
+	pthread_mutex_t streams_lock;
+	struct wh_stream *streams;
 };
 
 struct wh_stream {

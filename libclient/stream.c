@@ -51,10 +51,12 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	ring_consumer_attach(&s->rx, memory, msg->ring_capacity, msg->tx_ring ^ 1u);
 	snprintf(s->service, sizeof s->service, "%s", msg->service);
 	snprintf(s->peer, sizeof s->peer, "%s", msg->peer);
+	pthread_mutex_lock(&c->streams_lock);
 	s->next = c->streams;
 	if (c->streams)
 		c->streams->prev = s;
 	c->streams = s;
+	pthread_mutex_unlock(&c->streams_lock);
 	*out = s;
 	return WH_OK;
 }
@@ -436,12 +438,14 @@ int wh_close(wh_stream *s)
 	wake_peer(s);
 	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
 	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
+	pthread_mutex_lock(&c->streams_lock);
 	if (s->prev)
 		s->prev->next = s->next;
 	else
 		c->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	pthread_mutex_unlock(&c->streams_lock);
 	munmap(s->segment, s->segment_size);
 	close(s->efd_wait);
 	if (s->efd_wake >= 0)

@@ -12,6 +12,8 @@
 #include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <wormhole/wormhole.h>
@@ -584,6 +586,178 @@ START_TEST(test_stats_count_streams_and_bytes)
 }
 END_TEST
 
+/* The thread contract of wormhole.h: one thread uses the client (opens) while others read,
+ * write and close its streams at once. Closing edits the client's list of streams, so this is
+ * the case ThreadSanitizer (CI runs this suite under it) must find clean. */
+#define THREADED_WORKERS 4
+#define THREADED_STREAMS 64
+#define THREADED_BYTES 20000
+
+struct stream_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t ready;
+	wh_stream *items[THREADED_STREAMS];
+	unsigned head, tail;
+	bool done;
+	unsigned verified;
+};
+
+static void *threaded_worker(void *arg)
+{
+	struct stream_queue *q = arg;
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		while (q->head == q->tail && !q->done)
+			pthread_cond_wait(&q->ready, &q->lock);
+		if (q->head == q->tail) {
+			pthread_mutex_unlock(&q->lock);
+			return NULL;
+		}
+		unsigned index = q->head;
+		wh_stream *s = q->items[q->head++];
+		pthread_mutex_unlock(&q->lock);
+		/* echo a checked pattern, then close: the close races the opener's next open */
+		unsigned char out[THREADED_BYTES], in[THREADED_BYTES];
+		for (size_t i = 0; i < sizeof out; i++)
+			out[i] = harness_pattern(index, i);
+		bool ok = wh_write(s, out, sizeof out) == (long)sizeof out && wh_shutdown(s) == WH_OK;
+		size_t got = 0;
+		wh_set_read_deadline(s, wh_now_ns() + 30000000000ll);
+		while (ok && got < sizeof in) {
+			long r = wh_read(s, in + got, sizeof in - got);
+			if (r <= 0)
+				ok = false;
+			else
+				got += (size_t)r;
+		}
+		ok = ok && memcmp(in, out, sizeof in) == 0;
+		wh_close(s);
+		pthread_mutex_lock(&q->lock);
+		q->verified += ok;
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+START_TEST(test_threads_open_read_and_close_at_once)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b);
+	static struct stream_queue q;
+	memset(&q, 0, sizeof q);
+	pthread_mutex_init(&q.lock, NULL);
+	pthread_cond_init(&q.ready, NULL);
+	pthread_t workers[THREADED_WORKERS];
+	for (int i = 0; i < THREADED_WORKERS; i++)
+		ck_assert_int_eq(pthread_create(&workers[i], NULL, threaded_worker, &q), 0);
+	for (unsigned i = 0; i < THREADED_STREAMS; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &s), WH_OK);
+		pthread_mutex_lock(&q.lock);
+		q.items[q.tail++] = s;
+		pthread_cond_signal(&q.ready);
+		pthread_mutex_unlock(&q.lock);
+	}
+	pthread_mutex_lock(&q.lock);
+	q.done = true;
+	pthread_cond_broadcast(&q.ready);
+	pthread_mutex_unlock(&q.lock);
+	for (int i = 0; i < THREADED_WORKERS; i++)
+		pthread_join(workers[i], NULL);
+	ck_assert_uint_eq(q.verified, THREADED_STREAMS);
+	struct stats_goal goal = { client, 0, 0, 0 };
+	ck_assert(poll_until(stats_reached, &goal, 5)); /* every close reached the broker */
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+	pthread_cond_destroy(&q.ready);
+	pthread_mutex_destroy(&q.lock);
+}
+END_TEST
+
+/* Each way attaching can fail has its own code and a sentence naming the path and the cause. */
+static int attach_code(const char *path, char *detail, size_t length)
+{
+	wh_client *c = NULL;
+	int rc = wh_client_attach_detail(path, &c, detail, length);
+	if (rc == WH_OK)
+		wh_client_detach(c);
+	return rc;
+}
+
+START_TEST(test_attach_errors_say_what_happened)
+{
+	char dir[256], path[400], detail[WH_DETAIL_MAX];
+	harness_tempdir(dir, sizeof dir);
+	/* no such file */
+	snprintf(path, sizeof path, "%s/none.sock", dir);
+	ck_assert_int_eq(attach_code(path, detail, sizeof detail), WH_ENO_BROKER);
+	ck_assert_ptr_nonnull(strstr(detail, path));
+	ck_assert_ptr_nonnull(strstr(detail, "no such file"));
+	ck_assert_int_eq(wh_client_attach(path, &(wh_client *){ NULL }), WH_ENO_BROKER);
+	/* a regular file */
+	snprintf(path, sizeof path, "%s/file", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(attach_code(path, detail, sizeof detail), WH_ENOT_BROKER);
+	ck_assert_ptr_nonnull(strstr(detail, "not a socket"));
+	/* a socket nobody listens on (what a killed broker leaves) */
+	snprintf(path, sizeof path, "%s/stale.sock", dir);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	close(fd);
+	ck_assert_int_eq(attach_code(path, detail, sizeof detail), WH_ENO_BROKER);
+	ck_assert_ptr_nonnull(strstr(detail, "nobody listens"));
+	/* a stream socket: the broker's control socket, not its app socket */
+	struct process broker;
+	const char *args[] = { "--socket-mode", "0660", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	snprintf(path, sizeof path, "%s/control.sock", broker.dir);
+	ck_assert_int_eq(attach_code(path, detail, sizeof detail), WH_ENOT_BROKER);
+	ck_assert_ptr_nonnull(strstr(detail, "another kind"));
+	/* permission denied: the broker runs, this user may not connect */
+	if (getuid() == 0) {
+		ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+		int out[2];
+		ck_assert_int_eq(pipe(out), 0);
+		pid_t pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+				_exit(100);
+			char why[WH_DETAIL_MAX];
+			int rc = attach_code(broker.socket_path, why, sizeof why);
+			(void)!write(out[1], why, strlen(why) + 1);
+			_exit(-rc);
+		}
+		close(out[1]);
+		char why[WH_DETAIL_MAX] = "";
+		ck_assert_int_gt(read(out[0], why, sizeof why), 0);
+		close(out[0]);
+		int status;
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status));
+		ck_assert_int_eq(-WEXITSTATUS(status), WH_ESOCKET_DENIED);
+		ck_assert_ptr_nonnull(strstr(why, "permission denied"));
+		ck_assert_ptr_nonnull(strstr(why, "mode 0660"));
+	}
+	/* a taken service: its own code and the broker's words */
+	wh_client *first = app_attach(&broker), *second = app_attach(&broker);
+	ck_assert_int_eq(wh_listen(first, "taken"), WH_OK);
+	ck_assert_str_eq(wh_client_errmsg(first), "");
+	ck_assert_int_eq(wh_listen(second, "taken"), WH_ESERVICE_TAKEN);
+	ck_assert_str_eq(wh_client_errmsg(second), "another app listens on service taken");
+	ck_assert_int_eq(wh_listen(second, "free"), WH_OK);
+	ck_assert_str_eq(wh_client_errmsg(second), "");
+	wh_client_detach(second);
+	wh_client_detach(first);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
@@ -676,6 +850,8 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_released_stream_lingers_then_resets);
 	tcase_add_test(tc, test_spinning_streams);
 	tcase_add_test(tc, test_stats_count_streams_and_bytes);
+	tcase_add_test(tc, test_threads_open_read_and_close_at_once);
+	tcase_add_test(tc, test_attach_errors_say_what_happened);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

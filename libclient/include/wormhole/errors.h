@@ -51,7 +51,11 @@ extern "C" {
 	X(EDESCRIPTORS, -41, "out of file descriptors")                                         \
 	X(ESERVICE_TAKEN, -42, "another app listens on that service")                         \
 	X(ETLS, -43, "TLS failed (handshake, certificate or record)")                           \
-	X(EACCESS, -44, "not permitted by the broker's access rules")
+	X(EACCESS, -44, "not permitted by the broker's access rules")                          \
+	X(EPEER_UNREACHABLE, -45, "the peer broker cannot be reached")                          \
+	X(ENO_BROKER, -46, "no broker at the socket path")                                      \
+	X(ESOCKET_DENIED, -47, "permission denied on the broker's socket")                      \
+	X(ENOT_BROKER, -48, "what answers at the socket path is not a wormhole broker")
 
 enum wh_error {
 	WH_OK = 0,

@@ -51,11 +51,34 @@ WH_EXPORT int64_t wh_now_ns(void);
 
 /* ---- attaching ----------------------------------------------------------------------- */
 
+/* The most bytes (with NUL) of a detail string: wh_client_errmsg, wh_client_attach_detail. */
+#define WH_DETAIL_MAX 512
+
 /* Connects to the broker at socket_path (NULL: $WORMHOLE_SOCKET, else WH_DEFAULT_SOCKET)
  * and says hello. On WH_OK *out is the new client, to be released with wh_client_detach.
- * Errors: WH_EBROKER_GONE (no broker there), WH_EPROTOCOL (an incompatible broker),
- * WH_ENOMEM, WH_EINVAL. */
+ * Errors, each a different situation:
+ *   WH_ENO_BROKER      nothing listens there: no such file, or a socket a stopped broker left
+ *   WH_ESOCKET_DENIED  the broker runs, but this user may not connect (the socket's mode and
+ *                      group; a directory on the path)
+ *   WH_ENOT_BROKER     a file that is not a socket, a socket of another kind (the control
+ *                      socket), or something that does not speak the attach protocol
+ *   WH_EACCESS         the broker refused this user (attach-users, attach-groups)
+ *   WH_EPROTOCOL       a broker of an incompatible release
+ *   WH_EBROKER_GONE    the broker closed the session at once (stopping, out of descriptors)
+ *   WH_ETIMEOUT, WH_ENOMEM, WH_EINVAL (path too long) */
 WH_EXPORT int wh_client_attach(const char *socket_path, wh_client **out);
+/* The same, and on failure a sentence in detail (up to length bytes, NUL-terminated; may be
+ * NULL) that names the path, the reason and what to do, e.g.
+ *   "permission denied on /run/wormhole/broker.sock: uid 1000 may not connect (the socket is
+ *    mode 0660, owner uid 0, group wormhole (gid 990): join the group or ask for socket-mode)"
+ * Like libcurl's error buffer: the caller owns the memory, nothing is kept. */
+WH_EXPORT int wh_client_attach_detail(const char *socket_path, wh_client **out, char *detail,
+				      size_t length);
+/* Why the last call on this client that failed failed, in words: the broker's own (e.g.
+ * "another app listens on that service", "no connection to peer a: connection refused") or
+ * the library's. "" after a call that succeeded. Owned by the client, valid until its next
+ * call; like sqlite3_errmsg, it belongs to the client's thread. */
+WH_EXPORT const char *wh_client_errmsg(const wh_client *client);
 /* Closes every stream still open (as wh_close does) and the session. NULL is a no-op. */
 WH_EXPORT void wh_client_detach(wh_client *client);
 /* A descriptor that is readable when an incoming stream or a broker message waits, and
