@@ -11,25 +11,73 @@
 
 struct open_request {
 	struct apps *apps;
+	struct pool *pool;
 	char client_id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	uint32_t request_id;
 	char service[ATTACH_STRING_MAX + 1];
 	char peer[ATTACH_STRING_MAX + 1];
+	/* The app's timeout: at it the app is answered (WH_ETIMEOUT, or why the peer cannot be
+	 * reached) and the open is over for it; a stream the pool delivers later is ended at
+	 * once, so that nothing is left behind. */
+	ev_timer deadline;
+	bool answered;
 };
+
+/* Why an open to this pool cannot be served now, in words: the peer's address and the last
+ * dial's failure, or "" when the pool has nothing to say. */
+static void pool_trouble(struct pool *pool, char *out, size_t length)
+{
+	struct pool_info info;
+	pool_get_info(pool, &info);
+	out[0] = '\0';
+	if (info.last_error[0] && info.retry_in > 0)
+		snprintf(out, length, "peer %s (%s:%s): %s; next dial in %.1f s", info.name, info.host, info.port,
+			 info.last_error, info.retry_in);
+	else if (info.last_error[0])
+		snprintf(out, length, "peer %s (%s:%s): %s", info.name, info.host, info.port, info.last_error);
+}
+
+/* The app's answer for an open that failed: WH_EPEER_UNREACHABLE with the cause when the pool
+ * knows why it has no connection, else the error as it is. */
+static void answer_failure(struct app_session *c, struct open_request *r, int error)
+{
+	char why[ATTACH_STRING_MAX + 1];
+	pool_trouble(r->pool, why, sizeof why);
+	if (why[0] && (error == WH_ETIMEOUT || error == WH_EPEER_UNREACHABLE)) {
+		session_send_result(c, r->request_id, WH_EPEER_UNREACHABLE, why);
+		return;
+	}
+	if (error == WH_ETIMEOUT)
+		snprintf(why, sizeof why, "no connection to peer %.200s within the open's timeout", r->peer);
+	session_send_result(c, r->request_id, error, why[0] ? why : NULL);
+}
+
+static void on_open_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct open_request *r = w->data;
+	(void)loop;
+	(void)revents;
+	r->answered = true;
+	struct app_session *c = session_by_id(r->apps, r->client_id);
+	if (c)
+		answer_failure(c, r, WH_ETIMEOUT);
+}
 
 static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 {
 	struct open_request *r = user;
+	ev_timer_stop(r->apps->loop, &r->deadline);
 	/* The app may have left while the pool dialled: look it up again by id. */
-	struct app_session *c = session_by_id(r->apps, r->client_id);
+	struct app_session *c = r->answered ? NULL : session_by_id(r->apps, r->client_id);
 	const char *why;
 	if (!c) {
 		if (stream) {
-			mux_stream_reset(stream, WH_EAPP_GONE, "the app went away");
+			mux_stream_reset(stream, WH_EAPP_GONE, r->answered ? "the app's open timed out"
+									    : "the app went away");
 			mux_stream_release(stream);
 		}
 	} else if (error != WH_OK) {
-		session_send_result(c, r->request_id, error, NULL);
+		answer_failure(c, r, error);
 	} else if (session_admit(c, &why) != WH_OK) {
 		/* admitted when asked, but other opens completed meanwhile */
 		mux_stream_reset(stream, WH_ELIMIT, why);
@@ -92,12 +140,29 @@ void open_through_pool(struct app_session *c, const struct attach_msg *req)
 		return;
 	}
 	r->apps = apps;
+	r->pool = pool;
 	r->request_id = req->request_id;
 	memcpy(r->client_id, c->id, sizeof r->client_id);
 	memcpy(r->service, req->service, sizeof r->service);
 	memcpy(r->peer, req->peer, sizeof r->peer);
+	/* a peer the pool cannot reach (its last dial failed, the next waits for its back-off)
+	 * fails at once with the cause, rather than at the end of the app's timeout */
+	struct pool_info info;
+	pool_get_info(pool, &info);
+	if (info.open == 0 && info.retry_in > 0 && info.last_error[0]) {
+		answer_failure(c, r, WH_EPEER_UNREACHABLE);
+		free(r);
+		return;
+	}
+	ev_timer_init(&r->deadline, on_open_deadline, req->timeout_ms / 1000.0, 0);
+	r->deadline.data = r;
+	if (req->timeout_ms != ATTACH_NO_TIMEOUT)
+		ev_timer_start(apps->loop, &r->deadline);
 	if (pool_open_stream(pool, req->service, on_pool_opened, r) != WH_OK) {
-		session_send_result(c, req->request_id, WH_EMUX_CLOSED, NULL);
+		ev_timer_stop(apps->loop, &r->deadline);
+		session_send_result(c, req->request_id, WH_EMUX_CLOSED, pool_is_closed(pool) ? NULL
+					 : "the broker takes no new streams to this peer (drain-peer, or a reload "
+					   "removed it)");
 		free(r);
 	}
 }
@@ -119,9 +184,10 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	error = shm_new(apps, listener, stream, &s);
 	if (error != WH_OK)
 		return error;
-	struct conn *conn = conn_from_mux(mux);
+	/* the peer as this broker names it: its configured name on dialled connections, its
+	 * certificate identity or address on accepted ones (wh_stream_peer) */
 	error = session_hand_over(listener, ATTACH_INCOMING, 0, s->handle, &s->seg, s->wake_app_peer, -1,
-			    s->slot, APP_TX_RING, service, conn ? conn_remote_addr(conn) : "");
+			    s->slot, APP_TX_RING, service, mux_peer(mux));
 	if (error != WH_OK) {
 		/* refused: the mux frees the stream, and with it s (io_release) */
 		shm_unlink_client(s);

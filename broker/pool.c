@@ -53,6 +53,7 @@ struct pool {
 	uint32_t next_conn_id;
 	bool closed;
 	bool draining; /* the peer was removed (reload) or the broker stops: no new streams */
+	char last_error[160]; /* why the last dial failed; "" once one succeeds */
 	struct pool_stats stats;
 };
 
@@ -209,6 +210,7 @@ static void dial_failed(struct pool_conn *pc, const char *why)
 	double delay = pool->backoff * jitter(pool);
 	log_write(pool->config.mux.log, LOG_WARN, "pool", "peer=%s dial %s:%s failed: %s; retry in %.2f s",
 		  pool->name, pool->host, pool->port, why, delay);
+	snprintf(pool->last_error, sizeof pool->last_error, "%s", why);
 	pool->retry_at = ev_now(pool->loop) + delay;
 	pool->backoff = pool->backoff * 2 < pool->config.backoff_max ? pool->backoff * 2
 								     : pool->config.backoff_max;
@@ -248,6 +250,7 @@ static void cb_closed(struct mux *mux, int error, void *user)
 		double delay = pool->backoff * jitter(pool);
 		log_write(pool->config.mux.log, LOG_WARN, "pool", "peer=%s %s:%s: no TLS session; retry in %.2f s",
 			  pool->name, pool->host, pool->port, delay);
+		snprintf(pool->last_error, sizeof pool->last_error, "no TLS session (the broker's log says why)");
 		pool->retry_at = ev_now(pool->loop) + delay;
 		pool->backoff = pool->backoff * 2 < pool->config.backoff_max ? pool->backoff * 2
 									     : pool->config.backoff_max;
@@ -293,6 +296,7 @@ static void dial_succeeded(struct pool_conn *pc)
 	pc->idle_since = ev_now(pool->loop);
 	pool->open_count++;
 	pool->stats.total_connections++;
+	pool->last_error[0] = '\0';
 	if (conn_is_ready(pc->conn))
 		pool->backoff = pool->config.backoff_initial;
 	else
@@ -549,6 +553,7 @@ void pool_get_info(const struct pool *pool, struct pool_info *info)
 		.backoff = pool->backoff,
 		.draining = pool->draining,
 		.tls = pool->shared && pool->shared->tls && !pool->config.plaintext,
+		.last_error = pool->last_error,
 	};
 	for (const struct pool_conn *pc = pool->conns; pc; pc = pc->next)
 		if (pc->conn)

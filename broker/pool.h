@@ -90,6 +90,7 @@ struct pool_info {
 	double retry_in;          /* seconds until the next dial after failures (0: none waits) */
 	double backoff;           /* the delay the next failure will wait */
 	bool draining, tls;
+	const char *last_error;   /* why the last dial failed ("" once one succeeded since) */
 };
 void pool_get_info(const struct pool *pool, struct pool_info *info);
 

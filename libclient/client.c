@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <poll.h>
@@ -16,6 +17,10 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+/* How long past an open's timeout we wait for the broker's answer (it answers by the timeout;
+ * this is for the answer to travel, and bounds a broker that hangs). */
+#define OPEN_ANSWER_GRACE_MS 2000
 
 int64_t wh_now_ns(void)
 {
@@ -129,6 +134,15 @@ static void queue_incoming(struct wh_client *c, const struct attach_msg *msg, co
 	c->accept_tail = p;
 }
 
+/* An answer to a request we gave up on (wh_open past its timeout): a stream in it is handed
+ * back at once, so that an abandoned open leaves nothing behind in the broker. */
+static void drop_late_answer(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS])
+{
+	close_fds(fds, attach_fd_count(msg));
+	if (msg->type == ATTACH_OPENED)
+		tell_broker(c, ATTACH_RELEASE, msg->handle);
+}
+
 /* Waits for the answer to request_id; INCOMING streams arriving meanwhile are queued. */
 static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct attach_msg *msg,
 		       int fds[ATTACH_MAX_FDS])
@@ -151,7 +165,7 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 		}
 		if (msg->request_id == request_id)
 			return WH_OK;
-		close_fds(fds, attach_fd_count(msg)); /* a late answer to an abandoned request */
+		drop_late_answer(c, msg, fds);
 	}
 }
 
@@ -391,11 +405,17 @@ int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms,
 	if (!c || !out || !peer || !name_ok(peer) || !name_ok(service))
 		return WH_EINVAL;
 	*out = NULL;
-	struct attach_msg req = { .type = ATTACH_OPEN }, reply;
+	/* The broker keeps the deadline (it answers by then, and opens nothing after it); the wait
+	 * here has some grace for the answer to arrive, and bounds a broker that hangs. */
+	struct attach_msg req = { .type = ATTACH_OPEN,
+				  .timeout_ms = timeout_ms < 0 ? ATTACH_NO_TIMEOUT : (uint32_t)timeout_ms };
+	struct attach_msg reply;
 	snprintf(req.peer, sizeof req.peer, "%s", peer);
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
 	int fds[ATTACH_MAX_FDS];
-	int rc = request(c, &req, timeout_ms, &reply, fds);
+	int wait_ms = timeout_ms < 0 ? -1 : timeout_ms > INT_MAX - OPEN_ANSWER_GRACE_MS
+						? INT_MAX : timeout_ms + OPEN_ANSWER_GRACE_MS;
+	int rc = request(c, &req, wait_ms, &reply, fds);
 	if (rc != WH_OK)
 		return rc;
 	if (reply.type != ATTACH_OPENED) {
@@ -450,7 +470,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 		if (msg.type == ATTACH_INCOMING)
 			queue_incoming(c, &msg, fds);
 		else
-			close_fds(fds, attach_fd_count(&msg));
+			drop_late_answer(c, &msg, fds);
 	}
 	struct pending_stream *p = c->accept_head;
 	c->accept_head = p->next;

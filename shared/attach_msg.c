@@ -75,7 +75,7 @@ static void fields(struct cursor *c, struct attach_msg *m, bool encode)
 #define STR(f) (encode ? put_string(c, m->f) : get_string(c, m->f))
 	switch (m->type) {
 	case ATTACH_HELLO: U32(version); U32(pid); break;
-	case ATTACH_OPEN: STR(peer); STR(service); break;
+	case ATTACH_OPEN: STR(peer); STR(service); U32(timeout_ms); break;
 	case ATTACH_LISTEN: case ATTACH_UNLISTEN: STR(service); break;
 	case ATTACH_RELEASE: case ATTACH_ACCEPTED: U64(handle); break;
 	case ATTACH_WELCOME:

@@ -20,18 +20,20 @@
  * Bump ATTACH_VERSION if any of these change. Codec only: no I/O, no allocation.
  */
 
-#define ATTACH_VERSION 2u /* 2: ACCEPTED */
+#define ATTACH_VERSION 3u /* 2: ACCEPTED; 3: OPEN carries the app's timeout */
 #define ATTACH_HEADER_SIZE 8u
 #define ATTACH_STRING_MAX 255u
 #define ATTACH_MESSAGE_MAX 1024u /* every encoded message fits */
 #define ATTACH_CLIENT_ID_SIZE 16u
 #define ATTACH_MAX_FDS 3u        /* the most descriptors one message carries */
 #define ATTACH_NO_SLOT 0xFFFFFFFFu /* OPENED/INCOMING of a same-host stream: no doorbell slot */
+#define ATTACH_NO_TIMEOUT 0xFFFFFFFFu /* OPEN: wait as long as the peer's connect timeout allows */
 
 enum attach_type {
 	/* app -> broker */
 	ATTACH_HELLO = 1,    /* version, pid */
-	ATTACH_OPEN = 2,     /* peer, service: answered by OPENED or RESULT */
+	ATTACH_OPEN = 2,     /* peer, service, timeout: answered by OPENED or RESULT, by the
+			      * timeout at the latest (the broker enforces it) */
 	ATTACH_LISTEN = 3,   /* service: answered by RESULT */
 	ATTACH_UNLISTEN = 4, /* service: answered by RESULT */
 	ATTACH_RELEASE = 5,  /* handle: the app is done with the stream (no answer) */
@@ -57,6 +59,8 @@ struct attach_msg {
 	uint32_t request_id;  /* chosen by the app; answers carry it back (0 in INCOMING) */
 	uint32_t version;     /* HELLO, WELCOME */
 	uint32_t pid;         /* HELLO: informative only, the broker trusts SO_PEERCRED */
+	uint32_t timeout_ms;  /* OPEN: answer by then (0: only if a connection is ready now), or
+			       * ATTACH_NO_TIMEOUT */
 	uint8_t client_id[ATTACH_CLIENT_ID_SIZE]; /* WELCOME */
 	uint32_t max_streams; /* WELCOME */
 	uint32_t ring_capacity; /* WELCOME, OPENED, INCOMING */

@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include <check.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -758,6 +760,37 @@ START_TEST(test_attach_errors_say_what_happened)
 }
 END_TEST
 
+/* A peer that refuses connections: once the pool has failed a dial, an open fails at once
+ * with WH_EPEER_UNREACHABLE and the cause, instead of waiting out its timeout. */
+START_TEST(test_open_to_unreachable_peer_says_why)
+{
+	/* a port nobody listens on: bound, then closed */
+	int probe = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in any = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof any;
+	ck_assert_int_eq(bind(probe, (struct sockaddr *)&any, sizeof any), 0);
+	ck_assert_int_eq(getsockname(probe, (struct sockaddr *)&any, &length), 0);
+	char peer[64];
+	snprintf(peer, sizeof peer, "down=127.0.0.1:%u", ntohs(any.sin_port));
+	close(probe);
+	struct process broker;
+	const char *args[] = { "--peer", peer, "--backoff-initial", "5", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	ck_assert(process_log_wait(&broker, "dial 127.0.0.1", 10)); /* its first dial failed */
+	wh_client *client = app_attach(&broker);
+	wh_stream *s = NULL;
+	int64_t start = wh_now_ns();
+	ck_assert_int_eq(wh_open(client, "down", "echo", 5000, &s), WH_EPEER_UNREACHABLE);
+	ck_assert_msg(wh_now_ns() - start < 1000000000ll, "took %.3f s", (double)(wh_now_ns() - start) / 1e9);
+	ck_assert_msg(strstr(wh_client_errmsg(client), "Connection refused") &&
+		      strstr(wh_client_errmsg(client), "peer down"), "errmsg: %s", wh_client_errmsg(client));
+	/* an unknown peer is not unreachable: it is not configured */
+	ck_assert_int_eq(wh_open(client, "nobody", "echo", 5000, &s), WH_EUNKNOWN_PEER);
+	wh_client_detach(client);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
@@ -852,6 +885,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_stats_count_streams_and_bytes);
 	tcase_add_test(tc, test_threads_open_read_and_close_at_once);
 	tcase_add_test(tc, test_attach_errors_say_what_happened);
+	tcase_add_test(tc, test_open_to_unreachable_peer_says_why);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

@@ -364,6 +364,65 @@ START_TEST(test_link_cut_for_long)
 }
 END_TEST
 
+/* Opens that time out while the peer cannot be reached leave nothing behind: the near
+ * broker answers each by its timeout, and when the link comes back no stream opened for
+ * them is held by the app's session or either broker. (Before the broker kept the app's
+ * timeout, the late answers became streams the session held until it detached.) */
+static struct wh_client_stats stats_of_client(wh_client *c)
+{
+	struct wh_client_stats st;
+	ck_assert_int_eq(wh_client_stats(c, &st), WH_OK);
+	return st;
+}
+
+static bool client_holds_nothing(void *arg)
+{
+	struct wh_client_stats st = stats_of_client(arg);
+	return st.streams == 0 && st.broker_streams == 0;
+}
+
+START_TEST(test_open_timeouts_leave_nothing)
+{
+	struct hosts h;
+	hosts_start(&h);
+	wh_client *client = app_attach(&h.near);
+	ck_assert(delay_link_set_up(&h.link, false));
+	/* until keep-alive declares the connection dead, opens still land on it */
+	int rc = WH_OK;
+	for (int i = 0; i < 100 && rc == WH_OK; i++) {
+		wh_stream *s;
+		rc = wh_open(client, "far", "echo", 200, &s);
+		if (rc == WH_OK) {
+			wh_close(s);
+			usleep(100000); /* retry until the bounded count runs out */
+		}
+	}
+	ck_assert_msg(rc == WH_ETIMEOUT || rc == WH_EPEER_UNREACHABLE, "open with the link down: %s",
+		      wh_strerror(rc));
+	unsigned timed_out = 0;
+	for (int i = 0; i < 20; i++) {
+		wh_stream *s = NULL;
+		int timeout = i % 2 ? 0 : 300;
+		int64_t start = wh_now_ns();
+		rc = wh_open(client, "far", "echo", timeout, &s);
+		double took = (double)(wh_now_ns() - start) / 1e9;
+		ck_assert_msg(rc == WH_ETIMEOUT || rc == WH_EPEER_UNREACHABLE, "open %d: %s", i, wh_strerror(rc));
+		ck_assert_msg(took < timeout / 1000.0 + 1.0, "open %d took %.3f s for a %d ms timeout", i, took,
+			      timeout);
+		ck_assert_str_ne(wh_client_errmsg(client), "");
+		timed_out++;
+	}
+	ck_assert_uint_eq(timed_out, 20);
+	ck_assert(delay_link_set_up(&h.link, true));
+	cross_the_link(&h, 3); /* the pool is back */
+	ck_assert_msg(poll_until(client_holds_nothing, client, 10), "the session holds %lu streams",
+		      (unsigned long)stats_of_client(client).streams);
+	wh_client_detach(client);
+	hosts_recovered(&h, "open timeouts");
+	hosts_stop(&h);
+}
+END_TEST
+
 int main(void)
 {
 	if (geteuid() != 0) {
@@ -380,6 +439,7 @@ int main(void)
 	tcase_add_test(tc, test_apps_killed);
 	tcase_add_test(tc, test_link_cut_briefly);
 	tcase_add_test(tc, test_link_cut_for_long);
+	tcase_add_test(tc, test_open_timeouts_leave_nothing);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -34,12 +34,13 @@ START_TEST(test_roundtrip_every_type)
 	ck_assert_uint_eq(r.request_id, 7);
 	ck_assert_uint_eq(r.pid, 1234);
 
-	m = (struct attach_msg){ .type = ATTACH_OPEN, .request_id = 9 };
+	m = (struct attach_msg){ .type = ATTACH_OPEN, .request_id = 9, .timeout_ms = 2500 };
 	strcpy(m.peer, "b");
 	strcpy(m.service, "echo");
 	r = roundtrip(&m);
 	ck_assert_str_eq(r.peer, "b");
 	ck_assert_str_eq(r.service, "echo");
+	ck_assert_uint_eq(r.timeout_ms, 2500);
 
 	m = (struct attach_msg){ .type = ATTACH_LISTEN };
 	strcpy(m.service, "svc");

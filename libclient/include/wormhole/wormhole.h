@@ -114,10 +114,20 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
 
 /* Opens a stream to `service` (NULL or "": the peer's default) on `peer` (a peer broker's
  * name from the broker's configuration, or WH_PEER_LOCAL). Returns once the broker has the
- * stream: data may be written at once. timeout_ms < 0 waits as long as it takes.
- * Errors: WH_EUNKNOWN_PEER, WH_ENO_SERVICE (local: nobody listens), WH_EACCESS (local: the
- * broker's rules keep the service from local apps), WH_ELIMIT, WH_ETIMEOUT (waiting for a
- * connection to the peer), WH_EBROKER_GONE, WH_EINVAL, WH_ENOMEM.
+ * stream: data may be written at once.
+ * timeout_ms bounds the wait for a connection to the peer, and the broker keeps it: it
+ * answers by then, and a stream its pool would deliver later is ended at once, so a
+ * timed-out open leaves nothing behind. 0: only if a connection is ready now. < 0: as long
+ * as the broker's connect-timeout for the peer allows.
+ * Errors (wh_client_errmsg says more):
+ *   WH_EPEER_UNREACHABLE  the broker cannot reach the peer and knows why ("peer a
+ *                         (10.0.0.2:7420): Connection refused; next dial in 0.8 s"): at once
+ *                         when its last dial failed, else at the timeout
+ *   WH_ETIMEOUT           no connection to the peer within the timeout
+ *   WH_EUNKNOWN_PEER      no peer of that name is configured
+ *   WH_EMUX_CLOSED        the broker takes no new streams to that peer (drain, stopping)
+ *   WH_ENO_SERVICE (local: nobody listens), WH_EACCESS (local: the broker's rules keep the
+ *   service from local apps), WH_ELIMIT, WH_EBROKER_GONE, WH_EINVAL, WH_ENOMEM.
  * A remote refusal (no such service there, queue full, WH_EACCESS: the peer's rules refuse
  * this broker) arrives as the stream's error. */
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
@@ -204,8 +214,11 @@ WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 /* ---- what a stream is ------------------------------------------------------------------- */
 
 WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
-/* The service and peer it was opened to or accepted on (peer: a peer broker's address, or
- * "local"). Static strings owned by the stream. */
+/* The service it was opened to or accepted on, and the peer broker at the other end, named
+ * as this broker names it: for a stream this app opened, the peer name it gave wh_open; for
+ * an accepted one, the peer's certificate identity over TLS, or its address HOST:PORT over
+ * plaintext, or the configured name when the stream came on a connection this broker
+ * dialled; "local" for a same-host stream. Strings owned by the stream. */
 WH_EXPORT const char *wh_stream_service(const wh_stream *stream);
 WH_EXPORT const char *wh_stream_peer(const wh_stream *stream);
 /* True once the stream ended: both sides closed and every byte was read, or an error. */
