@@ -234,6 +234,7 @@ static void peer_row(struct pool *pool, void *arg)
 	counter_values(w, &stats, pool_counter_info, COUNT_OF(pool_counter_info));
 	control_put_float(w, info.retry_in);
 	control_put_float(w, info.backoff);
+	control_put_text(w, info.last_error);
 }
 
 static void view_peers(struct view_ctx *v)
@@ -252,6 +253,7 @@ static void view_peers(struct view_ctx *v)
 	counter_columns(w, pool_counter_info, COUNT_OF(pool_counter_info), "");
 	control_table_column(w, "retry_in", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time until the next dial after failures (0: none waits)");
 	control_table_column(w, "backoff", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "the delay the next failure waits");
+	control_table_column(w, "last_error", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "why the last dial failed (empty once one succeeded)");
 	broker_each_pool(v->control->broker, peer_row, v);
 	table_end(v->reply, w, "peers", v->control->log);
 }

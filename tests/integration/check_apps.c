@@ -791,6 +791,18 @@ START_TEST(test_open_to_unreachable_peer_says_why)
 }
 END_TEST
 
+/* The compile-time version is the run-time one of the library built with it. */
+START_TEST(test_version_macros)
+{
+	char expected[32];
+	snprintf(expected, sizeof expected, "%d.%d.%d", WH_VERSION_MAJOR, WH_VERSION_MINOR, WH_VERSION_PATCH);
+	ck_assert_str_eq(wh_version(), expected);
+	ck_assert_str_eq(WH_VERSION_STRING, expected);
+	ck_assert_int_eq(WH_VERSION_NUMBER, WH_VERSION_MAJOR * 10000 + WH_VERSION_MINOR * 100 + WH_VERSION_PATCH);
+	ck_assert(WH_VERSION_NUMBER >= WH_VERSION_ENCODE(0, 1, 0));
+}
+END_TEST
+
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
@@ -886,6 +898,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_threads_open_read_and_close_at_once);
 	tcase_add_test(tc, test_attach_errors_say_what_happened);
 	tcase_add_test(tc, test_open_to_unreachable_peer_says_why);
+	tcase_add_test(tc, test_version_macros);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

@@ -6,6 +6,10 @@
 extern "C" {
 #endif
 
+/* Part of the API, named here so that apps know what they see: WH_EXPORT marks the library's
+ * public functions (the library is built with hidden visibility; apps need not use it), and
+ * WH_ERROR_TABLE below lists every code once, as X(NAME, value, message): apps may expand it
+ * to build their own tables (names for their logs, a switch over every code). */
 #if defined(__GNUC__)
 #define WH_EXPORT __attribute__((visibility("default")))
 #else

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include <wormhole/errors.h>
+#include <wormhole/version.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,7 +44,8 @@ extern "C" {
 typedef struct wh_client wh_client;
 typedef struct wh_stream wh_stream;
 
-/* The library's package version, e.g. "0.1.0". Static string; never fails. */
+/* The library's package version at run time, e.g. "0.1.0" (WH_VERSION_STRING is the one the
+ * app was compiled against, <wormhole/version.h>). Static string; never fails. */
 WH_EXPORT const char *wh_version(void);
 
 /* CLOCK_MONOTONIC now, in nanoseconds: the clock deadlines use. */
