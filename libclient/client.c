@@ -134,10 +134,41 @@ static void queue_incoming(struct wh_client *c, const struct attach_msg *msg, co
 	c->accept_tail = p;
 }
 
-/* An answer to a request we gave up on (wh_open past its timeout): a stream in it is handed
- * back at once, so that an abandoned open leaves nothing behind in the broker. */
+static struct pending_open *find_open(struct wh_client *c, uint32_t request_id)
+{
+	for (struct pending_open *p = c->opens; p; p = p->next)
+		if (p->request_id == request_id)
+			return p;
+	return NULL;
+}
+
+static void forget_open(struct wh_client *c, struct pending_open *gone)
+{
+	for (struct pending_open **link = &c->opens; *link; link = &(*link)->next)
+		if (*link == gone) {
+			*link = gone->next;
+			break;
+		}
+	if (gone->answered)
+		close_fds(gone->fds, attach_fd_count(&gone->answer));
+	if (gone->answered && gone->answer.type == ATTACH_OPENED)
+		tell_broker(c, ATTACH_RELEASE, gone->answer.handle);
+	free(gone);
+}
+
+/* A message nobody waits for right now: the answer of an open started with wh_open_start
+ * (kept for wh_open_result), or an answer to a request we gave up on (wh_open past its
+ * timeout, wh_open_cancel): a stream in it is handed back at once, so that an abandoned open
+ * leaves nothing behind in the broker. */
 static void drop_late_answer(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS])
 {
+	struct pending_open *p = msg->request_id ? find_open(c, msg->request_id) : NULL;
+	if (p && !p->answered && (msg->type == ATTACH_OPENED || msg->type == ATTACH_RESULT)) {
+		p->answered = true;
+		p->answer = *msg;
+		memcpy(p->fds, fds, sizeof p->fds);
+		return;
+	}
 	close_fds(fds, attach_fd_count(msg));
 	if (msg->type == ATTACH_OPENED)
 		tell_broker(c, ATTACH_RELEASE, msg->handle);
@@ -349,6 +380,8 @@ void wh_client_detach(wh_client *c)
 		return;
 	while (c->streams)
 		wh_close(c->streams);
+	while (c->opens)
+		forget_open(c, c->opens);
 	while (c->accept_head) {
 		struct pending_stream *p = c->accept_head;
 		c->accept_head = p->next;
@@ -400,32 +433,127 @@ static bool name_ok(const char *name)
 	return !name || strlen(name) <= ATTACH_STRING_MAX;
 }
 
-int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms, wh_stream **out)
+int wh_open_start(wh_client *c, const char *peer, const char *service, int timeout_ms, uint64_t *ticket)
 {
-	if (!c || !out || !peer || !name_ok(peer) || !name_ok(service))
+	if (!c || !ticket || !peer || !name_ok(peer) || !name_ok(service))
 		return WH_EINVAL;
-	*out = NULL;
-	/* The broker keeps the deadline (it answers by then, and opens nothing after it); the wait
-	 * here has some grace for the answer to arrive, and bounds a broker that hangs. */
-	struct attach_msg req = { .type = ATTACH_OPEN,
+	*ticket = 0;
+	struct pending_open *p = calloc(1, sizeof *p);
+	if (!p)
+		return WH_ENOMEM;
+	/* The broker keeps the deadline (it answers by then, and opens nothing after it); the
+	 * bound here has some grace for the answer to arrive, and covers a broker that hangs. */
+	struct attach_msg req = { .type = ATTACH_OPEN, .request_id = ++c->next_request,
 				  .timeout_ms = timeout_ms < 0 ? ATTACH_NO_TIMEOUT : (uint32_t)timeout_ms };
-	struct attach_msg reply;
 	snprintf(req.peer, sizeof req.peer, "%s", peer);
 	snprintf(req.service, sizeof req.service, "%s", service ? service : "");
-	int fds[ATTACH_MAX_FDS];
-	int wait_ms = timeout_ms < 0 ? -1 : timeout_ms > INT_MAX - OPEN_ANSWER_GRACE_MS
-						? INT_MAX : timeout_ms + OPEN_ANSWER_GRACE_MS;
-	int rc = request(c, &req, wait_ms, &reply, fds);
-	if (rc != WH_OK)
+	c->detail[0] = '\0';
+	int rc = client_send(c, &req);
+	if (rc != WH_OK) {
+		free(p);
+		snprintf(c->detail, sizeof c->detail, "%s", wh_strerror(rc));
 		return rc;
-	if (reply.type != ATTACH_OPENED) {
-		close_fds(fds, attach_fd_count(&reply));
-		return WH_EPROTOCOL;
 	}
-	/* OPENED names neither: they are what we asked for */
-	memcpy(reply.peer, req.peer, sizeof reply.peer);
-	memcpy(reply.service, req.service, sizeof reply.service);
-	return stream_from_message(c, &reply, fds, out);
+	p->request_id = req.request_id;
+	p->give_up = timeout_ms < 0 ? 0 : wh_now_ns() + ((int64_t)timeout_ms + OPEN_ANSWER_GRACE_MS) * 1000000;
+	memcpy(p->peer, req.peer, sizeof p->peer);
+	memcpy(p->service, req.service, sizeof p->service);
+	p->next = c->opens;
+	c->opens = p;
+	*ticket = p->request_id;
+	return WH_OK;
+}
+
+/* Takes every message waiting on the socket now, without blocking: answers to started
+ * opens are kept, incoming streams queued. WH_OK, or WH_EBROKER_GONE / WH_EPROTOCOL. */
+static int take_waiting_messages(struct wh_client *c)
+{
+	for (;;) {
+		struct attach_msg msg;
+		int fds[ATTACH_MAX_FDS];
+		int rc = receive(c, 0, &msg, fds);
+		if (rc == WH_EWOULDBLOCK)
+			return WH_OK;
+		if (rc != WH_OK)
+			return rc;
+		if (msg.type == ATTACH_INCOMING)
+			queue_incoming(c, &msg, fds);
+		else
+			drop_late_answer(c, &msg, fds);
+	}
+}
+
+int wh_open_result(wh_client *c, uint64_t ticket, wh_stream **out)
+{
+	if (!c || !out)
+		return WH_EINVAL;
+	*out = NULL;
+	struct pending_open *p = ticket <= UINT32_MAX ? find_open(c, (uint32_t)ticket) : NULL;
+	if (!p)
+		return WH_EINVAL;
+	if (!p->answered) {
+		int rc = take_waiting_messages(c);
+		if (!p->answered) {
+			if (rc == WH_OK && p->give_up && wh_now_ns() >= p->give_up)
+				rc = WH_ETIMEOUT; /* the broker did not keep its deadline: it hangs */
+			if (rc == WH_OK)
+				return WH_EWOULDBLOCK;
+			snprintf(c->detail, sizeof c->detail, "%s", wh_strerror(rc));
+			forget_open(c, p); /* an answer arriving later is handed back */
+			return rc;
+		}
+	}
+	struct attach_msg answer = p->answer;
+	int fds[ATTACH_MAX_FDS];
+	memcpy(fds, p->fds, sizeof fds);
+	char peer[ATTACH_STRING_MAX + 1], service[ATTACH_STRING_MAX + 1];
+	memcpy(peer, p->peer, sizeof peer);
+	memcpy(service, p->service, sizeof service);
+	p->answered = false; /* the answer is ours now: forget_open must not hand it back */
+	forget_open(c, p);
+	if (answer.type == ATTACH_RESULT) {
+		int error = answer.error < 0 ? answer.error : WH_EPROTOCOL;
+		snprintf(c->detail, sizeof c->detail, "%s", answer.message[0] ? answer.message : wh_strerror(error));
+		return error;
+	}
+	/* OPENED names neither peer nor service: they are what we asked for */
+	memcpy(answer.peer, peer, sizeof answer.peer);
+	memcpy(answer.service, service, sizeof answer.service);
+	c->detail[0] = '\0';
+	return stream_from_message(c, &answer, fds, out);
+}
+
+int wh_open_cancel(wh_client *c, uint64_t ticket)
+{
+	struct pending_open *p = c && ticket <= UINT32_MAX ? find_open(c, (uint32_t)ticket) : NULL;
+	if (!p)
+		return WH_EINVAL;
+	forget_open(c, p); /* a stream already here is handed back; one still coming will be */
+	return WH_OK;
+}
+
+int wh_open(wh_client *c, const char *peer, const char *service, int timeout_ms, wh_stream **out)
+{
+	if (!c || !out)
+		return WH_EINVAL;
+	*out = NULL;
+	uint64_t ticket;
+	int rc = wh_open_start(c, peer, service, timeout_ms, &ticket);
+	while (rc == WH_OK && (rc = wh_open_result(c, ticket, out)) == WH_EWOULDBLOCK) {
+		struct pending_open *p = find_open(c, (uint32_t)ticket);
+		int wait_ms = -1;
+		if (p && p->give_up) {
+			int64_t left = p->give_up - wh_now_ns();
+			wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+		}
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		if (poll(&pfd, 1, wait_ms) < 0 && errno != EINTR) {
+			wh_open_cancel(c, ticket);
+			return WH_ESYSTEM;
+		}
+		rc = WH_OK;
+	}
+	return rc;
 }
 
 static int listen_request(wh_client *c, const char *service, enum attach_type type)

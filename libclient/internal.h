@@ -17,6 +17,19 @@ struct pending_stream {
 	struct pending_stream *next;
 };
 
+/* An open started with wh_open_start: its answer, once it came, waits here for
+ * wh_open_result. */
+struct pending_open {
+	uint32_t request_id;
+	int64_t give_up;          /* past this (the timeout and some grace) the app is told
+				   * WH_ETIMEOUT; 0: no bound */
+	bool answered;
+	struct attach_msg answer; /* OPENED or RESULT */
+	int fds[ATTACH_MAX_FDS];
+	char peer[ATTACH_STRING_MAX + 1], service[ATTACH_STRING_MAX + 1];
+	struct pending_open *next;
+};
+
 struct wh_client {
 	int fd;
 	atomic_bool broker_gone; /* read by every stream's thread */
@@ -29,6 +42,7 @@ struct wh_client {
 	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	char detail[WH_DETAIL_MAX]; /* why the last failed call failed (wh_client_errmsg) */
 	struct pending_stream *accept_head, *accept_tail;
+	struct pending_open *opens;    /* started, not yet taken by wh_open_result */
 	/* Open handles, closed by wh_client_detach. wh_close runs on any stream's thread while
 	 * the client's thread adds streams (wh_open, wh_accept): the list has its own lock. */
 	pthread_mutex_t streams_lock;

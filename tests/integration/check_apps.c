@@ -803,6 +803,82 @@ START_TEST(test_version_macros)
 }
 END_TEST
 
+/* An event-loop app never blocks on an open: it starts many, waits on the client's one
+ * descriptor, and takes each answer as it comes, while streams opened to it arrive too. */
+#define ASYNC_OPENS 40
+
+START_TEST(test_async_opens_from_an_event_loop)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(client, "back"), WH_OK);
+	wh_client *other = app_attach(&p.b);
+	uint64_t tickets[ASYNC_OPENS];
+	wh_stream *streams[ASYNC_OPENS] = { NULL };
+	for (int i = 0; i < ASYNC_OPENS; i++)
+		ck_assert_int_eq(wh_open_start(client, "a", "echo", 10000, &tickets[i]), WH_OK);
+	/* a stream to this app arrives while the opens are out */
+	wh_stream *to_client;
+	ck_assert_int_eq(wh_open(other, WH_PEER_LOCAL, "back", 10000, &to_client), WH_OK);
+	unsigned done = 0, wakeups = 0;
+	wh_stream *accepted = NULL;
+	int64_t deadline = wh_now_ns() + 30000000000ll;
+	while ((done < ASYNC_OPENS || !accepted) && wh_now_ns() < deadline) {
+		struct pollfd pfd = { wh_client_fd(client), POLLIN, 0 };
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		wakeups++;
+		for (int i = 0; i < ASYNC_OPENS; i++) {
+			if (streams[i])
+				continue;
+			int rc = wh_open_result(client, tickets[i], &streams[i]);
+			ck_assert_msg(rc == WH_OK || rc == WH_EWOULDBLOCK, "open %d: %s", i, wh_strerror(rc));
+			done += rc == WH_OK;
+		}
+		if (!accepted) {
+			int rc = wh_accept(client, 0, &accepted);
+			ck_assert_msg(rc == WH_OK || rc == WH_EWOULDBLOCK, "accept: %s", wh_strerror(rc));
+		}
+	}
+	ck_assert_uint_eq(done, ASYNC_OPENS);
+	ck_assert_ptr_nonnull(accepted);
+	/* a spent ticket is no ticket */
+	wh_stream *again;
+	ck_assert_int_eq(wh_open_result(client, tickets[0], &again), WH_EINVAL);
+	for (int i = 0; i < ASYNC_OPENS; i++) {
+		app_echo_check(streams[i], 10000, 100u + (unsigned)i);
+		wh_close(streams[i]);
+	}
+	ck_assert_int_eq(wh_write(to_client, "hi", 2), 2);
+	char two[2];
+	ck_assert_int_eq(wh_read(accepted, two, 2), 2);
+	wh_close(accepted);
+	wh_close(to_client);
+	/* cancelled opens leave nothing behind, whether their answer had come or not */
+	uint64_t cancelled[10];
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(wh_open_start(client, "a", "echo", 10000, &cancelled[i]), WH_OK);
+	for (int i = 0; i < 10; i += 2)
+		ck_assert_int_eq(wh_open_cancel(client, cancelled[i]), WH_OK);
+	usleep(200000); /* let some answers come before the rest are cancelled */
+	for (int i = 1; i < 10; i += 2) {
+		wh_stream *late;
+		if (wh_open_result(client, cancelled[i], &late) == WH_EWOULDBLOCK)
+			ck_assert_int_eq(wh_open_cancel(client, cancelled[i]), WH_OK);
+		else if (late)
+			wh_close(late);
+	}
+	ck_assert_int_eq(wh_open_cancel(client, cancelled[0]), WH_EINVAL);
+	struct stats_goal goal = { client, 0, 0, 0 };
+	ck_assert(poll_until(stats_reached, &goal, 5));
+	(void)wakeups;
+	wh_client_detach(other);
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
@@ -899,6 +975,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_attach_errors_say_what_happened);
 	tcase_add_test(tc, test_open_to_unreachable_peer_says_why);
 	tcase_add_test(tc, test_version_macros);
+	tcase_add_test(tc, test_async_opens_from_an_event_loop);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

@@ -134,6 +134,22 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
  * this broker) arrives as the stream's error. */
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
 		      wh_stream **out);
+/*
+ * The same, without blocking, for apps with an event loop: wh_open_start sends the open and
+ * returns at once with a ticket; the answer arrives on wh_client_fd, which is level-triggered
+ * (readable while a message from the broker waits unread). wh_open_result then returns
+ * WH_OK with the stream, WH_EWOULDBLOCK while the answer has not come, or the open's error
+ * (as wh_open's); the ticket is spent by any answer but WH_EWOULDBLOCK. Answers that arrive
+ * while the app calls other functions of the client (wh_accept, wh_listen, ...) are kept for
+ * their ticket, and incoming streams for wh_accept, so that readiness can be spent by any of
+ * them: after wakeups, try both wh_open_result for the tickets out and wh_accept with timeout
+ * 0. wh_open_cancel gives up on a ticket: a stream it brings is handed back to the broker.
+ * Errors: WH_EINVAL (no such ticket), and as wh_open.
+ */
+WH_EXPORT int wh_open_start(wh_client *client, const char *peer, const char *service, int timeout_ms,
+			    uint64_t *ticket);
+WH_EXPORT int wh_open_result(wh_client *client, uint64_t ticket, wh_stream **out);
+WH_EXPORT int wh_open_cancel(wh_client *client, uint64_t ticket);
 /* Streams opened to `service` ("" is the default service) are delivered to wh_accept.
  * Errors: WH_ESERVICE_TAKEN (another app listens on it), WH_EACCESS (the default service, or
  * one the broker's rules reserve to another user or group), WH_ELIMIT (this app listens on
