@@ -812,6 +812,7 @@ START_TEST(exit_codes_name_the_reason)
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	}
+	int fds_before = process_fd_count(&broker);
 	/* garbage on the control socket: the broker says so and closes; it stays up */
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -852,6 +853,11 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_msg(r.status == 0, "with idle clients: %d %s", r.status, r.err);
 	for (int i = 0; i < 24; i++)
 		close(idle[i]);
+	/* and everything it took is given back */
+	int64_t fd_deadline = wh_now_ns() + 5000000000ll;
+	while (process_fd_count(&broker) != fds_before && wh_now_ns() < fd_deadline)
+		usleep(10000); /* polling a condition with a deadline */
+	ck_assert_int_eq(process_fd_count(&broker), fds_before);
 	/* a killed broker leaves its socket behind: nobody listens there */
 	ck_assert_int_eq(kill(broker.pid, SIGKILL), 0);
 	int wstatus;
