@@ -88,6 +88,9 @@ static void ctl_run_as(struct ctl_run *r, long uid, const char *const *args)
 		dup2(err[1], STDERR_FILENO);
 		close(out[0]);
 		close(err[0]);
+		/* opened before the privileges go: the build tree may sit in a directory only root
+		 * may enter (CI's sanitizer trees are mktemp -d, mode 0700) */
+		int program = open(CTL, O_RDONLY | O_CLOEXEC);
 		if (uid >= 0 && (setgroups(0, NULL) < 0 || setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
 			_exit(126);
 		const char *argv[40] = { CTL };
@@ -96,7 +99,8 @@ static void ctl_run_as(struct ctl_run *r, long uid, const char *const *args)
 			argv[n++] = args[i];
 		argv[n] = NULL;
 		setenv("COLUMNS", "80", 1);
-		execv(CTL, (char *const *)argv);
+		extern char **environ;
+		fexecve(program, (char *const *)argv, environ);
 		_exit(127);
 	}
 	close(out[1]);
