@@ -118,7 +118,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "groups (names or gids, comma-separated) whose members' apps may attach (primary or "
 	  "supplementary group); with attach-users, either admits" },
 	{ OPT_CONTROL_SOCKET, "control-socket", 0, OPTION_PATH, 0, 0, false, true,
-	  "control.sock beside the app socket", NULL, APPLY_RESTART, SCOPE_BROKER,
+	  "beside the app socket: broker.sock -> control.sock, NAME.sock -> NAME.control.sock", NULL,
+	  APPLY_RESTART, SCOPE_BROKER,
 	  "wormhole-ctl talks to the broker at this Unix socket ('none': no control socket; "
 	  "without an app socket the default is none)" },
 	{ OPT_CONTROL_SOCKET_MODE, "control-socket-mode", 0, OPTION_MODE, 0, 0777, false, false,
@@ -1144,19 +1145,27 @@ static void check_whole(struct options *o, struct loading *l)
 			  "and no peers");
 	if (c->apps.socket_path[0] && c->port_file[0] && strcmp(c->apps.socket_path, c->port_file) == 0)
 		add_error(o, NULL, NULL, NULL, "the port file and the app socket are the same path");
-	/* the control socket's default: control.sock in the app socket's directory, so that each
-	 * broker's pair of sockets stays together (and test brokers in temporary directories
-	 * never meet) */
+	/* the control socket's default sits beside the app socket and is named after it:
+	 * broker.sock -> control.sock, NAME.sock -> NAME.control.sock; so each broker's pair of
+	 * sockets stays together, and brokers whose app sockets share a directory (several on one
+	 * host, test brokers) never meet */
 	if (!c->control.socket_path_set && c->apps.socket_path[0]) {
-		const char *slash = strrchr(c->apps.socket_path, '/');
-		int dir_length = slash ? (int)(slash - c->apps.socket_path) : 0;
-		if (slash && dir_length == 0)
-			dir_length = 0, slash = "/"; /* a socket in / */
-		int n = snprintf(c->control.socket_path, sizeof c->control.socket_path, "%.*s%scontrol.sock",
-				 dir_length, c->apps.socket_path, slash ? "/" : "");
+		const char *path = c->apps.socket_path;
+		const char *slash = strrchr(path, '/');
+		const char *base = slash ? slash + 1 : path;
+		int dir_length = (int)(base - path);
+		int stem_length = (int)strlen(base);
+		if (stem_length > 5 && strcmp(base + stem_length - 5, ".sock") == 0)
+			stem_length -= 5;
+		bool named_broker = stem_length == 6 && strncmp(base, "broker", 6) == 0;
+		int n = named_broker
+			? snprintf(c->control.socket_path, sizeof c->control.socket_path, "%.*scontrol.sock",
+				   dir_length, path)
+			: snprintf(c->control.socket_path, sizeof c->control.socket_path, "%.*s%.*s.control.sock",
+				   dir_length, path, stem_length, base);
 		if (n < 0 || (size_t)n >= sizeof c->control.socket_path)
-			add_error(o, NULL, NULL, NULL, "control-socket: control.sock beside the app socket "
-				  "would be too long a path: set control-socket");
+			add_error(o, NULL, NULL, NULL, "control-socket: the default beside the app socket would "
+				  "be too long a path: set control-socket");
 	}
 	if (c->control.socket_path[0] &&
 	    (strcmp(c->control.socket_path, c->apps.socket_path) == 0 ||

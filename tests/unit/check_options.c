@@ -69,6 +69,32 @@ START_TEST(test_defaults_need_nothing)
 }
 END_TEST
 
+/* The control socket sits beside the app socket, named after it, unless given. */
+START_TEST(test_control_socket_default)
+{
+	ck_assert(load("--config", "/dev/null", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "/run/wormhole/control.sock");
+	ck_assert_uint_eq(o.config.control.socket_mode, 0600);
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/x/a.sock", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "/tmp/x/a.control.sock");
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/x/b.sock", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "/tmp/x/b.control.sock");
+	ck_assert(load("--config", "/dev/null", "--socket", "apps", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "apps.control.sock");
+	ck_assert(load("--config", "/dev/null", "--socket", "none", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "");
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/x/a.sock", "--control-socket", "/tmp/c", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "/tmp/c");
+	ck_assert(load("--config", "/dev/null", "--control-socket", "none", NULL));
+	ck_assert_str_eq(o.config.control.socket_path, "");
+	ck_assert(!load("--config", "/dev/null", "--socket", "/tmp/s", "--control-socket", "/tmp/s", NULL));
+	ck_assert(has_error("the control socket must have a path of its own"));
+	ck_assert(load("--config", "/dev/null", "--metrics-listen", "127.0.0.1:9100", NULL));
+	ck_assert_str_eq(o.config.control.metrics_host, "127.0.0.1");
+	ck_assert_str_eq(o.config.control.metrics_port, "9100");
+}
+END_TEST
+
 START_TEST(test_every_rejected_value_names_option_value_and_rule)
 {
 	ck_assert(!load("--config", "/dev/null", "--ring-size", "5000", NULL));
@@ -306,6 +332,7 @@ int main(void)
 	tcase_add_test(tc, test_config_file_errors_have_lines);
 	tcase_add_test(tc, test_table_is_complete);
 	tcase_add_test(tc, test_journal_priorities);
+	tcase_add_test(tc, test_control_socket_default);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
