@@ -245,10 +245,12 @@ static unsigned char many_byte(size_t stream, size_t i)
 
 /* Opens n streams, each echoing `size` checked bytes, all at once. */
 static int many_streams(wh_client *client, const char *peer, size_t n, size_t size, pid_t broker,
-			double *open_rate, double *rss_per_stream_kib, double *seconds)
+			double *open_rate, double *rss_per_stream_kib, double *seconds,
+			double *broker_fds_per_stream, double *app_fds_per_stream)
 {
 	struct many *m = calloc(n, sizeof *m);
 	long rss_before = rss_kib(broker);
+	int broker_fds = fd_count(broker), app_fds = fd_count(getpid());
 	double start = now_s();
 	/* The far end is broker A's built-in echo: the streams' shared memory and descriptors
 	 * are all on this app's side (broker B), which is what the figure is about. */
@@ -256,6 +258,9 @@ static int many_streams(wh_client *client, const char *peer, size_t n, size_t si
 		m[i].stream = open_retry(client, peer, "echo");
 	*open_rate = (double)n / (now_s() - start);
 	*rss_per_stream_kib = (double)(rss_kib(broker) - rss_before) / (double)n;
+	/* what an app with many streams runs out of first: descriptors on each side */
+	*broker_fds_per_stream = (double)(fd_count(broker) - broker_fds) / (double)n;
+	*app_fds_per_stream = (double)(fd_count(getpid()) - app_fds) / (double)n;
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	for (size_t i = 0; i < n; i++) {
 		wh_set_nonblocking(m[i].stream, true);
@@ -703,15 +708,20 @@ int main(int argc, char **argv)
 	}
 
 	if (bench_selected("many")) {
-		double open_rate, rss_per_stream, seconds;
+		double open_rate, rss_per_stream, seconds, broker_fds, app_fds;
 		double raw_rate = raw_connect_rate(&tcp_accept, 2000);
-		bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds);
+		bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds,
+				   &broker_fds, &app_fds);
 		f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
 					  open_rate, raw_rate, NULL };
 		f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
 					  rss_per_stream, 2.0 * atof(ring) / 1024, NULL };
 		f[n++] = (struct figure){ "many_streams_verified", "streams", "streams opened",
 					  (double)(streams - (size_t)bad), (double)streams, NULL };
+		f[n++] = (struct figure){ "many_streams_broker_fds", "fds/stream",
+					  "a TCP connection: one per end", broker_fds, 1.0, NULL };
+		f[n++] = (struct figure){ "many_streams_app_fds", "fds/stream",
+					  "a TCP connection: one per end", app_fds, 1.0, NULL };
 		printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
 	}
 

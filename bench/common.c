@@ -271,6 +271,20 @@ long rss_kib(pid_t pid)
 	return rss;
 }
 
+int fd_count(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+	DIR *dir = opendir(path);
+	if (!dir)
+		return -1;
+	int count = 0;
+	for (struct dirent *e; (e = readdir(dir)) != NULL;)
+		count += e->d_name[0] != '.';
+	closedir(dir);
+	return count - (pid == getpid()); /* our own look at the directory holds one */
+}
+
 void report(const char *title, const struct figure *f, int n, const char *json_path)
 {
 	printf("\n%s\n%-30s %12s %12s %8s  %s\n", title, "figure", "wormhole", "baseline", "ratio",

@@ -53,6 +53,8 @@ bool wait_for_path(const char *path, double seconds);
 unsigned wait_for_port(const char *path, double seconds);
 /* VmRSS of a process in KiB, or -1. */
 long rss_kib(pid_t pid);
+/* Descriptors a process holds now, or -1. */
+int fd_count(pid_t pid);
 /* Removes a scratch directory and everything in it. */
 void remove_scratch_dir(const char *dir);
 
