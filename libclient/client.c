@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +18,10 @@
 #include <unistd.h>
 
 #include "internal.h"
+
+/* The epoll entry of the client's own socket (an incoming stream, an open's answer, the
+ * broker's hang-up); streams' entries carry a generation in the high half, never all ones. */
+#define CLIENT_NEWS UINT64_MAX
 
 /* How long past an open's timeout we wait for the broker's answer (it answers by the timeout;
  * this is for the answer to travel, and bounds a broker that hangs). */
@@ -360,8 +365,95 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 	for (unsigned i = 0; i < ATTACH_CLIENT_ID_SIZE; i++)
 		snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 	c->ring_capacity = welcome.ring_capacity;
+	c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event news = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
+	if (c->epoll_fd < 0 || epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, c->fd, &news) < 0) {
+		set_detail(detail, detail_length, "cannot make the client's epoll set: %s", strerror(errno));
+		if (c->epoll_fd >= 0)
+			close(c->epoll_fd);
+		close(c->fd);
+		close(c->doorbell);
+		munmap(c->notify, c->notify_size);
+		pthread_mutex_destroy(&c->streams_lock);
+		free(c);
+		return WH_ESYSTEM;
+	}
 	*out = c;
 	return WH_OK;
+}
+
+int client_wait_add(struct wh_client *c, struct wh_stream *s)
+{
+	uint32_t slot = c->wait_hint;
+	while (slot < c->wait_capacity && c->wait_table[slot])
+		slot++;
+	if (slot >= c->wait_capacity) {
+		for (slot = 0; slot < c->wait_capacity && c->wait_table[slot]; slot++)
+			;
+	}
+	if (slot >= c->wait_capacity) {
+		uint32_t grown = c->wait_capacity ? 2 * c->wait_capacity : 64;
+		struct wh_stream **table = realloc(c->wait_table, grown * sizeof *table);
+		if (!table)
+			return WH_ENOMEM;
+		memset(table + c->wait_capacity, 0, (grown - c->wait_capacity) * sizeof *table);
+		slot = c->wait_capacity;
+		c->wait_table = table;
+		c->wait_capacity = grown;
+	}
+	s->wait_slot = slot;
+	s->wait_generation = ++c->wait_generation;
+	struct epoll_event ev = { .events = EPOLLIN,
+				  .data.u64 = (uint64_t)s->wait_generation << 32 | slot };
+	if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, s->efd_wait, &ev) < 0)
+		return errno == ENOMEM || errno == ENOSPC ? WH_ENOMEM : WH_ESYSTEM;
+	c->wait_table[slot] = s;
+	c->wait_hint = slot + 1;
+	return WH_OK;
+}
+
+void client_wait_remove(struct wh_client *c, struct wh_stream *s)
+{
+	epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->efd_wait, NULL);
+	if (s->wait_slot < c->wait_capacity && c->wait_table[s->wait_slot] == s) {
+		c->wait_table[s->wait_slot] = NULL;
+		if (s->wait_slot < c->wait_hint)
+			c->wait_hint = s->wait_slot;
+	}
+}
+
+int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_ms)
+{
+	if (!c || !events || max <= 0)
+		return WH_EINVAL;
+	struct epoll_event ready[64];
+	int n;
+	do
+		n = epoll_wait(c->epoll_fd, ready, max < 64 ? max : 64, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return WH_ESYSTEM;
+	int count = 0;
+	pthread_mutex_lock(&c->streams_lock);
+	for (int i = 0; i < n; i++) {
+		uint64_t data = ready[i].data.u64;
+		uint32_t events_seen = (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ? WH_EVENT_NEWS : 0;
+		if (data == CLIENT_NEWS) {
+			events[count++] = (struct wh_event){ .stream = NULL, .events = events_seen };
+			continue;
+		}
+		uint32_t slot = (uint32_t)data, generation = (uint32_t)(data >> 32);
+		struct wh_stream *s = slot < c->wait_capacity ? c->wait_table[slot] : NULL;
+		if (s && s->wait_generation == generation) /* else: closed meanwhile */
+			events[count++] = (struct wh_event){ .stream = s, .events = events_seen };
+	}
+	pthread_mutex_unlock(&c->streams_lock);
+	return count;
+}
+
+int wh_client_wait_fd(const wh_client *c)
+{
+	return c ? c->epoll_fd : -1;
 }
 
 int wh_client_attach(const char *socket_path, wh_client **out)
@@ -390,6 +482,8 @@ void wh_client_detach(wh_client *c)
 	}
 	close(c->fd);
 	close(c->doorbell);
+	close(c->epoll_fd);
+	free(c->wait_table);
 	munmap(c->notify, c->notify_size);
 	pthread_mutex_destroy(&c->streams_lock);
 	free(c);

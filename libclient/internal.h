@@ -47,6 +47,13 @@ struct wh_client {
 	 * the client's thread adds streams (wh_open, wh_accept): the list has its own lock. */
 	pthread_mutex_t streams_lock;
 	struct wh_stream *streams;
+	/* wh_client_wait: one epoll set of every stream's wait descriptor and the socket. Its
+	 * entries name streams by a slot in wait_table and a generation (never by pointer), so an
+	 * event for a stream closed meanwhile on another thread is recognised and dropped. The
+	 * table is under streams_lock. */
+	int epoll_fd;
+	struct wh_stream **wait_table;
+	uint32_t wait_capacity, wait_hint, wait_generation;
 };
 
 struct wh_stream {
@@ -71,12 +78,16 @@ struct wh_stream {
 	char service[ATTACH_STRING_MAX + 1];
 	char peer[ATTACH_STRING_MAX + 1];
 	char message[RING_MESSAGE_MAX];
+	uint32_t wait_slot, wait_generation; /* its entry in the client's epoll set */
 	struct wh_stream *prev, *next;
 };
 
 /* Maps a handed-over stream; takes ownership of the fds (closed on failure too). */
 int stream_from_message(struct wh_client *client, const struct attach_msg *msg,
 			const int fds[ATTACH_MAX_FDS], struct wh_stream **out);
+/* Enters a new stream in the client's epoll set, and takes it out (under streams_lock). */
+int client_wait_add(struct wh_client *client, struct wh_stream *stream);
+void client_wait_remove(struct wh_client *client, struct wh_stream *stream);
 /* Sends one attach message (no fds). */
 int client_send(struct wh_client *client, const struct attach_msg *msg);
 /* Looks (without waiting) whether the broker hung up the session; if so every call says

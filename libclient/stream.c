@@ -52,11 +52,24 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	snprintf(s->service, sizeof s->service, "%s", msg->service);
 	snprintf(s->peer, sizeof s->peer, "%s", msg->peer);
 	pthread_mutex_lock(&c->streams_lock);
-	s->next = c->streams;
-	if (c->streams)
-		c->streams->prev = s;
-	c->streams = s;
+	int rc = client_wait_add(c, s);
+	if (rc == WH_OK) {
+		s->next = c->streams;
+		if (c->streams)
+			c->streams->prev = s;
+		c->streams = s;
+	}
 	pthread_mutex_unlock(&c->streams_lock);
+	if (rc != WH_OK) {
+		struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
+		client_send(c, &release);
+		munmap(s->segment, s->segment_size);
+		close(s->efd_wait);
+		if (s->efd_wake >= 0)
+			close(s->efd_wake);
+		free(s);
+		return rc;
+	}
 	*out = s;
 	return WH_OK;
 }
@@ -439,6 +452,7 @@ int wh_close(wh_stream *s)
 	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
 	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
 	pthread_mutex_lock(&c->streams_lock);
+	client_wait_remove(c, s);
 	if (s->prev)
 		s->prev->next = s->next;
 	else

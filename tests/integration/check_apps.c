@@ -879,6 +879,113 @@ START_TEST(test_async_opens_from_an_event_loop)
 }
 END_TEST
 
+/* Many streams served from one descriptor: wh_client_wait says which have news, level-
+ * triggered, and the client's own news (an incoming stream) comes the same way. */
+#define WAITED_STREAMS 200
+#define WAITED_BYTES 30000
+
+struct waited {
+	wh_stream *s;
+	size_t sent, received;
+	unsigned seed;
+	bool done, bad;
+};
+
+/* Moves what it can on a non-blocking stream; true once it is done. */
+static bool waited_step(struct waited *w)
+{
+	unsigned char buf[8192];
+	while (w->sent < WAITED_BYTES) {
+		size_t n = WAITED_BYTES - w->sent < sizeof buf ? WAITED_BYTES - w->sent : sizeof buf;
+		for (size_t i = 0; i < n; i++)
+			buf[i] = harness_pattern(w->seed, w->sent + i);
+		long r = wh_write(w->s, buf, n);
+		if (r <= 0)
+			break;
+		w->sent += (size_t)r;
+		if (w->sent == WAITED_BYTES)
+			wh_shutdown(w->s);
+	}
+	long r;
+	while ((r = wh_read(w->s, buf, sizeof buf)) > 0) {
+		for (long i = 0; i < r; i++)
+			w->bad |= buf[i] != harness_pattern(w->seed, w->received + (size_t)i);
+		w->received += (size_t)r;
+	}
+	if (r != WH_EWOULDBLOCK) {
+		w->done = true;
+		w->bad |= r != 0 || w->received != WAITED_BYTES;
+	}
+	return w->done;
+}
+
+START_TEST(test_many_streams_one_descriptor)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(client, "inbound"), WH_OK);
+	static struct waited w[WAITED_STREAMS];
+	for (int i = 0; i < WAITED_STREAMS; i++) {
+		w[i] = (struct waited){ .seed = 500u + (unsigned)i };
+		ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &w[i].s), WH_OK);
+		wh_set_nonblocking(w[i].s, true);
+	}
+	/* an app that nests the client in its own loop waits on this one descriptor */
+	int fd = wh_client_wait_fd(client);
+	ck_assert_int_ge(fd, 0);
+	for (int i = 0; i < WAITED_STREAMS; i++)
+		waited_step(&w[i]); /* the first writes: what comes back is news */
+	wh_client *other = app_attach(&p.b);
+	wh_stream *to_client;
+	ck_assert_int_eq(wh_open(other, WH_PEER_LOCAL, "inbound", 10000, &to_client), WH_OK);
+	unsigned done = 0, client_news = 0, rounds = 0;
+	wh_stream *accepted = NULL;
+	int64_t deadline = wh_now_ns() + 60000000000ll;
+	while ((done < WAITED_STREAMS || !accepted) && wh_now_ns() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		struct wh_event ev[64];
+		int n = wh_client_wait(client, ev, 64, 0);
+		ck_assert_int_ge(n, 0);
+		rounds++;
+		for (int e = 0; e < n; e++) {
+			if (!ev[e].stream) {
+				client_news++;
+				if (!accepted)
+					ck_assert_int_eq(wh_accept(client, 0, &accepted), WH_OK);
+				continue;
+			}
+			struct waited *x = NULL;
+			for (int i = 0; i < WAITED_STREAMS && !x; i++)
+				if (w[i].s == ev[e].stream)
+					x = &w[i];
+			ck_assert_ptr_nonnull(x); /* only streams of this client are reported */
+			if (!x->done && waited_step(x))
+				done++;
+		}
+	}
+	ck_assert_uint_eq(done, WAITED_STREAMS);
+	ck_assert_ptr_nonnull(accepted);
+	ck_assert_uint_ge(client_news, 1);
+	for (int i = 0; i < WAITED_STREAMS; i++) {
+		ck_assert_msg(!w[i].bad, "stream %d: %zu bytes back", i, w[i].received);
+		wh_close(w[i].s);
+	}
+	/* closed streams leave the set: nothing is reported for them */
+	struct wh_event ev[8];
+	int n = wh_client_wait(client, ev, 8, 100);
+	for (int e = 0; e < n; e++)
+		ck_assert(ev[e].stream == NULL || ev[e].stream == accepted);
+	wh_close(accepted);
+	wh_close(to_client);
+	wh_client_detach(other);
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_per_app_limits)
 {
 	/* Broker A: 64 KiB rings, an app may hold two and a half segments, or 3 streams. */
@@ -976,6 +1083,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_open_to_unreachable_peer_says_why);
 	tcase_add_test(tc, test_version_macros);
 	tcase_add_test(tc, test_async_opens_from_an_event_loop);
+	tcase_add_test(tc, test_many_streams_one_descriptor);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

@@ -229,6 +229,30 @@ WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
  * not read, write or close it. Never fails. */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 
+/* ---- many streams, one descriptor ---------------------------------------------------- */
+
+/* What wh_client_wait reports: a stream that may have news (bytes, room, its end, an error),
+ * or with stream NULL news for the client itself (an incoming stream for wh_accept, the
+ * answer to a wh_open_start, the broker's hang-up). */
+#define WH_EVENT_NEWS 1u
+struct wh_event {
+	wh_stream *stream;
+	uint32_t events; /* WH_EVENT_NEWS */
+};
+/*
+ * Waits, like epoll_wait, until some of the client's streams (or the client) may have news,
+ * and returns how many events it stored (at most max), or 0 when timeout_ms (< 0: no limit)
+ * passed first. Level-triggered: a stream is reported for as long as its news is not taken,
+ * that is until a wh_read or wh_write on it (non-blocking) returns WH_EWOULDBLOCK. Every
+ * stream of the client is in the set from its open or accept to its wh_close; a stream closed
+ * on another thread while this call runs is not reported. Errors: WH_EINVAL, WH_ESYSTEM.
+ * Call it from the client's thread.
+ */
+WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max, int timeout_ms);
+/* One descriptor for an app's own event loop (poll, epoll, libev): readable when
+ * wh_client_wait would report something. Owned by the client. -1 for NULL. */
+WH_EXPORT int wh_client_wait_fd(const wh_client *client);
+
 /* ---- what a stream is ------------------------------------------------------------------- */
 
 WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
