@@ -365,25 +365,15 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 	for (unsigned i = 0; i < ATTACH_CLIENT_ID_SIZE; i++)
 		snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 	c->ring_capacity = welcome.ring_capacity;
-	c->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event news = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
-	if (c->epoll_fd < 0 || epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, c->fd, &news) < 0) {
-		set_detail(detail, detail_length, "cannot make the client's epoll set: %s", strerror(errno));
-		if (c->epoll_fd >= 0)
-			close(c->epoll_fd);
-		close(c->fd);
-		close(c->doorbell);
-		munmap(c->notify, c->notify_size);
-		pthread_mutex_destroy(&c->streams_lock);
-		free(c);
-		return WH_ESYSTEM;
-	}
+	c->epoll_fd = -1; /* made by the first wh_client_wait or wh_client_wait_fd */
 	*out = c;
 	return WH_OK;
 }
 
 int client_wait_add(struct wh_client *c, struct wh_stream *s)
 {
+	if (c->epoll_fd < 0)
+		return WH_OK; /* an app that never asks pays nothing: streams join when it first does */
 	uint32_t slot = c->wait_hint;
 	while (slot < c->wait_capacity && c->wait_table[slot])
 		slot++;
@@ -414,6 +404,8 @@ int client_wait_add(struct wh_client *c, struct wh_stream *s)
 
 void client_wait_remove(struct wh_client *c, struct wh_stream *s)
 {
+	if (c->epoll_fd < 0)
+		return;
 	epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->efd_wait, NULL);
 	if (s->wait_slot < c->wait_capacity && c->wait_table[s->wait_slot] == s) {
 		c->wait_table[s->wait_slot] = NULL;
@@ -422,10 +414,41 @@ void client_wait_remove(struct wh_client *c, struct wh_stream *s)
 	}
 }
 
+/* The epoll set, made on first use with the client socket and every stream open now. */
+static int wait_set_ready(struct wh_client *c)
+{
+	if (c->epoll_fd >= 0)
+		return WH_OK;
+	int fd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event news = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
+	if (fd < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, c->fd, &news) < 0) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(c->detail, sizeof c->detail, "cannot make the client's epoll set: %s", strerror(errno));
+		return WH_ESYSTEM;
+	}
+	pthread_mutex_lock(&c->streams_lock);
+	c->epoll_fd = fd;
+	int rc = WH_OK;
+	for (struct wh_stream *s = c->streams; s && rc == WH_OK; s = s->next)
+		rc = client_wait_add(c, s);
+	if (rc != WH_OK) { /* back to no set: the next call tries again */
+		for (struct wh_stream *s = c->streams; s; s = s->next)
+			client_wait_remove(c, s);
+		c->epoll_fd = -1;
+		close(fd);
+	}
+	pthread_mutex_unlock(&c->streams_lock);
+	return rc;
+}
+
 int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_ms)
 {
 	if (!c || !events || max <= 0)
 		return WH_EINVAL;
+	int rc = wait_set_ready(c);
+	if (rc != WH_OK)
+		return rc;
 	struct epoll_event ready[64];
 	int n;
 	do
@@ -451,9 +474,9 @@ int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_m
 	return count;
 }
 
-int wh_client_wait_fd(const wh_client *c)
+int wh_client_wait_fd(wh_client *c)
 {
-	return c ? c->epoll_fd : -1;
+	return c && wait_set_ready(c) == WH_OK ? c->epoll_fd : -1;
 }
 
 int wh_client_attach(const char *socket_path, wh_client **out)
@@ -482,7 +505,8 @@ void wh_client_detach(wh_client *c)
 	}
 	close(c->fd);
 	close(c->doorbell);
-	close(c->epoll_fd);
+	if (c->epoll_fd >= 0)
+		close(c->epoll_fd);
 	free(c->wait_table);
 	munmap(c->notify, c->notify_size);
 	pthread_mutex_destroy(&c->streams_lock);

@@ -250,8 +250,10 @@ struct wh_event {
  */
 WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max, int timeout_ms);
 /* One descriptor for an app's own event loop (poll, epoll, libev): readable when
- * wh_client_wait would report something. Owned by the client. -1 for NULL. */
-WH_EXPORT int wh_client_wait_fd(const wh_client *client);
+ * wh_client_wait would report something. Owned by the client. -1 for NULL or when it
+ * cannot be made (wh_client_errmsg says why). The set behind it is made by the first call
+ * of either function, so clients that never use them pay nothing for it. */
+WH_EXPORT int wh_client_wait_fd(wh_client *client);
 
 /* ---- what a stream is ------------------------------------------------------------------- */
 
