@@ -857,11 +857,12 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_msg(r.status == 0, "with idle clients: %d %s", r.status, r.err);
 	for (int i = 0; i < 24; i++)
 		close(idle[i]);
-	/* and everything it took is given back */
+	/* and everything it took is given back (the count before may still include a client
+	 * that had just left, so it is an upper bound) */
 	int64_t fd_deadline = wh_now_ns() + 5000000000ll;
-	while (process_fd_count(&broker) != fds_before && wh_now_ns() < fd_deadline)
+	while (process_fd_count(&broker) > fds_before && wh_now_ns() < fd_deadline)
 		usleep(10000); /* polling a condition with a deadline */
-	ck_assert_int_eq(process_fd_count(&broker), fds_before);
+	ck_assert_int_le(process_fd_count(&broker), fds_before);
 	/* a killed broker leaves its socket behind: nobody listens there */
 	ck_assert_int_eq(kill(broker.pid, SIGKILL), 0);
 	int wstatus;
