@@ -65,20 +65,6 @@ void render_cell(char *out, size_t length, const struct control_column *column,
 	}
 }
 
-/* Every cell of a table, row-major (NULL when there are none or no memory). */
-static struct control_value *all_cells(const struct control_table *t)
-{
-	size_t count = (size_t)t->rows * t->columns;
-	struct control_value *cells = count ? calloc(count, sizeof *cells) : NULL;
-	if (!cells)
-		return NULL;
-	struct control_cells it;
-	control_cells_start(&it, t);
-	for (size_t i = 0; i < count && control_cells_next(&it, &cells[i], NULL); i++)
-		;
-	return cells;
-}
-
 static double number_of(const struct control_value *v)
 {
 	return v->type == CONTROL_UINT ? (double)v->u : v->type == CONTROL_INT ? (double)v->i : v->f;
@@ -149,14 +135,14 @@ void render_text(FILE *out, const struct ctl_table *ct, const char *const *wante
 		 const struct ctl_table *previous, double interval)
 {
 	const struct control_table *t = &ct->table;
-	struct control_value *cells = all_cells(t);
+	struct control_value *cells = control_table_cells(t);
 	if (t->rows == 1 && !previous && !wanted) { /* status: one row of many columns */
 		if (cells)
 			render_vertical(out, t, cells);
 		free(cells);
 		return;
 	}
-	struct control_value *before = previous ? all_cells(&previous->table) : NULL;
+	struct control_value *before = previous ? control_table_cells(&previous->table) : NULL;
 	struct shown shown[2 * CONTROL_COLUMNS_MAX];
 	unsigned count = 0;
 	for (unsigned i = 0; wanted ? wanted[i] != NULL : i < t->columns; i++) {

@@ -179,6 +179,16 @@ static void drop_late_answer(struct wh_client *c, const struct attach_msg *msg, 
 		tell_broker(c, ATTACH_RELEASE, msg->handle);
 }
 
+/* A message that is not the answer the caller waits for: an incoming stream is queued for
+ * wh_accept, anything else kept for its open ticket or handed back. */
+static void dispatch_other(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS])
+{
+	if (msg->type == ATTACH_INCOMING)
+		queue_incoming(c, msg, fds);
+	else
+		drop_late_answer(c, msg, fds);
+}
+
 /* Waits for the answer to request_id; INCOMING streams arriving meanwhile are queued. */
 static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms, struct attach_msg *msg,
 		       int fds[ATTACH_MAX_FDS])
@@ -195,13 +205,9 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 		int rc = receive(c, wait_ms, msg, fds);
 		if (rc != WH_OK)
 			return rc == WH_EWOULDBLOCK ? WH_ETIMEOUT : rc;
-		if (msg->type == ATTACH_INCOMING) {
-			queue_incoming(c, msg, fds);
-			continue;
-		}
-		if (msg->request_id == request_id)
+		if (msg->type != ATTACH_INCOMING && msg->request_id == request_id)
 			return WH_OK;
-		drop_late_answer(c, msg, fds);
+		dispatch_other(c, msg, fds);
 	}
 }
 
@@ -594,10 +600,7 @@ static int take_waiting_messages(struct wh_client *c)
 			return WH_OK;
 		if (rc != WH_OK)
 			return rc;
-		if (msg.type == ATTACH_INCOMING)
-			queue_incoming(c, &msg, fds);
-		else
-			drop_late_answer(c, &msg, fds);
+		dispatch_other(c, &msg, fds);
 	}
 }
 
@@ -713,10 +716,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 			return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
 		if (rc != WH_OK)
 			return rc;
-		if (msg.type == ATTACH_INCOMING)
-			queue_incoming(c, &msg, fds);
-		else
-			drop_late_answer(c, &msg, fds);
+		dispatch_other(c, &msg, fds);
 	}
 	struct pending_stream *p = c->accept_head;
 	c->accept_head = p->next;

@@ -27,8 +27,7 @@ static void raw_cell(char *out, size_t length, const struct control_value *v)
 		snprintf(out, length, "%.9g", v->f);
 }
 
-/* Every cell of a table, row-major (NULL when there are none or no memory). */
-static struct control_value *all_cells(const struct control_table *t)
+struct control_value *control_table_cells(const struct control_table *t)
 {
 	size_t count = (size_t)t->rows * t->columns;
 	struct control_value *cells = count ? calloc(count, sizeof *cells) : NULL;
@@ -63,7 +62,7 @@ static void prometheus_label_value(FILE *out, const char *s)
 
 void control_metrics_write(FILE *out, const struct control_table *t)
 {
-	struct control_value *cells = all_cells(t);
+	struct control_value *cells = control_table_cells(t);
 	for (unsigned c = 0; c < t->columns; c++) {
 		const struct control_column *col = &t->column[c];
 		if (col->role != CONTROL_COUNTER && col->role != CONTROL_GAUGE)

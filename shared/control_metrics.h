@@ -15,4 +15,8 @@
  */
 void control_metrics_write(FILE *out, const struct control_table *table);
 
+/* Every cell of a decoded table, row by row, in one malloc'd array the caller frees (NULL
+ * when the table has no rows or memory is short). For renderers that look cells up. */
+struct control_value *control_table_cells(const struct control_table *table);
+
 #endif
