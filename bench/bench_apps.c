@@ -31,7 +31,7 @@
 #include "delay_link.h"
 #include "tls_baseline.h"
 
-/* ---- the app server: epoll over every stream's eventfd ------------------------------- */
+/* ---- the app server: every stream through wh_client_wait ------------------------------ */
 
 struct served {
 	wh_stream *stream;
@@ -86,34 +86,31 @@ static int serve(const char *socket_path, const char *service, bool echo)
 	wh_client *client;
 	if (wh_client_attach(socket_path, &client) != WH_OK || wh_listen(client, service) != WH_OK)
 		return 1;
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
-	epoll_ctl(ep, EPOLL_CTL_ADD, wh_client_fd(client), &ev);
-	struct epoll_event events[256];
+	struct wh_event events[256];
 	for (;;) {
-		int n = epoll_wait(ep, events, 256, -1);
+		int n = wh_client_wait(client, events, 256, -1);
+		if (n < 0)
+			return 1;
 		for (int i = 0; i < n; i++) {
-			struct served *s = events[i].data.ptr;
-			if (!s) {
-				if (events[i].events & (EPOLLHUP | EPOLLERR))
-					return 0; /* the broker went away: the run is over */
+			if (!events[i].stream) {
 				wh_stream *stream;
-				while (wh_accept(client, 0, &stream) == WH_OK) {
-					s = calloc(1, sizeof *s);
+				int rc;
+				while ((rc = wh_accept(client, 0, &stream)) == WH_OK) {
+					struct served *s = calloc(1, sizeof *s);
 					s->stream = stream;
 					wh_set_nonblocking(stream, true);
-					struct epoll_event add = { .events = EPOLLIN, .data.ptr = s };
-					epoll_ctl(ep, EPOLL_CTL_ADD, wh_stream_fd(stream), &add);
+					wh_stream_set_userdata(stream, s);
 					if (!serve_step(s, echo)) {
-						epoll_ctl(ep, EPOLL_CTL_DEL, wh_stream_fd(stream), NULL);
 						wh_close(stream);
 						free(s);
 					}
 				}
+				if (rc == WH_EBROKER_GONE)
+					return 0; /* the broker went away: the run is over */
 				continue;
 			}
+			struct served *s = wh_stream_userdata(events[i].stream);
 			if (!serve_step(s, echo)) {
-				epoll_ctl(ep, EPOLL_CTL_DEL, wh_stream_fd(s->stream), NULL);
 				wh_close(s->stream);
 				free(s);
 			}
@@ -243,43 +240,53 @@ static unsigned char many_byte(size_t stream, size_t i)
 	return (unsigned char)(stream * 7 + i * 13 + (i >> 8));
 }
 
+/* What many_streams measured; memory and descriptors per stream. */
+struct many_result {
+	double open_rate, seconds;
+	double broker_rss_open, app_rss_open; /* KiB, once open, before any byte */
+	double broker_rss_peak, app_rss_peak; /* KiB, with every stream's bytes through */
+	double broker_fds, app_fds;
+};
+
 /* Opens n streams, each echoing `size` checked bytes, all at once. */
 static int many_streams(wh_client *client, const char *peer, size_t n, size_t size, pid_t broker,
-			double *open_rate, double *rss_per_stream_kib, double *seconds,
-			double *broker_fds_per_stream, double *app_fds_per_stream)
+			struct many_result *out)
 {
 	struct many *m = calloc(n, sizeof *m);
-	long rss_before = rss_kib(broker);
+	long rss_before = rss_kib(broker), app_rss_before = rss_kib(getpid());
 	int broker_fds = fd_count(broker), app_fds = fd_count(getpid());
 	double start = now_s();
 	/* The far end is broker A's built-in echo: the streams' shared memory and descriptors
 	 * are all on this app's side (broker B), which is what the figure is about. */
 	for (size_t i = 0; i < n; i++)
 		m[i].stream = open_retry(client, peer, "echo");
-	*open_rate = (double)n / (now_s() - start);
-	*rss_per_stream_kib = (double)(rss_kib(broker) - rss_before) / (double)n;
+	out->open_rate = (double)n / (now_s() - start);
+	out->broker_rss_open = (double)(rss_kib(broker) - rss_before) / (double)n;
+	out->app_rss_open = (double)(rss_kib(getpid()) - app_rss_before) / (double)n;
 	/* what an app with many streams runs out of first: descriptors on each side */
-	*broker_fds_per_stream = (double)(fd_count(broker) - broker_fds) / (double)n;
-	*app_fds_per_stream = (double)(fd_count(getpid()) - app_fds) / (double)n;
-	int ep = epoll_create1(EPOLL_CLOEXEC);
+	out->broker_fds = (double)(fd_count(broker) - broker_fds) / (double)n;
+	out->app_fds = (double)(fd_count(getpid()) - app_fds) / (double)n;
 	for (size_t i = 0; i < n; i++) {
 		wh_set_nonblocking(m[i].stream, true);
-		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = i };
-		epoll_ctl(ep, EPOLL_CTL_ADD, wh_stream_fd(m[i].stream), &ev);
+		wh_stream_set_userdata(m[i].stream, &m[i]);
 	}
 	size_t done = 0;
 	unsigned char buffer[8192];
-	struct epoll_event *events = calloc(n, sizeof *events);
-	/* first pass over every stream, then only those whose eventfd fired */
-	for (size_t k = 0; k < n; k++)
-		events[k].data.u64 = k;
-	int ready = (int)n;
+	enum { EVENTS_MAX = 1024 };
+	struct wh_event *events = calloc(EVENTS_MAX, sizeof *events);
+	/* one wait for all of them: wh_client_wait reports the streams with news (every new
+	 * stream once, to begin with) */
 	while (done < n) {
+		int ready = wh_client_wait(client, events, EVENTS_MAX, 5000);
+		if (ready <= 0) {
+			fprintf(stderr, "bench: %zu of %zu streams stalled\n", n - done, n);
+			break;
+		}
 		for (int e = 0; e < ready; e++) {
-			size_t i = (size_t)events[e].data.u64;
-			struct many *x = &m[i];
-			if (x->done)
+			struct many *x = events[e].stream ? wh_stream_userdata(events[e].stream) : NULL;
+			if (!x || x->done)
 				continue;
+			size_t i = (size_t)(x - m);
 			while (x->sent < size) {
 				size_t len = size - x->sent < sizeof buffer ? size - x->sent : sizeof buffer;
 				for (size_t j = 0; j < len; j++)
@@ -303,20 +310,15 @@ static int many_streams(wh_client *client, const char *peer, size_t n, size_t si
 				done++;
 			}
 		}
-		if (done < n)
-			ready = epoll_wait(ep, events, (int)n, 5000);
-		if (ready == 0) {
-			fprintf(stderr, "bench: %zu of %zu streams stalled\n", n - done, n);
-			break;
-		}
 	}
-	*seconds = now_s() - start;
+	out->seconds = now_s() - start;
+	out->broker_rss_peak = (double)(rss_kib(broker) - rss_before) / (double)n;
+	out->app_rss_peak = (double)(rss_kib(getpid()) - app_rss_before) / (double)n;
 	int bad = 0;
 	for (size_t i = 0; i < n; i++) {
 		bad += m[i].bad || !m[i].done;
 		wh_close(m[i].stream);
 	}
-	close(ep);
 	free(events);
 	free(m);
 	return bad;
@@ -420,6 +422,54 @@ static void attack_figures(const char *broker_path, unsigned port_a, wh_client *
 /* Bulk from an app on C to an app on D, C and D on either side of a link with a 50 ms round
  * trip, against raw TCP over the same link. 0 with the figure, or -1 (skipped: not root, or no
  * tun here). Everything it starts, it stops. */
+/* 100,000 (BENCH_SCALE_STREAMS) concurrent streams through one app and a broker pair of
+ * their own, 4 KiB rings, each stream's 4 KiB echoed and checked: what the app and its broker
+ * hold per stream, in descriptors and resident memory. */
+static int scale_figures(const char *broker_path, const char *dir, size_t streams, struct figure *f, int *n)
+{
+	char a_port[300], a_sock[300], b_port[300], b_sock[300], peer_a[64], limit[32];
+	snprintf(a_port, sizeof a_port, "%s/scale-a.port", dir);
+	snprintf(a_sock, sizeof a_sock, "%s/scale-a.sock", dir);
+	snprintf(b_port, sizeof b_port, "%s/scale-b.port", dir);
+	snprintf(b_sock, sizeof b_sock, "%s/scale-b.sock", dir);
+	snprintf(limit, sizeof limit, "%zu", streams + streams / 4);
+	unsigned port_a, port_b;
+	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", a_port, "--socket", a_sock,
+				 "--keepalive", "0", "--max-streams", limit, "--connection-budget", "100",
+				 "--peer-budget", "100", NULL };
+	pid_t pids[2] = { spawn_broker(broker_path, args_a, a_port, &port_a), -1 };
+	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);
+	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", b_port, "--socket", b_sock,
+				 "--peer", peer_a, "--keepalive", "0", "--ring-size", "4096",
+				 "--app-max-streams", limit, "--max-streams", limit, NULL };
+	if (pids[0] > 0)
+		pids[1] = spawn_broker(broker_path, args_b, b_port, &port_b);
+	int bad = (int)streams;
+	if (pids[1] > 0) {
+		wh_client *client = attach_retry(b_sock);
+		struct many_result r;
+		bad = many_streams(client, "a", streams, 4096, pids[1], &r);
+		wh_client_detach(client);
+		printf("%zu streams x 4 KiB echoed and checked in %.2f s (%.0f opens/s); %d failed\n", streams,
+		       r.seconds, r.open_rate, bad);
+		f[(*n)++] = (struct figure){ "scale_streams_verified", "streams", "streams opened",
+					     (double)(streams - (size_t)bad), (double)streams, "one app, 4 KiB rings" };
+		f[(*n)++] = (struct figure){ "scale_streams_broker_fds", "fds/stream",
+					     "a TCP connection: one per end", r.broker_fds, 1.0, NULL };
+		f[(*n)++] = (struct figure){ "scale_streams_app_fds", "fds/stream",
+					     "a TCP connection: one per end", r.app_fds, 1.0, NULL };
+		f[(*n)++] = (struct figure){ "scale_streams_broker_rss_peak", "KiB/stream",
+					     "ring memory allotted per stream", r.broker_rss_peak, 8.0,
+					     "with every stream's bytes through, shared pages counted" };
+		f[(*n)++] = (struct figure){ "scale_streams_app_rss_peak", "KiB/stream",
+					     "ring memory allotted per stream", r.app_rss_peak, 8.0,
+					     "with every stream's bytes through, shared pages counted" };
+	}
+	stop_all(&pids[1], 1); /* B dials A: stop it first */
+	stop_all(pids, 1);
+	return bad;
+}
+
 static int far_figure(const char *self, const char *broker_path, const char *dir, size_t bytes,
 		      struct figure *figure)
 {
@@ -638,7 +688,7 @@ int main(int argc, char **argv)
 	wait_served(on_b, "a", "bench-sink");
 	wait_served(on_b, "a", "bench-echo");
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure f[25 + BENCH_ATTACKS];
+	struct figure f[30 + BENCH_ATTACKS];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
@@ -708,10 +758,11 @@ int main(int argc, char **argv)
 	}
 
 	if (bench_selected("many")) {
-		double open_rate, rss_per_stream, seconds, broker_fds, app_fds;
 		double raw_rate = raw_connect_rate(&tcp_accept, 2000);
-		bad = many_streams(on_b, "a", streams, 4096, broker_b, &open_rate, &rss_per_stream, &seconds,
-				   &broker_fds, &app_fds);
+		struct many_result r;
+		bad = many_streams(on_b, "a", streams, 4096, broker_b, &r);
+		double open_rate = r.open_rate, rss_per_stream = r.broker_rss_open, seconds = r.seconds,
+		       broker_fds = r.broker_fds, app_fds = r.app_fds;
 		f[n++] = (struct figure){ "many_streams_open_rate", "streams/s", "raw TCP connections/s",
 					  open_rate, raw_rate, NULL };
 		f[n++] = (struct figure){ "many_streams_broker_rss", "KiB/stream", "ring memory allotted per stream",
@@ -723,6 +774,11 @@ int main(int argc, char **argv)
 		f[n++] = (struct figure){ "many_streams_app_fds", "fds/stream",
 					  "a TCP connection: one per end", app_fds, 1.0, NULL };
 		printf("%zu streams x 4 KiB echoed and checked in %.2f s; %d failed\n", streams, seconds, bad);
+	}
+
+	if (bench_selected("scale")) {
+		const char *scale = getenv("BENCH_SCALE_STREAMS");
+		bad += scale_figures(broker_path, dir, scale ? (size_t)atol(scale) : 100000, f, &n);
 	}
 
 	if (bench_selected("attacks"))

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "futex.h"
 
 int errno_error(void)
 {
@@ -88,25 +89,25 @@ void wake_eventfd(int efd)
 	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
 }
 
-void wake_app(const struct shm_stream *s)
+void wake_app(const struct shm_stream *s, uint32_t flags, uint32_t *sleeper_word)
 {
 	static const char byte = 1;
+	const struct app_session *c = s->client;
+	if (!flags || !c)
+		return;
+	if (notify_post(c->notify, c->slot_count, s->slot))
+		wake_eventfd(c->news);
+	if ((flags & RING_WAIT_SLEEPER) && sleeper_word)
+		futex_wake_shared(sleeper_word);
 	if (s->wake_app >= 0) /* a full pipe already means "wake up" (EAGAIN, SIGPIPE ignored) */
 		(void)!write(s->wake_app, &byte, 1);
 }
 
-int budget_wake_pipe(struct apps *apps, int ours[2])
+void wake_app_both(struct shm_stream *s)
 {
-	int fds[2];
-	ours[0] = ours[1] = -1;
-	if (!fd_budget_take(apps->fds, 2, FD_USE_STREAM))
-		return WH_EDESCRIPTORS;
-	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
-		int error = errno_error();
-		fd_budget_give(apps->fds, 2);
-		return error;
-	}
-	ours[0] = fds[1];
-	ours[1] = fds[0];
-	return WH_OK;
+	uint32_t reader = ring_producer_wake_needed(&s->to_app);
+	uint32_t writer = ring_consumer_wake_needed(&s->from_app);
+	if (writer & RING_WAIT_SLEEPER)
+		futex_wake_shared(ring_consumer_wake_word(&s->from_app));
+	wake_app(s, reader | writer | RING_WAIT_NEWS, ring_producer_wake_word(&s->to_app));
 }

@@ -133,8 +133,9 @@ static void handle_stream_message(struct app_session *c, uint64_t handle, bool r
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
-/* The doorbell eventfd and the bitmap segment; returns the segment's memfd to hand over
- * (from the budget: segment_drop_fd-like budget_close when done), or a negative WH_E* code. */
+/* The doorbell and news eventfds and the bitmaps' segment; returns the segment's memfd to
+ * hand over (from the budget: segment_drop_fd-like budget_close when done), or a negative
+ * WH_E* code. */
 static int doorbell_create(struct app_session *c)
 {
 	struct apps *apps = c->apps;
@@ -146,6 +147,9 @@ static int doorbell_create(struct app_session *c)
 	c->doorbell = budget_eventfd(apps, FD_USE_SESSION);
 	if (c->doorbell < 0)
 		return c->doorbell;
+	c->news = budget_eventfd(apps, FD_USE_SESSION);
+	if (c->news < 0)
+		return c->news;
 	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
 		return WH_EDESCRIPTORS;
 	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -183,8 +187,14 @@ static void send_stats(struct app_session *c, uint32_t request_id)
 	session_send(c, &reply, NULL, 0);
 }
 
-static void handle_message(struct app_session *c, const struct attach_msg *msg)
+/* passed_fd: the descriptor that came with STREAM_FD (its only carrier), ours to keep or
+ * close; -1 with every other message. */
+static void handle_message(struct app_session *c, const struct attach_msg *msg, int passed_fd)
 {
+	if (passed_fd >= 0 && (msg->type != ATTACH_STREAM_FD || !c->welcomed)) {
+		close(passed_fd); /* a broker-only type that carries descriptors: refused below */
+		passed_fd = -1;
+	}
 	if (!c->welcomed && msg->type != ATTACH_HELLO) {
 		c->apps->stats.protocol_errors++;
 		session_send_result(c, msg->request_id, WH_EPROTOCOL, "the first message must be HELLO");
@@ -231,8 +241,8 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg)
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
-		int fds[2] = { c->doorbell, notify_fd };
-		int rc = session_send(c, &welcome, fds, 2);
+		int fds[3] = { c->doorbell, notify_fd, c->news };
+		int rc = session_send(c, &welcome, fds, 3);
 		budget_close(c->apps, notify_fd);
 		if (rc != WH_OK)
 			session_drop(c, wh_strerror(rc));
@@ -251,6 +261,9 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg)
 		return;
 	case ATTACH_STATS:
 		send_stats(c, msg->request_id);
+		return;
+	case ATTACH_STREAM_FD:
+		shm_take_app_pipe(c, msg->handle, passed_fd);
 		return;
 	default:
 		c->apps->stats.protocol_errors++;
@@ -281,32 +294,34 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 			session_drop(c, n == 0 ? "detached" : strerror(errno));
 			return;
 		}
-		/* Apps send no fds: close any they pass (never keep them) and end the session. */
-		unsigned passed = 0;
+		/* Apps send one descriptor, with STREAM_FD only: any other is closed (never
+		 * kept) and ends the session. */
+		int passed[4];
+		unsigned count = 0;
 		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
 			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof fd);
-					close(fd);
-					passed++;
-				}
+				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
+					if (count < 4)
+						memcpy(&passed[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
 		struct attach_msg decoded;
 		const char *why = NULL;
 		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 			why = "attach message too long";
-		else if (passed)
-			why = "descriptors sent with an attach message";
 		else if (attach_decode(buffer, (size_t)n, &decoded) != WH_OK)
 			why = "malformed attach message";
+		else if (count != attach_fd_count(&decoded))
+			why = decoded.type == ATTACH_STREAM_FD ? "STREAM_FD without its descriptor"
+							       : "descriptors sent with an attach message";
 		if (why) {
+			for (unsigned k = 0; k < count; k++)
+				close(passed[k]);
 			c->apps->stats.protocol_errors++;
 			session_send_result(c, 0, WH_EPROTOCOL, why);
 			flush_queue(c);
 			session_drop(c, why);
 			return;
 		}
-		handle_message(c, &decoded);
+		handle_message(c, &decoded, count ? passed[0] : -1);
 	}
 }
 
@@ -354,7 +369,7 @@ void session_start(struct apps *apps, int fd)
 	}
 	c->apps = apps;
 	c->fd = fd;
-	c->doorbell = -1;
+	c->doorbell = c->news = -1;
 	c->pid = cred.pid;
 	c->uid = cred.uid;
 	c->gid = cred.gid;
@@ -395,7 +410,8 @@ void session_drop(struct app_session *c, const char *why)
 	ev_io_stop(apps->loop, &c->writer);
 	ev_io_stop(apps->loop, &c->doorbell_watcher);
 	budget_close(apps, c->doorbell);
-	c->doorbell = -1;
+	budget_close(apps, c->news);
+	c->doorbell = c->news = -1;
 	if (c->notify)
 		munmap(c->notify, c->notify_size);
 	free(c->slots);

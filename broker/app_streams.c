@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apps_internal.h"
@@ -16,7 +18,6 @@ static void shm_free_if_done(struct shm_stream *s)
 	if (s->client || s->stream)
 		return;
 	budget_close(s->apps, s->wake_app);
-	budget_close(s->apps, s->wake_app_peer);
 	segment_destroy(s->apps, &s->seg);
 	s->apps->stats.streams--;
 	free(s);
@@ -76,8 +77,7 @@ static int io_rx_commit(void *ctx, size_t n)
 	ring_producer_commit(&s->to_app, n);
 	if (s->client)
 		s->client->counters.bytes_received += n;
-	if (ring_producer_wake_needed(&s->to_app))
-		wake_app(s);
+	wake_app(s, ring_producer_wake_needed(&s->to_app), ring_producer_wake_word(&s->to_app));
 	return shm_track_consumption(s) ? WH_OK : shm_corrupted(s, "receive");
 }
 
@@ -103,8 +103,7 @@ static void io_tx_consume(void *ctx, size_t n)
 	ring_consumer_consume(&s->from_app, n);
 	if (s->client)
 		s->client->counters.bytes_sent += n;
-	if (ring_consumer_wake_needed(&s->from_app))
-		wake_app(s);
+	wake_app(s, ring_consumer_wake_needed(&s->from_app), ring_consumer_wake_word(&s->from_app));
 }
 
 static void io_release(void *ctx)
@@ -117,8 +116,6 @@ static void io_release(void *ctx)
 		 * round to releasing it (an app that never accepts may never). */
 		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the rings say why */
 		s->wake_app = -1;
-		budget_close(s->apps, s->wake_app_peer);
-		s->wake_app_peer = -1;
 		segment_destroy(s->apps, &s->seg);
 		return;
 	}
@@ -199,7 +196,7 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 	struct ring_segment *header = s->seg.memory;
 	if (event == MUX_STREAM_EOF) {
 		ring_producer_close(&s->to_app, WH_OK);
-		wake_app(s);
+		wake_app_both(s);
 	} else if (event == MUX_STREAM_ERROR) {
 		int error = mux_stream_error(stream);
 		header->remote_code = mux_stream_remote_code(stream);
@@ -207,7 +204,7 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 			 mux_stream_remote_code(stream) ? mux_stream_remote_message(stream) : wh_strerror(error));
 		ring_producer_close(&s->to_app, error);
 		ring_consumer_close(&s->from_app, error);
-		wake_app(s);
+		wake_app_both(s);
 	}
 }
 
@@ -227,13 +224,8 @@ int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream,
 	s->created = ev_now(apps->loop);
 	s->handle = ++apps->next_handle;
 	s->seg.memfd = -1;
-	int pair[2];
 	int error = stream_table_insert(&apps->handles, s->handle, &s->h);
-	s->wake_app = s->wake_app_peer = -1;
-	if (error == WH_OK && (error = budget_wake_pipe(apps, pair)) == WH_OK) {
-		s->wake_app = pair[0];
-		s->wake_app_peer = pair[1];
-	}
+	s->wake_app = -1;
 	if (error == WH_OK)
 		error = segment_create(apps, &s->seg, apps->config.ring_capacity, s->handle);
 	if (error != WH_OK) {
@@ -241,8 +233,6 @@ int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream,
 			  "client=%s stream set-up failed: %s", c->id, wh_strerror(error));
 		if (stream_table_find(&apps->handles, s->handle) == &s->h)
 			stream_table_remove(&apps->handles, s->handle);
-		budget_close(apps, s->wake_app);
-		budget_close(apps, s->wake_app_peer);
 		segment_destroy(apps, &s->seg);
 		free(s);
 		return error;
@@ -268,8 +258,45 @@ int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream,
 void shm_handed_over(struct shm_stream *s)
 {
 	segment_drop_fd(s->apps, &s->seg);
-	budget_close(s->apps, s->wake_app_peer);
-	s->wake_app_peer = -1;
+}
+
+void shm_take_app_pipe(struct app_session *c, uint64_t handle, int fd)
+{
+	struct apps *apps = c->apps;
+	struct stat st;
+	int mode = fcntl(fd, F_GETFL);
+	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || mode < 0 || (mode & O_ACCMODE) != O_WRONLY) {
+		apps->stats.protocol_errors++;
+		log_write(apps->log, LOG_WARN, "apps", "client=%s stream=%llu: STREAM_FD brought something "
+			  "other than the write end of a pipe; ignored", c->id, (unsigned long long)handle);
+		close(fd);
+		return;
+	}
+	struct app_handle *h = stream_table_find(&apps->handles, handle);
+	struct shm_stream *s = h && h->kind == HANDLE_STREAM ? (struct shm_stream *)h : NULL;
+	if (!s || s->client != c || !s->seg.memory) {
+		/* gone, or let go of by the network already: closing the write end is the news
+		 * (the app's read end hangs up, the rings say why); a handle of a same-host stream
+		 * or of another app gets nothing */
+		close(fd);
+		return;
+	}
+	if (!fd_budget_take(apps->fds, 1, FD_USE_STREAM)) {
+		close(fd);
+		log_write(apps->log, LOG_INFO, "apps", "client=%s stream=%llu: no descriptor for the "
+			  "app's wake-up pipe: the stream ends", c->id, (unsigned long long)handle);
+		if (s->stream)
+			mux_stream_reset(s->stream, WH_EDESCRIPTORS, "the broker is out of descriptors");
+		return;
+	}
+	(void)fcntl(fd, F_SETFL, mode | O_NONBLOCK);
+	budget_close(apps, s->wake_app); /* asked twice: the newer pipe replaces the older */
+	s->wake_app = fd;
+	/* News posted before the pipe came and not yet taken by the app is told now, one byte
+	 * as at any wake-up (the library itself writes one for news it had taken already). */
+	static const char byte = 1;
+	if (notify_posted(c->notify, c->slot_count, s->slot))
+		(void)!write(s->wake_app, &byte, 1);
 }
 
 void shm_unlink_client(struct shm_stream *s)

@@ -51,11 +51,12 @@ struct shm_stream {
 	uint64_t handle;
 	uint32_t slot; /* its bit in the client's doorbell bitmap */
 	struct segment seg;
-	/* The stream's wake-up pipe: we hold the write end, the app the read end, handed over
-	 * with the segment. We wake the app by writing a byte; when we die (or let go of the
-	 * stream) the app's end hangs up, so a poll on it learns that as well. */
+	/* The app learns of news through its client's news bitmap (one bit per slot) and, for a
+	 * thread blocked on the stream, a futex wake on the ring's wait word: no descriptor per
+	 * stream. An app that asks for a descriptor of the stream's own (wh_stream_fd) sends the
+	 * write end of a pipe (STREAM_FD): we write a byte into it at each wake-up, and when we
+	 * die or let go of the stream its read end hangs up. -1 until asked. */
 	int wake_app;
-	int wake_app_peer; /* the app's end, until it is handed over */
 	struct ring_producer to_app;
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
@@ -118,8 +119,10 @@ struct app_session {
 	unsigned listening; /* service names it listens on, in apps->services */
 	LIST_HEAD(, shm_stream) shm_streams;
 	LIST_HEAD(, pair_end) pair_ends;
-	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots */
+	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots; we
+	 * wake the app through `news`, an eventfd, and the segment's second bitmap */
 	int doorbell;
+	int news;
 	ev_io doorbell_watcher;
 	struct notify_segment *notify;
 	size_t notify_size;
@@ -181,13 +184,15 @@ void segment_destroy(struct apps *apps, struct segment *seg);
 /* A same-host partner's eventfd. */
 void wake_eventfd(int efd);
 
-/* An app waiting on a stream to a peer broker: one byte into its wake-up pipe. */
-void wake_app(const struct shm_stream *s);
+/* Tells the app a stream to a peer broker has news. flags: what the app announced on the
+ * ring (RING_WAIT_*, from a wake_needed; 0: nobody waits, nothing is done); a sleeping
+ * thread is woken on sleeper_word. Sets the stream's news bit (and the news eventfd if the
+ * app is armed) and writes a byte into the app's own pipe if it asked for one. */
+void wake_app(const struct shm_stream *s, uint32_t flags, uint32_t *sleeper_word);
 
-/* The wake-up pipe of a stream to a peer broker, from the budget (two descriptors; the
- * app's read end is given back once handed over): ours[0] the write end, ours[1] the read
- * end. WH_OK or a negative WH_E* code. */
-int budget_wake_pipe(struct apps *apps, int ours[2]);
+/* The stream ended or failed: whoever waits in either direction is woken, and the news is
+ * posted whether or not anybody waits (the app finds it on its next look). */
+void wake_app_both(struct shm_stream *s);
 
 /* ---- app_sendq.c --------------------------------------------------------------- */
 
@@ -216,9 +221,11 @@ void on_doorbell(struct ev_loop *loop, ev_io *w, int revents);
  * WH_ESYSTEM (logged); on failure the mux stream is untouched. */
 int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream, struct shm_stream **out);
 
-/* The app has its segment and the read end of the wake-up pipe: the mapping and our write
- * end are all we need. */
+/* The app has its segment: the mapping is all we need. */
 void shm_handed_over(struct shm_stream *s);
+
+/* STREAM_FD: the app's wake-up pipe for one of its streams (fd is ours to keep or close). */
+void shm_take_app_pipe(struct app_session *c, uint64_t handle, int fd);
 
 /* Takes the stream off its app's books; the mux side is not touched. */
 void shm_unlink_client(struct shm_stream *s);

@@ -99,14 +99,14 @@ static void session_drain(struct session *s)
 		struct attach_msg msg;
 		if (attach_decode(buffer, (size_t)n, &msg) == WH_OK) {
 			struct stat st;
-			if (msg.type == ATTACH_WELCOME && count == 2 && s->doorbell < 0 && fstat(fds[1], &st) == 0) {
+			if (msg.type == ATTACH_WELCOME && count == 3 && s->doorbell < 0 && fstat(fds[1], &st) == 0) {
 				s->doorbell = fds[0];
 				fds[0] = -1;
 				s->notify_size = (size_t)st.st_size;
 				s->notify = mmap(NULL, s->notify_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 				if (s->notify == MAP_FAILED)
 					s->notify = NULL;
-			} else if ((msg.type == ATTACH_OPENED || msg.type == ATTACH_INCOMING) && count >= 2 &&
+			} else if ((msg.type == ATTACH_OPENED || msg.type == ATTACH_INCOMING) && count >= 1 &&
 				   fstat(fds[0], &st) == 0) {
 				session_forget_segment(s);
 				s->segment_size = (size_t)st.st_size;
@@ -127,20 +127,43 @@ static void send_valid(struct session *s, uint8_t kind, uint8_t arg)
 {
 	static const char *const services[] = { "", "a", "b" };
 	struct attach_msg msg = { .request_id = arg };
-	switch (kind % 7) {
+	switch (kind % 8) {
 	case 0: msg.type = ATTACH_HELLO; msg.version = ATTACH_VERSION; break;
 	case 1: msg.type = ATTACH_OPEN; strcpy(msg.peer, arg & 1 ? "local" : "nowhere"); break;
 	case 2: msg.type = ATTACH_LISTEN; break;
 	case 3: msg.type = ATTACH_UNLISTEN; break;
 	case 4: msg.type = ATTACH_RELEASE; msg.handle = arg & 1 ? s->handle : arg; break;
 	case 5: msg.type = ATTACH_ACCEPTED; msg.handle = arg & 1 ? s->handle : arg; break;
+	case 6: msg.type = ATTACH_STREAM_FD; msg.handle = arg & 1 ? s->handle : arg; break;
 	default: msg.type = ATTACH_STATS; break;
 	}
 	strcpy(msg.service, services[arg % 3]);
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &msg);
-	if (n > 0)
-		(void)!send(s->fd, bytes, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n <= 0)
+		return;
+	/* STREAM_FD brings the write end of a pipe (arg & 2: none at all, or arg & 4: a read
+	 * end, which the broker must refuse); the read end is closed at once, as a dying app's */
+	int pipe_fds[2] = { -1, -1 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { bytes, (size_t)n };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (msg.type == ATTACH_STREAM_FD && !(arg & 2) && pipe(pipe_fds) == 0) {
+		m.msg_control = control.buf;
+		m.msg_controllen = sizeof control.buf;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &pipe_fds[arg & 4 ? 0 : 1], sizeof(int));
+	}
+	(void)!sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+	for (int i = 0; i < 2; i++)
+		if (pipe_fds[i] >= 0)
+			close(pipe_fds[i]);
 }
 
 static void run_loop(struct ev_loop *loop)

@@ -41,6 +41,17 @@ static void close_fds(const int *fds, unsigned n)
 			close(fds[i]);
 }
 
+/* Keeps wh_client_wait_fd readable for news the socket no longer shows (an answer or an
+ * incoming stream another call took off it and kept). */
+static void signal_news(struct wh_client *c)
+{
+	if (c->news < 0 || c->news_pending)
+		return;
+	uint64_t one = 1;
+	(void)!write(c->news, &one, sizeof one);
+	c->news_pending = true;
+}
+
 static int broker_gone(struct wh_client *c)
 {
 	atomic_store(&c->broker_gone, true);
@@ -59,14 +70,34 @@ bool client_broker_gone(struct wh_client *c)
 
 int client_send(struct wh_client *c, const struct attach_msg *msg)
 {
+	return client_send_fd(c, msg, -1);
+}
+
+int client_send_fd(struct wh_client *c, const struct attach_msg *msg, int fd)
+{
 	uint8_t buffer[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(buffer, sizeof buffer, msg);
 	if (n < 0)
 		return n;
 	if (atomic_load(&c->broker_gone))
 		return WH_EBROKER_GONE;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { buffer, (size_t)n };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		m.msg_control = control.buf;
+		m.msg_controllen = sizeof control.buf;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+	}
 	for (;;) {
-		ssize_t sent = send(c->fd, buffer, (size_t)n, MSG_NOSIGNAL);
+		ssize_t sent = sendmsg(c->fd, &m, MSG_NOSIGNAL);
 		if (sent == n)
 			return WH_OK;
 		if (sent < 0 && errno == EINTR)
@@ -137,6 +168,7 @@ static void queue_incoming(struct wh_client *c, const struct attach_msg *msg, co
 	else
 		c->accept_head = p;
 	c->accept_tail = p;
+	signal_news(c);
 }
 
 static struct pending_open *find_open(struct wh_client *c, uint32_t request_id)
@@ -172,6 +204,7 @@ static void drop_late_answer(struct wh_client *c, const struct attach_msg *msg, 
 		p->answered = true;
 		p->answer = *msg;
 		memcpy(p->fds, fds, sizeof p->fds);
+		signal_news(c);
 		return;
 	}
 	close_fds(fds, attach_fd_count(msg));
@@ -211,8 +244,9 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 	}
 }
 
-/* WELCOME brings the doorbell eventfd and the memfd of its bitmap; check before use. */
-static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, const int fds[2])
+/* WELCOME brings the doorbell eventfd, the memfd of the bitmaps and the news eventfd;
+ * check before use. */
+static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, const int fds[3])
 {
 	struct stat st;
 	size_t size = notify_segment_size(welcome->max_streams);
@@ -220,14 +254,19 @@ static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, c
 	if (welcome->max_streams % 64 == 0 && fstat(fds[1], &st) == 0 && (size_t)st.st_size == size)
 		memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 	close(fds[1]);
-	if (memory == MAP_FAILED || ((struct notify_segment *)memory)->magic != NOTIFY_MAGIC ||
+	c->by_slot = calloc(welcome->max_streams ? welcome->max_streams : 1, sizeof *c->by_slot);
+	if (memory == MAP_FAILED || !c->by_slot || ((struct notify_segment *)memory)->magic != NOTIFY_MAGIC ||
 	    ((struct notify_segment *)memory)->slots != welcome->max_streams) {
 		if (memory != MAP_FAILED)
 			munmap(memory, size);
+		free(c->by_slot);
+		c->by_slot = NULL;
 		close(fds[0]);
+		close(fds[2]);
 		return WH_EPROTOCOL;
 	}
 	c->doorbell = fds[0];
+	c->news = fds[2];
 	c->notify = memory;
 	c->notify_size = size;
 	c->slots = welcome->max_streams;
@@ -332,7 +371,7 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 				 .version = ATTACH_VERSION, .pid = (uint32_t)getpid() };
 	struct attach_msg welcome;
 	int fds[ATTACH_MAX_FDS];
-	c->doorbell = -1;
+	c->doorbell = c->news = -1;
 	int rc = client_send(c, &hello);
 	if (rc == WH_OK)
 		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
@@ -376,9 +415,10 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 	return WH_OK;
 }
 
+/* Same-host streams only: a stream to a peer broker is named by the news bitmap instead. */
 int client_wait_add(struct wh_client *c, struct wh_stream *s)
 {
-	if (c->epoll_fd < 0)
+	if (c->epoll_fd < 0 || s->efd_wake < 0)
 		return WH_OK; /* an app that never asks pays nothing: streams join when it first does */
 	uint32_t slot = c->wait_hint;
 	while (slot < c->wait_capacity && c->wait_table[slot])
@@ -410,7 +450,7 @@ int client_wait_add(struct wh_client *c, struct wh_stream *s)
 
 void client_wait_remove(struct wh_client *c, struct wh_stream *s)
 {
-	if (c->epoll_fd < 0)
+	if (c->epoll_fd < 0 || s->efd_wake < 0)
 		return;
 	epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->efd_wait, NULL);
 	if (s->wait_slot < c->wait_capacity && c->wait_table[s->wait_slot] == s) {
@@ -420,14 +460,69 @@ void client_wait_remove(struct wh_client *c, struct wh_stream *s)
 	}
 }
 
-/* The epoll set, made on first use with the client socket and every stream open now. */
+void client_ready_add(struct wh_client *c, struct wh_stream *s)
+{
+	if (atomic_load_explicit(&s->ready, memory_order_relaxed))
+		return;
+	atomic_store_explicit(&s->ready, true, memory_order_relaxed);
+	s->ready_next = NULL;
+	s->ready_prev = c->ready_tail;
+	if (c->ready_tail)
+		c->ready_tail->ready_next = s;
+	else
+		c->ready_head = s;
+	c->ready_tail = s;
+}
+
+static void ready_unlink(struct wh_client *c, struct wh_stream *s)
+{
+	if (s->ready_prev)
+		s->ready_prev->ready_next = s->ready_next;
+	else
+		c->ready_head = s->ready_next;
+	if (s->ready_next)
+		s->ready_next->ready_prev = s->ready_prev;
+	else
+		c->ready_tail = s->ready_prev;
+	s->ready_prev = s->ready_next = NULL;
+	atomic_store_explicit(&s->ready, false, memory_order_relaxed);
+}
+
+void client_ready_remove_locked(struct wh_client *c, struct wh_stream *s)
+{
+	if (atomic_load_explicit(&s->ready, memory_order_relaxed))
+		ready_unlink(c, s);
+}
+
+bool client_ready_take(struct wh_client *c, struct wh_stream *s)
+{
+	/* the flag changes only under the lock; a stale "no" costs the caller one more look at
+	 * its ring, which it does anyway before it waits */
+	if (!atomic_load_explicit(&s->ready, memory_order_relaxed))
+		return false;
+	pthread_mutex_lock(&c->streams_lock);
+	bool was = atomic_load_explicit(&s->ready, memory_order_relaxed);
+	if (was)
+		ready_unlink(c, s);
+	pthread_mutex_unlock(&c->streams_lock);
+	return was;
+}
+
+/* The epoll entries of the socket and of the news eventfd; same-host streams' carry a
+ * generation in the high half, never all ones. */
+#define NEWS_EVENTFD (UINT64_MAX - 1)
+
+/* The epoll set, made on first use with the socket, the news eventfd and every same-host
+ * stream open now. */
 static int wait_set_ready(struct wh_client *c)
 {
 	if (c->epoll_fd >= 0)
 		return WH_OK;
 	int fd = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event news = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
-	if (fd < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, c->fd, &news) < 0) {
+	struct epoll_event socket_event = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
+	struct epoll_event news_event = { .events = EPOLLIN, .data.u64 = NEWS_EVENTFD };
+	if (fd < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, c->fd, &socket_event) < 0 ||
+	    epoll_ctl(fd, EPOLL_CTL_ADD, c->news, &news_event) < 0) {
 		if (fd >= 0)
 			close(fd);
 		snprintf(c->detail, sizeof c->detail, "cannot make the client's epoll set: %s", strerror(errno));
@@ -448,6 +543,98 @@ static int wait_set_ready(struct wh_client *c)
 	return rc;
 }
 
+/* Streams whose bit the broker set go onto the ready list; true if any did. */
+static bool collect_news(struct wh_client *c)
+{
+	bool found = false;
+	pthread_mutex_lock(&c->streams_lock);
+	for (uint32_t word = 0; word < c->slots / 64; word++) {
+		uint64_t bits = notify_app_take(c->notify, c->slots, word);
+		while (bits) {
+			uint32_t slot = word * 64 + (uint32_t)__builtin_ctzll(bits);
+			bits &= bits - 1;
+			struct wh_stream *s = c->by_slot[slot];
+			if (s) { /* else: closed meanwhile, or still waiting for wh_accept */
+				client_ready_add(c, s);
+				found = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->streams_lock);
+	return found;
+}
+
+/* Answers and incoming streams taken off the socket by another call and kept: news the
+ * socket no longer shows. */
+static bool client_has_kept_news(const struct wh_client *c)
+{
+	if (c->accept_head)
+		return true;
+	for (const struct pending_open *p = c->opens; p; p = p->next)
+		if (p->answered)
+			return true;
+	return false;
+}
+
+/* What one epoll_wait found: same-host streams onto the ready list; true if the client
+ * itself has news (a message on the socket, or its hang-up). */
+static bool take_epoll_events(struct wh_client *c, const struct epoll_event *ready, int n)
+{
+	bool client_news = false;
+	pthread_mutex_lock(&c->streams_lock);
+	for (int i = 0; i < n; i++) {
+		uint64_t data = ready[i].data.u64;
+		if (data == CLIENT_NEWS) {
+			client_news = true;
+		} else if (data == NEWS_EVENTFD) {
+			uint64_t value;
+			(void)!read(c->news, &value, sizeof value); /* the bitmap says which streams */
+			c->news_pending = false;
+		} else {
+			uint32_t slot = (uint32_t)data, generation = (uint32_t)(data >> 32);
+			struct wh_stream *s = slot < c->wait_capacity ? c->wait_table[slot] : NULL;
+			if (s && s->wait_generation == generation) /* else: closed meanwhile */
+				client_ready_add(c, s);
+		}
+	}
+	pthread_mutex_unlock(&c->streams_lock);
+	return client_news;
+}
+
+/* Up to max events: the client's news first, then ready streams, which move to the back of
+ * the list (they stay on it until a call on them finds nothing to do), so that a long list
+ * is reported in turns. While news remains, the news eventfd is left readable, so that
+ * wh_client_wait_fd stays readable as long as this call would report something. */
+static int report(struct wh_client *c, bool client_news, struct wh_event *events, int max)
+{
+	int count = 0;
+	if (client_news)
+		events[count++] = (struct wh_event){ .stream = NULL, .events = WH_EVENT_NEWS };
+	pthread_mutex_lock(&c->streams_lock);
+	struct wh_stream *last = c->ready_tail;
+	while (count < max && c->ready_head) {
+		struct wh_stream *s = c->ready_head;
+		events[count++] = (struct wh_event){ .stream = s, .events = WH_EVENT_NEWS };
+		if (s == last)
+			break; /* each stream once per call; the last one stays where it is */
+		/* to the back, its flag untouched (another thread may look at it unlocked) */
+		c->ready_head = s->ready_next;
+		c->ready_head->ready_prev = NULL;
+		s->ready_prev = c->ready_tail;
+		s->ready_next = NULL;
+		c->ready_tail->ready_next = s;
+		c->ready_tail = s;
+	}
+	bool more = c->ready_head != NULL;
+	pthread_mutex_unlock(&c->streams_lock);
+	if ((more || client_news) && !c->news_pending) {
+		uint64_t one = 1;
+		(void)!write(c->news, &one, sizeof one);
+		c->news_pending = true;
+	}
+	return count;
+}
+
 int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_ms)
 {
 	if (!c || !events || max <= 0)
@@ -455,29 +642,38 @@ int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_m
 	int rc = wait_set_ready(c);
 	if (rc != WH_OK)
 		return rc;
-	struct epoll_event ready[64];
-	int n;
-	do
-		n = epoll_wait(c->epoll_fd, ready, max < 64 ? max : 64, timeout_ms);
-	while (n < 0 && errno == EINTR);
-	if (n < 0)
-		return WH_ESYSTEM;
-	int count = 0;
-	pthread_mutex_lock(&c->streams_lock);
-	for (int i = 0; i < n; i++) {
-		uint64_t data = ready[i].data.u64;
-		uint32_t events_seen = (ready[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ? WH_EVENT_NEWS : 0;
-		if (data == CLIENT_NEWS) {
-			events[count++] = (struct wh_event){ .stream = NULL, .events = events_seen };
+	int64_t deadline = timeout_ms > 0 ? wh_now_ns() + (int64_t)timeout_ms * 1000000 : 0;
+	bool block = false;
+	for (;;) {
+		int wait_ms = 0;
+		if (block && timeout_ms < 0) {
+			wait_ms = -1;
+		} else if (block) {
+			int64_t left = deadline - wh_now_ns();
+			wait_ms = left > 0 ? (int)((left + 999999) / 1000000) : 0;
+		}
+		struct epoll_event ready[64];
+		int n = epoll_wait(c->epoll_fd, ready, 64, wait_ms);
+		notify_app_disarm(c->notify); /* awake: the bitmap is enough until we sleep again */
+		if (n < 0 && errno != EINTR)
+			return WH_ESYSTEM;
+		bool client_news = take_epoll_events(c, ready, n > 0 ? n : 0) || client_has_kept_news(c);
+		collect_news(c);
+		int count = report(c, client_news, events, max);
+		if (count > 0)
+			return count;
+		/* Nothing: ask the broker for the eventfd, then look once more, so that a bit set
+		 * between the scan and the arming is not slept through. We stay armed when we
+		 * return empty-handed: an app's own loop then sleeps on wh_client_wait_fd. */
+		notify_app_arm(c->notify);
+		if (collect_news(c)) {
+			block = false;
 			continue;
 		}
-		uint32_t slot = (uint32_t)data, generation = (uint32_t)(data >> 32);
-		struct wh_stream *s = slot < c->wait_capacity ? c->wait_table[slot] : NULL;
-		if (s && s->wait_generation == generation) /* else: closed meanwhile */
-			events[count++] = (struct wh_event){ .stream = s, .events = events_seen };
+		if (timeout_ms == 0 || (block && timeout_ms > 0 && wh_now_ns() >= deadline))
+			return 0;
+		block = true;
 	}
-	pthread_mutex_unlock(&c->streams_lock);
-	return count;
 }
 
 int wh_client_wait_fd(wh_client *c)
@@ -511,9 +707,11 @@ void wh_client_detach(wh_client *c)
 	}
 	close(c->fd);
 	close(c->doorbell);
+	close(c->news);
 	if (c->epoll_fd >= 0)
 		close(c->epoll_fd);
 	free(c->wait_table);
+	free(c->by_slot);
 	munmap(c->notify, c->notify_size);
 	pthread_mutex_destroy(&c->streams_lock);
 	free(c);

@@ -36,9 +36,11 @@ struct wh_client {
 	uint32_t next_request;
 	uint32_t ring_capacity;
 	int doorbell;                  /* wakes the broker for any of our streams */
-	struct notify_segment *notify; /* which streams: one bit per slot */
+	int news;                      /* the broker wakes us (wh_client_wait) through this eventfd */
+	struct notify_segment *notify; /* which streams: one bit per slot, each way */
 	size_t notify_size;
 	uint32_t slots;
+	bool news_pending;             /* we wrote `news` ourselves and nobody read it since */
 	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	char detail[WH_DETAIL_MAX]; /* why the last failed call failed (wh_client_errmsg) */
 	struct pending_stream *accept_head, *accept_tail;
@@ -47,10 +49,17 @@ struct wh_client {
 	 * the client's thread adds streams (wh_open, wh_accept): the list has its own lock. */
 	pthread_mutex_t streams_lock;
 	struct wh_stream *streams;
-	/* wh_client_wait: one epoll set of every stream's wait descriptor and the socket. Its
-	 * entries name streams by a slot in wait_table and a generation (never by pointer), so an
-	 * event for a stream closed meanwhile on another thread is recognised and dropped. The
-	 * table is under streams_lock. */
+	/* Streams to a peer broker by their slot in the notify bitmaps (under streams_lock). */
+	struct wh_stream **by_slot;
+	/* Streams that may have news, in the order they got it: what wh_client_wait reports,
+	 * level-triggered (a stream leaves when a call on it finds nothing to do). Under
+	 * streams_lock. */
+	struct wh_stream *ready_head, *ready_tail;
+	/* wh_client_wait's epoll set: the socket, the news eventfd and the eventfds of same-host
+	 * streams (streams to a peer broker need none: the news bitmap names them). Entries of
+	 * same-host streams name them by a slot in wait_table and a generation (never by
+	 * pointer), so an event for a stream closed meanwhile on another thread is recognised
+	 * and dropped. The table is under streams_lock. */
 	int epoll_fd;
 	struct wh_stream **wait_table;
 	uint32_t wait_capacity, wait_hint, wait_generation;
@@ -61,9 +70,11 @@ struct wh_stream {
 	uint64_t handle;
 	void *segment;
 	size_t segment_size;
-	/* What the app waits on: for a stream to a peer broker, the read end of a pipe whose
-	 * write end the broker holds (a byte is a wake-up, a hang-up means the broker let go of
-	 * the stream or died); for a same-host stream, an eventfd its partner writes. */
+	/* A descriptor the app may wait on: for a same-host stream, an eventfd its partner
+	 * writes; for a stream to a peer broker, made only when wh_stream_fd asks, the read end
+	 * of a pipe whose write end the broker holds (a byte is a wake-up, a hang-up means the
+	 * broker let go of the stream or died), else -1: a blocking call sleeps on the ring's
+	 * wait word (futex) and wh_client_wait learns of news from the news bitmap. */
 	int efd_wait;
 	int efd_wake; /* a same-host stream's partner; -1: ring the client's doorbell */
 	bool hung_up; /* the broker's end of efd_wait is closed */
@@ -78,7 +89,10 @@ struct wh_stream {
 	char service[ATTACH_STRING_MAX + 1];
 	char peer[ATTACH_STRING_MAX + 1];
 	char message[RING_MESSAGE_MAX];
+	void *userdata; /* the app's (wh_stream_set_userdata) */
 	uint32_t wait_slot, wait_generation; /* its entry in the client's epoll set */
+	_Atomic bool ready; /* on the client's ready list (changed under streams_lock) */
+	struct wh_stream *ready_prev, *ready_next;
 	struct wh_stream *prev, *next;
 };
 
@@ -88,8 +102,15 @@ int stream_from_message(struct wh_client *client, const struct attach_msg *msg,
 /* Enters a new stream in the client's epoll set, and takes it out (under streams_lock). */
 int client_wait_add(struct wh_client *client, struct wh_stream *stream);
 void client_wait_remove(struct wh_client *client, struct wh_stream *stream);
-/* Sends one attach message (no fds). */
+/* Sends one attach message (no fds), or with one descriptor (fd >= 0; STREAM_FD). */
 int client_send(struct wh_client *client, const struct attach_msg *msg);
+int client_send_fd(struct wh_client *client, const struct attach_msg *msg, int fd);
+/* The stream may have news: onto the ready list if not there yet (under streams_lock). */
+void client_ready_add(struct wh_client *client, struct wh_stream *stream);
+/* Off the ready list, for good (wh_close), the caller holding streams_lock. */
+void client_ready_remove_locked(struct wh_client *client, struct wh_stream *stream);
+/* Off the ready list; true if it was on it. Takes streams_lock only when it may have been. */
+bool client_ready_take(struct wh_client *client, struct wh_stream *stream);
 /* Looks (without waiting) whether the broker hung up the session; if so every call says
  * WH_EBROKER_GONE from now on. Returns the flag. */
 bool client_broker_gone(struct wh_client *client);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "internal.h"
 
 int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS],
@@ -42,7 +44,7 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	s->handle = msg->handle;
 	s->segment = memory;
 	s->segment_size = size;
-	s->efd_wait = fds[1];
+	s->efd_wait = nfds == 3 ? fds[1] : -1;
 	s->efd_wake = nfds == 3 ? fds[2] : -1;
 	s->slot = msg->slot;
 	const char *spin = getenv("WH_SPIN_NS");
@@ -52,19 +54,29 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	snprintf(s->service, sizeof s->service, "%s", msg->service);
 	snprintf(s->peer, sizeof s->peer, "%s", msg->peer);
 	pthread_mutex_lock(&c->streams_lock);
-	int rc = client_wait_add(c, s);
+	int rc = WH_OK;
+	if (s->slot != ATTACH_NO_SLOT && c->by_slot[s->slot])
+		rc = WH_EPROTOCOL; /* the broker gave one slot to two streams */
+	if (rc == WH_OK)
+		rc = client_wait_add(c, s);
 	if (rc == WH_OK) {
 		s->next = c->streams;
 		if (c->streams)
 			c->streams->prev = s;
 		c->streams = s;
+		if (s->slot != ATTACH_NO_SLOT)
+			c->by_slot[s->slot] = s;
+		/* news that came before it was mapped set no bit we could see: a new stream is
+		 * reported once, and the app's first call on it looks */
+		client_ready_add(c, s);
 	}
 	pthread_mutex_unlock(&c->streams_lock);
 	if (rc != WH_OK) {
 		struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
 		client_send(c, &release);
 		munmap(s->segment, s->segment_size);
-		close(s->efd_wait);
+		if (s->efd_wait >= 0)
+			close(s->efd_wait);
 		if (s->efd_wake >= 0)
 			close(s->efd_wake);
 		free(s);
@@ -101,26 +113,30 @@ static bool tx_has_room(struct wh_stream *s)
 }
 
 /*
- * Takes a wake-up off the stream's descriptor; true if there was one. A same-host stream's
- * eventfd sums wake-ups for both directions into one count, so a read that clears it may
- * swallow the wake-up a waiting write was owed (and the reverse): when the other direction is
- * waiting and now ready, the count is set again so that the app's poll sees it. A peer
- * broker's stream gets a byte per wake-up in its pipe and takes one at a time, so each
- * direction's wake-up stays until that direction takes it; the pipe's hang-up (the broker
- * let go of the stream, or died) counts as a wake-up that never goes away.
+ * Takes the stream's news: off the client's ready list (wh_client_wait stops reporting it)
+ * and, if it has a descriptor of its own, a wake-up off that; true if there was any. A
+ * same-host stream's eventfd sums wake-ups for both directions into one count, so a read
+ * that clears it may swallow the wake-up a waiting write was owed (and the reverse): when the
+ * other direction is waiting and now ready, the count is set again so that the app's poll
+ * sees it. A peer broker's stream gets a byte per wake-up in its pipe and takes one at a
+ * time, so each direction's wake-up stays until that direction takes it; the pipe's hang-up
+ * (the broker let go of the stream, or died) counts as a wake-up that never goes away.
  */
 static bool drain(struct wh_stream *s, bool reading)
 {
+	bool had_news = client_ready_take(s->client, s);
+	if (s->efd_wait < 0)
+		return had_news;
 	if (s->efd_wake < 0) {
 		char byte;
 		ssize_t n = read(s->efd_wait, &byte, 1);
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			s->hung_up = true;
-		return n > 0 || s->hung_up;
+		return had_news || n > 0 || s->hung_up;
 	}
 	uint64_t value;
 	if (read(s->efd_wait, &value, sizeof value) != sizeof value)
-		return false; /* nothing was pending (non-blocking: the partner made it so) */
+		return had_news; /* nothing was pending (non-blocking: the partner made it so) */
 	bool other_ready = reading ? s->want_write && tx_has_room(s) : s->want_read && rx_has_news(s);
 	if (other_ready) {
 		value = 1;
@@ -169,17 +185,48 @@ static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 	return false;
 }
 
-/* Sleeps until the stream's eventfd fires, the deadline passes or the broker goes away. */
-static int wait_for_news(struct wh_stream *s, int64_t deadline)
+/* How long a thread sleeps on a ring's wait word before it looks whether the broker is
+ * still there: a broker that dies wakes nobody's futex (its hang-up shows on the socket). */
+#define SLEEP_SLICE_NS (200 * 1000000LL)
+
+/* Announces that the caller waits (reading: for bytes or the end, else for room): a blocking
+ * call on a stream to a peer broker as a sleeper on the ring's word, anything else as a
+ * waiter on descriptors. The caller looks at the ring once more before it waits. */
+static void announce_wait(struct wh_stream *s, bool reading)
 {
-	struct pollfd pfd[2] = { { s->efd_wait, POLLIN, 0 }, { s->client->fd, 0, 0 } };
-	int timeout = -1;
+	bool sleeper = !s->nonblocking && s->efd_wake < 0;
+	if (reading && sleeper)
+		ring_consumer_prepare_sleep(&s->rx);
+	else if (reading)
+		ring_consumer_prepare_wait(&s->rx);
+	else if (sleeper)
+		ring_producer_prepare_sleep(&s->tx);
+	else
+		ring_producer_prepare_wait(&s->tx);
+}
+
+/* Sleeps until the stream has news, the deadline passes or the broker goes away: on the
+ * ring's wait word for a stream to a peer broker, on the eventfd for a same-host one. */
+static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
+{
+	int64_t left = -1;
 	if (deadline) {
-		int64_t left = deadline - wh_now_ns();
+		left = deadline - wh_now_ns();
 		if (left <= 0)
 			return WH_ETIMEOUT;
-		timeout = (int)((left + 999999) / 1000000);
 	}
+	if (s->efd_wake < 0) {
+		uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
+		int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
+		int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
+		if (rc == ETIMEDOUT && client_broker_gone(s->client))
+			return WH_EBROKER_GONE;
+		if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
+			return WH_ESYSTEM;
+		return WH_OK; /* the caller looks again */
+	}
+	struct pollfd pfd[2] = { { s->efd_wait, POLLIN, 0 }, { s->client->fd, 0, 0 } };
+	int timeout = left < 0 ? -1 : (int)((left + 999999) / 1000000);
 	int ready = poll(pfd, 2, timeout);
 	if (ready < 0 && errno != EINTR)
 		return WH_ESYSTEM;
@@ -238,7 +285,7 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		bool woken = drain(s, true);
 		if ((error = hangup_error(s)) != WH_OK)
 			return stream_fail(s, error);
-		ring_consumer_prepare_wait(&s->rx);
+		announce_wait(s, true);
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
 		    ring_consumer_peer_state(&s->rx, &peer_error) != RING_OPEN)
 			continue;
@@ -250,7 +297,7 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			s->want_read = true;
 			return WH_EWOULDBLOCK;
 		}
-		error = wait_for_news(s, s->read_deadline);
+		error = wait_for_news(s, true, s->read_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}
@@ -337,7 +384,7 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		bool woken = drain(s, false);
 		if ((error = hangup_error(s)) != WH_OK)
 			return stream_fail(s, error);
-		ring_producer_prepare_wait(&s->tx);
+		announce_wait(s, false);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
 			continue;
 		if (s->nonblocking) {
@@ -346,7 +393,7 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 			s->want_write = true;
 			return WH_EWOULDBLOCK;
 		}
-		error = wait_for_news(s, s->write_deadline);
+		error = wait_for_news(s, false, s->write_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}
@@ -449,8 +496,8 @@ int wh_close(wh_stream *s)
 	if (!s->aborted)
 		ring_consumer_close(&s->rx, WH_OK);
 	wake_peer(s);
-	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
-	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
+	/* off the client's books before RELEASE: the broker may give the slot to a new stream
+	 * as soon as it reads it */
 	pthread_mutex_lock(&c->streams_lock);
 	client_wait_remove(c, s);
 	if (s->prev)
@@ -459,9 +506,15 @@ int wh_close(wh_stream *s)
 		c->streams = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	if (s->slot != ATTACH_NO_SLOT && s->slot < c->slots && c->by_slot[s->slot] == s)
+		c->by_slot[s->slot] = NULL;
+	client_ready_remove_locked(c, s);
 	pthread_mutex_unlock(&c->streams_lock);
+	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
+	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
 	munmap(s->segment, s->segment_size);
-	close(s->efd_wait);
+	if (s->efd_wait >= 0)
+		close(s->efd_wait);
 	if (s->efd_wake >= 0)
 		close(s->efd_wake);
 	free(s);
@@ -508,8 +561,41 @@ int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
 	return WH_OK;
 }
 
-int wh_stream_fd(const wh_stream *s) { return s->efd_wait; }
+int wh_stream_fd(const wh_stream *stream)
+{
+	/* Made on first use: the stream is the app's own and only changes here, under the
+	 * client's lock in case two threads ask at once. */
+	struct wh_stream *s = (struct wh_stream *)(uintptr_t)stream;
+	if (!s)
+		return -1;
+	struct wh_client *c = s->client;
+	pthread_mutex_lock(&c->streams_lock);
+	if (s->efd_wait < 0) {
+		int pipe_fds[2];
+		if (pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+			snprintf(c->detail, sizeof c->detail, "cannot make a descriptor for stream %llu: %s",
+				 (unsigned long long)s->handle, strerror(errno));
+		} else {
+			/* News we took already (the stream is on the ready list: new, or reported and
+			 * not yet drained) is told here; news the broker posted and we did not take
+			 * yet, the broker tells when the pipe arrives; after that, every wake-up. */
+			static const char byte = 1;
+			if (atomic_load_explicit(&s->ready, memory_order_relaxed))
+				(void)!write(pipe_fds[1], &byte, 1);
+			struct attach_msg msg = { .type = ATTACH_STREAM_FD, .handle = s->handle };
+			/* If the broker is gone the write end closes here and the read end hangs up at
+			 * once: the next call on the stream says WH_EBROKER_GONE. */
+			client_send_fd(c, &msg, pipe_fds[1]);
+			close(pipe_fds[1]);
+			s->efd_wait = pipe_fds[0];
+		}
+	}
+	pthread_mutex_unlock(&c->streams_lock);
+	return s->efd_wait;
+}
 uint64_t wh_stream_id(const wh_stream *s) { return s->handle; }
+void wh_stream_set_userdata(wh_stream *s, void *userdata) { s->userdata = userdata; }
+void *wh_stream_userdata(const wh_stream *s) { return s->userdata; }
 const char *wh_stream_service(const wh_stream *s) { return s->service; }
 const char *wh_stream_peer(const wh_stream *s) { return s->peer; }
 

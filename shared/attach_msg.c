@@ -37,10 +37,12 @@ unsigned attach_fd_count(const struct attach_msg *msg)
 {
 	switch (msg->type) {
 	case ATTACH_WELCOME:
-		return 2;
+		return 3;
 	case ATTACH_OPENED:
 	case ATTACH_INCOMING:
-		return msg->slot == ATTACH_NO_SLOT ? 3 : 2;
+		return msg->slot == ATTACH_NO_SLOT ? 3 : 1;
+	case ATTACH_STREAM_FD:
+		return 1;
 	default:
 		return 0;
 	}
@@ -56,6 +58,7 @@ const char *attach_type_name(unsigned type)
 	case ATTACH_RELEASE: return "RELEASE";
 	case ATTACH_STATS: return "STATS";
 	case ATTACH_ACCEPTED: return "ACCEPTED";
+	case ATTACH_STREAM_FD: return "STREAM_FD";
 	case ATTACH_WELCOME: return "WELCOME";
 	case ATTACH_OPENED: return "OPENED";
 	case ATTACH_INCOMING: return "INCOMING";
@@ -77,7 +80,7 @@ static void fields(struct cursor *c, struct attach_msg *m, bool encode)
 	case ATTACH_HELLO: U32(version); U32(pid); break;
 	case ATTACH_OPEN: STR(peer); STR(service); U32(timeout_ms); break;
 	case ATTACH_LISTEN: case ATTACH_UNLISTEN: STR(service); break;
-	case ATTACH_RELEASE: case ATTACH_ACCEPTED: U64(handle); break;
+	case ATTACH_RELEASE: case ATTACH_ACCEPTED: case ATTACH_STREAM_FD: U64(handle); break;
 	case ATTACH_WELCOME:
 		U32(version);
 		if (encode)

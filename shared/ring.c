@@ -124,18 +124,35 @@ long ring_producer_write(struct ring_producer *p, const void *src, size_t n)
 	return (long)done;
 }
 
-bool ring_producer_wake_needed(struct ring_producer *p)
+uint32_t ring_producer_wake_needed(struct ring_producer *p)
 {
 	atomic_thread_fence(memory_order_seq_cst); /* (b): orders our head store before the read */
 	if (!atomic_load_explicit(&p->ctl->consumer_waiting, memory_order_relaxed))
-		return false;
-	return atomic_exchange_explicit(&p->ctl->consumer_waiting, 0, memory_order_relaxed) != 0;
+		return 0;
+	return atomic_exchange_explicit(&p->ctl->consumer_waiting, 0, memory_order_relaxed);
 }
 
 void ring_producer_prepare_wait(struct ring_producer *p)
 {
-	atomic_store_explicit(&p->ctl->producer_waiting, 1, memory_order_relaxed);
+	atomic_store_explicit(&p->ctl->producer_waiting, RING_WAIT_NEWS, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
+}
+
+void ring_producer_prepare_sleep(struct ring_producer *p)
+{
+	atomic_store_explicit(&p->ctl->producer_waiting, RING_WAIT_NEWS | RING_WAIT_SLEEPER,
+			      memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+uint32_t *ring_producer_wait_word(struct ring_producer *p)
+{
+	return (uint32_t *)&p->ctl->producer_waiting;
+}
+
+uint32_t *ring_producer_wake_word(struct ring_producer *p)
+{
+	return (uint32_t *)&p->ctl->consumer_waiting;
 }
 
 void ring_producer_close(struct ring_producer *p, int error)
@@ -219,18 +236,35 @@ long ring_consumer_read(struct ring_consumer *c, void *dst, size_t n)
 	return (long)done;
 }
 
-bool ring_consumer_wake_needed(struct ring_consumer *c)
+uint32_t ring_consumer_wake_needed(struct ring_consumer *c)
 {
 	atomic_thread_fence(memory_order_seq_cst);
 	if (!atomic_load_explicit(&c->ctl->producer_waiting, memory_order_relaxed))
-		return false;
-	return atomic_exchange_explicit(&c->ctl->producer_waiting, 0, memory_order_relaxed) != 0;
+		return 0;
+	return atomic_exchange_explicit(&c->ctl->producer_waiting, 0, memory_order_relaxed);
 }
 
 void ring_consumer_prepare_wait(struct ring_consumer *c)
 {
-	atomic_store_explicit(&c->ctl->consumer_waiting, 1, memory_order_relaxed);
+	atomic_store_explicit(&c->ctl->consumer_waiting, RING_WAIT_NEWS, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst); /* (2): orders the flag before re-reading head */
+}
+
+void ring_consumer_prepare_sleep(struct ring_consumer *c)
+{
+	atomic_store_explicit(&c->ctl->consumer_waiting, RING_WAIT_NEWS | RING_WAIT_SLEEPER,
+			      memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+uint32_t *ring_consumer_wait_word(struct ring_consumer *c)
+{
+	return (uint32_t *)&c->ctl->consumer_waiting;
+}
+
+uint32_t *ring_consumer_wake_word(struct ring_consumer *c)
+{
+	return (uint32_t *)&c->ctl->producer_waiting;
 }
 
 void ring_consumer_close(struct ring_consumer *c, int error)
@@ -251,27 +285,75 @@ enum ring_end_state ring_consumer_peer_state(const struct ring_consumer *c, int 
 	return RING_FAILED;
 }
 
+/* One bitmap and its armed flag: set a bit, then wake the taker if it is armed. */
+static bool bitmap_post(_Atomic uint64_t *bits, _Atomic uint32_t *armed, uint32_t slot)
+{
+	atomic_fetch_or_explicit(&bits[slot / 64], 1ull << (slot % 64), memory_order_release);
+	atomic_thread_fence(memory_order_seq_cst); /* the bit before the look at `armed` */
+	if (!atomic_load_explicit(armed, memory_order_relaxed))
+		return false;
+	return atomic_exchange_explicit(armed, 0, memory_order_relaxed) != 0;
+}
+
+static uint64_t bitmap_take(_Atomic uint64_t *word)
+{
+	/* Most words are zero: a plain read spares a locked instruction on each of them. */
+	if (!atomic_load_explicit(word, memory_order_relaxed))
+		return 0;
+	return atomic_exchange_explicit(word, 0, memory_order_acquire);
+}
+
+static void bitmap_arm(_Atomic uint32_t *armed)
+{
+	atomic_store_explicit(armed, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst); /* armed before the rescan */
+}
+
+/* The news bitmap follows the doorbell's, on its own cache lines. */
+static _Atomic uint64_t *news_bits(struct notify_segment *n, uint32_t slots)
+{
+	return (_Atomic uint64_t *)((uint8_t *)n->bits + notify_bitmap_size(slots));
+}
+
 bool notify_ring(struct notify_segment *n, uint32_t slots, uint32_t slot)
 {
-	if (slot >= slots)
-		return false;
-	atomic_fetch_or_explicit(&n->bits[slot / 64], 1ull << (slot % 64), memory_order_release);
-	atomic_thread_fence(memory_order_seq_cst); /* the bit before the look at `armed` */
-	if (!atomic_load_explicit(&n->armed, memory_order_relaxed))
-		return false;
-	return atomic_exchange_explicit(&n->armed, 0, memory_order_relaxed) != 0;
+	return slot < slots && bitmap_post(n->bits, &n->armed, slot);
 }
 
 uint64_t notify_take(struct notify_segment *n, uint32_t index)
 {
-	/* Most words are zero: a plain read spares a locked instruction on each of them. */
-	if (!atomic_load_explicit(&n->bits[index], memory_order_relaxed))
-		return 0;
-	return atomic_exchange_explicit(&n->bits[index], 0, memory_order_acquire);
+	return bitmap_take(&n->bits[index]);
 }
 
 void notify_arm(struct notify_segment *n)
 {
-	atomic_store_explicit(&n->armed, 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst); /* armed before the rescan */
+	bitmap_arm(&n->armed);
+}
+
+bool notify_post(struct notify_segment *n, uint32_t slots, uint32_t slot)
+{
+	return slot < slots && bitmap_post(news_bits(n, slots), &n->app_armed, slot);
+}
+
+bool notify_posted(struct notify_segment *n, uint32_t slots, uint32_t slot)
+{
+	return slot < slots &&
+	       (atomic_load_explicit(&news_bits(n, slots)[slot / 64], memory_order_acquire) >> (slot % 64) & 1);
+}
+
+uint64_t notify_app_take(struct notify_segment *n, uint32_t slots, uint32_t index)
+{
+	if (index >= (slots + 63) / 64)
+		return 0;
+	return bitmap_take(&news_bits(n, slots)[index]);
+}
+
+void notify_app_arm(struct notify_segment *n)
+{
+	bitmap_arm(&n->app_armed);
+}
+
+void notify_app_disarm(struct notify_segment *n)
+{
+	atomic_store_explicit(&n->app_armed, 0, memory_order_relaxed);
 }

@@ -32,8 +32,14 @@
  * if set, clears it and wakes the consumer. With both fences, either (3) sees (a) or (c) sees
  * (1), so a commit is never missed; a producer that finds nobody waiting saves the system
  * call. The same protocol, mirrored, wakes a producer waiting for space (producer_waiting).
- * The wake itself (an eventfd) is the caller's: this module does no I/O.
+ * The wake itself is the caller's: this module does no I/O. The flag says how to wake:
+ * RING_WAIT_NEWS asks for the wake-up that reaches the waiter's event loop (a bit in its
+ * client's news bitmap, an eventfd); RING_WAIT_SLEEPER adds that a thread sleeps in
+ * futex(2) on the flag's own word, so the waker clears it and then wakes that word. A waker
+ * treats any nonzero value as a request to wake (the flag is written by the other side).
  */
+#define RING_WAIT_NEWS 1u
+#define RING_WAIT_SLEEPER 2u
 
 #define RING_MAGIC 0x57485247u /* "WHRG" */
 #define RING_LAYOUT_VERSION 1u
@@ -128,10 +134,18 @@ long ring_producer_reserve(struct ring_producer *p, struct iovec iov[2], int *sp
 void ring_producer_commit(struct ring_producer *p, size_t n);
 /* Copies in as much as fits; returns bytes written or WH_ERING_CORRUPT. */
 long ring_producer_write(struct ring_producer *p, const void *src, size_t n);
-/* After commit: true if the consumer sleeps and must be woken (the flag is cleared). */
-bool ring_producer_wake_needed(struct ring_producer *p);
-/* Before sleeping for space: announce it; then reserve again, sleep only if still full. */
+/* After commit: what the consumer announced if it waits (RING_WAIT_* flags, cleared), 0 if it
+ * does not: nonzero means it must be woken. */
+uint32_t ring_producer_wake_needed(struct ring_producer *p);
+/* Before waiting for space: announce it (RING_WAIT_NEWS); then reserve again, wait only if
+ * still full. prepare_sleep announces a thread that sleeps on ring_producer_wait_word. */
 void ring_producer_prepare_wait(struct ring_producer *p);
+void ring_producer_prepare_sleep(struct ring_producer *p);
+/* The 32-bit word a sleeping producer waits on with futex(2): the announcement itself, which
+ * the consumer clears before it wakes the word. */
+uint32_t *ring_producer_wait_word(struct ring_producer *p);
+/* The word a sleeping consumer waits on, for the producer to wake after wake_needed. */
+uint32_t *ring_producer_wake_word(struct ring_producer *p);
 /* No more data (error WH_OK: orderly EOF after the bytes), or the stream failed. */
 void ring_producer_close(struct ring_producer *p, int error);
 /* The consumer's state: RING_OPEN, RING_CLOSED (stopped reading) or RING_FAILED (*error). */
@@ -150,9 +164,13 @@ long ring_consumer_peek_at(struct ring_consumer *c, size_t offset, struct iovec 
 void ring_consumer_consume(struct ring_consumer *c, size_t n);
 /* Copies out and consumes up to n bytes; returns bytes read or WH_ERING_CORRUPT. */
 long ring_consumer_read(struct ring_consumer *c, void *dst, size_t n);
-/* After consume: true if the producer sleeps waiting for space (the flag is cleared). */
-bool ring_consumer_wake_needed(struct ring_consumer *c);
+/* After consume: what the producer announced if it waits for space (RING_WAIT_* flags,
+ * cleared), 0 if it does not. */
+uint32_t ring_consumer_wake_needed(struct ring_consumer *c);
 void ring_consumer_prepare_wait(struct ring_consumer *c);
+void ring_consumer_prepare_sleep(struct ring_consumer *c);
+uint32_t *ring_consumer_wait_word(struct ring_consumer *c);
+uint32_t *ring_consumer_wake_word(struct ring_consumer *c);
 /* Stop reading (WH_OK) or fail the stream from the reading side. */
 void ring_consumer_close(struct ring_consumer *c, int error);
 /* The producer's state: RING_OPEN, RING_CLOSED (EOF once drained) or RING_FAILED (*error). */
@@ -161,35 +179,68 @@ enum ring_end_state ring_consumer_peer_state(const struct ring_consumer *c, int 
 static inline uint64_t ring_consumer_position(const struct ring_consumer *c) { return c->tail; }
 
 /*
- * A client's doorbell: how an app wakes the broker for any of its streams with one eventfd.
- * The app sets the stream's bit (its slot) in the bitmap, then, if the broker is armed
- * (between two scans it sleeps in epoll), clears `armed` and writes the doorbell eventfd.
- * The broker takes whole words with an atomic exchange, serves the streams whose bits were
- * set, re-arms with a full fence, and scans once more, so a bit set meanwhile is never
- * missed. The bitmap is app-written: a bit for a slot the broker does not use is ignored.
+ * A client's notify segment: how either side learns which of the client's streams have news
+ * without a descriptor per stream. Two bitmaps of one bit per stream slot, each with its own
+ * `armed` flag:
+ *
+ *   the doorbell (app -> broker): the app sets the stream's bit, then, if the broker is armed
+ *   (it sleeps in epoll between two scans), clears `armed` and writes the doorbell eventfd.
+ *   news (broker -> app): the broker sets the bit, then, if the app is armed (it sleeps in
+ *   wh_client_wait or an event loop on wh_client_wait_fd), clears `app_armed` and writes the
+ *   client's news eventfd.
+ *
+ * A taker takes whole words with an atomic exchange, serves the streams whose bits were set,
+ * re-arms with a full fence and scans once more, so a bit set meanwhile is never missed. Both
+ * sides write the segment: a bit for a slot the reader does not use is ignored, and `slots`
+ * is never re-read from it (each side keeps its own). Layout (offsets pinned below):
+ *
+ *   0    magic, slots
+ *   64   armed           128  app_armed
+ *   192  doorbell bits   (slots / 64 words)
+ *   then, on the next cache line, the news bits (slots / 64 words)
  */
-#define NOTIFY_MAGIC 0x5748444Eu /* "WHDN" */
+#define NOTIFY_MAGIC 0x57484432u /* "WHD2": layout 2, with the news bitmap */
 
 struct notify_segment {
 	uint32_t magic;
-	uint32_t slots; /* bits in the bitmap, a multiple of 64 */
+	uint32_t slots; /* bits in each bitmap, a multiple of 64 */
 	_Alignas(RING_CACHE_LINE) _Atomic uint32_t armed;
+	_Alignas(RING_CACHE_LINE) _Atomic uint32_t app_armed;
 	_Alignas(RING_CACHE_LINE) _Atomic uint64_t bits[];
 };
 
 _Static_assert(offsetof(struct notify_segment, armed) == 64, "notify_segment.armed");
-_Static_assert(offsetof(struct notify_segment, bits) == 128, "notify_segment.bits");
+_Static_assert(offsetof(struct notify_segment, app_armed) == 128, "notify_segment.app_armed");
+_Static_assert(offsetof(struct notify_segment, bits) == 192, "notify_segment.bits");
+
+/* Bytes of one bitmap, rounded up to whole cache lines. */
+static inline size_t notify_bitmap_size(uint32_t slots)
+{
+	size_t bytes = (size_t)(slots + 63) / 64 * sizeof(uint64_t);
+	return (bytes + RING_CACHE_LINE - 1) / RING_CACHE_LINE * RING_CACHE_LINE;
+}
 
 static inline size_t notify_segment_size(uint32_t slots)
 {
-	return sizeof(struct notify_segment) + (size_t)(slots + 63) / 64 * sizeof(uint64_t);
+	return sizeof(struct notify_segment) + 2 * notify_bitmap_size(slots);
 }
 
 /* App side: note that stream `slot` has news; true if the broker must be woken. */
 bool notify_ring(struct notify_segment *n, uint32_t slots, uint32_t slot);
-/* Broker side: takes word `index` of the bitmap (the bits are cleared). */
+/* Broker side: takes word `index` of the doorbell bitmap (the bits are cleared). */
 uint64_t notify_take(struct notify_segment *n, uint32_t index);
 /* Broker side: about to sleep; the caller scans once more afterwards. */
 void notify_arm(struct notify_segment *n);
+
+/* Broker side: stream `slot` has news for the app; true if the app must be woken. */
+bool notify_post(struct notify_segment *n, uint32_t slots, uint32_t slot);
+/* Broker side: is stream `slot`'s news bit set (posted, not yet taken by the app)? */
+bool notify_posted(struct notify_segment *n, uint32_t slots, uint32_t slot);
+/* App side: takes word `index` of the news bitmap; slots is the app's own record. */
+uint64_t notify_app_take(struct notify_segment *n, uint32_t slots, uint32_t index);
+/* App side: about to sleep; the caller scans once more afterwards. */
+void notify_app_arm(struct notify_segment *n);
+/* App side: awake again; the broker need not write the eventfd. */
+void notify_app_disarm(struct notify_segment *n);
 
 #endif

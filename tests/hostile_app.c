@@ -156,6 +156,7 @@ static int attach_with(struct doorbell *bell)
 		bell->size = notify_segment_size(reply.max_streams);
 		bell->notify = mmap(NULL, bell->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 		close(fds[1]);
+		close(fds[2]); /* the news eventfd: this app never sleeps on it */
 		if (bell->notify == MAP_FAILED) {
 			close(fd);
 			return -1;
@@ -418,6 +419,110 @@ static int damage_segment(int how)
 	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
 }
 
+/* STREAM_FD, the one message that carries a descriptor, misused every way: without it (the
+ * session ends), with what is not a pipe's write end, for a handle that is not ours, and
+ * asked again and again for one stream (each pipe replaces the one before: the broker holds
+ * at most one per stream). A pipe it keeps is written at a wake-up; one it drops hangs up. */
+static bool hangs_up(int read_end, int timeout_ms)
+{
+	struct pollfd pfd = { read_end, POLLIN, 0 };
+	char byte;
+	double deadline = now() + timeout_ms / 1000.0;
+	while (now() < deadline) {
+		if (poll(&pfd, 1, 100) > 0 && read(read_end, &byte, 1) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int attack_stream_fd(void)
+{
+	if (!peer[0])
+		return fail("this attack needs a PEER");
+	struct attach_msg bare = { .type = ATTACH_STREAM_FD, .request_id = 5, .handle = 1 };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &bare);
+	int rc = expect_refusal(bytes, (size_t)n, -1, true, "STREAM_FD without a descriptor");
+	if (rc)
+		return rc;
+	struct doorbell bell;
+	int fd = attach_with(&bell);
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	if (fd < 0 || !open_stream(fd, peer, "echo", &reply, fds) || reply.type != ATTACH_OPENED)
+		return fail("open to the peer's echo failed");
+	struct attach_msg msg = { .type = ATTACH_STREAM_FD, .handle = reply.handle };
+	n = attach_encode(bytes, sizeof bytes, &msg);
+	/* not a pipe's write end: a read end, /dev/null, the stream's own segment */
+	int pipe_fds[2];
+	if (pipe(pipe_fds) < 0)
+		return fail("pipe");
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int wrong[] = { pipe_fds[0], devnull, fds[0] };
+	for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+		if (!send_bytes(fd, bytes, (size_t)n, wrong[i]))
+			return fail("send failed");
+	close(devnull);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	/* a write end for a handle that is not ours: dropped, so our read end hangs up */
+	struct attach_msg stranger = { .type = ATTACH_STREAM_FD, .handle = reply.handle + 1000 };
+	uint8_t stranger_bytes[ATTACH_MESSAGE_MAX];
+	int stranger_n = attach_encode(stranger_bytes, sizeof stranger_bytes, &stranger);
+	if (pipe(pipe_fds) < 0 || !send_bytes(fd, stranger_bytes, (size_t)stranger_n, pipe_fds[1]))
+		return fail("send failed");
+	close(pipe_fds[1]);
+	if (!hangs_up(pipe_fds[0], 5000))
+		return fail("a pipe for a handle that is not ours was kept");
+	close(pipe_fds[0]);
+	/* one stream asked 2,000 times: each pipe replaces the one before, which hangs up */
+	int last = -1;
+	for (int i = 0; i < 2000; i++) {
+		if (pipe(pipe_fds) < 0 || !send_bytes(fd, bytes, (size_t)n, pipe_fds[1]))
+			return fail("send failed");
+		close(pipe_fds[1]);
+		if (last >= 0)
+			close(last);
+		last = pipe_fds[0];
+	}
+	/* the last one is kept and told of news: say we wait for bytes, send some, the echo
+	 * brings them back and the broker writes a byte into the pipe */
+	size_t size = ring_segment_size(reply.ring_capacity);
+	struct ring_segment *segment = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	if (segment == MAP_FAILED)
+		return fail("cannot map the segment");
+	struct ring_producer tx;
+	struct ring_consumer rx;
+	ring_producer_attach(&tx, segment, reply.ring_capacity, reply.tx_ring);
+	ring_consumer_attach(&rx, segment, reply.ring_capacity, reply.tx_ring ^ 1u);
+	ring_consumer_prepare_wait(&rx);
+	ring_producer_write(&tx, "hello", 5);
+	uint64_t one = 1;
+	notify_ring(bell.notify, bell.slots, reply.slot);
+	(void)!write(bell.fd, &one, sizeof one);
+	struct pollfd pfd = { last, POLLIN, 0 };
+	bool told = poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN);
+	char byte;
+	told = told && read(last, &byte, 1) == 1;
+	struct attach_msg stats = { .type = ATTACH_STATS };
+	int ignored[ATTACH_MAX_FDS];
+	bool alive = request(fd, &stats, &reply, ignored) && reply.type == ATTACH_STATS_REPLY;
+	munmap(segment, size);
+	munmap(bell.notify, bell.size);
+	close(bell.fd);
+	close_fds(fds);
+	close(fd); /* the session ends: the broker lets go of the stream and of its pipe */
+	bool let_go = hangs_up(last, 5000);
+	close(last);
+	if (!told)
+		return fail("the pipe the broker kept was not written at a wake-up");
+	if (!alive)
+		return fail("the session was not served after misused STREAM_FDs");
+	if (!let_go)
+		return fail("the broker kept the pipe after the session ended");
+	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
+}
+
 static int attack_corrupt_positions(void) { return damage_segment(0); }
 static int attack_punch_hole(void) { return damage_segment(1); }
 
@@ -504,6 +609,7 @@ static const struct attack attacks[] = {
 	{ "corrupt-positions", attack_corrupt_positions, "ring positions beyond the ring (PEER)" },
 	{ "punch-hole", attack_punch_hole, "the segment's pages zeroed under the broker (PEER)" },
 	{ "exhaust", attack_exhaust, "same-host streams until the broker refuses" },
+	{ "stream-fd", attack_stream_fd, "STREAM_FD misused every way (PEER)" },
 };
 
 int main(int argc, char **argv)

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -958,6 +959,8 @@ START_TEST(test_many_streams_one_descriptor)
 					ck_assert_int_eq(wh_accept(client, 0, &accepted), WH_OK);
 				continue;
 			}
+			if (accepted && ev[e].stream == accepted)
+				continue; /* a new stream is reported once: it may have news */
 			struct waited *x = NULL;
 			for (int i = 0; i < WAITED_STREAMS && !x; i++)
 				if (w[i].s == ev[e].stream)
@@ -982,6 +985,123 @@ START_TEST(test_many_streams_one_descriptor)
 	wh_close(accepted);
 	wh_close(to_client);
 	wh_client_detach(other);
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+}
+END_TEST
+
+struct fd_goal {
+	const struct process *broker;
+	int count;
+};
+
+static bool fds_exactly(void *arg)
+{
+	struct fd_goal *g = arg;
+	return process_fd_count(g->broker) == g->count;
+}
+
+/* back to the count before, or below it (a pool connection may have idled out) */
+static bool fds_back(void *arg)
+{
+	struct fd_goal *g = arg;
+	int count = process_fd_count(g->broker);
+	return count >= 0 && count <= g->count;
+}
+
+static int own_fd_count(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	int count = 0;
+	for (struct dirent *e; dir && (e = readdir(dir));)
+		count += e->d_name[0] != '.';
+	if (dir)
+		closedir(dir);
+	return count - 1; /* the directory's own descriptor */
+}
+
+/* A stream to a peer broker costs no descriptor in the app or the broker: news travels
+ * through the client's bitmap and one eventfd, a blocked thread sleeps on the ring. Only a
+ * stream whose descriptor the app asks for (wh_stream_fd) costs one on each side, until it
+ * closes. Every stream carries bytes both ways, checked. */
+#define FDLESS_STREAMS 400
+
+/* Blocking calls only (they sleep on the rings' wait words): size bytes out and back. */
+static void blocking_echo_check(wh_stream *s, size_t size, unsigned seed)
+{
+	unsigned char out[4096], in[4096];
+	ck_assert_uint_le(size, sizeof out);
+	for (size_t i = 0; i < size; i++)
+		out[i] = harness_pattern(seed, i);
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 10000000000ll), WH_OK);
+	ck_assert_int_eq(wh_write(s, out, size), (long)size);
+	size_t got = 0;
+	while (got < size) {
+		long n = wh_read(s, in + got, size - got);
+		ck_assert_msg(n > 0, "read: %s", wh_strerror((int)n));
+		got += (size_t)n;
+	}
+	ck_assert_mem_eq(in, out, size);
+	ck_assert_int_eq(wh_set_read_deadline(s, 0), WH_OK);
+}
+
+START_TEST(test_streams_cost_no_descriptors)
+{
+	struct broker_pair p;
+	const char *b_args[] = { "--ring-size", "4096", "--pool-max", "1", NULL };
+	broker_pair_start(&p, NULL, b_args);
+	wh_client *client = app_attach(&p.b);
+	wh_stream *first;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &first), WH_OK); /* the pool is up */
+	blocking_echo_check(first, 1000, 1);
+	int app_before = own_fd_count(), a_before = process_fd_count(&p.a), b_before = process_fd_count(&p.b);
+	static wh_stream *streams[FDLESS_STREAMS];
+	for (int i = 0; i < FDLESS_STREAMS; i++)
+		ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &streams[i]), WH_OK);
+	for (int i = 0; i < FDLESS_STREAMS; i++)
+		blocking_echo_check(streams[i], 3000, 100u + (unsigned)i);
+	int app_open = own_fd_count(), a_open = process_fd_count(&p.a), b_open = process_fd_count(&p.b);
+	fprintf(stderr, "%d streams: app fds %d -> %d, broker B %d -> %d, broker A %d -> %d\n", FDLESS_STREAMS,
+		app_before, app_open, b_before, b_open, a_before, a_open);
+	ck_assert_int_le(app_open, app_before);
+	ck_assert_int_le(b_open, b_before); /* one pooled connection carries them all */
+	ck_assert_int_le(a_open, a_before);
+	/* a descriptor of its own for ten of them: one each side, made once */
+	for (int i = 0; i < 10; i++) {
+		int fd = wh_stream_fd(streams[i]);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(wh_stream_fd(streams[i]), fd);
+	}
+	ck_assert_int_eq(own_fd_count(), app_open + 10);
+	struct fd_goal b_goal = { &p.b, b_open + 10 };
+	ck_assert_msg(poll_until(fds_exactly, &b_goal, 5), "broker B holds %d descriptors, expected %d",
+		      process_fd_count(&p.b), b_open + 10);
+	/* and it works: readable once the echo of a write is back, then drained */
+	ck_assert_int_eq(wh_set_nonblocking(streams[0], true), WH_OK);
+	char buf[64];
+	while (wh_read(streams[0], buf, sizeof buf) > 0)
+		;
+	ck_assert_int_eq(wh_write(streams[0], "ping", 4), 4);
+	struct pollfd pfd = { wh_stream_fd(streams[0]), POLLIN, 0 };
+	ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	long got = 0;
+	int64_t deadline = wh_now_ns() + 5000000000ll;
+	while (got < 4 && wh_now_ns() < deadline) {
+		long n = wh_read(streams[0], buf + got, sizeof buf - (size_t)got);
+		if (n > 0)
+			got += n;
+		else
+			poll(&pfd, 1, 100);
+	}
+	ck_assert_int_eq(got, 4);
+	ck_assert_mem_eq(buf, "ping", 4);
+	for (int i = 0; i < FDLESS_STREAMS; i++)
+		wh_close(streams[i]);
+	wh_close(first);
+	ck_assert_int_le(own_fd_count(), app_before);
+	struct fd_goal b_back = { &p.b, b_before };
+	ck_assert_msg(poll_until(fds_back, &b_back, 5), "broker B holds %d descriptors, before %d",
+		      process_fd_count(&p.b), b_before);
 	wh_client_detach(client);
 	broker_pair_stop(&p);
 }
@@ -1085,6 +1205,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_version_macros);
 	tcase_add_test(tc, test_async_opens_from_an_event_loop);
 	tcase_add_test(tc, test_many_streams_one_descriptor);
+	tcase_add_test(tc, test_streams_cost_no_descriptors);
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "app_harness.h"
 #include "frame.h"
 #include "harness.h"
+#include "internal.h" /* to see that a reader sleeps on its ring's word */
 
 #ifdef WH_SANITIZERS
 #define SANITIZER_RSS_KIB (640 << 10) /* ASan holds freed memory (256 MiB quarantine) and shadow */
@@ -76,6 +78,7 @@ static void good_app_round(wh_client *good, unsigned seed)
 static const char *const attacks[] = {
 	"before-hello", "hello-version", "double-hello", "broker-type", "fds-attached", "oversize",
 	"malformed-each", "never-read", "local-teardown", "corrupt-positions", "punch-hole", "exhaust",
+	"stream-fd",
 };
 
 START_TEST(test_hostile_app)
@@ -146,6 +149,75 @@ START_TEST(test_broker_death_reaches_polled_streams)
 	ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_EBROKER_GONE);
 	ck_assert_int_eq(wh_write(s, "x", 1), WH_EBROKER_GONE);
 	wh_close(s);
+	wh_client_detach(client);
+	process_stop(&p.b, SIGTERM);
+	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
+}
+END_TEST
+
+/* Threads blocked in wh_read and wh_write sleep on their rings' words, which a dying broker
+ * wakes no more: they must still learn that it died, within a second or so. */
+struct blocked {
+	wh_stream *s;
+	bool writing;
+	long result;
+	int64_t returned_at;
+};
+
+static void *blocked_call(void *arg)
+{
+	struct blocked *b = arg;
+	enum { SIZE = 1 << 16 };
+	char *buf = calloc(1, SIZE);
+	if (b->writing) {
+		while ((b->result = wh_write(b->s, buf, SIZE)) > 0)
+			;
+	} else {
+		b->result = wh_read(b->s, buf, SIZE);
+	}
+	b->returned_at = wh_now_ns();
+	free(buf);
+	return NULL;
+}
+
+static bool sleeping_on(uint32_t *word)
+{
+	return __atomic_load_n(word, __ATOMIC_ACQUIRE) == (RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+}
+
+static bool both_asleep(void *arg)
+{
+	struct blocked *b = arg;
+	return sleeping_on(ring_consumer_wait_word(&b[0].s->rx)) &&
+	       sleeping_on(ring_producer_wait_word(&b[1].s->tx));
+}
+
+START_TEST(test_broker_death_wakes_blocked_threads)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b);
+	struct blocked b[2] = { { .writing = false }, { .writing = true } };
+	/* a reader of a stream that never answers, a writer into one whose far app never reads */
+	wh_client *sink = app_attach(&p.a);
+	ck_assert_int_eq(wh_listen(sink, "never-read"), WH_OK);
+	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &b[0].s), WH_OK);
+	ck_assert_int_eq(wh_open(client, "a", "never-read", 10000, &b[1].s), WH_OK);
+	pthread_t threads[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&threads[i], NULL, blocked_call, &b[i]);
+	ck_assert(poll_until(both_asleep, b, 10));
+	int64_t killed_at = wh_now_ns();
+	kill(p.b.pid, SIGKILL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(b[i].result, WH_EBROKER_GONE);
+		ck_assert_int_lt(b[i].returned_at - killed_at, 1500000000ll); /* a 200 ms slice, and room */
+	}
+	wh_close(b[0].s);
+	wh_close(b[1].s);
+	wh_client_detach(sink);
 	wh_client_detach(client);
 	process_stop(&p.b, SIGTERM);
 	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
@@ -322,6 +394,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, test_hostile_app, 0, (int)(sizeof attacks / sizeof attacks[0]));
 	tcase_add_test(tc, test_broker_death_reaches_polled_streams);
+	tcase_add_test(tc, test_broker_death_wakes_blocked_threads);
 	tcase_add_test(tc, test_sender_outlives_its_broker);
 	tcase_add_test(tc, test_unread_bytes_are_credited);
 	tcase_add_test(tc, test_listener_backlog);

@@ -63,14 +63,21 @@ START_TEST(test_roundtrip_every_type)
 	ck_assert_mem_eq(r.client_id, m.client_id, sizeof m.client_id);
 	ck_assert_uint_eq(r.max_streams, 10000);
 
-	ck_assert_uint_eq(attach_fd_count(&r), 2);
+	ck_assert_uint_eq(attach_fd_count(&r), 3); /* doorbell, notify segment, news */
 
 	m = (struct attach_msg){ .type = ATTACH_OPENED, .request_id = 3, .handle = 5, .ring_capacity = 4096,
 			      .tx_ring = 1, .slot = 17 };
 	r = roundtrip(&m);
 	ck_assert_uint_eq(r.tx_ring, 1);
 	ck_assert_uint_eq(r.slot, 17);
-	ck_assert_uint_eq(attach_fd_count(&r), 2);
+	ck_assert_uint_eq(attach_fd_count(&r), 1); /* the segment only: no descriptor per stream */
+
+	m = (struct attach_msg){ .type = ATTACH_STREAM_FD, .handle = 0x0102030405060708ull };
+	r = roundtrip(&m);
+	ck_assert_int_eq(r.type, ATTACH_STREAM_FD);
+	ck_assert_uint_eq(r.handle, 0x0102030405060708ull);
+	ck_assert_uint_eq(attach_fd_count(&r), 1);
+	ck_assert_str_eq(attach_type_name(ATTACH_STREAM_FD), "STREAM_FD");
 
 	m = (struct attach_msg){ .type = ATTACH_INCOMING, .handle = 6, .ring_capacity = 8192,
 			      .slot = ATTACH_NO_SLOT };

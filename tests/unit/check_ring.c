@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "ring.h"
 
 #define CAPACITY 4096u
@@ -223,13 +224,73 @@ START_TEST(test_wake_flags)
 	ring_consumer_read(&c, out, 2);
 	ck_assert(ring_consumer_wake_needed(&c));
 	ck_assert(!ring_consumer_wake_needed(&c));
+	/* a sleeper announces itself on the word it sleeps on; the waker takes both flags */
+	ring_consumer_prepare_sleep(&c);
+	ck_assert_uint_eq(*ring_consumer_wait_word(&c), RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ring_producer_write(&p, "c", 1);
+	ck_assert_uint_eq(ring_producer_wake_needed(&p), RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ck_assert_uint_eq(*ring_consumer_wait_word(&c), 0);
+	ring_producer_prepare_sleep(&p);
+	ck_assert_uint_eq(*ring_producer_wait_word(&p), RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ring_consumer_read(&c, out, 1);
+	ck_assert_uint_eq(ring_consumer_wake_needed(&c), RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ck_assert_uint_eq(ring_consumer_wake_needed(&c), 0);
 	free(memory);
 }
 END_TEST
 
-/* Two threads at full speed, each sleeping on an eventfd by the documented protocol. A lost
+START_TEST(test_notify_bitmaps)
+{
+	const uint32_t slots = 192;
+	size_t size = notify_segment_size(slots);
+	ck_assert_uint_eq(size, 192 + 2 * 64); /* 3 words each, one cache line each */
+	ck_assert_uint_eq(notify_segment_size(640), 192 + 2 * 128);
+	struct notify_segment *n = aligned_alloc(RING_CACHE_LINE, size);
+	memset(n, 0, size);
+	n->magic = NOTIFY_MAGIC;
+	n->slots = slots;
+	/* nobody armed: bits are set, nobody is woken */
+	ck_assert(!notify_ring(n, slots, 5));
+	ck_assert(!notify_post(n, slots, 7));
+	/* the two directions never see each other's bits */
+	ck_assert_uint_eq(notify_take(n, 0), 1ull << 5);
+	ck_assert_uint_eq(notify_app_take(n, slots, 0), 1ull << 7);
+	ck_assert_uint_eq(notify_take(n, 0), 0);
+	ck_assert_uint_eq(notify_app_take(n, slots, 0), 0);
+	for (uint32_t slot = 0; slot < slots; slot++)
+		notify_ring(n, slots, slot);
+	for (uint32_t word = 0; word < slots / 64; word++)
+		ck_assert_uint_eq(notify_app_take(n, slots, word), 0);
+	for (uint32_t word = 0; word < slots / 64; word++)
+		ck_assert_uint_eq(notify_take(n, word), UINT64_MAX);
+	/* armed: the first post wakes, the next ones do not until re-armed */
+	notify_app_arm(n);
+	ck_assert(notify_post(n, slots, 130));
+	ck_assert(!notify_post(n, slots, 131));
+	ck_assert(notify_posted(n, slots, 131));
+	ck_assert(!notify_posted(n, slots, 132));
+	ck_assert_uint_eq(notify_app_take(n, slots, 2), 3ull << 2);
+	ck_assert(!notify_posted(n, slots, 131));
+	notify_app_arm(n);
+	notify_app_disarm(n);
+	ck_assert(!notify_post(n, slots, 0));
+	notify_arm(n);
+	ck_assert(notify_ring(n, slots, 64));
+	/* slots and words past the end are ignored, never touched */
+	ck_assert(!notify_post(n, slots, slots));
+	ck_assert(!notify_posted(n, slots, slots));
+	ck_assert(!notify_ring(n, slots, UINT32_MAX));
+	ck_assert_uint_eq(notify_app_take(n, slots, slots / 64), 0);
+	ck_assert_uint_eq(notify_app_take(n, slots, UINT32_MAX), 0);
+	free(n);
+}
+END_TEST
+
+/* Two threads at full speed, each sleeping by the documented protocol on an eventfd (run 0)
+ * or on the ring's own wait word with futex(2) (run 1). A lost
  * wake-up would leave one asleep until the poll timeout; any timeout fails the test. */
 struct stress {
+	bool futex; /* sleep on the ring's own wait word (as the library does), else an eventfd */
 	void *memory;
 	int wake_consumer, wake_producer;
 	size_t total;
@@ -253,6 +314,25 @@ static void wake(int fd)
 	(void)!write(fd, &one, sizeof one);
 }
 
+/* The library's way: announce a sleeper, look again, sleep on the flag's own word. */
+static void futex_sleep_on(uint32_t *word, int *timeouts)
+{
+	if (futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, 2000000000) == ETIMEDOUT)
+		(*timeouts)++;
+}
+
+static void wake_by(const struct stress *st, int fd, uint32_t *word, uint32_t flags)
+{
+	if (!flags)
+		return;
+	if (st->futex) {
+		if (flags & RING_WAIT_SLEEPER)
+			futex_wake_shared(word);
+	} else {
+		wake(fd);
+	}
+}
+
 static uint8_t stress_byte(size_t i)
 {
 	return (uint8_t)(i * 31 + (i >> 11));
@@ -273,8 +353,15 @@ static void *producer_thread(void *arg)
 			break;
 		}
 		if (room == 0) {
-			ring_producer_prepare_wait(&p);
-			if (ring_producer_reserve(&p, iov, &spans) == 0)
+			if (st->futex)
+				ring_producer_prepare_sleep(&p);
+			else
+				ring_producer_prepare_wait(&p);
+			if (ring_producer_reserve(&p, iov, &spans) != 0)
+				continue;
+			if (st->futex)
+				futex_sleep_on(ring_producer_wait_word(&p), &st->timeouts);
+			else
 				sleep_on(st->wake_producer, &st->timeouts);
 			continue;
 		}
@@ -284,18 +371,17 @@ static void *producer_thread(void *arg)
 				((uint8_t *)iov[i].iov_base)[j] = stress_byte(sent + n);
 		ring_producer_commit(&p, n);
 		sent += n;
-		if (ring_producer_wake_needed(&p))
-			wake(st->wake_consumer);
+		wake_by(st, st->wake_consumer, ring_producer_wake_word(&p), ring_producer_wake_needed(&p));
 	}
 	ring_producer_close(&p, WH_OK);
-	if (ring_producer_wake_needed(&p))
-		wake(st->wake_consumer);
+	wake_by(st, st->wake_consumer, ring_producer_wake_word(&p), ring_producer_wake_needed(&p));
 	return NULL;
 }
 
 START_TEST(test_two_threads_no_lost_wakeups)
 {
 	struct stress st = {
+		.futex = _i == 1,
 		.memory = new_segment(CAPACITY),
 		.wake_consumer = eventfd(0, EFD_CLOEXEC),
 		.wake_producer = eventfd(0, EFD_CLOEXEC),
@@ -317,9 +403,16 @@ START_TEST(test_two_threads_no_lost_wakeups)
 			if (ring_consumer_peer_state(&c, &error) == RING_CLOSED &&
 			    ring_consumer_peek(&c, iov, &spans) == 0)
 				break;
-			ring_consumer_prepare_wait(&c);
-			if (ring_consumer_peek(&c, iov, &spans) == 0 &&
-			    ring_consumer_peer_state(&c, &error) == RING_OPEN)
+			if (st.futex)
+				ring_consumer_prepare_sleep(&c);
+			else
+				ring_consumer_prepare_wait(&c);
+			if (ring_consumer_peek(&c, iov, &spans) != 0 ||
+			    ring_consumer_peer_state(&c, &error) != RING_OPEN)
+				continue;
+			if (st.futex)
+				futex_sleep_on(ring_consumer_wait_word(&c), &consumer_timeouts);
+			else
 				sleep_on(st.wake_consumer, &consumer_timeouts);
 			continue;
 		}
@@ -329,8 +422,7 @@ START_TEST(test_two_threads_no_lost_wakeups)
 						   (i ? iov[0].iov_len : 0));
 		ring_consumer_consume(&c, (size_t)held);
 		received += (size_t)held;
-		if (ring_consumer_wake_needed(&c))
-			wake(st.wake_producer);
+		wake_by(&st, st.wake_producer, ring_consumer_wake_word(&c), ring_consumer_wake_needed(&c));
 	}
 	pthread_join(thread, NULL);
 	ck_assert_uint_eq(received, st.total);
@@ -355,7 +447,8 @@ int main(void)
 	tcase_add_test(tc, test_peek_at_keeps_checked_bytes);
 	tcase_add_test(tc, test_end_states);
 	tcase_add_test(tc, test_wake_flags);
-	tcase_add_test(tc, test_two_threads_no_lost_wakeups);
+	tcase_add_test(tc, test_notify_bitmaps);
+	tcase_add_loop_test(tc, test_two_threads_no_lost_wakeups, 0, 2); /* eventfd, futex */
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -18,8 +18,10 @@
  * is global: handles share no state.
  *
  * Blocking. Calls block by default; wh_set_nonblocking makes a stream's reads and writes
- * return WH_EWOULDBLOCK instead, and wh_stream_fd / wh_client_fd give descriptors that an
- * app's own epoll or libev loop can wait on (readable when there may be news; then retry).
+ * return WH_EWOULDBLOCK instead, and wh_client_wait_fd (all of a client's streams),
+ * wh_stream_fd (one stream) and wh_client_fd give descriptors that an app's own epoll or
+ * libev loop can wait on (readable when there may be news; then retry). A stream to a peer
+ * broker costs the app no descriptor unless wh_stream_fd asks for one.
  * Deadlines (the seed's SetDeadline) bound blocking calls: WH_ETIMEOUT when one passes.
  */
 #ifndef WORMHOLE_WORMHOLE_H
@@ -213,7 +215,7 @@ WH_EXPORT int wh_set_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_read_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
 /* How long (ns) a blocking call watches the ring before it announces that it waits and
- * sleeps on the eventfd; 0 (the default, or $WH_SPIN_NS when set) never spins. News that
+ * sleeps; 0 (the default, or $WH_SPIN_NS when set) never spins. News that
  * arrives while it spins costs neither side a system call: a same-host round trip drops from
  * tens of microseconds to a few. Through two brokers it pays only when the spin outlasts the
  * reply (docs/ATTACH.md). It pays best when each side has a CPU of its own; on a busy machine
@@ -222,11 +224,14 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
 /* A descriptor that becomes readable when the stream may have news (bytes, room, end, error);
  * level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait for it and retry.
- * For a stream to a peer broker it is a pipe whose write end the broker holds, so it also
- * becomes readable when the broker dies, and the next call returns WH_EBROKER_GONE. A
- * same-host stream's is an eventfd its partner app writes: it goes on working between the two
- * apps while they live (watch wh_client_fd for the broker's hang-up). Owned by the stream: do
- * not read, write or close it. Never fails. */
+ * For a stream to a peer broker it is made by the first call (streams have none until
+ * asked: one descriptor here and one in the broker, until wh_close; with many streams, wait
+ * on wh_client_wait_fd instead): a pipe whose write end the broker holds, so it also becomes
+ * readable when the broker dies, and the next call returns WH_EBROKER_GONE. A same-host
+ * stream's is an eventfd its partner app writes: it goes on working between the two apps
+ * while they live (watch wh_client_fd for the broker's hang-up). Owned by the stream: do not
+ * read, write or close it. -1 for NULL, or when no descriptor can be made
+ * (wh_client_errmsg says why). */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 
 /* ---- many streams, one descriptor ---------------------------------------------------- */
@@ -243,9 +248,11 @@ struct wh_event {
  * Waits, like epoll_wait, until some of the client's streams (or the client) may have news,
  * and returns how many events it stored (at most max), or 0 when timeout_ms (< 0: no limit)
  * passed first. Level-triggered: a stream is reported for as long as its news is not taken,
- * that is until a wh_read or wh_write on it (non-blocking) returns WH_EWOULDBLOCK. Every
- * stream of the client is in the set from its open or accept to its wh_close; a stream closed
- * on another thread while this call runs is not reported. Errors: WH_EINVAL, WH_ESYSTEM.
+ * that is until a wh_read or wh_write on it finds nothing to do (WH_EWOULDBLOCK); a new
+ * stream is reported once; when more streams have news than max, they are reported in turns.
+ * Every stream of the client is in the set from its open or accept to its wh_close, at no
+ * descriptor's cost (the broker names streams with news in a bitmap); a stream closed on
+ * another thread while this call runs is not reported. Errors: WH_EINVAL, WH_ESYSTEM.
  * Call it from the client's thread.
  */
 WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max, int timeout_ms);
@@ -256,6 +263,12 @@ WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max
 WH_EXPORT int wh_client_wait_fd(wh_client *client);
 
 /* ---- what a stream is ------------------------------------------------------------------- */
+
+/* The app's own pointer for a stream (what epoll's data.ptr is to a descriptor): NULL until
+ * set, never touched by the library. Find the app's state of a stream wh_client_wait reports
+ * with it. */
+WH_EXPORT void wh_stream_set_userdata(wh_stream *stream, void *userdata);
+WH_EXPORT void *wh_stream_userdata(const wh_stream *stream);
 
 WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
 /* The service it was opened to or accepted on, and the peer broker at the other end, named
