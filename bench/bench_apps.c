@@ -423,11 +423,50 @@ static void attack_figures(const char *broker_path, unsigned port_a, wh_client *
  * trip, against raw TCP over the same link. 0 with the figure, or -1 (skipped: not root, or no
  * tun here). Everything it starts, it stops. */
 /* 100,000 (BENCH_SCALE_STREAMS) concurrent streams through one app and a broker pair of
- * their own, 4 KiB rings, each stream's 4 KiB echoed and checked: what the app and its broker
- * hold per stream, in descriptors and resident memory. */
+ * their own, each stream's 4 KiB echoed and checked: what the app and its broker hold per
+ * stream, in descriptors and resident memory. Small streams get small buffers: 4 KiB rings
+ * and 16 KiB windows (the default 256 KiB window, reserved in the memory budget for each of
+ * 100,000 streams, would be 25 GiB: the budget refuses streams past 8 GiB with 429). */
+/* Each stream is one mapping in the app and one in its broker, and Linux allows a process
+ * vm.max_map_count of them (65530 unless raised, as databases and search engines ask
+ * deployments to): raised for the run when it is lower than the streams need (as root),
+ * then put back. Returns the value to put back, or -1. */
+static long raise_map_count(size_t streams)
+{
+	long current = -1, wanted = (long)streams * 2 + 65536;
+	FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+	if (f) {
+		if (fscanf(f, "%ld", &current) != 1)
+			current = -1;
+		fclose(f);
+	}
+	if (current < 0 || current >= wanted)
+		return -1;
+	f = fopen("/proc/sys/vm/max_map_count", "w");
+	if (!f || fprintf(f, "%ld\n", wanted) < 0) {
+		if (f)
+			fclose(f);
+		printf("scale: vm.max_map_count is %ld, fewer than %zu streams need: not raised\n", current, streams);
+		return -1;
+	}
+	fclose(f);
+	printf("scale: vm.max_map_count raised from %ld to %ld for the run\n", current, wanted);
+	return current;
+}
+
+static void restore_map_count(long value)
+{
+	FILE *f = value >= 0 ? fopen("/proc/sys/vm/max_map_count", "w") : NULL;
+	if (f) {
+		fprintf(f, "%ld\n", value);
+		fclose(f);
+	}
+}
+
 static int scale_figures(const char *broker_path, const char *dir, size_t streams, struct figure *f, int *n)
 {
 	char a_port[300], a_sock[300], b_port[300], b_sock[300], peer_a[64], limit[32];
+	long map_count_before = raise_map_count(streams);
 	snprintf(a_port, sizeof a_port, "%s/scale-a.port", dir);
 	snprintf(a_sock, sizeof a_sock, "%s/scale-a.sock", dir);
 	snprintf(b_port, sizeof b_port, "%s/scale-b.port", dir);
@@ -436,12 +475,12 @@ static int scale_figures(const char *broker_path, const char *dir, size_t stream
 	unsigned port_a, port_b;
 	const char *args_a[] = { "--listen", "127.0.0.1:0", "--port-file", a_port, "--socket", a_sock,
 				 "--keepalive", "0", "--max-streams", limit, "--connection-budget", "100",
-				 "--peer-budget", "100", NULL };
+				 "--peer-budget", "100", "--window", "16384", NULL };
 	pid_t pids[2] = { spawn_broker(broker_path, args_a, a_port, &port_a), -1 };
 	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);
 	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", b_port, "--socket", b_sock,
 				 "--peer", peer_a, "--keepalive", "0", "--ring-size", "4096",
-				 "--app-max-streams", limit, "--max-streams", limit, NULL };
+				 "--app-max-streams", limit, "--max-streams", limit, "--window", "16384", NULL };
 	if (pids[0] > 0)
 		pids[1] = spawn_broker(broker_path, args_b, b_port, &port_b);
 	int bad = (int)streams;
@@ -467,6 +506,7 @@ static int scale_figures(const char *broker_path, const char *dir, size_t stream
 	}
 	stop_all(&pids[1], 1); /* B dials A: stop it first */
 	stop_all(pids, 1);
+	restore_map_count(map_count_before);
 	return bad;
 }
 

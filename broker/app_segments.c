@@ -64,6 +64,22 @@ int segment_create(struct apps *apps, struct segment *seg, uint32_t capacity, ui
 	seg->memory = mmap(NULL, seg->size, PROT_READ | PROT_WRITE, MAP_SHARED, seg->memfd, 0);
 	if (seg->memory == MAP_FAILED) {
 		seg->memory = NULL;
+		if (errno == ENOMEM && !apps->map_limit_logged) {
+			/* Usually not memory: each stream is one mapping, and Linux allows a process
+			 * vm.max_map_count of them (65530 unless raised). Said once. */
+			long limit = -1;
+			FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+			if (f) {
+				if (fscanf(f, "%ld", &limit) != 1)
+					limit = -1;
+				fclose(f);
+			}
+			log_write(apps->log, LOG_WARN, "apps", "cannot map another stream segment (%llu streams "
+				  "held): Cannot allocate memory; each stream is one mapping and "
+				  "vm.max_map_count is %ld: raise it (sysctl) for more streams",
+				  (unsigned long long)apps->stats.streams, limit);
+			apps->map_limit_logged = true;
+		}
 		return WH_ENOMEM;
 	}
 	return ring_segment_init(seg->memory, seg->size, capacity, handle);

@@ -143,6 +143,7 @@ struct apps {
 	void *find_ctx;
 	int listen_fd;
 	bool draining;    /* the broker stops: no new sessions or opens */
+	bool map_limit_logged; /* a segment's mmap failed with ENOMEM: told once */
 	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
 	ino_t socket_ino;
 	ev_io acceptor;

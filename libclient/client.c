@@ -839,7 +839,10 @@ int wh_open_result(wh_client *c, uint64_t ticket, wh_stream **out)
 	memcpy(answer.peer, peer, sizeof answer.peer);
 	memcpy(answer.service, service, sizeof answer.service);
 	c->detail[0] = '\0';
-	return stream_from_message(c, &answer, fds, out);
+	int rc = stream_from_message(c, &answer, fds, out);
+	if (rc != WH_OK)
+		tell_broker(c, ATTACH_RELEASE, answer.handle); /* nothing of it stays in the broker */
+	return rc;
 }
 
 int wh_open_cancel(wh_client *c, uint64_t ticket)

@@ -30,11 +30,22 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 		return error;
 	}
 	void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	int map_errno = errno;
 	close(fds[0]); /* the mapping stays; the descriptor is not needed any more */
-	if (memory == MAP_FAILED || ring_segment_check(memory, size) != WH_OK ||
+	if (memory == MAP_FAILED) {
+		/* each stream is one mapping: past vm.max_map_count (65530 unless raised) mmap
+		 * says ENOMEM with memory to spare */
+		snprintf(c->detail, sizeof c->detail, "cannot map stream %llu's segment: %s (each stream "
+			 "is one mapping; vm.max_map_count bounds them)", (unsigned long long)msg->handle,
+			 strerror(map_errno));
+		for (unsigned i = 1; i < nfds; i++)
+			close(fds[i]);
+		free(s);
+		return map_errno == ENOMEM ? WH_ENOMEM : WH_ESYSTEM;
+	}
+	if (ring_segment_check(memory, size) != WH_OK ||
 	    ((struct ring_segment *)memory)->capacity != msg->ring_capacity) {
-		if (memory != MAP_FAILED)
-			munmap(memory, size);
+		munmap(memory, size);
 		for (unsigned i = 1; i < nfds; i++)
 			close(fds[i]);
 		free(s);
