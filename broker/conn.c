@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -353,7 +356,11 @@ static void on_keepalive(struct ev_loop *loop, ev_timer *w, int revents)
  * The mux closed. Runs from the loop's prepare step, which libev runs on every iteration
  * whatever else is pending, never from inside a mux call. One non-blocking attempt delivers
  * the goodbye and anything queued before it; bytes the peer sent and we never read are
- * dropped with the socket. Then the owner hears of it (and may free the conn).
+ * dropped with the socket. If bytes are left that the kernel has not even sent, the peer's
+ * window is shut (it does not read): they can never leave, and an ordinary close would leave
+ * an orphaned socket holding them, its FIN behind them, while the peer, writing into a full
+ * buffer of its own, never learns we left. The close is abortive then (a reset). Then the
+ * owner hears of it (and may free the conn).
  */
 static void conn_teardown(struct conn *conn)
 {
@@ -366,6 +373,11 @@ static void conn_teardown(struct conn *conn)
 	if (conn->tls && !conn->handshaking && !conn->fd_closed && conn->close_error != WH_ETLS)
 		tls_shutdown(conn->tls);
 	if (!conn->fd_closed) {
+		int unsent = 0;
+		if (ioctl(conn->fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0) {
+			struct linger abort_now = { .l_onoff = 1, .l_linger = 0 };
+			setsockopt(conn->fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now);
+		}
 		close(conn->fd);
 		conn->fd_closed = true;
 	}
