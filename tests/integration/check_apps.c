@@ -808,6 +808,43 @@ END_TEST
  * descriptor, and takes each answer as it comes, while streams opened to it arrive too. */
 #define ASYNC_OPENS 40
 
+/* An answer another call took off the socket and kept (wh_accept reads whatever comes) is
+ * news the socket no longer shows: wh_client_wait reports it and wh_client_wait_fd stays
+ * readable until wh_open_result takes it. */
+START_TEST(test_kept_answers_are_news)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b);
+	int wait_fd = wh_client_wait_fd(client);
+	ck_assert_int_ge(wait_fd, 0);
+	uint64_t ticket;
+	ck_assert_int_eq(wh_open_start(client, "a", "echo", 10000, &ticket), WH_OK);
+	struct pollfd socket_fd = { wh_client_fd(client), POLLIN, 0 };
+	ck_assert_int_eq(poll(&socket_fd, 1, 10000), 1); /* the answer is there */
+	wh_stream *none;
+	ck_assert_int_eq(wh_accept(client, 0, &none), WH_EWOULDBLOCK); /* ... and kept by this */
+	ck_assert_int_eq(poll(&socket_fd, 1, 0), 0);                  /* the socket says nothing */
+	struct pollfd waited = { wait_fd, POLLIN, 0 };
+	ck_assert_int_eq(poll(&waited, 1, 0), 1);
+	struct wh_event ev[4];
+	int n = wh_client_wait(client, ev, 4, 0);
+	ck_assert_int_ge(n, 1);
+	ck_assert_ptr_null(ev[0].stream);
+	ck_assert_int_eq(poll(&waited, 1, 0), 1); /* still: nothing took it yet */
+	wh_stream *s;
+	ck_assert_int_eq(wh_open_result(client, ticket, &s), WH_OK);
+	app_echo_check(s, 10000, 3);
+	wh_close(s);
+	/* taken: once a wait finds nothing more, the descriptor goes quiet */
+	while (wh_client_wait(client, ev, 4, 0) > 0)
+		;
+	ck_assert_int_eq(poll(&waited, 1, 0), 0);
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_async_opens_from_an_event_loop)
 {
 	struct broker_pair p;
@@ -1204,6 +1241,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_open_to_unreachable_peer_says_why);
 	tcase_add_test(tc, test_version_macros);
 	tcase_add_test(tc, test_async_opens_from_an_event_loop);
+	tcase_add_test(tc, test_kept_answers_are_news);
 	tcase_add_test(tc, test_many_streams_one_descriptor);
 	tcase_add_test(tc, test_streams_cost_no_descriptors);
 	tcase_add_test(tc, test_per_app_limits);
