@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -454,6 +455,8 @@ static long raise_map_count(size_t streams)
 	return current;
 }
 
+static long map_count_to_restore = -1; /* also put back by a run that gives up */
+
 static void restore_map_count(long value)
 {
 	FILE *f = value >= 0 ? fopen("/proc/sys/vm/max_map_count", "w") : NULL;
@@ -461,12 +464,13 @@ static void restore_map_count(long value)
 		fprintf(f, "%ld\n", value);
 		fclose(f);
 	}
+	map_count_to_restore = -1;
 }
 
 static int scale_figures(const char *broker_path, const char *dir, size_t streams, struct figure *f, int *n)
 {
 	char a_port[300], a_sock[300], b_port[300], b_sock[300], peer_a[64], limit[32];
-	long map_count_before = raise_map_count(streams);
+	long map_count_before = map_count_to_restore = raise_map_count(streams);
 	snprintf(a_port, sizeof a_port, "%s/scale-a.port", dir);
 	snprintf(a_sock, sizeof a_sock, "%s/scale-a.sock", dir);
 	snprintf(b_port, sizeof b_port, "%s/scale-b.port", dir);
@@ -671,11 +675,43 @@ static void tls_figures(const char *self, const char *broker_path, const char *d
 	stop_all(raw, 2);
 }
 
+/* A run that gives up (exit from a helper) takes the brokers, servers and baselines it
+ * started with it: every process whose parent it is. Only the run's own process does this,
+ * not the children forked from it. */
+static pid_t bench_main_pid;
+
+static void stop_children(void)
+{
+	if (getpid() != bench_main_pid)
+		return;
+	restore_map_count(map_count_to_restore);
+	DIR *dir = opendir("/proc");
+	for (struct dirent *e; dir && (e = readdir(dir));) {
+		char path[300], stat[512];
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+		if (!f)
+			continue;
+		size_t n = fread(stat, 1, sizeof stat - 1, f);
+		fclose(f);
+		stat[n] = '\0';
+		const char *after_name = strrchr(stat, ')'); /* "pid (comm) state ppid ..." */
+		char state;
+		int ppid;
+		if (after_name && sscanf(after_name + 1, " %c %d", &state, &ppid) == 2 && ppid == bench_main_pid)
+			kill(atoi(e->d_name), SIGTERM);
+	}
+	if (dir)
+		closedir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 5 && strcmp(argv[1], "serve") == 0)
 		return serve(argv[2], argv[3], strcmp(argv[4], "echo") == 0);
+	bench_main_pid = getpid();
+	atexit(stop_children);
 	if (argc < 3) {
 		fprintf(stderr, "usage: bench_apps BROKER JSON [BULK_MIB] [STREAMS]\n");
 		return 2;
