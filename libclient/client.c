@@ -85,6 +85,7 @@ int client_send_fd(struct wh_client *c, const struct attach_msg *msg, int fd)
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} control;
+	memset(&control, 0, sizeof control); /* the padding after the descriptor goes out too */
 	struct iovec iov = { buffer, (size_t)n };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 	if (fd >= 0) {

@@ -46,6 +46,10 @@ kill -TERM "$pid_a"
 status=0
 wait "$pid_a" || status=$?
 for f in "$dir"/*.valgrind; do
+	# valgrind does not know SIOCOUTQNSD (0x894b, the broker's look at unsent bytes before a
+	# close): it warns that it cannot tell what the ioctl writes. The broker initialises the
+	# value, so nothing can read as undefined; the warning alone is not an error.
+	sed -i -e '/noted but unhandled ioctl 0x894b/,+2d' "$f"
 	if [ -s "$f" ]; then
 		echo "valgrind: $f"; cat "$f"; status=1
 	fi
