@@ -11,27 +11,16 @@
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "attach_fds.h"
 
 /* ---- attach messages out: never blocking on the app -------------------------------- */
 
 static int send_now(struct app_session *c, const struct queued *q)
 {
 	struct iovec iov = { (void *)q->bytes, q->length };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * ATTACH_MAX_FDS)];
-		struct cmsghdr align;
-	} control;
-	memset(&control, 0, sizeof control); /* the padding goes to the kernel too */
+	union attach_control control;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (q->nfds) {
-		msg.msg_control = control.buf;
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * q->nfds);
-		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * q->nfds);
-		memcpy(CMSG_DATA(cmsg), q->fds, sizeof(int) * q->nfds);
-	}
+	attach_fds_put(&msg, &control, q->fds, q->nfds);
 	ssize_t n = sendmsg(c->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == (ssize_t)q->length)
 		return WH_OK;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "attach_fds.h"
 
 static uint64_t segment_bytes(const struct apps *apps)
 {
@@ -280,10 +281,7 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	for (int i = 0; i < 64 && !c->closing; i++) {
 		uint8_t buffer[ATTACH_MESSAGE_MAX + 1];
-		union {
-			char buf[CMSG_SPACE(sizeof(int) * 4)];
-			struct cmsghdr align;
-		} control;
+		union attach_control control;
 		struct iovec iov = { buffer, sizeof buffer };
 		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
 				      .msg_controllen = sizeof control.buf };
@@ -296,13 +294,8 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		/* Apps send one descriptor, with STREAM_FD only: any other is closed (never
 		 * kept) and ends the session. */
-		int passed[4];
-		unsigned count = 0;
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-				for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++)
-					if (count < 4)
-						memcpy(&passed[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+		int passed[ATTACH_FDS_ROOM];
+		unsigned count = attach_fds_take(&msg, passed);
 		struct attach_msg decoded;
 		const char *why = NULL;
 		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))

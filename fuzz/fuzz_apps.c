@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "apps.h"
+#include "attach_fds.h"
 #include "attach_msg.h"
 #include "mux.h"
 #include "ring.h"
@@ -145,21 +146,11 @@ static void send_valid(struct session *s, uint8_t kind, uint8_t arg)
 	/* STREAM_FD brings the write end of a pipe (arg & 2: none at all, or arg & 4: a read
 	 * end, which the broker must refuse); the read end is closed at once, as a dying app's */
 	int pipe_fds[2] = { -1, -1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
+	union attach_control control;
 	struct iovec iov = { bytes, (size_t)n };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (msg.type == ATTACH_STREAM_FD && !(arg & 2) && pipe(pipe_fds) == 0) {
-		m.msg_control = control.buf;
-		m.msg_controllen = sizeof control.buf;
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &pipe_fds[arg & 4 ? 0 : 1], sizeof(int));
-	}
+	if (msg.type == ATTACH_STREAM_FD && !(arg & 2) && pipe(pipe_fds) == 0)
+		attach_fds_put(&m, &control, &pipe_fds[arg & 4 ? 0 : 1], 1);
 	(void)!sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 	for (int i = 0; i < 2; i++)
 		if (pipe_fds[i] >= 0)

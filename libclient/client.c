@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attach_fds.h"
 #include "internal.h"
 
 /* The epoll entry of the client's own socket (an incoming stream, an open's answer, the
@@ -81,22 +82,10 @@ int client_send_fd(struct wh_client *c, const struct attach_msg *msg, int fd)
 		return n;
 	if (atomic_load(&c->broker_gone))
 		return WH_EBROKER_GONE;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
-	memset(&control, 0, sizeof control); /* the padding after the descriptor goes out too */
+	union attach_control control;
 	struct iovec iov = { buffer, (size_t)n };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (fd >= 0) {
-		m.msg_control = control.buf;
-		m.msg_controllen = sizeof control.buf;
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-	}
+	attach_fds_put(&m, &control, &fd, fd >= 0 ? 1 : 0);
 	for (;;) {
 		ssize_t sent = sendmsg(c->fd, &m, MSG_NOSIGNAL);
 		if (sent == n)
@@ -121,22 +110,15 @@ static int receive(struct wh_client *c, int timeout_ms, struct attach_msg *msg, 
 	if (ready == 0)
 		return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
 	uint8_t buffer[ATTACH_MESSAGE_MAX + 1];
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * (ATTACH_MAX_FDS + 1))];
-		struct cmsghdr align;
-	} control;
+	union attach_control control;
 	struct iovec iov = { buffer, sizeof buffer };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
 			    .msg_controllen = sizeof control.buf };
 	ssize_t n = recvmsg(c->fd, &m, MSG_CMSG_CLOEXEC);
 	if (n <= 0)
 		return broker_gone(c);
-	int received[ATTACH_MAX_FDS + 1];
-	unsigned count = 0;
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int) && count < 4; k++)
-				memcpy(&received[count++], CMSG_DATA(cm) + k * sizeof(int), sizeof(int));
+	int received[ATTACH_FDS_ROOM];
+	unsigned count = attach_fds_take(&m, received);
 	if ((m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || attach_decode(buffer, (size_t)n, msg) != WH_OK ||
 	    count != attach_fd_count(msg)) {
 		close_fds(received, count);

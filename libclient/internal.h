@@ -96,7 +96,8 @@ struct wh_stream {
 	struct wh_stream *prev, *next;
 };
 
-/* Maps a handed-over stream; takes ownership of the fds (closed on failure too). */
+/* Maps a handed-over stream; takes ownership of the fds (closed on failure too). On failure
+ * the caller hands the stream back to the broker (RELEASE). */
 int stream_from_message(struct wh_client *client, const struct attach_msg *msg,
 			const int fds[ATTACH_MAX_FDS], struct wh_stream **out);
 /* Enters a new stream in the client's epoll set, and takes it out (under streams_lock). */

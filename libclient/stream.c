@@ -14,6 +14,17 @@
 #include "futex.h"
 #include "internal.h"
 
+/* Frees what this side holds of a stream (the caller tells the broker). */
+static void stream_free(struct wh_stream *s)
+{
+	munmap(s->segment, s->segment_size);
+	if (s->efd_wait >= 0)
+		close(s->efd_wait);
+	if (s->efd_wake >= 0)
+		close(s->efd_wake);
+	free(s);
+}
+
 int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const int fds[ATTACH_MAX_FDS],
 			struct wh_stream **out)
 {
@@ -83,14 +94,7 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	}
 	pthread_mutex_unlock(&c->streams_lock);
 	if (rc != WH_OK) {
-		struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
-		client_send(c, &release);
-		munmap(s->segment, s->segment_size);
-		if (s->efd_wait >= 0)
-			close(s->efd_wait);
-		if (s->efd_wake >= 0)
-			close(s->efd_wake);
-		free(s);
+		stream_free(s); /* the caller hands it back (RELEASE), as for any failure here */
 		return rc;
 	}
 	*out = s;
@@ -523,12 +527,7 @@ int wh_close(wh_stream *s)
 	pthread_mutex_unlock(&c->streams_lock);
 	struct attach_msg release = { .type = ATTACH_RELEASE, .handle = s->handle };
 	client_send(c, &release); /* if the broker is gone there is nobody left to tell */
-	munmap(s->segment, s->segment_size);
-	if (s->efd_wait >= 0)
-		close(s->efd_wait);
-	if (s->efd_wake >= 0)
-		close(s->efd_wake);
-	free(s);
+	stream_free(s);
 	return WH_OK;
 }
 

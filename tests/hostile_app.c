@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attach_fds.h"
 #include "attach_msg.h"
 #include "ring.h"
 
@@ -58,20 +59,9 @@ static int connect_raw(void)
 static bool send_bytes(int fd, const void *bytes, size_t length, int pass_fd)
 {
 	struct iovec iov = { (void *)bytes, length };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control;
+	union attach_control control;
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (pass_fd >= 0) {
-		msg.msg_control = control.buf;
-		msg.msg_controllen = sizeof control.buf;
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
-	}
+	attach_fds_put(&msg, &control, &pass_fd, pass_fd >= 0 ? 1 : 0);
 	return sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)length;
 }
 
