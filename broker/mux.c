@@ -107,6 +107,13 @@ struct out_frame {
 
 TAILQ_HEAD(linger_list, mux_stream);
 
+/* A token bucket: `rate` tokens a second, holding BUCKET_BURST_SECONDS of them. */
+struct rate_bucket {
+	double tokens;
+	double refilled_at;
+};
+#define BUCKET_BURST_SECONDS 5.0
+
 struct mux {
 	struct mux_config config;
 	bool client;
@@ -114,8 +121,8 @@ struct mux {
 	struct mux_budget_account *account;
 	uint64_t budget_used;
 	uint64_t control_charged; /* control_out capacity above CONTROL_QUEUE_FREE, charged */
-	double reset_tokens;      /* rapid-reset bucket: empty streams the peer may still end */
-	double reset_refilled_at;
+	struct rate_bucket reset; /* rapid reset: streams the peer may still open for nothing */
+	struct rate_bucket pings; /* PINGs the peer may still send */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
 	struct mux_callbacks cb;
 	void *user;
@@ -160,6 +167,7 @@ struct mux {
 };
 
 static void stream_finish(struct mux_stream *s, int error);
+static void count_wasted_open(struct mux *mux, const char *what);
 
 /* ---- configuration and budgets ----------------------------------------------------- */
 
@@ -179,6 +187,7 @@ void mux_config_default(struct mux_config *config)
 		.release_linger = 60.0,
 		.control_queue_limit = 4u * 1024u * 1024u,
 		.reset_rate = 200.0,
+		.ping_rate = 50.0,
 		.idle_timeout = 0.0,
 	};
 }
@@ -601,10 +610,16 @@ static void early_drop(struct mux *mux, struct early_stream *e)
 
 /* The held frames for a peer id that may still open (its parity, above every id it used);
  * with create, a free slot is taken for it. NULL: not such an id, or no slot free. */
+/* An id the peer may still open: its parity, above every id it has used. */
+static bool early_candidate(const struct mux *mux, uint32_t id)
+{
+	return !mux->closed && !mux->going_away && !frame_stream_id_is_local(id, mux->client) &&
+	       id > mux->highest_peer_id;
+}
+
 static struct early_stream *early_find(struct mux *mux, uint32_t id, bool create)
 {
-	if (mux->closed || mux->going_away || frame_stream_id_is_local(id, mux->client) ||
-	    id <= mux->highest_peer_id)
+	if (!early_candidate(mux, id))
 		return NULL;
 	struct early_stream *free_slot = NULL;
 	for (unsigned i = 0; i < EARLY_IDS_MAX; i++) {
@@ -671,6 +686,7 @@ static void early_forget_below(struct mux *mux, uint32_t id)
 		if (mux->early[i].id && mux->early[i].id < id) {
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
+			count_wasted_open(mux, "sends frames for streams it never opens");
 		}
 }
 
@@ -699,6 +715,8 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 			mux->stats.early_frames++;
 			return; /* its payload is held until the HANDSHAKE (handle_data_chunk) */
 		}
+		if (early_candidate(mux, h->stream_id)) /* every hold in use: one more is abuse */
+			count_wasted_open(mux, "sends frames for streams it never opens");
 		/* Unknown or finished: dropped without credit, as the reference does. */
 		mux->stats.dropped_frames++;
 		frame_decoder_skip_payload(&mux->decoder);
@@ -796,12 +814,14 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 	}
 	if (frame_stream_id_is_local(id, mux->client) || id <= mux->highest_peer_id) {
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "stream id not usable by the opener");
+		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}
 	mux->highest_peer_id = id;
 	early_forget_below(mux, id);
 	if (!service_name_valid(payload, length)) {
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
+		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}
 	if (mux->going_away || mux->draining) {
@@ -821,6 +841,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 			  mux->config.id, mux->config.peer, id, wh_strerror(error));
 		send_error_frame(mux, id, frame_error_code_for(error), wh_strerror(error));
 		early_forget_below(mux, id + 1);
+		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}
 	mux->stats.streams_accepted++;
@@ -851,29 +872,56 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 	}
 }
 
-/* Rapid reset (the shape of CVE-2023-44487): a stream the peer opens and ends before it sends
- * any DATA costs us an open and a close and the peer nothing. A token bucket of reset_rate a
- * second holding RESET_BURST_SECONDS of it; once it is empty the connection is closed. */
-#define RESET_BURST_SECONDS 5.0
+/* Takes a token; false once the bucket is empty. A rate of 0 is no bound. */
+static bool bucket_take(struct rate_bucket *b, double rate, double now)
+{
+	if (rate <= 0)
+		return true;
+	double burst = rate * BUCKET_BURST_SECONDS > 1 ? rate * BUCKET_BURST_SECONDS : 1;
+	b->tokens += (now - b->refilled_at) * rate; /* a fresh bucket (refilled_at 0) is full */
+	b->refilled_at = now;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	b->tokens -= 1;
+	return b->tokens >= 0;
+}
+
+/* Rapid reset (the shape of CVE-2023-44487), widened: a stream the peer starts and that ends
+ * before any DATA was delivered on it costs us an open (or a refusal, or a held frame) and the
+ * peer nothing. Counted are streams the peer opens and ends itself (CLOSE or ERROR) before it
+ * sends DATA, opens we refuse (an ERROR answers the HANDSHAKE: no such service, no budget
+ * left, not allowed), and ids the peer sent DATA or CLOSE for whose HANDSHAKE never came
+ * (docs/PROTOCOL.md 3.1). A bucket of reset_rate a second; once it is empty the connection
+ * is closed with a goodbye. */
+static void count_wasted_open(struct mux *mux, const char *what)
+{
+	if (mux->closed)
+		return;
+	mux->stats.streams_reset_empty++;
+	if (bucket_take(&mux->reset, mux->config.reset_rate, mux->now))
+		return;
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s %s faster than %.0f a second "
+		  "(rapid reset): closing", mux->config.id, mux->config.peer, what, mux->config.reset_rate);
+	mux_fail_saying(mux, WH_ELIMIT, "too many streams opened and ended without data");
+}
 
 static void count_empty_stream(struct mux *mux, const struct mux_stream *s)
 {
-	double rate = mux->config.reset_rate;
-	if (!s->peer_opened || s->stats.frames_in > 0 || rate <= 0 || mux->closed)
-		return;
-	mux->stats.streams_reset_empty++;
-	double burst = rate * RESET_BURST_SECONDS > 1 ? rate * RESET_BURST_SECONDS : 1;
-	mux->reset_tokens += (mux->now - mux->reset_refilled_at) * rate;
-	mux->reset_refilled_at = mux->now;
-	if (mux->reset_tokens > burst)
-		mux->reset_tokens = burst;
-	mux->reset_tokens -= 1;
-	if (mux->reset_tokens >= 0)
-		return;
-	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s opens and ends streams without "
-		  "data faster than %.0f a second (rapid reset): closing", mux->config.id,
-		  mux->config.peer, rate);
-	mux_fail_saying(mux, WH_ELIMIT, "too many streams opened and ended without data");
+	if (s->peer_opened && s->stats.frames_in == 0)
+		count_wasted_open(mux, "opens and ends streams without data");
+}
+
+/* PING costs the peer 12 bytes and us an answer. A keep-alive needs one every few seconds;
+ * a peer past ping_rate a second (its bucket empty) is closed with a goodbye, as HTTP/2
+ * servers do since the ping flood (CVE-2019-9512). False: the connection is closed. */
+static bool count_ping(struct mux *mux)
+{
+	if (bucket_take(&mux->pings, mux->config.ping_rate, mux->now))
+		return true;
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends PINGs faster than %.0f a "
+		  "second: closing", mux->config.id, mux->config.peer, mux->config.ping_rate);
+	mux_fail_saying(mux, WH_ELIMIT, "too many PINGs");
+	return false;
 }
 
 static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
@@ -923,7 +971,7 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 		handle_window_update(mux, h, ev->payload);
 		break;
 	case FRAME_PING:
-		if (frame_parse_ping(h, ev->payload, &ping_id) == WH_OK) {
+		if (frame_parse_ping(h, ev->payload, &ping_id) == WH_OK && count_ping(mux)) {
 			uint8_t frame[FRAME_HEADER_SIZE + 4];
 			control_push(mux, frame, frame_encode_pong(frame, sizeof frame, ping_id));
 		}
@@ -945,6 +993,8 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 			mux->stats.early_frames++;
 			break;
 		}
+		if (!s && early_candidate(mux, h->stream_id)) /* every hold in use */
+			count_wasted_open(mux, "sends frames for streams it never opens");
 		if (!s || s->remote_closed) {
 			mux->stats.dropped_frames++;
 			break;
@@ -1351,6 +1401,7 @@ double mux_timer(struct mux *mux, double now)
 				  "dropped after %.0f s", c->id, c->peer, mux->early[i].id, EARLY_HOLD_SECONDS);
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
+			count_wasted_open(mux, "sends frames for streams it never opens");
 		}
 	/* An accepted connection with no stream for idle_timeout: the peer holds our descriptor
 	 * and memory for nothing. A pool that wants it back dials again. */

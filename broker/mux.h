@@ -48,10 +48,15 @@ struct mux_config {
 				       * for the peer; a peer that provokes more without reading
 				       * them is closed (4 MiB). Growth past the first 64 KiB
 				       * is taken from the memory budgets. */
-	double reset_rate;           /* streams a second the peer may open and end (CLOSE or
-				      * ERROR) without sending DATA on them, with a burst of as
-				      * many: rapid reset. Above it the connection is closed with
-				      * a goodbye; 0: no bound (200) */
+	double reset_rate;           /* streams a second the peer may start for nothing, with a
+				      * burst of five seconds' worth: opened and ended by it
+				      * (CLOSE or ERROR) before any DATA, refused by us, or sent
+				      * DATA or CLOSE for without ever opening (rapid reset and
+				      * its kin). Above it the connection is closed with a
+				      * goodbye; 0: no bound (200) */
+	double ping_rate;            /* PINGs a second the peer may send, with a burst of five
+				      * seconds' worth; above it the connection is closed with a
+				      * goodbye (ping flood); 0: no bound (50) */
 	double idle_timeout;         /* accepted connections (server role) carrying no stream this
 				      * many seconds are closed with a goodbye; 0: never (0) */
 	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
@@ -151,7 +156,7 @@ struct mux_callbacks {
 	X(window_stalls, TOTAL, NONE, "times a stream had data but no send credit") \
 	X(window_growths, TOTAL, NONE, "receive windows grown by auto-tuning") \
 	X(streams_lingered, TOTAL, NONE, "released streams reset after the release linger") \
-	X(streams_reset_empty, TOTAL, NONE, "peer streams ended by the peer with no DATA") \
+	X(streams_reset_empty, TOTAL, NONE, "peer streams that ended with no DATA: closed by the peer, refused, or never opened") \
 	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused")
 
 struct mux_stats {

@@ -199,8 +199,15 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "beyond it, or beyond the budget, the connection is closed" },
 	{ OPT_RESET_RATE, "reset-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "200", "streams/s",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
-	  "streams a second a peer may open and end without sending data (rapid reset), with a "
-	  "burst of five seconds' worth; beyond it the connection is closed; 0: no bound" },
+	  "streams a second a peer may start for nothing (rapid reset and its kin): opened and "
+	  "ended by it before any DATA, refused (no such service, no budget, not allowed), or sent "
+	  "DATA or CLOSE for but never opened; a burst of five seconds' worth; beyond it the "
+	  "connection is closed with a goodbye; 0: no bound" },
+	{ OPT_PING_RATE, "ping-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "50", "PINGs/s",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "PINGs a second a peer may send (a keep-alive needs one every few seconds), with a burst "
+	  "of five seconds' worth; beyond it the connection is closed with a goodbye (ping "
+	  "flood); 0: no bound" },
 	{ OPT_SERVICE_PEERS, "peers", 0, OPTION_STRING, 1, 1023, false, false,
 	  "authenticated peers; over plaintext, those from loopback", NULL, APPLY_NEW_STREAMS,
 	  SCOPE_SERVICE,
@@ -629,6 +636,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_RELEASE_LINGER: m->release_linger = number; break;
 	case OPT_CONTROL_QUEUE: m->control_queue_limit = (uint32_t)number; break;
 	case OPT_RESET_RATE: m->reset_rate = number; break;
+	case OPT_PING_RATE: m->ping_rate = number; break;
 	case OPT_READ_BUFFER_SIZE:
 		if (!pool || pool == &c->pool) /* say it once */
 			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
@@ -1411,6 +1419,7 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 		break;
 	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
 	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
+	case OPT_PING_RATE: snprintf(out, len, "%.15g", m->ping_rate); break;
 	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
 	case OPT_TLS_NAME:
 		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");

@@ -1112,6 +1112,108 @@ START_TEST(test_rapid_reset_closes_connection)
 }
 END_TEST
 
+/* Opens the broker refuses count as rapid reset: the refusal costs us a stream and an answer
+ * and the peer 20 bytes. Here the refusals are an accept backlog of 2 that nobody accepts. */
+START_TEST(test_refused_opens_count_as_rapid_reset)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	config.accept_backlog = 2;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	uint32_t id = 1;
+	for (int i = 0; i < 2 + 50; i++, id += 2)
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_refused, 50);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
+	/* a bad service name is a refusal too: the 51st, one too many */
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "a\0b", 3));
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 51);
+	char message[64];
+	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
+	ck_assert_str_eq(message, "too many streams opened and ended without data");
+	link_close(&link);
+}
+END_TEST
+
+/* DATA or CLOSE for ids that never open: eight ids are held for their HANDSHAKE (a reference
+ * peer may send them first); a frame for a ninth new id while they are held, a held id that
+ * expires, and held ids a higher HANDSHAKE shows will never open each count as rapid reset. */
+START_TEST(test_never_opened_ids_count_as_rapid_reset)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	uint32_t id = 1;
+	for (int i = 0; i < 8; i++, id += 2)
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 8);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 0);
+	for (int i = 0; i < 50; i++, id += 2)
+		if (i % 2)
+			inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+		else
+			inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	link_close(&link);
+
+	/* held ids that expire, and held ids below a HANDSHAKE, are counted once each */
+	link_open(&link, &config);
+	for (id = 1; id <= 5; id += 2) /* 1, 3, 5 */
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+	link.now += 6.0;
+	mux_timer(link.server, link.now);
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 3);
+	for (id = 7; id <= 11; id += 2) /* 7, 9, 11 */
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, "echo", 4));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 6);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* PINGs: a bucket of ping_rate a second holding five seconds' worth, each answered; the first
+ * beyond it ends the connection with a goodbye, and nothing after it is answered. */
+START_TEST(test_ping_flood_closes_connection)
+{
+	struct mux_config config = test_config();
+	config.ping_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[32];
+	uint32_t id = 1;
+	for (; id <= 50; id++)
+		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
+	ck_assert(!mux_is_closed(link.server));
+	link.now += 1.0;
+	for (int i = 0; i < 10; i++, id++)
+		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
+	ck_assert(!mux_is_closed(link.server));
+	inject(&link, frame, frame_encode_ping(frame, sizeof frame, id++));
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	char message[64];
+	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
+	ck_assert_str_eq(message, "too many PINGs");
+	inject(&link, frame, frame_encode_ping(frame, sizeof frame, id++));
+	struct written out;
+	collect_output(link.server, &out);
+	ck_assert_uint_eq(mux_stats(link.server)->frames_out[FRAME_PONG], 60);
+	link_close(&link);
+}
+END_TEST
+
 START_TEST(test_rapid_reset_bound_can_be_off)
 {
 	struct mux_config config = test_config();
@@ -1187,6 +1289,7 @@ START_TEST(test_unread_answers_are_bounded)
 {
 	struct mux_config config = test_config();
 	config.control_queue_limit = 32 * 1024;
+	config.ping_rate = 0; /* the bound under test is the queue's, not the PING rate */
 	struct link link;
 	link_open(&link, &config);
 	uint8_t frame[32];
@@ -1423,6 +1526,7 @@ END_TEST
 START_TEST(test_control_frames_never_dropped)
 {
 	struct mux_config config = test_config();
+	config.ping_rate = 0; /* 2000 at once would be a ping flood */
 	struct link link;
 	link_open(&link, &config);
 	uint8_t frame[32];
@@ -1501,6 +1605,9 @@ int main(void)
 	tcase_add_test(flow, test_control_frames_never_dropped);
 	tcase_add_test(flow, test_rapid_reset_closes_connection);
 	tcase_add_test(flow, test_rapid_reset_bound_can_be_off);
+	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
+	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
+	tcase_add_test(flow, test_ping_flood_closes_connection);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
 	tcase_add_test(flow, test_budget_keeps_local_reserve);
