@@ -27,23 +27,24 @@ void bytebuf_set_limit(struct bytebuf *buf, size_t limit)
 	buf->limit = limit > buf->length ? limit : buf->length;
 }
 
-/* Reallocates to `capacity` (a power of two), straightening the held bytes to offset 0. */
+/* Reallocates to `capacity` (a power of two, at least twice the old one). realloc keeps the
+ * bytes where they were, without a copy when it can extend the block or move its pages
+ * (mremap, for large blocks): a stream's store doubles from 4 KiB to its window as the window
+ * fills, and copying it into fresh memory at each step cost as much as the data itself
+ * (every new page a fault). Held bytes that wrapped past the old end are moved to just after
+ * it, where the larger buffer continues them. */
 static int bytebuf_grow(struct bytebuf *buf, size_t capacity)
 {
-	uint8_t *data = malloc(capacity);
+	size_t old_capacity = buf->capacity;
+	uint8_t *data = realloc(buf->data, capacity);
 	if (!data)
 		return WH_ENOMEM;
-	struct iovec iov[2];
-	int n = bytebuf_peek(buf, 0, iov);
-	size_t at = 0;
-	for (int i = 0; i < n; i++) {
-		memcpy(data + at, iov[i].iov_base, iov[i].iov_len);
-		at += iov[i].iov_len;
+	if (buf->head + buf->length > old_capacity) {
+		size_t wrapped = buf->head + buf->length - old_capacity;
+		memcpy(data + old_capacity, data, wrapped);
 	}
-	free(buf->data);
 	buf->data = data;
 	buf->capacity = capacity;
-	buf->head = 0;
 	return WH_OK;
 }
 

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -25,6 +26,15 @@
 #define FRAMES_PER_WAKEUP 2048u
 #define DENSE_READ_SIZE (16u * 1024u)
 #define DENSE_FRAME_BYTES 256u /* average frame size below which input counts as dense */
+/* A connection's turn on the loop is also bounded in CPU time: bytes can cost far more than
+ * their copy. DATA for a built-in service's streams is copied twice more and lands in fresh
+ * memory, each new page a fault (about 28 us here): a peer that fills 1000 echo windows made
+ * every read of 1 MiB cost 14 ms, during which no other connection was read and a bulk
+ * stream's window updates waited. Each read is sized to what the connection's recent bytes
+ * cost (time per byte, a moving average), so that a turn takes about READ_SLICE_SECONDS;
+ * cheap bulk bytes still go in reads of up to the whole read area. */
+#define READ_SLICE_SECONDS 0.0002
+#define READ_SLICE_MIN (16u * 1024u) /* never smaller reads than this */
 #define WRITE_IOV 64
 /* The socket reports writable only while fewer unsent bytes than this are queued in it.
  * Smaller keeps more frames in our scheduler, where an interactive stream can overtake a
@@ -55,6 +65,7 @@ struct conn {
 	bool fd_closed;
 	bool timer_dirty; /* the mux wants mux_timer sooner: rearm from the loop */
 	bool dense;       /* its last reads were many small frames: read in small pieces */
+	double cost_per_byte; /* seconds its input took us per byte, a moving average (0: none yet) */
 	char local[64], remote[64];
 	double started;           /* ev_now when it was made */
 	/* TLS: NULL for plaintext */
@@ -266,6 +277,27 @@ static uint64_t frames_in(const struct mux *mux)
 	return total;
 }
 
+/* The monotonic clock, not the thread's CPU clock: it is read without a system call (vDSO),
+ * three times a read. Time the broker was preempted counts as cost then; the moving average
+ * forgets it within a few reads. */
+static double clock_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Bytes this connection's input may take in one read: a slice of CPU at its recent cost. */
+static size_t read_slice_bytes(const struct conn *conn)
+{
+	if (conn->cost_per_byte <= 0)
+		return READ_SLICE_MIN; /* its cost is not known yet */
+	double bytes = READ_SLICE_SECONDS / conn->cost_per_byte;
+	if (bytes < READ_SLICE_MIN)
+		return READ_SLICE_MIN;
+	return bytes > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)bytes;
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *conn = w->data;
@@ -275,11 +307,18 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	uint64_t frames_start = frames_in(conn->mux);
+	double turn_start = clock_seconds();
 	for (size_t total = 0; total < READ_BYTES_PER_WAKEUP && !mux_is_closed(conn->mux);) {
 		uint8_t *span;
 		size_t direct = mux_input_direct_span(conn->mux, &span);
 		size_t read_size = conn->dense && conn->read_size > DENSE_READ_SIZE ? DENSE_READ_SIZE
 										    : conn->read_size;
+		size_t slice = conn->tls ? SIZE_MAX : read_slice_bytes(conn);
+		if (direct > slice)
+			direct = slice; /* the rest of the payload comes in the next read */
+		if (read_size > slice)
+			read_size = slice;
+		double read_start = clock_seconds();
 		struct iovec iov[2] = {
 			{ span, direct },
 			{ conn->read_buffer, read_size },
@@ -333,7 +372,11 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 			ev_timer_stop(loop, &conn->handshake_timer);
 		}
 		conn->dense = frames && (size_t)n / frames < DENSE_FRAME_BYTES;
-		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP)
+		double now_clock = clock_seconds();
+		double cost = (now_clock - read_start) / (double)n;
+		conn->cost_per_byte = conn->cost_per_byte > 0 ? conn->cost_per_byte * 0.75 + cost * 0.25 : cost;
+		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP ||
+		    now_clock - turn_start >= READ_SLICE_SECONDS)
 			break; /* the socket stays readable: the loop comes back after the others */
 		/* drained; TLS reads on until it says so (EAGAIN): it fills what it can */
 		if (!conn->tls && (size_t)n < direct + read_size)
