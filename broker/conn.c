@@ -33,8 +33,8 @@
  * stream's window updates waited. Each read is sized to what the connection's recent bytes
  * cost (time per byte, a moving average), so that a turn takes about READ_SLICE_SECONDS;
  * cheap bulk bytes still go in reads of up to the whole read area. */
-#define READ_SLICE_SECONDS 0.0002
-#define READ_SLICE_MIN (16u * 1024u) /* never smaller reads than this */
+#define READ_SLICE_SECONDS 0.0001
+#define READ_SLICE_MIN (4u * 1024u) /* never smaller reads than this */
 #define WRITE_IOV 64
 /* The socket reports writable only while fewer unsent bytes than this are queued in it.
  * Smaller keeps more frames in our scheduler, where an interactive stream can overtake a

@@ -46,7 +46,7 @@ struct attack_case {
 };
 
 /* A connection's turn on the broker's loop is bounded in time (conn.c, READ_SLICE_SECONDS):
- * while 1000 echo streams fill their windows, the canary waits for a slice of about 0.2 ms,
+ * while 1000 echo streams fill their windows, the canary waits for a slice of about 0.1 ms,
  * not for a whole 1 MiB read that cost 14 ms (its worst round trip was 38 ms then; 1-4 ms
  * now, also under make check -j2). */
 #define CANARY_RTT_BESIDE_COSTLY_INPUT 0.025
