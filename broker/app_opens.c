@@ -49,6 +49,10 @@ static void answer_failure(struct app_session *c, struct open_request *r, int er
 	}
 	if (error == WH_ETIMEOUT)
 		snprintf(why, sizeof why, "no connection to peer %.200s within the open's timeout", r->peer);
+	else if (error == WH_ELIMIT)
+		snprintf(why, sizeof why, "peer %.60s: no more streams for now (the connection's "
+			 "limit, or streams ending without data nearly as fast as its reset-rate "
+			 "allows: retry after a pause)", r->peer);
 	session_send_result(c, r->request_id, error, why[0] ? why : NULL);
 }
 

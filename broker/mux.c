@@ -61,6 +61,7 @@ struct mux_stream {
 	double last_update_time;
 	uint64_t budget_reserved;
 	bool peer_opened; /* the peer's HANDSHAKE made it: charged outside the local reserve */
+	bool data_planned; /* a DATA frame of ours is planned on it (reset-rate's view of it) */
 
 	size_t tx_planned; /* bytes of planned frames not yet written (and so not consumed) */
 	unsigned pending_frames;
@@ -123,6 +124,7 @@ struct mux {
 	uint64_t control_charged; /* control_out capacity above CONTROL_QUEUE_FREE, charged */
 	struct rate_bucket reset; /* rapid reset: streams the peer may still open for nothing */
 	struct rate_bucket pings; /* PINGs the peer may still send */
+	struct rate_bucket own_wasted; /* our count of what the peer's reset-rate counts of ours */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
 	struct mux_callbacks cb;
 	void *user;
@@ -157,6 +159,7 @@ struct mux {
 	bool closed, output_sealed, closed_notify_pending, dispatching;
 	bool going_away;     /* the peer said ERROR 505: we open no more streams here */
 	bool window_warned;  /* a window mismatch was logged at warn once for this connection */
+	bool own_reset_warned; /* our opens are held back (own_opens_allowed): said once */
 	bool draining;       /* we said it: the peer's new streams are refused with 505 */
 	int error;
 	STAILQ_HEAD(, mux_stream) notify_queue;
@@ -168,6 +171,7 @@ struct mux {
 
 static void stream_finish(struct mux_stream *s, int error);
 static void count_wasted_open(struct mux *mux, const char *what);
+static void count_own_wasted_open(struct mux *mux);
 
 /* ---- configuration and budgets ----------------------------------------------------- */
 
@@ -583,6 +587,8 @@ static void stream_reset_with(struct mux_stream *s, int error, uint32_t code, co
 	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u reset: %s (%s)", mux->config.id, mux->config.peer,
 		  s->id, wh_strerror(error), message);
 	send_error_frame(mux, s->id, code, message);
+	if (!s->peer_opened && !s->data_planned)
+		count_own_wasted_open(mux);
 	stream_finish(s, error);
 }
 
@@ -872,13 +878,18 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 	}
 }
 
+static double bucket_burst(double rate)
+{
+	return rate * BUCKET_BURST_SECONDS > 1 ? rate * BUCKET_BURST_SECONDS : 1;
+}
+
 /* Takes a token; false once the bucket is empty. A rate of 0 is no bound. */
 static bool bucket_take(struct rate_bucket *b, double rate, double now)
 {
 	if (rate <= 0)
 		return true;
-	double burst = rate * BUCKET_BURST_SECONDS > 1 ? rate * BUCKET_BURST_SECONDS : 1;
-	b->tokens += (now - b->refilled_at) * rate; /* a fresh bucket (refilled_at 0) is full */
+	double burst = bucket_burst(rate);
+	b->tokens += (now - b->refilled_at) * rate;
 	b->refilled_at = now;
 	if (b->tokens > burst)
 		b->tokens = burst;
@@ -924,6 +935,35 @@ static bool count_ping(struct mux *mux)
 	return false;
 }
 
+/* Our side of the peer's reset-rate. The peer counts the streams we open that end without our
+ * DATA (we close or reset them first, or it refuses them) and closes the whole connection
+ * once its bucket is empty, with every stream on it: an app of ours that retries an open
+ * without a pause would end the link for all the others. So we keep the same count of our
+ * own streams and stop opening new ones while our bucket is below OWN_RESET_MARGIN of its
+ * burst: the app gets WH_ELIMIT, the link lives. Opens already in flight when the bucket runs
+ * low still count at the peer, hence the margin. */
+#define OWN_RESET_MARGIN 0.2
+
+static void count_own_wasted_open(struct mux *mux)
+{
+	if (mux->config.reset_rate > 0)
+		(void)bucket_take(&mux->own_wasted, mux->config.reset_rate, mux->now);
+}
+
+static bool own_opens_allowed(struct mux *mux)
+{
+	double rate = mux->config.reset_rate;
+	if (rate <= 0)
+		return true;
+	double burst = bucket_burst(rate);
+	struct rate_bucket *b = &mux->own_wasted;
+	b->tokens += (mux->now - b->refilled_at) * rate;
+	b->refilled_at = mux->now;
+	if (b->tokens > burst)
+		b->tokens = burst;
+	return b->tokens >= burst * OWN_RESET_MARGIN;
+}
+
 static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
 				size_t length)
 {
@@ -948,6 +988,8 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 	if (code == FRAME_ERR_FLOW_CONTROL)
 		window_mismatch(mux, false);
 	count_empty_stream(mux, s);
+	if (!s->peer_opened && s->stats.frames_in == 0)
+		count_own_wasted_open(mux); /* refused, as the peer counts it (or ended as early) */
 	if (mux->closed)
 		return;
 	s->remote_code = code;
@@ -1178,6 +1220,8 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 			s->pending_frames++;
 			s->stats.frames_out++;
 			mux->stats.frames_out[FRAME_CLOSE]++;
+			if (!s->peer_opened && !s->data_planned)
+				count_own_wasted_open(mux);
 			stream_check_finished(s);
 		}
 		return 0;
@@ -1202,6 +1246,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 	f->payload_length = (uint32_t)n;
 	frame_encode_data_header(f->header, sizeof f->header, s->id, n);
 	s->tx_planned += n;
+	s->data_planned = true;
 	s->pending_frames++;
 	s->stats.frames_out++;
 	mux->stats.frames_out[FRAME_DATA]++;
@@ -1466,6 +1511,8 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 		mux->cb = *callbacks;
 	mux->user = user;
 	mux->next_local_id = client_role ? 1 : 2;
+	mux->reset.tokens = mux->own_wasted.tokens = bucket_burst(config->reset_rate); /* full */
+	mux->pings.tokens = bucket_burst(config->ping_rate);
 	LIST_INIT(&mux->all_streams);
 	TAILQ_INIT(&mux->ready);
 	STAILQ_INIT(&mux->accept_queue);
@@ -1573,6 +1620,12 @@ void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void
 
 /* ---- streams ----------------------------------------------------------------------- */
 
+void mux_set_now(struct mux *mux, double now)
+{
+	if (now > mux->now)
+		mux->now = now;
+}
+
 int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out)
 {
 	size_t length = service ? strnlen(service, SERVICE_NAME_MAX + 1) : 0;
@@ -1583,6 +1636,17 @@ int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **ou
 		return WH_EMUX_CLOSED;
 	if (mux->ids_exhausted)
 		return WH_ELIMIT; /* ids are never reused: this connection opens no more streams */
+	if (!own_opens_allowed(mux)) {
+		mux->stats.opens_held_back++;
+		if (!mux->own_reset_warned)
+			log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s our streams end without "
+				  "data faster than the peer's reset-rate (%.0f a second) allows: new opens "
+				  "fail with WH_ELIMIT until it recovers", mux->config.id, mux->config.peer,
+				  mux->config.reset_rate);
+		mux->own_reset_warned = true;
+		return WH_ELIMIT;
+	}
+	mux->own_reset_warned = false;
 	uint32_t id = mux->next_local_id;
 	struct mux_stream *s;
 	int error = stream_new(mux, id, service ? service : "", length, false, &s);

@@ -148,6 +148,7 @@ struct mux_callbacks {
 	X(streams_opened, TOTAL, NONE, "streams this side opened") \
 	X(streams_accepted, TOTAL, NONE, "streams the peer opened and this side took") \
 	X(streams_refused, TOTAL, NONE, "streams the peer opened and this side refused") \
+	X(opens_held_back, TOTAL, NONE, "opens refused here (WH_ELIMIT) so as not to pass the peer's reset-rate") \
 	X(dropped_frames, TOTAL, NONE, "frames for unknown or finished streams") \
 	X(early_frames, TOTAL, NONE, "DATA or CLOSE held until their HANDSHAKE came") \
 	X(malformed_frames, TOTAL, NONE, "frames that broke the protocol") \
@@ -234,9 +235,14 @@ void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void
 
 /* ---- streams ----------------------------------------------------------------------- */
 
+/* Tells the mux the caller's clock before a call that takes none (mux_open_stream, whose
+ * reset-rate bucket refills with time); the clock never moves back. */
+void mux_set_now(struct mux *mux, double now);
+
 /* Opens a stream: HANDSHAKE is queued with `service` (NULL or "" = the default service) and
- * data may be written at once. WH_EMUX_CLOSED, WH_ELIMIT (stream limit or budget),
- * WH_EINVAL (service longer than 255 bytes or with NUL), WH_ENOMEM. */
+ * data may be written at once. WH_EMUX_CLOSED, WH_ELIMIT (stream limit or budget, or our
+ * streams ended without data nearly as fast as the peer's reset-rate allows: see
+ * opens_held_back), WH_EINVAL (service longer than 255 bytes or with NUL), WH_ENOMEM. */
 int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out);
 /* The next stream waiting in the accept queue, or NULL. */
 struct mux_stream *mux_accept(struct mux *mux);

@@ -202,7 +202,9 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "streams a second a peer may start for nothing (rapid reset and its kin): opened and "
 	  "ended by it before any DATA, refused (no such service, no budget, not allowed), or sent "
 	  "DATA or CLOSE for but never opened; a burst of five seconds' worth; beyond it the "
-	  "connection is closed with a goodbye; 0: no bound" },
+	  "connection is closed with a goodbye. The broker counts its own apps' streams the same "
+	  "way and fails their opens (WH_ELIMIT) before a peer with the same rate would close the "
+	  "connection; 0: no bound" },
 	{ OPT_PING_RATE, "ping-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "50", "PINGs/s",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "PINGs a second a peer may send (a keep-alive needs one every few seconds), with a burst "

@@ -128,6 +128,7 @@ static void open_on(struct pool *pool, struct conn *conn, const char *service,
 		    pool_open_callback callback, void *user)
 {
 	struct mux_stream *stream;
+	mux_set_now(conn_mux(conn), ev_now(pool->loop));
 	int error = mux_open_stream(conn_mux(conn), service, &stream);
 	if (error == WH_OK)
 		pool->stats.total_streams++;

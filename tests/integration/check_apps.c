@@ -321,6 +321,47 @@ END_TEST
 /* Many small messages one way to an app that only reads: its consumption must reach the
  * sender as window credit although the reader never writes (the broker asks to hear of
  * reads only when they could make an update due). */
+/* An app that retries an open to a service the peer does not serve, without a pause, must
+ * not make the peer end the connection that every app's streams share (its reset-rate counts
+ * refused opens): broker B holds the app's opens back first (WH_ELIMIT), and a stream already
+ * on the connection goes on. reset-rate 10 on both: a burst of 50 at A, B stops below 10. */
+START_TEST(test_retry_loop_cannot_end_the_link)
+{
+	const char *const rate[] = { "--reset-rate", "10", NULL };
+	struct broker_pair p;
+	broker_pair_start(&p, rate, rate);
+	wh_client *client = app_attach(&p.b);
+	wh_stream *kept, *s;
+	ck_assert_int_eq(wh_open(client, "a", "echo", 10000, &kept), WH_OK);
+	ck_assert_int_eq(wh_write(kept, "before", 6), 6);
+	int refused = 0, error = WH_OK;
+	char buf[64];
+	while (refused < 500) {
+		error = wh_open(client, "a", "no-such-service", 10000, &s);
+		if (error != WH_OK)
+			break;
+		ck_assert_int_eq(wh_read(s, buf, sizeof buf), WH_ENO_SERVICE);
+		wh_close(s);
+		refused++;
+	}
+	ck_assert_int_eq(error, WH_ELIMIT);
+	ck_assert_int_le(refused, 45); /* A's bucket holds 50 */
+	ck_assert_ptr_nonnull(strstr(wh_client_errmsg(client), "reset-rate"));
+	/* the kept stream is on the same connection: it still carries bytes both ways */
+	size_t got = 0;
+	while (got < 6) {
+		long n = wh_read(kept, buf + got, sizeof buf - got);
+		ck_assert_int_gt(n, 0);
+		got += (size_t)n;
+	}
+	ck_assert_mem_eq(buf, "before", 6);
+	app_echo_check(kept, 256 * 1024, 7);
+	wh_close(kept);
+	wh_client_detach(client);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 START_TEST(test_one_way_trickle_keeps_flowing)
 {
 	struct broker_pair p;
@@ -1231,6 +1272,7 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_corrupted_ring_ends_one_stream);
 	tcase_add_test(tc, test_app_that_never_reads);
 	tcase_add_test(tc, test_one_way_trickle_keeps_flowing);
+	tcase_add_test(tc, test_retry_loop_cannot_end_the_link);
 	tcase_add_test(tc, test_malformed_control_message_ends_one_session);
 	tcase_add_test(tc, test_same_host_streams);
 	tcase_add_test(tc, test_released_stream_lingers_then_resets);

@@ -1214,6 +1214,67 @@ START_TEST(test_ping_flood_closes_connection)
 }
 END_TEST
 
+/* Our side of the peer's reset-rate: our streams that the peer refuses, or that we end before
+ * any DATA, count in a bucket of our own; below a fifth of its burst new opens fail here with
+ * WH_ELIMIT, before the peer's bucket is empty, so an app retrying an open without a pause
+ * gets an error and the connection (every other app's streams) lives. */
+START_TEST(test_own_opens_held_back_before_peer_rate)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 on each side; ours holds back below 10 */
+	config.accept_backlog = 1; /* the server takes one stream, then refuses */
+	struct link link;
+	link_open(&link, &config);
+	int opened = 0, error = WH_OK;
+	while (opened < 1000) {
+		struct mux_stream *c;
+		error = mux_open_stream(link.client, "svc", &c);
+		if (error != WH_OK)
+			break;
+		opened++;
+		pump(&link); /* the refusal comes back before the next try: a retry loop */
+	}
+	ck_assert_int_eq(error, WH_ELIMIT);
+	ck_assert_int_eq(opened, 1 + 41); /* one taken, 41 refused: 50 - 41 < 10 */
+	ck_assert_uint_eq(mux_stats(link.client)->opens_held_back, 1);
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 41);
+	/* a second later the bucket holds 19: opens go again */
+	link.now += 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *again;
+	ck_assert_int_eq(mux_open_stream(link.client, "svc", &again), WH_OK);
+	link_close(&link);
+
+	/* opened and closed before any DATA: the same count; with DATA: none (the server holds
+	 * them in its accept queue) */
+	config.accept_backlog = 1000;
+	link_open(&link, &config);
+	for (int i = 0; i < 100; i++) {
+		struct mux_stream *c;
+		ck_assert_int_eq(mux_open_stream(link.client, "echo", &c), WH_OK);
+		ck_assert_int_eq(mux_stream_write(c, "x", 1), 1);
+		mux_stream_close_write(c);
+		mux_stream_release(c);
+		pump(&link);
+	}
+	ck_assert_uint_eq(mux_stats(link.client)->opens_held_back, 0);
+	for (opened = 0; opened < 1000; opened++) {
+		struct mux_stream *c;
+		error = mux_open_stream(link.client, "echo", &c);
+		if (error != WH_OK)
+			break;
+		mux_stream_close_write(c);
+		mux_stream_release(c);
+		pump(&link);
+	}
+	ck_assert_int_eq(error, WH_ELIMIT);
+	ck_assert_int_eq(opened, 41);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
 START_TEST(test_rapid_reset_bound_can_be_off)
 {
 	struct mux_config config = test_config();
@@ -1608,6 +1669,7 @@ int main(void)
 	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
 	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
 	tcase_add_test(flow, test_ping_flood_closes_connection);
+	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
 	tcase_add_test(flow, test_budget_keeps_local_reserve);
