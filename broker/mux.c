@@ -883,16 +883,23 @@ static double bucket_burst(double rate)
 	return rate * BUCKET_BURST_SECONDS > 1 ? rate * BUCKET_BURST_SECONDS : 1;
 }
 
-/* Takes a token; false once the bucket is empty. A rate of 0 is no bound. */
-static bool bucket_take(struct rate_bucket *b, double rate, double now)
+/* Adds the tokens earned since the last refill, up to the burst; returns the burst. */
+static double bucket_refill(struct rate_bucket *b, double rate, double now)
 {
-	if (rate <= 0)
-		return true;
 	double burst = bucket_burst(rate);
 	b->tokens += (now - b->refilled_at) * rate;
 	b->refilled_at = now;
 	if (b->tokens > burst)
 		b->tokens = burst;
+	return burst;
+}
+
+/* Takes a token; false once the bucket is empty. A rate of 0 is no bound. */
+static bool bucket_take(struct rate_bucket *b, double rate, double now)
+{
+	if (rate <= 0)
+		return true;
+	bucket_refill(b, rate, now);
 	b->tokens -= 1;
 	return b->tokens >= 0;
 }
@@ -955,13 +962,8 @@ static bool own_opens_allowed(struct mux *mux)
 	double rate = mux->config.reset_rate;
 	if (rate <= 0)
 		return true;
-	double burst = bucket_burst(rate);
-	struct rate_bucket *b = &mux->own_wasted;
-	b->tokens += (mux->now - b->refilled_at) * rate;
-	b->refilled_at = mux->now;
-	if (b->tokens > burst)
-		b->tokens = burst;
-	return b->tokens >= burst * OWN_RESET_MARGIN;
+	double burst = bucket_refill(&mux->own_wasted, rate, mux->now);
+	return mux->own_wasted.tokens >= burst * OWN_RESET_MARGIN;
 }
 
 static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,

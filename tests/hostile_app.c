@@ -157,6 +157,14 @@ static int attach_with(struct doorbell *bell)
 	return fd;
 }
 
+/* Says "stream `slot` has news", as the library does: its bit, then the doorbell. */
+static void ring_doorbell(const struct doorbell *bell, uint32_t slot)
+{
+	uint64_t one = 1;
+	notify_ring(bell->notify, bell->slots, slot);
+	(void)!write(bell->fd, &one, sizeof one);
+}
+
 static int attach(void)
 {
 	return attach_with(NULL);
@@ -175,6 +183,22 @@ static bool request(int fd, struct attach_msg *req, struct attach_msg *reply, in
 		close_fds(fds);
 	}
 	return false;
+}
+
+/* Whether the session still answers (STATS), then ends it: unmaps the stream's segment and
+ * the doorbell's, closes the stream's descriptors, the doorbell and the session. */
+static bool served_then_ended(int fd, struct doorbell *bell, struct ring_segment *segment,
+			      size_t size, int fds[ATTACH_MAX_FDS])
+{
+	struct attach_msg stats = { .type = ATTACH_STATS }, reply;
+	int ignored[ATTACH_MAX_FDS];
+	bool alive = request(fd, &stats, &reply, ignored) && reply.type == ATTACH_STATS_REPLY;
+	munmap(segment, size);
+	munmap(bell->notify, bell->size);
+	close(bell->fd);
+	close_fds(fds);
+	close(fd);
+	return alive;
 }
 
 /* The broker still serves a fresh session: the offence was contained. */
@@ -375,9 +399,7 @@ static int damage_segment(int how)
 	struct ring_producer tx;
 	ring_producer_attach(&tx, segment, reply.ring_capacity, reply.tx_ring);
 	ring_producer_write(&tx, "hello", 5);
-	uint64_t one = 1;
-	notify_ring(bell.notify, bell.slots, reply.slot);
-	(void)!write(bell.fd, &one, sizeof one);
+	ring_doorbell(&bell, reply.slot);
 	/* the echo comes back: the broker has consumed what we wrote and produced as much */
 	unsigned rx_ring = reply.tx_ring ^ 1u;
 	double deadline = now() + 5;
@@ -388,20 +410,12 @@ static int damage_segment(int how)
 	else if (fallocate(fds[0], FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size) < 0)
 		return fail("cannot punch a hole in the segment");
 	/* ring the doorbell for that stream again, as the library would */
-	notify_ring(bell.notify, bell.slots, reply.slot);
-	(void)!write(bell.fd, &one, sizeof one);
+	ring_doorbell(&bell, reply.slot);
 	deadline = now() + 5;
 	while (atomic_load(&segment->rings[rx_ring].producer_state) != RING_FAILED && now() < deadline)
 		usleep(10000); /* polling a condition with a deadline */
 	bool ended = atomic_load(&segment->rings[rx_ring].producer_state) == RING_FAILED;
-	struct attach_msg stats = { .type = ATTACH_STATS };
-	int ignored[ATTACH_MAX_FDS];
-	bool alive = request(fd, &stats, &reply, ignored) && reply.type == ATTACH_STATS_REPLY;
-	munmap(segment, size);
-	munmap(bell.notify, bell.size);
-	close(bell.fd);
-	close_fds(fds);
-	close(fd);
+	bool alive = served_then_ended(fd, &bell, segment, size, fds);
 	if (!ended)
 		return fail("the broker did not end the stream whose ring was damaged");
 	if (!alive)
@@ -487,21 +501,13 @@ static int attack_stream_fd(void)
 	ring_consumer_attach(&rx, segment, reply.ring_capacity, reply.tx_ring ^ 1u);
 	ring_consumer_prepare_wait(&rx);
 	ring_producer_write(&tx, "hello", 5);
-	uint64_t one = 1;
-	notify_ring(bell.notify, bell.slots, reply.slot);
-	(void)!write(bell.fd, &one, sizeof one);
+	ring_doorbell(&bell, reply.slot);
 	struct pollfd pfd = { last, POLLIN, 0 };
 	bool told = poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN);
 	char byte;
 	told = told && read(last, &byte, 1) == 1;
-	struct attach_msg stats = { .type = ATTACH_STATS };
-	int ignored[ATTACH_MAX_FDS];
-	bool alive = request(fd, &stats, &reply, ignored) && reply.type == ATTACH_STATS_REPLY;
-	munmap(segment, size);
-	munmap(bell.notify, bell.size);
-	close(bell.fd);
-	close_fds(fds);
-	close(fd); /* the session ends: the broker lets go of the stream and of its pipe */
+	/* the session ends: the broker lets go of the stream and of its pipe */
+	bool alive = served_then_ended(fd, &bell, segment, size, fds);
 	bool let_go = hangs_up(last, 5000);
 	close(last);
 	if (!told)

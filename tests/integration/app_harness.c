@@ -41,6 +41,16 @@ wh_client *app_attach(const struct process *broker)
 	return client;
 }
 
+void app_read_exactly(wh_stream *s, void *buffer, size_t size)
+{
+	size_t got = 0;
+	while (got < size) {
+		long n = wh_read(s, (char *)buffer + got, size - got);
+		ck_assert_msg(n > 0, "read: %s", n ? wh_strerror((int)n) : "end of stream");
+		got += (size_t)n;
+	}
+}
+
 /* Sends size pattern bytes, half-closes, reads the echo back and checks every byte. */
 void app_echo_check(wh_stream *s, size_t size, unsigned seed)
 {

@@ -21,6 +21,9 @@ void broker_pair_stop(struct broker_pair *pair);
 /* Attaches to the broker's socket, retrying (bounded) while it comes up; fails the test if
  * it cannot. */
 wh_client *app_attach(const struct process *broker);
+/* Reads exactly size bytes into buffer with blocking reads; fails the test on an error or an
+ * early end of stream. */
+void app_read_exactly(wh_stream *s, void *buffer, size_t size);
 /* Sends size pattern bytes (seed), half-closes, reads the echo back and checks every byte,
  * then that the stream ended cleanly. Fails the test otherwise (60 s bound; 240 s in sanitizer
  * builds). */

@@ -95,12 +95,7 @@ START_TEST(test_half_close_and_errors)
 	ck_assert_int_eq(wh_shutdown(s), WH_ESTREAM_CLOSED);
 	ck_assert_int_eq(wh_write(s, "x", 1), WH_ESTREAM_CLOSED);
 	char buf[16];
-	size_t got = 0;
-	while (got < 5) {
-		long n = wh_read(s, buf + got, sizeof buf - got);
-		ck_assert_int_gt(n, 0);
-		got += (size_t)n;
-	}
+	app_read_exactly(s, buf, 5);
 	ck_assert_mem_eq(buf, "hello", 5);
 	ck_assert_int_eq(wh_read(s, buf, sizeof buf), 0); /* every byte, then end of stream */
 	wh_close(s);
@@ -348,12 +343,7 @@ START_TEST(test_retry_loop_cannot_end_the_link)
 	ck_assert_int_le(refused, 45); /* A's bucket holds 50 */
 	ck_assert_ptr_nonnull(strstr(wh_client_errmsg(client), "reset-rate"));
 	/* the kept stream is on the same connection: it still carries bytes both ways */
-	size_t got = 0;
-	while (got < 6) {
-		long n = wh_read(kept, buf + got, sizeof buf - got);
-		ck_assert_int_gt(n, 0);
-		got += (size_t)n;
-	}
+	app_read_exactly(kept, buf, 6);
 	ck_assert_mem_eq(buf, "before", 6);
 	app_echo_check(kept, 256 * 1024, 7);
 	wh_close(kept);
@@ -1113,12 +1103,7 @@ static void blocking_echo_check(wh_stream *s, size_t size, unsigned seed)
 		out[i] = harness_pattern(seed, i);
 	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 10000000000ll), WH_OK);
 	ck_assert_int_eq(wh_write(s, out, size), (long)size);
-	size_t got = 0;
-	while (got < size) {
-		long n = wh_read(s, in + got, size - got);
-		ck_assert_msg(n > 0, "read: %s", wh_strerror((int)n));
-		got += (size_t)n;
-	}
+	app_read_exactly(s, in, size);
 	ck_assert_mem_eq(in, out, size);
 	ck_assert_int_eq(wh_set_read_deadline(s, 0), WH_OK);
 }

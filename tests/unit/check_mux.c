@@ -1060,6 +1060,16 @@ static uint32_t goodbye_code(struct mux *mux, char *message, size_t length)
 	return 0;
 }
 
+/* The mux is closed with `error` and left a goodbye (ERROR 505) saying `message`. */
+static void assert_closed_with_goodbye(struct mux *mux, int error, const char *message)
+{
+	ck_assert(mux_is_closed(mux));
+	ck_assert_int_eq(mux_error(mux), error);
+	char said[64];
+	ck_assert_uint_eq(goodbye_code(mux, said, sizeof said), FRAME_ERR_GOING_AWAY);
+	ck_assert_str_eq(said, message);
+}
+
 /* HANDSHAKE then CLOSE (or ERROR) with no DATA: a bucket of reset_rate a second holding five
  * seconds' worth; the first stream beyond it ends the connection with a goodbye. Streams
  * that carried DATA are not counted, and the bucket refills with time. */
@@ -1098,12 +1108,8 @@ START_TEST(test_rapid_reset_closes_connection)
 	ck_assert(!mux_is_closed(link.server));
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
 	inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
-	ck_assert(mux_is_closed(link.server));
-	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many streams opened and ended without data");
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 61);
-	char message[64];
-	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
-	ck_assert_str_eq(message, "too many streams opened and ended without data");
 	/* bytes after the goodbye are not acted on */
 	id += 2;
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
@@ -1130,12 +1136,8 @@ START_TEST(test_refused_opens_count_as_rapid_reset)
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
 	/* a bad service name is a refusal too: the 51st, one too many */
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "a\0b", 3));
-	ck_assert(mux_is_closed(link.server));
-	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many streams opened and ended without data");
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 51);
-	char message[64];
-	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
-	ck_assert_str_eq(message, "too many streams opened and ended without data");
 	link_close(&link);
 }
 END_TEST
@@ -1201,11 +1203,7 @@ START_TEST(test_ping_flood_closes_connection)
 		inject(&link, frame, frame_encode_ping(frame, sizeof frame, id));
 	ck_assert(!mux_is_closed(link.server));
 	inject(&link, frame, frame_encode_ping(frame, sizeof frame, id++));
-	ck_assert(mux_is_closed(link.server));
-	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
-	char message[64];
-	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
-	ck_assert_str_eq(message, "too many PINGs");
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many PINGs");
 	inject(&link, frame, frame_encode_ping(frame, sizeof frame, id++));
 	struct written out;
 	collect_output(link.server, &out);
@@ -1330,11 +1328,7 @@ START_TEST(test_idle_accepted_connection_closed)
 	ck_assert(!mux_is_closed(link.server));
 	link.now += 1;
 	mux_timer(link.server, link.now);
-	ck_assert(mux_is_closed(link.server));
-	ck_assert_int_eq(mux_error(link.server), WH_ETIMEOUT);
-	char message[64];
-	ck_assert_uint_eq(goodbye_code(link.server, message, sizeof message), FRAME_ERR_GOING_AWAY);
-	ck_assert_str_eq(message, "idle: no stream for the idle timeout");
+	assert_closed_with_goodbye(link.server, WH_ETIMEOUT, "idle: no stream for the idle timeout");
 	/* the client side of the same config never closes for idleness */
 	link.now += 10000;
 	mux_timer(link.client, link.now);
