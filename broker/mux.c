@@ -1688,6 +1688,37 @@ void mux_stream_set_handler(struct mux_stream *s, mux_stream_handler handler, vo
 		stream_notify(s, EVENT_ERROR);
 }
 
+/* The loop-back io (mux_stream_loop_back): the receive store is the send source too. Bytes
+ * leave the store only once they are written back, and only then does the peer's window
+ * reopen: a peer that sends but does not read holds one window here, not a window and as
+ * much again of answers, and no byte is copied on its way back. */
+static int loop_back_tx_peek(void *ctx, size_t offset, struct iovec iov[2])
+{
+	return bytebuf_peek(&((struct mux_stream *)ctx)->rx, offset, iov);
+}
+static void loop_back_tx_consume(void *ctx, size_t n)
+{
+	struct mux_stream *s = ctx;
+	bytebuf_consume(&s->rx, n);
+	stream_consumed(s, n); /* a WINDOW_UPDATE joins the control queue: no output is planned here */
+}
+
+static const struct mux_stream_io loop_back_io = {
+	.rx_reserve = builtin_rx_reserve,
+	.rx_commit = builtin_rx_commit,
+	.rx_capacity = builtin_rx_capacity,
+	.tx_peek = loop_back_tx_peek,
+	.tx_consume = loop_back_tx_consume,
+	.release = NULL,
+};
+
+void mux_stream_loop_back(struct mux_stream *s)
+{
+	mux_stream_set_io(s, &loop_back_io, s);
+	if (bytebuf_length(&s->rx))
+		mux_stream_kick(s); /* bytes that came before (held DATA) go back now */
+}
+
 void mux_stream_set_io(struct mux_stream *s, const struct mux_stream_io *io, void *ctx)
 {
 	if (s->io == &builtin_io && io != &builtin_io && bytebuf_length(&s->tx) == 0) {
@@ -1805,9 +1836,11 @@ void mux_stream_release(struct mux_stream *s)
 	s->handler = NULL;
 	if (!s->write_closed && !s->finished)
 		mux_stream_close_write(s);
-	size_t held = bytebuf_length(&s->rx);
-	bytebuf_consume(&s->rx, held);
-	stream_consumed(s, held);
+	if (s->io != &loop_back_io) { /* a loop-back stream's store is what it still sends */
+		size_t held = bytebuf_length(&s->rx);
+		bytebuf_consume(&s->rx, held);
+		stream_consumed(s, held);
+	}
 	/* A peer that never closes (the reference can lose its CLOSE, WIRE-NOTES weakness 2) or
 	 * never grants credit for our last bytes would keep the stream forever: bound it. */
 	if (!s->finished && !s->in_linger && mux->config.release_linger > 0 && !mux->closed) {

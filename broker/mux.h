@@ -251,6 +251,15 @@ void mux_stream_set_handler(struct mux_stream *stream, mux_stream_handler handle
 /* Replaces the built-in io (before any byte moved). */
 void mux_stream_set_io(struct mux_stream *stream, const struct mux_stream_io *io, void *ctx);
 
+/* The stream sends back what it receives, straight from its receive store (the echo
+ * service): nothing is copied, and the peer's window reopens only as bytes go back out, so a
+ * peer that does not read what comes back holds one window of the broker's memory, no more.
+ * Call it where an io is set (before any byte moved, or with only held DATA received). The
+ * owner then reads and writes nothing; it kicks the stream on READABLE (mux_stream_kick), and
+ * on EOF closes its write side and may release the stream at once: the CLOSE follows the
+ * last byte back. */
+void mux_stream_loop_back(struct mux_stream *stream);
+
 /* Built-in io. write: bytes queued (> 0), WH_EWOULDBLOCK when the send buffer is full,
  * WH_ESTREAM_CLOSED after close_write, or the stream's error. read: bytes read (> 0), 0 at
  * EOF, WH_EWOULDBLOCK when nothing is held yet, or the stream's error. */

@@ -9,28 +9,22 @@
 
 #define SERVICE_CHUNK 65536
 
-/* Moves what fits from the receive side to the send side; closes after EOF. Bytes are never
- * held outside the stream's own buffers, so a slow peer only stops the window. */
+/* The stream loops back (mux_stream_loop_back): the handler only tells the mux that bytes
+ * came and, after the peer's CLOSE, closes too. A peer that does not read the answers stops
+ * its own window: the broker holds its window's worth, once. */
 static void echo_handler(struct mux_stream *stream, enum mux_stream_event event, void *user)
 {
-	uint8_t buffer[SERVICE_CHUNK];
 	(void)user;
-	if (event == MUX_STREAM_ERROR) {
+	switch (event) {
+	case MUX_STREAM_READABLE:
+		mux_stream_kick(stream);
+		return;
+	case MUX_STREAM_WRITABLE:
+		return;
+	case MUX_STREAM_EOF: /* the CLOSE follows what is still to go back */
+	case MUX_STREAM_ERROR:
 		mux_stream_release(stream);
 		return;
-	}
-	for (;;) {
-		size_t room = mux_stream_write_room(stream);
-		if (room == 0)
-			return; /* WRITABLE will call again */
-		long n = mux_stream_read(stream, buffer, room < sizeof buffer ? room : sizeof buffer);
-		if (n == WH_EWOULDBLOCK)
-			return;
-		if (n <= 0) { /* EOF, or an error: we are done either way */
-			mux_stream_release(stream);
-			return;
-		}
-		mux_stream_write(stream, buffer, (size_t)n);
 	}
 }
 
@@ -59,8 +53,10 @@ bool services_exists(const char *name)
 
 int services_attach(struct mux_stream *stream, const char *service)
 {
-	if (strcmp(service, "echo") == 0)
+	if (strcmp(service, "echo") == 0) {
+		mux_stream_loop_back(stream);
 		mux_stream_set_handler(stream, echo_handler, NULL);
+	}
 	else if (strcmp(service, "discard") == 0)
 		mux_stream_set_handler(stream, discard_handler, NULL);
 	else

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "mux.h"
+#include "services.h"
 
 /* ---- the in-memory link ------------------------------------------------------------- */
 
@@ -201,6 +202,17 @@ static bool echo_step(struct echo *e)
 	return progress;
 }
 
+/* Every byte came back, checked, then EOF, and the stream ended cleanly: released. */
+static void sender_assert_echoed(struct sender *c, unsigned index)
+{
+	ck_assert_msg(c->eof, "stream %u: no EOF (%zu of %zu back)", index, c->received, c->size);
+	ck_assert_uint_eq(c->received, c->size);
+	ck_assert(!c->mismatch);
+	ck_assert(mux_stream_is_finished(c->stream));
+	ck_assert_int_eq(mux_stream_error(c->stream), WH_OK);
+	mux_stream_release(c->stream);
+}
+
 /* Opens n streams, echoes them all, checks every byte; partial writes on the wire. */
 static void run_echo(unsigned n, size_t max_size, bool partial)
 {
@@ -236,13 +248,7 @@ static void run_echo(unsigned n, size_t max_size, bool partial)
 			break;
 	}
 	for (unsigned i = 0; i < n; i++) {
-		ck_assert_msg(senders[i].eof, "stream %u: no EOF (%zu of %zu back)", i,
-			      senders[i].received, senders[i].size);
-		ck_assert_uint_eq(senders[i].received, senders[i].size);
-		ck_assert(!senders[i].mismatch);
-		ck_assert(mux_stream_is_finished(senders[i].stream));
-		ck_assert_int_eq(mux_stream_error(senders[i].stream), WH_OK);
-		mux_stream_release(senders[i].stream);
+		sender_assert_echoed(&senders[i], i);
 		mux_stream_release(echoes[i].stream);
 	}
 	ck_assert_uint_eq(accepted, n);
@@ -269,6 +275,110 @@ END_TEST
 START_TEST(test_echo_empty_streams)
 {
 	run_echo(50, 0, true);
+}
+END_TEST
+
+/* ---- the built-in echo: it sends back from its receive store ---------------------------- */
+
+static int incoming_builtin(struct mux *mux, struct mux_stream *s, const char *service, void *user)
+{
+	(void)mux;
+	(void)user;
+	return services_attach(s, service);
+}
+
+static const struct mux_callbacks builtin_callbacks = { .on_incoming = incoming_builtin,
+							.on_closed = on_closed,
+							.on_timer_changed = on_timer_changed };
+
+/* A link whose server answers with the built-in services, its streams charged to `budget`. */
+static void link_open_builtin(struct link *link, const struct mux_config *config,
+			      struct mux_budget *budget)
+{
+	link_open(link, config);
+	mux_free(link->server);
+	link->server = mux_new(false, config, budget, &builtin_callbacks, link);
+	ck_assert_ptr_nonnull(link->server);
+}
+
+/* Events the mux defers (planned output) reach the echo from its timer. */
+static void pump_builtin(struct link *link)
+{
+	pump(link);
+	mux_timer(link->server, link->now);
+	pump(link);
+}
+
+START_TEST(test_builtin_echo_returns_every_byte)
+{
+	struct mux_config config = test_config();
+	struct mux_budget budget = { .limit = 1u << 30 };
+	struct link link;
+	link_open_builtin(&link, &config, &budget);
+	link.partial_writes = true;
+	enum { STREAMS = 40 };
+	struct sender senders[STREAMS] = { 0 };
+	unsigned seed = 7;
+	for (unsigned i = 0; i < STREAMS; i++) {
+		ck_assert_int_eq(mux_open_stream(link.client, "echo", &senders[i].stream), WH_OK);
+		senders[i].seed = i + 100;
+		/* some empty, most beyond two windows: the window turns over many times */
+		senders[i].size = i % 8 == 0 ? 0 : (size_t)rand_r(&seed) % (3u << 20);
+	}
+	for (int round = 0; round < 100000; round++) {
+		bool progress = false;
+		for (unsigned i = 0; i < STREAMS; i++)
+			progress |= sender_step(&senders[i]);
+		pump_builtin(&link);
+		if (!progress)
+			break;
+	}
+	for (unsigned i = 0; i < STREAMS; i++)
+		sender_assert_echoed(&senders[i], i);
+	pump_builtin(&link);
+	ck_assert_uint_eq(mux_num_streams(link.server), 0); /* each echo released itself */
+	ck_assert_uint_eq(budget.used, 0);
+	link_close(&link);
+}
+END_TEST
+
+/* A peer that sends to echo and never reads the answers holds one window of the broker's
+ * memory: what came back fills its own window, the rest waits in the echo's receive store,
+ * and that store's window opens no further. (An echo that copied into a send buffer held a
+ * window and a send buffer, and took a third window's worth.) Then the peer reads: every
+ * byte comes back, checked, and the budget is whole again. */
+START_TEST(test_builtin_echo_holds_one_window_for_a_peer_that_does_not_read)
+{
+	struct mux_config config = test_config();
+	struct mux_budget budget = { .limit = 1u << 30 };
+	struct link link;
+	link_open_builtin(&link, &config, &budget);
+	struct sender c = { .seed = 9, .size = 8u << 20 };
+	ck_assert_int_eq(mux_open_stream(link.client, "echo", &c.stream), WH_OK);
+	uint8_t buffer[65536];
+	for (int round = 0; round < 100; round++) { /* write only */
+		for (size_t i = 0; i < sizeof buffer; i++)
+			buffer[i] = pattern(c.seed, c.sent + i);
+		long wrote = mux_stream_write(c.stream, buffer, sizeof buffer);
+		if (wrote > 0)
+			c.sent += (size_t)wrote;
+		pump_builtin(&link);
+	}
+	const struct mux_stats *server = mux_stats(link.server);
+	size_t window = config.window_size;
+	ck_assert_uint_eq(server->data_bytes_out, window);    /* the client's window, full */
+	ck_assert_uint_eq(server->data_bytes_in, 2 * window); /* and one window held here */
+	ck_assert_uint_eq(budget.used, window);               /* no send buffer beside it */
+	/* now it reads: all of it comes back, in order */
+	for (int round = 0; round < 100000 && !c.eof; round++) {
+		sender_step(&c);
+		pump_builtin(&link);
+	}
+	sender_assert_echoed(&c, 0);
+	pump_builtin(&link);
+	ck_assert_uint_eq(mux_num_streams(link.server), 0);
+	ck_assert_uint_eq(budget.used, 0);
+	link_close(&link);
 }
 END_TEST
 
@@ -1628,6 +1738,8 @@ int main(void)
 	tcase_add_test(data, test_echo_one_large_stream);
 	tcase_add_test(data, test_echo_many_streams_partial_writes);
 	tcase_add_test(data, test_echo_empty_streams);
+	tcase_add_test(data, test_builtin_echo_returns_every_byte);
+	tcase_add_test(data, test_builtin_echo_holds_one_window_for_a_peer_that_does_not_read);
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
 	suite_add_tcase(suite, data);
