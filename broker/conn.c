@@ -32,7 +32,9 @@
  * every read of 1 MiB cost 14 ms, during which no other connection was read and a bulk
  * stream's window updates waited. Each read is sized to what the connection's recent bytes
  * cost (time per byte, a moving average), so that a turn takes about READ_SLICE_SECONDS;
- * cheap bulk bytes still go in reads of up to the whole read area. */
+ * the bytes of a turn are counted over both parts of each read (the payload read straight
+ * into a stream's store and what lands in the read area after it), or a turn ran to two or
+ * three slices. Cheap bulk bytes still go in reads of up to the whole read area. */
 #define READ_SLICE_SECONDS 0.0001
 #define READ_SLICE_MIN (4u * 1024u) /* never smaller reads than this */
 #define WRITE_IOV 64
@@ -308,16 +310,17 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	uint64_t frames_start = frames_in(conn->mux);
 	double turn_start = clock_seconds();
+	/* the turn's bytes, over both parts of every read (TLS decrypts whole records) */
+	size_t turn_bytes = conn->tls ? SIZE_MAX : read_slice_bytes(conn);
 	for (size_t total = 0; total < READ_BYTES_PER_WAKEUP && !mux_is_closed(conn->mux);) {
 		uint8_t *span;
 		size_t direct = mux_input_direct_span(conn->mux, &span);
 		size_t read_size = conn->dense && conn->read_size > DENSE_READ_SIZE ? DENSE_READ_SIZE
 										    : conn->read_size;
-		size_t slice = conn->tls ? SIZE_MAX : read_slice_bytes(conn);
-		if (direct > slice)
-			direct = slice; /* the rest of the payload comes in the next read */
-		if (read_size > slice)
-			read_size = slice;
+		if (direct > turn_bytes)
+			direct = turn_bytes; /* the rest of the payload comes in the next read */
+		if (read_size > turn_bytes - direct)
+			read_size = turn_bytes - direct;
 		double read_start = clock_seconds();
 		struct iovec iov[2] = {
 			{ span, direct },
@@ -375,8 +378,10 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		double now_clock = clock_seconds();
 		double cost = (now_clock - read_start) / (double)n;
 		conn->cost_per_byte = conn->cost_per_byte > 0 ? conn->cost_per_byte * 0.75 + cost * 0.25 : cost;
+		if (turn_bytes != SIZE_MAX)
+			turn_bytes -= (size_t)n;
 		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP ||
-		    now_clock - turn_start >= READ_SLICE_SECONDS)
+		    now_clock - turn_start >= READ_SLICE_SECONDS || turn_bytes == 0)
 			break; /* the socket stays readable: the loop comes back after the others */
 		/* drained; TLS reads on until it says so (EAGAIN): it fills what it can */
 		if (!conn->tls && (size_t)n < direct + read_size)
