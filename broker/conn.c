@@ -77,6 +77,8 @@ struct conn {
 	size_t tls_retry;          /* a write that could not finish: its length, to repeat */
 	bool tls_retry_staged;     /* ... and whether it came from tls_out */
 	ev_timer handshake_timer;  /* TLS done and a first frame in, or the connection ends */
+	ev_timer resume_timer;     /* reading paused (store-rate): when it goes on */
+	bool pause_logged;         /* the first pause was logged; the rest are counted */
 	bool awaiting_first_frame; /* accepted: no complete frame from the peer yet */
 	void (*on_ready)(struct conn *conn, void *user);
 	char identity[256];        /* the peer's name from its certificate */
@@ -300,6 +302,29 @@ static size_t read_slice_bytes(const struct conn *conn)
 	return bytes > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)bytes;
 }
 
+/* The peer filled the broker's own stores faster than store-rate (mux_input_pause): its
+ * socket is left unread for `seconds`, TCP holds the rest back, the other connections run. */
+static void conn_pause_reading(struct conn *conn, double seconds)
+{
+	if (!conn->pause_logged) {
+		conn->pause_logged = true;
+		log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s fills the broker's stores faster "
+			  "than store-rate: reading paused (counted in input_pauses from now on)",
+			  mux_id(conn->mux), mux_peer(conn->mux));
+	}
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_timer_set(&conn->resume_timer, seconds > 0 ? seconds : 0.0, 0.0);
+	ev_timer_start(conn->loop, &conn->resume_timer);
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *conn = w->data;
+	(void)revents;
+	if (!conn->closing && !mux_is_closed(conn->mux))
+		ev_io_start(loop, &conn->read_watcher);
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *conn = w->data;
@@ -380,6 +405,11 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		conn->cost_per_byte = conn->cost_per_byte > 0 ? conn->cost_per_byte * 0.75 + cost * 0.25 : cost;
 		if (turn_bytes != SIZE_MAX)
 			turn_bytes -= (size_t)n;
+		double resume_at = mux_input_pause(conn->mux);
+		if (resume_at > 0) {
+			conn_pause_reading(conn, resume_at - now);
+			return;
+		}
 		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP ||
 		    now_clock - turn_start >= READ_SLICE_SECONDS || turn_bytes == 0)
 			break; /* the socket stays readable: the loop comes back after the others */
@@ -418,6 +448,7 @@ static void conn_teardown(struct conn *conn)
 	ev_prepare_stop(conn->loop, &conn->flush_watcher);
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
 	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	ev_timer_stop(conn->loop, &conn->resume_timer);
 	if (conn->tls && !conn->handshaking && !conn->fd_closed && conn->close_error != WH_ETLS)
 		tls_shutdown(conn->tls);
 	if (!conn->fd_closed) {
@@ -622,8 +653,9 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 	ev_prepare_init(&conn->flush_watcher, on_flush);
 	ev_timer_init(&conn->keepalive_timer, on_keepalive, 0.0, 0.0);
 	ev_timer_init(&conn->handshake_timer, on_handshake_timeout, 0.0, 0.0);
+	ev_timer_init(&conn->resume_timer, on_resume, 0.0, 0.0);
 	conn->read_watcher.data = conn->write_watcher.data = conn->flush_watcher.data = conn;
-	conn->keepalive_timer.data = conn->handshake_timer.data = conn;
+	conn->keepalive_timer.data = conn->handshake_timer.data = conn->resume_timer.data = conn;
 	ev_io_start(loop, &conn->read_watcher);
 	conn_rearm_timer(conn);
 	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s%s", mux_id(conn->mux),
@@ -652,6 +684,7 @@ void conn_free(struct conn *conn)
 	ev_prepare_stop(conn->loop, &conn->flush_watcher);
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
 	ev_timer_stop(conn->loop, &conn->handshake_timer);
+	ev_timer_stop(conn->loop, &conn->resume_timer);
 	tls_session_free(conn->tls);
 	free(conn->tls_out);
 	if (!conn->fd_closed)

@@ -125,6 +125,7 @@ struct mux {
 	struct rate_bucket reset; /* rapid reset: streams the peer may still open for nothing */
 	struct rate_bucket pings; /* PINGs the peer may still send */
 	struct rate_bucket own_wasted; /* our count of what the peer's reset-rate counts of ours */
+	struct rate_bucket stored; /* bytes the peer may still add to our own stores (store_rate) */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
 	struct mux_callbacks cb;
 	void *user;
@@ -170,6 +171,8 @@ struct mux {
 };
 
 static void stream_finish(struct mux_stream *s, int error);
+static void store_charge(struct mux *mux, size_t n);
+static void store_refund(struct mux *mux, size_t n);
 static void count_wasted_open(struct mux *mux, const char *what);
 static void count_own_wasted_open(struct mux *mux);
 
@@ -192,6 +195,7 @@ void mux_config_default(struct mux_config *config)
 		.control_queue_limit = 4u * 1024u * 1024u,
 		.reset_rate = 200.0,
 		.ping_rate = 50.0,
+		.store_rate = 8.0 * 1024 * 1024,
 		.idle_timeout = 0.0,
 	};
 }
@@ -317,6 +321,7 @@ static void stream_destroy(struct mux_stream *s)
 	}
 	if (s->io && s->io->release)
 		s->io->release(s->io_ctx);
+	store_refund(mux, bytebuf_length(&s->rx));
 	bytebuf_free(&s->rx);
 	bytebuf_free(&s->tx);
 	free(s->remote_message);
@@ -462,7 +467,9 @@ static long builtin_rx_reserve(void *ctx, size_t want, uint8_t **span)
 }
 static int builtin_rx_commit(void *ctx, size_t n)
 {
-	bytebuf_commit(&((struct mux_stream *)ctx)->rx, n);
+	struct mux_stream *s = ctx;
+	bytebuf_commit(&s->rx, n);
+	store_charge(s->mux, n);
 	return WH_OK;
 }
 static size_t builtin_rx_capacity(void *ctx)
@@ -883,14 +890,20 @@ static double bucket_burst(double rate)
 	return rate * BUCKET_BURST_SECONDS > 1 ? rate * BUCKET_BURST_SECONDS : 1;
 }
 
-/* Adds the tokens earned since the last refill, up to the burst; returns the burst. */
-static double bucket_refill(struct rate_bucket *b, double rate, double now)
+/* Adds the tokens earned since the last refill, up to `burst`. */
+static void bucket_refill_to(struct rate_bucket *b, double rate, double burst, double now)
 {
-	double burst = bucket_burst(rate);
 	b->tokens += (now - b->refilled_at) * rate;
 	b->refilled_at = now;
 	if (b->tokens > burst)
 		b->tokens = burst;
+}
+
+/* The same, up to the usual burst; returns the burst. */
+static double bucket_refill(struct rate_bucket *b, double rate, double now)
+{
+	double burst = bucket_burst(rate);
+	bucket_refill_to(b, rate, burst, now);
 	return burst;
 }
 
@@ -902,6 +915,49 @@ static bool bucket_take(struct rate_bucket *b, double rate, double now)
 	bucket_refill(b, rate, now);
 	b->tokens -= 1;
 	return b->tokens >= 0;
+}
+
+/* What a peer makes us hold in our own stores (built-in services' receive stores) costs us
+ * memory we must first touch: a peer that fills 1000 echo windows and never reads the
+ * answers makes the broker take in 256 MiB, within its budget share, and on a VM each new
+ * page is a fault of 15-28 us: seconds of the broker's time, taken from every other
+ * connection. The budget bounds how much; store_rate bounds how fast: growth is taken from a
+ * bucket of store_rate bytes a second (a burst of STORE_BURST_SECONDS' worth) and bytes that
+ * leave the store (read, sent back, released) are given back, so bytes that pass through
+ * cost nothing. Once the bucket is empty the driver stops reading this peer until it has
+ * refilled (mux_input_pause): the peer's own connection waits, no other. */
+#define STORE_BURST_SECONDS 2.0
+
+static void store_charge(struct mux *mux, size_t n)
+{
+	double rate = mux->config.store_rate;
+	if (rate <= 0)
+		return;
+	/* refilled up to now first: what the bucket earned before this charge, not after */
+	bucket_refill_to(&mux->stored, rate, rate * STORE_BURST_SECONDS, mux->now);
+	mux->stored.tokens -= (double)n;
+}
+
+static void store_refund(struct mux *mux, size_t n)
+{
+	double burst = mux->config.store_rate * STORE_BURST_SECONDS;
+	if (mux->config.store_rate <= 0 || n == 0)
+		return;
+	mux->stored.tokens += (double)n;
+	if (mux->stored.tokens > burst)
+		mux->stored.tokens = burst;
+}
+
+double mux_input_pause(struct mux *mux)
+{
+	double rate = mux->config.store_rate;
+	if (rate <= 0 || mux->closed)
+		return 0;
+	bucket_refill_to(&mux->stored, rate, rate * STORE_BURST_SECONDS, mux->now);
+	if (mux->stored.tokens >= 0)
+		return 0;
+	mux->stats.input_pauses++;
+	return mux->now + -mux->stored.tokens / rate;
 }
 
 /* Rapid reset (the shape of CVE-2023-44487), widened: a stream the peer starts and that ends
@@ -1515,6 +1571,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	mux->next_local_id = client_role ? 1 : 2;
 	mux->reset.tokens = mux->own_wasted.tokens = bucket_burst(config->reset_rate); /* full */
 	mux->pings.tokens = bucket_burst(config->ping_rate);
+	mux->stored.tokens = config->store_rate * STORE_BURST_SECONDS;
 	LIST_INIT(&mux->all_streams);
 	TAILQ_INIT(&mux->ready);
 	STAILQ_INIT(&mux->accept_queue);
@@ -1700,6 +1757,7 @@ static void loop_back_tx_consume(void *ctx, size_t n)
 {
 	struct mux_stream *s = ctx;
 	bytebuf_consume(&s->rx, n);
+	store_refund(s->mux, n);
 	stream_consumed(s, n); /* a WINDOW_UPDATE joins the control queue: no output is planned here */
 }
 
@@ -1757,6 +1815,7 @@ long mux_stream_write(struct mux_stream *s, const void *data, size_t length)
 long mux_stream_read(struct mux_stream *s, void *data, size_t length)
 {
 	size_t n = bytebuf_read(&s->rx, data, length);
+	store_refund(s->mux, n);
 	if (n > 0) {
 		stream_consumed(s, n);
 		return (long)n;
@@ -1839,6 +1898,7 @@ void mux_stream_release(struct mux_stream *s)
 	if (s->io != &loop_back_io) { /* a loop-back stream's store is what it still sends */
 		size_t held = bytebuf_length(&s->rx);
 		bytebuf_consume(&s->rx, held);
+		store_refund(mux, held);
 		stream_consumed(s, held);
 	}
 	/* A peer that never closes (the reference can lose its CLOSE, WIRE-NOTES weakness 2) or

@@ -57,6 +57,13 @@ struct mux_config {
 	double ping_rate;            /* PINGs a second the peer may send, with a burst of five
 				      * seconds' worth; above it the connection is closed with a
 				      * goodbye (ping flood); 0: no bound (50) */
+	double store_rate;           /* bytes a second the peer may add to what this broker holds
+				      * in its own stores for it (built-in services' receive
+				      * stores: echo's answers it does not read), with a burst of
+				      * two seconds' worth; beyond it mux_input_pause asks the
+				      * driver to stop reading until the bucket refills. Bytes
+				      * that pass through (read or sent back) cost nothing.
+				      * 0: no bound (8 MiB) */
 	double idle_timeout;         /* accepted connections (server role) carrying no stream this
 				      * many seconds are closed with a goodbye; 0: never (0) */
 	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
@@ -158,7 +165,8 @@ struct mux_callbacks {
 	X(window_growths, TOTAL, NONE, "receive windows grown by auto-tuning") \
 	X(streams_lingered, TOTAL, NONE, "released streams reset after the release linger") \
 	X(streams_reset_empty, TOTAL, NONE, "peer streams that ended with no DATA: closed by the peer, refused, or never opened") \
-	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused")
+	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused") \
+	X(input_pauses, TOTAL, NONE, "times reading paused: the peer filled the broker's own stores faster than store-rate")
 
 struct mux_stats {
 	uint64_t frames_in[8], frames_out[8]; /* by frame type (index = type; 0: unknown types) */
@@ -197,6 +205,10 @@ size_t mux_input_direct_span(struct mux *mux, uint8_t **span);
 int mux_input_direct_commit(struct mux *mux, size_t n, double now);
 /* The peer closed its side of the connection. Always closes the mux. */
 void mux_input_eof(struct mux *mux);
+/* Whether the driver should stop reading the peer for now: 0 to read on, or the mux clock
+ * time after which reading may go on (the peer added to the broker's own stores faster than
+ * store_rate). Each answer other than 0 counts as a pause (input_pauses). */
+double mux_input_pause(struct mux *mux);
 
 /* Fills at most max_iov entries with the next bytes to write; returns the count (0: none). */
 int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov);

@@ -210,6 +210,13 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "PINGs a second a peer may send (a keep-alive needs one every few seconds), with a burst "
 	  "of five seconds' worth; beyond it the connection is closed with a goodbye (ping "
 	  "flood); 0: no bound" },
+	{ OPT_STORE_RATE, "store-rate", 0, OPTION_BYTES, 0, 1e12, false, false, "8388608", "bytes/s",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "bytes a second a peer may add to what the broker holds for it in its own stores (echo's "
+	  "answers it does not read), with a burst of two seconds' worth; beyond it the broker "
+	  "stops reading that connection until the rate allows (a peer that fills 1000 echo "
+	  "windows cannot take the broker's time from the others); bytes that pass through cost "
+	  "nothing; 0: no bound" },
 	{ OPT_SERVICE_PEERS, "peers", 0, OPTION_STRING, 1, 1023, false, false,
 	  "authenticated peers; over plaintext, those from loopback", NULL, APPLY_NEW_STREAMS,
 	  SCOPE_SERVICE,
@@ -639,6 +646,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_CONTROL_QUEUE: m->control_queue_limit = (uint32_t)number; break;
 	case OPT_RESET_RATE: m->reset_rate = number; break;
 	case OPT_PING_RATE: m->ping_rate = number; break;
+	case OPT_STORE_RATE: m->store_rate = number; break;
 	case OPT_READ_BUFFER_SIZE:
 		if (!pool || pool == &c->pool) /* say it once */
 			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
@@ -1422,6 +1430,7 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
 	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
 	case OPT_PING_RATE: snprintf(out, len, "%.15g", m->ping_rate); break;
+	case OPT_STORE_RATE: snprintf(out, len, "%.15g", m->store_rate); break;
 	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
 	case OPT_TLS_NAME:
 		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -531,14 +532,33 @@ static int zero_window(uint32_t streams)
 		return fail("cannot connect");
 	int small = 4096;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+	/* Past store-rate the broker reads us slowly: the sending ends with the attack. */
+	struct timeval limit = { (time_t)seconds, (suseconds_t)((seconds - (double)(time_t)seconds) * 1e6) };
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
 	static uint8_t chunk[32768];
-	for (uint32_t id = 1; id < 2 * streams; id += 2) {
-		send_frame(fd, FRAME_HANDSHAKE, id, "echo", 4);
-		for (int i = 0; i < 8; i++) /* the whole 256 KiB window: the echo must hold it */
-			if (send_frame(fd, FRAME_DATA, id, chunk, sizeof chunk) < 0)
-				return fail("the broker closed a connection that only stopped reading");
+	double start = now();
+	uint32_t sent = 0; /* whole windows */
+	for (uint32_t id = 1; id < 2 * streams && now() - start < seconds; id += 2, sent++) {
+		bool whole = send_frame(fd, FRAME_HANDSHAKE, id, "echo", 4) == 0;
+		for (int i = 0; i < 8 && whole; i++) /* the whole 256 KiB window: the echo must hold it */
+			whole = send_frame(fd, FRAME_DATA, id, chunk, sizeof chunk) == 0;
+		if (whole)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break; /* the attack's time is up */
+		/* The broker's keep-alive, whose PINGs we never read, may end us while it reads us
+		 * slowly: not before a second (no test's keep-alive is shorter). Sooner, it closed
+		 * a peer for not reading. */
+		if (now() - start < 1.0)
+			return fail("the broker closed a connection that only stopped reading");
+		fprintf(stderr, "hostile-peer: zero-window: closed after %.1f s, %u of %u windows sent "
+			"(keep-alive)\n", now() - start, sent, streams);
+		close(fd);
+		return 0;
 	}
-	double end = now() + seconds;
+	fprintf(stderr, "hostile-peer: zero-window: %u of %u windows sent in %.1f s\n", sent, streams,
+		now() - start);
+	double end = start + seconds;
 	while (now() < end)
 		usleep(50000); /* hold the connection, read nothing */
 	close(fd);

@@ -75,8 +75,12 @@ static const struct attack_case cases[] = {
 	/* 64 echo streams holding their whole 256 KiB windows each way */
 	{ "zero-window", "1.5", 64 << 10, { NULL }, CANARY_RTT_BESIDE_COSTLY_INPUT },
 	/* 1000 of them against a 128 MiB budget: one connection's share (25 %) is 32 MiB, every
-	 * byte held for it counted (windows and the echo's send buffers) */
+	 * byte held for it counted */
 	{ "zero-window-many", "1.5", 40 << 10, { "--budget", "128M" }, CANARY_RTT_BESIDE_COSTLY_INPUT },
+	/* and within the default budget (256 MiB would fit), bounded in rate instead: 2 MiB/s
+	 * with a burst of 4 MiB lets the attacker make the broker hold 10 MiB in 3 s (without
+	 * store-rate it held some 250 MiB by then) */
+	{ "zero-window-many", "3", 16 << 10, { "--store-rate", "2M" }, CANARY_RTT_BESIDE_COSTLY_INPUT },
 	/* closed with a goodbye after 1 s without a stream */
 	{ "idle", "5", RSS_GROWTH_SMALL, { "--peer-idle-timeout", "1" }, 0 },
 	/* cut off by the first-frame deadline (1 s here) or keep-alive (2 s + 2 s) before it ends */
@@ -238,9 +242,12 @@ START_TEST(test_attack)
 	pthread_join(canary.thread, NULL);
 	long rss_growth = canary.peak_rss_kib - rss_before;
 
+	char with[64] = ""; /* the bound under test, when the case sets one */
+	if (attack->broker_args[0])
+		snprintf(with, sizeof with, " (%s %s)", attack->broker_args[0], attack->broker_args[1]);
 	fprintf(stderr, "attack %-22s canary worst %.1f ms over %u pings, rss +%ld KiB, fds %d -> %d, "
-		"cpu after %ld ticks/s\n", attack->name, canary.worst_rtt * 1e3, canary.pings, rss_growth,
-		fds_before, fds_after, idle_ticks);
+		"cpu after %ld ticks/s%s\n", attack->name, canary.worst_rtt * 1e3, canary.pings,
+		rss_growth, fds_before, fds_after, idle_ticks, with);
 	if (canary.lost || fds_after != fds_before)
 		process_dump_log(&broker);
 	ck_assert_msg(canary.lost == 0, "%s: the canary lost its connection or a PONG", attack->name);

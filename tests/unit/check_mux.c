@@ -309,6 +309,23 @@ static void pump_builtin(struct link *link)
 	pump(link);
 }
 
+/* Runs the senders against the built-in echo until nothing moves; every byte must have come
+ * back, checked, each stream ended cleanly and released. */
+static void echo_to_the_end(struct link *link, struct sender *senders, unsigned n)
+{
+	for (int round = 0; round < 100000; round++) {
+		bool progress = false;
+		for (unsigned i = 0; i < n; i++)
+			progress |= sender_step(&senders[i]);
+		pump_builtin(link);
+		if (!progress)
+			break;
+	}
+	for (unsigned i = 0; i < n; i++)
+		sender_assert_echoed(&senders[i], i);
+	pump_builtin(link);
+}
+
 START_TEST(test_builtin_echo_returns_every_byte)
 {
 	struct mux_config config = test_config();
@@ -325,17 +342,7 @@ START_TEST(test_builtin_echo_returns_every_byte)
 		/* some empty, most beyond two windows: the window turns over many times */
 		senders[i].size = i % 8 == 0 ? 0 : (size_t)rand_r(&seed) % (3u << 20);
 	}
-	for (int round = 0; round < 100000; round++) {
-		bool progress = false;
-		for (unsigned i = 0; i < STREAMS; i++)
-			progress |= sender_step(&senders[i]);
-		pump_builtin(&link);
-		if (!progress)
-			break;
-	}
-	for (unsigned i = 0; i < STREAMS; i++)
-		sender_assert_echoed(&senders[i], i);
-	pump_builtin(&link);
+	echo_to_the_end(&link, senders, STREAMS);
 	ck_assert_uint_eq(mux_num_streams(link.server), 0); /* each echo released itself */
 	ck_assert_uint_eq(budget.used, 0);
 	link_close(&link);
@@ -378,6 +385,84 @@ START_TEST(test_builtin_echo_holds_one_window_for_a_peer_that_does_not_read)
 	pump_builtin(&link);
 	ck_assert_uint_eq(mux_num_streams(link.server), 0);
 	ck_assert_uint_eq(budget.used, 0);
+	link_close(&link);
+}
+END_TEST
+
+/* store-rate: what a peer adds to the broker's own stores (echo's answers it does not read)
+ * is bounded in rate; past the burst the driver is told to pause reading, until the rate has
+ * made up for it. Bytes that go back out, or are read, are given back. */
+START_TEST(test_store_rate_pauses_a_peer_that_fills_stores)
+{
+	struct mux_config config = test_config();
+	config.store_rate = 512 * 1024; /* a burst of 1 MiB */
+	struct mux_budget budget = { .limit = 1u << 30 };
+	struct link link;
+	link_open_builtin(&link, &config, &budget);
+	enum { STREAMS = 8 };
+	struct sender senders[STREAMS] = { 0 };
+	size_t window = config.window_size;
+	uint8_t buffer[65536];
+	for (unsigned i = 0; i < STREAMS; i++) {
+		ck_assert_int_eq(mux_open_stream(link.client, "echo", &senders[i].stream), WH_OK);
+		senders[i].seed = i + 1;
+		senders[i].size = 2 * window;
+	}
+	for (int round = 0; round < 100; round++) { /* write, never read */
+		for (unsigned i = 0; i < STREAMS; i++) {
+			struct sender *c = &senders[i];
+			size_t n = c->size - c->sent < sizeof buffer ? c->size - c->sent : sizeof buffer;
+			for (size_t k = 0; k < n; k++)
+				buffer[k] = pattern(c->seed, c->sent + k);
+			long wrote = n ? mux_stream_write(c->stream, buffer, n) : 0;
+			if (wrote > 0)
+				c->sent += (size_t)wrote;
+		}
+		pump_builtin(&link);
+	}
+	/* each echo sent back the client's window and holds the second: 2 MiB held, 1 MiB past
+	 * the burst, so reading waits 2 s */
+	const struct mux_stats *server = mux_stats(link.server);
+	ck_assert_uint_eq(server->data_bytes_in - server->data_bytes_out, STREAMS * window);
+	double resume_at = mux_input_pause(link.server);
+	ck_assert_double_eq_tol(resume_at, link.now + 2.0, 1e-6);
+	ck_assert_uint_eq(server->input_pauses, 1);
+	link.now += 1.0;
+	mux_timer(link.server, link.now);
+	ck_assert_double_eq_tol(mux_input_pause(link.server), link.now + 1.0, 1e-6);
+	link.now += 1.0;
+	mux_timer(link.server, link.now);
+	ck_assert_double_eq(mux_input_pause(link.server), 0);
+	ck_assert_uint_eq(server->input_pauses, 2);
+	/* the client reads: everything comes back, checked, and what was held is given back */
+	echo_to_the_end(&link, senders, STREAMS);
+	ck_assert_uint_eq(mux_num_streams(link.server), 0);
+	ck_assert_double_eq(mux_input_pause(link.server), 0);
+	link_close(&link);
+}
+END_TEST
+
+/* Bytes that pass through the broker's stores cost nothing: 16 MiB to discard at a store-rate
+ * of 64 KiB a second never pause reading. */
+START_TEST(test_store_rate_lets_bytes_that_pass_through)
+{
+	struct mux_config config = test_config();
+	config.store_rate = 64 * 1024;
+	struct link link;
+	link_open_builtin(&link, &config, NULL);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, "discard", &c), WH_OK);
+	static uint8_t buffer[1 << 20];
+	for (size_t sent = 0; sent < (16u << 20);) {
+		long wrote = mux_stream_write(c, buffer, sizeof buffer);
+		if (wrote > 0)
+			sent += (size_t)wrote;
+		pump_builtin(&link);
+		ck_assert_double_eq(mux_input_pause(link.server), 0);
+	}
+	ck_assert_uint_eq(mux_stats(link.server)->data_bytes_in, 16u << 20);
+	ck_assert_uint_eq(mux_stats(link.server)->input_pauses, 0);
+	mux_stream_release(c);
 	link_close(&link);
 }
 END_TEST
@@ -1740,6 +1825,8 @@ int main(void)
 	tcase_add_test(data, test_echo_empty_streams);
 	tcase_add_test(data, test_builtin_echo_returns_every_byte);
 	tcase_add_test(data, test_builtin_echo_holds_one_window_for_a_peer_that_does_not_read);
+	tcase_add_test(data, test_store_rate_pauses_a_peer_that_fills_stores);
+	tcase_add_test(data, test_store_rate_lets_bytes_that_pass_through);
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
 	suite_add_tcase(suite, data);
