@@ -321,8 +321,12 @@ static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
-	if (!conn->closing && !mux_is_closed(conn->mux))
-		ev_io_start(loop, &conn->read_watcher);
+	if (conn->closing || mux_is_closed(conn->mux))
+		return;
+	ev_io_start(loop, &conn->read_watcher);
+	/* bytes TLS decrypted before the pause wake nobody: the socket may have nothing new */
+	if (conn->tls)
+		ev_feed_event(loop, &conn->read_watcher, EV_READ);
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -331,6 +335,15 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	if (conn->handshaking) {
 		conn_tls_step(conn);
+		return;
+	}
+	/* Past store-rate the turn waits: asked here, not after a read, because what the read
+	 * brought may leave again (echo sends it back) in this iteration's flush, and then it
+	 * costs nothing. */
+	mux_set_now(conn->mux, ev_now(loop)); /* the bucket refills by the loop's clock */
+	double resume_at = mux_input_pause(conn->mux);
+	if (resume_at > 0) {
+		conn_pause_reading(conn, resume_at - ev_now(loop));
 		return;
 	}
 	uint64_t frames_start = frames_in(conn->mux);
@@ -342,10 +355,18 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		size_t direct = mux_input_direct_span(conn->mux, &span);
 		size_t read_size = conn->dense && conn->read_size > DENSE_READ_SIZE ? DENSE_READ_SIZE
 										    : conn->read_size;
-		if (direct > turn_bytes)
-			direct = turn_bytes; /* the rest of the payload comes in the next read */
-		if (read_size > turn_bytes - direct)
-			read_size = turn_bytes - direct;
+		/* and no more than store-rate leaves, TLS too: a read past it overshoots little (at
+		 * the turn's start the rate allowed a read: a first read always has room) */
+		size_t read_bytes = turn_bytes;
+		size_t allowance = mux_input_allowance(conn->mux);
+		if (allowance == 0)
+			allowance = READ_SLICE_MIN;
+		if (read_bytes > allowance)
+			read_bytes = allowance;
+		if (direct > read_bytes)
+			direct = read_bytes; /* the rest of the payload comes in the next read */
+		if (read_size > read_bytes - direct)
+			read_size = read_bytes - direct;
 		double read_start = clock_seconds();
 		struct iovec iov[2] = {
 			{ span, direct },
@@ -405,13 +426,9 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		conn->cost_per_byte = conn->cost_per_byte > 0 ? conn->cost_per_byte * 0.75 + cost * 0.25 : cost;
 		if (turn_bytes != SIZE_MAX)
 			turn_bytes -= (size_t)n;
-		double resume_at = mux_input_pause(conn->mux);
-		if (resume_at > 0) {
-			conn_pause_reading(conn, resume_at - now);
-			return;
-		}
 		if (frames_in(conn->mux) - frames_start >= FRAMES_PER_WAKEUP ||
-		    now_clock - turn_start >= READ_SLICE_SECONDS || turn_bytes == 0)
+		    now_clock - turn_start >= READ_SLICE_SECONDS || turn_bytes == 0 ||
+		    mux_input_allowance(conn->mux) == 0)
 			break; /* the socket stays readable: the loop comes back after the others */
 		/* drained; TLS reads on until it says so (EAGAIN): it fills what it can */
 		if (!conn->tls && (size_t)n < direct + read_size)

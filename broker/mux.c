@@ -948,6 +948,20 @@ static void store_refund(struct mux *mux, size_t n)
 		mux->stored.tokens = burst;
 }
 
+#define STORE_READ_MIN 4096.0
+
+size_t mux_input_allowance(struct mux *mux)
+{
+	double rate = mux->config.store_rate;
+	if (rate <= 0)
+		return SIZE_MAX;
+	bucket_refill_to(&mux->stored, rate, rate * STORE_BURST_SECONDS, mux->now);
+	double tokens = mux->stored.tokens;
+	if (tokens < 0)
+		return 0;
+	return tokens > STORE_READ_MIN ? (size_t)tokens : (size_t)STORE_READ_MIN;
+}
+
 double mux_input_pause(struct mux *mux)
 {
 	double rate = mux->config.store_rate;

@@ -209,6 +209,10 @@ void mux_input_eof(struct mux *mux);
  * time after which reading may go on (the peer added to the broker's own stores faster than
  * store_rate). Each answer other than 0 counts as a pause (input_pauses). */
 double mux_input_pause(struct mux *mux);
+/* Bytes the driver's next read may take (SIZE_MAX: no bound): what store_rate has left, at
+ * least 4 KiB, so that a read past the rate overshoots it by little and the pause that
+ * follows is short; 0 once it is spent (end the turn: ask mux_input_pause at the next). */
+size_t mux_input_allowance(struct mux *mux);
 
 /* Fills at most max_iov entries with the next bytes to write; returns the count (0: none). */
 int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov);

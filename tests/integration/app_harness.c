@@ -54,8 +54,13 @@ void app_read_exactly(wh_stream *s, void *buffer, size_t size)
 /* Sends size pattern bytes, half-closes, reads the echo back and checks every byte. */
 void app_echo_check(wh_stream *s, size_t size, unsigned seed)
 {
+	app_echo_check_from(s, size, seed, 0);
+}
+
+void app_echo_check_from(wh_stream *s, size_t size, unsigned seed, size_t sent)
+{
 	static unsigned char out[1 << 16], in[1 << 16];
-	size_t sent = 0, received = 0;
+	size_t received = 0;
 	bool shut = false;
 	wh_set_nonblocking(s, true);
 #ifdef WH_SANITIZERS

@@ -28,5 +28,7 @@ void app_read_exactly(wh_stream *s, void *buffer, size_t size);
  * then that the stream ended cleanly. Fails the test otherwise (60 s bound; 240 s in sanitizer
  * builds). */
 void app_echo_check(wh_stream *s, size_t size, unsigned seed);
+/* The same when the first `sent` pattern bytes were written already (none read yet). */
+void app_echo_check_from(wh_stream *s, size_t size, unsigned seed, size_t sent);
 
 #endif

@@ -399,6 +399,7 @@ START_TEST(test_store_rate_pauses_a_peer_that_fills_stores)
 	struct mux_budget budget = { .limit = 1u << 30 };
 	struct link link;
 	link_open_builtin(&link, &config, &budget);
+	ck_assert_uint_eq(mux_input_allowance(link.server), 1024 * 1024); /* the burst */
 	enum { STREAMS = 8 };
 	struct sender senders[STREAMS] = { 0 };
 	size_t window = config.window_size;
@@ -427,6 +428,7 @@ START_TEST(test_store_rate_pauses_a_peer_that_fills_stores)
 	double resume_at = mux_input_pause(link.server);
 	ck_assert_double_eq_tol(resume_at, link.now + 2.0, 1e-6);
 	ck_assert_uint_eq(server->input_pauses, 1);
+	ck_assert_uint_eq(mux_input_allowance(link.server), 0); /* the turn ends */
 	link.now += 1.0;
 	mux_timer(link.server, link.now);
 	ck_assert_double_eq_tol(mux_input_pause(link.server), link.now + 1.0, 1e-6);
@@ -434,6 +436,10 @@ START_TEST(test_store_rate_pauses_a_peer_that_fills_stores)
 	mux_timer(link.server, link.now);
 	ck_assert_double_eq(mux_input_pause(link.server), 0);
 	ck_assert_uint_eq(server->input_pauses, 2);
+	ck_assert_uint_eq(mux_input_allowance(link.server), 4096); /* a small read, then again */
+	link.now += 1.0;
+	mux_timer(link.server, link.now);
+	ck_assert_uint_eq(mux_input_allowance(link.server), 512 * 1024);
 	/* the client reads: everything comes back, checked, and what was held is given back */
 	echo_to_the_end(&link, senders, STREAMS);
 	ck_assert_uint_eq(mux_num_streams(link.server), 0);
