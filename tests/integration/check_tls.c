@@ -52,16 +52,33 @@ static bool alive(const struct process *p)
 	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
 }
 
+/* Certificates for a and b in `certs` (a temporary directory), A listening over TLS with
+ * `a_extra` (NULL: none), B dialling it; the app attached to B. */
+static wh_client *tls_pair_start(char certs[64], struct process *a, struct process *b,
+				 const char *const *a_extra)
+{
+	static struct harness_tls ta, tb;
+	harness_tempdir(certs, 64);
+	ck_assert(harness_make_certs(certs, "a b"));
+	const char *args[32];
+	ck_assert(broker_spawn(a, join(args, harness_tls_args(&ta, certs, "a"), a_extra)));
+	dialer_start(b, a, "a", harness_tls_args(&tb, certs, "b"));
+	return app_attach(b);
+}
+
+static void tls_pair_stop(char certs[64], struct process *a, struct process *b, wh_client *app)
+{
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+}
+
 START_TEST(test_tls_link_carries_checksummed_streams)
 {
 	char certs[64];
-	harness_tempdir(certs, sizeof certs);
-	ck_assert(harness_make_certs(certs, "a b"));
-	struct harness_tls ta, tb;
 	struct process a, b;
-	ck_assert(broker_spawn(&a, harness_tls_args(&ta, certs, "a")));
-	dialer_start(&b, &a, "a", harness_tls_args(&tb, certs, "b"));
-	wh_client *app = app_attach(&b);
+	wh_client *app = tls_pair_start(certs, &a, &b, NULL);
 	for (unsigned i = 0; i < 3; i++) {
 		wh_stream *s;
 		ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
@@ -73,10 +90,7 @@ START_TEST(test_tls_link_carries_checksummed_streams)
 	ck_assert(process_log_has(&a, "identity b"));
 	ck_assert(process_log_has(&b, "identity a"));
 	ck_assert(process_log_has(&a, "(TLS 1.3, peers authenticated)"));
-	wh_client_detach(app);
-	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
-	harness_cleanup_dir(certs);
+	tls_pair_stop(certs, &a, &b, app);
 }
 END_TEST
 
@@ -90,15 +104,9 @@ END_TEST
 START_TEST(test_tls_link_paused_by_store_rate_loses_nothing)
 {
 	char certs[64];
-	harness_tempdir(certs, sizeof certs);
-	ck_assert(harness_make_certs(certs, "a b"));
-	struct harness_tls ta, tb;
 	struct process a, b;
 	const char *slow[] = { "--store-rate", "100K", "--max-window", "256K", "--log-level", "info", NULL };
-	const char *args[32];
-	ck_assert(broker_spawn(&a, join(args, harness_tls_args(&ta, certs, "a"), slow)));
-	dialer_start(&b, &a, "a", harness_tls_args(&tb, certs, "b"));
-	wh_client *app = app_attach(&b);
+	wh_client *app = tls_pair_start(certs, &a, &b, slow);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(app, "a", "echo", 10000, &s), WH_OK);
 	const size_t size = 2u << 20;
@@ -122,10 +130,7 @@ START_TEST(test_tls_link_paused_by_store_rate_loses_nothing)
 	}
 	app_echo_check_from(s, size, 77, sent);
 	wh_close(s);
-	wh_client_detach(app);
-	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
-	harness_cleanup_dir(certs);
+	tls_pair_stop(certs, &a, &b, app);
 }
 END_TEST
 
