@@ -124,6 +124,8 @@ struct mux {
 	uint64_t control_charged; /* control_out capacity above CONTROL_QUEUE_FREE, charged */
 	struct rate_bucket reset; /* rapid reset: streams the peer may still open for nothing */
 	struct rate_bucket pings; /* PINGs the peer may still send */
+	struct rate_bucket noops; /* frames that do nothing the peer may still send */
+	unsigned conn_errors_logged; /* stream-0 ERRORs logged: the first few only */
 	struct rate_bucket own_wasted; /* our count of what the peer's reset-rate counts of ours */
 	struct rate_bucket stored; /* bytes the peer may still add to our own stores (store_rate) */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
@@ -174,6 +176,7 @@ static void stream_finish(struct mux_stream *s, int error);
 static void store_charge(struct mux *mux, size_t n);
 static void store_refund(struct mux *mux, size_t n);
 static void count_wasted_open(struct mux *mux, const char *what);
+static void count_noop(struct mux *mux);
 static void count_own_wasted_open(struct mux *mux);
 
 /* ---- configuration and budgets ----------------------------------------------------- */
@@ -195,6 +198,7 @@ void mux_config_default(struct mux_config *config)
 		.control_queue_limit = 4u * 1024u * 1024u,
 		.reset_rate = 200.0,
 		.ping_rate = 50.0,
+		.noop_rate = 1000.0,
 		.store_rate = 8.0 * 1024 * 1024,
 		.idle_timeout = 0.0,
 	};
@@ -872,6 +876,7 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 	struct mux_stream *s = live_stream(mux, h->stream_id);
 	if (frame_parse_window_update(h, payload, &increment) != WH_OK || !s) {
 		mux->stats.dropped_frames++;
+		count_noop(mux);
 		return;
 	}
 	s->send_credit += increment;
@@ -1012,6 +1017,23 @@ static bool count_ping(struct mux *mux)
 	return false;
 }
 
+/* Frames that do nothing here (credit or an ERROR for a stream that is not open, an ERROR on
+ * stream 0 that is not a goodbye, a PONG nobody asked for) cost us a parse and a lookup and
+ * the peer 12 bytes: a flood of them took the broker's core from every other connection
+ * (a bulk stream beside one kept a fifth of its speed). A peer that races our close sends a
+ * few per finished stream; past noop_rate a second (its bucket empty) it is closed with a
+ * goodbye. */
+static void count_noop(struct mux *mux)
+{
+	mux->stats.noop_frames++;
+	if (mux->closed || bucket_take(&mux->noops, mux->config.noop_rate, mux->now))
+		return;
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends frames that do nothing "
+		  "(credit or errors for streams not open, unasked PONGs) faster than %.0f a second: "
+		  "closing", mux->config.id, mux->config.peer, mux->config.noop_rate);
+	mux_fail_saying(mux, WH_ELIMIT, "too many frames that do nothing");
+}
+
 /* Our side of the peer's reset-rate. The peer counts the streams we open that end without our
  * DATA (we close or reset them first, or it refuses them) and closes the whole connection
  * once its bucket is empty, with every stream on it: an app of ours that retries an open
@@ -1036,6 +1058,8 @@ static bool own_opens_allowed(struct mux *mux)
 	return mux->own_wasted.tokens >= burst * OWN_RESET_MARGIN;
 }
 
+#define CONN_ERRORS_LOGGED 10 /* a peer's stream-0 ERRORs logged per connection, then counted */
+
 static void handle_stream_error(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
 				size_t length)
 {
@@ -1046,15 +1070,22 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 	if (frame_parse_error(h, payload, (uint32_t)length, &code, &message, &message_length) != WH_OK)
 		return;
 	if (h->stream_id == 0) {
-		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s peer error %u: %.*s", mux->config.id, mux->config.peer,
-			  code, (int)message_length, message);
+		if (mux->conn_errors_logged < CONN_ERRORS_LOGGED) {
+			mux->conn_errors_logged++;
+			log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s peer error %u: %.*s%s",
+				  mux->config.id, mux->config.peer, code, (int)message_length, message,
+				  mux->conn_errors_logged == CONN_ERRORS_LOGGED ? " (more are counted, not logged)" : "");
+		}
 		if (code == FRAME_ERR_GOING_AWAY)
 			mux->going_away = true;
+		else
+			count_noop(mux);
 		return;
 	}
 	struct mux_stream *s = live_stream(mux, h->stream_id);
 	if (!s) {
 		mux->stats.dropped_frames++;
+		count_noop(mux);
 		return;
 	}
 	if (code == FRAME_ERR_FLOW_CONTROL)
@@ -1097,6 +1128,8 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 			mux->stats.rtt = mux->now - mux->ping_sent_at;
 			if (mux->cb.on_pong)
 				mux->cb.on_pong(mux, mux->stats.rtt, mux->user);
+		} else {
+			count_noop(mux); /* nobody asked: a late answer, or a flood */
 		}
 		break;
 	case FRAME_CLOSE: {
@@ -1585,6 +1618,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	mux->next_local_id = client_role ? 1 : 2;
 	mux->reset.tokens = mux->own_wasted.tokens = bucket_burst(config->reset_rate); /* full */
 	mux->pings.tokens = bucket_burst(config->ping_rate);
+	mux->noops.tokens = bucket_burst(config->noop_rate);
 	mux->stored.tokens = config->store_rate * STORE_BURST_SECONDS;
 	LIST_INIT(&mux->all_streams);
 	TAILQ_INIT(&mux->ready);

@@ -210,6 +210,12 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "PINGs a second a peer may send (a keep-alive needs one every few seconds), with a burst "
 	  "of five seconds' worth; beyond it the connection is closed with a goodbye (ping "
 	  "flood); 0: no bound" },
+	{ OPT_NOOP_RATE, "noop-rate", 0, OPTION_COUNT, 0, 1e9, false, false, "1000", "frames/s",
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "frames a second a peer may send that do nothing (WINDOW_UPDATE or ERROR for a stream "
+	  "that is not open, ERROR on stream 0 other than going-away, PONGs nobody asked for; a "
+	  "peer that races a close sends a few per stream), with a burst of five seconds' worth; "
+	  "beyond it the connection is closed with a goodbye; 0: no bound" },
 	{ OPT_STORE_RATE, "store-rate", 0, OPTION_BYTES, 0, 1e12, false, false, "8388608", "bytes/s",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "bytes a second a peer may add to what the broker holds for it in its own stores (echo's "
@@ -646,6 +652,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_CONTROL_QUEUE: m->control_queue_limit = (uint32_t)number; break;
 	case OPT_RESET_RATE: m->reset_rate = number; break;
 	case OPT_PING_RATE: m->ping_rate = number; break;
+	case OPT_NOOP_RATE: m->noop_rate = number; break;
 	case OPT_STORE_RATE: m->store_rate = number; break;
 	case OPT_READ_BUFFER_SIZE:
 		if (!pool || pool == &c->pool) /* say it once */
@@ -1430,6 +1437,7 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
 	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
 	case OPT_PING_RATE: snprintf(out, len, "%.15g", m->ping_rate); break;
+	case OPT_NOOP_RATE: snprintf(out, len, "%.15g", m->noop_rate); break;
 	case OPT_STORE_RATE: snprintf(out, len, "%.15g", m->store_rate); break;
 	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
 	case OPT_TLS_NAME:

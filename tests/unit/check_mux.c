@@ -1413,6 +1413,63 @@ START_TEST(test_ping_flood_closes_connection)
 }
 END_TEST
 
+/* noop-rate: WINDOW_UPDATE and ERROR for streams that are not open, ERRORs on stream 0 that are
+ * not a goodbye, and PONGs nobody asked for share one bucket; a burst of five seconds' worth
+ * passes, so does the rate after it, the next closes the connection with the goodbye. Credit
+ * for a live stream, and the PONG that answers our PING, are not counted. */
+START_TEST(test_noop_flood_closes_connection)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	pump(&link);
+	struct mux_stream *live = mux_accept(link.server);
+	ck_assert_ptr_nonnull(live);
+	uint8_t frame[64];
+	for (int i = 0; i < 200; i++) /* credit for the live stream: useful, never counted */
+		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, mux_stream_id(live), 1));
+	uint32_t id = 101;
+	for (int i = 0; i < 20; i++, id += 2)
+		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, id, 1));
+	for (int i = 0; i < 10; i++, id += 2)
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	for (int i = 0; i < 10; i++)
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, 0, 500, "x", 1));
+	for (uint32_t ping = 1; ping <= 10; ping++)
+		inject(&link, frame, frame_encode_pong(frame, sizeof frame, ping + 1000000));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
+	link.now += 1.0;
+	for (int i = 0; i < 10; i++, id += 2)
+		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, id, 1));
+	ck_assert(!mux_is_closed(link.server));
+	inject(&link, frame, frame_encode_pong(frame, sizeof frame, 7));
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many frames that do nothing");
+	link_close(&link);
+}
+END_TEST
+
+/* The PONG that answers our PING is not a noop frame. */
+START_TEST(test_noop_rate_spares_the_pong_we_asked_for)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 0.2; /* a burst of one */
+	struct link link;
+	link_open(&link, &config);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_int_eq(mux_ping(link.server, link.now), WH_OK);
+		pump(&link); /* the client answers */
+		link.now += 0.1;
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
+	link_close(&link);
+}
+END_TEST
+
 /* Our side of the peer's reset-rate: our streams that the peer refuses, or that we end before
  * any DATA, count in a bucket of our own; below a fifth of its burst new opens fail here with
  * WH_ELIMIT, before the peer's bucket is empty, so an app retrying an open without a pause
@@ -1868,6 +1925,8 @@ int main(void)
 	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
 	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
 	tcase_add_test(flow, test_ping_flood_closes_connection);
+	tcase_add_test(flow, test_noop_flood_closes_connection);
+	tcase_add_test(flow, test_noop_rate_spares_the_pong_we_asked_for);
 	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
