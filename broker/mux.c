@@ -198,7 +198,7 @@ void mux_config_default(struct mux_config *config)
 		.control_queue_limit = 4u * 1024u * 1024u,
 		.reset_rate = 200.0,
 		.ping_rate = 50.0,
-		.noop_rate = 1000.0,
+		.noop_rate = 10000.0,
 		.store_rate = 8.0 * 1024 * 1024,
 		.idle_timeout = 0.0,
 	};
@@ -1017,12 +1017,15 @@ static bool count_ping(struct mux *mux)
 	return false;
 }
 
-/* Frames that do nothing here (credit or an ERROR for a stream that is not open, an ERROR on
- * stream 0 that is not a goodbye, a PONG nobody asked for) cost us a parse and a lookup and
- * the peer 12 bytes: a flood of them took the broker's core from every other connection
- * (a bulk stream beside one kept a fifth of its speed). A peer that races our close sends a
- * few per finished stream; past noop_rate a second (its bucket empty) it is closed with a
- * goodbye. */
+/* Frames that do nothing here (credit or an ERROR for a stream that is not open, a CLOSE for
+ * one that ended or closed already, an ERROR on stream 0 that is not a goodbye, a PONG nobody
+ * asked for) cost us a parse and a lookup and the peer 12 bytes: a flood of them took the
+ * broker's core from every other connection (a bulk stream beside one kept a fifth of its
+ * speed). A peer that races our close sends a few per finished stream, so the default is
+ * generous (10,000 a second, 50,000 at once: an app with that many streams may die at once);
+ * a flood sends millions. Past noop_rate a second (its bucket empty) the peer is closed with
+ * a goodbye. (DATA for a stream that ended is not counted: a window's worth of it may be on
+ * its way, in frames of any size.) */
 static void count_noop(struct mux *mux)
 {
 	mux->stats.noop_frames++;
@@ -1140,10 +1143,13 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 			mux->stats.early_frames++;
 			break;
 		}
-		if (!s && early_candidate(mux, h->stream_id)) /* every hold in use */
+		bool never_opened = !s && early_candidate(mux, h->stream_id);
+		if (never_opened) /* every hold in use */
 			count_wasted_open(mux, "sends frames for streams it never opens");
 		if (!s || s->remote_closed) {
 			mux->stats.dropped_frames++;
+			if (!never_opened)
+				count_noop(mux); /* a stream that ended, or its second CLOSE */
 			break;
 		}
 		count_empty_stream(mux, s);
