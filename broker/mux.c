@@ -1032,8 +1032,8 @@ static void count_noop(struct mux *mux)
 	if (mux->closed || bucket_take(&mux->noops, mux->config.noop_rate, mux->now))
 		return;
 	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends frames that do nothing "
-		  "(credit or errors for streams not open, unasked PONGs) faster than %.0f a second: "
-		  "closing", mux->config.id, mux->config.peer, mux->config.noop_rate);
+		  "(credit, errors or CLOSEs for streams not open, unasked PONGs) faster than %.0f "
+		  "a second: closing", mux->config.id, mux->config.peer, mux->config.noop_rate);
 	mux_fail_saying(mux, WH_ELIMIT, "too many frames that do nothing");
 }
 
