@@ -764,6 +764,14 @@ static void stream_consumed(struct mux_stream *s, size_t n)
 		send_window_update(s);
 }
 
+/* n bytes left a stream's receive store (read, sent back by a loop-back, dropped at
+ * release): the store's rate bucket gets them back and the peer's window reopens. */
+static void rx_left(struct mux_stream *s, size_t n)
+{
+	store_refund(s->mux, n);
+	stream_consumed(s, n);
+}
+
 /* The stream's store cannot take the DATA payload in progress: the rest of it is skipped and
  * the stream reset. */
 static void rx_abandon(struct mux *mux, struct mux_stream *s, int error, const char *message)
@@ -1811,8 +1819,7 @@ static void loop_back_tx_consume(void *ctx, size_t n)
 {
 	struct mux_stream *s = ctx;
 	bytebuf_consume(&s->rx, n);
-	store_refund(s->mux, n);
-	stream_consumed(s, n); /* a WINDOW_UPDATE joins the control queue: no output is planned here */
+	rx_left(s, n); /* a WINDOW_UPDATE joins the control queue: no output is planned here */
 }
 
 static const struct mux_stream_io loop_back_io = {
@@ -1869,9 +1876,8 @@ long mux_stream_write(struct mux_stream *s, const void *data, size_t length)
 long mux_stream_read(struct mux_stream *s, void *data, size_t length)
 {
 	size_t n = bytebuf_read(&s->rx, data, length);
-	store_refund(s->mux, n);
 	if (n > 0) {
-		stream_consumed(s, n);
+		rx_left(s, n);
 		return (long)n;
 	}
 	if (s->error)
@@ -1952,8 +1958,7 @@ void mux_stream_release(struct mux_stream *s)
 	if (s->io != &loop_back_io) { /* a loop-back stream's store is what it still sends */
 		size_t held = bytebuf_length(&s->rx);
 		bytebuf_consume(&s->rx, held);
-		store_refund(mux, held);
-		stream_consumed(s, held);
+		rx_left(s, held);
 	}
 	/* A peer that never closes (the reference can lose its CLOSE, WIRE-NOTES weakness 2) or
 	 * never grants credit for our last bytes would keep the stream forever: bound it. */
