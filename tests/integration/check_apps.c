@@ -1004,12 +1004,16 @@ START_TEST(test_many_streams_one_descriptor)
 	/* an app that nests the client in its own loop waits on this one descriptor */
 	int fd = wh_client_wait_fd(client);
 	ck_assert_int_ge(fd, 0);
+	/* The first writes: what comes back is news. A stream can be done already here, when a
+	 * slow run (sanitizers, a loaded machine) let its echo and CLOSE come back while it was
+	 * still writing and checking: it counts, and no later news is needed for it. */
+	unsigned done = 0, client_news = 0, rounds = 0;
 	for (int i = 0; i < WAITED_STREAMS; i++)
-		waited_step(&w[i]); /* the first writes: what comes back is news */
+		if (waited_step(&w[i]))
+			done++;
 	wh_client *other = app_attach(&p.b);
 	wh_stream *to_client;
 	ck_assert_int_eq(wh_open(other, WH_PEER_LOCAL, "inbound", 10000, &to_client), WH_OK);
-	unsigned done = 0, client_news = 0, rounds = 0;
 	wh_stream *accepted = NULL;
 	int64_t deadline = wh_now_ns() + 60000000000ll;
 	while ((done < WAITED_STREAMS || !accepted) && wh_now_ns() < deadline) {
