@@ -48,7 +48,7 @@ struct attack_case {
 /* A connection's turn on the broker's loop is bounded in time (conn.c, READ_SLICE_SECONDS):
  * while 1000 echo streams fill their windows, the canary waits for a slice of about 0.1 ms,
  * not for a whole 1 MiB read that cost 14 ms (its worst round trip was 38 ms then; 1-4 ms
- * now, also under make check -j2). */
+ * now). The bound is over the canary's worst with no attack, just before, in the same run. */
 #define CANARY_RTT_BESIDE_COSTLY_INPUT 0.025
 
 static const struct attack_case cases[] = {
@@ -58,6 +58,7 @@ static const struct attack_case cases[] = {
 	{ "malformed-stream", "1", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "window-overflow", "1", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-data", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 }, /* at most 8 ids x 256 KiB held */
+	{ "flood-data-ended", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-window", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-ping", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-pong", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
@@ -98,7 +99,8 @@ struct canary {
 	pid_t broker;
 	pthread_t thread;
 	atomic_bool stop;
-	double worst_rtt;
+	atomic_int phase;   /* 0: before the attack (the quiet baseline), 1: from its start */
+	double worst_rtt[2]; /* per phase; read once the canary has stopped */
 	long peak_rss_kib;
 	unsigned pings, lost;
 };
@@ -181,8 +183,9 @@ static void *canary_run(void *arg)
 			break;
 		}
 		double rtt = monotonic() - sent;
-		if (rtt > c->worst_rtt)
-			c->worst_rtt = rtt;
+		int phase = atomic_load(&c->phase);
+		if (rtt > c->worst_rtt[phase])
+			c->worst_rtt[phase] = rtt;
 		long rss = rss_kib(c->broker);
 		if (rss > c->peak_rss_kib)
 			c->peak_rss_kib = rss;
@@ -211,11 +214,18 @@ START_TEST(test_attack)
 	ck_assert(broker_spawn(&broker, args));
 	struct canary canary = { .port = broker.port, .broker = broker.pid };
 	atomic_init(&canary.stop, false);
+	atomic_init(&canary.phase, 0);
 	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
 	/* the canary's connection is part of the baseline */
 	double deadline = monotonic() + 5;
 	while (canary.pings < 3 && monotonic() < deadline)
 		usleep(10000);
+	/* A tight bound on the canary's round trip is over the worst this machine gives it with
+	 * no attack, measured just before for as long as the attack runs: on a loaded machine
+	 * (make check -j2, a busy CI host) that is 10-30 ms by itself. */
+	if (attack->canary_rtt_max > 0)
+		usleep((useconds_t)(atof(attack->seconds) * 1e6)); /* a measurement window */
+	atomic_store(&canary.phase, 1);
 	int fds_before = process_fd_count(&broker);
 	long rss_before = process_rss_kib(&broker);
 
@@ -229,7 +239,7 @@ START_TEST(test_attack)
 		process_dump_log(&attacker);
 		process_dump_log(&broker);
 		fprintf(stderr, "%s: canary %u pings, %u lost, worst %.1f ms\n", attack->name,
-			canary.pings, canary.lost, canary.worst_rtt * 1e3);
+			canary.pings, canary.lost, canary.worst_rtt[1] * 1e3);
 	}
 	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack->name, status);
 
@@ -245,15 +255,17 @@ START_TEST(test_attack)
 	char with[64] = ""; /* the bound under test, when the case sets one */
 	if (attack->broker_args[0])
 		snprintf(with, sizeof with, " (%s %s)", attack->broker_args[0], attack->broker_args[1]);
-	fprintf(stderr, "attack %-22s canary worst %.1f ms over %u pings, rss +%ld KiB, fds %d -> %d, "
-		"cpu after %ld ticks/s%s\n", attack->name, canary.worst_rtt * 1e3, canary.pings,
-		rss_growth, fds_before, fds_after, idle_ticks, with);
+	double quiet_worst = canary.worst_rtt[0];
+	fprintf(stderr, "attack %-22s canary worst %.1f ms (%.1f ms before) over %u pings, rss +%ld KiB, "
+		"fds %d -> %d, cpu after %ld ticks/s%s\n", attack->name, canary.worst_rtt[1] * 1e3,
+		quiet_worst * 1e3, canary.pings, rss_growth, fds_before, fds_after, idle_ticks, with);
 	if (canary.lost || fds_after != fds_before)
 		process_dump_log(&broker);
 	ck_assert_msg(canary.lost == 0, "%s: the canary lost its connection or a PONG", attack->name);
-	double rtt_max = attack->canary_rtt_max > 0 ? attack->canary_rtt_max : CANARY_RTT_MAX;
-	ck_assert_msg(canary.worst_rtt <= rtt_max * SANITIZER_SCALE,
-		      "%s: canary round trip %.3f s", attack->name, canary.worst_rtt);
+	double rtt_max = attack->canary_rtt_max > 0 ? attack->canary_rtt_max * SANITIZER_SCALE + quiet_worst
+						    : CANARY_RTT_MAX * SANITIZER_SCALE;
+	ck_assert_msg(canary.worst_rtt[1] <= rtt_max, "%s: canary round trip %.3f s (%.3f s before the "
+		      "attack)", attack->name, canary.worst_rtt[1], quiet_worst);
 	ck_assert_msg(rss_growth <= attack->rss_growth_kib + SANITIZER_RSS_KIB, "%s: RSS grew %ld KiB",
 		      attack->name, rss_growth);
 	ck_assert_msg(fds_after == fds_before, "%s: descriptors %d before, %d after", attack->name,
