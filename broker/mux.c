@@ -128,6 +128,8 @@ struct mux {
 	unsigned conn_errors_logged; /* stream-0 ERRORs logged: the first few only */
 	struct rate_bucket own_wasted; /* our count of what the peer's reset-rate counts of ours */
 	struct rate_bucket stored; /* bytes the peer may still add to our own stores (store_rate) */
+	uint64_t ended_credit;    /* bytes of DATA the peer may have in flight for streams we ended */
+	double ended_credit_until; /* ... until then (ENDED_CREDIT_SECONDS after the last end) */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
 	struct mux_callbacks cb;
 	void *user;
@@ -588,7 +590,52 @@ static void stream_check_finished(struct mux_stream *s)
 		stream_finish(s, WH_OK);
 }
 
-/* Ends a stream from our side with ERROR: the peer and the owner both learn why. */
+/* DATA for a stream we ended. Until the peer reads our ERROR it may send what its window
+ * allows, in frames of any size (an app's small writes make small frames), and those frames
+ * are dropped here. Beyond that, DATA for an ended stream is a frame that does nothing, and a
+ * flood of empty ones cost a parse and a lookup each, unbounded. So the windows the peer
+ * still had when we ended its streams are remembered as one sum for the connection (no
+ * memory per ended stream), for ENDED_CREDIT_SECONDS after the last such end: each dropped
+ * frame takes at least ENDED_FRAME_COST bytes of it, and what it does not cover counts in
+ * noop-rate. Only streams the owner ended (an app's reset, an app that died, a released
+ * stream that lingered too long) add to the sum: the resets the peer causes by breaking the
+ * protocol (a second HANDSHAKE, credit overflow) cost it two frames and would otherwise buy a
+ * window of free frames each. The sum is capped at ENDED_CREDIT_MAX all the same. */
+#define ENDED_CREDIT_SECONDS 30.0
+#define ENDED_FRAME_COST 256u
+#define ENDED_CREDIT_MAX (16u << 20)
+
+static void expect_ended_data(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	if (s->finished || s->remote_closed)
+		return; /* after its CLOSE, DATA from the peer is wrong anyway */
+	uint64_t in_flight = mux->config.enable_flow_control
+				     ? (s->recv_peer_credit > 0 ? (uint64_t)s->recv_peer_credit : 0)
+				     : mux->config.window_size;
+	if (in_flight == 0)
+		return;
+	if (mux->now > mux->ended_credit_until)
+		mux->ended_credit = 0;
+	mux->ended_credit += in_flight;
+	if (mux->ended_credit > ENDED_CREDIT_MAX)
+		mux->ended_credit = ENDED_CREDIT_MAX;
+	mux->ended_credit_until = mux->now + ENDED_CREDIT_SECONDS;
+}
+
+/* A DATA frame for a stream that is not open (ended, or an id the peer skipped): dropped,
+ * and counted as a noop unless the windows of streams we ended cover it. */
+static void count_ended_data(struct mux *mux, uint32_t length)
+{
+	uint64_t cost = length > ENDED_FRAME_COST ? length : ENDED_FRAME_COST;
+	if (mux->now <= mux->ended_credit_until && mux->ended_credit >= cost) {
+		mux->ended_credit -= cost;
+		return;
+	}
+	mux->ended_credit = 0;
+	count_noop(mux);
+}
+
 /* Ends the stream: ERROR `code` to the peer, `error` to the owner. */
 static void stream_reset_with(struct mux_stream *s, int error, uint32_t code, const char *message)
 {
@@ -734,6 +781,8 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 		}
 		if (early_candidate(mux, h->stream_id)) /* every hold in use: one more is abuse */
 			count_wasted_open(mux, "sends frames for streams it never opens");
+		else
+			count_ended_data(mux, h->length);
 		/* Unknown or finished: dropped without credit, as the reference does. */
 		mux->stats.dropped_frames++;
 		frame_decoder_skip_payload(&mux->decoder);
@@ -1032,15 +1081,15 @@ static bool count_ping(struct mux *mux)
  * speed). A peer that races our close sends a few per finished stream, so the default is
  * generous (10,000 a second, 50,000 at once: an app with that many streams may die at once);
  * a flood sends millions. Past noop_rate a second (its bucket empty) the peer is closed with
- * a goodbye. (DATA for a stream that ended is not counted: a window's worth of it may be on
- * its way, in frames of any size.) */
+ * a goodbye. DATA for a stream that is not open counts too, beyond what the windows of the
+ * streams we ended may still bring (count_ended_data). */
 static void count_noop(struct mux *mux)
 {
 	mux->stats.noop_frames++;
 	if (mux->closed || bucket_take(&mux->noops, mux->config.noop_rate, mux->now))
 		return;
 	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends frames that do nothing "
-		  "(credit, errors or CLOSEs for streams not open, unasked PONGs) faster than %.0f "
+		  "(credit, errors, CLOSEs or DATA for streams not open, unasked PONGs) faster than %.0f "
 		  "a second: closing", mux->config.id, mux->config.peer, mux->config.noop_rate);
 	mux_fail_saying(mux, WH_ELIMIT, "too many frames that do nothing");
 }
@@ -1586,6 +1635,7 @@ double mux_timer(struct mux *mux, double now)
 		char message[96];
 		snprintf(message, sizeof message, "released stream still open after %.0f s",
 			 c->release_linger);
+		expect_ended_data(s);
 		stream_reset(s, WH_ESTREAM_CLOSED, message);
 		stream_check_free(s);
 		mux->stats.streams_lingered++;
@@ -1934,6 +1984,7 @@ int mux_stream_reset(struct mux_stream *s, int error, const char *message)
 {
 	if (s->finished)
 		return WH_ESTREAM_CLOSED;
+	expect_ended_data(s);
 	stream_reset(s, error < 0 ? error : WH_ESTREAM_CLOSED, message ? message : "");
 	mux_dispatch(s->mux);
 	return WH_OK;
@@ -1943,6 +1994,7 @@ int mux_stream_reset_code(struct mux_stream *s, uint32_t code, const char *messa
 {
 	if (s->finished)
 		return WH_ESTREAM_CLOSED;
+	expect_ended_data(s);
 	stream_reset_with(s, WH_ESTREAM_CLOSED, code, message ? message : "");
 	mux_dispatch(s->mux);
 	return WH_OK;

@@ -32,6 +32,7 @@
 
 static const char *host, *port;
 static double seconds = 2.0;
+static uint32_t flood_ended_id; /* flood(): DATA goes to this ended stream, empty */
 
 static double now(void)
 {
@@ -364,7 +365,10 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			int n;
 			switch (type) {
 			case FRAME_DATA: /* new odd ids: held briefly for a HANDSHAKE that never comes */
-				n = frame_encode_data(batch + length, sizeof batch - length, id += 2, "data", 4);
+				n = flood_ended_id ? frame_encode_data(batch + length, sizeof batch - length,
+								       flood_ended_id, NULL, 0)
+						   : frame_encode_data(batch + length, sizeof batch - length,
+								       id += 2, "data", 4);
 				break;
 			case FRAME_WINDOW_UPDATE:
 				n = frame_encode_window_update(batch + length, sizeof batch - length,
@@ -426,6 +430,8 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
  * stream 0): PINGs (ping-rate), HANDSHAKEs that end refused once the budget share is spent,
  * DATA or CLOSE for ids never opened (reset-rate), WINDOW_UPDATE or ERROR for streams not
  * open and PONGs nobody asked for (noop-rate). Every flood must end so. */
+static int flood_bounded_on(int fd, struct reader *r, enum frame_type type);
+
 static int flood_bounded(enum frame_type type)
 {
 	int fd = dial();
@@ -433,15 +439,40 @@ static int flood_bounded(enum frame_type type)
 		return fail("cannot connect");
 	struct reader r;
 	reader_init(&r, fd);
-	uint64_t sent = flood(fd, &r, type, true);
+	return flood_bounded_on(fd, &r, type);
+}
+
+/* Empty DATA frames for a stream that ended in order (our CLOSE and discard's): nothing of it
+ * can still be on its way, so each is a frame that does nothing (noop-rate). */
+static int flood_data_ended(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	uint8_t frames[128];
+	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
+	length += (size_t)frame_encode_data(frames + length, sizeof frames - length, 1, "x", 1);
+	length += (size_t)frame_encode_close(frames + length, sizeof frames - length, 1);
+	/* the PONG comes after discard's CLOSE: the stream has ended at the broker */
+	if (!send_all(fd, frames, length) || !ping_ok(&r, 1000000, 10))
+		return fail("the stream to discard did not end");
+	flood_ended_id = 1;
+	return flood_bounded_on(fd, &r, FRAME_DATA);
+}
+
+static int flood_bounded_on(int fd, struct reader *r, enum frame_type type)
+{
+	uint64_t sent = flood(fd, r, type, true);
 	fprintf(stderr, "hostile-peer: %s flood: %llu frames\n", frame_type_name(type),
 		(unsigned long long)sent);
 	/* Every flood is bounded by rate (ping-rate, reset-rate, noop-rate): the broker has
 	 * closed the connection with a goodbye once it worked through what we queued (a
 	 * sanitizer build takes a while). Still answered means served to the end. */
-	bool alive = ping_ok(&r, 1000001, 30);
-	bool goodbye = !alive && wait_closed(&r, 5) && r.last_error_stream == 0 &&
-		       r.last_error_code == 505;
+	bool alive = ping_ok(r, 1000001, 30);
+	bool goodbye = !alive && wait_closed(r, 5) && r->last_error_stream == 0 &&
+		       r->last_error_code == 505;
 	close(fd);
 	if (alive)
 		return fail("the flood was served to the end: no rate bound");
@@ -735,6 +766,7 @@ static const struct attack attacks[] = {
 	{ "malformed-stream", attack_malformed_stream, "each stream-scoped malformed frame" },
 	{ "window-overflow", attack_window_overflow, "credit above 2^31-1, DATA beyond the window" },
 	{ "flood-data", flood_data, "DATA for ids that never open" },
+	{ "flood-data-ended", flood_data_ended, "empty DATA for a stream that ended" },
 	{ "flood-window", flood_window, "WINDOW_UPDATE for unknown streams" },
 	{ "flood-ping", flood_ping, "PING, answers read" },
 	{ "flood-pong", flood_pong, "PONG nobody asked for" },

@@ -1457,6 +1457,105 @@ START_TEST(test_noop_flood_closes_connection)
 }
 END_TEST
 
+/* A stream the client opens (with `bytes`, when not NULL), as the server accepted it. */
+static struct mux_stream *open_accepted(struct link *link, const char *bytes)
+{
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link->client, NULL, &c), WH_OK);
+	if (bytes)
+		ck_assert_int_eq(mux_stream_write(c, bytes, strlen(bytes)), (long)strlen(bytes));
+	pump(link);
+	struct mux_stream *accepted = mux_accept(link->server);
+	ck_assert_ptr_nonnull(accepted);
+	return accepted;
+}
+
+/* DATA for a stream that is not open does nothing: beyond what the windows of the streams the
+ * owner ended may still bring, it counts in noop-rate, so a flood of empty DATA frames on an
+ * ended id closes the connection like any other noop flood. */
+START_TEST(test_data_for_ended_stream_counts_as_noop)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *live = open_accepted(&link, "x");
+	uint32_t id = mux_stream_id(live);
+	ck_assert_int_eq(mux_stream_read(live, (uint8_t[1]){ 0 }, 1), 1);
+	uint8_t frame[64];
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	ck_assert_int_eq(mux_stream_close_write(live), WH_OK); /* both closed: it has ended */
+	pump(&link);
+	ck_assert(mux_stream_is_finished(live));
+	for (int i = 0; i < 40; i++) /* the peer closed it: nothing of it may still come */
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id + 4, NULL, 0));
+	for (int i = 0; i < 10; i++) /* an id the peer skipped (below one it opened) */
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id + 2, "abc", 3));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many frames that do nothing");
+	link_close(&link);
+}
+END_TEST
+
+/* A stream its owner resets may still have a window of the peer's DATA on its way, in frames
+ * of any size: those are dropped but not counted, each taking at least 256 bytes of what the
+ * window allowed; what comes beyond, or 30 s after, counts. A reset the peer caused by
+ * breaking the protocol (a second HANDSHAKE) buys it nothing. */
+START_TEST(test_data_in_flight_after_our_reset_is_spared)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *live = open_accepted(&link, "x");
+	uint32_t id = mux_stream_id(live);
+	/* read nothing: the peer's window is one byte smaller */
+	ck_assert_int_eq(mux_stream_reset(live, WH_EAPP_GONE, "the app went away"), WH_OK);
+	mux_stream_release(live);
+	/* the peer had not read our ERROR yet: (window - 1) / 256 small frames, then a big one
+	 * for the rest, all in its window */
+	uint8_t frame[FRAME_HEADER_SIZE + 4096];
+	uint32_t frames = (config.window_size - 1) / 256;
+	for (uint32_t i = 0; i < frames - 16; i++)
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "small", 5));
+	static const uint8_t big[4096];
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, big, sizeof big));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
+	for (int i = 0; i < 50; i++) /* beyond the window */
+		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
+	link_close(&link);
+
+	/* 30 s after the reset, what the window allowed is no longer expected */
+	link_open(&link, &config);
+	live = open_accepted(&link, NULL);
+	id = mux_stream_id(live);
+	ck_assert_int_eq(mux_stream_reset(live, WH_EAPP_GONE, "the app went away"), WH_OK);
+	mux_stream_release(live);
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "in time", 7));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
+	link.now += 30.5;
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "too late", 8));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
+	link_close(&link);
+
+	/* a second HANDSHAKE resets the stream, and its window is not expected */
+	link_open(&link, &config);
+	live = open_accepted(&link, NULL);
+	id = mux_stream_id(live);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, NULL, 0));
+	ck_assert(mux_stream_is_finished(live));
+	mux_stream_release(live);
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
+	link_close(&link);
+}
+END_TEST
+
 /* The PONG that answers our PING is not a noop frame. */
 START_TEST(test_noop_rate_spares_the_pong_we_asked_for)
 {
@@ -1932,6 +2031,8 @@ int main(void)
 	tcase_add_test(flow, test_ping_flood_closes_connection);
 	tcase_add_test(flow, test_noop_flood_closes_connection);
 	tcase_add_test(flow, test_noop_rate_spares_the_pong_we_asked_for);
+	tcase_add_test(flow, test_data_for_ended_stream_counts_as_noop);
+	tcase_add_test(flow, test_data_in_flight_after_our_reset_is_spared);
 	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
