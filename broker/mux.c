@@ -128,6 +128,7 @@ struct mux {
 	unsigned conn_errors_logged; /* stream-0 ERRORs logged: the first few only */
 	struct rate_bucket own_wasted; /* our count of what the peer's reset-rate counts of ours */
 	struct rate_bucket stored; /* bytes the peer may still add to our own stores (store_rate) */
+	uint64_t updates_owed;    /* WINDOW_UPDATEs the peer may send: one per DATA frame of ours */
 	uint64_t ended_credit;    /* bytes of DATA the peer may have in flight for streams we ended */
 	double ended_credit_until; /* ... until then (ENDED_CREDIT_SECONDS after the last end) */
 	double idle_since;        /* accepted: when it last had no stream (0: it has some) */
@@ -788,6 +789,13 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 		frame_decoder_skip_payload(&mux->decoder);
 		return;
 	}
+	if (h->length == 0) {
+		/* Moves nothing, and would spare the stream from reset-rate as one that carried
+		 * DATA: a frame that does nothing (HTTP/2's empty-frames flood, CVE-2019-9518). */
+		mux->stats.dropped_frames++;
+		count_noop(mux);
+		return;
+	}
 	s->stats.frames_in++;
 	if (s->remote_closed) {
 		frame_decoder_skip_payload(&mux->decoder);
@@ -931,11 +939,18 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 {
 	uint32_t increment;
 	struct mux_stream *s = live_stream(mux, h->stream_id);
-	if (frame_parse_window_update(h, payload, &increment) != WH_OK || !s) {
+	if (frame_parse_window_update(h, payload, &increment) != WH_OK || !s || increment == 0) {
 		mux->stats.dropped_frames++;
 		count_noop(mux);
 		return;
 	}
+	/* A peer grants credit for bytes it read, so it has no cause for more updates than we sent
+	 * DATA frames (the reference sends one a half window). More are a flood that looks
+	 * useful (+1 a frame), and count as frames that do nothing. */
+	if (mux->updates_owed)
+		mux->updates_owed--;
+	else
+		count_noop(mux);
 	s->send_credit += increment;
 	if (s->send_credit > SEND_CREDIT_LIMIT) {
 		stream_reset(s, WH_EFLOW_CONTROL, "window credit above 2^31-1");
@@ -1418,6 +1433,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 	s->pending_frames++;
 	s->stats.frames_out++;
 	mux->stats.frames_out[FRAME_DATA]++;
+	mux->updates_owed++;
 	/* More to send (or a CLOSE to follow): back to the tail, so every stream gets a turn. */
 	if (available > n || (s->write_closed && !s->close_sent))
 		ready_push(s);

@@ -214,8 +214,9 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "frames a second a peer may send that do nothing (WINDOW_UPDATE or ERROR for a stream "
 	  "that is not open, CLOSE for one that ended, DATA for one that is not open beyond what "
-	  "the windows of streams the broker reset may still bring, ERROR on stream 0 other than "
-	  "going-away, PONGs nobody asked for; a peer that races a close sends a few per stream), "
+	  "the windows of streams the broker reset may still bring, empty DATA, WINDOW_UPDATEs of 0 "
+	  "or beyond one per DATA frame the broker sent, ERROR on stream 0 other than going-away, "
+	  "PONGs nobody asked for; a peer that races a close sends a few per stream), "
 	  "with a burst of five seconds' worth; beyond it the connection is closed with a goodbye; "
 	  "0: no bound" },
 	{ OPT_STORE_RATE, "store-rate", 0, OPTION_BYTES, 0, 1e12, false, false, "8388608", "bytes/s",

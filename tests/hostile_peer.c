@@ -32,7 +32,7 @@
 
 static const char *host, *port;
 static double seconds = 2.0;
-static uint32_t flood_ended_id; /* flood(): DATA goes to this ended stream, empty */
+static uint32_t flood_stream; /* flood(): DATA (empty) and WINDOW_UPDATE (+1) go to it */
 
 static double now(void)
 {
@@ -365,14 +365,14 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			int n;
 			switch (type) {
 			case FRAME_DATA: /* new odd ids: held briefly for a HANDSHAKE that never comes */
-				n = flood_ended_id ? frame_encode_data(batch + length, sizeof batch - length,
-								       flood_ended_id, NULL, 0)
-						   : frame_encode_data(batch + length, sizeof batch - length,
-								       id += 2, "data", 4);
+				n = flood_stream ? frame_encode_data(batch + length, sizeof batch - length,
+								     flood_stream, NULL, 0)
+						 : frame_encode_data(batch + length, sizeof batch - length,
+								     id += 2, "data", 4);
 				break;
 			case FRAME_WINDOW_UPDATE:
 				n = frame_encode_window_update(batch + length, sizeof batch - length,
-							       id += 2, 1);
+							       flood_stream ? flood_stream : (id += 2), 1);
 				break;
 			case FRAME_PING:
 				n = frame_encode_ping(batch + length, sizeof batch - length, id++);
@@ -442,9 +442,10 @@ static int flood_bounded(enum frame_type type)
 	return flood_bounded_on(fd, &r, type);
 }
 
-/* Empty DATA frames for a stream that ended in order (our CLOSE and discard's): nothing of it
- * can still be on its way, so each is a frame that does nothing (noop-rate). */
-static int flood_data_ended(void)
+/* Frames that do nothing on one stream to discard: empty DATA after it ended in order (our
+ * CLOSE and discard's: nothing of it can still be on its way), or while it is open, and credit
+ * while it is open for bytes discard never sends. Each counts in noop-rate. */
+static int flood_on_stream(enum frame_type type, bool ended)
 {
 	int fd = dial();
 	if (fd < 0)
@@ -454,12 +455,13 @@ static int flood_data_ended(void)
 	uint8_t frames[128];
 	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
 	length += (size_t)frame_encode_data(frames + length, sizeof frames - length, 1, "x", 1);
-	length += (size_t)frame_encode_close(frames + length, sizeof frames - length, 1);
-	/* the PONG comes after discard's CLOSE: the stream has ended at the broker */
+	if (ended)
+		length += (size_t)frame_encode_close(frames + length, sizeof frames - length, 1);
+	/* the PONG comes after the broker took these (and discard's CLOSE, when ended) */
 	if (!send_all(fd, frames, length) || !ping_ok(&r, 1000000, 10))
-		return fail("the stream to discard did not end");
-	flood_ended_id = 1;
-	return flood_bounded_on(fd, &r, FRAME_DATA);
+		return fail("the stream to discard did not open");
+	flood_stream = 1;
+	return flood_bounded_on(fd, &r, type);
 }
 
 static int flood_bounded_on(int fd, struct reader *r, enum frame_type type)
@@ -748,6 +750,9 @@ struct attack {
 };
 
 static int flood_data(void) { return flood_bounded(FRAME_DATA); }
+static int flood_data_ended(void) { return flood_on_stream(FRAME_DATA, true); }
+static int flood_data_empty(void) { return flood_on_stream(FRAME_DATA, false); }
+static int flood_window_live(void) { return flood_on_stream(FRAME_WINDOW_UPDATE, false); }
 static int flood_window(void) { return flood_bounded(FRAME_WINDOW_UPDATE); }
 static int flood_ping(void) { return flood_bounded(FRAME_PING); }
 static int flood_pong(void) { return flood_bounded(FRAME_PONG); }
@@ -767,6 +772,8 @@ static const struct attack attacks[] = {
 	{ "window-overflow", attack_window_overflow, "credit above 2^31-1, DATA beyond the window" },
 	{ "flood-data", flood_data, "DATA for ids that never open" },
 	{ "flood-data-ended", flood_data_ended, "empty DATA for a stream that ended" },
+	{ "flood-data-empty", flood_data_empty, "empty DATA for an open stream" },
+	{ "flood-window-live", flood_window_live, "credit for an open stream that sends nothing" },
 	{ "flood-window", flood_window, "WINDOW_UPDATE for unknown streams" },
 	{ "flood-ping", flood_ping, "PING, answers read" },
 	{ "flood-pong", flood_pong, "PONG nobody asked for" },

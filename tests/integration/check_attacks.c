@@ -59,6 +59,8 @@ static const struct attack_case cases[] = {
 	{ "window-overflow", "1", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-data", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 }, /* at most 8 ids x 256 KiB held */
 	{ "flood-data-ended", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
+	{ "flood-data-empty", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
+	{ "flood-window-live", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-window", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-ping", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-pong", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },

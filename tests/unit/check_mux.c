@@ -1429,6 +1429,10 @@ START_TEST(test_noop_flood_closes_connection)
 	pump(&link);
 	struct mux_stream *live = mux_accept(link.server);
 	ck_assert_ptr_nonnull(live);
+	for (int i = 0; i < 200; i++) { /* 200 DATA frames the peer may grant credit for */
+		ck_assert_int_eq(mux_stream_write(live, "y", 1), 1);
+		pump(&link);
+	}
 	uint8_t frame[64];
 	for (int i = 0; i < 200; i++) /* credit for the live stream: useful, never counted */
 		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, mux_stream_id(live), 1));
@@ -1552,6 +1556,46 @@ START_TEST(test_data_in_flight_after_our_reset_is_spared)
 	mux_stream_release(live);
 	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
+	link_close(&link);
+}
+END_TEST
+
+/* On an open stream too: credit beyond one update per DATA frame we sent, credit of 0 and empty
+ * DATA do nothing and count; a stream whose only DATA was empty still counts in reset-rate. */
+START_TEST(test_useless_frames_on_an_open_stream_count)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *live = open_accepted(&link, "x");
+	uint32_t id = mux_stream_id(live);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(mux_stream_write(live, "y", 1), 1);
+		pump(&link);
+	}
+	uint8_t frame[64];
+	for (int i = 0; i < 3; i++)
+		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, id, 1));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
+	inject(&link, frame, frame_encode_window_update(frame, sizeof frame, id, 1));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
+	int length = frame_encode_window_update(frame, sizeof frame, id, 1);
+	memset(frame + length - 4, 0, 4); /* credit of 0: our encoder will not write it */
+	inject(&link, frame, length);
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 2);
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 3);
+	ck_assert(!mux_stream_is_finished(live));
+	ck_assert_int_eq(mux_stream_read(live, (uint8_t[4]){ 0 }, 4), 1); /* "x", nothing more */
+	/* HANDSHAKE, empty DATA, CLOSE: opened and ended without data all the same */
+	uint64_t empty = mux_stats(link.server)->streams_reset_empty;
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id + 2, NULL, 0));
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id + 2, NULL, 0));
+	inject(&link, frame, frame_encode_close(frame, sizeof frame, id + 2));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, empty + 1);
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 4);
+	ck_assert(!mux_is_closed(link.server));
 	link_close(&link);
 }
 END_TEST
@@ -2033,6 +2077,7 @@ int main(void)
 	tcase_add_test(flow, test_noop_rate_spares_the_pong_we_asked_for);
 	tcase_add_test(flow, test_data_for_ended_stream_counts_as_noop);
 	tcase_add_test(flow, test_data_in_flight_after_our_reset_is_spared);
+	tcase_add_test(flow, test_useless_frames_on_an_open_stream_count);
 	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
