@@ -357,7 +357,8 @@ static void stop_all(const pid_t *pids, size_t n)
  */
 static const char *const bench_attacks[] = {
 	"flood-ping", "flood-data", "flood-data-ended", "flood-data-empty", "flood-window",
-	"flood-window-live", "flood-pong", "flood-error", "flood-close", "flood-handshake", "flood-ping-unread", "rapid-reset-close", "zero-window-many",
+	"flood-window-live", "flood-data-tiny", "flood-pong", "flood-error", "flood-close",
+	"flood-handshake", "flood-ping-unread", "rapid-reset-close", "zero-window-many",
 	"stream-hog", "slowloris", "half-header", "many-connections", "malformed-run", "idle",
 };
 #define BENCH_ATTACKS (sizeof bench_attacks / sizeof bench_attacks[0])

@@ -33,6 +33,7 @@
 static const char *host, *port;
 static double seconds = 2.0;
 static uint32_t flood_stream; /* flood(): DATA (empty) and WINDOW_UPDATE (+1) go to it */
+static size_t flood_data_bytes; /* flood(): bytes in each DATA frame to flood_stream */
 
 static double now(void)
 {
@@ -108,6 +109,7 @@ struct reader {
 	uint32_t last_error_stream, last_error_code;
 	uint32_t errors_for[64]; /* ERROR code last seen per stream id < 64 */
 	uint32_t pong;
+	uint64_t credit; /* bytes we may still send on flood_stream (flood_data_tiny keeps it) */
 };
 
 static void reader_init(struct reader *r, int fd)
@@ -134,6 +136,10 @@ static void reader_feed(struct reader *r, const uint8_t *data, size_t length)
 			r->last_error_code = code;
 			if (ev.header.stream_id < 64)
 				r->errors_for[ev.header.stream_id] = code;
+		} else if (ev.header.type == FRAME_WINDOW_UPDATE && ev.payload_length == 4 &&
+			   ev.header.stream_id == flood_stream) {
+			r->credit += (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
+				     (uint32_t)ev.payload[2] << 8 | ev.payload[3];
 		} else if (ev.header.type == FRAME_PONG && ev.payload_length == 4) {
 			r->pong = (uint32_t)ev.payload[0] << 24 | (uint32_t)ev.payload[1] << 16 |
 				  (uint32_t)ev.payload[2] << 8 | ev.payload[3];
@@ -359,6 +365,13 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 	uint32_t id = 1;
 	double end = now() + seconds;
 	while (now() < end && !r->eof) {
+		if (flood_data_bytes && type == FRAME_DATA) { /* within the stream's window */
+			if (r->credit < 64 * flood_data_bytes) {
+				reader_poll(r, 0.01);
+				continue;
+			}
+			r->credit -= 64 * flood_data_bytes;
+		}
 		size_t length = 0;
 		for (int i = 0; i < 64; i++) {
 			uint8_t code[8] = { 0, 0, 0x01, 0xf3, 'x', 'y', 'z', '!' }; /* 499 */
@@ -366,7 +379,7 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			switch (type) {
 			case FRAME_DATA: /* new odd ids: held briefly for a HANDSHAKE that never comes */
 				n = flood_stream ? frame_encode_data(batch + length, sizeof batch - length,
-								     flood_stream, NULL, 0)
+								     flood_stream, "t", flood_data_bytes)
 						 : frame_encode_data(batch + length, sizeof batch - length,
 								     id += 2, "data", 4);
 				break;
@@ -462,6 +475,31 @@ static int flood_on_stream(enum frame_type type, bool ended)
 		return fail("the stream to discard did not open");
 	flood_stream = 1;
 	return flood_bounded_on(fd, &r, type);
+}
+
+/* DATA of one byte each to discard, within the window, as an app writing a byte at a time
+ * through the reference makes: useful, so served for as long as it lasts, though each frame
+ * costs the broker about what a full one costs (its turn on the loop is measured in time, so
+ * it takes its share and no more). The connection must stay served. */
+static int flood_data_tiny(void)
+{
+	int fd = dial();
+	if (fd < 0)
+		return fail("cannot connect");
+	struct reader r;
+	reader_init(&r, fd);
+	uint8_t frames[64];
+	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
+	if (!send_all(fd, frames, length) || !ping_ok(&r, 1000000, 10))
+		return fail("the stream to discard did not open");
+	flood_stream = 1;
+	flood_data_bytes = 1;
+	r.credit = 262144; /* the initial window */
+	uint64_t sent = flood(fd, &r, FRAME_DATA, true);
+	fprintf(stderr, "hostile-peer: one-byte DATA flood: %llu frames\n", (unsigned long long)sent);
+	bool alive = ping_ok(&r, 1000001, 60);
+	close(fd);
+	return alive ? 0 : fail("a stream of one-byte DATA frames was not served");
 }
 
 static int flood_bounded_on(int fd, struct reader *r, enum frame_type type)
@@ -774,6 +812,7 @@ static const struct attack attacks[] = {
 	{ "flood-data-ended", flood_data_ended, "empty DATA for a stream that ended" },
 	{ "flood-data-empty", flood_data_empty, "empty DATA for an open stream" },
 	{ "flood-window-live", flood_window_live, "credit for an open stream that sends nothing" },
+	{ "flood-data-tiny", flood_data_tiny, "one-byte DATA frames to discard, served" },
 	{ "flood-window", flood_window, "WINDOW_UPDATE for unknown streams" },
 	{ "flood-ping", flood_ping, "PING, answers read" },
 	{ "flood-pong", flood_pong, "PONG nobody asked for" },

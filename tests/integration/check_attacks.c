@@ -61,6 +61,8 @@ static const struct attack_case cases[] = {
 	{ "flood-data-ended", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-data-empty", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-window-live", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
+	/* useful frames, as small as can be: served, the canary too */
+	{ "flood-data-tiny", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-window", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-ping", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "flood-pong", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
