@@ -633,7 +633,6 @@ static void count_ended_data(struct mux *mux, uint32_t length)
 		mux->ended_credit -= cost;
 		return;
 	}
-	mux->ended_credit = 0;
 	count_noop(mux);
 }
 
