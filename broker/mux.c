@@ -160,6 +160,8 @@ struct mux {
 	bool ping_outstanding;
 	uint32_t ping_id;
 	double ping_sent_at, next_ping_at;
+	double pong_wait_from;    /* keep-alive: the timeout counts from here (keepalive_alive) */
+	uint64_t pong_wait_bytes; /* stats.bytes_in then */
 
 	bool ids_exhausted;
 	bool closed, output_sealed, closed_notify_pending, dispatching;
@@ -1583,6 +1585,8 @@ static void send_ping(struct mux *mux)
 	mux->ping_id++;
 	mux->ping_outstanding = true;
 	mux->ping_sent_at = mux->now;
+	mux->pong_wait_from = mux->now;
+	mux->pong_wait_bytes = mux->stats.bytes_in;
 	control_push(mux, frame, frame_encode_ping(frame, sizeof frame, mux->ping_id));
 }
 
@@ -1597,12 +1601,28 @@ int mux_ping(struct mux *mux, double now)
 	return WH_OK;
 }
 
+/* The PONG goes ahead of what the peer has queued, but not ahead of what it has already
+ * written: behind a full TCP pipe that we read slowly (a loaded machine, many streams) it can
+ * take longer than the timeout, while the peer's DATA keeps coming. A peer that sent at least
+ * KEEPALIVE_ALIVE_BYTES in the last timeout is alive: the wait starts again. A peer that
+ * trickles (slowloris) or sends nothing is closed as before. */
+#define KEEPALIVE_ALIVE_BYTES (64u * 1024u)
+
+static bool keepalive_alive(struct mux *mux, double now)
+{
+	if (mux->stats.bytes_in - mux->pong_wait_bytes < KEEPALIVE_ALIVE_BYTES)
+		return false;
+	mux->pong_wait_from = now;
+	mux->pong_wait_bytes = mux->stats.bytes_in;
+	return true;
+}
+
 double mux_timer(struct mux *mux, double now)
 {
 	mux->now = now;
 	const struct mux_config *c = &mux->config;
 	if (!mux->closed && mux->ping_outstanding && c->keepalive_timeout > 0 &&
-	    now - mux->ping_sent_at >= c->keepalive_timeout) {
+	    now - mux->pong_wait_from >= c->keepalive_timeout && !keepalive_alive(mux, now)) {
 		log_write(c->log, LOG_WARN, "mux", "conn=%u peer=%s no PONG in %.1f s: closing", c->id, c->peer,
 			  c->keepalive_timeout);
 		mux_fail(mux, WH_EKEEPALIVE_TIMEOUT);
@@ -1670,8 +1690,8 @@ double mux_timer(struct mux *mux, double now)
 		if (mux->early[i].id && mux->early[i].since + EARLY_HOLD_SECONDS < next)
 			next = mux->early[i].since + EARLY_HOLD_SECONDS;
 	if (mux->ping_outstanding && c->keepalive_timeout > 0 &&
-	    mux->ping_sent_at + c->keepalive_timeout < next)
-		next = mux->ping_sent_at + c->keepalive_timeout;
+	    mux->pong_wait_from + c->keepalive_timeout < next)
+		next = mux->pong_wait_from + c->keepalive_timeout;
 	return next;
 }
 

@@ -165,7 +165,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "PING interval, 0: off (KeepAliveInterval)" },
 	{ OPT_KEEPALIVE_TIMEOUT, "keepalive-timeout", 0, OPTION_SECONDS, 0.001, 86400, false, false,
 	  "10", "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
-	  "no PONG this long ends the connection (KeepAliveTimeout)" },
+	  "no PONG this long ends the connection, unless the peer sent 64 KiB or more meanwhile "
+	  "(its PONG is behind them): then the wait starts again (KeepAliveTimeout)" },
 	{ OPT_MAX_FRAME_SIZE, "max-frame-size", 0, OPTION_BYTES, 1024, 16 * MIB, false, false,
 	  "32768", "bytes", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "DATA is split at this size and larger frames are refused; a reference peer takes 32768 (MaxFrameSize)" },

@@ -1934,6 +1934,40 @@ START_TEST(test_keepalive_ping_pong_and_timeout)
 }
 END_TEST
 
+/* A peer whose PONG is late but whose DATA keeps coming (64 KiB or more within the timeout:
+ * the PONG is behind what it had written) is alive: the wait starts again. One that trickles
+ * less, or stops, is closed a timeout later. */
+START_TEST(test_keepalive_spares_a_peer_that_keeps_sending)
+{
+	struct mux_config config = test_config();
+	config.keepalive_interval = 30;
+	config.keepalive_timeout = 10;
+	struct link link;
+	link_open(&link, &config);
+	struct mux_stream *live = open_accepted(&link, NULL);
+	uint32_t id = mux_stream_id(live);
+	mux_stream_release(live); /* discards what comes, and returns its credit */
+	link.cut = true; /* the client's PONGs never come */
+	mux_timer(link.server, link.now); /* the server's first PING */
+	static uint8_t frame[FRAME_HEADER_SIZE + 16384];
+	static const uint8_t chunk[16384];
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 4; i++) /* 64 KiB within each timeout */
+			inject(&link, frame, frame_encode_data(frame, sizeof frame, id, chunk, sizeof chunk));
+		link.now += 10.1;
+		mux_timer(link.server, link.now);
+		ck_assert(!mux_is_closed(link.server));
+	}
+	/* a trickle is not enough */
+	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, chunk, 1000));
+	link.now += 10.1;
+	mux_timer(link.server, link.now);
+	ck_assert(mux_is_closed(link.server));
+	ck_assert_int_eq(mux_error(link.server), WH_EKEEPALIVE_TIMEOUT);
+	link_close(&link);
+}
+END_TEST
+
 /* ---- scheduling ----------------------------------------------------------------------- */
 
 /* An interactive write waits behind at most one frame of each busy stream. */
@@ -2065,6 +2099,7 @@ int main(void)
 	tcase_add_test(flow, test_window_grows_when_it_limits);
 	tcase_add_test(flow, test_window_growth_respects_budget);
 	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
+	tcase_add_test(flow, test_keepalive_spares_a_peer_that_keeps_sending);
 	tcase_add_test(flow, test_round_robin_interactive_not_starved);
 	tcase_add_test(flow, test_handshake_precedes_data);
 	tcase_add_test(flow, test_control_frames_never_dropped);
