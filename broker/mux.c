@@ -952,6 +952,8 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 		mux->updates_owed--;
 	else
 		count_noop(mux);
+	if (mux->closed)
+		return; /* that was one too many */
 	s->send_credit += increment;
 	if (s->send_credit > SEND_CREDIT_LIMIT) {
 		stream_reset(s, WH_EFLOW_CONTROL, "window credit above 2^31-1");
@@ -1092,7 +1094,7 @@ static bool count_ping(struct mux *mux)
 
 /* Frames that do nothing here (credit or an ERROR for a stream that is not open, a CLOSE for
  * one that ended or closed already, an ERROR on stream 0 that is not a goodbye, a PONG nobody
- * asked for) cost us a parse and a lookup and the peer 12 bytes: a flood of them took the
+ * asked for, empty DATA, credit beyond what our DATA frames call for) cost us a parse and a lookup and the peer 12 bytes: a flood of them took the
  * broker's core from every other connection (a bulk stream beside one kept a fifth of its
  * speed). A peer that races our close sends a few per finished stream, so the default is
  * generous (10,000 a second, 50,000 at once: an app with that many streams may die at once);

@@ -59,11 +59,13 @@ struct mux_config {
 				      * goodbye (ping flood); 0: no bound (50) */
 	double noop_rate;            /* frames a second the peer may send that do nothing here:
 				      * WINDOW_UPDATE or ERROR for a stream that is not open,
-				      * CLOSE for one that ended, ERROR on stream 0 other than
-				      * going-away, PONG nobody asked for; a burst of five
-				      * seconds' worth; above it the connection is closed with
-				      * a goodbye. Races leave a few per finished stream.
-				      * 0: no bound (10000) */
+				      * CLOSE for one that ended, DATA for one that is not open
+				      * beyond the windows of streams we reset, empty DATA,
+				      * WINDOW_UPDATE of 0 or beyond one per DATA frame we
+				      * sent, ERROR on stream 0 other than going-away, PONG
+				      * nobody asked for; a burst of five seconds' worth; above
+				      * it the connection is closed with a goodbye. Races leave
+				      * a few per finished stream. 0: no bound (10000) */
 	double store_rate;           /* bytes a second the peer may add to what this broker holds
 				      * in its own stores for it (built-in services' receive
 				      * stores: echo's answers it does not read), with a burst of
@@ -164,7 +166,7 @@ struct mux_callbacks {
 	X(streams_refused, TOTAL, NONE, "streams the peer opened and this side refused") \
 	X(opens_held_back, TOTAL, NONE, "opens refused here (WH_ELIMIT) so as not to pass the peer's reset-rate") \
 	X(dropped_frames, TOTAL, NONE, "frames for unknown or finished streams") \
-	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR or CLOSE for a stream not open, unasked PONGs") \
+	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR, CLOSE or DATA for a stream not open, empty DATA, unneeded credit, unasked PONGs") \
 	X(early_frames, TOTAL, NONE, "DATA or CLOSE held until their HANDSHAKE came") \
 	X(malformed_frames, TOTAL, NONE, "frames that broke the protocol") \
 	X(errors_sent, TOTAL, NONE, "ERROR frames sent") \

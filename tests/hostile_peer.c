@@ -455,26 +455,41 @@ static int flood_bounded(enum frame_type type)
 	return flood_bounded_on(fd, &r, type);
 }
 
+/* Connects with stream 1 open to discard, with `first` as its DATA (none when NULL) and its
+ * CLOSE when `ended`; flood() then aims at it. The PONG comes after the broker took these
+ * (and discard's CLOSE, when ended). The descriptor, or -1 once fail() said why. */
+static int dial_discard(struct reader *r, const char *first, bool ended)
+{
+	int fd = dial();
+	if (fd < 0) {
+		fail("cannot connect");
+		return -1;
+	}
+	reader_init(r, fd);
+	uint8_t frames[128];
+	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
+	if (first)
+		length += (size_t)frame_encode_data(frames + length, sizeof frames - length, 1, first,
+						    strlen(first));
+	if (ended)
+		length += (size_t)frame_encode_close(frames + length, sizeof frames - length, 1);
+	if (!send_all(fd, frames, length) || !ping_ok(r, 1000000, 10)) {
+		close(fd);
+		fail("the stream to discard did not open");
+		return -1;
+	}
+	flood_stream = 1;
+	return fd;
+}
+
 /* Frames that do nothing on one stream to discard: empty DATA after it ended in order (our
  * CLOSE and discard's: nothing of it can still be on its way), or while it is open, and credit
  * while it is open for bytes discard never sends. Each counts in noop-rate. */
 static int flood_on_stream(enum frame_type type, bool ended)
 {
-	int fd = dial();
-	if (fd < 0)
-		return fail("cannot connect");
 	struct reader r;
-	reader_init(&r, fd);
-	uint8_t frames[128];
-	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
-	length += (size_t)frame_encode_data(frames + length, sizeof frames - length, 1, "x", 1);
-	if (ended)
-		length += (size_t)frame_encode_close(frames + length, sizeof frames - length, 1);
-	/* the PONG comes after the broker took these (and discard's CLOSE, when ended) */
-	if (!send_all(fd, frames, length) || !ping_ok(&r, 1000000, 10))
-		return fail("the stream to discard did not open");
-	flood_stream = 1;
-	return flood_bounded_on(fd, &r, type);
+	int fd = dial_discard(&r, "x", ended);
+	return fd < 0 ? 1 : flood_bounded_on(fd, &r, type);
 }
 
 /* DATA of one byte each to discard, within the window, as an app writing a byte at a time
@@ -483,16 +498,10 @@ static int flood_on_stream(enum frame_type type, bool ended)
  * it takes its share and no more). The connection must stay served. */
 static int flood_data_tiny(void)
 {
-	int fd = dial();
-	if (fd < 0)
-		return fail("cannot connect");
 	struct reader r;
-	reader_init(&r, fd);
-	uint8_t frames[64];
-	size_t length = (size_t)frame_encode_handshake(frames, sizeof frames, 1, "discard", 7);
-	if (!send_all(fd, frames, length) || !ping_ok(&r, 1000000, 10))
-		return fail("the stream to discard did not open");
-	flood_stream = 1;
+	int fd = dial_discard(&r, NULL, false);
+	if (fd < 0)
+		return 1;
 	flood_data_bytes = 1;
 	r.credit = 262144; /* the initial window */
 	uint64_t sent = flood(fd, &r, FRAME_DATA, true);

@@ -777,6 +777,22 @@ static void inject(struct link *link, const uint8_t *frame, int length)
 	mux_input(link->server, frame, (size_t)length, link->now);
 }
 
+/* A DATA frame for stream `id`, straight into the server. */
+static void inject_data(struct link *link, uint32_t id, const void *payload, size_t length)
+{
+	static uint8_t frame[FRAME_HEADER_SIZE + 65536];
+	inject(link, frame, frame_encode_data(frame, sizeof frame, id, payload, length));
+}
+
+/* `count` DATA frames of one byte from the server's stream, each delivered before the next. */
+static void write_frames(struct link *link, struct mux_stream *s, int count)
+{
+	for (int i = 0; i < count; i++) {
+		ck_assert_int_eq(mux_stream_write(s, "y", 1), 1);
+		pump(link);
+	}
+}
+
 START_TEST(test_duplicate_handshake_is_a_stream_error)
 {
 	struct mux_config config = test_config();
@@ -819,10 +835,9 @@ START_TEST(test_window_violation_is_a_stream_error)
 	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
 	ck_assert_int_eq(mux_open_stream(link.client, NULL, &other), WH_OK);
 	pump(&link);
-	static uint8_t frame[8192];
 	static uint8_t payload[3000];
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, mux_stream_id(c), payload, 3000));
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, mux_stream_id(c), payload, 3000));
+	inject_data(&link, mux_stream_id(c), payload, 3000);
+	inject_data(&link, mux_stream_id(c), payload, 3000);
 	pump(&link);
 	ck_assert_int_eq(mux_stream_error(c), WH_EFLOW_CONTROL);
 	ck_assert_uint_eq(mux_stream_remote_code(c), 413);
@@ -872,12 +887,12 @@ START_TEST(test_unknown_stream_frames_are_dropped)
 	link_open(&link, &config);
 	uint8_t frame[64];
 	/* 78 has the server's own parity: never a stream the client may open */
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 78, "lost", 4));
+	inject_data(&link, 78, "lost", 4);
 	inject(&link, frame, frame_encode_window_update(frame, sizeof frame, 78, 5));
 	inject(&link, frame, frame_encode_close(frame, sizeof frame, 78));
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 3);
 	/* 77 may still open: DATA and CLOSE wait for its HANDSHAKE, briefly */
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 77, "held", 4));
+	inject_data(&link, 77, "held", 4);
 	inject(&link, frame, frame_encode_close(frame, sizeof frame, 77));
 	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 2);
 	ck_assert_int_gt(link.timer_changes, 0);
@@ -945,8 +960,8 @@ START_TEST(test_data_before_handshake_is_held)
 	struct link link;
 	link_open(&link, &config);
 	uint8_t frame[64];
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 1, "hel", 3));
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 1, "lo", 2));
+	inject_data(&link, 1, "hel", 3);
+	inject_data(&link, 1, "lo", 2);
 	inject(&link, frame, frame_encode_close(frame, sizeof frame, 1));
 	ck_assert_ptr_null(mux_accept(link.server));
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 1, NULL, 0));
@@ -959,7 +974,7 @@ START_TEST(test_data_before_handshake_is_held)
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
 
 	/* an id skipped by a later HANDSHAKE can never open: what was held for it goes */
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, 3, "x", 1));
+	inject_data(&link, 3, "x", 1);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 1);
 	ck_assert_ptr_nonnull(mux_accept(link.server));
@@ -976,7 +991,7 @@ START_TEST(test_data_before_handshake_is_held)
 	/* at most EARLY_IDS_MAX (8) ids wait at once; frames for more are dropped */
 	uint64_t dropped = mux_stats(link.server)->dropped_frames;
 	for (uint32_t id = 101; id < 101 + 2 * 10; id += 2)
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "y", 1));
+		inject_data(&link, id, "y", 1);
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, dropped + 2);
 	ck_assert(!mux_is_closed(link.server));
 	link_close(&link);
@@ -1286,7 +1301,7 @@ START_TEST(test_rapid_reset_closes_connection)
 	/* streams with data are a peer's normal business, however fast */
 	for (int i = 0; i < 200; i++, id += 2) {
 		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+		inject_data(&link, id, "x", 1);
 		inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
 	}
 	ck_assert(!mux_is_closed(link.server));
@@ -1355,17 +1370,17 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	uint8_t frame[64];
 	uint32_t id = 1;
 	for (int i = 0; i < 8; i++, id += 2)
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+		inject_data(&link, id, "early", 5);
 	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 8);
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 0);
 	for (int i = 0; i < 50; i++, id += 2)
 		if (i % 2)
-			inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+			inject_data(&link, id, "x", 1);
 		else
 			inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
 	ck_assert(!mux_is_closed(link.server));
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "x", 1));
+	inject_data(&link, id, "x", 1);
 	ck_assert(mux_is_closed(link.server));
 	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
 	link_close(&link);
@@ -1373,12 +1388,12 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	/* held ids that expire, and held ids below a HANDSHAKE, are counted once each */
 	link_open(&link, &config);
 	for (id = 1; id <= 5; id += 2) /* 1, 3, 5 */
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+		inject_data(&link, id, "early", 5);
 	link.now += 6.0;
 	mux_timer(link.server, link.now);
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 3);
 	for (id = 7; id <= 11; id += 2) /* 7, 9, 11 */
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "early", 5));
+		inject_data(&link, id, "early", 5);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, "echo", 4));
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 6);
 	ck_assert(!mux_is_closed(link.server));
@@ -1429,10 +1444,7 @@ START_TEST(test_noop_flood_closes_connection)
 	pump(&link);
 	struct mux_stream *live = mux_accept(link.server);
 	ck_assert_ptr_nonnull(live);
-	for (int i = 0; i < 200; i++) { /* 200 DATA frames the peer may grant credit for */
-		ck_assert_int_eq(mux_stream_write(live, "y", 1), 1);
-		pump(&link);
-	}
+	write_frames(&link, live, 200); /* DATA frames the peer may grant credit for */
 	uint8_t frame[64];
 	for (int i = 0; i < 200; i++) /* credit for the live stream: useful, never counted */
 		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, mux_stream_id(live), 1));
@@ -1492,13 +1504,13 @@ START_TEST(test_data_for_ended_stream_counts_as_noop)
 	pump(&link);
 	ck_assert(mux_stream_is_finished(live));
 	for (int i = 0; i < 40; i++) /* the peer closed it: nothing of it may still come */
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+		inject_data(&link, id, NULL, 0);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id + 4, NULL, 0));
 	for (int i = 0; i < 10; i++) /* an id the peer skipped (below one it opened) */
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id + 2, "abc", 3));
+		inject_data(&link, id + 2, "abc", 3);
 	ck_assert(!mux_is_closed(link.server));
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	inject_data(&link, id, NULL, 0);
 	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many frames that do nothing");
 	link_close(&link);
 }
@@ -1524,12 +1536,12 @@ START_TEST(test_data_in_flight_after_our_reset_is_spared)
 	uint8_t frame[FRAME_HEADER_SIZE + 4096];
 	uint32_t frames = (config.window_size - 1) / 256;
 	for (uint32_t i = 0; i < frames - 16; i++)
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "small", 5));
+		inject_data(&link, id, "small", 5);
 	static const uint8_t big[4096];
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, big, sizeof big));
+	inject_data(&link, id, big, sizeof big);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
 	for (int i = 0; i < 50; i++) /* beyond the window */
-		inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+		inject_data(&link, id, NULL, 0);
 	ck_assert(!mux_is_closed(link.server));
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
 	link_close(&link);
@@ -1540,10 +1552,10 @@ START_TEST(test_data_in_flight_after_our_reset_is_spared)
 	id = mux_stream_id(live);
 	ck_assert_int_eq(mux_stream_reset(live, WH_EAPP_GONE, "the app went away"), WH_OK);
 	mux_stream_release(live);
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "in time", 7));
+	inject_data(&link, id, "in time", 7);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 0);
 	link.now += 30.5;
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, "too late", 8));
+	inject_data(&link, id, "too late", 8);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
 	link_close(&link);
 
@@ -1554,7 +1566,7 @@ START_TEST(test_data_in_flight_after_our_reset_is_spared)
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, NULL, 0));
 	ck_assert(mux_stream_is_finished(live));
 	mux_stream_release(live);
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	inject_data(&link, id, NULL, 0);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 1);
 	link_close(&link);
 }
@@ -1570,10 +1582,7 @@ START_TEST(test_useless_frames_on_an_open_stream_count)
 	link_open(&link, &config);
 	struct mux_stream *live = open_accepted(&link, "x");
 	uint32_t id = mux_stream_id(live);
-	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(mux_stream_write(live, "y", 1), 1);
-		pump(&link);
-	}
+	write_frames(&link, live, 3);
 	uint8_t frame[64];
 	for (int i = 0; i < 3; i++)
 		inject(&link, frame, frame_encode_window_update(frame, sizeof frame, id, 1));
@@ -1584,14 +1593,14 @@ START_TEST(test_useless_frames_on_an_open_stream_count)
 	memset(frame + length - 4, 0, 4); /* credit of 0: our encoder will not write it */
 	inject(&link, frame, length);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 2);
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, NULL, 0));
+	inject_data(&link, id, NULL, 0);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 3);
 	ck_assert(!mux_stream_is_finished(live));
 	ck_assert_int_eq(mux_stream_read(live, (uint8_t[4]){ 0 }, 4), 1); /* "x", nothing more */
 	/* HANDSHAKE, empty DATA, CLOSE: opened and ended without data all the same */
 	uint64_t empty = mux_stats(link.server)->streams_reset_empty;
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id + 2, NULL, 0));
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id + 2, NULL, 0));
+	inject_data(&link, id + 2, NULL, 0);
 	inject(&link, frame, frame_encode_close(frame, sizeof frame, id + 2));
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, empty + 1);
 	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 4);
@@ -1949,17 +1958,16 @@ START_TEST(test_keepalive_spares_a_peer_that_keeps_sending)
 	mux_stream_release(live); /* discards what comes, and returns its credit */
 	link.cut = true; /* the client's PONGs never come */
 	mux_timer(link.server, link.now); /* the server's first PING */
-	static uint8_t frame[FRAME_HEADER_SIZE + 16384];
 	static const uint8_t chunk[16384];
 	for (int round = 0; round < 3; round++) {
 		for (int i = 0; i < 4; i++) /* 64 KiB within each timeout */
-			inject(&link, frame, frame_encode_data(frame, sizeof frame, id, chunk, sizeof chunk));
+			inject_data(&link, id, chunk, sizeof chunk);
 		link.now += 10.1;
 		mux_timer(link.server, link.now);
 		ck_assert(!mux_is_closed(link.server));
 	}
 	/* a trickle is not enough */
-	inject(&link, frame, frame_encode_data(frame, sizeof frame, id, chunk, 1000));
+	inject_data(&link, id, chunk, 1000);
 	link.now += 10.1;
 	mux_timer(link.server, link.now);
 	ck_assert(mux_is_closed(link.server));
