@@ -170,15 +170,15 @@ int main(int argc, char **argv)
 	}
 	double raw = percentile(raw_rounds, (size_t)rounds, 0.5);
 	double muxed = percentile(mux_rounds, (size_t)rounds, 0.5);
-	figures[n++] = (struct figure){ "mux_bulk_throughput", "MB/s", "raw TCP, two processes",
-					muxed / 1e6, raw / 1e6, NULL };
+	figures[n++] = (struct figure){ "mux_bulk_throughput", "MB/s", "raw TCP, two processes, 1 MiB writes and reads",
+					muxed / 1e6, raw / 1e6, NULL, false };
 
 	raw_pingpong(&echo_ep, samples, pings);
 	double raw_p50 = percentile(samples, pings, 0.50) * 1e6, raw_p99 = percentile(samples, pings, 0.99) * 1e6;
 	mux_pingpong(&b, samples, pings);
 	double mux_p50 = percentile(samples, pings, 0.50) * 1e6, mux_p99 = percentile(samples, pings, 0.99) * 1e6;
-	figures[n++] = (struct figure){ "mux_rtt_64B_p50", "us", "raw TCP ping-pong", mux_p50, raw_p50, NULL };
-	figures[n++] = (struct figure){ "mux_rtt_64B_p99", "us", "raw TCP ping-pong", mux_p99, raw_p99, NULL };
+	figures[n++] = (struct figure){ "mux_rtt_64B_p50", "us", "raw TCP ping-pong", mux_p50, raw_p50, NULL, false };
+	figures[n++] = (struct figure){ "mux_rtt_64B_p99", "us", "raw TCP ping-pong", mux_p99, raw_p99, NULL, false };
 
 	/* interactive under bulk: the bulk stream shares the connection with the pings */
 	size_t busy_pings = pings / 4;
@@ -197,9 +197,9 @@ int main(int argc, char **argv)
 	double mux_busy = percentile(samples, busy_pings, 0.50) * 1e6;
 	double mux_busy99 = percentile(samples, busy_pings, 0.99) * 1e6;
 	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
-					mux_busy, raw_busy, NULL };
+					mux_busy, raw_busy, NULL, false };
 	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p99", "us", "raw TCP ping-pong beside a raw bulk flow",
-					mux_busy99, raw_busy99, NULL };
+					mux_busy99, raw_busy99, NULL, false };
 	report("mux alone", figures, n, json_path);
 
 	conn_free(b.conn);

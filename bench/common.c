@@ -83,7 +83,7 @@ int listen_endpoint(struct endpoint *ep)
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = endpoint_address(ep) };
 	socklen_t len = sizeof addr;
 	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 1024) ||
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) || listen(fd, 4096) ||
 	    getsockname(fd, (struct sockaddr *)&addr, &len))
 		goto fail;
 	ep->port = ntohs(addr.sin_port);
@@ -119,6 +119,22 @@ int raw_connect(const struct endpoint *ep, bool nonblocking)
 	return fd;
 }
 
+/* The open-rate baseline's server: one process, one accept loop, no fork. */
+static void accept_loop(int listener)
+{
+	for (;;) {
+		int fd = accept(listener, NULL, NULL);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			_exit(0);
+		}
+		char byte;
+		(void)!read(fd, &byte, 1);
+		close(fd);
+	}
+}
+
 pid_t raw_server(char mode, struct endpoint *ep)
 {
 	int listener = listen_endpoint(ep);
@@ -127,18 +143,20 @@ pid_t raw_server(char mode, struct endpoint *ep)
 		close(listener);
 		return pid;
 	}
+	if (mode == 'a')
+		accept_loop(listener);
 	signal(SIGCHLD, SIG_IGN); /* per-connection children reap themselves */
 	for (;;) {
 		int fd = accept(listener, NULL, NULL);
 		if (fd < 0)
 			_exit(0);
 		if (fork() == 0) {
-			static char buffer[BENCH_CHUNK];
+			char *buffer = malloc(BENCH_BULK_IO);
 			int one = 1;
 			if (!ep->path[0])
 				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 			ssize_t n;
-			while ((n = read(fd, buffer, sizeof buffer)) > 0)
+			while (buffer && (n = read(fd, buffer, BENCH_BULK_IO)) > 0)
 				if (mode == 'e' && write(fd, buffer, (size_t)n) != n)
 					break;
 			_exit(0);
@@ -147,24 +165,33 @@ pid_t raw_server(char mode, struct endpoint *ep)
 	}
 }
 
-double raw_bulk(const struct endpoint *ep, size_t total)
+double raw_bulk_sized(const struct endpoint *ep, size_t total, size_t io_size)
 {
 	int fd = raw_connect(ep, false);
-	static char buffer[BENCH_CHUNK];
-	memset(buffer, 'b', sizeof buffer);
+	char *buffer = malloc(io_size);
+	if (!buffer)
+		exit(1);
+	memset(buffer, 'b', io_size);
 	double start = now_s();
 	for (size_t sent = 0; sent < total;) {
-		ssize_t n = write(fd, buffer, sizeof buffer);
+		size_t want = total - sent < io_size ? total - sent : io_size;
+		ssize_t n = write(fd, buffer, want);
 		if (n <= 0)
 			exit(1);
 		sent += (size_t)n;
 	}
 	shutdown(fd, SHUT_WR);
-	while (read(fd, buffer, sizeof buffer) > 0)
+	while (read(fd, buffer, io_size) > 0)
 		;
 	double seconds = now_s() - start;
 	close(fd);
+	free(buffer);
 	return (double)total / seconds;
+}
+
+double raw_bulk(const struct endpoint *ep, size_t total)
+{
+	return raw_bulk_sized(ep, total, BENCH_BULK_IO);
 }
 
 void raw_pingpong(const struct endpoint *ep, double *samples, size_t n)
@@ -288,10 +315,14 @@ int fd_count(pid_t pid)
 void report(const char *title, const struct figure *f, int n, const char *json_path)
 {
 	printf("\n%s\n%-30s %12s %12s %8s  %s\n", title, "figure", "wormhole", "baseline", "ratio",
-	       "unit: baseline measured in this run");
-	for (int i = 0; i < n; i++)
-		printf("%-30s %12.1f %12.1f %8.2f  %s: %s\n", f[i].name, f[i].value, f[i].baseline_value,
-		       f[i].value / f[i].baseline_value, f[i].unit, f[i].baseline);
+	       "unit: baseline (measured in this run unless marked constant)");
+	for (int i = 0; i < n; i++) {
+		printf("%-30s %12.1f %12.1f %8.2f  %s: %s%s\n", f[i].name, f[i].value, f[i].baseline_value,
+		       f[i].value / f[i].baseline_value, f[i].unit, f[i].constant_baseline ? "constant: " : "",
+		       f[i].baseline);
+		if (f[i].note)
+			printf("%-30s   (%s)\n", "", f[i].note);
+	}
 	FILE *out = fopen(json_path, "w");
 	if (!out) {
 		perror(json_path);
@@ -301,9 +332,10 @@ void report(const char *title, const struct figure *f, int n, const char *json_p
 	for (int i = 0; i < n; i++)
 		fprintf(out,
 			"  {\"name\": \"%s\", \"value\": %.3f, \"unit\": \"%s\", \"baseline\": \"%s\", "
-			"\"baseline_value\": %.3f, \"ratio\": %.4f}%s\n",
+			"\"baseline_value\": %.3f, \"baseline_kind\": \"%s\", \"ratio\": %.4f, \"note\": \"%s\"}%s\n",
 			f[i].name, f[i].value, f[i].unit, f[i].baseline, f[i].baseline_value,
-			f[i].value / f[i].baseline_value, i + 1 < n ? "," : "");
+			f[i].constant_baseline ? "constant" : "measured", f[i].value / f[i].baseline_value,
+			f[i].note ? f[i].note : "", i + 1 < n ? "," : "");
 	fprintf(out, "]\n");
 	fclose(out);
 	printf("JSON written to %s\n", json_path);

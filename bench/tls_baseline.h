@@ -13,7 +13,8 @@ struct tls_files {
 /* A child process that accepts TLS connections and per connection echoes ('e') or reads and
  * discards ('d'), as raw_server does in the clear. */
 pid_t tls_raw_server(char mode, const struct tls_files *files, struct endpoint *ep);
-/* Writes total bytes, sends close_notify, waits for the server's; bytes/s. */
+/* Handshakes (untimed), then writes total bytes in BENCH_BULK_IO calls, sends close_notify,
+ * waits for the server's; bytes/s of the transfer alone. */
 double tls_raw_bulk(const struct endpoint *ep, const struct tls_files *files, size_t total);
 /* n round trips of 64 bytes; samples in seconds. */
 void tls_raw_pingpong(const struct endpoint *ep, const struct tls_files *files, double *samples,
