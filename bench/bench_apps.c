@@ -606,8 +606,18 @@ static bool far_pair(struct far_setup *fs, const char *broker_path, const char *
 	const char *args_d[20] = { "--listen", d_listen, "--port-file", d_port, "--socket", d_sock,
 				   "--ring-size", "16777216", NULL };
 	const char *tls_d[] = { "--tls-cert", fs->far.cert, "--tls-key", fs->far.key, "--tls-ca", fs->far.ca, NULL };
-	for (int i = 0; tls && tls_d[i]; i++)
-		args_d[8 + i] = tls_d[i];
+	/* Off loopback plaintext is asked for, and a plaintext peer may open only services that
+	 * every peer may (docs/SECURITY.md): a config file says so for the sink. */
+	char d_conf[300];
+	snprintf(d_conf, sizeof d_conf, "%s/d.conf", dir);
+	FILE *conf = tls ? NULL : fopen(d_conf, "w");
+	if (conf) {
+		fprintf(conf, "[broker]\nlisten-plaintext = yes\n[service bench-sink]\npeers = *\n");
+		fclose(conf);
+	}
+	const char *plain_d[] = { "--config", d_conf, NULL };
+	for (int i = 0; (tls ? tls_d : plain_d)[i]; i++)
+		args_d[8 + i] = (tls ? tls_d : plain_d)[i];
 	pids[0] = spawn_broker(broker_path, args_d, d_port, &port_d);
 	snprintf(peer_far, sizeof peer_far, "far=%s:%u", fs->link.far_addr, port_d);
 	if (!delay_link_enter(&fs->link, DELAY_LINK_NEAR))
@@ -615,8 +625,9 @@ static bool far_pair(struct far_setup *fs, const char *broker_path, const char *
 	const char *args_c[20] = { "--listen", "127.0.0.1:0", "--port-file", c_port, "--socket",
 				   fs->c_sock[tls], "--peer", peer_far, NULL };
 	const char *tls_c[] = { "--tls-cert", fs->near.cert, "--tls-key", fs->near.key, "--tls-ca", fs->near.ca, NULL };
-	for (int i = 0; tls && tls_c[i]; i++)
-		args_c[8 + i] = tls_c[i];
+	const char *plain_c[] = { "--plaintext", "yes", NULL };
+	for (int i = 0; (tls ? tls_c : plain_c)[i]; i++)
+		args_c[8 + i] = (tls ? tls_c : plain_c)[i];
 	if (pids[0] > 0)
 		pids[1] = spawn_broker(broker_path, args_c, c_port, &port_c);
 	delay_link_enter(&fs->link, DELAY_LINK_HOME);
