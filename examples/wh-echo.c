@@ -113,9 +113,13 @@ int main(int argc, char **argv)
 			uint32_t code;
 			const char *message;
 			int error = wh_stream_error(echoes[i].stream, &code, &message);
-			printf("wh-echo: stream %llu done: %llu bytes echoed, %s%s%s\n",
-			       (unsigned long long)wh_stream_id(echoes[i].stream), echoes[i].bytes,
-			       error ? "error: " : "ok", error ? message : "", "");
+			if (error)
+				printf("wh-echo: stream %llu done: %llu bytes echoed, error %u: %s\n",
+				       (unsigned long long)wh_stream_id(echoes[i].stream), echoes[i].bytes,
+				       code, message);
+			else
+				printf("wh-echo: stream %llu done: %llu bytes echoed, ok\n",
+				       (unsigned long long)wh_stream_id(echoes[i].stream), echoes[i].bytes);
 			fflush(stdout);
 			wh_close(echoes[i].stream);
 			echoes[i] = echoes[--count];

@@ -315,7 +315,8 @@ START_TEST(test_apps_killed)
 	if (echoed != 0)
 		process_dump_log(&t.echo);
 	ck_assert_int_eq(echoed, 0);
-	ck_assert_int_eq(log_count(&t.echo, "error: "), atoi(STREAMS));
+	/* every stream ended with the code docs/ATTACH.md promises, not just with some error */
+	ck_assert_int_eq(log_count(&t.echo, "error 502: the app went away"), atoi(STREAMS));
 	process_stop(&t.send, SIGKILL);
 	process_stop(&t.echo, SIGKILL);
 	hosts_recovered(&h, "sender killed");
@@ -327,6 +328,7 @@ START_TEST(test_apps_killed)
 		process_dump_log(&t.send);
 	ck_assert_int_eq(sent, 1);
 	ck_assert_int_eq(log_count(&t.send, "bytes back"), atoi(STREAMS));
+	ck_assert_int_eq(log_count(&t.send, "(502 the app went away)"), atoi(STREAMS));
 	process_stop(&t.send, SIGKILL);
 	process_stop(&t.echo, SIGKILL);
 	hosts_recovered(&h, "echo app killed");
