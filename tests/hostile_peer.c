@@ -48,13 +48,13 @@ static int fail(const char *why)
 	return 1;
 }
 
-static int dial(void)
+/* A connection to the broker, from source (a local IPv4 address) when given. */
+static int dial_from(const char *source)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
 	if (getaddrinfo(host, port, &hints, &ai) != 0)
 		return -1;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	const char *source = getenv("HOSTILE_SOURCE");
 	if (fd >= 0 && source && ai->ai_family == AF_INET) {
 		struct sockaddr_in from = { .sin_family = AF_INET };
 		if (inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
@@ -73,6 +73,11 @@ static int dial(void)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	}
 	return fd;
+}
+
+static int dial(void)
+{
+	return dial_from(getenv("HOSTILE_SOURCE"));
 }
 
 /* Writes everything (blocking); false if the broker closed the connection. */
@@ -328,6 +333,45 @@ static int attack_malformed_stream(void)
 	return alive ? 0 : fail("the connection did not survive stream-scoped faults");
 }
 
+/* DATA up to the exact edge of a stream's window, then one byte beyond it. The stream goes to
+ * echo and we never grant it credit back: echo returns at most our window (256 KiB), then
+ * holds what it has, so the broker's credit stops. All it granted may be sent without error;
+ * one byte more is ERROR 413 on that stream (an edge off by one passes neither check). */
+static bool data_to_the_window_edge(struct reader *r, uint32_t id)
+{
+	static uint8_t chunk[16384];
+	flood_stream = id; /* the reader adds the broker's credit for it */
+	r->credit = 262144; /* the initial window */
+	send_frame(r->fd, FRAME_HANDSHAKE, id, "echo", 4);
+	double deadline = now() + 20;
+	const char *wrong = NULL;
+	while (!wrong) {
+		while (r->credit > 0 && !wrong) {
+			size_t n = r->credit < sizeof chunk ? (size_t)r->credit : sizeof chunk;
+			if (send_frame(r->fd, FRAME_DATA, id, chunk, n) < 0)
+				wrong = "the broker closed the connection within the window";
+			r->credit -= n;
+		}
+		uint64_t updates = r->frames[FRAME_WINDOW_UPDATE];
+		reader_poll(r, 0.3);
+		if (r->credit == 0 && r->frames[FRAME_WINDOW_UPDATE] == updates)
+			break; /* no credit for 300 ms: echo holds a full window */
+		if (now() > deadline)
+			wrong = "credit never stopped coming";
+	}
+	flood_stream = 0;
+	if (!wrong && r->errors_for[id])
+		wrong = "ERROR on a stream that stayed within its window";
+	if (!wrong) {
+		send_frame(r->fd, FRAME_DATA, id, chunk, 1);
+		if (!wait_error(r, id, 413, 5))
+			wrong = "DATA one byte beyond the window: no ERROR 413 on its stream";
+	}
+	if (wrong)
+		fail(wrong);
+	return !wrong;
+}
+
 static int attack_window_overflow(void)
 {
 	int fd = dial();
@@ -340,12 +384,8 @@ static int attack_window_overflow(void)
 	send_frame(fd, FRAME_WINDOW_UPDATE, 1, increment, 4);
 	if (!wait_error(&r, 1, 413, 5))
 		return fail("credit above 2^31-1: no ERROR 413 on its stream");
-	static uint8_t chunk[32768];
-	send_frame(fd, FRAME_HANDSHAKE, 3, "discard", 7);
-	/* the discard service reads at once: go beyond the window faster than it can credit */
-	for (int i = 0; i < 64 && !r.errors_for[3]; i++)
-		if (send_frame(fd, FRAME_DATA, 3, chunk, sizeof chunk) < 0)
-			break;
+	if (!data_to_the_window_edge(&r, 3))
+		return 1;
 	send_frame(fd, FRAME_HANDSHAKE, 5, "nobody-serves-this", 18);
 	if (!wait_error(&r, 5, 404, 5))
 		return fail("unknown service: no ERROR 404");
@@ -695,26 +735,72 @@ static int attack_half_header(void)
 }
 
 /* Many connections at once, each opening a stream, held, then all dropped. */
+/* Reads one connection until its echo stream has sent back `want` (bounded). */
+static bool echo_came_back(int fd, const char *want, size_t length, double timeout)
+{
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	char got[64];
+	size_t have = 0;
+	double deadline = now() + timeout;
+	uint8_t buffer[4096];
+	while (have < length && now() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 50) <= 0)
+			continue;
+		ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
+		if (n <= 0)
+			return false;
+		const uint8_t *p = buffer;
+		size_t left = (size_t)n;
+		while (left) {
+			struct frame_event ev;
+			size_t used = frame_decoder_feed(&decoder, p, left, &ev);
+			p += used;
+			left -= used;
+			if (ev.kind == FRAME_EVENT_DATA_CHUNK && ev.header.stream_id == 1)
+				for (size_t i = 0; i < ev.payload_length && have < sizeof got; i++)
+					got[have++] = (char)ev.payload[i];
+		}
+	}
+	return have == length && memcmp(got, want, length) == 0;
+}
+
+/* 2000 connections at once, each with an echo stream, from 40 source addresses (50 each:
+ * under max-connections-per-address, so the broker's bounds on all of them together are what
+ * is tried); every connection must get its echo back. */
 static int attack_many_connections(void)
 {
-	enum { COUNT = 2000 };
+	enum { COUNT = 2000, PER_ADDRESS = 50 };
 	static int fds[COUNT];
 	int opened = 0;
 	for (int i = 0; i < COUNT; i++) {
-		fds[i] = dial();
+		char source[16];
+		snprintf(source, sizeof source, "127.0.1.%d", 1 + i / PER_ADDRESS);
+		fds[i] = dial_from(source);
 		if (fds[i] < 0)
 			break;
 		opened++;
+		char hello[16];
+		int length = snprintf(hello, sizeof hello, "hello %d", i);
 		send_frame(fds[i], FRAME_HANDSHAKE, 1, "echo", 4);
-		send_frame(fds[i], FRAME_DATA, 1, "hello", 5);
+		send_frame(fds[i], FRAME_DATA, 1, hello, (size_t)length);
 	}
-	fprintf(stderr, "hostile-peer: %d connections open\n", opened);
+	int echoed = 0;
+	for (int i = 0; i < opened; i++) {
+		char hello[16];
+		int length = snprintf(hello, sizeof hello, "hello %d", i);
+		echoed += echo_came_back(fds[i], hello, (size_t)length, 10);
+	}
+	fprintf(stderr, "hostile-peer: %d connections open, %d echoes back\n", opened, echoed);
 	double end = now() + seconds;
 	while (now() < end)
 		usleep(50000);
 	for (int i = 0; i < opened; i++)
 		close(fds[i]);
-	return opened ? 0 : fail("no connection could be made");
+	if (opened < COUNT)
+		return fail("not every connection could be made");
+	return echoed == COUNT ? 0 : fail("not every connection got its echo back");
 }
 
 /* A connection that answers every PING and opens no stream: held for nothing. The broker
@@ -807,6 +893,9 @@ static int flood_close(void) { return flood_bounded(FRAME_CLOSE); }
 static int flood_error(void) { return flood_bounded(FRAME_ERROR); }
 static int flood_handshake(void) { return flood_bounded(FRAME_HANDSHAKE); }
 static int flood_ping_unread(void) { return flood_unread(FRAME_PING); }
+/* The same PINGs, run against a broker whose ping-rate lets all of them through: what ends it
+ * must be the control queue (check_attacks looks for its log line). */
+static int flood_ping_unread_in_rate(void) { return flood_unread(FRAME_PING); }
 static int flood_handshake_unread(void) { return flood_unread(FRAME_HANDSHAKE); }
 static int reset_close(void) { return attack_rapid_reset(false); }
 static int reset_error(void) { return attack_rapid_reset(true); }
@@ -829,6 +918,7 @@ static const struct attack attacks[] = {
 	{ "flood-error", flood_error, "ERROR for unknown streams" },
 	{ "flood-handshake", flood_handshake, "HANDSHAKE after HANDSHAKE, answers read" },
 	{ "flood-ping-unread", flood_ping_unread, "PING without reading the PONGs" },
+	{ "flood-ping-unread-in-rate", flood_ping_unread_in_rate, "PINGs within ping-rate, PONGs never read" },
 	{ "flood-handshake-unread", flood_handshake_unread, "HANDSHAKEs without reading" },
 	{ "rapid-reset-close", reset_close, "HANDSHAKE then CLOSE, as fast as possible" },
 	{ "rapid-reset-error", reset_error, "HANDSHAKE then ERROR, as fast as possible" },

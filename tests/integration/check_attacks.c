@@ -41,7 +41,7 @@ struct attack_case {
 	const char *name;
 	const char *seconds;
 	long rss_growth_kib; /* most the broker's RSS may grow while it runs */
-	const char *broker_args[4]; /* besides keep-alive: the bound under test, made small */
+	const char *broker_args[6]; /* besides keep-alive: the bound under test, made small */
 	double canary_rtt_max; /* s, when tighter than CANARY_RTT_MAX */
 };
 
@@ -73,6 +73,10 @@ static const struct attack_case cases[] = {
 	/* closed once 64 KiB of PONGs are owed (the default is 4 MiB) */
 	/* flooded until the broker closes it (well under a second; longer under a sanitizer) */
 	{ "flood-ping-unread", "60", RSS_GROWTH_SMALL, { "--control-queue", "64K" }, 0 },
+	/* the same within a ping-rate that allows it all, and a keep-alive timeout past the attack (its unanswered PING
+	 * would end it first): the control queue must end it */
+	{ "flood-ping-unread-in-rate", "60", RSS_GROWTH_SMALL,
+	  { "--control-queue", "64K", "--ping-rate", "10000000", "--keepalive-timeout", "120" }, 0 },
 	{ "flood-handshake-unread", "1.5", 64 << 10, { NULL }, 0 },
 	/* closed by the default reset-rate: 200 a second, 1000 at once */
 	{ "rapid-reset-close", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
@@ -92,9 +96,26 @@ static const struct attack_case cases[] = {
 	{ "slowloris", "6", RSS_GROWTH_SMALL, { "--handshake-timeout", "1" }, 0 },
 	/* the first-frame deadline alone: keep-alive off */
 	{ "half-header", "5", RSS_GROWTH_SMALL, { "--handshake-timeout", "1", "--keepalive", "0" }, 0 },
-	/* 2000 connections with a stream each (~20 KiB a connection) */
-	{ "many-connections", "1.5", 96 << 10, { NULL }, 0 },
+	/* 2000 connections with an echo stream each, from 40 addresses (~20 KiB a connection):
+	 * room for all of them, so serving them all is what is tried */
+	{ "many-connections", "1.5", 96 << 10, { "--max-peer-connections", "4096" }, 0 },
 };
+
+/* What the broker's log must say after an attack, where the defence that ends it matters
+ * (another bound ending it first would leave the one under test untried). */
+static const struct {
+	const char *attack, *log_says;
+} log_checks[] = {
+	{ "flood-ping-unread-in-rate", "control queue full: peer does not read our answers" },
+};
+
+static const char *log_check_for(const char *attack)
+{
+	for (size_t i = 0; i < sizeof log_checks / sizeof log_checks[0]; i++)
+		if (strcmp(log_checks[i].attack, attack) == 0)
+			return log_checks[i].log_says;
+	return NULL;
+}
 
 /* ---- the canary: another connection that must stay served during the attack --------- */
 
@@ -212,8 +233,8 @@ START_TEST(test_attack)
 {
 	const struct attack_case *attack = &cases[_i];
 	struct process broker, attacker;
-	const char *args[9] = { "--keepalive", "2", "--keepalive-timeout", "2" }; /* NULL-ended */
-	for (int i = 0; i < 4 && attack->broker_args[i]; i++)
+	const char *args[11] = { "--keepalive", "2", "--keepalive-timeout", "2" }; /* NULL-ended */
+	for (int i = 0; i < 6 && attack->broker_args[i]; i++)
 		args[4 + i] = attack->broker_args[i];
 	ck_assert(broker_spawn(&broker, args));
 	struct canary canary = { .port = broker.port, .broker = broker.pid };
@@ -246,6 +267,11 @@ START_TEST(test_attack)
 			canary.pings, canary.lost, canary.worst_rtt[1] * 1e3);
 	}
 	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack->name, status);
+	const char *log_says = log_check_for(attack->name);
+	if (log_says && !process_log_wait(&broker, log_says, 5))
+		process_dump_log(&broker);
+	ck_assert_msg(!log_says || process_log_has(&broker, log_says), "%s: the broker's log does not say "
+		      "\"%s\"", attack->name, log_says);
 
 	int fds_after = wait_fd_count(&broker, fds_before, 5);
 	/* CPU in the second that starts once the attacker is gone and its descriptors closed */
