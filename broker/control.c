@@ -152,6 +152,25 @@ struct view_ctx {
 	const char *peer, *app;
 };
 
+/* status: what the operators' endpoints themselves did (metrics-listen, this socket). */
+static void operator_columns(struct control_writer *w)
+{
+	control_table_column(w, "metrics_scrapes", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "GET /metrics answered at metrics-listen");
+	control_table_column(w, "metrics_renders", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics bodies rendered (one serves the scrapes of a second)");
+	control_table_column(w, "metrics_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics-listen connections closed unanswered (displaced, or too slow)");
+	control_table_column(w, "control_clients_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "control clients closed for not taking a reply in time, or to make room");
+}
+
+static void operator_values(struct control *ctl, struct control_writer *w)
+{
+	struct metrics_http_stats metrics;
+	metrics_http_get_stats(ctl->metrics, &metrics);
+	control_put_uint(w, metrics.scrapes);
+	control_put_uint(w, metrics.renders);
+	control_put_uint(w, metrics.dropped);
+	control_put_uint(w, ctl->clients_dropped);
+}
+
 static void view_status(struct view_ctx *v)
 {
 	struct control *ctl = v->control;
@@ -186,10 +205,7 @@ static void view_status(struct view_ctx *v)
 	control_table_column(w, "accepted_shed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept for want of descriptors");
 	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
 	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections refused after repeated failed TLS handshakes");
-	control_table_column(w, "metrics_scrapes", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "GET /metrics answered at metrics-listen");
-	control_table_column(w, "metrics_renders", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics bodies rendered (one serves the scrapes of a second)");
-	control_table_column(w, "metrics_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics-listen connections closed unanswered (displaced, or too slow)");
-	control_table_column(w, "control_clients_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "control clients closed for not taking a reply in time, or to make room");
+	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
 	control_put_text(w, st.instance_id);
@@ -213,12 +229,7 @@ static void view_status(struct view_ctx *v)
 	control_put_uint(w, st.accepted_shed);
 	control_put_uint(w, st.capped_connections);
 	control_put_uint(w, st.handshake_refused);
-	struct metrics_http_stats metrics;
-	metrics_http_get_stats(ctl->metrics, &metrics);
-	control_put_uint(w, metrics.scrapes);
-	control_put_uint(w, metrics.renders);
-	control_put_uint(w, metrics.dropped);
-	control_put_uint(w, ctl->clients_dropped);
+	operator_values(ctl, w);
 	table_end(v->reply, w, "status", ctl->log);
 }
 
