@@ -196,8 +196,12 @@ static int exchange(struct ctl *c, unsigned argc, char **argv)
 		ssize_t w = send(c->fd, out + sent, (size_t)n - sent, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
-			return not_a_broker(c, "it closed the connection before taking the request");
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			fprintf(stderr, "wormhole-ctl: the broker at %s closed the connection before taking the "
+				"request\n  a broker drops the control client that waited longest when 16 are "
+				"connected: try again\n", c->socket_path);
+			return EXIT_UNREACHABLE;
+		}
 		if (w <= 0)
 			return unreachable(c, errno);
 		sent += (size_t)w;

@@ -987,7 +987,7 @@ START_TEST(metrics_scrapes_in_a_loop_share_one_rendering)
 	double renders = status_number(&pair.b, "metrics_renders") - renders_before;
 	fprintf(stderr, "4 scrapers for %.1f s: %.0f scrapes, %.0f renders; status took %.3f s at most\n",
 		elapsed, scrapes, renders, slowest);
-	ck_assert_msg(slowest < 3.0, "wormhole-ctl status took %.3f s while scrapers ran", slowest);
+	ck_assert_msg(slowest < 5.0, "wormhole-ctl status took %.3f s while scrapers ran", slowest);
 	ck_assert_msg(scrapes >= 8, "%.0f scrapes answered", scrapes);
 	/* one rendering serves the scrapes of a second */
 	ck_assert_msg(renders >= 1 && renders <= elapsed + 2, "%.0f renders in %.1f s", renders, elapsed);
