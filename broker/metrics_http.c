@@ -93,8 +93,11 @@ static const char *rendered_body(struct metrics_http *server, size_t *length)
 	if (!server->body || now - server->body_at >= HTTP_CACHE_TTL || now < server->body_at) {
 		free(server->body);
 		server->stats.renders++; /* before: the body's own count includes it */
+		double started = ev_time();
 		server->body = server->render(server->ctx, &server->body_length);
 		server->body_at = now;
+		log_write(server->log, LOG_DEBUG, "metrics", "rendered %zu bytes in %.1f ms",
+			  server->body ? server->body_length : 0, (ev_time() - started) * 1e3);
 	}
 	*length = server->body_length;
 	return server->body;
