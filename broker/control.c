@@ -22,6 +22,8 @@
 
 #define CONTROL_CLIENTS_MAX 16      /* at once: a new one displaces the longest idle */
 #define CONTROL_IDLE_TIMEOUT 60.0   /* s without a byte either way: the client is closed */
+#define CONTROL_REPLY_TIMEOUT 10.0  /* s to take a whole reply: a client that does not read is closed */
+#define CONTROL_REPLIES_HELD_MAX (2 * (size_t)REPLY_MAX_SIZE) /* unsent replies, all clients */
 #define REPLY_FIRST_SIZE (64u << 10)
 #define REPLY_MAX_SIZE CONTROL_BODY_MAX
 #define DONE_ROOM (CONTROL_HEADER_SIZE + 6 + CONTROL_TEXT_MAX) /* the DONE after the tables */
@@ -34,6 +36,7 @@ struct control_client {
 	uint8_t in[CONTROL_HEADER_SIZE + CONTROL_REQUEST_MAX];
 	size_t in_length;
 	uint8_t *out;             /* the reply being written */
+	ev_timer reply_deadline;  /* CONTROL_REPLY_TIMEOUT to take it */
 	size_t out_length, out_sent;
 	bool close_after_reply;   /* it broke the protocol: the answer says so, then it ends */
 	double last_active;       /* ev_now of its last byte either way */
@@ -54,6 +57,8 @@ struct control {
 	LIST_HEAD(, control_client) clients;
 	ev_timer idle_sweep;  /* closes clients idle past CONTROL_IDLE_TIMEOUT */
 	struct metrics_http *metrics; /* metrics-listen; NULL: none */
+	uint64_t clients_dropped;     /* not reading their replies, or displaced */
+	size_t replies_held;          /* bytes of the replies clients have not taken yet */
 };
 
 /* ---- the reply being built ------------------------------------------------------------ */
@@ -147,6 +152,25 @@ struct view_ctx {
 	const char *peer, *app;
 };
 
+/* status: what the operators' endpoints themselves did (metrics-listen, this socket). */
+static void operator_columns(struct control_writer *w)
+{
+	control_table_column(w, "metrics_scrapes", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "GET /metrics answered at metrics-listen");
+	control_table_column(w, "metrics_renders", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics bodies rendered (one serves the scrapes of a second)");
+	control_table_column(w, "metrics_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "metrics-listen connections closed unanswered (displaced, or too slow)");
+	control_table_column(w, "control_clients_dropped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "control clients closed for not taking a reply in time, or to make room");
+}
+
+static void operator_values(struct control *ctl, struct control_writer *w)
+{
+	struct metrics_http_stats metrics;
+	metrics_http_get_stats(ctl->metrics, &metrics);
+	control_put_uint(w, metrics.scrapes);
+	control_put_uint(w, metrics.renders);
+	control_put_uint(w, metrics.dropped);
+	control_put_uint(w, ctl->clients_dropped);
+}
+
 static void view_status(struct view_ctx *v)
 {
 	struct control *ctl = v->control;
@@ -181,6 +205,7 @@ static void view_status(struct view_ctx *v)
 	control_table_column(w, "accepted_shed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept for want of descriptors");
 	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
 	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections refused after repeated failed TLS handshakes");
+	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
 	control_put_text(w, st.instance_id);
@@ -204,6 +229,7 @@ static void view_status(struct view_ctx *v)
 	control_put_uint(w, st.accepted_shed);
 	control_put_uint(w, st.capped_connections);
 	control_put_uint(w, st.handshake_refused);
+	operator_values(ctl, w);
 	table_end(v->reply, w, "status", ctl->log);
 }
 
@@ -268,12 +294,54 @@ static const char *conn_state(struct conn *conn)
 	return mux_accepts_streams(mux) ? "open" : "draining";
 }
 
+/* "data", "window_update", ...: frame type names as column suffixes. */
+static void frame_type_column(char *out, size_t length, const char *prefix, unsigned type)
+{
+	char name[32];
+	snprintf(name, sizeof name, "%s", frame_type_name(type));
+	for (char *p = name; *p; p++)
+		*p = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
+	snprintf(out, length, "%s%s", prefix, name);
+}
+
+/* A connection's frame counts and MUX_COUNTERS_TABLE, the columns conn_number_columns
+ * declares, in that order: what conns shows per connection and conns --by-peer sums. */
+#define CONN_FRAME_TYPES (FRAME_ERROR - FRAME_DATA + 1)
+#define CONN_NUMBERS (2 * CONN_FRAME_TYPES + 1 + COUNT_OF(mux_counter_info))
+
+static void conn_number_columns(struct control_writer *w)
+{
+	char name[CONTROL_NAME_MAX + 1];
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
+		frame_type_column(name, sizeof name, "frames_in_", t);
+		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of this type");
+	}
+	control_table_column(w, "frames_in_unknown", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of unknown types");
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
+		frame_type_column(name, sizeof name, "frames_out_", t);
+		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames sent of this type");
+	}
+	counter_columns(w, mux_counter_info, COUNT_OF(mux_counter_info), "");
+}
+
+static void conn_numbers(struct conn *conn, uint64_t out[CONN_NUMBERS])
+{
+	const struct mux_stats *stats = mux_stats(conn_mux(conn));
+	size_t n = 0;
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
+		out[n++] = stats->frames_in[t];
+	out[n++] = stats->frames_in[0];
+	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
+		out[n++] = stats->frames_out[t];
+	for (size_t i = 0; i < COUNT_OF(mux_counter_info); i++)
+		out[n++] = counter_value(stats, &mux_counter_info[i]);
+}
+
 static void conn_row(struct conn *conn, bool accepted, void *arg)
 {
 	struct view_ctx *v = arg;
 	struct control_writer *w = &v->w;
 	struct mux *mux = conn_mux(conn);
-	const struct mux_stats *stats = mux_stats(mux);
 	const char *identity = conn_peer_identity(conn);
 	control_table_row(w);
 	control_put_uint(w, mux_id(mux));
@@ -285,28 +353,103 @@ static void conn_row(struct conn *conn, bool accepted, void *arg)
 	control_put_text(w, conn_is_tls(conn) ? (identity[0] ? identity : "(handshaking)") : "");
 	control_put_float(w, conn_age(conn));
 	control_put_uint(w, mux_num_streams(mux));
-	control_put_float(w, stats->rtt);
-	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
-		control_put_uint(w, stats->frames_in[t]);
-	control_put_uint(w, stats->frames_in[0]);
-	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++)
-		control_put_uint(w, stats->frames_out[t]);
-	counter_values(w, stats, mux_counter_info, COUNT_OF(mux_counter_info));
+	control_put_float(w, mux_stats(mux)->rtt);
+	uint64_t numbers[CONN_NUMBERS];
+	conn_numbers(conn, numbers);
+	for (size_t i = 0; i < CONN_NUMBERS; i++)
+		control_put_uint(w, numbers[i]);
 	control_put_text(w, mux_error(mux) == WH_OK ? "" : wh_strerror(mux_error(mux)));
 }
 
-/* "data", "window_update", ...: frame type names as column suffixes. */
-static void frame_type_column(char *out, size_t length, const char *prefix, unsigned type)
+/* conns --by-peer: one row per peer and role, whatever the number of connections, so that
+ * a scraper's series do not grow with connections (each accepted connection of a peer
+ * without a certificate name would be a label of its own: its address and port). */
+#define CONN_GROUPS_MAX 64
+struct conn_group {
+	char peer[256];
+	bool accepted;
+	uint64_t connections, streams;
+	double rtt;
+	uint64_t numbers[CONN_NUMBERS];
+};
+
+struct conn_groups {
+	struct conn_group *group;
+	unsigned count;
+};
+
+static void conn_group_add(struct conn *conn, bool accepted, void *arg)
 {
-	char name[32];
-	snprintf(name, sizeof name, "%s", frame_type_name(type));
-	for (char *p = name; *p; p++)
-		*p = *p >= 'A' && *p <= 'Z' ? (char)(*p - 'A' + 'a') : *p;
-	snprintf(out, length, "%s%s", prefix, name);
+	struct conn_groups *g = arg;
+	const char *identity = conn_peer_identity(conn);
+	/* a dialled connection's peer is a configured name; an accepted one's its certificate's */
+	const char *name = !accepted ? mux_peer(conn_mux(conn)) : identity[0] ? identity : "(unidentified)";
+	unsigned i = 0;
+	while (i < g->count && (g->group[i].accepted != accepted || strcmp(g->group[i].peer, name) != 0))
+		i++;
+	if (i == g->count && g->count == CONN_GROUPS_MAX)
+		i = CONN_GROUPS_MAX - 1; /* past the bound: all in the last, renamed */
+	struct conn_group *group = &g->group[i];
+	if (i == g->count) {
+		g->count++;
+		snprintf(group->peer, sizeof group->peer, "%s", name);
+		group->accepted = accepted;
+	} else if (i == CONN_GROUPS_MAX - 1 && strcmp(group->peer, name) != 0) {
+		snprintf(group->peer, sizeof group->peer, "(others)");
+	}
+	struct mux *mux = conn_mux(conn);
+	uint64_t numbers[CONN_NUMBERS];
+	conn_numbers(conn, numbers);
+	group->connections++;
+	group->streams += mux_num_streams(mux);
+	if (mux_stats(mux)->rtt > group->rtt)
+		group->rtt = mux_stats(mux)->rtt;
+	for (size_t n = 0; n < CONN_NUMBERS; n++)
+		group->numbers[n] += numbers[n];
+}
+
+static void view_conns_by_peer(struct view_ctx *v)
+{
+	struct conn_groups g = { .group = calloc(CONN_GROUPS_MAX, sizeof *g.group) };
+	if (!g.group) {
+		fail(v->reply, WH_ENOMEM, "the broker is out of memory");
+		return;
+	}
+	broker_each_conn(v->control->broker, conn_group_add, &g);
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "conns");
+	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the peer's name (accepted: its certificate's, or (unidentified))");
+	control_table_column(w, "role", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "dialled by this broker, or accepted");
+	control_table_column(w, "connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections open now");
+	control_table_column(w, "streams", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "streams on them now");
+	control_table_column(w, "rtt", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "the longest last PING round trip among them");
+	conn_number_columns(w);
+	for (unsigned i = 0; i < g.count; i++) {
+		const struct conn_group *group = &g.group[i];
+		control_table_row(w);
+		control_put_text(w, group->peer);
+		control_put_text(w, group->accepted ? "accepted" : "dialled");
+		control_put_uint(w, group->connections);
+		control_put_uint(w, group->streams);
+		control_put_float(w, group->rtt);
+		for (size_t n = 0; n < CONN_NUMBERS; n++)
+			control_put_uint(w, group->numbers[n]);
+	}
+	table_end(v->reply, w, "conns", v->control->log);
+	free(g.group);
 }
 
 static void view_conns(struct view_ctx *v)
 {
+	const struct control_request *req = v->request;
+	if (req->argc == 2 && strcmp(req->argv[1], "--by-peer") == 0) {
+		view_conns_by_peer(v);
+		return;
+	}
+	if (req->argc > 1) {
+		fail(v->reply, WH_EINVAL, "conns: unknown argument '%s' (--by-peer)", req->argv[1]);
+		return;
+	}
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "conns");
 	control_table_column(w, "conn", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the connection's id (as in log lines)");
@@ -319,17 +462,7 @@ static void view_conns(struct view_ctx *v)
 	control_table_column(w, "age", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the connection was made");
 	control_table_column(w, "streams", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "streams on it now");
 	control_table_column(w, "rtt", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "last PING round trip (0: none yet)");
-	char name[CONTROL_NAME_MAX + 1];
-	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
-		frame_type_column(name, sizeof name, "frames_in_", t);
-		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of this type");
-	}
-	control_table_column(w, "frames_in_unknown", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames received of unknown types");
-	for (unsigned t = FRAME_DATA; t <= FRAME_ERROR; t++) {
-		frame_type_column(name, sizeof name, "frames_out_", t);
-		control_table_column(w, name, CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "frames sent of this type");
-	}
-	counter_columns(w, mux_counter_info, COUNT_OF(mux_counter_info), "");
+	conn_number_columns(w);
 	control_table_column(w, "last_error", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "why it closed (empty while open)");
 	broker_each_conn(v->control->broker, conn_row, v);
 	table_end(v->reply, w, "conns", v->control->log);
@@ -736,12 +869,25 @@ static const struct {
 
 /* ---- clients ------------------------------------------------------------------------------ */
 
+/* The reply the client is to take (NULL: none): what it holds counts in replies_held. */
+static void client_set_reply(struct control_client *cl, uint8_t *out, size_t length)
+{
+	struct control *ctl = cl->control;
+	ctl->replies_held -= cl->out ? cl->out_length : 0;
+	free(cl->out);
+	cl->out = out;
+	cl->out_length = out ? length : 0;
+	cl->out_sent = 0;
+	ctl->replies_held += cl->out_length;
+	ev_timer_stop(ctl->broker->loop, &cl->reply_deadline);
+}
+
 static void client_free(struct control_client *cl)
 {
 	struct control *ctl = cl->control;
 	ev_io_stop(ctl->broker->loop, &cl->io);
+	client_set_reply(cl, NULL, 0);
 	close(cl->fd);
-	free(cl->out);
 	LIST_REMOVE(cl, link);
 	ctl->client_count--;
 	free(cl);
@@ -807,7 +953,7 @@ static void answer(struct control_client *cl, const struct control_request *req)
 		  req->argc > 1 ? req->argv[1] : "");
 	struct reply r;
 	if (!run_command(ctl, req, found, &r)) {
-		cl->out_length = 0;
+		client_set_reply(cl, NULL, 0);
 		cl->close_after_reply = true;
 		return;
 	}
@@ -818,26 +964,25 @@ static void answer(struct control_client *cl, const struct control_request *req)
 	}
 	int n = control_done_encode(r.buf + r.length, DONE_ROOM, r.status, r.message);
 	r.length += n > 0 ? (size_t)n : 0;
-	free(cl->out);
-	cl->out = r.buf;
-	cl->out_length = r.length;
-	cl->out_sent = 0;
+	client_set_reply(cl, r.buf, r.length);
 }
 
-/* The views `wormhole-ctl metrics` asks for, as Prometheus text (for metrics-listen). */
+/* The views `wormhole-ctl metrics` asks for, as Prometheus text (for metrics-listen):
+ * connections summed per peer, so that the series do not grow with them. */
 static char *metrics_text(void *arg, size_t *length)
 {
 	struct control *ctl = arg;
-	static const char *const views[] = { "status", "peers", "conns", "apps" };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
 	char *text = NULL;
 	FILE *out = open_memstream(&text, length);
 	if (!out)
 		return NULL;
 	for (size_t i = 0; i < COUNT_OF(views); i++) {
-		struct control_request req = { .argc = 1 };
-		snprintf(req.argv[0], sizeof req.argv[0], "%s", views[i]);
+		struct control_request req = { .argc = views[i][1] ? 2 : 1 };
+		for (unsigned a = 0; a < req.argc; a++)
+			snprintf(req.argv[a], sizeof req.argv[a], "%s", views[i][a]);
 		struct reply r;
-		if (!run_command(ctl, &req, find_command(views[i]), &r))
+		if (!run_command(ctl, &req, find_command(views[i][0]), &r))
 			continue;
 		struct control_header h;
 		static struct control_table table;
@@ -857,13 +1002,9 @@ static char *metrics_text(void *arg, size_t *length)
 static void reply_protocol_error(struct control_client *cl, const char *why)
 {
 	log_write(cl->control->log, LOG_WARN, "control", "pid=%ld uid=%ld: %s; closing", cl->pid, cl->uid, why);
-	free(cl->out);
-	cl->out = malloc(DONE_ROOM);
-	cl->out_length = cl->out_sent = 0;
-	if (cl->out) {
-		int n = control_done_encode(cl->out, DONE_ROOM, WH_EPROTOCOL, why);
-		cl->out_length = n > 0 ? (size_t)n : 0;
-	}
+	uint8_t *out = malloc(DONE_ROOM);
+	int n = out ? control_done_encode(out, DONE_ROOM, WH_EPROTOCOL, why) : 0;
+	client_set_reply(cl, out, n > 0 ? (size_t)n : 0);
 	cl->close_after_reply = true;
 }
 
@@ -892,36 +1033,83 @@ static bool take_request(struct control_client *cl)
 	return true;
 }
 
-static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+/* Closes a client for the reason given (logged with its pid), counting it. */
+static void client_drop(struct control_client *cl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_drop(struct control_client *cl, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	log_write(cl->control->log, LOG_INFO, "control", "pid=%ld uid=%ld: closed: %s", cl->pid, cl->uid, why);
+	cl->control->clients_dropped++;
+	client_free(cl);
+}
+
+/* The client that has waited longest (least recently took or sent a byte), other than keep. */
+static struct control_client *longest_waiting(struct control *ctl, const struct control_client *keep,
+					     bool with_reply)
+{
+	struct control_client *found = NULL, *c;
+	LIST_FOREACH(c, &ctl->clients, link)
+		if (c != keep && (!with_reply || c->out) && (!found || c->last_active < found->last_active))
+			found = c;
+	return found;
+}
+
+/* A reply is ready: it must be taken within CONTROL_REPLY_TIMEOUT, and the replies clients
+ * hold, all together, stay under CONTROL_REPLIES_HELD_MAX (those that waited longest go). */
+static void reply_ready(struct control_client *cl)
+{
+	struct control *ctl = cl->control;
+	struct ev_loop *loop = ctl->broker->loop;
+	struct control_client *stalled;
+	while (ctl->replies_held > CONTROL_REPLIES_HELD_MAX && (stalled = longest_waiting(ctl, cl, true)))
+		client_drop(stalled, "its %zu-byte reply not taken, to bound the memory replies hold",
+			    stalled->out_length - stalled->out_sent);
+	ev_timer_set(&cl->reply_deadline, CONTROL_REPLY_TIMEOUT, 0);
+	ev_timer_start(loop, &cl->reply_deadline);
+	client_want(cl, EV_WRITE);
+}
+
+static void on_reply_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct control_client *cl = w->data;
 	(void)loop;
-	if (revents & EV_WRITE) {
-		while (cl->out_sent < cl->out_length) {
-			ssize_t n = send(cl->fd, cl->out + cl->out_sent, cl->out_length - cl->out_sent, MSG_NOSIGNAL);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				return;
-			if (n <= 0) {
-				client_free(cl);
-				return;
-			}
-			cl->out_sent += (size_t)n;
-			cl->last_active = ev_now(loop);
-		}
-		free(cl->out);
-		cl->out = NULL;
-		cl->out_length = cl->out_sent = 0;
-		if (cl->close_after_reply) {
+	(void)revents;
+	client_drop(cl, "%zu bytes of its reply not taken within %.0f s", cl->out_length - cl->out_sent,
+		    CONTROL_REPLY_TIMEOUT);
+}
+
+static void client_send(struct control_client *cl)
+{
+	struct ev_loop *loop = cl->control->broker->loop;
+	while (cl->out_sent < cl->out_length) {
+		ssize_t n = send(cl->fd, cl->out + cl->out_sent, cl->out_length - cl->out_sent, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0) {
 			client_free(cl);
 			return;
 		}
-		if (take_request(cl)) { /* one was already waiting */
-			client_want(cl, EV_WRITE);
-			return;
-		}
-		client_want(cl, EV_READ);
+		cl->out_sent += (size_t)n;
+		cl->last_active = ev_now(loop);
+	}
+	client_set_reply(cl, NULL, 0);
+	if (cl->close_after_reply) {
+		client_free(cl);
 		return;
 	}
+	if (take_request(cl)) { /* one was already waiting */
+		reply_ready(cl);
+		return;
+	}
+	client_want(cl, EV_READ);
+}
+
+static void client_receive(struct control_client *cl)
+{
 	ssize_t n = recv(cl->fd, cl->in + cl->in_length, sizeof cl->in - cl->in_length, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -930,9 +1118,50 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	cl->in_length += (size_t)n;
-	cl->last_active = ev_now(loop);
+	cl->last_active = ev_now(cl->control->broker->loop);
 	if (take_request(cl))
-		client_want(cl, EV_WRITE);
+		reply_ready(cl);
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	if (revents & EV_WRITE)
+		client_send(w->data);
+	else
+		client_receive(w->data);
+}
+
+static void client_new(struct control *ctl, int fd, const struct ucred *cred)
+{
+	struct ev_loop *loop = ctl->broker->loop;
+	if (ctl->client_count >= CONTROL_CLIENTS_MAX) {
+		/* the client that has waited longest makes room, idle or not taking its reply: a
+		 * stopped tool, a script that never closes or never reads cannot lock the
+		 * operator out */
+		struct control_client *oldest = longest_waiting(ctl, NULL, false);
+		if (oldest)
+			client_drop(oldest, "%s for %.0f s, to admit pid=%ld", oldest->out ? "not taking its reply"
+				    : "idle", ev_now(loop) - oldest->last_active, (long)cred->pid);
+	}
+	struct control_client *cl = calloc(1, sizeof *cl);
+	if (!cl) {
+		close(fd);
+		return;
+	}
+	cl->control = ctl;
+	cl->fd = fd;
+	cl->pid = cred->pid;
+	cl->uid = (long)cred->uid;
+	cl->last_active = ev_now(loop);
+	ev_io_init(&cl->io, on_client, fd, EV_READ);
+	cl->io.data = cl;
+	ev_timer_init(&cl->reply_deadline, on_reply_deadline, CONTROL_REPLY_TIMEOUT, 0);
+	cl->reply_deadline.data = cl;
+	ev_io_start(loop, &cl->io);
+	LIST_INSERT_HEAD(&ctl->clients, cl, link);
+	ctl->client_count++;
+	client_receive(cl); /* a request already there is answered before later arrivals come */
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -951,38 +1180,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		struct ucred cred = { .pid = 0, .uid = (uid_t)-1 };
 		socklen_t len = sizeof cred;
 		getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
-		if (ctl->client_count >= CONTROL_CLIENTS_MAX) {
-			/* a client that has been silent longest makes room: idle connections (a
-			 * stopped tool, a script that never closes) cannot lock the operator out */
-			struct control_client *idle = NULL, *c;
-			LIST_FOREACH(c, &ctl->clients, link)
-				if (!c->out && (!idle || c->last_active < idle->last_active))
-					idle = c;
-			if (!idle) {
-				log_write(ctl->log, LOG_WARN, "control", "pid=%ld uid=%ld: refused: %d control "
-					  "clients busy", (long)cred.pid, (long)cred.uid, CONTROL_CLIENTS_MAX);
-				close(fd);
-				continue;
-			}
-			log_write(ctl->log, LOG_INFO, "control", "pid=%ld uid=%ld: closed, idle, to admit pid=%ld",
-				  idle->pid, idle->uid, (long)cred.pid);
-			client_free(idle);
-		}
-		struct control_client *cl = calloc(1, sizeof *cl);
-		if (!cl) {
-			close(fd);
-			continue;
-		}
-		cl->control = ctl;
-		cl->fd = fd;
-		cl->pid = cred.pid;
-		cl->uid = (long)cred.uid;
-		cl->last_active = ev_now(loop);
-		ev_io_init(&cl->io, on_client, fd, EV_READ);
-		cl->io.data = cl;
-		ev_io_start(loop, &cl->io);
-		LIST_INSERT_HEAD(&ctl->clients, cl, link);
-		ctl->client_count++;
+		client_new(ctl, fd, &cred);
 	}
 }
 

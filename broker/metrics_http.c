@@ -17,13 +17,17 @@
 
 #define HTTP_CLIENTS_MAX 8
 #define HTTP_REQUEST_MAX 8192
-#define HTTP_REQUEST_TIMEOUT 5.0
+#define HTTP_REQUEST_TIMEOUT 2.0 /* s for the request head to arrive whole */
+#define HTTP_ANSWER_TIMEOUT 5.0  /* s for the answer to be taken */
+#define HTTP_CACHE_TTL 1.0       /* s a rendered body answers scrapes for */
 
 struct http_client {
 	struct metrics_http *server;
 	int fd;
 	ev_io io;
 	ev_timer deadline;
+	double accepted_at;
+	bool answering;          /* the request arrived whole: the answer is being sent */
 	char request[HTTP_REQUEST_MAX];
 	size_t request_length;
 	char *out;
@@ -41,6 +45,10 @@ struct metrics_http {
 	char address[300];
 	unsigned client_count;
 	LIST_HEAD(, http_client) clients;
+	char *body;              /* the last rendering, reused for HTTP_CACHE_TTL */
+	size_t body_length;
+	double body_at;
+	struct metrics_http_stats stats;
 };
 
 static void client_free(struct http_client *c)
@@ -77,6 +85,24 @@ static void respond_text(struct http_client *c, const char *status, const char *
 	respond(c, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+/* The body, rendered at most once per HTTP_CACHE_TTL: a scrape walks every connection of the
+ * broker on its event loop, so scrapers in a loop must not each pay for a rendering. */
+static const char *rendered_body(struct metrics_http *server, size_t *length)
+{
+	double now = ev_now(server->loop);
+	if (!server->body || now - server->body_at >= HTTP_CACHE_TTL || now < server->body_at) {
+		free(server->body);
+		server->stats.renders++; /* before: the body's own count includes it */
+		double started = ev_time();
+		server->body = server->render(server->ctx, &server->body_length);
+		server->body_at = now;
+		log_write(server->log, LOG_DEBUG, "metrics", "rendered %zu bytes in %.1f ms",
+			  server->body ? server->body_length : 0, (ev_time() - started) * 1e3);
+	}
+	*length = server->body_length;
+	return server->body;
+}
+
 /* A whole request head arrived: answer it. */
 static void handle_request(struct http_client *c)
 {
@@ -98,31 +124,53 @@ static void handle_request(struct http_client *c)
 		return;
 	}
 	size_t length = 0;
-	char *text = c->server->render(c->server->ctx, &length);
+	const char *text = rendered_body(c->server, &length);
 	if (!text) {
 		respond_text(c, "500 Internal Server Error", "the broker could not gather its metrics\n");
 		return;
 	}
+	c->server->stats.scrapes++;
 	respond(c, "200 OK", "text/plain; version=0.0.4; charset=utf-8", text,
 		strcmp(method, "HEAD") == 0 ? 0 : length);
-	free(text);
 }
 
-static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+/* Sends what the socket takes now; the client ends once all is sent, or on an error. */
+static void client_send(struct http_client *c)
 {
-	struct http_client *c = w->data;
-	if (revents & EV_WRITE) {
-		while (c->out_sent < c->out_length) {
-			ssize_t n = send(c->fd, c->out + c->out_sent, c->out_length - c->out_sent, MSG_NOSIGNAL);
-			if (n < 0 && (errno == EAGAIN || errno == EINTR))
-				return;
-			if (n <= 0)
-				break;
-			c->out_sent += (size_t)n;
-		}
+	while (c->out_sent < c->out_length) {
+		ssize_t n = send(c->fd, c->out + c->out_sent, c->out_length - c->out_sent, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break;
+		c->out_sent += (size_t)n;
+	}
+	client_free(c);
+}
+
+/* The answer is in c->out: send it, with its own deadline (a reader that never takes it is
+ * dropped then). */
+static void client_answer(struct http_client *c)
+{
+	struct ev_loop *loop = c->server->loop;
+	if (!c->out) {
 		client_free(c);
 		return;
 	}
+	c->answering = true;
+	ev_timer_stop(loop, &c->deadline);
+	ev_io_stop(loop, &c->io);
+	ev_io_set(&c->io, c->fd, EV_WRITE);
+	ev_io_start(loop, &c->io);
+	ev_timer_set(&c->deadline, HTTP_ANSWER_TIMEOUT, 0);
+	ev_timer_start(loop, &c->deadline);
+	client_send(c); /* most answers fit the socket's buffer: done before the loop turns */
+}
+
+static void client_receive(struct http_client *c)
+{
 	ssize_t n = recv(c->fd, c->request + c->request_length, sizeof c->request - 1 - c->request_length, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -139,24 +187,43 @@ static void on_client(struct ev_loop *loop, ev_io *w, int revents)
 	} else {
 		handle_request(c);
 	}
-	if (!c->out) {
-		client_free(c);
-		return;
-	}
-	ev_timer_stop(loop, &c->deadline);
-	ev_io_stop(loop, &c->io);
-	ev_io_set(&c->io, c->fd, EV_WRITE);
-	ev_io_start(loop, &c->io);
-	/* a reader that never takes the answer is dropped at the same deadline */
-	ev_timer_set(&c->deadline, HTTP_REQUEST_TIMEOUT, 0);
-	ev_timer_start(loop, &c->deadline);
+	client_answer(c);
+}
+
+static void on_client(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	if (revents & EV_WRITE)
+		client_send(w->data);
+	else
+		client_receive(w->data);
 }
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	struct http_client *c = w->data;
 	(void)loop;
 	(void)revents;
-	client_free(w->data);
+	c->server->stats.dropped++;
+	client_free(c);
+}
+
+/* All slots taken: the oldest connection that has not sent its whole request makes room (a
+ * scraper sends its request at once, a slowloris never does), else the oldest taking its answer. */
+static void make_room(struct metrics_http *server)
+{
+	struct http_client *victim = NULL, *c;
+	LIST_FOREACH(c, &server->clients, link)
+		if (!victim || (victim->answering && !c->answering) ||
+		    (victim->answering == c->answering && c->accepted_at < victim->accepted_at))
+			victim = c;
+	if (!victim)
+		return;
+	log_write(server->log, LOG_DEBUG, "metrics", "a connection %s for %.1f s closed to make room",
+		  victim->answering ? "not taking its answer" : "without a whole request",
+		  ev_now(server->loop) - victim->accepted_at);
+	server->stats.dropped++;
+	client_free(victim);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -167,13 +234,16 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return; /* EAGAIN, or out of descriptors: the next scrape tries again */
-		struct http_client *c = server->client_count < HTTP_CLIENTS_MAX ? calloc(1, sizeof *c) : NULL;
+		if (server->client_count >= HTTP_CLIENTS_MAX)
+			make_room(server);
+		struct http_client *c = calloc(1, sizeof *c);
 		if (!c) {
 			close(fd);
 			continue;
 		}
 		c->server = server;
 		c->fd = fd;
+		c->accepted_at = ev_now(loop);
 		ev_io_init(&c->io, on_client, fd, EV_READ);
 		c->io.data = c;
 		ev_timer_init(&c->deadline, on_deadline, HTTP_REQUEST_TIMEOUT, 0);
@@ -182,6 +252,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		ev_timer_start(loop, &c->deadline);
 		LIST_INSERT_HEAD(&server->clients, c, link);
 		server->client_count++;
+		/* a request already there is answered now, before later arrivals could displace it */
+		client_receive(c);
 	}
 }
 
@@ -228,6 +300,11 @@ const char *metrics_http_address(const struct metrics_http *server)
 	return server ? server->address : "";
 }
 
+void metrics_http_get_stats(const struct metrics_http *server, struct metrics_http_stats *stats)
+{
+	*stats = server ? server->stats : (struct metrics_http_stats){ 0 };
+}
+
 void metrics_http_stop(struct metrics_http *server)
 {
 	if (!server)
@@ -236,5 +313,6 @@ void metrics_http_stop(struct metrics_http *server)
 		client_free(LIST_FIRST(&server->clients));
 	ev_io_stop(server->loop, &server->acceptor);
 	close(server->fd);
+	free(server->body);
 	free(server);
 }

@@ -47,7 +47,7 @@ static void usage(FILE *out)
 		"views:\n"
 		"  status                       the broker: version, uptime, listeners, counts, budget\n"
 		"  peers                        each peer's pool: connections, dials, back-off\n"
-		"  conns                        each connection: peer, role, age, streams, RTT, bytes\n"
+		"  conns [--by-peer]            each connection, or summed per peer: streams, RTT, bytes\n"
 		"  streams [--peer P] [--app ID|PID]  each stream: owner, state, bytes, windows, ring\n"
 		"  apps                         each attached app: pid, uid, streams, ring memory\n"
 		"  services                     who serves each service name\n"
@@ -196,6 +196,12 @@ static int exchange(struct ctl *c, unsigned argc, char **argv)
 		ssize_t w = send(c->fd, out + sent, (size_t)n - sent, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
+		if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			fprintf(stderr, "wormhole-ctl: the broker at %s closed the connection before taking the "
+				"request\n  a broker drops the control client that waited longest when 16 are "
+				"connected: try again\n", c->socket_path);
+			return EXIT_UNREACHABLE;
+		}
 		if (w <= 0)
 			return unreachable(c, errno);
 		sent += (size_t)w;
@@ -256,7 +262,7 @@ static const char *const *default_columns(const char *view)
 {
 	static const char *const peers[] = { "peer", "address", "state", "open", "in_use",
 					     "failed_connections", "retry_in", NULL };
-	static const char *const conns[] = { "conn", "peer", "role", "state", "age", "streams", "rtt",
+	static const char *const conns[] = { "conn", "peer", "role", "connections", "state", "age", "streams", "rtt",
 					     "bytes_in", "bytes_out", "window_stalls", "malformed_frames", NULL };
 	static const char *const streams[] = { "conn", "stream", "peer", "service", "state", "pid",
 					       "bytes_in", "bytes_out", "ring_fill", "age", "send_window",
@@ -314,18 +320,20 @@ static bool is_view(const char *name)
 	return false;
 }
 
+/* Connections are asked for summed per peer (conns --by-peer): a series per connection id
+ * would grow with every connection a peer makes. */
 static int run_metrics(struct ctl *c)
 {
-	static const char *const views[] = { "status", "peers", "conns", "apps" };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
 	struct ctl_table all[4];
 	unsigned count = 0;
 	for (unsigned i = 0; i < 4; i++) {
-		char *argv[] = { (char *)views[i] };
-		int rc = exchange(c, 1, argv);
+		char *argv[] = { (char *)views[i][0], (char *)views[i][1] };
+		int rc = exchange(c, views[i][1] ? 2 : 1, argv);
 		if (rc != EXIT_OK)
 			return rc;
 		if (c->status != WH_OK)
-			return refused(c, views[i]);
+			return refused(c, views[i][0]);
 		if (c->table_count == 1) {
 			all[count++] = c->tables[0];
 			c->table_count = 0; /* kept in all[] */

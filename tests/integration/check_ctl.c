@@ -875,6 +875,281 @@ START_TEST(exit_codes_name_the_reason)
 }
 END_TEST
 
+/* ---- operators' endpoints: bounded cost, no lock-out ------------------------------------- */
+
+/* One HTTP request; true if answered 200 (the body, NUL-terminated, in out). Never asserts:
+ * a refused connection is an answer too. */
+static bool http_try(const char *address, const char *request, char *out, size_t cap)
+{
+	char host[64];
+	unsigned port;
+	if (sscanf(address, "%63[^:]:%u", host, &port) != 2)
+		return false;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, host, &to.sin_addr);
+	size_t got = 0;
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof to) == 0 &&
+	    send(fd, request, strlen(request), MSG_NOSIGNAL) == (ssize_t)strlen(request)) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		while (got < cap - 1 && poll(&pfd, 1, 10000) > 0) {
+			ssize_t n = recv(fd, out + got, cap - 1 - got, 0);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+	}
+	out[got] = '\0';
+	if (fd >= 0)
+		close(fd);
+	return strncmp(out, "HTTP/1.0 200 OK\r\n", 17) == 0;
+}
+
+static double status_number(const struct process *broker, const char *field)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, broker, "status", NULL, NULL);
+	double value = json_number(rows->items[0], field);
+	json_free(doc);
+	return value;
+}
+
+struct pool_open {
+	const struct process *broker;
+	double open;
+};
+
+static bool pool_has_open(void *arg)
+{
+	struct pool_open *p = arg;
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, p->broker, "peers", NULL, NULL);
+	bool done = rows->count == 1 && json_number(rows->items[0], "open") >= p->open;
+	json_free(doc);
+	return done;
+}
+
+#define POOLED "32"
+
+/* B keeps 32 connections to A and serves metrics-listen. */
+static void pooled_pair_start(struct broker_pair *pair, char *address, size_t length)
+{
+	const char *a_args[] = { "--metrics-listen", "127.0.0.1:0", NULL };
+	const char *b_args[] = { "--pool-min", POOLED, "--pool-max", POOLED, "--metrics-listen", "127.0.0.1:0", NULL };
+	broker_pair_start(pair, a_args, b_args);
+	struct pool_open want = { &pair->b, atof(POOLED) };
+	ck_assert_msg(poll_until(pool_has_open, &want, 30), "B's pool did not reach " POOLED);
+	ck_assert_ptr_nonnull(status_field(&pair->b, "metrics_listen", address, length));
+}
+
+/* A scraper in a loop until the deadline (a child process): exits 0 if every scrape was
+ * answered. */
+static void scrape_loop(const char *address, int64_t until_ns)
+{
+	static char answer[OUTPUT_MAX];
+	int failed = 0;
+	while (wh_now_ns() < until_ns)
+		failed += !http_try(address, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", answer, sizeof answer);
+	_exit(failed ? 1 : 0);
+}
+
+START_TEST(metrics_scrapes_in_a_loop_share_one_rendering)
+{
+	struct broker_pair pair;
+	char address[300];
+	pooled_pair_start(&pair, address, sizeof address);
+	double renders_before = status_number(&pair.b, "metrics_renders");
+	int64_t start = wh_now_ns(), until = start + 2000000000ll;
+	pid_t scrapers[4];
+	for (int i = 0; i < 4; i++) {
+		scrapers[i] = fork();
+		ck_assert_int_ge(scrapers[i], 0);
+		if (scrapers[i] == 0)
+			scrape_loop(address, until);
+	}
+	/* the operator is answered while they scrape (a generous bound: the machine is loaded) */
+	double slowest = 0;
+	static struct ctl_run r;
+	while (wh_now_ns() < until) {
+		int64_t asked = wh_now_ns();
+		ctl_run(&r, &pair.b, "status", (const char *)NULL);
+		ck_assert_int_eq(r.status, 0);
+		double took = (double)(wh_now_ns() - asked) / 1e9;
+		slowest = took > slowest ? took : slowest;
+	}
+	for (int i = 0; i < 4; i++) {
+		int status;
+		ck_assert_int_eq(waitpid(scrapers[i], &status, 0), scrapers[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "a scraper was not answered");
+	}
+	double elapsed = (double)(wh_now_ns() - start) / 1e9;
+	double scrapes = status_number(&pair.b, "metrics_scrapes");
+	double renders = status_number(&pair.b, "metrics_renders") - renders_before;
+	fprintf(stderr, "4 scrapers for %.1f s: %.0f scrapes, %.0f renders; status took %.3f s at most\n",
+		elapsed, scrapes, renders, slowest);
+	ck_assert_msg(slowest < 5.0, "wormhole-ctl status took %.3f s while scrapers ran", slowest);
+	ck_assert_msg(scrapes >= 8, "%.0f scrapes answered", scrapes);
+	/* one rendering serves the scrapes of a second */
+	ck_assert_msg(renders >= 1 && renders <= elapsed + 2, "%.0f renders in %.1f s", renders, elapsed);
+	broker_pair_stop(&pair);
+}
+END_TEST
+
+/* The samples of family `name` in text (lines that start with name and '{' or ' '). */
+static int samples_of(const char *text, const char *name)
+{
+	int count = 0;
+	size_t n = strlen(name);
+	for (const char *line = text; line && *line; line = strchr(line, '\n'), line = line ? line + 1 : NULL)
+		if (strncmp(line, name, n) == 0 && (line[n] == '{' || line[n] == ' '))
+			count++;
+	return count;
+}
+
+START_TEST(metrics_series_do_not_grow_with_connections)
+{
+	struct broker_pair pair;
+	char address[300];
+	pooled_pair_start(&pair, address, sizeof address);
+	/* B dialled 32 connections: one series per peer and role, over HTTP */
+	static char answer[OUTPUT_MAX];
+	ck_assert(http_try(address, "GET /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer));
+	const char *body = strstr(answer, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	check_exposition(body + 4, "wormhole_conns_connections{peer=\"a\",role=\"dialled\"} " POOLED);
+	ck_assert_msg(!strstr(body, "conn=\""), "a series labelled by connection id");
+	ck_assert_int_eq(samples_of(body, "wormhole_conns_streams"), 1);
+	ck_assert_int_eq(samples_of(body, "wormhole_conns_bytes_out_total"), 1);
+	/* A accepted them (plaintext: no names): the same, from wormhole-ctl metrics */
+	static struct ctl_run r;
+	ctl_run(&r, &pair.a, "metrics", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	check_exposition(r.out, "wormhole_conns_connections{peer=\"(unidentified)\",role=\"accepted\"} " POOLED);
+	ck_assert_msg(!strstr(r.out, "conn=\""), "a series labelled by connection id");
+	ck_assert_int_eq(samples_of(r.out, "wormhole_conns_streams"), 1);
+	/* the per-connection view is still there for the operator */
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &pair.a, "conns", NULL, NULL);
+	ck_assert_uint_eq(rows->count, atoi(POOLED));
+	json_free(doc);
+	broker_pair_stop(&pair);
+}
+END_TEST
+
+/* A connection to the metrics listener that sends half a request and waits. */
+static int slowloris_open(const char *address)
+{
+	char host[64];
+	unsigned port;
+	ck_assert_int_eq(sscanf(address, "%63[^:]:%u", host, &port), 2);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, host, &to.sin_addr);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&to, sizeof to) == 0)
+		send(fd, "GET /metr", 9, MSG_NOSIGNAL);
+	return fd;
+}
+
+#define SLOWLORIS 12
+
+START_TEST(metrics_slowloris_cannot_keep_a_scraper_out)
+{
+	struct process broker;
+	const char *args[] = { "--metrics-listen", "127.0.0.1:0", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	char address[300];
+	ck_assert_ptr_nonnull(status_field(&broker, "metrics_listen", address, sizeof address));
+	/* more half-requests than slots, all held open */
+	int held[SLOWLORIS];
+	for (int i = 0; i < SLOWLORIS; i++)
+		held[i] = slowloris_open(address);
+	static char answer[OUTPUT_MAX];
+	ck_assert_msg(http_try(address, "GET /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer),
+		      "behind %d half-requests: '%.60s'", SLOWLORIS, answer);
+	/* and one that opens and reopens without end */
+	int64_t until = wh_now_ns() + 3000000000ll;
+	pid_t churn = fork();
+	ck_assert_int_ge(churn, 0);
+	if (churn == 0) {
+		int ring[SLOWLORIS];
+		for (int i = 0; i < SLOWLORIS; i++)
+			ring[i] = slowloris_open(address);
+		for (unsigned i = 0; wh_now_ns() < until; i++) {
+			close(ring[i % SLOWLORIS]);
+			ring[i % SLOWLORIS] = slowloris_open(address);
+			usleep(1000); /* pacing the attack, not waiting for a condition */
+		}
+		_exit(0);
+	}
+	int answered = 0, tries = 0;
+	while (wh_now_ns() < until && tries < 300) {
+		answered += http_try(address, "GET /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer);
+		tries++;
+	}
+	int status;
+	ck_assert_int_eq(waitpid(churn, &status, 0), churn);
+	fprintf(stderr, "with a slowloris reopening: %d of %d scrapes answered\n", answered, tries);
+	ck_assert_msg(tries >= 5 && answered >= tries * 8 / 10, "%d of %d scrapes answered", answered, tries);
+	ck_assert_double_gt(status_number(&broker, "metrics_dropped"), SLOWLORIS - 8);
+	for (int i = 0; i < SLOWLORIS; i++)
+		close(held[i]);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* A control client that asks for view and never reads: returns once the answer started to
+ * come (the broker has it and is stuck sending it), or the connection ended. */
+static int control_ask_and_stall(const struct process *broker, const char *view)
+{
+	char path[400];
+	control_path(broker, path, sizeof path);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	ck_assert_uint_lt(strlen(path), sizeof addr.sun_path);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+	struct control_request req = { .argc = 1 };
+	snprintf(req.argv[0], sizeof req.argv[0], "%s", view);
+	uint8_t out[CONTROL_HEADER_SIZE + CONTROL_REQUEST_MAX];
+	int n = control_request_encode(out, sizeof out, &req);
+	ck_assert_int_gt(n, 0);
+	send(fd, out, (size_t)n, MSG_NOSIGNAL); /* a refused client's send may fail: fine */
+	struct pollfd pfd = { fd, POLLIN, 0 };
+	poll(&pfd, 1, 10000);
+	return fd;
+}
+
+#define STALLED 20
+#define LISTENED 2500
+
+START_TEST(control_clients_that_never_read_cannot_lock_out_the_operator)
+{
+	struct process broker;
+	const char *args[] = { "--app-max-listeners", "4096", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	/* a services answer of over half a megabyte: more than a socket buffer holds */
+	wh_client *app = app_attach(&broker);
+	char name[256];
+	for (int i = 0; i < LISTENED; i++) {
+		snprintf(name, sizeof name, "%0200d", i);
+		ck_assert_int_eq(wh_listen(app, name), WH_OK);
+	}
+	int stalled[STALLED];
+	for (int i = 0; i < STALLED; i++)
+		stalled[i] = control_ask_and_stall(&broker, "services");
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "status", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "with %d clients not reading: exit %d: %s", STALLED, r.status, r.err);
+	ck_assert_double_ge(status_number(&broker, "control_clients_dropped"), STALLED - 16);
+	/* and those left are closed once their replies were not taken in time */
+	ck_assert(process_log_wait(&broker, "of its reply not taken within", 30));
+	for (int i = 0; i < STALLED; i++)
+		close(stalled[i]);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *ctl_suite(void)
 {
 	Suite *s = suite_create("ctl");
@@ -889,6 +1164,13 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, metrics_listen_serves_a_scraper);
 	tcase_add_test(tc, exit_codes_name_the_reason);
 	suite_add_tcase(s, tc);
+	TCase *operators = tcase_create("operators");
+	tcase_set_timeout(operators, 120);
+	tcase_add_test(operators, metrics_scrapes_in_a_loop_share_one_rendering);
+	tcase_add_test(operators, metrics_series_do_not_grow_with_connections);
+	tcase_add_test(operators, metrics_slowloris_cannot_keep_a_scraper_out);
+	tcase_add_test(operators, control_clients_that_never_read_cannot_lock_out_the_operator);
+	suite_add_tcase(s, operators);
 	return s;
 }
 
