@@ -467,6 +467,51 @@ START_TEST(test_installed_unit)
 }
 END_TEST
 
+/* ---- strings from outside --------------------------------------------------------------------- */
+
+/* True if a line of the file starts with prefix or has one of the bytes in `bytes`. */
+static bool file_has_line_or_byte(const char *path, const char *prefix, const char *bytes)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strncmp(line, prefix, strlen(prefix)) == 0 || strpbrk(line, bytes) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* An app's service name with a newline, a forged log line, a terminal escape and a byte that
+ * is not UTF-8: the broker logs one line with all of it escaped, and wormhole-ctl's text
+ * shows it escaped too (its JSON as JSON escapes). */
+START_TEST(test_names_from_outside_cannot_forge_log_lines)
+{
+	static const char name[] = "s\n2026-01-01T00:00:00.000Z error broker: forged\x1b[31m\xff";
+	static const char escaped[] = "s\\n2026-01-01T00:00:00.000Z error broker: forged\\x1b[31m\\xff";
+	struct process b;
+	ck_assert(broker_spawn(&b, NULL));
+	wh_client *app = app_attach(&b);
+	ck_assert_int_eq(wh_listen(app, name), WH_OK);
+	char want[256];
+	snprintf(want, sizeof want, "listens on service=%s", escaped);
+	ck_assert_msg(process_log_wait(&b, want, 10), "no escaped line");
+	ck_assert_msg(!file_has_line_or_byte(b.log_file, "2026-01-01T00:00:00.000Z", "\x1b\xff"),
+		      "a forged line or a raw control in the log");
+	char control[400], out[16384];
+	snprintf(control, sizeof control, "%s/control.sock", b.dir);
+	const char *text[] = { "-s", control, "services", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", text, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, escaped), "%s", out);
+	ck_assert_msg(!strstr(out, "\n2026-01-01") && !strpbrk(out, "\x1b\xff"), "%s", out);
+	const char *json[] = { "-s", control, "--json", "services", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", json, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"s\\n2026-01-01T00:00:00.000Z error broker: forged\\u001b[31m\\ufffd\""), "%s", out);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("service");
@@ -481,6 +526,7 @@ int main(void)
 	tcase_add_test(tc, test_signals_that_must_not_kill);
 	tcase_add_test(tc, test_service_manager_notifications);
 	tcase_add_test(tc, test_installed_unit);
+	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -321,6 +321,31 @@ START_TEST(test_journal_priorities)
 }
 END_TEST
 
+/* A string from outside cannot forge a line of the log nor drive the terminal that shows it:
+ * the log writer escapes controls, backslashes and bytes that are not UTF-8 in every line. */
+START_TEST(test_log_lines_escape_what_came_from_outside)
+{
+	char path[] = "/tmp/wh-log.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	FILE *out = fdopen(fd, "w+");
+	struct log_sink sink = { LOG_INFO, out, true };
+	log_write(&sink, LOG_INFO, "apps", "listens on service=%s",
+		  "x\n2026-01-01T00:00:00.000Z error broker: forged\r\x1b[2J\t\\\xff\xc2\x9b\xe2\x80\xae" "caf\xc3\xa9");
+	log_write(&sink, LOG_INFO, "apps", "next");
+	rewind(out);
+	char line[512];
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<6>info apps: listens on service=x\\n2026-01-01T00:00:00.000Z error broker: "
+			       "forged\\r\\x1b[2J\\t\\\\\\xff\\xc2\\x9b\\xe2\\x80\\xae" "caf\xc3\xa9\n");
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<6>info apps: next\n");
+	ck_assert_ptr_null(fgets(line, sizeof line, out));
+	fclose(out);
+	unlink(path);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("options");
@@ -333,6 +358,7 @@ int main(void)
 	tcase_add_test(tc, test_table_is_complete);
 	tcase_add_test(tc, test_journal_priorities);
 	tcase_add_test(tc, test_control_socket_default);
+	tcase_add_test(tc, test_log_lines_escape_what_came_from_outside);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
