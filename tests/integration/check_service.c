@@ -512,6 +512,56 @@ START_TEST(test_names_from_outside_cannot_forge_log_lines)
 }
 END_TEST
 
+/* ---- what a config file is ---------------------------------------------------------------- */
+
+/* `wormhole-ctl -s CONTROL VIEW`'s output contains text. */
+static bool ctl_shows(const struct process *b, const char *view, const char *text)
+{
+	char control[400], out[16384];
+	snprintf(control, sizeof control, "%s/control.sock", b->dir);
+	const char *args[] = { "-s", control, view, NULL };
+	return process_run("ctl/wormhole-ctl", args, out, sizeof out) == 0 && strstr(out, text);
+}
+
+/* A directory, a FIFO or /dev/zero where the config file was: at start the broker exits 2
+ * with the reason (within process_run's bound: it neither waits on the FIFO nor reads zeros
+ * for ever); on SIGHUP it refuses the reload, says why, and runs on with its peers. */
+START_TEST(test_config_path_that_is_not_a_file)
+{
+	char dir[64], path[128], err[4096], conf[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/broker.conf", dir);
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer kept]\naddress = 127.0.0.1:1\n");
+	write_file(path, conf);
+	const char *args[] = { "--config", path, NULL };
+	struct process b;
+	ck_assert(broker_spawn(&b, args));
+	ck_assert(ctl_shows(&b, "peers", "kept"));
+	static const char *const kinds[] = { "directory", "fifo", "zero" };
+	static const char *const reasons[] = { "a directory, not a config file", "a FIFO, not a config file",
+					       "not a regular file" };
+	for (int k = 0; k < 3; k++) {
+		unlink(path);
+		ck_assert_int_eq(k == 0 ? mkdir(path, 0700) : k == 1 ? mkfifo(path, 0600) : symlink("/dev/zero", path), 0);
+		kill(b.pid, SIGHUP);
+		char want[300];
+		snprintf(want, sizeof want, "reload refused: --config %s: %s", path, reasons[k]);
+		ck_assert_msg(process_log_wait(&b, want, 10), "%s: no refusal", kinds[k]);
+		ck_assert(process_log_wait(&b, "reload refused: running on as before", 10));
+		ck_assert_msg(ctl_shows(&b, "peers", "kept"), "%s: the peer went", kinds[k]);
+		const char *start[] = { "--config", path, "--listen", "none", "--check-config", NULL };
+		ck_assert_int_eq(process_run("broker/wormhole-broker", start, err, sizeof err), 1);
+		ck_assert_msg(strstr(err, reasons[k]), "%s: %s", kinds[k], err);
+		k == 0 ? rmdir(path) : unlink(path);
+	}
+	write_file(path, conf);
+	kill(b.pid, SIGHUP);
+	ck_assert(process_log_wait(&b, "reloaded", 10));
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("service");
@@ -527,6 +577,7 @@ int main(void)
 	tcase_add_test(tc, test_service_manager_notifications);
 	tcase_add_test(tc, test_installed_unit);
 	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);
+	tcase_add_test(tc, test_config_path_that_is_not_a_file);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
