@@ -562,6 +562,74 @@ START_TEST(test_config_path_that_is_not_a_file)
 }
 END_TEST
 
+/* ---- the port file ------------------------------------------------------------------------------ */
+
+/* A port number can be read at arg (through a link, if one is there). */
+static bool port_file_written(void *arg)
+{
+	FILE *f = fopen(arg, "r");
+	unsigned port = 0;
+	bool ok = f && fscanf(f, "%u", &port) == 1 && port > 0;
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+static void read_text(const char *path, char *out, size_t length)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, length - 1, f);
+	out[n] = '\0';
+	fclose(f);
+}
+
+/* A local user who plants links where the port file and its old temporary file go (the
+ * broker may run as root) changes nothing but the links: the files they point to stay as they
+ * were, and the port file is written, a regular file of its own. A directory anyone may write
+ * to (not sticky) is refused, as the sockets' would be. */
+START_TEST(test_port_file_never_follows_a_planted_link)
+{
+	char dir[64], target[128], other[128], port[128], link[160], text[64];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(target, sizeof target, "%s/root-owned", dir);
+	snprintf(other, sizeof other, "%s/also-root-owned", dir);
+	snprintf(port, sizeof port, "%s/port", dir);
+	write_file(target, "secret\n");
+	write_file(other, "other\n");
+	snprintf(link, sizeof link, "%s.tmp", port); /* where the broker wrote before */
+	ck_assert_int_eq(symlink(target, link), 0);
+	ck_assert_int_eq(symlink(other, port), 0);
+	const char *args[] = { "--config", "/dev/null", "--listen", "127.0.0.1:0", "--socket", "none",
+			       "--port-file", port, NULL };
+	struct process b;
+	ck_assert(app_spawn(&b, "broker/wormhole-broker", args));
+	ck_assert_msg(poll_until(port_file_written, port, 10), "no port file");
+	read_text(target, text, sizeof text);
+	ck_assert_str_eq(text, "secret\n");
+	read_text(other, text, sizeof text);
+	ck_assert_str_eq(text, "other\n");
+	struct stat st;
+	ck_assert_int_eq(lstat(port, &st), 0);
+	ck_assert(S_ISREG(st.st_mode)); /* the link there replaced, not followed */
+	ck_assert_int_eq(lstat(link, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode)); /* left alone */
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	unlink(port);
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	char err[4096];
+	ck_assert_int_eq(process_run("broker/wormhole-broker", args, err, sizeof err), 1);
+	ck_assert_msg(strstr(err, "is writable by anyone and not sticky"), "%s", err);
+	ck_assert_int_ne(access(port, F_OK), 0);
+	ck_assert_int_eq(chmod(dir, 01777), 0); /* like /tmp: only a file's owner may replace it */
+	ck_assert(app_spawn(&b, "broker/wormhole-broker", args));
+	ck_assert_msg(poll_until(port_file_written, port, 10), "no port file in a sticky directory");
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("service");
@@ -578,6 +646,7 @@ int main(void)
 	tcase_add_test(tc, test_installed_unit);
 	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);
 	tcase_add_test(tc, test_config_path_that_is_not_a_file);
+	tcase_add_test(tc, test_port_file_never_follows_a_planted_link);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
