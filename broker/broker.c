@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "unix_socket.h"
 #include "services.h"
 
 struct broker_conn {
@@ -396,15 +397,10 @@ int broker_write_port_file(const struct broker *broker)
 	const char *path = broker->config.port_file;
 	if (!path[0])
 		return WH_OK;
-	char tmp[4200];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%u\n", broker_listen_port(broker)) < 0 || fclose(f) != 0 ||
-	    rename(tmp, path) != 0) { /* rename: a reader never sees a half-written file */
-		log_write(&broker->log, LOG_ERROR, "broker", "port file %s: %s", path, strerror(errno));
-		return WH_ESYSTEM;
-	}
-	return WH_OK;
+	char text[16];
+	snprintf(text, sizeof text, "%u\n", broker_listen_port(broker));
+	/* never through a link planted at a temporary name: the broker may run as root */
+	return unix_socket_write_file(path, text, &broker->log, "port-file") == 0 ? WH_OK : WH_ESYSTEM;
 }
 
 unsigned broker_listen_port(const struct broker *broker)

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "text_escape.h"
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -34,18 +35,24 @@ void log_write(const struct log_sink *sink, enum log_level level, const char *co
 	clock_gettime(CLOCK_REALTIME, &now);
 	struct tm tm;
 	gmtime_r(&now.tv_sec, &tm);
-	char line[1024];
+	char line[4096];
 	static const int priorities[] = { 3, 4, 6, 7 }; /* syslog: err, warning, info, debug */
 	int n = sink->journal
 			? snprintf(line, sizeof line, "<%d>%s %s: ", priorities[level], level_names[level], component)
 			: snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ",
 				   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 				   tm.tm_sec, now.tv_nsec / 1000000, level_names[level], component);
+	char message[1024];
 	va_list args;
 	va_start(args, format);
-	if (n > 0 && (size_t)n < sizeof line)
-		vsnprintf(line + n, sizeof line - (size_t)n, format, args);
+	int length = vsnprintf(message, sizeof message, format, args);
 	va_end(args);
+	/* Names, paths and messages from apps, peers and files are in the message: escaped here,
+	 * whole, so that none can start a line of its own or drive the terminal that shows it,
+	 * and no call site has to remember. */
+	if (n > 0 && (size_t)n < sizeof line - 2 && length >= 0)
+		text_escape(line + n, sizeof line - 2 - (size_t)n, message,
+			    (size_t)length < sizeof message ? (size_t)length : sizeof message - 1);
 	/* One fputs per line keeps lines whole when several processes share a file. */
 	size_t len = strnlen(line, sizeof line - 2);
 	line[len] = '\n';

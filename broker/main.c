@@ -11,6 +11,7 @@
 #include "control.h"
 #include "notify.h"
 #include "options.h"
+#include "text_escape.h"
 
 #define DRAIN_CHECK 0.05 /* s between looks at whether the streams are done */
 #define GOODBYE_GRACE 0.2 /* s for the last goodbyes to leave once everything is closed */
@@ -28,12 +29,18 @@ struct daemon {
 	bool stopping;
 };
 
+/* Each on one line, escaped as the log's lines are: a value may come from a file. */
 static void print_problems(const struct options *o)
 {
-	for (int i = 0; i < o->error_count; i++)
-		fprintf(stderr, "wormhole-broker: %s\n", o->errors[i]);
-	for (int i = 0; i < o->warning_count; i++)
-		fprintf(stderr, "wormhole-broker: warning: %s\n", o->warnings[i]);
+	static char line[4 * sizeof o->errors[0]];
+	for (int i = 0; i < o->error_count; i++) {
+		text_escape(line, sizeof line, o->errors[i], strlen(o->errors[i]));
+		fprintf(stderr, "wormhole-broker: %s\n", line);
+	}
+	for (int i = 0; i < o->warning_count; i++) {
+		text_escape(line, sizeof line, o->warnings[i], strlen(o->warnings[i]));
+		fprintf(stderr, "wormhole-broker: warning: %s\n", line);
+	}
 }
 
 static void on_goodbye_sent(struct ev_loop *loop, ev_timer *w, int revents)

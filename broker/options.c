@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <ini.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "options.h"
 #include "services.h"
@@ -777,18 +780,46 @@ static int add_peer(struct loading *l, const char *name, const struct origin *at
 
 /* ---- the file ---------------------------------------------------------------------------- */
 
-/* inih's line reader: counts lines (inih tells its handler none) and where sections start. */
-static char *count_lines(char *str, int num, void *stream)
+/* The file as read, handed to inih a line at a time. */
+struct config_text {
+	const char *at, *end;
+	struct loading *l;
+};
+
+/* inih's line reader, from memory: counts lines (inih tells its handler none) and where
+ * sections start, and never hands inih part of a line (it would parse the rest as a line of
+ * its own: the tail of a long comment became a setting). A comment longer than inih's buffer
+ * is dropped whole; a longer line with a setting or a section, or one with a NUL byte, is an
+ * error at its line and is not parsed. */
+static char *next_line(char *str, int num, void *stream)
 {
-	struct loading *l = ((void **)stream)[1];
-	char *got = fgets(str, num, ((void **)stream)[0]);
-	if (got) {
-		l->line++;
-		const char *at = got + strspn(got, " \t");
-		if (*at == '[')
-			l->section_line = l->line;
+	struct config_text *t = stream;
+	struct loading *l = t->l;
+	if (t->at >= t->end || num < 3)
+		return NULL;
+	const char *newline = memchr(t->at, '\n', (size_t)(t->end - t->at));
+	const char *line = t->at;
+	size_t length = newline ? (size_t)(newline - line) : (size_t)(t->end - line); /* without '\n' */
+	t->at = newline ? newline + 1 : t->end;
+	l->line++;
+	const char *first = line + strspn(line, " \t");
+	bool comment = first < line + length && (*first == ';' || *first == '#');
+	struct origin at = { l->file, l->line, NULL };
+	if (memchr(line, '\0', length)) {
+		add_error(l->o, &at, NULL, NULL, "a NUL byte: not a line of text");
+		length = 0;
+	} else if (length > (size_t)num - 2) { /* inih's buffer holds the line, '\n' and '\0' */
+		if (!comment) /* a comment is dropped whole: nothing in it matters */
+			add_error(l->o, &at, NULL, NULL, "the line is longer than %d bytes (comments may be "
+				  "longer)", num - 2);
+		length = 0;
 	}
-	return got;
+	if (length > 0 && *first == '[')
+		l->section_line = l->line;
+	memcpy(str, line, length);
+	str[length] = '\n';
+	str[length + 1] = '\0';
+	return str;
 }
 
 /* One key of a [service NAME] section: the rule for NAME (made on its first key). */
@@ -944,22 +975,90 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	return 1;
 }
 
+/* True for /dev/null: the conventional empty file (`--config /dev/null`: no settings). */
+static bool is_dev_null(const struct stat *st)
+{
+	struct stat null;
+	return S_ISCHR(st->st_mode) && stat("/dev/null", &null) == 0 && S_ISCHR(null.st_mode) &&
+	       st->st_rdev == null.st_rdev;
+}
+
+/* Why the open file is not a config file, or NULL; *empty for /dev/null. */
+static const char *not_config(int fd, bool *empty)
+{
+	struct stat st;
+	*empty = false;
+	if (fstat(fd, &st) < 0)
+		return strerror(errno);
+	if (is_dev_null(&st))
+		*empty = true;
+	else if (S_ISDIR(st.st_mode))
+		return "a directory, not a config file";
+	else if (S_ISFIFO(st.st_mode))
+		return "a FIFO, not a config file (a regular file is)";
+	else if (!S_ISREG(st.st_mode))
+		return "not a regular file (a device or a socket is not a config file)";
+	else if (st.st_size > OPTIONS_CONFIG_FILE_MAX)
+		return "larger than 1 MiB: not a config file";
+	return NULL;
+}
+
+/* The whole file in a buffer (NUL-terminated, *length bytes), or NULL with why. Only a
+ * regular file of at most OPTIONS_CONFIG_FILE_MAX bytes is a config file: opened without
+ * blocking (a FIFO would wait for a writer), never read past the bound (/dev/zero has no
+ * end), so that neither start nor a reload can hang or spin on it. */
+static char *read_config(const char *path, size_t *length, const char **why, bool *missing)
+{
+	*missing = false;
+	*length = 0;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		*missing = errno == ENOENT;
+		*why = strerror(errno);
+		return NULL;
+	}
+	bool empty;
+	*why = not_config(fd, &empty);
+	char *text = *why ? NULL : malloc(OPTIONS_CONFIG_FILE_MAX + 2);
+	if (!text && !*why)
+		*why = strerror(ENOMEM);
+	while (text && !empty && !*why) {
+		ssize_t n = read(fd, text + *length, OPTIONS_CONFIG_FILE_MAX + 1 - *length);
+		if (n < 0 && errno != EINTR)
+			*why = strerror(errno);
+		else if (n == 0)
+			break;
+		else if (n > 0 && (*length += (size_t)n) > OPTIONS_CONFIG_FILE_MAX)
+			*why = "larger than 1 MiB: not a config file"; /* it grew while we read */
+	}
+	close(fd);
+	if (*why) {
+		free(text);
+		return NULL;
+	}
+	text[*length] = '\0';
+	return text;
+}
+
 static void load_file(struct loading *l, const char *path, bool must_exist)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		if (must_exist || errno != ENOENT) {
+	size_t length;
+	const char *why;
+	bool missing;
+	char *text = read_config(path, &length, &why, &missing);
+	if (!text) {
+		if (must_exist || !missing) {
 			struct origin at = { NULL, 0, "--config" };
-			add_error(l->o, &at, &option_table[OPT_CONFIG], path, "%s", strerror(errno));
+			add_error(l->o, &at, &option_table[OPT_CONFIG], path, "%s", why);
 		}
 		return;
 	}
 	snprintf(l->o->config_path, sizeof l->o->config_path, "%s", path);
 	l->file = l->o->config_path;
 	l->line = 0;
-	void *stream[2] = { f, l };
-	int rc = ini_parse_stream(count_lines, stream, on_key, l);
-	fclose(f);
+	struct config_text stream = { text, text + length, l };
+	int rc = ini_parse_stream(next_line, &stream, on_key, l);
+	free(text);
 	if (rc > 0) {
 		struct origin at = { l->file, rc, NULL };
 		add_error(l->o, &at, NULL, NULL, "not a line of an INI file (`[section]`, `key = value` or a comment)");

@@ -21,6 +21,10 @@
  *   /etc/wormhole/broker.conf:12: pool-max: 0 is below the minimum 1
  */
 
+/* A config file is a regular file of at most this many bytes (or /dev/null), read whole
+ * before it is parsed; anything else named by --config is refused (wormhole-broker.conf(5)). */
+#define OPTIONS_CONFIG_FILE_MAX (1u << 20)
+
 enum option_type {
 	OPTION_FLAG,    /* no value (command line only) */
 	OPTION_STRING,  /* text */

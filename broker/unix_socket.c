@@ -1,13 +1,19 @@
-/* The broker's Unix sockets (apps, control): claiming their path safely. */
+/* The broker's Unix sockets (apps, control) and the port file: claiming and writing their
+ * paths safely. */
 #include "config.h"
 
 #include "unix_socket.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -15,8 +21,35 @@
  * broker that answers there keeps it, and only a stale socket (nobody listening) is removed.
  * 0, or -1 with errno and a log line that says why.
  */
+int unix_socket_dir_check(const char *path, const struct log_sink *log, const char *component)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else
+		snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+	struct stat st;
+	int bad = stat(dir, &st) < 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+	if (bad) {
+		int saved = bad;
+		log_write(log, LOG_ERROR, component, "%s: its directory %s: %s", path, dir, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		log_write(log, LOG_ERROR, component, "%s: its directory %s is writable by anyone and not "
+			  "sticky: any user could put something else there; refusing", path, dir);
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
 int unix_socket_claim(const char *path, int type, const struct log_sink *log, const char *component)
 {
+	if (unix_socket_dir_check(path, log, component) < 0)
+		return -1;
 	struct stat st;
 	if (lstat(path, &st) < 0) {
 		if (errno == ENOENT)
@@ -58,5 +91,62 @@ int unix_socket_claim(const char *path, int type, const struct log_sink *log, co
 		return -1;
 	}
 	log_write(log, LOG_INFO, component, "socket %s: removed a stale socket (no broker answered)", path);
+	return 0;
+}
+
+/* A fresh temporary file beside path, made by us alone: O_EXCL never opens what is there
+ * (a planted link included) and the name is not guessed in advance. Its descriptor, the name
+ * in tmp; -1 with errno. */
+static int create_beside(const char *path, char *tmp, size_t length)
+{
+	for (int attempt = 0; attempt < 16; attempt++) {
+		uint64_t r = 0;
+		if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
+			r ^= (uint64_t)clock() << 32 ^ (uint64_t)(uintptr_t)&r ^ (uint64_t)attempt;
+		int n = snprintf(tmp, length, "%s.%ld.%016llx.tmp", path, (long)getpid(), (unsigned long long)r);
+		if (n < 0 || (size_t)n >= length) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd >= 0 || errno != EEXIST)
+			return fd;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
+int unix_socket_write_file(const char *path, const char *text, const struct log_sink *log, const char *component)
+{
+	if (unix_socket_dir_check(path, log, component) < 0)
+		return -1;
+	char tmp[4200];
+	int fd = create_beside(path, tmp, sizeof tmp);
+	size_t length = strlen(text), done = 0;
+	while (fd >= 0 && done < length) {
+		ssize_t n = write(fd, text + done, length - done);
+		if (n < 0 && errno != EINTR)
+			break;
+		done += n > 0 ? (size_t)n : 0;
+	}
+	int saved = errno;
+	bool ok = fd >= 0 && done == length;
+	if (fd >= 0 && close(fd) < 0 && ok) {
+		ok = false;
+		saved = errno;
+	}
+	/* rename replaces path itself (a link there included, never what it points to): a
+	 * reader sees the old file or the whole new one */
+	if (ok && rename(tmp, path) < 0) {
+		ok = false;
+		saved = errno;
+	}
+	if (!ok) {
+		if (fd >= 0)
+			unlink(tmp);
+		log_write(log, LOG_ERROR, component, "%s: %s", path, strerror(saved));
+		errno = saved;
+		return -1;
+	}
 	return 0;
 }

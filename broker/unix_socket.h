@@ -1,4 +1,5 @@
-/* The broker's Unix sockets (apps, control): claiming their path safely. */
+/* The broker's Unix sockets (apps, control) and the port file: claiming and writing their
+ * paths safely. */
 #ifndef WORMHOLE_BROKER_UNIX_SOCKET_H
 #define WORMHOLE_BROKER_UNIX_SOCKET_H
 
@@ -8,5 +9,16 @@
  * a stale socket (removed). Anything else is left alone: a file that is not a socket, or a
  * socket a program answers on. 0, or -1 with errno and a log line under `component`. */
 int unix_socket_claim(const char *path, int type, const struct log_sink *log, const char *component);
+
+/* path's directory is a directory where no stranger may put things: not writable by anyone
+ * unless sticky (like /tmp, where only a file's owner may replace it). 0, or -1 with errno and
+ * a log line. The sockets' and the port file's directories are checked alike. */
+int unix_socket_dir_check(const char *path, const struct log_sink *log, const char *component);
+
+/* Writes text to path as a new file (mode 0644): a temporary file beside it, made with
+ * O_CREAT|O_EXCL|O_NOFOLLOW under a random name, then renamed over path. A link planted at
+ * path or at any temporary name is never followed. 0, or -1 with errno and a log line. */
+int unix_socket_write_file(const char *path, const char *text, const struct log_sink *log,
+			   const char *component);
 
 #endif

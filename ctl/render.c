@@ -3,6 +3,7 @@
 
 #include "render.h"
 #include "control_metrics.h"
+#include "text_escape.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -49,7 +50,9 @@ void render_cell(char *out, size_t length, const struct control_column *column,
 {
 	double number = v->type == CONTROL_UINT ? (double)v->u : v->type == CONTROL_INT ? (double)v->i : v->f;
 	if (v->type == CONTROL_TEXT) {
-		snprintf(out, length, "%.*s", (int)v->text_length, v->text);
+		/* names and messages from apps, peers and files: a cell never starts a line of
+		 * its own nor sends the terminal an escape */
+		text_escape(out, length, v->text, v->text_length);
 	} else if (human && column->unit == CONTROL_UNIT_BYTES) {
 		render_bytes(out, length, number);
 	} else if (human && column->unit == CONTROL_UNIT_SECONDS) {
@@ -111,7 +114,9 @@ static void render_vertical(FILE *out, const struct control_table *t, const stru
 	for (unsigned c = 0; c < t->columns; c++) {
 		char cell[CELL_MAX];
 		render_cell(cell, sizeof cell, &t->column[c], &row[c], true);
-		fprintf(out, "%-*s  %s\n", (int)width + 1, t->column[c].name, cell);
+		char name[4 * CONTROL_NAME_MAX + 1];
+		text_escape(name, sizeof name, t->column[c].name, strlen(t->column[c].name));
+		fprintf(out, "%-*s  %s\n", (int)width + 1, name, cell);
 	}
 }
 
@@ -119,8 +124,12 @@ static void render_vertical(FILE *out, const struct control_table *t, const stru
  * its column is cut, its last shown character a '~'. */
 static void print_cell(FILE *out, const char *cell, size_t width, bool numeric, bool last)
 {
-	if (!numeric && strlen(cell) > width && width > 0)
-		fprintf(out, "%.*s~", (int)width - 1, cell);
+	if (!numeric && strlen(cell) > width && width > 0) {
+		size_t keep = width - 1;
+		while (keep > 0 && ((unsigned char)cell[keep] & 0xc0) == 0x80)
+			keep--; /* not inside a character */
+		fprintf(out, "%.*s~", (int)keep, cell);
+	}
 	else if (numeric)
 		fprintf(out, "%*s", (int)width, cell);
 	else if (last || strlen(cell) >= width)
@@ -151,7 +160,7 @@ void render_text(FILE *out, const struct ctl_table *ct, const char *const *wante
 			continue;
 		const struct control_column *col = &t->column[c];
 		shown[count] = (struct shown){ .column = c, .numeric = col->type != CONTROL_TEXT };
-		snprintf(shown[count].title, sizeof shown[count].title, "%s", col->name);
+		text_escape(shown[count].title, sizeof shown[count].title, col->name, strlen(col->name));
 		count++;
 		if (previous && col->role == CONTROL_COUNTER && col->unit == CONTROL_UNIT_BYTES) {
 			shown[count] = (struct shown){ .column = c, .rate = true, .numeric = true };
@@ -242,19 +251,38 @@ void render_text(FILE *out, const struct ctl_table *ct, const char *const *wante
 
 void render_json_string(FILE *out, const char *s, size_t n)
 {
+	const unsigned char *u = (const unsigned char *)s;
 	fputc('"', out);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch == '\n')
+	for (size_t i = 0; i < n;) {
+		uint32_t code = 0;
+		size_t length = text_utf8_next(u + i, n - i, &code);
+		if (length == 0) { /* not UTF-8, which JSON must be: the replacement character */
+			fputs("\\ufffd", out);
+			i++;
+			continue;
+		}
+		if (code == '"' || code == '\\')
+			fprintf(out, "\\%c", (char)code);
+		else if (code == '\n')
 			fputs("\\n", out);
-		else if (ch < 0x20 || ch == 0x7f)
-			fprintf(out, "\\u%04x", ch);
+		else if (text_code_is_control(code)) /* lossless, and inert in a terminal */
+			fprintf(out, "\\u%04x", (unsigned)code);
 		else
-			fputc(ch, out);
+			fwrite(u + i, 1, length, out);
+		i += length;
 	}
 	fputc('"', out);
+}
+
+void render_text_line(FILE *out, const char *s)
+{
+	size_t n = strlen(s);
+	char *escaped = malloc(4 * n + 1);
+	if (!escaped)
+		return;
+	text_escape(escaped, 4 * n + 1, s, n);
+	fprintf(out, "%s\n", escaped);
+	free(escaped);
 }
 
 void render_json(FILE *out, const struct ctl_table *tables, unsigned count)

@@ -31,8 +31,13 @@ void render_cell(char *out, size_t length, const struct control_column *column,
 void render_text(FILE *out, const struct ctl_table *t, const char *const *wanted, unsigned width,
 		 const struct ctl_table *previous, double interval);
 
-/* A JSON string literal (quoted and escaped). */
+/* A JSON string literal (quoted and escaped): controls as \uXXXX (C1, separators and
+ * bidirectional overrides too), bytes that are not UTF-8 as U+FFFD. */
 void render_json_string(FILE *out, const char *s, size_t n);
+
+/* s, escaped as the broker's log is (text_escape.h), and a newline: a message from the
+ * broker that may carry names from outside. */
+void render_text_line(FILE *out, const char *s);
 
 /* {"NAME": [ {column: value, ...}, ... ]} with numbers as JSON numbers (docs/CONTROL.md). */
 void render_json(FILE *out, const struct ctl_table *tables, unsigned count);

@@ -16,6 +16,7 @@
 
 #include "control_msg.h"
 #include "render.h"
+#include "text_escape.h"
 
 /* Exit codes (wormhole-ctl(1)). */
 enum {
@@ -253,7 +254,9 @@ static int refused(const struct ctl *c, const char *command)
 		render_json_string(stdout, c->message, strlen(c->message));
 		printf("}\n");
 	}
-	fprintf(stderr, "wormhole-ctl: %s: %s (%s)\n", command, c->message, wh_strerror(c->status));
+	static char message[4 * sizeof c->message]; /* it may name what an app or a file said */
+	text_escape(message, sizeof message, c->message, strlen(c->message));
+	fprintf(stderr, "wormhole-ctl: %s: %s (%s)\n", command, message, wh_strerror(c->status));
 	return EXIT_REFUSED;
 }
 
@@ -486,7 +489,7 @@ int main(int argc, char **argv)
 			printf("}\n");
 		}
 		else if (c.message[0])
-			printf("%s\n", c.message);
+			render_text_line(stdout, c.message);
 	}
 	free_tables(&c);
 	if (c.fd >= 0)

@@ -437,6 +437,169 @@ START_TEST(test_service_manager_notifications)
 }
 END_TEST
 
+/* ---- strings from outside --------------------------------------------------------------------- */
+
+/* True if a line of the file starts with prefix or has one of the bytes in `bytes`. */
+static bool file_has_line_or_byte(const char *path, const char *prefix, const char *bytes)
+{
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	bool found = false;
+	while (f && !found && fgets(line, sizeof line, f))
+		found = strncmp(line, prefix, strlen(prefix)) == 0 || strpbrk(line, bytes) != NULL;
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/* An app's service name with a newline, a forged log line, a terminal escape and a byte that
+ * is not UTF-8: the broker logs one line with all of it escaped, and wormhole-ctl's text
+ * shows it escaped too (its JSON as JSON escapes). */
+START_TEST(test_names_from_outside_cannot_forge_log_lines)
+{
+	static const char name[] = "s\n2026-01-01T00:00:00.000Z error broker: forged\x1b[31m\xff";
+	static const char escaped[] = "s\\n2026-01-01T00:00:00.000Z error broker: forged\\x1b[31m\\xff";
+	struct process b;
+	ck_assert(broker_spawn(&b, NULL));
+	wh_client *app = app_attach(&b);
+	ck_assert_int_eq(wh_listen(app, name), WH_OK);
+	char want[256];
+	snprintf(want, sizeof want, "listens on service=%s", escaped);
+	ck_assert_msg(process_log_wait(&b, want, 10), "no escaped line");
+	ck_assert_msg(!file_has_line_or_byte(b.log_file, "2026-01-01T00:00:00.000Z", "\x1b\xff"),
+		      "a forged line or a raw control in the log");
+	char control[400], out[16384];
+	snprintf(control, sizeof control, "%s/control.sock", b.dir);
+	const char *text[] = { "-s", control, "services", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", text, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, escaped), "%s", out);
+	ck_assert_msg(!strstr(out, "\n2026-01-01") && !strpbrk(out, "\x1b\xff"), "%s", out);
+	const char *json[] = { "-s", control, "--json", "services", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", json, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"s\\n2026-01-01T00:00:00.000Z error broker: forged\\u001b[31m\\ufffd\""), "%s", out);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- what a config file is ---------------------------------------------------------------- */
+
+/* `wormhole-ctl -s CONTROL VIEW`'s output contains text. */
+static bool ctl_shows(const struct process *b, const char *view, const char *text)
+{
+	char control[400], out[16384];
+	snprintf(control, sizeof control, "%s/control.sock", b->dir);
+	const char *args[] = { "-s", control, view, NULL };
+	return process_run("ctl/wormhole-ctl", args, out, sizeof out) == 0 && strstr(out, text);
+}
+
+/* A directory, a FIFO or /dev/zero where the config file was: at start the broker exits 2
+ * with the reason (within process_run's bound: it neither waits on the FIFO nor reads zeros
+ * for ever); on SIGHUP it refuses the reload, says why, and runs on with its peers. */
+START_TEST(test_config_path_that_is_not_a_file)
+{
+	char dir[64], path[128], err[4096], conf[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/broker.conf", dir);
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer kept]\naddress = 127.0.0.1:1\n");
+	write_file(path, conf);
+	const char *args[] = { "--config", path, NULL };
+	struct process b;
+	ck_assert(broker_spawn(&b, args));
+	ck_assert(ctl_shows(&b, "peers", "kept"));
+	static const char *const kinds[] = { "directory", "fifo", "zero" };
+	static const char *const reasons[] = { "a directory, not a config file", "a FIFO, not a config file",
+					       "not a regular file" };
+	for (int k = 0; k < 3; k++) {
+		unlink(path);
+		ck_assert_int_eq(k == 0 ? mkdir(path, 0700) : k == 1 ? mkfifo(path, 0600) : symlink("/dev/zero", path), 0);
+		kill(b.pid, SIGHUP);
+		char want[300];
+		snprintf(want, sizeof want, "reload refused: --config %s: %s", path, reasons[k]);
+		ck_assert_msg(process_log_wait(&b, want, 10), "%s: no refusal", kinds[k]);
+		ck_assert(process_log_wait(&b, "reload refused: running on as before", 10));
+		ck_assert_msg(ctl_shows(&b, "peers", "kept"), "%s: the peer went", kinds[k]);
+		const char *start[] = { "--config", path, "--listen", "none", "--check-config", NULL };
+		ck_assert_int_eq(process_run("broker/wormhole-broker", start, err, sizeof err), 1);
+		ck_assert_msg(strstr(err, reasons[k]), "%s: %s", kinds[k], err);
+		k == 0 ? rmdir(path) : unlink(path);
+	}
+	write_file(path, conf);
+	kill(b.pid, SIGHUP);
+	ck_assert(process_log_wait(&b, "reloaded", 10));
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* ---- the port file ------------------------------------------------------------------------------ */
+
+/* A port number can be read at arg (through a link, if one is there). */
+static bool port_file_written(void *arg)
+{
+	FILE *f = fopen(arg, "r");
+	unsigned port = 0;
+	bool ok = f && fscanf(f, "%u", &port) == 1 && port > 0;
+	if (f)
+		fclose(f);
+	return ok;
+}
+
+static void read_text(const char *path, char *out, size_t length)
+{
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	size_t n = fread(out, 1, length - 1, f);
+	out[n] = '\0';
+	fclose(f);
+}
+
+/* A local user who plants links where the port file and its old temporary file go (the
+ * broker may run as root) changes nothing but the links: the files they point to stay as they
+ * were, and the port file is written, a regular file of its own. A directory anyone may write
+ * to (not sticky) is refused, as the sockets' would be. */
+START_TEST(test_port_file_never_follows_a_planted_link)
+{
+	char dir[64], target[128], other[128], port[128], link[160], text[64];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(target, sizeof target, "%s/root-owned", dir);
+	snprintf(other, sizeof other, "%s/also-root-owned", dir);
+	snprintf(port, sizeof port, "%s/port", dir);
+	write_file(target, "secret\n");
+	write_file(other, "other\n");
+	snprintf(link, sizeof link, "%s.tmp", port); /* where the broker wrote before */
+	ck_assert_int_eq(symlink(target, link), 0);
+	ck_assert_int_eq(symlink(other, port), 0);
+	const char *args[] = { "--config", "/dev/null", "--listen", "127.0.0.1:0", "--socket", "none",
+			       "--port-file", port, NULL };
+	struct process b;
+	ck_assert(app_spawn(&b, "broker/wormhole-broker", args));
+	ck_assert_msg(poll_until(port_file_written, port, 10), "no port file");
+	read_text(target, text, sizeof text);
+	ck_assert_str_eq(text, "secret\n");
+	read_text(other, text, sizeof text);
+	ck_assert_str_eq(text, "other\n");
+	struct stat st;
+	ck_assert_int_eq(lstat(port, &st), 0);
+	ck_assert(S_ISREG(st.st_mode)); /* the link there replaced, not followed */
+	ck_assert_int_eq(lstat(link, &st), 0);
+	ck_assert(S_ISLNK(st.st_mode)); /* left alone */
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	unlink(port);
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	char err[4096];
+	ck_assert_int_eq(process_run("broker/wormhole-broker", args, err, sizeof err), 1);
+	ck_assert_msg(strstr(err, "is writable by anyone and not sticky"), "%s", err);
+	ck_assert_int_ne(access(port, F_OK), 0);
+	ck_assert_int_eq(chmod(dir, 01777), 0); /* like /tmp: only a file's owner may replace it */
+	ck_assert(app_spawn(&b, "broker/wormhole-broker", args));
+	ck_assert_msg(poll_until(port_file_written, port, 10), "no port file in a sticky directory");
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("service");
@@ -450,6 +613,9 @@ int main(void)
 	tcase_add_test(tc, test_logs_name_peers_and_window_mismatches);
 	tcase_add_test(tc, test_signals_that_must_not_kill);
 	tcase_add_test(tc, test_service_manager_notifications);
+	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);
+	tcase_add_test(tc, test_config_path_that_is_not_a_file);
+	tcase_add_test(tc, test_port_file_never_follows_a_planted_link);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

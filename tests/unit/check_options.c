@@ -321,6 +321,123 @@ START_TEST(test_journal_priorities)
 }
 END_TEST
 
+/* A string from outside cannot forge a line of the log nor drive the terminal that shows it:
+ * the log writer escapes controls, backslashes and bytes that are not UTF-8 in every line. */
+START_TEST(test_log_lines_escape_what_came_from_outside)
+{
+	char path[] = "/tmp/wh-log.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	FILE *out = fdopen(fd, "w+");
+	struct log_sink sink = { LOG_INFO, out, true };
+	log_write(&sink, LOG_INFO, "apps", "listens on service=%s",
+		  "x\n2026-01-01T00:00:00.000Z error broker: forged\r\x1b[2J\t\\\xff\xc2\x9b\xe2\x80\xae" "caf\xc3\xa9");
+	log_write(&sink, LOG_INFO, "apps", "next");
+	rewind(out);
+	char line[512];
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<6>info apps: listens on service=x\\n2026-01-01T00:00:00.000Z error broker: "
+			       "forged\\r\\x1b[2J\\t\\\\\\xff\\xc2\\x9b\\xe2\\x80\\xae" "caf\xc3\xa9\n");
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, out));
+	ck_assert_str_eq(line, "<6>info apps: next\n");
+	ck_assert_ptr_null(fgets(line, sizeof line, out));
+	fclose(out);
+	unlink(path);
+}
+END_TEST
+
+/* A config file is a regular file (or /dev/null): a directory, a FIFO and a device are each
+ * refused at once with the reason, never read as empty, waited on or read for ever (each of
+ * these tests ends within the suite's timeout only if the broker does not block or spin). */
+START_TEST(test_config_must_be_a_regular_file)
+{
+	char dir[] = "/tmp/wh-options-dir.XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	ck_assert(!load("--config", dir, NULL));
+	ck_assert_msg(has_error("--config ") && has_error(": a directory, not a config file"), "%s", o.errors[0]);
+	ck_assert_str_eq(o.config_path, "");
+	char zero[300];
+	snprintf(zero, sizeof zero, "%s/zero.conf", dir);
+	ck_assert_int_eq(symlink("/dev/zero", zero), 0);
+	ck_assert(!load("--config", zero, NULL));
+	ck_assert_msg(has_error("not a regular file"), "%s", o.errors[0]);
+	unlink(zero);
+	ck_assert(load("--config", "/dev/null", NULL)); /* the conventional empty file */
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_config_fifo_is_refused_without_blocking)
+{
+	char dir[] = "/tmp/wh-options-fifo.XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char fifo[300];
+	snprintf(fifo, sizeof fifo, "%s/broker.conf", dir);
+	ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+	alarm(20); /* a broker blocked in open(2) fails here, not in a hung suite */
+	ck_assert(!load("--config", fifo, NULL));
+	alarm(0);
+	ck_assert_msg(has_error("a FIFO, not a config file"), "%s", o.errors[0]);
+	unlink(fifo);
+	rmdir(dir);
+}
+END_TEST
+
+/* inih reads a line into a buffer of 200 bytes and parses what is left of a longer one as a
+ * line of its own: a long comment is dropped whole, a long setting is an error at its line. */
+START_TEST(test_config_long_lines)
+{
+	char text[1024];
+	char filler[400];
+	memset(filler, 'x', 300);
+	filler[300] = '\0';
+	snprintf(text, sizeof text, "[broker]\n# %s log-level = debug\nbudget = 1G\n;%s\n", filler, filler);
+	const char *path = write_config(text);
+	ck_assert(load("--config", path, NULL));
+	dump();
+	ck_assert_int_eq(o.config.log_level, LOG_WARN); /* the comment's tail is not a setting */
+	char where[128];
+	snprintf(where, sizeof where, "%s:3", path);
+	ck_assert_str_eq(o.sources[OPT_BUDGET].where, where); /* lines still count right */
+	unlink(path);
+	snprintf(text, sizeof text, "[broker]\ntls-cert = /%s\nbudget = 1G\n", filler);
+	path = write_config(text);
+	ck_assert(!load("--config", path, NULL));
+	snprintf(where, sizeof where, "%s:2: the line is longer than", path);
+	ck_assert_msg(has_error(where), "%s", o.errors[0]);
+	ck_assert_int_eq(o.error_count, 1);
+	unlink(path);
+	static const char nul[] = "[broker]\nbudget = 1G\0log-level = debug\n"; /* not text */
+	path = write_config("");
+	FILE *f = fopen(path, "w");
+	ck_assert_uint_eq(fwrite(nul, 1, sizeof nul - 1, f), sizeof nul - 1);
+	fclose(f);
+	ck_assert(!load("--config", path, NULL));
+	snprintf(where, sizeof where, "%s:2: a NUL byte", path);
+	ck_assert_msg(has_error(where), "%s", o.errors[0]);
+	unlink(path);
+}
+END_TEST
+
+/* At most OPTIONS_CONFIG_FILE_MAX bytes: one more is refused, not read. */
+START_TEST(test_config_size_is_bounded)
+{
+	char path[] = "/tmp/wh-options-big.XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	static char comments[OPTIONS_CONFIG_FILE_MAX];
+	for (size_t i = 0; i < sizeof comments; i++)
+		comments[i] = i % 64 == 63 ? '\n' : i % 64 == 0 ? '#' : 'x';
+	ck_assert_int_eq(write(fd, comments, sizeof comments), (ssize_t)sizeof comments);
+	ck_assert(load("--config", path, NULL));
+	ck_assert_int_eq(write(fd, "\n", 1), 1);
+	ck_assert(!load("--config", path, NULL));
+	ck_assert_msg(has_error("larger than 1 MiB"), "%s", o.errors[0]);
+	close(fd);
+	unlink(path);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("options");
@@ -333,6 +450,11 @@ int main(void)
 	tcase_add_test(tc, test_table_is_complete);
 	tcase_add_test(tc, test_journal_priorities);
 	tcase_add_test(tc, test_control_socket_default);
+	tcase_add_test(tc, test_log_lines_escape_what_came_from_outside);
+	tcase_add_test(tc, test_config_must_be_a_regular_file);
+	tcase_add_test(tc, test_config_fifo_is_refused_without_blocking);
+	tcase_add_test(tc, test_config_long_lines);
+	tcase_add_test(tc, test_config_size_is_bounded);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
