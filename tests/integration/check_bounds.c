@@ -251,6 +251,77 @@ START_TEST(test_zero_window_peers_stay_within_budget)
 }
 END_TEST
 
+/* ---- streams the app never took ------------------------------------------------------ */
+
+struct stats_wait {
+	wh_client *client;
+	uint64_t ring_bytes, streams;
+	struct wh_client_stats last;
+};
+
+static bool ring_bytes_are(void *arg)
+{
+	struct stats_wait *w = arg;
+	return wh_client_stats(w->client, &w->last) == WH_OK && w->last.ring_bytes == w->ring_bytes;
+}
+
+static bool streams_are(void *arg)
+{
+	struct stats_wait *w = arg;
+	return wh_client_stats(w->client, &w->last) == WH_OK && w->last.streams == w->streams;
+}
+
+/* Streams handed to a listening app that has not accepted them, whose connection then dies:
+ * their segments leave the app's ring memory at once (they held it for as long as the app
+ * waited: 256 of them, 513 MiB, five minutes later). The app may still accept them: it reads
+ * what came, then the error; closing them frees the rest. */
+START_TEST(test_unaccepted_streams_give_back_ring_memory_when_their_connection_dies)
+{
+	enum { STREAMS = 16, BYTES = 3000 };
+	struct broker_pair pair;
+	broker_pair_start(&pair, NULL, NULL);
+	wh_client *listener = app_attach(&pair.a);
+	ck_assert_int_eq(wh_listen(listener, "held"), WH_OK);
+	wh_client *opener = app_attach(&pair.b);
+	unsigned char bytes[BYTES];
+	memset(bytes, 7, sizeof bytes);
+	for (int i = 0; i < STREAMS; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_open(opener, "a", "held", 10000, &s), WH_OK);
+		ck_assert_int_eq(wh_write(s, bytes, sizeof bytes), BYTES);
+	}
+	struct stats_wait w = { .client = listener, .streams = STREAMS };
+	ck_assert(poll_until(streams_are, &w, 30));
+	uint64_t segment = w.last.ring_bytes / STREAMS;
+	ck_assert_uint_gt(segment, 2 * 65536); /* one segment each: two rings and a header */
+
+	process_stop(&pair.b, SIGKILL); /* the connection dies with every stream on it */
+	w.ring_bytes = 0;
+	ck_assert_msg(poll_until(ring_bytes_are, &w, 10), "ring memory still %llu bytes",
+		      (unsigned long long)w.last.ring_bytes);
+	ck_assert_uint_eq(w.last.streams, STREAMS); /* each keeps its slot until it is taken */
+
+	for (int i = 0; i < STREAMS; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_accept(listener, 5000, &s), WH_OK);
+		unsigned char in[BYTES];
+		size_t got = 0;
+		long n;
+		while ((n = wh_read(s, in, sizeof in)) > 0)
+			got += (size_t)n;
+		ck_assert_msg(n < 0, "stream %d ended cleanly, not with its connection's error", i);
+		ck_assert_uint_le(got, BYTES);
+		wh_close(s);
+	}
+	w.streams = 0;
+	ck_assert(poll_until(streams_are, &w, 10));
+	ck_assert_uint_eq(w.last.ring_bytes, 0);
+	wh_client_detach(opener);
+	wh_client_detach(listener);
+	ck_assert_int_eq(process_stop(&pair.a, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- who may attach ------------------------------------------------------------------ */
 
 /* In a child with these credentials: attaches to the socket; exit 0 if the result is `want`. */
@@ -371,6 +442,7 @@ int main(void)
 	tcase_add_test(tc, test_stream_hog_gets_its_share_only);
 	tcase_add_test(tc, test_zero_window_peers_stay_within_budget);
 	tcase_add_test(tc, test_attach_allow_list);
+	tcase_add_test(tc, test_unaccepted_streams_give_back_ring_memory_when_their_connection_dies);
 	tcase_add_test(tc, test_service_owner_group_counts_supplementary_groups);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
