@@ -426,6 +426,7 @@ void sessions_free_dropped(struct apps *apps)
 	while (!LIST_EMPTY(&apps->dropped)) {
 		struct app_session *c = LIST_FIRST(&apps->dropped);
 		LIST_REMOVE(c, link);
+		peer_shares_release(c);
 		free(c);
 	}
 }

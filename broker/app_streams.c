@@ -110,6 +110,8 @@ static void io_release(void *ctx)
 {
 	struct shm_stream *s = ctx;
 	s->stream = NULL;
+	peer_share_stream_gone(s->share); /* the mux gave back what it charged to it */
+	s->share = NULL;
 	if (s->client) {
 		/* The stream is over for the network and the app was told through the ring; the
 		 * app holds its own mapping and descriptors. Ours go now, not when the app gets

@@ -322,6 +322,111 @@ START_TEST(test_unaccepted_streams_give_back_ring_memory_when_their_connection_d
 }
 END_TEST
 
+/* ---- one app cannot cut the others off from a peer ------------------------------------- */
+
+/* A child process: an app on B that opens streams to a service A does not have, as fast as
+ * the broker lets it, for up to 60 s (the parent kills it sooner). It writes a byte into
+ * `told` at its first WH_ELIMIT. */
+static pid_t spawn_retry_loop(const char *socket_path, int told)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	wh_client *client = NULL;
+	if (wh_client_attach(socket_path, &client) != WH_OK)
+		_exit(3);
+	bool said = false;
+	for (int64_t end = wh_now_ns() + 60000000000ll; wh_now_ns() < end;) {
+		wh_stream *s;
+		char buf[16];
+		int error = wh_open(client, "a", "no-such-service", 10000, &s);
+		if (error == WH_OK) {
+			(void)wh_read(s, buf, sizeof buf);
+			wh_close(s);
+		} else if (error == WH_ELIMIT && !said) {
+			said = write(told, "!", 1) == 1;
+		}
+	}
+	_exit(0);
+}
+
+/* reset-rate: one app whose opens are all refused is held back on its own; another app's
+ * opens on the same connection all succeed meanwhile (before, the hold-back was the
+ * connection's: 0 or 1 of 20 got through). */
+START_TEST(test_one_apps_wasted_opens_hold_back_that_app_only)
+{
+	const char *const rate[] = { "--reset-rate", "10", NULL };
+	struct broker_pair p;
+	broker_pair_start(&p, rate, rate);
+	wh_client *good = app_attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(good, "a", "echo", 10000, &s), WH_OK); /* the connection is up */
+	app_echo_check(s, 1024, 1);
+	wh_close(s);
+	int told[2];
+	ck_assert_int_eq(pipe(told), 0);
+	pid_t bad = spawn_retry_loop(p.b.socket_path, told[1]);
+	struct pollfd pfd = { .fd = told[0], .events = POLLIN };
+	ck_assert_int_eq(poll(&pfd, 1, 30000), 1); /* the bad app is held back, and keeps trying */
+	int served = 0;
+	for (int i = 0; i < 20; i++) {
+		int error = wh_open(good, "a", "echo", 10000, &s);
+		if (error != WH_OK) {
+			fprintf(stderr, "good app's open %d: %s (%s)\n", i, wh_strerror(error),
+				wh_client_errmsg(good));
+			continue;
+		}
+		app_echo_check(s, 4096, (unsigned)i);
+		wh_close(s);
+		served++;
+	}
+	kill(bad, SIGKILL);
+	waitpid(bad, NULL, 0);
+	close(told[0]);
+	close(told[1]);
+	fprintf(stderr, "reset-rate per app: the good app's opens served %d of 20\n", served);
+	ck_assert_int_eq(served, 20);
+	ck_assert(process_log_has(&p.b, "held back: its streams end without data"));
+	wh_client_detach(good);
+	broker_pair_stop(&p);
+}
+END_TEST
+
+/* budget: one app holding as many idle streams to a peer as it may takes its part of the
+ * peer's share, not all of it; another app's streams are served (before, the first took the
+ * whole share and the other got ERROR 429). */
+START_TEST(test_one_apps_idle_streams_leave_the_others_their_share)
+{
+	enum { HOG_TRIES = 200, GOOD = 20 };
+	const char *const budget[] = { "--budget", "64M", NULL };
+	struct broker_pair p;
+	broker_pair_start(&p, budget, budget);
+	wh_client *hog = app_attach(&p.b), *good = app_attach(&p.b);
+	static wh_stream *held[HOG_TRIES];
+	int opened = 0, error = WH_OK;
+	while (opened < HOG_TRIES && (error = wh_open(hog, "a", "echo", 10000, &held[opened])) == WH_OK)
+		opened++;
+	fprintf(stderr, "budget per app: the hog opened %d streams (%s)\n", opened,
+		error == WH_OK ? "all it tried" : wh_client_errmsg(hog));
+	wh_stream *s;
+	for (int i = 0; i < GOOD; i++) {
+		ck_assert_int_eq(wh_open(good, "a", "echo", 10000, &s), WH_OK);
+		app_echo_check(s, 4096, (unsigned)i);
+		wh_close(s);
+	}
+	/* a quarter of the peer's 32 MiB share at 256 KiB a stream */
+	ck_assert_int_eq(error, WH_ELIMIT);
+	ck_assert_int_le(opened, 33);
+	ck_assert_ptr_nonnull(strstr(wh_client_errmsg(hog), "memory budget"));
+	for (int i = 0; i < opened; i++)
+		wh_close(held[i]);
+	wh_client_detach(hog);
+	wh_client_detach(good);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 /* ---- who may attach ------------------------------------------------------------------ */
 
 /* In a child with these credentials: attaches to the socket; exit 0 if the result is `want`. */
@@ -442,6 +547,8 @@ int main(void)
 	tcase_add_test(tc, test_stream_hog_gets_its_share_only);
 	tcase_add_test(tc, test_zero_window_peers_stay_within_budget);
 	tcase_add_test(tc, test_attach_allow_list);
+	tcase_add_test(tc, test_one_apps_wasted_opens_hold_back_that_app_only);
+	tcase_add_test(tc, test_one_apps_idle_streams_leave_the_others_their_share);
 	tcase_add_test(tc, test_unaccepted_streams_give_back_ring_memory_when_their_connection_dies);
 	tcase_add_test(tc, test_service_owner_group_counts_supplementary_groups);
 	suite_add_tcase(suite, tc);
