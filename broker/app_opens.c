@@ -7,6 +7,97 @@
 
 #include "apps_internal.h"
 
+/* ---- an app's part of a peer ---------------------------------------------------------- */
+
+/* An app may waste a quarter of what the peer's reset-rate allows the connection (its burst
+ * and its rate), and hold a quarter of a peer's budget share (apps->config.peer_share): one
+ * misbehaving app leaves the connection's bucket, and three such apps leave it above the
+ * margin at which every app's opens are held back (mux.c, OWN_RESET_MARGIN). */
+#define APP_SHARE_DIVISOR 4.0
+#define APP_BURST_SECONDS 5.0 /* as the mux's buckets */
+
+static struct app_peer_share *peer_share_get(struct app_session *c, const char *peer)
+{
+	struct app_peer_share *p;
+	LIST_FOREACH(p, &c->peer_shares, link)
+		if (strcmp(p->peer, peer) == 0)
+			return p;
+	/* one per peer name the pool lookup accepted: bounded by the configured peers */
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->session = c;
+	snprintf(p->peer, sizeof p->peer, "%s", peer);
+	LIST_INSERT_HEAD(&c->peer_shares, p, link);
+	return p;
+}
+
+/* Refills the bucket and takes what the app's streams wasted since the last look. */
+static double peer_share_tokens(struct app_peer_share *p, double now)
+{
+	double rate = p->account.reset_rate / APP_SHARE_DIVISOR;
+	if (rate <= 0)
+		return 1; /* no reset-rate, or no stream charged yet: nothing to hold back */
+	double burst = rate * APP_BURST_SECONDS > 1 ? rate * APP_BURST_SECONDS : 1;
+	if (p->refilled_at == 0) {
+		p->tokens = burst;
+		p->refilled_at = now;
+	}
+	p->tokens += (now - p->refilled_at) * rate;
+	p->refilled_at = now;
+	if (p->tokens > burst)
+		p->tokens = burst;
+	p->tokens -= (double)(p->account.wasted - p->wasted_seen);
+	p->wasted_seen = p->account.wasted;
+	if (p->tokens < 0)
+		p->tokens = 0;
+	return p->tokens;
+}
+
+/* May the app open one more stream to this peer? WH_OK, or WH_ELIMIT with the reason. */
+static int peer_share_admit(struct app_session *c, struct app_peer_share *p, char *why, size_t length)
+{
+	p->account.limit = c->apps->config.peer_share; /* a reload may have changed it */
+	if (peer_share_tokens(p, ev_now(c->apps->loop)) < 1) {
+		snprintf(why, length, "peer %.60s: this app's streams end without data nearly as fast "
+			 "as the peer's reset-rate allows (a quarter of it is each app's): retry after a "
+			 "pause", p->peer);
+		if (!p->held_back)
+			log_write(c->apps->log, LOG_WARN, "apps", "client=%s opens to peer=%s held back: "
+				  "its streams end without data faster than its part of the peer's "
+				  "reset-rate (%.0f a second) allows", c->id, p->peer,
+				  p->account.reset_rate / APP_SHARE_DIVISOR);
+		p->held_back = true;
+		return WH_ELIMIT;
+	}
+	p->held_back = false;
+	if (p->account.limit && p->account.used + p->account.stream_cost > p->account.limit) {
+		snprintf(why, length, "peer %.60s: this app's streams hold its part of the memory "
+			 "budget for the peer (a quarter of peer-budget): close some first", p->peer);
+		return WH_ELIMIT;
+	}
+	return WH_OK;
+}
+
+void peer_shares_release(struct app_session *c)
+{
+	while (!LIST_EMPTY(&c->peer_shares)) {
+		struct app_peer_share *p = LIST_FIRST(&c->peer_shares);
+		LIST_REMOVE(p, link);
+		p->session = NULL;
+		if (p->account.used == 0)
+			free(p); /* else its last stream frees it */
+	}
+}
+
+void peer_share_stream_gone(struct app_peer_share *p)
+{
+	/* every stream charged to it holds budget (its window) until freed: used reaches 0
+	 * only when the last one goes */
+	if (p && !p->session && p->account.used == 0)
+		free(p);
+}
+
 /* ---- opening through a pool -------------------------------------------------------- */
 
 struct open_request {
@@ -67,6 +158,39 @@ static void on_open_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 		answer_failure(c, r, WH_ETIMEOUT);
 }
 
+/* The pool opened the stream for app c: join it to a segment, charge it to the app's part
+ * of the peer, and hand it over (or say why not, and end it). */
+static void deliver_opened(struct app_session *c, struct open_request *r, struct mux_stream *stream)
+{
+	struct shm_stream *s;
+	struct app_peer_share *share = peer_share_get(c, r->peer);
+	int rc = shm_new(r->apps, c, stream, &s);
+	if (rc != WH_OK) {
+		mux_stream_reset(stream, rc, wh_strerror(rc));
+		mux_stream_release(stream);
+		session_send_result(c, r->request_id, rc, NULL);
+		return;
+	}
+	if (share && mux_stream_set_owner(stream, &share->account) != WH_OK) {
+		/* admitted when asked, but the app's other opens took its part meanwhile */
+		const char *why = "this app's streams hold its part of the memory budget for the peer";
+		shm_detach_client(s, WH_ELIMIT, why);
+		session_send_result(c, r->request_id, WH_ELIMIT, why);
+		return;
+	}
+	s->share = share;
+	rc = session_hand_over(c, ATTACH_OPENED, r->request_id, s->handle, &s->seg, -1, -1, s->slot,
+			       APP_TX_RING, r->service, r->peer);
+	if (rc != WH_OK) {
+		/* The answer is the stream: without it, say why (or the app is gone). */
+		shm_detach_client(s, rc, wh_strerror(rc));
+		session_send_result(c, r->request_id, rc, NULL);
+		return;
+	}
+	c->counters.streams_opened++;
+	shm_handed_over(s);
+}
+
 static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 {
 	struct open_request *r = user;
@@ -88,22 +212,7 @@ static void on_pool_opened(struct mux_stream *stream, int error, void *user)
 		mux_stream_release(stream);
 		session_send_result(c, r->request_id, WH_ELIMIT, why);
 	} else {
-		struct shm_stream *s;
-		int rc = shm_new(r->apps, c, stream, &s);
-		if (rc != WH_OK) {
-			mux_stream_reset(stream, rc, wh_strerror(rc));
-			mux_stream_release(stream);
-			session_send_result(c, r->request_id, rc, NULL);
-		} else if ((rc = session_hand_over(c, ATTACH_OPENED, r->request_id, s->handle, &s->seg,
-					     -1, -1, s->slot, APP_TX_RING, r->service,
-					     r->peer)) != WH_OK) {
-			/* The answer is the stream: without it, say why (or the app is gone). */
-			shm_detach_client(s, rc, wh_strerror(rc));
-			session_send_result(c, r->request_id, rc, NULL);
-		} else {
-			c->counters.streams_opened++;
-			shm_handed_over(s);
-		}
+		deliver_opened(c, r, stream);
 	}
 	free(r);
 }
@@ -136,6 +245,13 @@ void open_through_pool(struct app_session *c, const struct attach_msg *req)
 	struct pool *pool = apps->find_pool ? apps->find_pool(apps->find_ctx, req->peer) : NULL;
 	if (!pool) {
 		session_send_result(c, req->request_id, WH_EUNKNOWN_PEER, NULL);
+		return;
+	}
+	struct app_peer_share *share = peer_share_get(c, req->peer);
+	char held[ATTACH_STRING_MAX + 1];
+	if (share && peer_share_admit(c, share, held, sizeof held) != WH_OK) {
+		c->apps->stats.opens_held_back++;
+		session_send_result(c, req->request_id, WH_ELIMIT, held);
 		return;
 	}
 	struct open_request *r = calloc(1, sizeof *r);

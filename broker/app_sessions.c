@@ -77,8 +77,9 @@ static void handle_listen(struct app_session *c, const struct attach_msg *req, b
 	}
 	const char *name = req->service[0] ? req->service : apps->config.default_service;
 	const char *why;
+	const struct app_credentials who = { c->uid, c->gid, c->groups, c->group_count };
 	int error = service_app_may_listen(&apps->config.services, name, apps->config.default_service,
-					   (long)c->uid, (long)c->gid, &why);
+					   &who, &why);
 	if (error == WH_OK && c->listening >= apps->config.max_listeners) {
 		why = "too many listeners for this app (app-max-listeners)";
 		error = WH_ELIMIT;
@@ -335,13 +336,10 @@ bool attach_rules_admit(const struct attach_rules *rules, uint32_t uid, uint32_t
 	for (unsigned i = 0; i < rules->user_count; i++)
 		if (rules->users[i] == uid)
 			return true;
-	for (unsigned i = 0; i < rules->group_count; i++) {
-		if (rules->groups[i] == gid)
+	const struct app_credentials who = { (long)uid, (long)gid, groups, group_count };
+	for (unsigned i = 0; i < rules->group_count; i++)
+		if (app_credentials_in_group(&who, (long)rules->groups[i]))
 			return true;
-		for (unsigned j = 0; j < group_count; j++)
-			if (rules->groups[i] == groups[j])
-				return true;
-	}
 	return false;
 }
 
@@ -428,6 +426,7 @@ void sessions_free_dropped(struct apps *apps)
 	while (!LIST_EMPTY(&apps->dropped)) {
 		struct app_session *c = LIST_FIRST(&apps->dropped);
 		LIST_REMOVE(c, link);
+		peer_shares_release(c);
 		free(c);
 	}
 }

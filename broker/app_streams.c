@@ -110,6 +110,8 @@ static void io_release(void *ctx)
 {
 	struct shm_stream *s = ctx;
 	s->stream = NULL;
+	peer_share_stream_gone(s->share); /* the mux gave back what it charged to it */
+	s->share = NULL;
 	if (s->client) {
 		/* The stream is over for the network and the app was told through the ring; the
 		 * app holds its own mapping and descriptors. Ours go now, not when the app gets
@@ -117,6 +119,14 @@ static void io_release(void *ctx)
 		budget_close(s->apps, s->wake_app); /* the app's end hangs up: the rings say why */
 		s->wake_app = -1;
 		segment_destroy(s->apps, &s->seg);
+		if (s->awaiting_accept) {
+			/* Ended before the app took it: it no longer weighs on the app's ring memory
+			 * (its opens, the peer's next streams). It keeps its handle and slot until
+			 * the app lets go (the library names streams by slot from wh_accept on):
+			 * wh_accept returns it, its reads give what came and then the error. */
+			s->client->counters.ring_bytes -= s->seg.size;
+			s->seg.size = 0;
+		}
 		return;
 	}
 	shm_free_if_done(s);

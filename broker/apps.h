@@ -55,6 +55,8 @@ struct apps_config {
 				    * segments, so only max_streams binds */
 	char default_service[256]; /* for HANDSHAKEs without a name */
 	uint32_t max_listeners;    /* service names one app may listen on (64) */
+	uint64_t peer_share;       /* budget bytes the streams one app opens to one peer may hold
+				    * (a quarter of a peer's share, peer-budget); 0: no bound */
 	struct service_rules services; /* who may listen on and open each service */
 	struct attach_rules attach;    /* who may attach (beyond socket_mode) */
 };
@@ -91,7 +93,9 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 	X(local_pairs, LEVEL, NONE, "same-host streams between two apps now") \
 	X(clients_total, TOTAL, NONE, "apps that attached since the broker started") \
 	X(protocol_errors, TOTAL, NONE, "attach messages that broke the protocol") \
-	X(ring_corruptions, TOTAL, NONE, "streams ended because an app corrupted its ring")
+	X(ring_corruptions, TOTAL, NONE, "streams ended because an app corrupted its ring") \
+	X(opens_held_back, TOTAL, NONE, "app opens refused (WH_ELIMIT) because that app's streams " \
+	  "to the peer ended without data faster than its part of the peer's reset-rate")
 
 struct apps_stats {
 	APPS_COUNTERS_TABLE(COUNTER_FIELD)

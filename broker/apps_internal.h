@@ -26,6 +26,21 @@
 
 struct app_session;
 
+/* An app's part of one peer (docs/SECURITY.md, "Shares per app"): what the streams it opened
+ * to the peer hold of the budgets (at most a quarter of a peer's share), and a bucket of the
+ * streams it may still waste (a quarter of the peer's reset-rate) before its own opens to
+ * that peer are held back: one app's misbehaviour costs that app, not every app. It lives
+ * while its app does, then until the last stream charged to it is freed. */
+struct app_peer_share {
+	struct mux_owner_account account;
+	struct app_session *session; /* NULL once its app is gone */
+	double tokens, refilled_at;  /* refilled_at 0: the bucket has not started */
+	uint64_t wasted_seen;
+	bool held_back;              /* said once per spell in the log */
+	char peer[ATTACH_STRING_MAX + 1];
+	LIST_ENTRY(app_peer_share) link; /* in its app's list while it has one */
+};
+
 /* One segment: mapped by the broker for its whole life, fds kept to hand over and signal. */
 struct segment {
 	void *memory;
@@ -62,6 +77,7 @@ struct shm_stream {
 	uint64_t reported_tail; /* app consumption already passed to the mux */
 	bool write_close_seen;
 	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
+	struct app_peer_share *share; /* the opener's part of the peer it was charged to, or NULL */
 	double created;       /* ev_now at set-up (for wormhole-ctl's age) */
 	LIST_ENTRY(shm_stream) link; /* in its app's list */
 };
@@ -119,6 +135,7 @@ struct app_session {
 	unsigned listening; /* service names it listens on, in apps->services */
 	LIST_HEAD(, shm_stream) shm_streams;
 	LIST_HEAD(, pair_end) pair_ends;
+	LIST_HEAD(, app_peer_share) peer_shares; /* one per peer it opened streams to */
 	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots; we
 	 * wake the app through `news`, an eventfd, and the segment's second bitmap */
 	int doorbell;
@@ -246,6 +263,12 @@ void open_local(struct app_session *c, const struct attach_msg *req);
 /* ---- app_opens.c --------------------------------------------------------------- */
 
 void open_through_pool(struct app_session *c, const struct attach_msg *req);
+
+/* The app is gone: its shares are freed, or left to the streams still charged to them. */
+void peer_shares_release(struct app_session *c);
+
+/* A stream charged to share was freed: the share goes too if it was the last of a gone app. */
+void peer_share_stream_gone(struct app_peer_share *share);
 
 /* ---- app_sessions.c ------------------------------------------------------------ */
 

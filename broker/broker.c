@@ -53,6 +53,13 @@ void broker_config_default(struct broker_config *config)
 	config->local_reserve_percent = 10;
 }
 
+/* What the streams one app opens to one peer may hold of the budgets: a quarter of a peer's
+ * share, so that one app holding idle streams leaves the others theirs. */
+static uint64_t app_peer_share(const struct broker_config *config)
+{
+	return config->memory_budget / 100 * config->peer_budget_percent / 4;
+}
+
 /* "host" of "host:port" or "[v6]:port". */
 static void address_host(const char *address, char *host, size_t len)
 {
@@ -529,6 +536,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	if (config->apps.socket_path[0]) {
 		snprintf(broker->config.apps.default_service, sizeof broker->config.apps.default_service,
 			 "%s", config->default_service);
+		broker->config.apps.peer_share = app_peer_share(config);
 		if (make_socket_dir(config->apps.socket_path, &broker->log) != WH_OK)
 			return WH_ESYSTEM;
 		broker->apps = apps_start(loop, &broker->config.apps, &broker->log, &broker->fds,
@@ -749,6 +757,7 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 	reload_tls(broker, &next);
 	next.pool.mux.log = &broker->log;
 	snprintf(next.apps.default_service, sizeof next.apps.default_service, "%s", next.default_service);
+	next.apps.peer_share = app_peer_share(&next);
 	if (broker->apps)
 		apps_reconfigure(broker->apps, &next.apps);
 

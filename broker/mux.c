@@ -60,6 +60,7 @@ struct mux_stream {
 	uint32_t recv_unacked;    /* consumed, not yet returned by WINDOW_UPDATE */
 	double last_update_time;
 	uint64_t budget_reserved;
+	struct mux_owner_account *owner; /* the app that opened it, charged too (or NULL) */
 	bool peer_opened; /* the peer's HANDSHAKE made it: charged outside the local reserve */
 	bool data_planned; /* a DATA frame of ours is planned on it (reset-rate's view of it) */
 
@@ -182,7 +183,7 @@ static void store_charge(struct mux *mux, size_t n);
 static void store_refund(struct mux *mux, size_t n);
 static void count_wasted_open(struct mux *mux, const char *what);
 static void count_noop(struct mux *mux);
-static void count_own_wasted_open(struct mux *mux);
+static void count_own_wasted_open(struct mux *mux, struct mux_stream *s);
 
 /* ---- configuration and budgets ----------------------------------------------------- */
 
@@ -242,6 +243,30 @@ static void budget_release(struct mux *mux, uint64_t n)
 		mux->account->used -= n;
 	if (mux->budget)
 		mux->budget->used -= n;
+}
+
+/* budget_reserve for a stream: its owner's part is bounded too. */
+static bool stream_budget_reserve(struct mux_stream *s, uint64_t n)
+{
+	struct mux_owner_account *o = s->owner;
+	if (o && o->limit && o->used + n > o->limit) {
+		s->mux->stats.budget_refusals++;
+		return false;
+	}
+	if (!budget_reserve(s->mux, n, s->peer_opened))
+		return false;
+	s->budget_reserved += n;
+	if (o)
+		o->used += n;
+	return true;
+}
+
+static void stream_budget_release(struct mux_stream *s, uint64_t n)
+{
+	budget_release(s->mux, n);
+	s->budget_reserved -= n;
+	if (s->owner)
+		s->owner->used -= n;
 }
 
 void mux_set_budget_account(struct mux *mux, struct mux_budget_account *account)
@@ -321,7 +346,7 @@ static void stream_destroy(struct mux_stream *s)
 	if (stream_table_find(&mux->streams, s->id) == s)
 		stream_table_remove(&mux->streams, s->id);
 	LIST_REMOVE(s, all_link);
-	budget_release(mux, s->budget_reserved);
+	stream_budget_release(s, s->budget_reserved);
 	if (!mux->client && mux->config.idle_timeout > 0 && LIST_EMPTY(&mux->all_streams) &&
 	    !mux->closed) {
 		mux->idle_since = mux->now; /* the idle clock starts now, not at the next timer */
@@ -451,8 +476,7 @@ static void send_window_update(struct mux_stream *s)
 	if (rtt > 0 && mux->now - s->last_update_time < 2 * rtt && s->recv_window < ceiling) {
 		uint32_t grown = s->recv_window * 2u < ceiling ? s->recv_window * 2u : ceiling;
 		uint32_t extra = grown - s->recv_window;
-		if (budget_reserve(mux, extra, s->peer_opened)) {
-			s->budget_reserved += extra;
+		if (stream_budget_reserve(s, extra)) {
 			s->recv_window = grown;
 			increment += extra;
 			bytebuf_set_limit(&s->rx, grown);
@@ -517,9 +541,8 @@ static bool send_buffer_grow(struct mux_stream *s)
 	if (s->tx.limit >= mux->config.send_buffer)
 		return false;
 	uint64_t extra = mux->config.send_buffer - s->tx.limit;
-	if (!budget_reserve(mux, extra, s->peer_opened))
+	if (!stream_budget_reserve(s, extra))
 		return false;
-	s->budget_reserved += extra;
 	bytebuf_set_limit(&s->tx, mux->config.send_buffer);
 	return true;
 }
@@ -648,7 +671,7 @@ static void stream_reset_with(struct mux_stream *s, int error, uint32_t code, co
 		  s->id, wh_strerror(error), message);
 	send_error_frame(mux, s->id, code, message);
 	if (!s->peer_opened && !s->data_planned)
-		count_own_wasted_open(mux);
+		count_own_wasted_open(mux, s);
 	stream_finish(s, error);
 }
 
@@ -1121,8 +1144,10 @@ static void count_noop(struct mux *mux)
  * low still count at the peer, hence the margin. */
 #define OWN_RESET_MARGIN 0.2
 
-static void count_own_wasted_open(struct mux *mux)
+static void count_own_wasted_open(struct mux *mux, struct mux_stream *s)
 {
+	if (s->owner)
+		s->owner->wasted++; /* its owner's own count: docs/SECURITY.md, shares per app */
 	if (mux->config.reset_rate > 0)
 		(void)bucket_take(&mux->own_wasted, mux->config.reset_rate, mux->now);
 }
@@ -1170,7 +1195,7 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 		window_mismatch(mux, false);
 	count_empty_stream(mux, s);
 	if (!s->peer_opened && s->stats.frames_in == 0)
-		count_own_wasted_open(mux); /* refused, as the peer counts it (or ended as early) */
+		count_own_wasted_open(mux, s); /* refused, as the peer counts it (or ended as early) */
 	if (mux->closed)
 		return;
 	s->remote_code = code;
@@ -1407,7 +1432,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 			s->stats.frames_out++;
 			mux->stats.frames_out[FRAME_CLOSE]++;
 			if (!s->peer_opened && !s->data_planned)
-				count_own_wasted_open(mux);
+				count_own_wasted_open(mux, s);
 			stream_check_finished(s);
 		}
 		return 0;
@@ -1932,8 +1957,7 @@ void mux_stream_set_io(struct mux_stream *s, const struct mux_stream_io *io, voi
 		uint64_t charged = s->tx.limit;
 		bytebuf_free(&s->tx);
 		bytebuf_init(&s->tx, 0);
-		budget_release(s->mux, charged);
-		s->budget_reserved -= charged;
+		stream_budget_release(s, charged);
 	}
 	s->io = io;
 	s->io_ctx = ctx;
@@ -2094,6 +2118,21 @@ const char *mux_stream_state(const struct mux_stream *s)
 	if (s->remote_closed)
 		return "remote-closed";
 	return "open";
+}
+
+int mux_stream_set_owner(struct mux_stream *s, struct mux_owner_account *account)
+{
+	if (account && account->limit && account->used + s->budget_reserved > account->limit)
+		return WH_ELIMIT;
+	if (s->owner)
+		s->owner->used -= s->budget_reserved;
+	s->owner = account;
+	if (account) {
+		account->used += s->budget_reserved;
+		account->stream_cost = s->budget_reserved;
+		account->reset_rate = s->mux->config.reset_rate;
+	}
+	return WH_OK;
 }
 
 void *mux_stream_owner(const struct mux_stream *s, mux_stream_handler handler)

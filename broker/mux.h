@@ -101,6 +101,19 @@ struct mux_budget_account {
 	uint64_t used;
 };
 
+/* One owner's part of a peer (an app of ours, over every connection to that peer): what its
+ * streams hold of the budgets, bounded by `limit` (0: no bound of its own) so that one app
+ * cannot take the share the others need; and how many of them ended as the peer's reset-rate
+ * counts (ended without our DATA, or refused), so that an app's misbehaviour holds back that
+ * app's opens, not everyone's. The owner keeps it alive while a stream is charged to it. */
+struct mux_owner_account {
+	uint64_t limit;
+	uint64_t used;
+	uint64_t wasted;   /* streams that ended for nothing, as the peer counts them */
+	uint64_t stream_cost; /* what the last stream charged to it held then: the next one's cost */
+	double reset_rate; /* the peer's reset-rate as this broker assumes it (the mux's config) */
+};
+
 enum mux_stream_event {
 	MUX_STREAM_READABLE, /* new bytes in the receive store */
 	MUX_STREAM_WRITABLE, /* the send source has room again / credit came back */
@@ -334,5 +347,9 @@ const char *mux_stream_state(const struct mux_stream *stream);
 /* The handler's user pointer when the stream's handler is `handler`, else NULL: lets a module
  * recognise the streams it owns. */
 void *mux_stream_owner(const struct mux_stream *stream, mux_stream_handler handler);
+/* Charges a stream this broker opened to its owner's account (NULL: to none): what it holds
+ * now, what it takes later, and its end if it is wasted. WH_OK, or WH_ELIMIT (nothing
+ * changed) when the account's limit cannot take what the stream holds already. */
+int mux_stream_set_owner(struct mux_stream *stream, struct mux_owner_account *account);
 
 #endif

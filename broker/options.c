@@ -108,7 +108,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_PEER_BUDGET, "peer-budget", 0, OPTION_COUNT, 1, 100, false, false, "50", "percent",
 	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
 	  "the share of the budget all accepted connections of one peer may hold together (one "
-	  "certificate identity over TLS, one source address over plaintext)" },
+	  "certificate identity over TLS, one source address over plaintext); the streams one "
+	  "local app opens to one peer may hold a quarter of it" },
 	{ OPT_LOCAL_RESERVE, "local-reserve", 0, OPTION_COUNT, 0, 90, false, false, "10", "percent",
 	  APPLY_LIVE, SCOPE_BROKER,
 	  "the share of the budget kept for streams local apps open: streams peers open never take it" },

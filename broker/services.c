@@ -235,20 +235,39 @@ int service_peer_may_open(const struct service_rules *rules, const char *service
 	return WH_EACCESS;
 }
 
+bool app_credentials_in_group(const struct app_credentials *who, long group)
+{
+	if (group < 0)
+		return false;
+	if (who->gid == group)
+		return true;
+	for (unsigned i = 0; i < who->group_count; i++)
+		if ((long)who->groups[i] == group)
+			return true;
+	return false;
+}
+
 int service_app_may_listen(const struct service_rules *rules, const char *service,
-			   const char *default_service, long uid, long gid, const char **why)
+			   const char *default_service, const struct app_credentials *who,
+			   const char **why)
 {
 	const struct service_rule *rule = service_rules_find(rules, service);
 	bool owned = rule && (rule->owner_uid >= 0 || rule->owner_gid >= 0);
 	if (!owned) {
+		/* A peer that opens echo or discard trusts the broker to answer, not whichever
+		 * local user claimed the name first. */
+		if (services_exists(service)) {
+			*why = "a built-in service is the broker's unless a [service] rule names its owner";
+			return WH_EACCESS;
+		}
 		if (default_service[0] && strcmp(service, default_service) == 0) {
 			*why = "the default service is the broker's unless a [service] rule names its owner";
 			return WH_EACCESS;
 		}
 		return WH_OK;
 	}
-	if ((rule->owner_uid >= 0 && rule->owner_uid == uid) ||
-	    (rule->owner_gid >= 0 && rule->owner_gid == gid))
+	if ((rule->owner_uid >= 0 && rule->owner_uid == who->uid) ||
+	    app_credentials_in_group(who, rule->owner_gid))
 		return WH_OK;
 	*why = "the service is reserved to another user or group";
 	return WH_EACCESS;

@@ -4,6 +4,7 @@
 #define WORMHOLE_BROKER_SERVICES_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mux.h"
 
@@ -50,7 +51,8 @@ size_t service_registry_remove_owner(struct service_registry *registry, const vo
 /*
  * Access rules, by service name ([service NAME] sections of the config file). A service with
  * no rule: local apps may open it, any app that may attach may listen on it (except the
- * default service, which no app may claim unless its rule names an owner), and peers may
+ * built-in services and the default service, which are the broker's: no app may claim one
+ * unless its rule names an owner), and peers may
  * open it over TLS (any authenticated identity) or over plaintext from loopback; a
  * plaintext peer off loopback may open only a service whose rule says `peers = *`.
  */
@@ -76,10 +78,20 @@ const struct service_rule *service_rules_find(const struct service_rules *rules,
  * certificate's name ("" on plaintext); loopback: the connection comes from this host. */
 int service_peer_may_open(const struct service_rules *rules, const char *service,
 			  const char *identity, bool tls, bool loopback, const char **why);
+/* A local app's credentials as the kernel gave them (SO_PEERCRED, SO_PEERGROUPS). */
+struct app_credentials {
+	long uid, gid;
+	const uint32_t *groups; /* supplementary groups */
+	unsigned group_count;
+};
+/* True if group is the app's primary group or one of its supplementary groups: the one test
+ * for both attach-groups and a service's `owner = :GROUP`. */
+bool app_credentials_in_group(const struct app_credentials *who, long group);
 /* WH_OK, or WH_EACCESS with *why: may an app with these credentials listen on the service?
  * default_service is the broker's service for streams that name none. */
 int service_app_may_listen(const struct service_rules *rules, const char *service,
-			   const char *default_service, long uid, long gid, const char **why);
+			   const char *default_service, const struct app_credentials *who,
+			   const char **why);
 /* WH_OK, or WH_EACCESS with *why: may a local app open the service? */
 int service_app_may_open(const struct service_rules *rules, const char *service, const char **why);
 

@@ -251,6 +251,182 @@ START_TEST(test_zero_window_peers_stay_within_budget)
 }
 END_TEST
 
+/* ---- streams the app never took ------------------------------------------------------ */
+
+struct stats_wait {
+	wh_client *client;
+	uint64_t ring_bytes, streams;
+	struct wh_client_stats last;
+};
+
+static bool ring_bytes_are(void *arg)
+{
+	struct stats_wait *w = arg;
+	return wh_client_stats(w->client, &w->last) == WH_OK && w->last.ring_bytes == w->ring_bytes;
+}
+
+static bool streams_are(void *arg)
+{
+	struct stats_wait *w = arg;
+	return wh_client_stats(w->client, &w->last) == WH_OK && w->last.streams == w->streams;
+}
+
+/* Streams handed to a listening app that has not accepted them, whose connection then dies:
+ * their segments leave the app's ring memory at once (they held it for as long as the app
+ * waited: 256 of them, 513 MiB, five minutes later). The app may still accept them: it reads
+ * what came, then the error; closing them frees the rest. */
+START_TEST(test_unaccepted_streams_give_back_ring_memory_when_their_connection_dies)
+{
+	enum { STREAMS = 16, BYTES = 3000 };
+	struct broker_pair pair;
+	broker_pair_start(&pair, NULL, NULL);
+	wh_client *listener = app_attach(&pair.a);
+	ck_assert_int_eq(wh_listen(listener, "held"), WH_OK);
+	wh_client *opener = app_attach(&pair.b);
+	unsigned char bytes[BYTES];
+	memset(bytes, 7, sizeof bytes);
+	for (int i = 0; i < STREAMS; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_open(opener, "a", "held", 10000, &s), WH_OK);
+		ck_assert_int_eq(wh_write(s, bytes, sizeof bytes), BYTES);
+	}
+	struct stats_wait w = { .client = listener, .streams = STREAMS };
+	ck_assert(poll_until(streams_are, &w, 30));
+	uint64_t segment = w.last.ring_bytes / STREAMS;
+	ck_assert_uint_gt(segment, 2 * 65536); /* one segment each: two rings and a header */
+
+	process_stop(&pair.b, SIGKILL); /* the connection dies with every stream on it */
+	w.ring_bytes = 0;
+	ck_assert_msg(poll_until(ring_bytes_are, &w, 10), "ring memory still %llu bytes",
+		      (unsigned long long)w.last.ring_bytes);
+	ck_assert_uint_eq(w.last.streams, STREAMS); /* each keeps its slot until it is taken */
+
+	for (int i = 0; i < STREAMS; i++) {
+		wh_stream *s;
+		ck_assert_int_eq(wh_accept(listener, 5000, &s), WH_OK);
+		unsigned char in[BYTES];
+		size_t got = 0;
+		long n;
+		while ((n = wh_read(s, in, sizeof in)) > 0)
+			got += (size_t)n;
+		ck_assert_msg(n < 0, "stream %d ended cleanly, not with its connection's error", i);
+		ck_assert_uint_le(got, BYTES);
+		wh_close(s);
+	}
+	w.streams = 0;
+	ck_assert(poll_until(streams_are, &w, 10));
+	ck_assert_uint_eq(w.last.ring_bytes, 0);
+	wh_client_detach(opener);
+	wh_client_detach(listener);
+	ck_assert_int_eq(process_stop(&pair.a, SIGTERM), 0);
+}
+END_TEST
+
+/* ---- one app cannot cut the others off from a peer ------------------------------------- */
+
+/* A child process: an app on B that opens streams to a service A does not have, as fast as
+ * the broker lets it, for up to 60 s (the parent kills it sooner). It writes a byte into
+ * `told` at its first WH_ELIMIT. */
+static pid_t spawn_retry_loop(const char *socket_path, int told)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid > 0)
+		return pid;
+	wh_client *client = NULL;
+	if (wh_client_attach(socket_path, &client) != WH_OK)
+		_exit(3);
+	bool said = false;
+	for (int64_t end = wh_now_ns() + 60000000000ll; wh_now_ns() < end;) {
+		wh_stream *s;
+		char buf[16];
+		int error = wh_open(client, "a", "no-such-service", 10000, &s);
+		if (error == WH_OK) {
+			(void)wh_read(s, buf, sizeof buf);
+			wh_close(s);
+		} else if (error == WH_ELIMIT && !said) {
+			said = write(told, "!", 1) == 1;
+		}
+	}
+	_exit(0);
+}
+
+/* reset-rate: one app whose opens are all refused is held back on its own; another app's
+ * opens on the same connection all succeed meanwhile (before, the hold-back was the
+ * connection's: 0 or 1 of 20 got through). */
+START_TEST(test_one_apps_wasted_opens_hold_back_that_app_only)
+{
+	const char *const rate[] = { "--reset-rate", "10", NULL };
+	struct broker_pair p;
+	broker_pair_start(&p, rate, rate);
+	wh_client *good = app_attach(&p.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(good, "a", "echo", 10000, &s), WH_OK); /* the connection is up */
+	app_echo_check(s, 1024, 1);
+	wh_close(s);
+	int told[2];
+	ck_assert_int_eq(pipe(told), 0);
+	pid_t bad = spawn_retry_loop(p.b.socket_path, told[1]);
+	struct pollfd pfd = { .fd = told[0], .events = POLLIN };
+	ck_assert_int_eq(poll(&pfd, 1, 30000), 1); /* the bad app is held back, and keeps trying */
+	int served = 0;
+	for (int i = 0; i < 20; i++) {
+		int error = wh_open(good, "a", "echo", 10000, &s);
+		if (error != WH_OK) {
+			fprintf(stderr, "good app's open %d: %s (%s)\n", i, wh_strerror(error),
+				wh_client_errmsg(good));
+			continue;
+		}
+		app_echo_check(s, 4096, (unsigned)i);
+		wh_close(s);
+		served++;
+	}
+	kill(bad, SIGKILL);
+	waitpid(bad, NULL, 0);
+	close(told[0]);
+	close(told[1]);
+	fprintf(stderr, "reset-rate per app: the good app's opens served %d of 20\n", served);
+	ck_assert_int_eq(served, 20);
+	ck_assert(process_log_has(&p.b, "held back: its streams end without data"));
+	wh_client_detach(good);
+	broker_pair_stop(&p);
+}
+END_TEST
+
+/* budget: one app holding as many idle streams to a peer as it may takes its part of the
+ * peer's share, not all of it; another app's streams are served (before, the first took the
+ * whole share and the other got ERROR 429). */
+START_TEST(test_one_apps_idle_streams_leave_the_others_their_share)
+{
+	enum { HOG_TRIES = 200, GOOD = 20 };
+	const char *const budget[] = { "--budget", "64M", NULL };
+	struct broker_pair p;
+	broker_pair_start(&p, budget, budget);
+	wh_client *hog = app_attach(&p.b), *good = app_attach(&p.b);
+	static wh_stream *held[HOG_TRIES];
+	int opened = 0, error = WH_OK;
+	while (opened < HOG_TRIES && (error = wh_open(hog, "a", "echo", 10000, &held[opened])) == WH_OK)
+		opened++;
+	fprintf(stderr, "budget per app: the hog opened %d streams (%s)\n", opened,
+		error == WH_OK ? "all it tried" : wh_client_errmsg(hog));
+	wh_stream *s;
+	for (int i = 0; i < GOOD; i++) {
+		ck_assert_int_eq(wh_open(good, "a", "echo", 10000, &s), WH_OK);
+		app_echo_check(s, 4096, (unsigned)i);
+		wh_close(s);
+	}
+	/* a quarter of the peer's 32 MiB share at 256 KiB a stream */
+	ck_assert_int_eq(error, WH_ELIMIT);
+	ck_assert_int_le(opened, 33);
+	ck_assert_ptr_nonnull(strstr(wh_client_errmsg(hog), "memory budget"));
+	for (int i = 0; i < opened; i++)
+		wh_close(held[i]);
+	wh_client_detach(hog);
+	wh_client_detach(good);
+	broker_pair_stop(&p);
+}
+END_TEST
+
 /* ---- who may attach ------------------------------------------------------------------ */
 
 /* In a child with these credentials: attaches to the socket; exit 0 if the result is `want`. */
@@ -307,6 +483,62 @@ START_TEST(test_attach_allow_list)
 }
 END_TEST
 
+/* In a child with these credentials: attaches and listens on service; exit 0 if the listen's
+ * result is `want`. */
+static int listen_as(const char *socket_path, uid_t uid, gid_t gid, gid_t supplementary,
+		     const char *service, int want)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		gid_t groups[1] = { supplementary };
+		if (setgroups(supplementary ? 1 : 0, groups) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(3);
+		wh_client *client = NULL;
+		int rc = wh_client_attach(socket_path, &client);
+		if (rc == WH_OK)
+			rc = wh_listen(client, service);
+		if (client)
+			wh_client_detach(client);
+		if (rc != want)
+			fprintf(stderr, "listen on %s as uid %u gid %u (+%u): %s, wanted %s\n", service,
+				(unsigned)uid, (unsigned)gid, (unsigned)supplementary, wh_strerror(rc),
+				wh_strerror(want));
+		_exit(rc == want ? 0 : 1);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 2;
+}
+
+/* `owner = :GROUP` admits the group's members as attach-groups does: by primary or by
+ * supplementary group. */
+START_TEST(test_service_owner_group_counts_supplementary_groups)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "check_bounds: not root: owner = :GROUP needs other users to try\n");
+		return;
+	}
+	char dir[64], path[96];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/broker.conf", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[broker]\nlog-level = info\n[service web]\nowner = :4321\n", f);
+	fclose(f);
+	struct process broker;
+	const char *args[] = { "--config", path, "--socket-mode", "0666", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	ck_assert_int_eq(chmod(broker.dir, 0755), 0);
+	wh_client_detach(app_attach(&broker)); /* the socket is up */
+	ck_assert_int_eq(listen_as(broker.socket_path, 65534, 65534, 0, "web", WH_EACCESS), 0);
+	ck_assert_int_eq(listen_as(broker.socket_path, 65534, 4321, 0, "web", WH_OK), 0);
+	ck_assert_int_eq(listen_as(broker.socket_path, 65534, 65534, 4321, "web", WH_OK), 0);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("bounds");
@@ -315,6 +547,10 @@ int main(void)
 	tcase_add_test(tc, test_stream_hog_gets_its_share_only);
 	tcase_add_test(tc, test_zero_window_peers_stay_within_budget);
 	tcase_add_test(tc, test_attach_allow_list);
+	tcase_add_test(tc, test_one_apps_wasted_opens_hold_back_that_app_only);
+	tcase_add_test(tc, test_one_apps_idle_streams_leave_the_others_their_share);
+	tcase_add_test(tc, test_unaccepted_streams_give_back_ring_memory_when_their_connection_dies);
+	tcase_add_test(tc, test_service_owner_group_counts_supplementary_groups);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

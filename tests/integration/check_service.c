@@ -334,6 +334,52 @@ END_TEST
 
 /* ---- logs ------------------------------------------------------------------------------------ */
 
+/* ---- the broker's own services ------------------------------------------------------------- */
+
+/* echo and discard are the broker's: a local app may not claim them (peers that open them
+ * trust the broker to answer) unless a [service] rule names it as their owner. */
+START_TEST(test_builtin_services_are_the_brokers)
+{
+	char dir[64], path[96], conf[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/broker.conf", dir);
+	/* discard is the default service: echo is then a built-in that no rule names */
+	write_file(path, "[broker]\nlog-level = info\ndefault-service = discard\n");
+	const char *args[] = { "--config", path, NULL };
+	struct broker_pair pair;
+	broker_pair_start(&pair, args, NULL);
+	wh_client *app = app_attach(&pair.a);
+	ck_assert_int_eq(wh_listen(app, "discard"), WH_EACCESS);
+	ck_assert_int_eq(wh_listen(app, "echo"), WH_EACCESS);
+	ck_assert_int_eq(wh_listen(app, ""), WH_EACCESS);
+	ck_assert(process_log_has(&pair.a, "listen on service=echo refused: a built-in service is "
+				      "the broker's unless a [service] rule names its owner"));
+	ck_assert_int_eq(wh_listen(app, "mine"), WH_OK); /* names no rule reserves stay free */
+	/* so a peer's stream to echo still reaches the broker's echo, not the app */
+	wh_client *far = app_attach(&pair.b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(far, "a", "echo", 10000, &s), WH_OK);
+	app_echo_check(s, 4096, 3);
+	wh_close(s);
+	wh_client_detach(far);
+	wh_client_detach(app);
+	broker_pair_stop(&pair);
+	struct process a;
+
+	/* a rule that names the owner gives the name to that owner */
+	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[service discard]\nowner = %ld\n",
+		 (long)geteuid());
+	write_file(path, conf);
+	ck_assert(broker_spawn(&a, args));
+	app = app_attach(&a);
+	ck_assert_int_eq(wh_listen(app, "discard"), WH_OK);
+	ck_assert_int_eq(wh_listen(app, "echo"), WH_EACCESS);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* Brokers whose windows differ break bulk streams with ERROR 413: both say why, at warn;
  * and every connection line names its peer, with ids unique in the broker. */
 START_TEST(test_logs_name_peers_and_window_mismatches)
@@ -611,6 +657,7 @@ int main(void)
 	tcase_add_test(tc, test_sigterm_drains);
 	tcase_add_test(tc, test_socket_path_is_never_a_hazard);
 	tcase_add_test(tc, test_logs_name_peers_and_window_mismatches);
+	tcase_add_test(tc, test_builtin_services_are_the_brokers);
 	tcase_add_test(tc, test_signals_that_must_not_kill);
 	tcase_add_test(tc, test_service_manager_notifications);
 	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);

@@ -122,19 +122,30 @@ START_TEST(test_peer_rules)
 }
 END_TEST
 
+/* An app's credentials with no supplementary groups. */
+#define WHO(uid, gid) (&(struct app_credentials){ (uid), (gid), NULL, 0 })
+
 START_TEST(test_app_rules)
 {
 	struct service_rules r = example_rules();
 	const char *why = NULL;
 	/* owners: the user or the group */
-	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 1000, 1, &why), WH_OK);
-	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 1, 50, &why), WH_OK);
-	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", 0, 0, &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", WHO(1000, 1), &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", WHO(1, 50), &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", WHO(0, 0), &why), WH_EACCESS);
 	/* the default service: nobody, unless its rule names an owner */
-	ck_assert_int_eq(service_app_may_listen(&r, "discard", "discard", 1000, 50, &why), WH_EACCESS);
-	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", 1, 70, &why), WH_OK);
-	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", 1, 71, &why), WH_EACCESS);
-	ck_assert_int_eq(service_app_may_listen(&r, "anything", "echo", 5, 5, &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "discard", "discard", WHO(1000, 50), &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", WHO(1, 70), &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "echo", "echo", WHO(1, 71), &why), WH_EACCESS);
+	ck_assert_int_eq(service_app_may_listen(&r, "anything", "echo", WHO(5, 5), &why), WH_OK);
+	/* the built-in services are the broker's too, whichever is the default */
+	ck_assert_int_eq(service_app_may_listen(&r, "discard", "echo", WHO(5, 5), &why), WH_EACCESS);
+	ck_assert_str_eq(why, "a built-in service is the broker's unless a [service] rule names its owner");
+	ck_assert_int_eq(service_app_may_listen(&r, "echo", "discard", WHO(5, 5), &why), WH_EACCESS);
+	/* owner = :GROUP admits a supplementary group, as attach-groups does */
+	const uint32_t groups[] = { 3, 50 };
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", &(struct app_credentials){ 1, 1, groups, 2 }, &why), WH_OK);
+	ck_assert_int_eq(service_app_may_listen(&r, "web", "echo", &(struct app_credentials){ 1, 1, groups, 1 }, &why), WH_EACCESS);
 	/* local opens */
 	ck_assert_int_eq(service_app_may_open(&r, "secret", &why), WH_EACCESS);
 	ck_assert_int_eq(service_app_may_open(&r, "public", &why), WH_OK);
