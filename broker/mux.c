@@ -707,6 +707,16 @@ static struct early_stream *early_find(struct mux *mux, uint32_t id, bool create
 	return free_slot;
 }
 
+/* A frame held for a HANDSHAKE that has not come (DATA or CLOSE) does nothing yet, and may
+ * never: held frames count in noop-rate. The eight holds bound their memory, not their rate:
+ * empty or one-byte DATA spread over the held ids was served at 37 M frames a second, for as
+ * long as the attacker liked. A reference peer's frames overtake their HANDSHAKE by a few at
+ * most (a window's worth: eight full frames), well within noop-rate's burst. */
+static void count_held(struct mux *mux)
+{
+	count_noop(mux);
+}
+
 static void early_hold(struct early_stream *e, const uint8_t *data, size_t n)
 {
 	long kept = bytebuf_write(&e->data, data, n);
@@ -779,6 +789,7 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 		mux->rx_early = early_find(mux, h->stream_id, true);
 		if (mux->rx_early) {
 			mux->stats.early_frames++;
+			count_held(mux);
 			return; /* its payload is held until the HANDSHAKE (handle_data_chunk) */
 		}
 		if (early_candidate(mux, h->stream_id)) /* every hold in use: one more is abuse */
@@ -1216,6 +1227,7 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 		if (e) {
 			e->closed = true;
 			mux->stats.early_frames++;
+			count_held(mux);
 			break;
 		}
 		bool never_opened = !s && early_candidate(mux, h->stream_id);

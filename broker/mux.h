@@ -60,7 +60,8 @@ struct mux_config {
 	double noop_rate;            /* frames a second the peer may send that do nothing here:
 				      * WINDOW_UPDATE or ERROR for a stream that is not open,
 				      * CLOSE for one that ended, DATA for one that is not open
-				      * beyond the windows of streams we reset, empty DATA,
+				      * beyond the windows of streams we reset, DATA or CLOSE
+				      * held for a HANDSHAKE that has not come, empty DATA,
 				      * WINDOW_UPDATE of 0 or beyond one per DATA frame we
 				      * sent, ERROR on stream 0 other than going-away, PONG
 				      * nobody asked for; a burst of five seconds' worth; above
@@ -166,7 +167,7 @@ struct mux_callbacks {
 	X(streams_refused, TOTAL, NONE, "streams the peer opened and this side refused") \
 	X(opens_held_back, TOTAL, NONE, "opens refused here (WH_ELIMIT) so as not to pass the peer's reset-rate") \
 	X(dropped_frames, TOTAL, NONE, "frames for unknown or finished streams") \
-	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR, CLOSE or DATA for a stream not open, empty DATA, unneeded credit, unasked PONGs") \
+	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR, CLOSE or DATA for a stream not open (held ones too), empty DATA, unneeded credit, unasked PONGs") \
 	X(early_frames, TOTAL, NONE, "DATA or CLOSE held until their HANDSHAKE came") \
 	X(malformed_frames, TOTAL, NONE, "frames that broke the protocol") \
 	X(errors_sent, TOTAL, NONE, "ERROR frames sent") \

@@ -77,6 +77,10 @@ static const struct attack_case cases[] = {
 	/* closed by the default reset-rate: 200 a second, 1000 at once */
 	{ "rapid-reset-close", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	{ "rapid-reset-error", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
+	/* the same with a byte of DATA on each stream: closed by reset-rate all the same */
+	{ "flood-reset-data", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
+	/* empty and one-byte DATA over the 8 held ids: held frames count in noop-rate */
+	{ "flood-data-held", "1.5", RSS_GROWTH_SMALL, { NULL }, 0 },
 	/* 64 echo streams holding their whole 256 KiB windows each way */
 	{ "zero-window", "1.5", 64 << 10, { NULL }, CANARY_RTT_BESIDE_COSTLY_INPUT },
 	/* 1000 of them against a 128 MiB budget: one connection's share (25 %) is 32 MiB, every
@@ -208,10 +212,24 @@ static int wait_fd_count(const struct process *p, int want, double timeout)
 	return count;
 }
 
+/* Whether `name` is a whole word of the space-separated `list`. */
+static bool name_listed(const char *list, const char *name)
+{
+	size_t length = strlen(name);
+	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
+		if ((p == list || p[-1] == ' ') && (p[length] == ' ' || p[length] == '\0'))
+			return true;
+	return false;
+}
+
 START_TEST(test_attack)
 {
 	const struct attack_case *attack = &cases[_i];
 	struct process broker, attacker;
+	/* ATTACKS="name name ...": run only those (a developer's shortcut; all by default) */
+	const char *only = getenv("ATTACKS");
+	if (only && !name_listed(only, attack->name))
+		return;
 	const char *args[9] = { "--keepalive", "2", "--keepalive-timeout", "2" }; /* NULL-ended */
 	for (int i = 0; i < 4 && attack->broker_args[i]; i++)
 		args[4 + i] = attack->broker_args[i];

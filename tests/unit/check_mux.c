@@ -2068,6 +2068,44 @@ START_TEST(test_limits_and_arguments)
 }
 END_TEST
 
+/* Frames held for a HANDSHAKE that has not come count in noop-rate: empty or one-byte DATA
+ * (and CLOSEs) spread over the eight held ids were served without bound before. A burst of
+ * five seconds' worth passes, so does the rate after it, the next closes with the goodbye;
+ * the stream whose frames were held still opens and gets them. */
+START_TEST(test_held_frames_count_as_noop)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	for (int i = 0; i < 50; i++) {
+		uint32_t id = 1 + 2 * (uint32_t)(i % 8);
+		if (i % 3 == 0)
+			inject_data(&link, id, "", 0);
+		else if (i % 3 == 1)
+			inject_data(&link, id, "y", 1);
+		else
+			inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 50);
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 1, NULL, 0));
+	struct mux_stream *s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	char buf[16];
+	ck_assert_int_gt(mux_stream_read(s, buf, sizeof buf), 0);
+	link.now += 1.0;
+	for (int i = 0; i < 10; i++)
+		inject_data(&link, 3, "", 0);
+	ck_assert(!mux_is_closed(link.server));
+	inject_data(&link, 5, "y", 1);
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many frames that do nothing");
+	link_close(&link);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("mux");
@@ -2121,6 +2159,7 @@ int main(void)
 	tcase_add_test(flow, test_data_for_ended_stream_counts_as_noop);
 	tcase_add_test(flow, test_data_in_flight_after_our_reset_is_spared);
 	tcase_add_test(flow, test_useless_frames_on_an_open_stream_count);
+	tcase_add_test(flow, test_held_frames_count_as_noop);
 	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
