@@ -50,7 +50,9 @@ struct mux_config {
 				       * is taken from the memory budgets. */
 	double reset_rate;           /* streams a second the peer may start for nothing, with a
 				      * burst of five seconds' worth: opened and ended by it
-				      * (CLOSE or ERROR) before any DATA, refused by us, or sent
+				      * (CLOSE or ERROR) before any DATA, reset by it (ERROR)
+				      * less than a second after it opened, whatever it carried
+				      * (EARLY_RESET_SECONDS), refused by us, or sent
 				      * DATA or CLOSE for without ever opening (rapid reset and
 				      * its kin). Above it the connection is closed with a
 				      * goodbye; 0: no bound (200) */

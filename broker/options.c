@@ -201,7 +201,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_RESET_RATE, "reset-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "200", "streams/s",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "streams a second a peer may start for nothing (rapid reset and its kin): opened and "
-	  "ended by it before any DATA, refused (no such service, no budget, not allowed), or sent "
+	  "ended by it before any DATA, reset by it less than a second after it opened them "
+	  "whatever they carried, refused (no such service, no budget, not allowed), or sent "
 	  "DATA or CLOSE for but never opened; a burst of five seconds' worth; beyond it the "
 	  "connection is closed with a goodbye. The broker counts its own apps' streams the same "
 	  "way and fails their opens (WH_ELIMIT) before a peer with the same rate would close the "

@@ -2106,6 +2106,61 @@ START_TEST(test_held_frames_count_as_noop)
 }
 END_TEST
 
+/* Rapid reset with a byte of DATA: a stream the peer resets less than a second after it
+ * opened counts in reset-rate whatever it carried; one reset later, or half-closed, does not.
+ * Our side keeps the same count of the streams it resets early, and holds its opens back. */
+START_TEST(test_early_resets_count_as_rapid_reset)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	config.accept_backlog = 1000;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	uint32_t id = 1;
+	/* streams that carried a byte and were reset after a second and more: not early */
+	for (int i = 0; i < 100; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject_data(&link, id, "x", 1);
+	}
+	link.now += 1.5;
+	for (uint32_t old = 1; old < id; old += 2)
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, old, 499, "x", 1));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 0);
+	/* HANDSHAKE, a byte, ERROR: 50 pass (the burst), the 51st closes */
+	for (int i = 0; i < 50; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject_data(&link, id, "x", 1);
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+	inject_data(&link, id, "x", 1);
+	inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many streams opened and ended without data");
+	link_close(&link);
+
+	/* our own early resets: the opens stop before the peer's bound would end the link */
+	link_open(&link, &config);
+	int opened = 0;
+	for (; opened < 50; opened++) {
+		struct mux_stream *c;
+		if (mux_open_stream(link.client, NULL, &c) != WH_OK)
+			break;
+		ck_assert_int_eq(mux_stream_write(c, "x", 1), 1);
+		pump(&link);
+		ck_assert_int_eq(mux_stream_reset(c, WH_ESTREAM_CLOSED, "changed my mind"), WH_OK);
+		pump(&link);
+		mux_stream_release(c);
+	}
+	ck_assert_int_eq(opened, 41); /* until a fifth of the burst is left: a margin */
+	ck_assert_uint_eq(mux_stats(link.client)->opens_held_back, 1);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("mux");
@@ -2153,6 +2208,7 @@ int main(void)
 	tcase_add_test(flow, test_rapid_reset_bound_can_be_off);
 	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
 	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
+	tcase_add_test(flow, test_early_resets_count_as_rapid_reset);
 	tcase_add_test(flow, test_ping_flood_closes_connection);
 	tcase_add_test(flow, test_noop_flood_closes_connection);
 	tcase_add_test(flow, test_noop_rate_spares_the_pong_we_asked_for);
