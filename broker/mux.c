@@ -140,7 +140,7 @@ struct mux {
 	struct stream_table streams;
 	LIST_HEAD(, mux_stream) all_streams;
 	uint32_t next_local_id;
-	uint32_t highest_peer_id;
+	struct stream_ids peer_ids; /* which of the peer's ids were used (any order) */
 	uint32_t rx_stream_id; /* stream of the DATA payload being received, 0: discard */
 	struct early_stream *rx_early; /* or the early stream it is held for */
 	struct early_stream early[EARLY_IDS_MAX];
@@ -675,14 +675,16 @@ static void early_drop(struct mux *mux, struct early_stream *e)
 	memset(e, 0, sizeof *e);
 }
 
-/* The held frames for a peer id that may still open (its parity, above every id it used);
- * with create, a free slot is taken for it. NULL: not such an id, or no slot free. */
-/* An id the peer may still open: its parity, above every id it has used. */
+/* An id the peer may still open: its parity, never used (above every id it used, or one a
+ * later HANDSHAKE skipped, within the bookkeeping's window: stream_ids). */
 static bool early_candidate(const struct mux *mux, uint32_t id)
 {
 	return !mux->closed && !mux->going_away && !frame_stream_id_is_local(id, mux->client) &&
-	       id > mux->highest_peer_id;
+	       stream_ids_usable(&mux->peer_ids, id);
 }
+
+/* The held frames for a peer id that may still open; with create, a free slot is taken for
+ * it. NULL: not such an id, or no slot free. */
 
 static struct early_stream *early_find(struct mux *mux, uint32_t id, bool create)
 {
@@ -756,14 +758,28 @@ static void early_replay(struct mux *mux, struct mux_stream *s)
 	}
 }
 
-/* A HANDSHAKE for `id` came: ids below it can never open now. */
-static void early_forget_below(struct mux *mux, uint32_t id)
+/* A HANDSHAKE for `id` came. Ids it skipped may still open (their HANDSHAKEs may come
+ * late): what is held for them stays. Only ids the window of used ids left behind can never
+ * open now: what was held for them goes. */
+static void early_forget_unusable(struct mux *mux, uint32_t id)
 {
-	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
-		if (mux->early[i].id && mux->early[i].id < id) {
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++) {
+		uint32_t held = mux->early[i].id;
+		if (held && held != id && !stream_ids_usable(&mux->peer_ids, held)) {
 			mux->stats.dropped_frames++;
 			early_drop(mux, &mux->early[i]);
 			count_wasted_open(mux, "sends frames for streams it never opens");
+		}
+	}
+}
+
+/* The open of `id` is refused: what was held for it goes too (the refusal was counted). */
+static void early_forget(struct mux *mux, uint32_t id)
+{
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id == id) {
+			mux->stats.dropped_frames++;
+			early_drop(mux, &mux->early[i]);
 		}
 }
 
@@ -907,20 +923,25 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		stream_reset(s, WH_ESTREAM_ALREADY_EXISTS, "duplicate HANDSHAKE for a live stream");
 		return;
 	}
-	if (frame_stream_id_is_local(id, mux->client) || id <= mux->highest_peer_id) {
+	/* Any id of the peer's parity it never used opens, in any order (WIRE-NOTES weakness
+	 * 11); an id it used, or one so far below the highest that the bookkeeping let it go,
+	 * never again. */
+	if (frame_stream_id_is_local(id, mux->client) || !stream_ids_usable(&mux->peer_ids, id)) {
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "stream id not usable by the opener");
 		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}
-	mux->highest_peer_id = id;
-	early_forget_below(mux, id);
+	stream_ids_mark(&mux->peer_ids, id);
+	early_forget_unusable(mux, id);
 	if (!service_name_valid(payload, length)) {
 		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
+		early_forget(mux, id);
 		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}
 	if (mux->going_away || mux->draining) {
 		send_error_frame(mux, id, FRAME_ERR_GOING_AWAY, "connection is closing");
+		early_forget(mux, id);
 		return;
 	}
 	int error = stream_new(mux, id, (const char *)payload, length, true, &s);
@@ -935,7 +956,7 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u refused: %s",
 			  mux->config.id, mux->config.peer, id, wh_strerror(error));
 		send_error_frame(mux, id, frame_error_code_for(error), wh_strerror(error));
-		early_forget_below(mux, id + 1);
+		early_forget(mux, id);
 		count_wasted_open(mux, "opens streams that are refused");
 		return;
 	}

@@ -973,11 +973,17 @@ START_TEST(test_data_before_handshake_is_held)
 	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0); /* then its CLOSE */
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
 
-	/* an id skipped by a later HANDSHAKE can never open: what was held for it goes */
+	/* an id skipped by a later HANDSHAKE may still open (its HANDSHAKE comes late): what was
+	 * held for it waits for it */
 	inject_data(&link, 3, "x", 1);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
-	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 1);
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
 	ck_assert_ptr_nonnull(mux_accept(link.server));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 3, NULL, 0));
+	struct mux_stream *late = mux_accept(link.server);
+	ck_assert_ptr_nonnull(late);
+	ck_assert_int_eq(mux_stream_read(late, buf, sizeof buf), 1);
+	ck_assert_int_eq(buf[0], 'x');
 
 	/* held bytes still count against the window: more than it is ERROR 413 at the open */
 	static uint8_t big[FRAME_HEADER_SIZE + 32768], payload[32768];
@@ -1385,7 +1391,8 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
 	link_close(&link);
 
-	/* held ids that expire, and held ids below a HANDSHAKE, are counted once each */
+	/* held ids that expire are counted once each, also ids a HANDSHAKE skipped (theirs may
+	 * still come: they wait as long as the others) */
 	link_open(&link, &config);
 	for (id = 1; id <= 5; id += 2) /* 1, 3, 5 */
 		inject_data(&link, id, "early", 5);
@@ -1395,6 +1402,9 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	for (id = 7; id <= 11; id += 2) /* 7, 9, 11 */
 		inject_data(&link, id, "early", 5);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, "echo", 4));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 3);
+	link.now += 6.0;
+	mux_timer(link.server, link.now);
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 6);
 	ck_assert(!mux_is_closed(link.server));
 	link_close(&link);
@@ -2161,6 +2171,54 @@ START_TEST(test_early_resets_count_as_rapid_reset)
 }
 END_TEST
 
+/* HANDSHAKEs out of id order (the reference's concurrent opens put 7 on the wire before 5):
+ * every id of the peer's parity it never used opens, in any order, each once; an id that
+ * was used is refused, and so is one further below the highest than the bookkeeping's
+ * window (STREAM_IDS_WINDOW, 1024 ids). Frames held for a skipped id wait for its HANDSHAKE. */
+START_TEST(test_handshakes_out_of_order_open)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = 4096;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	static const uint32_t order[] = { 7, 5, 1, 11, 3, 9 };
+	inject_data(&link, 3, "three", 5); /* before 11 skips it, and before its own HANDSHAKE */
+	for (unsigned i = 0; i < 6; i++)
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, order[i], NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 6);
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 0);
+	char buf[16];
+	for (unsigned i = 0; i < 6; i++) {
+		struct mux_stream *s = mux_accept(link.server);
+		ck_assert_ptr_nonnull(s);
+		ck_assert_uint_eq(mux_stream_id(s), order[i]);
+		if (order[i] == 3) {
+			ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 5);
+			ck_assert_mem_eq(buf, "three", 5);
+		}
+	}
+	/* each id once: a second HANDSHAKE for a used id (live or not) is refused */
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 1);
+	/* a long jump: the ids it skipped within the window still open, older ones never */
+	uint32_t top = 11 + 2 * 2000;
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top - 2 * 1023, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 8);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top - 2 * 1024, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 8);
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 3);
+	/* frames for an id the window has left behind are not held: it can never open */
+	uint64_t early = mux_stats(link.server)->early_frames;
+	inject_data(&link, 15, "old", 3);
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, early);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("mux");
@@ -2186,6 +2244,7 @@ int main(void)
 	tcase_add_test(errors, test_malformed_frame_ends_one_stream);
 	tcase_add_test(errors, test_unknown_stream_frames_are_dropped);
 	tcase_add_test(errors, test_data_before_handshake_is_held);
+	tcase_add_test(errors, test_handshakes_out_of_order_open);
 	tcase_add_test(errors, test_malformed_handshake_for_new_id_is_refused);
 	tcase_add_test(errors, test_long_error_message_is_cut_short);
 	tcase_add_test(errors, test_fatal_garbage_closes_connection);
