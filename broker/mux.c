@@ -83,6 +83,11 @@ struct mux_stream {
 	TAILQ_ENTRY(mux_stream) linger_link;
 	bool in_linger;
 	double released_at; /* 0 until mux_timer stamps it: release itself knows no time */
+	/* held, our CLOSE sent, the peer's not come: ended once the peer says nothing on it for
+	 * release_linger (quiet_start) */
+	TAILQ_ENTRY(mux_stream) quiet_link;
+	bool in_quiet;
+	double quiet_since; /* the peer's last frame on it; 0 until stamped (quiet_stamp) */
 
 	struct mux_stream_stats stats;
 };
@@ -173,6 +178,7 @@ struct mux {
 	STAILQ_HEAD(, mux_stream) notify_queue;
 	SLIST_HEAD(, mux_stream) free_list;
 	struct linger_list linger; /* in release order, so in expiry order */
+	struct linger_list quiet; /* by the peer's last frame on them, so in expiry order */
 
 	struct mux_stats stats;
 };
@@ -291,6 +297,63 @@ static void linger_add(struct mux_stream *s)
 	TAILQ_INSERT_TAIL(&s->mux->linger, s, linger_link);
 }
 
+/* ---- half-closed streams the peer never closes -----------------------------------------
+ * A reference peer never sends its CLOSE after ours (WIRE-NOTES weakness 10): a stream the
+ * owner half-closed and still holds, waiting for end-of-stream, would wait for ever. Such a
+ * stream is on the quiet list from our CLOSE on; each frame of the peer on it moves it to the
+ * tail, and once the peer has said nothing on it for release_linger it ends as if the CLOSE
+ * had come (mux_timer: quiet_expire). */
+
+static void quiet_remove(struct mux_stream *s)
+{
+	if (!s->in_quiet)
+		return;
+	TAILQ_REMOVE(&s->mux->quiet, s, quiet_link);
+	s->in_quiet = false;
+}
+
+/* Streams added without a time (planning output knows none) are stamped with the next time
+ * the mux learns: they are at the tail, and stay there until stamped, so the list stays in
+ * time order. */
+static void quiet_stamp(struct mux *mux, double now)
+{
+	struct mux_stream *t;
+	TAILQ_FOREACH_REVERSE(t, &mux->quiet, linger_list, quiet_link) {
+		if (t->quiet_since != 0)
+			break;
+		t->quiet_since = now;
+	}
+}
+
+static void quiet_push(struct mux_stream *s, double since)
+{
+	quiet_remove(s);
+	if (since != 0)
+		quiet_stamp(s->mux, since);
+	s->in_quiet = true;
+	s->quiet_since = since;
+	TAILQ_INSERT_TAIL(&s->mux->quiet, s, quiet_link);
+}
+
+/* Our CLOSE is planned: the wait for the peer's starts (streams the owner still holds). */
+static void quiet_start(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	if (s->released || s->remote_closed || s->finished || mux->closed ||
+	    mux->config.release_linger <= 0)
+		return;
+	quiet_push(s, 0);
+	if (mux->cb.on_timer_changed) /* mux_timer stamps it and keeps its deadline */
+		mux->cb.on_timer_changed(mux, mux->user);
+}
+
+/* A frame of the peer on the stream: the wait starts again. */
+static void quiet_touch(struct mux_stream *s)
+{
+	if (s->in_quiet)
+		quiet_push(s, s->mux->now);
+}
+
 static void want_write(struct mux *mux)
 {
 	if (mux->cb.on_want_write)
@@ -319,6 +382,7 @@ static void stream_destroy(struct mux_stream *s)
 	struct mux *mux = s->mux;
 	ready_remove(s);
 	linger_remove(s);
+	quiet_remove(s);
 	if (stream_table_find(&mux->streams, s->id) == s)
 		stream_table_remove(&mux->streams, s->id);
 	LIST_REMOVE(s, all_link);
@@ -582,6 +646,7 @@ static void stream_finish(struct mux_stream *s, int error)
 		s->error = error;
 	ready_remove(s);
 	linger_remove(s);
+	quiet_remove(s);
 	stream_table_remove(&s->mux->streams, s->id);
 	if (s->error != WH_OK)
 		stream_notify(s, EVENT_ERROR);
@@ -839,6 +904,7 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 	}
 	s->recv_peer_credit -= h->length;
 	mux->rx_stream_id = h->stream_id;
+	quiet_touch(s);
 }
 
 static void stream_consumed(struct mux_stream *s, size_t n)
@@ -987,6 +1053,7 @@ static void handle_window_update(struct mux *mux, const struct frame_header *h, 
 		count_noop(mux);
 	if (mux->closed)
 		return; /* that was one too many */
+	quiet_touch(s);
 	s->send_credit += increment;
 	if (s->send_credit > SEND_CREDIT_LIMIT) {
 		stream_reset(s, WH_EFLOW_CONTROL, "window credit above 2^31-1");
@@ -1288,6 +1355,7 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 		if (mux->closed)
 			break;
 		s->remote_closed = true;
+		quiet_remove(s);
 		stream_notify(s, EVENT_EOF);
 		stream_check_finished(s);
 		break;
@@ -1466,6 +1534,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 			if (!s->peer_opened && !s->data_planned)
 				count_own_wasted_open(mux);
 			stream_check_finished(s);
+			quiet_start(s);
 		}
 		return 0;
 	}
@@ -1676,6 +1745,43 @@ static bool keepalive_alive(struct mux *mux, double now)
 	return true;
 }
 
+/* A half-closed stream the peer has said nothing on for release_linger: it ends as if its
+ * CLOSE had come (end-of-stream to the owner, after every byte that came), and the peer gets
+ * ERROR 499, which a reference peer that forgot the stream ignores and a peer whose app is
+ * still on it passes on. A peer out of credit is waiting for our owner to read, not silent:
+ * it waits on. */
+static void quiet_end(struct mux_stream *s)
+{
+	struct mux *mux = s->mux;
+	const struct mux_config *c = &mux->config;
+	log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u half-closed, nothing from the "
+		  "peer on it for %.0f s: end of stream (a reference peer never sends its CLOSE after "
+		  "ours)", c->id, c->peer, s->id, c->release_linger);
+	char message[96];
+	snprintf(message, sizeof message, "half-closed stream: no CLOSE from the peer in %.0f s",
+		 c->release_linger);
+	expect_ended_data(s);
+	send_error_frame(mux, s->id, FRAME_ERR_CANCELLED, message);
+	quiet_remove(s);
+	s->remote_closed = true;
+	stream_notify(s, EVENT_EOF);
+	stream_finish(s, WH_OK);
+	mux->stats.streams_lingered++;
+}
+
+static void quiet_expire(struct mux *mux, double now)
+{
+	struct mux_stream *s;
+	quiet_stamp(mux, now);
+	while (!mux->closed && (s = TAILQ_FIRST(&mux->quiet)) &&
+	       now >= s->quiet_since + mux->config.release_linger) {
+		if (mux->config.enable_flow_control && s->recv_peer_credit <= 0)
+			quiet_push(s, now);
+		else
+			quiet_end(s);
+	}
+}
+
 double mux_timer(struct mux *mux, double now)
 {
 	mux->now = now;
@@ -1734,6 +1840,7 @@ double mux_timer(struct mux *mux, double now)
 		stream_check_free(s);
 		mux->stats.streams_lingered++;
 	}
+	quiet_expire(mux, now);
 	mux_dispatch(mux);
 	double next = now + 3600;
 	if (mux->closed)
@@ -1741,6 +1848,9 @@ double mux_timer(struct mux *mux, double now)
 	struct mux_stream *oldest = TAILQ_FIRST(&mux->linger);
 	if (oldest && oldest->released_at + c->release_linger < next)
 		next = oldest->released_at + c->release_linger;
+	struct mux_stream *quiet = TAILQ_FIRST(&mux->quiet);
+	if (quiet && quiet->quiet_since + c->release_linger < next)
+		next = quiet->quiet_since + c->release_linger;
 	if (c->keepalive_interval > 0 && mux->next_ping_at < next)
 		next = mux->next_ping_at;
 	if (mux->idle_since > 0 && mux->idle_since + c->idle_timeout < next)
@@ -1784,6 +1894,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	STAILQ_INIT(&mux->notify_queue);
 	SLIST_INIT(&mux->free_list);
 	TAILQ_INIT(&mux->linger);
+	TAILQ_INIT(&mux->quiet);
 	bytebuf_init(&mux->control_out, config->control_queue_limit);
 	if (frame_decoder_init(&mux->decoder, config->max_frame_size) != WH_OK ||
 	    stream_table_init(&mux->streams) != WH_OK) {
@@ -2108,6 +2219,7 @@ void mux_stream_release(struct mux_stream *s)
 	}
 	/* A peer that never closes (the reference can lose its CLOSE, WIRE-NOTES weakness 2) or
 	 * never grants credit for our last bytes would keep the stream forever: bound it. */
+	quiet_remove(s); /* the linger of a released stream bounds it from now on */
 	if (!s->finished && !s->in_linger && mux->config.release_linger > 0 && !mux->closed) {
 		bool first = TAILQ_EMPTY(&mux->linger);
 		linger_add(s);

@@ -43,7 +43,11 @@ struct mux_config {
 	uint32_t send_buffer;        /* built-in io: bytes a stream may queue to send (256 KiB) */
 	double release_linger;       /* seconds a released stream may wait for the peer's CLOSE
 				      * and for credit to send its last bytes before it is reset
-				      * with ERROR 499; 0: forever (60) */
+				      * with ERROR 499; and seconds a stream the owner half-closed
+				      * and holds may go without a frame from the peer before it
+				      * ends as if the peer's CLOSE had come (a reference peer
+				      * never sends it after ours; ERROR 499 tells the peer);
+				      * 0: forever (60) */
 	uint32_t control_queue_limit; /* bytes of control frames (answers, credit, opens) queued
 				       * for the peer; a peer that provokes more without reading
 				       * them is closed (4 MiB). Growth past the first 64 KiB
@@ -176,7 +180,7 @@ struct mux_callbacks {
 	X(errors_received, TOTAL, NONE, "ERROR frames received") \
 	X(window_stalls, TOTAL, NONE, "times a stream had data but no send credit") \
 	X(window_growths, TOTAL, NONE, "receive windows grown by auto-tuning") \
-	X(streams_lingered, TOTAL, NONE, "released streams reset after the release linger") \
+	X(streams_lingered, TOTAL, NONE, "streams ended by the release linger: released ones still open, half-closed ones the peer never closed") \
 	X(streams_reset_empty, TOTAL, NONE, "peer streams that ended with no DATA: closed by the peer, refused, or never opened") \
 	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused") \
 	X(input_pauses, TOTAL, NONE, "times reading paused: the peer filled the broker's own stores faster than store-rate")

@@ -187,7 +187,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "bytes a built-in service's stream may queue to send" },
 	{ OPT_RELEASE_LINGER, "release-linger", 0, OPTION_SECONDS, 0, 1e9, false, false, "60",
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
-	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; 0: forever" },
+	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; a stream "
+	  "its app half-closed and holds ends (end of stream, ERROR 499 to the peer) once the peer "
+	  "has sent nothing on it this long (a reference peer never sends its CLOSE after ours); "
+	  "0: forever" },
 	{ OPT_PLAINTEXT, "plaintext", 0, OPTION_BOOL, 0, 0, false, false, "no", NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "dial the peer without TLS (a reference peer without it); needed off loopback without TLS" },

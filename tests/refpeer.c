@@ -7,6 +7,10 @@
  * payload above 32 KiB ends the connection, more than 1 MiB unread on a stream is fatal.
  *
  *   refpeer serve PORT_FILE            accept one connection, echo every stream opened to it
+ *   refpeer serve PORT_FILE no-close   the same, and as the reference does, never send CLOSE
+ *                                      on a stream the dialler closed first (WIRE-NOTES
+ *                                      weakness 10); an ERROR on such a stream is no failure
+ *                                      (the reference has forgotten it)
  *   refpeer dial HOST PORT N BYTES     open N streams, send BYTES each, check the echo
  *   refpeer dial HOST PORT N BYTES reorder
  *                                      the same, HANDSHAKEs out of id order as the reference's
@@ -58,6 +62,7 @@ struct ref_peer {
 	uint32_t rx_stream; /* DATA being received: index + 1, 0 none */
 	struct bytebuf output;
 	int rr; /* round-robin cursor */
+	bool no_close; /* serve: never CLOSE after the dialler's CLOSE, as the reference */
 	const char *failure;
 };
 
@@ -134,6 +139,8 @@ static void on_frame(struct ref_peer *p, const struct frame_event *ev)
 			s->remote_closed = true;
 		return;
 	case FRAME_ERROR:
+		if (p->no_close && s && s->remote_closed)
+			return; /* a stream we will never close: the far end gave up on it */
 		p->failure = "received ERROR";
 		return;
 	default:
@@ -221,7 +228,8 @@ static void produce(struct ref_peer *p)
 		bool all_sent = p->client ? s->generated == s->to_send : s->remote_closed && !bytebuf_length(&s->in);
 		if (all_sent && !bytebuf_length(&s->out) && !s->close_sent) {
 			uint8_t frame[16];
-			queue_frame(p, frame, frame_encode_close(frame, sizeof frame, s->id));
+			if (!p->no_close) /* no_close: done, but its CLOSE is never sent */
+				queue_frame(p, frame, frame_encode_close(frame, sizeof frame, s->id));
 			s->close_sent = true;
 		}
 	}
@@ -376,13 +384,14 @@ int main(int argc, char **argv)
 	static struct ref_peer peer;
 	frame_decoder_init(&peer.decoder, REF_FRAME);
 	bytebuf_init(&peer.output, 64u << 20);
-	if (argc == 3 && strcmp(argv[1], "serve") == 0) {
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "no-close") == 0)) && strcmp(argv[1], "serve") == 0) {
+		peer.no_close = argc == 4;
 		return serve(&peer, argv[2]);
 	}
 	if ((argc == 6 || (argc == 7 && strcmp(argv[6], "reorder") == 0)) && strcmp(argv[1], "dial") == 0) {
 		return dial(&peer, argv[2], argv[3], atoi(argv[4]), (size_t)strtoull(argv[5], NULL, 10),
 			    argc == 7);
 	}
-	fprintf(stderr, "usage: refpeer serve PORT_FILE | refpeer dial HOST PORT STREAMS BYTES [reorder]\n");
+	fprintf(stderr, "usage: refpeer serve PORT_FILE [no-close] | refpeer dial HOST PORT STREAMS BYTES [reorder]\n");
 	return 2;
 }

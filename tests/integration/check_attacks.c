@@ -324,6 +324,37 @@ START_TEST(test_reference_handshakes_out_of_order)
 }
 END_TEST
 
+/* A reference server never sends its CLOSE after ours (WIRE-NOTES weakness 10): wh-send,
+ * which half-closes each stream and waits for end-of-stream after the echo, waited for ever.
+ * Now the broker ends such a stream once the peer has said nothing on it for release-linger
+ * (2 s here), and says so in its log. */
+START_TEST(test_reference_server_never_closes_after_us)
+{
+	struct process ref, broker, sender;
+	const char *ref_args[] = { "serve", "@PORT_FILE@", "no-close", NULL };
+	ck_assert(refpeer_spawn(&ref, ref_args, true));
+	char peer[64];
+	snprintf(peer, sizeof peer, "ref=127.0.0.1:%u", ref.port);
+	const char *broker_args[] = { "--peer", peer, "--release-linger", "2", "--log-level", "info", NULL };
+	ck_assert(broker_spawn(&broker, broker_args));
+	const char *send_args[] = { "-s", broker.socket_path, "-n", "4", "-b", "100000", "ref", "echo", NULL };
+	double start = monotonic();
+	ck_assert(app_spawn(&sender, "examples/wh-send", send_args));
+	int status = process_wait(&sender, 60);
+	double took = monotonic() - start;
+	if (status != 0) {
+		process_dump_log(&sender);
+		process_dump_log(&broker);
+		process_dump_log(&ref);
+	}
+	ck_assert_msg(status == 0, "wh-send against a server that never closes: status %d", status);
+	ck_assert_msg(took >= 1.5, "ended after %.1f s: sooner than the linger", took);
+	ck_assert(process_log_wait(&broker, "nothing from the peer on it for 2 s: end of stream", 5));
+	process_stop(&ref, SIGTERM);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("attacks");
@@ -334,6 +365,7 @@ int main(void)
 	TCase *reference = tcase_create("reference");
 	tcase_set_timeout(reference, 120);
 	tcase_add_test(reference, test_reference_handshakes_out_of_order);
+	tcase_add_test(reference, test_reference_server_never_closes_after_us);
 	suite_add_tcase(suite, reference);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -2219,6 +2219,72 @@ START_TEST(test_handshakes_out_of_order_open)
 }
 END_TEST
 
+/* A reference peer never sends its CLOSE after ours: a stream its owner half-closed and still
+ * holds ends as if the CLOSE had come once the peer has said nothing on it for the release
+ * linger (its bytes first, then end-of-stream, no error), and the peer is told with ERROR 499.
+ * Each frame of the peer on it starts the wait again, and a peer out of credit is waiting
+ * for our reader, not silent. */
+START_TEST(test_half_closed_stream_ends_when_the_peer_never_closes)
+{
+	struct mux_config config = test_config();
+	config.release_linger = 5.0;
+	struct link link;
+	link_open(&link, &config);
+	mux_timer(link.client, link.now); /* its first PING, out of the way */
+	struct mux_stream *c, *blocked;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &blocked), WH_OK);
+	ck_assert_int_eq(mux_stream_write(c, "hello", 5), 5);
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	ck_assert_int_eq(mux_stream_close_write(blocked), WH_OK);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server), *t = mux_accept(link.server);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 5);
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0);
+	/* the peer answers, as the reference's echo does, and never closes */
+	ck_assert_int_eq(mux_stream_write(s, "back", 4), 4);
+	pump(&link);
+	static uint8_t window[256 * 1024];
+	for (size_t sent = 0; sent < sizeof window; pump(&link)) {
+		long n = mux_stream_write(t, window, sizeof window - sent);
+		sent += n > 0 ? (size_t)n : 0;
+	}
+	link.now += 4.0;
+	ck_assert_int_eq(mux_stream_write(s, "more", 4), 4);
+	pump(&link);
+	link.now += 4.9;
+	mux_timer(link.client, link.now);
+	pump(&link);
+	ck_assert(!mux_stream_is_finished(c));
+	link.now += 0.2;
+	ck_assert(mux_timer(link.client, link.now) >= link.now);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(c));
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 8);
+	ck_assert_mem_eq(buf, "backmore", 8);
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 0);
+	ck_assert_int_eq(mux_stream_error(c), WH_OK);
+	ck_assert_uint_eq(mux_stream_remote_code(s), FRAME_ERR_CANCELLED);
+	ck_assert_ptr_nonnull(strstr(mux_stream_remote_message(s), "half-closed"));
+	ck_assert_uint_eq(mux_stats(link.client)->streams_lingered, 1);
+	/* the other filled its window and nobody read it: the peer waits for us, not silent */
+	ck_assert(!mux_stream_is_finished(blocked));
+	size_t got = 0;
+	for (long n; (n = mux_stream_read(blocked, window, sizeof window)) > 0;)
+		got += (size_t)n;
+	ck_assert_uint_eq(got, sizeof window);
+	pump(&link); /* its credit goes back: from now, the peer could send */
+	link.now += 5.1;
+	mux_timer(link.client, link.now);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(blocked));
+	ck_assert_int_eq(mux_stream_read(blocked, buf, sizeof buf), 0);
+	ck_assert(!mux_is_closed(link.client));
+	link_close(&link);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("mux");
@@ -2256,6 +2322,7 @@ int main(void)
 	tcase_add_test(flow, test_slow_reader_bounded_others_flow);
 	tcase_add_test(flow, test_released_stream_keeps_peer_flowing);
 	tcase_add_test(flow, test_released_stream_lingers_then_resets);
+	tcase_add_test(flow, test_half_closed_stream_ends_when_the_peer_never_closes);
 	tcase_add_test(flow, test_window_grows_when_it_limits);
 	tcase_add_test(flow, test_window_growth_respects_budget);
 	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
