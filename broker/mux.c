@@ -1305,6 +1305,34 @@ static void handle_stream_error(struct mux *mux, const struct frame_header *h, c
 	stream_finish(s, frame_error_from_code(code));
 }
 
+static void handle_close(struct mux *mux, const struct frame_header *h)
+{
+	struct mux_stream *s = live_stream(mux, h->stream_id);
+	struct early_stream *e = s ? NULL : early_find(mux, h->stream_id, true);
+	if (e) {
+		e->closed = true;
+		mux->stats.early_frames++;
+		count_held(mux);
+		return;
+	}
+	bool never_opened = !s && early_candidate(mux, h->stream_id);
+	if (never_opened) /* every hold in use */
+		count_wasted_open(mux, "sends frames for streams it never opens");
+	if (!s || s->remote_closed) {
+		mux->stats.dropped_frames++;
+		if (!never_opened)
+			count_noop(mux); /* a stream that ended, or its second CLOSE */
+		return;
+	}
+	count_empty_stream(mux, s);
+	if (mux->closed)
+		return;
+	s->remote_closed = true;
+	quiet_remove(s);
+	stream_notify(s, EVENT_EOF);
+	stream_check_finished(s);
+}
+
 static void handle_control(struct mux *mux, const struct frame_event *ev)
 {
 	const struct frame_header *h = &ev->header;
@@ -1333,33 +1361,9 @@ static void handle_control(struct mux *mux, const struct frame_event *ev)
 			count_noop(mux); /* nobody asked: a late answer, or a flood */
 		}
 		break;
-	case FRAME_CLOSE: {
-		struct mux_stream *s = live_stream(mux, h->stream_id);
-		struct early_stream *e = s ? NULL : early_find(mux, h->stream_id, true);
-		if (e) {
-			e->closed = true;
-			mux->stats.early_frames++;
-			count_held(mux);
-			break;
-		}
-		bool never_opened = !s && early_candidate(mux, h->stream_id);
-		if (never_opened) /* every hold in use */
-			count_wasted_open(mux, "sends frames for streams it never opens");
-		if (!s || s->remote_closed) {
-			mux->stats.dropped_frames++;
-			if (!never_opened)
-				count_noop(mux); /* a stream that ended, or its second CLOSE */
-			break;
-		}
-		count_empty_stream(mux, s);
-		if (mux->closed)
-			break;
-		s->remote_closed = true;
-		quiet_remove(s);
-		stream_notify(s, EVENT_EOF);
-		stream_check_finished(s);
+	case FRAME_CLOSE:
+		handle_close(mux, h);
 		break;
-	}
 	case FRAME_ERROR:
 		handle_stream_error(mux, h, ev->payload, ev->payload_length);
 		break;
@@ -1769,6 +1773,42 @@ static void quiet_end(struct mux_stream *s)
 	mux->stats.streams_lingered++;
 }
 
+/* Frames held EARLY_HOLD_SECONDS for a HANDSHAKE that never came go. */
+static void early_expire(struct mux *mux, double now)
+{
+	const struct mux_config *c = &mux->config;
+	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
+		if (mux->early[i].id && now >= mux->early[i].since + EARLY_HOLD_SECONDS) {
+			log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u frames without a HANDSHAKE "
+				  "dropped after %.0f s", c->id, c->peer, mux->early[i].id, EARLY_HOLD_SECONDS);
+			mux->stats.dropped_frames++;
+			early_drop(mux, &mux->early[i]);
+			count_wasted_open(mux, "sends frames for streams it never opens");
+		}
+}
+
+/* Released streams still open after release_linger are reset. */
+static void linger_expire(struct mux *mux, double now)
+{
+	const struct mux_config *c = &mux->config;
+	/* stamp the streams released since the last call: the newest, at the tail */
+	for (struct mux_stream *s = TAILQ_LAST(&mux->linger, linger_list);
+	     s && s->released_at == 0; s = TAILQ_PREV(s, linger_list, linger_link))
+		s->released_at = now;
+	struct mux_stream *s;
+	while (!mux->closed && (s = TAILQ_FIRST(&mux->linger)) &&
+	       now >= s->released_at + c->release_linger) {
+		linger_remove(s);
+		char message[96];
+		snprintf(message, sizeof message, "released stream still open after %.0f s",
+			 c->release_linger);
+		expect_ended_data(s);
+		stream_reset(s, WH_ESTREAM_CLOSED, message);
+		stream_check_free(s);
+		mux->stats.streams_lingered++;
+	}
+}
+
 static void quiet_expire(struct mux *mux, double now)
 {
 	struct mux_stream *s;
@@ -1804,18 +1844,7 @@ double mux_timer(struct mux *mux, double now)
 		if (!mux->ping_outstanding)
 			send_ping(mux);
 	}
-	/* stamp the streams released since the last call: the newest, at the tail */
-	for (struct mux_stream *s = TAILQ_LAST(&mux->linger, linger_list);
-	     s && s->released_at == 0; s = TAILQ_PREV(s, linger_list, linger_link))
-		s->released_at = now;
-	for (unsigned i = 0; i < EARLY_IDS_MAX; i++)
-		if (mux->early[i].id && now >= mux->early[i].since + EARLY_HOLD_SECONDS) {
-			log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream=%u frames without a HANDSHAKE "
-				  "dropped after %.0f s", c->id, c->peer, mux->early[i].id, EARLY_HOLD_SECONDS);
-			mux->stats.dropped_frames++;
-			early_drop(mux, &mux->early[i]);
-			count_wasted_open(mux, "sends frames for streams it never opens");
-		}
+	early_expire(mux, now);
 	/* An accepted connection with no stream for idle_timeout: the peer holds our descriptor
 	 * and memory for nothing. A pool that wants it back dials again. */
 	bool idle = !mux->client && c->idle_timeout > 0 && LIST_EMPTY(&mux->all_streams);
@@ -1828,18 +1857,7 @@ double mux_timer(struct mux *mux, double now)
 			  c->id, c->peer, c->idle_timeout);
 		mux_fail_saying(mux, WH_ETIMEOUT, "idle: no stream for the idle timeout");
 	}
-	struct mux_stream *s;
-	while (!mux->closed && (s = TAILQ_FIRST(&mux->linger)) &&
-	       now >= s->released_at + c->release_linger) {
-		linger_remove(s);
-		char message[96];
-		snprintf(message, sizeof message, "released stream still open after %.0f s",
-			 c->release_linger);
-		expect_ended_data(s);
-		stream_reset(s, WH_ESTREAM_CLOSED, message);
-		stream_check_free(s);
-		mux->stats.streams_lingered++;
-	}
+	linger_expire(mux, now);
 	quiet_expire(mux, now);
 	mux_dispatch(mux);
 	double next = now + 3600;
