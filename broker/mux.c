@@ -1766,6 +1766,8 @@ static void quiet_end(struct mux_stream *s)
 		 c->release_linger);
 	expect_ended_data(s);
 	send_error_frame(mux, s->id, FRAME_ERR_CANCELLED, message);
+	if (!s->peer_opened && ended_early(mux, s))
+		count_own_wasted_open(mux); /* a linger under a second: the peer counts it */
 	quiet_remove(s);
 	s->remote_closed = true;
 	stream_notify(s, EVENT_EOF);
