@@ -364,6 +364,7 @@ static const char *const bench_attacks[] = {
 	"flood-window-live", "flood-data-tiny", "flood-pong", "flood-error", "flood-close",
 	"flood-handshake", "flood-ping-unread", "rapid-reset-close", "zero-window-many",
 	"stream-hog", "slowloris", "half-header", "many-connections", "malformed-run", "idle",
+	"flood-reset-data", "flood-data-held",
 };
 #define BENCH_ATTACKS (sizeof bench_attacks / sizeof bench_attacks[0])
 #define ATTACK_RUN_SECONDS 4.0

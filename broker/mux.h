@@ -43,14 +43,20 @@ struct mux_config {
 	uint32_t send_buffer;        /* built-in io: bytes a stream may queue to send (256 KiB) */
 	double release_linger;       /* seconds a released stream may wait for the peer's CLOSE
 				      * and for credit to send its last bytes before it is reset
-				      * with ERROR 499; 0: forever (60) */
+				      * with ERROR 499; and seconds a stream the owner half-closed
+				      * and holds may go without a frame from the peer before it
+				      * ends as if the peer's CLOSE had come (a reference peer
+				      * never sends it after ours; ERROR 499 tells the peer);
+				      * 0: forever (60) */
 	uint32_t control_queue_limit; /* bytes of control frames (answers, credit, opens) queued
 				       * for the peer; a peer that provokes more without reading
 				       * them is closed (4 MiB). Growth past the first 64 KiB
 				       * is taken from the memory budgets. */
 	double reset_rate;           /* streams a second the peer may start for nothing, with a
 				      * burst of five seconds' worth: opened and ended by it
-				      * (CLOSE or ERROR) before any DATA, refused by us, or sent
+				      * (CLOSE or ERROR) before any DATA, reset by it (ERROR)
+				      * less than a second after it opened, whatever it carried
+				      * (EARLY_RESET_SECONDS), refused by us, or sent
 				      * DATA or CLOSE for without ever opening (rapid reset and
 				      * its kin). Above it the connection is closed with a
 				      * goodbye; 0: no bound (200) */
@@ -60,7 +66,8 @@ struct mux_config {
 	double noop_rate;            /* frames a second the peer may send that do nothing here:
 				      * WINDOW_UPDATE or ERROR for a stream that is not open,
 				      * CLOSE for one that ended, DATA for one that is not open
-				      * beyond the windows of streams we reset, empty DATA,
+				      * beyond the windows of streams we reset, DATA or CLOSE
+				      * held for a HANDSHAKE that has not come, empty DATA,
 				      * WINDOW_UPDATE of 0 or beyond one per DATA frame we
 				      * sent, ERROR on stream 0 other than going-away, PONG
 				      * nobody asked for; a burst of five seconds' worth; above
@@ -179,14 +186,14 @@ struct mux_callbacks {
 	X(streams_refused, TOTAL, NONE, "streams the peer opened and this side refused") \
 	X(opens_held_back, TOTAL, NONE, "opens refused here (WH_ELIMIT) so as not to pass the peer's reset-rate") \
 	X(dropped_frames, TOTAL, NONE, "frames for unknown or finished streams") \
-	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR, CLOSE or DATA for a stream not open, empty DATA, unneeded credit, unasked PONGs") \
+	X(noop_frames, TOTAL, NONE, "frames that did nothing (noop-rate counts them): WINDOW_UPDATE, ERROR, CLOSE or DATA for a stream not open (held ones too), empty DATA, unneeded credit, unasked PONGs") \
 	X(early_frames, TOTAL, NONE, "DATA or CLOSE held until their HANDSHAKE came") \
 	X(malformed_frames, TOTAL, NONE, "frames that broke the protocol") \
 	X(errors_sent, TOTAL, NONE, "ERROR frames sent") \
 	X(errors_received, TOTAL, NONE, "ERROR frames received") \
 	X(window_stalls, TOTAL, NONE, "times a stream had data but no send credit") \
 	X(window_growths, TOTAL, NONE, "receive windows grown by auto-tuning") \
-	X(streams_lingered, TOTAL, NONE, "released streams reset after the release linger") \
+	X(streams_lingered, TOTAL, NONE, "streams ended by the release linger: released ones still open, half-closed ones the peer never closed") \
 	X(streams_reset_empty, TOTAL, NONE, "peer streams that ended with no DATA: closed by the peer, refused, or never opened") \
 	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused") \
 	X(input_pauses, TOTAL, NONE, "times reading paused: the peer filled the broker's own stores faster than store-rate")

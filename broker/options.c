@@ -191,7 +191,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "bytes a built-in service's stream may queue to send" },
 	{ OPT_RELEASE_LINGER, "release-linger", 0, OPTION_SECONDS, 0, 1e9, false, false, "60",
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_PEER,
-	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; 0: forever" },
+	  "a stream its app closed waits this long for the peer's CLOSE, then ERROR 499; a stream "
+	  "its app half-closed and holds ends (end of stream, ERROR 499 to the peer) once the peer "
+	  "has sent nothing on it this long (a reference peer never sends its CLOSE after ours); "
+	  "0: forever" },
 	{ OPT_PLAINTEXT, "plaintext", 0, OPTION_BOOL, 0, 0, false, false, "no", NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "dial the peer without TLS (a reference peer without it); needed off loopback without TLS" },
@@ -205,7 +208,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_RESET_RATE, "reset-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "200", "streams/s",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
 	  "streams a second a peer may start for nothing (rapid reset and its kin): opened and "
-	  "ended by it before any DATA, refused (no such service, no budget, not allowed), or sent "
+	  "ended by it before any DATA, reset by it less than a second after it opened them "
+	  "whatever they carried, refused (no such service, no budget, not allowed), or sent "
 	  "DATA or CLOSE for but never opened; a burst of five seconds' worth; beyond it the "
 	  "connection is closed with a goodbye. The broker counts its own apps' streams the same "
 	  "way and fails their opens (WH_ELIMIT) before a peer with the same rate would close the "

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <wormhole/errors.h>
 
@@ -122,4 +123,46 @@ void stream_table_each(const struct stream_table *table, void (*fn)(void *value,
 	for (size_t i = 0; i <= table->mask; i++)
 		if (table->slots[i].id)
 			fn(table->slots[i].value, arg);
+}
+
+/* ---- ids used ---------------------------------------------------------------------------
+ * Ids of one parity step by 2, so id >> 1 numbers them 0, 1, 2, ... without gaps: bit
+ * (id >> 1) % STREAM_IDS_WINDOW stands for the id while it is in the window. */
+
+static bool ids_bit(const struct stream_ids *ids, uint32_t seq)
+{
+	uint32_t at = seq % STREAM_IDS_WINDOW;
+	return ids->bits[at / 64] >> (at % 64) & 1u;
+}
+
+static void ids_set(struct stream_ids *ids, uint32_t seq, bool used)
+{
+	uint32_t at = seq % STREAM_IDS_WINDOW;
+	uint64_t mask = (uint64_t)1 << (at % 64);
+	ids->bits[at / 64] = used ? ids->bits[at / 64] | mask : ids->bits[at / 64] & ~mask;
+}
+
+bool stream_ids_usable(const struct stream_ids *ids, uint32_t id)
+{
+	uint32_t seq = id >> 1;
+	if (seq >= ids->top)
+		return true;
+	if (ids->top - seq > STREAM_IDS_WINDOW)
+		return false;
+	return !ids_bit(ids, seq);
+}
+
+void stream_ids_mark(struct stream_ids *ids, uint32_t id)
+{
+	uint32_t seq = id >> 1;
+	if (seq >= ids->top) {
+		/* the window moves up: the bits it takes over stand for new, unused ids */
+		if (seq - ids->top >= STREAM_IDS_WINDOW)
+			memset(ids->bits, 0, sizeof ids->bits);
+		else
+			for (uint32_t q = ids->top; q < seq; q++)
+				ids_set(ids, q, false);
+		ids->top = seq + 1;
+	}
+	ids_set(ids, seq, true);
 }

@@ -3,6 +3,7 @@
 #ifndef WORMHOLE_BROKER_STREAM_TABLE_H
 #define WORMHOLE_BROKER_STREAM_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,24 @@ void *stream_table_remove(struct stream_table *table, uint64_t id);
 /* Calls fn for every entry; fn must not modify the table. */
 void stream_table_each(const struct stream_table *table, void (*fn)(void *value, void *arg),
 		       void *arg);
+
+/* Which of a peer's stream ids were used (docs/PROTOCOL.md 2): an id is used once, but the
+ * peer's HANDSHAKEs need not come in id order (the reference sends HANDSHAKE 7 before 5 when
+ * opens race, WIRE-NOTES weakness 11). So: the highest id seen, and one bit for each of the
+ * STREAM_IDS_WINDOW ids of the peer's parity below it and up to it. An id above the highest is
+ * unused; an id in the window is unused while its bit is clear; an id further below counts as
+ * used (skipped so far back it may no longer open: a bound on the bookkeeping, 128 bytes a
+ * connection). Every id given is of one parity: the caller checks it. */
+#define STREAM_IDS_WINDOW 1024u
+
+struct stream_ids {
+	uint32_t top; /* (highest id >> 1) + 1; 0: no id used yet */
+	uint64_t bits[STREAM_IDS_WINDOW / 64];
+};
+
+/* Whether the id was never used and may still be (not so far below the highest). */
+bool stream_ids_usable(const struct stream_ids *ids, uint32_t id);
+/* Marks the id used; ids between the highest and it stay usable (within the window). */
+void stream_ids_mark(struct stream_ids *ids, uint32_t id);
 
 #endif

@@ -34,6 +34,8 @@ static const char *host, *port;
 static double seconds = 2.0;
 static uint32_t flood_stream; /* flood(): DATA (empty) and WINDOW_UPDATE (+1) go to it */
 static size_t flood_data_bytes; /* flood(): bytes in each DATA frame to flood_stream */
+static bool flood_held; /* flood(): DATA of 0 or 1 byte spread over 8 ids that never open */
+static bool reset_with_data; /* attack_rapid_reset(): a byte of DATA before each reset */
 
 static double now(void)
 {
@@ -418,6 +420,12 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			int n;
 			switch (type) {
 			case FRAME_DATA: /* new odd ids: held briefly for a HANDSHAKE that never comes */
+				if (flood_held) { /* the eight ids held for a HANDSHAKE, over and over */
+					id++;
+					n = frame_encode_data(batch + length, sizeof batch - length,
+							      1 + 2 * (id % 8), "t", id / 8 % 2);
+					break;
+				}
 				n = flood_stream ? frame_encode_data(batch + length, sizeof batch - length,
 								     flood_stream, "t", flood_data_bytes)
 						 : frame_encode_data(batch + length, sizeof batch - length,
@@ -617,6 +625,9 @@ static int attack_rapid_reset(bool with_error)
 		for (int i = 0; i < 32; i++, id += 2) {
 			length += (size_t)frame_encode_handshake(batch + length, sizeof batch - length, id,
 								 "echo", 4);
+			if (reset_with_data)
+				length += (size_t)frame_encode_data(batch + length, sizeof batch - length, id,
+								    "x", 1);
 			length += (size_t)(with_error ? frame_encode_error(batch + length, sizeof batch - length,
 									   id, 499, "bye", 3)
 						      : frame_encode_close(batch + length, sizeof batch - length, id));
@@ -900,6 +911,22 @@ static int flood_handshake_unread(void) { return flood_unread(FRAME_HANDSHAKE); 
 static int reset_close(void) { return attack_rapid_reset(false); }
 static int reset_error(void) { return attack_rapid_reset(true); }
 
+/* Rapid reset with a byte of DATA on each stream: a stream that carried a byte is not thereby
+ * a useful one (it ran at 710,000 streams a second, unbounded); reset-rate must end it. */
+static int flood_reset_data(void)
+{
+	reset_with_data = true;
+	return attack_rapid_reset(true);
+}
+
+/* Empty and one-byte DATA spread over the eight ids the broker holds for a HANDSHAKE that
+ * never comes (37 M frames a second, never closed): held frames count in noop-rate. */
+static int flood_data_held(void)
+{
+	flood_held = true;
+	return flood_bounded(FRAME_DATA);
+}
+
 static const struct attack attacks[] = {
 	{ "fatal-trailing", attack_fatal_trailing, "a length above 16 MiB, then 2 MiB more" },
 	{ "bad-version", attack_bad_version, "a version-2 frame, then 1 MiB of frames" },
@@ -922,6 +949,8 @@ static const struct attack attacks[] = {
 	{ "flood-handshake-unread", flood_handshake_unread, "HANDSHAKEs without reading" },
 	{ "rapid-reset-close", reset_close, "HANDSHAKE then CLOSE, as fast as possible" },
 	{ "rapid-reset-error", reset_error, "HANDSHAKE then ERROR, as fast as possible" },
+	{ "flood-reset-data", flood_reset_data, "HANDSHAKE, one byte of DATA, ERROR, as fast as possible" },
+	{ "flood-data-held", flood_data_held, "empty or one-byte DATA over the 8 ids held for a HANDSHAKE" },
 	{ "zero-window", attack_zero_window, "full windows towards a peer that never reads" },
 	{ "zero-window-many", attack_zero_window_many, "1000 echo streams, full windows, never read" },
 	{ "slowloris", attack_slowloris, "a frame a byte at a time, PINGs unanswered" },

@@ -7,7 +7,16 @@
  * payload above 32 KiB ends the connection, more than 1 MiB unread on a stream is fatal.
  *
  *   refpeer serve PORT_FILE            accept one connection, echo every stream opened to it
+ *   refpeer serve PORT_FILE no-close   the same, and as the reference does, never send CLOSE
+ *                                      on a stream the dialler closed first (WIRE-NOTES
+ *                                      weakness 10); an ERROR on such a stream is no failure
+ *                                      (the reference has forgotten it)
  *   refpeer dial HOST PORT N BYTES     open N streams, send BYTES each, check the echo
+ *   refpeer dial HOST PORT N BYTES reorder
+ *                                      the same, HANDSHAKEs out of id order as the reference's
+ *                                      concurrent opens send them (3 before 1, 7 before 5, ...),
+ *                                      each late one's first DATA ahead of both (WIRE-NOTES
+ *                                      weaknesses 4 and 11)
  *
  * Exit status 0 when every stream ended cleanly with every byte checked; 1 otherwise.
  */
@@ -53,6 +62,7 @@ struct ref_peer {
 	uint32_t rx_stream; /* DATA being received: index + 1, 0 none */
 	struct bytebuf output;
 	int rr; /* round-robin cursor */
+	bool no_close; /* serve: never CLOSE after the dialler's CLOSE, as the reference */
 	const char *failure;
 };
 
@@ -129,6 +139,8 @@ static void on_frame(struct ref_peer *p, const struct frame_event *ev)
 			s->remote_closed = true;
 		return;
 	case FRAME_ERROR:
+		if (p->no_close && s && s->remote_closed)
+			return; /* a stream we will never close: the far end gave up on it */
 		p->failure = "received ERROR";
 		return;
 	default:
@@ -216,7 +228,8 @@ static void produce(struct ref_peer *p)
 		bool all_sent = p->client ? s->generated == s->to_send : s->remote_closed && !bytebuf_length(&s->in);
 		if (all_sent && !bytebuf_length(&s->out) && !s->close_sent) {
 			uint8_t frame[16];
-			queue_frame(p, frame, frame_encode_close(frame, sizeof frame, s->id));
+			if (!p->no_close) /* no_close: done, but its CLOSE is never sent */
+				queue_frame(p, frame, frame_encode_close(frame, sizeof frame, s->id));
 			s->close_sent = true;
 		}
 	}
@@ -296,7 +309,45 @@ static int serve(struct ref_peer *p, const char *port_file)
 	return run(p, 0);
 }
 
-static int dial(struct ref_peer *p, const char *host, const char *port, int streams, size_t bytes)
+/* The first bytes of a stream, as a DATA frame queued now (ahead of its HANDSHAKE). */
+static void send_first_data(struct ref_peer *p, struct ref_stream *s)
+{
+	uint8_t frame[FRAME_HEADER_SIZE + 1024];
+	size_t n = s->to_send < 1024 ? s->to_send : 1024;
+	for (size_t j = 0; j < n; j++)
+		frame[FRAME_HEADER_SIZE + j] = pattern(s->id, j);
+	frame_encode_data_header(frame, sizeof frame, s->id, n);
+	queue_frame(p, frame, (int)(FRAME_HEADER_SIZE + n));
+	s->generated = n;
+	s->credit -= (int64_t)n;
+}
+
+/* Opens the streams: HANDSHAKEs in id order, or (reorder) each pair swapped, the late one's
+ * first DATA first of all: DATA 1, HANDSHAKE 3, HANDSHAKE 1, DATA 5, HANDSHAKE 7, ... */
+static void open_streams(struct ref_peer *p, int streams, size_t bytes, bool reorder)
+{
+	for (int i = 0; i < streams; i++) {
+		struct ref_stream *s = add_stream(p, (uint32_t)(2 * i + 1));
+		s->to_send = bytes;
+	}
+	for (int i = 0; i < streams; i++) {
+		struct ref_stream *s = &p->streams[i];
+		uint8_t frame[16];
+		if (reorder && i % 2 == 0 && i + 1 < streams) {
+			struct ref_stream *next = &p->streams[i + 1];
+			if (s->to_send)
+				send_first_data(p, s);
+			queue_frame(p, frame, frame_encode_handshake(frame, sizeof frame, next->id, NULL, 0));
+			queue_frame(p, frame, frame_encode_handshake(frame, sizeof frame, s->id, NULL, 0));
+			i++;
+			continue;
+		}
+		queue_frame(p, frame, frame_encode_handshake(frame, sizeof frame, s->id, NULL, 0));
+	}
+}
+
+static int dial(struct ref_peer *p, const char *host, const char *port, int streams, size_t bytes,
+		bool reorder)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
 	if (getaddrinfo(host, port, &hints, &ai) != 0) {
@@ -311,12 +362,9 @@ static int dial(struct ref_peer *p, const char *host, const char *port, int stre
 	}
 	freeaddrinfo(ai);
 	p->client = true;
-	for (int i = 0; i < streams; i++) {
-		struct ref_stream *s = add_stream(p, (uint32_t)(2 * i + 1));
-		uint8_t frame[16];
-		queue_frame(p, frame, frame_encode_handshake(frame, sizeof frame, s->id, NULL, 0));
-		s->to_send = bytes;
-	}
+	if (streams > MAX_STREAMS)
+		streams = MAX_STREAMS;
+	open_streams(p, streams, bytes, reorder);
 	int rc = run(p, streams);
 	for (int i = 0; i < p->stream_count && rc == 0; i++) {
 		struct ref_stream *s = &p->streams[i];
@@ -336,12 +384,14 @@ int main(int argc, char **argv)
 	static struct ref_peer peer;
 	frame_decoder_init(&peer.decoder, REF_FRAME);
 	bytebuf_init(&peer.output, 64u << 20);
-	if (argc == 3 && strcmp(argv[1], "serve") == 0) {
+	if ((argc == 3 || (argc == 4 && strcmp(argv[3], "no-close") == 0)) && strcmp(argv[1], "serve") == 0) {
+		peer.no_close = argc == 4;
 		return serve(&peer, argv[2]);
 	}
-	if (argc == 6 && strcmp(argv[1], "dial") == 0) {
-		return dial(&peer, argv[2], argv[3], atoi(argv[4]), (size_t)strtoull(argv[5], NULL, 10));
+	if ((argc == 6 || (argc == 7 && strcmp(argv[6], "reorder") == 0)) && strcmp(argv[1], "dial") == 0) {
+		return dial(&peer, argv[2], argv[3], atoi(argv[4]), (size_t)strtoull(argv[5], NULL, 10),
+			    argc == 7);
 	}
-	fprintf(stderr, "usage: refpeer serve PORT_FILE | refpeer dial HOST PORT STREAMS BYTES\n");
+	fprintf(stderr, "usage: refpeer serve PORT_FILE [no-close] | refpeer dial HOST PORT STREAMS BYTES [reorder]\n");
 	return 2;
 }

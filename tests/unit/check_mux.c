@@ -973,11 +973,17 @@ START_TEST(test_data_before_handshake_is_held)
 	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0); /* then its CLOSE */
 	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
 
-	/* an id skipped by a later HANDSHAKE can never open: what was held for it goes */
+	/* an id skipped by a later HANDSHAKE may still open (its HANDSHAKE comes late): what was
+	 * held for it waits for it */
 	inject_data(&link, 3, "x", 1);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
-	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 1);
+	ck_assert_uint_eq(mux_stats(link.server)->dropped_frames, 0);
 	ck_assert_ptr_nonnull(mux_accept(link.server));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 3, NULL, 0));
+	struct mux_stream *late = mux_accept(link.server);
+	ck_assert_ptr_nonnull(late);
+	ck_assert_int_eq(mux_stream_read(late, buf, sizeof buf), 1);
+	ck_assert_int_eq(buf[0], 'x');
 
 	/* held bytes still count against the window: more than it is ERROR 413 at the open */
 	static uint8_t big[FRAME_HEADER_SIZE + 32768], payload[32768];
@@ -1385,7 +1391,8 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	ck_assert_int_eq(mux_error(link.server), WH_ELIMIT);
 	link_close(&link);
 
-	/* held ids that expire, and held ids below a HANDSHAKE, are counted once each */
+	/* held ids that expire are counted once each, also ids a HANDSHAKE skipped (theirs may
+	 * still come: they wait as long as the others) */
 	link_open(&link, &config);
 	for (id = 1; id <= 5; id += 2) /* 1, 3, 5 */
 		inject_data(&link, id, "early", 5);
@@ -1395,6 +1402,9 @@ START_TEST(test_never_opened_ids_count_as_rapid_reset)
 	for (id = 7; id <= 11; id += 2) /* 7, 9, 11 */
 		inject_data(&link, id, "early", 5);
 	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, "echo", 4));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 3);
+	link.now += 6.0;
+	mux_timer(link.server, link.now);
 	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 6);
 	ck_assert(!mux_is_closed(link.server));
 	link_close(&link);
@@ -2068,6 +2078,213 @@ START_TEST(test_limits_and_arguments)
 }
 END_TEST
 
+/* Frames held for a HANDSHAKE that has not come count in noop-rate: empty or one-byte DATA
+ * (and CLOSEs) spread over the eight held ids were served without bound before. A burst of
+ * five seconds' worth passes, so does the rate after it, the next closes with the goodbye;
+ * the stream whose frames were held still opens and gets them. */
+START_TEST(test_held_frames_count_as_noop)
+{
+	struct mux_config config = test_config();
+	config.noop_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	for (int i = 0; i < 50; i++) {
+		uint32_t id = 1 + 2 * (uint32_t)(i % 8);
+		if (i % 3 == 0)
+			inject_data(&link, id, "", 0);
+		else if (i % 3 == 1)
+			inject_data(&link, id, "y", 1);
+		else
+			inject(&link, frame, frame_encode_close(frame, sizeof frame, id));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, 50);
+	ck_assert_uint_eq(mux_stats(link.server)->noop_frames, 50);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 1, NULL, 0));
+	struct mux_stream *s = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	char buf[16];
+	ck_assert_int_gt(mux_stream_read(s, buf, sizeof buf), 0);
+	link.now += 1.0;
+	for (int i = 0; i < 10; i++)
+		inject_data(&link, 3, "", 0);
+	ck_assert(!mux_is_closed(link.server));
+	inject_data(&link, 5, "y", 1);
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many frames that do nothing");
+	link_close(&link);
+}
+END_TEST
+
+/* Rapid reset with a byte of DATA: a stream the peer resets less than a second after it
+ * opened counts in reset-rate whatever it carried; one reset later, or half-closed, does not.
+ * Our side keeps the same count of the streams it resets early, and holds its opens back. */
+START_TEST(test_early_resets_count_as_rapid_reset)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	config.accept_backlog = 1000;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	uint32_t id = 1;
+	/* streams that carried a byte and were reset after a second and more: not early */
+	for (int i = 0; i < 100; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject_data(&link, id, "x", 1);
+	}
+	link.now += 1.5;
+	for (uint32_t old = 1; old < id; old += 2)
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, old, 499, "x", 1));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 0);
+	/* HANDSHAKE, a byte, ERROR: 50 pass (the burst), the 51st closes */
+	for (int i = 0; i < 50; i++, id += 2) {
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+		inject_data(&link, id, "x", 1);
+		inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	}
+	ck_assert(!mux_is_closed(link.server));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 50);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, id, "echo", 4));
+	inject_data(&link, id, "x", 1);
+	inject(&link, frame, frame_encode_error(frame, sizeof frame, id, 499, "x", 1));
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many streams opened and ended without data");
+	link_close(&link);
+
+	/* our own early resets: the opens stop before the peer's bound would end the link */
+	link_open(&link, &config);
+	int opened = 0;
+	for (; opened < 50; opened++) {
+		struct mux_stream *c;
+		if (mux_open_stream(link.client, NULL, &c) != WH_OK)
+			break;
+		ck_assert_int_eq(mux_stream_write(c, "x", 1), 1);
+		pump(&link);
+		ck_assert_int_eq(mux_stream_reset(c, WH_ESTREAM_CLOSED, "changed my mind"), WH_OK);
+		pump(&link);
+		mux_stream_release(c);
+	}
+	ck_assert_int_eq(opened, 41); /* until a fifth of the burst is left: a margin */
+	ck_assert_uint_eq(mux_stats(link.client)->opens_held_back, 1);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* HANDSHAKEs out of id order (the reference's concurrent opens put 7 on the wire before 5):
+ * every id of the peer's parity it never used opens, in any order, each once; an id that
+ * was used is refused, and so is one further below the highest than the bookkeeping's
+ * window (STREAM_IDS_WINDOW, 1024 ids). Frames held for a skipped id wait for its HANDSHAKE. */
+START_TEST(test_handshakes_out_of_order_open)
+{
+	struct mux_config config = test_config();
+	config.accept_backlog = 4096;
+	struct link link;
+	link_open(&link, &config);
+	uint8_t frame[64];
+	static const uint32_t order[] = { 7, 5, 1, 11, 3, 9 };
+	inject_data(&link, 3, "three", 5); /* before 11 skips it, and before its own HANDSHAKE */
+	for (unsigned i = 0; i < 6; i++)
+		inject(&link, frame, frame_encode_handshake(frame, sizeof frame, order[i], NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 6);
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 0);
+	char buf[16];
+	for (unsigned i = 0; i < 6; i++) {
+		struct mux_stream *s = mux_accept(link.server);
+		ck_assert_ptr_nonnull(s);
+		ck_assert_uint_eq(mux_stream_id(s), order[i]);
+		if (order[i] == 3) {
+			ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 5);
+			ck_assert_mem_eq(buf, "three", 5);
+		}
+	}
+	/* each id once: a second HANDSHAKE for a used id (live or not) is refused */
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 1);
+	/* a long jump: the ids it skipped within the window still open, older ones never */
+	uint32_t top = 11 + 2 * 2000;
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top - 2 * 1023, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 8);
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, top - 2 * 1024, NULL, 0));
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 13, NULL, 0));
+	ck_assert_uint_eq(mux_stats(link.server)->streams_accepted, 8);
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 3);
+	/* frames for an id the window has left behind are not held: it can never open */
+	uint64_t early = mux_stats(link.server)->early_frames;
+	inject_data(&link, 15, "old", 3);
+	ck_assert_uint_eq(mux_stats(link.server)->early_frames, early);
+	ck_assert(!mux_is_closed(link.server));
+	link_close(&link);
+}
+END_TEST
+
+/* A reference peer never sends its CLOSE after ours: a stream its owner half-closed and still
+ * holds ends as if the CLOSE had come once the peer has said nothing on it for the release
+ * linger (its bytes first, then end-of-stream, no error), and the peer is told with ERROR 499.
+ * Each frame of the peer on it starts the wait again, and a peer out of credit is waiting
+ * for our reader, not silent. */
+START_TEST(test_half_closed_stream_ends_when_the_peer_never_closes)
+{
+	struct mux_config config = test_config();
+	config.release_linger = 5.0;
+	struct link link;
+	link_open(&link, &config);
+	mux_timer(link.client, link.now); /* its first PING, out of the way */
+	struct mux_stream *c, *blocked;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &blocked), WH_OK);
+	ck_assert_int_eq(mux_stream_write(c, "hello", 5), 5);
+	ck_assert_int_eq(mux_stream_close_write(c), WH_OK);
+	ck_assert_int_eq(mux_stream_close_write(blocked), WH_OK);
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server), *t = mux_accept(link.server);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 5);
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 0);
+	/* the peer answers, as the reference's echo does, and never closes */
+	ck_assert_int_eq(mux_stream_write(s, "back", 4), 4);
+	pump(&link);
+	static uint8_t window[256 * 1024];
+	for (size_t sent = 0; sent < sizeof window; pump(&link)) {
+		long n = mux_stream_write(t, window, sizeof window - sent);
+		sent += n > 0 ? (size_t)n : 0;
+	}
+	link.now += 4.0;
+	ck_assert_int_eq(mux_stream_write(s, "more", 4), 4);
+	pump(&link);
+	link.now += 4.9;
+	mux_timer(link.client, link.now);
+	pump(&link);
+	ck_assert(!mux_stream_is_finished(c));
+	link.now += 0.2;
+	ck_assert(mux_timer(link.client, link.now) >= link.now);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(c));
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 8);
+	ck_assert_mem_eq(buf, "backmore", 8);
+	ck_assert_int_eq(mux_stream_read(c, buf, sizeof buf), 0);
+	ck_assert_int_eq(mux_stream_error(c), WH_OK);
+	ck_assert_uint_eq(mux_stream_remote_code(s), FRAME_ERR_CANCELLED);
+	ck_assert_ptr_nonnull(strstr(mux_stream_remote_message(s), "half-closed"));
+	ck_assert_uint_eq(mux_stats(link.client)->streams_lingered, 1);
+	/* the other filled its window and nobody read it: the peer waits for us, not silent */
+	ck_assert(!mux_stream_is_finished(blocked));
+	size_t got = 0;
+	for (long n; (n = mux_stream_read(blocked, window, sizeof window)) > 0;)
+		got += (size_t)n;
+	ck_assert_uint_eq(got, sizeof window);
+	pump(&link); /* its credit goes back: from now, the peer could send */
+	link.now += 5.1;
+	mux_timer(link.client, link.now);
+	pump(&link);
+	ck_assert(mux_stream_is_finished(blocked));
+	ck_assert_int_eq(mux_stream_read(blocked, buf, sizeof buf), 0);
+	ck_assert(!mux_is_closed(link.client));
+	link_close(&link);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("mux");
@@ -2093,6 +2310,7 @@ int main(void)
 	tcase_add_test(errors, test_malformed_frame_ends_one_stream);
 	tcase_add_test(errors, test_unknown_stream_frames_are_dropped);
 	tcase_add_test(errors, test_data_before_handshake_is_held);
+	tcase_add_test(errors, test_handshakes_out_of_order_open);
 	tcase_add_test(errors, test_malformed_handshake_for_new_id_is_refused);
 	tcase_add_test(errors, test_long_error_message_is_cut_short);
 	tcase_add_test(errors, test_fatal_garbage_closes_connection);
@@ -2104,6 +2322,7 @@ int main(void)
 	tcase_add_test(flow, test_slow_reader_bounded_others_flow);
 	tcase_add_test(flow, test_released_stream_keeps_peer_flowing);
 	tcase_add_test(flow, test_released_stream_lingers_then_resets);
+	tcase_add_test(flow, test_half_closed_stream_ends_when_the_peer_never_closes);
 	tcase_add_test(flow, test_window_grows_when_it_limits);
 	tcase_add_test(flow, test_window_growth_respects_budget);
 	tcase_add_test(flow, test_keepalive_ping_pong_and_timeout);
@@ -2115,12 +2334,14 @@ int main(void)
 	tcase_add_test(flow, test_rapid_reset_bound_can_be_off);
 	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
 	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
+	tcase_add_test(flow, test_early_resets_count_as_rapid_reset);
 	tcase_add_test(flow, test_ping_flood_closes_connection);
 	tcase_add_test(flow, test_noop_flood_closes_connection);
 	tcase_add_test(flow, test_noop_rate_spares_the_pong_we_asked_for);
 	tcase_add_test(flow, test_data_for_ended_stream_counts_as_noop);
 	tcase_add_test(flow, test_data_in_flight_after_our_reset_is_spared);
 	tcase_add_test(flow, test_useless_frames_on_an_open_stream_count);
+	tcase_add_test(flow, test_held_frames_count_as_noop);
 	tcase_add_test(flow, test_own_opens_held_back_before_peer_rate);
 	tcase_add_test(flow, test_idle_accepted_connection_closed);
 	tcase_add_test(flow, test_unread_answers_are_bounded);
