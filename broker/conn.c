@@ -729,7 +729,7 @@ const char *conn_local_addr(const struct conn *conn) { return conn->local; }
 const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }
 bool conn_is_tls(const struct conn *conn) { return conn->tls != NULL; }
 bool conn_is_ready(const struct conn *conn) { return !conn->handshaking; }
-bool conn_is_held(const struct conn *conn) { return conn->held; }
+bool conn_is_held(const struct conn *conn) { return conn->held && !conn->closing; }
 
 void conn_start_handshake(struct conn *conn)
 {

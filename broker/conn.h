@@ -72,7 +72,7 @@ bool conn_is_tls(const struct conn *conn);
 bool conn_is_ready(const struct conn *conn);
 /* Starts the handshake of a conn made held (its first read); once only. */
 void conn_start_handshake(struct conn *conn);
-/* True while a held conn waits for conn_start_handshake. */
+/* True while a held conn waits for conn_start_handshake (and is not closing). */
 bool conn_is_held(const struct conn *conn);
 /* Called once when the TLS handshake is done (not for plaintext conns), from the loop. */
 void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, void *user));
