@@ -24,7 +24,7 @@ struct broker_conn {
 	struct peer_account *account; /* its peer's share of the budget */
 	/* over TLS, until it authenticates: in the broker's strangers list */
 	struct broker_conn *wait_prev, *wait_next;
-	struct admission_addr addr; /* its source address, for broker/admission.h */
+	struct admission_addr addr; /* its source address (the per-address cap, broker/admission.h) */
 	unsigned priority;          /* admission_priority at accept: lower is served first */
 	bool stranger;              /* in the strangers list */
 	bool token;                 /* its handshake took a token (given back if it authenticates) */
@@ -214,32 +214,28 @@ static void note_marked(struct broker *broker, const char *host)
 
 /* Accepted connections are capped in total and per source address: beyond, a connection is
  * closed at once (logged once per second, counted), before it costs a mux or a handshake.
- * Over TLS, a stranger (`newcomer` set) makes room instead when one no better than it holds a
- * slot: strangers never crowd out an authenticated peer, and the oldest goes first. */
+ * Over TLS the newcomer is a `stranger` (not authenticated yet) of `priority`: a stranger no
+ * better than it that holds a slot makes room instead, the oldest first, so strangers never
+ * crowd out an authenticated peer. Addresses are compared as admission_addr_from made them. */
 static bool over_connection_caps(struct broker *broker, const char *address,
-				 const struct admission_addr *newcomer, unsigned priority)
+				 const struct admission_addr *from, bool stranger, unsigned priority)
 {
 	const struct broker_config *c = &broker->config;
 	const char *which = NULL;
 	int kind = 0;
-	char host[64];
-	address_host(address, host, sizeof host);
 	unsigned same = 0;
 	for (struct broker_conn *bc = broker->accepted; bc && same < c->max_connections_per_address;
-	     bc = bc->next) {
-		char other[64];
-		address_host(conn_remote_addr(bc->conn), other, sizeof other);
-		same += strcmp(host, other) == 0;
-	}
+	     bc = bc->next)
+		same += memcmp(bc->addr.address, from->address, sizeof from->address) == 0;
 	struct broker_conn *victim = NULL;
 	if (same >= c->max_connections_per_address) {
 		which = "max-connections-per-address";
 		kind = 1;
-		victim = newcomer ? stranger_victim(broker, priority, newcomer) : NULL;
+		victim = stranger ? stranger_victim(broker, priority, from) : NULL;
 	} else if (broker->accepted_open >= c->max_peer_connections) {
 		which = "max-peer-connections";
-		victim = newcomer ? stranger_victim(broker, priority, NULL) : NULL;
-	} else if (newcomer && broker->strangers_open >= strangers_allowance(broker)) {
+		victim = stranger ? stranger_victim(broker, priority, NULL) : NULL;
+	} else if (stranger && broker->strangers_open >= strangers_allowance(broker)) {
 		which = "max-unauthenticated";
 		kind = 2;
 		victim = stranger_victim(broker, priority, NULL);
@@ -253,6 +249,8 @@ static bool over_connection_caps(struct broker *broker, const char *address,
 	broker->capped_connections++;
 	double now = ev_now(broker->loop);
 	if (now - broker->capped_logged_at[kind] >= 1.0) {
+		char host[64];
+		address_host(address, host, sizeof host);
 		broker->capped_logged_at[kind] = now;
 		log_write(&broker->log, LOG_WARN, "broker", "peer connection from %s refused: %s reached "
 			  "(%llu refused so far)", host, which, (unsigned long long)broker->capped_connections);
@@ -355,7 +353,7 @@ static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 /* A new accepted connection: its conn (held until its turn, over TLS) and its place in the
  * lists. False on out of memory (the descriptor is the caller's then). */
 static bool accepted_add(struct broker *broker, int fd, const char *address,
-			 const struct admission_addr *addr, unsigned priority)
+			 const struct admission_addr *addr, bool stranger, unsigned priority)
 {
 	struct broker_conn *bc = calloc(1, sizeof *bc);
 	struct mux_config config = broker->config.pool.mux;
@@ -370,7 +368,7 @@ static bool accepted_add(struct broker *broker, int fd, const char *address,
 	struct conn_tls tls = {
 		.ctx = broker->config.listen_plaintext ? NULL : broker->conn_shared.tls,
 		.handshake_timeout = broker->conn_shared.handshake_timeout,
-		.held = addr != NULL,
+		.held = stranger,
 	};
 	if (bc)
 		bc->conn = conn_new_secure(broker->loop, fd, false, &config, &broker->conn_shared, &tls,
@@ -380,9 +378,9 @@ static bool accepted_add(struct broker *broker, int fd, const char *address,
 		return false;
 	}
 	bc->broker = broker;
-	if (addr) {
+	bc->addr = *addr;
+	if (stranger) {
 		conn_set_on_ready(bc->conn, on_accepted_ready);
-		bc->addr = *addr;
 		bc->priority = priority;
 		bc->stranger = true;
 		bc->wait_prev = broker->strangers_tail;
@@ -425,12 +423,12 @@ static void accepted_admit(struct broker *broker, int fd)
 		memset(&addr, 0, sizeof addr); /* all such share one key: the worst it can do */
 	double now = ev_now(broker->loop);
 	unsigned priority = tls ? admission_priority(broker->admission, &addr, now) : 0;
-	if (over_connection_caps(broker, address, tls ? &addr : NULL, priority)) {
+	if (over_connection_caps(broker, address, &addr, tls, priority)) {
 		close(fd);
 		fd_budget_give(&broker->fds, 1);
 		return;
 	}
-	if (!accepted_add(broker, fd, address, tls ? &addr : NULL, priority)) {
+	if (!accepted_add(broker, fd, address, &addr, tls, priority)) {
 		log_write(&broker->log, LOG_ERROR, "broker", "out of memory for a connection");
 		close(fd);
 		fd_budget_give(&broker->fds, 1);
