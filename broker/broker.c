@@ -129,15 +129,20 @@ static void stranger_unlink(struct broker *broker, struct broker_conn *bc)
 }
 
 /* The stranger that makes room for a newcomer of `priority`: the worst priority, the oldest
- * among those, from `from` only if given. NULL if every stranger is better than the
- * newcomer: the newcomer is the one refused then. */
+ * among those; NULL if every stranger is better than the newcomer (the newcomer is refused
+ * then). With `from`, the oldest stranger from that address, whatever its priority: the
+ * newcomer cannot be told from it, and the address's score may have fallen since it came
+ * (its own strangers must not get a peer on their address refused). */
 static struct broker_conn *stranger_victim(struct broker *broker, unsigned priority,
 					   const struct admission_addr *from)
 {
 	struct broker_conn *victim = NULL;
 	for (struct broker_conn *bc = broker->strangers; bc; bc = bc->wait_next) {
-		if (from && memcmp(bc->addr.address, from->address, sizeof from->address) != 0)
+		if (from) {
+			if (memcmp(bc->addr.address, from->address, sizeof from->address) == 0)
+				return bc;
 			continue;
+		}
 		if (!victim || bc->priority > victim->priority)
 			victim = bc;
 	}

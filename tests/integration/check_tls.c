@@ -781,6 +781,48 @@ START_TEST(test_stranger_on_a_peers_address_does_not_get_it_refused)
 }
 END_TEST
 
+/* Unfinished handshakes from a peer's own address fill max-connections-per-address while the
+ * address is in good standing; then junk from it marks the address: the peer still gets in,
+ * each time in the slot of the oldest of them, though they came with a better priority than
+ * its own now (before: it was closed at accept). */
+START_TEST(test_strangers_on_a_peers_address_make_room_for_it)
+{
+	char certs[64];
+	harness_tempdir(certs, sizeof certs);
+	ck_assert(harness_make_certs(certs, "a b"));
+	struct harness_tls ta;
+	struct process a;
+	const char *extra[] = { "--max-connections-per-address", "4", "--handshake-timeout", "60", NULL };
+	const char *args[32];
+	ck_assert(broker_spawn(&a, join(args, harness_tls_args(&ta, certs, "a"), extra)));
+	SSL_CTX *peer = client_ctx(certs, "b");
+	ck_assert(peer_gets_in(peer, &a, 0x7f000001, 10, NULL, NULL) >= 0); /* known from now on */
+	int held[4];
+	for (int i = 0; i < 4; i++) { /* connected, then nothing */
+		held[i] = dial_nonblocking(&a, 0x7f000001);
+		ck_assert_int_ge(held[i], 0);
+		struct pollfd pfd = { held[i], POLLOUT, 0 };
+		ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+	}
+	static const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+	for (int i = 0; i < 4; i++) {
+		int fd = dial_from(&a, 0x7f000001);
+		(void)send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL);
+		ck_assert(closed_within(fd, 5000));
+		close(fd);
+	}
+	ck_assert(process_log_wait(&a, "127.0.0.1 made 5 connections that did not authenticate", 10));
+	for (int i = 0; i < 3; i++)
+		ck_assert_msg(peer_gets_in(peer, &a, 0x7f000001, 5, NULL, NULL) >= 0,
+			      "the peer was refused for its address's strangers (try %d)", i);
+	for (int i = 0; i < 4; i++)
+		close(held[i]);
+	SSL_CTX_free(peer);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(certs);
+}
+END_TEST
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN); /* a refused connection is an error return, not the test's end */
@@ -797,6 +839,7 @@ int main(void)
 	tcase_add_test(tc, test_strangers_rotating_addresses_get_bounded_handshakes);
 	tcase_add_test(tc, test_unfinished_handshakes_do_not_crowd_out_peers);
 	tcase_add_test(tc, test_stranger_on_a_peers_address_does_not_get_it_refused);
+	tcase_add_test(tc, test_strangers_on_a_peers_address_make_room_for_it);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
