@@ -50,18 +50,18 @@ static size_t cell(const struct admission *a, int row, uint8_t tag, const uint8_
 	return h % ADMISSION_WIDTH;
 }
 
-static float leaked(const struct admission_cell *c, float t)
+static double leaked(const struct admission_cell *c, double t)
 {
-	float score = c->score - (float)ADMISSION_LEAK * (t - c->at);
+	double score = c->score - ADMISSION_LEAK * (t - c->at);
 	return score > 0 ? score : 0;
 }
 
 /* The least of the key's counters: never below its true score (count-min). */
 static double score_of(const struct admission *a, uint8_t tag, const uint8_t bytes[16], double now)
 {
-	float t = (float)(now - a->started), least = 0;
+	double t = now - a->started, least = 0;
 	for (int row = 0; row < ADMISSION_ROWS; row++) {
-		float s = leaked(&a->cells[row][cell(a, row, tag, bytes)], t);
+		double s = leaked(&a->cells[row][cell(a, row, tag, bytes)], t);
 		if (row == 0 || s < least)
 			least = s;
 	}
@@ -69,12 +69,12 @@ static double score_of(const struct admission *a, uint8_t tag, const uint8_t byt
 }
 
 static void add_score(struct admission *a, uint8_t tag, const uint8_t bytes[16], double now,
-		      float delta, float cap)
+		      double delta, double cap)
 {
-	float t = (float)(now - a->started);
+	double t = now - a->started;
 	for (int row = 0; row < ADMISSION_ROWS; row++) {
 		struct admission_cell *c = &a->cells[row][cell(a, row, tag, bytes)];
-		float s = leaked(c, t) + delta;
+		double s = leaked(c, t) + delta;
 		c->score = s < 0 ? 0 : s > cap ? cap : s;
 		c->at = t;
 	}

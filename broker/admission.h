@@ -51,8 +51,9 @@ struct admission_addr {
 };
 
 struct admission_cell {
-	float score;
-	float at; /* seconds since admission_init when score was last written */
+	double score;
+	double at; /* seconds since admission_init when score was last written (a daemon runs
+		    * for months: a float's resolution there would be seconds) */
 };
 
 struct admission {
