@@ -136,12 +136,13 @@ static void refill(struct admission *a, double rate, double now)
 		a->tokens = burst;
 }
 
-bool admission_take(struct admission *a, double rate, double now)
+bool admission_take(struct admission *a, double rate, double now, bool borrow)
 {
 	if (rate <= 0)
 		return true;
 	refill(a, rate, now);
-	if (a->tokens < 1)
+	double floor = borrow ? 1 - rate * ADMISSION_BURST_SECONDS : 1;
+	if (a->tokens < floor)
 		return false;
 	a->tokens -= 1;
 	return true;

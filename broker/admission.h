@@ -87,8 +87,12 @@ bool admission_arrived(struct admission *a, const struct admission_addr *addr, d
 /* It authenticated: its point is taken back and the address is known. */
 void admission_authenticated(struct admission *a, const struct admission_addr *addr, double now);
 
-/* Takes a token for a handshake (rate 0: no bound, always true). */
-bool admission_take(struct admission *a, double rate, double now);
+/* Takes a token for a handshake (rate 0: no bound, always true). With borrow (a connection
+ * of priority ADMISSION_KNOWN: a peer authenticated from its address lately, and nothing
+ * marks the address), an empty bucket lends one, down to a burst of debt that the strangers
+ * after it wait out: a known peer does not wait behind a flood for its turn. A stranger on
+ * the same address can borrow only until its own connections mark the address. */
+bool admission_take(struct admission *a, double rate, double now, bool borrow);
 /* A handshake that authenticated gives its token back. */
 void admission_refund(struct admission *a, double rate, double now);
 /* Seconds until a token is there (0: one is there now). */

@@ -174,21 +174,21 @@ static void on_handshake_turn(struct ev_loop *loop, ev_timer *w, int revents);
 static void strangers_serve(struct broker *broker)
 {
 	double now = ev_now(broker->loop), rate = broker->config.handshake_rate;
-	while (broker->strangers) {
-		double wait = admission_wait(broker->admission, rate, now);
-		if (wait > 0) { /* (asked first: a flood calls this once per batch of accepts) */
-			if (!ev_is_active(&broker->handshake_turn)) {
-				ev_timer_set(&broker->handshake_turn, wait, 0.0);
-				ev_timer_start(broker->loop, &broker->handshake_turn);
-			}
-			return;
-		}
+	for (;;) {
 		struct broker_conn *best = NULL;
 		for (struct broker_conn *bc = broker->strangers; bc; bc = bc->wait_next)
 			if (conn_is_held(bc->conn) && (!best || bc->priority < best->priority))
 				best = bc;
-		if (!best || !admission_take(broker->admission, rate, now))
+		if (!best)
 			return;
+		if (!admission_take(broker->admission, rate, now, best->priority == ADMISSION_KNOWN)) {
+			if (!ev_is_active(&broker->handshake_turn)) {
+				ev_timer_set(&broker->handshake_turn,
+					     admission_wait(broker->admission, rate, now), 0.0);
+				ev_timer_start(broker->loop, &broker->handshake_turn);
+			}
+			return;
+		}
 		best->token = true;
 		conn_start_handshake(best->conn);
 	}

@@ -104,7 +104,7 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "handshakes/s", APPLY_LIVE, SCOPE_BROKER,
 	  "TLS handshakes started for connections not authenticated yet, a burst of two seconds' "
 	  "worth; one that authenticates gives its turn back; the others wait, peers that "
-	  "authenticated from their address lately first; 0: no bound" },
+	  "authenticated from their address lately first (they may borrow a turn); 0: no bound" },
 	{ OPT_PEER_IDLE_TIMEOUT, "peer-idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "600",
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
 	  "an accepted peer connection that carries no stream this long is closed (ERROR 505); 0: never" },

@@ -107,19 +107,26 @@ START_TEST(test_tokens)
 {
 	struct admission *a = fresh(10);
 	for (int i = 0; i < 20; i++)
-		ck_assert(admission_take(a, 10, 1000.0));
-	ck_assert(!admission_take(a, 10, 1000.0));
+		ck_assert(admission_take(a, 10, 1000.0, false));
+	ck_assert(!admission_take(a, 10, 1000.0, false));
 	ck_assert(admission_wait(a, 10, 1000.0) > 0.09);
-	ck_assert(admission_take(a, 10, 1000.11));
-	ck_assert(!admission_take(a, 10, 1000.11));
+	ck_assert(admission_take(a, 10, 1000.11, false));
+	ck_assert(!admission_take(a, 10, 1000.11, false));
 	admission_refund(a, 10, 1000.11);
-	ck_assert(admission_take(a, 10, 1000.11));
-	ck_assert(admission_take(a, 0, 1000.11));
+	ck_assert(admission_take(a, 10, 1000.11, false));
+	ck_assert(admission_take(a, 0, 1000.11, false));
 	ck_assert(admission_wait(a, 0, 1000.11) == 0);
+	/* a known peer borrows down to a burst of debt, which the others then wait out */
+	for (int i = 0; i < 20; i++)
+		ck_assert(admission_take(a, 10, 1000.11, true));
+	ck_assert(!admission_take(a, 10, 1000.11, true));
+	ck_assert(admission_wait(a, 10, 1000.11) > 1.9);
+	ck_assert(!admission_take(a, 10, 1002.0, false));
+	ck_assert(admission_take(a, 10, 1002.3, false));
 	/* never more than the burst, however long it was idle */
 	for (int i = 0; i < 20; i++)
-		ck_assert(admission_take(a, 10, 5000.0));
-	ck_assert(!admission_take(a, 10, 5000.0));
+		ck_assert(admission_take(a, 10, 5000.0, false));
+	ck_assert(!admission_take(a, 10, 5000.0, false));
 	free(a);
 }
 END_TEST
