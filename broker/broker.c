@@ -23,6 +23,12 @@ struct broker_conn {
 	struct conn *conn;
 	struct broker_conn *prev, *next;
 	struct peer_account *account; /* its peer's share of the budget */
+	/* over TLS, until it authenticates: in the broker's strangers list */
+	struct broker_conn *wait_prev, *wait_next;
+	struct admission_addr addr; /* its source address (the per-address cap, broker/admission.h) */
+	unsigned priority;          /* admission_priority at accept: lower is served first */
+	bool stranger;              /* in the strangers list */
+	bool token;                 /* its handshake took a token (given back if it authenticates) */
 };
 
 void broker_config_default(struct broker_config *config)
@@ -47,6 +53,8 @@ void broker_config_default(struct broker_config *config)
 	config->handshake_timeout = 10;
 	config->max_peer_connections = 1024;
 	config->max_connections_per_address = 64;
+	config->max_unauthenticated = 256;
+	config->handshake_rate = 100;
 	config->peer_idle_timeout = 600;
 	config->connection_budget_percent = 25;
 	config->peer_budget_percent = 50;
@@ -101,81 +109,161 @@ static int on_incoming_accepted(struct mux *mux, struct mux_stream *stream, cons
 	return on_incoming(mux, stream, service, ((struct broker_conn *)user)->broker);
 }
 
-/* The address's slot; with create, a free slot or else the one with the oldest window. */
-static int failure_slot(struct handshake_failures *f, const char *host, double now, bool create)
+/* ---- strangers: accepted TLS connections not authenticated yet ---------------------------- */
+
+/* How many strangers may be open at once: max-unauthenticated, within max-peer-connections. */
+static unsigned strangers_allowance(const struct broker *broker)
 {
-	int victim = -1;
-	for (int i = 0; i < HANDSHAKE_FAILURE_SLOTS; i++) {
-		bool used = f->slots[i].count > 0;
-		if (used && strcmp(f->slots[i].host, host) == 0) {
-			if (now - f->slots[i].since > HANDSHAKE_FAILURE_WINDOW) {
-				f->slots[i].since = now; /* a new window */
-				f->slots[i].count = 0;
-				f->slots[i].logged = false;
-			}
-			return i;
-		}
-		if (victim < 0 || (f->slots[victim].count > 0 &&
-				   (!used || f->slots[i].since < f->slots[victim].since)))
-			victim = i;
-	}
-	if (!create)
-		return -1;
-	snprintf(f->slots[victim].host, sizeof f->slots[victim].host, "%s", host);
-	f->slots[victim].since = now;
-	f->slots[victim].count = 0;
-	f->slots[victim].logged = false;
-	return victim;
+	const struct broker_config *c = &broker->config;
+	return c->max_unauthenticated < c->max_peer_connections ? c->max_unauthenticated
+								: c->max_peer_connections;
 }
 
-/* True if the address has failed its TLS handshake too often lately (logged once a window). */
-static bool handshake_refused(struct broker *broker, const char *address)
+static void stranger_unlink(struct broker *broker, struct broker_conn *bc)
 {
-	char host[64];
-	address_host(address, host, sizeof host);
-	struct handshake_failures *f = &broker->handshake_failures;
-	int i = failure_slot(f, host, ev_now(broker->loop), false);
-	if (i < 0 || f->slots[i].count < HANDSHAKE_FAILURES_MAX)
-		return false;
-	f->refused++;
-	if (!f->slots[i].logged) {
-		f->slots[i].logged = true;
-		log_write(&broker->log, LOG_WARN, "broker", "refusing peer connections from %s for %.0f s: "
-			  "%u failed TLS handshakes", host,
-			  f->slots[i].since + HANDSHAKE_FAILURE_WINDOW - ev_now(broker->loop), f->slots[i].count);
+	if (!bc->stranger)
+		return;
+	if (bc->wait_prev)
+		bc->wait_prev->wait_next = bc->wait_next;
+	else
+		broker->strangers = bc->wait_next;
+	if (bc->wait_next)
+		bc->wait_next->wait_prev = bc->wait_prev;
+	else
+		broker->strangers_tail = bc->wait_prev;
+	bc->wait_prev = bc->wait_next = NULL;
+	bc->stranger = false;
+	broker->strangers_open--;
+}
+
+/* The stranger that makes room for a newcomer of `priority`: the worst priority, the oldest
+ * among those; NULL if every stranger is better than the newcomer (the newcomer is refused
+ * then). With `from`, the oldest stranger from that address, whatever its priority: the
+ * newcomer cannot be told from it, and the address's score may have fallen since it came
+ * (its own strangers must not get a peer on their address refused). */
+static struct broker_conn *stranger_victim(struct broker *broker, unsigned priority,
+					   const struct admission_addr *from)
+{
+	struct broker_conn *victim = NULL;
+	for (struct broker_conn *bc = broker->strangers; bc; bc = bc->wait_next) {
+		if (from) {
+			if (memcmp(bc->addr.address, from->address, sizeof from->address) == 0)
+				return bc;
+			continue;
+		}
+		if (!victim || bc->priority > victim->priority)
+			victim = bc;
 	}
-	return true;
+	return victim && victim->priority >= priority ? victim : NULL;
+}
+
+static void accepted_release(struct broker *broker, struct broker_conn *bc);
+
+/* Drops a stranger now, so that its slot goes to the newer connection being accepted. */
+static void stranger_drop(struct broker *broker, struct broker_conn *bc, const char *which)
+{
+	broker->strangers_dropped++;
+	double now = ev_now(broker->loop);
+	if (now - broker->dropped_logged_at >= 1.0) {
+		broker->dropped_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "broker", "conn=%u from %s dropped before it "
+			  "authenticated (%s): %s reached (%llu dropped so far)",
+			  mux_id(conn_mux(bc->conn)), conn_remote_addr(bc->conn),
+			  conn_is_held(bc->conn) ? "waiting for its turn" : "in its handshake", which,
+			  (unsigned long long)broker->strangers_dropped);
+	}
+	accepted_release(broker, bc);
+}
+
+static void on_handshake_turn(struct ev_loop *loop, ev_timer *w, int revents);
+
+/* Strangers waiting for a handshake get one while handshake-rate has tokens: the best
+ * priority first, the oldest first within it. Otherwise the timer comes back for the next. */
+static void strangers_serve(struct broker *broker)
+{
+	double now = ev_now(broker->loop), rate = broker->config.handshake_rate;
+	for (;;) {
+		struct broker_conn *best = NULL;
+		for (struct broker_conn *bc = broker->strangers; bc; bc = bc->wait_next)
+			if (conn_is_held(bc->conn) && (!best || bc->priority < best->priority))
+				best = bc;
+		if (!best)
+			return;
+		if (!admission_take(broker->admission, rate, now, best->priority == ADMISSION_KNOWN)) {
+			if (!ev_is_active(&broker->handshake_turn)) {
+				ev_timer_set(&broker->handshake_turn,
+					     admission_wait(broker->admission, rate, now), 0.0);
+				ev_timer_start(broker->loop, &broker->handshake_turn);
+			}
+			return;
+		}
+		best->token = true;
+		conn_start_handshake(best->conn);
+	}
+}
+
+static void on_handshake_turn(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	strangers_serve(w->data);
+}
+
+/* An address whose connections do not authenticate waits behind others (logged at most once a
+ * second, with how many more were marked meanwhile). */
+static void note_marked(struct broker *broker, const char *host)
+{
+	double now = ev_now(broker->loop);
+	broker->marked_unlogged++;
+	if (now - broker->marked_logged_at < 1.0)
+		return;
+	log_write(&broker->log, LOG_WARN, "broker", "%s made %.0f connections that did not "
+		  "authenticate lately: its connections wait behind others' for a TLS handshake, none "
+		  "refused (%u addresses marked since the last such line)", host,
+		  ADMISSION_ADDRESS_MAX, broker->marked_unlogged);
+	broker->marked_logged_at = now;
+	broker->marked_unlogged = 0;
 }
 
 /* Accepted connections are capped in total and per source address: beyond, a connection is
- * closed at once (logged once per second, counted), before it costs a mux or a handshake. */
-static bool over_connection_caps(struct broker *broker, const char *address)
+ * closed at once (logged once per second, counted), before it costs a mux or a handshake.
+ * Over TLS the newcomer is a `stranger` (not authenticated yet) of `priority`: a stranger no
+ * better than it that holds a slot makes room instead, the oldest first, so strangers never
+ * crowd out an authenticated peer. Addresses are compared as admission_addr_from made them. */
+static bool over_connection_caps(struct broker *broker, const char *address,
+				 const struct admission_addr *from, bool stranger, unsigned priority)
 {
 	const struct broker_config *c = &broker->config;
 	const char *which = NULL;
 	int kind = 0;
-	char host[64];
-	address_host(address, host, sizeof host);
-	if (broker->accepted_open >= c->max_peer_connections) {
+	unsigned same = 0;
+	for (struct broker_conn *bc = broker->accepted; bc && same < c->max_connections_per_address;
+	     bc = bc->next)
+		same += memcmp(bc->addr.address, from->address, sizeof from->address) == 0;
+	struct broker_conn *victim = NULL;
+	if (same >= c->max_connections_per_address) {
+		which = "max-connections-per-address";
+		kind = 1;
+		victim = stranger ? stranger_victim(broker, priority, from) : NULL;
+	} else if (broker->accepted_open >= c->max_peer_connections) {
 		which = "max-peer-connections";
-	} else {
-		unsigned same = 0;
-		for (struct broker_conn *bc = broker->accepted; bc && same < c->max_connections_per_address;
-		     bc = bc->next) {
-			char other[64];
-			address_host(conn_remote_addr(bc->conn), other, sizeof other);
-			same += strcmp(host, other) == 0;
-		}
-		if (same >= c->max_connections_per_address) {
-			which = "max-connections-per-address";
-			kind = 1;
-		}
+		victim = stranger ? stranger_victim(broker, priority, NULL) : NULL;
+	} else if (stranger && broker->strangers_open >= strangers_allowance(broker)) {
+		which = "max-unauthenticated";
+		kind = 2;
+		victim = stranger_victim(broker, priority, NULL);
 	}
 	if (!which)
 		return false;
+	if (victim) {
+		stranger_drop(broker, victim, which);
+		return false;
+	}
 	broker->capped_connections++;
 	double now = ev_now(broker->loop);
 	if (now - broker->capped_logged_at[kind] >= 1.0) {
+		char host[64];
+		address_host(address, host, sizeof host);
 		broker->capped_logged_at[kind] = now;
 		log_write(&broker->log, LOG_WARN, "broker", "peer connection from %s refused: %s reached "
 			  "(%llu refused so far)", host, which, (unsigned long long)broker->capped_connections);
@@ -229,23 +317,24 @@ static void account_attach(struct broker_conn *bc, const char *key)
 
 static void on_accepted_ready(struct conn *conn, void *user)
 {
-	char key[260];
-	snprintf(key, sizeof key, "id:%s", conn_peer_identity(conn));
-	account_attach(user, key);
-}
-
-static void on_accepted_closed(struct mux *mux, int error, void *user)
-{
 	struct broker_conn *bc = user;
 	struct broker *broker = bc->broker;
-	(void)mux;
-	(void)error;
-	if (conn_is_tls(bc->conn) && !conn_is_ready(bc->conn)) {
-		char host[64];
-		address_host(conn_remote_addr(bc->conn), host, sizeof host);
-		int i = failure_slot(&broker->handshake_failures, host, ev_now(broker->loop), true);
-		broker->handshake_failures.slots[i].count++;
-	}
+	double now = ev_now(broker->loop);
+	char key[260];
+	snprintf(key, sizeof key, "id:%s", conn_peer_identity(conn));
+	account_attach(bc, key);
+	/* authenticated: no longer a stranger, its address known, its token back */
+	stranger_unlink(broker, bc);
+	admission_authenticated(broker->admission, &bc->addr, now);
+	if (bc->token)
+		admission_refund(broker->admission, broker->config.handshake_rate, now);
+	strangers_serve(broker);
+}
+
+/* Forgets an accepted connection: its slot, its descriptor, its share of the budget. */
+static void accepted_release(struct broker *broker, struct broker_conn *bc)
+{
+	stranger_unlink(broker, bc);
 	broker->accepted_open--;
 	if (bc->prev)
 		bc->prev->next = bc->next;
@@ -259,11 +348,110 @@ static void on_accepted_closed(struct mux *mux, int error, void *user)
 	free(bc);
 }
 
+static void on_accepted_closed(struct mux *mux, int error, void *user)
+{
+	struct broker_conn *bc = user;
+	(void)mux;
+	(void)error;
+	accepted_release(bc->broker, bc);
+}
+
 static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct broker *broker = w->data;
 	(void)revents;
 	ev_io_start(loop, &broker->accept_watcher);
+}
+
+/* A new accepted connection: its conn (held until its turn, over TLS) and its place in the
+ * lists. False on out of memory (the descriptor is the caller's then). */
+static bool accepted_add(struct broker *broker, int fd, const char *address,
+			 const struct admission_addr *addr, bool stranger, unsigned priority)
+{
+	struct broker_conn *bc = calloc(1, sizeof *bc);
+	struct mux_config config = broker->config.pool.mux;
+	config.idle_timeout = broker->config.peer_idle_timeout;
+	config.memory_budget = broker->config.memory_budget / 100 *
+			       broker->config.connection_budget_percent;
+	/* the id comes from conn_new: one numbering for every connection */
+	struct mux_callbacks callbacks = {
+		.on_incoming = on_incoming_accepted,
+		.on_closed = on_accepted_closed,
+	};
+	struct conn_tls tls = {
+		.ctx = broker->config.listen_plaintext ? NULL : broker->conn_shared.tls,
+		.handshake_timeout = broker->conn_shared.handshake_timeout,
+		.held = stranger,
+	};
+	if (bc)
+		bc->conn = conn_new_secure(broker->loop, fd, false, &config, &broker->conn_shared, &tls,
+					   &callbacks, bc);
+	if (!bc || !bc->conn) {
+		free(bc);
+		return false;
+	}
+	bc->broker = broker;
+	bc->addr = *addr;
+	if (stranger) {
+		conn_set_on_ready(bc->conn, on_accepted_ready);
+		bc->priority = priority;
+		bc->stranger = true;
+		bc->wait_prev = broker->strangers_tail;
+		if (broker->strangers_tail)
+			broker->strangers_tail->wait_next = bc;
+		else
+			broker->strangers = bc;
+		broker->strangers_tail = bc;
+		broker->strangers_open++;
+	} else {
+		char key[260], host[64];
+		address_host(address, host, sizeof host);
+		snprintf(key, sizeof key, "address:%s", host);
+		account_attach(bc, key);
+	}
+	bc->next = broker->accepted;
+	if (broker->accepted)
+		broker->accepted->prev = bc;
+	broker->accepted = bc;
+	broker->accepted_total++;
+	broker->accepted_open++;
+	return true;
+}
+
+/* One accepted descriptor: refused by a cap, or added. Over TLS it is a stranger: scored by
+ * its address (never refused for that: broker/admission.h) and started when its turn comes. */
+static void accepted_admit(struct broker *broker, int fd)
+{
+	struct sockaddr_storage from;
+	socklen_t from_len = sizeof from;
+	char address[64] = "";
+	struct admission_addr addr;
+	bool tls = broker->conn_shared.tls && !broker->config.listen_plaintext;
+	bool known_family = false;
+	if (getpeername(fd, (struct sockaddr *)&from, &from_len) == 0) {
+		sockaddr_format((struct sockaddr *)&from, from_len, address, sizeof address);
+		known_family = admission_addr_from((struct sockaddr *)&from, &addr);
+	}
+	if (!known_family)
+		memset(&addr, 0, sizeof addr); /* all such share one key: the worst it can do */
+	double now = ev_now(broker->loop);
+	unsigned priority = tls ? admission_priority(broker->admission, &addr, now) : 0;
+	if (over_connection_caps(broker, address, &addr, tls, priority)) {
+		close(fd);
+		fd_budget_give(&broker->fds, 1);
+		return;
+	}
+	if (!accepted_add(broker, fd, address, &addr, tls, priority)) {
+		log_write(&broker->log, LOG_ERROR, "broker", "out of memory for a connection");
+		close(fd);
+		fd_budget_give(&broker->fds, 1);
+		return;
+	}
+	if (tls && admission_arrived(broker->admission, &addr, now)) {
+		char host[64];
+		address_host(address, host, sizeof host);
+		note_marked(broker, host);
+	}
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -282,7 +470,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_write(&broker->log, LOG_WARN, "broker", "accept: %s", strerror(errno));
 			}
-			return;
+			break;
 		}
 		if (shed) {
 			/* Descriptors left are kept for apps attaching: this peer has to come back. */
@@ -293,58 +481,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 					  (unsigned long long)broker->accepted_shed);
 			continue;
 		}
-		struct sockaddr_storage from;
-		socklen_t from_len = sizeof from;
-		char address[64] = "";
-		if (getpeername(fd, (struct sockaddr *)&from, &from_len) == 0)
-			sockaddr_format((struct sockaddr *)&from, from_len, address, sizeof address);
-		if ((broker->conn_shared.tls && !broker->config.listen_plaintext &&
-		     handshake_refused(broker, address)) ||
-		    over_connection_caps(broker, address)) {
-			close(fd);
-			fd_budget_give(&broker->fds, 1);
-			continue;
-		}
-		struct broker_conn *bc = calloc(1, sizeof *bc);
-		struct mux_config config = broker->config.pool.mux;
-		config.idle_timeout = broker->config.peer_idle_timeout;
-		config.memory_budget = broker->config.memory_budget / 100 *
-				       broker->config.connection_budget_percent;
-		/* the id comes from conn_new: one numbering for every connection */
-		struct mux_callbacks callbacks = {
-			.on_incoming = on_incoming_accepted,
-			.on_closed = on_accepted_closed,
-		};
-		struct conn_tls tls = {
-			.ctx = broker->config.listen_plaintext ? NULL : broker->conn_shared.tls,
-			.handshake_timeout = broker->conn_shared.handshake_timeout,
-		};
-		if (bc)
-			bc->conn = conn_new_secure(loop, fd, false, &config, &broker->conn_shared, &tls,
-						   &callbacks, bc);
-		if (!bc || !bc->conn) {
-			log_write(&broker->log, LOG_ERROR, "broker", "out of memory for a connection");
-			close(fd);
-			fd_budget_give(&broker->fds, 1);
-			free(bc);
-			continue;
-		}
-		bc->broker = broker;
-		if (tls.ctx) {
-			conn_set_on_ready(bc->conn, on_accepted_ready);
-		} else {
-			char key[260], host[64];
-			address_host(address, host, sizeof host);
-			snprintf(key, sizeof key, "address:%s", host);
-			account_attach(bc, key);
-		}
-		bc->next = broker->accepted;
-		if (broker->accepted)
-			broker->accepted->prev = bc;
-		broker->accepted = bc;
-		broker->accepted_total++;
-		broker->accepted_open++;
+		accepted_admit(broker, fd);
 	}
+	strangers_serve(broker);
 }
 
 /* After a burst (a flood of connections or streams, now gone) malloc keeps the freed memory
@@ -500,6 +639,14 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	if (conn_shared_init(&broker->conn_shared, &broker->budget) != WH_OK)
 		return WH_ENOMEM;
 	broker->conn_shared.next_conn_id = &broker->next_conn_id; /* one numbering for all */
+	broker->admission = malloc(sizeof *broker->admission);
+	if (!broker->admission)
+		return WH_ENOMEM;
+	uint8_t admission_key[ADMISSION_KEY_BYTES];
+	randombytes_buf(admission_key, sizeof admission_key);
+	admission_init(broker->admission, admission_key, ev_now(loop), config->handshake_rate);
+	ev_timer_init(&broker->handshake_turn, on_handshake_turn, 0.0, 0.0);
+	broker->handshake_turn.data = broker;
 	broker->conn_shared.handshake_timeout = config->handshake_timeout;
 	if (tls_settings_enabled(&config->tls)) {
 		char error[512], warning[512];
@@ -830,6 +977,11 @@ void broker_stop(struct broker *broker)
 	broker->apps = NULL;
 	close_listener(broker);
 	ev_timer_stop(broker->loop, &broker->trim_timer);
+	ev_timer_stop(broker->loop, &broker->handshake_turn);
+	broker->strangers = broker->strangers_tail = NULL;
+	broker->strangers_open = 0;
+	free(broker->admission);
+	broker->admission = NULL;
 	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);
 }
@@ -854,7 +1006,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 		.accepted_total = broker->accepted_total,
 		.accepted_shed = broker->accepted_shed,
 		.capped_connections = broker->capped_connections,
-		.handshake_refused = broker->handshake_failures.refused,
+		.handshake_refused = broker->strangers_dropped,
 	};
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);

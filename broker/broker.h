@@ -4,6 +4,7 @@
 
 #include <ev.h>
 
+#include "admission.h"
 #include "apps.h"
 #include "conn.h"
 #include "fdbudget.h"
@@ -51,6 +52,8 @@ struct broker_config {
 	double handshake_timeout; /* seconds a peer connection may take to finish TLS (10) */
 	unsigned max_peer_connections;        /* accepted peer connections open at once (1024) */
 	unsigned max_connections_per_address; /* ... from one source address (64) */
+	unsigned max_unauthenticated;         /* ... of them not authenticated yet (256) */
+	double handshake_rate;                /* TLS handshakes/s strangers may start (100; 0: any) */
 	double peer_idle_timeout;             /* accepted connections with no stream (600 s) */
 	unsigned connection_budget_percent;   /* of memory_budget, one connection (25) */
 	unsigned peer_budget_percent;         /* ... one peer's accepted connections (50) */
@@ -72,23 +75,6 @@ struct peer_account {
 	unsigned connections;
 	struct mux_budget_account budget;
 	struct peer_account *next;
-};
-
-/* Failed TLS handshakes by source address: an address with HANDSHAKE_FAILURES_MAX failures in
- * HANDSHAKE_FAILURE_WINDOW seconds is refused at accept until the window ends. A small table,
- * oldest entry replaced: an attacker with many addresses fills it, and then meets the
- * handshake timeout and the connection caps instead. */
-#define HANDSHAKE_FAILURE_SLOTS 256
-#define HANDSHAKE_FAILURES_MAX 5
-#define HANDSHAKE_FAILURE_WINDOW 10.0
-struct handshake_failures {
-	struct {
-		char host[64];
-		double since;   /* start of its window */
-		unsigned count; /* failures in the window */
-		bool logged;    /* the refusal was logged in this window */
-	} slots[HANDSHAKE_FAILURE_SLOTS];
-	uint64_t refused;
 };
 
 /* A pool of a peer that a reload removed, draining until its streams are done. */
@@ -121,8 +107,17 @@ struct broker {
 	uint64_t accepted_total, accepted_shed;
 	unsigned accepted_open;
 	uint64_t capped_connections; /* refused by the connection caps */
-	double capped_logged_at[2]; /* the total cap, the per-address cap: logged once a second */
-	struct handshake_failures handshake_failures;
+	double capped_logged_at[3]; /* the total cap, the per-address cap, max-unauthenticated:
+				     * each logged once a second */
+	/* Accepted TLS connections not authenticated yet ("strangers"), oldest first: they wait
+	 * for a handshake turn (broker/admission.h) and make room for newer ones. */
+	struct admission *admission;
+	struct broker_conn *strangers, *strangers_tail;
+	unsigned strangers_open;
+	ev_timer handshake_turn;      /* the next token for a waiting stranger */
+	uint64_t strangers_dropped;   /* dropped unauthenticated to make room */
+	double dropped_logged_at, marked_logged_at; /* logged at most once a second */
+	unsigned marked_unlogged;     /* addresses marked since the last such line */
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
 };
 
@@ -166,7 +161,8 @@ struct broker_status {
 	uint64_t budget_used, budget_limit; /* the memory budget, bytes */
 	enum log_level log_level;
 	bool draining;
-	uint64_t accepted_total, accepted_shed, capped_connections, handshake_refused;
+	uint64_t accepted_total, accepted_shed, capped_connections;
+	uint64_t handshake_refused; /* strangers dropped unauthenticated to make room */
 };
 void broker_get_status(const struct broker *broker, struct broker_status *status);
 /* Every pool (configured peers, then peers a reload removed that still drain). */

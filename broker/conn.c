@@ -73,6 +73,7 @@ struct conn {
 	/* TLS: NULL for plaintext */
 	struct tls_session *tls;
 	bool handshaking;          /* no frame is read or written before the handshake ends */
+	bool held;                 /* accepted, its handshake not started yet (conn_start_handshake) */
 	bool read_wants_write;     /* a TLS read needs the socket writable first */
 	size_t tls_retry;          /* a write that could not finish: its length, to repeat */
 	bool tls_retry_staged;     /* ... and whether it came from tls_out */
@@ -527,7 +528,11 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *conn = w->data;
 	(void)loop;
 	(void)revents;
-	if (conn->handshaking)
+	if (conn->held)
+		log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s waited %.0f s for its turn "
+			  "to handshake (handshake-rate): closed", mux_id(conn->mux), mux_peer(conn->mux),
+			  conn->remote, w->repeat);
+	else if (conn->handshaking)
 		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done "
 			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);
 	else
@@ -673,7 +678,9 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 	ev_timer_init(&conn->resume_timer, on_resume, 0.0, 0.0);
 	conn->read_watcher.data = conn->write_watcher.data = conn->flush_watcher.data = conn;
 	conn->keepalive_timer.data = conn->handshake_timer.data = conn->resume_timer.data = conn;
-	ev_io_start(loop, &conn->read_watcher);
+	conn->held = conn->tls && tls->held && !client_role;
+	if (!conn->held)
+		ev_io_start(loop, &conn->read_watcher);
 	conn_rearm_timer(conn);
 	log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s %s -> %s%s", mux_id(conn->mux),
 		  mux_peer(conn->mux), client_role ? "dialled" : "accepted", conn->local, conn->remote,
@@ -722,6 +729,15 @@ const char *conn_local_addr(const struct conn *conn) { return conn->local; }
 const char *conn_remote_addr(const struct conn *conn) { return conn->remote; }
 bool conn_is_tls(const struct conn *conn) { return conn->tls != NULL; }
 bool conn_is_ready(const struct conn *conn) { return !conn->handshaking; }
+bool conn_is_held(const struct conn *conn) { return conn->held && !conn->closing; }
+
+void conn_start_handshake(struct conn *conn)
+{
+	if (!conn->held || conn->closing || conn->fd_closed)
+		return;
+	conn->held = false;
+	ev_io_start(conn->loop, &conn->read_watcher); /* the ClientHello may be waiting already */
+}
 
 void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, void *user))
 {

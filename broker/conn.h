@@ -52,6 +52,8 @@ struct conn_tls {
 	SSL_CTX *ctx;             /* NULL: plaintext; each connection holds its own reference */
 	const char *expect_name;  /* dialling: the name the server's certificate must carry */
 	double handshake_timeout; /* seconds until an unfinished handshake closes it; 0: none */
+	bool held;                /* accepted: nothing is read (the handshake does not start)
+				   * until conn_start_handshake; the timeout runs from now */
 };
 
 /*
@@ -68,6 +70,10 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 bool conn_is_tls(const struct conn *conn);
 /* False while a TLS handshake is under way (and for a TLS conn closed before it ended). */
 bool conn_is_ready(const struct conn *conn);
+/* Starts the handshake of a conn made held (its first read); once only. */
+void conn_start_handshake(struct conn *conn);
+/* True while a held conn waits for conn_start_handshake (and is not closing). */
+bool conn_is_held(const struct conn *conn);
 /* Called once when the TLS handshake is done (not for plaintext conns), from the loop. */
 void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, void *user));
 /* The peer's identity from its verified certificate ("" on plaintext, or before the

@@ -204,7 +204,7 @@ static void view_status(struct view_ctx *v)
 	control_table_column(w, "accepted_total", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections accepted");
 	control_table_column(w, "accepted_shed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept for want of descriptors");
 	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
-	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections refused after repeated failed TLS handshakes");
+	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "TLS connections dropped before they authenticated, to make room for newer ones (max-unauthenticated)");
 	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);

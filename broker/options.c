@@ -99,6 +99,15 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address", 0, OPTION_COUNT, 1, 1 << 20,
 	  false, false, "64", "connections", APPLY_LIVE, SCOPE_BROKER,
 	  "accepted peer connections open at once from one source address" },
+	{ OPT_MAX_UNAUTHENTICATED, "max-unauthenticated", 0, OPTION_COUNT, 1, 1 << 20, false, false,
+	  "256", "connections", APPLY_LIVE, SCOPE_BROKER,
+	  "accepted TLS connections not authenticated yet, open at once; a newer one takes the slot "
+	  "of the oldest (of the lowest priority), and they never crowd out authenticated peers" },
+	{ OPT_HANDSHAKE_RATE, "handshake-rate", 0, OPTION_COUNT, 0, 1e6, false, false, "100",
+	  "handshakes/s", APPLY_LIVE, SCOPE_BROKER,
+	  "TLS handshakes started for connections not authenticated yet, a burst of two seconds' "
+	  "worth; one that authenticates gives its turn back; the others wait, peers that "
+	  "authenticated from their address lately first (they may borrow a turn); 0: no bound" },
 	{ OPT_PEER_IDLE_TIMEOUT, "peer-idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "600",
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
 	  "an accepted peer connection that carries no stream this long is closed (ERROR 505); 0: never" },
@@ -706,6 +715,8 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
 	case OPT_MAX_PEER_CONNECTIONS: c->max_peer_connections = (unsigned)number; break;
 	case OPT_MAX_CONNECTIONS_PER_ADDRESS: c->max_connections_per_address = (unsigned)number; break;
+	case OPT_MAX_UNAUTHENTICATED: c->max_unauthenticated = (unsigned)number; break;
+	case OPT_HANDSHAKE_RATE: c->handshake_rate = number; break;
 	case OPT_PEER_IDLE_TIMEOUT: c->peer_idle_timeout = number; break;
 	case OPT_CONNECTION_BUDGET: c->connection_budget_percent = (unsigned)number; break;
 	case OPT_PEER_BUDGET: c->peer_budget_percent = (unsigned)number; break;
@@ -1534,6 +1545,8 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_HANDSHAKE_TIMEOUT: snprintf(out, len, "%.15g", c->handshake_timeout); break;
 	case OPT_MAX_PEER_CONNECTIONS: snprintf(out, len, "%u", c->max_peer_connections); break;
 	case OPT_MAX_CONNECTIONS_PER_ADDRESS: snprintf(out, len, "%u", c->max_connections_per_address); break;
+	case OPT_MAX_UNAUTHENTICATED: snprintf(out, len, "%u", c->max_unauthenticated); break;
+	case OPT_HANDSHAKE_RATE: snprintf(out, len, "%.15g", c->handshake_rate); break;
 	case OPT_PEER_IDLE_TIMEOUT: snprintf(out, len, "%.15g", c->peer_idle_timeout); break;
 	case OPT_CONNECTION_BUDGET: snprintf(out, len, "%u", c->connection_budget_percent); break;
 	case OPT_PEER_BUDGET: snprintf(out, len, "%u", c->peer_budget_percent); break;

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
+
 #include "frame.h"
 
 static const char *host, *port;
@@ -927,6 +930,128 @@ static int flood_data_held(void)
 	return flood_bounded(FRAME_DATA);
 }
 
+/* ---- strangers at a TLS listener ----------------------------------------------------------
+ * They need no certificate and speak no frame. The rotating ones bind source addresses in
+ * 127.1.0.0/16, so HOST must be on this machine's loopback. */
+
+/* What a TLS 1.3 client without a certificate sends first (its ClientHello), made once: a
+ * stranger replays it, and each copy costs the broker a server flight (a key exchange, a
+ * signature) unless the broker bounds them. */
+static size_t client_hello(unsigned char *out, size_t len)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+	BIO *in = BIO_new(BIO_s_mem()), *sent = BIO_new(BIO_s_mem());
+	int n = 0;
+	if (ssl && in && sent) {
+		SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+		SSL_set_bio(ssl, in, sent);
+		SSL_set_connect_state(ssl);
+		(void)SSL_do_handshake(ssl); /* wants the server's answer: the hello is out */
+		n = BIO_read(sent, out, (int)len);
+	} else {
+		BIO_free(in);
+		BIO_free(sent);
+	}
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* The i-th of `count` source addresses: 127.1.0.1 and on, 250 to a /24. */
+static uint32_t stranger_source(unsigned i, unsigned count)
+{
+	i %= count;
+	return 0x7f010000u + ((i / 250u) << 8) + i % 250u + 1u;
+}
+
+/* A connection to HOST:PORT (IPv4) from `source`, connected within 200 ms; -1 if not. */
+static int dial_from_source(uint32_t source)
+{
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *ai;
+	if (getaddrinfo(host, port, &hints, &ai) != 0)
+		return -1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_in from = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(source) };
+	struct pollfd pfd = { fd, POLLOUT, 0 };
+	int error = 0;
+	socklen_t error_len = sizeof error;
+	if (fd < 0 || bind(fd, (struct sockaddr *)&from, sizeof from) < 0 ||
+	    (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) ||
+	    poll(&pfd, 1, 200) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &error_len) < 0 ||
+	    error != 0) {
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* A ClientHello from each of 1000 source addresses in turn, closed at once, for `seconds`. */
+static int stranger_rotate(void)
+{
+	unsigned char hello[4096];
+	size_t hello_len = client_hello(hello, sizeof hello);
+	if (!hello_len)
+		return fail("no ClientHello from OpenSSL");
+	uint64_t made = 0;
+	double end = now() + seconds;
+	for (unsigned i = 0; now() < end; i++) {
+		int fd = dial_from_source(stranger_source(i, 1000));
+		if (fd < 0)
+			continue;
+		made += send_some(fd, hello, hello_len) == (ssize_t)hello_len;
+		close(fd);
+	}
+	fprintf(stderr, "hostile-peer: %llu ClientHellos from 1000 addresses in %.1f s\n",
+		(unsigned long long)made, seconds);
+	return made ? 0 : fail("no connection could be made");
+}
+
+/* 1100 connections from 1100 addresses that never send their ClientHello, held `seconds`. */
+static int stranger_hold(void)
+{
+	enum { COUNT = 1100 };
+	static int fds[COUNT];
+	int opened = 0;
+	for (int i = 0; i < COUNT; i++) {
+		int fd = dial_from_source(stranger_source((unsigned)i, COUNT));
+		if (fd >= 0)
+			fds[opened++] = fd;
+	}
+	fprintf(stderr, "hostile-peer: %d unfinished handshakes open\n", opened);
+	double end = now() + seconds;
+	while (now() < end)
+		usleep(50000);
+	for (int i = 0; i < opened; i++)
+		close(fds[i]);
+	return opened ? 0 : fail("no connection could be made");
+}
+
+/* 5 junk connections every 4 s from one address (HOSTILE_SOURCE: a peer's own), each
+ * refused by the TLS listener as not a ClientHello. */
+static int stranger_junk(void)
+{
+	static const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+	unsigned made = 0;
+	double end = now() + seconds;
+	while (now() < end) {
+		for (int i = 0; i < 5; i++) {
+			int fd = dial();
+			if (fd < 0)
+				continue;
+			made += send_some(fd, junk, sizeof junk - 1) > 0;
+			close(fd);
+		}
+		double next = now() + 4;
+		while (now() < next && now() < end)
+			usleep(50000);
+	}
+	fprintf(stderr, "hostile-peer: %u junk connections\n", made);
+	return made ? 0 : fail("no connection could be made");
+}
+
 static const struct attack attacks[] = {
 	{ "fatal-trailing", attack_fatal_trailing, "a length above 16 MiB, then 2 MiB more" },
 	{ "bad-version", attack_bad_version, "a version-2 frame, then 1 MiB of frames" },
@@ -958,6 +1083,9 @@ static const struct attack attacks[] = {
 	{ "half-header", attack_half_header, "half a frame header, then silence" },
 	{ "idle", attack_idle, "a connection that answers PINGs and opens nothing" },
 	{ "stream-hog", attack_stream_hog, "two connections holding 1000 streams each" },
+	{ "stranger-rotate", stranger_rotate, "TLS: a ClientHello from 1000 addresses in turn" },
+	{ "stranger-hold", stranger_hold, "TLS: 1100 unfinished handshakes from 1100 addresses" },
+	{ "stranger-junk", stranger_junk, "TLS: 5 junk connections every 4 s from one address" },
 };
 
 int main(int argc, char **argv)
