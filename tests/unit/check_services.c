@@ -108,11 +108,21 @@ START_TEST(test_peer_rules)
 {
 	struct service_rules r = example_rules();
 	const char *why = NULL;
-	/* named peers: only those, and only with a certificate */
+	/* named peers: only those, and only with a certificate: "c" over TLS (its certificate
+	 * names it) may, from afar or from loopback; another name over TLS may not */
 	ck_assert_int_eq(service_peer_may_open(&r, "secret", "c", true, false, &why), WH_OK);
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "c", true, true, &why), WH_OK);
 	ck_assert_int_eq(service_peer_may_open(&r, "secret", "b", true, false, &why), WH_EACCESS);
 	ck_assert_str_eq(why, "this peer is not among the service's peers");
+	/* a name without TLS proves nothing: refused, even the right name, even from loopback */
+	why = NULL;
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "c", false, true, &why), WH_EACCESS);
+	ck_assert_str_eq(why, "the service's peers are named by certificate: this link has no TLS");
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "c", false, false, &why), WH_EACCESS);
+	/* and a plaintext peer with no identity at all, as the broker passes it */
 	ck_assert_int_eq(service_peer_may_open(&r, "secret", "", false, true, &why), WH_EACCESS);
+	/* TLS whose certificate names nobody is not any named peer */
+	ck_assert_int_eq(service_peer_may_open(&r, "secret", "", true, true, &why), WH_EACCESS);
 	/* '*': every peer, plaintext ones too */
 	ck_assert_int_eq(service_peer_may_open(&r, "public", "", false, false, &why), WH_OK);
 	/* no rule: authenticated peers, or plaintext from loopback; not plaintext from afar */
