@@ -368,7 +368,6 @@ static const char *const bench_attacks[] = {
 };
 #define BENCH_ATTACKS (sizeof bench_attacks / sizeof bench_attacks[0])
 #define ATTACK_RUN_SECONDS 4.0
-static char attack_names[BENCH_ATTACKS][48], attack_notes[BENCH_ATTACKS][96];
 
 /* counters (shared with the child): [0] runs finished, [1] of them ended by the broker
  * before their time. A run that failed at once is retried after 10 ms, so a refused
@@ -417,20 +416,23 @@ static void hostile_peer_path(const char *broker_path, char *out, size_t len)
 	snprintf(slash ? slash + 1 : out, len - (size_t)(slash ? slash + 1 - out : 0), "tests/hostile-peer");
 }
 
-static void one_attack_figure(const char *hostile, size_t i, const char *port, wh_client *on_b,
-			      size_t bulk, unsigned long *counters, struct figure *f, int *n)
+/* The bulk through `client` to peer a's sink, alone and with `attack` looping against the
+ * broker at `port`; adds the figure `prefix``attack`. */
+static void one_attack_figure(const char *hostile, const char *attack, const char *prefix,
+			      const char *port, wh_client *client, size_t bulk, unsigned long *counters,
+			      struct figure *f, int *n)
 {
 	int rounds = bench_rounds();
 	double alone[BENCH_ROUNDS_MAX], under[BENCH_ROUNDS_MAX];
 	unsigned long runs = 0, cut_short = 0;
 	for (int r = 0; r < rounds; r++) {
-		alone[r] = app_bulk(on_b, "a", "bench-sink", bulk);
+		alone[r] = app_bulk(client, "a", "bench-sink", bulk);
 		counters[0] = counters[1] = 0;
-		pid_t attacker = attack_loop(hostile, bench_attacks[i], port, counters);
+		pid_t attacker = attack_loop(hostile, attack, port, counters);
 		usleep(300000); /* the first run under way: a start-up delay; later runs follow it */
 		unsigned long runs_before = __atomic_load_n(&counters[0], __ATOMIC_RELAXED);
 		unsigned long cut_before = __atomic_load_n(&counters[1], __ATOMIC_RELAXED);
-		under[r] = app_bulk(on_b, "a", "bench-sink", bulk);
+		under[r] = app_bulk(client, "a", "bench-sink", bulk);
 		/* the run in progress at the end counts as one the transfer saw */
 		runs += __atomic_load_n(&counters[0], __ATOMIC_RELAXED) - runs_before + 1;
 		cut_short += __atomic_load_n(&counters[1], __ATOMIC_RELAXED) - cut_before;
@@ -438,13 +440,16 @@ static void one_attack_figure(const char *hostile, size_t i, const char *port, w
 		waitpid(attacker, NULL, 0);
 	}
 	double a = percentile(alone, (size_t)rounds, 0.5), u = percentile(under, (size_t)rounds, 0.5);
-	printf("under attack %-18s %.1f MB/s, alone %.1f MB/s, ratio %.2f; %lu attack runs, %lu cut "
-	       "short by the broker\n", bench_attacks[i], u / 1e6, a / 1e6, u / a, runs, cut_short);
-	snprintf(attack_names[i], sizeof attack_names[i], "under_attack_%s", bench_attacks[i]);
-	snprintf(attack_notes[i], sizeof attack_notes[i], "%d rounds: %lu attack runs, %lu cut short by the broker",
-		 rounds, runs, cut_short);
-	f[(*n)++] = (struct figure){ attack_names[i], "MB/s", "the same bulk with no attack", u / 1e6,
-				     a / 1e6, attack_notes[i], false };
+	printf("%s%-18s %.1f MB/s, alone %.1f MB/s, ratio %.2f; %lu attack runs, %lu cut short by the "
+	       "broker\n", prefix, attack, u / 1e6, a / 1e6, u / a, runs, cut_short);
+	/* names and notes live as long as the run: the report is printed at its end */
+	char *name = malloc(64), *note = malloc(96);
+	if (!name || !note)
+		exit(1);
+	snprintf(name, 64, "%s%s", prefix, attack);
+	snprintf(note, 96, "%d rounds: %lu attack runs, %lu cut short by the broker", rounds, runs, cut_short);
+	f[(*n)++] = (struct figure){ name, "MB/s", "the same bulk with no attack", u / 1e6, a / 1e6, note,
+				     false };
 }
 
 static void attack_figures(const char *broker_path, unsigned port_a, wh_client *on_b, size_t bulk,
@@ -484,7 +489,8 @@ static void attack_figures(const char *broker_path, unsigned port_a, wh_client *
 	const char *only = getenv("BENCH_ATTACK"); /* one attack by name (profiling) */
 	for (size_t i = 0; i < BENCH_ATTACKS; i++)
 		if (!only || strcmp(only, bench_attacks[i]) == 0)
-			one_attack_figure(hostile, i, port, on_b, bulk, counters, f, n);
+			one_attack_figure(hostile, bench_attacks[i], "under_attack_", port, on_b, bulk,
+					  counters, f, n);
 	munmap(counters, 2 * sizeof *counters);
 }
 
@@ -708,6 +714,30 @@ static void far_figures(const char *self, const char *broker_path, const char *d
 	delay_link_stop(&fs.link);
 }
 
+/* Strangers at a TLS listener (tests/hostile-peer's stranger-* attacks: ClientHellos from
+ * 1000 addresses in turn, unfinished handshakes held, junk from one address): what they cost
+ * an authenticated peer's bulk through that listener. Names figures tls_under_attack_NAME. */
+static void tls_stranger_figures(const char *broker_path, unsigned port, wh_client *client,
+				 size_t bulk, struct figure *f, int *n)
+{
+	static const char *const strangers[] = { "stranger-rotate", "stranger-hold", "stranger-junk" };
+	char hostile[4096], port_text[16];
+	hostile_peer_path(broker_path, hostile, sizeof hostile);
+	if (access(hostile, X_OK) != 0)
+		return;
+	unsigned long *counters = mmap(NULL, 2 * sizeof *counters, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (counters == MAP_FAILED)
+		return;
+	snprintf(port_text, sizeof port_text, "%u", port);
+	const char *only = getenv("BENCH_ATTACK");
+	for (size_t i = 0; i < sizeof strangers / sizeof strangers[0]; i++)
+		if (!only || strcmp(only, strangers[i]) == 0)
+			one_attack_figure(hostile, strangers[i], "tls_under_attack_", port_text, client,
+					  bulk, counters, f, n);
+	munmap(counters, 2 * sizeof *counters);
+}
+
 /* TLS against plaintext and against plain OpenSSL: a second pair of brokers with
  * certificates (scripts/make-certs.sh), an app server on its A, rounds alternating the
  * plaintext pair, the TLS pair and the OpenSSL baseline. Adds its figures at f[*n]. */
@@ -791,6 +821,7 @@ static void tls_figures(const char *self, const char *broker_path, const char *d
 	free(plain_rtt);
 	free(tls_rtt);
 	free(openssl_rtt);
+	tls_stranger_figures(broker_path, port_a, on_tb, bulk / 2, f, n);
 	wh_client_detach(on_tb);
 	stop_all(&pids[1], 1); /* B dials A: stop it first */
 	pids[1] = -1;
@@ -930,7 +961,7 @@ int main(int argc, char **argv)
 	wait_served(on_b, "a", "bench-sink");
 	wait_served(on_b, "a", "bench-echo");
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure f[30 + BENCH_ATTACKS];
+	struct figure f[48 + BENCH_ATTACKS];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
