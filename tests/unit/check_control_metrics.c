@@ -63,7 +63,7 @@ START_TEST(test_label_values_escape_every_control_and_stray_byte)
 		"a\x1b[31mb\x07",     /* ESC and BEL: a terminal acts on them */
 		"\xff\xfe",            /* not UTF-8: a scraper refuses the page */
 		"q\"\\\n",             /* the format's own escapes, as the log shows them */
-		"c1\xc2\x9b" "2J",     /* a C1 CSI, as UTF-8 */
+		("c1\xc2\x9b" "2J"),   /* a C1 CSI, as UTF-8 (\x9b2 would be one escape) */
 		"bidi\xe2\x80\xae",    /* RIGHT-TO-LEFT OVERRIDE */
 		"caf\xc3\xa9",         /* plain UTF-8 stays as it is */
 		"cr\rtab\tdel\x7f",

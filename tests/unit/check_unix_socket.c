@@ -162,23 +162,34 @@ START_TEST(test_stream_socket_never_follows_a_planted_link)
 }
 END_TEST
 
-/* A path whose private directory's would not fit sun_path still works (through
- * /proc/self/fd), and a failure leaves nothing behind. */
+/* A path whose private directory would not fit sun_path (a long directory, a short name)
+ * still works, through /proc/self/fd; a failure leaves nothing behind. */
 START_TEST(test_long_path_and_failure_leave_nothing)
 {
 	struct fixture f;
 	fixture_init(&f);
-	char path[108];
-	memset(path, 0, sizeof path);
-	int n = snprintf(path, sizeof path, "%s/", f.dir);
-	memset(path + n, 'x', sizeof path - 1 - (size_t)n); /* 107 bytes: the longest there is */
+	char sub[108], path[120];
+	memset(sub, 0, sizeof sub);
+	int n = snprintf(sub, sizeof sub, "%s/", f.dir);
+	memset(sub + n, 'd', 100 - (size_t)n); /* a directory of 100 bytes */
+	ck_assert_int_eq(mkdir(sub, 0700), 0);
+	snprintf(path, sizeof path, "%s/s.sock", sub); /* 107 bytes: the longest there is */
+	ck_assert_uint_eq(strlen(path), 107);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct stat made;
 	ck_assert_int_eq(unix_socket_bind(fd, path, 0600, -1, -1, 4, &made, NULL, "test"), 0);
 	ck_assert_int_eq(lstat(path, &made), 0);
 	ck_assert(S_ISSOCK(made.st_mode));
+	ck_assert_uint_eq(made.st_mode & 0777, 0600);
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, path, 107);
+	ck_assert_int_eq(connect(probe, (struct sockaddr *)&addr, sizeof addr), 0);
+	close(probe);
 	ck_assert_int_eq(unlink(path), 0);
+	ck_assert_int_eq(rmdir(sub), 0); /* nothing else was left in it */
 	close(fd);
+	snprintf(path, sizeof path, "%s/long.sock", f.dir);
 	/* an already bound socket cannot be bound again: the error comes back, no leftovers */
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	ck_assert_int_eq(unix_socket_bind(fd, f.path, 0600, -1, -1, 4, &made, NULL, "test"), 0);
