@@ -34,7 +34,7 @@ struct pool_conn {
 	double connected_at;
 	bool health_check_pending;
 	bool proven;      /* the far broker took it: see POOL_PROVEN_AFTER */
-	bool reaped_idle; /* we closed it for idleness: its end is no failed dial */
+	bool reaped_idle; /* we closed it for idleness: its end is no failed dial (nor in a drain) */
 	struct pool_conn *next;
 };
 
@@ -288,7 +288,7 @@ static void cb_closed(struct mux *mux, int error, void *user)
 	if (!conn_is_ready(pc->conn)) {
 		delay = back_off(pool, "no TLS session (the broker's log says why)");
 		logged = "no TLS session";
-	} else if (!pc->reaped_idle && !conn_proven(pc, ev_now(pool->loop))) {
+	} else if (!pc->reaped_idle && !pool->draining && !conn_proven(pc, ev_now(pool->loop))) {
 		delay = back_off(pool, "closed by the peer before any frame (its connection caps?)");
 		logged = "closed by the peer before any frame (its connection caps?)";
 	}
