@@ -245,7 +245,7 @@ static bool conn_proven(struct pool_conn *pc, double now)
 		return false;
 	const struct mux_stats *stats = mux_stats(conn_mux(pc->conn));
 	uint64_t heard = 0;
-	for (int type = 0; type < 8; type++)
+	for (size_t type = 0; type < sizeof stats->frames_in / sizeof *stats->frames_in; type++)
 		heard += type == FRAME_ERROR ? 0 : stats->frames_in[type];
 	if (heard == 0 && now - pc->connected_at < POOL_PROVEN_AFTER)
 		return false;
