@@ -82,8 +82,6 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	}
 	apps->find_pool = find_pool;
 	apps->find_ctx = find_ctx;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
 	if (unix_socket_claim(config->socket_path, SOCK_SEQPACKET, log, "apps") < 0) {
 		int saved = errno;
 		stream_table_free(&apps->handles);
@@ -92,26 +90,24 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 		return NULL;
 	}
 	apps->listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	mode_t old_mask = umask(0777 & ~config->socket_mode);
-	int rc = apps->listen_fd < 0 ? -1 : bind(apps->listen_fd, (struct sockaddr *)&addr, sizeof addr);
-	umask(old_mask);
-	if (rc == 0 && (config->socket_uid >= 0 || config->socket_gid >= 0))
-		rc = chown(config->socket_path, (uid_t)config->socket_uid, (gid_t)config->socket_gid);
-	if (rc < 0 || listen(apps->listen_fd, 128) < 0 || chmod(config->socket_path, config->socket_mode) < 0) {
+	/* owner and mode are set where no link can be swapped in (unix_socket_bind) */
+	struct stat st;
+	int rc = apps->listen_fd < 0 ? -1
+		 : unix_socket_bind(apps->listen_fd, config->socket_path, config->socket_mode,
+				    config->socket_uid, config->socket_gid, 128, &st, log, "apps");
+	if (rc < 0) {
 		int saved = errno;
-		log_write(log, LOG_ERROR, "apps", "socket %s: %s", config->socket_path, strerror(errno));
 		if (apps->listen_fd >= 0)
 			close(apps->listen_fd);
+		else
+			log_write(log, LOG_ERROR, "apps", "socket %s: %s", config->socket_path, strerror(saved));
 		stream_table_free(&apps->handles);
 		free(apps);
 		errno = saved;
 		return NULL;
 	}
-	struct stat st;
-	if (stat(config->socket_path, &st) == 0) { /* remembered, so that we remove only ours */
-		apps->socket_dev = st.st_dev;
-		apps->socket_ino = st.st_ino;
-	}
+	apps->socket_dev = st.st_dev; /* remembered, so that we remove only ours */
+	apps->socket_ino = st.st_ino;
 	ev_io_init(&apps->acceptor, on_accept, apps->listen_fd, EV_READ);
 	apps->acceptor.data = apps;
 	ev_prepare_init(&apps->reaper, on_sessions_reap);
@@ -136,7 +132,7 @@ void apps_stop(struct apps *apps)
 	ev_io_stop(apps->loop, &apps->acceptor);
 	close(apps->listen_fd);
 	struct stat st;
-	if (stat(apps->config.socket_path, &st) == 0 && st.st_dev == apps->socket_dev &&
+	if (lstat(apps->config.socket_path, &st) == 0 && st.st_dev == apps->socket_dev &&
 	    st.st_ino == apps->socket_ino)
 		unlink(apps->config.socket_path); /* still ours */
 	stream_table_free(&apps->handles);

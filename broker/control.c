@@ -1228,8 +1228,6 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 	}
 	if (!config->socket_path[0])
 		return ctl; /* metrics only */
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", config->socket_path);
 	if (unix_socket_claim(config->socket_path, SOCK_STREAM, ctl->log, "control") < 0) {
 		int saved = errno;
 		metrics_http_stop(ctl->metrics);
@@ -1238,30 +1236,25 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 		return NULL;
 	}
 	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	/* made with no permission for anyone but the owner, then opened up to its mode: no
-	 * moment where a wider mode lets someone in */
-	mode_t old_mask = umask(0077);
-	int rc = ctl->listen_fd < 0 ? -1 : bind(ctl->listen_fd, (struct sockaddr *)&addr, sizeof addr);
-	umask(old_mask);
-	if (rc == 0 && (config->socket_uid >= 0 || config->socket_gid >= 0))
-		rc = chown(config->socket_path, (uid_t)config->socket_uid, (gid_t)config->socket_gid);
-	if (rc < 0 || listen(ctl->listen_fd, 16) < 0 || chmod(config->socket_path, config->socket_mode) < 0) {
+	/* given its owner and mode where no link can be swapped in, then put at its path: no
+	 * moment where a wider mode lets someone in (unix_socket_bind) */
+	struct stat st;
+	int rc = ctl->listen_fd < 0 ? -1
+		 : unix_socket_bind(ctl->listen_fd, config->socket_path, config->socket_mode,
+				    config->socket_uid, config->socket_gid, 16, &st, ctl->log, "control");
+	if (rc < 0) {
 		int saved = errno;
-		log_write(ctl->log, LOG_ERROR, "control", "socket %s: %s", config->socket_path, strerror(errno));
-		if (rc == 0)
-			unlink(config->socket_path);
 		if (ctl->listen_fd >= 0)
 			close(ctl->listen_fd);
+		else
+			log_write(ctl->log, LOG_ERROR, "control", "socket %s: %s", config->socket_path, strerror(saved));
 		metrics_http_stop(ctl->metrics);
 		free(ctl);
 		errno = saved;
 		return NULL;
 	}
-	struct stat st;
-	if (stat(config->socket_path, &st) == 0) {
-		ctl->socket_dev = st.st_dev;
-		ctl->socket_ino = st.st_ino;
-	}
+	ctl->socket_dev = st.st_dev;
+	ctl->socket_ino = st.st_ino;
 	ev_io_init(&ctl->acceptor, on_accept, ctl->listen_fd, EV_READ);
 	ctl->acceptor.data = ctl;
 	ev_timer_init(&ctl->accept_pause, on_accept_resume, 0.1, 0.0);
@@ -1288,7 +1281,7 @@ void control_stop(struct control *ctl)
 		ev_timer_stop(ctl->broker->loop, &ctl->idle_sweep);
 		close(ctl->listen_fd);
 		struct stat st;
-		if (stat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
+		if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
 			unlink(ctl->path);
 	}
 	free(ctl);

@@ -6,8 +6,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -145,6 +147,89 @@ int unix_socket_write_file(const char *path, const char *text, const struct log_
 		if (fd >= 0)
 			unlink(tmp);
 		log_write(log, LOG_ERROR, component, "%s: %s", path, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* The private directory beside path: its name in dir, and a descriptor of it checked to be
+ * the directory we made (a stranger who renames it and puts another in its place is found
+ * out here, or later finds us working on ours through the descriptor). -1 with errno. */
+static int private_dir_beside(const char *path, char *dir, size_t length)
+{
+	const char *slash = strrchr(path, '/');
+	int n = snprintf(dir, length, "%.*s.wh-XXXXXX", slash ? (int)(slash - path + 1) : 0, path);
+	if (n < 0 || (size_t)n >= length) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (!mkdtemp(dir))
+		return -1;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (dfd >= 0 && (fstat(dfd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 0077))) {
+		close(dfd);
+		errno = EPERM;
+		return -1;
+	}
+	if (dfd < 0)
+		rmdir(dir);
+	return dfd;
+}
+
+/* Binds fd at name inside the private directory: by its path when that fits sun_path, else
+ * through /proc/self/fd (short whatever the directory's length). */
+static int bind_in(int fd, int dfd, const char *dir, const char *name)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int n = snprintf(addr.sun_path, sizeof addr.sun_path, "%s/%s", dir, name);
+	if (n < 0 || (size_t)n >= sizeof addr.sun_path)
+		snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dfd, name);
+	return bind(fd, (struct sockaddr *)&addr, sizeof addr);
+}
+
+/*
+ * Why not bind at path and then chown/chmod it: both follow links, and between the bind and
+ * them a local user who may write the directory could put a link at path (to /etc/shadow,
+ * say) and have the broker give that file the socket's owner and mode. fchmod on the socket
+ * descriptor does not reach the file, and lchown/fchmodat(AT_SYMLINK_NOFOLLOW) still act on
+ * whatever was swapped in (or fail where links cannot be chmodded). In a directory only we
+ * may write nothing can be swapped: the socket gets its owner and mode there, by name under
+ * the directory's descriptor, and only then appears at path, by rename, which replaces what
+ * is at path (a planted link itself) and follows nothing. In a sticky directory (/tmp)
+ * rename cannot replace another user's file: the start fails instead.
+ */
+int unix_socket_bind(int fd, const char *path, unsigned mode, long uid, long gid, int backlog,
+		     struct stat *made, const struct log_sink *log, const char *component)
+{
+	char dir[4200];
+	int dfd = private_dir_beside(path, dir, sizeof dir);
+	int rc = dfd < 0 ? -1 : bind_in(fd, dfd, dir, "s");
+	bool bound = rc == 0;
+	if (rc == 0 && (rc = fstatat(dfd, "s", made, AT_SYMLINK_NOFOLLOW)) == 0 && !S_ISSOCK(made->st_mode)) {
+		errno = EPERM; /* cannot be: nobody else may write there */
+		rc = -1;
+	}
+	if (rc == 0 && (uid >= 0 || gid >= 0))
+		rc = fchownat(dfd, "s", (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW);
+	if (rc == 0) /* chmod needs no NOFOLLOW here: "s" is our socket, as checked */
+		rc = fchmodat(dfd, "s", (mode_t)mode, 0);
+	if (rc == 0)
+		rc = fstatat(dfd, "s", made, AT_SYMLINK_NOFOLLOW);
+	if (rc == 0)
+		rc = listen(fd, backlog); /* before it appears at path: no attach is refused */
+	if (rc == 0)
+		rc = renameat(dfd, "s", AT_FDCWD, path);
+	int saved = errno;
+	if (rc < 0 && bound)
+		unlinkat(dfd, "s", 0);
+	if (dfd >= 0) {
+		close(dfd);
+		rmdir(dir);
+	}
+	if (rc < 0) {
+		log_write(log, LOG_ERROR, component, "socket %s: %s", path, strerror(saved));
 		errno = saved;
 		return -1;
 	}

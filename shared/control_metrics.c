@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "control_metrics.h"
+#include "text_escape.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -46,16 +47,26 @@ static bool ends_with(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static void prometheus_label_value(FILE *out, const char *s)
+/*
+ * A label value comes from outside (a peer's or an app's name): the exposition format's own
+ * escapes (\\, \" and \n) leave every other control byte (ESC drives the terminal of whoever
+ * runs `wormhole-ctl metrics`) and bytes that are not UTF-8 (a scraper rejects the whole
+ * page) as they are. So the value is the text as the broker's log shows it (text_escape: a
+ * backslash doubled, \n \r \t, \xNN for every other control byte and every byte that is not
+ * UTF-8, at most LABEL_MAX bytes, never an escape cut in two), then put in quotes with the
+ * format's escapes: a scraper reads printable UTF-8 that says unambiguously what was there.
+ */
+#define LABEL_MAX (4 * CELL_MAX)
+
+static void prometheus_label_value(FILE *out, const char *s, size_t n)
 {
+	char shown[LABEL_MAX + 1];
+	text_escape(shown, sizeof shown, s, n);
 	fputc('"', out);
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			fprintf(out, "\\%c", *s);
-		else if (*s == '\n')
-			fputs("\\n", out);
-		else
-			fputc(*s, out);
+	for (const char *p = shown; *p; p++) {
+		if (*p == '\\' || *p == '"')
+			fputc('\\', out);
+		fputc(*p, out);
 	}
 	fputc('"', out);
 }
@@ -87,10 +98,14 @@ void control_metrics_write(FILE *out, const struct control_table *t)
 			for (unsigned l = 0; l < t->columns; l++) {
 				if (t->column[l].role != CONTROL_LABEL)
 					continue;
-				char cell[CELL_MAX];
-				raw_cell(cell, sizeof cell, &row[l]);
 				fprintf(out, "%s%s=", any ? "," : "{", t->column[l].name);
-				prometheus_label_value(out, cell);
+				if (row[l].type == CONTROL_TEXT) { /* all of it: NULs, bytes past CELL_MAX */
+					prometheus_label_value(out, row[l].text, row[l].text_length);
+				} else {
+					char cell[CELL_MAX];
+					raw_cell(cell, sizeof cell, &row[l]);
+					prometheus_label_value(out, cell, strlen(cell));
+				}
 				any = true;
 			}
 			char value[CELL_MAX];

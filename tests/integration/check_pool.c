@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client.h"
 #include "harness.h"
+#include "json_lite.h"
 #include "pool.h"
 
 struct pool_goal {
@@ -213,6 +215,57 @@ START_TEST(test_dial_failures_back_off_then_recover)
 }
 END_TEST
 
+/* A number from `wormhole-ctl --json VIEW` of a broker (its first row's column key), or -1. */
+static double ctl_number(const struct process *broker, const char *view, const char *key)
+{
+	char socket[400], output[65536];
+	snprintf(socket, sizeof socket, "%s/control.sock", broker->dir);
+	const char *args[] = { "-s", socket, "--json", view, NULL };
+	if (process_run("ctl/wormhole-ctl", args, output, sizeof output) != 0)
+		return -1;
+	size_t at = 0;
+	struct json *doc = json_parse(output, &at);
+	const struct json *rows = json_get(doc, view);
+	double value = rows && rows->kind == JSON_ARRAY && rows->count > 0 ? json_number(rows->items[0], key) : -1;
+	json_free(doc);
+	return value == value ? value : -1; /* NAN: missing */
+}
+
+static bool dial_failed_once(void *arg)
+{
+	return ctl_number(arg, "peers", "failed_connections") >= 1;
+}
+
+/* A broker at its per-address cap accepts and closes at once: the pool that dials it must
+ * count each such connection as a failed dial and back off, not redial in a tight loop
+ * (it did: ~23,000 connections a second, failed_connections 0). */
+START_TEST(test_capped_far_broker_is_backed_off)
+{
+	struct process a, b;
+	const char *a_args[] = { "--max-connections-per-address", "8", NULL };
+	ck_assert(broker_spawn(&a, a_args));
+	char peer[64];
+	snprintf(peer, sizeof peer, "a=127.0.0.1:%u", a.port);
+	const char *b_args[] = { "--peer", peer, "--pool-min", "20", "--pool-max", "20", NULL };
+	ck_assert(broker_spawn(&b, b_args));
+	bool failed = poll_until(dial_failed_once, &b, 10);
+	double capped_before = ctl_number(&a, "status", "connections_capped");
+	struct timespec pause = { 2, 0 }; /* the window the dial rate is measured over */
+	nanosleep(&pause, NULL);
+	double capped_after = ctl_number(&a, "status", "connections_capped");
+	double b_failed = ctl_number(&b, "peers", "failed_connections");
+	fprintf(stderr, "capped: %.0f then %.0f 2 s later; b's failed_connections %.0f\n", capped_before,
+		capped_after, b_failed);
+	ck_assert_msg(failed, "b never counted a failed dial");
+	ck_assert(capped_before >= 1);
+	/* back-off from 0.1 s, doubling: a handful in 2 s; without it, tens of thousands */
+	ck_assert_double_le(capped_after - capped_before, 40);
+	ck_assert_double_ge(b_failed, 1);
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0); /* a sanitizer's report exits non-zero */
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *pool_suite(void)
 {
 	Suite *suite = suite_create("pool");
@@ -222,6 +275,7 @@ static Suite *pool_suite(void)
 	tcase_add_test(tc, test_grows_to_max_when_busy_then_reaps_idle);
 	tcase_add_test(tc, test_health_check_failure_replaces_connection);
 	tcase_add_test(tc, test_dial_failures_back_off_then_recover);
+	tcase_add_test(tc, test_capped_far_broker_is_backed_off);
 	suite_add_tcase(suite, tc);
 	return suite;
 }
