@@ -134,32 +134,37 @@ static void handle_stream_message(struct app_session *c, uint64_t handle, bool r
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
-/* The doorbell and news eventfds and the bitmaps' segment; returns the segment's memfd to
- * hand over (from the budget: segment_drop_fd-like budget_close when done), or a negative
- * WH_E* code. */
-static int doorbell_create(struct app_session *c)
+/* The doorbell and news wake-up pairs and the bitmaps' segment. We keep one end of each pair
+ * (c->doorbell, c->news); the app's ends go into app_fds[] (doorbell, news), from the
+ * budget, to be closed once WELCOME carried them. Returns the segment's memfd to hand over
+ * (from the budget too), or a negative WH_E* code. */
+static int doorbell_create(struct app_session *c, int app_fds[2])
 {
 	struct apps *apps = c->apps;
+	int pair[2];
 	c->slot_count = (apps->config.max_streams + 63) / 64 * 64;
 	c->slots = calloc(c->slot_count, sizeof *c->slots);
 	c->notify_size = notify_segment_size(c->slot_count);
 	if (!c->slots)
 		return WH_ENOMEM;
-	c->doorbell = budget_eventfd(apps, FD_USE_SESSION);
-	if (c->doorbell < 0)
-		return c->doorbell;
-	c->news = budget_eventfd(apps, FD_USE_SESSION);
-	if (c->news < 0)
-		return c->news;
+	int error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+	if (error != WH_OK)
+		return error;
+	c->doorbell = pair[0];
+	app_fds[0] = pair[1];
+	error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+	if (error != WH_OK)
+		return error;
+	c->news = pair[0];
+	app_fds[1] = pair[1];
 	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
 		return WH_EDESCRIPTORS;
 	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (memfd < 0) {
-		int error = errno_error();
+		error = errno_error();
 		fd_budget_give(apps->fds, 1);
 		return error;
 	}
-	int error = WH_OK;
 	if (ftruncate(memfd, (off_t)c->notify_size) < 0 ||
 	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		error = errno_error();
@@ -226,8 +231,11 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg, 
 			session_drop(c, "not allowed to attach");
 			return;
 		}
-		int notify_fd = doorbell_create(c);
+		int app_fds[2] = { -1, -1 };
+		int notify_fd = doorbell_create(c, app_fds);
 		if (notify_fd < 0) {
+			budget_close(c->apps, app_fds[0]);
+			budget_close(c->apps, app_fds[1]);
 			session_send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
 			flush_queue(c);
 			session_drop(c, wh_strerror(notify_fd));
@@ -242,9 +250,11 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg, 
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
-		int fds[3] = { c->doorbell, notify_fd, c->news };
+		int fds[3] = { app_fds[0], notify_fd, app_fds[1] };
 		int rc = session_send(c, &welcome, fds, 3);
 		budget_close(c->apps, notify_fd);
+		budget_close(c->apps, app_fds[0]);
+		budget_close(c->apps, app_fds[1]);
 		if (rc != WH_OK)
 			session_drop(c, wh_strerror(rc));
 		return;
