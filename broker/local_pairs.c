@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "apps_internal.h"
+#include "futex.h"
 
 /* ---- local pairs ------------------------------------------------------------------- */
 
@@ -41,6 +42,11 @@ bool pair_detach(struct local_pair *p, unsigned end, bool died)
 		ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, end ^ 1u);
 		ring_producer_close(&producer, WH_EAPP_GONE);
 		ring_consumer_close(&consumer, WH_EAPP_GONE);
+		/* a thread of the other app that sleeps in a call, either way */
+		if (ring_producer_wake_needed(&producer) & RING_WAIT_SLEEPER)
+			futex_wake_shared(ring_producer_wake_word(&producer));
+		if (ring_consumer_wake_needed(&consumer) & RING_WAIT_SLEEPER)
+			futex_wake_shared(ring_consumer_wake_word(&consumer));
 	}
 	/* The other app hears it as a hang-up of its end, after the rings say why: nothing we
 	 * do here can block, whatever either app did to its end (shutdown neither sends nor

@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,15 +98,29 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	return WH_OK;
 }
 
-/* Wakes the other end: a same-host partner on the stream's socket, the broker through the
- * client's doorbell (only when the broker is not already busy with us). Never blocks,
- * whatever the other side did to its end (shared/attach_wake.h). */
-static void wake_peer(struct wh_stream *s)
+/* Wakes the other end, which announced `flags` (RING_WAIT_*) on the ring: a same-host
+ * partner's thread that sleeps in a call on `word` (futex), else the partner on the stream's
+ * socket; the broker through the client's doorbell (only when the broker is not already busy
+ * with us). Never blocks, whatever the other side did to its end (shared/attach_wake.h). */
+static void wake_peer(struct wh_stream *s, uint32_t flags, uint32_t *word)
 {
-	if (s->local)
+	if (s->local && (flags & RING_WAIT_SLEEPER))
+		futex_wake_shared(word);
+	else if (s->local)
 		wake_send(s->fd);
 	else if (notify_ring(s->client->notify, s->client->slots, s->slot))
 		wake_send(s->client->doorbell);
+}
+
+/* The stream's state changed (end, abort, close): whoever waits in either direction. */
+static void wake_peer_both(struct wh_stream *s)
+{
+	uint32_t reader = ring_producer_wake_needed(&s->tx), writer = ring_consumer_wake_needed(&s->rx);
+	if (s->local && (reader & RING_WAIT_SLEEPER))
+		futex_wake_shared(ring_producer_wake_word(&s->tx));
+	if (s->local && (writer & RING_WAIT_SLEEPER))
+		futex_wake_shared(ring_consumer_wake_word(&s->rx));
+	wake_peer(s, RING_WAIT_NEWS, NULL); /* and its event loop, or the broker, always */
 }
 
 static bool rx_has_news(struct wh_stream *s)
@@ -146,7 +159,10 @@ static bool tx_has_news(struct wh_stream *s)
 static bool drain(struct wh_stream *s, bool reading)
 {
 	bool had_news = client_ready_take(s->client, s);
-	if (s->fd < 0)
+	/* A blocking call on a same-host stream sleeps on the ring's word, where its partner
+	 * wakes it: the socket has only the odd wake-up at a state change, and its hang-up,
+	 * which wait_for_news looks for after each slice. One system call less per wait. */
+	if (s->fd < 0 || (s->local && !s->nonblocking))
 		return had_news;
 	enum wake_state state = WAKE_NONE;
 	if (!(reading ? s->want_write : s->want_read)) {
@@ -218,11 +234,11 @@ static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 #define SLEEP_SLICE_NS (200 * 1000000LL)
 
 /* Announces that the caller waits (reading: for bytes or the end, else for room): a blocking
- * call on a stream to a peer broker as a sleeper on the ring's word, anything else as a
- * waiter on descriptors. The caller looks at the ring once more before it waits. */
+ * call as a sleeper on the ring's word, a non-blocking one as a waiter on descriptors. The
+ * caller looks at the ring once more before it waits. */
 static void announce_wait(struct wh_stream *s, bool reading)
 {
-	bool sleeper = !s->nonblocking && !s->local;
+	bool sleeper = !s->nonblocking;
 	if (reading && sleeper)
 		ring_consumer_prepare_sleep(&s->rx);
 	else if (reading)
@@ -233,8 +249,11 @@ static void announce_wait(struct wh_stream *s, bool reading)
 		ring_producer_prepare_wait(&s->tx);
 }
 
-/* Sleeps until the stream has news, the deadline passes or the broker goes away: on the
- * ring's wait word for a stream to a peer broker, on the socket for a same-host one. */
+/* Sleeps on the ring's wait word until the stream has news, the deadline passes, or (a
+ * stream to a peer broker) the broker goes away. A same-host partner wakes the word itself,
+ * and the broker does when the partner leaves or dies (after marking the rings); after each
+ * slice the caller also looks for a hang-up of the stream's socket (the partner died while
+ * the broker was gone). */
 static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 {
 	int64_t left = -1;
@@ -243,26 +262,16 @@ static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 		if (left <= 0)
 			return WH_ETIMEOUT;
 	}
-	if (!s->local) {
-		uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
-		int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
-		int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
-		if (rc == ETIMEDOUT && client_broker_gone(s->client))
-			return WH_EBROKER_GONE;
-		if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
-			return WH_ESYSTEM;
-		return WH_OK; /* the caller looks again */
-	}
-	struct pollfd pfd[2] = { { s->fd, POLLIN, 0 }, { s->client->fd, 0, 0 } };
-	int timeout = left < 0 ? -1 : (int)((left + 999999) / 1000000);
-	int ready = poll(pfd, 2, timeout);
-	if (ready < 0 && errno != EINTR)
-		return WH_ESYSTEM;
-	if (pfd[1].revents & (POLLHUP | POLLERR)) {
-		atomic_store(&s->client->broker_gone, true);
+	uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
+	int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
+	int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
+	if (rc == ETIMEDOUT && s->local && wake_peek(s->fd) == WAKE_HUNG_UP)
+		s->hung_up = true; /* the caller says why */
+	if (rc == ETIMEDOUT && !s->local && client_broker_gone(s->client))
 		return WH_EBROKER_GONE;
-	}
-	return WH_OK; /* the caller drains before it looks again */
+	if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
+		return WH_ESYSTEM;
+	return WH_OK; /* the caller looks again */
 }
 
 /* Records why the stream ended, with the remote's code and message when there is one. */
@@ -333,8 +342,9 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 
 static void after_consume(struct wh_stream *s)
 {
-	if (ring_consumer_wake_needed(&s->rx))
-		wake_peer(s);
+	uint32_t flags = ring_consumer_wake_needed(&s->rx);
+	if (flags)
+		wake_peer(s, flags, ring_consumer_wake_word(&s->rx));
 }
 
 long wh_read(wh_stream *s, void *buf, size_t len)
@@ -429,8 +439,9 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 
 static void after_commit(struct wh_stream *s)
 {
-	if (ring_producer_wake_needed(&s->tx))
-		wake_peer(s);
+	uint32_t flags = ring_producer_wake_needed(&s->tx);
+	if (flags)
+		wake_peer(s, flags, ring_producer_wake_word(&s->tx));
 }
 
 long wh_write(wh_stream *s, const void *buf, size_t len)
@@ -496,7 +507,7 @@ int wh_shutdown(wh_stream *s)
 		return WH_ESTREAM_CLOSED;
 	s->write_closed = true;
 	ring_producer_close(&s->tx, WH_OK);
-	wake_peer(s);
+	wake_peer_both(s);
 	return WH_OK;
 }
 
@@ -509,7 +520,7 @@ int wh_abort(wh_stream *s, int error)
 	s->write_closed = s->aborted = true;
 	ring_producer_close(&s->tx, error);
 	ring_consumer_close(&s->rx, error);
-	wake_peer(s);
+	wake_peer_both(s);
 	stream_fail(s, error);
 	return WH_OK;
 }
@@ -523,7 +534,7 @@ int wh_close(wh_stream *s)
 		ring_producer_close(&s->tx, WH_OK);
 	if (!s->aborted)
 		ring_consumer_close(&s->rx, WH_OK);
-	wake_peer(s);
+	wake_peer_both(s);
 	/* off the client's books before RELEASE: the broker may give the slot to a new stream
 	 * as soon as it reads it */
 	pthread_mutex_lock(&c->streams_lock);

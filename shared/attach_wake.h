@@ -31,26 +31,18 @@ enum wake_state {
 	WAKE_HUNG_UP = 2 /* the other end is closed or shut down (nothing more will come) */
 };
 
-/* Takes every wake-up pending (up to 64 at a time, one system call). A message of no bytes
- * reads as the hang-up it usually is: only a hostile sender can send one, and it only
- * hangs up its own wake-ups. */
+/* Takes a wake-up. One system call, one message: more than one is pending only when several
+ * wake-ups crossed, and what is left keeps the descriptor readable, so the waiter comes back
+ * for it (a batch with recvmmsg cost every round trip more than these rare extra turns). A
+ * message of no bytes reads as the hang-up it usually is: only a hostile sender can send
+ * one, and it only hangs up its own wake-ups. */
 static inline enum wake_state wake_take(int fd)
 {
-	enum { BATCH = 64 };
-	char bytes[BATCH];
-	struct iovec iov[BATCH];
-	struct mmsghdr msgs[BATCH];
-	for (unsigned i = 0; i < BATCH; i++) {
-		iov[i] = (struct iovec){ &bytes[i], 1 };
-		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
-	}
-	int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+	char byte;
+	ssize_t n = recv(fd, &byte, 1, MSG_DONTWAIT);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? WAKE_NONE : WAKE_HUNG_UP;
-	for (int i = 0; i < n; i++)
-		if (msgs[i].msg_len == 0)
-			return WAKE_HUNG_UP;
-	return WAKE_TAKEN;
+	return n == 0 ? WAKE_HUNG_UP : WAKE_TAKEN;
 }
 
 /* Looks at the next wake-up without taking it. */
