@@ -1,4 +1,5 @@
-/* Shared-memory segments and the sockets that wake apps, all from the descriptor budget. */
+/* Shared-memory segments and the descriptors that wake apps and the broker, all from the
+ * descriptor budget. */
 #include "config.h"
 
 #include <errno.h>
@@ -6,7 +7,9 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "apps_internal.h"
@@ -18,6 +21,47 @@ int errno_error(void)
 	return errno == EMFILE || errno == ENFILE ? WH_EDESCRIPTORS
 	       : errno == ENOMEM		  ? WH_ENOMEM
 						  : WH_ESYSTEM;
+}
+
+int budget_eventfd(struct apps *apps, enum fd_use use)
+{
+	if (!fd_budget_take(apps->fds, 1, use))
+		return WH_EDESCRIPTORS;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0) {
+		int error = errno_error();
+		fd_budget_give(apps->fds, 1);
+		return error;
+	}
+	return fd;
+}
+
+/* Takes an eventfd's count without blocking, whatever flags an app that shares it set;
+ * -1 with errno (EAGAIN: nothing), or the bytes read. */
+static ssize_t eventfd_take(int fd)
+{
+	uint64_t value;
+	struct iovec iov = { &value, sizeof value };
+	return preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+}
+
+bool eventfd_reads_nowait(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC); /* blocking: only RWF_NOWAIT keeps the read from waiting */
+	if (fd < 0)
+		return false;
+	bool nowait = eventfd_take(fd) < 0 && errno == EAGAIN;
+	close(fd);
+	return nowait;
+}
+
+bool doorbell_take(struct app_session *c)
+{
+	if (!c->apps->doorbell_sockets) {
+		(void)eventfd_take(c->doorbell);
+		return true;
+	}
+	return wake_take(c->doorbell) != WAKE_HUNG_UP;
 }
 
 int budget_wake_pair(struct apps *apps, enum fd_use use, int fds[2])

@@ -134,10 +134,13 @@ static void handle_stream_message(struct app_session *c, uint64_t handle, bool r
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
-/* The doorbell and news wake-up pairs and the bitmaps' segment. We keep one end of each pair
- * (c->doorbell, c->news); the app's ends go into app_fds[] (doorbell, news), from the
- * budget, to be closed once WELCOME carried them. Returns the segment's memfd to hand over
- * (from the budget too), or a negative WH_E* code. */
+/* The doorbell, the news wake-up pair and the bitmaps' segment. The doorbell is an eventfd
+ * we share with the app (we read it with RWF_NOWAIT, so nothing the app does to it makes us
+ * wait), or where the kernel cannot do that a socket pair; news is a socket pair, because
+ * no flag makes an eventfd's write safe. We keep c->doorbell and our end of news; app_fds[]
+ * gets the app's ends of the pairs (-1 for an eventfd doorbell, which is c->doorbell), from
+ * the budget, to be closed once WELCOME carried them. Returns the segment's memfd to hand
+ * over (from the budget too), or a negative WH_E* code. */
 static int doorbell_create(struct app_session *c, int app_fds[2])
 {
 	struct apps *apps = c->apps;
@@ -147,11 +150,16 @@ static int doorbell_create(struct app_session *c, int app_fds[2])
 	c->notify_size = notify_segment_size(c->slot_count);
 	if (!c->slots)
 		return WH_ENOMEM;
-	int error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+	int error = WH_OK;
+	if (apps->doorbell_sockets) {
+		error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+		c->doorbell = pair[0];
+		app_fds[0] = pair[1];
+	} else if ((c->doorbell = budget_eventfd(apps, FD_USE_SESSION)) < 0) {
+		error = c->doorbell;
+	}
 	if (error != WH_OK)
 		return error;
-	c->doorbell = pair[0];
-	app_fds[0] = pair[1];
 	error = budget_wake_pair(apps, FD_USE_SESSION, pair);
 	if (error != WH_OK)
 		return error;
@@ -250,7 +258,7 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg, 
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
-		int fds[3] = { app_fds[0], notify_fd, app_fds[1] };
+		int fds[3] = { app_fds[0] >= 0 ? app_fds[0] : c->doorbell, notify_fd, app_fds[1] };
 		int rc = session_send(c, &welcome, fds, 3);
 		budget_close(c->apps, notify_fd);
 		budget_close(c->apps, app_fds[0]);

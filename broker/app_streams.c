@@ -167,7 +167,7 @@ void on_doorbell(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct app_session *c = w->data;
 	(void)revents;
-	if (wake_take(c->doorbell) == WAKE_HUNG_UP)
+	if (!doorbell_take(c))
 		ev_io_stop(loop, w); /* the app closed its end: it can ring no more (its loss) */
 	for (int pass = 0; pass < 2 && !c->closing; pass++) {
 		bool found = false;

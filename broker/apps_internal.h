@@ -122,9 +122,10 @@ struct app_session {
 	unsigned listening; /* service names it listens on, in apps->services */
 	LIST_HEAD(, shm_stream) shm_streams;
 	LIST_HEAD(, pair_end) pair_ends;
-	/* the doorbell: the app wakes us through a bitmap of stream slots and our end of a
-	 * socket pair; we wake the app through the segment's second bitmap and our end of
-	 * another pair, `news` (shared/attach_wake.h). The app's ends are its own. */
+	/* the doorbell: the app wakes us through a bitmap of stream slots and an eventfd we
+	 * share, which we read with RWF_NOWAIT (or, on kernels without it, our end of a socket
+	 * pair); we wake the app through the segment's second bitmap and our end of a socket
+	 * pair, `news` (shared/attach_wake.h), whose other end is the app's own. */
 	int doorbell;
 	int news;
 	ev_io doorbell_watcher;
@@ -148,6 +149,7 @@ struct apps {
 	int listen_fd;
 	bool draining;    /* the broker stops: no new sessions or opens */
 	bool map_limit_logged; /* a segment's mmap failed with ENOMEM: told once */
+	bool doorbell_sockets; /* !eventfd_reads_nowait(): doorbells are socket pairs */
 	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
 	ino_t socket_ino;
 	ev_io acceptor;
@@ -173,6 +175,18 @@ void apps_session_counters(const struct app_session *c, struct attach_stats *cou
 /* Descriptors an app can make us hold come from the budget; the kernel's own EMFILE and
  * ENFILE say the same thing. Both become WH_EDESCRIPTORS, never "out of memory". */
 int errno_error(void);
+
+/* A non-blocking eventfd from the budget (a doorbell); the descriptor, or a negative WH_E*
+ * code. */
+int budget_eventfd(struct apps *apps, enum fd_use use);
+
+/* Can this kernel read an eventfd without blocking whatever its flags (preadv2 with
+ * RWF_NOWAIT: Linux 5.12 and later)? Where it cannot, doorbells are socket pairs. */
+bool eventfd_reads_nowait(void);
+
+/* Takes the wake-ups the app's doorbell holds, never blocking; false if the app closed its
+ * end of a socket doorbell (it can ring no more). */
+bool doorbell_take(struct app_session *c);
 
 /* A wake-up socket pair (shared/attach_wake.h) from the budget, two descriptors: WH_OK, or
  * a negative WH_E* code (fds[] are then -1). */

@@ -57,6 +57,15 @@ static void signal_news(struct wh_client *c)
 	c->news_pending = true;
 }
 
+void client_ring(struct wh_client *c)
+{
+	uint64_t one = 1;
+	if (c->doorbell_socket)
+		wake_send(c->doorbell);
+	else /* ours and the broker's, which only reads it: never full, made non-blocking by it */
+		(void)!write(c->doorbell, &one, sizeof one);
+}
+
 static int broker_gone(struct wh_client *c)
 {
 	atomic_store(&c->broker_gone, true);
@@ -231,8 +240,8 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 	}
 }
 
-/* WELCOME brings our ends of the doorbell and news socket pairs and the memfd of the
- * bitmaps; check before use. */
+/* WELCOME brings the doorbell, the memfd of the bitmaps and our end of the news socket pair;
+ * check before use. */
 static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, const int fds[3])
 {
 	struct stat st;
@@ -262,6 +271,7 @@ static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, c
 		return WH_ESYSTEM;
 	}
 	c->doorbell = fds[0];
+	c->doorbell_socket = fstat(fds[0], &st) == 0 && S_ISSOCK(st.st_mode);
 	c->news = fds[2];
 	c->notify = memory;
 	c->notify_size = size;

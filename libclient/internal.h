@@ -35,7 +35,9 @@ struct wh_client {
 	atomic_bool broker_gone; /* read by every stream's thread */
 	uint32_t next_request;
 	uint32_t ring_capacity;
-	int doorbell;                  /* our end of a socket pair: wakes the broker for any stream */
+	int doorbell;                  /* wakes the broker for any stream: an eventfd we share with
+					* it, or (kernels before 5.12) our end of a socket pair */
+	bool doorbell_socket;
 	int news;                      /* our end of a socket pair: the broker wakes us through it */
 	int news_self;                 /* an eventfd only we hold: keeps the wait set readable */
 	struct notify_segment *notify; /* which streams: one bit per slot, each way */
@@ -114,6 +116,8 @@ void client_ready_add(struct wh_client *client, struct wh_stream *stream);
 void client_ready_remove_locked(struct wh_client *client, struct wh_stream *stream);
 /* Off the ready list; true if it was on it. Takes streams_lock only when it may have been. */
 bool client_ready_take(struct wh_client *client, struct wh_stream *stream);
+/* Wakes the broker (its doorbell); never blocks. */
+void client_ring(struct wh_client *client);
 /* Looks (without waiting) whether the broker hung up the session; if so every call says
  * WH_EBROKER_GONE from now on. Returns the flag. */
 bool client_broker_gone(struct wh_client *client);

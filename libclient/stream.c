@@ -109,7 +109,7 @@ static void wake_peer(struct wh_stream *s, uint32_t flags, uint32_t *word)
 	else if (s->local)
 		wake_send(s->fd);
 	else if (notify_ring(s->client->notify, s->client->slots, s->slot))
-		wake_send(s->client->doorbell);
+		client_ring(s->client);
 }
 
 /* The stream's state changed (end, abort, close): whoever waits in either direction. */

@@ -13,7 +13,7 @@
  * One message per packet: an 8-byte header, then the type's fields in order. Integers are
  * little-endian (both ends share a host); strings are a u8 length and 0..255 bytes without
  * NUL. Messages that hand over a stream carry file descriptors (SCM_RIGHTS) beside the bytes:
- * the app's ends of the client's doorbell and news socket pairs and its notify segment, a
+ * the client's doorbell, its notify segment and the app's end of its news socket pair, a
  * stream's segment (memfd), the app's end of a same-host stream's wake-up socket pair, one
  * end of a socket pair an app makes for one stream. docs/ATTACH.md is the specification.
  *
@@ -24,8 +24,9 @@
 
 #define ATTACH_VERSION 5u /* 2: ACCEPTED; 3: OPEN carries the app's timeout; 4: the news
 			    * bitmap and eventfd in WELCOME, no per-stream descriptor, STREAM_FD;
-			    * 5: wake-ups on socket pairs (shared/attach_wake.h), not eventfds and
-			    * pipes: one descriptor for a same-host stream, a socket for STREAM_FD */
+			    * 5: apps are woken on socket pairs (shared/attach_wake.h), not on
+			    * eventfds and pipes: one descriptor for a same-host stream, a socket
+			    * for STREAM_FD */
 #define ATTACH_HEADER_SIZE 8u
 #define ATTACH_STRING_MAX 255u
 #define ATTACH_MESSAGE_MAX 1024u /* every encoded message fits */
@@ -50,8 +51,9 @@ enum attach_type {
 			   * descriptor of its own for this stream (wh_stream_fd); the broker sends a
 			   * wake-up on it at each wake-up and closes it when it lets go (no answer) */
 	/* broker -> app */
-	ATTACH_WELCOME = 32,  /* version, client id, limits, + the app's end of the doorbell pair,
-			       * notify memfd, the app's end of the news pair */
+	ATTACH_WELCOME = 32,  /* version, client id, limits, + doorbell (an eventfd, or on kernels
+			       * without RWF_NOWAIT reads the app's end of a socket pair), notify
+			       * memfd, the app's end of the news pair */
 	ATTACH_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment [, the app's end of the
 			       * stream's wake-up pair: a same-host stream] */
 	ATTACH_INCOMING = 34, /* the same as OPENED, plus service and peer */

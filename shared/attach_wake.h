@@ -1,8 +1,9 @@
 /* Wake-ups between the broker and apps, and between two apps: one-byte messages on a
  * SOCK_SEQPACKET socket pair, sent and taken with MSG_DONTWAIT. docs/ATTACH.md says why a
- * socket pair and not an eventfd: each end of a pair is an open file description of its
- * own, so the other side can neither make ours blocking nor fill or drain a count we share.
- * The caller does nothing else with these sockets. */
+ * socket pair and not an eventfd where one process writes for another to read: each end of
+ * a pair is an open file description of its own, so the other side can neither make ours
+ * blocking nor fill or drain a count we share. The caller does nothing else with these
+ * sockets. */
 #ifndef WORMHOLE_SHARED_ATTACH_WAKE_H
 #define WORMHOLE_SHARED_ATTACH_WAKE_H
 
