@@ -265,7 +265,7 @@ static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 	uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
 	int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
 	int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
-	if (rc == ETIMEDOUT && s->local && wake_peek(s->fd) == WAKE_HUNG_UP)
+	if (rc == ETIMEDOUT && s->local && wake_hung_up(s->fd))
 		s->hung_up = true; /* the caller says why */
 	if (rc == ETIMEDOUT && !s->local && client_broker_gone(s->client))
 		return WH_EBROKER_GONE;

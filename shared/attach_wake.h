@@ -8,6 +8,7 @@
 #define WORMHOLE_SHARED_ATTACH_WAKE_H
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 
@@ -54,6 +55,13 @@ static inline enum wake_state wake_peek(int fd)
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? WAKE_NONE : WAKE_HUNG_UP;
 	return n == 0 ? WAKE_HUNG_UP : WAKE_TAKEN;
+}
+
+/* Has the other end hung up (closed, or shut down), whatever is still queued? */
+static inline bool wake_hung_up(int fd)
+{
+	struct pollfd pfd = { fd, 0, 0 }; /* a hang-up is always reported */
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
 }
 
 /* Takes the next wake-up only (after wake_peek said there is one). */
