@@ -165,6 +165,7 @@ static int doorbell_create(struct app_session *c, int app_fds[2])
 		return error;
 	c->news = pair[0];
 	app_fds[1] = pair[1];
+	shutdown(c->news, SHUT_RD); /* we only send: nothing the app sends can queue here */
 	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
 		return WH_EDESCRIPTORS;
 	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);

@@ -290,8 +290,9 @@ void shm_take_app_pipe(struct app_session *c, uint64_t handle, int fd)
 			mux_stream_reset(s->stream, WH_EDESCRIPTORS, "the broker is out of descriptors");
 		return;
 	}
-	budget_close(apps, s->wake_app); /* asked twice: the newer pipe replaces the older */
+	budget_close(apps, s->wake_app); /* asked twice: the newer socket replaces the older */
 	s->wake_app = fd;
+	shutdown(fd, SHUT_RD); /* we only send: nothing the app sends can queue here */
 	/* News posted before the socket came and not yet taken by the app is told now, as at any
 	 * wake-up (the library itself sends one for news it had taken already). Every send is
 	 * MSG_DONTWAIT: the app may have made the socket blocking and filled it. */
