@@ -826,11 +826,18 @@ static int attack_local_wait_blocking(void)
 	       now() < deadline)
 		usleep(10000); /* polling a condition with a deadline */
 	bool marked = atomic_load(&segment->rings[incoming.tx_ring ^ 1u].producer_state) == RING_FAILED;
+	/* and a socket (protocol 5) hangs up, for the listener's own loop */
+	struct stat st;
+	struct pollfd pfd = { in_fds[1], 0, 0 };
+	bool hung_up = fstat(in_fds[1], &st) == 0 && S_ISSOCK(st.st_mode) ? poll(&pfd, 1, 5000) == 1 &&
+		       (pfd.revents & POLLHUP) : true;
 	munmap(segment, ring_segment_size(incoming.ring_capacity));
 	close_fds(in_fds);
 	close(listener);
 	if (rc == 0 && !marked)
 		return fail("the listener's rings do not say that the opener went away");
+	if (rc == 0 && !hung_up)
+		return fail("the listener's wake-up socket did not hang up when the opener went away");
 	return rc;
 }
 
