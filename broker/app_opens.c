@@ -179,7 +179,7 @@ static void deliver_opened(struct app_session *c, struct open_request *r, struct
 		return;
 	}
 	s->share = share;
-	rc = session_hand_over(c, ATTACH_OPENED, r->request_id, s->handle, &s->seg, -1, -1, s->slot,
+	rc = session_hand_over(c, ATTACH_OPENED, r->request_id, s->handle, &s->seg, -1, s->slot,
 			       APP_TX_RING, r->service, r->peer);
 	if (rc != WH_OK) {
 		/* The answer is the stream: without it, say why (or the app is gone). */
@@ -306,7 +306,7 @@ int apps_route_incoming(struct apps *apps, struct mux *mux, struct mux_stream *s
 		return error;
 	/* the peer as this broker names it: its configured name on dialled connections, its
 	 * certificate identity or address on accepted ones (wh_stream_peer) */
-	error = session_hand_over(listener, ATTACH_INCOMING, 0, s->handle, &s->seg, -1, -1,
+	error = session_hand_over(listener, ATTACH_INCOMING, 0, s->handle, &s->seg, -1,
 			    s->slot, APP_TX_RING, service, mux_peer(mux));
 	if (error != WH_OK) {
 		/* refused: the mux frees the stream, and with it s (io_release) */

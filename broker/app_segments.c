@@ -1,4 +1,5 @@
-/* Shared-memory segments and the descriptors apps wait on, all from the descriptor budget. */
+/* Shared-memory segments and the descriptors that wake apps and the broker, all from the
+ * descriptor budget. */
 #include "config.h"
 
 #include <errno.h>
@@ -8,9 +9,11 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "attach_wake.h"
 #include "futex.h"
 
 int errno_error(void)
@@ -31,6 +34,48 @@ int budget_eventfd(struct apps *apps, enum fd_use use)
 		return error;
 	}
 	return fd;
+}
+
+/* Takes an eventfd's count without blocking, whatever flags an app that shares it set;
+ * -1 with errno (EAGAIN: nothing), or the bytes read. */
+static ssize_t eventfd_take(int fd)
+{
+	uint64_t value;
+	struct iovec iov = { &value, sizeof value };
+	return preadv2(fd, &iov, 1, -1, RWF_NOWAIT);
+}
+
+bool eventfd_reads_nowait(void)
+{
+	int fd = eventfd(0, EFD_CLOEXEC); /* blocking: only RWF_NOWAIT keeps the read from waiting */
+	if (fd < 0)
+		return false;
+	bool nowait = eventfd_take(fd) < 0 && errno == EAGAIN;
+	close(fd);
+	return nowait;
+}
+
+bool doorbell_take(struct app_session *c)
+{
+	if (!c->apps->doorbell_sockets) {
+		(void)eventfd_take(c->doorbell);
+		return true;
+	}
+	return wake_take(c->doorbell) != WAKE_HUNG_UP;
+}
+
+int budget_wake_pair(struct apps *apps, enum fd_use use, int fds[2])
+{
+	fds[0] = fds[1] = -1;
+	if (!fd_budget_take(apps->fds, 2, use))
+		return WH_EDESCRIPTORS;
+	if (wake_pair(fds) < 0) {
+		int error = errno_error();
+		fds[0] = fds[1] = -1;
+		fd_budget_give(apps->fds, 2);
+		return error;
+	}
+	return WH_OK;
 }
 
 void budget_close(struct apps *apps, int fd)
@@ -99,24 +144,17 @@ void segment_destroy(struct apps *apps, struct segment *seg)
 	segment_drop_fd(apps, seg);
 }
 
-void wake_eventfd(int efd)
-{
-	uint64_t one = 1;
-	(void)!write(efd, &one, sizeof one); /* a full counter already means "wake up" */
-}
-
 void wake_app(const struct shm_stream *s, uint32_t flags, uint32_t *sleeper_word)
 {
-	static const char byte = 1;
 	const struct app_session *c = s->client;
 	if (!flags || !c)
 		return;
 	if (notify_post(c->notify, c->slot_count, s->slot))
-		wake_eventfd(c->news);
+		wake_send(c->news);
 	if ((flags & RING_WAIT_SLEEPER) && sleeper_word)
 		futex_wake_shared(sleeper_word);
-	if (s->wake_app >= 0) /* a full pipe already means "wake up" (EAGAIN, SIGPIPE ignored) */
-		(void)!write(s->wake_app, &byte, 1);
+	if (s->wake_app >= 0)
+		wake_send(s->wake_app);
 }
 
 void wake_app_both(struct shm_stream *s)

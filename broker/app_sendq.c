@@ -115,13 +115,13 @@ void session_send_result(struct app_session *c, uint32_t request_id, int error, 
 }
 
 int session_hand_over(struct app_session *c, enum attach_type type, uint32_t request_id, uint64_t handle,
-		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
-		       unsigned tx_ring, const char *service, const char *peer)
+		       const struct segment *seg, int wake, uint32_t slot, unsigned tx_ring,
+		       const char *service, const char *peer)
 {
 	struct attach_msg msg = { .type = type, .request_id = request_id, .handle = handle,
 			       .ring_capacity = seg->capacity, .tx_ring = (uint8_t)tx_ring, .slot = slot };
 	snprintf(msg.service, sizeof msg.service, "%s", service);
 	snprintf(msg.peer, sizeof msg.peer, "%s", peer);
-	int fds[ATTACH_MAX_FDS] = { seg->memfd, efd_wait, efd_wake };
+	int fds[ATTACH_MAX_FDS] = { seg->memfd, wake };
 	return session_send(c, &msg, fds, attach_fd_count(&msg));
 }

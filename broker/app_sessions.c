@@ -135,32 +135,46 @@ static void handle_stream_message(struct app_session *c, uint64_t handle, bool r
 
 /* ---- sessions ---------------------------------------------------------------------- */
 
-/* The doorbell and news eventfds and the bitmaps' segment; returns the segment's memfd to
- * hand over (from the budget: segment_drop_fd-like budget_close when done), or a negative
- * WH_E* code. */
-static int doorbell_create(struct app_session *c)
+/* The doorbell, the news wake-up pair and the bitmaps' segment. The doorbell is an eventfd
+ * we share with the app (we read it with RWF_NOWAIT, so nothing the app does to it makes us
+ * wait), or where the kernel cannot do that a socket pair; news is a socket pair, because
+ * no flag makes an eventfd's write safe. We keep c->doorbell and our end of news; app_fds[]
+ * gets the app's ends of the pairs (-1 for an eventfd doorbell, which is c->doorbell), from
+ * the budget, to be closed once WELCOME carried them. Returns the segment's memfd to hand
+ * over (from the budget too), or a negative WH_E* code. */
+static int doorbell_create(struct app_session *c, int app_fds[2])
 {
 	struct apps *apps = c->apps;
+	int pair[2];
 	c->slot_count = (apps->config.max_streams + 63) / 64 * 64;
 	c->slots = calloc(c->slot_count, sizeof *c->slots);
 	c->notify_size = notify_segment_size(c->slot_count);
 	if (!c->slots)
 		return WH_ENOMEM;
-	c->doorbell = budget_eventfd(apps, FD_USE_SESSION);
-	if (c->doorbell < 0)
-		return c->doorbell;
-	c->news = budget_eventfd(apps, FD_USE_SESSION);
-	if (c->news < 0)
-		return c->news;
+	int error = WH_OK;
+	if (apps->doorbell_sockets) {
+		error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+		c->doorbell = pair[0];
+		app_fds[0] = pair[1];
+	} else if ((c->doorbell = budget_eventfd(apps, FD_USE_SESSION)) < 0) {
+		error = c->doorbell;
+	}
+	if (error != WH_OK)
+		return error;
+	error = budget_wake_pair(apps, FD_USE_SESSION, pair);
+	if (error != WH_OK)
+		return error;
+	c->news = pair[0];
+	app_fds[1] = pair[1];
+	shutdown(c->news, SHUT_RD); /* we only send: nothing the app sends can queue here */
 	if (!fd_budget_take(apps->fds, 1, FD_USE_SESSION))
 		return WH_EDESCRIPTORS;
 	int memfd = memfd_create("wormhole-doorbell", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (memfd < 0) {
-		int error = errno_error();
+		error = errno_error();
 		fd_budget_give(apps->fds, 1);
 		return error;
 	}
-	int error = WH_OK;
 	if (ftruncate(memfd, (off_t)c->notify_size) < 0 ||
 	    fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		error = errno_error();
@@ -227,8 +241,11 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg, 
 			session_drop(c, "not allowed to attach");
 			return;
 		}
-		int notify_fd = doorbell_create(c);
+		int app_fds[2] = { -1, -1 };
+		int notify_fd = doorbell_create(c, app_fds);
 		if (notify_fd < 0) {
+			budget_close(c->apps, app_fds[0]);
+			budget_close(c->apps, app_fds[1]);
 			session_send_result(c, msg->request_id, notify_fd, "the broker cannot set up the session");
 			flush_queue(c);
 			session_drop(c, wh_strerror(notify_fd));
@@ -243,9 +260,11 @@ static void handle_message(struct app_session *c, const struct attach_msg *msg, 
 			snprintf(c->id + 2 * i, 3, "%02x", welcome.client_id[i]);
 		log_write(c->apps->log, LOG_INFO, "apps", "client=%s attached: pid=%d uid=%d", c->id,
 			  (int)c->pid, (int)c->uid);
-		int fds[3] = { c->doorbell, notify_fd, c->news };
+		int fds[3] = { app_fds[0] >= 0 ? app_fds[0] : c->doorbell, notify_fd, app_fds[1] };
 		int rc = session_send(c, &welcome, fds, 3);
 		budget_close(c->apps, notify_fd);
+		budget_close(c->apps, app_fds[0]);
+		budget_close(c->apps, app_fds[1]);
 		if (rc != WH_OK)
 			session_drop(c, wh_strerror(rc));
 		return;

@@ -5,11 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "apps_internal.h"
+#include "attach_wake.h"
 
 /* ---- streams joined to a mux stream ------------------------------------------------ */
 
@@ -176,10 +176,9 @@ static void shm_service(struct shm_stream *s)
 void on_doorbell(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct app_session *c = w->data;
-	uint64_t value;
-	(void)loop;
 	(void)revents;
-	(void)!read(c->doorbell, &value, sizeof value);
+	if (!doorbell_take(c))
+		ev_io_stop(loop, w); /* the app closed its end: it can ring no more (its loss) */
 	for (int pass = 0; pass < 2 && !c->closing; pass++) {
 		bool found = false;
 		for (uint32_t word = 0; word < c->slot_count / 64 && !c->closing; word++) {
@@ -273,12 +272,14 @@ void shm_handed_over(struct shm_stream *s)
 void shm_take_app_pipe(struct app_session *c, uint64_t handle, int fd)
 {
 	struct apps *apps = c->apps;
-	struct stat st;
-	int mode = fcntl(fd, F_GETFL);
-	if (fstat(fd, &st) < 0 || !S_ISFIFO(st.st_mode) || mode < 0 || (mode & O_ACCMODE) != O_WRONLY) {
+	int type = 0, domain = 0;
+	socklen_t length = sizeof type;
+	bool seqpacket = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_SEQPACKET;
+	length = sizeof domain;
+	if (!seqpacket || getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) < 0 || domain != AF_UNIX) {
 		apps->stats.protocol_errors++;
 		log_write(apps->log, LOG_WARN, "apps", "client=%s stream=%llu: STREAM_FD brought something "
-			  "other than the write end of a pipe; ignored", c->id, (unsigned long long)handle);
+			  "other than a Unix SOCK_SEQPACKET socket; ignored", c->id, (unsigned long long)handle);
 		close(fd);
 		return;
 	}
@@ -299,14 +300,14 @@ void shm_take_app_pipe(struct app_session *c, uint64_t handle, int fd)
 			mux_stream_reset(s->stream, WH_EDESCRIPTORS, "the broker is out of descriptors");
 		return;
 	}
-	(void)fcntl(fd, F_SETFL, mode | O_NONBLOCK);
-	budget_close(apps, s->wake_app); /* asked twice: the newer pipe replaces the older */
+	budget_close(apps, s->wake_app); /* asked twice: the newer socket replaces the older */
 	s->wake_app = fd;
-	/* News posted before the pipe came and not yet taken by the app is told now, one byte
-	 * as at any wake-up (the library itself writes one for news it had taken already). */
-	static const char byte = 1;
+	shutdown(fd, SHUT_RD); /* we only send: nothing the app sends can queue here */
+	/* News posted before the socket came and not yet taken by the app is told now, as at any
+	 * wake-up (the library itself sends one for news it had taken already). Every send is
+	 * MSG_DONTWAIT: the app may have made the socket blocking and filled it. */
 	if (notify_posted(c->notify, c->slot_count, s->slot))
-		(void)!write(s->wake_app, &byte, 1);
+		wake_send(s->wake_app);
 }
 
 void shm_unlink_client(struct shm_stream *s)

@@ -82,6 +82,10 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	}
 	apps->find_pool = find_pool;
 	apps->find_ctx = find_ctx;
+	apps->doorbell_sockets = !eventfd_reads_nowait();
+	if (apps->doorbell_sockets)
+		log_write(log, LOG_INFO, "apps", "this kernel cannot read an eventfd without blocking "
+			  "(RWF_NOWAIT, Linux 5.12): apps' doorbells are socket pairs");
 	if (unix_socket_claim(config->socket_path, SOCK_SEQPACKET, log, "apps") < 0) {
 		int saved = errno;
 		stream_table_free(&apps->handles);

@@ -13,10 +13,11 @@
 
 /*
  * Each app attaches over a SOCK_SEQPACKET Unix socket (docs/ATTACH.md). Per stream it gets a
- * sealed memfd segment with two rings (shared/ring.h) and one descriptor it waits on (its end
- * of a pipe whose write end we keep, so that it hangs up when we die); it wakes
- * the broker for any of its streams through one doorbell (an eventfd and a bitmap of stream
- * slots). Stream bytes never cross the socket.
+ * sealed memfd segment with two rings (shared/ring.h); it wakes the broker for any of its
+ * streams through one doorbell (a bitmap of stream slots and an eventfd we read with
+ * RWF_NOWAIT), and we wake it through the news bitmap and a socket pair. Whatever we write
+ * for an app to read is our own end of a socket pair, used with MSG_DONTWAIT
+ * (shared/attach_wake.h): nothing the app does to its descriptors makes us block. Stream bytes never cross the socket.
  *
  * Streams to a peer broker join a mux stream whose io is the segment itself: DATA payloads
  * are read from the socket straight into the app's ring and written from the app's ring

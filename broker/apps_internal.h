@@ -68,9 +68,9 @@ struct shm_stream {
 	struct segment seg;
 	/* The app learns of news through its client's news bitmap (one bit per slot) and, for a
 	 * thread blocked on the stream, a futex wake on the ring's wait word: no descriptor per
-	 * stream. An app that asks for a descriptor of the stream's own (wh_stream_fd) sends the
-	 * write end of a pipe (STREAM_FD): we write a byte into it at each wake-up, and when we
-	 * die or let go of the stream its read end hangs up. -1 until asked. */
+	 * stream. An app that asks for a descriptor of the stream's own (wh_stream_fd) sends one
+	 * end of a socket pair (STREAM_FD): we send a wake-up on it at each wake-up, and when we
+	 * die or let go of the stream its other end hangs up. -1 until asked. */
 	int wake_app;
 	struct ring_producer to_app;
 	struct ring_consumer from_app;
@@ -99,7 +99,10 @@ struct local_pair {
 	uint64_t handles[2];
 	struct pair_end endpoints[2];
 	struct segment seg;
-	int efd[2]; /* efd[i]: end i waits on it */
+	/* wake[i]: end i's socket of the pair's wake-up socket pair, handed to app i, which waits
+	 * on it and sends on it to wake the other. We keep both only to shut down the end of an
+	 * app that lets go or dies: the other then sees a hang-up. We never send or receive. */
+	int wake[2];
 	bool awaiting_accept; /* end 1 (the listener) has not accepted it yet */
 };
 
@@ -136,8 +139,10 @@ struct app_session {
 	LIST_HEAD(, shm_stream) shm_streams;
 	LIST_HEAD(, pair_end) pair_ends;
 	LIST_HEAD(, app_peer_share) peer_shares; /* one per peer it opened streams to */
-	/* the doorbell: the app wakes us through one eventfd and a bitmap of stream slots; we
-	 * wake the app through `news`, an eventfd, and the segment's second bitmap */
+	/* the doorbell: the app wakes us through a bitmap of stream slots and an eventfd we
+	 * share, which we read with RWF_NOWAIT (or, on kernels without it, our end of a socket
+	 * pair); we wake the app through the segment's second bitmap and our end of a socket
+	 * pair, `news` (shared/attach_wake.h), whose other end is the app's own. */
 	int doorbell;
 	int news;
 	ev_io doorbell_watcher;
@@ -161,6 +166,7 @@ struct apps {
 	int listen_fd;
 	bool draining;    /* the broker stops: no new sessions or opens */
 	bool map_limit_logged; /* a segment's mmap failed with ENOMEM: told once */
+	bool doorbell_sockets; /* !eventfd_reads_nowait(): doorbells are socket pairs */
 	dev_t socket_dev; /* the socket file we made: removed at stop only if it is still ours */
 	ino_t socket_ino;
 	ev_io acceptor;
@@ -187,8 +193,21 @@ void apps_session_counters(const struct app_session *c, struct attach_stats *cou
  * ENFILE say the same thing. Both become WH_EDESCRIPTORS, never "out of memory". */
 int errno_error(void);
 
-/* A non-blocking eventfd from the budget; the descriptor, or a negative WH_E* code. */
+/* A non-blocking eventfd from the budget (a doorbell); the descriptor, or a negative WH_E*
+ * code. */
 int budget_eventfd(struct apps *apps, enum fd_use use);
+
+/* Can this kernel read an eventfd without blocking whatever its flags (preadv2 with
+ * RWF_NOWAIT: Linux 5.12 and later)? Where it cannot, doorbells are socket pairs. */
+bool eventfd_reads_nowait(void);
+
+/* Takes the wake-ups the app's doorbell holds, never blocking; false if the app closed its
+ * end of a socket doorbell (it can ring no more). */
+bool doorbell_take(struct app_session *c);
+
+/* A wake-up socket pair (shared/attach_wake.h) from the budget, two descriptors: WH_OK, or
+ * a negative WH_E* code (fds[] are then -1). */
+int budget_wake_pair(struct apps *apps, enum fd_use use, int fds[2]);
 
 void budget_close(struct apps *apps, int fd);
 
@@ -199,13 +218,11 @@ void segment_drop_fd(struct apps *apps, struct segment *seg);
 
 void segment_destroy(struct apps *apps, struct segment *seg);
 
-/* A same-host partner's eventfd. */
-void wake_eventfd(int efd);
-
 /* Tells the app a stream to a peer broker has news. flags: what the app announced on the
  * ring (RING_WAIT_*, from a wake_needed; 0: nobody waits, nothing is done); a sleeping
- * thread is woken on sleeper_word. Sets the stream's news bit (and the news eventfd if the
- * app is armed) and writes a byte into the app's own pipe if it asked for one. */
+ * thread is woken on sleeper_word. Sets the stream's news bit (and sends a wake-up on the
+ * news socket if the app is armed) and one on the stream's own socket if the app asked for
+ * one. Every send is MSG_DONTWAIT: nothing the app does makes it block. */
 void wake_app(const struct shm_stream *s, uint32_t flags, uint32_t *sleeper_word);
 
 /* The stream ended or failed: whoever waits in either direction is woken, and the news is
@@ -224,11 +241,12 @@ int session_send(struct app_session *c, const struct attach_msg *msg, const int 
 
 void session_send_result(struct app_session *c, uint32_t request_id, int error, const char *message);
 
-/* Hands a stream to the app. efd_wake < 0: the app rings the doorbell (slot) instead.
+/* Hands a stream to the app. wake: its end of a same-host stream's wake-up pair; -1 for a
+ * stream to a peer broker (the app rings the doorbell for slot instead).
  * WH_OK once sent or queued; otherwise the app did not get it (WH_EDESCRIPTORS, ...). */
 int session_hand_over(struct app_session *c, enum attach_type type, uint32_t request_id, uint64_t handle,
-		       const struct segment *seg, int efd_wait, int efd_wake, uint32_t slot,
-		       unsigned tx_ring, const char *service, const char *peer);
+		       const struct segment *seg, int wake, uint32_t slot, unsigned tx_ring,
+		       const char *service, const char *peer);
 
 /* ---- app_streams.c ------------------------------------------------------------- */
 

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "apps_internal.h"
+#include "futex.h"
 
 /* ---- local pairs ------------------------------------------------------------------- */
 
@@ -14,8 +16,8 @@ static bool pair_free_if_done(struct local_pair *p)
 {
 	if (p->ends[0] || p->ends[1])
 		return false;
-	budget_close(p->apps, p->efd[0]);
-	budget_close(p->apps, p->efd[1]);
+	budget_close(p->apps, p->wake[0]);
+	budget_close(p->apps, p->wake[1]);
 	segment_destroy(p->apps, &p->seg);
 	p->apps->stats.local_pairs--;
 	free(p);
@@ -40,8 +42,17 @@ bool pair_detach(struct local_pair *p, unsigned end, bool died)
 		ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, end ^ 1u);
 		ring_producer_close(&producer, WH_EAPP_GONE);
 		ring_consumer_close(&consumer, WH_EAPP_GONE);
-		wake_eventfd(p->efd[end ^ 1u]);
+		/* a thread of the other app that sleeps in a call, either way */
+		if (ring_producer_wake_needed(&producer) & RING_WAIT_SLEEPER)
+			futex_wake_shared(ring_producer_wake_word(&producer));
+		if (ring_consumer_wake_needed(&consumer) & RING_WAIT_SLEEPER)
+			futex_wake_shared(ring_consumer_wake_word(&consumer));
 	}
+	/* The other app hears it as a hang-up of its end, after the rings say why: nothing we
+	 * do here can block, whatever either app did to its end (shutdown neither sends nor
+	 * waits), and it reaches the end even if the app that left still holds a copy. */
+	if (p->ends[end ^ 1u])
+		shutdown(p->wake[end], SHUT_RDWR);
 	return pair_free_if_done(p);
 }
 
@@ -76,14 +87,12 @@ void open_local(struct app_session *c, const struct attach_msg *req)
 	p->handles[1] = ++apps->next_handle;
 	for (unsigned end = 0; end < 2; end++)
 		p->endpoints[end] = (struct pair_end){ .h = { HANDLE_PAIR_END }, .pair = p, .end = end };
-	p->efd[0] = budget_eventfd(apps, FD_USE_STREAM);
-	p->efd[1] = p->efd[0] < 0 ? -1 : budget_eventfd(apps, FD_USE_STREAM);
-	error = p->efd[0] < 0 ? p->efd[0] : p->efd[1] < 0 ? p->efd[1] : WH_OK;
+	error = budget_wake_pair(apps, FD_USE_STREAM, p->wake);
 	if (error == WH_OK)
 		error = segment_create(apps, &p->seg, apps->config.ring_capacity, p->handles[0]);
 	if (error != WH_OK) {
-		budget_close(apps, p->efd[0]);
-		budget_close(apps, p->efd[1]);
+		budget_close(apps, p->wake[0]);
+		budget_close(apps, p->wake[1]);
 		segment_destroy(apps, &p->seg);
 		free(p);
 		log_write(apps->log, LOG_INFO, "apps", "client=%s local stream to service=%s failed: %s",
@@ -107,9 +116,9 @@ void open_local(struct app_session *c, const struct attach_msg *req)
 		session_send_result(c, req->request_id, WH_ENOMEM, NULL);
 		return;
 	}
-	/* end i writes ring i, waits on efd[i], wakes the other through efd[i ^ 1]. The listener
-	 * first: if it cannot be told, the opener gets an answer that says why. */
-	error = session_hand_over(listener, ATTACH_INCOMING, 0, p->handles[1], &p->seg, p->efd[1], p->efd[0],
+	/* end i writes ring i and gets wake[i], on which it waits and sends to wake the other.
+	 * The listener first: if it cannot be told, the opener gets an answer that says why. */
+	error = session_hand_over(listener, ATTACH_INCOMING, 0, p->handles[1], &p->seg, p->wake[1],
 			    ATTACH_NO_SLOT, 1, req->service, "local");
 	if (error != WH_OK) {
 		pair_detach(p, 1, false);
@@ -120,8 +129,8 @@ void open_local(struct app_session *c, const struct attach_msg *req)
 	p->awaiting_accept = true;
 	listener->counters.unaccepted++;
 	listener->counters.streams_accepted++;
-	error = session_hand_over(c, ATTACH_OPENED, req->request_id, p->handles[0], &p->seg, p->efd[0],
-			    p->efd[1], ATTACH_NO_SLOT, 0, req->service, "local");
+	error = session_hand_over(c, ATTACH_OPENED, req->request_id, p->handles[0], &p->seg, p->wake[0],
+			    ATTACH_NO_SLOT, 0, req->service, "local");
 	if (error != WH_OK) {
 		session_send_result(c, req->request_id, error, NULL);
 		pair_detach(p, 0, true); /* the listener sees the stream fail */

@@ -122,7 +122,9 @@ int main(int argc, char **argv)
 		for (int i = 0; i < streams; i++)
 			if (!senders[i].done)
 				fds[n++] = (struct pollfd){ wh_stream_fd(senders[i].stream), POLLIN, 0 };
-		if (n && poll(fds, (nfds_t)n, 1000) < 0)
+		/* no timeout: each stream's descriptor stays readable while a call that returned
+		 * WH_EWOULDBLOCK could go on, and hangs up if the broker dies */
+		if (n && poll(fds, (nfds_t)n, -1) < 0)
 			break;
 	}
 	double seconds = (double)(wh_now_ns() - start) / 1e9;

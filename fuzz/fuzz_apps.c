@@ -3,7 +3,7 @@
  * read their answers or not, scribble over the segments and doorbells they were handed,
  * while a peer connection (a mux in this process) opens streams to their listeners.
  *
- * Real Unix sockets, memfds and eventfds, one libev loop. The oracle is the sanitizers:
+ * Real Unix sockets, memfds, eventfds and socket pairs, one libev loop. The oracle is the sanitizers:
  * no invalid access, no leak (every session, stream and descriptor freed by apps_stop), no
  * abort; and the broker must never stop answering a fresh session (checked at the end).
  */
@@ -143,14 +143,16 @@ static void send_valid(struct session *s, uint8_t kind, uint8_t arg)
 	int n = attach_encode(bytes, sizeof bytes, &msg);
 	if (n <= 0)
 		return;
-	/* STREAM_FD brings the write end of a pipe (arg & 2: none at all, or arg & 4: a read
-	 * end, which the broker must refuse); the read end is closed at once, as a dying app's */
+	/* STREAM_FD brings one end of a SOCK_SEQPACKET socket pair (arg & 2: none at all, or
+	 * arg & 4: a pipe's write end, which the broker must refuse); the other end is closed at
+	 * once, as a dying app's */
 	int pipe_fds[2] = { -1, -1 };
 	union attach_control control;
 	struct iovec iov = { bytes, (size_t)n };
 	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (msg.type == ATTACH_STREAM_FD && !(arg & 2) && pipe(pipe_fds) == 0)
-		attach_fds_put(&m, &control, &pipe_fds[arg & 4 ? 0 : 1], 1);
+	if (msg.type == ATTACH_STREAM_FD && !(arg & 2) &&
+	    (arg & 4 ? pipe(pipe_fds) : socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pipe_fds)) == 0)
+		attach_fds_put(&m, &control, &pipe_fds[1], 1);
 	(void)!sendmsg(s->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 	for (int i = 0; i < 2; i++)
 		if (pipe_fds[i] >= 0)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "attach_fds.h"
+#include "attach_wake.h"
 #include "internal.h"
 
 /* The epoll entry of the client's own socket (an incoming stream, an open's answer, the
@@ -43,14 +45,25 @@ static void close_fds(const int *fds, unsigned n)
 }
 
 /* Keeps wh_client_wait_fd readable for news the socket no longer shows (an answer or an
- * incoming stream another call took off it and kept). */
+ * incoming stream another call took off it and kept, streams still on the ready list). The
+ * news socket is the broker's to send on: our own eventfd, which nobody else holds, sits
+ * beside it in the wait set. */
 static void signal_news(struct wh_client *c)
 {
-	if (c->news < 0 || c->news_pending)
+	if (c->news_self < 0 || c->news_pending)
 		return;
 	uint64_t one = 1;
-	(void)!write(c->news, &one, sizeof one);
+	(void)!write(c->news_self, &one, sizeof one); /* ours alone: non-blocking, never full */
 	c->news_pending = true;
+}
+
+void client_ring(struct wh_client *c)
+{
+	uint64_t one = 1;
+	if (c->doorbell_socket)
+		wake_send(c->doorbell);
+	else /* ours and the broker's, which only reads it: never full, made non-blocking by it */
+		(void)!write(c->doorbell, &one, sizeof one);
 }
 
 static int broker_gone(struct wh_client *c)
@@ -227,7 +240,7 @@ static int await_reply(struct wh_client *c, uint32_t request_id, int timeout_ms,
 	}
 }
 
-/* WELCOME brings the doorbell eventfd, the memfd of the bitmaps and the news eventfd;
+/* WELCOME brings the doorbell, the memfd of the bitmaps and our end of the news socket pair;
  * check before use. */
 static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, const int fds[3])
 {
@@ -248,7 +261,17 @@ static int map_doorbell(struct wh_client *c, const struct attach_msg *welcome, c
 		close(fds[2]);
 		return WH_EPROTOCOL;
 	}
+	c->news_self = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (c->news_self < 0) {
+		munmap(memory, size);
+		free(c->by_slot);
+		c->by_slot = NULL;
+		close(fds[0]);
+		close(fds[2]);
+		return WH_ESYSTEM;
+	}
 	c->doorbell = fds[0];
+	c->doorbell_socket = fstat(fds[0], &st) == 0 && S_ISSOCK(st.st_mode);
 	c->news = fds[2];
 	c->notify = memory;
 	c->notify_size = size;
@@ -354,7 +377,7 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 				 .version = ATTACH_VERSION, .pid = (uint32_t)getpid() };
 	struct attach_msg welcome;
 	int fds[ATTACH_MAX_FDS];
-	c->doorbell = c->news = -1;
+	c->doorbell = c->news = c->news_self = -1;
 	int rc = client_send(c, &hello);
 	if (rc == WH_OK)
 		rc = await_reply(c, hello.request_id, 10000, &welcome, fds);
@@ -401,7 +424,7 @@ int wh_client_attach_detail(const char *socket_path, wh_client **out, char *deta
 /* Same-host streams only: a stream to a peer broker is named by the news bitmap instead. */
 int client_wait_add(struct wh_client *c, struct wh_stream *s)
 {
-	if (c->epoll_fd < 0 || s->efd_wake < 0)
+	if (c->epoll_fd < 0 || !s->local)
 		return WH_OK; /* an app that never asks pays nothing: streams join when it first does */
 	uint32_t slot = c->wait_hint;
 	while (slot < c->wait_capacity && c->wait_table[slot])
@@ -424,7 +447,7 @@ int client_wait_add(struct wh_client *c, struct wh_stream *s)
 	s->wait_generation = ++c->wait_generation;
 	struct epoll_event ev = { .events = EPOLLIN,
 				  .data.u64 = (uint64_t)s->wait_generation << 32 | slot };
-	if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, s->efd_wait, &ev) < 0)
+	if (epoll_ctl(c->epoll_fd, EPOLL_CTL_ADD, s->fd, &ev) < 0)
 		return errno == ENOMEM || errno == ENOSPC ? WH_ENOMEM : WH_ESYSTEM;
 	c->wait_table[slot] = s;
 	c->wait_hint = slot + 1;
@@ -433,9 +456,9 @@ int client_wait_add(struct wh_client *c, struct wh_stream *s)
 
 void client_wait_remove(struct wh_client *c, struct wh_stream *s)
 {
-	if (c->epoll_fd < 0 || s->efd_wake < 0)
+	if (c->epoll_fd < 0 || !s->local)
 		return;
-	epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->efd_wait, NULL);
+	epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL); /* ENOENT after a hang-up: fine */
 	if (s->wait_slot < c->wait_capacity && c->wait_table[s->wait_slot] == s) {
 		c->wait_table[s->wait_slot] = NULL;
 		if (s->wait_slot < c->wait_hint)
@@ -491,21 +514,24 @@ bool client_ready_take(struct wh_client *c, struct wh_stream *s)
 	return was;
 }
 
-/* The epoll entries of the socket and of the news eventfd; same-host streams' carry a
- * generation in the high half, never all ones. */
-#define NEWS_EVENTFD (UINT64_MAX - 1)
+/* The epoll entries of the news socket and of our own eventfd beside it; same-host streams'
+ * carry a generation in the high half, never all ones. */
+#define NEWS_SOCKET (UINT64_MAX - 1)
+#define NEWS_SELF (UINT64_MAX - 2)
 
-/* The epoll set, made on first use with the socket, the news eventfd and every same-host
- * stream open now. */
+/* The epoll set, made on first use with the socket, the news socket, our own eventfd and
+ * every same-host stream open now. */
 static int wait_set_ready(struct wh_client *c)
 {
 	if (c->epoll_fd >= 0)
 		return WH_OK;
 	int fd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event socket_event = { .events = EPOLLIN, .data.u64 = CLIENT_NEWS };
-	struct epoll_event news_event = { .events = EPOLLIN, .data.u64 = NEWS_EVENTFD };
+	struct epoll_event news_event = { .events = EPOLLIN, .data.u64 = NEWS_SOCKET };
+	struct epoll_event self_event = { .events = EPOLLIN, .data.u64 = NEWS_SELF };
 	if (fd < 0 || epoll_ctl(fd, EPOLL_CTL_ADD, c->fd, &socket_event) < 0 ||
-	    epoll_ctl(fd, EPOLL_CTL_ADD, c->news, &news_event) < 0) {
+	    epoll_ctl(fd, EPOLL_CTL_ADD, c->news, &news_event) < 0 ||
+	    epoll_ctl(fd, EPOLL_CTL_ADD, c->news_self, &self_event) < 0) {
 		if (fd >= 0)
 			close(fd);
 		snprintf(c->detail, sizeof c->detail, "cannot make the client's epoll set: %s", strerror(errno));
@@ -569,15 +595,25 @@ static bool take_epoll_events(struct wh_client *c, const struct epoll_event *rea
 		uint64_t data = ready[i].data.u64;
 		if (data == CLIENT_NEWS) {
 			client_news = true;
-		} else if (data == NEWS_EVENTFD) {
+		} else if (data == NEWS_SOCKET) {
+			/* the bitmap says which streams; a hang-up is the broker's, which the
+			 * session socket reports too */
+			if (wake_take(c->news) == WAKE_HUNG_UP)
+				epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, c->news, NULL);
+		} else if (data == NEWS_SELF) {
 			uint64_t value;
-			(void)!read(c->news, &value, sizeof value); /* the bitmap says which streams */
+			(void)!read(c->news_self, &value, sizeof value);
 			c->news_pending = false;
 		} else {
 			uint32_t slot = (uint32_t)data, generation = (uint32_t)(data >> 32);
 			struct wh_stream *s = slot < c->wait_capacity ? c->wait_table[slot] : NULL;
-			if (s && s->wait_generation == generation) /* else: closed meanwhile */
-				client_ready_add(c, s);
+			if (!s || s->wait_generation != generation)
+				continue; /* closed meanwhile */
+			client_ready_add(c, s);
+			/* its partner is gone and the rings say how: reported once, as news, then
+			 * left out of the set (a hang-up stays readable for ever) */
+			if (ready[i].events & (EPOLLHUP | EPOLLERR))
+				epoll_ctl(c->epoll_fd, EPOLL_CTL_DEL, s->fd, NULL);
 		}
 	}
 	pthread_mutex_unlock(&c->streams_lock);
@@ -586,7 +622,7 @@ static bool take_epoll_events(struct wh_client *c, const struct epoll_event *rea
 
 /* Up to max events: the client's news first, then ready streams, which move to the back of
  * the list (they stay on it until a call on them finds nothing to do), so that a long list
- * is reported in turns. While news remains, the news eventfd is left readable, so that
+ * is reported in turns. While news remains, our own eventfd is left readable, so that
  * wh_client_wait_fd stays readable as long as this call would report something. */
 static int report(struct wh_client *c, bool client_news, struct wh_event *events, int max)
 {
@@ -610,11 +646,8 @@ static int report(struct wh_client *c, bool client_news, struct wh_event *events
 	}
 	bool more = c->ready_head != NULL;
 	pthread_mutex_unlock(&c->streams_lock);
-	if ((more || client_news) && !c->news_pending) {
-		uint64_t one = 1;
-		(void)!write(c->news, &one, sizeof one);
-		c->news_pending = true;
-	}
+	if (more || client_news)
+		signal_news(c);
 	return count;
 }
 
@@ -645,7 +678,7 @@ int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_m
 		int count = report(c, client_news, events, max);
 		if (count > 0)
 			return count;
-		/* Nothing: ask the broker for the eventfd, then look once more, so that a bit set
+		/* Nothing: ask the broker for a wake-up, then look once more, so that a bit set
 		 * between the scan and the arming is not slept through. We stay armed when we
 		 * return empty-handed: an app's own loop then sleeps on wh_client_wait_fd. */
 		notify_app_arm(c->notify);
@@ -691,6 +724,7 @@ void wh_client_detach(wh_client *c)
 	close(c->fd);
 	close(c->doorbell);
 	close(c->news);
+	close(c->news_self);
 	if (c->epoll_fd >= 0)
 		close(c->epoll_fd);
 	free(c->wait_table);

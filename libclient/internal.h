@@ -35,12 +35,15 @@ struct wh_client {
 	atomic_bool broker_gone; /* read by every stream's thread */
 	uint32_t next_request;
 	uint32_t ring_capacity;
-	int doorbell;                  /* wakes the broker for any of our streams */
-	int news;                      /* the broker wakes us (wh_client_wait) through this eventfd */
+	int doorbell;                  /* wakes the broker for any stream: an eventfd we share with
+					* it, or (kernels before 5.12) our end of a socket pair */
+	bool doorbell_socket;
+	int news;                      /* our end of a socket pair: the broker wakes us through it */
+	int news_self;                 /* an eventfd only we hold: keeps the wait set readable */
 	struct notify_segment *notify; /* which streams: one bit per slot, each way */
 	size_t notify_size;
 	uint32_t slots;
-	bool news_pending;             /* we wrote `news` ourselves and nobody read it since */
+	bool news_pending;             /* we wrote `news_self` and nobody read it since */
 	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	char detail[WH_DETAIL_MAX]; /* why the last failed call failed (wh_client_errmsg) */
 	struct pending_stream *accept_head, *accept_tail;
@@ -55,7 +58,7 @@ struct wh_client {
 	 * level-triggered (a stream leaves when a call on it finds nothing to do). Under
 	 * streams_lock. */
 	struct wh_stream *ready_head, *ready_tail;
-	/* wh_client_wait's epoll set: the socket, the news eventfd and the eventfds of same-host
+	/* wh_client_wait's epoll set: the socket, the news socket, news_self and the sockets of same-host
 	 * streams (streams to a peer broker need none: the news bitmap names them). Entries of
 	 * same-host streams name them by a slot in wait_table and a generation (never by
 	 * pointer), so an event for a stream closed meanwhile on another thread is recognised
@@ -70,14 +73,15 @@ struct wh_stream {
 	uint64_t handle;
 	void *segment;
 	size_t segment_size;
-	/* A descriptor the app may wait on: for a same-host stream, an eventfd its partner
-	 * writes; for a stream to a peer broker, made only when wh_stream_fd asks, the read end
-	 * of a pipe whose write end the broker holds (a byte is a wake-up, a hang-up means the
-	 * broker let go of the stream or died), else -1: a blocking call sleeps on the ring's
-	 * wait word (futex) and wh_client_wait learns of news from the news bitmap. */
-	int efd_wait;
-	int efd_wake; /* a same-host stream's partner; -1: ring the client's doorbell */
-	bool hung_up; /* the broker's end of efd_wait is closed */
+	/* A descriptor the app may wait on, our end of a socket pair (shared/attach_wake.h): for
+	 * a same-host stream, the partner app holds the other end (it sends on it to wake us, we
+	 * send on ours to wake it); for a stream to a peer broker, made only when wh_stream_fd
+	 * asks, the broker holds the other end. A hang-up means the other end let go or died.
+	 * Else -1: a blocking call sleeps on the ring's wait word (futex) and wh_client_wait
+	 * learns of news from the news bitmap. */
+	int fd;
+	bool local;   /* a same-host stream: wakes its partner on fd, not the doorbell */
+	bool hung_up; /* the other end of fd is closed or shut down */
 	uint32_t slot;
 	struct ring_producer tx;
 	struct ring_consumer rx;
@@ -112,6 +116,8 @@ void client_ready_add(struct wh_client *client, struct wh_stream *stream);
 void client_ready_remove_locked(struct wh_client *client, struct wh_stream *stream);
 /* Off the ready list; true if it was on it. Takes streams_lock only when it may have been. */
 bool client_ready_take(struct wh_client *client, struct wh_stream *stream);
+/* Wakes the broker (its doorbell); never blocks. */
+void client_ring(struct wh_client *client);
 /* Looks (without waiting) whether the broker hung up the session; if so every call says
  * WH_EBROKER_GONE from now on. Returns the flag. */
 bool client_broker_gone(struct wh_client *client);

@@ -1,9 +1,7 @@
-/* Streams: shared-memory rings, eventfd waits, reads and writes with deadlines. */
+/* Streams: shared-memory rings, wake-ups, reads and writes with deadlines. */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "attach_wake.h"
 #include "futex.h"
 #include "internal.h"
 
@@ -18,10 +17,8 @@
 static void stream_free(struct wh_stream *s)
 {
 	munmap(s->segment, s->segment_size);
-	if (s->efd_wait >= 0)
-		close(s->efd_wait);
-	if (s->efd_wake >= 0)
-		close(s->efd_wake);
+	if (s->fd >= 0)
+		close(s->fd);
 	free(s);
 }
 
@@ -66,8 +63,8 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	s->handle = msg->handle;
 	s->segment = memory;
 	s->segment_size = size;
-	s->efd_wait = nfds == 3 ? fds[1] : -1;
-	s->efd_wake = nfds == 3 ? fds[2] : -1;
+	s->local = nfds == 2;
+	s->fd = s->local ? fds[1] : -1;
 	s->slot = msg->slot;
 	const char *spin = getenv("WH_SPIN_NS");
 	s->spin_ns = spin ? atoll(spin) : 0;
@@ -101,15 +98,29 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 	return WH_OK;
 }
 
-/* Wakes the other end: a same-host partner through its eventfd, the broker through the
- * client's doorbell (only when the broker is not already busy with us). */
-static void wake_peer(struct wh_stream *s)
+/* Wakes the other end, which announced `flags` (RING_WAIT_*) on the ring: a same-host
+ * partner's thread that sleeps in a call on `word` (futex), else the partner on the stream's
+ * socket; the broker through the client's doorbell (only when the broker is not already busy
+ * with us). Never blocks, whatever the other side did to its end (shared/attach_wake.h). */
+static void wake_peer(struct wh_stream *s, uint32_t flags, uint32_t *word)
 {
-	uint64_t one = 1;
-	if (s->efd_wake >= 0)
-		(void)!write(s->efd_wake, &one, sizeof one);
+	if (s->local && (flags & RING_WAIT_SLEEPER))
+		futex_wake_shared(word);
+	else if (s->local)
+		wake_send(s->fd);
 	else if (notify_ring(s->client->notify, s->client->slots, s->slot))
-		(void)!write(s->client->doorbell, &one, sizeof one);
+		client_ring(s->client);
+}
+
+/* The stream's state changed (end, abort, close): whoever waits in either direction. */
+static void wake_peer_both(struct wh_stream *s)
+{
+	uint32_t reader = ring_producer_wake_needed(&s->tx), writer = ring_consumer_wake_needed(&s->rx);
+	if (s->local && (reader & RING_WAIT_SLEEPER))
+		futex_wake_shared(ring_producer_wake_word(&s->tx));
+	if (s->local && (writer & RING_WAIT_SLEEPER))
+		futex_wake_shared(ring_consumer_wake_word(&s->rx));
+	wake_peer(s, RING_WAIT_NEWS, NULL); /* and its event loop, or the broker, always */
 }
 
 static bool rx_has_news(struct wh_stream *s)
@@ -127,50 +138,68 @@ static bool tx_has_room(struct wh_stream *s)
 	return ring_producer_reserve(&s->tx, iov, &spans) != 0;
 }
 
+/* Would a write that returned WH_EWOULDBLOCK get further now? */
+static bool tx_has_news(struct wh_stream *s)
+{
+	int error;
+	return tx_has_room(s) || ring_producer_peer_state(&s->tx, &error) != RING_OPEN;
+}
+
 /*
  * Takes the stream's news: off the client's ready list (wh_client_wait stops reporting it)
- * and, if it has a descriptor of its own, a wake-up off that; true if there was any. A
- * same-host stream's eventfd sums wake-ups for both directions into one count, so a read
- * that clears it may swallow the wake-up a waiting write was owed (and the reverse): when the
- * other direction is waiting and now ready, the count is set again so that the app's poll
- * sees it. A peer broker's stream gets a byte per wake-up in its pipe and takes one at a
- * time, so each direction's wake-up stays until that direction takes it; the pipe's hang-up
- * (the broker let go of the stream, or died) counts as a wake-up that never goes away.
+ * and, if it has a descriptor of its own, the wake-ups pending on it; true if there was any.
+ * One descriptor serves both directions, so a wake-up taken here may be the one the other
+ * direction is owed: when that direction returned WH_EWOULDBLOCK and could go on now, the
+ * wake-ups are left, and the descriptor stays readable until the app retries it (taking
+ * them all lost such wake-ups: an app that polled with no timeout slept for ever). Each is
+ * looked at before it is taken, and the one that readied the other direction was sent after
+ * it did, so a wake-up that arrives meanwhile is never taken unseen. A hang-up (the other
+ * end let go of the stream, or died) counts as a wake-up that never goes away.
  */
 static bool drain(struct wh_stream *s, bool reading)
 {
 	bool had_news = client_ready_take(s->client, s);
-	if (s->efd_wait < 0)
+	/* A blocking call on a same-host stream sleeps on the ring's word, where its partner
+	 * wakes it: the socket has only the odd wake-up at a state change, and its hang-up,
+	 * which wait_for_news looks for after each slice. One system call less per wait. */
+	if (s->fd < 0 || (s->local && !s->nonblocking))
 		return had_news;
-	if (s->efd_wake < 0) {
-		char byte;
-		ssize_t n = read(s->efd_wait, &byte, 1);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-			s->hung_up = true;
-		return had_news || n > 0 || s->hung_up;
+	enum wake_state state = WAKE_NONE;
+	if (!(reading ? s->want_write : s->want_read)) {
+		state = wake_take(s->fd);
+	} else {
+		/* bounded: a partner that keeps sending cannot keep us here */
+		for (int taken = 0; taken < 64; taken++) {
+			enum wake_state next = wake_peek(s->fd);
+			if (next != WAKE_TAKEN || (reading ? tx_has_news(s) : rx_has_news(s))) {
+				state = next == WAKE_NONE ? state : next;
+				break;
+			}
+			wake_take_one(s->fd);
+			state = WAKE_TAKEN;
+		}
 	}
-	uint64_t value;
-	if (read(s->efd_wait, &value, sizeof value) != sizeof value)
-		return had_news; /* nothing was pending (non-blocking: the partner made it so) */
-	bool other_ready = reading ? s->want_write && tx_has_room(s) : s->want_read && rx_has_news(s);
-	if (other_ready) {
-		value = 1;
-		(void)!write(s->efd_wait, &value, sizeof value);
-	}
-	return true;
+	if (state == WAKE_HUNG_UP)
+		s->hung_up = true;
+	return had_news || state != WAKE_NONE;
 }
 
-/* The broker hung up a stream whose rings still say open: it died (or dropped the session).
- * Returns the error to report, or WH_OK when the rings have the last word. */
-static int hangup_error(struct wh_stream *s)
+/* The other end hung up a stream whose rings still say open: the broker died (or dropped the
+ * session), or a same-host partner let go without saying so in the rings (the broker marks
+ * them before it hangs up a partner that died). Returns the error to report, or WH_OK when
+ * the rings have the last word. */
+static int hangup_error(struct wh_stream *s, bool reading)
 {
+	int error;
 	if (!s->hung_up)
 		return WH_OK;
+	if (s->local) /* the direction we wait on can never go on */
+		return (reading ? ring_consumer_peer_state(&s->rx, &error)
+				: ring_producer_peer_state(&s->tx, &error)) == RING_OPEN ? WH_EAPP_GONE : WH_OK;
 	if (client_broker_gone(s->client))
 		return WH_EBROKER_GONE;
 	/* the session lives: the broker let go of this stream after writing its final state,
 	 * which the caller reads from the rings; if it did not, the stream cannot go on */
-	int error;
 	if (ring_consumer_peer_state(&s->rx, &error) == RING_OPEN &&
 	    ring_producer_peer_state(&s->tx, &error) == RING_OPEN)
 		return WH_EBROKER_GONE;
@@ -205,11 +234,11 @@ static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 #define SLEEP_SLICE_NS (200 * 1000000LL)
 
 /* Announces that the caller waits (reading: for bytes or the end, else for room): a blocking
- * call on a stream to a peer broker as a sleeper on the ring's word, anything else as a
- * waiter on descriptors. The caller looks at the ring once more before it waits. */
+ * call as a sleeper on the ring's word, a non-blocking one as a waiter on descriptors. The
+ * caller looks at the ring once more before it waits. */
 static void announce_wait(struct wh_stream *s, bool reading)
 {
-	bool sleeper = !s->nonblocking && s->efd_wake < 0;
+	bool sleeper = !s->nonblocking;
 	if (reading && sleeper)
 		ring_consumer_prepare_sleep(&s->rx);
 	else if (reading)
@@ -220,8 +249,11 @@ static void announce_wait(struct wh_stream *s, bool reading)
 		ring_producer_prepare_wait(&s->tx);
 }
 
-/* Sleeps until the stream has news, the deadline passes or the broker goes away: on the
- * ring's wait word for a stream to a peer broker, on the eventfd for a same-host one. */
+/* Sleeps on the ring's wait word until the stream has news, the deadline passes, or (a
+ * stream to a peer broker) the broker goes away. A same-host partner wakes the word itself,
+ * and the broker does when the partner leaves or dies (after marking the rings); after each
+ * slice the caller also looks for a hang-up of the stream's socket (the partner died while
+ * the broker was gone). */
 static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 {
 	int64_t left = -1;
@@ -230,26 +262,16 @@ static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 		if (left <= 0)
 			return WH_ETIMEOUT;
 	}
-	if (s->efd_wake < 0) {
-		uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
-		int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
-		int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
-		if (rc == ETIMEDOUT && client_broker_gone(s->client))
-			return WH_EBROKER_GONE;
-		if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
-			return WH_ESYSTEM;
-		return WH_OK; /* the caller looks again */
-	}
-	struct pollfd pfd[2] = { { s->efd_wait, POLLIN, 0 }, { s->client->fd, 0, 0 } };
-	int timeout = left < 0 ? -1 : (int)((left + 999999) / 1000000);
-	int ready = poll(pfd, 2, timeout);
-	if (ready < 0 && errno != EINTR)
-		return WH_ESYSTEM;
-	if (pfd[1].revents & (POLLHUP | POLLERR)) {
-		atomic_store(&s->client->broker_gone, true);
+	uint32_t *word = reading ? ring_consumer_wait_word(&s->rx) : ring_producer_wait_word(&s->tx);
+	int64_t slice = left >= 0 && left < SLEEP_SLICE_NS ? left : SLEEP_SLICE_NS;
+	int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
+	if (rc == ETIMEDOUT && s->local && wake_hung_up(s->fd))
+		s->hung_up = true; /* the caller says why */
+	if (rc == ETIMEDOUT && !s->local && client_broker_gone(s->client))
 		return WH_EBROKER_GONE;
-	}
-	return WH_OK; /* the caller drains before it looks again */
+	if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
+		return WH_ESYSTEM;
+	return WH_OK; /* the caller looks again */
 }
 
 /* Records why the stream ended, with the remote's code and message when there is one. */
@@ -298,7 +320,7 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 				continue;
 		}
 		bool woken = drain(s, true);
-		if ((error = hangup_error(s)) != WH_OK)
+		if ((error = hangup_error(s, true)) != WH_OK)
 			return stream_fail(s, error);
 		announce_wait(s, true);
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
@@ -320,8 +342,9 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 
 static void after_consume(struct wh_stream *s)
 {
-	if (ring_consumer_wake_needed(&s->rx))
-		wake_peer(s);
+	uint32_t flags = ring_consumer_wake_needed(&s->rx);
+	if (flags)
+		wake_peer(s, flags, ring_consumer_wake_word(&s->rx));
 }
 
 long wh_read(wh_stream *s, void *buf, size_t len)
@@ -397,7 +420,7 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 				continue;
 		}
 		bool woken = drain(s, false);
-		if ((error = hangup_error(s)) != WH_OK)
+		if ((error = hangup_error(s, false)) != WH_OK)
 			return stream_fail(s, error);
 		announce_wait(s, false);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
@@ -416,8 +439,9 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 
 static void after_commit(struct wh_stream *s)
 {
-	if (ring_producer_wake_needed(&s->tx))
-		wake_peer(s);
+	uint32_t flags = ring_producer_wake_needed(&s->tx);
+	if (flags)
+		wake_peer(s, flags, ring_producer_wake_word(&s->tx));
 }
 
 long wh_write(wh_stream *s, const void *buf, size_t len)
@@ -483,7 +507,7 @@ int wh_shutdown(wh_stream *s)
 		return WH_ESTREAM_CLOSED;
 	s->write_closed = true;
 	ring_producer_close(&s->tx, WH_OK);
-	wake_peer(s);
+	wake_peer_both(s);
 	return WH_OK;
 }
 
@@ -496,7 +520,7 @@ int wh_abort(wh_stream *s, int error)
 	s->write_closed = s->aborted = true;
 	ring_producer_close(&s->tx, error);
 	ring_consumer_close(&s->rx, error);
-	wake_peer(s);
+	wake_peer_both(s);
 	stream_fail(s, error);
 	return WH_OK;
 }
@@ -510,7 +534,7 @@ int wh_close(wh_stream *s)
 		ring_producer_close(&s->tx, WH_OK);
 	if (!s->aborted)
 		ring_consumer_close(&s->rx, WH_OK);
-	wake_peer(s);
+	wake_peer_both(s);
 	/* off the client's books before RELEASE: the broker may give the slot to a new stream
 	 * as soon as it reads it */
 	pthread_mutex_lock(&c->streams_lock);
@@ -580,28 +604,27 @@ int wh_stream_fd(const wh_stream *stream)
 		return -1;
 	struct wh_client *c = s->client;
 	pthread_mutex_lock(&c->streams_lock);
-	if (s->efd_wait < 0) {
-		int pipe_fds[2];
-		if (pipe2(pipe_fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+	if (s->fd < 0) {
+		int pair[2];
+		if (wake_pair(pair) < 0) {
 			snprintf(c->detail, sizeof c->detail, "cannot make a descriptor for stream %llu: %s",
 				 (unsigned long long)s->handle, strerror(errno));
 		} else {
 			/* News we took already (the stream is on the ready list: new, or reported and
 			 * not yet drained) is told here; news the broker posted and we did not take
-			 * yet, the broker tells when the pipe arrives; after that, every wake-up. */
-			static const char byte = 1;
+			 * yet, the broker tells when the socket arrives; after that, every wake-up. */
 			if (atomic_load_explicit(&s->ready, memory_order_relaxed))
-				(void)!write(pipe_fds[1], &byte, 1);
+				wake_send(pair[1]);
 			struct attach_msg msg = { .type = ATTACH_STREAM_FD, .handle = s->handle };
-			/* If the broker is gone the write end closes here and the read end hangs up at
-			 * once: the next call on the stream says WH_EBROKER_GONE. */
-			client_send_fd(c, &msg, pipe_fds[1]);
-			close(pipe_fds[1]);
-			s->efd_wait = pipe_fds[0];
+			/* If the broker is gone the other end closes here and ours hangs up at once:
+			 * the next call on the stream says WH_EBROKER_GONE. */
+			client_send_fd(c, &msg, pair[1]);
+			close(pair[1]);
+			s->fd = pair[0];
 		}
 	}
 	pthread_mutex_unlock(&c->streams_lock);
-	return s->efd_wait;
+	return s->fd;
 }
 uint64_t wh_stream_id(const wh_stream *s) { return s->handle; }
 void wh_stream_set_userdata(wh_stream *s, void *userdata) { s->userdata = userdata; }

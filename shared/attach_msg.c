@@ -40,7 +40,7 @@ unsigned attach_fd_count(const struct attach_msg *msg)
 		return 3;
 	case ATTACH_OPENED:
 	case ATTACH_INCOMING:
-		return msg->slot == ATTACH_NO_SLOT ? 3 : 1;
+		return msg->slot == ATTACH_NO_SLOT ? 2 : 1;
 	case ATTACH_STREAM_FD:
 		return 1;
 	default:

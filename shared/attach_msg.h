@@ -13,17 +13,20 @@
  * One message per packet: an 8-byte header, then the type's fields in order. Integers are
  * little-endian (both ends share a host); strings are a u8 length and 0..255 bytes without
  * NUL. Messages that hand over a stream carry file descriptors (SCM_RIGHTS) beside the bytes:
- * the client's doorbell, notify segment and news eventfd, a stream's segment (memfd), a
- * same-host stream's two eventfds, an app's wake-up pipe for one stream. docs/ATTACH.md is
- * the specification.
+ * the client's doorbell, its notify segment and the app's end of its news socket pair, a
+ * stream's segment (memfd), the app's end of a same-host stream's wake-up socket pair, one
+ * end of a socket pair an app makes for one stream. docs/ATTACH.md is the specification.
  *
  *   header: [version u8 = ATTACH_VERSION][type u8][reserved u16 = 0][request id u32]
  *
  * Bump ATTACH_VERSION if any of these change. Codec only: no I/O, no allocation.
  */
 
-#define ATTACH_VERSION 4u /* 2: ACCEPTED; 3: OPEN carries the app's timeout; 4: the news
-			    * bitmap and eventfd in WELCOME, no per-stream descriptor, STREAM_FD */
+#define ATTACH_VERSION 5u /* 2: ACCEPTED; 3: OPEN carries the app's timeout; 4: the news
+			    * bitmap and eventfd in WELCOME, no per-stream descriptor, STREAM_FD;
+			    * 5: apps are woken on socket pairs (shared/attach_wake.h), not on
+			    * eventfds and pipes: one descriptor for a same-host stream, a socket
+			    * for STREAM_FD */
 #define ATTACH_HEADER_SIZE 8u
 #define ATTACH_STRING_MAX 255u
 #define ATTACH_MESSAGE_MAX 1024u /* every encoded message fits */
@@ -44,14 +47,15 @@ enum attach_type {
 	ATTACH_ACCEPTED = 7, /* handle: wh_accept took this INCOMING stream (no answer); the broker
 			   * hands a listening app at most its accept backlog of streams it has not
 			   * taken yet */
-	ATTACH_STREAM_FD = 8, /* handle, + the write end of a pipe: the app wants a descriptor of
-			   * its own for this stream (wh_stream_fd); the broker writes a byte into
-			   * it at each wake-up and closes it when it lets go (no answer) */
+	ATTACH_STREAM_FD = 8, /* handle, + one end of a SOCK_SEQPACKET socket pair: the app wants a
+			   * descriptor of its own for this stream (wh_stream_fd); the broker sends a
+			   * wake-up on it at each wake-up and closes it when it lets go (no answer) */
 	/* broker -> app */
-	ATTACH_WELCOME = 32,  /* version, client id, limits, + doorbell eventfd, notify memfd, news
-			       * eventfd */
-	ATTACH_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment [, wait eventfd, wake
-			       * eventfd: a same-host stream] */
+	ATTACH_WELCOME = 32,  /* version, client id, limits, + doorbell (an eventfd, or on kernels
+			       * without RWF_NOWAIT reads the app's end of a socket pair), notify
+			       * memfd, the app's end of the news pair */
+	ATTACH_OPENED = 33,   /* handle, capacity, tx ring, slot, + segment [, the app's end of the
+			       * stream's wake-up pair: a same-host stream] */
 	ATTACH_INCOMING = 34, /* the same as OPENED, plus service and peer */
 	ATTACH_RESULT = 35,   /* error (WH_OK or WH_E*), message */
 	ATTACH_STATS_REPLY = 36, /* count, then count u64 counters in enum attach_stat order */
@@ -75,7 +79,7 @@ struct attach_msg {
 	uint64_t handle;      /* OPENED, INCOMING, RELEASE, ACCEPTED */
 	uint8_t tx_ring;      /* OPENED, INCOMING: the ring the app writes (0 or 1) */
 	uint32_t slot;        /* OPENED, INCOMING: the stream's bit in the doorbell bitmap, or
-			       * ATTACH_NO_SLOT for a same-host stream (it brings its own wake eventfd) */
+			       * ATTACH_NO_SLOT for a same-host stream (it brings its own wake-up pair) */
 	int32_t error;        /* RESULT */
 	char peer[ATTACH_STRING_MAX + 1];    /* OPEN, INCOMING ("local" for same-host) */
 	char service[ATTACH_STRING_MAX + 1]; /* OPEN, LISTEN, UNLISTEN, INCOMING */
@@ -91,8 +95,8 @@ int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg);
  * unknown type, bad string, bad field value. msg is fully written (zeroed first). */
 int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg);
 /* How many fds travel with this message: WELCOME 3 (doorbell, notify segment, news);
- * OPENED and INCOMING 1 (segment), or 3 with ATTACH_NO_SLOT (segment, wait, wake);
- * STREAM_FD 1 (the pipe's write end); others 0. */
+ * OPENED and INCOMING 1 (segment), or 2 with ATTACH_NO_SLOT (segment, wake-up socket);
+ * STREAM_FD 1 (a socket); others 0. */
 unsigned attach_fd_count(const struct attach_msg *msg);
 const char *attach_type_name(unsigned type);
 

@@ -34,7 +34,7 @@
  * call. The same protocol, mirrored, wakes a producer waiting for space (producer_waiting).
  * The wake itself is the caller's: this module does no I/O. The flag says how to wake:
  * RING_WAIT_NEWS asks for the wake-up that reaches the waiter's event loop (a bit in its
- * client's news bitmap, an eventfd); RING_WAIT_SLEEPER adds that a thread sleeps in
+ * client's news bitmap, a socket); RING_WAIT_SLEEPER adds that a thread sleeps in
  * futex(2) on the flag's own word, so the waker clears it and then wakes that word. A waker
  * treats any nonzero value as a request to wake (the flag is written by the other side).
  */
@@ -184,10 +184,10 @@ static inline uint64_t ring_consumer_position(const struct ring_consumer *c) { r
  * `armed` flag:
  *
  *   the doorbell (app -> broker): the app sets the stream's bit, then, if the broker is armed
- *   (it sleeps in epoll between two scans), clears `armed` and writes the doorbell eventfd.
+ *   (it sleeps in epoll between two scans), clears `armed` and sends on the doorbell socket.
  *   news (broker -> app): the broker sets the bit, then, if the app is armed (it sleeps in
  *   wh_client_wait or an event loop on wh_client_wait_fd), clears `app_armed` and writes the
- *   client's news eventfd.
+ *   client's news socket (shared/attach_wake.h).
  *
  * A taker takes whole words with an atomic exchange, serves the streams whose bits were set,
  * re-arms with a full fence and scans once more, so a bit set meanwhile is never missed. Both
@@ -240,7 +240,7 @@ bool notify_posted(struct notify_segment *n, uint32_t slots, uint32_t slot);
 uint64_t notify_app_take(struct notify_segment *n, uint32_t slots, uint32_t index);
 /* App side: about to sleep; the caller scans once more afterwards. */
 void notify_app_arm(struct notify_segment *n);
-/* App side: awake again; the broker need not write the eventfd. */
+/* App side: awake again; the broker need not send on the news socket. */
 void notify_app_disarm(struct notify_segment *n);
 
 #endif

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -121,6 +124,7 @@ static bool refused_then_closed(int fd, int error)
 /* A session's doorbell, for attacks that make the broker look at their rings. */
 struct doorbell {
 	int fd;
+	int news; /* the descriptor the broker wakes us on (closed unless an attack keeps it) */
 	struct notify_segment *notify;
 	size_t size;
 	uint32_t slots;
@@ -146,7 +150,7 @@ static int attach_with(struct doorbell *bell)
 		bell->size = notify_segment_size(reply.max_streams);
 		bell->notify = mmap(NULL, bell->size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[1], 0);
 		close(fds[1]);
-		close(fds[2]); /* the news eventfd: this app never sleeps on it */
+		bell->news = fds[2]; /* this app never sleeps on it: kept for the attacks on it */
 		if (bell->notify == MAP_FAILED) {
 			close(fd);
 			return -1;
@@ -196,6 +200,7 @@ static bool served_then_ended(int fd, struct doorbell *bell, struct ring_segment
 	munmap(segment, size);
 	munmap(bell->notify, bell->size);
 	close(bell->fd);
+	close(bell->news);
 	close_fds(fds);
 	close(fd);
 	return alive;
@@ -424,9 +429,10 @@ static int damage_segment(int how)
 }
 
 /* STREAM_FD, the one message that carries a descriptor, misused every way: without it (the
- * session ends), with what is not a pipe's write end, for a handle that is not ours, and
- * asked again and again for one stream (each pipe replaces the one before: the broker holds
- * at most one per stream). A pipe it keeps is written at a wake-up; one it drops hangs up. */
+ * session ends), with what is not a Unix SOCK_SEQPACKET socket, for a handle that is not
+ * ours, and asked again and again for one stream (each socket replaces the one before: the
+ * broker holds at most one per stream). A socket it keeps is sent a wake-up at a wake-up;
+ * one it drops hangs up. */
 static bool hangs_up(int read_end, int timeout_ms)
 {
 	struct pollfd pfd = { read_end, POLLIN, 0 };
@@ -457,32 +463,37 @@ static int attack_stream_fd(void)
 		return fail("open to the peer's echo failed");
 	struct attach_msg msg = { .type = ATTACH_STREAM_FD, .handle = reply.handle };
 	n = attach_encode(bytes, sizeof bytes, &msg);
-	/* not a pipe's write end: a read end, /dev/null, the stream's own segment */
-	int pipe_fds[2];
-	if (pipe(pipe_fds) < 0)
+	/* not a Unix SOCK_SEQPACKET socket: a pipe's write end (what version 4 took), /dev/null,
+	 * a stream socket, the stream's own segment */
+	int pipe_fds[2], stream_fds[2];
+	if (pipe(pipe_fds) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, stream_fds) < 0)
 		return fail("pipe");
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	int wrong[] = { pipe_fds[0], devnull, fds[0] };
+	int wrong[] = { pipe_fds[1], devnull, stream_fds[1], fds[0] };
 	for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
 		if (!send_bytes(fd, bytes, (size_t)n, wrong[i]))
 			return fail("send failed");
 	close(devnull);
 	close(pipe_fds[0]);
 	close(pipe_fds[1]);
-	/* a write end for a handle that is not ours: dropped, so our read end hangs up */
+	close(stream_fds[0]);
+	close(stream_fds[1]);
+	/* a socket for a handle that is not ours: dropped, so our end hangs up */
 	struct attach_msg stranger = { .type = ATTACH_STREAM_FD, .handle = reply.handle + 1000 };
 	uint8_t stranger_bytes[ATTACH_MESSAGE_MAX];
 	int stranger_n = attach_encode(stranger_bytes, sizeof stranger_bytes, &stranger);
-	if (pipe(pipe_fds) < 0 || !send_bytes(fd, stranger_bytes, (size_t)stranger_n, pipe_fds[1]))
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipe_fds) < 0 ||
+	    !send_bytes(fd, stranger_bytes, (size_t)stranger_n, pipe_fds[1]))
 		return fail("send failed");
 	close(pipe_fds[1]);
 	if (!hangs_up(pipe_fds[0], 5000))
-		return fail("a pipe for a handle that is not ours was kept");
+		return fail("a socket for a handle that is not ours was kept");
 	close(pipe_fds[0]);
-	/* one stream asked 2,000 times: each pipe replaces the one before, which hangs up */
+	/* one stream asked 2,000 times: each socket replaces the one before, which hangs up */
 	int last = -1;
 	for (int i = 0; i < 2000; i++) {
-		if (pipe(pipe_fds) < 0 || !send_bytes(fd, bytes, (size_t)n, pipe_fds[1]))
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipe_fds) < 0 ||
+		    !send_bytes(fd, bytes, (size_t)n, pipe_fds[1]))
 			return fail("send failed");
 		close(pipe_fds[1]);
 		if (last >= 0)
@@ -490,7 +501,7 @@ static int attack_stream_fd(void)
 		last = pipe_fds[0];
 	}
 	/* the last one is kept and told of news: say we wait for bytes, send some, the echo
-	 * brings them back and the broker writes a byte into the pipe */
+	 * brings them back and the broker sends a wake-up on the socket */
 	size_t size = ring_segment_size(reply.ring_capacity);
 	struct ring_segment *segment = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	if (segment == MAP_FAILED)
@@ -506,16 +517,16 @@ static int attack_stream_fd(void)
 	bool told = poll(&pfd, 1, 5000) == 1 && (pfd.revents & POLLIN);
 	char byte;
 	told = told && read(last, &byte, 1) == 1;
-	/* the session ends: the broker lets go of the stream and of its pipe */
+	/* the session ends: the broker lets go of the stream and of its socket */
 	bool alive = served_then_ended(fd, &bell, segment, size, fds);
 	bool let_go = hangs_up(last, 5000);
 	close(last);
 	if (!told)
-		return fail("the pipe the broker kept was not written at a wake-up");
+		return fail("the socket the broker kept got no wake-up");
 	if (!alive)
 		return fail("the session was not served after misused STREAM_FDs");
 	if (!let_go)
-		return fail("the broker kept the pipe after the session ended");
+		return fail("the broker kept the socket after the session ended");
 	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
 }
 
@@ -586,6 +597,306 @@ static int attack_exhaust(void)
 	return serves ? 0 : fail("the broker does not serve new sessions after they left");
 }
 
+/* ---- descriptors shared with the broker or a partner, made blocking ------------------------
+ *
+ * O_NONBLOCK belongs to the open file description, which SCM_RIGHTS shares: an app can clear
+ * it on a descriptor it shares with the broker (or a partner app) and then fill or drain it,
+ * so that the other side's next write or read blocks. The broker must go on serving others,
+ * and a partner app must not freeze. Each attack does it to whatever it was given: an
+ * eventfd is set to its highest count, a socket has its other end's queue filled. */
+
+static void make_blocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+}
+
+/* Blocking, and full: the next write into it (or through it) would wait for ever. */
+static void make_blocking_and_full(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		static const char byte = 1;
+		int sent = 0;
+		while (sent < 1000000 && send(fd, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
+			sent++;
+	} else {
+		uint64_t most = 0xfffffffffffffffeull; /* an eventfd's highest count */
+		(void)!write(fd, &most, sizeof most);
+	}
+	make_blocking(fd);
+}
+
+/* A child that takes everything that arrives on fd with blocking reads, so that whoever
+ * polls it and then reads finds it empty. Its pid, to be killed. */
+static pid_t drain_for_ever(int fd)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		char buffer[64];
+		for (;;)
+			if (read(fd, buffer, sizeof buffer) < 0 && errno != EINTR)
+				_exit(0);
+	}
+	return pid;
+}
+
+static void stop_child(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+}
+
+/* The session answers STATS within timeout_ms. */
+static bool answers(int fd, int timeout_ms)
+{
+	struct attach_msg req = { .type = ATTACH_STATS, .request_id = 7777 }, reply;
+	int fds[ATTACH_MAX_FDS];
+	if (!send_msg(fd, &req))
+		return false;
+	while (receive(fd, &reply, fds, timeout_ms)) {
+		close_fds(fds);
+		if (reply.request_id == req.request_id)
+			return reply.type == ATTACH_STATS_REPLY;
+	}
+	return false;
+}
+
+/* The broker serves a fresh session within a few seconds (it may be busy, not frozen). */
+static int served_after(const char *attack)
+{
+	double deadline = now() + 5;
+	while (now() < deadline) {
+		if (broker_serves())
+			return 0;
+		usleep(50000); /* a condition with a deadline */
+	}
+	fprintf(stderr, "hostile-app: %s: ", attack);
+	return fail("the broker serves nobody any more: its event loop is blocked");
+}
+
+/* Sends bytes to the peer's echo and waits (bounded) for them to come back, having said
+ * that we wait for them (and, with armed, that we sleep: the broker wakes our news). */
+static bool echo_round(struct doorbell *bell, struct ring_segment *segment, const struct attach_msg *opened,
+		       bool armed)
+{
+	struct ring_producer tx;
+	struct ring_consumer rx;
+	ring_producer_attach(&tx, segment, opened->ring_capacity, opened->tx_ring);
+	ring_consumer_attach(&rx, segment, opened->ring_capacity, opened->tx_ring ^ 1u);
+	/* positions go on from where the last round left them */
+	tx.head = atomic_load(&segment->rings[opened->tx_ring].head);
+	rx.tail = rx.head_seen = atomic_load(&segment->rings[opened->tx_ring ^ 1u].tail);
+	if (armed)
+		atomic_store(&bell->notify->app_armed, 1);
+	ring_consumer_prepare_wait(&rx);
+	if (ring_producer_write(&tx, "wake up!", 8) != 8)
+		return false;
+	ring_doorbell(bell, opened->slot);
+	double deadline = now() + 1;
+	char back[64];
+	long got = 0;
+	while (got < 8 && now() < deadline) {
+		long n = ring_consumer_read(&rx, back, sizeof back);
+		if (n < 0)
+			return false;
+		got += n;
+		if (got < 8)
+			usleep(1000); /* polling a condition with a deadline */
+	}
+	return got >= 8;
+}
+
+/* A stream to PEER's echo, mapped. */
+static struct ring_segment *echo_stream(int fd, struct attach_msg *reply, int fds[ATTACH_MAX_FDS])
+{
+	if (!open_stream(fd, peer, "echo", reply, fds) || reply->type != ATTACH_OPENED)
+		return NULL;
+	void *segment = mmap(NULL, ring_segment_size(reply->ring_capacity), PROT_READ | PROT_WRITE,
+			     MAP_SHARED, fds[0], 0);
+	return segment == MAP_FAILED ? NULL : segment;
+}
+
+/* The news descriptor: made blocking and full, then news posted while we say we sleep, so
+ * that the broker wakes us on it, again and again. */
+static int attack_news_blocking(void)
+{
+	if (!peer[0])
+		return fail("this attack needs a PEER");
+	struct doorbell bell;
+	int fd = attach_with(&bell);
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	struct ring_segment *segment = fd < 0 ? NULL : echo_stream(fd, &reply, fds);
+	if (!segment)
+		return fail("open to the peer's echo failed");
+	make_blocking_and_full(bell.news);
+	for (int i = 0; i < 300; i++)
+		if (!echo_round(&bell, segment, &reply, true))
+			break; /* no echo: the broker may be frozen; served_after says */
+	int rc = served_after("news-blocking");
+	if (rc == 0 && !served_then_ended(fd, &bell, segment, ring_segment_size(reply.ring_capacity), fds))
+		return fail("the session was not served after it blocked its news descriptor");
+	return rc;
+}
+
+/* The doorbell made blocking, and drained by a child between the broker's poll and its read. */
+static int attack_doorbell_drained(void)
+{
+	struct doorbell bell;
+	int fd = attach_with(&bell);
+	if (fd < 0)
+		return fail("cannot attach");
+	make_blocking(bell.fd);
+	pid_t drainer = drain_for_ever(bell.fd);
+	for (int i = 0; i < 200; i++) {
+		uint64_t one = 1;
+		(void)!write(bell.fd, &one, sizeof one);
+		if (!answers(fd, 250))
+			break; /* frozen (or only slow): served_after says */
+	}
+	stop_child(drainer);
+	int rc = served_after("doorbell-drained");
+	munmap(bell.notify, bell.size);
+	close(bell.fd);
+	close(bell.news);
+	close(fd);
+	return rc;
+}
+
+/* STREAM_FD with a socket whose broker end we keep a copy of: made blocking and its queue
+ * filled, then wake-ups asked for. */
+static int attack_stream_fd_full(void)
+{
+	if (!peer[0])
+		return fail("this attack needs a PEER");
+	struct doorbell bell;
+	int fd = attach_with(&bell);
+	struct attach_msg reply;
+	int fds[ATTACH_MAX_FDS];
+	struct ring_segment *segment = fd < 0 ? NULL : echo_stream(fd, &reply, fds);
+	int pair[2];
+	if (!segment || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+		return fail("open to the peer's echo failed");
+	struct attach_msg msg = { .type = ATTACH_STREAM_FD, .handle = reply.handle };
+	uint8_t bytes[ATTACH_MESSAGE_MAX];
+	int n = attach_encode(bytes, sizeof bytes, &msg);
+	if (!send_bytes(fd, bytes, (size_t)n, pair[1]) || !answers(fd, 5000))
+		return fail("STREAM_FD was not taken");
+	make_blocking_and_full(pair[1]); /* the broker's end: our end's queue is full */
+	for (int i = 0; i < 300; i++)
+		if (!echo_round(&bell, segment, &reply, false))
+			break;
+	int rc = served_after("stream-fd-full");
+	close(pair[0]);
+	close(pair[1]);
+	if (rc == 0 && !served_then_ended(fd, &bell, segment, ring_segment_size(reply.ring_capacity), fds))
+		return fail("the session was not served after it filled its stream's descriptor");
+	return rc;
+}
+
+/* A same-host stream between two of our sessions: the listener's descriptors made blocking
+ * and full, then the opener's session ends, so the broker tells the listener. The listener
+ * must learn it (a hang-up, with the rings saying WH_EAPP_GONE) and the broker serve on. */
+static int attack_local_wait_blocking(void)
+{
+	int listener = attach(), opener = attach();
+	if (listener < 0 || opener < 0 || !listen_on(listener, "blocking-wait"))
+		return fail("cannot set up");
+	struct attach_msg opened, incoming;
+	int fds[ATTACH_MAX_FDS], in_fds[ATTACH_MAX_FDS];
+	if (!open_stream(opener, "local", "blocking-wait", &opened, fds) || opened.type != ATTACH_OPENED ||
+	    !receive(listener, &incoming, in_fds, 5000) || incoming.type != ATTACH_INCOMING)
+		return fail("local open failed");
+	for (unsigned i = 1; i < ATTACH_MAX_FDS; i++)
+		if (in_fds[i] >= 0)
+			make_blocking_and_full(in_fds[i]);
+	struct ring_segment *segment = mmap(NULL, ring_segment_size(incoming.ring_capacity),
+					    PROT_READ | PROT_WRITE, MAP_SHARED, in_fds[0], 0);
+	if (segment == MAP_FAILED)
+		return fail("cannot map the segment");
+	close_fds(fds);
+	close(opener); /* the broker ends the opener's side and tells the listener */
+	int rc = served_after("local-wait-blocking");
+	double deadline = now() + 5;
+	while (atomic_load(&segment->rings[incoming.tx_ring ^ 1u].producer_state) != RING_FAILED &&
+	       now() < deadline)
+		usleep(10000); /* polling a condition with a deadline */
+	bool marked = atomic_load(&segment->rings[incoming.tx_ring ^ 1u].producer_state) == RING_FAILED;
+	/* and a socket (protocol 5) hangs up, for the listener's own loop */
+	struct stat st;
+	struct pollfd pfd = { in_fds[1], 0, 0 };
+	bool hung_up = fstat(in_fds[1], &st) == 0 && S_ISSOCK(st.st_mode) ? poll(&pfd, 1, 5000) == 1 &&
+		       (pfd.revents & POLLHUP) : true;
+	munmap(segment, ring_segment_size(incoming.ring_capacity));
+	close_fds(in_fds);
+	close(listener);
+	if (rc == 0 && !marked)
+		return fail("the listener's rings do not say that the opener went away");
+	if (rc == 0 && !hung_up)
+		return fail("the listener's wake-up socket did not hang up when the opener went away");
+	return rc;
+}
+
+/* A partner app that does all of the above to a same-host stream with a victim app: it
+ * listens on "hostile-partner" (or, given PEER, opens the victim's service PEER), makes its
+ * descriptors blocking and full, has a child take whatever arrives on them, asks to be woken
+ * at the victim's next write, then writes "R" (ready) and waits until it is killed. */
+static int attack_hostile_partner(void)
+{
+	int fd = attach();
+	struct attach_msg msg;
+	int fds[ATTACH_MAX_FDS];
+	if (fd < 0)
+		return fail("cannot attach");
+	if (peer[0]) {
+		if (!open_stream(fd, "local", peer, &msg, fds) || msg.type != ATTACH_OPENED)
+			return fail("cannot open the victim's service");
+	} else if (!listen_on(fd, "hostile-partner")) {
+		return fail("cannot listen");
+	} else {
+		fprintf(stderr, "hostile-app: listening\n");
+		if (!receive(fd, &msg, fds, 30000) || msg.type != ATTACH_INCOMING)
+			return fail("no stream came");
+	}
+	/* the descriptors past the segment: our own wait descriptor and, before protocol 5,
+	 * the victim's, which the child keeps empty */
+	pid_t drainers[ATTACH_MAX_FDS] = { 0 };
+	for (unsigned i = 1; i < ATTACH_MAX_FDS; i++)
+		if (fds[i] >= 0) {
+			make_blocking_and_full(fds[i]);
+			if (i == 2)
+				drainers[i] = drain_for_ever(fds[i]);
+		}
+	struct ring_segment *segment = mmap(NULL, ring_segment_size(msg.ring_capacity), PROT_READ | PROT_WRITE,
+					    MAP_SHARED, fds[0], 0);
+	if (segment == MAP_FAILED)
+		return fail("cannot map the segment");
+	/* "wake me at your next write", then ready */
+	atomic_store(&segment->rings[msg.tx_ring ^ 1u].consumer_waiting, RING_WAIT_NEWS);
+	struct ring_producer tx;
+	ring_producer_attach(&tx, segment, msg.ring_capacity, msg.tx_ring);
+	ring_producer_write(&tx, "R", 1);
+	fprintf(stderr, "hostile-app: partner ready\n");
+	/* until the test kills us, or the broker hangs up (at most two minutes) */
+	double deadline = now() + 120;
+	while (now() < deadline) {
+		struct attach_msg other;
+		int other_fds[ATTACH_MAX_FDS];
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 1000) > 0 && !receive(fd, &other, other_fds, 0))
+			break;
+		if (pfd.revents & POLLIN)
+			close_fds(other_fds);
+	}
+	for (unsigned i = 1; i < ATTACH_MAX_FDS; i++)
+		stop_child(drainers[i]);
+	return 0;
+}
+
 struct attack {
 	const char *name;
 	int (*run)(void);
@@ -606,6 +917,11 @@ static const struct attack attacks[] = {
 	{ "punch-hole", attack_punch_hole, "the segment's pages zeroed under the broker (PEER)" },
 	{ "exhaust", attack_exhaust, "same-host streams until the broker refuses" },
 	{ "stream-fd", attack_stream_fd, "STREAM_FD misused every way (PEER)" },
+	{ "news-blocking", attack_news_blocking, "the news descriptor made blocking and full (PEER)" },
+	{ "doorbell-drained", attack_doorbell_drained, "the doorbell made blocking and drained" },
+	{ "stream-fd-full", attack_stream_fd_full, "STREAM_FD's socket made blocking and full (PEER)" },
+	{ "local-wait-blocking", attack_local_wait_blocking, "a same-host wait descriptor made blocking" },
+	{ "hostile-partner", attack_hostile_partner, "a same-host partner that blocks its descriptors [SERVICE]" },
 };
 
 int main(int argc, char **argv)

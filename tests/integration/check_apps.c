@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +460,98 @@ START_TEST(test_same_host_streams)
 	wh_client_detach(client);
 	process_stop(&echo, SIGTERM);
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* One non-blocking stream written and read at once from an event loop that polls its
+ * wh_stream_fd with no timeout, as wormhole.h says: after WH_EWOULDBLOCK, wait for the
+ * descriptor and retry. A wake-up taken by one direction must not be lost to the other: the
+ * loop would then sleep for ever (3 runs in 30 hung so). The poll is infinite for the stream;
+ * a timerfd beside it is the test's own deadline, so a lost wake-up fails instead of hanging. */
+struct polled {
+	wh_stream *s;
+	size_t size, sent, received;
+	unsigned seed;
+	bool shut;
+};
+
+/* Moves what it can both ways; false once the echo is all back (or on an error). */
+static bool polled_step(struct polled *p)
+{
+	static unsigned char buffer[16384];
+	while (p->sent < p->size) {
+		size_t n = p->size - p->sent < sizeof buffer ? p->size - p->sent : sizeof buffer;
+		for (size_t i = 0; i < n; i++)
+			buffer[i] = harness_pattern(p->seed, p->sent + i);
+		long w = wh_write(p->s, buffer, n);
+		if (w == WH_EWOULDBLOCK)
+			break;
+		ck_assert_int_gt(w, 0);
+		p->sent += (size_t)w;
+	}
+	if (p->sent == p->size && !p->shut) {
+		ck_assert_int_eq(wh_shutdown(p->s), WH_OK);
+		p->shut = true;
+	}
+	for (;;) {
+		long r = wh_read(p->s, buffer, sizeof buffer);
+		if (r == WH_EWOULDBLOCK)
+			return true;
+		const char *why = "";
+		if (r < 0)
+			wh_stream_error(p->s, NULL, &why);
+		ck_assert_msg(r >= 0, "read: %s: %s", wh_strerror((int)r), why);
+		if (r == 0)
+			return false;
+		long bad = -1; /* ck_assert per byte costs a system call each (fork mode) */
+		for (long i = 0; i < r && bad < 0; i++)
+			if (buffer[i] != harness_pattern(p->seed, p->received + (size_t)i))
+				bad = i;
+		ck_assert_msg(bad < 0, "byte %zu came back wrong", p->received + (size_t)bad);
+		p->received += (size_t)r;
+	}
+}
+
+static void polled_echo(wh_client *client, const char *peer, size_t size, unsigned seed)
+{
+	struct polled p = { .size = size, .seed = seed };
+	ck_assert_int_eq(wh_open(client, peer, "polled", 10000, &p.s), WH_OK);
+	ck_assert_int_eq(wh_set_nonblocking(p.s, true), WH_OK);
+	int guard = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+	struct itimerspec deadline = { .it_value = { 30, 0 } };
+	ck_assert(guard >= 0 && timerfd_settime(guard, 0, &deadline, NULL) == 0);
+	while (polled_step(&p)) {
+		struct pollfd pfd[2] = { { wh_stream_fd(p.s), POLLIN, 0 }, { guard, POLLIN, 0 } };
+		ck_assert_int_ge(poll(pfd, 2, -1), 1);
+		ck_assert_msg(!(pfd[1].revents & POLLIN), "to %s: a wake-up was lost: %zu of %zu bytes "
+			      "sent, %zu back, and the stream's descriptor stayed quiet for 30 s", peer,
+			      p.sent, size, p.received);
+	}
+	ck_assert_uint_eq(p.received, size);
+	close(guard);
+	wh_close(p.s);
+}
+
+START_TEST(test_stream_fd_polled_without_timeout)
+{
+	struct broker_pair p;
+	/* small rings: many wake-ups each way */
+	const char *args[] = { "--ring-size", "262144", NULL };
+	broker_pair_start(&p, args, args);
+	struct process far_echo, near_echo;
+	const char *far_args[] = { "-s", p.a.socket_path, "polled", NULL };
+	const char *near_args[] = { "-s", p.b.socket_path, "polled", NULL };
+	ck_assert(app_spawn(&far_echo, "examples/wh-echo", far_args));
+	ck_assert(app_spawn(&near_echo, "examples/wh-echo", near_args));
+	ck_assert(process_log_wait(&far_echo, "listening", 10));
+	ck_assert(process_log_wait(&near_echo, "listening", 10));
+	wh_client *client = app_attach(&p.b);
+	for (unsigned run = 0; run < 40; run++)
+		polled_echo(client, run % 2 ? WH_PEER_LOCAL : "a", 8u << 20, run + 1);
+	wh_client_detach(client);
+	process_stop(&far_echo, SIGTERM);
+	process_stop(&near_echo, SIGTERM);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -1278,6 +1371,11 @@ static Suite *apps_suite(void)
 	tcase_add_test(tc, test_per_app_limits);
 	tcase_add_test(tc, test_socket_owner_and_mode);
 	suite_add_tcase(suite, tc);
+	/* its own case, so that it can be run alone: CK_RUN_CASE=polled */
+	TCase *polled = tcase_create("polled");
+	tcase_set_timeout(polled, 180);
+	tcase_add_test(polled, test_stream_fd_polled_without_timeout);
+	suite_add_tcase(suite, polled);
 	return suite;
 }
 

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,7 +79,7 @@ static void good_app_round(wh_client *good, unsigned seed)
 static const char *const attacks[] = {
 	"before-hello", "hello-version", "double-hello", "broker-type", "fds-attached", "oversize",
 	"malformed-each", "never-read", "local-teardown", "corrupt-positions", "punch-hole", "exhaust",
-	"stream-fd",
+	"stream-fd", "news-blocking", "doorbell-drained", "stream-fd-full", "local-wait-blocking",
 };
 
 START_TEST(test_hostile_app)
@@ -387,6 +388,85 @@ START_TEST(test_listener_backlog)
 }
 END_TEST
 
+/* A same-host partner that makes its descriptors blocking and full, and takes whatever
+ * arrives on them (tests/hostile_app.c, hostile-partner): the victim app's wh_read with a
+ * deadline, its non-blocking wh_read, its wh_write and its non-blocking wh_write each return
+ * in time, the stream's descriptor included. Each call runs on a thread the test waits for
+ * with its own deadline, so that a frozen call fails the test instead of hanging it. */
+struct victim {
+	wh_stream *s;
+	const char *step; /* what it does now */
+	atomic_bool done;
+};
+
+static void *victim_calls(void *arg)
+{
+	struct victim *v = arg;
+	static char big[2 << 20];
+	char buf[16];
+	v->step = "wh_read with a deadline";
+	ck_assert_int_eq(wh_set_read_deadline(v->s, wh_now_ns() + 1000000000ll), WH_OK);
+	ck_assert_int_eq(wh_read(v->s, buf, sizeof buf), WH_ETIMEOUT);
+	v->step = "wh_write with a deadline (the ring fills: nobody reads)";
+	ck_assert_int_eq(wh_set_write_deadline(v->s, wh_now_ns() + 1000000000ll), WH_OK);
+	ck_assert_int_eq(wh_write(v->s, big, sizeof big), WH_ETIMEOUT);
+	v->step = "non-blocking wh_read";
+	ck_assert_int_eq(wh_set_nonblocking(v->s, true), WH_OK);
+	ck_assert_int_eq(wh_read(v->s, buf, sizeof buf), WH_EWOULDBLOCK);
+	v->step = "non-blocking wh_write";
+	ck_assert_int_eq(wh_write(v->s, big, sizeof big), WH_EWOULDBLOCK);
+	v->step = "poll on wh_stream_fd";
+	struct pollfd pfd = { wh_stream_fd(v->s), POLLIN, 0 };
+	ck_assert_int_ge(poll(&pfd, 1, 100), 0);
+	atomic_store(&v->done, true);
+	return NULL;
+}
+
+static bool victim_done(void *arg)
+{
+	return atomic_load(&((struct victim *)arg)->done);
+}
+
+static void victim_survives(wh_client *victim, wh_stream *s)
+{
+	char r;
+	ck_assert_int_eq(wh_set_read_deadline(s, wh_now_ns() + 10000000000ll), WH_OK);
+	ck_assert_int_eq(wh_read(s, &r, 1), 1); /* "R": the partner did its worst */
+	struct victim v = { .s = s, .step = "" };
+	atomic_init(&v.done, false);
+	pthread_t thread;
+	pthread_create(&thread, NULL, victim_calls, &v);
+	ck_assert_msg(poll_until(victim_done, &v, 20), "the app froze in %s", v.step);
+	pthread_join(thread, NULL);
+	struct wh_client_stats stats; /* and the broker still answers it */
+	ck_assert_int_eq(wh_client_stats(victim, &stats), WH_OK);
+}
+
+START_TEST(test_hostile_partner_cannot_freeze_an_app)
+{
+	struct process broker, partner;
+	ck_assert(broker_spawn(&broker, NULL));
+	wh_client *victim = app_attach(&broker);
+	wh_stream *s;
+	if (_i == 0) { /* the partner listens, the victim opens */
+		const char *args[] = { "hostile-partner", broker.socket_path, NULL };
+		ck_assert(app_spawn(&partner, "tests/hostile-app", args));
+		ck_assert(process_log_wait(&partner, "listening", 10));
+		ck_assert_int_eq(wh_open(victim, WH_PEER_LOCAL, "hostile-partner", 5000, &s), WH_OK);
+	} else { /* the partner opens, the victim listens */
+		ck_assert_int_eq(wh_listen(victim, "victim"), WH_OK);
+		const char *args[] = { "hostile-partner", broker.socket_path, "victim", NULL };
+		ck_assert(app_spawn(&partner, "tests/hostile-app", args));
+		ck_assert_int_eq(wh_accept(victim, 10000, &s), WH_OK);
+	}
+	victim_survives(victim, s);
+	process_stop(&partner, SIGKILL);
+	wh_close(s);
+	wh_client_detach(victim);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("hostile-apps");
@@ -400,6 +480,10 @@ int main(void)
 	tcase_add_test(tc, test_listener_backlog);
 	tcase_add_test(tc, test_same_host_writer_after_reader_closed);
 	suite_add_tcase(suite, tc);
+	TCase *partner = tcase_create("partner"); /* CK_RUN_CASE=partner runs it alone */
+	tcase_set_timeout(partner, 120);
+	tcase_add_loop_test(partner, test_hostile_partner_cannot_freeze_an_app, 0, 2);
+	suite_add_tcase(suite, partner);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
 	int failed = srunner_ntests_failed(runner);

@@ -223,15 +223,18 @@ WH_EXPORT int wh_set_write_deadline(wh_stream *stream, int64_t deadline_ns);
  * non-blocking streams never spin. Always WH_OK. */
 WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
 /* A descriptor that becomes readable when the stream may have news (bytes, room, end, error);
- * level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait for it and retry.
- * For a stream to a peer broker it is made by the first call (streams have none until
- * asked: one descriptor here and one in the broker, until wh_close; with many streams, wait
- * on wh_client_wait_fd instead): a pipe whose write end the broker holds, so it also becomes
- * readable when the broker dies, and the next call returns WH_EBROKER_GONE. A same-host
- * stream's is an eventfd its partner app writes: it goes on working between the two apps
- * while they live (watch wh_client_fd for the broker's hang-up). Owned by the stream: do not
- * read, write or close it. -1 for NULL, or when no descriptor can be made
- * (wh_client_errmsg says why). */
+ * level-triggered, for poll, epoll or libev. After WH_EWOULDBLOCK, wait for it and retry
+ * the call that returned it: a stream read and written at once has one descriptor for both,
+ * and it stays readable while a call that returned WH_EWOULDBLOCK could go on, until that
+ * call is made again. For a stream to a peer broker it is made by the first call (streams
+ * have none until asked: one descriptor here and one in the broker, until wh_close; with
+ * many streams, wait on wh_client_wait_fd instead): one end of a socket pair whose other end
+ * the broker holds, so it also becomes readable when the broker dies, and the next call
+ * returns WH_EBROKER_GONE. A same-host stream's is its end of a socket pair whose other end
+ * its partner app holds: it goes on working between the two apps while they live (watch
+ * wh_client_fd for the broker's hang-up), and hangs up when the partner lets go or dies.
+ * Owned by the stream: do not read, write, change or close it. -1 for NULL, or when no
+ * descriptor can be made (wh_client_errmsg says why). */
 WH_EXPORT int wh_stream_fd(const wh_stream *stream);
 
 /* ---- many streams, one descriptor ---------------------------------------------------- */
