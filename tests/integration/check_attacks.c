@@ -48,7 +48,11 @@ struct attack_case {
 /* A connection's turn on the broker's loop is bounded in time (conn.c, READ_SLICE_SECONDS):
  * while 1000 echo streams fill their windows, the canary waits for a slice of about 0.1 ms,
  * not for a whole 1 MiB read that cost 14 ms (its worst round trip was 38 ms then; 1-4 ms
- * now). The bound is over the canary's worst with no attack, just before, in the same run. */
+ * now). The bound is on the canary's 95th percentile during the attack, over its 95th
+ * percentile with no attack, just before, in the same run: a stall that every read of the
+ * attacker causes moves the percentile, while one scheduling hiccup of a loaded machine
+ * (make check -j2 beside a test that floods; one took a lone round trip to 45 ms) does not.
+ * The worst round trip of every attack stays under CANARY_RTT_MAX. */
 #define CANARY_RTT_BESIDE_COSTLY_INPUT 0.025
 
 static const struct attack_case cases[] = {
@@ -123,6 +127,8 @@ static const char *log_check_for(const char *attack)
 
 /* ---- the canary: another connection that must stay served during the attack --------- */
 
+#define CANARY_SAMPLES 4096
+
 struct canary {
 	unsigned port;
 	pid_t broker;
@@ -130,6 +136,8 @@ struct canary {
 	atomic_bool stop;
 	atomic_int phase;   /* 0: before the attack (the quiet baseline), 1: from its start */
 	double worst_rtt[2]; /* per phase; read once the canary has stopped */
+	double rtts[2][CANARY_SAMPLES]; /* per phase, the first CANARY_SAMPLES round trips */
+	unsigned rtt_count[2];
 	long peak_rss_kib;
 	unsigned pings, lost;
 };
@@ -215,6 +223,8 @@ static void *canary_run(void *arg)
 		int phase = atomic_load(&c->phase);
 		if (rtt > c->worst_rtt[phase])
 			c->worst_rtt[phase] = rtt;
+		if (c->rtt_count[phase] < CANARY_SAMPLES)
+			c->rtts[phase][c->rtt_count[phase]++] = rtt;
 		long rss = rss_kib(c->broker);
 		if (rss > c->peak_rss_kib)
 			c->peak_rss_kib = rss;
@@ -222,6 +232,21 @@ static void *canary_run(void *arg)
 	}
 	close(fd);
 	return NULL;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The 95th percentile of n samples (sorted in place); 0 without samples. */
+static double percentile95(double *samples, unsigned n)
+{
+	if (n == 0)
+		return 0;
+	qsort(samples, n, sizeof *samples, compare_double);
+	return samples[(unsigned)(0.95 * (n - 1) + 0.5)];
 }
 
 static int wait_fd_count(const struct process *p, int want, double timeout)
@@ -310,10 +335,16 @@ START_TEST(test_attack)
 	if (canary.lost || fds_after != fds_before)
 		process_dump_log(&broker);
 	ck_assert_msg(canary.lost == 0, "%s: the canary lost its connection or a PONG", attack->name);
-	double rtt_max = attack->canary_rtt_max > 0 ? attack->canary_rtt_max * SANITIZER_SCALE + quiet_worst
-						    : CANARY_RTT_MAX * SANITIZER_SCALE;
-	ck_assert_msg(canary.worst_rtt[1] <= rtt_max, "%s: canary round trip %.3f s (%.3f s before the "
-		      "attack)", attack->name, canary.worst_rtt[1], quiet_worst);
+	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_MAX * SANITIZER_SCALE, "%s: canary round trip "
+		      "%.3f s (%.3f s before the attack)", attack->name, canary.worst_rtt[1], quiet_worst);
+	if (attack->canary_rtt_max > 0) {
+		double quiet95 = percentile95(canary.rtts[0], canary.rtt_count[0]);
+		double under95 = percentile95(canary.rtts[1], canary.rtt_count[1]);
+		fprintf(stderr, "attack %-22s canary p95 %.1f ms (%.1f ms before)\n", attack->name,
+			under95 * 1e3, quiet95 * 1e3);
+		ck_assert_msg(under95 <= attack->canary_rtt_max * SANITIZER_SCALE + quiet95, "%s: canary "
+			      "round trip p95 %.3f s (%.3f s before the attack)", attack->name, under95, quiet95);
+	}
 	ck_assert_msg(rss_growth <= attack->rss_growth_kib + SANITIZER_RSS_KIB, "%s: RSS grew %ld KiB",
 		      attack->name, rss_growth);
 	ck_assert_msg(fds_after == fds_before, "%s: descriptors %d before, %d after", attack->name,
