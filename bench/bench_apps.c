@@ -370,18 +370,16 @@ static const char *const bench_attacks[] = {
 #define ATTACK_RUN_SECONDS 4.0
 
 /* counters (shared with the child): [0] runs finished, [1] of them ended by the broker
- * before their time. A run that failed at once is retried after 10 ms, so a refused
- * attacker measures the broker's refusals, not how fast this machine can fork. */
-static pid_t attack_loop(const char *hostile, const char *attack, const char *port,
-			 unsigned long *counters)
+ * before their time (run_seconds; 0: runs that end by themselves, none counted). A run that
+ * failed at once is retried after 10 ms, so a refused attacker measures the broker's
+ * refusals, not how fast this machine can fork. argv[0] is the program. */
+static pid_t attack_loop(const char *const *argv, double run_seconds, unsigned long *counters)
 {
 	pid_t pid = fork();
 	if (pid != 0)
 		return pid;
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	int null = open("/dev/null", O_WRONLY);
-	char seconds[16];
-	snprintf(seconds, sizeof seconds, "%.0f", ATTACK_RUN_SECONDS);
 	for (;;) {
 		double start = now_s();
 		pid_t run = fork();
@@ -389,14 +387,14 @@ static pid_t attack_loop(const char *hostile, const char *attack, const char *po
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			dup2(null, 1);
 			dup2(null, 2);
-			execl(hostile, hostile, attack, "127.0.0.1", port, seconds, (char *)NULL);
+			execv(argv[0], (char *const *)argv);
 			_exit(127);
 		}
 		int status = 0;
 		waitpid(run, &status, 0);
 		double lasted = now_s() - start;
 		__atomic_add_fetch(&counters[0], 1, __ATOMIC_RELAXED);
-		if (lasted < ATTACK_RUN_SECONDS - 0.25)
+		if (run_seconds > 0 && lasted < run_seconds - 0.25)
 			__atomic_add_fetch(&counters[1], 1, __ATOMIC_RELAXED);
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 			_exit(127);
@@ -405,22 +403,27 @@ static pid_t attack_loop(const char *hostile, const char *attack, const char *po
 	}
 }
 
-static void hostile_peer_path(const char *broker_path, char *out, size_t len)
+/* tests/NAME beside broker/wormhole-broker in the build tree */
+static void test_tool_path(const char *broker_path, const char *name, char *out, size_t len)
 {
-	/* tests/hostile-peer beside broker/wormhole-broker in the build tree */
 	snprintf(out, len, "%s", broker_path);
 	char *slash = strrchr(out, '/');
 	if (slash)
 		*slash = '\0';
 	slash = strrchr(out, '/');
-	snprintf(slash ? slash + 1 : out, len - (size_t)(slash ? slash + 1 - out : 0), "tests/hostile-peer");
+	snprintf(slash ? slash + 1 : out, len - (size_t)(slash ? slash + 1 - out : 0), "tests/%s", name);
 }
 
-/* The bulk through `client` to peer a's sink, alone and with `attack` looping against the
- * broker at `port`; adds the figure `prefix``attack`. */
-static void one_attack_figure(const char *hostile, const char *attack, const char *prefix,
-			      const char *port, wh_client *client, size_t bulk, unsigned long *counters,
-			      struct figure *f, int *n)
+static void hostile_peer_path(const char *broker_path, char *out, size_t len)
+{
+	test_tool_path(broker_path, "hostile-peer", out, len);
+}
+
+/* The bulk through `client` to peer a's sink, alone and with the attack (argv, argv[1] its
+ * name) looping for the whole transfer; adds the figure `prefix``argv[1]`. */
+static void one_attack_figure(const char *const *argv, double run_seconds, const char *prefix,
+			      wh_client *client, size_t bulk, unsigned long *counters, struct figure *f,
+			      int *n)
 {
 	int rounds = bench_rounds();
 	double alone[BENCH_ROUNDS_MAX], under[BENCH_ROUNDS_MAX];
@@ -428,7 +431,7 @@ static void one_attack_figure(const char *hostile, const char *attack, const cha
 	for (int r = 0; r < rounds; r++) {
 		alone[r] = app_bulk(client, "a", "bench-sink", bulk);
 		counters[0] = counters[1] = 0;
-		pid_t attacker = attack_loop(hostile, attack, port, counters);
+		pid_t attacker = attack_loop(argv, run_seconds, counters);
 		usleep(300000); /* the first run under way: a start-up delay; later runs follow it */
 		unsigned long runs_before = __atomic_load_n(&counters[0], __ATOMIC_RELAXED);
 		unsigned long cut_before = __atomic_load_n(&counters[1], __ATOMIC_RELAXED);
@@ -441,15 +444,31 @@ static void one_attack_figure(const char *hostile, const char *attack, const cha
 	}
 	double a = percentile(alone, (size_t)rounds, 0.5), u = percentile(under, (size_t)rounds, 0.5);
 	printf("%s%-18s %.1f MB/s, alone %.1f MB/s, ratio %.2f; %lu attack runs, %lu cut short by the "
-	       "broker\n", prefix, attack, u / 1e6, a / 1e6, u / a, runs, cut_short);
+	       "broker\n", prefix, argv[1], u / 1e6, a / 1e6, u / a, runs, cut_short);
 	/* names and notes live as long as the run: the report is printed at its end */
 	char *name = malloc(64), *note = malloc(96);
 	if (!name || !note)
 		exit(1);
-	snprintf(name, 64, "%s%s", prefix, attack);
-	snprintf(note, 96, "%d rounds: %lu attack runs, %lu cut short by the broker", rounds, runs, cut_short);
+	snprintf(name, 64, "%s%s", prefix, argv[1]);
+	if (run_seconds > 0)
+		snprintf(note, 96, "%d rounds: %lu attack runs, %lu cut short by the broker", rounds, runs,
+			 cut_short);
+	else
+		snprintf(note, 96, "%d rounds: %lu attack runs, each to its end", rounds, runs);
 	f[(*n)++] = (struct figure){ name, "MB/s", "the same bulk with no attack", u / 1e6, a / 1e6, note,
 				     false };
+}
+
+/* A hostile-peer attack on the broker at port: its argument vector. */
+static void peer_attack_argv(const char *hostile, const char *attack, const char *port,
+			     const char *argv[6])
+{
+	argv[0] = hostile;
+	argv[1] = attack;
+	argv[2] = "127.0.0.1";
+	argv[3] = port;
+	argv[4] = "4"; /* ATTACK_RUN_SECONDS */
+	argv[5] = NULL;
 }
 
 static void attack_figures(const char *broker_path, unsigned port_a, wh_client *on_b, size_t bulk,
@@ -488,9 +507,44 @@ static void attack_figures(const char *broker_path, unsigned port_a, wh_client *
 		return;
 	const char *only = getenv("BENCH_ATTACK"); /* one attack by name (profiling) */
 	for (size_t i = 0; i < BENCH_ATTACKS; i++)
-		if (!only || strcmp(only, bench_attacks[i]) == 0)
-			one_attack_figure(hostile, bench_attacks[i], "under_attack_", port, on_b, bulk,
-					  counters, f, n);
+		if (!only || strcmp(only, bench_attacks[i]) == 0) {
+			const char *argv[6];
+			peer_attack_argv(hostile, bench_attacks[i], port, argv);
+			one_attack_figure(argv, ATTACK_RUN_SECONDS, "under_attack_", on_b, bulk, counters, f, n);
+		}
+	munmap(counters, 2 * sizeof *counters);
+}
+
+/*
+ * A hostile local app (tests/hostile-app) attached to the broker the bulk starts from (B),
+ * attacking it in a loop for the whole transfer: what an app that misbehaves costs another
+ * app's bulk through the same broker. Names figures app_attack_NAME.
+ */
+static const char *const bench_app_attacks[] = {
+	"news-blocking", "doorbell-drained", "stream-fd-full", "local-wait-blocking",
+	"never-read", "corrupt-positions", "malformed-each", "exhaust",
+};
+#define BENCH_APP_ATTACKS (sizeof bench_app_attacks / sizeof bench_app_attacks[0])
+
+static void app_attack_figures(const char *broker_path, const char *socket_b, wh_client *on_b,
+			       size_t bulk, struct figure *f, int *n)
+{
+	char hostile[4096];
+	test_tool_path(broker_path, "hostile-app", hostile, sizeof hostile);
+	if (access(hostile, X_OK) != 0) {
+		printf("app attacks: %s not built: skipped\n", hostile);
+		return;
+	}
+	unsigned long *counters = mmap(NULL, 2 * sizeof *counters, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (counters == MAP_FAILED)
+		return;
+	const char *only = getenv("BENCH_ATTACK");
+	for (size_t i = 0; i < BENCH_APP_ATTACKS; i++)
+		if (!only || strcmp(only, bench_app_attacks[i]) == 0) {
+			const char *argv[] = { hostile, bench_app_attacks[i], socket_b, "a", NULL };
+			one_attack_figure(argv, 0, "app_attack_", on_b, bulk, counters, f, n);
+		}
 	munmap(counters, 2 * sizeof *counters);
 }
 
@@ -732,9 +786,12 @@ static void tls_stranger_figures(const char *broker_path, unsigned port, wh_clie
 	snprintf(port_text, sizeof port_text, "%u", port);
 	const char *only = getenv("BENCH_ATTACK");
 	for (size_t i = 0; i < sizeof strangers / sizeof strangers[0]; i++)
-		if (!only || strcmp(only, strangers[i]) == 0)
-			one_attack_figure(hostile, strangers[i], "tls_under_attack_", port_text, client,
-					  bulk, counters, f, n);
+		if (!only || strcmp(only, strangers[i]) == 0) {
+			const char *argv[6];
+			peer_attack_argv(hostile, strangers[i], port_text, argv);
+			one_attack_figure(argv, ATTACK_RUN_SECONDS, "tls_under_attack_", client, bulk,
+					  counters, f, n);
+		}
 	munmap(counters, 2 * sizeof *counters);
 }
 
@@ -961,7 +1018,7 @@ int main(int argc, char **argv)
 	wait_served(on_b, "a", "bench-sink");
 	wait_served(on_b, "a", "bench-echo");
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure f[48 + BENCH_ATTACKS];
+	struct figure f[48 + BENCH_ATTACKS + BENCH_APP_ATTACKS];
 	int n = 0;
 	printf("apps: bulk %zu MiB, %zu pings, %zu concurrent streams\n", bulk >> 20, pings, streams);
 
@@ -1049,6 +1106,8 @@ int main(int argc, char **argv)
 
 	if (bench_selected("attacks"))
 		attack_figures(broker_path, port_a, on_b, bulk / 2, f, &n);
+	if (bench_selected("app_attacks"))
+		app_attack_figures(broker_path, path[3], on_b, bulk / 2, f, &n);
 
 	if (bench_selected("far"))
 		far_figures(argv[0], broker_path, dir, bulk / 4, f, &n);
