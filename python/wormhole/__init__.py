@@ -17,6 +17,7 @@ from .errors import (CODES, NAMES, AcceptQueueFull, AccessDenied, AppGone, Broke
                      ProtocolError, RemoteError, ServiceTaken, SocketDenied, StreamClosed, Timeout,
                      UnknownPeer, WouldBlock, error_for, strerror)
 from .client import Client, Stats, Stream, StreamIO, version
+from . import aio  # noqa: E402  (wormhole.aio.Client: the asyncio API)
 
 PEER_LOCAL = "local"
 DEFAULT_SOCKET = "/run/wormhole/broker.sock"
