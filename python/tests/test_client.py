@@ -73,25 +73,24 @@ def test_local_echo_through_a_listener(broker):
 
 
 def test_peer_echo_readinto_and_read(pair):
+    """1 MiB through broker b to a's built-in echo, written in pieces and read back into one
+    reused buffer as it comes (the echo returns bytes only as fast as they are read)."""
     a, b = pair
-    with b.attach() as client:
-        with client.open("a", "echo", timeout=10) as s:
-            data = pattern(5, 1 << 20)
-            writer = threading.Thread(target=lambda: (s.write_all(data), None))
-            # one stream, two threads would break the C rule: write first, then read (the
-            # echo's window is larger than the ring holds only in part, so interleave)
-            sent = 0
-            got = bytearray()
-            buffer = bytearray(65536)
-            s.settimeout(30)
-            while sent < len(data):
-                sent += s.write(data[sent:sent + 65536])
-                while len(got) < sent - 200000:
-                    got += buffer[:s.readinto(buffer)]
-            s.shutdown()
-            got += read_all(s)
-            assert bytes(got) == data
-            del writer
+    data = pattern(5, 1 << 20)
+    with b.attach() as client, client.open("a", "echo", timeout=10) as s:
+        s.settimeout(30)
+        sent = 0
+        got = bytearray()
+        buffer = bytearray(65536)
+        view = memoryview(data)
+        while sent < len(data):
+            sent += s.write(view[sent:sent + 65536])
+            while len(got) < sent - 200000:
+                got += buffer[:s.readinto(buffer)]
+        s.shutdown()
+        got += read_all(s)
+        assert bytes(got) == data
+        assert s.read(-1) == b""
 
 
 def test_errors_are_typed(broker):
@@ -244,3 +243,36 @@ def test_library_from_the_environment(tmp_path):
     run = subprocess.run([sys.executable, "-c", "import wormhole"], env=env, capture_output=True,
                          text=True, cwd=os.path.join(os.path.dirname(__file__), os.pardir))
     assert run.returncode != 0 and "WORMHOLE_LIBRARY" in run.stderr
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_blocking_calls_let_signal_handlers_run(broker):
+    """A read or accept without a timeout still returns to Python now and then, so that a
+    signal handler (Ctrl-C's KeyboardInterrupt) runs within about a second, not only when
+    bytes come (here: 8 s later)."""
+    import time
+
+    def alarm(signum, frame):
+        raise Interrupted()
+
+    with broker.attach() as server, broker.attach() as client:
+        server.listen("svc")
+        with client.open("local", "svc", timeout=10) as s, server.accept(timeout=10) as t:
+            late = threading.Timer(8, lambda: s.write_all(b"late"))
+            previous = signal.signal(signal.SIGALRM, alarm)
+            try:
+                late.start()
+                for call in (lambda: t.read(10), lambda: server.accept()):
+                    start = time.monotonic()
+                    signal.setitimer(signal.ITIMER_REAL, 0.3)
+                    with pytest.raises(Interrupted):
+                        call()
+                    assert time.monotonic() - start < 5
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+                late.cancel()
+                late.join()

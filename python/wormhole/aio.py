@@ -27,6 +27,7 @@ asyncio's). One coroutine at a time may read a stream, and one may write it.
 
 import asyncio
 import collections
+import weakref
 import ctypes
 
 from . import _lib
@@ -50,7 +51,7 @@ class Client:
         self._watching = False
         self._backoff = _BACKOFF_FIRST
         self._timer = None
-        self._streams = {}  # C handle -> Stream
+        self._streams = weakref.WeakValueDictionary()  # C handle -> Stream (a forgotten one still closes)
         self._opens = {}  # ticket -> future
         self._accepters = collections.deque()
         self._events = (_lib.event * _EVENTS)()
