@@ -261,6 +261,10 @@ class Stream:
         return self.sync.closed
 
     @property
+    def id(self):
+        return self.sync.id
+
+    @property
     def peer(self):
         return self.sync.peer
 

@@ -270,6 +270,10 @@ class Stream:
         self._shut = False
         self._read_deadline = 0  # the deadline set in C now, in ns (0: none)
         self._write_deadline = 0
+        # what it is never changes: kept, so that it can be logged after close() too
+        self.id = _lib.wh_stream_id(handle)
+        self.service = _lib.wh_stream_service(handle).decode(errors="replace")
+        self.peer = _lib.wh_stream_peer(handle).decode(errors="replace")
         client._streams.add(self)
 
     # ---- life ---------------------------------------------------------------------------
@@ -315,19 +319,8 @@ class Stream:
 
     # ---- what it is ---------------------------------------------------------------------
 
-    @property
-    def id(self):
-        return _lib.wh_stream_id(self._handle())
-
-    @property
-    def service(self):
-        """The service it was opened to or accepted on."""
-        return _lib.wh_stream_service(self._handle()).decode(errors="replace")
-
-    @property
-    def peer(self):
-        """The peer broker at the other end, as this broker names it ("local" on one host)."""
-        return _lib.wh_stream_peer(self._handle()).decode(errors="replace")
+    # id, service (the one it was opened to or accepted on) and peer (the peer broker at
+    # the other end, as this broker names it; "local" on one host) are attributes.
 
     @property
     def error(self):
