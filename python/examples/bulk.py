@@ -18,9 +18,9 @@ import wormhole
 
 def main(args):
     block = bytes((i * 131 + (i >> 9)) & 0xFF for i in range(1 << 16))
+    blocks = memoryview(block)  # slices of it are written without a copy
     size = args.bytes
     buffer = bytearray(1 << 16)
-    view = memoryview(buffer)
     with wormhole.Client(args.socket) as client, client.open(args.peer, args.service, timeout=10) as s:
         s.setblocking(False)
         fd = s.fileno()
@@ -32,7 +32,7 @@ def main(args):
             try:
                 while sent < size:
                     offset = sent % len(block)
-                    sent += s.write(block[offset:offset + min(size - sent, len(block) - offset)])
+                    sent += s.write(blocks[offset:offset + min(size - sent, len(block) - offset)])
                     progress = True
             except wormhole.WouldBlock:
                 pass
@@ -46,7 +46,7 @@ def main(args):
                         break
                     offset = received % len(block)
                     first = min(n, len(block) - offset)  # the pattern repeats every 64 KiB
-                    if view[:first] != block[offset:offset + first] or view[first:n] != block[:n - first]:
+                    if buffer[:first] != block[offset:offset + first] or buffer[first:n] != block[:n - first]:
                         sys.exit("bulk.py: bytes differ near offset %d" % received)
                     received += n
                     progress = True

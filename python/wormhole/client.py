@@ -55,14 +55,47 @@ def _encode(name, what):
     raise TypeError("%s must be str, bytes or None" % what)
 
 
+class _PyBuffer(ctypes.Structure):
+    """CPython's Py_buffer (Include/pybuffer.h), stable since 3.3."""
+    _fields_ = [("buf", ctypes.c_void_p), ("obj", ctypes.c_void_p), ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t), ("readonly", ctypes.c_int), ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p), ("shape", ctypes.c_void_p), ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p), ("internal", ctypes.c_void_p)]
+
+
+_get_buffer = ctypes.pythonapi.PyObject_GetBuffer
+_get_buffer.argtypes = (ctypes.py_object, ctypes.POINTER(_PyBuffer), ctypes.c_int)
+_get_buffer.restype = ctypes.c_int
+_release_buffer = ctypes.pythonapi.PyBuffer_Release
+_release_buffer.argtypes = (ctypes.POINTER(_PyBuffer),)
+_release_buffer.restype = None
+
+
+class _Pinned:
+    """A read-only buffer held (PyObject_GetBuffer) until this object goes: ctypes's own
+    from_buffer wants a writable one, and a copy of each slice written would cost a memcpy."""
+
+    __slots__ = ("view",)
+
+    def __init__(self, data):
+        self.view = _PyBuffer()
+        _get_buffer(data, ctypes.byref(self.view), 0)  # PyBUF_SIMPLE: contiguous bytes only
+
+    def __del__(self):
+        _release_buffer(ctypes.byref(self.view))
+
+
 def _source(data):
-    """(address, length, keep-alive) of a readable buffer, without a copy where ctypes allows."""
+    """(address, length, keep-alive) of a readable buffer (bytes, memoryview slices of it,
+    bytearray...), without a copy."""
     if isinstance(data, bytes):
         return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0, len(data), data
-    view = memoryview(data)
-    if view.readonly:
-        return _source(view.tobytes())
-    return _target(view)
+    if isinstance(data, memoryview) and data.readonly:
+        if not data.contiguous:
+            raise BufferError("write() needs a contiguous buffer")
+        pinned = _Pinned(data)
+        return pinned.view.buf or 0, pinned.view.len, pinned
+    return _target(data)
 
 
 def _target(buffer):
