@@ -276,3 +276,34 @@ def test_blocking_calls_let_signal_handlers_run(broker):
                 signal.signal(signal.SIGALRM, previous)
                 late.cancel()
                 late.join()
+
+
+def test_distinct_streams_of_one_client_in_threads_at_once(pair):
+    """The C library allows it, so the binding must not say Busy: four threads, each with its
+    own stream of one client, echo through a's built-in echo at the same time."""
+    a, b = pair
+    errors = []
+    with b.attach() as client:
+        streams = [client.open("a", "echo", timeout=10) for _ in range(4)]
+
+        def work(i, s):
+            try:
+                data = pattern(20 + i, 200000)
+                s.settimeout(30)
+                for k in range(0, len(data), 20000):
+                    s.write_all(data[k:k + 20000])
+                    back = bytearray()
+                    while len(back) < 20000:
+                        back += s.read(20000 - len(back))
+                    assert bytes(back) == data[k:k + 20000]
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(i, s)) for i, s in enumerate(streams)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for s in streams:
+            s.close()
+    assert errors == []

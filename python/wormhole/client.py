@@ -344,6 +344,8 @@ class Stream:
         return self._h
 
     def _error(self, rc):
+        if rc == EWOULDBLOCK or rc == ETIMEOUT:  # never the stream's end: no need to ask
+            return error_for(rc)
         code = ctypes.c_uint32()
         message = ctypes.c_char_p()
         if self._h and _lib.wh_stream_error(self._h, ctypes.byref(code), ctypes.byref(message)) == rc:

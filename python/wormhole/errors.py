@@ -118,9 +118,15 @@ _CLASSES = {
 _BY_CODE = {CODES[name]: cls for name, cls in _CLASSES.items() if name in CODES}
 
 
+_STRERROR = {}
+
+
 def strerror(code):
-    """The library's sentence for a code (wh_strerror)."""
-    return _lib.wh_strerror(code).decode(errors="replace")
+    """The library's sentence for a code (wh_strerror; static strings, so kept)."""
+    text = _STRERROR.get(code)
+    if text is None:
+        text = _STRERROR[code] = _lib.wh_strerror(code).decode(errors="replace")
+    return text
 
 
 def error_for(code, message=None, remote_code=0):
