@@ -307,3 +307,17 @@ def test_distinct_streams_of_one_client_in_threads_at_once(pair):
         for s in streams:
             s.close()
     assert errors == []
+
+
+def test_paths_and_nonblocking_files(broker):
+    import pathlib
+    with wormhole.Client(pathlib.Path(broker.socket)) as server, broker.attach() as client:
+        server.listen("svc")
+        with client.open("local", "svc", timeout=10) as s, server.accept(timeout=10) as t:
+            t.setblocking(False)
+            raw = t.makefile("rb", buffering=0)
+            assert raw.readinto(bytearray(10)) is None  # nothing yet, as io's raw files say
+            s.write_all(b"abc")
+            s.shutdown()
+            t.setblocking(True)
+            assert raw.read() == b"abc"

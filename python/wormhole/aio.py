@@ -131,10 +131,12 @@ class Client:
 
     def _on_ready(self):
         n = _lib.wh_client_wait(self._c._h, self._events, _EVENTS, 0)
-        if n < 0:
+        if n < 0:  # the wait set cannot be made or read (WH_ESYSTEM): tell every waiter
             error = self._c._error(n)
             for stream in list(self._streams.values()):
                 stream._fail_waiters(error)
+            self._unwatch()  # and try again later rather than spin on it
+            self._timer = self._loop.call_later(_BACKOFF_MOST, self._resume)
             return
         progress = False
         for i in range(n):

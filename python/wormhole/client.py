@@ -15,12 +15,13 @@ Blocking calls release the GIL. Those without a timeout still wake every second 
 import ctypes
 import io
 import math
+import os
 import threading
 import time
 import weakref
 
 from . import _lib
-from .errors import CODES, Busy, Error, error_for
+from .errors import CODES, Busy, WouldBlock, error_for
 
 EWOULDBLOCK = CODES["WH_EWOULDBLOCK"]
 ETIMEOUT = CODES["WH_ETIMEOUT"]
@@ -48,6 +49,8 @@ def _timeout_ms(timeout):
 def _encode(name, what):
     if name is None:
         return None
+    if hasattr(name, "__fspath__"):  # a socket path given as pathlib.Path
+        name = os.fspath(name)
     if isinstance(name, str):
         return name.encode()
     if isinstance(name, (bytes, bytearray)):
@@ -584,11 +587,17 @@ class StreamIO(io.RawIOBase):
 
     def readinto(self, buffer):
         self._checkClosed()
-        return self._stream.readinto(buffer)
+        try:
+            return self._stream.readinto(buffer)
+        except WouldBlock:
+            return None  # a non-blocking raw file's way to say so
 
     def write(self, data):
         self._checkClosed()
-        return self._stream.write(data)
+        try:
+            return self._stream.write(data)
+        except WouldBlock:
+            return None
 
     def fileno(self):
         return self._stream.fileno()
