@@ -172,3 +172,21 @@ def test_unread_news_does_not_spin_the_loop(broker):
 
     used = run(main(), timeout=60)
     assert used < 0.1, "the loop used %.3f s of CPU in 1 s of idle waiting" % used
+
+
+def test_read_exactly(broker):
+    async def main():
+        async with wormhole.aio.Client(broker.socket) as server, \
+                wormhole.aio.Client(broker.socket) as client:
+            server.listen("svc")
+            opener = asyncio.ensure_future(client.open("local", "svc", timeout=10))
+            t = await server.accept(timeout=10)
+            async with await opener as s, t:
+                await s.write(b"0123456789")
+                s.shutdown()
+                assert await t.read_exactly(4) == b"0123"
+                with pytest.raises(asyncio.IncompleteReadError) as info:
+                    await t.read_exactly(10)
+                assert info.value.partial == b"456789"
+
+    run(main(), timeout=60)
