@@ -1,10 +1,12 @@
 #!/bin/sh
 # Installs the Debian 12 packages that building and testing Wormhole need (run as root).
 # systemd is here for systemd-analyze, which checks the unit file (tests/unit/check_unit.sh).
+# python3-pytest runs the Python binding's tests (python/tests); setuptools and venv install it.
 # Skips apt entirely when everything is already there, so repeated runs are quick.
 set -eu
 packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check
-	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind systemd"
+	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind systemd
+	python3-pytest python3-setuptools python3-venv"
 missing=""
 for p in $packages; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
