@@ -267,7 +267,10 @@ static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 	int rc = futex_wait_shared(word, RING_WAIT_NEWS | RING_WAIT_SLEEPER, slice);
 	if (rc == ETIMEDOUT && s->local && wake_hung_up(s->fd))
 		s->hung_up = true; /* the caller says why */
-	if (rc == ETIMEDOUT && !s->local && client_broker_gone(s->client))
+	/* A same-host stream needs no broker to move its bytes, but docs/ATTACH.md promises every
+	 * blocked call WH_EBROKER_GONE once the broker is gone: it alone would tell of the
+	 * partner's death now, so a wait could otherwise last for ever. */
+	if (rc == ETIMEDOUT && client_broker_gone(s->client))
 		return WH_EBROKER_GONE;
 	if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
 		return WH_ESYSTEM;

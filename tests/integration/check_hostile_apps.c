@@ -225,6 +225,42 @@ START_TEST(test_broker_death_wakes_blocked_threads)
 }
 END_TEST
 
+/* The same for same-host streams: their bytes need no broker, but a thread blocked on one
+ * (its partner neither writes nor reads) must still learn that the broker died, as
+ * docs/ATTACH.md promises every blocked call. */
+START_TEST(test_broker_death_wakes_threads_on_local_streams)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *client = app_attach(&p.b), *partner = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(partner, "quiet"), WH_OK);
+	struct blocked b[2] = { { .writing = false }, { .writing = true } };
+	wh_stream *held[2];
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "quiet", 10000, &b[i].s), WH_OK);
+		ck_assert_int_eq(wh_accept(partner, 10000, &held[i]), WH_OK);
+	}
+	pthread_t threads[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&threads[i], NULL, blocked_call, &b[i]);
+	ck_assert(poll_until(both_asleep, b, 10));
+	int64_t killed_at = wh_now_ns();
+	kill(p.b.pid, SIGKILL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(b[i].result, WH_EBROKER_GONE);
+		ck_assert_int_lt(b[i].returned_at - killed_at, 1500000000ll); /* a 200 ms slice, and room */
+		wh_close(b[i].s);
+		wh_close(held[i]);
+	}
+	wh_client_detach(partner);
+	wh_client_detach(client);
+	process_stop(&p.b, SIGTERM);
+	ck_assert_int_eq(process_stop(&p.a, SIGTERM), 0);
+}
+END_TEST
+
 /* The example sender runs non-blocking streams in a poll loop; its broker is killed in the
  * middle of a transfer: it must end, reporting the error, not hang. */
 START_TEST(test_sender_outlives_its_broker)
@@ -475,6 +511,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_hostile_app, 0, (int)(sizeof attacks / sizeof attacks[0]));
 	tcase_add_test(tc, test_broker_death_reaches_polled_streams);
 	tcase_add_test(tc, test_broker_death_wakes_blocked_threads);
+	tcase_add_test(tc, test_broker_death_wakes_threads_on_local_streams);
 	tcase_add_test(tc, test_sender_outlives_its_broker);
 	tcase_add_test(tc, test_unread_bytes_are_credited);
 	tcase_add_test(tc, test_listener_backlog);
