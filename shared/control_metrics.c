@@ -16,6 +16,8 @@ static void raw_cell(char *out, size_t length, const struct control_value *v)
 {
 	if (v->type == CONTROL_TEXT)
 		snprintf(out, length, "%.*s", (int)v->text_length, v->text);
+	else if (v->type == CONTROL_NULL) /* a label with no value: empty, as Prometheus has it */
+		snprintf(out, length, "%s", "");
 	else if (v->type == CONTROL_UINT)
 		snprintf(out, length, "%" PRIu64, v->u);
 	else if (v->type == CONTROL_INT)
@@ -93,6 +95,8 @@ void control_metrics_write(FILE *out, const struct control_table *t)
 		fprintf(out, "\n# TYPE %s %s\n", name, col->role == CONTROL_COUNTER ? "counter" : "gauge");
 		for (size_t r = 0; r < t->rows && cells; r++) {
 			const struct control_value *row = &cells[r * t->columns];
+			if (row[c].type == CONTROL_NULL)
+				continue; /* no value: no sample */
 			fputs(name, out);
 			bool any = false;
 			for (unsigned l = 0; l < t->columns; l++) {

@@ -480,7 +480,7 @@ START_TEST(close_stream_ends_that_stream_only)
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_ptr_nonnull(strstr(r.err, "not an error code"));
 	ctl_run(&r, &s.pair.b, "close-stream", "x", (const char *)NULL);
-	ck_assert_int_eq(r.status, 1);
+	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	scene_stop(&s);
 }
 END_TEST
@@ -573,7 +573,7 @@ START_TEST(reload_and_log_level)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_str_eq(status_field(&broker, "log_level", level, sizeof level), "debug");
 	ctl_run(&r, &broker, "log-level", "loud", (const char *)NULL);
-	ck_assert_int_eq(r.status, 1);
+	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	/* reload reads the file again: a new setting shows in config with its line */
 	write_file(conf, "[broker]\n# a comment\nbudget = 1G\n");
 	ctl_run(&r, &broker, "reload", (const char *)NULL);
@@ -781,7 +781,7 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_int_eq(r.status, 2);
 	const char *bad_watch[] = { "-s", path, "watch", "-n", "0", "conns", NULL };
 	ctl_run_as(&r, -1, bad_watch);
-	ck_assert_int_eq(r.status, 3); /* the socket is looked at first: not a socket */
+	ck_assert_int_eq(r.status, 2); /* usage is checked before the socket is tried */
 
 	struct process broker;
 	const char *open_mode[] = { "--socket-mode", "0666", NULL };
@@ -853,6 +853,106 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_ptr_nonnull(strstr(r.err, "nobody is listening"));
 	harness_cleanup_dir(broker.dir);
 	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The tool's flags come before or after the command; an unknown one, or operands a command
+ * cannot take, are usage errors (2), before the broker is asked. */
+START_TEST(flags_after_the_view_unknown_ones_refused)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "peers", "--json", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "peers --json: %d %s", r.status, r.err);
+	struct json *doc = json_parse(r.out, NULL);
+	ck_assert_msg(doc != NULL, "peers --json is not JSON: %s", r.out);
+	ck_assert_ptr_nonnull(json_get(doc, "peers"));
+	json_free(doc);
+	ctl_run(&r, &broker, "status", "-j", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	json_free(doc);
+	static const char *const refused[][3] = {
+		{ "peers", "--bogus" }, { "streams", "--bogus" }, { "conns", "--peer", "a" },
+		{ "close-stream", "banana" }, { "close-stream", "1/x" }, { "close-stream", "1/2", "many" },
+		{ "drain-peer" }, { "reload", "now" }, { "status", "extra" }, { "--bogus", "status" },
+		{ "streams", "--peer" }, { "peers", "--limit", "0" }, { "peers", "--filter", "peer" },
+		{ "reload", "--sort", "peer" }, { "log-level", "loud" },
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		ctl_run(&r, &broker, refused[i][0], refused[i][1], refused[i][2], (const char *)NULL);
+		ck_assert_msg(r.status == 2, "%s %s %s: exit %d, not 2 (usage): %s", refused[i][0],
+			      refused[i][1] ? refused[i][1] : "", refused[i][2] ? refused[i][2] : "", r.status, r.err);
+	}
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* --filter, --sort and --limit on a table view, JSON and text alike. */
+START_TEST(views_sort_limit_and_filter)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	char path[400];
+	control_path(&s.pair.b, path, sizeof path);
+	static struct ctl_run r;
+	/* descending: the largest first */
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--sort", "-bytes_out", "--limit", "2", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	struct json *doc = json_parse(r.out, NULL);
+	ck_assert_ptr_nonnull(doc);
+	const struct json *rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, 2);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[2]);
+	ck_assert(json_number(rows->items[1], "bytes_out") == (double)sizes[1]);
+	json_free(doc);
+	/* ascending, and a filter on a number */
+	char want[32];
+	snprintf(want, sizeof want, "bytes_out=%zu", sizes[1]);
+	ctl_run(&r, &s.pair.b, "--sort=bytes_out", "streams", "--json", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, STREAMS);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[0]);
+	json_free(doc);
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--filter", want, "--filter", "service=svc", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, 1);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[1]);
+	json_free(doc);
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--filter", "service=nothing", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	ck_assert_uint_eq(json_get(doc, "streams")->count, 0);
+	json_free(doc);
+	/* text: the header and one row (and the note on columns cut to fit) */
+	ctl_run(&r, &s.pair.b, "streams", "--sort", "-bytes_out", "--limit", "1", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	int lines = 0;
+	for (const char *p = r.out; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+		lines += *p != '(';
+	ck_assert_int_eq(lines, 2);
+	ck_assert_ptr_nonnull(strstr(r.out, "293 KiB"));
+	/* every table view takes them; a field the view has not is a usage error naming those it has */
+	static const char *const views[] = { "peers", "conns", "apps", "services", "config", "status" };
+	for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+		ctl_run(&r, &s.pair.b, views[i], "--limit", "1", "--json", (const char *)NULL);
+		ck_assert_msg(r.status == 0, "%s --limit 1: %s", views[i], r.err);
+		ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+		ck_assert_uint_le(json_get(doc, views[i])->count, 1);
+		json_free(doc);
+	}
+	ctl_run(&r, &s.pair.b, "streams", "--sort", "colour", (const char *)NULL);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_ptr_nonnull(strstr(r.err, "bytes_out"));
+	ctl_run(&r, &s.pair.b, "watch", "-c", "1", "streams", "--limit", "1", "--sort", "-bytes_out", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "293 KiB"));
+	scene_stop(&s);
 }
 END_TEST
 
@@ -1144,6 +1244,8 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, metrics_follow_the_exposition_format);
 	tcase_add_test(tc, metrics_listen_serves_a_scraper);
 	tcase_add_test(tc, exit_codes_name_the_reason);
+	tcase_add_test(tc, flags_after_the_view_unknown_ones_refused);
+	tcase_add_test(tc, views_sort_limit_and_filter);
 	suite_add_tcase(s, tc);
 	TCase *operators = tcase_create("operators");
 	tcase_set_timeout(operators, 120);
