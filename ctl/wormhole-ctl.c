@@ -278,7 +278,7 @@ static const char *const *default_columns(const char *view)
 	static const char *const apps[] = { "pid", "uid", "app", "streams", "ring_bytes", "bytes_sent",
 					    "bytes_received", "listening", "ring_bytes_limit", NULL };
 	static const char *const services[] = { "service", "kind", "app", "pid", "uid", NULL };
-	static const char *const config[] = { "option", "section", "value", "source", NULL };
+	static const char *const config[] = { "option", "section", "value", "source", "applies", NULL };
 	if (strcmp(view, "peers") == 0)
 		return peers;
 	if (strcmp(view, "conns") == 0)

@@ -386,7 +386,7 @@ START_TEST(views_json_match_what_the_test_did)
 		}
 		if (strcmp(json_string(row, "option"), "window") == 0 && strcmp(json_string(row, "section"), "peer a") == 0) {
 			window_seen = true;
-			ck_assert_str_eq(json_string(row, "source"), "the broker's");
+			ck_assert_str_eq(json_string(row, "source"), "built-in"); /* the broker's, built in */
 		}
 	}
 	ck_assert(socket_seen && window_seen);
@@ -608,6 +608,97 @@ START_TEST(reload_and_log_level)
 	ck_assert_str_eq(json_string(refusal, "error"), "WH_EINVAL");
 	json_free(refusal);
 	ck_assert_str_eq(status_field(&broker, "state", level, sizeof level), "running");
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The row of config whose option and section are these, or NULL. */
+static const struct json *config_row(const struct json *rows, const char *option, const char *section)
+{
+	for (size_t i = 0; i < rows->count; i++)
+		if (strcmp(json_string(rows->items[i], "option"), option) == 0 &&
+		    strcmp(json_string(rows->items[i], "section"), section) == 0)
+			return rows->items[i];
+	return NULL;
+}
+
+static void assert_config(const struct json *rows, const char *option, const char *section, const char *value,
+			  const char *source)
+{
+	const struct json *row = config_row(rows, option, section);
+	ck_assert_msg(row != NULL, "config has no %s in [%s]", option, section);
+	const struct json *v = json_get(row, "value");
+	if (value)
+		ck_assert_msg(v && v->kind == JSON_STRING && strcmp(v->string, value) == 0,
+			      "%s in [%s]: value is not %s", option, section, value);
+	else
+		ck_assert_msg(v && v->kind == JSON_NULL, "%s in [%s]: value is not null", option, section);
+	ck_assert_msg(strcmp(json_string(row, "source"), source) == 0, "%s in [%s]: source %s, not %s", option,
+		      section, json_string(row, "source"), source);
+	ck_assert_ptr_nonnull(json_string(row, "applies"));
+}
+
+/* Every setting in force with where it came from: the file's line, built-in, the command line,
+ * wormhole-ctl; peers' own and inherited values; [service] rules; no placeholder as a value. */
+START_TEST(config_shows_every_setting_and_its_origin)
+{
+	char dir[256], conf[300], line[400];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
+	write_file(conf, "[broker]\n"                /* 1 */
+			 "pool-max = 8\n"            /* 2 */
+			 "[peer a]\n"                /* 3 */
+			 "address = 127.0.0.1:9\n"   /* 4 */
+			 "pool-min = 0\n"            /* 5 */
+			 "[service upper]\n"         /* 6 */
+			 "peers = b\n"               /* 7 */
+			 "local = no\n");            /* 8 */
+	const char *args[] = { "--config", conf, NULL };
+	struct process broker;
+	ck_assert(broker_spawn(&broker, args));
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &broker, "config", NULL, NULL);
+	snprintf(line, sizeof line, "%s:2", conf);
+	assert_config(rows, "pool-max", "broker", "8", line);
+	assert_config(rows, "pool-max", "peer a", "8", line); /* the broker's: its line */
+	snprintf(line, sizeof line, "%s:4", conf);
+	assert_config(rows, "address", "peer a", "127.0.0.1:9", line);
+	snprintf(line, sizeof line, "%s:5", conf);
+	assert_config(rows, "pool-min", "peer a", "0", line);
+	assert_config(rows, "budget", "broker", "8589934592", "built-in");
+	assert_config(rows, "log-level", "broker", "info", "command line");
+	assert_config(rows, "socket-owner", "broker", NULL, "built-in");
+	assert_config(rows, "address", "broker", NULL, "built-in");
+	snprintf(line, sizeof line, "%s:7", conf);
+	assert_config(rows, "peers", "service upper", "b", line);
+	snprintf(line, sizeof line, "%s:8", conf);
+	assert_config(rows, "local", "service upper", "no", line);
+	assert_config(rows, "owner", "service upper", NULL, "built-in");
+	json_free(doc);
+	/* wormhole-ctl's own change shows as such, until a reload reads the file again */
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "log-level", "debug", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	rows = ctl_json(&doc, &broker, "config", NULL, NULL);
+	assert_config(rows, "log-level", "broker", "debug", "wormhole-ctl");
+	json_free(doc);
+	/* text: what a placeholder meant, in words */
+	ctl_run(&r, &broker, "config", "--filter", "option=socket-owner", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "the broker's") && !strstr(r.out, "-1"), "%s", r.out);
+	ck_assert_ptr_nonnull(strstr(r.out, "applies"));
+	/* built-in services are the broker's: no pid 0, no uid -1 */
+	rows = ctl_json(&doc, &broker, "services", NULL, NULL);
+	ck_assert_uint_gt(rows->count, 0);
+	for (size_t i = 0; i < rows->count; i++) {
+		ck_assert_int_eq(json_get(rows->items[i], "pid")->kind, JSON_NULL);
+		ck_assert_int_eq(json_get(rows->items[i], "uid")->kind, JSON_NULL);
+	}
+	json_free(doc);
+	ctl_run(&r, &broker, "services", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "the broker's") && !strstr(r.out, " -1"), "%s", r.out);
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -1241,6 +1332,7 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, close_stream_ends_that_stream_only);
 	tcase_add_test(tc, drain_peer_then_warm_peer);
 	tcase_add_test(tc, reload_and_log_level);
+	tcase_add_test(tc, config_shows_every_setting_and_its_origin);
 	tcase_add_test(tc, metrics_follow_the_exposition_format);
 	tcase_add_test(tc, metrics_listen_serves_a_scraper);
 	tcase_add_test(tc, exit_codes_name_the_reason);

@@ -19,4 +19,34 @@ for name in $(WORMHOLE_MAN_OPTIONS=1 "$top_builddir/broker/wormhole-broker" | se
 	case "$name" in config|check-config|help|version|peer) continue ;; esac
 	grep -q -- "$(printf '%s' "$name" | sed 's/-/\\\\-/g')" "$conf" || { echo "check_man: $name is not in wormhole-broker.conf(5)" >&2; exit 1; }
 done
-echo "check_man: the man pages and the option table agree"
+# --help says each option's whole help text and default, as the man page does (a help text cut
+# short, by a fixed buffer say, shows here): the man page's sentence for each option that the
+# command line takes, up to its default, is in the option's --help entry, unwrapped
+"$top_builddir/broker/wormhole-broker" --help | awk '
+	/^                                     [^ ]/ { sub(/^ +/, ""); entry = entry " " $0; next }
+	/^  (-[a-zA-Z], |    )--/ { if (entry != "") print entry; entry = $0; next }
+	{ if (entry != "") print entry; entry = "" }
+	END { if (entry != "") print entry }' > "${TMPDIR:-/tmp}/wh-help.$$"
+sed -n '/^\.\\" options-begin$/,/^\.\\" options-end$/p' "$page" | awk '
+	/^\.TP$/ { getline head; getline text
+		if (head ~ /^\.BI "/) next   # config file only
+		gsub(/\\-/, "-", head)
+		if (match(head, /--[a-z-]+/) == 0) next
+		name = substr(head, RSTART, RLENGTH)
+		sub(/ A change applies [^.]*\.$/, "", text)
+		sub(/ Per peer: in a \[peer NAME\] section it sets that peer.s\.$/, "", text)
+		sub(/\.$/, "", text)
+		if (name == "--config") sub(/ \(default .*\)$/, "", text)
+		print name "\t" text }' > "${TMPDIR:-/tmp}/wh-man-text.$$"
+bad=$(awk -F '\t' 'NR == FNR { n = index($0, "--"); rest = substr($0, n); split(rest, w, " "); help[w[1]] = $0; next }
+	{ want = tolower(substr($2, 1, 1)) substr($2, 2)
+	  if (!($1 in help)) { print $1 ": not in --help"; next }
+	  if (index(help[$1], want) == 0 && index(help[$1], $2) == 0) print $1 ": --help says \"" help[$1] "\", the man page \"" $2 "\"" }' \
+	"${TMPDIR:-/tmp}/wh-help.$$" "${TMPDIR:-/tmp}/wh-man-text.$$")
+rm -f "${TMPDIR:-/tmp}/wh-help.$$" "${TMPDIR:-/tmp}/wh-man-text.$$"
+if [ -n "$bad" ]; then
+	echo "check_man: --help and the man page differ:" >&2
+	printf '%s\n' "$bad" >&2
+	exit 1
+fi
+echo "check_man: the man pages, --help and the option table agree"
