@@ -27,10 +27,15 @@
 #define MIB (1024.0 * 1024.0)
 #define GIB (1024.0 * MIB)
 
+_Static_assert(BROKER_PEERS_MAX == 32, "--peer's help and wormhole-broker.conf(5) say at most 32 peers");
+
 /* Rows in enum option_id order (checked at start-up by options_load). */
 const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_CONFIG, "config", 'c', OPTION_PATH, 0, 0, false, false,
-	  "$(sysconfdir)/wormhole/broker.conf", NULL, APPLY_RESTART, SCOPE_COMMAND_LINE,
+	  /* the man page's words; --help prints the path this build reads */
+	  "SYSCONFDIR/wormhole/broker.conf, where SYSCONFDIR is configure's --sysconfdir: /etc for "
+	  "packages, /usr/local/etc for a plain ./configure; --help prints this build's", NULL,
+	  APPLY_RESTART, SCOPE_COMMAND_LINE,
 	  "the config file; a missing default file means built-in defaults, a missing named file is an error" },
 	{ OPT_CHECK_CONFIG, "check-config", 0, OPTION_FLAG, 0, 0, false, false, NULL, NULL,
 	  APPLY_RESTART, SCOPE_COMMAND_LINE,
@@ -148,7 +153,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "scraper; keep it on loopback: the metrics name peers, addresses and apps" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
-	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
+	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME]; "
+	  "at most 32 peers in all)" },
 	{ OPT_ADDRESS, "address", 0, OPTION_ADDRESS, 1, 65535, false, false, NULL, NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "[peer NAME] only: where the peer listens, HOST:PORT" },
 	{ OPT_POOL_MIN, "pool-min", 0, OPTION_COUNT, 0, 1024, false, false, "1", "connections",

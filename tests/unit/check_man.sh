@@ -19,6 +19,22 @@ for name in $(WORMHOLE_MAN_OPTIONS=1 "$top_builddir/broker/wormhole-broker" | se
 	case "$name" in config|check-config|help|version|peer) continue ;; esac
 	grep -q -- "$(printf '%s' "$name" | sed 's/-/\\\\-/g')" "$conf" || { echo "check_man: $name is not in wormhole-broker.conf(5)" >&2; exit 1; }
 done
+# what a reader would otherwise trip over: a make variable printed as it is, a SEE ALSO without
+# the other programs and the library, limits the code has that no page states
+for man in "$top_srcdir"/docs/man/*.[0-9]; do
+	if grep -n '\$([a-z_]*)' "$man" >&2; then
+		echo "check_man: $man prints a make variable (above)" >&2
+		exit 1
+	fi
+done
+see_also=$(sed -n '/^\.SH SEE ALSO/,/^\.SH/p' "$page")
+for want in 'wormhole-broker.conf (5)' 'wormhole-ctl (1)' 'libwormholeclient (3)'; do
+	printf '%s\n' "$see_also" | grep -q "^\.BR $want" || { echo "check_man: wormhole-broker(8)'s SEE ALSO lacks $want" >&2; exit 1; }
+done
+peers=$(sed -n 's/^#define BROKER_PEERS_MAX \([0-9]*\).*/\1/p' "$top_srcdir/broker/broker.h")
+rules=$(sed -n 's/^#define SERVICE_RULES_MAX \([0-9]*\).*/\1/p' "$top_srcdir/broker/services.h")
+grep -q "at most $peers peers" "$conf" || { echo "check_man: wormhole-broker.conf(5) does not say at most $peers peers" >&2; exit 1; }
+grep -q "At most $rules services have rules" "$conf" || { echo "check_man: wormhole-broker.conf(5) does not say at most $rules service rules" >&2; exit 1; }
 # --help says each option's whole help text and default, as the man page does (a help text cut
 # short, by a fixed buffer say, shows here): the man page's sentence for each option that the
 # command line takes, up to its default, is in the option's --help entry, unwrapped
