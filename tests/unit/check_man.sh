@@ -35,6 +35,21 @@ peers=$(sed -n 's/^#define BROKER_PEERS_MAX \([0-9]*\).*/\1/p' "$top_srcdir/brok
 rules=$(sed -n 's/^#define SERVICE_RULES_MAX \([0-9]*\).*/\1/p' "$top_srcdir/broker/services.h")
 grep -q "at most $peers peers" "$conf" || { echo "check_man: wormhole-broker.conf(5) does not say at most $peers peers" >&2; exit 1; }
 grep -q "At most $rules services have rules" "$conf" || { echo "check_man: wormhole-broker.conf(5) does not say at most $rules service rules" >&2; exit 1; }
+# every program the project ships (and the examples an app developer starts from) answers
+# --help (a usage line, exit 0) and --version (the version, exit 0)
+version=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"/\1/p' "$top_builddir/config.h")
+for program in broker/wormhole-broker ctl/wormhole-ctl examples/wh-echo examples/wh-send; do
+	help=$("$top_builddir/$program" --help 2>&1) || { echo "check_man: $program --help exits $?: $help" >&2; exit 1; }
+	case "$help" in
+	usage:*) ;;
+	*) echo "check_man: $program --help does not start with its usage: $help" >&2; exit 1 ;;
+	esac
+	said=$("$top_builddir/$program" --version 2>&1) || { echo "check_man: $program --version exits $?: $said" >&2; exit 1; }
+	case "$said" in
+	*"$version"*) ;;
+	*) echo "check_man: $program --version does not say $version: $said" >&2; exit 1 ;;
+	esac
+done
 # --help says each option's whole help text and default, as the man page does (a help text cut
 # short, by a fixed buffer say, shows here): the man page's sentence for each option that the
 # command line takes, up to its default, is in the option's --help entry, unwrapped
