@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "build_commit.h"
 #include "control_metrics.h"
 #include "control_msg.h"
 #include "frame.h"
@@ -185,9 +186,11 @@ static void view_status(struct view_ctx *v)
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "status");
 	control_table_column(w, "version", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's version");
+	control_table_column(w, "commit", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the commit it was built from (unknown: not built from git)");
 	control_table_column(w, "instance", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "random at each start: a restart shows as a new one");
 	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's process id");
 	control_table_column(w, "uptime", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the broker started");
+	control_table_column(w, "start_time", CONTROL_UINT, CONTROL_INFO, CONTROL_UNIT_NONE, "when the broker started, whole seconds since the Unix epoch");
 	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where peer brokers connect");
 	control_table_column(w, "app_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where apps attach");
 	control_table_column(w, "control_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where wormhole-ctl connects");
@@ -209,9 +212,11 @@ static void view_status(struct view_ctx *v)
 	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
+	control_put_text(w, WH_BUILD_COMMIT);
 	control_put_text(w, st.instance_id);
 	control_put_int(w, (int64_t)getpid());
 	control_put_float(w, st.uptime);
+	control_put_uint(w, (uint64_t)(v->now - st.uptime)); /* ev_now is wall-clock time */
 	control_put_text(w, listen);
 	control_put_text(w, st.app_socket);
 	control_put_text(w, ctl->path);
@@ -603,8 +608,76 @@ static void app_row(const struct apps_session_info *s, void *arg)
 	control_put_uint(w, s->listening);
 }
 
+/* apps --by-uid: one row per user, whatever the number of app sessions, so that a scraper's
+ * series do not grow with every app started (session ids and pids are new each time). */
+#define APP_GROUPS_MAX 64
+struct app_group {
+	long uid; /* -2: the others, past APP_GROUPS_MAX users */
+	uint64_t apps, listening, counters[SESSION_COUNTERS];
+};
+
+struct app_groups {
+	struct app_group group[APP_GROUPS_MAX];
+	unsigned count;
+};
+
+static void app_group_add(const struct apps_session_info *s, void *arg)
+{
+	struct app_groups *g = arg;
+	unsigned i = 0;
+	while (i < g->count && g->group[i].uid != s->uid)
+		i++;
+	if (i == g->count && g->count == APP_GROUPS_MAX) {
+		i = APP_GROUPS_MAX - 1;
+		g->group[i].uid = -2;
+	} else if (i == g->count) {
+		g->group[g->count++].uid = s->uid;
+	}
+	struct app_group *group = &g->group[i];
+	group->apps++;
+	group->listening += s->listening;
+	for (size_t n = 0; n < SESSION_COUNTERS; n++)
+		group->counters[n] += counter_value(&s->counters, &session_counter_info[n]);
+}
+
+static void view_apps_by_uid(struct view_ctx *v)
+{
+	static struct app_groups g; /* the loop's thread only */
+	g.count = 0;
+	memset(g.group, 0, sizeof g.group);
+	struct apps *apps = broker_apps(v->control->broker);
+	if (apps)
+		apps_each_session(apps, app_group_add, &g);
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "apps");
+	control_table_column(w, "uid", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the apps' user id ((others): past 64 users)");
+	control_table_column(w, "apps", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "apps of this user attached now");
+	counter_columns(w, session_counter_info, SESSION_COUNTERS, "");
+	control_table_column(w, "listening", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "service names they listen on");
+	for (unsigned i = 0; i < g.count; i++) {
+		char uid[32];
+		snprintf(uid, sizeof uid, g.group[i].uid == -2 ? "(others)" : "%ld", g.group[i].uid);
+		control_table_row(w);
+		control_put_text(w, uid);
+		control_put_uint(w, g.group[i].apps);
+		for (size_t n = 0; n < SESSION_COUNTERS; n++)
+			control_put_uint(w, g.group[i].counters[n]);
+		control_put_uint(w, g.group[i].listening);
+	}
+	table_end(v->reply, w, "apps", v->control->log);
+}
+
 static void view_apps(struct view_ctx *v)
 {
+	const struct control_request *req = v->request;
+	if (req->argc == 2 && strcmp(req->argv[1], "--by-uid") == 0) {
+		view_apps_by_uid(v);
+		return;
+	}
+	if (req->argc > 1) {
+		fail(v->reply, WH_EINVAL, "apps: unknown argument '%s' (--by-uid)", req->argv[1]);
+		return;
+	}
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "apps");
 	control_table_column(w, "app", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the session id (as in log lines)");
@@ -1065,11 +1138,11 @@ static void answer(struct control_client *cl, const struct control_request *req)
 }
 
 /* The views `wormhole-ctl metrics` asks for, as Prometheus text (for metrics-listen):
- * connections summed per peer, so that the series do not grow with them. */
+ * connections summed per peer and apps per user, so that the series do not grow with them. */
 static char *metrics_text(void *arg, size_t *length)
 {
 	struct control *ctl = arg;
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
 	char *text = NULL;
 	FILE *out = open_memstream(&text, length);
 	if (!out)

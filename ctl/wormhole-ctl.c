@@ -51,7 +51,7 @@ static void usage(FILE *out)
 		"  peers                        each peer's pool: connections, dials, back-off\n"
 		"  conns [--by-peer]            each connection, or summed per peer: streams, RTT, bytes\n"
 		"  streams [--peer P] [--app ID|PID]  each stream: owner, state, bytes, windows, ring\n"
-		"  apps                         each attached app: pid, uid, streams, ring memory\n"
+		"  apps [--by-uid]              each attached app: pid, uid, streams, ring memory\n"
 		"  services                     who serves each service name\n"
 		"  config                       the running settings and where each came from\n"
 		"  metrics                      every counter and gauge, Prometheus text format\n"
@@ -317,11 +317,11 @@ static void show(const struct ctl *c, const char *view, const struct ctl_table *
 	}
 }
 
-/* Connections are asked for summed per peer (conns --by-peer): a series per connection id
- * would grow with every connection a peer makes. */
+/* Connections are asked for summed per peer (conns --by-peer), apps per user (apps --by-uid):
+ * a series per connection id, app session or pid would grow with every one there has been. */
 static int run_metrics(struct ctl *c)
 {
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
 	struct ctl_table all[4];
 	unsigned count = 0;
 	for (unsigned i = 0; i < 4; i++) {
@@ -447,7 +447,7 @@ static const struct command {
 	{ "peers", 0, 0, true, { NULL } },
 	{ "conns", 0, 0, true, { "--by-peer" } },
 	{ "streams", 0, 0, true, { "--peer=", "--app=" } },
-	{ "apps", 0, 0, true, { NULL } },
+	{ "apps", 0, 0, true, { "--by-uid" } },
 	{ "services", 0, 0, true, { NULL } },
 	{ "config", 0, 0, true, { NULL } },
 	{ "metrics", 0, 0, false, { NULL } },

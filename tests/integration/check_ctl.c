@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wormhole/wormhole.h>
@@ -775,6 +776,30 @@ static int check_exposition(const char *text, const char *want_sample)
 	return samples;
 }
 
+/* wormhole_build_info with the broker's version and commit, wormhole_start_time_seconds when
+ * it started; and no label whose values come anew with every app or connection. */
+static void check_process_families(const char *text, const struct process *broker)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, broker, "status", NULL, NULL);
+	char want[256];
+	snprintf(want, sizeof want, "wormhole_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+		 json_string(rows->items[0], "version"), json_string(rows->items[0], "commit"));
+	ck_assert_msg(strstr(text, want) != NULL, "no %s", want);
+	ck_assert_str_eq(json_string(rows->items[0], "version"), PACKAGE_VERSION);
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE wormhole_build_info gauge\n"));
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE wormhole_start_time_seconds gauge\n"));
+	const char *start = strstr(text, "\nwormhole_start_time_seconds ");
+	ck_assert_ptr_nonnull(start);
+	double started = strtod(start + strlen("\nwormhole_start_time_seconds "), NULL);
+	double expected = (double)time(NULL) - json_number(rows->items[0], "uptime");
+	ck_assert_msg(fabs(started - expected) < 30, "start time %.0f, expected about %.0f", started, expected);
+	json_free(doc);
+	static const char *const unbounded[] = { "conn=\"", "app=\"", "pid=\"", "stream=\"", NULL };
+	for (int i = 0; unbounded[i]; i++)
+		ck_assert_msg(!strstr(text, unbounded[i]), "a series labelled %s", unbounded[i]);
+}
+
 START_TEST(metrics_follow_the_exposition_format)
 {
 	struct scene s;
@@ -783,9 +808,9 @@ START_TEST(metrics_follow_the_exposition_format)
 	ctl_run(&r, &s.pair.b, "metrics", (const char *)NULL);
 	ck_assert_int_eq(r.status, 0);
 	char want[256];
-	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
-		 (long)getpid(), STREAMS);
+	snprintf(want, sizeof want, "wormhole_apps_streams{uid=\"%ld\"} %d", (long)getuid(), STREAMS);
 	ck_assert_int_gt(check_exposition(r.out, want), 50);
+	check_process_families(r.out, &s.pair.b);
 	ck_assert_ptr_nonnull(strstr(r.out, "wormhole_peers_total_streams_total{peer=\"a\"} 3\n"));
 	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_conns_data_bytes_out_total counter\n"));
 	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_status_uptime_seconds gauge\n"));
@@ -831,9 +856,9 @@ START_TEST(metrics_listen_serves_a_scraper)
 	const char *body = strstr(answer, "\r\n\r\n");
 	ck_assert_ptr_nonnull(body);
 	char want[256];
-	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
-		 (long)getpid(), STREAMS);
+	snprintf(want, sizeof want, "wormhole_apps_streams{uid=\"%ld\"} %d", (long)getuid(), STREAMS);
 	ck_assert_int_gt(check_exposition(body + 4, want), 50);
+	check_process_families(body + 4, &s.pair.b);
 	http_get(address, "GET / HTTP/1.0\r\n\r\n", answer, sizeof answer);
 	ck_assert_ptr_nonnull(strstr(answer, "404 Not Found"));
 	http_get(address, "POST /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer);
