@@ -664,6 +664,8 @@ static int parse_args(struct ctl *c, struct args *a, int argc, char **argv)
 			if (rc != EXIT_OK)
 				return rc;
 		}
+		if (inline_value && !used)
+			return usage_error("%.*s takes no value", (int)length, word);
 		if (used && !inline_value)
 			i++;
 	}

@@ -994,7 +994,7 @@ START_TEST(flags_after_the_view_unknown_ones_refused)
 		{ "close-stream", "banana" }, { "close-stream", "1/x" }, { "close-stream", "1/2", "many" },
 		{ "drain-peer" }, { "reload", "now" }, { "status", "extra" }, { "--bogus", "status" },
 		{ "streams", "--peer" }, { "peers", "--limit", "0" }, { "peers", "--filter", "peer" },
-		{ "reload", "--sort", "peer" }, { "log-level", "loud" },
+		{ "reload", "--sort", "peer" }, { "log-level", "loud" }, { "peers", "--json=yes" },
 	};
 	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
 		ctl_run(&r, &broker, refused[i][0], refused[i][1], refused[i][2], (const char *)NULL);
