@@ -389,6 +389,8 @@ START_TEST(views_json_match_what_the_test_did)
 			window_seen = true;
 			ck_assert_str_eq(json_string(row, "source"), "built-in"); /* the broker's, built in */
 		}
+		if (strcmp(json_string(row, "option"), "address") == 0 && strcmp(json_string(row, "section"), "peer a") == 0)
+			ck_assert_str_eq(json_string(row, "source"), "command line"); /* --peer a=HOST:PORT */
 	}
 	ck_assert(socket_seen && window_seen);
 	json_free(doc);
