@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "build_commit.h"
 #include "control_metrics.h"
 #include "control_msg.h"
 #include "frame.h"
@@ -58,6 +59,7 @@ struct control {
 	ev_timer idle_sweep;  /* closes clients idle past CONTROL_IDLE_TIMEOUT */
 	struct metrics_http *metrics; /* metrics-listen; NULL: none */
 	uint64_t clients_dropped;     /* not reading their replies, or displaced */
+	double log_level_set_at;      /* ev_now of the last log-level action (0: none) */
 	size_t replies_held;          /* bytes of the replies clients have not taken yet */
 };
 
@@ -184,9 +186,11 @@ static void view_status(struct view_ctx *v)
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "status");
 	control_table_column(w, "version", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's version");
+	control_table_column(w, "commit", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the commit it was built from (unknown: not built from git)");
 	control_table_column(w, "instance", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "random at each start: a restart shows as a new one");
 	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the broker's process id");
 	control_table_column(w, "uptime", CONTROL_FLOAT, CONTROL_GAUGE, CONTROL_UNIT_SECONDS, "time since the broker started");
+	control_table_column(w, "start_time", CONTROL_UINT, CONTROL_INFO, CONTROL_UNIT_NONE, "when the broker started, whole seconds since the Unix epoch");
 	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where peer brokers connect");
 	control_table_column(w, "app_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where apps attach");
 	control_table_column(w, "control_socket", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where wormhole-ctl connects");
@@ -208,9 +212,11 @@ static void view_status(struct view_ctx *v)
 	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
+	control_put_text(w, WH_BUILD_COMMIT);
 	control_put_text(w, st.instance_id);
 	control_put_int(w, (int64_t)getpid());
 	control_put_float(w, st.uptime);
+	control_put_uint(w, (uint64_t)(v->now - st.uptime)); /* ev_now is wall-clock time */
 	control_put_text(w, listen);
 	control_put_text(w, st.app_socket);
 	control_put_text(w, ctl->path);
@@ -486,8 +492,16 @@ static void stream_cells(struct view_ctx *v, uint64_t conn, uint64_t id, const c
 	control_put_text(w, service);
 	control_put_text(w, state);
 	control_put_text(w, app);
-	control_put_int(w, pid);
-	control_put_int(w, uid);
+	/* no owning app (a built-in service's stream): no value, never a pid 0 or uid -1 that
+	 * a script would take for root's or a real process */
+	if (pid > 0)
+		control_put_int(w, pid);
+	else
+		control_put_null(w, "none");
+	if (uid >= 0)
+		control_put_int(w, uid);
+	else
+		control_put_null(w, "none");
 	control_put_uint(w, bytes_in);
 	control_put_uint(w, bytes_out);
 	control_put_int(w, send_window);
@@ -566,8 +580,8 @@ static void view_streams(struct view_ctx *v)
 	control_table_column(w, "service", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the service it was opened for");
 	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "open, local-closed, remote-closed, closing, finished, reset");
 	control_table_column(w, "app", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the app session that owns it, or (built-in)");
-	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the owning app's process id (0: none)");
-	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "the owning app's user id (-1: none)");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "the owning app's process id (null: no app owns it)");
+	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "the owning app's user id (null: no app owns it)");
 	control_table_column(w, "bytes_in", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "payload bytes received from the peer");
 	control_table_column(w, "bytes_out", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "payload bytes sent to the peer");
 	control_table_column(w, "send_window", CONTROL_INT, CONTROL_GAUGE, CONTROL_UNIT_BYTES, "what the peer lets us send now");
@@ -594,8 +608,76 @@ static void app_row(const struct apps_session_info *s, void *arg)
 	control_put_uint(w, s->listening);
 }
 
+/* apps --by-uid: one row per user, whatever the number of app sessions, so that a scraper's
+ * series do not grow with every app started (session ids and pids are new each time). */
+#define APP_GROUPS_MAX 64
+struct app_group {
+	long uid; /* -2: the others, past APP_GROUPS_MAX users */
+	uint64_t apps, listening, counters[SESSION_COUNTERS];
+};
+
+struct app_groups {
+	struct app_group group[APP_GROUPS_MAX];
+	unsigned count;
+};
+
+static void app_group_add(const struct apps_session_info *s, void *arg)
+{
+	struct app_groups *g = arg;
+	unsigned i = 0;
+	while (i < g->count && g->group[i].uid != s->uid)
+		i++;
+	if (i == g->count && g->count == APP_GROUPS_MAX) {
+		i = APP_GROUPS_MAX - 1;
+		g->group[i].uid = -2;
+	} else if (i == g->count) {
+		g->group[g->count++].uid = s->uid;
+	}
+	struct app_group *group = &g->group[i];
+	group->apps++;
+	group->listening += s->listening;
+	for (size_t n = 0; n < SESSION_COUNTERS; n++)
+		group->counters[n] += counter_value(&s->counters, &session_counter_info[n]);
+}
+
+static void view_apps_by_uid(struct view_ctx *v)
+{
+	static struct app_groups g; /* the loop's thread only */
+	g.count = 0;
+	memset(g.group, 0, sizeof g.group);
+	struct apps *apps = broker_apps(v->control->broker);
+	if (apps)
+		apps_each_session(apps, app_group_add, &g);
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "apps");
+	control_table_column(w, "uid", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the apps' user id ((others): past 64 users)");
+	control_table_column(w, "apps", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "apps of this user attached now");
+	counter_columns(w, session_counter_info, SESSION_COUNTERS, "");
+	control_table_column(w, "listening", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "service names they listen on");
+	for (unsigned i = 0; i < g.count; i++) {
+		char uid[32];
+		snprintf(uid, sizeof uid, g.group[i].uid == -2 ? "(others)" : "%ld", g.group[i].uid);
+		control_table_row(w);
+		control_put_text(w, uid);
+		control_put_uint(w, g.group[i].apps);
+		for (size_t n = 0; n < SESSION_COUNTERS; n++)
+			control_put_uint(w, g.group[i].counters[n]);
+		control_put_uint(w, g.group[i].listening);
+	}
+	table_end(v->reply, w, "apps", v->control->log);
+}
+
 static void view_apps(struct view_ctx *v)
 {
+	const struct control_request *req = v->request;
+	if (req->argc == 2 && strcmp(req->argv[1], "--by-uid") == 0) {
+		view_apps_by_uid(v);
+		return;
+	}
+	if (req->argc > 1) {
+		fail(v->reply, WH_EINVAL, "apps: unknown argument '%s' (--by-uid)", req->argv[1]);
+		return;
+	}
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "apps");
 	control_table_column(w, "app", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the session id (as in log lines)");
@@ -628,9 +710,9 @@ static void view_services(struct view_ctx *v)
 	table_begin(v->reply, w, "services");
 	control_table_column(w, "service", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the service name");
 	control_table_column(w, "kind", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "app (an app listens), built-in");
-	control_table_column(w, "app", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the listening app's session id");
-	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "its process id (0: built-in)");
-	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO, CONTROL_UNIT_NONE, "its user id (-1: built-in)");
+	control_table_column(w, "app", CONTROL_TEXT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "the listening app's session id (null: built-in, the broker's)");
+	control_table_column(w, "pid", CONTROL_INT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "its process id (null: built-in, the broker's)");
+	control_table_column(w, "uid", CONTROL_INT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "its user id (null: built-in, the broker's)");
 	struct apps *apps = broker_apps(v->control->broker);
 	if (apps)
 		apps_each_listener(apps, listener_row, v);
@@ -638,9 +720,9 @@ static void view_services(struct view_ctx *v)
 		control_table_row(w);
 		control_put_text(w, *name);
 		control_put_text(w, "built-in");
-		control_put_text(w, "");
-		control_put_int(w, 0);
-		control_put_int(w, -1);
+		control_put_null(w, "the broker's");
+		control_put_null(w, "the broker's");
+		control_put_null(w, "the broker's");
 	}
 	table_end(v->reply, w, "services", v->control->log);
 }
@@ -655,15 +737,90 @@ static const char *apply_name(enum option_apply apply)
 	}
 }
 
-static void config_row(struct control_writer *w, const struct option_info *info, const char *section,
-		       const char *value, const char *source)
+/* A config value, or none (NULL value: `meaning` says what is in force instead). */
+static void config_row(struct control_writer *w, const char *option, enum option_apply apply, const char *section,
+		       const char *value, const char *meaning, const char *source)
 {
 	control_table_row(w);
-	control_put_text(w, info->name);
+	control_put_text(w, option);
 	control_put_text(w, section);
-	control_put_text(w, value);
+	if (value)
+		control_put_text(w, value);
+	else
+		control_put_null(w, meaning);
 	control_put_text(w, source);
-	control_put_text(w, apply_name(info->apply));
+	control_put_text(w, apply_name(apply));
+}
+
+/* The value shown for a broker-wide or peer setting: NULL where the broker would otherwise show
+ * a placeholder (an owner of -1:-1, a peer address in [broker]), with *meaning set. */
+static const char *config_value(const struct options *o, const struct broker_peer *peer, enum option_id id,
+				char *value, size_t length, const char **meaning)
+{
+	const struct broker_config *c = &o->config;
+	long uid = id == OPT_SOCKET_OWNER ? c->apps.socket_uid : c->control.socket_uid;
+	long gid = id == OPT_SOCKET_OWNER ? c->apps.socket_gid : c->control.socket_gid;
+	if (id == OPT_SOCKET_OWNER || id == OPT_CONTROL_SOCKET_OWNER) {
+		*meaning = "the broker's user and group";
+		if (uid < 0 && gid < 0)
+			return NULL;
+		if (uid < 0)
+			snprintf(value, length, ":%ld", gid);
+		else if (gid < 0)
+			snprintf(value, length, "%ld", uid);
+		else
+			snprintf(value, length, "%ld:%ld", uid, gid);
+		return value;
+	}
+	if (!peer && (id == OPT_ADDRESS || id == OPT_TLS_NAME)) {
+		*meaning = id == OPT_ADDRESS ? "none (each [peer NAME] gives its own)" : "each peer's name";
+		return NULL;
+	}
+	options_format_value(c, peer, id, value, length);
+	return value;
+}
+
+/* Where a peer's value came from: its own line, the command line, or the broker-wide value's. */
+static const char *peer_source(const struct options *o, int p, int i, char *out, size_t length)
+{
+	int line = o->peer_line[p][i];
+	if (line == OPTIONS_FROM_COMMAND_LINE)
+		return "command line";
+	if (line > 0) {
+		snprintf(out, length, "%s:%d", o->config_path, line);
+		return out;
+	}
+	return o->sources[i].where;
+}
+
+static void config_service_rows(struct control_writer *w, const struct options *o)
+{
+	const struct service_rules *rules = &o->config.apps.services;
+	for (unsigned r = 0; r < rules->count; r++) {
+		const struct service_rule *rule = &rules->rules[r];
+		char section[300], peers[SERVICE_RULE_PEERS_MAX * 66] = "", owner[48], where[3][4200];
+		snprintf(section, sizeof section, "service %s", rule->name);
+		for (unsigned p = 0; p < rule->peer_count; p++)
+			snprintf(peers + strlen(peers), sizeof peers - strlen(peers), "%s%s", p ? ", " : "", rule->peers[p]);
+		if (rule->owner_uid >= 0 && rule->owner_gid >= 0)
+			snprintf(owner, sizeof owner, "%ld:%ld", rule->owner_uid, rule->owner_gid);
+		else
+			snprintf(owner, sizeof owner, rule->owner_uid >= 0 ? "%ld" : ":%ld",
+				 rule->owner_uid >= 0 ? rule->owner_uid : rule->owner_gid);
+		for (int k = 0; k < 3; k++) {
+			if (o->service_line[r][k] > 0)
+				snprintf(where[k], sizeof where[k], "%s:%d", o->config_path, o->service_line[r][k]);
+			else
+				snprintf(where[k], sizeof where[k], "built-in");
+		}
+		const char *peers_value = !rule->peers_set ? NULL : rule->any_peer ? "*" : rule->peer_count ? peers : "none";
+		config_row(w, "peers", option_table[OPT_SERVICE_PEERS].apply, section, peers_value,
+			   "any peer that authenticated", where[0]);
+		config_row(w, "local", option_table[OPT_SERVICE_LOCAL].apply, section, rule->local ? "yes" : "no",
+			   NULL, where[1]);
+		config_row(w, "owner", option_table[OPT_SERVICE_OWNER].apply, section,
+			   rule->owner_uid < 0 && rule->owner_gid < 0 ? NULL : owner, "any app that may attach", where[2]);
+	}
 }
 
 static void view_config(struct view_ctx *v)
@@ -678,17 +835,27 @@ static void view_config(struct view_ctx *v)
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "config");
 	control_table_column(w, "option", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the setting's name");
-	control_table_column(w, "section", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "broker, or peer NAME");
-	control_table_column(w, "value", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the value, as the config file spells it");
-	control_table_column(w, "source", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "default, FILE:LINE or command line");
+	control_table_column(w, "section", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "broker, peer NAME or service NAME");
+	control_table_column(w, "value", CONTROL_TEXT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "the value in force, as the config file spells it (null: none; the text says what applies)");
+	control_table_column(w, "source", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "built-in, FILE:LINE, command line or wormhole-ctl");
 	control_table_column(w, "applies", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "when a change takes effect on reload");
-	char value[512];
+	char value[512], where[4200];
+	const char *meaning = NULL;
+	/* log-level set by wormhole-ctl since the settings were loaded: that is what is in force */
+	bool level_by_ctl = ctl->log_level_set_at > loaded_at;
 	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
 		const struct option_info *info = &option_table[i];
 		if (info->scope != SCOPE_BROKER && info->scope != SCOPE_PEER)
 			continue;
-		options_format_value(&o->config, NULL, info->id, value, sizeof value);
-		config_row(w, info, "broker", value, o->sources[i].where);
+		const char *shown = config_value(o, NULL, info->id, value, sizeof value, &meaning);
+		const char *source = o->sources[i].where;
+		if (info->id == OPT_LOG_LEVEL && level_by_ctl) {
+			struct broker_status st;
+			broker_get_status(ctl->broker, &st);
+			shown = log_level_name(st.log_level);
+			source = "wormhole-ctl";
+		}
+		config_row(w, info->name, info->apply, "broker", shown, meaning, source);
 	}
 	for (int p = 0; p < o->config.peer_count; p++) {
 		const struct broker_peer *peer = &o->config.peers[p];
@@ -698,10 +865,12 @@ static void view_config(struct view_ctx *v)
 			const struct option_info *info = &option_table[i];
 			if (info->scope != SCOPE_PEER)
 				continue;
-			options_format_value(&o->config, peer, info->id, value, sizeof value);
-			config_row(w, info, section, value, o->peer_set[p][i] ? "its [peer] section" : "the broker's");
+			const char *shown = config_value(o, peer, info->id, value, sizeof value, &meaning);
+			config_row(w, info->name, info->apply, section, shown, meaning,
+				   peer_source(o, p, i, where, sizeof where));
 		}
 	}
+	config_service_rows(w, o);
 	table_end(v->reply, w, "config", ctl->log);
 }
 
@@ -845,6 +1014,7 @@ static void action_log_level(struct view_ctx *v)
 		return;
 	}
 	broker_set_log_level(v->control->broker, (enum log_level)level);
+	v->control->log_level_set_at = v->now;
 	snprintf(v->reply->message, sizeof v->reply->message, "log level %s", log_level_name((enum log_level)level));
 }
 
@@ -968,11 +1138,11 @@ static void answer(struct control_client *cl, const struct control_request *req)
 }
 
 /* The views `wormhole-ctl metrics` asks for, as Prometheus text (for metrics-listen):
- * connections summed per peer, so that the series do not grow with them. */
+ * connections summed per peer and apps per user, so that the series do not grow with them. */
 static char *metrics_text(void *arg, size_t *length)
 {
 	struct control *ctl = arg;
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
 	char *text = NULL;
 	FILE *out = open_memstream(&text, length);
 	if (!out)

@@ -27,10 +27,15 @@
 #define MIB (1024.0 * 1024.0)
 #define GIB (1024.0 * MIB)
 
+_Static_assert(BROKER_PEERS_MAX == 32, "--peer's help and wormhole-broker.conf(5) say at most 32 peers");
+
 /* Rows in enum option_id order (checked at start-up by options_load). */
 const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_CONFIG, "config", 'c', OPTION_PATH, 0, 0, false, false,
-	  "$(sysconfdir)/wormhole/broker.conf", NULL, APPLY_RESTART, SCOPE_COMMAND_LINE,
+	  /* the man page's words; --help prints the path this build reads */
+	  "SYSCONFDIR/wormhole/broker.conf, where SYSCONFDIR is configure's --sysconfdir: /etc for "
+	  "packages, /usr/local/etc for a plain ./configure; --help prints this build's", NULL,
+	  APPLY_RESTART, SCOPE_COMMAND_LINE,
 	  "the config file; a missing default file means built-in defaults, a missing named file is an error" },
 	{ OPT_CHECK_CONFIG, "check-config", 0, OPTION_FLAG, 0, 0, false, false, NULL, NULL,
 	  APPLY_RESTART, SCOPE_COMMAND_LINE,
@@ -148,7 +153,8 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "scraper; keep it on loopback: the metrics name peers, addresses and apps" },
 	{ OPT_PEER, "peer", 'p', OPTION_PEER, 0, 0, false, false, "none", NULL, APPLY_LIVE,
 	  SCOPE_COMMAND_LINE,
-	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME])" },
+	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME]; "
+	  "at most 32 peers in all)" },
 	{ OPT_ADDRESS, "address", 0, OPTION_ADDRESS, 1, 65535, false, false, NULL, NULL,
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "[peer NAME] only: where the peer listens, HOST:PORT" },
 	{ OPT_POOL_MIN, "pool-min", 0, OPTION_COUNT, 0, 1024, false, false, "1", "connections",
@@ -768,6 +774,7 @@ struct loading {
 	bool peer_from_file[BROKER_PEERS_MAX];
 	int peer_lines[BROKER_PEERS_MAX];
 	bool cli_set[OPTION_COUNT_ALL]; /* per-peer rows given on the command line */
+	int peer_overflow_line; /* the section of the last peer refused as one too many */
 };
 
 static int find_peer(const struct broker_config *c, const char *name)
@@ -785,7 +792,11 @@ static int add_peer(struct loading *l, const char *name, const struct origin *at
 	if (i >= 0)
 		return i;
 	if (c->peer_count == BROKER_PEERS_MAX) {
-		add_error(l->o, at, &option_table[OPT_PEER], value, "more than %d peers", BROKER_PEERS_MAX);
+		/* once per peer too many: each line of its section comes here */
+		if (!at->file || l->peer_overflow_line != l->section_line)
+			add_error(l->o, at, &option_table[OPT_PEER], value, "more than %d peers", BROKER_PEERS_MAX);
+		if (at->file)
+			l->peer_overflow_line = l->section_line;
 		return -1;
 	}
 	i = c->peer_count++;
@@ -865,6 +876,7 @@ static void set_service_key(struct options *o, const char *service, const struct
 		*rule = (struct service_rule){ .local = true, .owner_uid = -1, .owner_gid = -1 };
 		snprintf(rule->name, sizeof rule->name, "%s", service);
 	}
+	o->service_line[rule - rules->rules][info->id - OPT_SERVICE_PEERS] = at->line;
 	switch (info->id) {
 	case OPT_SERVICE_PEERS: {
 		rule->peers_set = true;
@@ -971,6 +983,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 							sizeof p->port);
 			if (why)
 				add_error(o, &at, info, value, "%s", why);
+			o->peer_line[i][OPT_ADDRESS] = l->line;
 			return 1;
 		}
 		if (l->setting_count < (int)(sizeof l->settings / sizeof l->settings[0])) {
@@ -1197,6 +1210,7 @@ static void scan_command_line(struct options *o, int argc, char **argv, bool app
 				snprintf(cli_peer_names[cli_peers++], sizeof cli_peer_names[0], "%s", name);
 			snprintf(o->config.peers[i].host, sizeof o->config.peers[i].host, "%s", host);
 			snprintf(o->config.peers[i].port, sizeof o->config.peers[i].port, "%s", port);
+			o->peer_line[i][OPT_ADDRESS] = OPTIONS_FROM_COMMAND_LINE;
 			continue;
 		}
 		if (set_value(o, info, value, &at, NULL)) {
@@ -1325,7 +1339,7 @@ bool options_load(struct options *o, int argc, char **argv)
 	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
 		if (option_table[i].id != (enum option_id)i)
 			abort(); /* the table is out of order: a build defect */
-		snprintf(o->sources[i].where, sizeof o->sources[0].where, "default");
+		snprintf(o->sources[i].where, sizeof o->sources[0].where, "built-in");
 	}
 	static struct loading l; /* large: not on the stack */
 	memset(&l, 0, sizeof l);
@@ -1348,7 +1362,7 @@ bool options_load(struct options *o, int argc, char **argv)
 			continue;
 		struct origin at = { l.file, s->line, NULL };
 		if (set_value(o, s->info, s->value, &at, &o->config.peers[s->peer].pool))
-			o->peer_set[s->peer][s->info->id] = true;
+			o->peer_line[s->peer][s->info->id] = s->line;
 	}
 	check_whole(o, &l);
 	return o->error_count == 0;
@@ -1418,16 +1432,22 @@ void options_usage(FILE *out)
 		const struct option_info *info = &option_table[i];
 		if (file_only(info))
 			continue;
-		char left[64], text[512];
+		char left[64];
 		snprintf(left, sizeof left, "%s%c%s--%s %s", info->short_name ? "-" : "   ",
 			 info->short_name ? info->short_name : ' ', info->short_name ? ", " : "", info->name,
 			 value_name(info));
 		const char *given = info->id == OPT_CONFIG ? options_default_config_path() : info->default_text;
-		snprintf(text, sizeof text, "%s%s%s%s", info->help, given ? " (default " : "", given ? given : "",
+		/* as long as the help is: a fixed buffer cut the longest ones mid-sentence */
+		size_t length = strlen(info->help) + (given ? strlen(given) + 12 : 0) + 1;
+		char *text = malloc(length);
+		if (!text)
+			return;
+		snprintf(text, length, "%s%s%s%s", info->help, given ? " (default " : "", given ? given : "",
 			 given ? ")" : "");
 		fprintf(out, "  %-34s ", left);
 		wrap(out, text, 37, 37);
 		fprintf(out, "\n");
+		free(text);
 	}
 }
 

@@ -25,6 +25,8 @@
  * before it is parsed; anything else named by --config is refused (wormhole-broker.conf(5)). */
 #define OPTIONS_CONFIG_FILE_MAX (1u << 20)
 
+#define OPTIONS_FROM_COMMAND_LINE (-1)
+
 enum option_type {
 	OPTION_FLAG,    /* no value (command line only) */
 	OPTION_STRING,  /* text */
@@ -95,7 +97,7 @@ struct option_info {
 
 extern const struct option_info option_table[OPTION_COUNT_ALL];
 
-/* Where a value came from: "default", "FILE:LINE" or "command line". */
+/* Where a value came from: "built-in", "FILE:LINE" or "command line". */
 struct option_source {
 	char where[160];
 };
@@ -108,7 +110,11 @@ struct options {
 	bool check_only;            /* --check-config */
 	bool help, version;
 	struct option_source sources[OPTION_COUNT_ALL]; /* of the broker-wide values */
-	bool peer_set[BROKER_PEERS_MAX][OPTION_COUNT_ALL]; /* set in the peer's own section */
+	/* a peer's own value: the line of config_path that set it, OPTIONS_FROM_COMMAND_LINE
+	 * (--peer NAME=ADDRESS), or 0: it has the broker-wide one (sources[]) */
+	int peer_line[BROKER_PEERS_MAX][OPTION_COUNT_ALL];
+	/* the line of each [service NAME] key (peers, local, owner) of each rule; 0: not given */
+	int service_line[SERVICE_RULES_MAX][3];
 	/* every problem found, one line each, in the order found */
 	char errors[32][512];
 	int error_count;

@@ -49,8 +49,8 @@ void render_cell(char *out, size_t length, const struct control_column *column,
 		 const struct control_value *v, bool human)
 {
 	double number = v->type == CONTROL_UINT ? (double)v->u : v->type == CONTROL_INT ? (double)v->i : v->f;
-	if (v->type == CONTROL_TEXT) {
-		/* names and messages from apps, peers and files: a cell never starts a line of
+	if (v->type == CONTROL_TEXT || v->type == CONTROL_NULL) {
+		/* a null cell shows its words ("none"); names and messages from apps, peers and files: a cell never starts a line of
 		 * its own nor sends the terminal an escape */
 		text_escape(out, length, v->text, v->text_length);
 	} else if (human && column->unit == CONTROL_UNIT_BYTES) {
@@ -307,7 +307,9 @@ void render_json(FILE *out, const struct ctl_table *tables, unsigned count)
 			}
 			render_json_string(out, t->column[column].name, strlen(t->column[column].name));
 			fputs(": ", out);
-			if (v.type == CONTROL_TEXT) {
+			if (v.type == CONTROL_NULL) {
+				fputs("null", out);
+			} else if (v.type == CONTROL_TEXT) {
 				render_json_string(out, v.text, v.text_length);
 			} else {
 				char cell[CELL_MAX];

@@ -2,9 +2,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +16,7 @@
 
 #include "control_msg.h"
 #include "render.h"
+#include "select.h"
 #include "text_escape.h"
 
 /* Exit codes (wormhole-ctl(1)). */
@@ -43,14 +44,14 @@ struct ctl {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: wormhole-ctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+		"usage: wormhole-ctl [OPTIONS] COMMAND [ARGS]   (options before or after the command)\n"
 		"\n"
 		"views:\n"
 		"  status                       the broker: version, uptime, listeners, counts, budget\n"
 		"  peers                        each peer's pool: connections, dials, back-off\n"
 		"  conns [--by-peer]            each connection, or summed per peer: streams, RTT, bytes\n"
 		"  streams [--peer P] [--app ID|PID]  each stream: owner, state, bytes, windows, ring\n"
-		"  apps                         each attached app: pid, uid, streams, ring memory\n"
+		"  apps [--by-uid]              each attached app: pid, uid, streams, ring memory\n"
 		"  services                     who serves each service name\n"
 		"  config                       the running settings and where each came from\n"
 		"  metrics                      every counter and gauge, Prometheus text format\n"
@@ -66,6 +67,9 @@ static void usage(FILE *out)
 		"  -s, --socket PATH   the broker's control socket ($WORMHOLE_CONTROL_SOCKET, else "
 		DEFAULT_SOCKET ")\n"
 		"  -j, --json          machine-readable output (docs/CONTROL.md)\n"
+		"  --filter FIELD=VALUE   views: only rows whose FIELD is VALUE (repeatable; null: none)\n"
+		"  --sort [-]FIELD     views: rows by FIELD, ascending (-FIELD: descending)\n"
+		"  --limit N           views: the first N rows (after --filter and --sort)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
 		"\n"
@@ -274,7 +278,7 @@ static const char *const *default_columns(const char *view)
 	static const char *const apps[] = { "pid", "uid", "app", "streams", "ring_bytes", "bytes_sent",
 					    "bytes_received", "listening", "ring_bytes_limit", NULL };
 	static const char *const services[] = { "service", "kind", "app", "pid", "uid", NULL };
-	static const char *const config[] = { "option", "section", "value", "source", NULL };
+	static const char *const config[] = { "option", "section", "value", "source", "applies", NULL };
 	if (strcmp(view, "peers") == 0)
 		return peers;
 	if (strcmp(view, "conns") == 0)
@@ -313,21 +317,11 @@ static void show(const struct ctl *c, const char *view, const struct ctl_table *
 	}
 }
 
-static bool is_view(const char *name)
-{
-	static const char *const views[] = { "status", "peers", "conns", "streams", "apps", "services",
-					     "config", NULL };
-	for (unsigned i = 0; views[i]; i++)
-		if (strcmp(name, views[i]) == 0)
-			return true;
-	return false;
-}
-
-/* Connections are asked for summed per peer (conns --by-peer): a series per connection id
- * would grow with every connection a peer makes. */
+/* Connections are asked for summed per peer (conns --by-peer), apps per user (apps --by-uid):
+ * a series per connection id, app session or pid would grow with every one there has been. */
 static int run_metrics(struct ctl *c)
 {
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
 	struct ctl_table all[4];
 	unsigned count = 0;
 	for (unsigned i = 0; i < 4; i++) {
@@ -363,56 +357,64 @@ static double monotonic(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* watch [-n SECONDS] [-c COUNT] VIEW [ARGS]: redraw the view, with byte rates between draws. */
-static int run_watch(struct ctl *c, int argc, char **argv)
+/* What the command line asked for: the command, what goes to the broker, and the tool's own. */
+struct args {
+	const char *command;
+	const char *view;  /* watch: the view it refreshes */
+	char *send[CONTROL_ARGS_MAX]; /* the request: the command (watch: its view), flags, operands */
+	unsigned sends;
+	unsigned operands; /* of those, not flags */
+	double interval;   /* watch -n */
+	long count;        /* watch -c; 0: until interrupted */
+	struct selection selection;
+};
+
+/* Applies --filter, --sort and --limit to every table received: EXIT_OK or EXIT_USAGE. */
+static int select_tables(struct ctl *c, const struct selection *s)
 {
-	double interval = 2;
-	long count = 0; /* 0: until interrupted */
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		char *end = NULL;
-		if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
-			interval = strtod(argv[++i], &end);
-		else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
-			count = strtol(argv[++i], &end, 10);
-		if (!end || *end || interval < 0.1 || interval > 86400 || count < 0) {
-			fprintf(stderr, "wormhole-ctl: watch [-n SECONDS (0.1..86400)] [-c COUNT] VIEW\n");
+	for (unsigned i = 0; i < c->table_count && selection_any(s); i++) {
+		char why[1024];
+		if (select_rows(&c->tables[i], s, why, sizeof why) < 0) {
+			fprintf(stderr, "wormhole-ctl: %s\n", why);
 			return EXIT_USAGE;
 		}
 	}
-	if (i >= argc || !is_view(argv[i])) {
-		fprintf(stderr, "wormhole-ctl: watch needs a view: status, peers, conns, streams, apps, "
-			"services, config\n");
-		return EXIT_USAGE;
-	}
+	return EXIT_OK;
+}
+
+/* watch [-n SECONDS] [-c COUNT] VIEW [ARGS]: redraw the view, with byte rates between draws. */
+static int run_watch(struct ctl *c, const struct args *a)
+{
 	signal(SIGINT, on_interrupt);
 	signal(SIGTERM, on_interrupt);
 	bool tty = isatty(STDOUT_FILENO);
 	struct ctl_table previous = { 0 };
 	double previous_at = 0;
-	for (long round = 0; !interrupted && (count == 0 || round < count); round++) {
+	for (long round = 0; !interrupted && (a->count == 0 || round < a->count); round++) {
 		/* a connection per refresh: the broker closes control clients idle for a minute */
 		int rc = round == 0 ? EXIT_OK : connect_broker(c);
 		if (rc == EXIT_OK)
-			rc = exchange(c, (unsigned)(argc - i), argv + i);
+			rc = exchange(c, a->sends, (char **)a->send);
 		close(c->fd);
 		c->fd = -1;
 		if (rc != EXIT_OK)
 			return rc;
 		if (c->status != WH_OK)
-			return refused(c, argv[i]);
+			return refused(c, a->view);
+		if ((rc = select_tables(c, &a->selection)) != EXIT_OK)
+			return rc;
 		double now = monotonic();
 		if (tty)
 			fputs("\033[H\033[2J", stdout);
 		time_t wall = time(NULL);
 		char stamp[64];
 		strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&wall));
-		printf("wormhole-ctl %s    every %.1f s    %s\n\n", argv[i], interval, stamp);
+		printf("wormhole-ctl %s    every %.1f s    %s\n\n", a->view, a->interval, stamp);
 		if (c->table_count == 1 && !c->json)
-			render_text(stdout, &c->tables[0], default_columns(argv[i]), terminal_width(),
+			render_text(stdout, &c->tables[0], default_columns(a->view), terminal_width(),
 				    previous.body ? &previous : NULL, now - previous_at);
 		else
-			show(c, argv[i], NULL, 0);
+			show(c, a->view, NULL, 0);
 		fflush(stdout);
 		free(previous.body);
 		previous = (struct ctl_table){ 0 };
@@ -421,14 +423,253 @@ static int run_watch(struct ctl *c, int argc, char **argv)
 			c->table_count = 0;
 		}
 		previous_at = now;
-		if (count != 0 && round + 1 >= count)
+		if (a->count != 0 && round + 1 >= a->count)
 			break;
-		struct timespec pause = { (time_t)interval, (long)((interval - (double)(time_t)interval) * 1e9) };
+		struct timespec pause = { (time_t)a->interval,
+					  (long)((a->interval - (double)(time_t)a->interval) * 1e9) };
 		while (!interrupted && nanosleep(&pause, &pause) < 0 && errno == EINTR)
 			;
 	}
 	free(previous.body);
 	return EXIT_OK;
+}
+
+/* ---- the command line ---------------------------------------------------------------------- */
+
+/* The commands, their operands (at least, at most), and their own flags. */
+static const struct command {
+	const char *name;
+	unsigned least, most;
+	bool view;
+	const char *flags[3];  /* each "NAME" or "NAME=" (takes a value) */
+} commands[] = {
+	{ "status", 0, 0, true, { NULL } },
+	{ "peers", 0, 0, true, { NULL } },
+	{ "conns", 0, 0, true, { "--by-peer" } },
+	{ "streams", 0, 0, true, { "--peer=", "--app=" } },
+	{ "apps", 0, 0, true, { "--by-uid" } },
+	{ "services", 0, 0, true, { NULL } },
+	{ "config", 0, 0, true, { NULL } },
+	{ "metrics", 0, 0, false, { NULL } },
+	{ "watch", 0, 0, false, { "-n=", "-c=" } },
+	{ "close-stream", 1, 2, false, { NULL } },
+	{ "drain-peer", 1, 1, false, { NULL } },
+	{ "warm-peer", 1, 1, false, { NULL } },
+	{ "reload", 0, 0, false, { NULL } },
+	{ "log-level", 1, 1, false, { NULL } },
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; name && i < sizeof commands / sizeof commands[0]; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* Whether cmd has the flag; *value: it takes one. */
+static bool command_flag(const struct command *cmd, const char *flag, size_t length, bool *value)
+{
+	for (unsigned i = 0; cmd && i < 3 && cmd->flags[i]; i++) {
+		const char *f = cmd->flags[i];
+		size_t n = strcspn(f, "=");
+		if (n == length && strncmp(f, flag, length) == 0) {
+			*value = f[n] == '=';
+			return true;
+		}
+	}
+	return false;
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "wormhole-ctl: ");
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n  (wormhole-ctl --help lists commands and options)\n");
+	return EXIT_USAGE;
+}
+
+static bool whole_number(const char *text, long least, long most, long *out)
+{
+	char *end;
+	errno = 0;
+	long n = strtol(text, &end, 10);
+	if (!text[0] || *end || errno || n < least || n > most)
+		return false;
+	*out = n;
+	return true;
+}
+
+#define TOOL_DONE 100 /* --help, --version: the run ends, with 0 */
+
+/* A tool option (-s, -j, --sort, ...): 1 taken, 0 not one, TOOL_DONE, or EXIT_USAGE + 2. */
+static int tool_option(struct ctl *c, struct args *a, const char *name, size_t length, const char *value,
+		       bool *used_value)
+{
+	static const char *const with_value[] = { "-s", "--socket", "--sort", "--limit", "--filter", NULL };
+	bool takes = false;
+	for (unsigned i = 0; with_value[i]; i++)
+		takes |= strlen(with_value[i]) == length && strncmp(with_value[i], name, length) == 0;
+	char flag[32];
+	snprintf(flag, sizeof flag, "%.*s", (int)(length < 31 ? length : 31), name);
+	if (takes && !value)
+		return usage_error("%s needs a value", flag) + 2;
+	*used_value = takes;
+	long limit;
+	if (strcmp(flag, "-s") == 0 || strcmp(flag, "--socket") == 0)
+		c->socket_path = value;
+	else if (strcmp(flag, "-j") == 0 || strcmp(flag, "--json") == 0)
+		c->json = true;
+	else if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0)
+		return usage(stdout), TOOL_DONE;
+	else if (strcmp(flag, "-V") == 0 || strcmp(flag, "--version") == 0)
+		return printf("wormhole-ctl %s\n", PACKAGE_VERSION), TOOL_DONE;
+	else if (strcmp(flag, "--sort") == 0)
+		a->selection.sort = value;
+	else if (strcmp(flag, "--limit") == 0 && whole_number(value, 1, 1000000000, &limit))
+		a->selection.limit = limit;
+	else if (strcmp(flag, "--limit") == 0)
+		return usage_error("--limit %s: not a whole number of rows (1 or more)", value) + 2;
+	else if (strcmp(flag, "--filter") == 0 && (!strchr(value, '=') || value[0] == '='))
+		return usage_error("--filter %s: not FIELD=VALUE", value) + 2;
+	else if (strcmp(flag, "--filter") == 0 && a->selection.filters == SELECT_FILTERS_MAX)
+		return usage_error("at most %d --filter", SELECT_FILTERS_MAX) + 2;
+	else if (strcmp(flag, "--filter") == 0)
+		a->selection.filter[a->selection.filters++] = value;
+	else
+		return 0;
+	return 1;
+}
+
+static int add_send(struct args *a, char *word)
+{
+	if (a->sends >= CONTROL_ARGS_MAX)
+		return usage_error("too many arguments (at most %u)", CONTROL_ARGS_MAX);
+	a->send[a->sends++] = word;
+	return EXIT_OK;
+}
+
+/* A flag of the command (or of watch's view): passed to the broker, or kept (watch -n, -c). */
+static int command_option(struct args *a, char *flag, size_t length, char *value, bool *used_value)
+{
+	const struct command *cmd = find_command(a->command), *view = find_command(a->view);
+	bool takes = false;
+	if (!command_flag(cmd, flag, length, &takes) && !command_flag(view, flag, length, &takes))
+		return usage_error("unknown option '%s'", flag);
+	if (takes && !value)
+		return usage_error("%s needs a value", flag);
+	*used_value = takes;
+	if (strcmp(a->command, "watch") == 0 && (strcmp(flag, "-n") == 0 || strcmp(flag, "-c") == 0)) {
+		char *end = NULL;
+		if (flag[1] == 'n')
+			a->interval = strtod(value, &end);
+		else
+			a->count = strtol(value, &end, 10);
+		if (!end || *end || end == value || a->interval < 0.1 || a->interval > 86400 || a->count < 0)
+			return usage_error("watch [-n SECONDS (0.1..86400)] [-c COUNT] VIEW: not %s", value);
+		return EXIT_OK;
+	}
+	flag[length] = '\0'; /* --peer=NAME: the broker takes --peer NAME */
+	int rc = add_send(a, flag);
+	return rc == EXIT_OK && takes ? add_send(a, value) : rc;
+}
+
+/* An operand: the command, watch's view, or one for the command. */
+static int operand(struct args *a, char *word)
+{
+	if (!a->command) {
+		if (!find_command(word))
+			return usage_error("unknown command '%s'", word);
+		a->command = word;
+		return strcmp(word, "watch") == 0 ? EXIT_OK : add_send(a, word);
+	}
+	if (strcmp(a->command, "watch") == 0 && !a->view) {
+		const struct command *view = find_command(word);
+		if (!view || !view->view)
+			return usage_error("watch needs a view (status, peers, conns, streams, apps, services, "
+					   "config), not '%s'", word);
+		a->view = word;
+		return add_send(a, word);
+	}
+	a->operands++;
+	return add_send(a, word);
+}
+
+/* The operands' shapes, which the broker would refuse anyway: a usage error (2), not its no (1). */
+static int check_operands(const struct args *a)
+{
+	const struct command *cmd = find_command(a->command);
+	if (!cmd)
+		return usage_error("no command");
+	if (strcmp(a->command, "watch") == 0 && !a->view)
+		return usage_error("watch needs a view (status, peers, conns, streams, apps, services, config)");
+	if (a->operands < cmd->least || a->operands > cmd->most)
+		return usage_error("%s: wrong number of operands", a->command);
+	const char *first = a->operands ? a->send[a->sends - a->operands] : NULL;
+	unsigned conn, stream, code;
+	char end;
+	if (strcmp(a->command, "close-stream") == 0 &&
+	    (sscanf(first, "%u/%u%c", &conn, &stream, &end) != 2 || first[0] == '-' ||
+	     (a->operands == 2 && sscanf(a->send[a->sends - 1], "%u%c", &code, &end) != 1)))
+		return usage_error("close-stream CONN/STREAM [CODE], in numbers: not '%s'", first);
+	if (strcmp(a->command, "log-level") == 0 && strcmp(first, "error") != 0 && strcmp(first, "warn") != 0 &&
+	    strcmp(first, "info") != 0 && strcmp(first, "debug") != 0)
+		return usage_error("log-level error|warn|info|debug: not '%s'", first);
+	if (selection_any(&a->selection) && !cmd->view && strcmp(a->command, "watch") != 0)
+		return usage_error("--sort, --limit and --filter apply to views, not %s", a->command);
+	return EXIT_OK;
+}
+
+/*
+ * Options may come before the command or after it, in any order: the tool's own (-s, --json,
+ * --sort, ...) and the command's (--peer, -n, ...); "--" ends them. Anything else that starts
+ * with '-' is refused, as are operands a command does not take. EXIT_OK, EXIT_USAGE, or -1
+ * after --help or --version, which end the run (with 0).
+ */
+static int parse_args(struct ctl *c, struct args *a, int argc, char **argv)
+{
+	bool options = true;
+	for (int i = 1; i < argc; i++) {
+		char *word = argv[i];
+		if (options && strcmp(word, "--") == 0) {
+			options = false;
+			continue;
+		}
+		if (!options || word[0] != '-' || !word[1]) {
+			int rc = operand(a, word);
+			if (rc != EXIT_OK)
+				return rc;
+			continue;
+		}
+		size_t length = strcspn(word, "=");
+		char *value = word[length] == '=' && word[1] == '-' ? word + length + 1 : NULL;
+		if (!value)
+			length = strlen(word);
+		bool inline_value = value != NULL, used = false;
+		if (!value && i + 1 < argc)
+			value = argv[i + 1];
+		int rc = tool_option(c, a, word, length, value, &used);
+		if (rc == TOOL_DONE)
+			return -1;
+		if (rc >= 2)
+			return rc - 2;
+		if (rc == 0) {
+			if (!a->command)
+				return usage_error("unknown option '%s' (or one that belongs after its command)", word);
+			rc = command_option(a, word, length, value, &used);
+			if (rc != EXIT_OK)
+				return rc;
+		}
+		if (inline_value && !used)
+			return usage_error("%.*s takes no value", (int)length, word);
+		if (used && !inline_value)
+			i++;
+	}
+	return check_operands(a);
 }
 
 int main(int argc, char **argv)
@@ -437,52 +678,27 @@ int main(int argc, char **argv)
 	c.socket_path = getenv("WORMHOLE_CONTROL_SOCKET");
 	if (!c.socket_path || !c.socket_path[0])
 		c.socket_path = DEFAULT_SOCKET;
-	static const struct option long_options[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int opt;
-	/* '+': options end at the command, so that the command's own (--peer, -n) pass through */
-	while ((opt = getopt_long(argc, argv, "+s:jhV", long_options, NULL)) != -1) {
-		switch (opt) {
-		case 's': c.socket_path = optarg; break;
-		case 'j': c.json = true; break;
-		case 'h': usage(stdout); return EXIT_OK;
-		case 'V': printf("wormhole-ctl %s\n", PACKAGE_VERSION); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
-		}
-	}
-	if (optind >= argc) {
+	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	const char *command = argv[optind];
-	static const char *const known[] = { "status", "peers", "conns", "streams", "apps", "services",
-					     "config", "metrics", "watch", "close-stream", "drain-peer",
-					     "warm-peer", "reload", "log-level", NULL };
-	bool ok = false;
-	for (unsigned i = 0; known[i]; i++)
-		ok |= strcmp(command, known[i]) == 0;
-	if (!ok) {
-		fprintf(stderr, "wormhole-ctl: unknown command '%s'\n\n", command);
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-	int rc = connect_broker(&c);
+	struct args a = { .interval = 2 };
+	int rc = parse_args(&c, &a, argc, argv);
 	if (rc != EXIT_OK)
+		return rc < 0 ? EXIT_OK : rc;
+	if ((rc = connect_broker(&c)) != EXIT_OK)
 		return rc;
-	if (strcmp(command, "metrics") == 0)
+	if (strcmp(a.command, "metrics") == 0)
 		rc = run_metrics(&c);
-	else if (strcmp(command, "watch") == 0)
-		rc = run_watch(&c, argc - optind, argv + optind);
-	else if ((rc = exchange(&c, (unsigned)(argc - optind), argv + optind)) == EXIT_OK) {
+	else if (strcmp(a.command, "watch") == 0)
+		rc = run_watch(&c, &a);
+	else if ((rc = exchange(&c, a.sends, a.send)) == EXIT_OK) {
 		if (c.status != WH_OK)
-			rc = refused(&c, command);
+			rc = refused(&c, a.command);
+		else if (c.table_count > 0 && (rc = select_tables(&c, &a.selection)) == EXIT_OK)
+			show(&c, a.command, NULL, 0);
 		else if (c.table_count > 0)
-			show(&c, command, NULL, 0);
+			;
 		else if (c.json) {
 			printf("{\"ok\": true, \"message\": ");
 			render_json_string(stdout, c.message, strlen(c.message));

@@ -15,6 +15,8 @@
 
 #include <wormhole/wormhole.h>
 
+#define USAGE "usage: wh-echo [-s SOCKET] [-n STREAMS] SERVICE\n"
+
 #define MAX_STREAMS 4096
 
 struct echo {
@@ -56,21 +58,43 @@ static bool serve(struct echo *e)
 	}
 }
 
+/* --help and --version, wherever they are before "--": true when one was answered. */
+static bool help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf(USAGE "Listens on SERVICE and echoes every stream opened to it; exits after STREAMS streams\n"
+		       "ended (0: never).\n"
+			       "-s SOCKET: the broker's app socket (default /run/wormhole/broker.sock)\n");
+			return true;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("wh-echo %s (libwormholeclient %s)\n", WH_VERSION_STRING, wh_version());
+			return true;
+		}
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	const char *socket_path = NULL;
 	long limit = 0;
 	int opt;
+	if (help_or_version(argc, argv))
+		return 0;
 	while ((opt = getopt(argc, argv, "s:n:")) != -1) {
 		if (opt == 's')
 			socket_path = optarg;
 		else if (opt == 'n')
 			limit = atol(optarg);
-		else
+		else {
+			fprintf(stderr, USAGE);
 			return 2;
+		}
 	}
 	if (optind != argc - 1) {
-		fprintf(stderr, "usage: wh-echo [-s SOCKET] [-n STREAMS] SERVICE\n");
+		fprintf(stderr, USAGE);
 		return 2;
 	}
 	const char *service = argv[optind];

@@ -16,6 +16,8 @@
 
 #include <wormhole/wormhole.h>
 
+#define USAGE "usage: wh-send [-s SOCKET] [-n STREAMS] [-b BYTES] [-r] PEER SERVICE\n"
+
 struct sender {
 	wh_stream *stream;
 	unsigned seed;
@@ -66,6 +68,24 @@ static void step(struct sender *s)
 	}
 }
 
+/* --help and --version, wherever they are before "--": true when one was answered. */
+static bool help_or_version(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf(USAGE "Opens STREAMS streams (1) to SERVICE on PEER, sends BYTES (1 MiB; -r: a random size up\n"
+		       "to it) on each, and checks that every byte comes back.\n"
+			       "-s SOCKET: the broker's app socket (default /run/wormhole/broker.sock)\n");
+			return true;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("wh-send %s (libwormholeclient %s)\n", WH_VERSION_STRING, wh_version());
+			return true;
+		}
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	const char *socket_path = NULL;
@@ -73,6 +93,8 @@ int main(int argc, char **argv)
 	size_t bytes = 1 << 20;
 	bool random_sizes = false;
 	int opt;
+	if (help_or_version(argc, argv))
+		return 0;
 	while ((opt = getopt(argc, argv, "s:n:b:r")) != -1) {
 		if (opt == 's')
 			socket_path = optarg;
@@ -82,11 +104,13 @@ int main(int argc, char **argv)
 			bytes = (size_t)strtoull(optarg, NULL, 10);
 		else if (opt == 'r')
 			random_sizes = true;
-		else
+		else {
+			fprintf(stderr, USAGE);
 			return 2;
+		}
 	}
 	if (optind != argc - 2 || streams < 1) {
-		fprintf(stderr, "usage: wh-send [-s SOCKET] [-n STREAMS] [-b BYTES] [-r] PEER SERVICE\n");
+		fprintf(stderr, USAGE);
 		return 2;
 	}
 	wh_client *client;

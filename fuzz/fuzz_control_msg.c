@@ -21,28 +21,17 @@ static int reencode_table(const struct control_table *t, uint8_t *out, size_t ca
 	struct control_writer w;
 	control_table_begin(&w, out, cap, t->name);
 	for (unsigned c = 0; c < t->columns; c++)
-		control_table_column(&w, t->column[c].name, t->column[c].type, t->column[c].role,
-				     t->column[c].unit, t->column[c].help);
+		control_table_column_like(&w, &t->column[c]);
 	struct control_cells it;
 	control_cells_start(&it, t);
 	struct control_value v;
 	unsigned column;
 	uint64_t cells = 0;
-	char text[CONTROL_TEXT_MAX + 1];
 	while (control_cells_next(&it, &v, &column)) {
 		if (column == 0)
 			control_table_row(&w);
 		cells++;
-		switch (v.type) {
-		case CONTROL_UINT: control_put_uint(&w, v.u); break;
-		case CONTROL_INT: control_put_int(&w, v.i); break;
-		case CONTROL_FLOAT: control_put_float(&w, v.f); break;
-		default:
-			memcpy(text, v.text, v.text_length);
-			text[v.text_length] = '\0';
-			control_put_text(&w, text);
-			break;
-		}
+		control_put_value(&w, &v);
 	}
 	if (cells != (uint64_t)t->rows * t->columns)
 		abort(); /* decode promised every cell reads back */

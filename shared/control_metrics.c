@@ -16,6 +16,8 @@ static void raw_cell(char *out, size_t length, const struct control_value *v)
 {
 	if (v->type == CONTROL_TEXT)
 		snprintf(out, length, "%.*s", (int)v->text_length, v->text);
+	else if (v->type == CONTROL_NULL) /* a label with no value: empty, as Prometheus has it */
+		snprintf(out, length, "%s", "");
 	else if (v->type == CONTROL_UINT)
 		snprintf(out, length, "%" PRIu64, v->u);
 	else if (v->type == CONTROL_INT)
@@ -71,9 +73,38 @@ static void prometheus_label_value(FILE *out, const char *s, size_t n)
 	fputc('"', out);
 }
 
+static int column_of(const struct control_table *t, const char *name)
+{
+	for (unsigned c = 0; c < t->columns; c++)
+		if (strcmp(t->column[c].name, name) == 0)
+			return (int)c;
+	return -1;
+}
+
+/* From the status table, the two families every exporter has: what is running (its labels
+ * bounded: one version and commit per process) and since when (restarts show as jumps). */
+static void write_build_info(FILE *out, const struct control_table *t, const struct control_value *row)
+{
+	int version = column_of(t, "version"), commit = column_of(t, "commit"), start = column_of(t, "start_time");
+	if (version < 0 || commit < 0 || row[version].type != CONTROL_TEXT || row[commit].type != CONTROL_TEXT)
+		return;
+	fputs("# HELP wormhole_build_info the broker's version and the commit it was built from (always 1)\n"
+	      "# TYPE wormhole_build_info gauge\nwormhole_build_info{version=", out);
+	prometheus_label_value(out, row[version].text, row[version].text_length);
+	fputs(",commit=", out);
+	prometheus_label_value(out, row[commit].text, row[commit].text_length);
+	fputs("} 1\n", out);
+	if (start < 0 || row[start].type != CONTROL_UINT)
+		return;
+	fprintf(out, "# HELP wormhole_start_time_seconds when the broker started, seconds since the Unix epoch\n"
+		     "# TYPE wormhole_start_time_seconds gauge\nwormhole_start_time_seconds %" PRIu64 "\n", row[start].u);
+}
+
 void control_metrics_write(FILE *out, const struct control_table *t)
 {
 	struct control_value *cells = control_table_cells(t);
+	if (strcmp(t->name, "status") == 0 && t->rows == 1 && cells)
+		write_build_info(out, t, cells);
 	for (unsigned c = 0; c < t->columns; c++) {
 		const struct control_column *col = &t->column[c];
 		if (col->role != CONTROL_COUNTER && col->role != CONTROL_GAUGE)
@@ -93,6 +124,8 @@ void control_metrics_write(FILE *out, const struct control_table *t)
 		fprintf(out, "\n# TYPE %s %s\n", name, col->role == CONTROL_COUNTER ? "counter" : "gauge");
 		for (size_t r = 0; r < t->rows && cells; r++) {
 			const struct control_value *row = &cells[r * t->columns];
+			if (row[c].type == CONTROL_NULL)
+				continue; /* no value: no sample */
 			fputs(name, out);
 			bool any = false;
 			for (unsigned l = 0; l < t->columns; l++) {

@@ -142,6 +142,7 @@ static bool value_type_valid(unsigned type)
 
 static bool role_valid(unsigned role)
 {
+	role &= ~(unsigned)CONTROL_NULLABLE;
 	return role >= CONTROL_LABEL && role <= CONTROL_INFO;
 }
 
@@ -171,6 +172,7 @@ void control_table_column(struct control_writer *w, const char *name, enum contr
 		w->invalid = true;
 		return;
 	}
+	w->nullable[w->columns] = (role & CONTROL_NULLABLE) != 0;
 	w->types[w->columns++] = (uint8_t)type;
 	put_string(&w->c, name, CONTROL_NAME_MAX);
 	cursor_put_u8(&w->c, (uint8_t)type);
@@ -213,6 +215,8 @@ static bool cell_ok(struct control_writer *w, uint8_t type)
 		w->invalid = true;
 		return false;
 	}
+	if (w->nullable[w->column])
+		cursor_put_u8(&w->c, 1);
 	w->column++;
 	return true;
 }
@@ -243,6 +247,41 @@ void control_put_text(struct control_writer *w, const char *text)
 		put_string(&w->c, text, CONTROL_TEXT_MAX);
 }
 
+void control_put_null(struct control_writer *w, const char *meaning)
+{
+	if (!w->in_rows || w->rows == 0 || w->column >= w->columns || !w->nullable[w->column]) {
+		w->invalid = true;
+		return;
+	}
+	w->column++;
+	cursor_put_u8(&w->c, 0);
+	put_string(&w->c, meaning, CONTROL_TEXT_MAX);
+}
+
+void control_table_column_like(struct control_writer *w, const struct control_column *col)
+{
+	control_table_column(w, col->name, col->type, col->role | (col->nullable ? CONTROL_NULLABLE : 0),
+			     col->unit, col->help);
+}
+
+void control_put_value(struct control_writer *w, const struct control_value *v)
+{
+	char text[CONTROL_TEXT_MAX + 1];
+	if (v->type == CONTROL_TEXT || v->type == CONTROL_NULL) {
+		size_t n = v->text_length < CONTROL_TEXT_MAX ? v->text_length : CONTROL_TEXT_MAX;
+		memcpy(text, v->text, n);
+		text[n] = '\0';
+	}
+	switch (v->type) {
+	case CONTROL_UINT: control_put_uint(w, v->u); break;
+	case CONTROL_INT: control_put_int(w, v->i); break;
+	case CONTROL_FLOAT: control_put_float(w, v->f); break;
+	case CONTROL_TEXT: control_put_text(w, text); break;
+	case CONTROL_NULL: control_put_null(w, text); break;
+	default: w->invalid = true; break;
+	}
+}
+
 int control_table_end(struct control_writer *w)
 {
 	start_rows(w);
@@ -257,10 +296,33 @@ int control_table_end(struct control_writer *w)
 	return finish_message(&w->c, CONTROL_TABLE);
 }
 
-/* Reads one cell of the given type; false (cursor failed) when it is not whole. */
-static void get_cell(struct cursor *c, uint8_t type, struct control_value *v)
+/* A TEXT cell, or a null cell's words. */
+static void get_text(struct cursor *c, struct control_value *v)
+{
+	size_t n = cursor_get_u16le(c);
+	if (c->failed || n > CONTROL_TEXT_MAX || c->length - c->at < n) {
+		c->failed = true;
+		return;
+	}
+	v->text = (const char *)c->in + c->at;
+	v->text_length = n;
+	if (memchr(v->text, '\0', n))
+		c->failed = true;
+	c->at += n;
+}
+
+/* Reads one cell of the column; the cursor fails when it is not whole. */
+static void get_cell(struct cursor *c, const struct control_column *col, struct control_value *v)
 {
 	memset(v, 0, sizeof *v);
+	uint8_t type = col->type;
+	if (col->nullable) {
+		uint8_t present = cursor_get_u8(c);
+		if (present > 1)
+			c->failed = true;
+		if (present == 0)
+			type = CONTROL_NULL;
+	}
 	v->type = type;
 	switch (type) {
 	case CONTROL_UINT: v->u = cursor_get_u64le(c); break;
@@ -270,19 +332,8 @@ static void get_cell(struct cursor *c, uint8_t type, struct control_value *v)
 		memcpy(&v->f, &bits, sizeof bits);
 		break;
 	}
-	case CONTROL_TEXT: {
-		size_t n = cursor_get_u16le(c);
-		if (c->failed || n > CONTROL_TEXT_MAX || c->length - c->at < n) {
-			c->failed = true;
-			break;
-		}
-		v->text = (const char *)c->in + c->at;
-		v->text_length = n;
-		if (memchr(v->text, '\0', n))
-			c->failed = true;
-		c->at += n;
-		break;
-	}
+	case CONTROL_TEXT:
+	case CONTROL_NULL: get_text(c, v); break;
 	default: c->failed = true; break;
 	}
 }
@@ -302,11 +353,13 @@ int control_table_decode(const uint8_t *body, size_t length, struct control_tabl
 		get_string(&c, col->name, CONTROL_NAME_MAX);
 		col->type = cursor_get_u8(&c);
 		col->role = cursor_get_u8(&c);
+		col->nullable = (col->role & CONTROL_NULLABLE) != 0;
 		col->unit = cursor_get_u8(&c);
 		get_string(&c, col->help, CONTROL_HELP_MAX);
 		if (!col->name[0] || !value_type_valid(col->type) || !role_valid(col->role) ||
 		    !unit_valid(col->unit))
 			c.failed = true;
+		col->role &= (uint8_t)~CONTROL_NULLABLE;
 	}
 	table->rows = cursor_get_u32le(&c);
 	if (c.failed)
@@ -319,7 +372,7 @@ int control_table_decode(const uint8_t *body, size_t length, struct control_tabl
 	table->cells_length = length - c.at;
 	struct control_value v;
 	for (uint64_t i = 0; i < (uint64_t)table->rows * table->columns && !c.failed; i++)
-		get_cell(&c, table->column[i % table->columns].type, &v);
+		get_cell(&c, &table->column[i % table->columns], &v);
 	if (c.failed || c.at != length)
 		return WH_EPROTOCOL;
 	return WH_OK;
@@ -337,7 +390,7 @@ bool control_cells_next(struct control_cells *it, struct control_value *value, u
 	if (it->c.failed || it->c.at >= it->c.length)
 		return false;
 	unsigned column = it->column;
-	get_cell(&it->c, it->table->column[column].type, value);
+	get_cell(&it->c, &it->table->column[column], value);
 	if (it->c.failed)
 		return false;
 	if (column_out)

@@ -25,7 +25,9 @@
  *   REQUEST: [argc u8 (1..CONTROL_ARGS_MAX)] argc x string        argv[0] is the command
  *   TABLE:   [name string][columns u16] columns x column [rows u32] rows x columns cells
  *     column: [name string][type u8][role u8][unit u8][help string]
- *     cell:   by its column's type: UINT u64, INT i64, FLOAT the bits of a double, TEXT string
+ *     cell:   by its column's type: UINT u64, INT i64, FLOAT the bits of a double, TEXT string;
+ *             in a NULLABLE column (role | 0x80) first [present u8]: 1 and the value, or 0
+ *             and a string, the words that say what is meant ("none", "the broker's")
  *   DONE:    [status i32: WH_OK or a WH_E* code][message string]
  *   string:  [length u16][bytes, no NUL]
  *
@@ -34,7 +36,7 @@
  */
 
 #define CONTROL_MAGIC 0x4c544357u /* "WCTL" */
-#define CONTROL_VERSION 1u
+#define CONTROL_VERSION 2u /* 2: nullable columns */
 #define CONTROL_HEADER_SIZE 12u
 #define CONTROL_BODY_MAX (64u << 20)    /* the largest body either side accepts */
 #define CONTROL_REQUEST_MAX 8192u       /* the largest REQUEST body the broker reads */
@@ -59,6 +61,7 @@ enum control_value_type {
 	CONTROL_INT = 2,   /* i64 */
 	CONTROL_FLOAT = 3, /* double */
 	CONTROL_TEXT = 4,  /* string */
+	CONTROL_NULL = 5,  /* decoded only: a cell with no value (its text: what that means) */
 };
 
 /* What a column means, for the tool's renderers: LABEL columns name the row (and become
@@ -69,6 +72,9 @@ enum control_role {
 	CONTROL_COUNTER = 2,
 	CONTROL_GAUGE = 3,
 	CONTROL_INFO = 4,
+	/* or'd in: a cell may hold no value (JSON null) rather than a placeholder (pid 0, uid -1)
+	 * that a script would take for a value */
+	CONTROL_NULLABLE = 0x80,
 };
 
 /* Units, for human-readable tables (KiB, MB/s, ms) and metric names (_bytes, _seconds). */
@@ -113,7 +119,8 @@ int control_done_decode(const uint8_t *body, size_t length, int *status,
 
 struct control_column {
 	char name[CONTROL_NAME_MAX + 1];
-	uint8_t type, role, unit;
+	uint8_t type, role, unit; /* role without CONTROL_NULLABLE */
+	bool nullable;
 	char help[CONTROL_HELP_MAX + 1];
 };
 
@@ -129,6 +136,7 @@ struct control_writer {
 	unsigned columns, column; /* columns declared; the next cell's column */
 	bool in_rows, invalid;
 	uint8_t types[CONTROL_COLUMNS_MAX];
+	bool nullable[CONTROL_COLUMNS_MAX];
 };
 
 void control_table_begin(struct control_writer *w, void *out, size_t cap, const char *name);
@@ -140,6 +148,12 @@ void control_put_int(struct control_writer *w, int64_t value);
 void control_put_float(struct control_writer *w, double value);
 /* NULL is written as "". Text longer than CONTROL_TEXT_MAX is cut there. */
 void control_put_text(struct control_writer *w, const char *text);
+struct control_value;
+/* No value, in a NULLABLE column: `meaning` says in words what that is ("none"). */
+void control_put_null(struct control_writer *w, const char *meaning);
+/* A decoded column and cell, written again as they were (tools that reorder or select rows). */
+void control_table_column_like(struct control_writer *w, const struct control_column *column);
+void control_put_value(struct control_writer *w, const struct control_value *value);
 /* Bytes of the whole message, or WH_EBUFFER_TOO_SMALL, or WH_EINVAL (misuse, as above). */
 int control_table_end(struct control_writer *w);
 

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <wormhole/wormhole.h>
@@ -386,8 +387,10 @@ START_TEST(views_json_match_what_the_test_did)
 		}
 		if (strcmp(json_string(row, "option"), "window") == 0 && strcmp(json_string(row, "section"), "peer a") == 0) {
 			window_seen = true;
-			ck_assert_str_eq(json_string(row, "source"), "the broker's");
+			ck_assert_str_eq(json_string(row, "source"), "built-in"); /* the broker's, built in */
 		}
+		if (strcmp(json_string(row, "option"), "address") == 0 && strcmp(json_string(row, "section"), "peer a") == 0)
+			ck_assert_str_eq(json_string(row, "source"), "command line"); /* --peer a=HOST:PORT */
 	}
 	ck_assert(socket_seen && window_seen);
 	json_free(doc);
@@ -480,7 +483,7 @@ START_TEST(close_stream_ends_that_stream_only)
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_ptr_nonnull(strstr(r.err, "not an error code"));
 	ctl_run(&r, &s.pair.b, "close-stream", "x", (const char *)NULL);
-	ck_assert_int_eq(r.status, 1);
+	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	scene_stop(&s);
 }
 END_TEST
@@ -573,7 +576,7 @@ START_TEST(reload_and_log_level)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_str_eq(status_field(&broker, "log_level", level, sizeof level), "debug");
 	ctl_run(&r, &broker, "log-level", "loud", (const char *)NULL);
-	ck_assert_int_eq(r.status, 1);
+	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	/* reload reads the file again: a new setting shows in config with its line */
 	write_file(conf, "[broker]\n# a comment\nbudget = 1G\n");
 	ctl_run(&r, &broker, "reload", (const char *)NULL);
@@ -608,6 +611,97 @@ START_TEST(reload_and_log_level)
 	ck_assert_str_eq(json_string(refusal, "error"), "WH_EINVAL");
 	json_free(refusal);
 	ck_assert_str_eq(status_field(&broker, "state", level, sizeof level), "running");
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The row of config whose option and section are these, or NULL. */
+static const struct json *config_row(const struct json *rows, const char *option, const char *section)
+{
+	for (size_t i = 0; i < rows->count; i++)
+		if (strcmp(json_string(rows->items[i], "option"), option) == 0 &&
+		    strcmp(json_string(rows->items[i], "section"), section) == 0)
+			return rows->items[i];
+	return NULL;
+}
+
+static void assert_config(const struct json *rows, const char *option, const char *section, const char *value,
+			  const char *source)
+{
+	const struct json *row = config_row(rows, option, section);
+	ck_assert_msg(row != NULL, "config has no %s in [%s]", option, section);
+	const struct json *v = json_get(row, "value");
+	if (value)
+		ck_assert_msg(v && v->kind == JSON_STRING && strcmp(v->string, value) == 0,
+			      "%s in [%s]: value is not %s", option, section, value);
+	else
+		ck_assert_msg(v && v->kind == JSON_NULL, "%s in [%s]: value is not null", option, section);
+	ck_assert_msg(strcmp(json_string(row, "source"), source) == 0, "%s in [%s]: source %s, not %s", option,
+		      section, json_string(row, "source"), source);
+	ck_assert_ptr_nonnull(json_string(row, "applies"));
+}
+
+/* Every setting in force with where it came from: the file's line, built-in, the command line,
+ * wormhole-ctl; peers' own and inherited values; [service] rules; no placeholder as a value. */
+START_TEST(config_shows_every_setting_and_its_origin)
+{
+	char dir[256], conf[300], line[400];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
+	write_file(conf, "[broker]\n"                /* 1 */
+			 "pool-max = 8\n"            /* 2 */
+			 "[peer a]\n"                /* 3 */
+			 "address = 127.0.0.1:9\n"   /* 4 */
+			 "pool-min = 0\n"            /* 5 */
+			 "[service upper]\n"         /* 6 */
+			 "peers = b\n"               /* 7 */
+			 "local = no\n");            /* 8 */
+	const char *args[] = { "--config", conf, NULL };
+	struct process broker;
+	ck_assert(broker_spawn(&broker, args));
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &broker, "config", NULL, NULL);
+	snprintf(line, sizeof line, "%s:2", conf);
+	assert_config(rows, "pool-max", "broker", "8", line);
+	assert_config(rows, "pool-max", "peer a", "8", line); /* the broker's: its line */
+	snprintf(line, sizeof line, "%s:4", conf);
+	assert_config(rows, "address", "peer a", "127.0.0.1:9", line);
+	snprintf(line, sizeof line, "%s:5", conf);
+	assert_config(rows, "pool-min", "peer a", "0", line);
+	assert_config(rows, "budget", "broker", "8589934592", "built-in");
+	assert_config(rows, "log-level", "broker", "info", "command line");
+	assert_config(rows, "socket-owner", "broker", NULL, "built-in");
+	assert_config(rows, "address", "broker", NULL, "built-in");
+	snprintf(line, sizeof line, "%s:7", conf);
+	assert_config(rows, "peers", "service upper", "b", line);
+	snprintf(line, sizeof line, "%s:8", conf);
+	assert_config(rows, "local", "service upper", "no", line);
+	assert_config(rows, "owner", "service upper", NULL, "built-in");
+	json_free(doc);
+	/* wormhole-ctl's own change shows as such, until a reload reads the file again */
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "log-level", "debug", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	rows = ctl_json(&doc, &broker, "config", NULL, NULL);
+	assert_config(rows, "log-level", "broker", "debug", "wormhole-ctl");
+	json_free(doc);
+	/* text: what a placeholder meant, in words */
+	ctl_run(&r, &broker, "config", "--filter", "option=socket-owner", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "the broker's") && !strstr(r.out, "-1"), "%s", r.out);
+	ck_assert_ptr_nonnull(strstr(r.out, "applies"));
+	/* built-in services are the broker's: no pid 0, no uid -1 */
+	rows = ctl_json(&doc, &broker, "services", NULL, NULL);
+	ck_assert_uint_gt(rows->count, 0);
+	for (size_t i = 0; i < rows->count; i++) {
+		ck_assert_int_eq(json_get(rows->items[i], "pid")->kind, JSON_NULL);
+		ck_assert_int_eq(json_get(rows->items[i], "uid")->kind, JSON_NULL);
+	}
+	json_free(doc);
+	ctl_run(&r, &broker, "services", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_msg(strstr(r.out, "the broker's") && !strstr(r.out, " -1"), "%s", r.out);
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -684,6 +778,30 @@ static int check_exposition(const char *text, const char *want_sample)
 	return samples;
 }
 
+/* wormhole_build_info with the broker's version and commit, wormhole_start_time_seconds when
+ * it started; and no label whose values come anew with every app or connection. */
+static void check_process_families(const char *text, const struct process *broker)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, broker, "status", NULL, NULL);
+	char want[256];
+	snprintf(want, sizeof want, "wormhole_build_info{version=\"%s\",commit=\"%s\"} 1\n",
+		 json_string(rows->items[0], "version"), json_string(rows->items[0], "commit"));
+	ck_assert_msg(strstr(text, want) != NULL, "no %s", want);
+	ck_assert_str_eq(json_string(rows->items[0], "version"), PACKAGE_VERSION);
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE wormhole_build_info gauge\n"));
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE wormhole_start_time_seconds gauge\n"));
+	const char *start = strstr(text, "\nwormhole_start_time_seconds ");
+	ck_assert_ptr_nonnull(start);
+	double started = strtod(start + strlen("\nwormhole_start_time_seconds "), NULL);
+	double expected = (double)time(NULL) - json_number(rows->items[0], "uptime");
+	ck_assert_msg(fabs(started - expected) < 30, "start time %.0f, expected about %.0f", started, expected);
+	json_free(doc);
+	static const char *const unbounded[] = { "conn=\"", "app=\"", "pid=\"", "stream=\"", NULL };
+	for (int i = 0; unbounded[i]; i++)
+		ck_assert_msg(!strstr(text, unbounded[i]), "a series labelled %s", unbounded[i]);
+}
+
 START_TEST(metrics_follow_the_exposition_format)
 {
 	struct scene s;
@@ -692,9 +810,9 @@ START_TEST(metrics_follow_the_exposition_format)
 	ctl_run(&r, &s.pair.b, "metrics", (const char *)NULL);
 	ck_assert_int_eq(r.status, 0);
 	char want[256];
-	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
-		 (long)getpid(), STREAMS);
+	snprintf(want, sizeof want, "wormhole_apps_streams{uid=\"%ld\"} %d", (long)getuid(), STREAMS);
 	ck_assert_int_gt(check_exposition(r.out, want), 50);
+	check_process_families(r.out, &s.pair.b);
 	ck_assert_ptr_nonnull(strstr(r.out, "wormhole_peers_total_streams_total{peer=\"a\"} 3\n"));
 	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_conns_data_bytes_out_total counter\n"));
 	ck_assert_ptr_nonnull(strstr(r.out, "# TYPE wormhole_status_uptime_seconds gauge\n"));
@@ -740,9 +858,9 @@ START_TEST(metrics_listen_serves_a_scraper)
 	const char *body = strstr(answer, "\r\n\r\n");
 	ck_assert_ptr_nonnull(body);
 	char want[256];
-	snprintf(want, sizeof want, "wormhole_apps_streams{app=\"%s\",pid=\"%ld\"} %d", wh_client_id(s.opener),
-		 (long)getpid(), STREAMS);
+	snprintf(want, sizeof want, "wormhole_apps_streams{uid=\"%ld\"} %d", (long)getuid(), STREAMS);
 	ck_assert_int_gt(check_exposition(body + 4, want), 50);
+	check_process_families(body + 4, &s.pair.b);
 	http_get(address, "GET / HTTP/1.0\r\n\r\n", answer, sizeof answer);
 	ck_assert_ptr_nonnull(strstr(answer, "404 Not Found"));
 	http_get(address, "POST /metrics HTTP/1.0\r\n\r\n", answer, sizeof answer);
@@ -781,7 +899,7 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_int_eq(r.status, 2);
 	const char *bad_watch[] = { "-s", path, "watch", "-n", "0", "conns", NULL };
 	ctl_run_as(&r, -1, bad_watch);
-	ck_assert_int_eq(r.status, 3); /* the socket is looked at first: not a socket */
+	ck_assert_int_eq(r.status, 2); /* usage is checked before the socket is tried */
 
 	struct process broker;
 	const char *open_mode[] = { "--socket-mode", "0666", NULL };
@@ -853,6 +971,106 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_ptr_nonnull(strstr(r.err, "nobody is listening"));
 	harness_cleanup_dir(broker.dir);
 	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The tool's flags come before or after the command; an unknown one, or operands a command
+ * cannot take, are usage errors (2), before the broker is asked. */
+START_TEST(flags_after_the_view_unknown_ones_refused)
+{
+	struct process broker;
+	ck_assert(broker_spawn(&broker, NULL));
+	static struct ctl_run r;
+	ctl_run(&r, &broker, "peers", "--json", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "peers --json: %d %s", r.status, r.err);
+	struct json *doc = json_parse(r.out, NULL);
+	ck_assert_msg(doc != NULL, "peers --json is not JSON: %s", r.out);
+	ck_assert_ptr_nonnull(json_get(doc, "peers"));
+	json_free(doc);
+	ctl_run(&r, &broker, "status", "-j", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	json_free(doc);
+	static const char *const refused[][3] = {
+		{ "peers", "--bogus" }, { "streams", "--bogus" }, { "conns", "--peer", "a" },
+		{ "close-stream", "banana" }, { "close-stream", "1/x" }, { "close-stream", "1/2", "many" },
+		{ "drain-peer" }, { "reload", "now" }, { "status", "extra" }, { "--bogus", "status" },
+		{ "streams", "--peer" }, { "peers", "--limit", "0" }, { "peers", "--filter", "peer" },
+		{ "reload", "--sort", "peer" }, { "log-level", "loud" }, { "peers", "--json=yes" },
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		ctl_run(&r, &broker, refused[i][0], refused[i][1], refused[i][2], (const char *)NULL);
+		ck_assert_msg(r.status == 2, "%s %s %s: exit %d, not 2 (usage): %s", refused[i][0],
+			      refused[i][1] ? refused[i][1] : "", refused[i][2] ? refused[i][2] : "", r.status, r.err);
+	}
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* --filter, --sort and --limit on a table view, JSON and text alike. */
+START_TEST(views_sort_limit_and_filter)
+{
+	struct scene s;
+	scene_start(&s, NULL, NULL);
+	char path[400];
+	control_path(&s.pair.b, path, sizeof path);
+	static struct ctl_run r;
+	/* descending: the largest first */
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--sort", "-bytes_out", "--limit", "2", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	struct json *doc = json_parse(r.out, NULL);
+	ck_assert_ptr_nonnull(doc);
+	const struct json *rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, 2);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[2]);
+	ck_assert(json_number(rows->items[1], "bytes_out") == (double)sizes[1]);
+	json_free(doc);
+	/* ascending, and a filter on a number */
+	char want[32];
+	snprintf(want, sizeof want, "bytes_out=%zu", sizes[1]);
+	ctl_run(&r, &s.pair.b, "--sort=bytes_out", "streams", "--json", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, STREAMS);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[0]);
+	json_free(doc);
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--filter", want, "--filter", "service=svc", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	rows = json_get(doc, "streams");
+	ck_assert_uint_eq(rows->count, 1);
+	ck_assert(json_number(rows->items[0], "bytes_out") == (double)sizes[1]);
+	json_free(doc);
+	ctl_run(&r, &s.pair.b, "streams", "--json", "--filter", "service=nothing", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+	ck_assert_uint_eq(json_get(doc, "streams")->count, 0);
+	json_free(doc);
+	/* text: the header and one row (and the note on columns cut to fit) */
+	ctl_run(&r, &s.pair.b, "streams", "--sort", "-bytes_out", "--limit", "1", (const char *)NULL);
+	ck_assert_int_eq(r.status, 0);
+	int lines = 0;
+	for (const char *p = r.out; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+		lines += *p != '(';
+	ck_assert_int_eq(lines, 2);
+	ck_assert_ptr_nonnull(strstr(r.out, "293 KiB"));
+	/* every table view takes them; a field the view has not is a usage error naming those it has */
+	static const char *const views[] = { "peers", "conns", "apps", "services", "config", "status" };
+	for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+		ctl_run(&r, &s.pair.b, views[i], "--limit", "1", "--json", (const char *)NULL);
+		ck_assert_msg(r.status == 0, "%s --limit 1: %s", views[i], r.err);
+		ck_assert_ptr_nonnull((doc = json_parse(r.out, NULL)));
+		ck_assert_uint_le(json_get(doc, views[i])->count, 1);
+		json_free(doc);
+	}
+	ctl_run(&r, &s.pair.b, "streams", "--sort", "colour", (const char *)NULL);
+	ck_assert_int_eq(r.status, 2);
+	ck_assert_ptr_nonnull(strstr(r.err, "bytes_out"));
+	ctl_run(&r, &s.pair.b, "watch", "-c", "1", "streams", "--limit", "1", "--sort", "-bytes_out", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "%s", r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "293 KiB"));
+	scene_stop(&s);
 }
 END_TEST
 
@@ -1141,9 +1359,12 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, close_stream_ends_that_stream_only);
 	tcase_add_test(tc, drain_peer_then_warm_peer);
 	tcase_add_test(tc, reload_and_log_level);
+	tcase_add_test(tc, config_shows_every_setting_and_its_origin);
 	tcase_add_test(tc, metrics_follow_the_exposition_format);
 	tcase_add_test(tc, metrics_listen_serves_a_scraper);
 	tcase_add_test(tc, exit_codes_name_the_reason);
+	tcase_add_test(tc, flags_after_the_view_unknown_ones_refused);
+	tcase_add_test(tc, views_sort_limit_and_filter);
 	suite_add_tcase(s, tc);
 	TCase *operators = tcase_create("operators");
 	tcase_set_timeout(operators, 120);

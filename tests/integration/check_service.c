@@ -482,6 +482,61 @@ START_TEST(test_service_manager_notifications)
 }
 END_TEST
 
+/* The installed unit's ExecReload, run as systemd would run it (its $MAINPID the broker's, its
+ * wormhole-ctl the one built here): a reload the broker refuses must fail, so that `systemctl
+ * reload` reports it, and one it takes must succeed. */
+static int run_exec_reload(const struct process *b)
+{
+	FILE *f = fopen(TOP_BUILDDIR "/contrib/wormhole-broker.service", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[512] = "", *command = NULL;
+	while (!command && fgets(line, sizeof line, f))
+		if (strncmp(line, "ExecReload=", 11) == 0)
+			command = line + 11;
+	fclose(f);
+	ck_assert_msg(command != NULL, "the unit has no ExecReload");
+	char *argv[16], pid[32], control[400], *save = NULL;
+	int n = 0;
+	snprintf(pid, sizeof pid, "%ld", (long)b->pid);
+	snprintf(control, sizeof control, "%s/control.sock", b->dir);
+	for (char *word = strtok_r(command, " \t\n", &save); word && n < 15; word = strtok_r(NULL, " \t\n", &save)) {
+		const char *slash = strrchr(word, '/');
+		if (n == 0 && slash && strcmp(slash, "/wormhole-ctl") == 0)
+			word = TOP_BUILDDIR "/ctl/wormhole-ctl";
+		argv[n++] = strcmp(word, "$MAINPID") == 0 ? pid : word;
+	}
+	argv[n] = NULL;
+	pid_t child = fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		setenv("WORMHOLE_CONTROL_SOCKET", control, 1);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(child, &status, 0), child);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_unit_reload_reports_a_refusal)
+{
+	char dir[64], conf[96];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
+	write_file(conf, "[broker]\nlog-level = info\n");
+	const char *args[] = { "--config", conf, NULL };
+	struct process b;
+	ck_assert(broker_spawn(&b, args));
+	ck_assert_int_eq(run_exec_reload(&b), 0);
+	write_file(conf, "[broker]\nwindow = 1\n[service upper]\nwindow = 2\n");
+	ck_assert_int_ne(run_exec_reload(&b), 0);
+	ck_assert(process_log_has(&b, "reload refused"));
+	ck_assert(alive(&b));
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* ---- strings from outside --------------------------------------------------------------------- */
 
 /* True if a line of the file starts with prefix or has one of the bytes in `bytes`. */
@@ -659,6 +714,7 @@ int main(void)
 	tcase_add_test(tc, test_builtin_services_are_the_brokers);
 	tcase_add_test(tc, test_signals_that_must_not_kill);
 	tcase_add_test(tc, test_service_manager_notifications);
+	tcase_add_test(tc, test_unit_reload_reports_a_refusal);
 	tcase_add_test(tc, test_names_from_outside_cannot_forge_log_lines);
 	tcase_add_test(tc, test_config_path_that_is_not_a_file);
 	tcase_add_test(tc, test_port_file_never_follows_a_planted_link);

@@ -55,7 +55,7 @@ START_TEST(test_header_refusals)
 	out[0] ^= 1; /* magic */
 	ck_assert_int_eq(control_header_decode(out, sizeof out, 100, &h), WH_EPROTOCOL);
 	control_header_encode(out, CONTROL_TABLE, 1);
-	out[4] = 2; /* version */
+	out[4] = 3; /* version */
 	ck_assert_int_eq(control_header_decode(out, sizeof out, 100, &h), WH_EPROTOCOL);
 	control_header_encode(out, (enum control_type)0x0103, 1); /* a type in no range we know */
 	ck_assert_int_eq(control_header_decode(out, sizeof out, 100, &h), WH_EPROTOCOL);
@@ -82,6 +82,62 @@ START_TEST(test_done_round_trip)
 	ck_assert_int_eq(control_done_decode(out + CONTROL_HEADER_SIZE, (size_t)n - CONTROL_HEADER_SIZE,
 					     &status, message), WH_OK);
 	ck_assert_uint_eq(strlen(message), CONTROL_TEXT_MAX);
+}
+END_TEST
+
+/* A nullable column: cells with a value, and cells with none but the words for it; a null in
+ * a column that is not nullable is a mistake; a present byte other than 0 or 1 is refused. */
+START_TEST(test_nullable_cells)
+{
+	static uint8_t out[1024];
+	struct control_writer w;
+	control_table_begin(&w, out, sizeof out, "streams");
+	control_table_column(&w, "pid", CONTROL_INT, CONTROL_INFO | CONTROL_NULLABLE, CONTROL_UNIT_NONE, "");
+	control_table_column(&w, "id", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "");
+	control_table_row(&w);
+	control_put_int(&w, 42);
+	control_put_uint(&w, 1);
+	control_table_row(&w);
+	control_put_null(&w, "none");
+	control_put_uint(&w, 2);
+	int n = control_table_end(&w);
+	ck_assert_int_gt(n, 0);
+	static struct control_table t;
+	ck_assert_int_eq(control_table_decode(out + CONTROL_HEADER_SIZE, (size_t)n - CONTROL_HEADER_SIZE, &t), WH_OK);
+	ck_assert(t.column[0].nullable);
+	ck_assert_uint_eq(t.column[0].role, CONTROL_INFO);
+	ck_assert(!t.column[1].nullable);
+	struct control_cells it;
+	control_cells_start(&it, &t);
+	struct control_value v;
+	ck_assert(control_cells_next(&it, &v, NULL) && v.type == CONTROL_INT && v.i == 42);
+	ck_assert(control_cells_next(&it, &v, NULL) && v.type == CONTROL_UINT);
+	ck_assert(control_cells_next(&it, &v, NULL) && v.type == CONTROL_NULL);
+	ck_assert(v.text_length == 4 && memcmp(v.text, "none", 4) == 0);
+	/* re-encoded through control_put_value: the same bytes */
+	static uint8_t again[1024];
+	control_table_begin(&w, again, sizeof again, t.name);
+	for (unsigned c = 0; c < t.columns; c++)
+		control_table_column_like(&w, &t.column[c]);
+	control_cells_start(&it, &t);
+	unsigned column;
+	while (control_cells_next(&it, &v, &column)) {
+		if (column == 0)
+			control_table_row(&w);
+		control_put_value(&w, &v);
+	}
+	ck_assert_int_eq(control_table_end(&w), n);
+	ck_assert(memcmp(out, again, (size_t)n) == 0);
+	/* null where no null may be */
+	control_table_begin(&w, again, sizeof again, "x");
+	control_table_column(&w, "a", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "");
+	control_table_row(&w);
+	control_put_null(&w, "none");
+	ck_assert_int_eq(control_table_end(&w), WH_EINVAL);
+	/* a present byte of 2 */
+	size_t first_cell = (size_t)(t.cells - (out + CONTROL_HEADER_SIZE)) + CONTROL_HEADER_SIZE;
+	out[first_cell] = 2;
+	ck_assert_int_eq(control_table_decode(out + CONTROL_HEADER_SIZE, (size_t)n - CONTROL_HEADER_SIZE, &t), WH_EPROTOCOL);
 }
 END_TEST
 
@@ -289,6 +345,7 @@ static Suite *control_msg_suite(void)
 	tcase_add_test(tc, test_header_refusals);
 	tcase_add_test(tc, test_done_round_trip);
 	tcase_add_test(tc, test_table_round_trip);
+	tcase_add_test(tc, test_nullable_cells);
 	tcase_add_test(tc, test_writer_mistakes);
 	tcase_add_test(tc, test_table_decode_refusals);
 	tcase_add_test(tc, test_fuzz_seeds_decode);

@@ -63,9 +63,62 @@ START_TEST(test_defaults_need_nothing)
 	ck_assert_str_eq(o.config.apps.socket_path, "/run/wormhole/broker.sock");
 	ck_assert_uint_eq(o.config.apps.ring_capacity, 1u << 20);
 	ck_assert_uint_eq(o.config.pool.max_size, 4);
-	ck_assert_str_eq(o.sources[OPT_RING_SIZE].where, "default");
+	ck_assert_str_eq(o.sources[OPT_RING_SIZE].where, "built-in");
 	/* no file named: the default file is read if it exists, and nothing is wrong if not */
 	ck_assert(load(NULL) || o.config_path[0]);
+}
+END_TEST
+
+/* Where each setting in force came from, peers' and service rules' included: the file's line,
+ * the command line, or the broker-wide value's. */
+START_TEST(test_origins_of_every_setting)
+{
+	const char *path = write_config("[broker]\n"          /* 1 */
+					"pool-max = 8\n"      /* 2 */
+					"[peer a]\n"          /* 3 */
+					"address = 127.0.0.1:1\n" /* 4 */
+					"pool-min = 2\n"      /* 5 */
+					"[service upper]\n"   /* 6 */
+					"peers = b\n"         /* 7 */
+					"local = no\n");      /* 8 */
+	bool ok = load("--config", path, "--peer", "b=127.0.0.1:2", "--window", "65536", NULL);
+	if (!ok)
+		dump();
+	ck_assert(ok);
+	char want[128];
+	snprintf(want, sizeof want, "%s:2", path);
+	ck_assert_str_eq(o.sources[OPT_POOL_MAX].where, want);
+	ck_assert_str_eq(o.sources[OPT_WINDOW].where, "command line");
+	ck_assert_str_eq(o.sources[OPT_BUDGET].where, "built-in");
+	ck_assert_int_eq(o.config.peer_count, 2);
+	ck_assert_int_eq(o.peer_line[0][OPT_ADDRESS], 4);
+	ck_assert_int_eq(o.peer_line[0][OPT_POOL_MIN], 5);
+	ck_assert_int_eq(o.peer_line[0][OPT_POOL_MAX], 0); /* the broker's */
+	ck_assert_int_eq(o.peer_line[1][OPT_ADDRESS], OPTIONS_FROM_COMMAND_LINE);
+	ck_assert_uint_eq(o.config.apps.services.count, 1);
+	ck_assert_int_eq(o.service_line[0][OPT_SERVICE_PEERS - OPT_SERVICE_PEERS], 7);
+	ck_assert_int_eq(o.service_line[0][OPT_SERVICE_LOCAL - OPT_SERVICE_PEERS], 8);
+	ck_assert_int_eq(o.service_line[0][OPT_SERVICE_OWNER - OPT_SERVICE_PEERS], 0);
+	unlink(path);
+}
+END_TEST
+
+/* One peer too many is said once, however many lines its section has. */
+START_TEST(test_too_many_peers_said_once_each)
+{
+	static char text[BROKER_PEERS_MAX * 80 + 400];
+	size_t at = 0;
+	for (int i = 0; i < BROKER_PEERS_MAX + 2; i++)
+		at += (size_t)snprintf(text + at, sizeof text - at, "[peer p%d]\naddress = h:%d\npool-min = 1\n", i, i + 1);
+	const char *path = write_config(text);
+	ck_assert(!load("--config", path, NULL));
+	int said = 0;
+	for (int i = 0; i < o.error_count; i++)
+		said += strstr(o.errors[i], "more than 32 peers") != NULL;
+	if (said != 2)
+		dump();
+	ck_assert_int_eq(said, 2);
+	unlink(path);
 }
 END_TEST
 
@@ -450,6 +503,8 @@ int main(void)
 	tcase_add_test(tc, test_table_is_complete);
 	tcase_add_test(tc, test_journal_priorities);
 	tcase_add_test(tc, test_control_socket_default);
+	tcase_add_test(tc, test_origins_of_every_setting);
+	tcase_add_test(tc, test_too_many_peers_said_once_each);
 	tcase_add_test(tc, test_log_lines_escape_what_came_from_outside);
 	tcase_add_test(tc, test_config_must_be_a_regular_file);
 	tcase_add_test(tc, test_config_fifo_is_refused_without_blocking);
