@@ -123,6 +123,16 @@ say "wormhole-ctl -s /run/wormhole-b/control.sock peers:"
 sed 's/^/    /' /tmp/peers-b
 grep -q '^a .* up ' /tmp/peers-b || fail "B does not show peer a up"
 
+# the installed completions, where bash-completion looks, naming B's peer
+comp=/usr/share/bash-completion/completions
+got=$(bash -c '. "$0/wormhole-ctl"; COMP_WORDS=(wormhole-ctl -s /run/wormhole-b/control.sock drain-peer ""); COMP_CWORD=4
+	_wormhole_ctl; echo "${COMPREPLY[@]}"' "$comp")
+[ "$got" = a ] || fail "completing drain-peer on B gave '$got', not 'a'"
+got=$(bash -c '. "$0/wormhole-broker"; COMP_WORDS=(wormhole-broker --check-c); COMP_CWORD=1
+	_wormhole_broker; echo "${COMPREPLY[@]}"' "$comp")
+[ "$got" = --check-config ] || fail "completing wormhole-broker --check-c gave '$got'"
+say "bash completion from $comp: 'wormhole-ctl -s B drain-peer <TAB>' offers a, 'wormhole-broker --check-c<TAB>' --check-config"
+
 for p in $pids; do kill -TERM "$p"; done
 for p in $pids; do wait "$p" || fail "a broker exited with $? on SIGTERM"; done
 pids=""
