@@ -14,12 +14,14 @@
 # `--group wormhole` for the systemd service. --expired NAME makes NAME's certificate one that
 # expired yesterday (for tests).
 set -eu
+version="(source tree)" # the package's version once installed (the install rule sets it)
 usage() {
 	echo "usage: ${0##*/} DIR NAME... [--group GROUP] [--days N] [--expired NAME]" >&2
 	exit 2
 }
 case ${1:-} in
 -h|--help) echo "usage: ${0##*/} DIR NAME... [--group GROUP] [--days N] [--expired NAME]"; exit 0 ;;
+-V|--version) echo "wormhole-make-certs $version"; exit 0 ;;
 esac
 [ $# -ge 2 ] || usage
 dir=$1

@@ -27,4 +27,11 @@ rc=0; sh "$certs" "$tmp/x" a --bogus x >/dev/null 2>&1 || rc=$?
 [ $rc = 2 ] || fail "--bogus exited $rc, not 2"
 rc=0; sh "$certs" "$tmp/x" a --group no-such-group-wh >/dev/null 2>&1 || rc=$?
 [ $rc = 1 ] || fail "an unknown group exited $rc, not 1"
+# the installed command answers --help and --version like every program the project ships
+made="$top_builddir/contrib/wormhole-make-certs"
+if [ -x "$made" ]; then
+	"$made" --help | grep -q '^usage: wormhole-make-certs DIR NAME' || fail "wormhole-make-certs --help"
+	v=$("$made" --version)
+	case $v in "wormhole-make-certs "[0-9]*) ;; *) fail "wormhole-make-certs --version said '$v'" ;; esac
+fi
 echo "check_make_certs: keys 0600, or 0640 and group $group with --group; the CA key 0600"
