@@ -50,7 +50,7 @@ fi
 pkgs="wormhole-broker wormhole-ctl libwormholeclient0 libwormholeclient-dev"
 files=""
 for p in $pkgs; do
-	f=$(ls "$debs"/${p}_*.deb 2>/dev/null | head -1)
+	f=$(find "$debs" -maxdepth 1 -name "${p}_*.deb" | head -1)
 	[ -n "$f" ] || die "no ${p}_*.deb in $debs"
 	files="$files $f"
 	say "$(basename "$f"): $(dpkg-deb -c "$f" | grep -c -v '/$') files"
@@ -62,8 +62,8 @@ mmdebstrap --quiet --variant=apt --include=gcc,libc6-dev,pkgconf,openssl "$suite
 	>"$work/mmdebstrap.log" 2>&1 || { tail -20 "$work/mmdebstrap.log"; die "mmdebstrap (see above)"; }
 # the packages' dependencies, by name (not ours): installed first so that the purge is measured
 deps=$(for f in $files; do dpkg-deb -f "$f" Depends; done | tr ',' '\n' |
-	sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' | grep -v -x -e '' $(for p in $pkgs; do echo "-e $p"; done) | sort -u)
-say "dependencies: $(echo $deps)"
+	sed -e 's/|.*//' -e 's/(.*)//' -e 's/[[:space:]]//g' | grep -v -x -E "($(echo "$pkgs" | tr ' ' '|'))?" | sort -u)
+say "dependencies: $(echo "$deps" | tr '\n' ' ')"
 chroot "$root" apt-get update -q >"$work/apt.log" 2>&1 || { tail "$work/apt.log"; die "apt-get update in the root"; }
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q --no-install-recommends $deps \
