@@ -20,9 +20,7 @@
 #include "services.h"
 #include "tls.h"
 
-#ifndef WH_SYSCONFDIR
-#define WH_SYSCONFDIR "/etc"
-#endif
+#include "wh_paths.h"
 
 #define MIB (1024.0 * 1024.0)
 #define GIB (1024.0 * MIB)

@@ -6,26 +6,48 @@
 # expects the name NAME (or the peer's tls-name). Keys are EC P-256; the CA key stays in
 # DIR/ca.key: keep it off the brokers.
 #
-#   scripts/make-certs.sh DIR NAME... [--days N] [--expired NAME]
+#   wormhole-make-certs DIR NAME... [--group GROUP] [--days N] [--expired NAME]
 #
-# --expired NAME makes NAME's certificate one that expired yesterday (for tests).
+# (installed as wormhole-make-certs; scripts/make-certs.sh in the source tree.)
+# Keys are mode 0600, owned by whoever runs it. --group GROUP gives the brokers' keys (not the
+# CA's) to GROUP with mode 0640, so that a broker running as a member of GROUP may read them:
+# `--group wormhole` for the systemd service. --expired NAME makes NAME's certificate one that
+# expired yesterday (for tests).
 set -eu
-if [ $# -lt 2 ]; then
-	echo "usage: $0 DIR NAME... [--days N] [--expired NAME]" >&2
+version="(source tree)" # the package's version once installed (the install rule sets it)
+usage() {
+	echo "usage: ${0##*/} DIR NAME... [--group GROUP] [--days N] [--expired NAME]" >&2
 	exit 2
-fi
+}
+case ${1:-} in
+-h|--help) echo "usage: ${0##*/} DIR NAME... [--group GROUP] [--days N] [--expired NAME]"; exit 0 ;;
+-V|--version) echo "wormhole-make-certs $version"; exit 0 ;;
+esac
+[ $# -ge 2 ] || usage
 dir=$1
 shift
 days=825
 expired=""
+group=""
 names=""
 while [ $# -gt 0 ]; do
 	case $1 in
+	--days|--expired|--group) [ $# -ge 2 ] || usage ;;
+	esac
+	case $1 in
 	--days) days=$2; shift 2 ;;
 	--expired) expired=$2; names="$names $2"; shift 2 ;;
+	--group) group=$2; shift 2 ;;
+	-*) echo "${0##*/}: unknown option $1" >&2; usage ;;
 	*) names="$names $1"; shift ;;
 	esac
 done
+[ -n "$names" ] || usage
+if [ -n "$group" ] && ! getent group "$group" >/dev/null; then
+	echo "${0##*/}: no group $group here (the service's group is made by systemd-sysusers" \
+		"when the package is installed)" >&2
+	exit 1
+fi
 mkdir -p "$dir"
 umask 077
 if [ ! -f "$dir/ca.pem" ]; then
@@ -53,5 +75,10 @@ for name in $names; do
 			-CAcreateserial -days "$days" -extfile "$dir/$name.ext" -out "$dir/$name.pem" 2>/dev/null
 	fi
 	rm -f "$dir/$name.csr" "$dir/$name.ext"
+	if [ -n "$group" ]; then
+		# the broker's user reads its key through the group; the CA key stays 0600
+		chgrp "$group" "$dir/$name.key"
+		chmod 0640 "$dir/$name.key"
+	fi
 done
 chmod 644 "$dir"/*.pem
