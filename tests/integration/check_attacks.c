@@ -33,7 +33,9 @@
 #endif
 
 /* Bounds, per attack, and why. */
-#define CANARY_RTT_MAX 0.2         /* s: PING to PONG on another connection, throughout */
+#define CANARY_RTT_MAX 0.2         /* s: PING to PONG on another connection, 95th percentile */
+#define CANARY_RTT_WORST 1.0       /* s: the same, its worst (a scheduling hiccup of a loaded
+				    * machine reached 0.3 s beside make check -j2) */
 #define IDLE_TICKS_MAX 5           /* clock ticks (1/100 s) of broker CPU in the second after */
 #define RSS_GROWTH_SMALL (32 << 10) /* KiB: attacks that hold little */
 
@@ -52,7 +54,8 @@ struct attack_case {
  * percentile with no attack, just before, in the same run: a stall that every read of the
  * attacker causes moves the percentile, while one scheduling hiccup of a loaded machine
  * (make check -j2 beside a test that floods; one took a lone round trip to 45 ms) does not.
- * The worst round trip of every attack stays under CANARY_RTT_MAX. */
+ * For every attack the canary's 95th percentile stays under CANARY_RTT_MAX and its worst
+ * under CANARY_RTT_WORST; a broker stuck for 5 s loses the canary's PONG (canary.lost). */
 #define CANARY_RTT_BESIDE_COSTLY_INPUT 0.025
 
 static const struct attack_case cases[] = {
@@ -335,16 +338,16 @@ START_TEST(test_attack)
 	if (canary.lost || fds_after != fds_before)
 		process_dump_log(&broker);
 	ck_assert_msg(canary.lost == 0, "%s: the canary lost its connection or a PONG", attack->name);
-	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_MAX * SANITIZER_SCALE, "%s: canary round trip "
+	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_WORST * SANITIZER_SCALE, "%s: canary round trip "
 		      "%.3f s (%.3f s before the attack)", attack->name, canary.worst_rtt[1], quiet_worst);
-	if (attack->canary_rtt_max > 0) {
-		double quiet95 = percentile95(canary.rtts[0], canary.rtt_count[0]);
-		double under95 = percentile95(canary.rtts[1], canary.rtt_count[1]);
-		fprintf(stderr, "attack %-22s canary p95 %.1f ms (%.1f ms before)\n", attack->name,
-			under95 * 1e3, quiet95 * 1e3);
-		ck_assert_msg(under95 <= attack->canary_rtt_max * SANITIZER_SCALE + quiet95, "%s: canary "
-			      "round trip p95 %.3f s (%.3f s before the attack)", attack->name, under95, quiet95);
-	}
+	double quiet95 = percentile95(canary.rtts[0], canary.rtt_count[0]);
+	double under95 = percentile95(canary.rtts[1], canary.rtt_count[1]);
+	fprintf(stderr, "attack %-22s canary p95 %.1f ms (%.1f ms before)\n", attack->name, under95 * 1e3,
+		quiet95 * 1e3);
+	double p95_max = attack->canary_rtt_max > 0 ? attack->canary_rtt_max * SANITIZER_SCALE + quiet95
+						    : CANARY_RTT_MAX * SANITIZER_SCALE;
+	ck_assert_msg(under95 <= p95_max, "%s: canary round trip p95 %.3f s (%.3f s before the attack)",
+		      attack->name, under95, quiet95);
 	ck_assert_msg(rss_growth <= attack->rss_growth_kib + SANITIZER_RSS_KIB, "%s: RSS grew %ld KiB",
 		      attack->name, rss_growth);
 	ck_assert_msg(fds_after == fds_before, "%s: descriptors %d before, %d after", attack->name,
