@@ -688,7 +688,11 @@ START_TEST(test_strangers_rotating_addresses_get_bounded_handshakes)
 		      (unsigned long long)made);
 	ck_assert_msg(served <= bound, "%u handshakes served to strangers in %.1f s (bound %.0f)",
 		      served, elapsed, bound);
-	ck_assert(process_log_has(&a, "wait behind others' for a TLS handshake, none refused"));
+	/* Addresses are marked once each made ADMISSION_ADDRESS_MAX (5) failures: when the
+	 * attacker made enough connections for that (8 an address; a sanitizer build on a loaded
+	 * machine made about 5), the broker must have said so. */
+	if (made >= 8 * 1000)
+		ck_assert(process_log_has(&a, "wait behind others' for a TLS handshake, none refused"));
 	ck_assert(peer_gets_in(peer, &a, 0x7f000001, 10, NULL, NULL) >= 0);
 	SSL_CTX_free(peer);
 	SSL_CTX_free(stranger);
