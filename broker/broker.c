@@ -87,7 +87,9 @@ static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *s
 			  mux_id(mux), mux_peer(mux), mux_stream_id(stream), name, why);
 		return WH_EACCESS;
 	}
-	int error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
+	int error = forwarding_attach_target(broker, stream, name);
+	if (error == WH_ENO_SERVICE)
+		error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
 	if (error == WH_ENO_SERVICE)
 		error = services_attach(stream, name);
 	log_write(&broker->log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
@@ -553,7 +555,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 			return WH_ENOMEM;
 		pool_warmup(broker->pools[i]);
 	}
-	return WH_OK;
+	return forwarding_start(broker);
 }
 
 static void close_conn(struct conn *conn, void *arg)
@@ -576,6 +578,7 @@ static void close_listener(struct broker *broker)
 void broker_close_all(struct broker *broker)
 {
 	close_listener(broker);
+	forwarding_drain(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_drain(broker->pools[i]); /* no redial while stopping */
 	for (struct retiring *r = broker->retiring; r; r = r->next)
@@ -600,6 +603,7 @@ void broker_drain(struct broker *broker)
 		return;
 	broker->draining = true;
 	close_listener(broker);
+	forwarding_drain(broker);
 	if (broker->apps)
 		apps_drain(broker->apps);
 	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
@@ -738,6 +742,7 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 {
 	struct broker_config next = *given;
 	note_restart_only(broker, &next);
+	forwarding_reload(broker, &next);
 	/* what only a restart changes keeps its running value */
 	const struct broker_config *now = &broker->config;
 	memcpy(next.listen_host, now->listen_host, sizeof next.listen_host);
@@ -808,7 +813,9 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 
 void broker_stop(struct broker *broker)
 {
-	/* Connections first: their streams let go of the apps' segments, then the apps go. */
+	/* Connections first: their streams let go of the apps' segments, then the apps go. The
+	 * relays of forwards and targets hold streams too: they go before the connections. */
+	forwarding_stop(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
 	while (broker->retiring) {

@@ -7,6 +7,7 @@
 #include "apps.h"
 #include "conn.h"
 #include "fdbudget.h"
+#include "forward.h"
 #include "log.h"
 #include "pool.h"
 
@@ -56,6 +57,11 @@ struct broker_config {
 	unsigned peer_budget_percent;         /* ... one peer's accepted connections (50) */
 	unsigned local_reserve_percent;       /* ... kept for streams local apps open (10) */
 	enum log_level log_level; /* warn */
+	/* forwarding (docs/FORWARDING.md): [service NAME] targets and [forward NAME] sections */
+	struct exposed_service exposed[FORWARD_EXPOSED_MAX];
+	unsigned exposed_count;
+	struct forward_config forwards[FORWARD_MAX];
+	unsigned forward_count;
 };
 
 /* The built-in defaults: peers on 127.0.0.1:7420, apps on /run/wormhole/broker.sock,
@@ -124,6 +130,7 @@ struct broker {
 	double capped_logged_at[2]; /* the total cap, the per-address cap: logged once a second */
 	struct handshake_failures handshake_failures;
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
+	struct forwarding *forwarding; /* broker/forward.c: forwards and targets */
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */

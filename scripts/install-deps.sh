@@ -3,7 +3,7 @@
 # systemd is here for systemd-analyze, which checks the unit file (tests/unit/check_unit.sh).
 # Skips apt entirely when everything is already there, so repeated runs are quick.
 set -eu
-packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check
+packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check curl
 	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind systemd"
 missing=""
 for p in $packages; do

@@ -1,0 +1,377 @@
+/* The reaching side: each connection a forward's listener accepts becomes one stream to a
+ * peer's service; and the broker's forwarding state as a whole (start, drain, stop, reload). */
+#include "config.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forward_internal.h"
+
+#define ACCEPTS_PER_TURN 64 /* then the loop serves the others before this listener again */
+
+struct forward_open;
+
+struct forward_listener {
+	struct forwarding *fw;
+	struct forward_config config;
+	int fd;
+	ev_io accept_watcher;
+	struct tcp_relay_set relays;
+	struct forward_open *opening; /* accepted, waiting for the pool's stream */
+	unsigned opening_count;
+	uint64_t accepted, refused_full, open_failures;
+	double full_logged_at;
+};
+
+/* An accepted connection waiting for its stream. The pool's callback cannot be withdrawn: a
+ * forward that stops marks it abandoned, and the callback ends the stream it brings. */
+struct forward_open {
+	struct forward_listener *listener; /* NULL once abandoned */
+	struct forward_open *prev, *next;
+	int fd;
+	char client[80];
+};
+
+void forward_format_address(char *out, size_t length, const char *host, const char *port)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	snprintf(out, length, "%s%s%s:%s", v6 ? "[" : "", host, v6 ? "]" : "", port);
+}
+
+void forward_socket_nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+const struct exposed_service *forwarding_find_exposed(const struct broker_config *config,
+						       const char *service)
+{
+	for (unsigned i = 0; i < config->exposed_count; i++)
+		if (strcmp(config->exposed[i].service, service) == 0 && config->exposed[i].target_count)
+			return &config->exposed[i];
+	return NULL;
+}
+
+int forwarding_attach_target(struct broker *broker, struct mux_stream *stream, const char *service)
+{
+	const struct exposed_service *exposed = forwarding_find_exposed(&broker->config, service);
+	if (!exposed || !broker->forwarding)
+		return WH_ENO_SERVICE;
+	return target_attach(broker->forwarding, stream, exposed);
+}
+
+/* ---- accepted connections ------------------------------------------------------------- */
+
+static void open_unlink(struct forward_open *o)
+{
+	struct forward_listener *l = o->listener;
+	if (o->prev)
+		o->prev->next = o->next;
+	else
+		l->opening = o->next;
+	if (o->next)
+		o->next->prev = o->prev;
+	l->opening_count--;
+}
+
+/* The client is refused: RST, so that it learns at once that nothing is behind the port. */
+static void client_refuse(struct forward_listener *l, int fd)
+{
+	tcp_relay_close_abortive(fd);
+	fd_budget_give(&l->fw->broker->fds, 1);
+}
+
+static void on_stream_opened(struct mux_stream *stream, int error, void *user)
+{
+	struct forward_open *o = user;
+	struct forward_listener *l = o->listener;
+	if (!l) { /* the forward stopped while the pool dialled: its socket is closed already */
+		if (stream) {
+			mux_stream_reset_code(stream, FRAME_ERR_CANCELLED, "the forward stopped");
+			mux_stream_release(stream);
+		}
+		free(o);
+		return;
+	}
+	open_unlink(o);
+	struct broker *broker = l->fw->broker;
+	char label[300];
+	snprintf(label, sizeof label, "forward=%s client=%s peer=%s service=%.60s", l->config.name,
+		 o->client, l->config.peer, l->config.service);
+	if (error != WH_OK) {
+		l->open_failures++;
+		log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: %s: client reset", label,
+			  wh_strerror(error));
+		client_refuse(l, o->fd);
+		free(o);
+		return;
+	}
+	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream, label,
+			    FRAME_ERR_CANCELLED, "the client") != WH_OK) {
+		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
+		mux_stream_release(stream);
+		client_refuse(l, o->fd);
+	}
+	free(o);
+}
+
+/* Whether the pool can take an open now; if its peer is known to be unreachable (its last
+ * dial failed and the next waits for the back-off), the client is refused at once rather
+ * than at the end of connect-timeout. */
+static struct pool *forward_pool(struct forward_listener *l, const char *client)
+{
+	struct broker *broker = l->fw->broker;
+	struct pool *pool = broker_find_pool(broker, l->config.peer);
+	if (!pool) {
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s is not "
+			  "configured (a reload removed it): client reset", l->config.name, client,
+			  l->config.peer);
+		return NULL;
+	}
+	struct pool_info info;
+	pool_get_info(pool, &info);
+	if (info.open == 0 && info.retry_in > 0 && info.last_error[0]) {
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s (%s:%s) is "
+			  "unreachable: %s: client reset", l->config.name, client, info.name, info.host,
+			  info.port, info.last_error);
+		return NULL;
+	}
+	return pool;
+}
+
+static void client_address(int fd, char *out, size_t length)
+{
+	struct sockaddr_storage address;
+	socklen_t size = sizeof address;
+	char host[64] = "?", port[16] = "?";
+	if (getpeername(fd, (struct sockaddr *)&address, &size) == 0)
+		getnameinfo((struct sockaddr *)&address, size, host, sizeof host, port, sizeof port,
+			    NI_NUMERICHOST | NI_NUMERICSERV);
+	forward_format_address(out, length, host, port);
+}
+
+/* One accepted connection: over max-connections it is closed (counted, logged at most once
+ * a second); else it asks the pool for a stream. */
+static void forward_accepted(struct forward_listener *l, int fd)
+{
+	struct broker *broker = l->fw->broker;
+	double now = ev_now(broker->loop);
+	l->accepted++;
+	if (l->relays.open + l->opening_count >= l->config.max_connections) {
+		l->refused_full++;
+		if (now - l->full_logged_at >= 1.0) {
+			l->full_logged_at = now;
+			log_write(&broker->log, LOG_WARN, "forward", "forward=%s: max-connections %u reached: "
+				  "new connections closed (%llu so far)", l->config.name,
+				  l->config.max_connections, (unsigned long long)l->refused_full);
+		}
+		close(fd);
+		fd_budget_give(&broker->fds, 1);
+		return;
+	}
+	struct forward_open *o = calloc(1, sizeof *o);
+	if (!o) {
+		client_refuse(l, fd);
+		return;
+	}
+	o->fd = fd;
+	client_address(fd, o->client, sizeof o->client);
+	forward_socket_nodelay(fd);
+	struct pool *pool = forward_pool(l, o->client);
+	if (!pool) {
+		l->open_failures++;
+		client_refuse(l, fd);
+		free(o);
+		return;
+	}
+	o->listener = l;
+	if ((o->next = l->opening))
+		o->next->prev = o;
+	l->opening = o;
+	l->opening_count++;
+	/* with a connection open, the stream comes back before this returns and the relay reads
+	 * the client at once: its first bytes go with (or right after) the HANDSHAKE */
+	if (pool_open_stream(pool, l->config.service, on_stream_opened, o) != WH_OK) {
+		open_unlink(o);
+		l->open_failures++;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s takes no new "
+			  "streams (draining): client reset", l->config.name, o->client, l->config.peer);
+		client_refuse(l, fd);
+		free(o);
+	}
+}
+
+static void on_forward_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct forward_listener *l = w->data;
+	(void)loop;
+	(void)revents;
+	for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
+		bool shed = false;
+		int fd = fd_budget_accept(&l->fw->broker->fds, l->fd, FD_USE_STREAM, &shed);
+		if (fd < 0)
+			return; /* EAGAIN, or an error the next turn meets again */
+		if (shed) {
+			l->refused_full++;
+			fd_budget_shed_done(&l->fw->broker->fds, fd);
+			continue;
+		}
+		forward_accepted(l, fd);
+	}
+}
+
+/* ---- listeners ------------------------------------------------------------------------ */
+
+static int listener_bind(struct broker *broker, const struct forward_config *c, int *out)
+{
+	char where[300];
+	forward_format_address(where, sizeof where, c->listen_host, c->listen_port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *result;
+	int rc = getaddrinfo(c->listen_host, c->listen_port, &hints, &result);
+	if (rc != 0) {
+		log_write(&broker->log, LOG_ERROR, "forward", "forward=%s: listen %s: %s", c->name, where,
+			  gai_strerror(rc));
+		return WH_EINVAL;
+	}
+	int fd = socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, result->ai_addr, result->ai_addrlen) < 0 || listen(fd, 512) < 0) {
+		int error = errno;
+		log_write(&broker->log, LOG_ERROR, "forward", "forward=%s: cannot listen on %s: %s (errno %d)",
+			  c->name, where, strerror(error), error);
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(result);
+		return WH_ESYSTEM;
+	}
+	freeaddrinfo(result);
+	*out = fd;
+	return WH_OK;
+}
+
+static unsigned bound_port(int fd)
+{
+	struct sockaddr_storage address;
+	socklen_t length = sizeof address;
+	if (getsockname(fd, (struct sockaddr *)&address, &length) < 0)
+		return 0;
+	if (address.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&address)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+}
+
+static int listener_start(struct forwarding *fw, const struct forward_config *c)
+{
+	struct broker *broker = fw->broker;
+	struct forward_listener *l = calloc(1, sizeof *l);
+	if (!l)
+		return WH_ENOMEM;
+	l->fw = fw;
+	l->config = *c;
+	int rc = listener_bind(broker, c, &l->fd);
+	if (rc != WH_OK) {
+		free(l);
+		return rc;
+	}
+	ev_io_init(&l->accept_watcher, on_forward_accept, l->fd, EV_READ);
+	l->accept_watcher.data = l;
+	ev_io_start(broker->loop, &l->accept_watcher);
+	fw->listeners[fw->listener_count++] = l;
+	char port[16];
+	snprintf(port, sizeof port, "%u", bound_port(l->fd));
+	char where[300];
+	forward_format_address(where, sizeof where, c->listen_host, port);
+	log_write(&broker->log, LOG_INFO, "forward", "forward=%s listening on %s: connections go to "
+		  "service %s of peer %s", c->name, where, c->service, c->peer);
+	return WH_OK;
+}
+
+static void listener_close(struct forward_listener *l)
+{
+	if (l->fd < 0)
+		return;
+	ev_io_stop(l->fw->broker->loop, &l->accept_watcher);
+	close(l->fd);
+	l->fd = -1;
+}
+
+int forwarding_start(struct broker *broker)
+{
+	struct forwarding *fw = calloc(1, sizeof *fw);
+	if (!fw)
+		return WH_ENOMEM;
+	fw->broker = broker;
+	broker->forwarding = fw;
+	for (unsigned i = 0; i < broker->config.forward_count; i++) {
+		int rc = listener_start(fw, &broker->config.forwards[i]);
+		if (rc != WH_OK)
+			return rc;
+	}
+	for (unsigned i = 0; i < broker->config.exposed_count; i++) {
+		const struct exposed_service *e = &broker->config.exposed[i];
+		char first[300];
+		forward_format_address(first, sizeof first, e->targets[0].host, e->targets[0].port);
+		log_write(&broker->log, LOG_INFO, "forward", "service=%s: streams go to target %s%s",
+			  e->service, first, e->target_count > 1 ? " (then the others in order)" : "");
+	}
+	return WH_OK;
+}
+
+void forwarding_drain(struct broker *broker)
+{
+	struct forwarding *fw = broker->forwarding;
+	for (unsigned i = 0; fw && i < fw->listener_count; i++)
+		listener_close(fw->listeners[i]);
+}
+
+void forwarding_stop(struct broker *broker)
+{
+	struct forwarding *fw = broker->forwarding;
+	if (!fw)
+		return;
+	for (unsigned i = 0; i < fw->listener_count; i++) {
+		struct forward_listener *l = fw->listeners[i];
+		listener_close(l);
+		while (l->opening) {
+			struct forward_open *o = l->opening;
+			open_unlink(o);
+			client_refuse(l, o->fd);
+			o->listener = NULL; /* the pool's callback frees it */
+		}
+		tcp_relay_set_abort_all(&l->relays);
+		free(l);
+	}
+	targets_stop(fw);
+	free(fw);
+	broker->forwarding = NULL;
+}
+
+static bool same_forwards(const struct broker_config *a, const struct broker_config *b)
+{
+	if (a->forward_count != b->forward_count)
+		return false;
+	for (unsigned i = 0; i < a->forward_count; i++)
+		if (memcmp(&a->forwards[i], &b->forwards[i], sizeof a->forwards[i]) != 0)
+			return false;
+	return true;
+}
+
+void forwarding_reload(struct broker *broker, struct broker_config *next)
+{
+	if (!same_forwards(&broker->config, next))
+		log_write(&broker->log, LOG_WARN, "broker", "reload: [forward] sections changed: forwards "
+			  "apply only at restart; the running ones stay as they are");
+	next->forward_count = broker->config.forward_count;
+	memcpy(next->forwards, broker->config.forwards, sizeof next->forwards);
+}

@@ -1,0 +1,72 @@
+/* Carrying unmodified programs' TCP: services whose streams go to a TCP target (expose), and
+ * local listeners whose connections become streams to a peer's service (forward). */
+#ifndef WORMHOLE_BROKER_FORWARD_H
+#define WORMHOLE_BROKER_FORWARD_H
+
+#include <stdint.h>
+
+#include "mux.h"
+
+/* docs/FORWARDING.md tells the two config blocks apart:
+ *
+ *   [service web]                 [forward web]
+ *   target = 127.0.0.1:8000       listen = 127.0.0.1:18000
+ *                                 peer = a
+ *                                 service = web
+ *
+ * The relay between a socket and a stream is broker/tcp_relay.c; the target side is
+ * broker/target.c, the listener side broker/forward.c. */
+
+#define FORWARD_TARGETS_MAX 8   /* targets of one service */
+#define FORWARD_EXPOSED_MAX 32  /* services with targets */
+#define FORWARD_MAX 32          /* [forward] sections */
+
+struct target_address {
+	char host[256];
+	char port[16];
+};
+
+/* A [service NAME] section's target keys. */
+struct exposed_service {
+	char service[256];
+	unsigned target_count;
+	struct target_address targets[FORWARD_TARGETS_MAX]; /* tried in order */
+	double connect_timeout; /* one connect to one address (5 s) */
+};
+
+/* A [forward NAME] section. */
+struct forward_config {
+	char name[64];
+	char listen_host[256];
+	char listen_port[16];
+	char peer[64];     /* a [peer] name */
+	char service[256];
+	unsigned max_connections; /* open at once (1024); more are accepted and closed */
+};
+
+#define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0
+#define FORWARD_MAX_CONNECTIONS_DEFAULT 1024
+
+struct broker;
+struct broker_config;
+
+/* Binds every forward's listener (an address that cannot be bound is an error naming it and
+ * the errno) and readies the target side. WH_OK, WH_ESYSTEM (logged), WH_ENOMEM. */
+int forwarding_start(struct broker *broker);
+/* The broker drains: the listeners close; connections carried now go on. */
+void forwarding_drain(struct broker *broker);
+/* Ends every carried connection (sockets reset, streams reset) and frees everything; before
+ * the pools and connections go, since the relays hold their streams. */
+void forwarding_stop(struct broker *broker);
+/* A reload: targets apply to new streams at once; forwards keep running as they are (a
+ * change is logged and needs a restart). Makes next's forwards the running ones. */
+void forwarding_reload(struct broker *broker, struct broker_config *next);
+/* A stream a peer opened for `service`: if the service has targets, the stream is taken (the
+ * target is dialled; WH_OK) and otherwise WH_ENO_SERVICE. */
+int forwarding_attach_target(struct broker *broker, struct mux_stream *stream, const char *service);
+
+/* The exposed service of that name, or NULL. */
+const struct exposed_service *forwarding_find_exposed(const struct broker_config *config,
+						       const char *service);
+
+#endif

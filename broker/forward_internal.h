@@ -1,0 +1,34 @@
+/* What broker/forward.c and broker/target.c share: the broker's forwarding state. */
+#ifndef WORMHOLE_BROKER_FORWARD_INTERNAL_H
+#define WORMHOLE_BROKER_FORWARD_INTERNAL_H
+
+#include <netdb.h>
+#include <stddef.h>
+
+#include "broker.h"
+#include "forward.h"
+#include "tcp_relay.h"
+
+struct forward_listener;
+struct target_dial;
+
+struct forwarding {
+	struct broker *broker;
+	struct forward_listener *listeners[FORWARD_MAX];
+	unsigned listener_count;
+	struct tcp_relay_set target_relays; /* streams peers opened, joined to their targets */
+	struct target_dial *dials;          /* streams whose target is being dialled */
+	uint64_t target_failures;           /* streams refused: no target answered */
+};
+
+/* "host:port", or "[v6]:port". */
+void forward_format_address(char *out, size_t length, const char *host, const char *port);
+/* Sets TCP_NODELAY: the relay writes what it has at once, so small requests and answers are
+ * not held back by Nagle waiting for an ACK. */
+void forward_socket_nodelay(int fd);
+
+/* broker/target.c */
+int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed);
+void targets_stop(struct forwarding *fw);
+
+#endif

@@ -1,0 +1,299 @@
+/* The exposing side: a stream a peer opened for a service with targets becomes one TCP
+ * connection to the first target that answers. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forward_internal.h"
+#include "resolve.h"
+
+#define DIAL_ADDRESSES_MAX 8 /* addresses of one target name tried in turn */
+
+/* One stream waiting for its target: the targets in order, each name's addresses in order,
+ * one non-blocking connect at a time, each bounded by connect-timeout. The stream's bytes
+ * wait in its receive window meanwhile (the opener writes at once: bounded by the window). */
+struct target_dial {
+	struct forwarding *fw;
+	struct target_dial *prev, *next;
+	struct mux_stream *stream;
+	struct exposed_service service; /* a copy: a reload may change the config meanwhile */
+	unsigned target;                /* the target tried now */
+	struct resolve_request *resolving;
+	struct sockaddr_storage addresses[DIAL_ADDRESSES_MAX];
+	socklen_t address_lengths[DIAL_ADDRESSES_MAX];
+	unsigned address_count, address_at;
+	int fd;
+	ev_io connected;
+	ev_timer timeout;
+	int last_error;       /* errno of the last failed attempt */
+	char last_what[400];  /* "target 127.0.0.1:8000: Connection refused" */
+	bool last_timed_out;
+};
+
+static void dial_next_target(struct target_dial *d);
+static void dial_next_address(struct target_dial *d);
+
+static const char *current_target(struct target_dial *d, char *out, size_t length)
+{
+	const struct target_address *t = &d->service.targets[d->target];
+	forward_format_address(out, length, t->host, t->port);
+	return out;
+}
+
+static void dial_unlink(struct target_dial *d)
+{
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		d->fw->dials = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+}
+
+/* Stops whatever is under way: a lookup, a connect and its timer. */
+static void dial_stop_attempt(struct target_dial *d)
+{
+	struct ev_loop *loop = d->fw->broker->loop;
+	if (d->resolving) {
+		resolve_cancel(d->resolving);
+		d->resolving = NULL;
+	}
+	ev_io_stop(loop, &d->connected);
+	ev_timer_stop(loop, &d->timeout);
+	if (d->fd >= 0) {
+		close(d->fd);
+		fd_budget_give(&d->fw->broker->fds, 1);
+		d->fd = -1;
+	}
+}
+
+/* No target answered: the opener gets ERROR 502 (refused, unreachable, reset) or 504 (timed
+ * out) with the last target's words, and the log says the same. */
+static void dial_failed(struct target_dial *d)
+{
+	uint32_t code = d->last_timed_out ? FRAME_ERR_TIMEOUT : FRAME_ERR_ENDPOINT_GONE;
+	char message[400];
+	if (d->service.target_count > 1)
+		snprintf(message, sizeof message, "no target of service %.60s answered; last: %.300s",
+			 d->service.service, d->last_what);
+	else
+		snprintf(message, sizeof message, "%s", d->last_what);
+	log_write(&d->fw->broker->log, LOG_WARN, "target", "service=%s stream=%u: %s: stream reset "
+		  "with ERROR %u", d->service.service, mux_stream_id(d->stream), message, code);
+	d->fw->target_failures++;
+	dial_unlink(d);
+	mux_stream_set_handler(d->stream, NULL, NULL);
+	mux_stream_reset_code(d->stream, code, message);
+	mux_stream_release(d->stream);
+	free(d);
+}
+
+/* One address failed (refused, unreachable, timed out): the next one, or the next target. */
+static void attempt_failed(struct target_dial *d, int error, const char *address)
+{
+	char target[300];
+	current_target(d, target, sizeof target);
+	dial_stop_attempt(d);
+	d->last_error = error;
+	d->last_timed_out = error == ETIMEDOUT;
+	if (d->last_timed_out)
+		snprintf(d->last_what, sizeof d->last_what, "target %.280s: connect timed out after %.15g s",
+			 target, d->service.connect_timeout);
+	else
+		snprintf(d->last_what, sizeof d->last_what, "target %.280s: %.100s", target, strerror(error));
+	log_write(&d->fw->broker->log, LOG_WARN, "target", "service=%s target=%s%s%s: connect: %s "
+		  "(errno %d)", d->service.service, target, address ? " address=" : "",
+		  address ? address : "", strerror(error), error);
+	d->address_at++;
+	dial_next_address(d);
+}
+
+static void dial_connected(struct target_dial *d)
+{
+	struct broker *broker = d->fw->broker;
+	char target[300], label[200], name[320];
+	current_target(d, target, sizeof target);
+	ev_io_stop(broker->loop, &d->connected);
+	ev_timer_stop(broker->loop, &d->timeout);
+	forward_socket_nodelay(d->fd);
+	snprintf(label, sizeof label, "service=%.60s target=%.100s stream=%u", d->service.service, target,
+		 mux_stream_id(d->stream));
+	snprintf(name, sizeof name, "target %s", target);
+	log_write(&broker->log, LOG_DEBUG, "target", "%s: connected", label);
+	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &d->fw->target_relays, d->fd,
+			    d->stream, label, FRAME_ERR_ENDPOINT_GONE, name) != WH_OK) {
+		d->last_timed_out = false;
+		snprintf(d->last_what, sizeof d->last_what, "%.300s: out of memory", name);
+		dial_stop_attempt(d);
+		dial_failed(d);
+		return;
+	}
+	dial_unlink(d); /* the relay has the socket and the stream now */
+	free(d);
+}
+
+static void on_connect_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct target_dial *d = w->data;
+	int error = 0;
+	socklen_t length = sizeof error;
+	(void)loop;
+	(void)revents;
+	if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0)
+		error = errno;
+	if (error == EINPROGRESS)
+		return;
+	if (error)
+		attempt_failed(d, error, NULL);
+	else
+		dial_connected(d);
+}
+
+static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	attempt_failed(w->data, ETIMEDOUT, NULL);
+}
+
+static void dial_next_address(struct target_dial *d)
+{
+	struct broker *broker = d->fw->broker;
+	if (d->address_at >= d->address_count) {
+		d->target++;
+		dial_next_target(d);
+		return;
+	}
+	const struct sockaddr *address = (const struct sockaddr *)&d->addresses[d->address_at];
+	if (!fd_budget_take(&broker->fds, 1, FD_USE_STREAM)) {
+		attempt_failed(d, EMFILE, NULL);
+		return;
+	}
+	d->fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (d->fd < 0) {
+		int error = errno;
+		fd_budget_give(&broker->fds, 1);
+		attempt_failed(d, error, NULL);
+		return;
+	}
+	if (connect(d->fd, address, d->address_lengths[d->address_at]) == 0) {
+		dial_connected(d);
+		return;
+	}
+	if (errno != EINPROGRESS) {
+		attempt_failed(d, errno, NULL);
+		return;
+	}
+	ev_io_init(&d->connected, on_connect_ready, d->fd, EV_WRITE);
+	d->connected.data = d;
+	ev_io_start(broker->loop, &d->connected);
+	ev_timer_set(&d->timeout, d->service.connect_timeout, 0);
+	ev_timer_start(broker->loop, &d->timeout);
+}
+
+static void on_resolved(struct addrinfo *result, int gai_error, void *user)
+{
+	struct target_dial *d = user;
+	d->resolving = NULL;
+	if (gai_error) {
+		char target[300];
+		current_target(d, target, sizeof target);
+		snprintf(d->last_what, sizeof d->last_what, "target %.280s: %.100s", target,
+			 gai_strerror(gai_error));
+		d->last_timed_out = false;
+		log_write(&d->fw->broker->log, LOG_WARN, "target", "service=%s target=%s: cannot resolve: %s",
+			  d->service.service, target, gai_strerror(gai_error));
+		d->target++;
+		dial_next_target(d);
+		return;
+	}
+	d->address_count = d->address_at = 0;
+	for (struct addrinfo *a = result; a && d->address_count < DIAL_ADDRESSES_MAX; a = a->ai_next) {
+		if (a->ai_addrlen > sizeof d->addresses[0])
+			continue;
+		memcpy(&d->addresses[d->address_count], a->ai_addr, a->ai_addrlen);
+		d->address_lengths[d->address_count++] = a->ai_addrlen;
+	}
+	dial_next_address(d);
+}
+
+static void dial_next_target(struct target_dial *d)
+{
+	if (d->target >= d->service.target_count) {
+		dial_failed(d);
+		return;
+	}
+	const struct target_address *t = &d->service.targets[d->target];
+	d->resolving = resolve_start(d->fw->broker->loop, t->host, t->port, on_resolved, d);
+	if (!d->resolving) {
+		char target[300];
+		snprintf(d->last_what, sizeof d->last_what, "target %.280s: out of memory",
+			 current_target(d, target, sizeof target));
+		dial_failed(d);
+	}
+}
+
+/* While the target is dialled, the stream only ends early (the opener reset it, or its
+ * connection went): the dial stops. Its bytes wait in the window. */
+static void on_dial_stream(struct mux_stream *stream, enum mux_stream_event event, void *user)
+{
+	struct target_dial *d = user;
+	if (event != MUX_STREAM_ERROR)
+		return;
+	log_write(&d->fw->broker->log, LOG_INFO, "target", "service=%s stream=%u: ended while its "
+		  "target was dialled: %s", d->service.service, mux_stream_id(stream),
+		  wh_strerror(mux_stream_error(stream)));
+	dial_stop_attempt(d);
+	dial_unlink(d);
+	mux_stream_set_handler(stream, NULL, NULL);
+	mux_stream_release(stream);
+	free(d);
+}
+
+int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed)
+{
+	struct target_dial *d = calloc(1, sizeof *d);
+	if (!d)
+		return WH_ENOMEM;
+	d->fw = fw;
+	d->stream = stream;
+	d->service = *exposed;
+	d->fd = -1;
+	ev_init(&d->timeout, on_connect_timeout);
+	d->timeout.data = d;
+	ev_io_init(&d->connected, on_connect_ready, -1, EV_WRITE);
+	d->connected.data = d;
+	if ((d->next = fw->dials))
+		d->next->prev = d;
+	fw->dials = d;
+	/* the lookup's answer comes from the loop, never from inside this call: the mux that
+	 * called us is in the middle of its input */
+	const struct target_address *t = &d->service.targets[0];
+	d->resolving = resolve_start(fw->broker->loop, t->host, t->port, on_resolved, d);
+	if (!d->resolving) {
+		dial_unlink(d);
+		free(d);
+		return WH_ENOMEM;
+	}
+	mux_stream_set_handler(stream, on_dial_stream, d);
+	return WH_OK;
+}
+
+void targets_stop(struct forwarding *fw)
+{
+	while (fw->dials) {
+		struct target_dial *d = fw->dials;
+		dial_stop_attempt(d);
+		dial_unlink(d);
+		mux_stream_set_handler(d->stream, NULL, NULL);
+		mux_stream_reset_code(d->stream, FRAME_ERR_GOING_AWAY, "the broker is stopping");
+		mux_stream_release(d->stream);
+		free(d);
+	}
+	tcp_relay_set_abort_all(&fw->target_relays);
+}

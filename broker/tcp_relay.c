@@ -1,0 +1,334 @@
+/* One TCP connection joined to one stream: bytes both ways through the stream's windows. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tcp_relay.h"
+
+/* One read or write; and what one direction may move in one turn of the loop before the
+ * others get theirs (a watcher left on brings it back at the next turn). */
+#define RELAY_CHUNK 65536
+#define RELAY_TURN (256u * 1024u)
+
+struct tcp_relay {
+	struct ev_loop *loop;
+	const struct log_sink *log;
+	struct fd_budget *fds;
+	struct tcp_relay_set *set;
+	struct tcp_relay *prev, *next; /* in set */
+	int fd;
+	struct mux_stream *stream;
+	ev_io readable, writable;
+	/* the tail of a stream read the socket did not take: at most RELAY_CHUNK */
+	uint8_t *pending;
+	size_t pending_at, pending_length;
+	bool socket_eof; /* the socket said EOF: CLOSE is queued on the stream */
+	bool stream_eof; /* the stream said EOF: the socket's write side is shut */
+	uint32_t reset_code;
+	uint64_t bytes_in, bytes_out;
+	char label[300];
+	char socket_name[300];
+};
+
+void tcp_relay_close_abortive(int fd)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+	close(fd);
+}
+
+/* The relay is over: the socket closes (with RST when abortive), the stream is let go (a
+ * clean end's CLOSE follows the bytes still queued on it), the relay is freed. */
+static void relay_finish(struct tcp_relay *r, bool abortive)
+{
+	ev_io_stop(r->loop, &r->readable);
+	ev_io_stop(r->loop, &r->writable);
+	if (abortive)
+		tcp_relay_close_abortive(r->fd);
+	else
+		close(r->fd);
+	if (r->fds)
+		fd_budget_give(r->fds, 1);
+	struct tcp_relay_set *set = r->set;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		set->head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	set->open--;
+	log_write(r->log, LOG_DEBUG, "relay", "%s: done, %llu bytes in, %llu out%s", r->label,
+		  (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+		  abortive ? " (reset)" : "");
+	mux_stream_set_handler(r->stream, NULL, NULL);
+	mux_stream_release(r->stream);
+	free(r->pending);
+	free(r);
+}
+
+/* The socket reset or failed: the stream ends with ERROR, the relay with it. */
+static void relay_socket_failed(struct tcp_relay *r, int error)
+{
+	char message[400];
+	if (error == ECONNRESET || error == EPIPE)
+		snprintf(message, sizeof message, "%s reset the connection", r->socket_name);
+	else
+		snprintf(message, sizeof message, "%s: %s", r->socket_name, strerror(error));
+	log_write(r->log, LOG_INFO, "relay", "%s: %s (errno %d): stream %u reset with ERROR %u",
+		  r->label, strerror(error), error, mux_stream_id(r->stream), r->reset_code);
+	r->set->reset_out++;
+	/* no handler while resetting: the ERROR the reset delivers is ours, not news */
+	mux_stream_set_handler(r->stream, NULL, NULL);
+	mux_stream_reset_code(r->stream, r->reset_code, message);
+	relay_finish(r, false);
+}
+
+/* The stream ended with an ERROR (the far side reset, refused, or its connection went): the
+ * socket is reset too, so the program sees an abortive end, not a clean EOF. */
+static void relay_stream_failed(struct tcp_relay *r)
+{
+	uint32_t code = mux_stream_remote_code(r->stream);
+	if (code)
+		log_write(r->log, LOG_INFO, "relay", "%s: stream %u ended by ERROR %u \"%s\": socket reset",
+			  r->label, mux_stream_id(r->stream), code, mux_stream_remote_message(r->stream));
+	else
+		log_write(r->log, LOG_INFO, "relay", "%s: stream %u ended: %s: socket reset", r->label,
+			  mux_stream_id(r->stream), wh_strerror(mux_stream_error(r->stream)));
+	r->set->reset_in++;
+	relay_finish(r, true);
+}
+
+/* True (and r gone) once both directions ended. */
+static bool relay_check_done(struct tcp_relay *r)
+{
+	if (!r->socket_eof || !r->stream_eof)
+		return false;
+	relay_finish(r, false);
+	return true;
+}
+
+/* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
+static bool pump_in(struct tcp_relay *r)
+{
+	uint8_t buffer[RELAY_CHUNK];
+	size_t moved = 0;
+	while (!r->socket_eof && moved < RELAY_TURN) {
+		size_t room = mux_stream_write_room(r->stream);
+		if (room == 0) {
+			/* WRITABLE brings us back (or ERROR ends us): the socket is not read meanwhile,
+			 * so TCP's window stops the program */
+			ev_io_stop(r->loop, &r->readable);
+			return true;
+		}
+		ssize_t n = recv(r->fd, buffer, room < sizeof buffer ? room : sizeof buffer, 0);
+		if (n > 0) {
+			long w = mux_stream_write(r->stream, buffer, (size_t)n);
+			if (w != n) { /* the room said it would take them: the stream ended meanwhile */
+				relay_stream_failed(r);
+				return false;
+			}
+			r->bytes_in += (uint64_t)n;
+			r->set->bytes_in += (uint64_t)n;
+			moved += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			r->socket_eof = true;
+			ev_io_stop(r->loop, &r->readable);
+			mux_stream_close_write(r->stream); /* CLOSE follows what was written */
+			return !relay_check_done(r);
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		relay_socket_failed(r, errno);
+		return false;
+	}
+	ev_io_start(r->loop, &r->readable);
+	return true;
+}
+
+/* Sends what a short write left: 1 when nothing is left, 0 to wait for the socket, -1 when
+ * the relay ended. */
+static int flush_pending(struct tcp_relay *r)
+{
+	while (r->pending_length) {
+		ssize_t w = send(r->fd, r->pending + r->pending_at, r->pending_length, MSG_NOSIGNAL);
+		if (w > 0) {
+			r->pending_at += (size_t)w;
+			r->pending_length -= (size_t)w;
+			r->bytes_out += (uint64_t)w;
+			r->set->bytes_out += (uint64_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ev_io_start(r->loop, &r->writable);
+			return 0;
+		}
+		relay_socket_failed(r, w < 0 ? errno : EPIPE);
+		return -1;
+	}
+	free(r->pending);
+	r->pending = NULL;
+	r->pending_at = 0;
+	return 1;
+}
+
+/* Keeps what the socket did not take; false (and r gone) when that fails. */
+static bool keep_pending(struct tcp_relay *r, const uint8_t *data, size_t length)
+{
+	r->pending = malloc(length);
+	if (!r->pending) {
+		relay_socket_failed(r, ENOMEM);
+		return false;
+	}
+	memcpy(r->pending, data, length);
+	r->pending_at = 0;
+	r->pending_length = length;
+	ev_io_start(r->loop, &r->writable);
+	return true;
+}
+
+/* The stream said EOF: the socket's write side is shut after the bytes before it. */
+static bool stream_ended(struct tcp_relay *r)
+{
+	r->stream_eof = true;
+	ev_io_stop(r->loop, &r->writable);
+	if (shutdown(r->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+		relay_socket_failed(r, errno);
+		return false;
+	}
+	return !relay_check_done(r);
+}
+
+/* Stream -> socket, while the socket takes bytes and the turn lasts. Bytes are read from the
+ * stream (returning their credit) only when the socket has taken the ones before, so what
+ * waits here is one read at most. False: the relay ended. */
+static bool pump_out(struct tcp_relay *r)
+{
+	int flushed = flush_pending(r);
+	if (flushed <= 0)
+		return flushed == 0;
+	uint8_t buffer[RELAY_CHUNK];
+	size_t moved = 0;
+	while (!r->stream_eof) {
+		if (moved >= RELAY_TURN) {
+			ev_io_start(r->loop, &r->writable); /* the rest at the next turn */
+			return true;
+		}
+		long n = mux_stream_read(r->stream, buffer, sizeof buffer);
+		if (n == 0)
+			return stream_ended(r);
+		if (n < 0) { /* nothing yet; or the stream failed and its ERROR event follows */
+			ev_io_stop(r->loop, &r->writable);
+			return true;
+		}
+		ssize_t w;
+		do
+			w = send(r->fd, buffer, (size_t)n, MSG_NOSIGNAL);
+		while (w < 0 && errno == EINTR);
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			relay_socket_failed(r, errno);
+			return false;
+		}
+		if (w < 0)
+			w = 0;
+		r->bytes_out += (uint64_t)w;
+		r->set->bytes_out += (uint64_t)w;
+		moved += (size_t)w;
+		if (w < n)
+			return keep_pending(r, buffer + w, (size_t)(n - w));
+	}
+	return true;
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pump_in(w->data);
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pump_out(w->data);
+}
+
+static void on_stream(struct mux_stream *stream, enum mux_stream_event event, void *user)
+{
+	struct tcp_relay *r = user;
+	(void)stream;
+	switch (event) {
+	case MUX_STREAM_READABLE:
+	case MUX_STREAM_EOF:
+		pump_out(r);
+		return;
+	case MUX_STREAM_WRITABLE:
+		pump_in(r);
+		return;
+	case MUX_STREAM_ERROR:
+		relay_stream_failed(r);
+		return;
+	}
+}
+
+int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_budget *fds,
+		    struct tcp_relay_set *set, int fd, struct mux_stream *stream, const char *label,
+		    uint32_t reset_code, const char *socket_name)
+{
+	struct tcp_relay *r = calloc(1, sizeof *r);
+	if (!r)
+		return WH_ENOMEM;
+	r->loop = loop;
+	r->log = log;
+	r->fds = fds;
+	r->set = set;
+	r->fd = fd;
+	r->stream = stream;
+	r->reset_code = reset_code;
+	snprintf(r->label, sizeof r->label, "%s", label);
+	snprintf(r->socket_name, sizeof r->socket_name, "%s", socket_name);
+	ev_io_init(&r->readable, on_readable, fd, EV_READ);
+	ev_io_init(&r->writable, on_writable, fd, EV_WRITE);
+	r->readable.data = r->writable.data = r;
+	r->next = set->head;
+	if (set->head)
+		set->head->prev = r;
+	set->head = r;
+	set->open++;
+	set->total++;
+	mux_stream_set_handler(stream, on_stream, r);
+	if (mux_stream_error(stream) != WH_OK) {
+		/* it failed before we came (while the target was dialled): its ERROR event would
+		 * wait for the mux's next dispatch */
+		relay_stream_failed(r);
+		return WH_OK;
+	}
+	/* Bytes that came first (the opener writes at once, before the target answered) go now,
+	 * and the socket is read now: a forward's client's first bytes leave at once. The
+	 * events set_handler queued for them come later and find nothing new. */
+	if (pump_out(r))
+		pump_in(r);
+	return WH_OK;
+}
+
+void tcp_relay_set_abort_all(struct tcp_relay_set *set)
+{
+	while (set->head) {
+		struct tcp_relay *r = set->head;
+		mux_stream_set_handler(r->stream, NULL, NULL);
+		mux_stream_reset_code(r->stream, 505, "the broker is stopping");
+		relay_finish(r, true);
+	}
+}

@@ -1,0 +1,543 @@
+/* Forwarding, tried with unmodified programs: broker A exposes services whose streams go to
+ * TCP targets, broker B forwards a local port to them. A real HTTP server and client from
+ * Debian (python3 -m http.server, curl), a small target of the test's own for half-close and
+ * resets, a target that refuses, and the config checks. Real broker processes throughout. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "harness.h"
+
+#define BIG_FILE_BYTES (50u * 1024u * 1024u)
+#define CURLS 20
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A loopback port nothing listens on: bound once, then let go (connections to it are
+ * refused). */
+static unsigned closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof a;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+static int listen_loopback(unsigned *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof a;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(fd, 64), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int connect_loopback(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+	return fd;
+}
+
+static void reset_close(int fd)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+	close(fd);
+}
+
+/* The port a forward of broker p listens on, from its log line (bounded wait). */
+static unsigned forward_port(const struct process *p, const char *name)
+{
+	char marker[128];
+	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
+	ck_assert_msg(process_log_wait(p, marker, 10), "forward %s never listened", name);
+	FILE *f = fopen(p->log_file, "r");
+	char line[1024];
+	unsigned port = 0;
+	while (f && !port && fgets(line, sizeof line, f)) {
+		char *at = strstr(line, marker);
+		if (at)
+			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
+	}
+	if (f)
+		fclose(f);
+	ck_assert_uint_ne(port, 0);
+	return port;
+}
+
+/* Starts a program from PATH with its output in log; it dies with the test. */
+static pid_t spawn_program(const char *const *argv, const char *log, const char *dir)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (dir && chdir(dir) != 0)
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits (bounded) for a child; its exit status, or -1 (killed at the bound). */
+static int wait_child(pid_t pid, double timeout)
+{
+	double deadline = now_seconds() + timeout;
+	for (;;) {
+		int status;
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (now_seconds() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
+		}
+		poll(NULL, 0, 20); /* polling a child with a deadline */
+	}
+}
+
+static void stop_child(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		wait_child(pid, 10);
+	}
+}
+
+/* The first line of a file, without its newline ("" if none). */
+static void read_line(const char *path, char *out, size_t length)
+{
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	if (fgets(out, (int)length, f))
+		out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+/* ---- the test's own target ----------------------------------------------------------------- */
+
+/*
+ * One connection at a time; the first byte says what to do:
+ *   'E' read to EOF, then send back everything after the first byte, then close (half-close)
+ *   'R' reset the connection at once (SO_LINGER 0)
+ *   'W' read until the connection ends and write "eof" or "rst" to DIR/result
+ */
+static void small_target_serve(int listen_fd, const char *dir)
+{
+	for (;;) {
+		int fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		char what = 0;
+		if (read(fd, &what, 1) != 1) {
+			close(fd);
+			continue;
+		}
+		if (what == 'R') {
+			reset_close(fd);
+			continue;
+		}
+		if (what == 'W') { /* the test resets the client once the target has the connection */
+			char path[300];
+			snprintf(path, sizeof path, "%s/accepted", dir);
+			write_file(path, "yes\n");
+		}
+		size_t size = 0, cap = 1 << 20;
+		char *held = malloc(cap);
+		ssize_t n;
+		for (;;) {
+			if (size == cap)
+				held = realloc(held, cap *= 2);
+			n = read(fd, held + size, cap - size);
+			if (n <= 0)
+				break;
+			size += (size_t)n;
+		}
+		if (what == 'W') {
+			char path[300];
+			snprintf(path, sizeof path, "%s/result", dir);
+			write_file(path, n == 0 ? "eof\n" : errno == ECONNRESET ? "rst\n" : "error\n");
+		} else if (what == 'E' && n == 0) {
+			for (size_t at = 0; at < size;) {
+				ssize_t w = write(fd, held + at, size - at);
+				if (w <= 0)
+					break;
+				at += (size_t)w;
+			}
+		}
+		free(held);
+		close(fd);
+	}
+}
+
+static pid_t small_target_start(const char *dir, unsigned *port)
+{
+	int fd = listen_loopback(port);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
+		small_target_serve(fd, dir);
+		_exit(0);
+	}
+	close(fd);
+	return pid;
+}
+
+/* ---- two brokers ------------------------------------------------------------------------------ */
+
+/* A exposes `services` (config text); B has peer a and forwards `forwards` (config text). */
+static void brokers_start(struct process *a, struct process *b, const char *dir, const char *services,
+			  const char *forwards)
+{
+	char path[300], text[4096];
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, services);
+	const char *a_args[] = { "--config", path, NULL };
+	ck_assert(broker_spawn(a, a_args));
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n%s", a->port, forwards);
+	char b_path[300];
+	snprintf(b_path, sizeof b_path, "%s/b.conf", dir);
+	write_file(b_path, text);
+	const char *b_args[] = { "--config", b_path, NULL };
+	ck_assert(broker_spawn(b, b_args));
+}
+
+static void brokers_stop(struct process *a, struct process *b)
+{
+	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* The issue's own case: python3 -m http.server behind A, curl near B, 20 at once, 50 MB each. */
+START_TEST(test_http_server_through_two_brokers)
+{
+	char dir[64], path[300], log[300];
+	harness_tempdir(dir, sizeof dir);
+	/* the file: a pattern, so that a byte out of place changes its SHA-256 */
+	snprintf(path, sizeof path, "%s/big.bin", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	static unsigned char block[1 << 16];
+	for (size_t at = 0; at < BIG_FILE_BYTES; at += sizeof block) {
+		for (size_t i = 0; i < sizeof block; i++)
+			block[i] = harness_pattern(7, at + i);
+		ck_assert_uint_eq(fwrite(block, 1, sizeof block, f), sizeof block);
+	}
+	fclose(f);
+	unsigned http_port = closed_port();
+	char port_text[16];
+	snprintf(port_text, sizeof port_text, "%u", http_port);
+	snprintf(log, sizeof log, "%s/http.log", dir);
+	const char *http[] = { "python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", port_text, NULL };
+	pid_t server = spawn_program(http, log, dir);
+	struct process http_log = { .pid = server };
+	snprintf(http_log.log_file, sizeof http_log.log_file, "%s", log);
+	ck_assert_msg(process_log_wait(&http_log, "Serving HTTP", 20), "python3 -m http.server did not start");
+
+	char services[512];
+	snprintf(services, sizeof services, "[service web]\ntarget = 127.0.0.1:%u\n", http_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward web]\nlisten = 127.0.0.1:0\npeer = a\nservice = web\n");
+	unsigned port = forward_port(&b, "web");
+
+	char want[128], command[1024];
+	snprintf(command, sizeof command, "sha256sum < %s/big.bin | cut -d' ' -f1 > %s/want", dir, dir);
+	ck_assert_int_eq(system(command), 0);
+	snprintf(path, sizeof path, "%s/want", dir);
+	read_line(path, want, sizeof want);
+	ck_assert_uint_eq(strlen(want), 64);
+
+	pid_t curls[CURLS];
+	for (int i = 0; i < CURLS; i++) {
+		snprintf(command, sizeof command, "set -o pipefail; curl -sS --max-time 240 "
+			 "http://127.0.0.1:%u/big.bin | sha256sum | cut -d' ' -f1 > %s/got%d", port, dir, i);
+		const char *argv[] = { "bash", "-c", command, NULL };
+		snprintf(log, sizeof log, "%s/curl%d.log", dir, i);
+		curls[i] = spawn_program(argv, log, NULL);
+	}
+	for (int i = 0; i < CURLS; i++) {
+		ck_assert_int_eq(wait_child(curls[i], 300), 0);
+		char got[128];
+		snprintf(path, sizeof path, "%s/got%d", dir, i);
+		read_line(path, got, sizeof got);
+		ck_assert_msg(strcmp(got, want) == 0, "curl %d: sha256 %s, want %s", i, got, want);
+	}
+	stop_child(server);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The client shuts its write side and still gets the whole answer: FIN -> CLOSE -> FIN to the
+ * target, and the target's answer and FIN back. */
+START_TEST(test_half_close_both_ways)
+{
+	char dir[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	char services[512];
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+
+	const size_t size = 3u << 20; /* beyond every window: the answer waits for the reader */
+	unsigned char *sent = malloc(size + 1), *got = malloc(size + 1);
+	sent[0] = 'E';
+	for (size_t i = 0; i < size; i++)
+		sent[i + 1] = harness_pattern(3, i);
+	int fd = connect_loopback(port);
+	for (size_t at = 0; at < size + 1;) {
+		ssize_t w = write(fd, sent + at, size + 1 - at);
+		ck_assert_int_gt(w, 0);
+		at += (size_t)w;
+	}
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	for (;;) {
+		ssize_t n = read(fd, got + have, size + 1 - have);
+		ck_assert_msg(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	ck_assert_uint_eq(have, size);
+	ck_assert(memcmp(got, sent + 1, size) == 0);
+	close(fd);
+	free(sent);
+	free(got);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+static bool result_written(void *arg)
+{
+	return access(arg, F_OK) == 0;
+}
+
+/* A target's RST reaches the client as RST; a client's RST reaches the target as RST. */
+START_TEST(test_resets_both_ways)
+{
+	char dir[64], result[300], line[32];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	char services[512];
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+
+	/* target -> client */
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "R", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	close(fd);
+
+	/* client -> target, once the target has the connection */
+	char accepted[300];
+	snprintf(result, sizeof result, "%s/result", dir);
+	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
+	fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "Wsome bytes", 11), 11);
+	ck_assert_msg(poll_until(result_written, accepted, 15), "the target never got the connection");
+	reset_close(fd);
+	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
+	poll(NULL, 0, 50);
+	read_line(result, line, sizeof line);
+	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A target that refuses: the forward's client is reset at once; A's log names the service, the
+ * target and the errno; an app opening the service gets ERROR 502 with the target's words. */
+START_TEST(test_refused_target)
+{
+	char dir[64], services[512], expected[256];
+	harness_tempdir(dir, sizeof dir);
+	unsigned dead = closed_port();
+	snprintf(services, sizeof services, "[service gone]\ntarget = 127.0.0.1:%u\nconnect-timeout = 2\n", dead);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward gone]\nlisten = 127.0.0.1:0\npeer = a\nservice = gone\n");
+	unsigned port = forward_port(&b, "gone");
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(now_seconds() - start < 5, "the reset took %.1f s", now_seconds() - start);
+	close(fd);
+	snprintf(expected, sizeof expected, "service=gone target=127.0.0.1:%u: connect: Connection refused "
+		 "(errno %d)", dead, ECONNREFUSED);
+	ck_assert_msg(process_log_wait(&a, expected, 10), "A's log does not say: %s", expected);
+
+	wh_client *app = app_attach(&b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "a", "gone", 5000, &s), WH_OK);
+	char buffer[16];
+	long r = wh_read(s, buffer, sizeof buffer);
+	uint32_t code = 0;
+	const char *message = NULL;
+	ck_assert_int_eq(r, WH_EAPP_GONE);
+	ck_assert_int_eq(wh_stream_error(s, &code, &message), WH_EAPP_GONE);
+	ck_assert_uint_eq(code, 502);
+	snprintf(expected, sizeof expected, "target 127.0.0.1:%u: Connection refused", dead);
+	ck_assert_msg(message && strcmp(message, expected) == 0, "message: %s", message ? message : "(none)");
+	wh_close(s);
+	wh_client_detach(app);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A second target is tried when the first refuses. */
+START_TEST(test_next_target_after_a_refusal)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	unsigned dead = closed_port();
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", dead,
+		 target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	int fd = connect_loopback(forward_port(&b, "small"));
+	ck_assert_int_eq(write(fd, "Ehello", 6), 6);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char got[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	ck_assert_str_eq(got, "hello");
+	close(fd);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* --check-config names the file and line of a bad target or listen; a listen that cannot be
+ * bound stops the start with the address and the errno. */
+START_TEST(test_config_errors)
+{
+	char dir[64], path[300], err[4096], text[512];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/bad.conf", dir);
+	write_file(path, "[broker]\nlisten = 127.0.0.1:0\n\n[service web]\ntarget = 127.0.0.1:80, nowhere\n\n"
+			 "[peer a]\naddress = 127.0.0.1:7420\n\n[forward web]\nlisten = 127.0.0.1:99999\npeer = a\n"
+			 "service = web\n\n[forward other]\nlisten = 127.0.0.1:0\npeer = z\nservice = web\n");
+	const char *check[] = { "--check-config", "--config", path, NULL };
+	ck_assert_int_eq(process_run("broker/wormhole-broker", check, err, sizeof err), 1);
+	snprintf(text, sizeof text, "%s:5: target: nowhere: wants HOST:PORT", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	snprintf(text, sizeof text, "%s:11: listen: the port is not within 0..65535", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	snprintf(text, sizeof text, "%s:15: [forward other]: peer z is not configured", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+
+	unsigned taken_port;
+	int taken = listen_loopback(&taken_port);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:7420\n[forward web]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = web\n", taken_port);
+	write_file(path, text);
+	const char *start[] = { "--config", path, "--listen", "none", "--socket", "none", NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", start, err, sizeof err), 0);
+	snprintf(text, sizeof text, "forward=web: cannot listen on 127.0.0.1:%u: Address already in use "
+		 "(errno %d)", taken_port, EADDRINUSE);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	close(taken);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("forward");
+	TCase *tc = tcase_create("forward");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_config_errors);
+	tcase_add_test(tc, test_refused_target);
+	tcase_add_test(tc, test_next_target_after_a_refusal);
+	tcase_add_test(tc, test_half_close_both_ways);
+	tcase_add_test(tc, test_resets_both_ways);
+	tcase_add_test(tc, test_http_server_through_two_brokers);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
