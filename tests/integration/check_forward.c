@@ -176,6 +176,7 @@ static void read_line(const char *path, char *out, size_t length)
  *   'E' read to EOF, then send back everything after the first byte, then close (half-close)
  *   'R' reset the connection at once (SO_LINGER 0)
  *   'W' read until the connection ends and write "eof" or "rst" to DIR/result
+ *   'S' send for ever, writing the count sent so far to DIR/sent after each write
  */
 static void small_target_serve(int listen_fd, const char *dir)
 {
@@ -190,6 +191,19 @@ static void small_target_serve(int listen_fd, const char *dir)
 		}
 		if (what == 'R') {
 			reset_close(fd);
+			continue;
+		}
+		if (what == 'S') {
+			static char chunk[1 << 16];
+			char path[300], count[32];
+			snprintf(path, sizeof path, "%s/sent", dir);
+			unsigned long long sent = 0;
+			for (ssize_t w; (w = write(fd, chunk, sizeof chunk)) > 0;) {
+				sent += (unsigned long long)w;
+				snprintf(count, sizeof count, "%llu\n", sent);
+				write_file(path, count);
+			}
+			close(fd);
 			continue;
 		}
 		if (what == 'W') { /* the test resets the client once the target has the connection */
@@ -417,6 +431,92 @@ START_TEST(test_resets_both_ways)
 }
 END_TEST
 
+/* The target's count has not moved for a second (it is blocked in write). */
+struct stalled {
+	char path[300];
+	char last[32];
+	double since;
+};
+
+static bool target_stalled(void *arg)
+{
+	struct stalled *st = arg;
+	char now[32];
+	read_line(st->path, now, sizeof now);
+	if (!now[0] || strcmp(now, st->last) != 0) {
+		snprintf(st->last, sizeof st->last, "%s", now);
+		st->since = now_seconds();
+		return false;
+	}
+	return now_seconds() - st->since >= 1.0;
+}
+
+/* A client that does not read stops the far target: what the brokers hold stays within the
+ * windows, and the target is blocked after the windows and the sockets' buffers are full. */
+START_TEST(test_slow_client_stops_the_target)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	int fd = connect_loopback(forward_port(&b, "small"));
+	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
+	ck_assert_int_eq(write(fd, "S", 1), 1);
+	struct stalled st = { .since = now_seconds() };
+	snprintf(st.path, sizeof st.path, "%s/sent", dir);
+	ck_assert_msg(poll_until(target_stalled, &st, 60), "the target never stopped: %s bytes", st.last);
+	unsigned long long sent = strtoull(st.last, NULL, 10);
+	long a_growth = process_rss_kib(&a) - a_before, b_growth = process_rss_kib(&b) - b_before;
+	fprintf(stderr, "slow client: target stopped after %llu bytes; A grew %ld KiB, B %ld KiB\n", sent,
+		a_growth, b_growth);
+	/* the stream's window (16 MiB at most) and one relay chunk; the rest is in sockets */
+	ck_assert_msg(sent < 96ull << 20, "the target sent %llu bytes to a client that reads nothing", sent);
+	ck_assert_int_lt(a_growth, 24 * 1024);
+	ck_assert_int_lt(b_growth, 24 * 1024);
+	reset_close(fd);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Beyond max-connections a connection is accepted and closed at once, and the log says so. */
+START_TEST(test_max_connections)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\n"
+		      "service = small\nmax-connections = 1\n");
+	unsigned port = forward_port(&b, "small");
+	int held = connect_loopback(port);
+	ck_assert_int_eq(write(held, "Ehello", 6), 6);
+	int extra = connect_loopback(port);
+	char byte;
+	ssize_t n = read(extra, &byte, 1);
+	ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET), "the extra connection got %zd", n);
+	close(extra);
+	ck_assert(process_log_wait(&b, "forward=small: max-connections 1 reached", 10));
+	/* the one carried still works */
+	ck_assert_int_eq(shutdown(held, SHUT_WR), 0);
+	char got[16] = "";
+	size_t have = 0;
+	while ((n = read(held, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_str_eq(got, "hello");
+	close(held);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* A target that refuses: the forward's client is reset at once; A's log names the service, the
  * target and the errno; an app opening the service gets ERROR 502 with the target's words. */
 START_TEST(test_refused_target)
@@ -533,6 +633,8 @@ int main(void)
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
+	tcase_add_test(tc, test_slow_client_stops_the_target);
+	tcase_add_test(tc, test_max_connections);
 	tcase_add_test(tc, test_http_server_through_two_brokers);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
