@@ -169,6 +169,28 @@ static void read_line(const char *path, char *out, size_t length)
 	fclose(f);
 }
 
+struct fd_goal {
+	const struct process *p;
+	int count;
+};
+
+static bool fds_back(void *arg)
+{
+	const struct fd_goal *g = arg;
+	return process_fd_count(g->p) <= g->count;
+}
+
+/* Both brokers hold no more descriptors than they did (bounded wait): every relay and dial
+ * closed its socket. */
+static void assert_fds_back(const struct process *a, int a_count, const struct process *b, int b_count)
+{
+	struct fd_goal ga = { a, a_count }, gb = { b, b_count };
+	ck_assert_msg(poll_until(fds_back, &ga, 10), "A holds %d descriptors, %d before",
+		      process_fd_count(a), a_count);
+	ck_assert_msg(poll_until(fds_back, &gb, 10), "B holds %d descriptors, %d before",
+		      process_fd_count(b), b_count);
+}
+
 /* ---- the test's own target ----------------------------------------------------------------- */
 
 /*
@@ -412,6 +434,8 @@ START_TEST(test_resets_both_ways)
 	ssize_t n = read(fd, &byte, 1);
 	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
 	close(fd);
+	/* the pool's connection is up now: what the brokers hold besides it is the relays' */
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
 
 	/* client -> target, once the target has the connection */
 	char accepted[300];
@@ -425,6 +449,7 @@ START_TEST(test_resets_both_ways)
 	poll(NULL, 0, 50);
 	read_line(result, line, sizeof line);
 	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
+	assert_fds_back(&a, a_fds, &b, b_fds);
 	stop_child(target);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
@@ -462,7 +487,15 @@ START_TEST(test_slow_client_stops_the_target)
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
-	int fd = connect_loopback(forward_port(&b, "small"));
+	unsigned port = forward_port(&b, "small");
+	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	ck_assert_int_eq(write(fd, "Eh", 2), 2);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char byte;
+	ck_assert_int_eq(read(fd, &byte, 1), 1);
+	close(fd);
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
+	fd = connect_loopback(port);
 	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
 	ck_assert_int_eq(write(fd, "S", 1), 1);
 	struct stalled st = { .since = now_seconds() };
@@ -477,6 +510,7 @@ START_TEST(test_slow_client_stops_the_target)
 	ck_assert_int_lt(a_growth, 24 * 1024);
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	reset_close(fd);
+	assert_fds_back(&a, a_fds, &b, b_fds);
 	stop_child(target);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
