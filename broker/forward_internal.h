@@ -11,6 +11,7 @@
 
 struct forward_listener;
 struct target_dial;
+struct name_lookup;
 
 struct forwarding {
 	struct broker *broker;
@@ -18,6 +19,7 @@ struct forwarding {
 	unsigned listener_count;
 	struct tcp_relay_set target_relays; /* streams peers opened, joined to their targets */
 	struct target_dial *dials;          /* streams whose target is being dialled */
+	struct name_lookup *lookups;        /* target names being looked up, one lookup each */
 	uint64_t target_failures;           /* streams refused: no target answered */
 };
 
@@ -30,5 +32,6 @@ void forward_socket_nodelay(int fd);
 /* broker/target.c */
 int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed);
 void targets_stop(struct forwarding *fw);
+void targets_stop_lookups(struct forwarding *fw);
 
 #endif

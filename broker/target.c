@@ -23,7 +23,8 @@ struct target_dial {
 	struct mux_stream *stream;
 	struct exposed_service service; /* a copy: a reload may change the config meanwhile */
 	unsigned target;                /* the target tried now */
-	struct resolve_request *resolving;
+	struct name_lookup *lookup;     /* the lookup it waits for, or NULL */
+	struct target_dial *wait_prev, *wait_next; /* among the lookup's waiters */
 	struct sockaddr_storage addresses[DIAL_ADDRESSES_MAX];
 	socklen_t address_lengths[DIAL_ADDRESSES_MAX];
 	unsigned address_count, address_at;
@@ -35,8 +36,110 @@ struct target_dial {
 	bool last_timed_out;
 };
 
+/* One lookup of a target's name, whatever the number of streams waiting for it: a name's
+ * lookup runs in a thread (broker/resolve.c) that cannot be stopped once started, so the
+ * threads are bounded by the names in the config, not by the streams peers open (or open and
+ * reset, for nothing). A lookup whose waiters all left runs on to its end and is then freed. */
+struct name_lookup {
+	struct forwarding *fw;
+	struct name_lookup *prev, *next;
+	struct resolve_request *request;
+	struct target_dial *waiting;  /* the newest first */
+	struct target_dial *oldest;   /* the list's tail: answered first */
+	char host[256];
+	char port[16];
+};
+
 static void dial_next_target(struct target_dial *d);
 static void dial_next_address(struct target_dial *d);
+static void on_resolved(struct addrinfo *result, int gai_error, void *user);
+
+static void lookup_unlink(struct name_lookup *n)
+{
+	if (n->prev)
+		n->prev->next = n->next;
+	else
+		n->fw->lookups = n->next;
+	if (n->next)
+		n->next->prev = n->prev;
+}
+
+static void lookup_leave(struct target_dial *d)
+{
+	struct name_lookup *n = d->lookup;
+	if (!n)
+		return;
+	if (n->oldest == d)
+		n->oldest = d->wait_prev;
+	if (d->wait_prev)
+		d->wait_prev->wait_next = d->wait_next;
+	else
+		n->waiting = d->wait_next;
+	if (d->wait_next)
+		d->wait_next->wait_prev = d->wait_prev;
+	d->lookup = NULL;
+	d->wait_prev = d->wait_next = NULL;
+}
+
+/* The answer goes to every dial that waits for it, in the order they came. */
+static void on_lookup_done(struct addrinfo *result, int gai_error, void *user)
+{
+	struct name_lookup *n = user;
+	lookup_unlink(n); /* a dial that tries this name again from here starts a new lookup */
+	/* one at a time from the live list: answering one may end others (their streams' errors
+	 * are delivered when a relay lets its stream go), which leave the list themselves */
+	while (n->oldest) {
+		struct target_dial *d = n->oldest;
+		lookup_leave(d);
+		on_resolved(result, gai_error, d);
+	}
+	free(n);
+}
+
+/* Joins the lookup of the current target's name (starting one if none runs). The answer
+ * always comes from the loop, never from inside this call. WH_OK or WH_ENOMEM. */
+static int dial_lookup(struct target_dial *d)
+{
+	const struct target_address *t = &d->service.targets[d->target];
+	struct name_lookup *n = d->fw->lookups;
+	while (n && (strcmp(n->host, t->host) != 0 || strcmp(n->port, t->port) != 0))
+		n = n->next;
+	if (!n) {
+		n = calloc(1, sizeof *n);
+		if (!n)
+			return WH_ENOMEM;
+		n->fw = d->fw;
+		snprintf(n->host, sizeof n->host, "%s", t->host);
+		snprintf(n->port, sizeof n->port, "%s", t->port);
+		n->request = resolve_start(d->fw->broker->loop, t->host, t->port, on_lookup_done, n);
+		if (!n->request) {
+			free(n);
+			return WH_ENOMEM;
+		}
+		if ((n->next = d->fw->lookups))
+			n->next->prev = n;
+		d->fw->lookups = n;
+	}
+	d->lookup = n;
+	if ((d->wait_next = n->waiting))
+		d->wait_next->wait_prev = d;
+	else
+		n->oldest = d;
+	n->waiting = d;
+	return WH_OK;
+}
+
+void targets_stop_lookups(struct forwarding *fw)
+{
+	while (fw->lookups) {
+		struct name_lookup *n = fw->lookups;
+		while (n->waiting)
+			lookup_leave(n->waiting);
+		lookup_unlink(n);
+		resolve_cancel(n->request);
+		free(n);
+	}
+}
 
 static const char *current_target(struct target_dial *d, char *out, size_t length)
 {
@@ -59,10 +162,7 @@ static void dial_unlink(struct target_dial *d)
 static void dial_stop_attempt(struct target_dial *d)
 {
 	struct ev_loop *loop = d->fw->broker->loop;
-	if (d->resolving) {
-		resolve_cancel(d->resolving);
-		d->resolving = NULL;
-	}
+	lookup_leave(d);
 	ev_io_stop(loop, &d->connected);
 	ev_timer_stop(loop, &d->timeout);
 	if (d->fd >= 0) {
@@ -199,7 +299,6 @@ static void dial_next_address(struct target_dial *d)
 static void on_resolved(struct addrinfo *result, int gai_error, void *user)
 {
 	struct target_dial *d = user;
-	d->resolving = NULL;
 	if (gai_error) {
 		char target[300];
 		current_target(d, target, sizeof target);
@@ -228,9 +327,7 @@ static void dial_next_target(struct target_dial *d)
 		dial_failed(d);
 		return;
 	}
-	const struct target_address *t = &d->service.targets[d->target];
-	d->resolving = resolve_start(d->fw->broker->loop, t->host, t->port, on_resolved, d);
-	if (!d->resolving) {
+	if (dial_lookup(d) != WH_OK) {
 		char target[300];
 		snprintf(d->last_what, sizeof d->last_what, "target %.280s: out of memory",
 			 current_target(d, target, sizeof target));
@@ -273,9 +370,7 @@ int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct
 	fw->dials = d;
 	/* the lookup's answer comes from the loop, never from inside this call: the mux that
 	 * called us is in the middle of its input */
-	const struct target_address *t = &d->service.targets[0];
-	d->resolving = resolve_start(fw->broker->loop, t->host, t->port, on_resolved, d);
-	if (!d->resolving) {
+	if (dial_lookup(d) != WH_OK) {
 		dial_unlink(d);
 		free(d);
 		return WH_ENOMEM;
@@ -295,5 +390,6 @@ void targets_stop(struct forwarding *fw)
 		mux_stream_release(d->stream);
 		free(d);
 	}
+	targets_stop_lookups(fw);
 	tcp_relay_set_abort_all(&fw->target_relays);
 }

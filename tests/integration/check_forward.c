@@ -623,6 +623,45 @@ START_TEST(test_next_target_after_a_refusal)
 }
 END_TEST
 
+/* A target given by name: its lookup runs off the loop, once for every stream that waits for
+ * it, and each of the name's addresses is tried in turn (localhost may be ::1 first, where
+ * nothing listens). */
+START_TEST(test_target_by_name)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = localhost:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	enum { CLIENTS = 30 };
+	int fds[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		char hello[32];
+		int n = snprintf(hello, sizeof hello, "Eclient %d", i);
+		fds[i] = connect_loopback(port);
+		ck_assert_int_eq(write(fds[i], hello, (size_t)n), n);
+		ck_assert_int_eq(shutdown(fds[i], SHUT_WR), 0);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		char got[32] = "", want[32];
+		snprintf(want, sizeof want, "client %d", i);
+		size_t have = 0;
+		ssize_t n;
+		while ((n = read(fds[i], got + have, sizeof got - 1 - have)) > 0)
+			have += (size_t)n;
+		ck_assert_msg(n == 0, "client %d: %s", i, strerror(errno));
+		ck_assert_str_eq(got, want);
+		close(fds[i]);
+	}
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -665,6 +704,7 @@ int main(void)
 	tcase_add_test(tc, test_config_errors);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
+	tcase_add_test(tc, test_target_by_name);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
