@@ -741,8 +741,9 @@ static void reload_tls(struct broker *broker, struct broker_config *next)
 int broker_reload(struct broker *broker, const struct broker_config *given)
 {
 	struct broker_config next = *given;
+	if (forwarding_reload(broker, &next) != WH_OK)
+		return WH_ESYSTEM; /* a forward's new address cannot be bound: nothing changed */
 	note_restart_only(broker, &next);
-	forwarding_reload(broker, &next);
 	/* what only a restart changes keeps its running value */
 	const struct broker_config *now = &broker->config;
 	memcpy(next.listen_host, now->listen_host, sizeof next.listen_host);

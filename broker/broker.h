@@ -145,8 +145,10 @@ void broker_drain(struct broker *broker);
 bool broker_drained(const struct broker *broker);
 /* Applies new settings (SIGHUP), by name: peers added (pool started), removed (drained for up
  * to the drain timeout, then closed), changed (new connections use the new settings); limits,
- * services and the log level at once; listener, socket and descriptor limit only at restart
- * (logged). Streams the change does not touch go on. WH_OK. */
+ * services and the log level at once; forwards by name (broker/forward.h); listener, socket
+ * and descriptor limit only at restart (logged). Streams the change does not touch go on.
+ * WH_OK, or WH_ESYSTEM when a forward's new listen address cannot be bound: then nothing
+ * changed (logged with the address and the errno). */
 int broker_reload(struct broker *broker, const struct broker_config *next);
 /* Frees every connection, pool and the listener. */
 void broker_stop(struct broker *broker);

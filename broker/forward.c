@@ -14,6 +14,7 @@
 #include "forward_internal.h"
 
 #define ACCEPTS_PER_TURN 64 /* then the loop serves the others before this listener again */
+#define RETIRE_CHECK 0.1    /* seconds between looks at removed forwards that drain */
 
 struct forward_open;
 
@@ -21,12 +22,16 @@ struct forward_listener {
 	struct forwarding *fw;
 	struct forward_config config;
 	int fd;
+	unsigned port; /* bound: the one the system picked for port 0 */
 	ev_io accept_watcher;
 	struct tcp_relay_set relays;
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
 	unsigned opening_count;
 	uint64_t accepted, refused_full, open_failures;
 	double full_logged_at;
+	/* removed by a reload: no longer listening, its connections drain until the deadline */
+	struct forward_listener *next_retiring;
+	double retire_deadline;
 };
 
 /* An accepted connection waiting for its stream. The pool's callback cannot be withdrawn: a
@@ -271,25 +276,25 @@ static unsigned bound_port(int fd)
 	return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
 }
 
-static int listener_start(struct forwarding *fw, const struct forward_config *c)
+/* Starts accepting on fd (bound by listener_bind; closed here on failure). */
+static int listener_start(struct forwarding *fw, const struct forward_config *c, int fd)
 {
 	struct broker *broker = fw->broker;
 	struct forward_listener *l = calloc(1, sizeof *l);
-	if (!l)
+	if (!l) {
+		close(fd);
 		return WH_ENOMEM;
+	}
 	l->fw = fw;
 	l->config = *c;
-	int rc = listener_bind(broker, c, &l->fd);
-	if (rc != WH_OK) {
-		free(l);
-		return rc;
-	}
+	l->fd = fd;
 	ev_io_init(&l->accept_watcher, on_forward_accept, l->fd, EV_READ);
 	l->accept_watcher.data = l;
 	ev_io_start(broker->loop, &l->accept_watcher);
 	fw->listeners[fw->listener_count++] = l;
 	char port[16];
-	snprintf(port, sizeof port, "%u", bound_port(l->fd));
+	l->port = bound_port(l->fd);
+	snprintf(port, sizeof port, "%u", l->port);
 	char where[300];
 	forward_format_address(where, sizeof where, c->listen_host, port);
 	log_write(&broker->log, LOG_INFO, "forward", "forward=%s listening on %s: connections go to "
@@ -306,6 +311,56 @@ static void listener_close(struct forward_listener *l)
 	l->fd = -1;
 }
 
+/* Ends a listener's connections (sockets reset, streams reset) and frees it. */
+static void listener_free(struct forward_listener *l)
+{
+	listener_close(l);
+	while (l->opening) {
+		struct forward_open *o = l->opening;
+		open_unlink(o);
+		client_refuse(l, o->fd);
+		o->listener = NULL; /* the pool's callback frees it */
+	}
+	tcp_relay_set_abort_all(&l->relays);
+	free(l);
+}
+
+/* Retiring forwards whose connections are done, or whose drain-timeout passed, go. */
+static void on_retire_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct forwarding *fw = w->data;
+	(void)revents;
+	double now = ev_now(loop);
+	for (struct forward_listener **link = &fw->retiring; *link;) {
+		struct forward_listener *l = *link;
+		bool done = l->relays.open == 0 && l->opening_count == 0;
+		if (!done && now < l->retire_deadline) {
+			link = &l->next_retiring;
+			continue;
+		}
+		*link = l->next_retiring;
+		log_write(&fw->broker->log, LOG_INFO, "forward", "forward=%s removed%s", l->config.name,
+			  done ? "" : ": drain-timeout, its last connections reset");
+		listener_free(l);
+	}
+	if (!fw->retiring)
+		ev_timer_stop(loop, w);
+}
+
+/* A reload removed the forward: it stops listening at once, its connections go on for up to
+ * drain-timeout. */
+static void listener_retire(struct forwarding *fw, struct forward_listener *l)
+{
+	listener_close(l);
+	l->retire_deadline = ev_now(fw->broker->loop) + fw->broker->config.drain_timeout;
+	l->next_retiring = fw->retiring;
+	fw->retiring = l;
+	ev_timer_start(fw->broker->loop, &fw->retire_timer);
+	log_write(&fw->broker->log, LOG_INFO, "forward", "forward=%s no longer listens: %u connections "
+		  "drain (drain-timeout %.15g s)", l->config.name, l->relays.open + l->opening_count,
+		  fw->broker->config.drain_timeout);
+}
+
 int forwarding_start(struct broker *broker)
 {
 	struct forwarding *fw = calloc(1, sizeof *fw);
@@ -313,8 +368,12 @@ int forwarding_start(struct broker *broker)
 		return WH_ENOMEM;
 	fw->broker = broker;
 	broker->forwarding = fw;
+	ev_timer_init(&fw->retire_timer, on_retire_check, RETIRE_CHECK, RETIRE_CHECK);
+	fw->retire_timer.data = fw;
 	for (unsigned i = 0; i < broker->config.forward_count; i++) {
-		int rc = listener_start(fw, &broker->config.forwards[i]);
+		int fd, rc = listener_bind(broker, &broker->config.forwards[i], &fd);
+		if (rc == WH_OK)
+			rc = listener_start(fw, &broker->config.forwards[i], fd);
 		if (rc != WH_OK)
 			return rc;
 	}
@@ -340,38 +399,82 @@ void forwarding_stop(struct broker *broker)
 	struct forwarding *fw = broker->forwarding;
 	if (!fw)
 		return;
-	for (unsigned i = 0; i < fw->listener_count; i++) {
-		struct forward_listener *l = fw->listeners[i];
-		listener_close(l);
-		while (l->opening) {
-			struct forward_open *o = l->opening;
-			open_unlink(o);
-			client_refuse(l, o->fd);
-			o->listener = NULL; /* the pool's callback frees it */
-		}
-		tcp_relay_set_abort_all(&l->relays);
-		free(l);
+	for (unsigned i = 0; i < fw->listener_count; i++)
+		listener_free(fw->listeners[i]);
+	while (fw->retiring) {
+		struct forward_listener *l = fw->retiring;
+		fw->retiring = l->next_retiring;
+		listener_free(l);
 	}
+	ev_timer_stop(broker->loop, &fw->retire_timer);
 	targets_stop(fw);
 	free(fw);
 	broker->forwarding = NULL;
 }
 
-static bool same_forwards(const struct broker_config *a, const struct broker_config *b)
+static struct forward_listener *listener_named(struct forwarding *fw, const char *name)
 {
-	if (a->forward_count != b->forward_count)
-		return false;
-	for (unsigned i = 0; i < a->forward_count; i++)
-		if (memcmp(&a->forwards[i], &b->forwards[i], sizeof a->forwards[i]) != 0)
-			return false;
-	return true;
+	for (unsigned i = 0; i < fw->listener_count; i++)
+		if (strcmp(fw->listeners[i]->config.name, name) == 0)
+			return fw->listeners[i];
+	return NULL;
 }
 
-void forwarding_reload(struct broker *broker, struct broker_config *next)
+/* A forward whose listen address is new needs a socket of its own. */
+static bool needs_bind(struct forwarding *fw, const struct forward_config *c)
 {
-	if (!same_forwards(&broker->config, next))
-		log_write(&broker->log, LOG_WARN, "broker", "reload: [forward] sections changed: forwards "
-			  "apply only at restart; the running ones stay as they are");
-	next->forward_count = broker->config.forward_count;
-	memcpy(next->forwards, broker->config.forwards, sizeof next->forwards);
+	const struct forward_listener *l = listener_named(fw, c->name);
+	char bound[16];
+	snprintf(bound, sizeof bound, "%u", l ? l->port : 0);
+	return !l || strcmp(l->config.listen_host, c->listen_host) != 0 ||
+	       (strcmp(l->config.listen_port, c->listen_port) != 0 && strcmp(bound, c->listen_port) != 0);
+}
+
+int forwarding_reload(struct broker *broker, struct broker_config *next)
+{
+	struct forwarding *fw = broker->forwarding;
+	if (!fw)
+		return WH_OK;
+	/* every new address first: one that cannot be bound refuses the reload, nothing changed */
+	int fds[FORWARD_MAX];
+	for (unsigned i = 0; i < next->forward_count; i++) {
+		fds[i] = -1;
+		if (needs_bind(fw, &next->forwards[i]) &&
+		    listener_bind(broker, &next->forwards[i], &fds[i]) != WH_OK) {
+			log_write(&broker->log, LOG_ERROR, "broker", "reload refused: forward=%s cannot listen "
+				  "(above): running on as before", next->forwards[i].name);
+			while (i-- > 0)
+				if (fds[i] >= 0)
+					close(fds[i]);
+			return WH_ESYSTEM;
+		}
+	}
+	struct forward_listener *kept[FORWARD_MAX];
+	unsigned kept_count = 0;
+	for (unsigned i = 0; i < fw->listener_count; i++) { /* removed, or moved elsewhere */
+		struct forward_listener *l = fw->listeners[i];
+		unsigned j = 0;
+		while (j < next->forward_count && strcmp(next->forwards[j].name, l->config.name) != 0)
+			j++;
+		if (j == next->forward_count || fds[j] >= 0)
+			listener_retire(fw, l);
+		else
+			kept[kept_count++] = l;
+	}
+	memcpy(fw->listeners, kept, sizeof kept[0] * kept_count);
+	fw->listener_count = kept_count;
+	for (unsigned j = 0; j < next->forward_count; j++) {
+		const struct forward_config *c = &next->forwards[j];
+		struct forward_listener *l = fds[j] < 0 ? listener_named(fw, c->name) : NULL;
+		if (l) { /* same address: new connections take the new peer, service, limit */
+			if (memcmp(&l->config, c, sizeof *c) != 0)
+				log_write(&broker->log, LOG_INFO, "forward", "forward=%s changed: new connections "
+					  "use the new settings", c->name);
+			l->config = *c;
+		} else if (listener_start(fw, c, fds[j]) != WH_OK) {
+			log_write(&broker->log, LOG_ERROR, "forward", "forward=%s: out of memory: not added",
+				  c->name);
+		}
+	}
+	return WH_OK;
 }

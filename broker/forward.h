@@ -58,9 +58,12 @@ void forwarding_drain(struct broker *broker);
 /* Ends every carried connection (sockets reset, streams reset) and frees everything; before
  * the pools and connections go, since the relays hold their streams. */
 void forwarding_stop(struct broker *broker);
-/* A reload: targets apply to new streams at once; forwards keep running as they are (a
- * change is logged and needs a restart). Makes next's forwards the running ones. */
-void forwarding_reload(struct broker *broker, struct broker_config *next);
+/* A reload, by forward name (targets apply to new streams by themselves): added forwards
+ * listen, removed ones stop listening and their connections drain for up to drain-timeout,
+ * a forward whose listen moved is both; one whose peer, service or max-connections changed
+ * applies them to new connections; unchanged ones go on untouched. Every new address is bound
+ * first: WH_OK, or WH_ESYSTEM (logged, with the address and the errno) and nothing changed. */
+int forwarding_reload(struct broker *broker, struct broker_config *next);
 /* A stream a peer opened for `service`: if the service has targets, the stream is taken (the
  * target is dialled; WH_OK) and otherwise WH_ENO_SERVICE. */
 int forwarding_attach_target(struct broker *broker, struct mux_stream *stream, const char *service);

@@ -17,6 +17,8 @@ struct forwarding {
 	struct broker *broker;
 	struct forward_listener *listeners[FORWARD_MAX];
 	unsigned listener_count;
+	struct forward_listener *retiring; /* removed by a reload, draining */
+	ev_timer retire_timer;
 	struct tcp_relay_set target_relays; /* streams peers opened, joined to their targets */
 	struct target_dial *dials;          /* streams whose target is being dialled */
 	struct name_lookup *lookups;        /* target names being looked up, one lookup each */

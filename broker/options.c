@@ -253,16 +253,17 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "[service NAME] only: how long one connect to a target may take before the next is tried; "
 	  "when none answers, the opener gets ERROR 504 (timed out) or 502 (refused, unreachable)" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
-	  APPLY_RESTART, SCOPE_FORWARD,
+	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
-	  "each becomes one stream to the forward's service" },
-	{ OPT_FORWARD_PEER, "peer", 0, OPTION_STRING, 1, 63, false, false, NULL, NULL, APPLY_RESTART,
-	  SCOPE_FORWARD, "[forward NAME] only: the [peer] whose service the connections reach" },
+	  "each becomes one stream to the forward's service. On reload a new address is bound "
+	  "first (one that cannot be bound refuses the reload) and the old one's connections drain" },
+	{ OPT_FORWARD_PEER, "peer", 0, OPTION_STRING, 1, 63, false, false, NULL, NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_FORWARD, "[forward NAME] only: the [peer] whose service the connections reach" },
 	{ OPT_FORWARD_SERVICE, "service", 0, OPTION_STRING, 1, 255, false, false, NULL, NULL,
-	  APPLY_RESTART, SCOPE_FORWARD,
+	  APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
 	  "[forward NAME] only: the service opened on the peer for each connection" },
 	{ OPT_FORWARD_MAX_CONNECTIONS, "max-connections", 0, OPTION_COUNT, 1, 1 << 20, false, false,
-	  "1024", "connections", APPLY_RESTART, SCOPE_FORWARD,
+	  "1024", "connections", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
 	  "[forward NAME] only: connections carried at once; more are accepted and closed at once "
 	  "(counted, logged at most once a second)" },
 };

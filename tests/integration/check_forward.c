@@ -95,7 +95,10 @@ static unsigned forward_port(const struct process *p, const char *name)
 {
 	char marker[128];
 	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
-	ck_assert_msg(process_log_wait(p, marker, 10), "forward %s never listened", name);
+	if (!process_log_wait(p, marker, 10)) {
+		process_dump_log(p);
+		ck_abort_msg("forward %s never listened", name);
+	}
 	FILE *f = fopen(p->log_file, "r");
 	char line[1024];
 	unsigned port = 0;
@@ -662,6 +665,94 @@ START_TEST(test_target_by_name)
 }
 END_TEST
 
+/* Sends "E" and text, and leaves the connection open (the answer comes after the shutdown). */
+static int echo_begin(unsigned port, const char *text)
+{
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "E", 1), 1);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	return fd;
+}
+
+/* Sends more, shuts the write side and checks everything comes back. */
+static void echo_end(int fd, const char *first, const char *more)
+{
+	char want[256], got[256] = "";
+	snprintf(want, sizeof want, "%s%s", first, more);
+	ck_assert_int_eq(write(fd, more, strlen(more)), (ssize_t)strlen(more));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	ck_assert_str_eq(got, want);
+	close(fd);
+}
+
+static bool connect_refused(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool refused = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return refused;
+}
+
+/* SIGHUP applies added, removed and changed forwards: a connection of an unchanged forward and
+ * one of a removed forward carry their bytes across the reload, the removed one stops
+ * listening, the added one listens; a new listen that cannot be bound refuses the reload. */
+START_TEST(test_reload_forwards)
+{
+	char dir[64], services[512], path[300], text[1024];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "[forward two]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned one = forward_port(&b, "one"), two = forward_port(&b, "two");
+	int kept = echo_begin(one, "kept before, ");
+	int drained = echo_begin(two, "drained before, ");
+
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = small\n[forward three]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n",
+		 a.port, one);
+	write_file(path, text);
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	unsigned three = forward_port(&b, "three");
+	ck_assert(process_log_wait(&b, "forward=two no longer listens: 1 connections drain", 10));
+	ck_assert_msg(connect_refused(two), "the removed forward still listens");
+	echo_end(kept, "kept before, ", "and after the reload");
+	echo_end(drained, "drained before, ", "and after the reload");
+	ck_assert(process_log_wait(&b, "forward=two removed", 10));
+	int added = echo_begin(three, "added, ");
+	echo_end(added, "added, ", "works");
+
+	unsigned taken_port;
+	int taken = listen_loopback(&taken_port);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = small\n[forward four]\nlisten = 127.0.0.1:%u\npeer = a\nservice = small\n",
+		 a.port, one, taken_port);
+	write_file(path, text);
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	char expect[256];
+	snprintf(expect, sizeof expect, "forward=four: cannot listen on 127.0.0.1:%u: Address already in use "
+		 "(errno %d)", taken_port, EADDRINUSE);
+	ck_assert_msg(process_log_wait(&b, expect, 10), "no line: %s", expect);
+	ck_assert(process_log_wait(&b, "reload refused: forward=four cannot listen", 10));
+	int still = echo_begin(three, "three ");
+	echo_end(still, "three ", "still listens: the reload changed nothing");
+	close(taken);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -705,6 +796,7 @@ int main(void)
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_target_by_name);
+	tcase_add_test(tc, test_reload_forwards);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
