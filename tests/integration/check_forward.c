@@ -197,26 +197,30 @@ static void assert_fds_back(const struct process *a, int a_count, const struct p
 /* ---- the test's own target ----------------------------------------------------------------- */
 
 /*
- * One connection at a time; the first byte says what to do:
+ * Each connection in a process of its own; the first byte says what to do:
  *   'E' read to EOF, then send back everything after the first byte, then close (half-close)
  *   'R' reset the connection at once (SO_LINGER 0)
  *   'W' read until the connection ends and write "eof" or "rst" to DIR/result
  *   'S' send for ever, writing the count sent so far to DIR/sent after each write
+ *   'P' send back each read at once, until EOF
  */
-static void small_target_serve(int listen_fd, const char *dir)
+static void small_target_one(int fd, const char *dir)
 {
-	for (;;) {
-		int fd = accept(listen_fd, NULL, NULL);
-		if (fd < 0)
-			continue;
+	{
 		char what = 0;
-		if (read(fd, &what, 1) != 1) {
-			close(fd);
-			continue;
+		if (read(fd, &what, 1) != 1)
+			return;
+		if (what == 'P') {
+			char chunk[4096];
+			ssize_t n;
+			while ((n = read(fd, chunk, sizeof chunk)) > 0)
+				if (write(fd, chunk, (size_t)n) != n)
+					break;
+			return;
 		}
 		if (what == 'R') {
 			reset_close(fd);
-			continue;
+			return;
 		}
 		if (what == 'S') {
 			static char chunk[1 << 16];
@@ -228,8 +232,7 @@ static void small_target_serve(int listen_fd, const char *dir)
 				snprintf(count, sizeof count, "%llu\n", sent);
 				write_file(path, count);
 			}
-			close(fd);
-			continue;
+			return;
 		}
 		if (what == 'W') { /* the test resets the client once the target has the connection */
 			char path[300];
@@ -260,6 +263,24 @@ static void small_target_serve(int listen_fd, const char *dir)
 			}
 		}
 		free(held);
+	}
+}
+
+static void small_target_serve(int listen_fd, const char *dir)
+{
+	signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
+	for (;;) {
+		int fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		pid_t pid = fork();
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(listen_fd);
+			small_target_one(fd, dir);
+			close(fd);
+			_exit(0);
+		}
 		close(fd);
 	}
 }
@@ -690,6 +711,38 @@ static void echo_end(int fd, const char *first, const char *more)
 	close(fd);
 }
 
+/* Sends "P" and text and reads it back: the connection is carried end to end. */
+static int ping_begin(unsigned port, const char *text)
+{
+	int fd = connect_loopback(port);
+	char got[256] = "";
+	size_t have = 0, want = strlen(text);
+	ck_assert_int_eq(write(fd, "P", 1), 1);
+	ck_assert_int_eq(write(fd, text, want), (ssize_t)want);
+	while (have < want) {
+		ssize_t n = read(fd, got + have, want - have);
+		ck_assert_msg(n > 0, "read: %zd %s", n, strerror(errno));
+		have += (size_t)n;
+	}
+	ck_assert_str_eq(got, text);
+	return fd;
+}
+
+/* The same once more, then the end: EOF both ways. */
+static void ping_end(int fd, const char *text)
+{
+	char got[256] = "";
+	size_t have = 0;
+	ssize_t n;
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	ck_assert_str_eq(got, text);
+	close(fd);
+}
+
 static bool connect_refused(unsigned port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -714,8 +767,8 @@ START_TEST(test_reload_forwards)
 	brokers_start(&a, &b, dir, services, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "[forward two]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
 	unsigned one = forward_port(&b, "one"), two = forward_port(&b, "two");
-	int kept = echo_begin(one, "kept before, ");
-	int drained = echo_begin(two, "drained before, ");
+	int kept = ping_begin(one, "kept before the reload");
+	int drained = ping_begin(two, "drained before the reload");
 
 	snprintf(path, sizeof path, "%s/b.conf", dir);
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
@@ -726,8 +779,8 @@ START_TEST(test_reload_forwards)
 	unsigned three = forward_port(&b, "three");
 	ck_assert(process_log_wait(&b, "forward=two no longer listens: 1 connections drain", 10));
 	ck_assert_msg(connect_refused(two), "the removed forward still listens");
-	echo_end(kept, "kept before, ", "and after the reload");
-	echo_end(drained, "drained before, ", "and after the reload");
+	ping_end(kept, "kept after the reload");
+	ping_end(drained, "drained after the reload");
 	ck_assert(process_log_wait(&b, "forward=two removed", 10));
 	int added = echo_begin(three, "added, ");
 	echo_end(added, "added, ", "works");
