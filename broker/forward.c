@@ -213,12 +213,10 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	}
 }
 
-static void on_forward_accept(struct ev_loop *loop, ev_io *w, int revents)
+/* Accepts up to max pending connections. */
+static void accept_some(struct forward_listener *l, unsigned max)
 {
-	struct forward_listener *l = w->data;
-	(void)loop;
-	(void)revents;
-	for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
+	for (unsigned i = 0; i < max; i++) {
 		bool shed = false;
 		int fd = fd_budget_accept(&l->fw->broker->fds, l->fd, FD_USE_STREAM, &shed);
 		if (fd < 0)
@@ -230,6 +228,13 @@ static void on_forward_accept(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		forward_accepted(l, fd);
 	}
+}
+
+static void on_forward_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	accept_some(w->data, ACCEPTS_PER_TURN);
 }
 
 /* ---- listeners ------------------------------------------------------------------------ */
@@ -351,6 +356,9 @@ static void on_retire_check(struct ev_loop *loop, ev_timer *w, int revents)
  * drain-timeout. */
 static void listener_retire(struct forwarding *fw, struct forward_listener *l)
 {
+	/* clients whose connect completed before the reload are served, not reset with the
+	 * listen queue (max-connections bounds what is taken) */
+	accept_some(l, l->config.max_connections);
 	listener_close(l);
 	l->retire_deadline = ev_now(fw->broker->loop) + fw->broker->config.drain_timeout;
 	l->next_retiring = fw->retiring;

@@ -775,10 +775,24 @@ START_TEST(test_reload_forwards)
 		 "peer = a\nservice = small\n[forward three]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n",
 		 a.port, one);
 	write_file(path, text);
+	/* a client whose connect completed just before the reload, still in the listen queue:
+	 * served, not reset with the queue */
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	int queued = connect_loopback(two);
+	ck_assert_int_eq(write(queued, "Pqueued", 7), 7);
 	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
 	unsigned three = forward_port(&b, "three");
-	ck_assert(process_log_wait(&b, "forward=two no longer listens: 1 connections drain", 10));
+	ck_assert(process_log_wait(&b, "forward=two no longer listens: 2 connections drain", 10));
 	ck_assert_msg(connect_refused(two), "the removed forward still listens");
+	char back[8] = "";
+	for (size_t have = 0; have < 6;) {
+		ssize_t n = read(queued, back + have, 6 - have);
+		ck_assert_msg(n > 0, "the queued client: %zd %s", n, strerror(errno));
+		have += (size_t)n;
+	}
+	ck_assert_str_eq(back, "queued");
+	ping_end(queued, "queued after the reload");
 	ping_end(kept, "kept after the reload");
 	ping_end(drained, "drained after the reload");
 	ck_assert(process_log_wait(&b, "forward=two removed", 10));
