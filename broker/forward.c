@@ -486,3 +486,30 @@ int forwarding_reload(struct broker *broker, struct broker_config *next)
 	}
 	return WH_OK;
 }
+
+static void forward_info_emit(const struct forward_listener *l, const char *state,
+			      void (*fn)(const struct forward_info *, void *), void *arg)
+{
+	struct forward_info info = {
+		.name = l->config.name, .peer = l->config.peer, .service = l->config.service,
+		.state = state, .open = l->relays.open + l->opening_count,
+		.max_connections = l->config.max_connections, .accepted = l->accepted,
+		.refused_full = l->refused_full, .open_failures = l->open_failures,
+		.reset_by_far = l->relays.reset_in, .reset_by_client = l->relays.reset_out,
+		.bytes_in = l->relays.bytes_in, .bytes_out = l->relays.bytes_out,
+	};
+	char port[16];
+	snprintf(port, sizeof port, "%u", l->port);
+	forward_format_address(info.listen, sizeof info.listen, l->config.listen_host, port);
+	fn(&info, arg);
+}
+
+void forwarding_each_forward(const struct broker *broker, void (*fn)(const struct forward_info *, void *),
+			     void *arg)
+{
+	const struct forwarding *fw = broker->forwarding;
+	for (unsigned i = 0; fw && i < fw->listener_count; i++)
+		forward_info_emit(fw->listeners[i], broker->draining ? "closed" : "listening", fn, arg);
+	for (const struct forward_listener *l = fw ? fw->retiring : NULL; l; l = l->next_retiring)
+		forward_info_emit(l, "draining", fn, arg);
+}

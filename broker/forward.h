@@ -68,6 +68,41 @@ int forwarding_reload(struct broker *broker, struct broker_config *next);
  * target is dialled; WH_OK) and otherwise WH_ENO_SERVICE. */
 int forwarding_attach_target(struct broker *broker, struct mux_stream *stream, const char *service);
 
+/* ---- what wormhole-ctl shows (forwards, targets) ---- */
+
+struct forward_info {
+	const char *name, *peer, *service;
+	char listen[300];      /* the bound address */
+	const char *state;     /* "listening", or "draining" (a reload removed it) */
+	unsigned open;         /* connections carried now (or waiting for their stream) */
+	unsigned max_connections;
+	uint64_t accepted;     /* connections accepted, refused ones included */
+	uint64_t refused_full; /* closed at once: max-connections, or no descriptor */
+	uint64_t open_failures; /* reset: no stream (peer unreachable, refused, draining) */
+	uint64_t reset_by_far;  /* ended by an ERROR from the far side */
+	uint64_t reset_by_client; /* ended by the client's reset */
+	uint64_t bytes_in, bytes_out; /* from the clients, to the clients */
+};
+/* Calls fn for each forward: the running ones, then those a reload removed that drain. */
+void forwarding_each_forward(const struct broker *broker, void (*fn)(const struct forward_info *, void *),
+			     void *arg);
+
+struct target_info {
+	const char *service;
+	char target[300];
+	bool configured;        /* false: a reload removed it, connections still carried */
+	const char *health;     /* "up" (the last connect worked), "failing", "unknown" (never tried) */
+	unsigned open;          /* connections now */
+	uint64_t connections;   /* connections made */
+	uint64_t failures;      /* connects that failed */
+	uint64_t reset_by_target, reset_by_opener;
+	uint64_t bytes_from_target, bytes_to_target;
+	const char *last_error; /* of the last failed connect ("" if none) */
+};
+/* Calls fn for each configured target of each service, then removed ones still in use. */
+void forwarding_each_target(const struct broker *broker, void (*fn)(const struct target_info *, void *),
+			    void *arg);
+
 /* The exposed service of that name, or NULL. */
 const struct exposed_service *forwarding_find_exposed(const struct broker_config *config,
 						       const char *service);

@@ -13,13 +13,29 @@ struct forward_listener;
 struct target_dial;
 struct name_lookup;
 
+/* One target of one service as it fared: its relays (connections now and in all, bytes,
+ * resets) and its failed connects. Made at the first dial of it; bounded by
+ * TARGET_ENTRIES_MAX, idle entries a reload removed from the config go first. */
+struct target_entry {
+	struct target_entry *next;
+	char service[256];
+	char target[300]; /* as configured: "127.0.0.1:8000" */
+	struct tcp_relay_set relays;
+	uint64_t failures;
+	bool last_failed; /* the last connect to it failed */
+	bool tried;
+	char last_error[160];
+};
+
 struct forwarding {
 	struct broker *broker;
 	struct forward_listener *listeners[FORWARD_MAX];
 	unsigned listener_count;
 	struct forward_listener *retiring; /* removed by a reload, draining */
 	ev_timer retire_timer;
-	struct tcp_relay_set target_relays; /* streams peers opened, joined to their targets */
+	struct target_entry *targets;       /* per service and target: its relays and failures */
+	unsigned target_entries;
+	struct tcp_relay_set untracked_relays; /* relays of targets the table had no room for */
 	struct target_dial *dials;          /* streams whose target is being dialled */
 	struct name_lookup *lookups;        /* target names being looked up, one lookup each */
 	uint64_t target_failures;           /* streams refused: no target answered */

@@ -13,6 +13,7 @@
 #include "resolve.h"
 
 #define DIAL_ADDRESSES_MAX 8 /* addresses of one target name tried in turn */
+#define TARGET_ENTRIES_MAX 1024 /* per-target statistics kept (config: 32 services x 8) */
 
 /* One stream waiting for its target: the targets in order, each name's addresses in order,
  * one non-blocking connect at a time, each bounded by connect-timeout. The stream's bytes
@@ -148,6 +149,55 @@ static const char *current_target(struct target_dial *d, char *out, size_t lengt
 	return out;
 }
 
+static bool entry_configured(const struct broker_config *c, const struct target_entry *e)
+{
+	const struct exposed_service *x = forwarding_find_exposed(c, e->service);
+	char target[300];
+	for (unsigned i = 0; x && i < x->target_count; i++) {
+		forward_format_address(target, sizeof target, x->targets[i].host, x->targets[i].port);
+		if (strcmp(target, e->target) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The statistics of a service's target (made on first use); NULL when the table is full of
+ * entries in use or configured, or without memory. */
+static struct target_entry *target_entry_get(struct forwarding *fw, const char *service, const char *target)
+{
+	for (struct target_entry *e = fw->targets; e; e = e->next)
+		if (strcmp(e->service, service) == 0 && strcmp(e->target, target) == 0)
+			return e;
+	if (fw->target_entries >= TARGET_ENTRIES_MAX) {
+		for (struct target_entry **link = &fw->targets; *link; link = &(*link)->next) {
+			struct target_entry *e = *link;
+			if (e->relays.open == 0 && !entry_configured(&fw->broker->config, e)) {
+				*link = e->next;
+				free(e);
+				fw->target_entries--;
+				break;
+			}
+		}
+		if (fw->target_entries >= TARGET_ENTRIES_MAX)
+			return NULL;
+	}
+	struct target_entry *e = calloc(1, sizeof *e);
+	if (!e)
+		return NULL;
+	snprintf(e->service, sizeof e->service, "%s", service);
+	snprintf(e->target, sizeof e->target, "%s", target);
+	e->next = fw->targets;
+	fw->targets = e;
+	fw->target_entries++;
+	return e;
+}
+
+/* The relays of targets without an entry (the table is full). */
+static struct tcp_relay_set *entry_relays(struct forwarding *fw, struct target_entry *e)
+{
+	return e ? &e->relays : &fw->untracked_relays;
+}
+
 static void dial_unlink(struct target_dial *d)
 {
 	if (d->prev)
@@ -209,6 +259,13 @@ static void attempt_failed(struct target_dial *d, int error, const char *address
 	log_write(&d->fw->broker->log, LOG_WARN, "target", "service=%s target=%s%s%s: connect: %s "
 		  "(errno %d)", d->service.service, target, address ? " address=" : "",
 		  address ? address : "", strerror(error), error);
+	struct target_entry *e = target_entry_get(d->fw, d->service.service, target);
+	if (e) {
+		e->failures++;
+		e->tried = e->last_failed = true;
+		snprintf(e->last_error, sizeof e->last_error, "%s",
+			 d->last_timed_out ? "connect timed out" : strerror(error));
+	}
 	d->address_at++;
 	dial_next_address(d);
 }
@@ -225,7 +282,12 @@ static void dial_connected(struct target_dial *d)
 		 mux_stream_id(d->stream));
 	snprintf(name, sizeof name, "target %s", target);
 	log_write(&broker->log, LOG_DEBUG, "target", "%s: connected", label);
-	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &d->fw->target_relays, d->fd,
+	struct target_entry *e = target_entry_get(d->fw, d->service.service, target);
+	if (e) {
+		e->tried = true;
+		e->last_failed = false;
+	}
+	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, entry_relays(d->fw, e), d->fd,
 			    d->stream, label, FRAME_ERR_ENDPOINT_GONE, name) != WH_OK) {
 		d->last_timed_out = false;
 		snprintf(d->last_what, sizeof d->last_what, "%.300s: out of memory", name);
@@ -391,5 +453,57 @@ void targets_stop(struct forwarding *fw)
 		free(d);
 	}
 	targets_stop_lookups(fw);
-	tcp_relay_set_abort_all(&fw->target_relays);
+	while (fw->targets) {
+		struct target_entry *e = fw->targets;
+		fw->targets = e->next;
+		tcp_relay_set_abort_all(&e->relays);
+		free(e);
+	}
+	fw->target_entries = 0;
+	tcp_relay_set_abort_all(&fw->untracked_relays);
+}
+
+static void target_info_fill(struct target_info *info, const struct target_entry *e)
+{
+	info->health = !e || !e->tried ? "unknown" : e->last_failed ? "failing" : "up";
+	info->last_error = e ? e->last_error : "";
+	if (!e)
+		return;
+	info->open = e->relays.open;
+	info->connections = e->relays.total;
+	info->failures = e->failures;
+	info->reset_by_target = e->relays.reset_out;
+	info->reset_by_opener = e->relays.reset_in;
+	info->bytes_from_target = e->relays.bytes_in;
+	info->bytes_to_target = e->relays.bytes_out;
+}
+
+void forwarding_each_target(const struct broker *broker, void (*fn)(const struct target_info *, void *),
+			    void *arg)
+{
+	struct forwarding *fw = broker->forwarding;
+	const struct broker_config *c = &broker->config;
+	/* every configured target, in the config's order, tried or not; then those a reload
+	 * removed that still carry connections */
+	for (unsigned i = 0; i < c->exposed_count; i++) {
+		const struct exposed_service *x = &c->exposed[i];
+		for (unsigned t = 0; t < x->target_count; t++) {
+			struct target_info info = { .service = x->service, .configured = true };
+			forward_format_address(info.target, sizeof info.target, x->targets[t].host,
+					       x->targets[t].port);
+			const struct target_entry *e = fw ? fw->targets : NULL;
+			while (e && (strcmp(e->service, x->service) != 0 || strcmp(e->target, info.target) != 0))
+				e = e->next;
+			target_info_fill(&info, e);
+			fn(&info, arg);
+		}
+	}
+	for (const struct target_entry *e = fw ? fw->targets : NULL; e; e = e->next) {
+		if (entry_configured(c, e) || e->relays.open == 0)
+			continue;
+		struct target_info info = { .service = e->service };
+		snprintf(info.target, sizeof info.target, "%s", e->target);
+		target_info_fill(&info, e);
+		fn(&info, arg);
+	}
 }

@@ -52,6 +52,8 @@ static void usage(FILE *out)
 		"  streams [--peer P] [--app ID|PID]  each stream: owner, state, bytes, windows, ring\n"
 		"  apps                         each attached app: pid, uid, streams, ring memory\n"
 		"  services                     who serves each service name\n"
+		"  forwards                     each [forward]: listen, peer, service, connections, bytes\n"
+		"  targets                      each target of a [service]: health, connections, failures\n"
 		"  config                       the running settings and where each came from\n"
 		"  metrics                      every counter and gauge, Prometheus text format\n"
 		"  watch [-n SECONDS] [-c COUNT] VIEW   refresh a view, with byte rates\n"
@@ -275,6 +277,14 @@ static const char *const *default_columns(const char *view)
 					    "bytes_received", "listening", "ring_bytes_limit", NULL };
 	static const char *const services[] = { "service", "kind", "app", "pid", "uid", NULL };
 	static const char *const config[] = { "option", "section", "value", "source", NULL };
+	static const char *const forwards[] = { "forward", "listen", "peer", "service", "state", "connections",
+						"accepted", "refused_full", "open_failures", "bytes_in", "bytes_out", NULL };
+	static const char *const targets[] = { "service", "target", "health", "connections", "connects",
+					       "failures", "bytes_from_target", "bytes_to_target", "last_error", NULL };
+	if (strcmp(view, "forwards") == 0)
+		return forwards;
+	if (strcmp(view, "targets") == 0)
+		return targets;
 	if (strcmp(view, "peers") == 0)
 		return peers;
 	if (strcmp(view, "conns") == 0)
@@ -316,7 +326,7 @@ static void show(const struct ctl *c, const char *view, const struct ctl_table *
 static bool is_view(const char *name)
 {
 	static const char *const views[] = { "status", "peers", "conns", "streams", "apps", "services",
-					     "config", NULL };
+					     "forwards", "targets", "config", NULL };
 	for (unsigned i = 0; views[i]; i++)
 		if (strcmp(name, views[i]) == 0)
 			return true;
@@ -327,10 +337,12 @@ static bool is_view(const char *name)
  * would grow with every connection a peer makes. */
 static int run_metrics(struct ctl *c)
 {
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" } };
-	struct ctl_table all[4];
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps" },
+						{ "forwards" }, { "targets" } };
+	enum { VIEWS = sizeof views / sizeof views[0] };
+	struct ctl_table all[VIEWS];
 	unsigned count = 0;
-	for (unsigned i = 0; i < 4; i++) {
+	for (unsigned i = 0; i < VIEWS; i++) {
 		char *argv[] = { (char *)views[i][0], (char *)views[i][1] };
 		int rc = exchange(c, views[i][1] ? 2 : 1, argv);
 		if (rc != EXIT_OK)
@@ -461,7 +473,7 @@ int main(int argc, char **argv)
 	}
 	const char *command = argv[optind];
 	static const char *const known[] = { "status", "peers", "conns", "streams", "apps", "services",
-					     "config", "metrics", "watch", "close-stream", "drain-peer",
+					     "forwards", "targets", "config", "metrics", "watch", "close-stream", "drain-peer",
 					     "warm-peer", "reload", "log-level", NULL };
 	bool ok = false;
 	for (unsigned i = 0; known[i]; i++)

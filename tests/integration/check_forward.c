@@ -599,6 +599,24 @@ START_TEST(test_refused_target)
 		 "(errno %d)", dead, ECONNREFUSED);
 	ck_assert_msg(process_log_wait(&a, expected, 10), "A's log does not say: %s", expected);
 
+	/* wormhole-ctl shows it: the target failing and why, the forward's client reset by it */
+	char socket_a[300], socket_b[300], out[8192];
+	snprintf(socket_a, sizeof socket_a, "%s/control.sock", a.dir);
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *targets[] = { "-s", socket_a, "--json", "targets", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", targets, out, sizeof out), 0);
+	snprintf(expected, sizeof expected, "{\"service\": \"gone\", \"target\": \"127.0.0.1:%u\", "
+		 "\"health\": \"failing\", \"connections\": 0, \"connects\": 0, \"failures\": 1,", dead);
+	ck_assert_msg(strstr(out, expected) && strstr(out, "\"last_error\": \"Connection refused\""), "%s", out);
+	const char *forwards[] = { "-s", socket_b, "--json", "forwards", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", forwards, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"forward\": \"gone\"") && strstr(out, "\"state\": \"listening\"") &&
+		      strstr(out, "\"accepted\": 1,") && strstr(out, "\"reset_by_far\": 1,"), "%s", out);
+	const char *metrics[] = { "-s", socket_b, "metrics", NULL };
+	static char all[1 << 18];
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", metrics, all, sizeof all), 0);
+	ck_assert_msg(strstr(all, "wormhole_forwards_reset_by_far_total{forward=\"gone\"} 1"), "%s", all);
+
 	wh_client *app = app_attach(&b);
 	wh_stream *s;
 	ck_assert_int_eq(wh_open(app, "a", "gone", 5000, &s), WH_OK);
