@@ -26,12 +26,20 @@ struct target_address {
 	char port[16];
 };
 
+/* Which target a new stream tries first (the others follow in order, wrapping around). */
+enum forward_balance {
+	BALANCE_FIRST,             /* the first: the others are fail-over (the default) */
+	BALANCE_ROUND_ROBIN,       /* each in turn */
+	BALANCE_LEAST_CONNECTIONS, /* the one with the fewest connections (and dials) now */
+};
+
 /* A [service NAME] section's target keys. */
 struct exposed_service {
 	char service[256];
 	unsigned target_count;
 	struct target_address targets[FORWARD_TARGETS_MAX]; /* tried in order */
 	double connect_timeout; /* one connect to one address (5 s) */
+	enum forward_balance balance;
 };
 
 /* A [forward NAME] section. */

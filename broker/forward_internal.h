@@ -21,6 +21,7 @@ struct target_entry {
 	char service[256];
 	char target[300]; /* as configured: "127.0.0.1:8000" */
 	struct tcp_relay_set relays;
+	unsigned dialling; /* streams that chose it first and are connecting */
 	uint64_t failures;
 	bool last_failed; /* the last connect to it failed */
 	bool tried;
@@ -36,6 +37,10 @@ struct forwarding {
 	struct target_entry *targets;       /* per service and target: its relays and failures */
 	unsigned target_entries;
 	struct tcp_relay_set untracked_relays; /* relays of targets the table had no room for */
+	struct {
+		char service[256];
+		uint64_t next;
+	} turns[FORWARD_EXPOSED_MAX]; /* round-robin: whose turn it is, per service */
 	struct target_dial *dials;          /* streams whose target is being dialled */
 	struct name_lookup *lookups;        /* target names being looked up, one lookup each */
 	uint64_t target_failures;           /* streams refused: no target answered */

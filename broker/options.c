@@ -252,6 +252,11 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "5", "seconds", APPLY_NEW_STREAMS, SCOPE_SERVICE,
 	  "[service NAME] only: how long one connect to a target may take before the next is tried; "
 	  "when none answers, the opener gets ERROR 504 (timed out) or 502 (refused, unreachable)" },
+	{ OPT_SERVICE_BALANCE, "balance", 0, OPTION_STRING, 1, 63, false, false, "first", NULL,
+	  APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: which target a new stream tries first: first (the others are "
+	  "fail-over), round-robin (each in turn), least-connections (the fewest connections and "
+	  "connects under way); when it fails, the others follow in order" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
@@ -909,7 +914,8 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	}
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
-			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout)"
+			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
+				 "balance)"
 			       : "no such setting");
 		return;
 	}
@@ -965,6 +971,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		return;
 	}
 	case OPT_SERVICE_TARGET:
+	case OPT_SERVICE_BALANCE:
 	case OPT_SERVICE_CONNECT_TIMEOUT: {
 		struct exposed_service *e = exposed_get(l, service, at);
 		double seconds;
@@ -972,6 +979,16 @@ static void set_service_key(struct loading *l, const char *service, const struct
 			return;
 		if (info->id == OPT_SERVICE_TARGET)
 			set_targets(l, e, info, value, at);
+		else if (info->id == OPT_SERVICE_BALANCE) {
+			if (strcmp(value, "first") == 0)
+				e->balance = BALANCE_FIRST;
+			else if (strcmp(value, "round-robin") == 0)
+				e->balance = BALANCE_ROUND_ROBIN;
+			else if (strcmp(value, "least-connections") == 0)
+				e->balance = BALANCE_LEAST_CONNECTIONS;
+			else
+				add_error(o, at, info, value, "first, round-robin or least-connections");
+		}
 		else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
 			add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
 		else
@@ -1458,7 +1475,7 @@ static void check_forwards(struct options *o, struct loading *l)
 	for (unsigned i = 0; i < c->exposed_count; i++)
 		if (!l->exposed_target_given[i]) {
 			struct origin at = { l->file, l->exposed_lines[i], NULL };
-			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout without a target",
+			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout or balance without a target",
 				  c->exposed[i].service);
 		}
 }

@@ -25,6 +25,7 @@ struct target_dial {
 	struct exposed_service service; /* a copy: a reload may change the config meanwhile */
 	unsigned target;                /* the target tried now */
 	struct name_lookup *lookup;     /* the lookup it waits for, or NULL */
+	struct target_entry *counted;   /* the target it chose first, its dialling count taken */
 	struct target_dial *wait_prev, *wait_next; /* among the lookup's waiters */
 	struct sockaddr_storage addresses[DIAL_ADDRESSES_MAX];
 	socklen_t address_lengths[DIAL_ADDRESSES_MAX];
@@ -171,7 +172,8 @@ static struct target_entry *target_entry_get(struct forwarding *fw, const char *
 	if (fw->target_entries >= TARGET_ENTRIES_MAX) {
 		for (struct target_entry **link = &fw->targets; *link; link = &(*link)->next) {
 			struct target_entry *e = *link;
-			if (e->relays.open == 0 && !entry_configured(&fw->broker->config, e)) {
+			if (e->relays.open == 0 && e->dialling == 0 &&
+			    !entry_configured(&fw->broker->config, e)) {
 				*link = e->next;
 				free(e);
 				fw->target_entries--;
@@ -198,8 +200,73 @@ static struct tcp_relay_set *entry_relays(struct forwarding *fw, struct target_e
 	return e ? &e->relays : &fw->untracked_relays;
 }
 
+/* The dial no longer counts towards its first target's load (least-connections). */
+static void dial_uncount(struct target_dial *d)
+{
+	if (d->counted)
+		d->counted->dialling--;
+	d->counted = NULL;
+}
+
+/* Whose turn it is for the service, counted on (round-robin, and least-connections' ties). */
+static uint64_t next_turn(struct forwarding *fw, const char *service)
+{
+	unsigned i = 0, free_slot = FORWARD_EXPOSED_MAX;
+	for (; i < FORWARD_EXPOSED_MAX; i++) {
+		if (strcmp(fw->turns[i].service, service) == 0)
+			return fw->turns[i].next++;
+		if (!fw->turns[i].service[0] && free_slot == FORWARD_EXPOSED_MAX)
+			free_slot = i;
+	}
+	i = free_slot < FORWARD_EXPOSED_MAX ? free_slot : 0; /* full after reloads: start over */
+	snprintf(fw->turns[i].service, sizeof fw->turns[i].service, "%s", service);
+	fw->turns[i].next = 1;
+	return 0;
+}
+
+static unsigned target_load(struct forwarding *fw, const char *service, const struct target_address *t)
+{
+	char target[300];
+	forward_format_address(target, sizeof target, t->host, t->port);
+	for (const struct target_entry *e = fw->targets; e; e = e->next)
+		if (strcmp(e->service, service) == 0 && strcmp(e->target, target) == 0)
+			return e->relays.open + e->dialling;
+	return 0;
+}
+
+/* Puts the target the balance picks first; the others follow in their order, wrapping. */
+static void dial_balance(struct target_dial *d)
+{
+	struct exposed_service *x = &d->service;
+	unsigned n = x->target_count, first = 0;
+	if (n > 1 && x->balance != BALANCE_FIRST) {
+		unsigned turn = (unsigned)(next_turn(d->fw, x->service) % n);
+		first = turn;
+		if (x->balance == BALANCE_LEAST_CONNECTIONS) {
+			unsigned best = UINT32_MAX;
+			for (unsigned k = 0; k < n; k++) { /* ties go round in turn */
+				unsigned i = (turn + k) % n, load = target_load(d->fw, x->service, &x->targets[i]);
+				if (load < best) {
+					best = load;
+					first = i;
+				}
+			}
+		}
+	}
+	struct target_address rotated[FORWARD_TARGETS_MAX];
+	for (unsigned k = 0; k < n; k++)
+		rotated[k] = x->targets[(first + k) % n];
+	memcpy(x->targets, rotated, sizeof rotated[0] * n);
+	char target[300];
+	forward_format_address(target, sizeof target, x->targets[0].host, x->targets[0].port);
+	d->counted = target_entry_get(d->fw, x->service, target);
+	if (d->counted)
+		d->counted->dialling++;
+}
+
 static void dial_unlink(struct target_dial *d)
 {
+	dial_uncount(d);
 	if (d->prev)
 		d->prev->next = d->next;
 	else
@@ -423,6 +490,7 @@ int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct
 	d->stream = stream;
 	d->service = *exposed;
 	d->fd = -1;
+	dial_balance(d);
 	ev_init(&d->timeout, on_connect_timeout);
 	d->timeout.data = d;
 	ev_io_init(&d->connected, on_connect_ready, -1, EV_WRITE);

@@ -203,13 +203,21 @@ static void assert_fds_back(const struct process *a, int a_count, const struct p
  *   'W' read until the connection ends and write "eof" or "rst" to DIR/result
  *   'S' send for ever, writing the count sent so far to DIR/sent after each write
  *   'P' send back each read at once, until EOF
+ *   'I' send the target's port (who answered) and close
  */
-static void small_target_one(int fd, const char *dir)
+static void small_target_one(int fd, const char *dir, unsigned port)
 {
 	{
 		char what = 0;
 		if (read(fd, &what, 1) != 1)
 			return;
+		if (what == 'I') {
+			char id[16];
+			int n = snprintf(id, sizeof id, "%u", port);
+			if (write(fd, id, (size_t)n) != n)
+				return;
+			return;
+		}
 		if (what == 'P') {
 			char chunk[4096];
 			ssize_t n;
@@ -266,7 +274,7 @@ static void small_target_one(int fd, const char *dir)
 	}
 }
 
-static void small_target_serve(int listen_fd, const char *dir)
+static void small_target_serve(int listen_fd, const char *dir, unsigned port)
 {
 	signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
 	for (;;) {
@@ -277,7 +285,7 @@ static void small_target_serve(int listen_fd, const char *dir)
 		if (pid == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			close(listen_fd);
-			small_target_one(fd, dir);
+			small_target_one(fd, dir, port);
 			close(fd);
 			_exit(0);
 		}
@@ -293,7 +301,7 @@ static pid_t small_target_start(const char *dir, unsigned *port)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
-		small_target_serve(fd, dir);
+		small_target_serve(fd, dir, *port);
 		_exit(0);
 	}
 	close(fd);
@@ -838,6 +846,59 @@ START_TEST(test_reload_forwards)
 }
 END_TEST
 
+/* Which target answered a new connection ('I'). */
+static unsigned who_answers(unsigned port)
+{
+	int fd = connect_loopback(port);
+	char id[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	ck_assert_int_eq(write(fd, "I", 1), 1);
+	/* ended both ways before the answer's EOF comes back: the target's connection no longer
+	 * counts when the next one is balanced */
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	return (unsigned)strtoul(id, NULL, 10);
+}
+
+/* balance: round-robin takes each target in turn; least-connections the one with fewer. */
+START_TEST(test_balance)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned p1, p2;
+	pid_t t1 = small_target_start(dir, &p1), t2 = small_target_start(dir, &p2);
+	snprintf(services, sizeof services, "[service rr]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = round-robin\n"
+		 "[service lc]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = least-connections\n"
+		 "[service first]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", p1, p2, p1, p2, p1, p2);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward rr]\nlisten = 127.0.0.1:0\npeer = a\nservice = rr\n"
+		      "[forward lc]\nlisten = 127.0.0.1:0\npeer = a\nservice = lc\n"
+		      "[forward first]\nlisten = 127.0.0.1:0\npeer = a\nservice = first\n");
+	unsigned rr = forward_port(&b, "rr"), lc = forward_port(&b, "lc"), first = forward_port(&b, "first");
+	unsigned seen[4];
+	for (int i = 0; i < 4; i++)
+		seen[i] = who_answers(rr);
+	ck_assert_uint_ne(seen[0], seen[1]);
+	ck_assert_uint_eq(seen[0], seen[2]);
+	ck_assert_uint_eq(seen[1], seen[3]);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(who_answers(first), p1);
+	/* one connection held on whichever lc picks: the next ones go to the other */
+	int held = ping_begin(lc, "held");
+	unsigned other = who_answers(lc);
+	ck_assert_uint_eq(who_answers(lc), other);
+	ck_assert_uint_eq(who_answers(lc), other);
+	ping_end(held, "done");
+	stop_child(t1);
+	stop_child(t2);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -882,6 +943,7 @@ int main(void)
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_target_by_name);
 	tcase_add_test(tc, test_reload_forwards);
+	tcase_add_test(tc, test_balance);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
