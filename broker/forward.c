@@ -369,6 +369,14 @@ static void listener_retire(struct forwarding *fw, struct forward_listener *l)
 		  fw->broker->config.drain_timeout);
 }
 
+/* After a reload, once the broker runs on the new config: health checks follow it. */
+static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	health_sync(w->data);
+}
+
 int forwarding_start(struct broker *broker)
 {
 	struct forwarding *fw = calloc(1, sizeof *fw);
@@ -378,6 +386,8 @@ int forwarding_start(struct broker *broker)
 	broker->forwarding = fw;
 	ev_timer_init(&fw->retire_timer, on_retire_check, RETIRE_CHECK, RETIRE_CHECK);
 	fw->retire_timer.data = fw;
+	ev_timer_init(&fw->sync_timer, on_sync, 0, 0);
+	fw->sync_timer.data = fw;
 	for (unsigned i = 0; i < broker->config.forward_count; i++) {
 		int fd, rc = listener_bind(broker, &broker->config.forwards[i], &fd);
 		if (rc == WH_OK)
@@ -392,6 +402,7 @@ int forwarding_start(struct broker *broker)
 		log_write(&broker->log, LOG_INFO, "forward", "service=%s: streams go to target %s%s",
 			  e->service, first, e->target_count > 1 ? " (then the others in order)" : "");
 	}
+	health_sync(fw);
 	return WH_OK;
 }
 
@@ -415,6 +426,7 @@ void forwarding_stop(struct broker *broker)
 		listener_free(l);
 	}
 	ev_timer_stop(broker->loop, &fw->retire_timer);
+	ev_timer_stop(broker->loop, &fw->sync_timer);
 	targets_stop(fw);
 	free(fw);
 	broker->forwarding = NULL;
@@ -484,6 +496,7 @@ int forwarding_reload(struct broker *broker, struct broker_config *next)
 				  c->name);
 		}
 	}
+	ev_timer_start(broker->loop, &fw->sync_timer); /* health checks: once next is running */
 	return WH_OK;
 }
 

@@ -40,6 +40,9 @@ struct exposed_service {
 	struct target_address targets[FORWARD_TARGETS_MAX]; /* tried in order */
 	double connect_timeout; /* one connect to one address (5 s) */
 	enum forward_balance balance;
+	double health_interval; /* seconds between TCP-connect checks of each target; 0: none */
+	unsigned fall, rise;    /* failed checks in a row that take a target down (3), passed ones
+				 * that bring it back (2) */
 };
 
 /* A [forward NAME] section. */
@@ -54,6 +57,8 @@ struct forward_config {
 
 #define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0
 #define FORWARD_MAX_CONNECTIONS_DEFAULT 1024
+#define FORWARD_FALL_DEFAULT 3
+#define FORWARD_RISE_DEFAULT 2
 
 struct broker;
 struct broker_config;

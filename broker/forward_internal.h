@@ -12,6 +12,7 @@
 struct forward_listener;
 struct target_dial;
 struct name_lookup;
+struct target_health;
 
 /* One target of one service as it fared: its relays (connections now and in all, bytes,
  * resets) and its failed connects. Made at the first dial of it; bounded by
@@ -26,6 +27,7 @@ struct target_entry {
 	bool last_failed; /* the last connect to it failed */
 	bool tried;
 	char last_error[160];
+	struct target_health *health; /* health checks (health-check > 0), or NULL */
 };
 
 struct forwarding {
@@ -34,6 +36,7 @@ struct forwarding {
 	unsigned listener_count;
 	struct forward_listener *retiring; /* removed by a reload, draining */
 	ev_timer retire_timer;
+	ev_timer sync_timer; /* after a reload: health checks follow the new config */
 	struct target_entry *targets;       /* per service and target: its relays and failures */
 	unsigned target_entries;
 	struct tcp_relay_set untracked_relays; /* relays of targets the table had no room for */
@@ -53,8 +56,19 @@ void forward_format_address(char *out, size_t length, const char *host, const ch
 void forward_socket_nodelay(int fd);
 
 /* broker/target.c */
+struct target_entry *target_entry_get(struct forwarding *fw, const char *service, const char *target);
+bool target_entry_configured(const struct broker_config *c, const struct target_entry *e);
 int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed);
 void targets_stop(struct forwarding *fw);
 void targets_stop_lookups(struct forwarding *fw);
+
+/* broker/health.c: active health checks of targets (health-check, fall, rise). */
+/* Starts checks the config asks for and stops those it no longer does (start, reload). */
+void health_sync(struct forwarding *fw);
+/* True when checks say the target is down: it takes no new streams. */
+bool health_is_down(const struct target_entry *e);
+/* "up", "down", or NULL when the target is not checked. */
+const char *health_state(const struct target_entry *e);
+void health_stop(struct target_entry *e);
 
 #endif

@@ -257,6 +257,15 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "[service NAME] only: which target a new stream tries first: first (the others are "
 	  "fail-over), round-robin (each in turn), least-connections (the fewest connections and "
 	  "connects under way); when it fails, the others follow in order" },
+	{ OPT_SERVICE_HEALTH_CHECK, "health-check", 0, OPTION_SECONDS, 0, 86400, false, false, "0",
+	  "seconds", APPLY_LIVE, SCOPE_SERVICE,
+	  "[service NAME] only: connect to each target this often (a TCP connect, bounded by "
+	  "connect-timeout); a target down by its checks takes no new streams, and with every "
+	  "target down a stream is refused at once (ERROR 502); 0: no checks" },
+	{ OPT_SERVICE_FALL, "fall", 0, OPTION_COUNT, 1, 1000, false, false, "3", "checks", APPLY_LIVE,
+	  SCOPE_SERVICE, "[service NAME] only: failed health checks in a row that take a target down" },
+	{ OPT_SERVICE_RISE, "rise", 0, OPTION_COUNT, 1, 1000, false, false, "2", "checks", APPLY_LIVE,
+	  SCOPE_SERVICE, "[service NAME] only: passed health checks in a row that bring a target back up" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
@@ -871,6 +880,8 @@ static struct exposed_service *exposed_get(struct loading *l, const char *servic
 	memset(e, 0, sizeof *e);
 	snprintf(e->service, sizeof e->service, "%s", service);
 	e->connect_timeout = FORWARD_CONNECT_TIMEOUT_DEFAULT;
+	e->fall = FORWARD_FALL_DEFAULT;
+	e->rise = FORWARD_RISE_DEFAULT;
 	return e;
 }
 
@@ -915,7 +926,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
 			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
-				 "balance)"
+				 "balance, health-check, fall, rise)"
 			       : "no such setting");
 		return;
 	}
@@ -972,6 +983,9 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	}
 	case OPT_SERVICE_TARGET:
 	case OPT_SERVICE_BALANCE:
+	case OPT_SERVICE_HEALTH_CHECK:
+	case OPT_SERVICE_FALL:
+	case OPT_SERVICE_RISE:
 	case OPT_SERVICE_CONNECT_TIMEOUT: {
 		struct exposed_service *e = exposed_get(l, service, at);
 		double seconds;
@@ -988,6 +1002,17 @@ static void set_service_key(struct loading *l, const char *service, const struct
 				e->balance = BALANCE_LEAST_CONNECTIONS;
 			else
 				add_error(o, at, info, value, "first, round-robin or least-connections");
+		} else if (info->id == OPT_SERVICE_FALL || info->id == OPT_SERVICE_RISE) {
+			double n;
+			if (!parse_whole(value, false, &n) || n < info->min || n > info->max)
+				add_error(o, at, info, value, "not a whole number within 1..1000");
+			else
+				*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
+		} else if (info->id == OPT_SERVICE_HEALTH_CHECK) {
+			if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
+				add_error(o, at, info, value, "not a number of seconds (0..86400)");
+			else
+				e->health_interval = seconds;
 		}
 		else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
 			add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
@@ -1475,7 +1500,7 @@ static void check_forwards(struct options *o, struct loading *l)
 	for (unsigned i = 0; i < c->exposed_count; i++)
 		if (!l->exposed_target_given[i]) {
 			struct origin at = { l->file, l->exposed_lines[i], NULL };
-			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout or balance without a target",
+			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance or health checks without a target",
 				  c->exposed[i].service);
 		}
 }

@@ -150,7 +150,7 @@ static const char *current_target(struct target_dial *d, char *out, size_t lengt
 	return out;
 }
 
-static bool entry_configured(const struct broker_config *c, const struct target_entry *e)
+bool target_entry_configured(const struct broker_config *c, const struct target_entry *e)
 {
 	const struct exposed_service *x = forwarding_find_exposed(c, e->service);
 	char target[300];
@@ -164,7 +164,7 @@ static bool entry_configured(const struct broker_config *c, const struct target_
 
 /* The statistics of a service's target (made on first use); NULL when the table is full of
  * entries in use or configured, or without memory. */
-static struct target_entry *target_entry_get(struct forwarding *fw, const char *service, const char *target)
+struct target_entry *target_entry_get(struct forwarding *fw, const char *service, const char *target)
 {
 	for (struct target_entry *e = fw->targets; e; e = e->next)
 		if (strcmp(e->service, service) == 0 && strcmp(e->target, target) == 0)
@@ -172,8 +172,8 @@ static struct target_entry *target_entry_get(struct forwarding *fw, const char *
 	if (fw->target_entries >= TARGET_ENTRIES_MAX) {
 		for (struct target_entry **link = &fw->targets; *link; link = &(*link)->next) {
 			struct target_entry *e = *link;
-			if (e->relays.open == 0 && e->dialling == 0 &&
-			    !entry_configured(&fw->broker->config, e)) {
+			if (e->relays.open == 0 && e->dialling == 0 && !e->health &&
+			    !target_entry_configured(&fw->broker->config, e)) {
 				*link = e->next;
 				free(e);
 				fw->target_entries--;
@@ -253,10 +253,24 @@ static void dial_balance(struct target_dial *d)
 			}
 		}
 	}
+	/* targets their health checks call down take no new streams */
 	struct target_address rotated[FORWARD_TARGETS_MAX];
-	for (unsigned k = 0; k < n; k++)
-		rotated[k] = x->targets[(first + k) % n];
-	memcpy(x->targets, rotated, sizeof rotated[0] * n);
+	unsigned kept = 0;
+	for (unsigned k = 0; k < n; k++) {
+		const struct target_address *t = &x->targets[(first + k) % n];
+		char name[300];
+		forward_format_address(name, sizeof name, t->host, t->port);
+		const struct target_entry *e = NULL;
+		for (e = d->fw->targets; e; e = e->next)
+			if (strcmp(e->service, x->service) == 0 && strcmp(e->target, name) == 0)
+				break;
+		if (!health_is_down(e))
+			rotated[kept++] = *t;
+	}
+	memcpy(x->targets, rotated, sizeof rotated[0] * kept);
+	x->target_count = kept;
+	if (kept == 0)
+		return;
 	char target[300];
 	forward_format_address(target, sizeof target, x->targets[0].host, x->targets[0].port);
 	d->counted = target_entry_get(d->fw, x->service, target);
@@ -383,6 +397,13 @@ static void on_connect_ready(struct ev_loop *loop, ev_io *w, int revents)
 		dial_connected(d);
 }
 
+static void on_all_down(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	dial_failed(w->data);
+}
+
 static void on_connect_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)loop;
@@ -493,6 +514,18 @@ int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct
 	dial_balance(d);
 	ev_init(&d->timeout, on_connect_timeout);
 	d->timeout.data = d;
+	if (d->service.target_count == 0) { /* every target is down: refused at once */
+		snprintf(d->last_what, sizeof d->last_what, "service %.200s: every target is down (health "
+			 "checks)", d->service.service);
+		if ((d->next = fw->dials))
+			d->next->prev = d;
+		fw->dials = d;
+		ev_init(&d->timeout, on_all_down); /* from the loop: the mux is in its input now */
+		ev_timer_set(&d->timeout, 0, 0);
+		ev_timer_start(fw->broker->loop, &d->timeout);
+		mux_stream_set_handler(stream, on_dial_stream, d);
+		return WH_OK;
+	}
 	ev_io_init(&d->connected, on_connect_ready, -1, EV_WRITE);
 	d->connected.data = d;
 	if ((d->next = fw->dials))
@@ -524,6 +557,7 @@ void targets_stop(struct forwarding *fw)
 	while (fw->targets) {
 		struct target_entry *e = fw->targets;
 		fw->targets = e->next;
+		health_stop(e);
 		tcp_relay_set_abort_all(&e->relays);
 		free(e);
 	}
@@ -533,7 +567,8 @@ void targets_stop(struct forwarding *fw)
 
 static void target_info_fill(struct target_info *info, const struct target_entry *e)
 {
-	info->health = !e || !e->tried ? "unknown" : e->last_failed ? "failing" : "up";
+	info->health = e && health_state(e) ? health_state(e)
+		     : !e || !e->tried ? "unknown" : e->last_failed ? "failing" : "up";
 	info->last_error = e ? e->last_error : "";
 	if (!e)
 		return;
@@ -567,7 +602,7 @@ void forwarding_each_target(const struct broker *broker, void (*fn)(const struct
 		}
 	}
 	for (const struct target_entry *e = fw ? fw->targets : NULL; e; e = e->next) {
-		if (entry_configured(c, e) || e->relays.open == 0)
+		if (target_entry_configured(c, e) || e->relays.open == 0)
 			continue;
 		struct target_info info = { .service = e->service };
 		snprintf(info.target, sizeof info.target, "%s", e->target);

@@ -57,12 +57,14 @@ static unsigned closed_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* Listens on loopback at *port (0: one the system picks, stored in *port). */
 static int listen_loopback(unsigned *port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t length = sizeof a;
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
 	ck_assert_int_eq(listen(fd, 64), 0);
@@ -293,6 +295,7 @@ static void small_target_serve(int listen_fd, const char *dir, unsigned port)
 	}
 }
 
+/* The test's target on *port (0: one the system picks, stored in *port). */
 static pid_t small_target_start(const char *dir, unsigned *port)
 {
 	int fd = listen_loopback(port);
@@ -401,7 +404,7 @@ START_TEST(test_half_close_both_ways)
 {
 	char dir[64];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	char services[512];
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
@@ -450,7 +453,7 @@ START_TEST(test_resets_both_ways)
 {
 	char dir[64], result[300], line[32];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	char services[512];
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
@@ -514,7 +517,7 @@ START_TEST(test_slow_client_stops_the_target)
 {
 	char dir[64], services[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
@@ -554,7 +557,7 @@ START_TEST(test_max_connections)
 {
 	char dir[64], services[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
@@ -649,7 +652,7 @@ START_TEST(test_next_target_after_a_refusal)
 {
 	char dir[64], services[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	unsigned dead = closed_port();
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", dead,
@@ -680,7 +683,7 @@ START_TEST(test_target_by_name)
 {
 	char dir[64], services[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	snprintf(services, sizeof services, "[service small]\ntarget = localhost:%u\n", target_port);
 	struct process a, b;
@@ -786,7 +789,7 @@ START_TEST(test_reload_forwards)
 {
 	char dir[64], services[512], path[300], text[1024];
 	harness_tempdir(dir, sizeof dir);
-	unsigned target_port;
+	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
@@ -825,7 +828,7 @@ START_TEST(test_reload_forwards)
 	int added = echo_begin(three, "added, ");
 	echo_end(added, "added, ", "works");
 
-	unsigned taken_port;
+	unsigned taken_port = 0;
 	int taken = listen_loopback(&taken_port);
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
 		 "peer = a\nservice = small\n[forward four]\nlisten = 127.0.0.1:%u\npeer = a\nservice = small\n",
@@ -868,7 +871,7 @@ START_TEST(test_balance)
 {
 	char dir[64], services[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned p1, p2;
+	unsigned p1 = 0, p2 = 0;
 	pid_t t1 = small_target_start(dir, &p1), t2 = small_target_start(dir, &p2);
 	snprintf(services, sizeof services, "[service rr]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = round-robin\n"
 		 "[service lc]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = least-connections\n"
@@ -899,6 +902,78 @@ START_TEST(test_balance)
 }
 END_TEST
 
+/* Lines of the process's log that contain text. */
+static int log_count(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Health checks: a target that stops answering goes down after `fall` checks and gets no new
+ * streams; with every target down a stream is refused at once; a target back up after `rise`
+ * checks takes streams again. */
+START_TEST(test_health_checks)
+{
+	char dir[64], services[512], text[256];
+	harness_tempdir(dir, sizeof dir);
+	unsigned p1 = 0, p2 = 0;
+	pid_t t1 = small_target_start(dir, &p1), t2 = small_target_start(dir, &p2);
+	snprintf(services, sizeof services, "[service hc]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n"
+		 "balance = round-robin\nhealth-check = 0.2\nfall = 2\nrise = 2\nconnect-timeout = 1\n", p1, p2);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward hc]\nlisten = 127.0.0.1:0\npeer = a\nservice = hc\n");
+	unsigned port = forward_port(&b, "hc");
+	unsigned first = who_answers(port), second = who_answers(port);
+	ck_assert_uint_ne(first, second);
+
+	stop_child(t1);
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p1);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	char refused[128];
+	snprintf(refused, sizeof refused, "service=hc target=127.0.0.1:%u: connect:", p1);
+	int tried = log_count(&a, refused);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_eq(who_answers(port), p2);
+	ck_assert_int_eq(log_count(&a, refused), tried); /* the down target was not even tried */
+
+	stop_child(t2);
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p2);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "I", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(now_seconds() - start < 2, "the refusal took %.1f s", now_seconds() - start);
+	close(fd);
+	ck_assert(process_log_wait(&a, "service hc: every target is down (health checks): stream reset with "
+				   "ERROR 502", 10));
+
+	char socket_a[300], out[8192];
+	snprintf(socket_a, sizeof socket_a, "%s/control.sock", a.dir);
+	const char *targets[] = { "-s", socket_a, "--json", "targets", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", targets, out, sizeof out), 0);
+	snprintf(text, sizeof text, "\"target\": \"127.0.0.1:%u\", \"health\": \"down\"", p2);
+	ck_assert_msg(strstr(out, text), "%s", out);
+
+	t1 = small_target_start(dir, &p1); /* back on its port */
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: up (2 checks passed)", p1);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	ck_assert_uint_eq(who_answers(port), p1);
+	stop_child(t1);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -918,7 +993,7 @@ START_TEST(test_config_errors)
 	snprintf(text, sizeof text, "%s:15: [forward other]: peer z is not configured", path);
 	ck_assert_msg(strstr(err, text), "%s", err);
 
-	unsigned taken_port;
+	unsigned taken_port = 0;
 	int taken = listen_loopback(&taken_port);
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:7420\n[forward web]\nlisten = 127.0.0.1:%u\n"
 		 "peer = a\nservice = web\n", taken_port);
@@ -944,6 +1019,7 @@ int main(void)
 	tcase_add_test(tc, test_target_by_name);
 	tcase_add_test(tc, test_reload_forwards);
 	tcase_add_test(tc, test_balance);
+	tcase_add_test(tc, test_health_checks);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);

@@ -301,6 +301,8 @@ START_TEST(test_forwarding_sections)
 					"target = 127.0.0.1:8000,  [::1]:8001\n"
 					"connect-timeout = 0.5\n"
 					"balance = least-connections\n"
+					"health-check = 2\n"
+					"fall = 4\n"
 					"peers = a\n"
 					"[forward web]\n"
 					"listen = 127.0.0.1:18000\n"
@@ -318,6 +320,9 @@ START_TEST(test_forwarding_sections)
 	ck_assert_str_eq(c->exposed[0].targets[1].port, "8001");
 	ck_assert_double_eq(c->exposed[0].connect_timeout, 0.5);
 	ck_assert_int_eq(c->exposed[0].balance, BALANCE_LEAST_CONNECTIONS);
+	ck_assert_double_eq(c->exposed[0].health_interval, 2);
+	ck_assert_uint_eq(c->exposed[0].fall, 4);
+	ck_assert_uint_eq(c->exposed[0].rise, 2);
 	ck_assert_ptr_nonnull(service_rules_find(&c->apps.services, "web"));
 	ck_assert_uint_eq(c->forward_count, 1);
 	ck_assert_str_eq(c->forwards[0].listen_port, "18000");
@@ -341,7 +346,7 @@ START_TEST(test_forwarding_sections)
 	char expect[256];
 	snprintf(expect, sizeof expect, "%s:2: target: 127.0.0.1: wants HOST:PORT", path);
 	ck_assert(has_error(expect));
-	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout or balance without a target", path);
+	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance or health checks without a target", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
 	ck_assert(has_error(expect));
