@@ -661,6 +661,7 @@ static void forward_row(const struct forward_info *f, void *arg)
 	control_put_uint(w, f->open_failures);
 	control_put_uint(w, f->reset_by_far);
 	control_put_uint(w, f->reset_by_client);
+	control_put_uint(w, f->idle_ended);
 	control_put_uint(w, f->bytes_in);
 	control_put_uint(w, f->bytes_out);
 }
@@ -682,6 +683,7 @@ static void view_forwards(struct view_ctx *v)
 	control_table_column(w, "open_failures", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "reset: no stream (peer unreachable, draining, no memory)");
 	control_table_column(w, "reset_by_far", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by an ERROR from the far side (target refused or reset, link lost)");
 	control_table_column(w, "reset_by_client", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by the client's reset or a socket error");
+	control_table_column(w, "idle_ended", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "reset by its idle-timeout");
 	control_table_column(w, "bytes_in", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes from its clients");
 	control_table_column(w, "bytes_out", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes to its clients");
 	forwarding_each_forward(v->control->broker, forward_row, v);
@@ -700,6 +702,7 @@ static void target_row(const struct target_info *t, void *arg)
 	control_put_uint(w, t->failures);
 	control_put_uint(w, t->reset_by_target);
 	control_put_uint(w, t->reset_by_opener);
+	control_put_uint(w, t->idle_ended);
 	control_put_uint(w, t->bytes_from_target);
 	control_put_uint(w, t->bytes_to_target);
 	control_put_text(w, t->configured ? "yes" : "no");
@@ -719,6 +722,7 @@ static void view_targets(struct view_ctx *v)
 	control_table_column(w, "failures", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connects that failed (refused, unreachable, timed out)");
 	control_table_column(w, "reset_by_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections the target reset (or failed)");
 	control_table_column(w, "reset_by_opener", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections ended by an ERROR from the opener's side");
+	control_table_column(w, "idle_ended", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections reset by the service's idle-timeout");
 	control_table_column(w, "bytes_from_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes the target sent");
 	control_table_column(w, "bytes_to_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes sent to the target");
 	control_table_column(w, "configured", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "no: a reload removed it, its connections go on");

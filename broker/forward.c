@@ -118,8 +118,9 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		free(o);
 		return;
 	}
-	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream, label,
-			    FRAME_ERR_CANCELLED, "the client") != WH_OK) {
+	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout };
+	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream,
+			    &params) != WH_OK) {
 		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
 		mux_stream_release(stream);
 		client_refuse(l, o->fd);
@@ -509,6 +510,7 @@ static void forward_info_emit(const struct forward_listener *l, const char *stat
 		.max_connections = l->config.max_connections, .accepted = l->accepted,
 		.refused_full = l->refused_full, .open_failures = l->open_failures,
 		.reset_by_far = l->relays.reset_in, .reset_by_client = l->relays.reset_out,
+		.idle_ended = l->relays.idle_ended,
 		.bytes_in = l->relays.bytes_in, .bytes_out = l->relays.bytes_out,
 	};
 	char port[16];

@@ -43,6 +43,7 @@ struct exposed_service {
 	double health_interval; /* seconds between TCP-connect checks of each target; 0: none */
 	unsigned fall, rise;    /* failed checks in a row that take a target down (3), passed ones
 				 * that bring it back (2) */
+	double idle_timeout;    /* a connection with no byte either way this long is reset; 0: never */
 };
 
 /* A [forward NAME] section. */
@@ -53,6 +54,7 @@ struct forward_config {
 	char peer[64];     /* a [peer] name */
 	char service[256];
 	unsigned max_connections; /* open at once (1024); more are accepted and closed */
+	double idle_timeout;      /* a connection with no byte either way this long is reset; 0: never */
 };
 
 #define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0
@@ -94,6 +96,7 @@ struct forward_info {
 	uint64_t open_failures; /* reset: no stream (peer unreachable, refused, draining) */
 	uint64_t reset_by_far;  /* ended by an ERROR from the far side */
 	uint64_t reset_by_client; /* ended by the client's reset */
+	uint64_t idle_ended;      /* reset by idle-timeout */
 	uint64_t bytes_in, bytes_out; /* from the clients, to the clients */
 };
 /* Calls fn for each forward: the running ones, then those a reload removed that drain. */
@@ -109,6 +112,7 @@ struct target_info {
 	uint64_t connections;   /* connections made */
 	uint64_t failures;      /* connects that failed */
 	uint64_t reset_by_target, reset_by_opener;
+	uint64_t idle_ended;
 	uint64_t bytes_from_target, bytes_to_target;
 	const char *last_error; /* of the last failed connect ("" if none) */
 };

@@ -266,6 +266,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  SCOPE_SERVICE, "[service NAME] only: failed health checks in a row that take a target down" },
 	{ OPT_SERVICE_RISE, "rise", 0, OPTION_COUNT, 1, 1000, false, false, "2", "checks", APPLY_LIVE,
 	  SCOPE_SERVICE, "[service NAME] only: passed health checks in a row that bring a target back up" },
+	{ OPT_SERVICE_IDLE_TIMEOUT, "idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "0",
+	  "seconds", APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: a target connection with no byte either way this long is reset "
+	  "(ERROR 504 to the opener, RST to the target); 0: never" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
@@ -280,6 +284,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "1024", "connections", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
 	  "[forward NAME] only: connections carried at once; more are accepted and closed at once "
 	  "(counted, logged at most once a second)" },
+	{ OPT_FORWARD_IDLE_TIMEOUT, "idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "0",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: a connection with no byte either way this long is reset (RST to "
+	  "the client, ERROR 504 to the far side); 0: never" },
 };
 
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
@@ -926,7 +934,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
 			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
-				 "balance, health-check, fall, rise)"
+				 "balance, health-check, fall, rise, idle-timeout)"
 			       : "no such setting");
 		return;
 	}
@@ -982,6 +990,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		return;
 	}
 	case OPT_SERVICE_TARGET:
+	case OPT_SERVICE_IDLE_TIMEOUT:
 	case OPT_SERVICE_BALANCE:
 	case OPT_SERVICE_HEALTH_CHECK:
 	case OPT_SERVICE_FALL:
@@ -1008,11 +1017,13 @@ static void set_service_key(struct loading *l, const char *service, const struct
 				add_error(o, at, info, value, "not a whole number within 1..1000");
 			else
 				*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
-		} else if (info->id == OPT_SERVICE_HEALTH_CHECK) {
+		} else if (info->id == OPT_SERVICE_HEALTH_CHECK || info->id == OPT_SERVICE_IDLE_TIMEOUT) {
 			if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
-				add_error(o, at, info, value, "not a number of seconds (0..86400)");
+				add_error(o, at, info, value, "not a number of seconds (%.15g..%.15g)",
+					  info->min, info->max);
 			else
-				e->health_interval = seconds;
+				*(info->id == OPT_SERVICE_HEALTH_CHECK ? &e->health_interval
+								      : &e->idle_timeout) = seconds;
 		}
 		else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
 			add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
@@ -1041,7 +1052,7 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 	}
 	if (!info || info->scope != SCOPE_FORWARD) {
 		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
-			  "peer, service, max-connections)" : "no such setting");
+			  "peer, service, max-connections, idle-timeout)" : "no such setting");
 		return;
 	}
 	unsigned i = 0;
@@ -1086,6 +1097,12 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 			why = "not a whole number within 1..1048576";
 		else
 			f->max_connections = (unsigned)number;
+		break;
+	case OPT_FORWARD_IDLE_TIMEOUT:
+		if (!parse_double(value, &number) || number < info->min || number > info->max)
+			why = "not a number of seconds (0..1e9)";
+		else
+			f->idle_timeout = number;
 		break;
 	default:
 		break;

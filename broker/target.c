@@ -368,8 +368,9 @@ static void dial_connected(struct target_dial *d)
 		e->tried = true;
 		e->last_failed = false;
 	}
+	struct tcp_relay_params params = { label, FRAME_ERR_ENDPOINT_GONE, name, d->service.idle_timeout };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, entry_relays(d->fw, e), d->fd,
-			    d->stream, label, FRAME_ERR_ENDPOINT_GONE, name) != WH_OK) {
+			    d->stream, &params) != WH_OK) {
 		d->last_timed_out = false;
 		snprintf(d->last_what, sizeof d->last_what, "%.300s: out of memory", name);
 		dial_stop_attempt(d);
@@ -577,6 +578,7 @@ static void target_info_fill(struct target_info *info, const struct target_entry
 	info->failures = e->failures;
 	info->reset_by_target = e->relays.reset_out;
 	info->reset_by_opener = e->relays.reset_in;
+	info->idle_ended = e->relays.idle_ended;
 	info->bytes_from_target = e->relays.bytes_in;
 	info->bytes_to_target = e->relays.bytes_out;
 }

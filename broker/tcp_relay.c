@@ -25,6 +25,9 @@ struct tcp_relay {
 	int fd;
 	struct mux_stream *stream;
 	ev_io readable, writable;
+	ev_timer idle;       /* idle-timeout: checks last_active */
+	double idle_timeout;
+	double last_active;
 	/* the tail of a stream read the socket did not take: at most RELAY_CHUNK */
 	uint8_t *pending;
 	size_t pending_at, pending_length;
@@ -49,6 +52,7 @@ static void relay_finish(struct tcp_relay *r, bool abortive)
 {
 	ev_io_stop(r->loop, &r->readable);
 	ev_io_stop(r->loop, &r->writable);
+	ev_timer_stop(r->loop, &r->idle);
 	if (abortive)
 		tcp_relay_close_abortive(r->fd);
 	else
@@ -135,6 +139,7 @@ static bool pump_in(struct tcp_relay *r)
 			}
 			r->bytes_in += (uint64_t)n;
 			r->set->bytes_in += (uint64_t)n;
+			r->last_active = ev_now(r->loop);
 			moved += (size_t)n;
 			continue;
 		}
@@ -162,6 +167,7 @@ static int flush_pending(struct tcp_relay *r)
 	while (r->pending_length) {
 		ssize_t w = send(r->fd, r->pending + r->pending_at, r->pending_length, MSG_NOSIGNAL);
 		if (w > 0) {
+			r->last_active = ev_now(r->loop);
 			r->pending_at += (size_t)w;
 			r->pending_length -= (size_t)w;
 			r->bytes_out += (uint64_t)w;
@@ -242,6 +248,8 @@ static bool pump_out(struct tcp_relay *r)
 		}
 		if (w < 0)
 			w = 0;
+		if (w > 0)
+			r->last_active = ev_now(r->loop);
 		r->bytes_out += (uint64_t)w;
 		r->set->bytes_out += (uint64_t)w;
 		moved += (size_t)w;
@@ -265,6 +273,29 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
 	pump_out(w->data);
 }
 
+/* No byte either way for idle-timeout: both ends are reset. The timer is set for the
+ * earliest the relay can be idle, and moved on when bytes passed meanwhile (no timer work
+ * per byte). */
+static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tcp_relay *r = w->data;
+	(void)revents;
+	double left = r->last_active + r->idle_timeout - ev_now(loop);
+	if (left > 0) {
+		ev_timer_set(w, left, 0);
+		ev_timer_start(loop, w);
+		return;
+	}
+	char message[320];
+	snprintf(message, sizeof message, "idle for %.15g s (idle-timeout)", r->idle_timeout);
+	log_write(r->log, LOG_INFO, "relay", "%s: %s: stream %u reset with ERROR 504, socket reset",
+		  r->label, message, mux_stream_id(r->stream));
+	r->set->idle_ended++;
+	mux_stream_set_handler(r->stream, NULL, NULL);
+	mux_stream_reset_code(r->stream, 504, message);
+	relay_finish(r, true);
+}
+
 static void on_stream(struct mux_stream *stream, enum mux_stream_event event, void *user)
 {
 	struct tcp_relay *r = user;
@@ -284,8 +315,8 @@ static void on_stream(struct mux_stream *stream, enum mux_stream_event event, vo
 }
 
 int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_budget *fds,
-		    struct tcp_relay_set *set, int fd, struct mux_stream *stream, const char *label,
-		    uint32_t reset_code, const char *socket_name)
+		    struct tcp_relay_set *set, int fd, struct mux_stream *stream,
+		    const struct tcp_relay_params *params)
 {
 	struct tcp_relay *r = calloc(1, sizeof *r);
 	if (!r)
@@ -296,12 +327,18 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->set = set;
 	r->fd = fd;
 	r->stream = stream;
-	r->reset_code = reset_code;
-	snprintf(r->label, sizeof r->label, "%s", label);
-	snprintf(r->socket_name, sizeof r->socket_name, "%s", socket_name);
+	r->reset_code = params->reset_code;
+	snprintf(r->label, sizeof r->label, "%s", params->label);
+	snprintf(r->socket_name, sizeof r->socket_name, "%s", params->socket_name);
 	ev_io_init(&r->readable, on_readable, fd, EV_READ);
 	ev_io_init(&r->writable, on_writable, fd, EV_WRITE);
 	r->readable.data = r->writable.data = r;
+	r->idle_timeout = params->idle_timeout;
+	r->last_active = ev_now(loop);
+	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
+	r->idle.data = r;
+	if (r->idle_timeout > 0)
+		ev_timer_start(loop, &r->idle);
 	r->next = set->head;
 	if (set->head)
 		set->head->prev = r;

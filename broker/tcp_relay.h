@@ -36,19 +36,27 @@ struct tcp_relay_set {
 	uint64_t total;      /* relays started */
 	uint64_t reset_in;   /* ended by an ERROR on the stream (the far side reset) */
 	uint64_t reset_out;  /* ended by a reset or error of the socket */
+	uint64_t idle_ended; /* ended by the idle timeout */
 	uint64_t bytes_in;   /* socket -> stream */
 	uint64_t bytes_out;  /* stream -> socket */
 };
 
+/* How a relay names itself and ends. */
+struct tcp_relay_params {
+	const char *label;       /* in logs: "forward=web client=127.0.0.1:5000" */
+	uint32_t reset_code;     /* the ERROR sent when the socket resets */
+	const char *socket_name; /* who that is in the ERROR's message: "the client", "target ..." */
+	double idle_timeout;     /* no byte either way this long: both ends reset (ERROR 504 to
+				  * the stream, RST to the socket); 0: never */
+};
+
 /* Joins fd (connected, non-blocking; its descriptor taken from fds, which may be NULL) and
- * stream (its handler becomes the relay's). label names the relay in logs ("forward=web
- * client=127.0.0.1:5000"), reset_code is the ERROR sent when the socket resets, and
- * socket_name says who that is in the ERROR's message ("the client", "target 10.0.0.1:80").
- * Starts moving bytes at once (and may be over before this returns). WH_OK: fd, its
- * descriptor's budget and stream are the relay's now; WH_ENOMEM: nothing was taken over. */
+ * stream (its handler becomes the relay's), and starts moving bytes at once (it may be over
+ * before this returns). WH_OK: fd, its descriptor's budget and stream are the relay's now;
+ * WH_ENOMEM: nothing was taken over. */
 int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_budget *fds,
-		    struct tcp_relay_set *set, int fd, struct mux_stream *stream, const char *label,
-		    uint32_t reset_code, const char *socket_name);
+		    struct tcp_relay_set *set, int fd, struct mux_stream *stream,
+		    const struct tcp_relay_params *params);
 
 /* Ends every relay of the set at once (the broker stops): sockets reset, streams reset with
  * ERROR 505 (going away). */

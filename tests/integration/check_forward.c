@@ -974,6 +974,52 @@ START_TEST(test_health_checks)
 }
 END_TEST
 
+/* idle-timeout: a forwarded connection with no byte either way is reset at both ends; one that
+ * keeps talking is not. */
+START_TEST(test_idle_timeout)
+{
+	char dir[64], services[512], result[300], accepted[300], line[32];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "idle-timeout = 1\n");
+	unsigned port = forward_port(&b, "small");
+	/* talking every 0.3 s for 2 s: not idle */
+	int busy = ping_begin(port, "busy");
+	for (int i = 0; i < 6; i++) {
+		poll(NULL, 0, 300); /* the pace of a client that talks, not a wait for a condition */
+		ck_assert_int_eq(write(busy, "x", 1), 1);
+		char x;
+		ck_assert_int_eq(read(busy, &x, 1), 1);
+	}
+	ping_end(busy, "still here");
+	/* silent: reset at both ends after about a second */
+	snprintf(result, sizeof result, "%s/result", dir);
+	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "W", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	double took = now_seconds() - start;
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(took > 0.9 && took < 10, "reset after %.1f s", took);
+	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
+	poll(NULL, 0, 50);
+	read_line(result, line, sizeof line);
+	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
+	ck_assert(process_log_wait(&b, "idle for 1 s (idle-timeout): stream", 10));
+	close(fd);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -1020,6 +1066,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_forwards);
 	tcase_add_test(tc, test_balance);
 	tcase_add_test(tc, test_health_checks);
+	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);

@@ -308,7 +308,8 @@ START_TEST(test_forwarding_sections)
 					"listen = 127.0.0.1:18000\n"
 					"peer = a\n"
 					"service = web\n"
-					"max-connections = 10\n");
+					"max-connections = 10\n"
+					"idle-timeout = 30\n");
 	ck_assert(load("--config", path, NULL));
 	const struct broker_config *c = &o.config;
 	ck_assert_str_eq(c->listen_port, "7000");
@@ -329,6 +330,7 @@ START_TEST(test_forwarding_sections)
 	ck_assert_str_eq(c->forwards[0].peer, "a");
 	ck_assert_str_eq(c->forwards[0].service, "web");
 	ck_assert_uint_eq(c->forwards[0].max_connections, 10);
+	ck_assert_double_eq(c->forwards[0].idle_timeout, 30);
 	unlink(path);
 
 	path = write_config("[service web]\n"          /* 1 */
