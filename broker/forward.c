@@ -18,6 +18,15 @@
 
 struct forward_open;
 
+/* connection-rate: new connections a second from one client address, a token bucket each
+ * (one second's worth). A small table, oldest entry replaced: many addresses each get the
+ * rate, and max-connections bounds them together. */
+#define RATE_SLOTS 256
+struct rate_slot {
+	char host[64];
+	double tokens, at;
+};
+
 struct forward_listener {
 	struct forwarding *fw;
 	struct forward_config config;
@@ -27,8 +36,9 @@ struct forward_listener {
 	struct tcp_relay_set relays;
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
 	unsigned opening_count;
-	uint64_t accepted, refused_full, open_failures;
-	double full_logged_at;
+	uint64_t accepted, refused_full, open_failures, refused_rate;
+	double full_logged_at, rate_logged_at;
+	struct rate_slot *rates; /* RATE_SLOTS, made when connection-rate is first needed */
 	/* removed by a reload: no longer listening, its connections drain until the deadline */
 	struct forward_listener *next_retiring;
 	double retire_deadline;
@@ -152,15 +162,49 @@ static struct pool *forward_pool(struct forward_listener *l, const char *client)
 	return pool;
 }
 
-static void client_address(int fd, char *out, size_t length)
+/* The client's address ("host:port") and host alone. */
+static void client_address(int fd, char *out, size_t length, char host[64])
 {
 	struct sockaddr_storage address;
 	socklen_t size = sizeof address;
-	char host[64] = "?", port[16] = "?";
+	char port[16] = "?";
+	snprintf(host, 64, "?");
 	if (getpeername(fd, (struct sockaddr *)&address, &size) == 0)
-		getnameinfo((struct sockaddr *)&address, size, host, sizeof host, port, sizeof port,
+		getnameinfo((struct sockaddr *)&address, size, host, 64, port, sizeof port,
 			    NI_NUMERICHOST | NI_NUMERICSERV);
 	forward_format_address(out, length, host, port);
+}
+
+/* Whether the client's address may open one more connection now (connection-rate). */
+static bool rate_admit(struct forward_listener *l, const char *host, double now)
+{
+	double rate = l->config.connection_rate;
+	if (rate <= 0)
+		return true;
+	if (!l->rates && !(l->rates = calloc(RATE_SLOTS, sizeof *l->rates)))
+		return true; /* no memory for the table: max-connections still bounds */
+	struct rate_slot *slot = NULL, *oldest = &l->rates[0];
+	for (unsigned i = 0; i < RATE_SLOTS && !slot; i++) {
+		if (strcmp(l->rates[i].host, host) == 0)
+			slot = &l->rates[i];
+		else if (l->rates[i].at < oldest->at)
+			oldest = &l->rates[i];
+	}
+	double burst = rate > 1 ? rate : 1;
+	if (!slot) {
+		slot = oldest;
+		snprintf(slot->host, sizeof slot->host, "%s", host);
+		slot->tokens = burst;
+		slot->at = now;
+	}
+	slot->tokens += (now - slot->at) * rate;
+	slot->at = now;
+	if (slot->tokens > burst)
+		slot->tokens = burst;
+	if (slot->tokens < 1)
+		return false;
+	slot->tokens -= 1;
+	return true;
 }
 
 /* One accepted connection: over max-connections it is closed (counted, logged at most once
@@ -188,7 +232,22 @@ static void forward_accepted(struct forward_listener *l, int fd)
 		return;
 	}
 	o->fd = fd;
-	client_address(fd, o->client, sizeof o->client);
+	char host[64];
+	client_address(fd, o->client, sizeof o->client, host);
+	if (!rate_admit(l, host, now)) {
+		l->refused_rate++;
+		if (now - l->rate_logged_at >= 1.0) {
+			l->rate_logged_at = now;
+			log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s opens more than "
+				  "connection-rate %.15g a second: new connections closed (%llu so far)",
+				  l->config.name, host, l->config.connection_rate,
+				  (unsigned long long)l->refused_rate);
+		}
+		close(fd);
+		fd_budget_give(&broker->fds, 1);
+		free(o);
+		return;
+	}
 	forward_socket_nodelay(fd);
 	struct pool *pool = forward_pool(l, o->client);
 	if (!pool) {
@@ -328,6 +387,7 @@ static void listener_free(struct forward_listener *l)
 		o->listener = NULL; /* the pool's callback frees it */
 	}
 	tcp_relay_set_abort_all(&l->relays);
+	free(l->rates);
 	free(l);
 }
 
@@ -508,7 +568,8 @@ static void forward_info_emit(const struct forward_listener *l, const char *stat
 		.name = l->config.name, .peer = l->config.peer, .service = l->config.service,
 		.state = state, .open = l->relays.open + l->opening_count,
 		.max_connections = l->config.max_connections, .accepted = l->accepted,
-		.refused_full = l->refused_full, .open_failures = l->open_failures,
+		.refused_full = l->refused_full, .refused_rate = l->refused_rate,
+		.open_failures = l->open_failures,
 		.reset_by_far = l->relays.reset_in, .reset_by_client = l->relays.reset_out,
 		.idle_ended = l->relays.idle_ended,
 		.bytes_in = l->relays.bytes_in, .bytes_out = l->relays.bytes_out,

@@ -55,6 +55,7 @@ struct forward_config {
 	char service[256];
 	unsigned max_connections; /* open at once (1024); more are accepted and closed */
 	double idle_timeout;      /* a connection with no byte either way this long is reset; 0: never */
+	double connection_rate;   /* new connections a second from one client address; 0: no bound */
 };
 
 #define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0
@@ -93,6 +94,7 @@ struct forward_info {
 	unsigned max_connections;
 	uint64_t accepted;     /* connections accepted, refused ones included */
 	uint64_t refused_full; /* closed at once: max-connections, or no descriptor */
+	uint64_t refused_rate; /* closed at once: the client's address is over connection-rate */
 	uint64_t open_failures; /* reset: no stream (peer unreachable, refused, draining) */
 	uint64_t reset_by_far;  /* ended by an ERROR from the far side */
 	uint64_t reset_by_client; /* ended by the client's reset */

@@ -288,6 +288,11 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
 	  "[forward NAME] only: a connection with no byte either way this long is reset (RST to "
 	  "the client, ERROR 504 to the far side); 0: never" },
+	{ OPT_FORWARD_CONNECTION_RATE, "connection-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "0",
+	  "connections/s", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: new connections a second one client address may open, with a burst "
+	  "of one second's worth; more are accepted and closed at once (counted, logged at most "
+	  "once a second); 0: no bound" },
 };
 
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
@@ -1052,7 +1057,7 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 	}
 	if (!info || info->scope != SCOPE_FORWARD) {
 		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
-			  "peer, service, max-connections, idle-timeout)" : "no such setting");
+			  "peer, service, max-connections, idle-timeout, connection-rate)" : "no such setting");
 		return;
 	}
 	unsigned i = 0;
@@ -1103,6 +1108,12 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 			why = "not a number of seconds (0..1e9)";
 		else
 			f->idle_timeout = number;
+		break;
+	case OPT_FORWARD_CONNECTION_RATE:
+		if (!parse_whole(value, false, &number) || number < info->min || number > info->max)
+			why = "not a whole number of connections a second (0..10000000)";
+		else
+			f->connection_rate = number;
 		break;
 	default:
 		break;

@@ -1020,6 +1020,47 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+/* Whether a new connection is served ('I' answered) or closed at once. */
+static bool served(unsigned port)
+{
+	int fd = connect_loopback(port);
+	char id[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	if (write(fd, "I", 1) == 1)
+		shutdown(fd, SHUT_WR);
+	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	return have > 0;
+}
+
+/* connection-rate: one client address opening connections faster is closed at once. */
+START_TEST(test_connection_rate)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "connection-rate = 2\n");
+	unsigned port = forward_port(&b, "small");
+	int ok = 0;
+	double start = now_seconds();
+	for (int i = 0; i < 12; i++)
+		ok += served(port);
+	double took = now_seconds() - start;
+	/* a burst of 2, then 2 a second: what the time taken allows, give or take one */
+	ck_assert_msg(ok >= 2 && ok <= 3 + (int)(took * 2), "%d of 12 served in %.2f s", ok, took);
+	ck_assert(process_log_wait(&b, "forward=small: client 127.0.0.1 opens more than connection-rate 2 a second", 10));
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config names the file and line of a bad target or listen; a listen that cannot be
  * bound stops the start with the address and the errno. */
 START_TEST(test_config_errors)
@@ -1067,6 +1108,7 @@ int main(void)
 	tcase_add_test(tc, test_balance);
 	tcase_add_test(tc, test_health_checks);
 	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_connection_rate);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
