@@ -645,6 +645,7 @@ static void retire_check(struct ev_loop *loop, ev_timer *w, int revents)
 			log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed%s", pool_name(r->pool),
 				  pool_drained(r->pool) ? "" : ": drain timeout, its last streams end");
 			*link = r->next;
+			forwarding_pool_gone(broker, r->pool); /* relays on it end before its streams go */
 			pool_free(r->pool);
 			free(r);
 			continue;
@@ -659,6 +660,7 @@ static void retire_pool(struct broker *broker, struct pool *pool)
 {
 	struct retiring *r = calloc(1, sizeof *r);
 	if (!r) { /* no memory to wait: let it go now */
+		forwarding_pool_gone(broker, pool);
 		pool_free(pool);
 		return;
 	}

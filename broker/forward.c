@@ -589,3 +589,44 @@ void forwarding_each_forward(const struct broker *broker, void (*fn)(const struc
 	for (const struct forward_listener *l = fw ? fw->retiring : NULL; l; l = l->next_retiring)
 		forward_info_emit(l, "draining", fn, arg);
 }
+
+#define POOL_MUXES_MAX 1024 /* pool-max's ceiling */
+
+struct mux_list {
+	const struct mux *muxes[POOL_MUXES_MAX];
+	unsigned count;
+};
+
+static void collect_mux(struct conn *conn, void *arg)
+{
+	struct mux_list *list = arg;
+	if (list->count < POOL_MUXES_MAX)
+		list->muxes[list->count++] = conn_mux(conn);
+}
+
+static bool in_list(const struct mux *mux, void *arg)
+{
+	const struct mux_list *list = arg;
+	for (unsigned i = 0; i < list->count; i++)
+		if (list->muxes[i] == mux)
+			return true;
+	return false;
+}
+
+void forwarding_pool_gone(struct broker *broker, struct pool *pool)
+{
+	struct forwarding *fw = broker->forwarding;
+	if (!fw)
+		return;
+	static struct mux_list list; /* 8 KiB: not on the stack; the loop's thread only */
+	list.count = 0;
+	pool_each_conn(pool, collect_mux, &list);
+	if (list.count == 0)
+		return;
+	const char *why = "the peer was removed from the config and its drain-timeout passed";
+	for (unsigned i = 0; i < fw->listener_count; i++)
+		tcp_relay_set_abort_where(&fw->listeners[i]->relays, in_list, &list, FRAME_ERR_GOING_AWAY, why);
+	for (struct forward_listener *l = fw->retiring; l; l = l->next_retiring)
+		tcp_relay_set_abort_where(&l->relays, in_list, &list, FRAME_ERR_GOING_AWAY, why);
+	targets_abort_where(fw, in_list, &list, why);
+}

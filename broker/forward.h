@@ -80,6 +80,11 @@ void forwarding_stop(struct broker *broker);
  * applies them to new connections; unchanged ones go on untouched. Every new address is bound
  * first: WH_OK, or WH_ESYSTEM (logged, with the address and the errno) and nothing changed. */
 int forwarding_reload(struct broker *broker, struct broker_config *next);
+/* A pool is about to be freed with streams still open (a peer a reload removed, at its
+ * drain-timeout): the forwarded connections and target connections on it end now (reset
+ * both ways), since freeing the pool frees their streams without a word. */
+struct pool;
+void forwarding_pool_gone(struct broker *broker, struct pool *pool);
 /* A stream a peer opened for `service`: if the service has targets, the stream is taken (the
  * target is dialled; WH_OK) and otherwise WH_ENO_SERVICE. */
 int forwarding_attach_target(struct broker *broker, struct mux_stream *stream, const char *service);

@@ -61,6 +61,9 @@ bool target_entry_configured(const struct broker_config *c, const struct target_
 int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed);
 void targets_stop(struct forwarding *fw);
 void targets_stop_lookups(struct forwarding *fw);
+/* Ends the dials and target relays whose stream is on a connection match() picks. */
+void targets_abort_where(struct forwarding *fw, bool (*match)(const struct mux *, void *), void *arg,
+			 const char *message);
 
 /* broker/health.c: active health checks of targets (health-check, fall, rise). */
 /* Starts checks the config asks for and stops those it no longer does (start, reload). */

@@ -612,3 +612,32 @@ void forwarding_each_target(const struct broker *broker, void (*fn)(const struct
 		fn(&info, arg);
 	}
 }
+
+void targets_abort_where(struct forwarding *fw, bool (*match)(const struct mux *, void *), void *arg,
+			 const char *message)
+{
+	for (bool again = true; again;) {
+		again = false;
+		for (struct target_dial *d = fw->dials; d; d = d->next) {
+			if (!match(mux_stream_mux(d->stream), arg))
+				continue;
+			dial_stop_attempt(d);
+			dial_unlink(d);
+			mux_stream_set_handler(d->stream, NULL, NULL);
+			mux_stream_reset_code(d->stream, FRAME_ERR_GOING_AWAY, message);
+			mux_stream_release(d->stream);
+			free(d);
+			again = true;
+			break;
+		}
+	}
+	for (bool again = true; again;) { /* a reset may end entries' relays: restart */
+		again = false;
+		for (struct target_entry *e = fw->targets; e && !again; e = e->next) {
+			unsigned before = e->relays.open;
+			tcp_relay_set_abort_where(&e->relays, match, arg, FRAME_ERR_GOING_AWAY, message);
+			again = e->relays.open != before;
+		}
+	}
+	tcp_relay_set_abort_where(&fw->untracked_relays, match, arg, FRAME_ERR_GOING_AWAY, message);
+}

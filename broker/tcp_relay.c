@@ -369,3 +369,23 @@ void tcp_relay_set_abort_all(struct tcp_relay_set *set)
 		relay_finish(r, true);
 	}
 }
+
+void tcp_relay_set_abort_where(struct tcp_relay_set *set, bool (*match)(const struct mux *, void *),
+			       void *arg, uint32_t code, const char *message)
+{
+	/* from the head again after each: ending one may end others (events the reset
+	 * delivers), which leave the list themselves */
+	for (bool again = true; again;) {
+		again = false;
+		for (struct tcp_relay *r = set->head; r; r = r->next) {
+			if (!match(mux_stream_mux(r->stream), arg))
+				continue;
+			log_write(r->log, LOG_INFO, "relay", "%s: %s: reset", r->label, message);
+			mux_stream_set_handler(r->stream, NULL, NULL);
+			mux_stream_reset_code(r->stream, code, message);
+			relay_finish(r, true);
+			again = true;
+			break;
+		}
+	}
+}

@@ -62,6 +62,11 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
  * ERROR 505 (going away). */
 void tcp_relay_set_abort_all(struct tcp_relay_set *set);
 
+/* Ends, as abort_all does, the relays whose stream is on a connection match() picks (with
+ * ERROR code and message): before the pool that holds those connections is freed. */
+void tcp_relay_set_abort_where(struct tcp_relay_set *set, bool (*match)(const struct mux *, void *),
+			       void *arg, uint32_t code, const char *message);
+
 /* Closes fd so that its peer sees RST, not FIN (SO_LINGER 0). */
 void tcp_relay_close_abortive(int fd);
 

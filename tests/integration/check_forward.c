@@ -1020,6 +1020,48 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
+static bool alive(const struct process *p)
+{
+	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+/* A reload removes the peer a forwarded connection runs to (and the forward): at drain-timeout
+ * the peer's pool is freed with the stream still open. The relay must end first (its client
+ * reset), not be left holding a freed stream; the broker runs on. */
+START_TEST(test_peer_removed_under_a_connection)
+{
+	char dir[64], services[512], path[300];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[broker]\ndrain-timeout = 0.5\n[forward small]\n"
+		      "listen = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	int held = ping_begin(port, "held across the reload");
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	write_file(path, "[broker]\ndrain-timeout = 0.5\n");
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&b, "peer=a removed: drain timeout", 10));
+	ck_assert(process_log_wait(&b, "forward=small removed", 10));
+	char byte;
+	errno = 0;
+	ssize_t n = read(held, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	close(held);
+	/* the broker runs on, and answers */
+	char socket_b[300], out[4096];
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *status[] = { "-s", socket_b, "status", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", status, out, sizeof out), 0);
+	ck_assert(alive(&b));
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* Whether a new connection is served ('I' answered) or closed at once. */
 static bool served(unsigned port)
 {
@@ -1109,6 +1151,7 @@ int main(void)
 	tcase_add_test(tc, test_health_checks);
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_connection_rate);
+	tcase_add_test(tc, test_peer_removed_under_a_connection);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
