@@ -654,6 +654,7 @@ static void forward_row(const struct forward_info *f, void *arg)
 	control_put_text(w, f->peer);
 	control_put_text(w, f->service);
 	control_put_text(w, f->state);
+	control_put_text(w, f->origin);
 	control_put_uint(w, f->open);
 	control_put_uint(w, f->max_connections);
 	control_put_uint(w, f->accepted);
@@ -676,7 +677,8 @@ static void view_forwards(struct view_ctx *v)
 	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where it accepts connections");
 	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the peer its connections reach");
 	control_table_column(w, "service", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the service opened there");
-	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "listening, draining (a reload removed it) or closed (the broker drains)");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "listening, draining (a reload or forward del removed it) or closed (the broker drains)");
+	control_table_column(w, "origin", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "config, or run time (wormhole-ctl forward add)");
 	control_table_column(w, "connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections carried now, or waiting for their stream");
 	control_table_column(w, "max_connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "its max-connections");
 	control_table_column(w, "accepted", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections accepted, refused ones included");
@@ -924,6 +926,29 @@ static void action_reload(struct view_ctx *v)
 		v->reply->status = error;
 }
 
+/* forward add NAME LISTEN PEER SERVICE | forward del NAME (docs/FORWARDING.md) */
+static void action_forward(struct view_ctx *v)
+{
+	const struct control_request *req = v->request;
+	struct broker *broker = v->control->broker;
+	char message[512];
+	int rc;
+	if (req->argc == 6 && strcmp(req->argv[1], "add") == 0)
+		rc = forwarding_add(broker, req->argv[2], req->argv[3], req->argv[4], req->argv[5], message,
+				    sizeof message);
+	else if (req->argc == 3 && strcmp(req->argv[1], "del") == 0)
+		rc = forwarding_del(broker, req->argv[2], message, sizeof message);
+	else {
+		fail(v->reply, WH_EINVAL, "usage: forward add NAME LISTEN PEER SERVICE | forward del NAME");
+		return;
+	}
+	if (rc != WH_OK) {
+		fail(v->reply, rc, "%s", message);
+		return;
+	}
+	snprintf(v->reply->message, sizeof v->reply->message, "%s", message);
+}
+
 static void action_log_level(struct view_ctx *v)
 {
 	const struct control_request *req = v->request;
@@ -955,6 +980,7 @@ static const struct {
 	{ "warm-peer", action_warm_peer, true },
 	{ "reload", action_reload, true },
 	{ "log-level", action_log_level, true },
+	{ "forward", action_forward, true },
 };
 
 /* ---- clients ------------------------------------------------------------------------------ */

@@ -39,6 +39,7 @@ struct forward_listener {
 	uint64_t accepted, refused_full, open_failures, refused_rate;
 	double full_logged_at, rate_logged_at;
 	struct rate_slot *rates; /* RATE_SLOTS, made when connection-rate is first needed */
+	bool runtime; /* added by wormhole-ctl forward add: a reload keeps it */
 	/* removed by a reload: no longer listening, its connections drain until the deadline */
 	struct forward_listener *next_retiring;
 	double retire_deadline;
@@ -511,11 +512,34 @@ static bool needs_bind(struct forwarding *fw, const struct forward_config *c)
 	       (strcmp(l->config.listen_port, c->listen_port) != 0 && strcmp(bound, c->listen_port) != 0);
 }
 
+/* Forwards added at run time stay across a reload, unless the file now has one of that name
+ * (the file's then takes its place). */
+static void keep_runtime_forwards(struct forwarding *fw, struct broker_config *next)
+{
+	for (unsigned i = 0; i < fw->listener_count; i++) {
+		struct forward_listener *l = fw->listeners[i];
+		if (!l->runtime)
+			continue;
+		unsigned j = 0;
+		while (j < next->forward_count && strcmp(next->forwards[j].name, l->config.name) != 0)
+			j++;
+		if (j < next->forward_count) {
+			l->runtime = false;
+		} else if (next->forward_count < FORWARD_MAX) {
+			next->forwards[next->forward_count++] = l->config;
+		} else {
+			log_write(&fw->broker->log, LOG_WARN, "forward", "forward=%s (added at run time): "
+				  "the config has %d forwards already: removed", l->config.name, FORWARD_MAX);
+		}
+	}
+}
+
 int forwarding_reload(struct broker *broker, struct broker_config *next)
 {
 	struct forwarding *fw = broker->forwarding;
 	if (!fw)
 		return WH_OK;
+	keep_runtime_forwards(fw, next);
 	/* every new address first: one that cannot be bound refuses the reload, nothing changed */
 	int fds[FORWARD_MAX];
 	for (unsigned i = 0; i < next->forward_count; i++) {
@@ -566,7 +590,7 @@ static void forward_info_emit(const struct forward_listener *l, const char *stat
 {
 	struct forward_info info = {
 		.name = l->config.name, .peer = l->config.peer, .service = l->config.service,
-		.state = state, .open = l->relays.open + l->opening_count,
+		.state = state, .origin = l->runtime ? "run time" : "config", .open = l->relays.open + l->opening_count,
 		.max_connections = l->config.max_connections, .accepted = l->accepted,
 		.refused_full = l->refused_full, .refused_rate = l->refused_rate,
 		.open_failures = l->open_failures,
@@ -629,4 +653,112 @@ void forwarding_pool_gone(struct broker *broker, struct pool *pool)
 	for (struct forward_listener *l = fw->retiring; l; l = l->next_retiring)
 		tcp_relay_set_abort_where(&l->relays, in_list, &list, FRAME_ERR_GOING_AWAY, why);
 	targets_abort_where(fw, in_list, &list, why);
+}
+
+/* ---- forwards changed at run time (wormhole-ctl forward add, forward del) ---------------- */
+
+static bool name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n >= sizeof ((struct forward_config *)0)->name)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", name[i]))
+			return false;
+	return true;
+}
+
+/* "HOST:PORT" or "[V6]:PORT" into c's listen fields; NULL or why not. */
+static const char *parse_listen(const char *text, struct forward_config *c)
+{
+	const char *colon = strrchr(text, ':');
+	if (!colon || colon == text || !colon[1] || strlen(colon + 1) >= sizeof c->listen_port)
+		return "LISTEN wants HOST:PORT";
+	size_t n = (size_t)(colon - text);
+	if (text[0] == '[') {
+		if (colon[-1] != ']' || n < 3)
+			return "LISTEN wants [ADDRESS]:PORT for IPv6";
+		text++;
+		n -= 2;
+	}
+	if (n >= sizeof c->listen_host)
+		return "LISTEN: host name too long";
+	char *end;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (*end || port > 65535 || colon[1] == '-' || colon[1] == '+')
+		return "LISTEN: the port is not within 0..65535";
+	memcpy(c->listen_host, text, n);
+	c->listen_host[n] = '\0';
+	snprintf(c->listen_port, sizeof c->listen_port, "%lu", port);
+	return NULL;
+}
+
+int forwarding_add(struct broker *broker, const char *name, const char *listen, const char *peer,
+		   const char *service, char *why, size_t length)
+{
+	struct forwarding *fw = broker->forwarding;
+	struct broker_config *config = &broker->config;
+	struct forward_config c = { .max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT };
+	const char *bad = !fw ? "the broker has no forwarding" /* start failed */
+			: broker->draining ? "the broker is stopping"
+			: !name_valid(name) ? "NAME is 1 to 63 letters, digits, '-', '_' or '.'"
+			: listener_named(fw, name) ? "a forward of that name exists (forward del it first)"
+			: config->forward_count >= FORWARD_MAX ? "too many forwards"
+			: !broker_find_pool(broker, peer) ? "PEER is not a configured peer"
+			: !service[0] || strlen(service) > 255 ? "SERVICE is 1 to 255 bytes"
+			: parse_listen(listen, &c);
+	if (bad) {
+		snprintf(why, length, "forward add %s: %s", name, bad);
+		return WH_EINVAL;
+	}
+	snprintf(c.name, sizeof c.name, "%s", name);
+	snprintf(c.peer, sizeof c.peer, "%s", peer);
+	snprintf(c.service, sizeof c.service, "%s", service);
+	int fd, rc = listener_bind(broker, &c, &fd);
+	if (rc == WH_OK)
+		rc = listener_start(fw, &c, fd);
+	if (rc != WH_OK) {
+		snprintf(why, length, "forward add %s: cannot listen on %s (the broker's log says why)", name,
+			 listen);
+		return rc;
+	}
+	fw->listeners[fw->listener_count - 1]->runtime = true;
+	config->forwards[config->forward_count++] = c;
+	struct forward_listener *l = fw->listeners[fw->listener_count - 1];
+	char port[16], where[300];
+	snprintf(port, sizeof port, "%u", l->port);
+	forward_format_address(where, sizeof where, c.listen_host, port);
+	snprintf(why, length, "forward %s listening on %s: connections go to service %s of peer %s", name,
+		 where, service, peer);
+	return WH_OK;
+}
+
+int forwarding_del(struct broker *broker, const char *name, char *why, size_t length)
+{
+	struct forwarding *fw = broker->forwarding;
+	struct forward_listener *l = fw ? listener_named(fw, name) : NULL;
+	if (!l) {
+		snprintf(why, length, "forward del: no forward named '%.100s'", name);
+		return WH_EINVAL;
+	}
+	unsigned open = l->relays.open + l->opening_count;
+	for (unsigned i = 0; i < fw->listener_count; i++)
+		if (fw->listeners[i] == l) {
+			memmove(&fw->listeners[i], &fw->listeners[i + 1],
+				sizeof fw->listeners[0] * (fw->listener_count - i - 1));
+			fw->listener_count--;
+			break;
+		}
+	struct broker_config *config = &broker->config;
+	for (unsigned i = 0; i < config->forward_count; i++)
+		if (strcmp(config->forwards[i].name, name) == 0) {
+			memmove(&config->forwards[i], &config->forwards[i + 1],
+				sizeof config->forwards[0] * (config->forward_count - i - 1));
+			config->forward_count--;
+			break;
+		}
+	listener_retire(fw, l);
+	snprintf(why, length, "forward %s no longer listens; %u connections drain (drain-timeout %.15g s)%s",
+		 name, open, config->drain_timeout, l->runtime ? "" : "; a reload brings it back from the config");
+	return WH_OK;
 }

@@ -95,6 +95,7 @@ struct forward_info {
 	const char *name, *peer, *service;
 	char listen[300];      /* the bound address */
 	const char *state;     /* "listening", or "draining" (a reload removed it) */
+	const char *origin;    /* "config", or "run time" (wormhole-ctl forward add) */
 	unsigned open;         /* connections carried now (or waiting for their stream) */
 	unsigned max_connections;
 	uint64_t accepted;     /* connections accepted, refused ones included */
@@ -106,6 +107,14 @@ struct forward_info {
 	uint64_t idle_ended;      /* reset by idle-timeout */
 	uint64_t bytes_in, bytes_out; /* from the clients, to the clients */
 };
+/* wormhole-ctl forward add NAME LISTEN PEER SERVICE: a forward that listens at once and
+ * stays across reloads (unless the config gets one of that name) until forward del. WH_OK
+ * with what was done in why, or WH_EINVAL / WH_ESYSTEM with why not. */
+int forwarding_add(struct broker *broker, const char *name, const char *listen, const char *peer,
+		   const char *service, char *why, size_t length);
+/* wormhole-ctl forward del NAME: it stops listening; its connections drain (drain-timeout).
+ * A forward from the config comes back at the next reload. */
+int forwarding_del(struct broker *broker, const char *name, char *why, size_t length);
 /* Calls fn for each forward: the running ones, then those a reload removed that drain. */
 void forwarding_each_forward(const struct broker *broker, void (*fn)(const struct forward_info *, void *),
 			     void *arg);

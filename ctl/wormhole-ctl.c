@@ -63,6 +63,8 @@ static void usage(FILE *out)
 		"  warm-peer PEER               take streams again and dial up to pool-min\n"
 		"  reload                       read the config file again (as SIGHUP)\n"
 		"  log-level error|warn|info|debug\n"
+		"  forward add NAME LISTEN PEER SERVICE   listen at LISTEN, connections to SERVICE of PEER\n"
+		"  forward del NAME             stop listening; its connections drain\n"
 		"\n"
 		"options:\n"
 		"  -s, --socket PATH   the broker's control socket ($WORMHOLE_CONTROL_SOCKET, else "
@@ -474,7 +476,7 @@ int main(int argc, char **argv)
 	const char *command = argv[optind];
 	static const char *const known[] = { "status", "peers", "conns", "streams", "apps", "services",
 					     "forwards", "targets", "config", "metrics", "watch", "close-stream", "drain-peer",
-					     "warm-peer", "reload", "log-level", NULL };
+					     "warm-peer", "reload", "log-level", "forward", NULL };
 	bool ok = false;
 	for (unsigned i = 0; known[i]; i++)
 		ok |= strcmp(command, known[i]) == 0;

@@ -1062,6 +1062,49 @@ START_TEST(test_peer_removed_under_a_connection)
 }
 END_TEST
 
+/* wormhole-ctl forward add and del change forwards at run time; a reload keeps the added one. */
+START_TEST(test_runtime_forwards)
+{
+	char dir[64], services[512], socket_b[300], out[4096];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "");
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *add[] = { "-s", socket_b, "forward", "add", "web", "127.0.0.1:0", "a", "small", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", add, out, sizeof out), 0);
+	const char *at = strstr(out, "listening on 127.0.0.1:");
+	ck_assert_msg(at, "%s", out);
+	unsigned port = (unsigned)strtoul(at + strlen("listening on 127.0.0.1:"), NULL, 10);
+	int fd = ping_begin(port, "added at run time");
+	ping_end(fd, "bye");
+
+	const char *twice[] = { "-s", socket_b, "forward", "add", "web", "127.0.0.1:0", "a", "small", NULL };
+	ck_assert_int_ne(process_run("ctl/wormhole-ctl", twice, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "a forward of that name exists"), "%s", out);
+	const char *nopeer[] = { "-s", socket_b, "forward", "add", "x", "127.0.0.1:0", "zz", "small", NULL };
+	ck_assert_int_ne(process_run("ctl/wormhole-ctl", nopeer, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "PEER is not a configured peer"), "%s", out);
+
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&b, "reloaded", 10));
+	fd = ping_begin(port, "after the reload");
+	ping_end(fd, "bye");
+	const char *list[] = { "-s", socket_b, "--json", "forwards", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", list, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"forward\": \"web\"") && strstr(out, "\"origin\": \"run time\""), "%s", out);
+
+	const char *del[] = { "-s", socket_b, "forward", "del", "web", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", del, out, sizeof out), 0);
+	ck_assert_msg(connect_refused(port), "the deleted forward still listens");
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* Whether a new connection is served ('I' answered) or closed at once. */
 static bool served(unsigned port)
 {
@@ -1152,6 +1195,7 @@ int main(void)
 	tcase_add_test(tc, test_idle_timeout);
 	tcase_add_test(tc, test_connection_rate);
 	tcase_add_test(tc, test_peer_removed_under_a_connection);
+	tcase_add_test(tc, test_runtime_forwards);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
