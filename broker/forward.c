@@ -34,6 +34,7 @@ struct forward_listener {
 	unsigned port; /* bound: the one the system picked for port 0 */
 	ev_io accept_watcher;
 	struct tcp_relay_set relays;
+	struct tcp_relay_limit limit; /* bandwidth */
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
 	unsigned opening_count;
 	uint64_t accepted, refused_full, open_failures, refused_rate;
@@ -129,7 +130,8 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		free(o);
 		return;
 	}
-	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout };
+	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout,
+					   &l->limit };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream,
 			    &params) != WH_OK) {
 		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
@@ -342,6 +344,11 @@ static unsigned bound_port(int fd)
 	return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
 }
 
+static void forward_wake(struct tcp_relay_limit *limit, void *ctx)
+{
+	tcp_relay_set_wake(&((struct forward_listener *)ctx)->relays, limit);
+}
+
 /* Starts accepting on fd (bound by listener_bind; closed here on failure). */
 static int listener_start(struct forwarding *fw, const struct forward_config *c, int fd)
 {
@@ -354,6 +361,8 @@ static int listener_start(struct forwarding *fw, const struct forward_config *c,
 	l->fw = fw;
 	l->config = *c;
 	l->fd = fd;
+	tcp_relay_limit_init(&l->limit, broker->loop, forward_wake, l);
+	tcp_relay_limit_set_rate(&l->limit, c->bandwidth);
 	ev_io_init(&l->accept_watcher, on_forward_accept, l->fd, EV_READ);
 	l->accept_watcher.data = l;
 	ev_io_start(broker->loop, &l->accept_watcher);
@@ -388,6 +397,7 @@ static void listener_free(struct forward_listener *l)
 		o->listener = NULL; /* the pool's callback frees it */
 	}
 	tcp_relay_set_abort_all(&l->relays);
+	tcp_relay_limit_stop(&l->limit);
 	free(l->rates);
 	free(l);
 }
@@ -437,6 +447,7 @@ static void on_sync(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	health_sync(w->data);
+	targets_sync_limits(w->data);
 }
 
 int forwarding_start(struct broker *broker)
@@ -576,12 +587,13 @@ int forwarding_reload(struct broker *broker, struct broker_config *next)
 				log_write(&broker->log, LOG_INFO, "forward", "forward=%s changed: new connections "
 					  "use the new settings", c->name);
 			l->config = *c;
+			tcp_relay_limit_set_rate(&l->limit, c->bandwidth);
 		} else if (listener_start(fw, c, fds[j]) != WH_OK) {
 			log_write(&broker->log, LOG_ERROR, "forward", "forward=%s: out of memory: not added",
 				  c->name);
 		}
 	}
-	ev_timer_start(broker->loop, &fw->sync_timer); /* health checks: once next is running */
+	ev_timer_start(broker->loop, &fw->sync_timer); /* checks and limits: once next runs */
 	return WH_OK;
 }
 

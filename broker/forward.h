@@ -44,6 +44,7 @@ struct exposed_service {
 	unsigned fall, rise;    /* failed checks in a row that take a target down (3), passed ones
 				 * that bring it back (2) */
 	double idle_timeout;    /* a connection with no byte either way this long is reset; 0: never */
+	double bandwidth;       /* bytes a second each way, all its target connections together; 0: none */
 };
 
 /* A [forward NAME] section. */
@@ -56,6 +57,7 @@ struct forward_config {
 	unsigned max_connections; /* open at once (1024); more are accepted and closed */
 	double idle_timeout;      /* a connection with no byte either way this long is reset; 0: never */
 	double connection_rate;   /* new connections a second from one client address; 0: no bound */
+	double bandwidth;         /* bytes a second each way, all its connections together; 0: none */
 };
 
 #define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0

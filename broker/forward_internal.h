@@ -14,6 +14,15 @@ struct target_dial;
 struct name_lookup;
 struct target_health;
 
+/* An exposed service's bandwidth limit, shared by the relays of all its targets. Made at the
+ * first stream of the service and kept until the broker stops (relays point to it). */
+struct service_limit {
+	struct service_limit *next;
+	struct forwarding *fw;
+	char service[256];
+	struct tcp_relay_limit limit;
+};
+
 /* One target of one service as it fared: its relays (connections now and in all, bytes,
  * resets) and its failed connects. Made at the first dial of it; bounded by
  * TARGET_ENTRIES_MAX, idle entries a reload removed from the config go first. */
@@ -40,6 +49,7 @@ struct forwarding {
 	struct target_entry *targets;       /* per service and target: its relays and failures */
 	unsigned target_entries;
 	struct tcp_relay_set untracked_relays; /* relays of targets the table had no room for */
+	struct service_limit *limits;       /* services' bandwidth limits, by name */
 	struct {
 		char service[256];
 		uint64_t next;
@@ -61,6 +71,8 @@ bool target_entry_configured(const struct broker_config *c, const struct target_
 int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct exposed_service *exposed);
 void targets_stop(struct forwarding *fw);
 void targets_stop_lookups(struct forwarding *fw);
+/* After a reload: each service's bandwidth limit takes its new rate (0 if it has none now). */
+void targets_sync_limits(struct forwarding *fw);
 /* Ends the dials and target relays whose stream is on a connection match() picks. */
 void targets_abort_where(struct forwarding *fw, bool (*match)(const struct mux *, void *), void *arg,
 			 const char *message);

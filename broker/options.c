@@ -270,6 +270,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "seconds", APPLY_NEW_STREAMS, SCOPE_SERVICE,
 	  "[service NAME] only: a target connection with no byte either way this long is reset "
 	  "(ERROR 504 to the opener, RST to the target); 0: never" },
+	{ OPT_SERVICE_BANDWIDTH, "bandwidth", 0, OPTION_BYTES, 0, 1e12, false, false, "0", "bytes/s",
+	  APPLY_LIVE, SCOPE_SERVICE,
+	  "[service NAME] only: bytes a second each way that all its target connections together may "
+	  "carry (a token bucket; the windows slow the far side down); 0: no limit" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
@@ -293,6 +297,10 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "[forward NAME] only: new connections a second one client address may open, with a burst "
 	  "of one second's worth; more are accepted and closed at once (counted, logged at most "
 	  "once a second); 0: no bound" },
+	{ OPT_FORWARD_BANDWIDTH, "bandwidth", 0, OPTION_BYTES, 0, 1e12, false, false, "0", "bytes/s",
+	  APPLY_LIVE, SCOPE_FORWARD,
+	  "[forward NAME] only: bytes a second each way that all its connections together may carry "
+	  "(a token bucket); 0: no limit" },
 };
 
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
@@ -939,7 +947,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
 			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
-				 "balance, health-check, fall, rise, idle-timeout)"
+				 "balance, health-check, fall, rise, idle-timeout, bandwidth)"
 			       : "no such setting");
 		return;
 	}
@@ -995,6 +1003,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		return;
 	}
 	case OPT_SERVICE_TARGET:
+	case OPT_SERVICE_BANDWIDTH:
 	case OPT_SERVICE_IDLE_TIMEOUT:
 	case OPT_SERVICE_BALANCE:
 	case OPT_SERVICE_HEALTH_CHECK:
@@ -1022,6 +1031,13 @@ static void set_service_key(struct loading *l, const char *service, const struct
 				add_error(o, at, info, value, "not a whole number within 1..1000");
 			else
 				*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
+		} else if (info->id == OPT_SERVICE_BANDWIDTH) {
+			double n;
+			if (!parse_whole(value, true, &n) || n > info->max)
+				add_error(o, at, info, value, "not a whole number of bytes a second (K, M, G: "
+					  "powers of 1024)");
+			else
+				e->bandwidth = n;
 		} else if (info->id == OPT_SERVICE_HEALTH_CHECK || info->id == OPT_SERVICE_IDLE_TIMEOUT) {
 			if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
 				add_error(o, at, info, value, "not a number of seconds (%.15g..%.15g)",
@@ -1057,7 +1073,8 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 	}
 	if (!info || info->scope != SCOPE_FORWARD) {
 		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
-			  "peer, service, max-connections, idle-timeout, connection-rate)" : "no such setting");
+			  "peer, service, max-connections, idle-timeout, connection-rate, bandwidth)"
+			: "no such setting");
 		return;
 	}
 	unsigned i = 0;
@@ -1108,6 +1125,12 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 			why = "not a number of seconds (0..1e9)";
 		else
 			f->idle_timeout = number;
+		break;
+	case OPT_FORWARD_BANDWIDTH:
+		if (!parse_whole(value, true, &number) || number > info->max)
+			why = "not a whole number of bytes a second (K, M, G: powers of 1024)";
+		else
+			f->bandwidth = number;
 		break;
 	case OPT_FORWARD_CONNECTION_RATE:
 		if (!parse_whole(value, false, &number) || number < info->min || number > info->max)
@@ -1528,7 +1551,8 @@ static void check_forwards(struct options *o, struct loading *l)
 	for (unsigned i = 0; i < c->exposed_count; i++)
 		if (!l->exposed_target_given[i]) {
 			struct origin at = { l->file, l->exposed_lines[i], NULL };
-			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance or health checks without a target",
+			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance, health checks, idle-timeout or bandwidth "
+				  "without a target",
 				  c->exposed[i].service);
 		}
 }

@@ -194,6 +194,44 @@ struct target_entry *target_entry_get(struct forwarding *fw, const char *service
 	return e;
 }
 
+static void service_wake(struct tcp_relay_limit *limit, void *ctx)
+{
+	struct service_limit *sl = ctx;
+	for (struct target_entry *e = sl->fw->targets; e; e = e->next)
+		if (strcmp(e->service, sl->service) == 0)
+			tcp_relay_set_wake(&e->relays, limit);
+	tcp_relay_set_wake(&sl->fw->untracked_relays, limit);
+}
+
+/* The service's bandwidth limit, or NULL when it has none (made on first use). */
+static struct tcp_relay_limit *service_limit_get(struct forwarding *fw, const struct exposed_service *x)
+{
+	struct service_limit *sl = fw->limits;
+	while (sl && strcmp(sl->service, x->service) != 0)
+		sl = sl->next;
+	if (!sl && x->bandwidth <= 0)
+		return NULL;
+	if (!sl) {
+		if (!(sl = calloc(1, sizeof *sl)))
+			return NULL;
+		sl->fw = fw;
+		snprintf(sl->service, sizeof sl->service, "%s", x->service);
+		tcp_relay_limit_init(&sl->limit, fw->broker->loop, service_wake, sl);
+		sl->next = fw->limits;
+		fw->limits = sl;
+	}
+	tcp_relay_limit_set_rate(&sl->limit, x->bandwidth);
+	return &sl->limit;
+}
+
+void targets_sync_limits(struct forwarding *fw)
+{
+	for (struct service_limit *sl = fw->limits; sl; sl = sl->next) {
+		const struct exposed_service *x = forwarding_find_exposed(&fw->broker->config, sl->service);
+		tcp_relay_limit_set_rate(&sl->limit, x ? x->bandwidth : 0);
+	}
+}
+
 /* The relays of targets without an entry (the table is full). */
 static struct tcp_relay_set *entry_relays(struct forwarding *fw, struct target_entry *e)
 {
@@ -368,7 +406,8 @@ static void dial_connected(struct target_dial *d)
 		e->tried = true;
 		e->last_failed = false;
 	}
-	struct tcp_relay_params params = { label, FRAME_ERR_ENDPOINT_GONE, name, d->service.idle_timeout };
+	struct tcp_relay_params params = { label, FRAME_ERR_ENDPOINT_GONE, name, d->service.idle_timeout,
+					   service_limit_get(d->fw, &d->service) };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, entry_relays(d->fw, e), d->fd,
 			    d->stream, &params) != WH_OK) {
 		d->last_timed_out = false;
@@ -564,6 +603,12 @@ void targets_stop(struct forwarding *fw)
 	}
 	fw->target_entries = 0;
 	tcp_relay_set_abort_all(&fw->untracked_relays);
+	while (fw->limits) {
+		struct service_limit *sl = fw->limits;
+		fw->limits = sl->next;
+		tcp_relay_limit_stop(&sl->limit);
+		free(sl);
+	}
 }
 
 static void target_info_fill(struct target_info *info, const struct target_entry *e)

@@ -26,6 +26,8 @@ struct tcp_relay {
 	struct mux_stream *stream;
 	ev_io readable, writable;
 	ev_timer idle;       /* idle-timeout: checks last_active */
+	struct tcp_relay_limit *limit;
+	bool throttled_in, throttled_out; /* waiting for the limit's tokens */
 	double idle_timeout;
 	double last_active;
 	/* the tail of a stream read the socket did not take: at most RELAY_CHUNK */
@@ -117,6 +119,100 @@ static bool relay_check_done(struct tcp_relay *r)
 	return true;
 }
 
+/* ---- bandwidth limits ---------------------------------------------------------------- */
+
+static double limit_burst(const struct tcp_relay_limit *l)
+{
+	double floor = l->rate < 16384 ? l->rate : 16384;
+	return l->rate / 10 > floor ? l->rate / 10 : floor;
+}
+
+/* Bytes the direction may move now, at most want (want when there is no limit). */
+static size_t limit_allow(struct tcp_relay_limit *l, int dir, size_t want)
+{
+	if (!l || l->rate <= 0)
+		return want;
+	double now = ev_now(l->loop), burst = limit_burst(l);
+	l->tokens[dir] += (now - l->at[dir]) * l->rate;
+	l->at[dir] = now;
+	if (l->tokens[dir] > burst)
+		l->tokens[dir] = burst;
+	if (l->tokens[dir] < 1)
+		return 0;
+	return (double)want < l->tokens[dir] ? want : (size_t)l->tokens[dir];
+}
+
+static void limit_take(struct tcp_relay_limit *l, int dir, size_t n)
+{
+	if (l && l->rate > 0)
+		l->tokens[dir] -= (double)n;
+}
+
+/* A relay waits: the timer wakes the waiters once a few KiB came back. */
+static void limit_wait(struct tcp_relay_limit *l, int dir)
+{
+	l->waits++;
+	if (ev_is_active(&l->refill))
+		return;
+	double quantum = limit_burst(l) < 4096 ? limit_burst(l) : 4096;
+	double wait = (quantum - l->tokens[dir]) / l->rate;
+	ev_timer_set(&l->refill, wait > 0.001 ? wait : 0.001, 0);
+	ev_timer_start(l->loop, &l->refill);
+}
+
+static void on_refill(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tcp_relay_limit *l = w->data;
+	(void)loop;
+	(void)revents;
+	l->wake(l, l->ctx);
+}
+
+void tcp_relay_limit_init(struct tcp_relay_limit *limit, struct ev_loop *loop,
+			  void (*wake)(struct tcp_relay_limit *, void *), void *ctx)
+{
+	memset(limit, 0, sizeof *limit);
+	limit->loop = loop;
+	limit->wake = wake;
+	limit->ctx = ctx;
+	ev_timer_init(&limit->refill, on_refill, 0, 0);
+	limit->refill.data = limit;
+}
+
+void tcp_relay_limit_set_rate(struct tcp_relay_limit *limit, double rate)
+{
+	if (rate == limit->rate)
+		return;
+	limit->rate = rate;
+	for (int dir = 0; dir < 2; dir++) {
+		limit->tokens[dir] = rate > 0 ? limit_burst(limit) : 0;
+		limit->at[dir] = ev_now(limit->loop);
+	}
+	if (rate <= 0 && limit->wake) /* no limit now: whoever waited goes on */
+		limit->wake(limit, limit->ctx);
+}
+
+void tcp_relay_limit_stop(struct tcp_relay_limit *limit)
+{
+	ev_timer_stop(limit->loop, &limit->refill);
+}
+
+void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit *limit)
+{
+	for (struct tcp_relay *r = set->head; r; r = r->next) {
+		if (r->limit != limit)
+			continue;
+		if (r->throttled_in) {
+			r->throttled_in = false;
+			ev_io_start(r->loop, &r->readable);
+		}
+		if (r->throttled_out) {
+			r->throttled_out = false;
+			ev_io_start(r->loop, &r->writable);
+		}
+	}
+}
+
 /* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
 static bool pump_in(struct tcp_relay *r)
 {
@@ -130,8 +226,16 @@ static bool pump_in(struct tcp_relay *r)
 			ev_io_stop(r->loop, &r->readable);
 			return true;
 		}
-		ssize_t n = recv(r->fd, buffer, room < sizeof buffer ? room : sizeof buffer, 0);
+		size_t allow = limit_allow(r->limit, 0, room < sizeof buffer ? room : sizeof buffer);
+		if (allow == 0) { /* the limit's timer brings us back */
+			ev_io_stop(r->loop, &r->readable);
+			r->throttled_in = true;
+			limit_wait(r->limit, 0);
+			return true;
+		}
+		ssize_t n = recv(r->fd, buffer, allow, 0);
 		if (n > 0) {
+			limit_take(r->limit, 0, (size_t)n);
 			long w = mux_stream_write(r->stream, buffer, (size_t)n);
 			if (w != n) { /* the room said it would take them: the stream ended meanwhile */
 				relay_stream_failed(r);
@@ -231,9 +335,18 @@ static bool pump_out(struct tcp_relay *r)
 			ev_io_start(r->loop, &r->writable); /* the rest at the next turn */
 			return true;
 		}
-		long n = mux_stream_read(r->stream, buffer, sizeof buffer);
+		size_t allow = limit_allow(r->limit, 1, sizeof buffer);
+		if (allow == 0) { /* the stream's bytes wait in its window: the far side slows down */
+			ev_io_stop(r->loop, &r->writable);
+			r->throttled_out = true;
+			limit_wait(r->limit, 1);
+			return true;
+		}
+		long n = mux_stream_read(r->stream, buffer, allow);
 		if (n == 0)
 			return stream_ended(r);
+		if (n > 0)
+			limit_take(r->limit, 1, (size_t)n);
 		if (n < 0) { /* nothing yet; or the stream failed and its ERROR event follows */
 			ev_io_stop(r->loop, &r->writable);
 			return true;
@@ -334,6 +447,7 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	ev_io_init(&r->writable, on_writable, fd, EV_WRITE);
 	r->readable.data = r->writable.data = r;
 	r->idle_timeout = params->idle_timeout;
+	r->limit = params->limit;
 	r->last_active = ev_now(loop);
 	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
 	r->idle.data = r;

@@ -41,6 +41,28 @@ struct tcp_relay_set {
 	uint64_t bytes_out;  /* stream -> socket */
 };
 
+/* A bandwidth limit that relays share (a forward's, or an exposed service's): bytes a second
+ * each way, a token bucket per direction with a tenth of a second's worth of burst (at least
+ * 16 KiB, or the rate when lower). A relay that finds its bucket empty stops reading (so the
+ * windows push back on the far side, which then slows down too) until the limit's timer calls
+ * wake, which restarts the relays it names (tcp_relay_set_wake on each set using it). */
+struct tcp_relay_limit {
+	struct ev_loop *loop;
+	double rate;             /* bytes a second each way; 0: no limit */
+	double tokens[2], at[2]; /* [0]: socket -> stream, [1]: stream -> socket */
+	ev_timer refill;
+	void (*wake)(struct tcp_relay_limit *limit, void *ctx);
+	void *ctx;
+	uint64_t waits;          /* times a relay waited for it */
+};
+void tcp_relay_limit_init(struct tcp_relay_limit *limit, struct ev_loop *loop,
+			  void (*wake)(struct tcp_relay_limit *, void *), void *ctx);
+/* A new rate (a reload): applies to the bytes from now on. */
+void tcp_relay_limit_set_rate(struct tcp_relay_limit *limit, double rate);
+void tcp_relay_limit_stop(struct tcp_relay_limit *limit);
+/* Restarts the relays of the set that wait for limit (never runs a relay from inside). */
+void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit *limit);
+
 /* How a relay names itself and ends. */
 struct tcp_relay_params {
 	const char *label;       /* in logs: "forward=web client=127.0.0.1:5000" */
@@ -48,6 +70,7 @@ struct tcp_relay_params {
 	const char *socket_name; /* who that is in the ERROR's message: "the client", "target ..." */
 	double idle_timeout;     /* no byte either way this long: both ends reset (ERROR 504 to
 				  * the stream, RST to the socket); 0: never */
+	struct tcp_relay_limit *limit; /* NULL: none; must outlive the relay */
 };
 
 /* Joins fd (connected, non-blocking; its descriptor taken from fds, which may be NULL) and

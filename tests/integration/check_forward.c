@@ -1105,6 +1105,59 @@ START_TEST(test_runtime_forwards)
 }
 END_TEST
 
+/* Sends size bytes after 'E', shuts the write side, reads the echo back and checks it; returns
+ * the seconds it took. */
+static double echo_transfer(unsigned port, size_t size)
+{
+	unsigned char *sent = malloc(size + 1), *got = malloc(size);
+	sent[0] = 'E';
+	for (size_t i = 0; i < size; i++)
+		sent[i + 1] = harness_pattern(5, i);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	for (size_t at = 0; at < size + 1;) {
+		ssize_t w = write(fd, sent + at, size + 1 - at);
+		ck_assert_int_gt(w, 0);
+		at += (size_t)w;
+	}
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, size - have)) > 0)
+		have += (size_t)n;
+	double took = now_seconds() - start;
+	ck_assert_uint_eq(have, size);
+	ck_assert(memcmp(got, sent + 1, size) == 0);
+	close(fd);
+	free(sent);
+	free(got);
+	return took;
+}
+
+/* bandwidth on a forward and on a service: 2 MiB each way at 1 MiB/s take about 4 s, every
+ * byte right. */
+START_TEST(test_bandwidth)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n"
+		 "[service slow]\ntarget = 127.0.0.1:%u\nbandwidth = 1M\n", target_port, target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward limited]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "bandwidth = 1M\n[forward free]\nlisten = 127.0.0.1:0\npeer = a\nservice = slow\n");
+	double took = echo_transfer(forward_port(&b, "limited"), 2u << 20);
+	ck_assert_msg(took > 3.0 && took < 60, "the forward's limit: %.2f s", took);
+	took = echo_transfer(forward_port(&b, "free"), 2u << 20);
+	ck_assert_msg(took > 3.0 && took < 60, "the service's limit: %.2f s", took);
+	fprintf(stderr, "bandwidth: 2 MiB each way at 1 MiB/s: %.2f s\n", took);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* Whether a new connection is served ('I' answered) or closed at once. */
 static bool served(unsigned port)
 {
@@ -1196,6 +1249,7 @@ int main(void)
 	tcase_add_test(tc, test_connection_rate);
 	tcase_add_test(tc, test_peer_removed_under_a_connection);
 	tcase_add_test(tc, test_runtime_forwards);
+	tcase_add_test(tc, test_bandwidth);
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);

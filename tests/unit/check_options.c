@@ -309,7 +309,8 @@ START_TEST(test_forwarding_sections)
 					"peer = a\n"
 					"service = web\n"
 					"max-connections = 10\n"
-					"idle-timeout = 30\n");
+					"idle-timeout = 30\n"
+					"bandwidth = 10M\n");
 	ck_assert(load("--config", path, NULL));
 	const struct broker_config *c = &o.config;
 	ck_assert_str_eq(c->listen_port, "7000");
@@ -331,6 +332,7 @@ START_TEST(test_forwarding_sections)
 	ck_assert_str_eq(c->forwards[0].service, "web");
 	ck_assert_uint_eq(c->forwards[0].max_connections, 10);
 	ck_assert_double_eq(c->forwards[0].idle_timeout, 30);
+	ck_assert_double_eq(c->forwards[0].bandwidth, 10 * 1024 * 1024);
 	unlink(path);
 
 	path = write_config("[service web]\n"          /* 1 */
@@ -348,7 +350,7 @@ START_TEST(test_forwarding_sections)
 	char expect[256];
 	snprintf(expect, sizeof expect, "%s:2: target: 127.0.0.1: wants HOST:PORT", path);
 	ck_assert(has_error(expect));
-	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance or health checks without a target", path);
+	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout or bandwidth without a target", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
 	ck_assert(has_error(expect));
