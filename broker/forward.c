@@ -210,6 +210,21 @@ static bool rate_admit(struct forward_listener *l, const char *host, double now)
 	return true;
 }
 
+/* Over max-connections: closed at once, counted, logged at most once a second. */
+static void refuse_full(struct forward_listener *l, int fd, double now)
+{
+	struct broker *broker = l->fw->broker;
+	l->refused_full++;
+	if (now - l->full_logged_at >= 1.0) {
+		l->full_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s: max-connections %u reached: new "
+			  "connections closed (%llu so far)", l->config.name, l->config.max_connections,
+			  (unsigned long long)l->refused_full);
+	}
+	close(fd);
+	fd_budget_give(&broker->fds, 1);
+}
+
 /* One accepted connection: over max-connections it is closed (counted, logged at most once
  * a second); else it asks the pool for a stream. */
 static void forward_accepted(struct forward_listener *l, int fd)
@@ -218,15 +233,7 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	double now = ev_now(broker->loop);
 	l->accepted++;
 	if (l->relays.open + l->opening_count >= l->config.max_connections) {
-		l->refused_full++;
-		if (now - l->full_logged_at >= 1.0) {
-			l->full_logged_at = now;
-			log_write(&broker->log, LOG_WARN, "forward", "forward=%s: max-connections %u reached: "
-				  "new connections closed (%llu so far)", l->config.name,
-				  l->config.max_connections, (unsigned long long)l->refused_full);
-		}
-		close(fd);
-		fd_budget_give(&broker->fds, 1);
+		refuse_full(l, fd, now);
 		return;
 	}
 	struct forward_open *o = calloc(1, sizeof *o);

@@ -932,6 +932,54 @@ static void set_targets(struct loading *l, struct exposed_service *e, const stru
 		add_error(l->o, at, info, value, "wants HOST:PORT[, HOST:PORT...]");
 }
 
+/* A [service NAME] key about its targets: target, connect-timeout, balance, health-check, fall,
+ * rise, idle-timeout, bandwidth. */
+static void set_exposed_key(struct loading *l, const char *service, const struct option_info *info,
+			    const char *value, const struct origin *at)
+{
+	struct options *o = l->o;
+	struct exposed_service *e = exposed_get(l, service, at);
+	double seconds;
+	if (!e)
+		return;
+	if (info->id == OPT_SERVICE_TARGET)
+		set_targets(l, e, info, value, at);
+	else if (info->id == OPT_SERVICE_BALANCE) {
+		if (strcmp(value, "first") == 0)
+			e->balance = BALANCE_FIRST;
+		else if (strcmp(value, "round-robin") == 0)
+			e->balance = BALANCE_ROUND_ROBIN;
+		else if (strcmp(value, "least-connections") == 0)
+			e->balance = BALANCE_LEAST_CONNECTIONS;
+		else
+			add_error(o, at, info, value, "first, round-robin or least-connections");
+	} else if (info->id == OPT_SERVICE_FALL || info->id == OPT_SERVICE_RISE) {
+		double n;
+		if (!parse_whole(value, false, &n) || n < info->min || n > info->max)
+			add_error(o, at, info, value, "not a whole number within 1..1000");
+		else
+			*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
+	} else if (info->id == OPT_SERVICE_BANDWIDTH) {
+		double n;
+		if (!parse_whole(value, true, &n) || n > info->max)
+			add_error(o, at, info, value, "not a whole number of bytes a second (K, M, G: "
+				  "powers of 1024)");
+		else
+			e->bandwidth = n;
+	} else if (info->id == OPT_SERVICE_HEALTH_CHECK || info->id == OPT_SERVICE_IDLE_TIMEOUT) {
+		if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
+			add_error(o, at, info, value, "not a number of seconds (%.15g..%.15g)",
+				  info->min, info->max);
+		else
+			*(info->id == OPT_SERVICE_HEALTH_CHECK ? &e->health_interval
+							      : &e->idle_timeout) = seconds;
+	}
+	else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
+		add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
+	else
+		e->connect_timeout = seconds;
+}
+
 /* One key of a [service NAME] section: the rule for NAME (made on its first key). */
 static void set_service_key(struct loading *l, const char *service, const struct option_info *info,
 			    const char *name, const char *value, const struct origin *at)
@@ -1009,89 +1057,18 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	case OPT_SERVICE_HEALTH_CHECK:
 	case OPT_SERVICE_FALL:
 	case OPT_SERVICE_RISE:
-	case OPT_SERVICE_CONNECT_TIMEOUT: {
-		struct exposed_service *e = exposed_get(l, service, at);
-		double seconds;
-		if (!e)
-			return;
-		if (info->id == OPT_SERVICE_TARGET)
-			set_targets(l, e, info, value, at);
-		else if (info->id == OPT_SERVICE_BALANCE) {
-			if (strcmp(value, "first") == 0)
-				e->balance = BALANCE_FIRST;
-			else if (strcmp(value, "round-robin") == 0)
-				e->balance = BALANCE_ROUND_ROBIN;
-			else if (strcmp(value, "least-connections") == 0)
-				e->balance = BALANCE_LEAST_CONNECTIONS;
-			else
-				add_error(o, at, info, value, "first, round-robin or least-connections");
-		} else if (info->id == OPT_SERVICE_FALL || info->id == OPT_SERVICE_RISE) {
-			double n;
-			if (!parse_whole(value, false, &n) || n < info->min || n > info->max)
-				add_error(o, at, info, value, "not a whole number within 1..1000");
-			else
-				*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
-		} else if (info->id == OPT_SERVICE_BANDWIDTH) {
-			double n;
-			if (!parse_whole(value, true, &n) || n > info->max)
-				add_error(o, at, info, value, "not a whole number of bytes a second (K, M, G: "
-					  "powers of 1024)");
-			else
-				e->bandwidth = n;
-		} else if (info->id == OPT_SERVICE_HEALTH_CHECK || info->id == OPT_SERVICE_IDLE_TIMEOUT) {
-			if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
-				add_error(o, at, info, value, "not a number of seconds (%.15g..%.15g)",
-					  info->min, info->max);
-			else
-				*(info->id == OPT_SERVICE_HEALTH_CHECK ? &e->health_interval
-								      : &e->idle_timeout) = seconds;
-		}
-		else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
-			add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
-		else
-			e->connect_timeout = seconds;
+	case OPT_SERVICE_CONNECT_TIMEOUT:
+		set_exposed_key(l, service, info, value, at);
 		return;
-	}
 	default:
 		return;
 	}
 }
 
-/* One key of a [forward NAME] section (the forward is made on its first key). */
-static void set_forward_key(struct loading *l, const char *forward, const struct option_info *info,
-			    const char *name, const char *value, const struct origin *at,
-			    const struct origin *header)
+/* A [forward NAME] key's value into f: NULL, or why it is refused. */
+static const char *forward_value(struct forward_config *f, const struct option_info *info,
+				 const char *value)
 {
-	struct options *o = l->o;
-	struct broker_config *c = &o->config;
-	while (*forward == ' ')
-		forward++;
-	if (!peer_name_valid(forward)) {
-		add_error(o, at, NULL, NULL, "[forward %s]: a forward's name is 1 to 63 letters, digits, "
-			  "'-', '_' or '.'", forward);
-		return;
-	}
-	if (!info || info->scope != SCOPE_FORWARD) {
-		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
-			  "peer, service, max-connections, idle-timeout, connection-rate, bandwidth)"
-			: "no such setting");
-		return;
-	}
-	unsigned i = 0;
-	while (i < c->forward_count && strcmp(c->forwards[i].name, forward) != 0)
-		i++;
-	if (i == c->forward_count) {
-		if (c->forward_count >= FORWARD_MAX) {
-			add_error(o, header, NULL, NULL, "[forward %s]: at most %d forwards", forward, FORWARD_MAX);
-			return;
-		}
-		c->forward_count++;
-		memset(&c->forwards[i], 0, sizeof c->forwards[i]);
-		snprintf(c->forwards[i].name, sizeof c->forwards[i].name, "%s", forward);
-		c->forwards[i].max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT;
-		l->forward_lines[i] = header->line;
-	}
-	struct forward_config *f = &c->forwards[i];
 	double number;
 	const char *why = NULL;
 	switch (info->id) {
@@ -1141,6 +1118,44 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 	default:
 		break;
 	}
+	return why;
+}
+
+/* One key of a [forward NAME] section (the forward is made on its first key). */
+static void set_forward_key(struct loading *l, const char *forward, const struct option_info *info,
+			    const char *name, const char *value, const struct origin *at,
+			    const struct origin *header)
+{
+	struct options *o = l->o;
+	struct broker_config *c = &o->config;
+	while (*forward == ' ')
+		forward++;
+	if (!peer_name_valid(forward)) {
+		add_error(o, at, NULL, NULL, "[forward %s]: a forward's name is 1 to 63 letters, digits, "
+			  "'-', '_' or '.'", forward);
+		return;
+	}
+	if (!info || info->scope != SCOPE_FORWARD) {
+		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
+			  "peer, service, max-connections, idle-timeout, connection-rate, bandwidth)"
+			: "no such setting");
+		return;
+	}
+	unsigned i = 0;
+	while (i < c->forward_count && strcmp(c->forwards[i].name, forward) != 0)
+		i++;
+	if (i == c->forward_count) {
+		if (c->forward_count >= FORWARD_MAX) {
+			add_error(o, header, NULL, NULL, "[forward %s]: at most %d forwards", forward, FORWARD_MAX);
+			return;
+		}
+		c->forward_count++;
+		memset(&c->forwards[i], 0, sizeof c->forwards[i]);
+		snprintf(c->forwards[i].name, sizeof c->forwards[i].name, "%s", forward);
+		c->forwards[i].max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT;
+		l->forward_lines[i] = header->line;
+	}
+	const char *why = forward_value(&c->forwards[i], info, value);
 	if (why)
 		add_error(o, at, info, value, "%s", why);
 }
