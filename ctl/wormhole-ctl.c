@@ -279,8 +279,8 @@ static const char *const *default_columns(const char *view)
 					    "bytes_received", "listening", "ring_bytes_limit", NULL };
 	static const char *const services[] = { "service", "kind", "app", "pid", "uid", NULL };
 	static const char *const config[] = { "option", "section", "value", "source", NULL };
-	static const char *const forwards[] = { "forward", "listen", "peer", "service", "state", "connections",
-						"accepted", "refused_full", "open_failures", "bytes_in", "bytes_out", NULL };
+	static const char *const forwards[] = { "forward", "state", "connections", "bytes_in", "bytes_out",
+						"accepted", "refused_full", "peer", "service", "listen", NULL };
 	static const char *const targets[] = { "service", "target", "health", "connections", "connects",
 					       "failures", "bytes_from_target", "bytes_to_target", "last_error", NULL };
 	if (strcmp(view, "forwards") == 0)
