@@ -15,6 +15,7 @@
  * others get theirs (a watcher left on brings it back at the next turn). */
 #define RELAY_CHUNK 65536
 #define RELAY_TURN (256u * 1024u)
+#define PROBE_INTERVAL 1.0 /* seconds between looks at a socket not read for want of room */
 
 struct tcp_relay {
 	struct ev_loop *loop;
@@ -26,6 +27,7 @@ struct tcp_relay {
 	struct mux_stream *stream;
 	ev_io readable, writable;
 	ev_timer idle;       /* idle-timeout: checks last_active */
+	ev_timer probe;      /* while the stream has no room: is the socket still there? */
 	struct tcp_relay_limit *limit;
 	bool throttled_in, throttled_out; /* waiting for the limit's tokens */
 	double idle_timeout;
@@ -55,6 +57,7 @@ static void relay_finish(struct tcp_relay *r, bool abortive)
 	ev_io_stop(r->loop, &r->readable);
 	ev_io_stop(r->loop, &r->writable);
 	ev_timer_stop(r->loop, &r->idle);
+	ev_timer_stop(r->loop, &r->probe);
 	if (abortive)
 		tcp_relay_close_abortive(r->fd);
 	else
@@ -222,10 +225,13 @@ static bool pump_in(struct tcp_relay *r)
 		size_t room = mux_stream_write_room(r->stream);
 		if (room == 0) {
 			/* WRITABLE brings us back (or ERROR ends us): the socket is not read meanwhile,
-			 * so TCP's window stops the program */
+			 * so TCP's window stops the program; the probe notices if it resets */
 			ev_io_stop(r->loop, &r->readable);
+			if (!ev_is_active(&r->probe))
+				ev_timer_start(r->loop, &r->probe);
 			return true;
 		}
+		ev_timer_stop(r->loop, &r->probe);
 		size_t allow = limit_allow(r->limit, 0, room < sizeof buffer ? room : sizeof buffer);
 		if (allow == 0) { /* the limit's timer brings us back */
 			ev_io_stop(r->loop, &r->readable);
@@ -372,6 +378,42 @@ static bool pump_out(struct tcp_relay *r)
 	return true;
 }
 
+/* The stream has had no room for a while: the socket is not read, so its reset or EOF would
+ * go unseen (and its descriptor and stream held until the far side moved). A peek once a
+ * PROBE_INTERVAL finds out without taking a byte. */
+static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tcp_relay *r = w->data;
+	(void)loop;
+	(void)revents;
+	if (mux_stream_write_room(r->stream) > 0) {
+		pump_in(r);
+		return;
+	}
+	/* a reset leaves the bytes before it readable (a peek sees them, not the reset), but sets
+	 * the socket's error at once (its TCP state is no help: a clean close in both directions
+	 * ends in the same state) */
+	int error = 0;
+	socklen_t length = sizeof error;
+	if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error) {
+		relay_socket_failed(r, error);
+		return;
+	}
+	char byte;
+	ssize_t n = recv(r->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+		relay_socket_failed(r, errno);
+		return;
+	}
+	if (n == 0 && !r->socket_eof) { /* everything before the EOF was read: CLOSE needs no room */
+		r->socket_eof = true;
+		mux_stream_close_write(r->stream);
+		relay_check_done(r);
+		return;
+	}
+	ev_timer_start(r->loop, &r->probe); /* a repeating timer stopped by no one: look again */
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
 	(void)loop;
@@ -451,6 +493,8 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->last_active = ev_now(loop);
 	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
 	r->idle.data = r;
+	ev_timer_init(&r->probe, on_probe, PROBE_INTERVAL, 0);
+	r->probe.data = r;
 	if (r->idle_timeout > 0)
 		ev_timer_start(loop, &r->idle);
 	r->next = set->head;

@@ -187,9 +187,21 @@ static bool fds_back(void *arg)
 
 /* Both brokers hold no more descriptors than they did (bounded wait): every relay and dial
  * closed its socket. */
+/* What the process holds, on stderr (when a count is off). */
+static void dump_fds(const struct process *p)
+{
+	char command[128];
+	snprintf(command, sizeof command, "ls -l /proc/%d/fd >&2; cat /proc/%d/net/tcp | head -40 >&2",
+		 (int)p->pid, (int)p->pid);
+	if (system(command) != 0)
+		fprintf(stderr, "(cannot list the descriptors of %d)\n", (int)p->pid);
+}
+
 static void assert_fds_back(const struct process *a, int a_count, const struct process *b, int b_count)
 {
 	struct fd_goal ga = { a, a_count }, gb = { b, b_count };
+	if (!poll_until(fds_back, &ga, 10))
+		dump_fds(a);
 	ck_assert_msg(poll_until(fds_back, &ga, 10), "A holds %d descriptors, %d before",
 		      process_fd_count(a), a_count);
 	ck_assert_msg(poll_until(fds_back, &gb, 10), "B holds %d descriptors, %d before",
@@ -206,6 +218,7 @@ static void assert_fds_back(const struct process *a, int a_count, const struct p
  *   'S' send for ever, writing the count sent so far to DIR/sent after each write
  *   'P' send back each read at once, until EOF
  *   'I' send the target's port (who answered) and close
+ *   'N' never read: hold the connection until the other side ends it
  */
 static void small_target_one(int fd, const char *dir, unsigned port)
 {
@@ -213,6 +226,11 @@ static void small_target_one(int fd, const char *dir, unsigned port)
 		char what = 0;
 		if (read(fd, &what, 1) != 1)
 			return;
+		if (what == 'N') {
+			struct pollfd p = { .fd = fd, .events = 0 }; /* POLLHUP and POLLERR only */
+			poll(&p, 1, 120000);
+			return;
+		}
 		if (what == 'I') {
 			char id[16];
 			int n = snprintf(id, sizeof id, "%u", port);
@@ -542,6 +560,57 @@ START_TEST(test_slow_client_stops_the_target)
 		a_growth, b_growth);
 	/* the stream's window (16 MiB at most) and one relay chunk; the rest is in sockets */
 	ck_assert_msg(sent < 96ull << 20, "the target sent %llu bytes to a client that reads nothing", sent);
+	ck_assert_int_lt(a_growth, 24 * 1024);
+	ck_assert_int_lt(b_growth, 24 * 1024);
+	reset_close(fd);
+	assert_fds_back(&a, a_fds, &b, b_fds);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A target that never reads: a client that sends for ever is stopped within the windows and
+ * the sockets' buffers; the brokers' memory stays bounded; a reset frees everything. */
+START_TEST(test_target_that_never_reads)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	ck_assert_int_eq(write(fd, "Eh", 2), 2);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char byte;
+	ck_assert_int_eq(read(fd, &byte, 1), 1);
+	close(fd);
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
+	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
+	fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "N", 1), 1);
+	static char chunk[1 << 16];
+	unsigned long long sent = 0;
+	double quiet_since = now_seconds(), deadline = now_seconds() + 60;
+	/* send until nothing more goes for a whole second: the pipeline is full */
+	while (now_seconds() - quiet_since < 1.0) {
+		ck_assert_msg(now_seconds() < deadline, "still sending after 60 s: %llu bytes", sent);
+		ssize_t w = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0) {
+			sent += (unsigned long long)w;
+			quiet_since = now_seconds();
+		} else {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			poll(&p, 1, 100); /* until the socket takes more, or the quiet second passes */
+		}
+	}
+	long a_growth = process_rss_kib(&a) - a_before, b_growth = process_rss_kib(&b) - b_before;
+	fprintf(stderr, "target that never reads: the client got %llu bytes in; A grew %ld KiB, B %ld KiB\n",
+		sent, a_growth, b_growth);
+	ck_assert_msg(sent < 96ull << 20, "%llu bytes went into a target that reads nothing", sent);
 	ck_assert_int_lt(a_growth, 24 * 1024);
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	reset_close(fd);
@@ -1253,6 +1322,7 @@ int main(void)
 	tcase_add_test(tc, test_half_close_both_ways);
 	tcase_add_test(tc, test_resets_both_ways);
 	tcase_add_test(tc, test_slow_client_stops_the_target);
+	tcase_add_test(tc, test_target_that_never_reads);
 	tcase_add_test(tc, test_max_connections);
 	tcase_add_test(tc, test_http_server_through_two_brokers);
 	suite_add_tcase(suite, tc);
