@@ -95,7 +95,9 @@ static int on_incoming(struct mux *mux, struct mux_stream *stream, const char *s
 			  mux_id(mux), mux_peer(mux), mux_stream_id(stream), name, why);
 		return WH_EACCESS;
 	}
-	int error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
+	int error = forwarding_attach_target(broker, stream, name);
+	if (error == WH_ENO_SERVICE)
+		error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
 	if (error == WH_ENO_SERVICE)
 		error = services_attach(stream, name);
 	log_write(&broker->log, LOG_DEBUG, "broker", "conn=%u stream=%u service=%s: %s",
@@ -700,7 +702,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 			return WH_ENOMEM;
 		pool_warmup(broker->pools[i]);
 	}
-	return WH_OK;
+	return forwarding_start(broker);
 }
 
 static void close_conn(struct conn *conn, void *arg)
@@ -723,6 +725,7 @@ static void close_listener(struct broker *broker)
 void broker_close_all(struct broker *broker)
 {
 	close_listener(broker);
+	forwarding_drain(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_drain(broker->pools[i]); /* no redial while stopping */
 	for (struct retiring *r = broker->retiring; r; r = r->next)
@@ -747,6 +750,7 @@ void broker_drain(struct broker *broker)
 		return;
 	broker->draining = true;
 	close_listener(broker);
+	forwarding_drain(broker);
 	if (broker->apps)
 		apps_drain(broker->apps);
 	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
@@ -788,6 +792,7 @@ static void retire_check(struct ev_loop *loop, ev_timer *w, int revents)
 			log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed%s", pool_name(r->pool),
 				  pool_drained(r->pool) ? "" : ": drain timeout, its last streams end");
 			*link = r->next;
+			forwarding_pool_gone(broker, r->pool); /* relays on it end before its streams go */
 			pool_free(r->pool);
 			free(r);
 			continue;
@@ -802,6 +807,7 @@ static void retire_pool(struct broker *broker, struct pool *pool)
 {
 	struct retiring *r = calloc(1, sizeof *r);
 	if (!r) { /* no memory to wait: let it go now */
+		forwarding_pool_gone(broker, pool);
 		pool_free(pool);
 		return;
 	}
@@ -884,6 +890,8 @@ static void reload_tls(struct broker *broker, struct broker_config *next)
 int broker_reload(struct broker *broker, const struct broker_config *given)
 {
 	struct broker_config next = *given;
+	if (forwarding_reload(broker, &next) != WH_OK)
+		return WH_ESYSTEM; /* a forward's new address cannot be bound: nothing changed */
 	note_restart_only(broker, &next);
 	/* what only a restart changes keeps its running value */
 	const struct broker_config *now = &broker->config;
@@ -955,7 +963,9 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 
 void broker_stop(struct broker *broker)
 {
-	/* Connections first: their streams let go of the apps' segments, then the apps go. */
+	/* Connections first: their streams let go of the apps' segments, then the apps go. The
+	 * relays of forwards and targets hold streams too: they go before the connections. */
+	forwarding_stop(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
 	while (broker->retiring) {

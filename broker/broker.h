@@ -8,6 +8,7 @@
 #include "apps.h"
 #include "conn.h"
 #include "fdbudget.h"
+#include "forward.h"
 #include "log.h"
 #include "pool.h"
 
@@ -59,6 +60,11 @@ struct broker_config {
 	unsigned peer_budget_percent;         /* ... one peer's accepted connections (50) */
 	unsigned local_reserve_percent;       /* ... kept for streams local apps open (10) */
 	enum log_level log_level; /* warn */
+	/* forwarding (docs/FORWARDING.md): [service NAME] targets and [forward NAME] sections */
+	struct exposed_service exposed[FORWARD_EXPOSED_MAX];
+	unsigned exposed_count;
+	struct forward_config forwards[FORWARD_MAX];
+	unsigned forward_count;
 };
 
 /* The built-in defaults: peers on 127.0.0.1:7420, apps on /run/wormhole/broker.sock,
@@ -119,6 +125,7 @@ struct broker {
 	double dropped_logged_at, marked_logged_at; /* logged at most once a second */
 	unsigned marked_unlogged;     /* addresses marked since the last such line */
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
+	struct forwarding *forwarding; /* broker/forward.c: forwards and targets */
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */
@@ -133,8 +140,10 @@ void broker_drain(struct broker *broker);
 bool broker_drained(const struct broker *broker);
 /* Applies new settings (SIGHUP), by name: peers added (pool started), removed (drained for up
  * to the drain timeout, then closed), changed (new connections use the new settings); limits,
- * services and the log level at once; listener, socket and descriptor limit only at restart
- * (logged). Streams the change does not touch go on. WH_OK. */
+ * services and the log level at once; forwards by name (broker/forward.h); listener, socket
+ * and descriptor limit only at restart (logged). Streams the change does not touch go on.
+ * WH_OK, or WH_ESYSTEM when a forward's new listen address cannot be bound: then nothing
+ * changed (logged with the address and the errno). */
 int broker_reload(struct broker *broker, const struct broker_config *next);
 /* Frees every connection, pool and the listener. */
 void broker_stop(struct broker *broker);

@@ -727,6 +727,96 @@ static void view_services(struct view_ctx *v)
 	table_end(v->reply, w, "services", v->control->log);
 }
 
+static void forward_row(const struct forward_info *f, void *arg)
+{
+	struct control_writer *w = &((struct view_ctx *)arg)->w;
+	control_table_row(w);
+	control_put_text(w, f->name);
+	control_put_text(w, f->listen);
+	control_put_text(w, f->peer);
+	control_put_text(w, f->service);
+	control_put_text(w, f->state);
+	control_put_text(w, f->origin);
+	control_put_uint(w, f->open);
+	control_put_uint(w, f->max_connections);
+	control_put_uint(w, f->accepted);
+	control_put_uint(w, f->refused_full);
+	control_put_uint(w, f->refused_rate);
+	control_put_uint(w, f->open_failures);
+	control_put_uint(w, f->reset_by_far);
+	control_put_uint(w, f->reset_by_client);
+	control_put_uint(w, f->idle_ended);
+	control_put_uint(w, f->bytes_in);
+	control_put_uint(w, f->bytes_out);
+}
+
+/* Forwards ([forward NAME], docs/FORWARDING.md): one row each, labelled by name. */
+static void view_forwards(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "forwards");
+	control_table_column(w, "forward", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the forward's name");
+	control_table_column(w, "listen", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where it accepts connections");
+	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the peer its connections reach");
+	control_table_column(w, "service", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "the service opened there");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "listening, draining (a reload or forward del removed it) or closed (the broker drains)");
+	control_table_column(w, "origin", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "config, or run time (wormhole-ctl forward add)");
+	control_table_column(w, "connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections carried now, or waiting for their stream");
+	control_table_column(w, "max_connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "its max-connections");
+	control_table_column(w, "accepted", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections accepted, refused ones included");
+	control_table_column(w, "refused_full", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "closed at once: max-connections reached, or no descriptor");
+	control_table_column(w, "refused_rate", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "closed at once: the client's address was over connection-rate");
+	control_table_column(w, "open_failures", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "reset: no stream (peer unreachable, draining, no memory)");
+	control_table_column(w, "reset_by_far", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by an ERROR from the far side (target refused or reset, link lost)");
+	control_table_column(w, "reset_by_client", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by the client's reset or a socket error");
+	control_table_column(w, "idle_ended", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "reset by its idle-timeout");
+	control_table_column(w, "bytes_in", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes from its clients");
+	control_table_column(w, "bytes_out", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes to its clients");
+	forwarding_each_forward(v->control->broker, forward_row, v);
+	table_end(v->reply, w, "forwards", v->control->log);
+}
+
+static void target_row(const struct target_info *t, void *arg)
+{
+	struct control_writer *w = &((struct view_ctx *)arg)->w;
+	control_table_row(w);
+	control_put_text(w, t->service);
+	control_put_text(w, t->target);
+	control_put_text(w, t->health);
+	control_put_uint(w, t->open);
+	control_put_uint(w, t->connections);
+	control_put_uint(w, t->failures);
+	control_put_uint(w, t->reset_by_target);
+	control_put_uint(w, t->reset_by_opener);
+	control_put_uint(w, t->idle_ended);
+	control_put_uint(w, t->bytes_from_target);
+	control_put_uint(w, t->bytes_to_target);
+	control_put_text(w, t->configured ? "yes" : "no");
+	control_put_text(w, t->last_error);
+}
+
+/* Targets of exposed services ([service NAME] target, docs/FORWARDING.md). */
+static void view_targets(struct view_ctx *v)
+{
+	struct control_writer *w = &v->w;
+	table_begin(v->reply, w, "targets");
+	control_table_column(w, "service", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the exposed service");
+	control_table_column(w, "target", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "one of its targets, as configured");
+	control_table_column(w, "health", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "up (the last connect worked), failing, unknown (never tried)");
+	control_table_column(w, "connections", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections to it now");
+	control_table_column(w, "connects", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections made");
+	control_table_column(w, "failures", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connects that failed (refused, unreachable, timed out)");
+	control_table_column(w, "reset_by_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections the target reset (or failed)");
+	control_table_column(w, "reset_by_opener", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections ended by an ERROR from the opener's side");
+	control_table_column(w, "idle_ended", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections reset by the service's idle-timeout");
+	control_table_column(w, "bytes_from_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes the target sent");
+	control_table_column(w, "bytes_to_target", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_BYTES, "bytes sent to the target");
+	control_table_column(w, "configured", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "no: a reload removed it, its connections go on");
+	control_table_column(w, "last_error", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "why its last failed connect failed");
+	forwarding_each_target(v->control->broker, target_row, v);
+	table_end(v->reply, w, "targets", v->control->log);
+}
+
 static const char *apply_name(enum option_apply apply)
 {
 	switch (apply) {
@@ -1005,6 +1095,29 @@ static void action_reload(struct view_ctx *v)
 		v->reply->status = error;
 }
 
+/* forward add NAME LISTEN PEER SERVICE | forward del NAME (docs/FORWARDING.md) */
+static void action_forward(struct view_ctx *v)
+{
+	const struct control_request *req = v->request;
+	struct broker *broker = v->control->broker;
+	char message[512];
+	int rc;
+	if (req->argc == 6 && strcmp(req->argv[1], "add") == 0)
+		rc = forwarding_add(broker, req->argv[2], req->argv[3], req->argv[4], req->argv[5], message,
+				    sizeof message);
+	else if (req->argc == 3 && strcmp(req->argv[1], "del") == 0)
+		rc = forwarding_del(broker, req->argv[2], message, sizeof message);
+	else {
+		fail(v->reply, WH_EINVAL, "usage: forward add NAME LISTEN PEER SERVICE | forward del NAME");
+		return;
+	}
+	if (rc != WH_OK) {
+		fail(v->reply, rc, "%s", message);
+		return;
+	}
+	snprintf(v->reply->message, sizeof v->reply->message, "%s", message);
+}
+
 static void action_log_level(struct view_ctx *v)
 {
 	const struct control_request *req = v->request;
@@ -1029,12 +1142,15 @@ static const struct {
 	{ "streams", view_streams, false },
 	{ "apps", view_apps, false },
 	{ "services", view_services, false },
+	{ "forwards", view_forwards, false },
+	{ "targets", view_targets, false },
 	{ "config", view_config, false },
 	{ "close-stream", action_close_stream, true },
 	{ "drain-peer", action_drain_peer, true },
 	{ "warm-peer", action_warm_peer, true },
 	{ "reload", action_reload, true },
 	{ "log-level", action_log_level, true },
+	{ "forward", action_forward, true },
 };
 
 /* ---- clients ------------------------------------------------------------------------------ */
@@ -1142,7 +1258,8 @@ static void answer(struct control_client *cl, const struct control_request *req)
 static char *metrics_text(void *arg, size_t *length)
 {
 	struct control *ctl = arg;
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" },
+						{ "forwards" }, { "targets" } };
 	char *text = NULL;
 	FILE *out = open_memstream(&text, length);
 	if (!out)

@@ -111,7 +111,12 @@ static int reload(struct daemon *d, char *message, size_t length)
 	}
 	for (int i = 0; i < next.warning_count; i++)
 		log_write(&d->broker.log, LOG_WARN, "broker", "reload: %s", next.warnings[i]);
-	broker_reload(&d->broker, &next.config);
+	if (broker_reload(&d->broker, &next.config) != WH_OK) {
+		notify_service_manager("READY=1\nSTATUS=reload refused: a forward cannot listen");
+		snprintf(message, length, "reload refused, running on as before: a [forward] listen "
+			 "address cannot be bound (the broker's log says which and why)");
+		return WH_ESYSTEM;
+	}
 	*d->options = next;
 	d->loaded_at = ev_now(d->broker.loop);
 	log_write(&d->broker.log, LOG_INFO, "broker", "reloaded %s", next.config_path[0] ? next.config_path

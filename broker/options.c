@@ -260,12 +260,70 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  SCOPE_SERVICE,
 	  "[service NAME] only: the user and/or group whose apps may listen on the service, "
 	  "USER[:GROUP] or :GROUP" },
+	{ OPT_SERVICE_TARGET, "target", 0, OPTION_STRING, 1, 1023, false, false, "none", NULL,
+	  APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: HOST:PORT[, HOST:PORT...]: streams peers open for the service become "
+	  "TCP connections to the first target that answers, tried in order (at most 8; "
+	  "docs/FORWARDING.md); the service then takes precedence over apps listening on the name" },
+	{ OPT_SERVICE_CONNECT_TIMEOUT, "connect-timeout", 0, OPTION_SECONDS, 0.001, 3600, false, false,
+	  "5", "seconds", APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: how long one connect to a target may take before the next is tried; "
+	  "when none answers, the opener gets ERROR 504 (timed out) or 502 (refused, unreachable)" },
+	{ OPT_SERVICE_BALANCE, "balance", 0, OPTION_STRING, 1, 63, false, false, "first", NULL,
+	  APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: which target a new stream tries first: first (the others are "
+	  "fail-over), round-robin (each in turn), least-connections (the fewest connections and "
+	  "connects under way); when it fails, the others follow in order" },
+	{ OPT_SERVICE_HEALTH_CHECK, "health-check", 0, OPTION_SECONDS, 0, 86400, false, false, "0",
+	  "seconds", APPLY_LIVE, SCOPE_SERVICE,
+	  "[service NAME] only: connect to each target this often (a TCP connect, bounded by "
+	  "connect-timeout); a target down by its checks takes no new streams, and with every "
+	  "target down a stream is refused at once (ERROR 502); 0: no checks" },
+	{ OPT_SERVICE_FALL, "fall", 0, OPTION_COUNT, 1, 1000, false, false, "3", "checks", APPLY_LIVE,
+	  SCOPE_SERVICE, "[service NAME] only: failed health checks in a row that take a target down" },
+	{ OPT_SERVICE_RISE, "rise", 0, OPTION_COUNT, 1, 1000, false, false, "2", "checks", APPLY_LIVE,
+	  SCOPE_SERVICE, "[service NAME] only: passed health checks in a row that bring a target back up" },
+	{ OPT_SERVICE_IDLE_TIMEOUT, "idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "0",
+	  "seconds", APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: a target connection with no byte either way this long is reset "
+	  "(ERROR 504 to the opener, RST to the target); 0: never" },
+	{ OPT_SERVICE_BANDWIDTH, "bandwidth", 0, OPTION_BYTES, 0, 1e12, false, false, "0", "bytes/s",
+	  APPLY_LIVE, SCOPE_SERVICE,
+	  "[service NAME] only: bytes a second each way that all its target connections together may "
+	  "carry (a token bucket; the windows slow the far side down); 0: no limit" },
+	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
+	  APPLY_LIVE, SCOPE_FORWARD,
+	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
+	  "each becomes one stream to the forward's service. On reload a new address is bound "
+	  "first (one that cannot be bound refuses the reload) and the old one's connections drain" },
+	{ OPT_FORWARD_PEER, "peer", 0, OPTION_STRING, 1, 63, false, false, NULL, NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_FORWARD, "[forward NAME] only: the [peer] whose service the connections reach" },
+	{ OPT_FORWARD_SERVICE, "service", 0, OPTION_STRING, 1, 255, false, false, NULL, NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: the service opened on the peer for each connection" },
+	{ OPT_FORWARD_MAX_CONNECTIONS, "max-connections", 0, OPTION_COUNT, 1, 1 << 20, false, false,
+	  "1024", "connections", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: connections carried at once; more are accepted and closed at once "
+	  "(counted, logged at most once a second)" },
+	{ OPT_FORWARD_IDLE_TIMEOUT, "idle-timeout", 0, OPTION_SECONDS, 0, 1e9, false, false, "0",
+	  "seconds", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: a connection with no byte either way this long is reset (RST to "
+	  "the client, ERROR 504 to the far side); 0: never" },
+	{ OPT_FORWARD_CONNECTION_RATE, "connection-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "0",
+	  "connections/s", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: new connections a second one client address may open, with a burst "
+	  "of one second's worth; more are accepted and closed at once (counted, logged at most "
+	  "once a second); 0: no bound" },
+	{ OPT_FORWARD_BANDWIDTH, "bandwidth", 0, OPTION_BYTES, 0, 1e12, false, false, "0", "bytes/s",
+	  APPLY_LIVE, SCOPE_FORWARD,
+	  "[forward NAME] only: bytes a second each way that all its connections together may carry "
+	  "(a token bucket); 0: no limit" },
 };
 
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
 static bool file_only(const struct option_info *info)
 {
-	return info->id == OPT_ADDRESS || info->scope == SCOPE_SERVICE;
+	return info->id == OPT_ADDRESS || info->scope == SCOPE_SERVICE || info->scope == SCOPE_FORWARD;
 }
 
 /* 1 for yes, true, on, 1; 0 for no, false, off, 0; -1 for anything else. */
@@ -773,6 +831,9 @@ struct loading {
 	int peer_lines[BROKER_PEERS_MAX];
 	bool cli_set[OPTION_COUNT_ALL]; /* per-peer rows given on the command line */
 	int peer_overflow_line; /* the section of the last peer refused as one too many */
+	int forward_lines[FORWARD_MAX];  /* where each [forward NAME] starts */
+	int exposed_lines[FORWARD_EXPOSED_MAX]; /* where each service's target keys start */
+	bool exposed_target_given[FORWARD_EXPOSED_MAX]; /* a target key, good or bad (said then) */
 };
 
 static int find_peer(const struct broker_config *c, const char *name)
@@ -847,10 +908,107 @@ static char *next_line(char *str, int num, void *stream)
 	return str;
 }
 
+/* The [service NAME] section's targets (made on its first target key), or NULL (logged). */
+static struct exposed_service *exposed_get(struct loading *l, const char *service, const struct origin *at)
+{
+	struct broker_config *c = &l->o->config;
+	for (unsigned i = 0; i < c->exposed_count; i++)
+		if (strcmp(c->exposed[i].service, service) == 0)
+			return &c->exposed[i];
+	if (c->exposed_count >= FORWARD_EXPOSED_MAX) {
+		add_error(l->o, at, NULL, NULL, "[service %s]: at most %d services have targets", service,
+			  FORWARD_EXPOSED_MAX);
+		return NULL;
+	}
+	l->exposed_lines[c->exposed_count] = at->line;
+	struct exposed_service *e = &c->exposed[c->exposed_count++];
+	memset(e, 0, sizeof *e);
+	snprintf(e->service, sizeof e->service, "%s", service);
+	e->connect_timeout = FORWARD_CONNECT_TIMEOUT_DEFAULT;
+	e->fall = FORWARD_FALL_DEFAULT;
+	e->rise = FORWARD_RISE_DEFAULT;
+	return e;
+}
+
+/* target = HOST:PORT[, HOST:PORT...] */
+static void set_targets(struct loading *l, struct exposed_service *e, const struct option_info *info,
+			const char *value, const struct origin *at)
+{
+	char list[1024];
+	snprintf(list, sizeof list, "%s", value);
+	e->target_count = 0;
+	l->exposed_target_given[e - l->o->config.exposed] = true;
+	for (char *save = NULL, *item = strtok_r(list, ", \t", &save); item;
+	     item = strtok_r(NULL, ", \t", &save)) {
+		if (e->target_count >= FORWARD_TARGETS_MAX) {
+			add_error(l->o, at, info, value, "at most %d targets", FORWARD_TARGETS_MAX);
+			return;
+		}
+		struct target_address *t = &e->targets[e->target_count];
+		const char *why = parse_address(item, 1, 65535, t->host, sizeof t->host, t->port, sizeof t->port);
+		if (why) {
+			add_error(l->o, at, info, value, "%s: %s", item, why);
+			return;
+		}
+		e->target_count++;
+	}
+	if (e->target_count == 0)
+		add_error(l->o, at, info, value, "wants HOST:PORT[, HOST:PORT...]");
+}
+
+/* A [service NAME] key about its targets: target, connect-timeout, balance, health-check, fall,
+ * rise, idle-timeout, bandwidth. */
+static void set_exposed_key(struct loading *l, const char *service, const struct option_info *info,
+			    const char *value, const struct origin *at)
+{
+	struct options *o = l->o;
+	struct exposed_service *e = exposed_get(l, service, at);
+	double seconds;
+	if (!e)
+		return;
+	if (info->id == OPT_SERVICE_TARGET)
+		set_targets(l, e, info, value, at);
+	else if (info->id == OPT_SERVICE_BALANCE) {
+		if (strcmp(value, "first") == 0)
+			e->balance = BALANCE_FIRST;
+		else if (strcmp(value, "round-robin") == 0)
+			e->balance = BALANCE_ROUND_ROBIN;
+		else if (strcmp(value, "least-connections") == 0)
+			e->balance = BALANCE_LEAST_CONNECTIONS;
+		else
+			add_error(o, at, info, value, "first, round-robin or least-connections");
+	} else if (info->id == OPT_SERVICE_FALL || info->id == OPT_SERVICE_RISE) {
+		double n;
+		if (!parse_whole(value, false, &n) || n < info->min || n > info->max)
+			add_error(o, at, info, value, "not a whole number within 1..1000");
+		else
+			*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
+	} else if (info->id == OPT_SERVICE_BANDWIDTH) {
+		double n;
+		if (!parse_whole(value, true, &n) || n > info->max)
+			add_error(o, at, info, value, "not a whole number of bytes a second (K, M, G: "
+				  "powers of 1024)");
+		else
+			e->bandwidth = n;
+	} else if (info->id == OPT_SERVICE_HEALTH_CHECK || info->id == OPT_SERVICE_IDLE_TIMEOUT) {
+		if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
+			add_error(o, at, info, value, "not a number of seconds (%.15g..%.15g)",
+				  info->min, info->max);
+		else
+			*(info->id == OPT_SERVICE_HEALTH_CHECK ? &e->health_interval
+							      : &e->idle_timeout) = seconds;
+	}
+	else if (!parse_double(value, &seconds) || seconds < info->min || seconds > info->max)
+		add_error(o, at, info, value, "not a number of seconds (0.001..3600)");
+	else
+		e->connect_timeout = seconds;
+}
+
 /* One key of a [service NAME] section: the rule for NAME (made on its first key). */
-static void set_service_key(struct options *o, const char *service, const struct option_info *info,
+static void set_service_key(struct loading *l, const char *service, const struct option_info *info,
 			    const char *name, const char *value, const struct origin *at)
 {
+	struct options *o = l->o;
 	while (*service == ' ')
 		service++;
 	struct service_rules *rules = &o->config.apps.services;
@@ -860,7 +1018,9 @@ static void set_service_key(struct options *o, const char *service, const struct
 	}
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
-			  info ? "not a setting of a service (peers, local, owner)" : "no such setting");
+			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
+				 "balance, health-check, fall, rise, idle-timeout, bandwidth)"
+			       : "no such setting");
 		return;
 	}
 	struct service_rule *rule = (struct service_rule *)service_rules_find(rules, service);
@@ -915,9 +1075,130 @@ static void set_service_key(struct options *o, const char *service, const struct
 			add_error(o, at, info, value, "%s", why);
 		return;
 	}
+	case OPT_SERVICE_TARGET:
+	case OPT_SERVICE_BANDWIDTH:
+	case OPT_SERVICE_IDLE_TIMEOUT:
+	case OPT_SERVICE_BALANCE:
+	case OPT_SERVICE_HEALTH_CHECK:
+	case OPT_SERVICE_FALL:
+	case OPT_SERVICE_RISE:
+	case OPT_SERVICE_CONNECT_TIMEOUT:
+		set_exposed_key(l, service, info, value, at);
+		return;
 	default:
 		return;
 	}
+}
+
+/* A [forward NAME] key's value into f: NULL, or why it is refused. */
+static const char *forward_value(struct forward_config *f, const struct option_info *info,
+				 const char *value)
+{
+	double number;
+	const char *why = NULL;
+	switch (info->id) {
+	case OPT_FORWARD_LISTEN:
+		why = parse_address(value, 0, 65535, f->listen_host, sizeof f->listen_host, f->listen_port,
+				    sizeof f->listen_port);
+		break;
+	case OPT_FORWARD_PEER:
+		if (strcmp(value, "local") == 0)
+			why = "peer = local (this broker's own services and apps) is not supported yet: "
+			      "name a [peer]";
+		else if (!peer_name_valid(value))
+			why = "a peer name is 1 to 63 letters, digits, '-', '_' or '.'";
+		else
+			snprintf(f->peer, sizeof f->peer, "%s", value);
+		break;
+	case OPT_FORWARD_SERVICE:
+		if (!value[0] || strlen(value) > 255)
+			why = "a service name is 1 to 255 bytes";
+		else
+			snprintf(f->service, sizeof f->service, "%s", value);
+		break;
+	case OPT_FORWARD_MAX_CONNECTIONS:
+		if (!parse_whole(value, false, &number) || number < info->min || number > info->max)
+			why = "not a whole number within 1..1048576";
+		else
+			f->max_connections = (unsigned)number;
+		break;
+	case OPT_FORWARD_IDLE_TIMEOUT:
+		if (!parse_double(value, &number) || number < info->min || number > info->max)
+			why = "not a number of seconds (0..1e9)";
+		else
+			f->idle_timeout = number;
+		break;
+	case OPT_FORWARD_BANDWIDTH:
+		if (!parse_whole(value, true, &number) || number > info->max)
+			why = "not a whole number of bytes a second (K, M, G: powers of 1024)";
+		else
+			f->bandwidth = number;
+		break;
+	case OPT_FORWARD_CONNECTION_RATE:
+		if (!parse_whole(value, false, &number) || number < info->min || number > info->max)
+			why = "not a whole number of connections a second (0..10000000)";
+		else
+			f->connection_rate = number;
+		break;
+	default:
+		break;
+	}
+	return why;
+}
+
+/* One key of a [forward NAME] section (the forward is made on its first key). */
+static void set_forward_key(struct loading *l, const char *forward, const struct option_info *info,
+			    const char *name, const char *value, const struct origin *at,
+			    const struct origin *header)
+{
+	struct options *o = l->o;
+	struct broker_config *c = &o->config;
+	while (*forward == ' ')
+		forward++;
+	if (!peer_name_valid(forward)) {
+		add_error(o, at, NULL, NULL, "[forward %s]: a forward's name is 1 to 63 letters, digits, "
+			  "'-', '_' or '.'", forward);
+		return;
+	}
+	if (!info || info->scope != SCOPE_FORWARD) {
+		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
+			  "peer, service, max-connections, idle-timeout, connection-rate, bandwidth)"
+			: "no such setting");
+		return;
+	}
+	unsigned i = 0;
+	while (i < c->forward_count && strcmp(c->forwards[i].name, forward) != 0)
+		i++;
+	if (i == c->forward_count) {
+		if (c->forward_count >= FORWARD_MAX) {
+			add_error(o, header, NULL, NULL, "[forward %s]: at most %d forwards", forward, FORWARD_MAX);
+			return;
+		}
+		c->forward_count++;
+		memset(&c->forwards[i], 0, sizeof c->forwards[i]);
+		snprintf(c->forwards[i].name, sizeof c->forwards[i].name, "%s", forward);
+		c->forwards[i].max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT;
+		l->forward_lines[i] = header->line;
+	}
+	const char *why = forward_value(&c->forwards[i], info, value);
+	if (why)
+		add_error(o, at, info, value, "%s", why);
+}
+
+/* The row a key of a section names: the section's own (listen in [forward] is not the
+ * broker's listen), else the first of that name. */
+static const struct option_info *find_key(const char *name, enum option_scope scope)
+{
+	const struct option_info *found = NULL;
+	for (int i = 0; i < OPTION_COUNT_ALL; i++) {
+		if (strcmp(option_table[i].name, name) != 0)
+			continue;
+		if (option_table[i].scope == scope)
+			return &option_table[i];
+		if (!found)
+			found = &option_table[i];
+	}
+	return found;
 }
 
 static int on_key(void *user, const char *section, const char *name, const char *value)
@@ -939,10 +1220,11 @@ static int on_key(void *user, const char *section, const char *name, const char 
 			l->sections_seen_lines[l->section_count++] = l->section_line;
 		}
 	}
-	const struct option_info *info = NULL;
-	for (int i = 0; i < OPTION_COUNT_ALL; i++)
-		if (strcmp(option_table[i].name, name) == 0)
-			info = &option_table[i];
+	enum option_scope scope = strncmp(section, "service ", 8) == 0   ? SCOPE_SERVICE
+				  : strncmp(section, "forward ", 8) == 0 ? SCOPE_FORWARD
+				  : strncmp(section, "peer ", 5) == 0    ? SCOPE_PEER
+									 : SCOPE_BROKER;
+	const struct option_info *info = find_key(name, scope);
 	if (strcmp(section, "broker") == 0) {
 		if (!info || info->scope == SCOPE_COMMAND_LINE || file_only(info)) {
 			add_error(o, &at, NULL, NULL, "%s: %s", name,
@@ -994,11 +1276,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		return 1;
 	}
 	if (strncmp(section, "service ", 8) == 0) {
-		set_service_key(o, section + 8, info, name, value, &at);
+		set_service_key(l, section + 8, info, name, value, &at);
 		return 1;
 	}
-	add_error(o, &at, NULL, NULL, "[%s]: no such section (there are [broker], [peer NAME] and "
-		  "[service NAME])", section);
+	if (strncmp(section, "forward ", 8) == 0) {
+		set_forward_key(l, section + 8, info, name, value, &at, &header);
+		return 1;
+	}
+	add_error(o, &at, NULL, NULL, "[%s]: no such section (there are [broker], [peer NAME], "
+		  "[service NAME] and [forward NAME])", section);
 	return 1;
 }
 
@@ -1279,6 +1565,40 @@ static void check_tls(struct options *o, struct loading *l)
 	}
 }
 
+/* Each forward has its three keys, a configured peer, and a listen address of its own. */
+static void check_forwards(struct options *o, struct loading *l)
+{
+	struct broker_config *c = &o->config;
+	for (unsigned i = 0; i < c->forward_count; i++) {
+		const struct forward_config *f = &c->forwards[i];
+		struct origin at = { l->file, l->forward_lines[i], NULL };
+		const char *missing = !f->listen_host[0] && !f->listen_port[0] ? "listen = HOST:PORT"
+				    : !f->peer[0]                            ? "peer = NAME"
+				    : !f->service[0]                         ? "service = NAME"
+									     : NULL;
+		if (missing) {
+			add_error(o, &at, NULL, NULL, "[forward %s]: no %s", f->name, missing);
+			continue;
+		}
+		if (find_peer(c, f->peer) < 0)
+			add_error(o, &at, NULL, NULL, "[forward %s]: peer %s is not configured (a [peer %s] "
+				  "section or --peer)", f->name, f->peer, f->peer);
+		for (unsigned j = 0; j < i; j++)
+			if (strcmp(c->forwards[j].listen_host, f->listen_host) == 0 &&
+			    strcmp(c->forwards[j].listen_port, f->listen_port) == 0 &&
+			    strcmp(f->listen_port, "0") != 0)
+				add_error(o, &at, NULL, NULL, "[forward %s]: listen %s:%s is forward %s's too",
+					  f->name, f->listen_host, f->listen_port, c->forwards[j].name);
+	}
+	for (unsigned i = 0; i < c->exposed_count; i++)
+		if (!l->exposed_target_given[i]) {
+			struct origin at = { l->file, l->exposed_lines[i], NULL };
+			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance, health checks, idle-timeout or bandwidth "
+				  "without a target",
+				  c->exposed[i].service);
+		}
+}
+
 static void check_whole(struct options *o, struct loading *l)
 {
 	struct broker_config *c = &o->config;
@@ -1296,6 +1616,7 @@ static void check_whole(struct options *o, struct loading *l)
 			check_pool(o, &p->pool, who);
 	}
 	check_tls(o, l);
+	check_forwards(o, l);
 	if (!c->listen_host[0] && !c->apps.socket_path[0] && c->peer_count == 0)
 		add_error(o, NULL, NULL, NULL, "nothing to do: no listener (listen), no app socket (socket) "
 			  "and no peers");

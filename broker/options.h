@@ -55,7 +55,8 @@ enum option_scope {
 	SCOPE_COMMAND_LINE, /* the command line only (--config, --check-config, ...) */
 	SCOPE_BROKER,       /* the command line and [broker] */
 	SCOPE_PEER,         /* also [peer NAME]; in [broker], the default for every peer */
-	SCOPE_SERVICE,      /* [service NAME] only: the service's access rules */
+	SCOPE_SERVICE,      /* [service NAME] only: the service's access rules and targets */
+	SCOPE_FORWARD,      /* [forward NAME] only: a local listener whose connections go to a peer */
 };
 
 enum option_id {
@@ -77,6 +78,11 @@ enum option_id {
 	OPT_TLS_NAME, OPT_CONTROL_QUEUE, OPT_RESET_RATE, OPT_PING_RATE, OPT_NOOP_RATE, OPT_STORE_RATE,
 	/* per service ([service NAME]) */
 	OPT_SERVICE_PEERS, OPT_SERVICE_LOCAL, OPT_SERVICE_OWNER,
+	OPT_SERVICE_TARGET, OPT_SERVICE_CONNECT_TIMEOUT, OPT_SERVICE_BALANCE, OPT_SERVICE_HEALTH_CHECK,
+	OPT_SERVICE_FALL, OPT_SERVICE_RISE, OPT_SERVICE_IDLE_TIMEOUT, OPT_SERVICE_BANDWIDTH,
+	/* per forward ([forward NAME]) */
+	OPT_FORWARD_LISTEN, OPT_FORWARD_PEER, OPT_FORWARD_SERVICE, OPT_FORWARD_MAX_CONNECTIONS,
+	OPT_FORWARD_IDLE_TIMEOUT, OPT_FORWARD_CONNECTION_RATE, OPT_FORWARD_BANDWIDTH,
 	OPTION_COUNT_ALL
 };
 

@@ -53,6 +53,8 @@ static void usage(FILE *out)
 		"  streams [--peer P] [--app ID|PID]  each stream: owner, state, bytes, windows, ring\n"
 		"  apps [--by-uid]              each attached app: pid, uid, streams, ring memory\n"
 		"  services                     who serves each service name\n"
+		"  forwards                     each [forward]: listen, peer, service, connections, bytes\n"
+		"  targets                      each target of a [service]: health, connections, failures\n"
 		"  config                       the running settings and where each came from\n"
 		"  metrics                      every counter and gauge, Prometheus text format\n"
 		"  watch [-n SECONDS] [-c COUNT] VIEW   refresh a view, with byte rates\n"
@@ -62,6 +64,8 @@ static void usage(FILE *out)
 		"  warm-peer PEER               take streams again and dial up to pool-min\n"
 		"  reload                       read the config file again (as SIGHUP)\n"
 		"  log-level error|warn|info|debug\n"
+		"  forward add NAME LISTEN PEER SERVICE   listen at LISTEN, connections to SERVICE of PEER\n"
+		"  forward del NAME             stop listening; its connections drain\n"
 		"\n"
 		"options:\n"
 		"  -s, --socket PATH   the broker's control socket ($WORMHOLE_CONTROL_SOCKET, else "
@@ -279,6 +283,14 @@ static const char *const *default_columns(const char *view)
 					    "bytes_received", "listening", "ring_bytes_limit", NULL };
 	static const char *const services[] = { "service", "kind", "app", "pid", "uid", NULL };
 	static const char *const config[] = { "option", "section", "value", "source", "applies", NULL };
+	static const char *const forwards[] = { "forward", "state", "connections", "bytes_in", "bytes_out",
+						"accepted", "refused_full", "peer", "service", "listen", NULL };
+	static const char *const targets[] = { "service", "target", "health", "connections", "connects",
+					       "failures", "bytes_from_target", "bytes_to_target", "last_error", NULL };
+	if (strcmp(view, "forwards") == 0)
+		return forwards;
+	if (strcmp(view, "targets") == 0)
+		return targets;
 	if (strcmp(view, "peers") == 0)
 		return peers;
 	if (strcmp(view, "conns") == 0)
@@ -321,10 +333,12 @@ static void show(const struct ctl *c, const char *view, const struct ctl_table *
  * a series per connection id, app session or pid would grow with every one there has been. */
 static int run_metrics(struct ctl *c)
 {
-	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" } };
-	struct ctl_table all[4];
+	static const char *const views[][2] = { { "status" }, { "peers" }, { "conns", "--by-peer" }, { "apps", "--by-uid" },
+						{ "forwards" }, { "targets" } };
+	enum { VIEWS = sizeof views / sizeof views[0] };
+	struct ctl_table all[VIEWS];
 	unsigned count = 0;
-	for (unsigned i = 0; i < 4; i++) {
+	for (unsigned i = 0; i < VIEWS; i++) {
 		char *argv[] = { (char *)views[i][0], (char *)views[i][1] };
 		int rc = exchange(c, views[i][1] ? 2 : 1, argv);
 		if (rc != EXIT_OK)
@@ -449,6 +463,8 @@ static const struct command {
 	{ "streams", 0, 0, true, { "--peer=", "--app=" } },
 	{ "apps", 0, 0, true, { "--by-uid" } },
 	{ "services", 0, 0, true, { NULL } },
+	{ "forwards", 0, 0, true, { NULL } },
+	{ "targets", 0, 0, true, { NULL } },
 	{ "config", 0, 0, true, { NULL } },
 	{ "metrics", 0, 0, false, { NULL } },
 	{ "watch", 0, 0, false, { "-n=", "-c=" } },
@@ -457,6 +473,7 @@ static const struct command {
 	{ "warm-peer", 1, 1, false, { NULL } },
 	{ "reload", 0, 0, false, { NULL } },
 	{ "log-level", 1, 1, false, { NULL } },
+	{ "forward", 2, 5, false, { NULL } }, /* add NAME LISTEN PEER SERVICE, del NAME */
 };
 
 static const struct command *find_command(const char *name)

@@ -6,7 +6,7 @@
 # packages (CI), mmdebstrap makes the fresh root of `make deb-smoke`.
 # Skips apt entirely when everything is already there, so repeated runs are quick.
 set -eu
-packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check
+packages="build-essential autoconf automake libtool pkg-config libev-dev libsodium-dev libinih-dev libssl-dev openssl check curl
 	clang libclang-rt-14-dev iproute2 nftables procps python3 valgrind systemd
 	python3-pytest python3-setuptools python3-venv
 	debhelper dpkg-dev fakeroot lintian bash-completion mmdebstrap"

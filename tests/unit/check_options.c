@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "services.h"
 
 static struct options o;
 
@@ -319,7 +320,11 @@ START_TEST(test_table_is_complete)
 		ck_assert_int_eq(info->id, i);
 		ck_assert_ptr_nonnull(info->name);
 		ck_assert_ptr_nonnull(info->help);
-		ck_assert_ptr_eq(options_find(info->name), info);
+		/* a section's key may share its name with a broker setting (listen in [forward],
+		 * connect-timeout in [service]): the name alone means the broker's */
+		const struct option_info *found = options_find(info->name);
+		ck_assert(found == info || ((info->scope == SCOPE_SERVICE || info->scope == SCOPE_FORWARD) &&
+					    found->scope != info->scope));
 		if (info->short_name) {
 			char spelling[3] = { '-', info->short_name, 0 };
 			ck_assert_ptr_eq(options_find(spelling), info);
@@ -333,6 +338,80 @@ START_TEST(test_table_is_complete)
 		options_format_value(&o.config, NULL, (enum option_id)i, value, sizeof value);
 		ck_assert(value[0]);
 	}
+}
+END_TEST
+
+/* [service NAME] targets and [forward NAME] sections: their keys are theirs, not the broker's
+ * of the same name. */
+START_TEST(test_forwarding_sections)
+{
+	const char *path = write_config("[broker]\n"
+					"listen = 127.0.0.1:7000\n"
+					"connect-timeout = 3\n"
+					"[peer a]\n"
+					"address = 127.0.0.1:7001\n"
+					"[service web]\n"
+					"target = 127.0.0.1:8000,  [::1]:8001\n"
+					"connect-timeout = 0.5\n"
+					"balance = least-connections\n"
+					"health-check = 2\n"
+					"fall = 4\n"
+					"peers = a\n"
+					"[forward web]\n"
+					"listen = 127.0.0.1:18000\n"
+					"peer = a\n"
+					"service = web\n"
+					"max-connections = 10\n"
+					"idle-timeout = 30\n"
+					"bandwidth = 10M\n");
+	ck_assert(load("--config", path, NULL));
+	const struct broker_config *c = &o.config;
+	ck_assert_str_eq(c->listen_port, "7000");
+	ck_assert_double_eq(c->pool.connect_timeout, 3);
+	ck_assert_uint_eq(c->exposed_count, 1);
+	ck_assert_str_eq(c->exposed[0].service, "web");
+	ck_assert_uint_eq(c->exposed[0].target_count, 2);
+	ck_assert_str_eq(c->exposed[0].targets[1].host, "::1");
+	ck_assert_str_eq(c->exposed[0].targets[1].port, "8001");
+	ck_assert_double_eq(c->exposed[0].connect_timeout, 0.5);
+	ck_assert_int_eq(c->exposed[0].balance, BALANCE_LEAST_CONNECTIONS);
+	ck_assert_double_eq(c->exposed[0].health_interval, 2);
+	ck_assert_uint_eq(c->exposed[0].fall, 4);
+	ck_assert_uint_eq(c->exposed[0].rise, 2);
+	ck_assert_ptr_nonnull(service_rules_find(&c->apps.services, "web"));
+	ck_assert_uint_eq(c->forward_count, 1);
+	ck_assert_str_eq(c->forwards[0].listen_port, "18000");
+	ck_assert_str_eq(c->forwards[0].peer, "a");
+	ck_assert_str_eq(c->forwards[0].service, "web");
+	ck_assert_uint_eq(c->forwards[0].max_connections, 10);
+	ck_assert_double_eq(c->forwards[0].idle_timeout, 30);
+	ck_assert_double_eq(c->forwards[0].bandwidth, 10 * 1024 * 1024);
+	unlink(path);
+
+	path = write_config("[service web]\n"          /* 1 */
+			    "target = 127.0.0.1\n"      /* 2 */
+			    "[service db]\n"           /* 3 */
+			    "connect-timeout = 1\n"     /* 4 */
+			    "[forward f]\n"            /* 5 */
+			    "listen = 127.0.0.1:1\n"    /* 6 */
+			    "peer = local\n"            /* 7 */
+			    "window = 5\n"              /* 8 */
+			    "[forward g]\n"            /* 9 */
+			    "peer = nobody\n");        /* 10 */
+	ck_assert(!load("--config", path, "--listen", "none", NULL));
+	dump();
+	char expect[256];
+	snprintf(expect, sizeof expect, "%s:2: target: 127.0.0.1: wants HOST:PORT", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout or bandwidth without a target", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:8: window: not a setting of a forward", path);
+	ck_assert(has_error(expect));
+	snprintf(expect, sizeof expect, "%s:9: [forward g]: no listen = HOST:PORT", path);
+	ck_assert(has_error(expect));
+	unlink(path);
 }
 END_TEST
 
@@ -496,6 +575,7 @@ int main(void)
 	Suite *suite = suite_create("options");
 	TCase *tc = tcase_create("settings");
 	tcase_add_test(tc, test_defaults_need_nothing);
+	tcase_add_test(tc, test_forwarding_sections);
 	tcase_add_test(tc, test_every_rejected_value_names_option_value_and_rule);
 	tcase_add_test(tc, test_units_and_values);
 	tcase_add_test(tc, test_config_file_and_precedence);

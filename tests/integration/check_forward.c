@@ -1,0 +1,1334 @@
+/* Forwarding, tried with unmodified programs: broker A exposes services whose streams go to
+ * TCP targets, broker B forwards a local port to them. A real HTTP server and client from
+ * Debian (python3 -m http.server, curl), a small target of the test's own for half-close and
+ * resets, a target that refuses, and the config checks. Real broker processes throughout. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wormhole/wormhole.h>
+
+#include "app_harness.h"
+#include "harness.h"
+
+#define BIG_FILE_BYTES (50u * 1024u * 1024u)
+#define CURLS 20
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* A loopback port nothing listens on: bound once, then let go (connections to it are
+ * refused). */
+static unsigned closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof a;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/* Listens on loopback at *port (0: one the system picks, stored in *port). */
+static int listen_loopback(unsigned *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof a;
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(listen(fd, 64), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int connect_loopback(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+	return fd;
+}
+
+static void reset_close(int fd)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+	close(fd);
+}
+
+/* The port a forward of broker p listens on, from its log line (bounded wait). */
+static unsigned forward_port(const struct process *p, const char *name)
+{
+	char marker[128];
+	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
+	if (!process_log_wait(p, marker, 10)) {
+		process_dump_log(p);
+		ck_abort_msg("forward %s never listened", name);
+	}
+	FILE *f = fopen(p->log_file, "r");
+	char line[1024];
+	unsigned port = 0;
+	while (f && !port && fgets(line, sizeof line, f)) {
+		char *at = strstr(line, marker);
+		if (at)
+			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
+	}
+	if (f)
+		fclose(f);
+	ck_assert_uint_ne(port, 0);
+	return port;
+}
+
+/* Starts a program from PATH with its output in log; it dies with the test. */
+static pid_t spawn_program(const char *const *argv, const char *log, const char *dir)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (dir && chdir(dir) != 0)
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Waits (bounded) for a child; its exit status, or -1 (killed at the bound). */
+static int wait_child(pid_t pid, double timeout)
+{
+	double deadline = now_seconds() + timeout;
+	for (;;) {
+		int status;
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (now_seconds() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
+		}
+		poll(NULL, 0, 20); /* polling a child with a deadline */
+	}
+}
+
+static void stop_child(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		wait_child(pid, 10);
+	}
+}
+
+/* The first line of a file, without its newline ("" if none). */
+static void read_line(const char *path, char *out, size_t length)
+{
+	out[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return;
+	if (fgets(out, (int)length, f))
+		out[strcspn(out, "\n")] = '\0';
+	fclose(f);
+}
+
+struct fd_goal {
+	const struct process *p;
+	int count;
+};
+
+static bool fds_back(void *arg)
+{
+	const struct fd_goal *g = arg;
+	return process_fd_count(g->p) <= g->count;
+}
+
+/* Both brokers hold no more descriptors than they did (bounded wait): every relay and dial
+ * closed its socket. */
+/* What the process holds, on stderr (when a count is off). */
+static void dump_fds(const struct process *p)
+{
+	char command[128];
+	snprintf(command, sizeof command, "ls -l /proc/%d/fd >&2; cat /proc/%d/net/tcp | head -40 >&2",
+		 (int)p->pid, (int)p->pid);
+	if (system(command) != 0)
+		fprintf(stderr, "(cannot list the descriptors of %d)\n", (int)p->pid);
+}
+
+static void assert_fds_back(const struct process *a, int a_count, const struct process *b, int b_count)
+{
+	struct fd_goal ga = { a, a_count }, gb = { b, b_count };
+	if (!poll_until(fds_back, &ga, 10))
+		dump_fds(a);
+	ck_assert_msg(poll_until(fds_back, &ga, 10), "A holds %d descriptors, %d before",
+		      process_fd_count(a), a_count);
+	ck_assert_msg(poll_until(fds_back, &gb, 10), "B holds %d descriptors, %d before",
+		      process_fd_count(b), b_count);
+}
+
+/* ---- the test's own target ----------------------------------------------------------------- */
+
+/*
+ * Each connection in a process of its own; the first byte says what to do:
+ *   'E' read to EOF, then send back everything after the first byte, then close (half-close)
+ *   'R' reset the connection at once (SO_LINGER 0)
+ *   'W' read until the connection ends and write "eof" or "rst" to DIR/result
+ *   'S' send for ever, writing the count sent so far to DIR/sent after each write
+ *   'P' send back each read at once, until EOF
+ *   'I' send the target's port (who answered) and close
+ *   'N' never read: hold the connection until the other side ends it
+ */
+static void small_target_one(int fd, const char *dir, unsigned port)
+{
+	{
+		char what = 0;
+		if (read(fd, &what, 1) != 1)
+			return;
+		if (what == 'N') {
+			struct pollfd p = { .fd = fd, .events = 0 }; /* POLLHUP and POLLERR only */
+			poll(&p, 1, 120000);
+			return;
+		}
+		if (what == 'I') {
+			char id[16];
+			int n = snprintf(id, sizeof id, "%u", port);
+			if (write(fd, id, (size_t)n) != n)
+				return;
+			return;
+		}
+		if (what == 'P') {
+			char chunk[4096];
+			ssize_t n;
+			while ((n = read(fd, chunk, sizeof chunk)) > 0)
+				if (write(fd, chunk, (size_t)n) != n)
+					break;
+			return;
+		}
+		if (what == 'R') {
+			reset_close(fd);
+			return;
+		}
+		if (what == 'S') {
+			static char chunk[1 << 16];
+			char path[300], count[32];
+			snprintf(path, sizeof path, "%s/sent", dir);
+			unsigned long long sent = 0;
+			for (ssize_t w; (w = write(fd, chunk, sizeof chunk)) > 0;) {
+				sent += (unsigned long long)w;
+				snprintf(count, sizeof count, "%llu\n", sent);
+				write_file(path, count);
+			}
+			return;
+		}
+		if (what == 'W') { /* the test resets the client once the target has the connection */
+			char path[300];
+			snprintf(path, sizeof path, "%s/accepted", dir);
+			write_file(path, "yes\n");
+		}
+		size_t size = 0, cap = 1 << 20;
+		char *held = malloc(cap);
+		ssize_t n;
+		for (;;) {
+			if (size == cap)
+				held = realloc(held, cap *= 2);
+			n = read(fd, held + size, cap - size);
+			if (n <= 0)
+				break;
+			size += (size_t)n;
+		}
+		if (what == 'W') {
+			char path[300];
+			snprintf(path, sizeof path, "%s/result", dir);
+			write_file(path, n == 0 ? "eof\n" : errno == ECONNRESET ? "rst\n" : "error\n");
+		} else if (what == 'E' && n == 0) {
+			for (size_t at = 0; at < size;) {
+				ssize_t w = write(fd, held + at, size - at);
+				if (w <= 0)
+					break;
+				at += (size_t)w;
+			}
+		}
+		free(held);
+	}
+}
+
+static void small_target_serve(int listen_fd, const char *dir, unsigned port)
+{
+	signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
+	for (;;) {
+		int fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		pid_t pid = fork();
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(listen_fd);
+			small_target_one(fd, dir, port);
+			close(fd);
+			_exit(0);
+		}
+		close(fd);
+	}
+}
+
+/* The test's target on *port (0: one the system picks, stored in *port). */
+static pid_t small_target_start(const char *dir, unsigned *port)
+{
+	int fd = listen_loopback(port);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
+		small_target_serve(fd, dir, *port);
+		_exit(0);
+	}
+	close(fd);
+	return pid;
+}
+
+/* ---- two brokers ------------------------------------------------------------------------------ */
+
+/* A exposes `services` (config text); B has peer a and forwards `forwards` (config text). */
+static void brokers_start(struct process *a, struct process *b, const char *dir, const char *services,
+			  const char *forwards)
+{
+	char path[300], text[4096];
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, services);
+	const char *a_args[] = { "--config", path, NULL };
+	ck_assert(broker_spawn(a, a_args));
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n%s", a->port, forwards);
+	char b_path[300];
+	snprintf(b_path, sizeof b_path, "%s/b.conf", dir);
+	write_file(b_path, text);
+	const char *b_args[] = { "--config", b_path, NULL };
+	ck_assert(broker_spawn(b, b_args));
+}
+
+static void brokers_stop(struct process *a, struct process *b)
+{
+	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+/* The issue's own case: python3 -m http.server behind A, curl near B, 20 at once, 50 MB each. */
+START_TEST(test_http_server_through_two_brokers)
+{
+	char dir[64], path[300], log[300];
+	harness_tempdir(dir, sizeof dir);
+	/* the file: a pattern, so that a byte out of place changes its SHA-256 */
+	snprintf(path, sizeof path, "%s/big.bin", dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	static unsigned char block[1 << 16];
+	for (size_t at = 0; at < BIG_FILE_BYTES; at += sizeof block) {
+		for (size_t i = 0; i < sizeof block; i++)
+			block[i] = harness_pattern(7, at + i);
+		ck_assert_uint_eq(fwrite(block, 1, sizeof block, f), sizeof block);
+	}
+	fclose(f);
+	unsigned http_port = closed_port();
+	char port_text[16];
+	snprintf(port_text, sizeof port_text, "%u", http_port);
+	snprintf(log, sizeof log, "%s/http.log", dir);
+	const char *http[] = { "python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", port_text, NULL };
+	pid_t server = spawn_program(http, log, dir);
+	struct process http_log = { .pid = server };
+	snprintf(http_log.log_file, sizeof http_log.log_file, "%s", log);
+	ck_assert_msg(process_log_wait(&http_log, "Serving HTTP", 20), "python3 -m http.server did not start");
+
+	char services[512];
+	snprintf(services, sizeof services, "[service web]\ntarget = 127.0.0.1:%u\n", http_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward web]\nlisten = 127.0.0.1:0\npeer = a\nservice = web\n");
+	unsigned port = forward_port(&b, "web");
+
+	char want[128], command[1024];
+	snprintf(command, sizeof command, "sha256sum < %s/big.bin | cut -d' ' -f1 > %s/want", dir, dir);
+	ck_assert_int_eq(system(command), 0);
+	snprintf(path, sizeof path, "%s/want", dir);
+	read_line(path, want, sizeof want);
+	ck_assert_uint_eq(strlen(want), 64);
+
+	pid_t curls[CURLS];
+	for (int i = 0; i < CURLS; i++) {
+		snprintf(command, sizeof command, "set -o pipefail; curl -sS --max-time 240 "
+			 "http://127.0.0.1:%u/big.bin | sha256sum | cut -d' ' -f1 > %s/got%d", port, dir, i);
+		const char *argv[] = { "bash", "-c", command, NULL };
+		snprintf(log, sizeof log, "%s/curl%d.log", dir, i);
+		curls[i] = spawn_program(argv, log, NULL);
+	}
+	for (int i = 0; i < CURLS; i++) {
+		ck_assert_int_eq(wait_child(curls[i], 300), 0);
+		char got[128];
+		snprintf(path, sizeof path, "%s/got%d", dir, i);
+		read_line(path, got, sizeof got);
+		ck_assert_msg(strcmp(got, want) == 0, "curl %d: sha256 %s, want %s", i, got, want);
+	}
+	stop_child(server);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The client shuts its write side and still gets the whole answer: FIN -> CLOSE -> FIN to the
+ * target, and the target's answer and FIN back. */
+START_TEST(test_half_close_both_ways)
+{
+	char dir[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	char services[512];
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+
+	const size_t size = 3u << 20; /* beyond every window: the answer waits for the reader */
+	unsigned char *sent = malloc(size + 1), *got = malloc(size + 1);
+	sent[0] = 'E';
+	for (size_t i = 0; i < size; i++)
+		sent[i + 1] = harness_pattern(3, i);
+	int fd = connect_loopback(port);
+	for (size_t at = 0; at < size + 1;) {
+		ssize_t w = write(fd, sent + at, size + 1 - at);
+		ck_assert_int_gt(w, 0);
+		at += (size_t)w;
+	}
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	for (;;) {
+		ssize_t n = read(fd, got + have, size + 1 - have);
+		ck_assert_msg(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			break;
+		have += (size_t)n;
+	}
+	ck_assert_uint_eq(have, size);
+	ck_assert(memcmp(got, sent + 1, size) == 0);
+	close(fd);
+	free(sent);
+	free(got);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+static bool result_written(void *arg)
+{
+	return access(arg, F_OK) == 0;
+}
+
+/* A target's RST reaches the client as RST; a client's RST reaches the target as RST. */
+START_TEST(test_resets_both_ways)
+{
+	char dir[64], result[300], line[32];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	char services[512];
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+
+	/* target -> client */
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "R", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	close(fd);
+	/* the pool's connection is up now: what the brokers hold besides it is the relays' */
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
+
+	/* client -> target, once the target has the connection */
+	char accepted[300];
+	snprintf(result, sizeof result, "%s/result", dir);
+	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
+	fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "Wsome bytes", 11), 11);
+	ck_assert_msg(poll_until(result_written, accepted, 15), "the target never got the connection");
+	reset_close(fd);
+	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
+	poll(NULL, 0, 50);
+	read_line(result, line, sizeof line);
+	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
+	assert_fds_back(&a, a_fds, &b, b_fds);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* The target's count has not moved for a second (it is blocked in write). */
+struct stalled {
+	char path[300];
+	char last[32];
+	double since;
+};
+
+static bool target_stalled(void *arg)
+{
+	struct stalled *st = arg;
+	char now[32];
+	read_line(st->path, now, sizeof now);
+	if (!now[0] || strcmp(now, st->last) != 0) {
+		snprintf(st->last, sizeof st->last, "%s", now);
+		st->since = now_seconds();
+		return false;
+	}
+	return now_seconds() - st->since >= 1.0;
+}
+
+/* A client that does not read stops the far target: what the brokers hold stays within the
+ * windows, and the target is blocked after the windows and the sockets' buffers are full. */
+START_TEST(test_slow_client_stops_the_target)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	ck_assert_int_eq(write(fd, "Eh", 2), 2);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char byte;
+	ck_assert_int_eq(read(fd, &byte, 1), 1);
+	close(fd);
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
+	fd = connect_loopback(port);
+	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
+	ck_assert_int_eq(write(fd, "S", 1), 1);
+	struct stalled st = { .since = now_seconds() };
+	snprintf(st.path, sizeof st.path, "%s/sent", dir);
+	ck_assert_msg(poll_until(target_stalled, &st, 60), "the target never stopped: %s bytes", st.last);
+	unsigned long long sent = strtoull(st.last, NULL, 10);
+	long a_growth = process_rss_kib(&a) - a_before, b_growth = process_rss_kib(&b) - b_before;
+	fprintf(stderr, "slow client: target stopped after %llu bytes; A grew %ld KiB, B %ld KiB\n", sent,
+		a_growth, b_growth);
+	/* the stream's window (16 MiB at most) and one relay chunk; the rest is in sockets */
+	ck_assert_msg(sent < 96ull << 20, "the target sent %llu bytes to a client that reads nothing", sent);
+	ck_assert_int_lt(a_growth, 24 * 1024);
+	ck_assert_int_lt(b_growth, 24 * 1024);
+	reset_close(fd);
+	assert_fds_back(&a, a_fds, &b, b_fds);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A target that never reads: a client that sends for ever is stopped within the windows and
+ * the sockets' buffers; the brokers' memory stays bounded; a reset frees everything. */
+START_TEST(test_target_that_never_reads)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	ck_assert_int_eq(write(fd, "Eh", 2), 2);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char byte;
+	ck_assert_int_eq(read(fd, &byte, 1), 1);
+	close(fd);
+	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
+	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
+	fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "N", 1), 1);
+	static char chunk[1 << 16];
+	unsigned long long sent = 0;
+	double quiet_since = now_seconds(), deadline = now_seconds() + 60;
+	/* send until nothing more goes for a whole second: the pipeline is full */
+	while (now_seconds() - quiet_since < 1.0) {
+		ck_assert_msg(now_seconds() < deadline, "still sending after 60 s: %llu bytes", sent);
+		ssize_t w = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0) {
+			sent += (unsigned long long)w;
+			quiet_since = now_seconds();
+		} else {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			poll(&p, 1, 100); /* until the socket takes more, or the quiet second passes */
+		}
+	}
+	long a_growth = process_rss_kib(&a) - a_before, b_growth = process_rss_kib(&b) - b_before;
+	fprintf(stderr, "target that never reads: the client got %llu bytes in; A grew %ld KiB, B %ld KiB\n",
+		sent, a_growth, b_growth);
+	ck_assert_msg(sent < 96ull << 20, "%llu bytes went into a target that reads nothing", sent);
+	ck_assert_int_lt(a_growth, 24 * 1024);
+	ck_assert_int_lt(b_growth, 24 * 1024);
+	reset_close(fd);
+	assert_fds_back(&a, a_fds, &b, b_fds);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Beyond max-connections a connection is accepted and closed at once, and the log says so. */
+START_TEST(test_max_connections)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\n"
+		      "service = small\nmax-connections = 1\n");
+	unsigned port = forward_port(&b, "small");
+	int held = connect_loopback(port);
+	ck_assert_int_eq(write(held, "Ehello", 6), 6);
+	int extra = connect_loopback(port);
+	char byte;
+	ssize_t n = read(extra, &byte, 1);
+	ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET), "the extra connection got %zd", n);
+	close(extra);
+	ck_assert(process_log_wait(&b, "forward=small: max-connections 1 reached", 10));
+	/* the one carried still works */
+	ck_assert_int_eq(shutdown(held, SHUT_WR), 0);
+	char got[16] = "";
+	size_t have = 0;
+	while ((n = read(held, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_str_eq(got, "hello");
+	close(held);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A target that refuses: the forward's client is reset at once; A's log names the service, the
+ * target and the errno; an app opening the service gets ERROR 502 with the target's words. */
+START_TEST(test_refused_target)
+{
+	char dir[64], services[512], expected[256];
+	harness_tempdir(dir, sizeof dir);
+	unsigned dead = closed_port();
+	snprintf(services, sizeof services, "[service gone]\ntarget = 127.0.0.1:%u\nconnect-timeout = 2\n", dead);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward gone]\nlisten = 127.0.0.1:0\npeer = a\nservice = gone\n");
+	unsigned port = forward_port(&b, "gone");
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(now_seconds() - start < 5, "the reset took %.1f s", now_seconds() - start);
+	close(fd);
+	snprintf(expected, sizeof expected, "service=gone target=127.0.0.1:%u: connect: Connection refused "
+		 "(errno %d)", dead, ECONNREFUSED);
+	ck_assert_msg(process_log_wait(&a, expected, 10), "A's log does not say: %s", expected);
+
+	/* wormhole-ctl shows it: the target failing and why, the forward's client reset by it */
+	char socket_a[300], socket_b[300], out[8192];
+	snprintf(socket_a, sizeof socket_a, "%s/control.sock", a.dir);
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *targets[] = { "-s", socket_a, "--json", "targets", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", targets, out, sizeof out), 0);
+	snprintf(expected, sizeof expected, "{\"service\": \"gone\", \"target\": \"127.0.0.1:%u\", "
+		 "\"health\": \"failing\", \"connections\": 0, \"connects\": 0, \"failures\": 1,", dead);
+	ck_assert_msg(strstr(out, expected) && strstr(out, "\"last_error\": \"Connection refused\""), "%s", out);
+	const char *forwards[] = { "-s", socket_b, "--json", "forwards", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", forwards, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"forward\": \"gone\"") && strstr(out, "\"state\": \"listening\"") &&
+		      strstr(out, "\"accepted\": 1,") && strstr(out, "\"reset_by_far\": 1,"), "%s", out);
+	const char *metrics[] = { "-s", socket_b, "metrics", NULL };
+	static char all[1 << 18];
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", metrics, all, sizeof all), 0);
+	ck_assert_msg(strstr(all, "wormhole_forwards_reset_by_far_total{forward=\"gone\"} 1"), "%s", all);
+
+	wh_client *app = app_attach(&b);
+	wh_stream *s;
+	ck_assert_int_eq(wh_open(app, "a", "gone", 5000, &s), WH_OK);
+	char buffer[16];
+	long r = wh_read(s, buffer, sizeof buffer);
+	uint32_t code = 0;
+	const char *message = NULL;
+	ck_assert_int_eq(r, WH_EAPP_GONE);
+	ck_assert_int_eq(wh_stream_error(s, &code, &message), WH_EAPP_GONE);
+	ck_assert_uint_eq(code, 502);
+	snprintf(expected, sizeof expected, "target 127.0.0.1:%u: Connection refused", dead);
+	ck_assert_msg(message && strcmp(message, expected) == 0, "message: %s", message ? message : "(none)");
+	wh_close(s);
+	wh_client_detach(app);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A second target is tried when the first refuses. */
+START_TEST(test_next_target_after_a_refusal)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	unsigned dead = closed_port();
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", dead,
+		 target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	int fd = connect_loopback(forward_port(&b, "small"));
+	ck_assert_int_eq(write(fd, "Ehello", 6), 6);
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	char got[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	ck_assert_str_eq(got, "hello");
+	close(fd);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A target given by name: its lookup runs off the loop, once for every stream that waits for
+ * it, and each of the name's addresses is tried in turn (localhost may be ::1 first, where
+ * nothing listens). */
+START_TEST(test_target_by_name)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = localhost:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	enum { CLIENTS = 30 };
+	int fds[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		char hello[32];
+		int n = snprintf(hello, sizeof hello, "Eclient %d", i);
+		fds[i] = connect_loopback(port);
+		ck_assert_int_eq(write(fds[i], hello, (size_t)n), n);
+		ck_assert_int_eq(shutdown(fds[i], SHUT_WR), 0);
+	}
+	for (int i = 0; i < CLIENTS; i++) {
+		char got[32] = "", want[32];
+		snprintf(want, sizeof want, "client %d", i);
+		size_t have = 0;
+		ssize_t n;
+		while ((n = read(fds[i], got + have, sizeof got - 1 - have)) > 0)
+			have += (size_t)n;
+		ck_assert_msg(n == 0, "client %d: %s", i, strerror(errno));
+		ck_assert_str_eq(got, want);
+		close(fds[i]);
+	}
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Sends "E" and text, and leaves the connection open (the answer comes after the shutdown). */
+static int echo_begin(unsigned port, const char *text)
+{
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "E", 1), 1);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	return fd;
+}
+
+/* Sends more, shuts the write side and checks everything comes back. */
+static void echo_end(int fd, const char *first, const char *more)
+{
+	char want[256], got[256] = "";
+	snprintf(want, sizeof want, "%s%s", first, more);
+	ck_assert_int_eq(write(fd, more, strlen(more)), (ssize_t)strlen(more));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	ck_assert_str_eq(got, want);
+	close(fd);
+}
+
+/* Sends "P" and text and reads it back: the connection is carried end to end. */
+static int ping_begin(unsigned port, const char *text)
+{
+	int fd = connect_loopback(port);
+	char got[256] = "";
+	size_t have = 0, want = strlen(text);
+	ck_assert_int_eq(write(fd, "P", 1), 1);
+	ck_assert_int_eq(write(fd, text, want), (ssize_t)want);
+	while (have < want) {
+		ssize_t n = read(fd, got + have, want - have);
+		ck_assert_msg(n > 0, "read: %zd %s", n, strerror(errno));
+		have += (size_t)n;
+	}
+	ck_assert_str_eq(got, text);
+	return fd;
+}
+
+/* The same once more, then the end: EOF both ways. */
+static void ping_end(int fd, const char *text)
+{
+	char got[256] = "";
+	size_t have = 0;
+	ssize_t n;
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	ck_assert_str_eq(got, text);
+	close(fd);
+}
+
+static bool connect_refused(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	bool refused = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED;
+	close(fd);
+	return refused;
+}
+
+/* SIGHUP applies added, removed and changed forwards: a connection of an unchanged forward and
+ * one of a removed forward carry their bytes across the reload, the removed one stops
+ * listening, the added one listens; a new listen that cannot be bound refuses the reload. */
+START_TEST(test_reload_forwards)
+{
+	char dir[64], services[512], path[300], text[1024];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "[forward two]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned one = forward_port(&b, "one"), two = forward_port(&b, "two");
+	int kept = ping_begin(one, "kept before the reload");
+	int drained = ping_begin(two, "drained before the reload");
+
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = small\n[forward three]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n",
+		 a.port, one);
+	write_file(path, text);
+	/* a client whose connect completed just before the reload, still in the listen queue:
+	 * served, not reset with the queue */
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	int queued = connect_loopback(two);
+	ck_assert_int_eq(write(queued, "Pqueued", 7), 7);
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
+	unsigned three = forward_port(&b, "three");
+	ck_assert(process_log_wait(&b, "forward=two no longer listens: 2 connections drain", 10));
+	ck_assert_msg(connect_refused(two), "the removed forward still listens");
+	char back[8] = "";
+	for (size_t have = 0; have < 6;) {
+		ssize_t n = read(queued, back + have, 6 - have);
+		ck_assert_msg(n > 0, "the queued client: %zd %s", n, strerror(errno));
+		have += (size_t)n;
+	}
+	ck_assert_str_eq(back, "queued");
+	ping_end(queued, "queued after the reload");
+	ping_end(kept, "kept after the reload");
+	ping_end(drained, "drained after the reload");
+	ck_assert(process_log_wait(&b, "forward=two removed", 10));
+	int added = echo_begin(three, "added, ");
+	echo_end(added, "added, ", "works");
+
+	unsigned taken_port = 0;
+	int taken = listen_loopback(&taken_port);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = small\n[forward four]\nlisten = 127.0.0.1:%u\npeer = a\nservice = small\n",
+		 a.port, one, taken_port);
+	write_file(path, text);
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	char expect[256];
+	snprintf(expect, sizeof expect, "forward=four: cannot listen on 127.0.0.1:%u: Address already in use "
+		 "(errno %d)", taken_port, EADDRINUSE);
+	ck_assert_msg(process_log_wait(&b, expect, 10), "no line: %s", expect);
+	ck_assert(process_log_wait(&b, "reload refused: forward=four cannot listen", 10));
+	int still = echo_begin(three, "three ");
+	echo_end(still, "three ", "still listens: the reload changed nothing");
+	close(taken);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Which target answered a new connection ('I'). */
+static unsigned who_answers(unsigned port)
+{
+	int fd = connect_loopback(port);
+	char id[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	ck_assert_int_eq(write(fd, "I", 1), 1);
+	/* ended both ways before the answer's EOF comes back: the target's connection no longer
+	 * counts when the next one is balanced */
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	return (unsigned)strtoul(id, NULL, 10);
+}
+
+/* balance: round-robin takes each target in turn; least-connections the one with fewer. */
+START_TEST(test_balance)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned p1 = 0, p2 = 0;
+	pid_t t1 = small_target_start(dir, &p1), t2 = small_target_start(dir, &p2);
+	snprintf(services, sizeof services, "[service rr]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = round-robin\n"
+		 "[service lc]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\nbalance = least-connections\n"
+		 "[service first]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", p1, p2, p1, p2, p1, p2);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward rr]\nlisten = 127.0.0.1:0\npeer = a\nservice = rr\n"
+		      "[forward lc]\nlisten = 127.0.0.1:0\npeer = a\nservice = lc\n"
+		      "[forward first]\nlisten = 127.0.0.1:0\npeer = a\nservice = first\n");
+	unsigned rr = forward_port(&b, "rr"), lc = forward_port(&b, "lc"), first = forward_port(&b, "first");
+	unsigned seen[4];
+	for (int i = 0; i < 4; i++)
+		seen[i] = who_answers(rr);
+	ck_assert_uint_ne(seen[0], seen[1]);
+	ck_assert_uint_eq(seen[0], seen[2]);
+	ck_assert_uint_eq(seen[1], seen[3]);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(who_answers(first), p1);
+	/* one connection held on whichever lc picks: the next ones go to the other */
+	int held = ping_begin(lc, "held");
+	unsigned other = who_answers(lc);
+	ck_assert_uint_eq(who_answers(lc), other);
+	ck_assert_uint_eq(who_answers(lc), other);
+	ping_end(held, "done");
+	stop_child(t1);
+	stop_child(t2);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Lines of the process's log that contain text. */
+static int log_count(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Health checks: a target that stops answering goes down after `fall` checks and gets no new
+ * streams; with every target down a stream is refused at once; a target back up after `rise`
+ * checks takes streams again. */
+START_TEST(test_health_checks)
+{
+	char dir[64], services[512], text[256];
+	harness_tempdir(dir, sizeof dir);
+	unsigned p1 = 0, p2 = 0;
+	pid_t t1 = small_target_start(dir, &p1), t2 = small_target_start(dir, &p2);
+	snprintf(services, sizeof services, "[service hc]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n"
+		 "balance = round-robin\nhealth-check = 0.2\nfall = 2\nrise = 2\nconnect-timeout = 1\n", p1, p2);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward hc]\nlisten = 127.0.0.1:0\npeer = a\nservice = hc\n");
+	unsigned port = forward_port(&b, "hc");
+	unsigned first = who_answers(port), second = who_answers(port);
+	ck_assert_uint_ne(first, second);
+
+	stop_child(t1);
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p1);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	char refused[128];
+	snprintf(refused, sizeof refused, "service=hc target=127.0.0.1:%u: connect:", p1);
+	int tried = log_count(&a, refused);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_eq(who_answers(port), p2);
+	ck_assert_int_eq(log_count(&a, refused), tried); /* the down target was not even tried */
+
+	stop_child(t2);
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p2);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "I", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(now_seconds() - start < 2, "the refusal took %.1f s", now_seconds() - start);
+	close(fd);
+	ck_assert(process_log_wait(&a, "service hc: every target is down (health checks): stream reset with "
+				   "ERROR 502", 10));
+
+	char socket_a[300], out[8192];
+	snprintf(socket_a, sizeof socket_a, "%s/control.sock", a.dir);
+	const char *targets[] = { "-s", socket_a, "--json", "targets", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", targets, out, sizeof out), 0);
+	snprintf(text, sizeof text, "\"target\": \"127.0.0.1:%u\", \"health\": \"down\"", p2);
+	ck_assert_msg(strstr(out, text), "%s", out);
+
+	t1 = small_target_start(dir, &p1); /* back on its port */
+	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: up (2 checks passed)", p1);
+	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
+	ck_assert_uint_eq(who_answers(port), p1);
+	stop_child(t1);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* idle-timeout: a forwarded connection with no byte either way is reset at both ends; one that
+ * keeps talking is not. */
+START_TEST(test_idle_timeout)
+{
+	char dir[64], services[512], result[300], accepted[300], line[32];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "idle-timeout = 1\n");
+	unsigned port = forward_port(&b, "small");
+	/* talking every 0.3 s for 2 s: not idle */
+	int busy = ping_begin(port, "busy");
+	for (int i = 0; i < 6; i++) {
+		poll(NULL, 0, 300); /* the pace of a client that talks, not a wait for a condition */
+		ck_assert_int_eq(write(busy, "x", 1), 1);
+		char x;
+		ck_assert_int_eq(read(busy, &x, 1), 1);
+	}
+	ping_end(busy, "still here");
+	/* silent: reset at both ends after about a second */
+	snprintf(result, sizeof result, "%s/result", dir);
+	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, "W", 1), 1);
+	char byte;
+	errno = 0;
+	ssize_t n = read(fd, &byte, 1);
+	double took = now_seconds() - start;
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	ck_assert_msg(took > 0.9 && took < 10, "reset after %.1f s", took);
+	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
+	poll(NULL, 0, 50);
+	read_line(result, line, sizeof line);
+	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
+	ck_assert(process_log_wait(&b, "idle for 1 s (idle-timeout): stream", 10));
+	close(fd);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+static bool alive(const struct process *p)
+{
+	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+/* A reload removes the peer a forwarded connection runs to (and the forward): at drain-timeout
+ * the peer's pool is freed with the stream still open. The relay must end first (its client
+ * reset), not be left holding a freed stream; the broker runs on. */
+START_TEST(test_peer_removed_under_a_connection)
+{
+	char dir[64], services[512], path[300];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[broker]\ndrain-timeout = 0.5\n[forward small]\n"
+		      "listen = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = forward_port(&b, "small");
+	int held = ping_begin(port, "held across the reload");
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	write_file(path, "[broker]\ndrain-timeout = 0.5\n");
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&b, "peer=a removed: drain timeout", 10));
+	ck_assert(process_log_wait(&b, "forward=small removed", 10));
+	char byte;
+	errno = 0;
+	ssize_t n = read(held, &byte, 1);
+	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
+	close(held);
+	/* the broker runs on, and answers */
+	char socket_b[300], out[4096];
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *status[] = { "-s", socket_b, "status", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", status, out, sizeof out), 0);
+	ck_assert(alive(&b));
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* wormhole-ctl forward add and del change forwards at run time; a reload keeps the added one. */
+START_TEST(test_runtime_forwards)
+{
+	char dir[64], services[512], socket_b[300], out[4096];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "");
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *add[] = { "-s", socket_b, "forward", "add", "web", "127.0.0.1:0", "a", "small", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", add, out, sizeof out), 0);
+	const char *at = strstr(out, "listening on 127.0.0.1:");
+	ck_assert_msg(at, "%s", out);
+	unsigned port = (unsigned)strtoul(at + strlen("listening on 127.0.0.1:"), NULL, 10);
+	int fd = ping_begin(port, "added at run time");
+	ping_end(fd, "bye");
+
+	const char *twice[] = { "-s", socket_b, "forward", "add", "web", "127.0.0.1:0", "a", "small", NULL };
+	ck_assert_int_ne(process_run("ctl/wormhole-ctl", twice, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "a forward of that name exists"), "%s", out);
+	const char *nopeer[] = { "-s", socket_b, "forward", "add", "x", "127.0.0.1:0", "zz", "small", NULL };
+	ck_assert_int_ne(process_run("ctl/wormhole-ctl", nopeer, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "PEER is not a configured peer"), "%s", out);
+
+	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&b, "reloaded", 10));
+	fd = ping_begin(port, "after the reload");
+	ping_end(fd, "bye");
+	const char *list[] = { "-s", socket_b, "--json", "forwards", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", list, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"forward\": \"web\"") && strstr(out, "\"origin\": \"run time\""), "%s", out);
+
+	const char *del[] = { "-s", socket_b, "forward", "del", "web", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", del, out, sizeof out), 0);
+	ck_assert_msg(connect_refused(port), "the deleted forward still listens");
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Sends size bytes after 'E', shuts the write side, reads the echo back and checks it; returns
+ * the seconds it took. */
+static double echo_transfer(unsigned port, size_t size)
+{
+	unsigned char *sent = malloc(size + 1), *got = malloc(size);
+	sent[0] = 'E';
+	for (size_t i = 0; i < size; i++)
+		sent[i + 1] = harness_pattern(5, i);
+	double start = now_seconds();
+	int fd = connect_loopback(port);
+	for (size_t at = 0; at < size + 1;) {
+		ssize_t w = write(fd, sent + at, size + 1 - at);
+		ck_assert_int_gt(w, 0);
+		at += (size_t)w;
+	}
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, got + have, size - have)) > 0)
+		have += (size_t)n;
+	double took = now_seconds() - start;
+	ck_assert_uint_eq(have, size);
+	ck_assert(memcmp(got, sent + 1, size) == 0);
+	close(fd);
+	free(sent);
+	free(got);
+	return took;
+}
+
+/* bandwidth on a forward and on a service: 2 MiB each way at 1 MiB/s take about 4 s, every
+ * byte right. */
+START_TEST(test_bandwidth)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n"
+		 "[service slow]\ntarget = 127.0.0.1:%u\nbandwidth = 1M\n", target_port, target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward limited]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "bandwidth = 1M\n[forward free]\nlisten = 127.0.0.1:0\npeer = a\nservice = slow\n");
+	double took = echo_transfer(forward_port(&b, "limited"), 2u << 20);
+	ck_assert_msg(took > 3.0 && took < 60, "the forward's limit: %.2f s", took);
+	took = echo_transfer(forward_port(&b, "free"), 2u << 20);
+	ck_assert_msg(took > 3.0 && took < 60, "the service's limit: %.2f s", took);
+	fprintf(stderr, "bandwidth: 2 MiB each way at 1 MiB/s: %.2f s\n", took);
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* Whether a new connection is served ('I' answered) or closed at once. */
+static bool served(unsigned port)
+{
+	int fd = connect_loopback(port);
+	char id[16] = "";
+	size_t have = 0;
+	ssize_t n;
+	if (write(fd, "I", 1) == 1)
+		shutdown(fd, SHUT_WR);
+	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
+		have += (size_t)n;
+	close(fd);
+	return have > 0;
+}
+
+/* connection-rate: one client address opening connections faster is closed at once. */
+START_TEST(test_connection_rate)
+{
+	char dir[64], services[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
+	struct process a, b;
+	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+		      "connection-rate = 2\n");
+	unsigned port = forward_port(&b, "small");
+	int ok = 0;
+	double start = now_seconds();
+	for (int i = 0; i < 12; i++)
+		ok += served(port);
+	double took = now_seconds() - start;
+	/* a burst of 2, then 2 a second: what the time taken allows, give or take one */
+	ck_assert_msg(ok >= 2 && ok <= 3 + (int)(took * 2), "%d of 12 served in %.2f s", ok, took);
+	ck_assert(process_log_wait(&b, "forward=small: client 127.0.0.1 opens more than connection-rate 2 a second", 10));
+	stop_child(target);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* --check-config names the file and line of a bad target or listen; a listen that cannot be
+ * bound stops the start with the address and the errno. */
+START_TEST(test_config_errors)
+{
+	char dir[64], path[300], err[4096], text[512];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/bad.conf", dir);
+	write_file(path, "[broker]\nlisten = 127.0.0.1:0\n\n[service web]\ntarget = 127.0.0.1:80, nowhere\n\n"
+			 "[peer a]\naddress = 127.0.0.1:7420\n\n[forward web]\nlisten = 127.0.0.1:99999\npeer = a\n"
+			 "service = web\n\n[forward other]\nlisten = 127.0.0.1:0\npeer = z\nservice = web\n");
+	const char *check[] = { "--check-config", "--config", path, NULL };
+	ck_assert_int_eq(process_run("broker/wormhole-broker", check, err, sizeof err), 1);
+	snprintf(text, sizeof text, "%s:5: target: nowhere: wants HOST:PORT", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	snprintf(text, sizeof text, "%s:11: listen: the port is not within 0..65535", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	snprintf(text, sizeof text, "%s:15: [forward other]: peer z is not configured", path);
+	ck_assert_msg(strstr(err, text), "%s", err);
+
+	unsigned taken_port = 0;
+	int taken = listen_loopback(&taken_port);
+	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:7420\n[forward web]\nlisten = 127.0.0.1:%u\n"
+		 "peer = a\nservice = web\n", taken_port);
+	write_file(path, text);
+	const char *start[] = { "--config", path, "--listen", "none", "--socket", "none", NULL };
+	ck_assert_int_ne(process_run("broker/wormhole-broker", start, err, sizeof err), 0);
+	snprintf(text, sizeof text, "forward=web: cannot listen on 127.0.0.1:%u: Address already in use "
+		 "(errno %d)", taken_port, EADDRINUSE);
+	ck_assert_msg(strstr(err, text), "%s", err);
+	close(taken);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *suite = suite_create("forward");
+	TCase *tc = tcase_create("forward");
+	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_config_errors);
+	tcase_add_test(tc, test_refused_target);
+	tcase_add_test(tc, test_next_target_after_a_refusal);
+	tcase_add_test(tc, test_target_by_name);
+	tcase_add_test(tc, test_reload_forwards);
+	tcase_add_test(tc, test_balance);
+	tcase_add_test(tc, test_health_checks);
+	tcase_add_test(tc, test_idle_timeout);
+	tcase_add_test(tc, test_connection_rate);
+	tcase_add_test(tc, test_peer_removed_under_a_connection);
+	tcase_add_test(tc, test_runtime_forwards);
+	tcase_add_test(tc, test_bandwidth);
+	tcase_add_test(tc, test_half_close_both_ways);
+	tcase_add_test(tc, test_resets_both_ways);
+	tcase_add_test(tc, test_slow_client_stops_the_target);
+	tcase_add_test(tc, test_target_that_never_reads);
+	tcase_add_test(tc, test_max_connections);
+	tcase_add_test(tc, test_http_server_through_two_brokers);
+	suite_add_tcase(suite, tc);
+	SRunner *runner = srunner_create(suite);
+	srunner_run_all(runner, CK_NORMAL);
+	int failed = srunner_ntests_failed(runner);
+	srunner_free(runner);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
