@@ -239,7 +239,16 @@ START_TEST(test_broker_killed)
 	ck_assert(wh_now_ns() - start < 2000000000ll); /* promptly, not at the deadline */
 	ck_assert_int_eq(wh_write(s, "x", 1), WH_EBROKER_GONE);
 	wh_stream *t;
+	/* every failure has words, wh_accept's too (it had none: "" from the open that worked) */
+	ck_assert_int_eq(wh_accept(client, 1000, &t), WH_EBROKER_GONE);
+	ck_assert_msg(strstr(wh_client_errmsg(client), "broker"), "wh_accept: '%s'", wh_client_errmsg(client));
 	ck_assert_int_eq(wh_open(client, "a", "echo", 1000, &t), WH_EBROKER_GONE);
+	ck_assert_str_ne(wh_client_errmsg(client), "");
+	ck_assert_int_eq(wh_listen(client, "x"), WH_EBROKER_GONE);
+	ck_assert_str_ne(wh_client_errmsg(client), "");
+	struct wh_client_stats stats;
+	ck_assert_int_eq(wh_client_stats(client, &stats), WH_EBROKER_GONE);
+	ck_assert_str_ne(wh_client_errmsg(client), "");
 	wh_close(s);
 	wh_client_detach(client);
 	process_stop(&p.b, SIGTERM);
