@@ -598,11 +598,10 @@ int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
 	return WH_OK;
 }
 
-int wh_stream_fd(const wh_stream *stream)
+int wh_stream_fd(wh_stream *s)
 {
-	/* Made on first use: the stream is the app's own and only changes here, under the
-	 * client's lock in case two threads ask at once. */
-	struct wh_stream *s = (struct wh_stream *)(uintptr_t)stream;
+	/* Made on first use, under the client's lock in case two threads ask at once (the
+	 * stream's reader and writer, or wh_client_wait's thread). */
 	if (!s)
 		return -1;
 	struct wh_client *c = s->client;

@@ -234,8 +234,13 @@ WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
  * its partner app holds: it goes on working between the two apps while they live (watch
  * wh_client_fd for the broker's hang-up), and hangs up when the partner lets go or dies.
  * Owned by the stream: do not read, write, change or close it. -1 for NULL, or when no
- * descriptor can be made (wh_client_errmsg says why). */
-WH_EXPORT int wh_stream_fd(const wh_stream *stream);
+ * descriptor can be made (wh_client_errmsg says why).
+ * The stream is not const (it was, wrongly, until 0.1.0; same symbol, same ABI): the first
+ * call changes the stream, makes a socket pair, tells the broker and may set the client's
+ * wh_client_errmsg, so it is no mere look at the stream. Callers passing a wh_stream * need
+ * no change. Any thread using the stream may call it: the descriptor is made once, under the
+ * client's lock. */
+WH_EXPORT int wh_stream_fd(wh_stream *stream);
 
 /* ---- many streams, one descriptor ---------------------------------------------------- */
 
@@ -257,6 +262,12 @@ struct wh_event {
  * descriptor's cost (the broker names streams with news in a bitmap); a stream closed on
  * another thread while this call runs is not reported. Errors: WH_EINVAL, WH_ESYSTEM.
  * Call it from the client's thread.
+ * A batch names each stream at most once, so closing the stream of the event in hand is
+ * safe. Closing another stream of the batch (a bridge closing both halves) is not, for an
+ * event after it: wh_close frees the handle at once, and that event's pointer dangles. Before
+ * such a wh_close, set the events that name it to 0 (the library never reports an event with
+ * events 0) and skip those; or close at the end of the batch. The same holds for a stream
+ * another thread closes while the batch is handled: the app must order the two itself.
  */
 WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max, int timeout_ms);
 /* One descriptor for an app's own event loop (poll, epoll, libev): readable when
