@@ -71,7 +71,7 @@ WH_EXPORT int64_t wh_now_ns(void);
  *   WH_EBROKER_GONE    the broker closed the session at once (stopping, out of descriptors)
  *   WH_ETIMEOUT, WH_ENOMEM, WH_EINVAL (path too long) */
 WH_EXPORT int wh_client_attach(const char *socket_path, wh_client **out);
-/* The same, and on failure a sentence in detail (up to length bytes, NUL-terminated; may be
+/* Attaches as wh_client_attach does, and on failure writes a sentence in detail (up to length bytes, NUL-terminated; may be
  * NULL) that names the path, the reason and what to do, e.g.
  *   "permission denied on /run/wormhole/broker.sock: uid 1000 may not connect (the socket is
  *    mode 0660, owner uid 0, group wormhole (gid 990): join the group or ask for socket-mode)"
@@ -137,7 +137,7 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
 		      wh_stream **out);
 /*
- * The same, without blocking, for apps with an event loop: wh_open_start sends the open and
+ * Opens a stream without blocking, for apps with an event loop. wh_open_start sends the open and
  * returns at once with a ticket; the answer arrives on wh_client_fd, which is level-triggered
  * (readable while a message from the broker waits unread). wh_open_result then returns
  * WH_OK with the stream, WH_EWOULDBLOCK while the answer has not come, or the open's error
@@ -182,7 +182,7 @@ WH_EXPORT long wh_read(wh_stream *stream, void *buf, size_t len);
  * WH_ETIMEOUT (write deadline), WH_EBROKER_GONE. */
 WH_EXPORT long wh_write(wh_stream *stream, const void *buf, size_t len);
 
-/* Zero-copy variants. read_peek: *data points at up to the returned count of readable bytes
+/* Zero-copy reads and writes, in the stream's shared memory. read_peek: *data points at up to the returned count of readable bytes
  * in shared memory (0: end of stream; errors as wh_read; in blocking mode waits for at least
  * one byte); the bytes stay until wh_read_consume. write_reserve: *data points at room for
  * up to the returned count (blocking mode waits for some room; errors as wh_write, and
@@ -193,7 +193,7 @@ WH_EXPORT int wh_read_consume(wh_stream *stream, size_t n);
 WH_EXPORT long wh_write_reserve(wh_stream *stream, void **data);
 WH_EXPORT int wh_write_commit(wh_stream *stream, size_t n);
 
-/* Half-close: no more writes; the peer reads every byte written, then end of stream. The
+/* Half-closes the stream: no more writes; the peer reads every byte written, then end of stream. The
  * read side stays open. WH_ESTREAM_CLOSED if already shut down. */
 WH_EXPORT int wh_shutdown(wh_stream *stream);
 /* Ends the stream abnormally: the peer sees `error` (e.g. WH_ESTREAM_CLOSED: "cancelled")
@@ -205,7 +205,7 @@ WH_EXPORT int wh_close(wh_stream *stream);
 
 /* ---- blocking, deadlines, polling --------------------------------------------------- */
 
-/* Non-blocking mode: reads and writes that would wait return WH_EWOULDBLOCK instead (wait
+/* Sets non-blocking mode: reads and writes that would wait return WH_EWOULDBLOCK instead (wait
  * on wh_stream_fd, then retry). Blocking is the default. WH_OK, or WH_EINVAL for NULL. */
 WH_EXPORT int wh_set_nonblocking(wh_stream *stream, bool nonblocking);
 /* Absolute CLOCK_MONOTONIC deadlines in nanoseconds (wh_now_ns() + timeout); 0 clears.
@@ -284,6 +284,8 @@ WH_EXPORT int wh_client_wait_fd(wh_client *client);
 WH_EXPORT void wh_stream_set_userdata(wh_stream *stream, void *userdata);
 WH_EXPORT void *wh_stream_userdata(const wh_stream *stream);
 
+/* The stream's handle: the number the broker knows it by, unique while the broker runs
+ * (`wormhole-ctl streams` shows it as the stream of a same-host stream, conn 0). */
 WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
 /* The service it was opened to or accepted on, and the peer broker at the other end, named
  * as this broker names it: for a stream this app opened, the peer name it gave wh_open; for
