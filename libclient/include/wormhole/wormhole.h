@@ -13,9 +13,15 @@
  * failure (<wormhole/errors.h>, wh_strerror). WH_EBROKER_GONE means the broker died or closed
  * the session: every call on that client and its streams returns it from then on.
  *
- * Threads. A wh_client is used by one thread at a time; so is each wh_stream. Distinct
- * streams of one client may be used from different threads at once. Nothing in the library
- * is global: handles share no state.
+ * Threads. A wh_client is used by one thread at a time. A wh_stream may have one reading
+ * thread and one writing thread at once, as a socket may (a TCP bridge's pump): wh_read,
+ * wh_read_peek and wh_read_consume are the reader's; wh_write, wh_write_reserve,
+ * wh_write_commit and wh_shutdown the writer's; either may call wh_abort, wh_stream_fd,
+ * wh_stream_error, wh_stream_is_closed, the wh_set_* and the getters, blocking or not (both
+ * may wait on wh_stream_fd). Two readers, or two writers, at once are not allowed. wh_close
+ * frees the stream: call it when no other thread is in, or will start, a call on it.
+ * Distinct streams of one client may be used from different threads at once. Nothing in the
+ * library is global: handles share no state.
  *
  * Blocking. Calls block by default; wh_set_nonblocking makes a stream's reads and writes
  * return WH_EWOULDBLOCK instead, and wh_client_wait_fd (all of a client's streams),
