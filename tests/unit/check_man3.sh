@@ -38,5 +38,9 @@ for symbol in $(nm -D --defined-only "$lib" | awk '$2 ~ /^[TDBR]$/ {print $3}' |
 		{ echo "check_man3: $page does not name $symbol"; status=1; }
 	grep -q "^\.B .*[ *]$symbol(" "$page" || { echo "check_man3: $page has no prototype of $symbol"; status=1; }
 done
+# and make install installs them (Makefile.am takes the list made above)
+grep -q '^include $(top_srcdir)/docs/man/man3.am$' "$src/Makefile.am" &&
+	grep -q '^dist_man_MANS = .*\\$' "$src/Makefile.am" && grep -q '$(man3_pages)' "$src/Makefile.am" ||
+	{ echo "check_man3: Makefile.am does not install docs/man/man3.am's pages"; status=1; }
 [ "$status" = 0 ] && echo "check_man3: $(ls "$fresh" | grep -c '\.3$') pages agree with the header"
 exit "$status"
