@@ -209,12 +209,24 @@ static void on_mux_event(struct mux_stream *stream, enum mux_stream_event event,
 	} else if (event == MUX_STREAM_ERROR) {
 		int error = mux_stream_error(stream);
 		header->remote_code = mux_stream_remote_code(stream);
-		snprintf(header->error_message, sizeof header->error_message, "%s",
-			 mux_stream_remote_code(stream) ? mux_stream_remote_message(stream) : wh_strerror(error));
+		/* a reset of our own (no remote code) keeps the words apps_stream_ending left */
+		if (header->remote_code || !s->end_noted)
+			snprintf(header->error_message, sizeof header->error_message, "%s",
+				 header->remote_code ? mux_stream_remote_message(stream) : wh_strerror(error));
 		ring_producer_close(&s->to_app, error);
 		ring_consumer_close(&s->from_app, error);
 		wake_app_both(s);
 	}
+}
+
+void apps_stream_ending(struct mux_stream *stream, const char *message)
+{
+	struct shm_stream *s = mux_stream_owner(stream, on_mux_event);
+	if (!s || !s->seg.memory)
+		return;
+	struct ring_segment *header = s->seg.memory;
+	snprintf(header->error_message, sizeof header->error_message, "%s", message);
+	s->end_noted = true;
 }
 
 int shm_new(struct apps *apps, struct app_session *c, struct mux_stream *stream, struct shm_stream **out)

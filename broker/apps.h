@@ -126,6 +126,10 @@ struct apps_stream_info {
 /* True and *info filled when a local app owns this mux stream. */
 bool apps_stream_owner(const struct apps *apps, const struct mux_stream *stream,
 		       struct apps_stream_info *info);
+/* Before the broker itself ends a mux stream (wormhole-ctl close-stream): the words the app
+ * that owns it reads as the stream's error, instead of the bare error code's. No-op when no
+ * app owns it. `message` must outlive nothing: it is copied. */
+void apps_stream_ending(struct mux_stream *stream, const char *message);
 
 /* A same-host stream between two apps (no mux stream): its two ends. */
 struct apps_pair_info {

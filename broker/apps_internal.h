@@ -76,6 +76,7 @@ struct shm_stream {
 	struct ring_consumer from_app;
 	uint64_t reported_tail; /* app consumption already passed to the mux */
 	bool write_close_seen;
+	bool end_noted; /* apps_stream_ending wrote the app's error message */
 	bool awaiting_accept; /* handed to a listening app that has not accepted it yet */
 	struct app_peer_share *share; /* the opener's part of the peer it was charged to, or NULL */
 	double created;       /* ev_now at set-up (for wormhole-ctl's age) */

@@ -1031,7 +1031,10 @@ static void action_close_stream(struct view_ctx *v)
 		fail(v->reply, WH_ESTREAM_NOT_FOUND, "no stream %u on connection %u", s.stream_id, s.conn_id);
 		return;
 	}
-	if (mux_stream_reset_code(s.found, code, "closed by the operator (wormhole-ctl close-stream)") != WH_OK) {
+	static const char why[] = "closed by the operator (wormhole-ctl close-stream)";
+	if (!mux_stream_is_finished(s.found))
+		apps_stream_ending(s.found, why); /* the app reads why, not a bare "stream closed" */
+	if (mux_stream_reset_code(s.found, code, why) != WH_OK) {
 		fail(v->reply, WH_ESTREAM_CLOSED, "stream %u/%u has already ended", s.conn_id, s.stream_id);
 		return;
 	}

@@ -671,8 +671,10 @@ int wh_client_wait(wh_client *c, struct wh_event *events, int max, int timeout_m
 		struct epoll_event ready[64];
 		int n = epoll_wait(c->epoll_fd, ready, 64, wait_ms);
 		notify_app_disarm(c->notify); /* awake: the bitmap is enough until we sleep again */
-		if (n < 0 && errno != EINTR)
+		if (n < 0 && errno != EINTR) {
+			snprintf(c->detail, sizeof c->detail, "waiting on the client's epoll set: %s", strerror(errno));
 			return WH_ESYSTEM;
+		}
 		bool client_news = take_epoll_events(c, ready, n > 0 ? n : 0) || client_has_kept_news(c);
 		collect_news(c);
 		int count = report(c, client_news, events, max);
@@ -744,6 +746,21 @@ const char *wh_client_id(const wh_client *c)
 	return c->id;
 }
 
+/* Every failed call leaves words for wh_client_errmsg: the broker's when it gave some (the
+ * caller wrote them already), else the library's, saying for WH_EBROKER_GONE where to look.
+ * Returns rc, so that failures read `return client_failed(c, rc);`. */
+static int client_failed(struct wh_client *c, int rc)
+{
+	if (rc >= 0 || c->detail[0])
+		return rc;
+	if (rc == WH_EBROKER_GONE)
+		snprintf(c->detail, sizeof c->detail, "the broker closed the session (it stopped, or dropped "
+			 "this app: its log says why)");
+	else
+		snprintf(c->detail, sizeof c->detail, "%s", wh_strerror(rc));
+	return rc;
+}
+
 /* Sends a request and takes its RESULT: WH_OK or the broker's error. */
 static int request(struct wh_client *c, struct attach_msg *req, int timeout_ms, struct attach_msg *reply,
 		   int fds[ATTACH_MAX_FDS])
@@ -759,12 +776,7 @@ static int request(struct wh_client *c, struct attach_msg *req, int timeout_ms, 
 											: wh_strerror(reply->error));
 		return reply->error;
 	}
-	if (rc == WH_EBROKER_GONE)
-		snprintf(c->detail, sizeof c->detail, "the broker closed the session (it stopped, or dropped "
-			 "this app: its log says why)");
-	else if (rc != WH_OK)
-		snprintf(c->detail, sizeof c->detail, "%s", wh_strerror(rc));
-	return rc;
+	return client_failed(c, rc);
 }
 
 static bool name_ok(const char *name)
@@ -859,7 +871,7 @@ int wh_open_result(wh_client *c, uint64_t ticket, wh_stream **out)
 	int rc = stream_from_message(c, &answer, fds, out);
 	if (rc != WH_OK)
 		tell_broker(c, ATTACH_RELEASE, answer.handle); /* nothing of it stays in the broker */
-	return rc;
+	return client_failed(c, rc);
 }
 
 int wh_open_cancel(wh_client *c, uint64_t ticket)
@@ -920,6 +932,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 	if (!c || !out)
 		return WH_EINVAL;
 	*out = NULL;
+	c->detail[0] = '\0';
 	int64_t deadline = timeout_ms < 0 ? 0 : wh_now_ns() + (int64_t)timeout_ms * 1000000;
 	while (!c->accept_head) {
 		int wait_ms = -1;
@@ -931,9 +944,9 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 		int fds[ATTACH_MAX_FDS];
 		int rc = receive(c, wait_ms, &msg, fds);
 		if (rc == WH_ETIMEOUT || rc == WH_EWOULDBLOCK)
-			return timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT;
+			return client_failed(c, timeout_ms == 0 ? WH_EWOULDBLOCK : WH_ETIMEOUT);
 		if (rc != WH_OK)
-			return rc;
+			return client_failed(c, rc);
 		dispatch_other(c, &msg, fds);
 	}
 	struct pending_stream *p = c->accept_head;
@@ -943,7 +956,7 @@ int wh_accept(wh_client *c, int timeout_ms, wh_stream **out)
 	int rc = stream_from_message(c, &p->msg, p->fds, out);
 	tell_broker(c, rc == WH_OK ? ATTACH_ACCEPTED : ATTACH_RELEASE, p->msg.handle);
 	free(p);
-	return rc;
+	return client_failed(c, rc);
 }
 
 int wh_client_stats(wh_client *c, struct wh_client_stats *stats)
@@ -956,8 +969,8 @@ int wh_client_stats(wh_client *c, struct wh_client_stats *stats)
 	int rc = request(c, &req, 10000, &reply, fds);
 	if (rc != WH_OK)
 		return rc;
-	if (reply.type != ATTACH_STATS_REPLY)
-		return WH_EPROTOCOL; /* no fds: a STATS_REPLY or RESULT carries none */
+	if (reply.type != ATTACH_STATS_REPLY) /* no fds: a STATS_REPLY or RESULT carries none */
+		return client_failed(c, WH_EPROTOCOL);
 	/* A broker may know more counters than we do (ignored) or fewer (left 0). */
 	struct attach_stats known;
 	attach_stats_unpack(&reply, &known);

@@ -79,17 +79,23 @@ struct wh_stream {
 	 * asks, the broker holds the other end. A hang-up means the other end let go or died.
 	 * Else -1: a blocking call sleeps on the ring's wait word (futex) and wh_client_wait
 	 * learns of news from the news bitmap. */
-	int fd;
-	bool local;   /* a same-host stream: wakes its partner on fd, not the doorbell */
-	bool hung_up; /* the other end of fd is closed or shut down */
+	_Atomic int fd; /* set once, by wh_stream_fd on either direction's thread */
+	bool local;     /* a same-host stream: wakes its partner on fd, not the doorbell */
+	/* One thread may read while another writes (wormhole.h, Threads): tx is the writer's,
+	 * rx the reader's; what both directions touch is atomic (plain loads and stores on
+	 * x86-64 and arm64, relaxed where order does not matter), or under `lock`, which only
+	 * the slow paths take: draining the wake-ups of fd, and recording the error. */
+	_Atomic bool hung_up; /* the other end of fd is closed or shut down */
 	uint32_t slot;
 	struct ring_producer tx;
 	struct ring_consumer rx;
-	bool nonblocking, write_closed, aborted;
-	bool want_read, want_write; /* a non-blocking call returned WH_EWOULDBLOCK */
-	int error; /* sticky once the stream failed */
-	int64_t read_deadline, write_deadline;
-	int64_t spin_ns; /* how long a blocking call watches the ring before it sleeps */
+	_Atomic bool nonblocking, write_closed;
+	bool aborted;
+	_Atomic bool want_read, want_write; /* a non-blocking call returns WH_EWOULDBLOCK */
+	_Atomic int error; /* sticky once the stream failed; message written first, under lock */
+	_Atomic int64_t read_deadline, write_deadline;
+	_Atomic int64_t spin_ns; /* how long a blocking call watches the ring before it sleeps */
+	pthread_mutex_t lock;
 	char service[ATTACH_STRING_MAX + 1];
 	char peer[ATTACH_STRING_MAX + 1];
 	char message[RING_MESSAGE_MAX];

@@ -19,6 +19,7 @@ static void stream_free(struct wh_stream *s)
 	munmap(s->segment, s->segment_size);
 	if (s->fd >= 0)
 		close(s->fd);
+	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
 
@@ -59,6 +60,7 @@ int stream_from_message(struct wh_client *c, const struct attach_msg *msg, const
 		free(s);
 		return WH_EPROTOCOL;
 	}
+	pthread_mutex_init(&s->lock, NULL);
 	s->client = c;
 	s->handle = msg->handle;
 	s->segment = memory;
@@ -138,11 +140,23 @@ static bool tx_has_room(struct wh_stream *s)
 	return ring_producer_reserve(&s->tx, iov, &spans) != 0;
 }
 
-/* Would a write that returned WH_EWOULDBLOCK get further now? */
-static bool tx_has_news(struct wh_stream *s)
+/* Would the other direction's call get further now? Asked by one direction's thread about the
+ * other's while that one may be inside a call: only the ring's shared words are read (the
+ * other side's own cursor is its thread's), so a hostile value makes at most a wrong hint. */
+static bool rx_news_hint(struct wh_stream *s)
 {
-	int error;
-	return tx_has_room(s) || ring_producer_peer_state(&s->tx, &error) != RING_OPEN;
+	const struct ring_ctl *ctl = s->rx.ctl;
+	return atomic_load_explicit(&ctl->head, memory_order_acquire) !=
+		       atomic_load_explicit(&ctl->tail, memory_order_relaxed) ||
+	       atomic_load_explicit(&ctl->producer_state, memory_order_acquire) != RING_OPEN;
+}
+
+static bool tx_news_hint(struct wh_stream *s)
+{
+	const struct ring_ctl *ctl = s->tx.ctl;
+	uint64_t head = atomic_load_explicit(&ctl->head, memory_order_relaxed);
+	return head - atomic_load_explicit(&ctl->tail, memory_order_acquire) < s->tx.capacity ||
+	       atomic_load_explicit(&ctl->consumer_state, memory_order_acquire) != RING_OPEN;
 }
 
 /*
@@ -155,6 +169,11 @@ static bool tx_has_news(struct wh_stream *s)
  * looked at before it is taken, and the one that readied the other direction was sent after
  * it did, so a wake-up that arrives meanwhile is never taken unseen. A hang-up (the other
  * end let go of the stream, or died) counts as a wake-up that never goes away.
+ * The other direction may be another thread's, in a call now. A non-blocking call says it
+ * wants wake-ups (want_*) here, under the lock, before its last look at the ring: a drain
+ * that finds the flag clear (under the lock too) runs before that look, so the wake-ups it
+ * takes were sent before it and cannot be owed to it; one that finds it set looks at each
+ * wake-up before it takes it, as above.
  */
 static bool drain(struct wh_stream *s, bool reading)
 {
@@ -162,25 +181,33 @@ static bool drain(struct wh_stream *s, bool reading)
 	/* A blocking call on a same-host stream sleeps on the ring's word, where its partner
 	 * wakes it: the socket has only the odd wake-up at a state change, and its hang-up,
 	 * which wait_for_news looks for after each slice. One system call less per wait. */
-	if (s->fd < 0 || (s->local && !s->nonblocking))
+	int fd = s->fd;
+	bool nonblocking = atomic_load_explicit(&s->nonblocking, memory_order_relaxed);
+	if (fd < 0 || (s->local && !nonblocking))
 		return had_news;
+	_Atomic bool *other_wants = reading ? &s->want_write : &s->want_read;
 	enum wake_state state = WAKE_NONE;
-	if (!(reading ? s->want_write : s->want_read)) {
-		state = wake_take(s->fd);
+	pthread_mutex_lock(&s->lock);
+	if (!atomic_load_explicit(other_wants, memory_order_relaxed)) {
+		state = wake_take(fd);
 	} else {
 		/* bounded: a partner that keeps sending cannot keep us here */
 		for (int taken = 0; taken < 64; taken++) {
-			enum wake_state next = wake_peek(s->fd);
-			if (next != WAKE_TAKEN || (reading ? tx_has_news(s) : rx_has_news(s))) {
+			enum wake_state next = wake_peek(fd);
+			if (next != WAKE_TAKEN ||
+			    (atomic_load(other_wants) && (reading ? tx_news_hint(s) : rx_news_hint(s)))) {
 				state = next == WAKE_NONE ? state : next;
 				break;
 			}
-			wake_take_one(s->fd);
+			wake_take_one(fd);
 			state = WAKE_TAKEN;
 		}
 	}
+	if (nonblocking) /* cleared when the call returns anything but WH_EWOULDBLOCK */
+		atomic_store_explicit(reading ? &s->want_read : &s->want_write, true, memory_order_relaxed);
+	pthread_mutex_unlock(&s->lock);
 	if (state == WAKE_HUNG_UP)
-		s->hung_up = true;
+		atomic_store_explicit(&s->hung_up, true, memory_order_relaxed);
 	return had_news || state != WAKE_NONE;
 }
 
@@ -214,9 +241,10 @@ static int hangup_error(struct wh_stream *s, bool reading)
  */
 static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 {
-	if (!s->spin_ns || s->nonblocking)
+	int64_t spin_ns = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
+	if (!spin_ns || atomic_load_explicit(&s->nonblocking, memory_order_relaxed))
 		return false;
-	int64_t until = wh_now_ns() + s->spin_ns;
+	int64_t until = wh_now_ns() + spin_ns;
 	if (deadline && deadline < until)
 		until = deadline;
 	do {
@@ -238,7 +266,7 @@ static bool spin_for_news(struct wh_stream *s, bool reading, int64_t deadline)
  * caller looks at the ring once more before it waits. */
 static void announce_wait(struct wh_stream *s, bool reading)
 {
-	bool sleeper = !s->nonblocking;
+	bool sleeper = !atomic_load_explicit(&s->nonblocking, memory_order_relaxed);
 	if (reading && sleeper)
 		ring_consumer_prepare_sleep(&s->rx);
 	else if (reading)
@@ -280,26 +308,29 @@ static int wait_for_news(struct wh_stream *s, bool reading, int64_t deadline)
 /* Records why the stream ended, with the remote's code and message when there is one. */
 static int stream_fail(struct wh_stream *s, int error)
 {
-	if (s->error == WH_OK) {
-		s->error = error;
+	/* both directions may fail at once: the first error stays, its message written
+	 * before the error is (wh_stream_error reads them in the other order) */
+	pthread_mutex_lock(&s->lock);
+	if (atomic_load_explicit(&s->error, memory_order_relaxed) == WH_OK) {
 		const struct ring_segment *header = s->segment;
 		snprintf(s->message, sizeof s->message, "%.*s", (int)sizeof header->error_message,
 			 header->error_message[0] ? header->error_message : wh_strerror(error));
+		atomic_store_explicit(&s->error, error, memory_order_release);
 	}
-	return s->error;
+	pthread_mutex_unlock(&s->lock);
+	return atomic_load_explicit(&s->error, memory_order_relaxed);
 }
 
 static int check_gone(struct wh_stream *s)
 {
-	if (atomic_load(&s->client->broker_gone))
+	if (atomic_load_explicit(&s->client->broker_gone, memory_order_relaxed))
 		return stream_fail(s, WH_EBROKER_GONE);
-	return s->error;
+	return atomic_load_explicit(&s->error, memory_order_acquire);
 }
 
 /* Readable bytes as spans, waiting if allowed: > 0 bytes, 0 at EOF, or an error. */
-static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+static long read_spans_loop(struct wh_stream *s, struct iovec iov[2], int *spans)
 {
-	s->want_read = false;
 	bool spun = false;
 	for (;;) {
 		int error = check_gone(s);
@@ -329,18 +360,29 @@ static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		if (ring_consumer_peek(&s->rx, iov, spans) != 0 ||
 		    ring_consumer_peer_state(&s->rx, &peer_error) != RING_OPEN)
 			continue;
-		if (s->nonblocking) {
+		if (atomic_load_explicit(&s->nonblocking, memory_order_relaxed)) {
 			/* Nothing to read and no wake-up: is that because the broker died? (A poll on
 			 * wh_stream_fd wakes for its hang-up too.) */
 			if (!woken && client_broker_gone(s->client))
 				return stream_fail(s, WH_EBROKER_GONE);
-			s->want_read = true;
-			return WH_EWOULDBLOCK;
+			return WH_EWOULDBLOCK; /* want_read is set (drain) */
 		}
 		error = wait_for_news(s, true, s->read_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}
+}
+
+/* want_read is set while a non-blocking read that returned WH_EWOULDBLOCK is owed its
+ * wake-up, from the drain before its last look on (see drain). */
+static long read_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+{
+	if (atomic_load_explicit(&s->want_read, memory_order_relaxed))
+		atomic_store_explicit(&s->want_read, false, memory_order_relaxed);
+	long held = read_spans_loop(s, iov, spans);
+	if (held != WH_EWOULDBLOCK && atomic_load_explicit(&s->want_read, memory_order_relaxed))
+		atomic_store_explicit(&s->want_read, false, memory_order_relaxed);
+	return held;
 }
 
 static void after_consume(struct wh_stream *s)
@@ -398,15 +440,14 @@ int wh_read_consume(wh_stream *s, size_t n)
 }
 
 /* Room to write as spans, waiting if allowed: > 0 bytes, or an error. */
-static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+static long write_spans_loop(struct wh_stream *s, struct iovec iov[2], int *spans)
 {
-	s->want_write = false;
 	bool spun = false;
 	for (;;) {
 		int error = check_gone(s);
 		if (error)
 			return error;
-		if (s->write_closed)
+		if (atomic_load_explicit(&s->write_closed, memory_order_relaxed))
 			return WH_ESTREAM_CLOSED;
 		int peer_error;
 		enum ring_end_state reader = ring_producer_peer_state(&s->tx, &peer_error);
@@ -428,16 +469,25 @@ static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
 		announce_wait(s, false);
 		if (ring_producer_reserve(&s->tx, iov, spans) != 0)
 			continue;
-		if (s->nonblocking) {
+		if (atomic_load_explicit(&s->nonblocking, memory_order_relaxed)) {
 			if (!woken && client_broker_gone(s->client))
 				return stream_fail(s, WH_EBROKER_GONE);
-			s->want_write = true;
-			return WH_EWOULDBLOCK;
+			return WH_EWOULDBLOCK; /* want_write is set (drain) */
 		}
 		error = wait_for_news(s, false, s->write_deadline);
 		if (error)
 			return error == WH_EBROKER_GONE ? stream_fail(s, error) : error;
 	}
+}
+
+static long write_spans(struct wh_stream *s, struct iovec iov[2], int *spans)
+{
+	if (atomic_load_explicit(&s->want_write, memory_order_relaxed))
+		atomic_store_explicit(&s->want_write, false, memory_order_relaxed);
+	long room = write_spans_loop(s, iov, spans);
+	if (room != WH_EWOULDBLOCK && atomic_load_explicit(&s->want_write, memory_order_relaxed))
+		atomic_store_explicit(&s->want_write, false, memory_order_relaxed);
+	return room;
 }
 
 static void after_commit(struct wh_stream *s)
@@ -456,11 +506,12 @@ long wh_write(wh_stream *s, const void *buf, size_t len)
 		struct iovec iov[2];
 		int spans;
 		long room = write_spans(s, iov, &spans);
-		if (room == WH_ESTREAM_CLOSED && !s->write_closed)
+		bool nonblocking = atomic_load_explicit(&s->nonblocking, memory_order_relaxed);
+		if (room == WH_ESTREAM_CLOSED && !atomic_load_explicit(&s->write_closed, memory_order_relaxed))
 			return (long)len; /* the other end closed its stream: nobody reads, bytes are
 					   * discarded and the write completes, as through a broker */
 		if (room < 0)
-			return done && s->nonblocking ? (long)done : room;
+			return done && nonblocking ? (long)done : room;
 		size_t before = done;
 		for (int i = 0; i < spans && done < len; i++) {
 			size_t take = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
@@ -469,7 +520,7 @@ long wh_write(wh_stream *s, const void *buf, size_t len)
 		}
 		ring_producer_commit(&s->tx, done - before);
 		after_commit(s);
-		if (s->nonblocking)
+		if (nonblocking)
 			break;
 	}
 	return (long)done;
@@ -506,9 +557,9 @@ int wh_shutdown(wh_stream *s)
 {
 	if (!s)
 		return WH_EINVAL;
-	if (s->write_closed)
+	if (atomic_load(&s->write_closed))
 		return WH_ESTREAM_CLOSED;
-	s->write_closed = true;
+	atomic_store(&s->write_closed, true);
 	ring_producer_close(&s->tx, WH_OK);
 	wake_peer_both(s);
 	return WH_OK;
@@ -520,7 +571,8 @@ int wh_abort(wh_stream *s, int error)
 		return WH_EINVAL;
 	if (error >= 0)
 		error = WH_ESTREAM_CLOSED;
-	s->write_closed = s->aborted = true;
+	atomic_store(&s->write_closed, true);
+	s->aborted = true;
 	ring_producer_close(&s->tx, error);
 	ring_consumer_close(&s->rx, error);
 	wake_peer_both(s);
@@ -562,7 +614,7 @@ int wh_set_nonblocking(wh_stream *s, bool nonblocking)
 {
 	if (!s)
 		return WH_EINVAL;
-	s->nonblocking = nonblocking;
+	atomic_store(&s->nonblocking, nonblocking);
 	return WH_OK;
 }
 
@@ -570,7 +622,7 @@ int wh_set_spin(wh_stream *s, int64_t spin_ns)
 {
 	if (!s)
 		return WH_EINVAL;
-	s->spin_ns = spin_ns > 0 ? spin_ns : 0;
+	atomic_store(&s->spin_ns, spin_ns > 0 ? spin_ns : 0);
 	return WH_OK;
 }
 
@@ -578,7 +630,8 @@ int wh_set_deadline(wh_stream *s, int64_t deadline_ns)
 {
 	if (!s)
 		return WH_EINVAL;
-	s->read_deadline = s->write_deadline = deadline_ns;
+	atomic_store(&s->read_deadline, deadline_ns);
+	atomic_store(&s->write_deadline, deadline_ns);
 	return WH_OK;
 }
 
@@ -586,7 +639,7 @@ int wh_set_read_deadline(wh_stream *s, int64_t deadline_ns)
 {
 	if (!s)
 		return WH_EINVAL;
-	s->read_deadline = deadline_ns;
+	atomic_store(&s->read_deadline, deadline_ns);
 	return WH_OK;
 }
 
@@ -594,15 +647,14 @@ int wh_set_write_deadline(wh_stream *s, int64_t deadline_ns)
 {
 	if (!s)
 		return WH_EINVAL;
-	s->write_deadline = deadline_ns;
+	atomic_store(&s->write_deadline, deadline_ns);
 	return WH_OK;
 }
 
-int wh_stream_fd(const wh_stream *stream)
+int wh_stream_fd(wh_stream *s)
 {
-	/* Made on first use: the stream is the app's own and only changes here, under the
-	 * client's lock in case two threads ask at once. */
-	struct wh_stream *s = (struct wh_stream *)(uintptr_t)stream;
+	/* Made on first use, under the client's lock in case two threads ask at once (the
+	 * stream's reader and writer, or wh_client_wait's thread). */
 	if (!s)
 		return -1;
 	struct wh_client *c = s->client;
@@ -645,9 +697,11 @@ bool wh_stream_is_closed(wh_stream *s)
 		stream_fail(s, error);
 		return true;
 	}
-	struct iovec iov[2];
-	int spans;
-	return in == RING_CLOSED && s->write_closed && ring_consumer_peek(&s->rx, iov, &spans) == 0;
+	/* every byte read: asked of the ring's shared words, not the reader's cursor, so that
+	 * either direction's thread may ask */
+	const struct ring_ctl *ctl = s->rx.ctl;
+	return in == RING_CLOSED && atomic_load(&s->write_closed) &&
+	       atomic_load_explicit(&ctl->head, memory_order_acquire) == atomic_load(&ctl->tail);
 }
 
 int wh_stream_error(wh_stream *s, uint32_t *remote_code, const char **message)
@@ -656,9 +710,10 @@ int wh_stream_error(wh_stream *s, uint32_t *remote_code, const char **message)
 		return WH_EINVAL;
 	wh_stream_is_closed(s); /* picks up an error the broker posted meanwhile */
 	const struct ring_segment *header = s->segment;
+	int error = atomic_load_explicit(&s->error, memory_order_acquire); /* then its message */
 	if (remote_code)
-		*remote_code = s->error ? header->remote_code : 0;
+		*remote_code = error ? header->remote_code : 0;
 	if (message)
-		*message = s->error ? s->message : "";
-	return s->error;
+		*message = error ? s->message : "";
+	return error;
 }

@@ -458,13 +458,18 @@ START_TEST(close_stream_ends_that_stream_only)
 	unsigned char byte;
 	wh_set_read_deadline(s.opened[1], wh_now_ns() + 5000000000ll);
 	ck_assert_int_lt(wh_read(s.opened[1], &byte, 1), 0);
+	uint32_t code = 1;
+	const char *message = NULL;
+	/* the app on this broker is told who ended it, not a bare "stream closed" */
+	wh_stream_error(s.opened[1], &code, &message);
+	ck_assert_uint_eq(code, 0);
+	ck_assert_msg(strstr(message, "closed by the operator (wormhole-ctl close-stream)"), "opener read '%s'", message);
 	wh_set_read_deadline(s.accepted[1], wh_now_ns() + 5000000000ll);
 	long got = wh_read(s.accepted[1], &byte, 1);
 	ck_assert_int_lt(got, 0);
-	uint32_t code = 0;
-	const char *message = NULL;
 	wh_stream_error(s.accepted[1], &code, &message);
 	ck_assert_uint_eq(code, 499);
+	ck_assert_msg(strstr(message, "closed by the operator"), "listener read '%s'", message);
 	/* the others carry on, both ways */
 	for (int i = 0; i < STREAMS; i += 2) {
 		write_all(s.opened[i], 5000, 40u + (unsigned)i);

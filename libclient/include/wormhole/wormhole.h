@@ -13,9 +13,15 @@
  * failure (<wormhole/errors.h>, wh_strerror). WH_EBROKER_GONE means the broker died or closed
  * the session: every call on that client and its streams returns it from then on.
  *
- * Threads. A wh_client is used by one thread at a time; so is each wh_stream. Distinct
- * streams of one client may be used from different threads at once. Nothing in the library
- * is global: handles share no state.
+ * Threads. A wh_client is used by one thread at a time. A wh_stream may have one reading
+ * thread and one writing thread at once, as a socket may (a TCP bridge's pump): wh_read,
+ * wh_read_peek and wh_read_consume are the reader's; wh_write, wh_write_reserve,
+ * wh_write_commit and wh_shutdown the writer's; either may call wh_abort, wh_stream_fd,
+ * wh_stream_error, wh_stream_is_closed, the wh_set_* and the getters, blocking or not (both
+ * may wait on wh_stream_fd). Two readers, or two writers, at once are not allowed. wh_close
+ * frees the stream: call it when no other thread is in, or will start, a call on it.
+ * Distinct streams of one client may be used from different threads at once. Nothing in the
+ * library is global: handles share no state.
  *
  * Blocking. Calls block by default; wh_set_nonblocking makes a stream's reads and writes
  * return WH_EWOULDBLOCK instead, and wh_client_wait_fd (all of a client's streams),
@@ -71,7 +77,7 @@ WH_EXPORT int64_t wh_now_ns(void);
  *   WH_EBROKER_GONE    the broker closed the session at once (stopping, out of descriptors)
  *   WH_ETIMEOUT, WH_ENOMEM, WH_EINVAL (path too long) */
 WH_EXPORT int wh_client_attach(const char *socket_path, wh_client **out);
-/* The same, and on failure a sentence in detail (up to length bytes, NUL-terminated; may be
+/* Attaches as wh_client_attach does, and on failure writes a sentence in detail (up to length bytes, NUL-terminated; may be
  * NULL) that names the path, the reason and what to do, e.g.
  *   "permission denied on /run/wormhole/broker.sock: uid 1000 may not connect (the socket is
  *    mode 0660, owner uid 0, group wormhole (gid 990): join the group or ask for socket-mode)"
@@ -137,7 +143,7 @@ WH_EXPORT int wh_client_stats(wh_client *client, struct wh_client_stats *stats);
 WH_EXPORT int wh_open(wh_client *client, const char *peer, const char *service, int timeout_ms,
 		      wh_stream **out);
 /*
- * The same, without blocking, for apps with an event loop: wh_open_start sends the open and
+ * Opens a stream without blocking, for apps with an event loop. wh_open_start sends the open and
  * returns at once with a ticket; the answer arrives on wh_client_fd, which is level-triggered
  * (readable while a message from the broker waits unread). wh_open_result then returns
  * WH_OK with the stream, WH_EWOULDBLOCK while the answer has not come, or the open's error
@@ -182,7 +188,7 @@ WH_EXPORT long wh_read(wh_stream *stream, void *buf, size_t len);
  * WH_ETIMEOUT (write deadline), WH_EBROKER_GONE. */
 WH_EXPORT long wh_write(wh_stream *stream, const void *buf, size_t len);
 
-/* Zero-copy variants. read_peek: *data points at up to the returned count of readable bytes
+/* Zero-copy reads and writes, in the stream's shared memory. read_peek: *data points at up to the returned count of readable bytes
  * in shared memory (0: end of stream; errors as wh_read; in blocking mode waits for at least
  * one byte); the bytes stay until wh_read_consume. write_reserve: *data points at room for
  * up to the returned count (blocking mode waits for some room; errors as wh_write, and
@@ -193,7 +199,7 @@ WH_EXPORT int wh_read_consume(wh_stream *stream, size_t n);
 WH_EXPORT long wh_write_reserve(wh_stream *stream, void **data);
 WH_EXPORT int wh_write_commit(wh_stream *stream, size_t n);
 
-/* Half-close: no more writes; the peer reads every byte written, then end of stream. The
+/* Half-closes the stream: no more writes; the peer reads every byte written, then end of stream. The
  * read side stays open. WH_ESTREAM_CLOSED if already shut down. */
 WH_EXPORT int wh_shutdown(wh_stream *stream);
 /* Ends the stream abnormally: the peer sees `error` (e.g. WH_ESTREAM_CLOSED: "cancelled")
@@ -205,7 +211,7 @@ WH_EXPORT int wh_close(wh_stream *stream);
 
 /* ---- blocking, deadlines, polling --------------------------------------------------- */
 
-/* Non-blocking mode: reads and writes that would wait return WH_EWOULDBLOCK instead (wait
+/* Sets non-blocking mode: reads and writes that would wait return WH_EWOULDBLOCK instead (wait
  * on wh_stream_fd, then retry). Blocking is the default. WH_OK, or WH_EINVAL for NULL. */
 WH_EXPORT int wh_set_nonblocking(wh_stream *stream, bool nonblocking);
 /* Absolute CLOCK_MONOTONIC deadlines in nanoseconds (wh_now_ns() + timeout); 0 clears.
@@ -234,8 +240,13 @@ WH_EXPORT int wh_set_spin(wh_stream *stream, int64_t spin_ns);
  * its partner app holds: it goes on working between the two apps while they live (watch
  * wh_client_fd for the broker's hang-up), and hangs up when the partner lets go or dies.
  * Owned by the stream: do not read, write, change or close it. -1 for NULL, or when no
- * descriptor can be made (wh_client_errmsg says why). */
-WH_EXPORT int wh_stream_fd(const wh_stream *stream);
+ * descriptor can be made (wh_client_errmsg says why).
+ * The stream is not const (it was, wrongly, until 0.1.0; same symbol, same ABI): the first
+ * call changes the stream, makes a socket pair, tells the broker and may set the client's
+ * wh_client_errmsg, so it is no mere look at the stream. Callers passing a wh_stream * need
+ * no change. Any thread using the stream may call it: the descriptor is made once, under the
+ * client's lock. */
+WH_EXPORT int wh_stream_fd(wh_stream *stream);
 
 /* ---- many streams, one descriptor ---------------------------------------------------- */
 
@@ -257,6 +268,12 @@ struct wh_event {
  * descriptor's cost (the broker names streams with news in a bitmap); a stream closed on
  * another thread while this call runs is not reported. Errors: WH_EINVAL, WH_ESYSTEM.
  * Call it from the client's thread.
+ * A batch names each stream at most once, so closing the stream of the event in hand is
+ * safe. Closing another stream of the batch (a bridge closing both halves) is not, for an
+ * event after it: wh_close frees the handle at once, and that event's pointer dangles. Before
+ * such a wh_close, set the events that name it to 0 (the library never reports an event with
+ * events 0) and skip those; or close at the end of the batch. The same holds for a stream
+ * another thread closes while the batch is handled: the app must order the two itself.
  */
 WH_EXPORT int wh_client_wait(wh_client *client, struct wh_event *events, int max, int timeout_ms);
 /* One descriptor for an app's own event loop (poll, epoll, libev): readable when
@@ -273,6 +290,8 @@ WH_EXPORT int wh_client_wait_fd(wh_client *client);
 WH_EXPORT void wh_stream_set_userdata(wh_stream *stream, void *userdata);
 WH_EXPORT void *wh_stream_userdata(const wh_stream *stream);
 
+/* The stream's handle: the number the broker knows it by, unique while the broker runs
+ * (`wormhole-ctl streams` shows it as the stream of a same-host stream, conn 0). */
 WH_EXPORT uint64_t wh_stream_id(const wh_stream *stream);
 /* The service it was opened to or accepted on, and the peer broker at the other end, named
  * as this broker names it: for a stream this app opened, the peer name it gave wh_open; for
