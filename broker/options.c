@@ -1034,7 +1034,10 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		*rule = (struct service_rule){ .local = true, .owner_uid = -1, .owner_gid = -1 };
 		snprintf(rule->name, sizeof rule->name, "%s", service);
 	}
-	o->service_line[rule - rules->rules][info->id - OPT_SERVICE_PEERS] = at->line;
+	/* where peers, local and owner were set (the config view); a target's keys have
+	 * exposed_lines of their own */
+	if (info->id >= OPT_SERVICE_PEERS && info->id <= OPT_SERVICE_OWNER)
+		o->service_line[rule - rules->rules][info->id - OPT_SERVICE_PEERS] = at->line;
 	switch (info->id) {
 	case OPT_SERVICE_PEERS: {
 		rule->peers_set = true;
