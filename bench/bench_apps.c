@@ -609,7 +609,8 @@ static int scale_figures(const char *broker_path, const char *dir, size_t stream
 	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);
 	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", b_port, "--socket", b_sock,
 				 "--peer", peer_a, "--keepalive", "0", "--ring-size", "4096",
-				 "--app-max-streams", limit, "--max-streams", limit, "--window", "16384", NULL };
+				 "--app-max-streams", limit, "--max-streams", limit, "--window", "16384",
+				 "--app-peer-budget", "100", NULL };
 	if (pids[0] > 0)
 		pids[1] = spawn_broker(broker_path, args_b, b_port, &port_b);
 	int bad = (int)streams;
@@ -992,8 +993,10 @@ int main(int argc, char **argv)
 	pid_t broker_a = spawn_broker(broker_path, args_a, path[0], &port_a);
 	char peer_a[64];
 	snprintf(peer_a, sizeof peer_a, "a=127.0.0.1:%u", port_a);
+	/* one app opens the 10,000 streams: its share of a peer is the peer's whole share */
 	const char *args_b[] = { "--listen", "127.0.0.1:0", "--port-file", path[2], "--socket", path[3],
-				 "--peer", peer_a, "--keepalive", "0", "--ring-size", ring, NULL };
+				 "--peer", peer_a, "--keepalive", "0", "--ring-size", ring,
+				 "--app-peer-budget", "100", NULL };
 	pid_t broker_b = spawn_broker(broker_path, args_b, path[2], &port_b);
 	if (broker_a < 0 || broker_b < 0)
 		return 1;

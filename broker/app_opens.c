@@ -10,7 +10,7 @@
 /* ---- an app's part of a peer ---------------------------------------------------------- */
 
 /* An app may waste a quarter of what the peer's reset-rate allows the connection (its burst
- * and its rate), and hold a quarter of a peer's budget share (apps->config.peer_share): one
+ * and its rate), and hold app-peer-budget of a peer's budget share (apps->config.peer_share): one
  * misbehaving app leaves the connection's bucket, and three such apps leave it above the
  * margin at which every app's opens are held back (mux.c, OWN_RESET_MARGIN). */
 #define APP_SHARE_DIVISOR 4.0
@@ -73,7 +73,7 @@ static int peer_share_admit(struct app_session *c, struct app_peer_share *p, cha
 	p->held_back = false;
 	if (p->account.limit && p->account.used + p->account.stream_cost > p->account.limit) {
 		snprintf(why, length, "peer %.60s: this app's streams hold its part of the memory "
-			 "budget for the peer (a quarter of peer-budget): close some first", p->peer);
+			 "budget for the peer (app-peer-budget of its peer-budget share): close some first", p->peer);
 		return WH_ELIMIT;
 	}
 	return WH_OK;

@@ -58,14 +58,16 @@ void broker_config_default(struct broker_config *config)
 	config->peer_idle_timeout = 600;
 	config->connection_budget_percent = 25;
 	config->peer_budget_percent = 50;
+	config->app_peer_budget_percent = 25;
 	config->local_reserve_percent = 10;
 }
 
-/* What the streams one app opens to one peer may hold of the budgets: a quarter of a peer's
- * share, so that one app holding idle streams leaves the others theirs. */
+/* What the streams one app opens to one peer may hold of the budgets: app-peer-budget percent
+ * (a quarter by default) of a peer's share, so that one app holding idle streams leaves the
+ * others theirs. */
 static uint64_t app_peer_share(const struct broker_config *config)
 {
-	return config->memory_budget / 100 * config->peer_budget_percent / 4;
+	return config->memory_budget / 100 * config->peer_budget_percent / 100 * config->app_peer_budget_percent;
 }
 
 /* "host" of "host:port" or "[v6]:port". */

@@ -58,6 +58,7 @@ struct broker_config {
 	double peer_idle_timeout;             /* accepted connections with no stream (600 s) */
 	unsigned connection_budget_percent;   /* of memory_budget, one connection (25) */
 	unsigned peer_budget_percent;         /* ... one peer's accepted connections (50) */
+	unsigned app_peer_budget_percent;     /* ... of which one app's streams to one peer (25) */
 	unsigned local_reserve_percent;       /* ... kept for streams local apps open (10) */
 	enum log_level log_level; /* warn */
 	/* forwarding (docs/FORWARDING.md): [service NAME] targets and [forward NAME] sections */

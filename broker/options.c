@@ -120,8 +120,11 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	{ OPT_PEER_BUDGET, "peer-budget", 0, OPTION_COUNT, 1, 100, false, false, "50", "percent",
 	  APPLY_NEW_CONNECTIONS, SCOPE_BROKER,
 	  "the share of the budget all accepted connections of one peer may hold together (one "
-	  "certificate identity over TLS, one source address over plaintext); the streams one "
-	  "local app opens to one peer may hold a quarter of it" },
+	  "certificate identity over TLS, one source address over plaintext)" },
+	{ OPT_APP_PEER_BUDGET, "app-peer-budget", 0, OPTION_COUNT, 1, 100, false, false, "25", "percent",
+	  APPLY_LIVE, SCOPE_BROKER,
+	  "the part of a peer's share (peer-budget) the streams one local app opens to that peer may "
+	  "hold, so that one app cannot take what the others need; 100: as much as the peer's share" },
 	{ OPT_LOCAL_RESERVE, "local-reserve", 0, OPTION_COUNT, 0, 90, false, false, "10", "percent",
 	  APPLY_LIVE, SCOPE_BROKER,
 	  "the share of the budget kept for streams local apps open: streams peers open never take it" },
@@ -782,6 +785,7 @@ static bool set_value(struct options *o, const struct option_info *info, const c
 	case OPT_PEER_IDLE_TIMEOUT: c->peer_idle_timeout = number; break;
 	case OPT_CONNECTION_BUDGET: c->connection_budget_percent = (unsigned)number; break;
 	case OPT_PEER_BUDGET: c->peer_budget_percent = (unsigned)number; break;
+	case OPT_APP_PEER_BUDGET: c->app_peer_budget_percent = (unsigned)number; break;
 	case OPT_LOCAL_RESERVE: c->local_reserve_percent = (unsigned)number; break;
 	case OPT_ATTACH_USERS:
 	case OPT_ATTACH_GROUPS: {
@@ -1892,6 +1896,7 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_PEER_IDLE_TIMEOUT: snprintf(out, len, "%.15g", c->peer_idle_timeout); break;
 	case OPT_CONNECTION_BUDGET: snprintf(out, len, "%u", c->connection_budget_percent); break;
 	case OPT_PEER_BUDGET: snprintf(out, len, "%u", c->peer_budget_percent); break;
+	case OPT_APP_PEER_BUDGET: snprintf(out, len, "%u", c->app_peer_budget_percent); break;
 	case OPT_LOCAL_RESERVE: snprintf(out, len, "%u", c->local_reserve_percent); break;
 	case OPT_ATTACH_USERS:
 	case OPT_ATTACH_GROUPS:
