@@ -318,10 +318,14 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 		unsigned count = attach_fds_take(&msg, passed);
 		struct attach_msg decoded;
 		const char *why = NULL;
+		char malformed[128];
 		if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
 			why = "attach message too long";
-		else if (attach_decode(buffer, (size_t)n, &decoded) != WH_OK)
-			why = "malformed attach message";
+		else if (attach_decode(buffer, (size_t)n, &decoded) != WH_OK) {
+			snprintf(malformed, sizeof malformed, "malformed attach message: %s",
+				 attach_decode_error(buffer, (size_t)n));
+			why = malformed;
+		}
 		else if (count != attach_fd_count(&decoded))
 			why = decoded.type == ATTACH_STREAM_FD ? "STREAM_FD without its descriptor"
 							       : "descriptors sent with an attach message";

@@ -135,22 +135,44 @@ int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg)
 	return c.failed ? WH_EBUFFER_TOO_SMALL : (int)c.at; /* strings were checked above */
 }
 
-int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg)
+/* Decodes, and says which rule a message broke (NULL when it broke none). */
+static const char *decode(const uint8_t *in, size_t length, struct attach_msg *msg)
 {
 	memset(msg, 0, sizeof *msg);
-	if (!in || length < ATTACH_HEADER_SIZE || length > ATTACH_MESSAGE_MAX)
-		return WH_EPROTOCOL;
+	if (!in || length < ATTACH_HEADER_SIZE)
+		return "shorter than the 8-byte header";
+	if (length > ATTACH_MESSAGE_MAX)
+		return "longer than the largest message";
 	struct cursor c = cursor_reader(in, length);
 	uint8_t version = cursor_get_u8(&c);
 	msg->type = (enum attach_type)cursor_get_u8(&c);
 	uint16_t reserved = (uint16_t)(cursor_get_u8(&c) | cursor_get_u8(&c) << 8);
 	msg->request_id = cursor_get_u32le(&c);
-	if (version != ATTACH_VERSION || reserved != 0)
-		return WH_EPROTOCOL;
+	if (version != ATTACH_VERSION)
+		return "another protocol version in the header";
+	if (reserved != 0)
+		return "reserved header bits set";
+	if (!type_valid(msg->type))
+		return "unknown message type";
 	fields(&c, msg, false);
-	if (c.failed || c.at != length || msg->tx_ring > 1)
-		return WH_EPROTOCOL; /* short, long, or a field out of range */
-	return WH_OK;
+	if (c.failed)
+		return "a field runs past the end, or a string holds a NUL";
+	if (c.at != length)
+		return "bytes after the last field";
+	if (msg->tx_ring > 1)
+		return "a field out of range";
+	return NULL;
+}
+
+int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg)
+{
+	return decode(in, length, msg) ? WH_EPROTOCOL : WH_OK;
+}
+
+const char *attach_decode_error(const uint8_t *in, size_t length)
+{
+	struct attach_msg scratch;
+	return decode(in, length, &scratch);
 }
 
 #define COUNTER_STRUCT struct attach_stats

@@ -94,6 +94,9 @@ int attach_encode(uint8_t *out, size_t cap, const struct attach_msg *msg);
 /* WH_OK, or WH_EPROTOCOL for anything malformed: short or long packet, wrong version,
  * unknown type, bad string, bad field value. msg is fully written (zeroed first). */
 int attach_decode(const uint8_t *in, size_t length, struct attach_msg *msg);
+/* Which rule a message that attach_decode refuses broke, in words for the RESULT that ends
+ * the session ("unknown message type", "bytes after the last field", ...); NULL if none. */
+const char *attach_decode_error(const uint8_t *in, size_t length);
 /* How many fds travel with this message: WELCOME 3 (doorbell, notify segment, news);
  * OPENED and INCOMING 1 (segment), or 2 with ATTACH_NO_SLOT (segment, wake-up socket);
  * STREAM_FD 1 (a socket); others 0. */

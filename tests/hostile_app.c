@@ -108,13 +108,16 @@ static void close_fds(const int fds[ATTACH_MAX_FDS])
 			close(fds[i]);
 }
 
-/* The broker answered the offence with RESULT(error), then hung up. */
-static bool refused_then_closed(int fd, int error)
+/* The broker answered the offence with RESULT(error), then hung up; its words are copied to
+ * said (ATTACH_STRING_MAX + 1 bytes) when given. */
+static bool refused_then_closed_saying(int fd, int error, char *said)
 {
 	struct attach_msg reply;
 	int fds[ATTACH_MAX_FDS];
 	if (!receive(fd, &reply, fds, 5000) || reply.type != ATTACH_RESULT || reply.error != error)
 		return false;
+	if (said)
+		snprintf(said, ATTACH_STRING_MAX + 1, "%s", reply.message);
 	close_fds(fds);
 	uint8_t byte[ATTACH_MESSAGE_MAX];
 	struct pollfd pfd = { fd, POLLIN, 0 };
@@ -219,8 +222,9 @@ static bool broker_serves(void)
 	return ok;
 }
 
+/* The offence ends the session with RESULT WH_EPROTOCOL whose words name it (`names`). */
 static int expect_refusal(const void *bytes, size_t length, int pass_fd, bool after_hello,
-			  const char *what)
+			  const char *what, const char *names)
 {
 	int fd = after_hello ? attach() : connect_raw();
 	if (fd < 0)
@@ -229,11 +233,16 @@ static int expect_refusal(const void *bytes, size_t length, int pass_fd, bool af
 		close(fd);
 		return fail("send failed");
 	}
-	bool ok = refused_then_closed(fd, WH_EPROTOCOL);
+	char said[ATTACH_STRING_MAX + 1] = "";
+	bool ok = refused_then_closed_saying(fd, WH_EPROTOCOL, said);
 	close(fd);
 	if (!ok) {
 		fprintf(stderr, "hostile-app: %s: ", what);
 		return fail("no RESULT WH_EPROTOCOL followed by a hang-up");
+	}
+	if (!strstr(said, names)) {
+		fprintf(stderr, "hostile-app: %s: the broker said \"%s\", not \"%s\": ", what, said, names);
+		return fail("the refusal does not name the offence");
 	}
 	return broker_serves() ? 0 : fail("the broker does not serve new sessions afterwards");
 }
@@ -243,7 +252,7 @@ static int expect_refusal(const void *bytes, size_t length, int pass_fd, bool af
 static int attack_before_hello(void)
 {
 	uint8_t release[] = { ATTACH_VERSION, ATTACH_RELEASE, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
-	return expect_refusal(release, sizeof release, -1, false, "RELEASE before HELLO");
+	return expect_refusal(release, sizeof release, -1, false, "RELEASE before HELLO", "the first message must be HELLO");
 }
 
 static int attack_hello_version(void)
@@ -251,7 +260,7 @@ static int attack_hello_version(void)
 	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 1, .version = 99 };
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &hello);
-	return expect_refusal(bytes, (size_t)n, -1, false, "HELLO version 99");
+	return expect_refusal(bytes, (size_t)n, -1, false, "HELLO version 99", "unsupported protocol version");
 }
 
 static int attack_double_hello(void)
@@ -259,7 +268,7 @@ static int attack_double_hello(void)
 	struct attach_msg hello = { .type = ATTACH_HELLO, .request_id = 2, .version = ATTACH_VERSION };
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &hello);
-	return expect_refusal(bytes, (size_t)n, -1, true, "a second HELLO");
+	return expect_refusal(bytes, (size_t)n, -1, true, "a second HELLO", "HELLO was already said");
 }
 
 static int attack_broker_type(void)
@@ -267,7 +276,7 @@ static int attack_broker_type(void)
 	struct attach_msg result = { .type = ATTACH_RESULT, .request_id = 3, .error = 0 };
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &result);
-	return expect_refusal(bytes, (size_t)n, -1, true, "a broker-only message type");
+	return expect_refusal(bytes, (size_t)n, -1, true, "a broker-only message type", "message type not accepted from an app");
 }
 
 static int attack_fds_attached(void)
@@ -276,7 +285,7 @@ static int attack_fds_attached(void)
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &stats);
 	int extra = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	int rc = expect_refusal(bytes, (size_t)n, extra, true, "a descriptor attached");
+	int rc = expect_refusal(bytes, (size_t)n, extra, true, "a descriptor attached", "descriptors sent with an attach message");
 	close(extra);
 	return rc;
 }
@@ -286,7 +295,7 @@ static int attack_oversize(void)
 	static uint8_t big[ATTACH_MESSAGE_MAX * 2];
 	big[0] = ATTACH_VERSION;
 	big[1] = ATTACH_STATS;
-	return expect_refusal(big, sizeof big, -1, true, "a message over the size limit");
+	return expect_refusal(big, sizeof big, -1, true, "a message over the size limit", "attach message too long");
 }
 
 /* Every malformed shape, each on a session of its own. */
@@ -296,18 +305,21 @@ static int attack_malformed_each(void)
 		const char *what;
 		uint8_t bytes[16];
 		size_t length;
+		const char *names; /* what the RESULT must say */
 	} shapes[] = {
-		{ "garbage", { 9, 9, 9, 9, 9, 9, 9, 9, 9 }, 9 },
-		{ "short header", { ATTACH_VERSION, ATTACH_STATS, 0 }, 3 },
-		{ "reserved bits", { ATTACH_VERSION, ATTACH_STATS, 1, 0, 0, 0, 0, 0 }, 8 },
-		{ "unknown type", { ATTACH_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8 },
-		{ "trailing bytes", { ATTACH_VERSION, ATTACH_STATS, 0, 0, 0, 0, 0, 0, 1 }, 9 },
-		{ "string past the end", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' }, 10 },
-		{ "NUL in a string", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' }, 12 },
-		{ "short RELEASE", { ATTACH_VERSION, ATTACH_RELEASE, 0, 0, 0, 0, 0, 0, 1, 2, 3 }, 11 },
+		{ "garbage", { 9, 9, 9, 9, 9, 9, 9, 9, 9 }, 9, "another protocol version" },
+		{ "short header", { ATTACH_VERSION, ATTACH_STATS, 0 }, 3, "shorter than the 8-byte header" },
+		{ "reserved bits", { ATTACH_VERSION, ATTACH_STATS, 1, 0, 0, 0, 0, 0 }, 8, "reserved header bits" },
+		{ "unknown type", { ATTACH_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8, "unknown message type" },
+		{ "trailing bytes", { ATTACH_VERSION, ATTACH_STATS, 0, 0, 0, 0, 0, 0, 1 }, 9, "bytes after the last field" },
+		{ "string past the end", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 200, 'a' }, 10,
+		  "runs past the end" },
+		{ "NUL in a string", { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 3, 'a', 0, 'b' }, 12,
+		  "a string holds a NUL" },
+		{ "short RELEASE", { ATTACH_VERSION, ATTACH_RELEASE, 0, 0, 0, 0, 0, 0, 1, 2, 3 }, 11, "runs past the end" },
 	};
 	for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-		int rc = expect_refusal(shapes[i].bytes, shapes[i].length, -1, true, shapes[i].what);
+		int rc = expect_refusal(shapes[i].bytes, shapes[i].length, -1, true, shapes[i].what, shapes[i].names);
 		if (rc)
 			return rc;
 	}
@@ -452,7 +464,7 @@ static int attack_stream_fd(void)
 	struct attach_msg bare = { .type = ATTACH_STREAM_FD, .request_id = 5, .handle = 1 };
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 	int n = attach_encode(bytes, sizeof bytes, &bare);
-	int rc = expect_refusal(bytes, (size_t)n, -1, true, "STREAM_FD without a descriptor");
+	int rc = expect_refusal(bytes, (size_t)n, -1, true, "STREAM_FD without a descriptor", "STREAM_FD without its descriptor");
 	if (rc)
 		return rc;
 	struct doorbell bell;

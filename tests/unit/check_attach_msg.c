@@ -191,6 +191,36 @@ START_TEST(test_decode_malformed)
 }
 END_TEST
 
+/* Each broken rule has its own words, which the broker sends in the RESULT that ends the
+ * session: an app's developer reads what was wrong, not only that something was. */
+START_TEST(test_decode_error_names_the_rule)
+{
+	static const struct {
+		uint8_t bytes[16];
+		size_t length;
+		const char *names;
+	} cases[] = {
+		{ { ATTACH_VERSION, ATTACH_STATS, 0 }, 3, "shorter than the 8-byte header" },
+		{ { 9, ATTACH_STATS, 0, 0, 0, 0, 0, 0 }, 8, "another protocol version" },
+		{ { ATTACH_VERSION, ATTACH_STATS, 0, 1, 0, 0, 0, 0 }, 8, "reserved header bits" },
+		{ { ATTACH_VERSION, 99, 0, 0, 0, 0, 0, 0 }, 8, "unknown message type" },
+		{ { ATTACH_VERSION, ATTACH_STATS, 0, 0, 0, 0, 0, 0, 7 }, 9, "bytes after the last field" },
+		{ { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 9, 'a' }, 10, "runs past the end" },
+		{ { ATTACH_VERSION, ATTACH_LISTEN, 0, 0, 0, 0, 0, 0, 2, 'a', 0 }, 11, "holds a NUL" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct attach_msg m;
+		ck_assert_int_eq(attach_decode(cases[i].bytes, cases[i].length, &m), WH_EPROTOCOL);
+		const char *why = attach_decode_error(cases[i].bytes, cases[i].length);
+		ck_assert_msg(why && strstr(why, cases[i].names), "case %zu: \"%s\"", i, why ? why : "(none)");
+	}
+	uint8_t big[ATTACH_MESSAGE_MAX + 1] = { ATTACH_VERSION, ATTACH_STATS };
+	ck_assert_ptr_nonnull(strstr(attach_decode_error(big, sizeof big), "longer than"));
+	uint8_t good[] = { ATTACH_VERSION, ATTACH_STATS, 0, 0, 0, 0, 0, 0 };
+	ck_assert_ptr_null(attach_decode_error(good, sizeof good));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("attach_msg");
@@ -200,6 +230,7 @@ int main(void)
 	tcase_add_test(tc, test_stats_reply);
 	tcase_add_test(tc, test_encode_errors);
 	tcase_add_test(tc, test_decode_malformed);
+	tcase_add_test(tc, test_decode_error_names_the_rule);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
