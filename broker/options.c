@@ -1083,6 +1083,9 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		return;
 	}
 	case OPT_SERVICE_TARGET:
+		service_rule_set_target(rule, value);
+		set_exposed_key(l, service, info, value, at);
+		return;
 	case OPT_SERVICE_BANDWIDTH:
 	case OPT_SERVICE_IDLE_TIMEOUT:
 	case OPT_SERVICE_BALANCE:

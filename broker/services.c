@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -247,11 +248,24 @@ bool app_credentials_in_group(const struct app_credentials *who, long group)
 	return false;
 }
 
+void service_rule_set_target(struct service_rule *rule, const char *target)
+{
+	snprintf(rule->target_refusal, sizeof rule->target_refusal,
+		 "service %.60s goes to its TCP target %.60s (target =), never to an app", rule->name,
+		 target);
+}
+
 int service_app_may_listen(const struct service_rules *rules, const char *service,
 			   const char *default_service, const struct app_credentials *who,
 			   const char **why)
 {
 	const struct service_rule *rule = service_rules_find(rules, service);
+	/* A peer's stream for it goes to the target before any app is looked for: a listener
+	 * there would wait for ever, so it is told now (whoever owns the name). */
+	if (rule && rule->target_refusal[0]) {
+		*why = rule->target_refusal;
+		return WH_EACCESS;
+	}
 	bool owned = rule && (rule->owner_uid >= 0 || rule->owner_gid >= 0);
 	if (!owned) {
 		/* A peer that opens echo or discard trusts the broker to answer, not whichever

@@ -66,6 +66,9 @@ struct service_rule {
 	char peers[SERVICE_RULE_PEERS_MAX][64]; /* identities from certificates */
 	bool local;         /* local apps may open it (default yes) */
 	long owner_uid, owner_gid; /* who may listen on it; -1: not restricted by that */
+	/* "" or, when the section has a `target`, why no app may listen on it (its streams go to
+	 * the target, which takes precedence: an app listening there would never get one) */
+	char target_refusal[200];
 };
 struct service_rules {
 	struct service_rule rules[SERVICE_RULES_MAX];
@@ -87,6 +90,8 @@ struct app_credentials {
 /* True if group is the app's primary group or one of its supplementary groups: the one test
  * for both attach-groups and a service's `owner = :GROUP`. */
 bool app_credentials_in_group(const struct app_credentials *who, long group);
+/* The section has `target = TARGET` (as configured): no app may listen on the service. */
+void service_rule_set_target(struct service_rule *rule, const char *target);
 /* WH_OK, or WH_EACCESS with *why: may an app with these credentials listen on the service?
  * default_service is the broker's service for streams that name none. */
 int service_app_may_listen(const struct service_rules *rules, const char *service,

@@ -716,6 +716,32 @@ START_TEST(test_refused_target)
 }
 END_TEST
 
+/* An app may not listen on a service with a target: the target takes every stream, so the
+ * listener would wait for ever; it is refused, in words that name the target. */
+START_TEST(test_no_listen_on_a_target)
+{
+	char dir[64], path[300], config[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned dead = closed_port();
+	snprintf(config, sizeof config, "[service web]\ntarget = 127.0.0.1:%u\nowner = %ld\n", dead,
+		 (long)getuid());
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	wh_client *app = app_attach(&a);
+	ck_assert_int_eq(wh_listen(app, "web"), WH_EACCESS);
+	char expected[128];
+	snprintf(expected, sizeof expected, "service web goes to its TCP target 127.0.0.1:%u", dead);
+	ck_assert_msg(strstr(wh_client_errmsg(app), expected), "%s", wh_client_errmsg(app));
+	ck_assert_int_eq(wh_listen(app, "other"), WH_OK); /* a name without a target still may */
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* A second target is tried when the first refuses. */
 START_TEST(test_next_target_after_a_refusal)
 {
@@ -1308,6 +1334,10 @@ int main(void)
 	TCase *tc = tcase_create("forward");
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_config_errors);
+	TCase *listen = tcase_create("listen");
+	tcase_set_timeout(listen, 60);
+	tcase_add_test(listen, test_no_listen_on_a_target);
+	suite_add_tcase(suite, listen);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_target_by_name);
