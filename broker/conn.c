@@ -82,6 +82,8 @@ struct conn {
 	bool pause_logged;         /* the first pause was logged; the rest are counted */
 	bool awaiting_first_frame; /* accepted: no complete frame from the peer yet */
 	void (*on_ready)(struct conn *conn, void *user);
+	const struct conn_shared *shared; /* its on_free, read at free (NULL: none) */
+	bool dialled;                     /* client_role: this broker dialled it */
 	char identity[256];        /* the peer's name from its certificate */
 	uint8_t *tls_out;          /* TLS_RECORD bytes: small pieces gathered into one record */
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
@@ -628,6 +630,8 @@ struct conn *conn_new_secure(struct ev_loop *loop, int fd, bool client_role,
 	conn->read_size = own_buffer ? PRIVATE_READ_SIZE : shared->read_area_size;
 	struct mux_budget *budget = shared ? shared->budget : NULL;
 	conn->loop = loop;
+	conn->shared = shared;
+	conn->dialled = client_role;
 	conn->started = ev_now(loop);
 	conn->fd = fd;
 	conn->user = user;
@@ -709,6 +713,8 @@ void conn_free(struct conn *conn)
 	ev_timer_stop(conn->loop, &conn->keepalive_timer);
 	ev_timer_stop(conn->loop, &conn->handshake_timer);
 	ev_timer_stop(conn->loop, &conn->resume_timer);
+	if (conn->shared && conn->shared->on_free)
+		conn->shared->on_free(conn, conn->dialled, conn->shared->on_free_ctx);
 	tls_session_free(conn->tls);
 	free(conn->tls_out);
 	if (!conn->fd_closed)

@@ -26,6 +26,10 @@ struct conn_shared {
 	uint32_t *next_conn_id;    /* connection ids unique in the broker; NULL: the config's */
 	SSL_CTX *tls;              /* the broker's TLS context (released with the struct); NULL: none */
 	double handshake_timeout;  /* seconds for a TLS handshake */
+	/* Called by conn_free before the connection's mux goes (its counters still readable):
+	 * the control keeps the totals of closed connections, so that sums only grow. NULL: none. */
+	void (*on_free)(struct conn *conn, bool dialled, void *ctx);
+	void *on_free_ctx;
 };
 
 #define CONN_READ_AREA_SIZE (1024u * 1024u)

@@ -61,6 +61,10 @@ struct control {
 	uint64_t clients_dropped;     /* not reading their replies, or displaced */
 	double log_level_set_at;      /* ev_now of the last log-level action (0: none) */
 	size_t replies_held;          /* bytes of the replies clients have not taken yet */
+	/* conns --by-peer: the counters of the connections that closed, per peer and role (as
+	 * many rows as the view), added to the open ones' so that each family only grows */
+	struct conn_group *closed_conns;
+	unsigned closed_count;
 };
 
 /* ---- the reply being built ------------------------------------------------------------ */
@@ -384,25 +388,33 @@ struct conn_groups {
 	unsigned count;
 };
 
-static void conn_group_add(struct conn *conn, bool accepted, void *arg)
+/* The group of (name, role) in group[*count], made if new; past CONN_GROUPS_MAX, the last
+ * one, renamed (others). */
+static struct conn_group *conn_group_of(struct conn_group *group, unsigned *count,
+					struct conn *conn, bool accepted)
 {
-	struct conn_groups *g = arg;
 	const char *identity = conn_peer_identity(conn);
 	/* a dialled connection's peer is a configured name; an accepted one's its certificate's */
 	const char *name = !accepted ? mux_peer(conn_mux(conn)) : identity[0] ? identity : "(unidentified)";
 	unsigned i = 0;
-	while (i < g->count && (g->group[i].accepted != accepted || strcmp(g->group[i].peer, name) != 0))
+	while (i < *count && (group[i].accepted != accepted || strcmp(group[i].peer, name) != 0))
 		i++;
-	if (i == g->count && g->count == CONN_GROUPS_MAX)
+	if (i == *count && *count == CONN_GROUPS_MAX)
 		i = CONN_GROUPS_MAX - 1; /* past the bound: all in the last, renamed */
-	struct conn_group *group = &g->group[i];
-	if (i == g->count) {
-		g->count++;
-		snprintf(group->peer, sizeof group->peer, "%s", name);
-		group->accepted = accepted;
-	} else if (i == CONN_GROUPS_MAX - 1 && strcmp(group->peer, name) != 0) {
-		snprintf(group->peer, sizeof group->peer, "(others)");
+	if (i == *count) {
+		(*count)++;
+		snprintf(group[i].peer, sizeof group[i].peer, "%s", name);
+		group[i].accepted = accepted;
+	} else if (i == CONN_GROUPS_MAX - 1 && strcmp(group[i].peer, name) != 0) {
+		snprintf(group[i].peer, sizeof group[i].peer, "(others)");
 	}
+	return &group[i];
+}
+
+static void conn_group_add(struct conn *conn, bool accepted, void *arg)
+{
+	struct conn_groups *g = arg;
+	struct conn_group *group = conn_group_of(g->group, &g->count, conn, accepted);
 	struct mux *mux = conn_mux(conn);
 	uint64_t numbers[CONN_NUMBERS];
 	conn_numbers(conn, numbers);
@@ -414,6 +426,20 @@ static void conn_group_add(struct conn *conn, bool accepted, void *arg)
 		group->numbers[n] += numbers[n];
 }
 
+/* conn_shared.on_free: a connection's totals join its group's closed ones (the frame counts,
+ * and the mux counters that are totals: a level that closed is gone). */
+static void conn_group_closed(struct conn *conn, bool dialled, void *ctx)
+{
+	struct control *ctl = ctx;
+	struct conn_group *group = conn_group_of(ctl->closed_conns, &ctl->closed_count, conn, !dialled);
+	uint64_t numbers[CONN_NUMBERS];
+	conn_numbers(conn, numbers);
+	const size_t frames = CONN_NUMBERS - COUNT_OF(mux_counter_info);
+	for (size_t n = 0; n < CONN_NUMBERS; n++)
+		if (n < frames || mux_counter_info[n - frames].kind == COUNTER_TOTAL)
+			group->numbers[n] += numbers[n];
+}
+
 static void view_conns_by_peer(struct view_ctx *v)
 {
 	struct conn_groups g = { .group = calloc(CONN_GROUPS_MAX, sizeof *g.group) };
@@ -421,6 +447,9 @@ static void view_conns_by_peer(struct view_ctx *v)
 		fail(v->reply, WH_ENOMEM, "the broker is out of memory");
 		return;
 	}
+	/* the closed connections' rows first (no connection, no stream: their totals only) */
+	g.count = v->control->closed_count;
+	memcpy(g.group, v->control->closed_conns, g.count * sizeof *g.group);
 	broker_each_conn(v->control->broker, conn_group_add, &g);
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "conns");
@@ -1495,7 +1524,7 @@ static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_io_start(loop, &ctl->acceptor);
 }
 
-struct control *control_start(struct broker *broker, const struct control_hooks *hooks)
+static struct control *control_open(struct broker *broker, const struct control_hooks *hooks)
 {
 	const struct control_config *config = &broker->config.control;
 	struct control *ctl = calloc(1, sizeof *ctl);
@@ -1558,6 +1587,22 @@ struct control *control_start(struct broker *broker, const struct control_hooks 
 	return ctl;
 }
 
+struct control *control_start(struct broker *broker, const struct control_hooks *hooks)
+{
+	struct control *ctl = control_open(broker, hooks);
+	if (!ctl)
+		return NULL;
+	ctl->closed_conns = calloc(CONN_GROUPS_MAX, sizeof *ctl->closed_conns);
+	if (!ctl->closed_conns) {
+		control_stop(ctl);
+		errno = ENOMEM;
+		return NULL;
+	}
+	broker->conn_shared.on_free = conn_group_closed;
+	broker->conn_shared.on_free_ctx = ctl;
+	return ctl;
+}
+
 void control_stop(struct control *ctl)
 {
 	if (!ctl)
@@ -1574,5 +1619,8 @@ void control_stop(struct control *ctl)
 		if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->socket_dev && st.st_ino == ctl->socket_ino)
 			unlink(ctl->path);
 	}
+	if (ctl->broker->conn_shared.on_free_ctx == ctl)
+		ctl->broker->conn_shared.on_free = NULL;
+	free(ctl->closed_conns);
 	free(ctl);
 }

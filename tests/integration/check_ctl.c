@@ -1240,6 +1240,53 @@ START_TEST(metrics_series_do_not_grow_with_connections)
 }
 END_TEST
 
+/* A's conns --by-peer row for B's connections (plaintext: (unidentified), accepted): its
+ * bytes_in, and its open connections in *open; -1 if there is no such row. */
+static double unidentified_bytes_in(const struct process *a, double *open)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, a, "conns", "--by-peer", NULL);
+	double bytes = -1;
+	for (size_t i = 0; i < rows->count; i++)
+		if (strcmp(json_string(rows->items[i], "peer"), "(unidentified)") == 0 &&
+		    strcmp(json_string(rows->items[i], "role"), "accepted") == 0) {
+			bytes = json_number(rows->items[i], "bytes_in");
+			*open = json_number(rows->items[i], "connections");
+		}
+	json_free(doc);
+	return bytes;
+}
+
+static bool no_conns_open(void *arg)
+{
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, arg, "conns", NULL, NULL);
+	bool none = rows->count == 0;
+	json_free(doc);
+	return none;
+}
+
+/* The sums per peer are counters to a scraper: a connection that closes takes nothing from
+ * them (a drop would read as a reset), and the row stays when the last one goes. */
+START_TEST(conns_by_peer_sums_survive_closed_connections)
+{
+	struct broker_pair pair;
+	const char *b_args[] = { "--pool-min", "2", "--pool-max", "2", NULL };
+	broker_pair_start(&pair, NULL, b_args);
+	struct pool_open want = { &pair.b, 2 };
+	ck_assert_msg(poll_until(pool_has_open, &want, 30), "B's pool did not reach 2");
+	double open = 0;
+	double before = unidentified_bytes_in(&pair.a, &open);
+	ck_assert_msg(before > 0 && open == 2, "bytes_in %.0f over %.0f connections", before, open);
+	ck_assert_int_eq(process_stop(&pair.b, SIGTERM), 0); /* both of B's connections close */
+	ck_assert_msg(poll_until(no_conns_open, &pair.a, 30), "A still has connections");
+	double after = unidentified_bytes_in(&pair.a, &open);
+	ck_assert_msg(after >= before && open == 0, "bytes_in %.0f after %.0f before (%.0f open)", after,
+		      before, open);
+	ck_assert_int_eq(process_stop(&pair.a, SIGTERM), 0);
+}
+END_TEST
+
 /* A connection to the metrics listener that sends half a request and waits. */
 static int slowloris_open(const char *address)
 {
@@ -1378,6 +1425,10 @@ static Suite *ctl_suite(void)
 	tcase_add_test(operators, metrics_slowloris_cannot_keep_a_scraper_out);
 	tcase_add_test(operators, control_clients_that_never_read_cannot_lock_out_the_operator);
 	suite_add_tcase(s, operators);
+	TCase *closed = tcase_create("closed");
+	tcase_set_timeout(closed, 120);
+	tcase_add_test(closed, conns_by_peer_sums_survive_closed_connections);
+	suite_add_tcase(s, closed);
 	return s;
 }
 
