@@ -152,7 +152,29 @@ class Stats:
         return "Stats(%s)" % ", ".join("%s=%d" % (n, getattr(self, n)) for n in self.FIELDS)
 
 
-class Client:
+class _Handle:
+    """What a Client and a Stream share: a C handle in `_h` (None once closed), closed by
+    `close()`, as a context manager and when garbage-collected."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_h", None):
+            try:
+                self.close()
+            except Exception:
+                pass
+
+    @property
+    def closed(self):
+        return self._h is None
+
+
+class Client(_Handle):
     """A session with the broker: Client(path=None) attaches at once.
 
     path: the broker's Unix socket; None lets the C library choose ($WORMHOLE_SOCKET, else
@@ -173,23 +195,6 @@ class Client:
         self._h = handle.value
 
     # ---- life ---------------------------------------------------------------------------
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_h", None):
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    @property
-    def closed(self):
-        return self._h is None
 
     def close(self):
         """Closes every stream still open (as Stream.close does) and detaches. Idempotent."""
@@ -289,7 +294,7 @@ class Client:
                     raise self._error(rc)
 
 
-class Stream:
+class Stream(_Handle):
     """A reliable, ordered byte stream in both directions, like a connected TCP socket.
 
     Made by Client.open and Client.accept. read/readinto return b""/0 at the end of the
@@ -313,23 +318,6 @@ class Stream:
         client._streams.add(self)
 
     # ---- life ---------------------------------------------------------------------------
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        if getattr(self, "_h", None):
-            try:
-                self.close()
-            except Exception:
-                pass
-
-    @property
-    def closed(self):
-        return self._h is None
 
     def close(self):
         """Half-closes if needed, stops reading and frees the stream; bytes already written

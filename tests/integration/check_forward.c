@@ -348,10 +348,32 @@ static void brokers_start(struct process *a, struct process *b, const char *dir,
 	ck_assert(broker_spawn(b, b_args));
 }
 
+/* The small target behind A as service small (target = 127.0.0.1:PORT), and B with the given
+ * forwards (NULL: forward small to it). Returns the target's pid. */
+static pid_t small_scene_start(const char *dir, unsigned *target_port, struct process *a,
+			       struct process *b, const char *forwards)
+{
+	pid_t target = small_target_start(dir, target_port);
+	char services[512];
+	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", *target_port);
+	brokers_start(a, b, dir, services,
+		      forwards ? forwards : "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	return target;
+}
+
+
 static void brokers_stop(struct process *a, struct process *b)
 {
 	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
+}
+
+/* Stops what small_scene_start started and removes the test's directory. */
+static void small_scene_stop(pid_t target, struct process *a, struct process *b, const char *dir)
+{
+	stop_child(target);
+	brokers_stop(a, b);
+	harness_cleanup_dir(dir);
 }
 
 /* ---- tests ---------------------------------------------------------------------------------- */
@@ -423,11 +445,8 @@ START_TEST(test_half_close_both_ways)
 	char dir[64];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	char services[512];
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
 	unsigned port = forward_port(&b, "small");
 
 	const size_t size = 3u << 20; /* beyond every window: the answer waits for the reader */
@@ -455,9 +474,7 @@ START_TEST(test_half_close_both_ways)
 	close(fd);
 	free(sent);
 	free(got);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -472,11 +489,8 @@ START_TEST(test_resets_both_ways)
 	char dir[64], result[300], line[32];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	char services[512];
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
 	unsigned port = forward_port(&b, "small");
 
 	/* target -> client */
@@ -503,9 +517,7 @@ START_TEST(test_resets_both_ways)
 	read_line(result, line, sizeof line);
 	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
 	assert_fds_back(&a, a_fds, &b, b_fds);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -533,13 +545,11 @@ static bool target_stalled(void *arg)
  * windows, and the target is blocked after the windows and the sockets' buffers are full. */
 START_TEST(test_slow_client_stops_the_target)
 {
-	char dir[64], services[512];
+	char dir[64];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
 	unsigned port = forward_port(&b, "small");
 	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
 	ck_assert_int_eq(write(fd, "Eh", 2), 2);
@@ -564,9 +574,7 @@ START_TEST(test_slow_client_stops_the_target)
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	reset_close(fd);
 	assert_fds_back(&a, a_fds, &b, b_fds);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -574,13 +582,11 @@ END_TEST
  * the sockets' buffers; the brokers' memory stays bounded; a reset frees everything. */
 START_TEST(test_target_that_never_reads)
 {
-	char dir[64], services[512];
+	char dir[64];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
 	unsigned port = forward_port(&b, "small");
 	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
 	ck_assert_int_eq(write(fd, "Eh", 2), 2);
@@ -615,22 +621,18 @@ START_TEST(test_target_that_never_reads)
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	reset_close(fd);
 	assert_fds_back(&a, a_fds, &b, b_fds);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
 /* Beyond max-connections a connection is accepted and closed at once, and the log says so. */
 START_TEST(test_max_connections)
 {
-	char dir[64], services[512];
+	char dir[64];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\n"
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\n"
 		      "service = small\nmax-connections = 1\n");
 	unsigned port = forward_port(&b, "small");
 	int held = connect_loopback(port);
@@ -649,9 +651,7 @@ START_TEST(test_max_connections)
 		have += (size_t)n;
 	ck_assert_str_eq(got, "hello");
 	close(held);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -765,9 +765,7 @@ START_TEST(test_next_target_after_a_refusal)
 	ck_assert_int_eq(n, 0);
 	ck_assert_str_eq(got, "hello");
 	close(fd);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -804,9 +802,7 @@ START_TEST(test_target_by_name)
 		ck_assert_str_eq(got, want);
 		close(fds[i]);
 	}
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -882,13 +878,11 @@ static bool connect_refused(unsigned port)
  * listening, the added one listens; a new listen that cannot be bound refuses the reload. */
 START_TEST(test_reload_forwards)
 {
-	char dir[64], services[512], path[300], text[1024];
+	char dir[64], path[300], text[1024];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "[forward two]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
 	unsigned one = forward_port(&b, "one"), two = forward_port(&b, "two");
 	int kept = ping_begin(one, "kept before the reload");
@@ -938,9 +932,7 @@ START_TEST(test_reload_forwards)
 	int still = echo_begin(three, "three ");
 	echo_end(still, "three ", "still listens: the reload changed nothing");
 	close(taken);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -1073,13 +1065,11 @@ END_TEST
  * keeps talking is not. */
 START_TEST(test_idle_timeout)
 {
-	char dir[64], services[512], result[300], accepted[300], line[32];
+	char dir[64], result[300], accepted[300], line[32];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "idle-timeout = 1\n");
 	unsigned port = forward_port(&b, "small");
 	/* talking every 0.3 s for 2 s: not idle */
@@ -1109,9 +1099,7 @@ START_TEST(test_idle_timeout)
 	ck_assert_msg(strcmp(line, "rst") == 0, "the target saw %s, not a reset", line);
 	ck_assert(process_log_wait(&b, "idle for 1 s (idle-timeout): stream", 10));
 	close(fd);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -1125,13 +1113,11 @@ static bool alive(const struct process *p)
  * reset), not be left holding a freed stream; the broker runs on. */
 START_TEST(test_peer_removed_under_a_connection)
 {
-	char dir[64], services[512], path[300];
+	char dir[64], path[300];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[broker]\ndrain-timeout = 0.5\n[forward small]\n"
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[broker]\ndrain-timeout = 0.5\n[forward small]\n"
 		      "listen = 127.0.0.1:0\npeer = a\nservice = small\n");
 	unsigned port = forward_port(&b, "small");
 	int held = ping_begin(port, "held across the reload");
@@ -1151,22 +1137,18 @@ START_TEST(test_peer_removed_under_a_connection)
 	const char *status[] = { "-s", socket_b, "status", NULL };
 	ck_assert_int_eq(process_run("ctl/wormhole-ctl", status, out, sizeof out), 0);
 	ck_assert(alive(&b));
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
 /* wormhole-ctl forward add and del change forwards at run time; a reload keeps the added one. */
 START_TEST(test_runtime_forwards)
 {
-	char dir[64], services[512], socket_b[300], out[4096];
+	char dir[64], socket_b[300], out[4096];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "");
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "");
 	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
 	const char *add[] = { "-s", socket_b, "forward", "add", "web", "127.0.0.1:0", "a", "small", NULL };
 	ck_assert_int_eq(process_run("ctl/wormhole-ctl", add, out, sizeof out), 0);
@@ -1194,9 +1176,7 @@ START_TEST(test_runtime_forwards)
 	const char *del[] = { "-s", socket_b, "forward", "del", "web", NULL };
 	ck_assert_int_eq(process_run("ctl/wormhole-ctl", del, out, sizeof out), 0);
 	ck_assert_msg(connect_refused(port), "the deleted forward still listens");
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -1247,9 +1227,7 @@ START_TEST(test_bandwidth)
 	took = echo_transfer(forward_port(&b, "free"), 2u << 20);
 	ck_assert_msg(took > 3.0 && took < 60, "the service's limit: %.2f s", took);
 	fprintf(stderr, "bandwidth: 2 MiB each way at 1 MiB/s: %.2f s\n", took);
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 
@@ -1271,13 +1249,11 @@ static bool served(unsigned port)
 /* connection-rate: one client address opening connections faster is closed at once. */
 START_TEST(test_connection_rate)
 {
-	char dir[64], services[512];
+	char dir[64];
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
-	pid_t target = small_target_start(dir, &target_port);
-	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u\n", target_port);
 	struct process a, b;
-	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
+	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "connection-rate = 2\n");
 	unsigned port = forward_port(&b, "small");
 	int ok = 0;
@@ -1288,9 +1264,7 @@ START_TEST(test_connection_rate)
 	/* a burst of 2, then 2 a second: what the time taken allows, give or take one */
 	ck_assert_msg(ok >= 2 && ok <= 3 + (int)(took * 2), "%d of 12 served in %.2f s", ok, took);
 	ck_assert(process_log_wait(&b, "forward=small: client 127.0.0.1 opens more than connection-rate 2 a second", 10));
-	stop_child(target);
-	brokers_stop(&a, &b);
-	harness_cleanup_dir(dir);
+	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
 

@@ -193,6 +193,24 @@ static bool both_asleep(void *arg)
 	       sleeping_on(ring_producer_wait_word(&b[1].s->tx));
 }
 
+/* Blocks a reader (b[0]) and a writer (b[1]) on their streams, kills the broker under them,
+ * and checks both calls return WH_EBROKER_GONE within a sleeping slice and some room. */
+static void kill_broker_under_blocked_calls(struct process *broker, struct blocked b[2])
+{
+	pthread_t threads[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&threads[i], NULL, blocked_call, &b[i]);
+	ck_assert(poll_until(both_asleep, b, 10));
+	int64_t killed_at = wh_now_ns();
+	kill(broker->pid, SIGKILL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(b[i].result, WH_EBROKER_GONE);
+		ck_assert_int_lt(b[i].returned_at - killed_at, 1500000000ll); /* a 200 ms slice, and room */
+	}
+}
+
 START_TEST(test_broker_death_wakes_blocked_threads)
 {
 	struct broker_pair p;
@@ -204,18 +222,7 @@ START_TEST(test_broker_death_wakes_blocked_threads)
 	ck_assert_int_eq(wh_listen(sink, "never-read"), WH_OK);
 	ck_assert_int_eq(wh_open(client, "a", "discard", 10000, &b[0].s), WH_OK);
 	ck_assert_int_eq(wh_open(client, "a", "never-read", 10000, &b[1].s), WH_OK);
-	pthread_t threads[2];
-	for (int i = 0; i < 2; i++)
-		pthread_create(&threads[i], NULL, blocked_call, &b[i]);
-	ck_assert(poll_until(both_asleep, b, 10));
-	int64_t killed_at = wh_now_ns();
-	kill(p.b.pid, SIGKILL);
-	for (int i = 0; i < 2; i++)
-		pthread_join(threads[i], NULL);
-	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(b[i].result, WH_EBROKER_GONE);
-		ck_assert_int_lt(b[i].returned_at - killed_at, 1500000000ll); /* a 200 ms slice, and room */
-	}
+	kill_broker_under_blocked_calls(&p.b, b);
 	wh_close(b[0].s);
 	wh_close(b[1].s);
 	wh_client_detach(sink);
@@ -240,17 +247,8 @@ START_TEST(test_broker_death_wakes_threads_on_local_streams)
 		ck_assert_int_eq(wh_open(client, WH_PEER_LOCAL, "quiet", 10000, &b[i].s), WH_OK);
 		ck_assert_int_eq(wh_accept(partner, 10000, &held[i]), WH_OK);
 	}
-	pthread_t threads[2];
-	for (int i = 0; i < 2; i++)
-		pthread_create(&threads[i], NULL, blocked_call, &b[i]);
-	ck_assert(poll_until(both_asleep, b, 10));
-	int64_t killed_at = wh_now_ns();
-	kill(p.b.pid, SIGKILL);
-	for (int i = 0; i < 2; i++)
-		pthread_join(threads[i], NULL);
+	kill_broker_under_blocked_calls(&p.b, b);
 	for (int i = 0; i < 2; i++) {
-		ck_assert_int_eq(b[i].result, WH_EBROKER_GONE);
-		ck_assert_int_lt(b[i].returned_at - killed_at, 1500000000ll); /* a 200 ms slice, and room */
 		wh_close(b[i].s);
 		wh_close(held[i]);
 	}
