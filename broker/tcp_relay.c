@@ -228,7 +228,7 @@ static bool pump_in(struct tcp_relay *r)
 			 * so TCP's window stops the program; the probe notices if it resets */
 			ev_io_stop(r->loop, &r->readable);
 			if (!ev_is_active(&r->probe))
-				ev_timer_start(r->loop, &r->probe);
+				ev_timer_again(r->loop, &r->probe); /* every PROBE_INTERVAL from now */
 			return true;
 		}
 		ev_timer_stop(r->loop, &r->probe);
@@ -411,7 +411,8 @@ static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 		relay_check_done(r);
 		return;
 	}
-	ev_timer_start(r->loop, &r->probe); /* a repeating timer stopped by no one: look again */
+	/* the timer repeats: the next look comes PROBE_INTERVAL from now (restarting a one-shot
+	 * timer here fired it again at once, on every pass of the loop: a core spun) */
 }
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -493,7 +494,7 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->last_active = ev_now(loop);
 	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
 	r->idle.data = r;
-	ev_timer_init(&r->probe, on_probe, PROBE_INTERVAL, 0);
+	ev_timer_init(&r->probe, on_probe, 0, PROBE_INTERVAL);
 	r->probe.data = r;
 	if (r->idle_timeout > 0)
 		ev_timer_start(loop, &r->idle);
