@@ -37,6 +37,9 @@ static const char *host, *port;
 static double seconds = 2.0;
 static uint32_t flood_stream; /* flood(): DATA (empty) and WINDOW_UPDATE (+1) go to it */
 static size_t flood_data_bytes; /* flood(): bytes in each DATA frame to flood_stream */
+/* flood_unread(): a broker that stops reading the flood (its answers back up) instead of
+ * closing holds it within its bounds too; check_attacks then looks at its memory */
+static bool unread_may_stall;
 static bool flood_held; /* flood(): DATA of 0 or 1 byte spread over 8 ids that never open */
 static bool reset_with_data; /* attack_rapid_reset(): a byte of DATA before each reset */
 
@@ -607,7 +610,7 @@ static int flood_unread(enum frame_type type)
 	 * keep-alive first (we answer no PING either), whichever comes first on a loaded
 	 * machine (the test runs the broker with a small control-queue). HANDSHAKEs to a built-in service
 	 * owe nothing until the budget refuses them, so either outcome is right there. */
-	if (type == FRAME_PING && !r.eof)
+	if (type == FRAME_PING && !r.eof && !unread_may_stall)
 		return fail("PINGs with their PONGs unread did not end the connection");
 	return 0;
 }
@@ -909,7 +912,11 @@ static int flood_handshake(void) { return flood_bounded(FRAME_HANDSHAKE); }
 static int flood_ping_unread(void) { return flood_unread(FRAME_PING); }
 /* The same PINGs, run against a broker whose ping-rate lets all of them through: what ends it
  * must be the control queue (check_attacks looks for its log line). */
-static int flood_ping_unread_in_rate(void) { return flood_unread(FRAME_PING); }
+static int flood_ping_unread_in_rate(void)
+{
+	unread_may_stall = true;
+	return flood_unread(FRAME_PING);
+}
 static int flood_handshake_unread(void) { return flood_unread(FRAME_HANDSHAKE); }
 static int reset_close(void) { return attack_rapid_reset(false); }
 static int reset_error(void) { return attack_rapid_reset(true); }

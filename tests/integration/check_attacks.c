@@ -304,6 +304,7 @@ START_TEST(test_attack)
 	snprintf(port, sizeof port, "%u", broker.port);
 	const char *attack_args[] = { attack->name, "127.0.0.1", port, attack->seconds, NULL };
 	ck_assert(app_spawn(&attacker, "tests/hostile-peer", attack_args));
+	attacker.keep_log = true; /* what it saw decides the log check below */
 	int status = process_wait(&attacker, 100); /* the longest attack runs 60 s, and a batch more */
 	if (status != 0) {
 		/* both sides of the story, and whether the broker still served the canary */
@@ -313,7 +314,11 @@ START_TEST(test_attack)
 			canary.pings, canary.lost, canary.worst_rtt[1] * 1e3);
 	}
 	ck_assert_msg(status == 0, "%s: the attacker's checks failed (status %d)", attack->name, status);
-	const char *log_says = log_check_for(attack->name);
+	/* When the broker ended the attack, the defence named must be what ended it; a broker that
+	 * stopped taking the flood instead (its answers backed up) is held to the RSS bound */
+	const char *log_says = process_log_has(&attacker, "the broker closed the connection")
+				       ? log_check_for(attack->name) : NULL;
+	harness_cleanup_dir(attacker.dir);
 	if (log_says && !process_log_wait(&broker, log_says, 5))
 		process_dump_log(&broker);
 	ck_assert_msg(!log_says || process_log_has(&broker, log_says), "%s: the broker's log does not say "
