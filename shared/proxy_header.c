@@ -165,7 +165,9 @@ int proxy_header_encode_v2(uint8_t *out, size_t cap, const struct proxy_addresse
 		return WH_EINVAL;
 	struct cursor c = cursor_writer(out, cap);
 	cursor_put_bytes(&c, v2_signature, sizeof v2_signature);
-	cursor_put_u8(&c, V2_VERSION | V2_CMD_PROXY);
+	/* no addresses: LOCAL (the receiver keeps the connection's own), which consumers take;
+	 * PROXY with family UNSPEC is allowed by the spec but haproxy 2.6 resets it */
+	cursor_put_u8(&c, V2_VERSION | (size ? V2_CMD_PROXY : V2_CMD_LOCAL));
 	cursor_put_u8(&c, a->family == PROXY_FAMILY_TCP4   ? V2_FAM_TCP4
 			  : a->family == PROXY_FAMILY_TCP6 ? V2_FAM_TCP6
 							   : V2_FAM_UNSPEC);

@@ -65,8 +65,10 @@ struct proxy_header {
 
 /* "PROXY TCP4 SRC DST SPORT DPORT\r\n", or "PROXY UNKNOWN\r\n" for PROXY_FAMILY_UNKNOWN. */
 int proxy_header_encode_v1(uint8_t *out, size_t cap, const struct proxy_addresses *addresses);
-/* A v2 PROXY command (family UNSPEC when unknown: no address block, the TLVs still go) with
- * tlv_count TLVs (each value at most 65535 bytes; WH_EINVAL past the 16-bit total). */
+/* A v2 PROXY command with TCP4 or TCP6 addresses, or for PROXY_FAMILY_UNKNOWN a LOCAL
+ * command of family UNSPEC (no address block: the receiver keeps the connection's own; the
+ * TLVs still go). tlv_count TLVs, each value at most 65535 bytes (WH_EINVAL past the 16-bit
+ * total). */
 int proxy_header_encode_v2(uint8_t *out, size_t cap, const struct proxy_addresses *addresses,
 			   const struct proxy_tlv *tlvs, size_t tlv_count);
 
