@@ -133,7 +133,7 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		return;
 	}
 	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout,
-					   &l->limit };
+					   &l->limit, NULL, 0 };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream,
 			    &params) != WH_OK) {
 		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
