@@ -397,11 +397,13 @@ START_TEST(test_v2_identity_over_tls)
 	pid_t target = decoder_start(&target_port), target1 = decoder_start(&target1_port);
 	snprintf(services, sizeof services,
 		 "[service who]\ntarget = 127.0.0.1:%u\nproxy-protocol = v2\npeers = b\n"
-		 "[service who1]\ntarget = 127.0.0.1:%u\nproxy-protocol = v1\npeers = b\n",
-		 target_port, target1_port);
+		 "[service who1]\ntarget = 127.0.0.1:%u\nproxy-protocol = v1\npeers = b\n"
+		 "[service theirs]\ntarget = 127.0.0.1:%u\nproxy-protocol = v2\npeers = c\n",
+		 target_port, target1_port, target_port);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services,
-		      "[forward who]\nlisten = 127.0.0.1:0\npeer = a\nservice = who\n", true);
+		      "[forward who]\nlisten = 127.0.0.1:0\npeer = a\nservice = who\n"
+		      "[forward theirs]\nlisten = 127.0.0.1:0\npeer = a\nservice = theirs\n", true);
 	unsigned forward = forward_port(&b, "who"), local_port;
 	int fd = connect_from(forward, &local_port);
 	read_all(fd, answer, sizeof answer);
@@ -409,6 +411,13 @@ START_TEST(test_v2_identity_over_tls)
 	snprintf(want, sizeof want, "v2 family=4 src=127.0.0.1:%u dst=127.0.0.1:%u peer=b local=0\n",
 		 local_port, forward);
 	ck_assert_msg(strcmp(answer, want) == 0, "the target read \"%s\", want \"%s\"", answer, want);
+
+	/* a peer the service's rules refuse puts no address before its target: the stream is
+	 * refused (ERROR 403) before anything is dialled, and the client is reset */
+	fd = connect_from(forward_port(&b, "theirs"), &local_port);
+	ck_assert_uint_eq(read_all(fd, answer, sizeof answer), 0);
+	close(fd);
+	ck_assert(process_log_wait(&a, "service=theirs refused: this peer is not among the service's peers", 10));
 
 	wh_client *app = app_attach(&b);
 	wh_stream *s;
