@@ -53,6 +53,8 @@ struct forward_open {
 	struct forward_open *prev, *next;
 	int fd;
 	char client[80];
+	bool has_address;
+	struct frame_client_address address; /* named in the stream's HANDSHAKE (proxy-protocol) */
 };
 
 void forward_format_address(char *out, size_t length, const char *host, const char *port)
@@ -131,7 +133,7 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		return;
 	}
 	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout,
-					   &l->limit };
+					   &l->limit, NULL, 0 };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream,
 			    &params) != WH_OK) {
 		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
@@ -176,6 +178,42 @@ static void client_address(int fd, char *out, size_t length, char host[64])
 		getnameinfo((struct sockaddr *)&address, size, host, 64, port, sizeof port,
 			    NI_NUMERICHOST | NI_NUMERICSERV);
 	forward_format_address(out, length, host, port);
+}
+
+/* One end of a socket as the HANDSHAKE names it; a v4-mapped v6 address as v4 (v4 is 4). */
+static uint8_t wire_address(const struct sockaddr_storage *a, uint8_t addr[16], uint16_t *port)
+{
+	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF };
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)a;
+		memcpy(addr, &in->sin_addr, 4);
+		*port = ntohs(in->sin_port);
+		return 4;
+	}
+	if (a->ss_family != AF_INET6)
+		return 0;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)a;
+	*port = ntohs(in6->sin6_port);
+	if (memcmp(in6->sin6_addr.s6_addr, mapped, sizeof mapped) == 0) {
+		memcpy(addr, in6->sin6_addr.s6_addr + 12, 4);
+		return 4;
+	}
+	memcpy(addr, in6->sin6_addr.s6_addr, 16);
+	return 6;
+}
+
+/* Who connected (source) to which of our addresses (destination): false if either end is
+ * not TCP over IP, or they differ in family. */
+static bool client_wire_address(int fd, struct frame_client_address *out)
+{
+	struct sockaddr_storage peer, local;
+	socklen_t peer_size = sizeof peer, local_size = sizeof local;
+	memset(out, 0, sizeof *out);
+	if (getpeername(fd, (struct sockaddr *)&peer, &peer_size) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&local, &local_size) < 0)
+		return false;
+	out->family = wire_address(&peer, out->src_addr, &out->src_port);
+	return out->family && wire_address(&local, out->dst_addr, &out->dst_port) == out->family;
 }
 
 /* Whether the client's address may open one more connection now (connection-rate). */
@@ -273,7 +311,9 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	l->opening_count++;
 	/* with a connection open, the stream comes back before this returns and the relay reads
 	 * the client at once: its first bytes go with (or right after) the HANDSHAKE */
-	if (pool_open_stream(pool, l->config.service, on_stream_opened, o) != WH_OK) {
+	o->has_address = client_wire_address(fd, &o->address);
+	if (pool_open_stream_from(pool, l->config.service, o->has_address ? &o->address : NULL,
+				  on_stream_opened, o) != WH_OK) {
 		open_unlink(o);
 		l->open_failures++;
 		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s takes no new "

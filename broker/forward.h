@@ -45,6 +45,7 @@ struct exposed_service {
 				 * that bring it back (2) */
 	double idle_timeout;    /* a connection with no byte either way this long is reset; 0: never */
 	double bandwidth;       /* bytes a second each way, all its target connections together; 0: none */
+	unsigned proxy_protocol; /* 0: none; 1, 2: the PROXY header version sent to each target */
 };
 
 /* A [forward NAME] section. */

@@ -18,7 +18,7 @@
  * reads its answers is not closed for the broker being full. */
 #define CONTROL_QUEUE_FREE (64u * 1024u)
 #define SEND_CREDIT_LIMIT 0x7FFFFFFF        /* credit above this is a flow-control error */
-#define SERVICE_NAME_MAX 255u
+#define SERVICE_NAME_MAX FRAME_SERVICE_NAME_MAX
 /* Frames for a peer's stream that arrive before its HANDSHAKE (a reference peer can send them
  * so, WIRE-NOTES weakness 4) are held for this many ids at once, this long, and at most the
  * initial window each: more is what no honest peer sends. */
@@ -36,6 +36,9 @@ struct mux_stream {
 	struct mux *mux;
 	uint32_t id;
 	char service[SERVICE_NAME_MAX + 1];
+	/* the forward's TCP client the opener named in its HANDSHAKE (has_client), or ours */
+	bool has_client;
+	struct frame_client_address client;
 
 	bool write_closed;  /* the owner will write no more: CLOSE follows the queued data */
 	bool close_sent;    /* CLOSE is planned on the wire */
@@ -998,9 +1001,17 @@ static void handle_data_chunk(struct mux *mux, const struct frame_event *ev)
 	}
 }
 
-static bool service_name_valid(const uint8_t *name, size_t length)
+/* A HANDSHAKE whose payload does not parse (a name too long, an address block malformed or
+ * oversized: frame_handshake_payload_parse) is refused on its id alone, with a log line. */
+static void refuse_bad_handshake(struct mux *mux, uint32_t id, int error)
 {
-	return length <= SERVICE_NAME_MAX && !memchr(name, '\0', length);
+	const char *why = error == WH_EPAYLOAD_TOO_LARGE ? "service name or extensions too long"
+							 : "malformed extensions (client address)";
+	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s stream=%u refused: HANDSHAKE payload: "
+		  "%s: ERROR 400", mux->config.id, mux->config.peer, id, why);
+	send_error_frame(mux, id, FRAME_ERR_PROTOCOL, why);
+	early_forget(mux, id);
+	count_wasted_open(mux, "opens streams that are refused");
 }
 
 static void handle_handshake(struct mux *mux, const struct frame_header *h, const uint8_t *payload,
@@ -1022,10 +1033,10 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 	}
 	stream_ids_mark(&mux->peer_ids, id);
 	early_forget_unusable(mux, id);
-	if (!service_name_valid(payload, length)) {
-		send_error_frame(mux, id, FRAME_ERR_PROTOCOL, "service name too long or contains NUL");
-		early_forget(mux, id);
-		count_wasted_open(mux, "opens streams that are refused");
+	struct frame_handshake hs;
+	int parsed = frame_handshake_payload_parse(payload, length, &hs);
+	if (parsed != WH_OK) {
+		refuse_bad_handshake(mux, id, parsed);
 		return;
 	}
 	if (mux->going_away || mux->draining) {
@@ -1033,7 +1044,11 @@ static void handle_handshake(struct mux *mux, const struct frame_header *h, cons
 		early_forget(mux, id);
 		return;
 	}
-	int error = stream_new(mux, id, (const char *)payload, length, true, &s);
+	int error = stream_new(mux, id, (const char *)hs.service, hs.service_length, true, &s);
+	if (error == WH_OK && hs.has_client) {
+		s->has_client = true;
+		s->client = hs.client;
+	}
 	if (error == WH_OK && mux->cb.on_incoming)
 		error = mux->cb.on_incoming(mux, s, s->service, mux->user);
 	else if (error == WH_OK && mux->accept_count >= mux->config.accept_backlog)
@@ -2049,9 +2064,15 @@ void mux_set_now(struct mux *mux, double now)
 
 int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out)
 {
+	return mux_open_stream_from(mux, service, NULL, out);
+}
+
+int mux_open_stream_from(struct mux *mux, const char *service, const struct frame_client_address *client,
+			 struct mux_stream **out)
+{
 	size_t length = service ? strnlen(service, SERVICE_NAME_MAX + 1) : 0;
 	*out = NULL;
-	if (length > SERVICE_NAME_MAX)
+	if (length > SERVICE_NAME_MAX || (client && client->family != 4 && client->family != 6))
 		return WH_EINVAL;
 	if (mux->closed || mux->going_away || mux->draining)
 		return WH_EMUX_CLOSED;
@@ -2077,8 +2098,13 @@ int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **ou
 		mux->ids_exhausted = true;
 	else
 		mux->next_local_id += 2;
-	uint8_t frame[FRAME_HEADER_SIZE + SERVICE_NAME_MAX];
-	control_push(mux, frame, frame_encode_handshake(frame, sizeof frame, id, service, length));
+	uint8_t payload[FRAME_HANDSHAKE_PAYLOAD_MAX], frame[FRAME_HEADER_SIZE + FRAME_HANDSHAKE_PAYLOAD_MAX];
+	int n = frame_handshake_payload_encode(payload, sizeof payload, service, client);
+	control_push(mux, frame, frame_encode_handshake(frame, sizeof frame, id, payload, n > 0 ? (size_t)n : 0));
+	if (client) {
+		s->has_client = true;
+		s->client = *client;
+	}
 	mux->stats.streams_opened++;
 	*out = s;
 	return WH_OK;
@@ -2277,6 +2303,10 @@ void mux_stream_release(struct mux_stream *s)
 uint32_t mux_stream_id(const struct mux_stream *s) { return s->id; }
 struct mux *mux_stream_mux(const struct mux_stream *s) { return s->mux; }
 const char *mux_stream_service(const struct mux_stream *s) { return s->service; }
+const struct frame_client_address *mux_stream_client(const struct mux_stream *s)
+{
+	return s->has_client ? &s->client : NULL;
+}
 bool mux_stream_is_finished(const struct mux_stream *s) { return s->finished; }
 int mux_stream_error(const struct mux_stream *s) { return s->error; }
 uint32_t mux_stream_remote_code(const struct mux_stream *s) { return s->remote_code; }

@@ -290,6 +290,11 @@ void mux_set_now(struct mux *mux, double now);
  * streams ended without data nearly as fast as the peer's reset-rate allows: see
  * opens_held_back), WH_EINVAL (service longer than 255 bytes or with NUL), WH_ENOMEM. */
 int mux_open_stream(struct mux *mux, const char *service, struct mux_stream **out);
+/* The same, naming a forward's TCP client in the HANDSHAKE (client NULL: none; WH_EINVAL
+ * for a family other than 4 or 6): the exposing broker hands it to the service's target
+ * (proxy-protocol, docs/FORWARDING.md). */
+int mux_open_stream_from(struct mux *mux, const char *service, const struct frame_client_address *client,
+			 struct mux_stream **out);
 /* The next stream waiting in the accept queue, or NULL. */
 struct mux_stream *mux_accept(struct mux *mux);
 
@@ -340,6 +345,9 @@ void mux_stream_release(struct mux_stream *stream);
 uint32_t mux_stream_id(const struct mux_stream *stream);
 struct mux *mux_stream_mux(const struct mux_stream *stream);
 const char *mux_stream_service(const struct mux_stream *stream);
+/* The forward's TCP client the stream's opener named in its HANDSHAKE (or we did, opening it),
+ * NULL when none was named (an app's stream, a reference peer's). */
+const struct frame_client_address *mux_stream_client(const struct mux_stream *stream);
 /* True once both sides closed or an ERROR went either way. */
 bool mux_stream_is_finished(const struct mux_stream *stream);
 /* WH_OK, or the error that ended the stream (WH_EREMOTE etc. for a received ERROR). */

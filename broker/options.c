@@ -294,6 +294,12 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  APPLY_LIVE, SCOPE_SERVICE,
 	  "[service NAME] only: bytes a second each way that all its target connections together may "
 	  "carry (a token bucket; the windows slow the far side down); 0: no limit" },
+	{ OPT_SERVICE_PROXY_PROTOCOL, "proxy-protocol", 0, OPTION_STRING, 1, 15, false, false, "none",
+	  NULL, APPLY_NEW_STREAMS, SCOPE_SERVICE,
+	  "[service NAME] only: none, v1 or v2: each target connection starts with a PROXY protocol "
+	  "header naming the TCP client of the far broker's forward (v1 text, v2 binary; v2 also "
+	  "carries the peer broker's certificate identity in TLV 0xE0); a stream without a client "
+	  "(an app's, a reference peer's) gets PROXY UNKNOWN (v1) or a LOCAL header (v2)" },
 	{ OPT_FORWARD_LISTEN, "listen", 0, OPTION_ADDRESS, 0, 65535, false, false, NULL, NULL,
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: accept TCP connections at HOST:PORT (port 0 picks one, logged); "
@@ -961,7 +967,7 @@ static void set_targets(struct loading *l, struct exposed_service *e, const stru
 }
 
 /* A [service NAME] key about its targets: target, connect-timeout, balance, health-check, fall,
- * rise, idle-timeout, bandwidth. */
+ * rise, idle-timeout, bandwidth, proxy-protocol. */
 static void set_exposed_key(struct loading *l, const char *service, const struct option_info *info,
 			    const char *value, const struct origin *at)
 {
@@ -987,6 +993,15 @@ static void set_exposed_key(struct loading *l, const char *service, const struct
 			add_error(o, at, info, value, "not a whole number within 1..1000");
 		else
 			*(info->id == OPT_SERVICE_FALL ? &e->fall : &e->rise) = (unsigned)n;
+	} else if (info->id == OPT_SERVICE_PROXY_PROTOCOL) {
+		if (strcmp(value, "none") == 0)
+			e->proxy_protocol = 0;
+		else if (strcmp(value, "v1") == 0)
+			e->proxy_protocol = 1;
+		else if (strcmp(value, "v2") == 0)
+			e->proxy_protocol = 2;
+		else
+			add_error(o, at, info, value, "none, v1 or v2");
 	} else if (info->id == OPT_SERVICE_BANDWIDTH) {
 		double n;
 		if (!parse_whole(value, true, &n) || n > info->max)
@@ -1023,7 +1038,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 	if (!info || info->scope != SCOPE_SERVICE) {
 		add_error(o, at, NULL, NULL, "%s: %s", name,
 			  info ? "not a setting of a service (peers, local, owner, target, connect-timeout, "
-				 "balance, health-check, fall, rise, idle-timeout, bandwidth)"
+				 "balance, health-check, fall, rise, idle-timeout, bandwidth, proxy-protocol)"
 			       : "no such setting");
 		return;
 	}
@@ -1087,6 +1102,7 @@ static void set_service_key(struct loading *l, const char *service, const struct
 		set_exposed_key(l, service, info, value, at);
 		return;
 	case OPT_SERVICE_BANDWIDTH:
+	case OPT_SERVICE_PROXY_PROTOCOL:
 	case OPT_SERVICE_IDLE_TIMEOUT:
 	case OPT_SERVICE_BALANCE:
 	case OPT_SERVICE_HEALTH_CHECK:
@@ -1603,8 +1619,8 @@ static void check_forwards(struct options *o, struct loading *l)
 	for (unsigned i = 0; i < c->exposed_count; i++)
 		if (!l->exposed_target_given[i]) {
 			struct origin at = { l->file, l->exposed_lines[i], NULL };
-			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance, health checks, idle-timeout or bandwidth "
-				  "without a target",
+			add_error(o, &at, NULL, NULL, "[service %s]: connect-timeout, balance, health checks, idle-timeout, bandwidth or "
+				  "proxy-protocol without a target",
 				  c->exposed[i].service);
 		}
 }

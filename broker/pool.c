@@ -40,6 +40,8 @@ struct pool_conn {
 
 struct open_request {
 	char *service;
+	bool has_client;
+	struct frame_client_address client; /* the forward's TCP client, for the HANDSHAKE */
 	pool_open_callback callback;
 	void *user;
 	double deadline;
@@ -134,11 +136,11 @@ struct conn *pool_get(struct pool *pool)
 }
 
 static void open_on(struct pool *pool, struct conn *conn, const char *service,
-		    pool_open_callback callback, void *user)
+		    const struct frame_client_address *client, pool_open_callback callback, void *user)
 {
 	struct mux_stream *stream;
 	mux_set_now(conn_mux(conn), ev_now(pool->loop));
-	int error = mux_open_stream(conn_mux(conn), service, &stream);
+	int error = mux_open_stream_from(conn_mux(conn), service, client, &stream);
 	if (error == WH_OK)
 		pool->stats.total_streams++;
 	callback(error == WH_OK ? stream : NULL, error, user);
@@ -146,11 +148,17 @@ static void open_on(struct pool *pool, struct conn *conn, const char *service,
 
 int pool_open_stream(struct pool *pool, const char *service, pool_open_callback callback, void *user)
 {
+	return pool_open_stream_from(pool, service, NULL, callback, user);
+}
+
+int pool_open_stream_from(struct pool *pool, const char *service, const struct frame_client_address *client,
+			  pool_open_callback callback, void *user)
+{
 	if (pool->closed || pool->draining)
 		return WH_EMUX_CLOSED;
 	struct conn *conn = pool_get(pool);
 	if (conn) {
-		open_on(pool, conn, service, callback, user);
+		open_on(pool, conn, service, client, callback, user);
 		return WH_OK;
 	}
 	struct open_request *r = calloc(1, sizeof *r);
@@ -161,6 +169,8 @@ int pool_open_stream(struct pool *pool, const char *service, pool_open_callback 
 	}
 	r->callback = callback;
 	r->user = user;
+	if ((r->has_client = client != NULL))
+		r->client = *client;
 	r->deadline = ev_now(pool->loop) + pool->config.connect_timeout;
 	if (pool->waiting_tail)
 		pool->waiting_tail->next = r;
@@ -181,7 +191,8 @@ static void settle_waiting(struct pool *pool, struct conn *conn, int error, doub
 		if (conn || error != WH_OK || now >= r->deadline) {
 			*link = r->next;
 			if (conn)
-				open_on(pool, conn, r->service, r->callback, r->user);
+				open_on(pool, conn, r->service, r->has_client ? &r->client : NULL,
+					r->callback, r->user);
 			else
 				r->callback(NULL, error != WH_OK ? error : WH_ETIMEOUT, r->user);
 			free(r->service);

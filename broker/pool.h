@@ -66,6 +66,9 @@ struct conn *pool_get(struct pool *pool);
  * connection is open, else when one opens or after connect_timeout (WH_ETIMEOUT). Returns
  * WH_OK (the callback will run) or WH_EMUX_CLOSED (pool closed; the callback will not run). */
 int pool_open_stream(struct pool *pool, const char *service, pool_open_callback callback, void *user);
+/* The same, naming a forward's TCP client in the stream's HANDSHAKE (NULL: none). */
+int pool_open_stream_from(struct pool *pool, const char *service, const struct frame_client_address *client,
+			  pool_open_callback callback, void *user);
 /* Connections open now (not counting dials in progress). */
 size_t pool_len(const struct pool *pool);
 void pool_get_stats(const struct pool *pool, struct pool_stats *stats);

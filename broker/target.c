@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "forward_internal.h"
+#include "proxy_header.h"
 #include "resolve.h"
 
 #define DIAL_ADDRESSES_MAX 8 /* addresses of one target name tried in turn */
@@ -33,6 +34,11 @@ struct target_dial {
 	int fd;
 	ev_io connected;
 	ev_timer timeout;
+	/* what the PROXY header says (proxy-protocol), taken when the stream came: the forward's
+	 * client the opener named, and the identity its connection's certificate proved */
+	bool has_client;
+	struct frame_client_address client;
+	char peer_identity[256];
 	int last_error;       /* errno of the last failed attempt */
 	char last_what[400];  /* "target 127.0.0.1:8000: Connection refused" */
 	bool last_timed_out;
@@ -389,6 +395,32 @@ static void attempt_failed(struct target_dial *d, int error, const char *address
 	dial_next_address(d);
 }
 
+/* The PROXY protocol header for the target (proxy-protocol): the client the opener named, or
+ * "unknown" (v1 UNKNOWN, v2 LOCAL) when it named none; v2 adds the peer's identity (TLV
+ * 0xE0) when its connection proved one. Its length, 0 when none is wanted. */
+static size_t dial_proxy_header(const struct target_dial *d, uint8_t *out, size_t cap)
+{
+	struct proxy_addresses a = { .family = PROXY_FAMILY_UNKNOWN };
+	if (d->has_client) {
+		size_t size = d->client.family == 4 ? 4 : 16;
+		a.family = d->client.family == 4 ? PROXY_FAMILY_TCP4 : PROXY_FAMILY_TCP6;
+		memcpy(a.src_addr, d->client.src_addr, size);
+		memcpy(a.dst_addr, d->client.dst_addr, size);
+		a.src_port = d->client.src_port;
+		a.dst_port = d->client.dst_port;
+	}
+	int n = 0;
+	if (d->service.proxy_protocol == 1) {
+		n = proxy_header_encode_v1(out, cap, &a);
+	} else if (d->service.proxy_protocol == 2) {
+		size_t id_length = strlen(d->peer_identity);
+		struct proxy_tlv id = { PROXY_TLV_WORMHOLE_PEER, (uint16_t)id_length,
+					(const uint8_t *)d->peer_identity };
+		n = proxy_header_encode_v2(out, cap, &a, &id, id_length ? 1 : 0);
+	}
+	return n > 0 ? (size_t)n : 0;
+}
+
 static void dial_connected(struct target_dial *d)
 {
 	struct broker *broker = d->fw->broker;
@@ -406,8 +438,10 @@ static void dial_connected(struct target_dial *d)
 		e->tried = true;
 		e->last_failed = false;
 	}
+	uint8_t header[PROXY_HEADER_ENCODE_MAX];
 	struct tcp_relay_params params = { label, FRAME_ERR_ENDPOINT_GONE, name, d->service.idle_timeout,
-					   service_limit_get(d->fw, &d->service) };
+					   service_limit_get(d->fw, &d->service), header,
+					   dial_proxy_header(d, header, sizeof header) };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, entry_relays(d->fw, e), d->fd,
 			    d->stream, &params) != WH_OK) {
 		d->last_timed_out = false;
@@ -551,6 +585,11 @@ int target_attach(struct forwarding *fw, struct mux_stream *stream, const struct
 	d->stream = stream;
 	d->service = *exposed;
 	d->fd = -1;
+	const struct frame_client_address *client = mux_stream_client(stream);
+	if ((d->has_client = client != NULL))
+		d->client = *client;
+	const struct conn *conn = conn_from_mux(mux_stream_mux(stream));
+	snprintf(d->peer_identity, sizeof d->peer_identity, "%s", conn ? conn_peer_identity(conn) : "");
 	dial_balance(d);
 	ev_init(&d->timeout, on_connect_timeout);
 	d->timeout.data = d;

@@ -35,6 +35,7 @@ struct tcp_relay {
 	/* the tail of a stream read the socket did not take: at most RELAY_CHUNK */
 	uint8_t *pending;
 	size_t pending_at, pending_length;
+	size_t uncounted; /* bytes of pending that are the prefix: not the stream's */
 	bool socket_eof; /* the socket said EOF: CLOSE is queued on the stream */
 	bool stream_eof; /* the stream said EOF: the socket's write side is shut */
 	uint32_t reset_code;
@@ -277,11 +278,13 @@ static int flush_pending(struct tcp_relay *r)
 	while (r->pending_length) {
 		ssize_t w = send(r->fd, r->pending + r->pending_at, r->pending_length, MSG_NOSIGNAL);
 		if (w > 0) {
+			size_t prefix = (size_t)w < r->uncounted ? (size_t)w : r->uncounted;
+			r->uncounted -= prefix;
 			r->last_active = ev_now(r->loop);
 			r->pending_at += (size_t)w;
 			r->pending_length -= (size_t)w;
-			r->bytes_out += (uint64_t)w;
-			r->set->bytes_out += (uint64_t)w;
+			r->bytes_out += (uint64_t)w - prefix;
+			r->set->bytes_out += (uint64_t)w - prefix;
 			continue;
 		}
 		if (w < 0 && errno == EINTR)
@@ -496,6 +499,14 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->idle.data = r;
 	ev_timer_init(&r->probe, on_probe, 0, PROBE_INTERVAL);
 	r->probe.data = r;
+	if (params->prefix_length) { /* the header goes first: pump_out flushes pending first */
+		if (params->prefix_length > RELAY_CHUNK || !(r->pending = malloc(params->prefix_length))) {
+			free(r);
+			return WH_ENOMEM;
+		}
+		memcpy(r->pending, params->prefix, params->prefix_length);
+		r->pending_length = r->uncounted = params->prefix_length;
+	}
 	if (r->idle_timeout > 0)
 		ev_timer_start(loop, &r->idle);
 	r->next = set->head;

@@ -71,6 +71,9 @@ struct tcp_relay_params {
 	double idle_timeout;     /* no byte either way this long: both ends reset (ERROR 504 to
 				  * the stream, RST to the socket); 0: never */
 	struct tcp_relay_limit *limit; /* NULL: none; must outlive the relay */
+	const uint8_t *prefix;   /* bytes the socket gets before any byte of the stream (a PROXY
+				  * protocol header; copied), or NULL; not counted as relayed */
+	size_t prefix_length;    /* at most RELAY_CHUNK */
 };
 
 /* Joins fd (connected, non-blocking; its descriptor taken from fds, which may be NULL) and

@@ -63,6 +63,27 @@ static void check_control_roundtrip(const struct frame_event *event, const uint8
 		abort();
 }
 
+/* A HANDSHAKE payload parses to a name without NUL of at most 255 bytes, within the payload;
+ * the name and client it gave encode to a payload that parses to the same. */
+static void check_handshake_payload(const struct frame_event *event)
+{
+	struct frame_handshake hs, again;
+	if (frame_handshake_payload_parse(event->payload, event->payload_length, &hs) != WH_OK)
+		return;
+	if (hs.service_length > FRAME_SERVICE_NAME_MAX || hs.service_length > event->payload_length ||
+	    (hs.service_length && memchr(hs.service, 0, hs.service_length)))
+		abort();
+	char name[FRAME_SERVICE_NAME_MAX + 1];
+	memcpy(name, hs.service, hs.service_length);
+	name[hs.service_length] = '\0';
+	uint8_t out[FRAME_HANDSHAKE_PAYLOAD_MAX];
+	int n = frame_handshake_payload_encode(out, sizeof out, name, hs.has_client ? &hs.client : NULL);
+	if (n < 0 || frame_handshake_payload_parse(out, (size_t)n, &again) != WH_OK ||
+	    again.service_length != hs.service_length || again.has_client != hs.has_client ||
+	    (hs.has_client && memcmp(&again.client, &hs.client, sizeof hs.client) != 0))
+		abort();
+}
+
 /* Feeds data in pieces whose sizes come from the split pattern (0 means all at once). */
 static struct digest decode(const uint8_t *data, size_t size, uint32_t max_payload, uint8_t split)
 {
@@ -81,6 +102,8 @@ static struct digest decode(const uint8_t *data, size_t size, uint32_t max_paylo
 			abort();
 		if (event.kind == FRAME_EVENT_CONTROL && !split)
 			check_control_roundtrip(&event, data + frame_start, size - frame_start);
+		if (event.kind == FRAME_EVENT_CONTROL && !split && event.header.type == FRAME_HANDSHAKE)
+			check_handshake_payload(&event);
 		digest_event(&digest, &event);
 		offset += used;
 		if (event.kind == FRAME_EVENT_MALFORMED && event.fatal) {

@@ -209,6 +209,85 @@ int frame_encode_handshake(uint8_t *out, size_t cap, uint32_t stream_id, const v
 	return frame_encode(out, cap, FRAME_HANDSHAKE, stream_id, payload, length);
 }
 
+static size_t client_address_size(uint8_t family)
+{
+	return family == 4 ? 4 : family == 6 ? 16 : 0;
+}
+
+int frame_handshake_payload_encode(uint8_t *out, size_t cap, const char *service,
+				   const struct frame_client_address *client)
+{
+	size_t name = service ? strnlen(service, FRAME_SERVICE_NAME_MAX + 1) : 0;
+	if (name > FRAME_SERVICE_NAME_MAX || (client && !client_address_size(client->family)))
+		return WH_EINVAL;
+	struct cursor c = cursor_writer(out, cap);
+	cursor_put_bytes(&c, service, name);
+	if (client) {
+		size_t size = client_address_size(client->family);
+		cursor_put_u8(&c, 0);
+		cursor_put_u8(&c, FRAME_HS_CLIENT);
+		cursor_put_u8(&c, (uint8_t)(1 + 2 * (size + 2)));
+		cursor_put_u8(&c, client->family);
+		cursor_put_bytes(&c, client->src_addr, size);
+		cursor_put_u8(&c, (uint8_t)(client->src_port >> 8));
+		cursor_put_u8(&c, (uint8_t)client->src_port);
+		cursor_put_bytes(&c, client->dst_addr, size);
+		cursor_put_u8(&c, (uint8_t)(client->dst_port >> 8));
+		cursor_put_u8(&c, (uint8_t)client->dst_port);
+	}
+	return c.failed ? WH_EBUFFER_TOO_SMALL : (int)c.at;
+}
+
+static int parse_client(const uint8_t *value, size_t length, struct frame_client_address *client)
+{
+	size_t size = length ? client_address_size(value[0]) : 0;
+	if (!size || length != 1 + 2 * (size + 2))
+		return WH_EPROTOCOL;
+	memset(client, 0, sizeof *client);
+	client->family = value[0];
+	memcpy(client->src_addr, value + 1, size);
+	client->src_port = (uint16_t)(value[1 + size] << 8 | value[2 + size]);
+	memcpy(client->dst_addr, value + 3 + size, size);
+	client->dst_port = (uint16_t)(value[3 + 2 * size] << 8 | value[4 + 2 * size]);
+	return WH_OK;
+}
+
+int frame_handshake_payload_parse(const uint8_t *payload, size_t length, struct frame_handshake *out)
+{
+	memset(out, 0, sizeof *out);
+	const uint8_t *nul = length ? memchr(payload, 0, length) : NULL;
+	size_t name = nul ? (size_t)(nul - payload) : length;
+	if (name > FRAME_SERVICE_NAME_MAX)
+		return WH_EPAYLOAD_TOO_LARGE;
+	out->service = payload;
+	out->service_length = name;
+	if (!nul)
+		return WH_OK;
+	const uint8_t *at = nul + 1;
+	size_t left = length - name - 1;
+	if (left == 0)
+		return WH_EPROTOCOL;
+	if (left > FRAME_HS_EXTENSIONS_MAX)
+		return WH_EPAYLOAD_TOO_LARGE;
+	uint32_t seen[8] = { 0 }; /* one bit per type: each at most once */
+	while (left) {
+		if (left < 2 || at[1] > left - 2)
+			return WH_EPROTOCOL;
+		uint8_t type = at[0], size = at[1];
+		if (seen[type / 32] & (1u << (type % 32)))
+			return WH_EPROTOCOL;
+		seen[type / 32] |= 1u << (type % 32);
+		if (type == FRAME_HS_CLIENT) {
+			if (parse_client(at + 2, size, &out->client) != WH_OK)
+				return WH_EPROTOCOL;
+			out->has_client = true;
+		}
+		at += 2u + size;
+		left -= 2u + size;
+	}
+	return WH_OK;
+}
+
 int frame_encode_error(uint8_t *out, size_t cap, uint32_t stream_id, uint32_t code,
 		       const char *message, size_t message_length)
 {

@@ -111,6 +111,44 @@ int frame_encode_handshake(uint8_t *out, size_t cap, uint32_t stream_id, const v
 int frame_encode_error(uint8_t *out, size_t cap, uint32_t stream_id, uint32_t code,
 		       const char *message, size_t message_length);
 
+/* ---- the HANDSHAKE payload (docs/PROTOCOL.md, section 3) ------------------------------
+ *   NAME [0x00 EXTENSIONS]
+ * NAME: the service, 0-255 bytes without NUL (empty: the receiver's default service).
+ * EXTENSIONS (ours; a reference peer ignores the whole payload): 1-255 bytes of
+ * [type u8][length u8][value], each type at most once; types this codec does not know are
+ * skipped. FRAME_HS_CLIENT: the TCP client of a forward, [family u8 = 4 | 6][source address
+ * 4 | 16][source port u16 BE][destination address][destination port u16 BE]. */
+
+#define FRAME_SERVICE_NAME_MAX 255u
+#define FRAME_HS_EXTENSIONS_MAX 255u
+#define FRAME_HANDSHAKE_PAYLOAD_MAX (FRAME_SERVICE_NAME_MAX + 1u + FRAME_HS_EXTENSIONS_MAX)
+#define FRAME_HS_CLIENT 0x01u
+
+/* Who connected to a forward (source) at which of its addresses (destination). Addresses in
+ * network byte order (4 or 16 bytes used), ports in host order. */
+struct frame_client_address {
+	uint8_t family; /* 4 or 6 */
+	uint8_t src_addr[16], dst_addr[16];
+	uint16_t src_port, dst_port;
+};
+
+struct frame_handshake {
+	const uint8_t *service; /* into the payload; not NUL-terminated */
+	size_t service_length;
+	bool has_client;
+	struct frame_client_address client;
+};
+
+/* The payload for a service name (NULL: empty) and a client (NULL: none; then the payload is
+ * the name alone, as before extensions). Bytes written (>= 0), WH_EBUFFER_TOO_SMALL, or
+ * WH_EINVAL (a name over 255 bytes or with NUL, a client of another family). */
+int frame_handshake_payload_encode(uint8_t *out, size_t cap, const char *service,
+				   const struct frame_client_address *client);
+/* WH_OK; WH_EPAYLOAD_TOO_LARGE for a name over 255 bytes or extensions over 255;
+ * WH_EPROTOCOL for malformed extensions (a NUL with nothing after it, one that runs past the
+ * end, a client block of the wrong length or family, a type twice). */
+int frame_handshake_payload_parse(const uint8_t *payload, size_t length, struct frame_handshake *out);
+
 /* ---- parse helpers: WH_OK or WH_EINVALID_FRAME_TYPE (wrong type), WH_EFRAME_TOO_SHORT,
  * WH_EPAYLOAD_TOO_LARGE (a u32 payload that is not exactly 4 bytes) -------------------- */
 

@@ -705,6 +705,115 @@ START_TEST(test_decoder_truncated_input)
 }
 END_TEST
 
+/* ---- the HANDSHAKE payload: service name and extensions ------------------------------ */
+
+static struct frame_client_address client_v4(void)
+{
+	struct frame_client_address c = { .family = 4, .src_port = 51234, .dst_port = 18000 };
+	memcpy(c.src_addr, (const uint8_t[]){ 192, 0, 2, 7 }, 4);
+	memcpy(c.dst_addr, (const uint8_t[]){ 127, 0, 0, 1 }, 4);
+	return c;
+}
+
+START_TEST(test_handshake_payload_golden)
+{
+	uint8_t out[FRAME_HANDSHAKE_PAYLOAD_MAX];
+	struct frame_client_address c = client_v4();
+	int n = frame_handshake_payload_encode(out, sizeof out, "web", &c);
+	assert_bytes(out, n, "776562 00 01 0d 04 c0000207 c822 7f000001 4650");
+	/* without a client the payload is the name alone, as a broker of before sent it */
+	n = frame_handshake_payload_encode(out, sizeof out, "web", NULL);
+	assert_bytes(out, n, "776562");
+	ck_assert_int_eq(frame_handshake_payload_encode(out, sizeof out, NULL, NULL), 0);
+	ck_assert_int_eq(frame_handshake_payload_encode(out, 10, "web", &c), WH_EBUFFER_TOO_SMALL);
+	c.family = 5;
+	ck_assert_int_eq(frame_handshake_payload_encode(out, sizeof out, "web", &c), WH_EINVAL);
+	char long_name[300];
+	memset(long_name, 'a', 256);
+	long_name[256] = '\0';
+	ck_assert_int_eq(frame_handshake_payload_encode(out, sizeof out, long_name, NULL), WH_EINVAL);
+}
+END_TEST
+
+START_TEST(test_handshake_payload_roundtrip)
+{
+	uint8_t out[FRAME_HANDSHAKE_PAYLOAD_MAX];
+	struct frame_client_address c6 = { .family = 6, .src_port = 1, .dst_port = 65535 };
+	for (int i = 0; i < 16; i++) {
+		c6.src_addr[i] = (uint8_t)(0x20 + i);
+		c6.dst_addr[i] = (uint8_t)(0xF0 - i);
+	}
+	char name[FRAME_SERVICE_NAME_MAX + 1];
+	memset(name, 'n', FRAME_SERVICE_NAME_MAX);
+	name[FRAME_SERVICE_NAME_MAX] = '\0';
+	int n = frame_handshake_payload_encode(out, sizeof out, name, &c6);
+	ck_assert_int_eq(n, 255 + 1 + 2 + 37);
+	struct frame_handshake hs;
+	ck_assert_int_eq(frame_handshake_payload_parse(out, (size_t)n, &hs), WH_OK);
+	ck_assert_uint_eq(hs.service_length, 255);
+	ck_assert(hs.has_client);
+	ck_assert_mem_eq(&hs.client, &c6, sizeof c6);
+	/* the default service with a client */
+	struct frame_client_address c4 = client_v4();
+	n = frame_handshake_payload_encode(out, sizeof out, "", &c4);
+	ck_assert_int_eq(frame_handshake_payload_parse(out, (size_t)n, &hs), WH_OK);
+	ck_assert_uint_eq(hs.service_length, 0);
+	ck_assert(hs.has_client);
+	ck_assert_mem_eq(&hs.client, &c4, sizeof c4);
+	/* a name alone, and nothing at all */
+	ck_assert_int_eq(frame_handshake_payload_parse((const uint8_t *)"web", 3, &hs), WH_OK);
+	ck_assert_uint_eq(hs.service_length, 3);
+	ck_assert(!hs.has_client);
+	ck_assert_int_eq(frame_handshake_payload_parse(NULL, 0, &hs), WH_OK);
+	ck_assert_uint_eq(hs.service_length, 0);
+}
+END_TEST
+
+START_TEST(test_handshake_payload_unknown_extension_skipped)
+{
+	uint8_t in[64];
+	size_t n = unhex("776562 00 7f 02 abcd 01 0d 04 c0000207 c822 7f000001 4650 80 00", in, sizeof in);
+	struct frame_handshake hs;
+	ck_assert_int_eq(frame_handshake_payload_parse(in, n, &hs), WH_OK);
+	ck_assert(hs.has_client);
+	ck_assert_uint_eq(hs.client.src_port, 51234);
+}
+END_TEST
+
+START_TEST(test_handshake_payload_malformed)
+{
+	static const char *const bad[] = {
+		"776562 00",                                            /* a NUL, nothing after */
+		"776562 00 01",                                         /* a type without a length */
+		"776562 00 01 0d 04 c0000207",                          /* runs past the end */
+		"776562 00 01 0c 04 c0000207 c822 7f000001 46",         /* a client block too short */
+		"776562 00 01 0e 04 c0000207 c822 7f000001 4650 00",    /* ... too long */
+		"776562 00 01 0d 05 c0000207 c822 7f000001 4650",       /* no such family */
+		"776562 00 01 0d 06 c0000207 c822 7f000001 4650",       /* v6 with a v4 block */
+		"776562 00 01 00",                                      /* an empty client block */
+		"776562 00 01 0d 04 c0000207 c822 7f000001 4650 01 0d 04 c0000207 c822 7f000001 4650",
+		"776562 00 7f 00 7f 00",                                /* any type twice */
+	};
+	uint8_t in[128];
+	struct frame_handshake hs;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		size_t n = unhex(bad[i], in, sizeof in);
+		ck_assert_msg(frame_handshake_payload_parse(in, n, &hs) == WH_EPROTOCOL, "accepted: %s", bad[i]);
+	}
+	/* oversized: a name over 255 bytes, extensions over 255 bytes */
+	uint8_t big[FRAME_CONTROL_MAX];
+	memset(big, 'a', sizeof big);
+	ck_assert_int_eq(frame_handshake_payload_parse(big, 256, &hs), WH_EPAYLOAD_TOO_LARGE);
+	big[3] = 0;
+	for (size_t at = 4; at + 2 <= 4 + 256; at += 2) { /* unknown types 0x80.. with no value */
+		big[at] = (uint8_t)(0x80 + (at - 4) / 2);
+		big[at + 1] = 0;
+	}
+	ck_assert_int_eq(frame_handshake_payload_parse(big, 4 + 256, &hs), WH_EPAYLOAD_TOO_LARGE);
+	ck_assert_int_eq(frame_handshake_payload_parse(big, 4 + 254, &hs), WH_OK);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
 	Suite *suite = suite_create("frame");
@@ -726,6 +835,10 @@ static Suite *frame_suite(void)
 	tcase_add_test(codec, test_wire_error_codes);
 	tcase_add_test(codec, test_header_check_rules);
 	tcase_add_test(codec, test_header_check_boundaries);
+	tcase_add_test(codec, test_handshake_payload_golden);
+	tcase_add_test(codec, test_handshake_payload_roundtrip);
+	tcase_add_test(codec, test_handshake_payload_unknown_extension_skipped);
+	tcase_add_test(codec, test_handshake_payload_malformed);
 	suite_add_tcase(suite, codec);
 
 	TCase *decoder = tcase_create("decoder");

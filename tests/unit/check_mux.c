@@ -824,6 +824,54 @@ START_TEST(test_duplicate_handshake_is_a_stream_error)
 }
 END_TEST
 
+/* The forward's client travels in the HANDSHAKE beside the service name; a malformed or
+ * oversized address block is ERROR 400 on that stream alone. */
+START_TEST(test_handshake_client_address)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	struct frame_client_address client = { .family = 4, .src_addr = { 192, 0, 2, 7 }, .src_port = 51234,
+					       .dst_addr = { 127, 0, 0, 1 }, .dst_port = 18000 };
+	struct mux_stream *c, *plain, *bad;
+	ck_assert_int_eq(mux_open_stream_from(link.client, "web", &client, &c), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, "web", &plain), WH_OK);
+	client.family = 5;
+	ck_assert_int_eq(mux_open_stream_from(link.client, "web", &client, &bad), WH_EINVAL);
+	client.family = 4;
+	pump(&link);
+	struct mux_stream *s = mux_accept(link.server), *s2 = mux_accept(link.server);
+	ck_assert_ptr_nonnull(s);
+	ck_assert_ptr_nonnull(s2);
+	ck_assert_str_eq(mux_stream_service(s), "web");
+	ck_assert_ptr_nonnull(mux_stream_client(s));
+	ck_assert_mem_eq(mux_stream_client(s), &client, sizeof client);
+	ck_assert_ptr_null(mux_stream_client(s2));
+	ck_assert_ptr_nonnull(mux_stream_client(c));
+
+	/* malformed (a client block a byte short) and oversized (300 bytes of extensions) */
+	uint8_t payload[FRAME_CONTROL_MAX], frame[FRAME_HEADER_SIZE + FRAME_CONTROL_MAX];
+	static const uint8_t short_block[] = { 'w', 'e', 'b', 0, 1, 12, 4, 192, 0, 2, 7, 0xC8, 0x22,
+					       127, 0, 0, 1, 0x46 };
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 5, short_block, sizeof short_block));
+	memcpy(payload, "web", 4);
+	for (size_t i = 0; i < 150; i++) {
+		payload[4 + 2 * i] = (uint8_t)(0x80 + i);
+		payload[5 + 2 * i] = 0;
+	}
+	inject(&link, frame, frame_encode_handshake(frame, sizeof frame, 7, payload, 4 + 300));
+	ck_assert_uint_eq(mux_stats(link.server)->errors_sent, 2);
+	ck_assert_ptr_null(mux_accept(link.server));
+	ck_assert(!mux_is_closed(link.server));
+	/* the connection carries on: the first stream still works */
+	ck_assert_int_eq(mux_stream_write(c, "still fine", 10), 10);
+	pump(&link);
+	char buf[16];
+	ck_assert_int_eq(mux_stream_read(s, buf, sizeof buf), 10);
+	link_close(&link);
+}
+END_TEST
+
 START_TEST(test_window_violation_is_a_stream_error)
 {
 	struct mux_config config = test_config();
@@ -2306,6 +2354,7 @@ int main(void)
 	tcase_add_test(errors, test_io_failure_resets_one_stream);
 	tcase_add_test(errors, test_accept_backlog);
 	tcase_add_test(errors, test_duplicate_handshake_is_a_stream_error);
+	tcase_add_test(errors, test_handshake_client_address);
 	tcase_add_test(errors, test_window_violation_is_a_stream_error);
 	tcase_add_test(errors, test_malformed_frame_ends_one_stream);
 	tcase_add_test(errors, test_unknown_stream_frames_are_dropped);

@@ -356,6 +356,7 @@ START_TEST(test_forwarding_sections)
 					"balance = least-connections\n"
 					"health-check = 2\n"
 					"fall = 4\n"
+					"proxy-protocol = v2\n"
 					"peers = a\n"
 					"[forward web]\n"
 					"listen = 127.0.0.1:18000\n"
@@ -378,6 +379,7 @@ START_TEST(test_forwarding_sections)
 	ck_assert_double_eq(c->exposed[0].health_interval, 2);
 	ck_assert_uint_eq(c->exposed[0].fall, 4);
 	ck_assert_uint_eq(c->exposed[0].rise, 2);
+	ck_assert_uint_eq(c->exposed[0].proxy_protocol, 2);
 	ck_assert_ptr_nonnull(service_rules_find(&c->apps.services, "web"));
 	ck_assert_uint_eq(c->forward_count, 1);
 	ck_assert_str_eq(c->forwards[0].listen_port, "18000");
@@ -403,13 +405,20 @@ START_TEST(test_forwarding_sections)
 	char expect[256];
 	snprintf(expect, sizeof expect, "%s:2: target: 127.0.0.1: wants HOST:PORT", path);
 	ck_assert(has_error(expect));
-	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout or bandwidth without a target", path);
+	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout, bandwidth or proxy-protocol without a target", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:8: window: not a setting of a forward", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:9: [forward g]: no listen = HOST:PORT", path);
+	ck_assert(has_error(expect));
+	unlink(path);
+	path = write_config("[service web]\n"
+			    "target = 127.0.0.1:1\n"
+			    "proxy-protocol = v3\n");
+	ck_assert(!load("--config", path, "--listen", "none", NULL));
+	snprintf(expect, sizeof expect, "%s:3: proxy-protocol: none, v1 or v2", path);
 	ck_assert(has_error(expect));
 	unlink(path);
 }
