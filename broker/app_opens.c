@@ -121,7 +121,9 @@ static void pool_trouble(struct pool *pool, char *out, size_t length)
 	struct pool_info info;
 	pool_get_info(pool, &info);
 	out[0] = '\0';
-	if (info.last_error[0] && info.retry_in > 0)
+	if (info.dial_in) /* it has no address: "peer NAME is not connected (it dials in...)" */
+		snprintf(out, length, "%s", info.last_error);
+	else if (info.last_error[0] && info.retry_in > 0)
 		snprintf(out, length, "peer %s (%s:%s): %s; next dial in %.1f s", info.name, info.host, info.port,
 			 info.last_error, info.retry_in);
 	else if (info.last_error[0])

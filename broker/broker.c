@@ -333,6 +333,7 @@ static void on_accepted_ready(struct conn *conn, void *user)
 	if (bc->token)
 		admission_refund(broker->admission, broker->config.handshake_rate, now);
 	strangers_serve(broker);
+	dialin_adopt(broker, conn);
 }
 
 /* Forgets an accepted connection: its slot, its descriptor, its share of the budget. */
@@ -346,6 +347,7 @@ static void accepted_release(struct broker *broker, struct broker_conn *bc)
 		broker->accepted = bc->next;
 	if (bc->next)
 		bc->next->prev = bc->prev;
+	dialin_release(broker, bc->conn);
 	conn_free(bc->conn); /* before the account: freeing the mux gives its charges back */
 	account_leave(broker, bc->account);
 	fd_budget_give(&broker->fds, 1);
@@ -419,6 +421,8 @@ static bool accepted_add(struct broker *broker, int fd, const char *address,
 	broker->accepted = bc;
 	broker->accepted_total++;
 	broker->accepted_open++;
+	if (!stranger)
+		dialin_adopt(broker, bc->conn); /* plaintext: a dial-in peer by its address */
 	return true;
 }
 
@@ -960,6 +964,10 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 		}
 	memcpy(broker->pools, pools, sizeof pools);
 	broker->config = next;
+	/* a dial-in peer added (or its identity changed): its connections open now are its own */
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		if (!bc->stranger)
+			dialin_adopt(broker, bc->conn);
 	return WH_OK;
 }
 
@@ -1023,7 +1031,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);
 	for (int i = 0; i < broker->config.peer_count; i++)
-		if (broker->pools[i])
+		if (broker->pools[i] && !pool_dials_in(broker->pools[i])) /* lent ones are accepted */
 			status->connections_dialled += (unsigned)pool_len(broker->pools[i]);
 }
 

@@ -22,6 +22,10 @@ struct broker_peer {
 	char name[64];
 	char host[256];
 	char port[16];
+	/* host empty: the peer dials us (docs/FORWARDING.md); its accepted connections are its own
+	 * when the certificate names it (tls-name) over TLS, or they come from `from` over
+	 * plaintext (an IP address, canonical text; empty: none) */
+	char from[64];
 	struct pool_config pool; /* its PoolConfig, MuxConfig and StreamConfig */
 };
 
@@ -154,6 +158,18 @@ void broker_stop(struct broker *broker);
 int broker_write_port_file(const struct broker *broker);
 /* The port the listener is bound to (0 without a listener). */
 unsigned broker_listen_port(const struct broker *broker);
+
+/* ---- peers that dial in (broker/dialin.c) ---- */
+
+/* An accepted connection (authenticated, over TLS) is lent to the dial-in peer it belongs to,
+ * if any: its pool opens our streams over it. Called when it authenticates (plaintext: at
+ * accept) and after a reload. */
+void dialin_adopt(struct broker *broker, struct conn *conn);
+/* Before an accepted connection is freed: every pool lets go of it. */
+void dialin_release(struct broker *broker, struct conn *conn);
+/* Whether an IP address in text (`from`) names the host of "host:port" (a v4-mapped v6
+ * address is its v4 one). */
+bool dialin_from_matches(const char *from, const char *remote);
 
 /* ---- what the control tool sees and steers (broker/control.c) ---- */
 
