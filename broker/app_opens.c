@@ -241,8 +241,13 @@ void open_through_pool(struct app_session *c, const struct attach_msg *req)
 			session_send_result(c, req->request_id, WH_EACCESS, why);
 			return;
 		}
-		open_local(c, req);
-		return;
+		/* a service with a TCP target goes to it (no app may listen there): through the
+		 * broker's local link, as a forward with peer = local does */
+		const struct service_rule *rule = service_rules_find(&apps->config.services, service);
+		if (!rule || !rule->target_refusal[0]) {
+			open_local(c, req);
+			return;
+		}
 	}
 	struct pool *pool = apps->find_pool ? apps->find_pool(apps->find_ctx, req->peer) : NULL;
 	if (!pool) {

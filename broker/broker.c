@@ -571,6 +571,8 @@ unsigned broker_listen_port(const struct broker *broker)
 static struct pool *find_pool(void *ctx, const char *name)
 {
 	struct broker *broker = ctx;
+	if (strcmp(name, "local") == 0)
+		return local_link_pool(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		if (strcmp(broker->config.peers[i].name, name) == 0)
 			return broker->pools[i];
@@ -765,6 +767,8 @@ void broker_drain(struct broker *broker)
 		pool_drain(broker->pools[i]);
 	for (struct retiring *r = broker->retiring; r; r = r->next)
 		pool_drain(r->pool);
+	if (broker->local)
+		pool_drain(local_link_pool(broker));
 }
 
 bool broker_drained(const struct broker *broker)
@@ -976,6 +980,7 @@ void broker_stop(struct broker *broker)
 	/* Connections first: their streams let go of the apps' segments, then the apps go. The
 	 * relays of forwards and targets hold streams too: they go before the connections. */
 	forwarding_stop(broker);
+	local_link_free(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
 	while (broker->retiring) {
@@ -1070,6 +1075,7 @@ void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn,
 			fn(bc->conn, true, arg);
 }
 
+/* "local" included (made at this first call). */
 struct pool *broker_find_pool(const struct broker *broker, const char *name)
 {
 	return find_pool((void *)broker, name);

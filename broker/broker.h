@@ -131,6 +131,7 @@ struct broker {
 	unsigned marked_unlogged;     /* addresses marked since the last such line */
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
 	struct forwarding *forwarding; /* broker/forward.c: forwards and targets */
+	struct local_link *local;      /* broker/local_link.c: peer = local; NULL until used */
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */
@@ -170,6 +171,15 @@ void dialin_release(struct broker *broker, struct conn *conn);
 /* Whether an IP address in text (`from`) names the host of "host:port" (a v4-mapped v6
  * address is its v4 one). */
 bool dialin_from_matches(const char *from, const char *remote);
+
+/* ---- peer = local (broker/local_link.c) ---- */
+
+/* The pool named "local": streams opened on it reach this broker's own services (a target, a
+ * listening app, a built-in service) under each service's rule for local opens (`local`).
+ * Made at the first call. NULL on ENOMEM. */
+struct pool *local_link_pool(struct broker *broker);
+/* At stop, after the relays: frees the link. */
+void local_link_free(struct broker *broker);
 
 /* ---- what the control tool sees and steers (broker/control.c) ---- */
 

@@ -1151,10 +1151,7 @@ static const char *forward_value(struct forward_config *f, const struct option_i
 				    sizeof f->listen_port);
 		break;
 	case OPT_FORWARD_PEER:
-		if (strcmp(value, "local") == 0)
-			why = "peer = local (this broker's own services and apps) is not supported yet: "
-			      "name a [peer]";
-		else if (!peer_name_valid(value))
+		if (!peer_name_valid(value))
 			why = "a peer name is 1 to 63 letters, digits, '-', '_' or '.'";
 		else
 			snprintf(f->peer, sizeof f->peer, "%s", value);
@@ -1679,7 +1676,7 @@ static void check_forwards(struct options *o, struct loading *l)
 			add_error(o, &at, NULL, NULL, "[forward %s]: no %s", f->name, missing);
 			continue;
 		}
-		if (find_peer(c, f->peer) < 0)
+		if (strcmp(f->peer, "local") != 0 && find_peer(c, f->peer) < 0)
 			add_error(o, &at, NULL, NULL, "[forward %s]: peer %s is not configured (a [peer %s] "
 				  "section or --peer)", f->name, f->peer, f->peer);
 		for (unsigned j = 0; j < i; j++)

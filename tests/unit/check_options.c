@@ -394,7 +394,7 @@ START_TEST(test_forwarding_sections)
 			    "connect-timeout = 1\n"     /* 4 */
 			    "[forward f]\n"            /* 5 */
 			    "listen = 127.0.0.1:1\n"    /* 6 */
-			    "peer = local\n"            /* 7 */
+			    "peer = no/way\n"           /* 7 */
 			    "window = 5\n"              /* 8 */
 			    "[forward g]\n"            /* 9 */
 			    "peer = nobody\n");        /* 10 */
@@ -405,7 +405,7 @@ START_TEST(test_forwarding_sections)
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout or bandwidth without a target", path);
 	ck_assert(has_error(expect));
-	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
+	snprintf(expect, sizeof expect, "%s:7: peer: a peer name is 1 to 63", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:8: window: not a setting of a forward", path);
 	ck_assert(has_error(expect));
