@@ -354,6 +354,48 @@ START_TEST(test_other_certificate_is_not_home)
 }
 END_TEST
 
+/* A reload that adds [peer home] takes home's connection open already (no redial); one that
+ * removes it makes opens to home unknown; one that adds it back takes it again. */
+START_TEST(test_reload_adds_and_removes_the_peer)
+{
+	char dir[64], path[300];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = echo_target_start(&target_port);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[broker]\nlog-level = info\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public, home;
+	ck_assert(broker_spawn(&public, args));
+	home_start(&home, dir, public.port, target_port, NULL);
+	ck_assert(process_log_wait(&home, "peer=public dialled", 10));
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&public, "peer=home dialled in: conn=1 ", 10));
+	app_echo_through_home(&public, 7);
+
+	write_file(path, "[broker]\nlog-level = info\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&public, "peer=home removed", 10));
+	wh_client *app = app_attach(&public);
+	wh_stream *s = NULL;
+	ck_assert_int_eq(wh_open(app, "home", "echo", 5000, &s), WH_EUNKNOWN_PEER);
+	wh_client_detach(app);
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	app_echo_through_home(&public, 8);
+	/* home never had to dial again */
+	ck_assert_msg(!process_log_has(&public, "conn=2"), "home dialled again");
+
+	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	stop_child(target);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config: a plaintext dial-in peer needs from; two may not share one; from wants an
  * address and a peer without one. */
 START_TEST(test_config_checks)
@@ -613,6 +655,7 @@ int main(void)
 	tcase_add_test(tc, test_dial_in_tls);
 	tcase_add_test(tc, test_other_certificate_is_not_home);
 	tcase_add_test(tc, test_config_checks);
+	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
 	suite_add_tcase(suite, tc);
 	bool root = geteuid() == 0;
 	if (root) {
