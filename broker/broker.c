@@ -784,7 +784,7 @@ bool broker_drained(const struct broker *broker)
 	for (const struct retiring *r = broker->retiring; r; r = r->next)
 		if (!pool_drained(r->pool))
 			return false;
-	return true;
+	return local_link_drained(broker);
 }
 
 /* ---- reload ------------------------------------------------------------------------------ */

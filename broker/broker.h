@@ -178,6 +178,8 @@ bool dialin_from_matches(const char *from, const char *remote);
  * listening app, a built-in service) under each service's rule for local opens (`local`).
  * Made at the first call. NULL on ENOMEM. */
 struct pool *local_link_pool(struct broker *broker);
+/* True once no stream runs over the link (a drain waits for them as for peers'). */
+bool local_link_drained(const struct broker *broker);
 /* At stop, after the relays: frees the link. */
 void local_link_free(struct broker *broker);
 

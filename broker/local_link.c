@@ -127,6 +127,13 @@ struct pool *local_link_pool(struct broker *broker)
 	return link->pool;
 }
 
+bool local_link_drained(const struct broker *broker)
+{
+	const struct local_link *link = broker->local;
+	return !link || !link->opener || mux_is_closed(conn_mux(link->opener)) ||
+	       mux_num_streams(conn_mux(link->opener)) == 0;
+}
+
 void local_link_free(struct broker *broker)
 {
 	struct local_link *link = broker->local;

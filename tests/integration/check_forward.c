@@ -1404,6 +1404,42 @@ START_TEST(test_peer_local)
 }
 END_TEST
 
+/* A drain (SIGTERM) waits for a peer = local forward's connection as for a peer's: it goes on
+ * carrying bytes, and the broker exits once it ends. */
+START_TEST(test_peer_local_drain)
+{
+	char dir[64], path[300], config[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[broker]\ndrain-timeout = 30\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	int fd = connect_loopback(forward_port(&a, "small"));
+	char got[4] = "";
+	ck_assert_int_eq(write(fd, "Pab", 3), 3);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	ck_assert_str_eq(got, "ab");
+	ck_assert_int_eq(kill(a.pid, SIGTERM), 0);
+	ck_assert(process_log_wait(&a, "draining", 10));
+	usleep(300000); /* a drain that does not wait would have ended by now (it looks every 0.1 s) */
+	ck_assert_int_eq(write(fd, "cd", 2), 2);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	ck_assert_str_eq(got, "cd");
+	close(fd);
+	a.keep_log = true; /* read after it exits */
+	ck_assert_int_eq(process_wait(&a, 20), 0);
+	ck_assert(process_log_has(&a, "drained: every stream finished"));
+	stop_child(target);
+	process_stop(&a, SIGKILL);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1417,6 +1453,7 @@ int main(void)
 	TCase *local = tcase_create("local");
 	tcase_set_timeout(local, 60);
 	tcase_add_test(local, test_peer_local);
+	tcase_add_test(local, test_peer_local_drain);
 	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
