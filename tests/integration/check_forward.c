@@ -1389,6 +1389,17 @@ START_TEST(test_peer_local)
 	close(fd);
 	ck_assert(process_log_wait(&a, "service=closed refused", 10));
 
+	/* wormhole-ctl forward add NAME LISTEN local SERVICE, at run time */
+	char control[320], out[4096];
+	snprintf(control, sizeof control, "%s/control.sock", a.dir);
+	const char *add[] = { "-s", control, "forward", "add", "later", "127.0.0.1:0", "local", "small", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", add, out, sizeof out), 0);
+	const char *at = strstr(out, "listening on 127.0.0.1:");
+	ck_assert_msg(at, "%s", out);
+	forward_exchange((unsigned)strtoul(at + strlen("listening on 127.0.0.1:"), NULL, 10), "Eagain", answer,
+			 sizeof answer);
+	ck_assert_str_eq(answer, "again");
+
 	/* an app's open of "local" for a service with a target reaches the target */
 	ck_assert_int_eq(wh_open(app, WH_PEER_LOCAL, "small", 5000, &s), WH_OK);
 	ck_assert_int_eq(wh_write(s, "Ehi there", 9), 9);
