@@ -570,6 +570,20 @@ START_TEST(test_config_size_is_bounded)
 }
 END_TEST
 
+/* A dial-in peer's from = ADDRESS against an accepted connection's "host:port". */
+START_TEST(test_dialin_from_matches)
+{
+	ck_assert(dialin_from_matches("127.0.0.1", "127.0.0.1:40110"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "127.0.0.2:40110"));
+	ck_assert(dialin_from_matches("::1", "[::1]:7420"));
+	ck_assert(dialin_from_matches("192.0.2.44", "[::ffff:192.0.2.44]:7420")); /* a v6 listener's view */
+	ck_assert(dialin_from_matches("fd00::3", "[fd00:0::3]:1"));
+	ck_assert(!dialin_from_matches("", "127.0.0.1:1"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "-"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "[127.0.0.1:1"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("options");
@@ -590,6 +604,7 @@ int main(void)
 	tcase_add_test(tc, test_config_fifo_is_refused_without_blocking);
 	tcase_add_test(tc, test_config_long_lines);
 	tcase_add_test(tc, test_config_size_is_bounded);
+	tcase_add_test(tc, test_dialin_from_matches);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
