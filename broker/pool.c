@@ -168,6 +168,9 @@ int pool_open_stream(struct pool *pool, const char *service, pool_open_callback 
 		return WH_OK;
 	}
 	if (dials_in(pool)) { /* nothing to wait for: it comes when it comes */
+		if (pool->open_count > 0) /* open, but each said goodbye (ERROR 505) */
+			snprintf(pool->last_error, sizeof pool->last_error, "peer %.60s is not connected "
+				 "(its connections are going away: it said goodbye)", pool->name);
 		callback(NULL, WH_EPEER_UNREACHABLE, user);
 		return WH_OK;
 	}

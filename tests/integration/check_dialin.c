@@ -396,6 +396,49 @@ START_TEST(test_reload_adds_and_removes_the_peer)
 }
 END_TEST
 
+/* Home drains (SIGTERM) while a stream of public's is open on its connection: the connection
+ * says goodbye, so a new open to home fails at once and says so, while the open stream goes on. */
+START_TEST(test_home_draining)
+{
+	char dir[64], path[300], text[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public, home;
+	ck_assert(broker_spawn(&public, args));
+	snprintf(path, sizeof path, "%s/home.conf", dir);
+	snprintf(text, sizeof text, "[broker]\ndrain-timeout = 30\n[peer public]\naddress = 127.0.0.1:%u\n",
+		 public.port);
+	write_file(path, text);
+	const char *hargs[] = { "--config", path, NULL };
+	ck_assert(broker_spawn(&home, hargs));
+	ck_assert_msg(poll_until(app_open_works, &public, 15), "opens to home never worked");
+	wh_client *app = app_attach(&public);
+	wh_stream *held = NULL, *s = NULL;
+	ck_assert_int_eq(wh_open(app, "home", "echo", 5000, &held), WH_OK);
+	ck_assert_int_eq(wh_write(held, "abc", 3), 3);
+	char got[4] = "";
+	app_read_exactly(held, got, 3);
+	ck_assert_int_eq(kill(home.pid, SIGTERM), 0);
+	ck_assert(process_log_wait(&home, "draining", 10));
+	ck_assert_msg(poll_until(app_open_refused, &public, 10), "opens to a draining home still work");
+	double start = now_seconds();
+	ck_assert_int_eq(wh_open(app, "home", "echo", 10000, &s), WH_EPEER_UNREACHABLE);
+	ck_assert_msg(now_seconds() - start < 2, "the refusal took %.1f s", now_seconds() - start);
+	ck_assert_msg(strstr(wh_client_errmsg(app), "peer home is not connected (its connections are going away"),
+		      "%s", wh_client_errmsg(app));
+	ck_assert_int_eq(wh_write(held, "def", 3), 3); /* the open stream goes on */
+	app_read_exactly(held, got, 3);
+	ck_assert_str_eq(got, "def");
+	wh_close(held);
+	wh_client_detach(app);
+	ck_assert_int_eq(process_wait(&home, 20), 0);
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config: a plaintext dial-in peer needs from; two may not share one; from wants an
  * address and a peer without one. */
 START_TEST(test_config_checks)
@@ -656,6 +699,7 @@ int main(void)
 	tcase_add_test(tc, test_other_certificate_is_not_home);
 	tcase_add_test(tc, test_config_checks);
 	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
+	tcase_add_test(tc, test_home_draining);
 	suite_add_tcase(suite, tc);
 	bool root = geteuid() == 0;
 	if (root) {
