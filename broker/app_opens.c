@@ -121,7 +121,9 @@ static void pool_trouble(struct pool *pool, char *out, size_t length)
 	struct pool_info info;
 	pool_get_info(pool, &info);
 	out[0] = '\0';
-	if (info.last_error[0] && info.retry_in > 0)
+	if (info.dial_in) /* it has no address: "peer NAME is not connected (it dials in...)" */
+		snprintf(out, length, "%s", info.last_error);
+	else if (info.last_error[0] && info.retry_in > 0)
 		snprintf(out, length, "peer %s (%s:%s): %s; next dial in %.1f s", info.name, info.host, info.port,
 			 info.last_error, info.retry_in);
 	else if (info.last_error[0])
@@ -239,8 +241,13 @@ void open_through_pool(struct app_session *c, const struct attach_msg *req)
 			session_send_result(c, req->request_id, WH_EACCESS, why);
 			return;
 		}
-		open_local(c, req);
-		return;
+		/* a service with a TCP target goes to it (no app may listen there): through the
+		 * broker's local link, as a forward with peer = local does */
+		const struct service_rule *rule = service_rules_find(&apps->config.services, service);
+		if (!rule || !rule->target_refusal[0]) {
+			open_local(c, req);
+			return;
+		}
 	}
 	struct pool *pool = apps->find_pool ? apps->find_pool(apps->find_ctx, req->peer) : NULL;
 	if (!pool) {

@@ -333,6 +333,7 @@ static void on_accepted_ready(struct conn *conn, void *user)
 	if (bc->token)
 		admission_refund(broker->admission, broker->config.handshake_rate, now);
 	strangers_serve(broker);
+	dialin_adopt(broker, conn);
 }
 
 /* Forgets an accepted connection: its slot, its descriptor, its share of the budget. */
@@ -346,6 +347,7 @@ static void accepted_release(struct broker *broker, struct broker_conn *bc)
 		broker->accepted = bc->next;
 	if (bc->next)
 		bc->next->prev = bc->prev;
+	dialin_release(broker, bc->conn);
 	conn_free(bc->conn); /* before the account: freeing the mux gives its charges back */
 	account_leave(broker, bc->account);
 	fd_budget_give(&broker->fds, 1);
@@ -419,6 +421,8 @@ static bool accepted_add(struct broker *broker, int fd, const char *address,
 	broker->accepted = bc;
 	broker->accepted_total++;
 	broker->accepted_open++;
+	if (!stranger)
+		dialin_adopt(broker, bc->conn); /* plaintext: a dial-in peer by its address */
 	return true;
 }
 
@@ -567,6 +571,8 @@ unsigned broker_listen_port(const struct broker *broker)
 static struct pool *find_pool(void *ctx, const char *name)
 {
 	struct broker *broker = ctx;
+	if (strcmp(name, "local") == 0)
+		return local_link_pool(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		if (strcmp(broker->config.peers[i].name, name) == 0)
 			return broker->pools[i];
@@ -761,6 +767,8 @@ void broker_drain(struct broker *broker)
 		pool_drain(broker->pools[i]);
 	for (struct retiring *r = broker->retiring; r; r = r->next)
 		pool_drain(r->pool);
+	if (broker->local)
+		pool_drain(local_link_pool(broker));
 }
 
 bool broker_drained(const struct broker *broker)
@@ -776,7 +784,7 @@ bool broker_drained(const struct broker *broker)
 	for (const struct retiring *r = broker->retiring; r; r = r->next)
 		if (!pool_drained(r->pool))
 			return false;
-	return true;
+	return local_link_drained(broker);
 }
 
 /* ---- reload ------------------------------------------------------------------------------ */
@@ -960,6 +968,10 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 		}
 	memcpy(broker->pools, pools, sizeof pools);
 	broker->config = next;
+	/* a dial-in peer added (or its identity changed): its connections open now are its own */
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		if (!bc->stranger)
+			dialin_adopt(broker, bc->conn);
 	return WH_OK;
 }
 
@@ -968,6 +980,7 @@ void broker_stop(struct broker *broker)
 	/* Connections first: their streams let go of the apps' segments, then the apps go. The
 	 * relays of forwards and targets hold streams too: they go before the connections. */
 	forwarding_stop(broker);
+	local_link_free(broker);
 	for (int i = 0; i < broker->config.peer_count; i++)
 		pool_free(broker->pools[i]);
 	while (broker->retiring) {
@@ -1023,7 +1036,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);
 	for (int i = 0; i < broker->config.peer_count; i++)
-		if (broker->pools[i])
+		if (broker->pools[i] && !pool_dials_in(broker->pools[i])) /* lent ones are accepted */
 			status->connections_dialled += (unsigned)pool_len(broker->pools[i]);
 }
 
@@ -1062,6 +1075,7 @@ void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn,
 			fn(bc->conn, true, arg);
 }
 
+/* "local" included (made at this first call). */
 struct pool *broker_find_pool(const struct broker *broker, const char *name)
 {
 	return find_pool((void *)broker, name);

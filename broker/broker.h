@@ -22,6 +22,10 @@ struct broker_peer {
 	char name[64];
 	char host[256];
 	char port[16];
+	/* host empty: the peer dials us (docs/FORWARDING.md); its accepted connections are its own
+	 * when the certificate names it (tls-name) over TLS, or they come from `from` over
+	 * plaintext (an IP address, canonical text; empty: none) */
+	char from[64];
 	struct pool_config pool; /* its PoolConfig, MuxConfig and StreamConfig */
 };
 
@@ -127,6 +131,7 @@ struct broker {
 	unsigned marked_unlogged;     /* addresses marked since the last such line */
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
 	struct forwarding *forwarding; /* broker/forward.c: forwards and targets */
+	struct local_link *local;      /* broker/local_link.c: peer = local; NULL until used */
 };
 
 /* Starts listening and warms up the pools. WH_OK, or WH_ESYSTEM (errno set, logged). */
@@ -154,6 +159,29 @@ void broker_stop(struct broker *broker);
 int broker_write_port_file(const struct broker *broker);
 /* The port the listener is bound to (0 without a listener). */
 unsigned broker_listen_port(const struct broker *broker);
+
+/* ---- peers that dial in (broker/dialin.c) ---- */
+
+/* An accepted connection (authenticated, over TLS) is lent to the dial-in peer it belongs to,
+ * if any: its pool opens our streams over it. Called when it authenticates (plaintext: at
+ * accept) and after a reload. */
+void dialin_adopt(struct broker *broker, struct conn *conn);
+/* Before an accepted connection is freed: every pool lets go of it. */
+void dialin_release(struct broker *broker, struct conn *conn);
+/* Whether an IP address in text (`from`) names the host of "host:port" (a v4-mapped v6
+ * address is its v4 one). */
+bool dialin_from_matches(const char *from, const char *remote);
+
+/* ---- peer = local (broker/local_link.c) ---- */
+
+/* The pool named "local": streams opened on it reach this broker's own services (a target, a
+ * listening app, a built-in service) under each service's rule for local opens (`local`).
+ * Made at the first call. NULL on ENOMEM. */
+struct pool *local_link_pool(struct broker *broker);
+/* True once no stream runs over the link (a drain waits for them as for peers'). */
+bool local_link_drained(const struct broker *broker);
+/* At stop, after the relays: frees the link. */
+void local_link_free(struct broker *broker);
 
 /* ---- what the control tool sees and steers (broker/control.c) ---- */
 

@@ -253,8 +253,11 @@ static void peer_row(struct pool *pool, void *arg)
 	pool_get_stats(pool, &stats);
 	char address[300];
 	snprintf(address, sizeof address, "%s:%s", info.host, info.port);
+	if (info.dial_in)
+		snprintf(address, sizeof address, "(dials in)");
 	const char *state = info.draining ? "draining"
 			  : info.open > 0 ? "up"
+			  : info.dial_in ? "not-connected"
 			  : info.retry_in > 0 ? "backing-off"
 			  : info.dialling > 0 ? "dialling" : "down";
 	control_table_row(w);
@@ -278,8 +281,8 @@ static void view_peers(struct view_ctx *v)
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "peers");
 	control_table_column(w, "peer", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the peer's name");
-	control_table_column(w, "address", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where it is dialled");
-	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "up, dialling, backing-off, down or draining");
+	control_table_column(w, "address", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "where it is dialled; (dials in): a peer without an address, reached over the connections it made to us (`open`)");
+	control_table_column(w, "state", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "up, dialling, backing-off, down, draining, or not-connected (a peer that dials in, without a connection now)");
 	control_table_column(w, "tls", CONTROL_TEXT, CONTROL_INFO, CONTROL_UNIT_NONE, "dialled over TLS");
 	control_table_column(w, "min", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "connections kept open (pool-min)");
 	control_table_column(w, "max", CONTROL_UINT, CONTROL_GAUGE, CONTROL_UNIT_NONE, "most connections (pool-max)");
@@ -891,8 +894,8 @@ static const char *config_value(const struct options *o, const struct broker_pee
 			snprintf(value, length, "%ld:%ld", uid, gid);
 		return value;
 	}
-	if (!peer && (id == OPT_ADDRESS || id == OPT_TLS_NAME)) {
-		*meaning = id == OPT_ADDRESS ? "none (each [peer NAME] gives its own)" : "each peer's name";
+	if (!peer && (id == OPT_ADDRESS || id == OPT_TLS_NAME || id == OPT_PEER_FROM)) {
+		*meaning = id == OPT_TLS_NAME ? "each peer's name" : "none (each [peer NAME] gives its own)";
 		return NULL;
 	}
 	options_format_value(c, peer, id, value, length);

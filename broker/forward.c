@@ -158,6 +158,11 @@ static struct pool *forward_pool(struct forward_listener *l, const char *client)
 	}
 	struct pool_info info;
 	pool_get_info(pool, &info);
+	if (info.open == 0 && info.dial_in) {
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: %s: client reset",
+			  l->config.name, client, info.last_error);
+		return NULL;
+	}
 	if (info.open == 0 && info.retry_in > 0 && info.last_error[0]) {
 		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s (%s:%s) is "
 			  "unreachable: %s: client reset", l->config.name, client, info.name, info.host,

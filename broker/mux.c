@@ -2046,6 +2046,12 @@ void mux_set_peer(struct mux *mux, const char *name)
 	snprintf(mux->config.peer, sizeof mux->config.peer, "%s", name);
 }
 
+void mux_set_idle_timeout(struct mux *mux, double seconds)
+{
+	mux->config.idle_timeout = seconds;
+	mux->idle_since = 0;
+}
+
 void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg)
 {
 	struct mux_stream *s;

@@ -271,6 +271,9 @@ uint32_t mux_id(const struct mux *mux);
 const char *mux_peer(const struct mux *mux);
 /* Renames the peer in log lines (an accepted connection learns its peer's identity late). */
 void mux_set_peer(struct mux *mux, const char *name);
+/* An accepted connection's idle_timeout, changed (0: never closed for want of streams): a
+ * connection a dial-in peer keeps open for our streams is not idle while it waits for them. */
+void mux_set_idle_timeout(struct mux *mux, double seconds);
 /* The user pointer given to mux_new. */
 void *mux_user(const struct mux *mux);
 bool mux_is_client(const struct mux *mux);

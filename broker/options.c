@@ -2,6 +2,7 @@
  * --check-config, the man page's option list, and the control tool's view of them. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -157,7 +158,15 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  "keep a pool of connections to peer NAME at HOST:PORT (repeatable; the file has [peer NAME]; "
 	  "at most 32 peers in all)" },
 	{ OPT_ADDRESS, "address", 0, OPTION_ADDRESS, 1, 65535, false, false, NULL, NULL,
-	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "[peer NAME] only: where the peer listens, HOST:PORT" },
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "[peer NAME] only: where the peer listens, HOST:PORT; "
+	  "without it the peer dials us (a broker behind NAT): opens to it go over the connections "
+	  "it made, told apart by their certificate identity (tls-name) over TLS, by from over "
+	  "plaintext, and fail at once while it has none" },
+	{ OPT_PEER_FROM, "from", 0, OPTION_STRING, 1, 63, false, false, NULL, NULL,
+	  APPLY_NEW_CONNECTIONS, SCOPE_PEER,
+	  "[peer NAME] without an address only: the IP address its connections come from. Over "
+	  "plaintext it is how they are told apart (required there; two such peers may not share "
+	  "one); over TLS the certificate decides and from, if given, must match as well" },
 	{ OPT_POOL_MIN, "pool-min", 0, OPTION_COUNT, 0, 1024, false, false, "1", "connections",
 	  APPLY_NEW_CONNECTIONS, SCOPE_PEER, "connections kept open to a peer (MinSize)" },
 	{ OPT_POOL_MAX, "pool-max", 0, OPTION_COUNT, 1, 1024, false, false, "4", "connections",
@@ -332,7 +341,7 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
 static bool file_only(const struct option_info *info)
 {
-	return info->id == OPT_ADDRESS || info->scope == SCOPE_SERVICE || info->scope == SCOPE_FORWARD;
+	return info->id == OPT_ADDRESS || info->id == OPT_PEER_FROM || info->scope == SCOPE_SERVICE || info->scope == SCOPE_FORWARD;
 }
 
 /* 1 for yes, true, on, 1; 0 for no, false, off, 0; -1 for anything else. */
@@ -882,6 +891,34 @@ struct config_text {
 	struct loading *l;
 };
 
+/* A [peer NAME] header makes the peer even when no key follows: `[peer home]` alone is a peer
+ * that dials in, with every setting as [broker] says (inih reports keys, not sections). */
+static void note_peer_section(struct loading *l, const char *text, size_t length)
+{
+	char name[128];
+	const char *close = memchr(text, ']', length);
+	if (!close || length < 6 || strncmp(text, "[peer ", 6) != 0)
+		return;
+	const char *start = text + 6;
+	while (start < close && *start == ' ')
+		start++;
+	size_t n = (size_t)(close - start);
+	while (n > 0 && start[n - 1] == ' ')
+		n--;
+	if (n >= sizeof name)
+		return;
+	memcpy(name, start, n);
+	name[n] = '\0';
+	if (!peer_name_valid(name) || strcmp(name, "local") == 0)
+		return; /* said by on_key if a key follows */
+	struct origin at = { l->file, l->line, NULL };
+	int i = add_peer(l, name, &at, text);
+	if (i >= 0 && !l->peer_from_file[i]) {
+		l->peer_from_file[i] = true;
+		l->peer_lines[i] = l->line;
+	}
+}
+
 /* inih's line reader, from memory: counts lines (inih tells its handler none) and where
  * sections start, and never hands inih part of a line (it would parse the rest as a line of
  * its own: the tail of a long comment became a setting). A comment longer than inih's buffer
@@ -910,8 +947,10 @@ static char *next_line(char *str, int num, void *stream)
 				  "longer)", num - 2);
 		length = 0;
 	}
-	if (length > 0 && *first == '[')
+	if (length > 0 && *first == '[') {
 		l->section_line = l->line;
+		note_peer_section(l, first, (size_t)(line + length - first));
+	}
 	memcpy(str, line, length);
 	str[length] = '\n';
 	str[length + 1] = '\0';
@@ -1128,10 +1167,7 @@ static const char *forward_value(struct forward_config *f, const struct option_i
 				    sizeof f->listen_port);
 		break;
 	case OPT_FORWARD_PEER:
-		if (strcmp(value, "local") == 0)
-			why = "peer = local (this broker's own services and apps) is not supported yet: "
-			      "name a [peer]";
-		else if (!peer_name_valid(value))
+		if (!peer_name_valid(value))
 			why = "a peer name is 1 to 63 letters, digits, '-', '_' or '.'";
 		else
 			snprintf(f->peer, sizeof f->peer, "%s", value);
@@ -1290,6 +1326,17 @@ static int on_key(void *user, const char *section, const char *name, const char 
 			if (why)
 				add_error(o, &at, info, value, "%s", why);
 			o->peer_line[i][OPT_ADDRESS] = l->line;
+			return 1;
+		}
+		if (info->id == OPT_PEER_FROM) {
+			struct broker_peer *p = &o->config.peers[i];
+			unsigned char bytes[16];
+			int family = strchr(value, ':') ? AF_INET6 : AF_INET;
+			if (inet_pton(family, value, bytes) != 1)
+				add_error(o, &at, info, value, "wants an IP address (no name, no port)");
+			else
+				inet_ntop(family, bytes, p->from, sizeof p->from);
+			o->peer_line[i][OPT_PEER_FROM] = l->line;
 			return 1;
 		}
 		if (l->setting_count < (int)(sizeof l->settings / sizeof l->settings[0])) {
@@ -1591,6 +1638,45 @@ static void check_tls(struct options *o, struct loading *l)
 	}
 }
 
+/* A peer without an address dials us: the broker must listen, and each accepted connection
+ * must be told to belong to one such peer at most (over plaintext only `from` can say). */
+static void check_dial_in(struct options *o, struct loading *l)
+{
+	const struct broker_config *c = &o->config;
+	bool tls = tls_settings_enabled(&c->tls) && !c->listen_plaintext;
+	for (int i = 0; i < c->peer_count; i++) {
+		const struct broker_peer *p = &c->peers[i];
+		struct origin at = { l->file, l->peer_lines[i], NULL };
+		const struct origin *where = l->peer_from_file[i] ? &at : NULL;
+		if (p->host[0]) {
+			if (p->from[0])
+				add_error(o, where, NULL, NULL, "[peer %s]: from is for a peer that dials in "
+					  "(without an address); this one is dialled at %s:%s", p->name, p->host, p->port);
+			continue;
+		}
+		const char *why = !c->listen_host[0] ? "the broker does not listen (listen = HOST:PORT)"
+				: !tls && !p->from[0] ? "over plaintext its connections are told by from = "
+							"ADDRESS (or give the broker a certificate)"
+				: NULL;
+		if (why) {
+			add_error(o, where, NULL, NULL, "[peer %s]: no address, so it dials in, but %s", p->name, why);
+			continue;
+		}
+		for (int j = 0; j < i; j++) {
+			const struct broker_peer *q = &c->peers[j];
+			const char *pe = p->pool.tls_name[0] ? p->pool.tls_name : p->name;
+			const char *qe = q->pool.tls_name[0] ? q->pool.tls_name : q->name;
+			bool same_from = !p->from[0] || !q->from[0] || strcmp(p->from, q->from) == 0;
+			if (!q->host[0] && same_from && (!tls || strcmp(pe, qe) == 0))
+				add_error(o, where, NULL, NULL, "[peer %s]: a connection from %s could be peer %s's "
+					  "as well (both dial in%s): give each its own %s", p->name,
+					  p->from[0] ? p->from : q->from[0] ? q->from : "one address", q->name,
+					  tls ? " and expect one certificate identity" : "",
+					  tls ? "tls-name" : "from = ADDRESS");
+		}
+	}
+}
+
 /* Each forward has its three keys, a configured peer, and a listen address of its own. */
 static void check_forwards(struct options *o, struct loading *l)
 {
@@ -1606,7 +1692,7 @@ static void check_forwards(struct options *o, struct loading *l)
 			add_error(o, &at, NULL, NULL, "[forward %s]: no %s", f->name, missing);
 			continue;
 		}
-		if (find_peer(c, f->peer) < 0)
+		if (strcmp(f->peer, "local") != 0 && find_peer(c, f->peer) < 0)
 			add_error(o, &at, NULL, NULL, "[forward %s]: peer %s is not configured (a [peer %s] "
 				  "section or --peer)", f->name, f->peer, f->peer);
 		for (unsigned j = 0; j < i; j++)
@@ -1633,15 +1719,11 @@ static void check_whole(struct options *o, struct loading *l)
 		struct broker_peer *p = &c->peers[i];
 		char who[96];
 		snprintf(who, sizeof who, "peer %s: ", p->name);
-		if (!p->host[0]) {
-			struct origin at = { l->file, l->peer_lines[i], NULL };
-			add_error(o, l->peer_from_file[i] ? &at : NULL, NULL, NULL, "[peer %s]: no address "
-				  "(address = HOST:PORT)", p->name);
-		}
 		if (memcmp(&p->pool, &c->pool, sizeof p->pool) != 0)
 			check_pool(o, &p->pool, who);
 	}
 	check_tls(o, l);
+	check_dial_in(o, l);
 	check_forwards(o, l);
 	if (!c->listen_host[0] && !c->apps.socket_path[0] && c->peer_count == 0)
 		add_error(o, NULL, NULL, NULL, "nothing to do: no listener (listen), no app socket (socket) "
@@ -1813,7 +1895,7 @@ void options_man(FILE *out)
 		fprintf(out, ".TP\n");
 		if (file_only(info)) {
 			fprintf(out, ".BI \"%s = \" %s\n", info->name,
-				info->id == OPT_ADDRESS ? "HOST:PORT" : value_name(info));
+				info->id == OPT_ADDRESS ? "HOST:PORT" : info->id == OPT_PEER_FROM ? "ADDRESS" : value_name(info));
 		} else if (info->short_name) {
 			fprintf(out, ".BR \\-%c \", \" \\-\\-", info->short_name);
 			roff_escaped(out, info->name);
@@ -1833,7 +1915,7 @@ void options_man(FILE *out)
 		if (info->default_text)
 			fprintf(out, " (default %s)", info->default_text);
 		fprintf(out, ".");
-		if (info->scope == SCOPE_PEER && info->id != OPT_ADDRESS)
+		if (info->scope == SCOPE_PEER && !file_only(info))
 			fprintf(out, " Per peer: in a [peer NAME] section it sets that peer's.");
 		if (info->scope != SCOPE_COMMAND_LINE)
 			fprintf(out, " A change applies %s.", apply[info->apply]);
@@ -1884,7 +1966,13 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_MAX_FDS: snprintf(out, len, "%llu", (unsigned long long)c->max_fds); break;
 	case OPT_DRAIN_TIMEOUT: snprintf(out, len, "%.15g", c->drain_timeout); break;
 	case OPT_LOG_LEVEL: snprintf(out, len, "%s", log_level_name(c->log_level)); break;
-	case OPT_ADDRESS: snprintf(out, len, "%s:%s", peer ? peer->host : "", peer ? peer->port : ""); break;
+	case OPT_ADDRESS:
+		if (peer && !peer->host[0])
+			snprintf(out, len, "none (it dials in)");
+		else
+			snprintf(out, len, "%s:%s", peer ? peer->host : "", peer ? peer->port : "");
+		break;
+	case OPT_PEER_FROM: snprintf(out, len, "%s", peer && peer->from[0] ? peer->from : "none"); break;
 	case OPT_POOL_MIN: snprintf(out, len, "%u", p->min_size); break;
 	case OPT_POOL_MAX: snprintf(out, len, "%u", p->max_size); break;
 	case OPT_IDLE_TIME: snprintf(out, len, "%.15g", p->max_idle_time); break;

@@ -35,6 +35,7 @@ struct pool_conn {
 	bool health_check_pending;
 	bool proven;      /* the far broker took it: see POOL_PROVEN_AFTER */
 	bool reaped_idle; /* we closed it for idleness: its end is no failed dial (nor in a drain) */
+	bool borrowed;    /* a connection the peer dialled in (pool_adopt): the broker owns it */
 	struct pool_conn *next;
 };
 
@@ -70,6 +71,19 @@ struct pool {
 
 static void pool_dial(struct pool *pool);
 static void pool_maintain(struct pool *pool);
+
+/* A peer without an address dials us: the pool never dials, it lends the connections the
+ * broker matched to the peer (pool_adopt). */
+static bool dials_in(const struct pool *pool)
+{
+	return pool->host[0] == '\0';
+}
+
+static void note_not_connected(struct pool *pool)
+{
+	snprintf(pool->last_error, sizeof pool->last_error, "peer %.60s is not connected (it dials "
+		 "in: no connection from it now)", pool->name);
+}
 
 void pool_config_default(struct pool_config *config)
 {
@@ -129,7 +143,7 @@ struct conn *pool_get(struct pool *pool)
 		return NULL;
 	struct pool_conn *best = least_loaded(pool);
 	bool busy = !best || mux_num_streams(conn_mux(best->conn)) >= pool->config.busy_streams;
-	if (busy && pool->dialling == 0 && pool->retry_at == 0 &&
+	if (busy && !dials_in(pool) && pool->dialling == 0 && pool->retry_at == 0 &&
 	    usable_count(pool) + pool->dialling < pool->config.max_size)
 		pool_dial(pool);
 	return best ? best->conn : NULL;
@@ -159,6 +173,13 @@ int pool_open_stream_from(struct pool *pool, const char *service, const struct f
 	struct conn *conn = pool_get(pool);
 	if (conn) {
 		open_on(pool, conn, service, client, callback, user);
+		return WH_OK;
+	}
+	if (dials_in(pool)) { /* nothing to wait for: it comes when it comes */
+		if (pool->open_count > 0) /* open, but each said goodbye (ERROR 505) */
+			snprintf(pool->last_error, sizeof pool->last_error, "peer %.60s is not connected "
+				 "(its connections are going away: it said goodbye)", pool->name);
+		callback(NULL, WH_EPEER_UNREACHABLE, user);
 		return WH_OK;
 	}
 	struct open_request *r = calloc(1, sizeof *r);
@@ -216,7 +237,7 @@ static void pool_conn_unlink(struct pool *pool, struct pool_conn *pc)
 	ev_io_stop(pool->loop, &pc->connect_watcher);
 	ev_timer_stop(pool->loop, &pc->connect_timer);
 	resolve_cancel(pc->resolving);
-	if (pc->conn)
+	if (pc->conn && !pc->borrowed) /* a borrowed one is the broker's to free */
 		conn_free(pc->conn);
 	else if (pc->fd >= 0)
 		close(pc->fd);
@@ -442,7 +463,7 @@ static void pool_dial(struct pool *pool)
 
 static void pool_maintain(struct pool *pool)
 {
-	if (pool->closed || pool->draining || pool->retry_at != 0 || pool->dialling)
+	if (dials_in(pool) || pool->closed || pool->draining || pool->retry_at != 0 || pool->dialling)
 		return;
 	unsigned want = pool->config.min_size, usable = usable_count(pool);
 	if (pool->waiting_head && want == 0)
@@ -457,6 +478,8 @@ static void reap_and_check(struct pool *pool, double now)
 	if (check)
 		pool->next_health_check = now + pool->config.health_check_interval;
 	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next) {
+		if (pc->borrowed)
+			continue; /* the dialler checks, reaps and drains its own connections */
 		conn_proven(pc, now);
 		struct mux *mux = pc->conn ? conn_mux(pc->conn) : NULL;
 		if (mux && !mux_is_closed(mux) && !mux_accepts_streams(mux) && mux_num_streams(mux) == 0) {
@@ -526,6 +549,8 @@ struct pool *pool_new(struct ev_loop *loop, const char *name, const char *host, 
 	pool->backoff = config->backoff_initial;
 	pool->jitter_state = (uint64_t)(uintptr_t)pool ^ (uint64_t)(ev_time() * 1e6) ^ (uint64_t)getpid();
 	pool->next_health_check = ev_now(loop) + config->health_check_interval;
+	if (dials_in(pool))
+		note_not_connected(pool);
 	ev_timer_init(&pool->tick, on_tick, POOL_TICK, POOL_TICK);
 	pool->tick.data = pool;
 	ev_timer_start(loop, &pool->tick);
@@ -551,7 +576,7 @@ int pool_warmup(struct pool *pool)
 {
 	if (pool->closed || pool->draining)
 		return WH_EMUX_CLOSED;
-	while (usable_count(pool) + pool->dialling < pool->config.min_size)
+	while (!dials_in(pool) && usable_count(pool) + pool->dialling < pool->config.min_size)
 		pool_dial(pool);
 	return WH_OK;
 }
@@ -594,6 +619,7 @@ void pool_get_info(const struct pool *pool, struct pool_info *info)
 		.retry_in = pool->retry_at > now ? pool->retry_at - now : 0,
 		.backoff = pool->backoff,
 		.draining = pool->draining,
+		.dial_in = dials_in(pool),
 		.tls = pool->shared && pool->shared->tls && !pool->config.plaintext,
 		.last_error = pool->last_error,
 	};
@@ -605,7 +631,8 @@ void pool_get_info(const struct pool *pool, struct pool_info *info)
 bool pool_drained(const struct pool *pool)
 {
 	for (const struct pool_conn *pc = pool->conns; pc; pc = pc->next)
-		if (pc->conn && !mux_is_closed(conn_mux(pc->conn)) && mux_num_streams(conn_mux(pc->conn)))
+		if (pc->conn && !pc->borrowed && !mux_is_closed(conn_mux(pc->conn)) &&
+		    mux_num_streams(conn_mux(pc->conn)))
 			return false;
 	return true;
 }
@@ -623,6 +650,19 @@ int pool_reconfigure(struct pool *pool, const char *host, const char *port, cons
 	pool->host = h;
 	pool->port = p;
 	pool->config = *config;
+	/* no longer dialling in: the connections it lent are the broker's alone again */
+	for (struct pool_conn **link = &pool->conns; *link;) {
+		struct pool_conn *pc = *link;
+		if (!pc->borrowed || dials_in(pool)) {
+			link = &pc->next;
+			continue;
+		}
+		*link = pc->next;
+		pool->open_count--;
+		free(pc);
+	}
+	if (dials_in(pool) && pool->open_count == 0)
+		note_not_connected(pool);
 	if (pool->config.max_size == 0)
 		pool->config.max_size = 1;
 	pool->backoff = pool->config.backoff_initial;
@@ -658,11 +698,70 @@ const char *pool_name(const struct pool *pool)
 void pool_each_conn(const struct pool *pool, void (*fn)(struct conn *, void *), void *arg)
 {
 	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next)
-		if (pc->conn)
+		if (pc->conn && !pc->borrowed)
 			fn(pc->conn, arg);
 }
 
 bool pool_is_closed(const struct pool *pool)
 {
 	return pool->closed;
+}
+
+/* ---- a peer that dials in -------------------------------------------------------------- */
+
+static struct pool_conn *find_borrowed(const struct pool *pool, const struct conn *conn)
+{
+	for (struct pool_conn *pc = pool->conns; pc; pc = pc->next)
+		if (pc->borrowed && pc->conn == conn)
+			return pc;
+	return NULL;
+}
+
+int pool_adopt(struct pool *pool, struct conn *conn)
+{
+	if (pool->closed || !dials_in(pool))
+		return WH_EINVAL;
+	if (find_borrowed(pool, conn))
+		return WH_OK;
+	struct pool_conn *pc = calloc(1, sizeof *pc);
+	if (!pc)
+		return WH_ENOMEM;
+	pc->pool = pool;
+	pc->conn = conn;
+	pc->fd = -1;
+	pc->borrowed = pc->proven = true;
+	pc->connected_at = ev_now(pool->loop);
+	pc->next = pool->conns;
+	pool->conns = pc;
+	pool->open_count++;
+	pool->stats.total_connections++;
+	pool->last_error[0] = '\0';
+	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s dialled in: conn=%u from %s (%u "
+		  "connections from it)", pool->name, mux_id(conn_mux(conn)), conn_remote_addr(conn),
+		  pool->open_count);
+	return WH_OK;
+}
+
+void pool_release(struct pool *pool, struct conn *conn)
+{
+	struct pool_conn *pc = find_borrowed(pool, conn);
+	if (!pc)
+		return;
+	for (struct pool_conn **link = &pool->conns; *link; link = &(*link)->next)
+		if (*link == pc) {
+			*link = pc->next;
+			break;
+		}
+	free(pc);
+	pool->open_count--;
+	pool->stats.closed_connections++;
+	if (pool->open_count == 0 && dials_in(pool))
+		note_not_connected(pool);
+	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s: its conn=%u closed (%u "
+		  "connections from it)", pool->name, mux_id(conn_mux(conn)), pool->open_count);
+}
+
+bool pool_dials_in(const struct pool *pool)
+{
+	return dials_in(pool);
 }

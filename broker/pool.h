@@ -73,7 +73,7 @@ int pool_open_stream_from(struct pool *pool, const char *service, const struct f
 size_t pool_len(const struct pool *pool);
 void pool_get_stats(const struct pool *pool, struct pool_stats *stats);
 const char *pool_name(const struct pool *pool);
-/* Calls fn for each open connection. */
+/* Calls fn for each open connection it dialled (not those a dial-in peer lent it). */
 void pool_each_conn(const struct pool *pool, void (*fn)(struct conn *, void *), void *arg);
 bool pool_is_closed(const struct pool *pool);
 /* Stops taking streams: waiting opens fail with WH_EMUX_CLOSED, every connection says ERROR 505
@@ -93,6 +93,7 @@ struct pool_info {
 	double retry_in;          /* seconds until the next dial after failures (0: none waits) */
 	double backoff;           /* the delay the next failure will wait */
 	bool draining, tls;
+	bool dial_in;             /* no address: the peer dials us, `open` counts its connections */
 	const char *last_error;   /* why the last dial failed ("" once one succeeded since) */
 };
 void pool_get_info(const struct pool *pool, struct pool_info *info);
@@ -102,5 +103,17 @@ bool pool_drained(const struct pool *pool);
 /* New settings for connections dialled from now on (open ones keep theirs); the address too.
  * WH_OK or WH_ENOMEM. */
 int pool_reconfigure(struct pool *pool, const char *host, const char *port, const struct pool_config *config);
+
+/* A peer without an address dials us (docs/FORWARDING.md, "Reach a broker behind NAT"): its
+ * pool never dials; opens go over the connections the broker lends it, the least loaded
+ * first, and fail at once with WH_EPEER_UNREACHABLE ("peer NAME is not connected", the
+ * pool's last_error) while there is none. */
+bool pool_dials_in(const struct pool *pool);
+/* Lends an accepted connection the broker matched to this dial-in peer (idempotent). The
+ * broker keeps owning it and calls pool_release before freeing it. WH_OK, WH_ENOMEM, or
+ * WH_EINVAL (the pool dials out). */
+int pool_adopt(struct pool *pool, struct conn *conn);
+/* Takes a lent connection back (no-op when the pool does not hold it). */
+void pool_release(struct pool *pool, struct conn *conn);
 
 #endif

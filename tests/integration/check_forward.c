@@ -1323,6 +1323,134 @@ START_TEST(test_config_errors)
 }
 END_TEST
 
+/* The client's answer to `request` sent through a forward on `port`, half-closed first. */
+static void forward_exchange(unsigned port, const char *request, char *answer, size_t length)
+{
+	int fd = connect_loopback(port);
+	ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+	size_t have = 0;
+	ssize_t n;
+	while (have + 1 < length && (n = read(fd, answer + have, length - 1 - have)) > 0)
+		have += (size_t)n;
+	answer[have] = '\0';
+	close(fd);
+}
+
+/* peer = local: a forward's connections reach this broker's own services, a target and a local
+ * app listening, under each service's rule for local opens; an app's open of "local" reaches a
+ * service with a target too. One broker, no peer. */
+START_TEST(test_peer_local)
+{
+	char dir[64], path[300], config[1024], answer[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n[service closed]\nlocal = no\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n\n"
+		 "[forward app]\nlisten = 127.0.0.1:0\npeer = local\nservice = appsvc\n\n"
+		 "[forward closed]\nlisten = 127.0.0.1:0\npeer = local\nservice = closed\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+
+	/* to the target */
+	forward_exchange(forward_port(&a, "small"), "Ehello", answer, sizeof answer);
+	ck_assert_str_eq(answer, "hello");
+
+	/* to an app listening on the service */
+	wh_client *app = app_attach(&a);
+	ck_assert_int_eq(wh_listen(app, "appsvc"), WH_OK);
+	int fd = connect_loopback(forward_port(&a, "app"));
+	ck_assert_int_eq(write(fd, "ping", 4), 4);
+	wh_stream *s;
+	ck_assert_int_eq(wh_accept(app, 10000, &s), WH_OK);
+	ck_assert_str_eq(wh_stream_service(s), "appsvc");
+	char got[8] = "";
+	app_read_exactly(s, got, 4);
+	ck_assert_str_eq(got, "ping");
+	ck_assert_int_eq(wh_write(s, "pong", 4), 4);
+	ck_assert_int_eq(wh_shutdown(s), WH_OK);
+	char reply[8] = "";
+	size_t have = 0;
+	ssize_t n;
+	while ((n = read(fd, reply + have, sizeof reply - 1 - have)) > 0)
+		have += (size_t)n;
+	ck_assert_int_eq(n, 0);
+	ck_assert_str_eq(reply, "pong");
+	close(fd);
+	wh_close(s);
+
+	/* local = no: the client is reset and the log says why */
+	fd = connect_loopback(forward_port(&a, "closed"));
+	expect_reset_after_sending(fd, "x");
+	close(fd);
+	ck_assert(process_log_wait(&a, "service=closed refused", 10));
+
+	/* wormhole-ctl forward add NAME LISTEN local SERVICE, at run time */
+	char control[320], out[4096];
+	snprintf(control, sizeof control, "%s/control.sock", a.dir);
+	const char *add[] = { "-s", control, "forward", "add", "later", "127.0.0.1:0", "local", "small", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", add, out, sizeof out), 0);
+	const char *at = strstr(out, "listening on 127.0.0.1:");
+	ck_assert_msg(at, "%s", out);
+	forward_exchange((unsigned)strtoul(at + strlen("listening on 127.0.0.1:"), NULL, 10), "Eagain", answer,
+			 sizeof answer);
+	ck_assert_str_eq(answer, "again");
+
+	/* an app's open of "local" for a service with a target reaches the target */
+	ck_assert_int_eq(wh_open(app, WH_PEER_LOCAL, "small", 5000, &s), WH_OK);
+	ck_assert_int_eq(wh_write(s, "Ehi there", 9), 9);
+	ck_assert_int_eq(wh_shutdown(s), WH_OK);
+	char echoed[16] = "";
+	app_read_exactly(s, echoed, 8);
+	ck_assert_str_eq(echoed, "hi there");
+	wh_close(s);
+	wh_client_detach(app);
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A drain (SIGTERM) waits for a peer = local forward's connection as for a peer's: it goes on
+ * carrying bytes, and the broker exits once it ends. */
+START_TEST(test_peer_local_drain)
+{
+	char dir[64], path[300], config[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[broker]\ndrain-timeout = 30\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	int fd = connect_loopback(forward_port(&a, "small"));
+	char got[4] = "";
+	ck_assert_int_eq(write(fd, "Pab", 3), 3);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	ck_assert_str_eq(got, "ab");
+	ck_assert_int_eq(kill(a.pid, SIGTERM), 0);
+	ck_assert(process_log_wait(&a, "draining", 10));
+	usleep(300000); /* a drain that does not wait would have ended by now (it looks every 0.1 s) */
+	ck_assert_int_eq(write(fd, "cd", 2), 2);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	ck_assert_str_eq(got, "cd");
+	close(fd);
+	a.keep_log = true; /* read after it exits */
+	ck_assert_int_eq(process_wait(&a, 20), 0);
+	ck_assert(process_log_has(&a, "drained: every stream finished"));
+	stop_child(target);
+	process_stop(&a, SIGKILL);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1333,6 +1461,11 @@ int main(void)
 	tcase_set_timeout(listen, 60);
 	tcase_add_test(listen, test_no_listen_on_a_target);
 	suite_add_tcase(suite, listen);
+	TCase *local = tcase_create("local");
+	tcase_set_timeout(local, 60);
+	tcase_add_test(local, test_peer_local);
+	tcase_add_test(local, test_peer_local_drain);
+	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_target_by_name);

@@ -396,7 +396,7 @@ START_TEST(test_forwarding_sections)
 			    "connect-timeout = 1\n"     /* 4 */
 			    "[forward f]\n"            /* 5 */
 			    "listen = 127.0.0.1:1\n"    /* 6 */
-			    "peer = local\n"            /* 7 */
+			    "peer = no/way\n"           /* 7 */
 			    "window = 5\n"              /* 8 */
 			    "[forward g]\n"            /* 9 */
 			    "peer = nobody\n");        /* 10 */
@@ -407,7 +407,7 @@ START_TEST(test_forwarding_sections)
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:4: [service db]: connect-timeout, balance, health checks, idle-timeout, bandwidth or proxy-protocol without a target", path);
 	ck_assert(has_error(expect));
-	snprintf(expect, sizeof expect, "%s:7: peer: peer = local", path);
+	snprintf(expect, sizeof expect, "%s:7: peer: a peer name is 1 to 63", path);
 	ck_assert(has_error(expect));
 	snprintf(expect, sizeof expect, "%s:8: window: not a setting of a forward", path);
 	ck_assert(has_error(expect));
@@ -579,6 +579,20 @@ START_TEST(test_config_size_is_bounded)
 }
 END_TEST
 
+/* A dial-in peer's from = ADDRESS against an accepted connection's "host:port". */
+START_TEST(test_dialin_from_matches)
+{
+	ck_assert(dialin_from_matches("127.0.0.1", "127.0.0.1:40110"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "127.0.0.2:40110"));
+	ck_assert(dialin_from_matches("::1", "[::1]:7420"));
+	ck_assert(dialin_from_matches("192.0.2.44", "[::ffff:192.0.2.44]:7420")); /* a v6 listener's view */
+	ck_assert(dialin_from_matches("fd00::3", "[fd00:0::3]:1"));
+	ck_assert(!dialin_from_matches("", "127.0.0.1:1"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "-"));
+	ck_assert(!dialin_from_matches("127.0.0.1", "[127.0.0.1:1"));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("options");
@@ -599,6 +613,7 @@ int main(void)
 	tcase_add_test(tc, test_config_fifo_is_refused_without_blocking);
 	tcase_add_test(tc, test_config_long_lines);
 	tcase_add_test(tc, test_config_size_is_bounded);
+	tcase_add_test(tc, test_dialin_from_matches);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

@@ -1,0 +1,149 @@
+/* `peer = local`: this broker's own services reached as a peer's are. A forward (or an app's
+ * open of a service with a TCP target) opens streams on one end of an in-process connection,
+ * a socketpair with a mux at each end; the other end routes them as streams from a peer are
+ * routed (target, listening app, built-in service), under the service's rules for local
+ * opens. So a forward's relay, the windows and the targets are the same code whatever the
+ * peer, and no other broker is involved. Made at the first use, made again if it ever closes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "services.h"
+
+struct local_link {
+	struct broker *broker;
+	struct pool *pool;           /* "local": dials in, its one connection lent */
+	struct conn *opener, *taker; /* NULL once closed */
+};
+
+static int refuse_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
+{
+	(void)mux;
+	(void)stream;
+	(void)service;
+	(void)user;
+	return WH_ENO_SERVICE; /* the taker's end opens nothing */
+}
+
+/* A stream opened through the link, for `service` (empty: the default): the service's local
+ * rule decides, as for a local app's open, then it is routed as any peer's stream is. */
+static int local_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
+{
+	struct local_link *link = user;
+	struct broker *broker = link->broker;
+	const char *name = service[0] ? service : broker->config.default_service;
+	const char *why = NULL;
+	if (service_app_may_open(&broker->config.apps.services, name, &why) != WH_OK) {
+		log_write(&broker->log, LOG_WARN, "broker", "local stream=%u service=%s refused: %s",
+			  mux_stream_id(stream), name, why ? why : "its rules");
+		return WH_EACCESS;
+	}
+	int error = forwarding_attach_target(broker, stream, name);
+	if (error == WH_ENO_SERVICE)
+		error = broker->apps ? apps_route_incoming(broker->apps, mux, stream, name) : WH_ENO_SERVICE;
+	if (error == WH_ENO_SERVICE)
+		error = services_attach(stream, name);
+	return error;
+}
+
+static void on_opener_closed(struct mux *mux, int error, void *user)
+{
+	struct local_link *link = user;
+	(void)mux;
+	log_write(&link->broker->log, LOG_WARN, "broker", "the local link closed: %s (made again at "
+		  "the next use)", wh_strerror(error));
+	pool_release(link->pool, link->opener);
+	conn_free(link->opener);
+	link->opener = NULL;
+}
+
+static void on_taker_closed(struct mux *mux, int error, void *user)
+{
+	struct local_link *link = user;
+	(void)mux;
+	(void)error;
+	conn_free(link->taker);
+	link->taker = NULL;
+}
+
+/* Both ends, over a new socketpair. WH_OK, or WH_ESYSTEM / WH_ENOMEM (logged). */
+static int link_connect(struct local_link *link)
+{
+	struct broker *broker = link->broker;
+	int fds[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+		log_write(&broker->log, LOG_ERROR, "broker", "local link: socketpair: %s", strerror(errno));
+		return WH_ESYSTEM;
+	}
+	struct mux_config config = broker->config.pool.mux;
+	config.idle_timeout = 0;
+	snprintf(config.peer, sizeof config.peer, "local");
+	struct mux_callbacks opener = { .on_incoming = refuse_incoming, .on_closed = on_opener_closed };
+	struct mux_callbacks taker = { .on_incoming = local_incoming, .on_closed = on_taker_closed };
+	link->opener = conn_new(broker->loop, fds[0], true, &config, &broker->conn_shared, &opener, link);
+	link->taker = conn_new(broker->loop, fds[1], false, &config, &broker->conn_shared, &taker, link);
+	if (!link->opener || !link->taker || pool_adopt(link->pool, link->opener) != WH_OK) {
+		if (link->opener)
+			conn_free(link->opener);
+		else
+			close(fds[0]);
+		if (link->taker)
+			conn_free(link->taker);
+		else
+			close(fds[1]);
+		link->opener = link->taker = NULL;
+		log_write(&broker->log, LOG_ERROR, "broker", "local link: out of memory");
+		return WH_ENOMEM;
+	}
+	return WH_OK;
+}
+
+struct pool *local_link_pool(struct broker *broker)
+{
+	struct local_link *link = broker->local;
+	if (broker->draining)
+		return link ? link->pool : NULL;
+	if (!link) {
+		link = calloc(1, sizeof *link);
+		if (!link)
+			return NULL;
+		link->broker = broker;
+		link->pool = pool_new(broker->loop, "local", "", "", &broker->config.pool, &broker->conn_shared,
+				      NULL, broker);
+		if (!link->pool) {
+			free(link);
+			return NULL;
+		}
+		broker->local = link;
+	}
+	if (!link->opener && !link->taker) /* the first use, or both ends of a closed one gone */
+		link_connect(link);
+	return link->pool;
+}
+
+bool local_link_drained(const struct broker *broker)
+{
+	const struct local_link *link = broker->local;
+	return !link || !link->opener || mux_is_closed(conn_mux(link->opener)) ||
+	       mux_num_streams(conn_mux(link->opener)) == 0;
+}
+
+void local_link_free(struct broker *broker)
+{
+	struct local_link *link = broker->local;
+	if (!link)
+		return;
+	pool_free(link->pool); /* lends the opener back */
+	if (link->opener)
+		conn_free(link->opener);
+	if (link->taker)
+		conn_free(link->taker);
+	free(link);
+	broker->local = NULL;
+}
