@@ -27,7 +27,7 @@ struct tcp_relay {
 	struct mux_stream *stream;
 	ev_io readable, writable;
 	ev_timer idle;       /* idle-timeout: checks last_active */
-	ev_timer probe;      /* while the stream has no room: is the socket still there? */
+	ev_timer probe;      /* while the stream has no room, or after the socket's EOF: is it still there? */
 	struct tcp_relay_limit *limit;
 	bool throttled_in, throttled_out; /* waiting for the limit's tokens */
 	double idle_timeout;
@@ -221,7 +221,9 @@ static bool pump_in(struct tcp_relay *r)
 {
 	uint8_t buffer[RELAY_CHUNK];
 	size_t moved = 0;
-	while (!r->socket_eof && moved < RELAY_TURN) {
+	if (r->socket_eof) /* nothing more to read: its readable watcher would fire for ever */
+		return true;
+	while (moved < RELAY_TURN) {
 		size_t room = mux_stream_write_room(r->stream);
 		if (room == 0) {
 			/* WRITABLE brings us back (or ERROR ends us): the socket is not read meanwhile,
@@ -257,7 +259,12 @@ static bool pump_in(struct tcp_relay *r)
 			r->socket_eof = true;
 			ev_io_stop(r->loop, &r->readable);
 			mux_stream_close_write(r->stream); /* CLOSE follows what was written */
-			return !relay_check_done(r);
+			if (relay_check_done(r))
+				return false;
+			/* the socket is not read again: a reset after its EOF (a client that
+			 * half-closed, then went) would go unseen while the stream says nothing */
+			ev_timer_again(r->loop, &r->probe);
+			return true;
 		}
 		if (errno == EINTR)
 			continue;
@@ -378,15 +385,15 @@ static bool pump_out(struct tcp_relay *r)
 	return true;
 }
 
-/* The stream has had no room for a while: the socket is not read, so its reset or EOF would
- * go unseen (and its descriptor and stream held until the far side moved). A peek once a
- * PROBE_INTERVAL finds out without taking a byte. */
+/* The stream has had no room for a while, or the socket said EOF: the socket is not read, so
+ * its reset (or EOF) would go unseen (and its descriptor and stream held until the far side
+ * moved). A look at its error and a peek once a PROBE_INTERVAL find out without taking a byte. */
 static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct tcp_relay *r = w->data;
 	(void)loop;
 	(void)revents;
-	if (mux_stream_write_room(r->stream) > 0) {
+	if (!r->socket_eof && mux_stream_write_room(r->stream) > 0) {
 		pump_in(r);
 		return;
 	}
