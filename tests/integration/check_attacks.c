@@ -400,7 +400,8 @@ struct ftarget_conn {
  *   'H' read and drop to EOF, then hold the connection, never answering, until it is reset
  *   'N' never read again: hold the connection until it is reset or closed
  *   'S' send for ever
- *   'R' read a little, send 16 KiB, then reset the connection (SO_LINGER 0) */
+ *   'R' read a little, send 16 KiB, then reset the connection (SO_LINGER 0)
+ *   'F' shut the write side at once (half-close), read one more byte, then reset */
 static void ftarget_serve(struct ftarget *t, int fd, char mode)
 {
 	char *buffer = malloc(1 << 16);
@@ -433,8 +434,12 @@ static void ftarget_serve(struct ftarget *t, int fd, char mode)
 		while ((n = write(fd, buffer, 1 << 16)) > 0)
 			atomic_fetch_add(&t->sent, (unsigned long long)n);
 		break;
+	case 'F':
+		shutdown(fd, SHUT_WR);
+		/* then the byte the client sends once it saw the EOF, and the reset */
+		/* fall through */
 	case 'R':
-		if (read(fd, buffer, 4096) > 0 && write(fd, buffer, 16384) > 0) {
+		if (read(fd, buffer, 4096) > 0 && (mode == 'F' || write(fd, buffer, 16384) > 0)) {
 			struct linger hard = { .l_onoff = 1, .l_linger = 0 };
 			setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
 		}
@@ -1043,9 +1048,31 @@ static void attack_resets_mid_stream(struct fscene *s)
 	}
 }
 
+/* Targets that half-close, then reset once the client has seen their EOF and sent one more
+ * byte (which they read): each client sees the reset, though nothing else moves. */
+static void targets_half_close_then_reset(struct fscene *s, unsigned n)
+{
+	int *fds = calloc(n, sizeof *fds);
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert(send_all(fds[i], "F", 1));
+	}
+	for (unsigned i = 0; i < n; i++) {
+		char byte;
+		ck_assert_int_eq(recv(fds[i], &byte, 1, 0), 0); /* the target's EOF */
+		ck_assert(send_all(fds[i], "x", 1));
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct pollfd p = { .fd = fds[i], .events = 0 }; /* POLLERR or POLLHUP: the reset */
+		ck_assert_msg(poll(&p, 1, 10000) == 1, "client %u never saw the target's reset", i);
+		close(fds[i]);
+	}
+	free(fds);
+}
+
 /* (f) Clients that half-close and never read: some while the target echoes what they sent
  * (it stops once the windows are full), some while the target holds the connection without a
- * word. Then they reset. */
+ * word. Then they reset. And targets that half-close, then reset. */
 #define HALF_CLOSERS 20
 static void attack_half_close_never_read(struct fscene *s)
 {
@@ -1070,6 +1097,7 @@ static void attack_half_close_never_read(struct fscene *s)
 		fclient_reset(echoed[i]);
 		fclient_reset(held[i]);
 	}
+	targets_half_close_then_reset(s, HALF_CLOSERS);
 }
 
 /* (g) A flood of streams to a target that never answers a connect (bounded by its
