@@ -731,7 +731,7 @@ static void write_text(const char *path, const char *text)
 
 /* A exposes t (the test's target), dead (a target that never answers a connect) and refused;
  * B forwards to each, t with the case's limits (`forward_extra`, config lines). */
-static void fscene_start(struct fscene *s, const char *forward_extra)
+static void fscene_start(struct fscene *s, const char *forward_extra, bool short_keepalive)
 {
 	harness_tempdir(s->dir, sizeof s->dir);
 	ftarget_start(&s->target);
@@ -743,7 +743,10 @@ static void fscene_start(struct fscene *s, const char *forward_extra)
 		 s->target.port, dead, refused_port());
 	snprintf(path, sizeof path, "%s/a.conf", s->dir);
 	write_text(path, text);
-	const char *a_args[] = { "--config", path, "--max-window", "262144", NULL };
+	/* keep-alive 1 s, timeout 1 s, where a case needs the pool's connection to end soon */
+	const char *a_args[] = { "--config", path, "--max-window", "262144", "--keepalive",
+				 short_keepalive ? "1" : "30", "--keepalive-timeout", short_keepalive ? "1" : "30",
+				 NULL };
 	ck_assert(broker_spawn(&s->a, a_args));
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward t]\nlisten = 127.0.0.1:0\n"
 		 "peer = a\nservice = t\n%s\n[forward dead]\nlisten = 127.0.0.1:0\npeer = a\nservice = dead\n\n"
@@ -752,7 +755,9 @@ static void fscene_start(struct fscene *s, const char *forward_extra)
 	snprintf(path, sizeof path, "%s/b.conf", s->dir);
 	write_text(path, text);
 	/* one pooled connection, in the baseline: any other descriptor counted after is a leak */
-	const char *b_args[] = { "--config", path, "--max-window", "262144", "--pool-max", "1", NULL };
+	const char *b_args[] = { "--config", path, "--max-window", "262144", "--pool-max", "1", "--keepalive",
+				 short_keepalive ? "1" : "30", "--keepalive-timeout", short_keepalive ? "1" : "30",
+				 NULL };
 	ck_assert(broker_spawn(&s->b, b_args));
 	s->port = forward_port_of(&s->b, "t");
 	s->dead_port = forward_port_of(&s->b, "dead");
@@ -817,7 +822,8 @@ struct fwd_case {
 	void (*attack)(struct fscene *s);
 	const char *forward_extra; /* config lines of forward t */
 	long rss_growth_kib;       /* most either broker may grow while it runs */
-	bool kills_a;              /* the far broker dies: the good connection with it */
+	bool good_dies;            /* the pool's connection ends: the good connection with it */
+	bool short_keepalive;      /* keep-alive 1 s, its timeout 1 s */
 };
 
 /* A number after `"key": ` in wormhole-ctl's JSON for B's forward t (-1 if absent). */
@@ -1185,6 +1191,40 @@ static void attack_far_stopped(struct fscene *s)
 	fprintf(stderr, "forward attack: after SIGCONT %u completed, %u reset\n", completed, reset);
 }
 
+/* Whether a new forwarded connection echoes a byte (the pool is back). */
+static bool forward_echoes(void *arg)
+{
+	struct fscene *s = arg;
+	int fd = fclient(s->port);
+	char byte = 0;
+	bool ok = fd >= 0 && send_all(fd, "Py", 2) && shutdown(fd, SHUT_WR) == 0 && recv(fd, &byte, 1, 0) == 1 &&
+		  byte == 'y' && recv(fd, &byte, 1, 0) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* (h) The far broker stopped past B's keep-alive (1 s, timeout 1 s) under forwarded
+ * connections: B ends the pool's connection and resets every client; once A continues, it
+ * finds the connection gone and resets every target's; new connections work again. */
+static void attack_far_stopped_past_keepalive(struct fscene *s)
+{
+	int fds[FAR_CLIENTS];
+	far_clients_start(s, fds);
+	kill(s->a.pid, SIGSTOP);
+	double start = monotonic();
+	for (unsigned i = 0; i < FAR_CLIENTS; i++) {
+		int end = drain_to_end(fds[i]);
+		ck_assert_msg(end == ECONNRESET, "client %u: %s, not a reset", i, strerror(end));
+		close(fds[i]);
+	}
+	double took = monotonic() - start;
+	kill(s->a.pid, SIGCONT);
+	fprintf(stderr, "forward attack: the clients were reset %.1f s after A stopped\n", took);
+	ck_assert_msg(took < 10, "the clients were reset %.1f s after A stopped", took);
+	ck_assert_msg(poll_until(forward_echoes, s, 20), "no forwarded connection works after SIGCONT");
+}
+
 /* (h) The far broker killed under forwarded connections: every client is reset. */
 static void attack_far_killed(struct fscene *s)
 {
@@ -1201,15 +1241,17 @@ static void attack_far_killed(struct fscene *s)
 
 #define HELD(n) ((n) * FWD_HELD_PER_CONNECTION_KIB + FWD_RSS_SLACK_KIB)
 static const struct fwd_case fwd_cases[] = {
-	{ "forward-silent-clients", attack_silent_beyond_max, "max-connections = 100\n", HELD(0), false },
-	{ "forward-rate-flood", attack_rate_flood, "connection-rate = 10\n", HELD(0), false },
-	{ "forward-targets-never-read", attack_targets_never_read, NULL, HELD(NEVER_READ), false },
-	{ "forward-target-floods-unread", attack_target_floods_unread, NULL, HELD(UNREAD_CLIENTS), false },
-	{ "forward-resets-mid-stream", attack_resets_mid_stream, NULL, HELD(0), false },
-	{ "forward-half-close-never-read", attack_half_close_never_read, NULL, HELD(HALF_CLOSERS), false },
-	{ "forward-dead-targets", attack_dead_targets, NULL, HELD(0), false },
-	{ "forward-far-stopped", attack_far_stopped, NULL, HELD(FAR_CLIENTS), false },
-	{ "forward-far-killed", attack_far_killed, NULL, HELD(FAR_CLIENTS), true },
+	{ "forward-silent-clients", attack_silent_beyond_max, "max-connections = 100\n", HELD(0), false, false },
+	{ "forward-rate-flood", attack_rate_flood, "connection-rate = 10\n", HELD(0), false, false },
+	{ "forward-targets-never-read", attack_targets_never_read, NULL, HELD(NEVER_READ), false, false },
+	{ "forward-target-floods-unread", attack_target_floods_unread, NULL, HELD(UNREAD_CLIENTS), false, false },
+	{ "forward-resets-mid-stream", attack_resets_mid_stream, NULL, HELD(0), false, false },
+	{ "forward-half-close-never-read", attack_half_close_never_read, NULL, HELD(HALF_CLOSERS), false, false },
+	{ "forward-dead-targets", attack_dead_targets, NULL, HELD(0), false, false },
+	{ "forward-far-stopped", attack_far_stopped, NULL, HELD(FAR_CLIENTS), false, false },
+	{ "forward-far-stopped-past-keepalive", attack_far_stopped_past_keepalive, NULL, HELD(FAR_CLIENTS), true,
+	  true },
+	{ "forward-far-killed", attack_far_killed, NULL, HELD(FAR_CLIENTS), true, false },
 };
 
 struct rss_goal {
@@ -1254,7 +1296,7 @@ START_TEST(test_forward_attack)
 		return;
 	static struct fscene s;
 	memset(&s, 0, sizeof s);
-	fscene_start(&s, c->forward_extra);
+	fscene_start(&s, c->forward_extra, c->short_keepalive);
 	forward_warm_up(&s);
 	static struct good g;
 	memset(&g, 0, sizeof g);
@@ -1276,7 +1318,7 @@ START_TEST(test_forward_attack)
 	atomic_store(&g.stop, true);
 	pthread_join(g.thread, NULL);
 	int rounds = atomic_load(&g.rounds);
-	if (!c->kills_a)
+	if (!c->good_dies)
 		ck_assert_msg(!g.failure[0] && rounds > 1, "%s: the good connection: %s (%d round trips)", c->name,
 			      g.failure, rounds);
 	struct rss_goal fa = { &s.a, fds_a }, fb = { &s.b, fds_b };
