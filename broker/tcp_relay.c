@@ -216,6 +216,18 @@ void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit 
 	}
 }
 
+/* True (and r gone) when the socket has a pending error: it reset. Bytes it queued before
+ * the reset stay readable, so a relay that reads slowly would carry them first. */
+static bool relay_socket_reset(struct tcp_relay *r)
+{
+	int error = 0;
+	socklen_t length = sizeof error;
+	if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0 || !error)
+		return false;
+	relay_socket_failed(r, error);
+	return true;
+}
+
 /* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
 static bool pump_in(struct tcp_relay *r)
 {
@@ -236,6 +248,10 @@ static bool pump_in(struct tcp_relay *r)
 		ev_timer_stop(r->loop, &r->probe);
 		size_t allow = limit_allow(r->limit, 0, room < sizeof buffer ? room : sizeof buffer);
 		if (allow == 0) { /* the limit's timer brings us back */
+			/* a socket that reset ends now, not once its queued bytes went through at the
+			 * limit's pace (holding the relay and the others' share of the limit) */
+			if (relay_socket_reset(r))
+				return false;
 			ev_io_stop(r->loop, &r->readable);
 			r->throttled_in = true;
 			limit_wait(r->limit, 0);
@@ -400,12 +416,8 @@ static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 	/* a reset leaves the bytes before it readable (a peek sees them, not the reset), but sets
 	 * the socket's error at once (its TCP state is no help: a clean close in both directions
 	 * ends in the same state) */
-	int error = 0;
-	socklen_t length = sizeof error;
-	if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error) {
-		relay_socket_failed(r, error);
+	if (relay_socket_reset(r))
 		return;
-	}
 	char byte;
 	ssize_t n = recv(r->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {

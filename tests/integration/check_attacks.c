@@ -1191,6 +1191,32 @@ static void attack_far_stopped(struct fscene *s)
 	fprintf(stderr, "forward attack: after SIGCONT %u completed, %u reset\n", completed, reset);
 }
 
+/* (e) with a bandwidth limit (1 MiB/s each way on forward t): 200 clients fill what their
+ * sockets take, then reset. Each relay ends at once: the bytes queued before a reset are not
+ * carried at the limit's pace (about 25 s for these), holding the relays, the targets'
+ * connections and the limit's share of the live connections. */
+#define LIMITED_CLIENTS 200 /* the limit stops their relays reading: they hold little */
+static void attack_bandwidth_resets(struct fscene *s)
+{
+	int fds[LIMITED_CLIENTS];
+	unsigned live = atomic_load(&s->target.live);
+	for (unsigned i = 0; i < LIMITED_CLIENTS; i++) {
+		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert(send_all(fds[i], "Q", 1));
+	}
+	unsigned long long total = push_until_stuck(fds, LIMITED_CLIENTS, 1u << 20);
+	expect_target_live(s, live + LIMITED_CLIENTS, true, "clients of a limited forward");
+	for (unsigned i = 0; i < LIMITED_CLIENTS; i++)
+		fclient_reset(fds[i]);
+	double start = monotonic();
+	struct count_goal goal = { &s->target.live, live, false };
+	bool ended = poll_until(count_reached, &goal, 5);
+	fprintf(stderr, "forward attack: %llu bytes queued by %d clients; their targets' connections %s "
+		"%.1f s after the resets\n", total, LIMITED_CLIENTS, ended ? "ended" : "still open", monotonic() - start);
+	ck_assert_msg(ended, "the target still holds %u connections 5 s after their clients reset",
+		      atomic_load(&s->target.live) - live);
+}
+
 /* Whether a new forwarded connection echoes a byte (the pool is back). */
 static bool forward_echoes(void *arg)
 {
@@ -1252,6 +1278,8 @@ static const struct fwd_case fwd_cases[] = {
 	{ "forward-far-stopped-past-keepalive", attack_far_stopped_past_keepalive, NULL, HELD(FAR_CLIENTS), true,
 	  true },
 	{ "forward-far-killed", attack_far_killed, NULL, HELD(FAR_CLIENTS), true, false },
+	{ "forward-bandwidth-resets", attack_bandwidth_resets, "bandwidth = 1M\n", HELD(0), false,
+	  false },
 };
 
 struct rss_goal {
@@ -1327,6 +1355,10 @@ START_TEST(test_forward_attack)
 	if (!a_back || !b_back) {
 		process_dump_log(&s.a);
 		process_dump_log(&s.b);
+		char command[200];
+		snprintf(command, sizeof command, "ls -l /proc/%d/fd /proc/%d/fd >&2; ss -tanp | grep -E 'pid=(%d|%d),' >&2",
+			 (int)s.a.pid, (int)s.b.pid, (int)s.a.pid, (int)s.b.pid);
+		(void)!system(command);
 	}
 	ck_assert_msg(a_back && b_back, "%s: descriptors: A %d before, %d after; B %d before, %d after", c->name,
 		      fds_a, fds_a_after, fds_b, fds_b_after);
