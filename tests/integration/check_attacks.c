@@ -1325,7 +1325,11 @@ START_TEST(test_forward_attack)
 	static struct fscene s;
 	memset(&s, 0, sizeof s);
 	fscene_start(&s, c->forward_extra, c->short_keepalive);
+	int fds_start_a = process_fd_count(&s.a), fds_start_b = process_fd_count(&s.b);
 	forward_warm_up(&s);
+	/* the warm-up's relays gone: what is left beside the start is the pool's connection */
+	struct rss_goal wa = { &s.a, fds_start_a + 1 }, wb = { &s.b, fds_start_b + 1 };
+	ck_assert(poll_until(fds_at_most, &wa, 10) && poll_until(fds_at_most, &wb, 10));
 	static struct good g;
 	memset(&g, 0, sizeof g);
 	g.port = s.port;
