@@ -1096,7 +1096,8 @@ START_TEST(test_forward_attack)
 		      fds_a, fds_a_after, fds_b, fds_b_after);
 	expect_target_live(&s, 0, false, c->name);
 	expect_idle(&s, c->name);
-	struct rss_goal ra = { &s.a, rss_a + FWD_RSS_SLACK_KIB }, rb = { &s.b, rss_b + FWD_RSS_SLACK_KIB };
+	struct rss_goal ra = { &s.a, rss_a + FWD_RSS_SLACK_KIB + SANITIZER_RSS_KIB },
+			rb = { &s.b, rss_b + FWD_RSS_SLACK_KIB + SANITIZER_RSS_KIB };
 	ck_assert_msg(s.a_killed || poll_until(rss_back, &ra, 15), "%s: A's RSS %ld KiB, %ld before", c->name,
 		      process_rss_kib(&s.a), rss_a);
 	ck_assert_msg(poll_until(rss_back, &rb, 15), "%s: B's RSS %ld KiB, %ld before", c->name,
