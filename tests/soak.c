@@ -20,7 +20,8 @@
  * Stop condition: SECONDS pass, or the first violation: an orderly stream whose bytes differ,
  * a stream that ends in an error while no fault was under way, or a stream that does not end
  * within STREAM_BOUND seconds. At the end every broker's descriptors and resident memory must
- * be back to where they were after the warm-up. Prints its figures; exit status 0 when every
+ * be back to where they were after the warm-up, and idle (at most IDLE_TICKS of CPU in a
+ * second). Prints its figures; exit status 0 when every
  * check held, 1 otherwise, 77 when it cannot run here (not root). Needs iproute2 and tc.
  */
 #include "config.h"
@@ -637,6 +638,24 @@ static void pump(struct soak *k, struct stream *streams, double seconds, bool st
 	}
 }
 
+/* Brokers that used more than IDLE_TICKS of CPU in the second after everything settled (with
+ * nothing left to carry, only keep-alive's PINGs). */
+#define IDLE_TICKS 10 /* clock ticks (1/100 s) */
+static int brokers_busy(struct soak *k)
+{
+	long start[HOSTS];
+	for (int i = 0; i < HOSTS; i++)
+		start[i] = process_cpu_ticks(&k->hosts[i].broker);
+	usleep(1000000); /* a measurement window */
+	int busy = 0;
+	for (int i = 0; i < HOSTS; i++) {
+		long ticks = process_cpu_ticks(&k->hosts[i].broker) - start[i];
+		fprintf(stderr, "soak: broker %s: %ld ticks of CPU in the second after\n", names[i], ticks);
+		busy += ticks > IDLE_TICKS;
+	}
+	return busy;
+}
+
 static void baseline(struct soak *k)
 {
 	for (int i = 0; i < HOSTS; i++) {
@@ -740,6 +759,7 @@ int main(int argc, char **argv)
 			(void)!system(command);
 		}
 	}
+	int busy = brokers_busy(&k);
 	fprintf(stderr, "soak: %.0f s, %llu streams: %llu orderly verified (%llu bytes), %llu ended by "
 		"faults, %llu closed early, %llu aborted; %llu faults\n", now() - start,
 		(unsigned long long)k.streams_started, (unsigned long long)k.orderly_verified,
@@ -752,7 +772,7 @@ int main(int argc, char **argv)
 		(unsigned long long)k.forwarded_by_fault, (unsigned long long)k.forwarded_early,
 		(unsigned long long)k.forwarded_reset);
 	for (int i = 0; i < HOSTS; i++) {
-		if (k.violation || fds_bad)
+		if (k.violation || fds_bad || busy)
 			process_dump_log(&k.hosts[i].broker);
 		process_stop(&k.hosts[i].echo, SIGTERM);
 		process_stop(&k.hosts[i].broker, SIGTERM);
@@ -767,7 +787,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "soak: FAILED: %s\n", k.why);
 	else if (fds_bad)
 		fprintf(stderr, "soak: FAILED: a broker's descriptors or memory did not come back\n");
+	else if (busy)
+		fprintf(stderr, "soak: FAILED: a broker was not idle once everything settled\n");
 	else
 		fprintf(stderr, "soak: passed\n");
-	return k.violation || fds_bad ? 1 : 0;
+	return k.violation || fds_bad || busy ? 1 : 0;
 }
