@@ -713,8 +713,8 @@ static void attack_target_floods_unread(struct fscene *s)
 		fclient_reset(fds[i]);
 }
 
-/* (e) Clients that reset mid-stream, one after another; then targets that reset mid-stream,
- * many at once: each client sees the reset. */
+/* (e) Clients that reset mid-stream, one after another, and clients that reset at once; then
+ * targets that reset mid-stream, many at once: each client sees the reset. */
 #define RESET_LOOPS 300
 #define TARGET_RESETS 100
 static void attack_resets_mid_stream(struct fscene *s)
@@ -726,6 +726,12 @@ static void attack_resets_mid_stream(struct fscene *s)
 		ck_assert(send_all(fd, request, sizeof request));
 		char byte;
 		ck_assert_int_eq(recv(fd, &byte, 1, 0), 1); /* the echo is flowing */
+		fclient_reset(fd);
+	}
+	/* and clients that reset before the broker even accepted them */
+	for (unsigned i = 0; i < RESET_LOOPS; i++) {
+		int fd = fclient(s->port);
+		ck_assert_int_ge(fd, 0);
 		fclient_reset(fd);
 	}
 	int fds[TARGET_RESETS];
