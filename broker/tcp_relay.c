@@ -228,6 +228,20 @@ static bool relay_socket_reset(struct tcp_relay *r)
 	return true;
 }
 
+/* The socket said EOF: CLOSE follows what was written. The socket is not read again, so a
+ * reset after its EOF (a client that half-closed, then went) would go unseen while the stream
+ * says nothing: the probe looks. False: the relay ended. */
+static bool socket_eof_seen(struct tcp_relay *r)
+{
+	r->socket_eof = true;
+	ev_io_stop(r->loop, &r->readable);
+	mux_stream_close_write(r->stream);
+	if (relay_check_done(r))
+		return false;
+	ev_timer_again(r->loop, &r->probe);
+	return true;
+}
+
 /* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
 static bool pump_in(struct tcp_relay *r)
 {
@@ -271,17 +285,8 @@ static bool pump_in(struct tcp_relay *r)
 			moved += (size_t)n;
 			continue;
 		}
-		if (n == 0) {
-			r->socket_eof = true;
-			ev_io_stop(r->loop, &r->readable);
-			mux_stream_close_write(r->stream); /* CLOSE follows what was written */
-			if (relay_check_done(r))
-				return false;
-			/* the socket is not read again: a reset after its EOF (a client that
-			 * half-closed, then went) would go unseen while the stream says nothing */
-			ev_timer_again(r->loop, &r->probe);
-			return true;
-		}
+		if (n == 0)
+			return socket_eof_seen(r);
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -425,9 +430,7 @@ static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	if (n == 0 && !r->socket_eof) { /* everything before the EOF was read: CLOSE needs no room */
-		r->socket_eof = true;
-		mux_stream_close_write(r->stream);
-		relay_check_done(r);
+		socket_eof_seen(r);
 		return;
 	}
 	/* the timer repeats: the next look comes PROBE_INTERVAL from now (restarting a one-shot

@@ -1052,6 +1052,41 @@ static void forward_warm_up(struct fscene *s)
 	expect_target_live(s, 0, false, "the warm-up");
 }
 
+static void good_start(struct good *g, struct fscene *s)
+{
+	memset(g, 0, sizeof *g);
+	g->port = s->port;
+	g->a = &s->a;
+	g->b = &s->b;
+	atomic_init(&g->stop, false);
+	atomic_init(&g->rounds, 0);
+	ck_assert_int_eq(pthread_create(&g->thread, NULL, good_run, g), 0);
+	ck_assert_msg(poll_until(good_going, g, 10) && atomic_load(&g->rounds) > 0, "the good connection: %s",
+		      g->failure);
+}
+
+/* Both brokers (B alone once A was killed) hold no more descriptors than *a and *b (15 s
+ * bound); *a and *b get what they hold then (-1 for a killed A). */
+static void expect_descriptors_back(struct fscene *s, const char *name, int *a, int *b)
+{
+	struct rss_goal fa = { &s->a, *a }, fb = { &s->b, *b };
+	bool a_back = s->a_killed || poll_until(fds_at_most, &fa, 15), b_back = poll_until(fds_at_most, &fb, 15);
+	int a_now = s->a_killed ? -1 : process_fd_count(&s->a), b_now = process_fd_count(&s->b);
+	if (!a_back || !b_back) {
+		process_dump_log(&s->a);
+		process_dump_log(&s->b);
+		char command[200];
+		snprintf(command, sizeof command, "ls -l /proc/%d/fd /proc/%d/fd >&2; "
+			 "ss -tanp | grep -E 'pid=(%d|%d),' >&2", (int)s->a.pid, (int)s->b.pid, (int)s->a.pid,
+			 (int)s->b.pid);
+		(void)!system(command);
+	}
+	ck_assert_msg(a_back && b_back, "%s: descriptors: A %d before, %d after; B %d before, %d after", name,
+		      *a, a_now, *b, b_now);
+	*a = a_now;
+	*b = b_now;
+}
+
 START_TEST(test_forward_attack)
 {
 	const struct fwd_case *c = &fwd_cases[_i];
@@ -1065,18 +1100,10 @@ START_TEST(test_forward_attack)
 	/* the baseline once the warm-up's relay on B is gone (A's went with the target's) */
 	ck_assert(poll_until(forward_idle, &s, 10));
 	static struct good g;
-	memset(&g, 0, sizeof g);
-	g.port = s.port;
-	g.a = &s.a;
-	g.b = &s.b;
-	atomic_init(&g.stop, false);
-	atomic_init(&g.rounds, 0);
 	/* the baseline: the pool's connection up, no forwarded connection (the good one's are
 	 * gone again when it is counted after) */
 	int fds_a = process_fd_count(&s.a), fds_b = process_fd_count(&s.b);
-	ck_assert_int_eq(pthread_create(&g.thread, NULL, good_run, &g), 0);
-	ck_assert_msg(poll_until(good_going, &g, 10) && atomic_load(&g.rounds) > 0, "the good connection: %s",
-		      g.failure);
+	good_start(&g, &s);
 	long rss_a = process_rss_kib(&s.a), rss_b = process_rss_kib(&s.b);
 
 	c->attack(&s);
@@ -1087,19 +1114,8 @@ START_TEST(test_forward_attack)
 	if (!c->good_dies)
 		ck_assert_msg(!g.failure[0] && rounds > 1, "%s: the good connection: %s (%d round trips)", c->name,
 			      g.failure, rounds);
-	struct rss_goal fa = { &s.a, fds_a }, fb = { &s.b, fds_b };
-	bool a_back = s.a_killed || poll_until(fds_at_most, &fa, 15), b_back = poll_until(fds_at_most, &fb, 15);
-	int fds_a_after = s.a_killed ? -1 : process_fd_count(&s.a), fds_b_after = process_fd_count(&s.b);
-	if (!a_back || !b_back) {
-		process_dump_log(&s.a);
-		process_dump_log(&s.b);
-		char command[200];
-		snprintf(command, sizeof command, "ls -l /proc/%d/fd /proc/%d/fd >&2; ss -tanp | grep -E 'pid=(%d|%d),' >&2",
-			 (int)s.a.pid, (int)s.b.pid, (int)s.a.pid, (int)s.b.pid);
-		(void)!system(command);
-	}
-	ck_assert_msg(a_back && b_back, "%s: descriptors: A %d before, %d after; B %d before, %d after", c->name,
-		      fds_a, fds_a_after, fds_b, fds_b_after);
+	int fds_a_after = fds_a, fds_b_after = fds_b;
+	expect_descriptors_back(&s, c->name, &fds_a_after, &fds_b_after);
 	expect_target_live(&s, 0, false, c->name);
 	expect_idle(&s, c->name);
 	struct rss_goal ra = { &s.a, rss_a + FWD_RSS_SLACK_KIB + SANITIZER_RSS_KIB },
