@@ -328,6 +328,21 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	}
 }
 
+/* No descriptor for it (those left are kept for apps attaching): closed at once, counted
+ * with the refusals of max-connections, logged at most once a second. */
+static void refuse_no_descriptor(struct forward_listener *l, int fd)
+{
+	struct broker *broker = l->fw->broker;
+	double now = ev_now(broker->loop);
+	fd_budget_shed_done(&broker->fds, fd);
+	l->refused_full++;
+	if (now - l->full_logged_at >= 1.0) {
+		l->full_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s: out of file descriptors: new "
+			  "connections closed (%llu so far)", l->config.name, (unsigned long long)l->refused_full);
+	}
+}
+
 /* Accepts up to max pending connections. */
 static void accept_some(struct forward_listener *l, unsigned max)
 {
@@ -337,8 +352,7 @@ static void accept_some(struct forward_listener *l, unsigned max)
 		if (fd < 0)
 			return; /* EAGAIN, or an error the next turn meets again */
 		if (shed) {
-			l->refused_full++;
-			fd_budget_shed_done(&l->fw->broker->fds, fd);
+			refuse_no_descriptor(l, fd);
 			continue;
 		}
 		forward_accepted(l, fd);

@@ -27,7 +27,7 @@ struct tcp_relay {
 	struct mux_stream *stream;
 	ev_io readable, writable;
 	ev_timer idle;       /* idle-timeout: checks last_active */
-	ev_timer probe;      /* while the stream has no room: is the socket still there? */
+	ev_timer probe;      /* while the stream has no room, or after the socket's EOF: is it still there? */
 	struct tcp_relay_limit *limit;
 	bool throttled_in, throttled_out; /* waiting for the limit's tokens */
 	double idle_timeout;
@@ -217,12 +217,40 @@ void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit 
 	}
 }
 
+/* True (and r gone) when the socket has a pending error: it reset. Bytes it queued before
+ * the reset stay readable, so a relay that reads slowly would carry them first. */
+static bool relay_socket_reset(struct tcp_relay *r)
+{
+	int error = 0;
+	socklen_t length = sizeof error;
+	if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0 || !error)
+		return false;
+	relay_socket_failed(r, error);
+	return true;
+}
+
+/* The socket said EOF: CLOSE follows what was written. The socket is not read again, so a
+ * reset after its EOF (a client that half-closed, then went) would go unseen while the stream
+ * says nothing: the probe looks. False: the relay ended. */
+static bool socket_eof_seen(struct tcp_relay *r)
+{
+	r->socket_eof = true;
+	ev_io_stop(r->loop, &r->readable);
+	mux_stream_close_write(r->stream);
+	if (relay_check_done(r))
+		return false;
+	ev_timer_again(r->loop, &r->probe);
+	return true;
+}
+
 /* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
 static bool pump_in(struct tcp_relay *r)
 {
 	uint8_t buffer[RELAY_CHUNK];
 	size_t moved = 0;
-	while (!r->socket_eof && moved < RELAY_TURN) {
+	if (r->socket_eof) /* nothing more to read: its readable watcher would fire for ever */
+		return true;
+	while (moved < RELAY_TURN) {
 		size_t room = mux_stream_write_room(r->stream);
 		if (room == 0) {
 			/* WRITABLE brings us back (or ERROR ends us): the socket is not read meanwhile,
@@ -235,6 +263,10 @@ static bool pump_in(struct tcp_relay *r)
 		ev_timer_stop(r->loop, &r->probe);
 		size_t allow = limit_allow(r->limit, 0, room < sizeof buffer ? room : sizeof buffer);
 		if (allow == 0) { /* the limit's timer brings us back */
+			/* a socket that reset ends now, not once its queued bytes went through at the
+			 * limit's pace (holding the relay and the others' share of the limit) */
+			if (relay_socket_reset(r))
+				return false;
 			ev_io_stop(r->loop, &r->readable);
 			r->throttled_in = true;
 			limit_wait(r->limit, 0);
@@ -254,12 +286,8 @@ static bool pump_in(struct tcp_relay *r)
 			moved += (size_t)n;
 			continue;
 		}
-		if (n == 0) {
-			r->socket_eof = true;
-			ev_io_stop(r->loop, &r->readable);
-			mux_stream_close_write(r->stream); /* CLOSE follows what was written */
-			return !relay_check_done(r);
-		}
+		if (n == 0)
+			return socket_eof_seen(r);
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -381,27 +409,23 @@ static bool pump_out(struct tcp_relay *r)
 	return true;
 }
 
-/* The stream has had no room for a while: the socket is not read, so its reset or EOF would
- * go unseen (and its descriptor and stream held until the far side moved). A peek once a
- * PROBE_INTERVAL finds out without taking a byte. */
+/* The stream has had no room for a while, or the socket said EOF: the socket is not read, so
+ * its reset (or EOF) would go unseen (and its descriptor and stream held until the far side
+ * moved). A look at its error and a peek once a PROBE_INTERVAL find out without taking a byte. */
 static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct tcp_relay *r = w->data;
 	(void)loop;
 	(void)revents;
-	if (mux_stream_write_room(r->stream) > 0) {
+	if (!r->socket_eof && mux_stream_write_room(r->stream) > 0) {
 		pump_in(r);
 		return;
 	}
 	/* a reset leaves the bytes before it readable (a peek sees them, not the reset), but sets
 	 * the socket's error at once (its TCP state is no help: a clean close in both directions
 	 * ends in the same state) */
-	int error = 0;
-	socklen_t length = sizeof error;
-	if (getsockopt(r->fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error) {
-		relay_socket_failed(r, error);
+	if (relay_socket_reset(r))
 		return;
-	}
 	char byte;
 	ssize_t n = recv(r->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -409,9 +433,7 @@ static void on_probe(struct ev_loop *loop, ev_timer *w, int revents)
 		return;
 	}
 	if (n == 0 && !r->socket_eof) { /* everything before the EOF was read: CLOSE needs no room */
-		r->socket_eof = true;
-		mux_stream_close_write(r->stream);
-		relay_check_done(r);
+		socket_eof_seen(r);
 		return;
 	}
 	/* the timer repeats: the next look comes PROBE_INTERVAL from now (restarting a one-shot

@@ -11,10 +11,17 @@
  * keep-alive timeout, a broker killed and restarted, an echo app killed and restarted, a
  * host's link cut briefly (TCP rides it out) or for long (keep-alive ends the connections).
  *
+ * Forwarded connections (docs/FORWARDING.md) beside the streams: each broker exposes service
+ * fwd whose target is a TCP echo server on its host, and forwards 127.0.0.1:7600 on its host
+ * to the next host's fwd. The driver opens TCP connections to those forwards throughout,
+ * with the same sizes and endings (orderly: half-closed and every byte checked; closed
+ * early; reset mid-stream), held to the same checks.
+ *
  * Stop condition: SECONDS pass, or the first violation: an orderly stream whose bytes differ,
  * a stream that ends in an error while no fault was under way, or a stream that does not end
  * within STREAM_BOUND seconds. At the end every broker's descriptors and resident memory must
- * be back to where they were after the warm-up. Prints its figures; exit status 0 when every
+ * be back to where they were after the warm-up, and idle (at most IDLE_TICKS of CPU in a
+ * second). Prints its figures; exit status 0 when every
  * check held, 1 otherwise, 77 when it cannot run here (not root). Needs iproute2 and tc.
  */
 #include "config.h"
@@ -28,6 +35,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +49,9 @@
 
 #define HOSTS 3
 #define MAX_STREAMS 48        /* concurrent streams the driver keeps going */
+#define MAX_FORWARDED 8       /* of them, forwarded TCP connections */
+#define FORWARD_PORT 7600     /* each host's forward, on its loopback */
+#define TARGET_PORT 7500      /* each host's TCP echo target, on its address */
 #define STREAM_BOUND 30.0     /* s: every stream ends within this */
 #define FAULT_GRACE 6.0       /* s after a fault during which streams may fail because of it */
 #define KEEPALIVE "1"
@@ -58,6 +72,8 @@ struct host {
 	unsigned port;
 	char socket_path[128];
 	struct process broker, echo;
+	pid_t tcp_echo; /* the target of its service fwd */
+	char config[128];
 	wh_client *client;
 	int fds_start;
 	long rss_start;
@@ -72,6 +88,8 @@ struct soak {
 	double fault_until; /* streams that end by then may blame a fault */
 	uint64_t streams_started, orderly_verified, ended_by_fault, closed_early, aborted;
 	uint64_t bytes_verified, faults;
+	uint64_t forwarded_started, forwarded_verified, forwarded_bytes, forwarded_by_fault,
+		forwarded_early, forwarded_reset;
 	const char *violation;
 	char why[256];
 };
@@ -80,6 +98,7 @@ struct stream {
 	bool used;
 	int host; /* whose client it belongs to */
 	wh_stream *s;
+	int fd; /* a forwarded connection's socket (then s is NULL) */
 	unsigned seed;
 	int kind; /* 0: orderly, 1: closed early, 2: aborted */
 	size_t size, sent, received;
@@ -188,8 +207,8 @@ static bool broker_up(struct soak *k, int i)
 	const char *args[28] = { "--listen", listen, "--socket", h->socket_path, "--keepalive", KEEPALIVE,
 				 "--keepalive-timeout", KEEPALIVE_TIMEOUT, "--pool-max", "1",
 				 tls_args[0], tls_args[1], tls_args[2], tls_args[3], tls_args[4],
-				 tls_args[5] };
-	int n = 16;
+				 tls_args[5], "--config", h->config };
+	int n = 18;
 	for (int j = 0, p = 0; j < HOSTS; j++) {
 		if (j == i)
 			continue;
@@ -226,6 +245,56 @@ static bool echo_up(struct host *h)
 		wh_close(s);
 	wh_client_detach(probe);
 	return rc == WH_OK;
+}
+
+/* The host's [service fwd] (its target: a TCP echo server on the host's address, a process
+ * per connection) and [forward fwd] (127.0.0.1:FORWARD_PORT on the host, to the next host's
+ * fwd), in the config file its broker reads. */
+static bool forwarding_up(struct soak *k, int i, const char *dir)
+{
+	struct host *h = &k->hosts[i];
+	snprintf(h->config, sizeof h->config, "%s/%s.conf", dir, names[i]);
+	FILE *f = fopen(h->config, "w");
+	if (!f)
+		return false;
+	fprintf(f, "[service fwd]\ntarget = %s:%d\n\n[forward fwd]\nlisten = 127.0.0.1:%d\npeer = %s\n"
+		"service = fwd\n", h->addr, TARGET_PORT, FORWARD_PORT, names[(i + 1) % HOSTS]);
+	fclose(f);
+	if (!enter(h->ns_fd))
+		return false;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	enter(k->home_fd);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(TARGET_PORT) };
+	inet_pton(AF_INET, h->addr, &a.sin_addr);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0)
+		return false;
+	h->tcp_echo = fork();
+	if (h->tcp_echo == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
+		for (;;) {
+			int c = accept(fd, NULL, NULL);
+			if (c < 0)
+				continue;
+			if (fork() == 0) {
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
+				static char buffer[65536];
+				ssize_t n;
+				while ((n = read(c, buffer, sizeof buffer)) > 0)
+					for (ssize_t at = 0, w; at < n; at += w)
+						if ((w = write(c, buffer + at, (size_t)(n - at))) <= 0)
+							_exit(0);
+				if (n == 0)
+					shutdown(c, SHUT_WR); /* half-close: every byte went back first */
+				_exit(0);
+			}
+			close(c);
+		}
+	}
+	close(fd);
+	return h->tcp_echo > 0;
 }
 
 static bool client_up(struct host *h)
@@ -288,6 +357,151 @@ static void stream_start(struct soak *k, struct stream *st)
 	unsigned ending = (unsigned)(rnd(k) % 10);
 	st->kind = ending < 8 ? 0 : ending == 8 ? 1 : 2;
 	wh_set_nonblocking(s, true);
+}
+
+/* ---- forwarded connections -------------------------------------------------------------- */
+
+/* Whether one byte goes through host i's forward and comes back (its pool is up). */
+static bool forward_answers(struct soak *k, int i)
+{
+	if (!enter(k->hosts[i].ns_fd))
+		return false;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	enter(k->home_fd);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(FORWARD_PORT),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval bound = { .tv_sec = 5 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+	char byte = 0;
+	bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && send(fd, "x", 1, MSG_NOSIGNAL) == 1 &&
+		  shutdown(fd, SHUT_WR) == 0 && recv(fd, &byte, 1, 0) == 1 && byte == 'x' &&
+		  recv(fd, &byte, 1, 0) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Every host's forward carries a byte (bounded): the warm-up starts from connected pools. */
+static bool forwards_ready(struct soak *k)
+{
+	for (int i = 0; i < HOSTS; i++) {
+		int tries = 0;
+		while (!forward_answers(k, i))
+			if (++tries == 100)
+				return false;
+			else
+				usleep(100000); /* a condition polled with a bound */
+	}
+	return true;
+}
+
+static void forwarded_end(struct soak *k, struct stream *st, int error)
+{
+	if (error) {
+		/* an error, or EOF short of the bytes sent: fine only if a fault was under way */
+		if (st->fault_mark < k->fault_until || now() < k->fault_until) {
+			k->forwarded_by_fault++;
+		} else if (st->kind == 0) {
+			fprintf(stderr, "soak: forwarded connection %u: %s\n", st->seed, strerror(error));
+			violation(k, "a forwarded connection failed or ended short with no fault under way", st, 0);
+		}
+	} else if (st->kind == 0) {
+		k->forwarded_verified++;
+		k->forwarded_bytes += st->received;
+	}
+	close(st->fd);
+	st->used = false;
+}
+
+/* A TCP connection to a host's forward, from inside that host. */
+static void forwarded_start(struct soak *k, struct stream *st)
+{
+	int from = (int)(rnd(k) % HOSTS);
+	if (!enter(k->hosts[from].ns_fd))
+		return;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	enter(k->home_fd);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(FORWARD_PORT),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+		if (fd >= 0)
+			close(fd); /* its broker is down (a fault): nothing to check */
+		return;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	static const size_t sizes[] = { 0, 1, 100, 4096, 65536, 300000, 1u << 20 };
+	*st = (struct stream){ .used = true, .host = from, .fd = fd, .seed = (unsigned)++k->streams_started,
+			       .size = sizes[rnd(k) % 7], .started = now(), .fault_mark = k->fault_until };
+	unsigned ending = (unsigned)(rnd(k) % 10);
+	st->kind = ending < 8 ? 0 : ending == 8 ? 1 : 2;
+	k->forwarded_started++;
+}
+
+/* Reads what the echo sent back, checking it; false when the connection has ended. */
+static bool forwarded_read(struct soak *k, struct stream *st)
+{
+	unsigned char buffer[65536];
+	for (;;) {
+		ssize_t r = recv(st->fd, buffer, sizeof buffer, MSG_DONTWAIT);
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return true;
+		if (r <= 0) {
+			forwarded_end(k, st, r < 0 ? errno : st->received == st->size ? 0 : ECONNABORTED);
+			return false;
+		}
+		for (ssize_t i = 0; i < r; i++)
+			if (buffer[i] != harness_pattern(st->seed, st->received + (size_t)i)) {
+				violation(k, "a forwarded connection's bytes differ", st, 0);
+				forwarded_end(k, st, 0);
+				return false;
+			}
+		st->received += (size_t)r;
+		if (st->kind == 1) { /* close early: unread bytes stay behind (the broker sees RST) */
+			k->forwarded_early++;
+			close(st->fd);
+			st->used = false;
+			return false;
+		}
+	}
+}
+
+/* One non-blocking step of a forwarded connection; false when it has ended. */
+static bool forwarded_step(struct soak *k, struct stream *st)
+{
+	unsigned char buffer[65536];
+	if (st->kind == 2 && st->sent >= st->size / 2) { /* reset mid-stream */
+		struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+		setsockopt(st->fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+		close(st->fd);
+		k->forwarded_reset++;
+		st->used = false;
+		return false;
+	}
+	while (st->sent < st->size) {
+		size_t n = st->size - st->sent < sizeof buffer ? st->size - st->sent : sizeof buffer;
+		for (size_t i = 0; i < n; i++)
+			buffer[i] = harness_pattern(st->seed, st->sent + i);
+		ssize_t w = send(st->fd, buffer, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			break;
+		if (w < 0) {
+			forwarded_end(k, st, errno);
+			return false;
+		}
+		st->sent += (size_t)w;
+	}
+	if (st->sent == st->size && !st->shut) {
+		shutdown(st->fd, SHUT_WR);
+		st->shut = true;
+	}
+	if (!forwarded_read(k, st))
+		return false;
+	if (now() - st->started > STREAM_BOUND) {
+		violation(k, "a forwarded connection did not end in time", st, 0);
+		close(st->fd);
+		st->used = false;
+		return false;
+	}
+	return true;
 }
 
 /* One non-blocking step; false when the stream has ended. */
@@ -374,7 +588,7 @@ static void fault(struct soak *k, struct stream *streams)
 	case 1:
 		/* the driver's streams through that broker end with it (WH_EBROKER_GONE) */
 		for (int i = 0; i < MAX_STREAMS; i++)
-			if (streams[i].used && streams[i].host == victim) {
+			if (streams[i].used && streams[i].s && streams[i].host == victim) {
 				k->ended_by_fault++;
 				wh_close(streams[i].s);
 				streams[i].used = false;
@@ -409,15 +623,37 @@ static void pump(struct soak *k, struct stream *streams, double seconds, bool st
 		struct pollfd fds[MAX_STREAMS];
 		int n = 0;
 		for (int i = 0; i < MAX_STREAMS; i++) {
-			if (!streams[i].used && start_new)
-				stream_start(k, &streams[i]);
-			if (streams[i].used && stream_step(k, &streams[i]))
-				fds[n++] = (struct pollfd){ wh_stream_fd(streams[i].s), POLLIN, 0 };
+			struct stream *st = &streams[i];
+			bool forwarded = i < MAX_FORWARDED; /* the first slots carry forwarded connections */
+			if (!st->used && start_new)
+				(forwarded ? forwarded_start : stream_start)(k, st);
+			if (st->used && forwarded && forwarded_step(k, st))
+				fds[n++] = (struct pollfd){ st->fd, (short)(POLLIN | (st->sent < st->size ? POLLOUT : 0)), 0 };
+			else if (st->used && !forwarded && stream_step(k, st))
+				fds[n++] = (struct pollfd){ wh_stream_fd(st->s), POLLIN, 0 };
 		}
 		if (n == 0 && !start_new)
 			return; /* every stream has ended */
 		poll(fds, (nfds_t)n, 50);
 	}
+}
+
+/* Brokers that used more than IDLE_TICKS of CPU in the second after everything settled (with
+ * nothing left to carry, only keep-alive's PINGs). */
+#define IDLE_TICKS 10 /* clock ticks (1/100 s) */
+static int brokers_busy(struct soak *k)
+{
+	long start[HOSTS];
+	for (int i = 0; i < HOSTS; i++)
+		start[i] = process_cpu_ticks(&k->hosts[i].broker);
+	usleep(1000000); /* a measurement window */
+	int busy = 0;
+	for (int i = 0; i < HOSTS; i++) {
+		long ticks = process_cpu_ticks(&k->hosts[i].broker) - start[i];
+		fprintf(stderr, "soak: broker %s: %ld ticks of CPU in the second after\n", names[i], ticks);
+		busy += ticks > IDLE_TICKS;
+	}
+	return busy;
 }
 
 static void baseline(struct soak *k)
@@ -455,6 +691,8 @@ int main(int argc, char **argv)
 		snprintf(host_names + strlen(host_names), sizeof host_names - strlen(host_names), "%s ",
 			 names[i]);
 	bool ok = harness_make_certs(k.certs, host_names) && network_up(&k);
+	for (int i = 0; i < HOSTS && ok; i++)
+		ok = forwarding_up(&k, i, dir);
 	for (int i = 0; i < HOSTS && ok; i++) {
 		struct host *h = &k.hosts[i];
 		h->port = 7400u + (unsigned)i;
@@ -464,6 +702,7 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < HOSTS && ok; i++)
 		ok = echo_up(&k.hosts[i]) && client_up(&k.hosts[i]);
+	ok = ok && forwards_ready(&k);
 	if (!ok) {
 		fprintf(stderr, "soak: cannot set up the hosts\n");
 		network_down(&k);
@@ -520,17 +759,27 @@ int main(int argc, char **argv)
 			(void)!system(command);
 		}
 	}
+	int busy = brokers_busy(&k);
 	fprintf(stderr, "soak: %.0f s, %llu streams: %llu orderly verified (%llu bytes), %llu ended by "
 		"faults, %llu closed early, %llu aborted; %llu faults\n", now() - start,
 		(unsigned long long)k.streams_started, (unsigned long long)k.orderly_verified,
 		(unsigned long long)k.bytes_verified, (unsigned long long)k.ended_by_fault,
 		(unsigned long long)k.closed_early, (unsigned long long)k.aborted,
 		(unsigned long long)k.faults);
+	fprintf(stderr, "soak: %llu forwarded connections: %llu orderly verified (%llu bytes), %llu ended by "
+		"faults, %llu closed early, %llu reset\n", (unsigned long long)k.forwarded_started,
+		(unsigned long long)k.forwarded_verified, (unsigned long long)k.forwarded_bytes,
+		(unsigned long long)k.forwarded_by_fault, (unsigned long long)k.forwarded_early,
+		(unsigned long long)k.forwarded_reset);
 	for (int i = 0; i < HOSTS; i++) {
-		if (k.violation || fds_bad)
+		if (k.violation || fds_bad || busy)
 			process_dump_log(&k.hosts[i].broker);
 		process_stop(&k.hosts[i].echo, SIGTERM);
 		process_stop(&k.hosts[i].broker, SIGTERM);
+		if (k.hosts[i].tcp_echo > 0) {
+			kill(k.hosts[i].tcp_echo, SIGKILL);
+			waitpid(k.hosts[i].tcp_echo, NULL, 0);
+		}
 	}
 	network_down(&k);
 	harness_cleanup_dir(dir);
@@ -538,7 +787,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "soak: FAILED: %s\n", k.why);
 	else if (fds_bad)
 		fprintf(stderr, "soak: FAILED: a broker's descriptors or memory did not come back\n");
+	else if (busy)
+		fprintf(stderr, "soak: FAILED: a broker was not idle once everything settled\n");
 	else
 		fprintf(stderr, "soak: passed\n");
-	return k.violation || fds_bad ? 1 : 0;
+	return k.violation || fds_bad || busy ? 1 : 0;
 }

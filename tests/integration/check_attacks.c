@@ -2,7 +2,8 @@
  * the attacker's own checks pass (the broker answered on the narrowest scope), a canary
  * connection keeps getting PONGs within a bound throughout, the broker's resident memory
  * stays under a bound, and after the attacker leaves the broker's descriptors come back to
- * their count before the attack and its CPU is idle within a second. */
+ * their count before the attack and its CPU is idle within a second. Forwarding's attacks
+ * (against two brokers) are the "forward" case, in attacks_forward.c. */
 #include "config.h"
 
 #include <check.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "attacks_forward.h"
 #include "frame.h"
 #include "harness.h"
 
@@ -427,6 +429,7 @@ int main(void)
 	tcase_set_timeout(tc, 150);
 	tcase_add_loop_test(tc, test_attack, 0, (int)(sizeof cases / sizeof cases[0]));
 	suite_add_tcase(suite, tc);
+	suite_add_tcase(suite, forward_attacks_tcase());
 	TCase *reference = tcase_create("reference");
 	tcase_set_timeout(reference, 120);
 	tcase_add_test(reference, test_reference_handshakes_out_of_order);
