@@ -83,6 +83,11 @@ static int link_connect(struct local_link *link)
 	}
 	struct mux_config config = broker->config.pool.mux;
 	config.idle_timeout = 0;
+	/* Both ends are this broker: the bounds a peer's misuse calls for (reset-rate, and our
+	 * pacing below it, which refuses opens; noop-rate) would only turn a forward's clients
+	 * that connect and close at once into refusals of everyone else's. */
+	config.reset_rate = 0;
+	config.noop_rate = 0;
 	snprintf(config.peer, sizeof config.peer, "local");
 	struct mux_callbacks opener = { .on_incoming = refuse_incoming, .on_closed = on_opener_closed };
 	struct mux_callbacks taker = { .on_incoming = local_incoming, .on_closed = on_taker_closed };

@@ -1451,6 +1451,39 @@ START_TEST(test_peer_local_drain)
 }
 END_TEST
 
+/* Clients that connect and close at once (a port scan, a health checker) through a peer =
+ * local forward: each is a stream ended without data. Over a peer's connection our side paces
+ * such streams below the peer's reset-rate, which refuses the next opens (WH_ELIMIT): right
+ * for a far broker that would close the link, wrong for the in-process link, whose far end is
+ * this broker. 1500 of them at once must leave the next client served. */
+START_TEST(test_peer_local_churn)
+{
+	char dir[64], path[300], config[512], answer[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\nmax-connections = 4000\n",
+		 target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	unsigned port = forward_port(&a, "small");
+	forward_exchange(port, "Efirst", answer, sizeof answer);
+	ck_assert_str_eq(answer, "first");
+	for (int i = 0; i < 1500; i++)
+		close(connect_loopback(port));
+	forward_exchange(port, "Ehello", answer, sizeof answer);
+	ck_assert_msg(strcmp(answer, "hello") == 0, "the client after the churn got \"%s\"", answer);
+	ck_assert(!process_log_has(&a, "faster than the peer's reset-rate"));
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1465,6 +1498,7 @@ int main(void)
 	tcase_set_timeout(local, 60);
 	tcase_add_test(local, test_peer_local);
 	tcase_add_test(local, test_peer_local_drain);
+	tcase_add_test(local, test_peer_local_churn);
 	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
