@@ -439,6 +439,55 @@ START_TEST(test_home_draining)
 }
 END_TEST
 
+/* A reload that changes home's `from` to an address home does not dial from: its connection
+ * open now is no longer home's (an operator revoking an address): opens to home fail at once,
+ * a stream open on it carries on; the old `from` back takes the connection again. */
+START_TEST(test_reload_changes_from)
+{
+	char dir[64], path[300], text[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public, home;
+	ck_assert(broker_spawn(&public, args));
+	char home_path[300];
+	snprintf(home_path, sizeof home_path, "%s/home.conf", dir);
+	snprintf(text, sizeof text, "[peer public]\naddress = 127.0.0.1:%u\n", public.port);
+	write_file(home_path, text);
+	const char *hargs[] = { "--config", home_path, NULL };
+	ck_assert(broker_spawn(&home, hargs));
+	ck_assert_msg(poll_until(app_open_works, &public, 15), "opens to home never worked");
+	wh_client *app = app_attach(&public);
+	wh_stream *held = NULL, *s = NULL;
+	ck_assert_int_eq(wh_open(app, "home", "echo", 5000, &held), WH_OK);
+	ck_assert_int_eq(wh_write(held, "abc", 3), 3);
+	char got[4] = "";
+	app_read_exactly(held, got, 3);
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.2\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert_msg(poll_until(app_open_refused, &public, 10), "opens still go to a connection from "
+		      "127.0.0.1 with from = 127.0.0.2");
+	ck_assert_int_eq(wh_open(app, "home", "echo", 10000, &s), WH_EPEER_UNREACHABLE);
+	ck_assert_msg(strstr(wh_client_errmsg(app), "peer home is not connected"), "%s", wh_client_errmsg(app));
+	ck_assert(process_log_wait(&public, "no longer matches its section", 5));
+	peers_show(&public, "\"state\": \"not-connected\"", 0);
+	ck_assert_int_eq(wh_write(held, "def", 3), 3); /* the open stream goes on */
+	app_read_exactly(held, got, 3);
+	ck_assert_str_eq(got, "def");
+	wh_close(held);
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert_msg(poll_until(app_open_works, &public, 10), "the old from back: opens never worked");
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config: a plaintext dial-in peer needs from; two may not share one; from wants an
  * address and a peer without one. */
 START_TEST(test_config_checks)
@@ -700,6 +749,7 @@ int main(void)
 	tcase_add_test(tc, test_config_checks);
 	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
 	tcase_add_test(tc, test_home_draining);
+	tcase_add_test(tc, test_reload_changes_from);
 	suite_add_tcase(suite, tc);
 	bool root = geteuid() == 0;
 	if (root) {
