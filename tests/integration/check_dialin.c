@@ -136,7 +136,7 @@ static int connect_to(unsigned port)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to %u: %s", port, strerror(errno));
 	struct timeval bound = { .tv_sec = 30 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
@@ -488,6 +488,56 @@ START_TEST(test_reload_changes_from)
 }
 END_TEST
 
+static int log_count(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* A flood of clients at a forward whose peer is not connected: each is reset at once, but the
+ * log gets at most a line a second for them (it got one per client), and the next line says
+ * how many were not logged. */
+START_TEST(test_refusals_logged_once_a_second)
+{
+	char dir[64], path[300];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n\n[forward web]\nlisten = 127.0.0.1:0\npeer = home\n"
+			 "service = web\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public;
+	ck_assert(broker_spawn(&public, args));
+	unsigned port = forward_port(&public, "web");
+	double start = now_seconds();
+	for (int i = 0; i < 400; i++) {
+		int fd = connect_to(port);
+		char byte;
+		(void)send(fd, "x", 1, MSG_NOSIGNAL);
+		ck_assert(read(fd, &byte, 1) <= 0); /* reset (or EOF): nothing behind the port */
+		close(fd);
+	}
+	double took = now_seconds() - start;
+	ck_assert(process_log_wait(&public, "peer home is not connected", 5));
+	int lines = log_count(&public, "peer home is not connected");
+	ck_assert_msg(lines <= 2 + (int)took, "%d lines for 400 clients in %.1f s", lines, took);
+	usleep(1100000); /* the next second: one more client is logged, with the count */
+	int fd = connect_to(port);
+	char byte;
+	(void)send(fd, "x", 1, MSG_NOSIGNAL);
+	ck_assert(read(fd, &byte, 1) <= 0);
+	close(fd);
+	ck_assert(process_log_wait(&public, "more clients reset since the last such line)", 5));
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config: a plaintext dial-in peer needs from; two may not share one; from wants an
  * address and a peer without one. */
 START_TEST(test_config_checks)
@@ -750,6 +800,7 @@ int main(void)
 	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
 	tcase_add_test(tc, test_home_draining);
 	tcase_add_test(tc, test_reload_changes_from);
+	tcase_add_test(tc, test_refusals_logged_once_a_second);
 	suite_add_tcase(suite, tc);
 	bool root = geteuid() == 0;
 	if (root) {
