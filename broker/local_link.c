@@ -139,6 +139,11 @@ bool local_link_drained(const struct broker *broker)
 	       mux_num_streams(conn_mux(link->opener)) == 0;
 }
 
+struct conn *local_link_conn(const struct broker *broker)
+{
+	return broker->local ? broker->local->opener : NULL;
+}
+
 void local_link_free(struct broker *broker)
 {
 	struct local_link *link = broker->local;

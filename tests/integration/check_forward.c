@@ -1484,6 +1484,49 @@ START_TEST(test_peer_local_churn)
 }
 END_TEST
 
+/* A peer = local forward's streams are seen as any peer's: `wormhole-ctl conns` lists the
+ * in-process link (peer local, dialled), `streams` lists a forwarded connection's stream, and
+ * `close-stream` ends it (the client is reset). They were in neither view. */
+START_TEST(test_peer_local_seen)
+{
+	char dir[64], path[300], config[512], control[320], out[8192];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	int fd = connect_loopback(forward_port(&a, "small"));
+	char got[4] = "";
+	ck_assert_int_eq(write(fd, "Pab", 3), 3);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	snprintf(control, sizeof control, "%s/control.sock", a.dir);
+	const char *conns[] = { "-s", control, "--json", "conns", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", conns, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"peer\": \"local\"") && strstr(out, "\"role\": \"dialled\""), "%s", out);
+	const char *streams[] = { "-s", control, "--json", "streams", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", streams, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"peer\": \"local\"") && strstr(out, "\"service\": \"small\""), "%s", out);
+	const char *at = strstr(out, "\"conn\": ");
+	const char *id = strstr(out, "\"stream\": ");
+	ck_assert(at && id);
+	char which[32];
+	snprintf(which, sizeof which, "%lu/%lu", strtoul(at + 8, NULL, 10), strtoul(id + 10, NULL, 10));
+	const char *close_it[] = { "-s", control, "close-stream", which, NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", close_it, out, sizeof out), 0);
+	errno = 0;
+	ck_assert_int_le(read(fd, got, 1), 0); /* the client is reset */
+	close(fd);
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1499,6 +1542,7 @@ int main(void)
 	tcase_add_test(local, test_peer_local);
 	tcase_add_test(local, test_peer_local_drain);
 	tcase_add_test(local, test_peer_local_churn);
+	tcase_add_test(local, test_peer_local_seen);
 	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
