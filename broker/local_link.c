@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,9 @@ static int link_connect(struct local_link *link)
 	 * that connect and close at once into refusals of everyone else's. */
 	config.reset_rate = 0;
 	config.noop_rate = 0;
+	/* max-streams bounds a peer's connection; this one connection carries every local
+	 * forward's and app's open, which max-connections and app-max-streams bound already */
+	config.max_streams = UINT32_MAX;
 	snprintf(config.peer, sizeof config.peer, "local");
 	struct mux_callbacks opener = { .on_incoming = refuse_incoming, .on_closed = on_opener_closed };
 	struct mux_callbacks taker = { .on_incoming = local_incoming, .on_closed = on_taker_closed };

@@ -1527,6 +1527,40 @@ START_TEST(test_peer_local_seen)
 }
 END_TEST
 
+/* max-streams bounds the streams on one peer connection; every peer = local forward shares
+ * the one in-process link, so it capped them all together (max-streams = 4: the fifth client
+ * of any local forward was reset, "a configured limit was reached"), below max-connections.
+ * The link keeps no such bound: 8 clients with max-streams = 4 are all carried. */
+START_TEST(test_peer_local_max_streams)
+{
+	char dir[64], path[300], config[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[broker]\nmax-streams = 4\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	unsigned port = forward_port(&a, "small");
+	int fds[8];
+	for (int i = 0; i < 8; i++) {
+		fds[i] = connect_loopback(port);
+		char got[4] = "";
+		ck_assert_int_eq(write(fds[i], "Pab", 3), 3);
+		ck_assert_msg(read(fds[i], got, 2) == 2 && strcmp(got, "ab") == 0, "client %d: %s", i + 1,
+			      strerror(errno));
+	}
+	for (int i = 0; i < 8; i++)
+		close(fds[i]);
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1543,6 +1577,7 @@ int main(void)
 	tcase_add_test(local, test_peer_local_drain);
 	tcase_add_test(local, test_peer_local_churn);
 	tcase_add_test(local, test_peer_local_seen);
+	tcase_add_test(local, test_peer_local_max_streams);
 	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
