@@ -549,6 +549,11 @@ START_TEST(test_config_checks)
 				   "connections are told by from = ADDRESS" },
 		{ "[peer home]\nfrom = 127.0.0.1\n[peer cabin]\nfrom = 127.0.0.1\n",
 		  "[peer cabin]: a connection from 127.0.0.1 could be peer home's as well" },
+		/* one address spelled two ways: a connection from it would match both */
+		{ "[peer home]\nfrom = 127.0.0.1\n[peer cabin]\nfrom = ::ffff:127.0.0.1\n",
+		  "[peer cabin]: a connection from ::ffff:127.0.0.1 could be peer home's as well" },
+		{ "[peer home]\nfrom = ::1\n[peer cabin]\nfrom = 0:0::1\n",
+		  "[peer cabin]: a connection from ::1 could be peer home's as well" },
 		{ "[peer home]\nfrom = home.example\n", "bad.conf:2: from: wants an IP address" },
 		{ "[peer home]\naddress = 127.0.0.1:7\nfrom = 127.0.0.1\n", "[peer home]: from is for a peer "
 		  "that dials in" },
