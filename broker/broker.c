@@ -1070,6 +1070,9 @@ void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn,
 {
 	struct conn_walk walk = { fn, arg };
 	broker_each_pool(broker, each_pool_conn, &walk);
+	struct conn *local = local_link_conn(broker); /* lent to the "local" pool, not listed by it */
+	if (local)
+		fn(local, false, arg);
 	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
 		if (bc->conn)
 			fn(bc->conn, true, arg);

@@ -67,11 +67,32 @@ static int peer_of(const struct broker *broker, struct conn *conn)
 	return -1;
 }
 
+/* A connection lent to a dial-in peer it no longer matches (a reload changed the peer's
+ * `from` or `tls-name`, or made it dial out) goes back: the pool opens nothing more over it
+ * (its streams open now carry on), and it is an ordinary accepted connection again. */
+static void let_go_elsewhere(struct broker *broker, struct conn *conn, const struct pool *keep)
+{
+	bool held = false;
+	for (int j = 0; j < broker->config.peer_count; j++)
+		if (broker->pools[j] && broker->pools[j] != keep && pool_release(broker->pools[j], conn)) {
+			held = true;
+			log_write(&broker->log, LOG_WARN, "broker", "peer=%s: conn=%u from %s no longer "
+				  "matches its section: no new streams go over it", broker->config.peers[j].name,
+				  mux_id(conn_mux(conn)), conn_remote_addr(conn));
+		}
+	if (!held)
+		return;
+	const char *identity = conn_peer_identity(conn);
+	mux_set_peer(conn_mux(conn), identity[0] ? identity : conn_remote_addr(conn));
+	mux_set_idle_timeout(conn_mux(conn), broker->config.peer_idle_timeout);
+}
+
 void dialin_adopt(struct broker *broker, struct conn *conn)
 {
 	if (broker->draining || mux_is_closed(conn_mux(conn)))
 		return;
 	int i = peer_of(broker, conn);
+	let_go_elsewhere(broker, conn, i < 0 ? NULL : broker->pools[i]);
 	if (i < 0)
 		return;
 	struct pool *pool = broker->pools[i];

@@ -38,7 +38,8 @@ struct forward_listener {
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
 	unsigned opening_count;
 	uint64_t accepted, refused_full, open_failures, refused_rate;
-	double full_logged_at, rate_logged_at;
+	double full_logged_at, rate_logged_at, reset_logged_at;
+	uint64_t resets_unlogged; /* clients reset since the last such line (refusal_log_now) */
 	struct rate_slot *rates; /* RATE_SLOTS, made when connection-rate is first needed */
 	bool runtime; /* added by wormhole-ctl forward add: a reload keeps it */
 	/* removed by a reload: no longer listening, its connections drain until the deadline */
@@ -107,6 +108,25 @@ static void client_refuse(struct forward_listener *l, int fd)
 	fd_budget_give(&l->fw->broker->fds, 1);
 }
 
+/* Whether a client's reset (no stream for it) may be logged now: at most one line a second
+ * per forward, as for max-connections; a flood of clients to a peer that is down wrote one
+ * line each. The others are counted (open_failures) and the next line says how many. */
+static bool refusal_log_now(struct forward_listener *l, char *more, size_t length)
+{
+	double now = ev_now(l->fw->broker->loop);
+	more[0] = '\0';
+	if (l->reset_logged_at > 0 && now - l->reset_logged_at < 1.0) {
+		l->resets_unlogged++;
+		return false;
+	}
+	if (l->resets_unlogged)
+		snprintf(more, length, " (and %llu more clients reset since the last such line)",
+			 (unsigned long long)l->resets_unlogged);
+	l->reset_logged_at = now;
+	l->resets_unlogged = 0;
+	return true;
+}
+
 static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 {
 	struct forward_open *o = user;
@@ -126,8 +146,10 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		 o->client, l->config.peer, l->config.service);
 	if (error != WH_OK) {
 		l->open_failures++;
-		log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: %s: client reset", label,
-			  wh_strerror(error));
+		char more[96];
+		if (refusal_log_now(l, more, sizeof more))
+			log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: %s: client reset%s", label,
+				  wh_strerror(error), more);
 		client_refuse(l, o->fd);
 		free(o);
 		return;
@@ -150,26 +172,26 @@ static struct pool *forward_pool(struct forward_listener *l, const char *client)
 {
 	struct broker *broker = l->fw->broker;
 	struct pool *pool = broker_find_pool(broker, l->config.peer);
-	if (!pool) {
-		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s is not "
-			  "configured (a reload removed it): client reset", l->config.name, client,
-			  l->config.peer);
-		return NULL;
-	}
 	struct pool_info info;
-	pool_get_info(pool, &info);
-	if (info.open == 0 && info.dial_in) {
-		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: %s: client reset",
-			  l->config.name, client, info.last_error);
+	if (pool)
+		pool_get_info(pool, &info);
+	char more[96];
+	if (pool && !(info.open == 0 && (info.dial_in || (info.retry_in > 0 && info.last_error[0]))))
+		return pool;
+	if (!refusal_log_now(l, more, sizeof more))
 		return NULL;
-	}
-	if (info.open == 0 && info.retry_in > 0 && info.last_error[0]) {
+	if (!pool)
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s is not "
+			  "configured (a reload removed it): client reset%s", l->config.name, client,
+			  l->config.peer, more);
+	else if (info.dial_in)
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: %s: client reset%s",
+			  l->config.name, client, info.last_error, more);
+	else
 		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s (%s:%s) is "
-			  "unreachable: %s: client reset", l->config.name, client, info.name, info.host,
-			  info.port, info.last_error);
-		return NULL;
-	}
-	return pool;
+			  "unreachable: %s: client reset%s", l->config.name, client, info.name, info.host,
+			  info.port, info.last_error, more);
+	return NULL;
 }
 
 /* The client's address ("host:port") and host alone. */
@@ -321,8 +343,11 @@ static void forward_accepted(struct forward_listener *l, int fd)
 				  on_stream_opened, o) != WH_OK) {
 		open_unlink(o);
 		l->open_failures++;
-		log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s takes no new "
-			  "streams (draining): client reset", l->config.name, o->client, l->config.peer);
+		char more[96];
+		if (refusal_log_now(l, more, sizeof more))
+			log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s takes no "
+				  "new streams (draining): client reset%s", l->config.name, o->client,
+				  l->config.peer, more);
 		client_refuse(l, fd);
 		free(o);
 	}

@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,6 +84,14 @@ static int link_connect(struct local_link *link)
 	}
 	struct mux_config config = broker->config.pool.mux;
 	config.idle_timeout = 0;
+	/* Both ends are this broker: the bounds a peer's misuse calls for (reset-rate, and our
+	 * pacing below it, which refuses opens; noop-rate) would only turn a forward's clients
+	 * that connect and close at once into refusals of everyone else's. */
+	config.reset_rate = 0;
+	config.noop_rate = 0;
+	/* max-streams bounds a peer's connection; this one connection carries every local
+	 * forward's and app's open, which max-connections and app-max-streams bound already */
+	config.max_streams = UINT32_MAX;
 	snprintf(config.peer, sizeof config.peer, "local");
 	struct mux_callbacks opener = { .on_incoming = refuse_incoming, .on_closed = on_opener_closed };
 	struct mux_callbacks taker = { .on_incoming = local_incoming, .on_closed = on_taker_closed };
@@ -132,6 +141,11 @@ bool local_link_drained(const struct broker *broker)
 	const struct local_link *link = broker->local;
 	return !link || !link->opener || mux_is_closed(conn_mux(link->opener)) ||
 	       mux_num_streams(conn_mux(link->opener)) == 0;
+}
+
+struct conn *local_link_conn(const struct broker *broker)
+{
+	return broker->local ? broker->local->opener : NULL;
 }
 
 void local_link_free(struct broker *broker)

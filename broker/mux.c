@@ -1428,8 +1428,12 @@ static void handle_malformed(struct mux *mux, const struct frame_event *ev)
 	struct mux_stream *s = live_stream(mux, ev->header.stream_id);
 	if (s)
 		stream_reset(s, ev->error, wh_strerror(ev->error));
-	else if (ev->header.type == FRAME_HANDSHAKE && ev->header.stream_id != 0)
+	else if (ev->header.type == FRAME_HANDSHAKE && ev->header.stream_id != 0) {
 		send_error_frame(mux, ev->header.stream_id, FRAME_ERR_PROTOCOL, wh_strerror(ev->error));
+		/* a refused open like any other: a good frame between two resets the count of
+		 * malformed ones in a row, not this one */
+		count_wasted_open(mux, "opens streams that are refused");
+	}
 }
 
 static void input_bytes(struct mux *mux, const uint8_t *data, size_t length)

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "broker.h" /* dialin_from_matches */
 #include "options.h"
 #include "services.h"
 #include "tls.h"
@@ -1666,7 +1667,7 @@ static void check_dial_in(struct options *o, struct loading *l)
 			const struct broker_peer *q = &c->peers[j];
 			const char *pe = p->pool.tls_name[0] ? p->pool.tls_name : p->name;
 			const char *qe = q->pool.tls_name[0] ? q->pool.tls_name : q->name;
-			bool same_from = !p->from[0] || !q->from[0] || strcmp(p->from, q->from) == 0;
+			bool same_from = !p->from[0] || !q->from[0] || dialin_from_matches(p->from, q->from);
 			if (!q->host[0] && same_from && (!tls || strcmp(pe, qe) == 0))
 				add_error(o, where, NULL, NULL, "[peer %s]: a connection from %s could be peer %s's "
 					  "as well (both dial in%s): give each its own %s", p->name,

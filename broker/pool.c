@@ -742,11 +742,11 @@ int pool_adopt(struct pool *pool, struct conn *conn)
 	return WH_OK;
 }
 
-void pool_release(struct pool *pool, struct conn *conn)
+bool pool_release(struct pool *pool, struct conn *conn)
 {
 	struct pool_conn *pc = find_borrowed(pool, conn);
 	if (!pc)
-		return;
+		return false;
 	for (struct pool_conn **link = &pool->conns; *link; link = &(*link)->next)
 		if (*link == pc) {
 			*link = pc->next;
@@ -757,8 +757,10 @@ void pool_release(struct pool *pool, struct conn *conn)
 	pool->stats.closed_connections++;
 	if (pool->open_count == 0 && dials_in(pool))
 		note_not_connected(pool);
-	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s: its conn=%u closed (%u "
-		  "connections from it)", pool->name, mux_id(conn_mux(conn)), pool->open_count);
+	log_write(pool->config.mux.log, LOG_INFO, "pool", "peer=%s: its conn=%u %s (%u connections "
+		  "from it)", pool->name, mux_id(conn_mux(conn)), mux_is_closed(conn_mux(conn)) ? "closed" :
+		  "let go", pool->open_count);
+	return true;
 }
 
 bool pool_dials_in(const struct pool *pool)

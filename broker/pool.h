@@ -113,7 +113,7 @@ bool pool_dials_in(const struct pool *pool);
  * broker keeps owning it and calls pool_release before freeing it. WH_OK, WH_ENOMEM, or
  * WH_EINVAL (the pool dials out). */
 int pool_adopt(struct pool *pool, struct conn *conn);
-/* Takes a lent connection back (no-op when the pool does not hold it). */
-void pool_release(struct pool *pool, struct conn *conn);
+/* Takes a lent connection back: true if the pool held it (else a no-op). */
+bool pool_release(struct pool *pool, struct conn *conn);
 
 #endif

@@ -136,7 +136,7 @@ static int connect_to(unsigned port)
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to %u: %s", port, strerror(errno));
 	struct timeval bound = { .tv_sec = 30 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
@@ -439,6 +439,105 @@ START_TEST(test_home_draining)
 }
 END_TEST
 
+/* A reload that changes home's `from` to an address home does not dial from: its connection
+ * open now is no longer home's (an operator revoking an address): opens to home fail at once,
+ * a stream open on it carries on; the old `from` back takes the connection again. */
+START_TEST(test_reload_changes_from)
+{
+	char dir[64], path[300], text[256];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public, home;
+	ck_assert(broker_spawn(&public, args));
+	char home_path[300];
+	snprintf(home_path, sizeof home_path, "%s/home.conf", dir);
+	snprintf(text, sizeof text, "[peer public]\naddress = 127.0.0.1:%u\n", public.port);
+	write_file(home_path, text);
+	const char *hargs[] = { "--config", home_path, NULL };
+	ck_assert(broker_spawn(&home, hargs));
+	ck_assert_msg(poll_until(app_open_works, &public, 15), "opens to home never worked");
+	wh_client *app = app_attach(&public);
+	wh_stream *held = NULL, *s = NULL;
+	ck_assert_int_eq(wh_open(app, "home", "echo", 5000, &held), WH_OK);
+	ck_assert_int_eq(wh_write(held, "abc", 3), 3);
+	char got[4] = "";
+	app_read_exactly(held, got, 3);
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.2\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert_msg(poll_until(app_open_refused, &public, 10), "opens still go to a connection from "
+		      "127.0.0.1 with from = 127.0.0.2");
+	ck_assert_int_eq(wh_open(app, "home", "echo", 10000, &s), WH_EPEER_UNREACHABLE);
+	ck_assert_msg(strstr(wh_client_errmsg(app), "peer home is not connected"), "%s", wh_client_errmsg(app));
+	ck_assert(process_log_wait(&public, "no longer matches its section", 5));
+	peers_show(&public, "\"state\": \"not-connected\"", 0);
+	ck_assert_int_eq(wh_write(held, "def", 3), 3); /* the open stream goes on */
+	app_read_exactly(held, got, 3);
+	ck_assert_str_eq(got, "def");
+	wh_close(held);
+
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert_msg(poll_until(app_open_works, &public, 10), "the old from back: opens never worked");
+	wh_client_detach(app);
+	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+static int log_count(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* A flood of clients at a forward whose peer is not connected: each is reset at once, but the
+ * log gets at most a line a second for them (it got one per client), and the next line says
+ * how many were not logged. */
+START_TEST(test_refusals_logged_once_a_second)
+{
+	char dir[64], path[300];
+	harness_tempdir(dir, sizeof dir);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	write_file(path, "[peer home]\nfrom = 127.0.0.1\n\n[forward web]\nlisten = 127.0.0.1:0\npeer = home\n"
+			 "service = web\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public;
+	ck_assert(broker_spawn(&public, args));
+	unsigned port = forward_port(&public, "web");
+	double start = now_seconds();
+	for (int i = 0; i < 400; i++) {
+		int fd = connect_to(port);
+		char byte;
+		(void)send(fd, "x", 1, MSG_NOSIGNAL);
+		ck_assert(read(fd, &byte, 1) <= 0); /* reset (or EOF): nothing behind the port */
+		close(fd);
+	}
+	double took = now_seconds() - start;
+	ck_assert(process_log_wait(&public, "peer home is not connected", 5));
+	int lines = log_count(&public, "peer home is not connected");
+	ck_assert_msg(lines <= 2 + (int)took, "%d lines for 400 clients in %.1f s", lines, took);
+	usleep(1100000); /* the next second: one more client is logged, with the count */
+	int fd = connect_to(port);
+	char byte;
+	(void)send(fd, "x", 1, MSG_NOSIGNAL);
+	ck_assert(read(fd, &byte, 1) <= 0);
+	close(fd);
+	ck_assert(process_log_wait(&public, "more clients reset since the last such line)", 5));
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* --check-config: a plaintext dial-in peer needs from; two may not share one; from wants an
  * address and a peer without one. */
 START_TEST(test_config_checks)
@@ -450,6 +549,11 @@ START_TEST(test_config_checks)
 				   "connections are told by from = ADDRESS" },
 		{ "[peer home]\nfrom = 127.0.0.1\n[peer cabin]\nfrom = 127.0.0.1\n",
 		  "[peer cabin]: a connection from 127.0.0.1 could be peer home's as well" },
+		/* one address spelled two ways: a connection from it would match both */
+		{ "[peer home]\nfrom = 127.0.0.1\n[peer cabin]\nfrom = ::ffff:127.0.0.1\n",
+		  "[peer cabin]: a connection from ::ffff:127.0.0.1 could be peer home's as well" },
+		{ "[peer home]\nfrom = ::1\n[peer cabin]\nfrom = 0:0::1\n",
+		  "[peer cabin]: a connection from ::1 could be peer home's as well" },
 		{ "[peer home]\nfrom = home.example\n", "bad.conf:2: from: wants an IP address" },
 		{ "[peer home]\naddress = 127.0.0.1:7\nfrom = 127.0.0.1\n", "[peer home]: from is for a peer "
 		  "that dials in" },
@@ -700,6 +804,8 @@ int main(void)
 	tcase_add_test(tc, test_config_checks);
 	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
 	tcase_add_test(tc, test_home_draining);
+	tcase_add_test(tc, test_reload_changes_from);
+	tcase_add_test(tc, test_refusals_logged_once_a_second);
 	suite_add_tcase(suite, tc);
 	bool root = geteuid() == 0;
 	if (root) {

@@ -1451,6 +1451,116 @@ START_TEST(test_peer_local_drain)
 }
 END_TEST
 
+/* Clients that connect and close at once (a port scan, a health checker) through a peer =
+ * local forward: each is a stream ended without data. Over a peer's connection our side paces
+ * such streams below the peer's reset-rate, which refuses the next opens (WH_ELIMIT): right
+ * for a far broker that would close the link, wrong for the in-process link, whose far end is
+ * this broker. 1500 of them at once must leave the next client served. */
+START_TEST(test_peer_local_churn)
+{
+	char dir[64], path[300], config[512], answer[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\nmax-connections = 4000\n",
+		 target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	unsigned port = forward_port(&a, "small");
+	forward_exchange(port, "Efirst", answer, sizeof answer);
+	ck_assert_str_eq(answer, "first");
+	for (int i = 0; i < 1500; i++)
+		close(connect_loopback(port));
+	forward_exchange(port, "Ehello", answer, sizeof answer);
+	ck_assert_msg(strcmp(answer, "hello") == 0, "the client after the churn got \"%s\"", answer);
+	ck_assert(!process_log_has(&a, "faster than the peer's reset-rate"));
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A peer = local forward's streams are seen as any peer's: `wormhole-ctl conns` lists the
+ * in-process link (peer local, dialled), `streams` lists a forwarded connection's stream, and
+ * `close-stream` ends it (the client is reset). They were in neither view. */
+START_TEST(test_peer_local_seen)
+{
+	char dir[64], path[300], config[512], control[320], out[8192];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	int fd = connect_loopback(forward_port(&a, "small"));
+	char got[4] = "";
+	ck_assert_int_eq(write(fd, "Pab", 3), 3);
+	ck_assert_int_eq(read(fd, got, 2), 2);
+	snprintf(control, sizeof control, "%s/control.sock", a.dir);
+	const char *conns[] = { "-s", control, "--json", "conns", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", conns, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"peer\": \"local\"") && strstr(out, "\"role\": \"dialled\""), "%s", out);
+	const char *streams[] = { "-s", control, "--json", "streams", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", streams, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "\"peer\": \"local\"") && strstr(out, "\"service\": \"small\""), "%s", out);
+	const char *at = strstr(out, "\"conn\": ");
+	const char *id = strstr(out, "\"stream\": ");
+	ck_assert(at && id);
+	char which[32];
+	snprintf(which, sizeof which, "%lu/%lu", strtoul(at + 8, NULL, 10), strtoul(id + 10, NULL, 10));
+	const char *close_it[] = { "-s", control, "close-stream", which, NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", close_it, out, sizeof out), 0);
+	errno = 0;
+	ck_assert_int_le(read(fd, got, 1), 0); /* the client is reset */
+	close(fd);
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* max-streams bounds the streams on one peer connection; every peer = local forward shares
+ * the one in-process link, so it capped them all together (max-streams = 4: the fifth client
+ * of any local forward was reset, "a configured limit was reached"), below max-connections.
+ * The link keeps no such bound: 8 clients with max-streams = 4 are all carried. */
+START_TEST(test_peer_local_max_streams)
+{
+	char dir[64], path[300], config[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(config, sizeof config, "[broker]\nmax-streams = 4\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
+		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	snprintf(path, sizeof path, "%s/a.conf", dir);
+	write_file(path, config);
+	const char *args[] = { "--config", path, NULL };
+	struct process a;
+	ck_assert(broker_spawn(&a, args));
+	unsigned port = forward_port(&a, "small");
+	int fds[8];
+	for (int i = 0; i < 8; i++) {
+		fds[i] = connect_loopback(port);
+		char got[4] = "";
+		ck_assert_int_eq(write(fds[i], "Pab", 3), 3);
+		ck_assert_msg(read(fds[i], got, 2) == 2 && strcmp(got, "ab") == 0, "client %d: %s", i + 1,
+			      strerror(errno));
+	}
+	for (int i = 0; i < 8; i++)
+		close(fds[i]);
+	stop_child(target);
+	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1465,6 +1575,9 @@ int main(void)
 	tcase_set_timeout(local, 60);
 	tcase_add_test(local, test_peer_local);
 	tcase_add_test(local, test_peer_local_drain);
+	tcase_add_test(local, test_peer_local_churn);
+	tcase_add_test(local, test_peer_local_seen);
+	tcase_add_test(local, test_peer_local_max_streams);
 	suite_add_tcase(suite, local);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);

@@ -1412,6 +1412,33 @@ START_TEST(test_refused_opens_count_as_rapid_reset)
 }
 END_TEST
 
+/* A HANDSHAKE too large to parse is a refused open too (ERROR 400 answers it), not only a
+ * malformed frame: eight of those in a row close the connection, but one good frame between
+ * them (DATA on an open stream) started that count again, and a peer had us refuse 3,000
+ * HANDSHAKEs of over 4 KiB on one connection where a refusal of any other kind closes it after the
+ * reset-rate burst. */
+START_TEST(test_oversized_handshakes_count_as_rapid_reset)
+{
+	struct mux_config config = test_config();
+	config.reset_rate = 10; /* a burst of 50 */
+	struct link link;
+	link_open(&link, &config);
+	uint8_t small[64];
+	inject(&link, small, frame_encode_handshake(small, sizeof small, 1, "echo", 4));
+	static uint8_t frame[FRAME_HEADER_SIZE + 5000];
+	struct frame_header h = { 1, FRAME_HANDSHAKE, 3, 5000 }; /* above 4 KiB: a malformed frame */
+	frame_header_pack(frame, &h);
+	memset(frame + FRAME_HEADER_SIZE, 'a', 5000);
+	for (int i = 0; i < 60 && !mux_is_closed(link.server); i++) {
+		inject(&link, frame, (int)sizeof frame);
+		inject_data(&link, 1, "x", 1);
+	}
+	assert_closed_with_goodbye(link.server, WH_ELIMIT, "too many streams opened and ended without data");
+	ck_assert_uint_eq(mux_stats(link.server)->streams_reset_empty, 51);
+	link_close(&link);
+}
+END_TEST
+
 /* DATA or CLOSE for ids that never open: eight ids are held for their HANDSHAKE (a reference
  * peer may send them first); a frame for a ninth new id while they are held, a held id that
  * expires, and held ids a higher HANDSHAKE shows will never open each count as rapid reset. */
@@ -2382,6 +2409,7 @@ int main(void)
 	tcase_add_test(flow, test_rapid_reset_closes_connection);
 	tcase_add_test(flow, test_rapid_reset_bound_can_be_off);
 	tcase_add_test(flow, test_refused_opens_count_as_rapid_reset);
+	tcase_add_test(flow, test_oversized_handshakes_count_as_rapid_reset);
 	tcase_add_test(flow, test_never_opened_ids_count_as_rapid_reset);
 	tcase_add_test(flow, test_early_resets_count_as_rapid_reset);
 	tcase_add_test(flow, test_ping_flood_closes_connection);
