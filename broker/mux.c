@@ -168,7 +168,7 @@ struct mux {
 	unsigned out_head, out_count;
 	size_t planned_data; /* DATA bytes planned, not yet written */
 	double small_at, large_at; /* the last small and large DATA frame (SMALL_FRAME) */
-	uint32_t large_id;         /* the stream of the last large one */
+	uint32_t small_id, large_id; /* and their streams */
 	TAILQ_HEAD(, mux_stream) ready;
 	unsigned gather_pass;
 
@@ -909,13 +909,15 @@ static void note_data(struct mux *mux, uint32_t id, size_t n)
 		mux->large_id = id;
 	} else if (n <= SMALL_FRAME && id != mux->large_id) {
 		mux->small_at = mux->now;
+		mux->small_id = id;
 	}
 }
 
 bool mux_interactive(const struct mux *mux)
 {
-	return mux->small_at > 0 && mux->large_at > 0 && mux->now - mux->small_at < INTERACTIVE_SECONDS &&
-	       mux->now - mux->large_at < INTERACTIVE_SECONDS;
+	/* a bulk stream that began with a small frame is not beside another one */
+	return mux->small_at > 0 && mux->large_at > 0 && mux->small_id != mux->large_id &&
+	       mux->now - mux->small_at < INTERACTIVE_SECONDS && mux->now - mux->large_at < INTERACTIVE_SECONDS;
 }
 
 static void handle_data_header(struct mux *mux, const struct frame_header *h)

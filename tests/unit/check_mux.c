@@ -668,6 +668,15 @@ START_TEST(test_lone_bulk_stream_is_not_interactive)
 	pump(&link);
 	ck_assert(!mux_interactive(link.client));
 	ck_assert(!mux_interactive(link.server));
+	/* the next bulk stream's first frame is small (its app had written little yet) */
+	struct mux_stream *next;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &next), WH_OK);
+	ck_assert_int_eq(mux_stream_write(next, data, 100), 100);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_write(next, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert(!mux_interactive(link.client));
+	ck_assert(!mux_interactive(link.server));
 	link_close(&link);
 }
 END_TEST
