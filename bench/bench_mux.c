@@ -6,7 +6,8 @@
  *   rtt       64-byte ping-pong on one stream through the broker's echo service,
  *             vs 64-byte ping-pong over raw TCP with a child that echoes;
  *   rtt_bulk  the same ping-pong while a bulk stream saturates the same connection,
- *             vs raw ping-pong while a bulk raw TCP flow runs on another connection.
+ *             vs raw ping-pong while a bulk raw TCP flow runs on another connection;
+ *             and the bulk stream's speed beside the pings against its speed without them.
  * Prints a table and writes one JSON object per figure to the path given with --json.
  */
 #include "config.h"
@@ -116,6 +117,16 @@ static double mux_bulk(struct bench *b, size_t total)
 	return (double)total / seconds;
 }
 
+/* Bytes a second the running bulk stream (bulk_forever) moves for `seconds`, no pings. */
+static double bulk_alone(struct bench *b, double seconds)
+{
+	size_t before = b->bulk_sent;
+	double start = now_s();
+	while (now_s() - start < seconds)
+		ev_run(b->loop, EVRUN_ONCE);
+	return (double)(b->bulk_sent - before) / (now_s() - start);
+}
+
 static void mux_pingpong(struct bench *b, double *samples, size_t n)
 {
 	b->samples = samples;
@@ -157,7 +168,7 @@ int main(int argc, char **argv)
 		return 1;
 	b.conn = mux_connect(b.loop, broker_port, &shared);
 	double *samples = calloc(pings, sizeof *samples);
-	struct figure figures[5];
+	struct figure figures[6];
 	int n = 0;
 
 	printf("mux alone (this process -> TCP -> wormhole-broker): bulk %zu MiB, %zu pings\n",
@@ -193,13 +204,21 @@ int main(int argc, char **argv)
 	mux_open_stream(conn_mux(b.conn), "discard", &b.bulk);
 	mux_stream_set_handler(b.bulk, bulk_handler, &b);
 	bulk_handler(b.bulk, MUX_STREAM_WRITABLE, &b);
+	double alone_before = bulk_alone(&b, 0.3);
+	size_t sent_before = b.bulk_sent;
+	double start = now_s();
 	mux_pingpong(&b, samples, busy_pings);
+	double seconds = now_s() - start;
+	double beside = (double)(b.bulk_sent - sent_before) / seconds;
+	double alone = (alone_before + bulk_alone(&b, seconds > 0.3 ? seconds : 0.3)) / 2;
 	double mux_busy = percentile(samples, busy_pings, 0.50) * 1e6;
 	double mux_busy99 = percentile(samples, busy_pings, 0.99) * 1e6;
 	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p50", "us", "raw TCP ping-pong beside a raw bulk flow",
 					mux_busy, raw_busy, NULL, false };
 	figures[n++] = (struct figure){ "mux_rtt_under_bulk_p99", "us", "raw TCP ping-pong beside a raw bulk flow",
 					mux_busy99, raw_busy99, NULL, false };
+	figures[n++] = (struct figure){ "mux_bulk_beside_ping", "MB/s", "the same bulk stream without the pings",
+					beside / 1e6, alone / 1e6, "ratio: the bulk stream's share kept", false };
 	report("mux alone", figures, n, json_path);
 
 	conn_free(b.conn);

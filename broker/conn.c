@@ -252,6 +252,7 @@ static void on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 		conn->timer_dirty = false;
 		conn_rearm_timer(conn);
 	}
+	mux_set_now(conn->mux, ev_now(loop)); /* mux_interactive ages by it */
 	conn_flush(conn);
 }
 

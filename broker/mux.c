@@ -12,6 +12,14 @@
 
 #define OUT_RING 128u                       /* planned frames not yet fully written */
 #define PLAN_BYTES_PER_ROUND (512u * 1024u) /* DATA planned per gather: bounds the iovecs */
+/* Interactive beside bulk (docs/BROKER.md, "Writing and scheduling"): a DATA frame this
+ * small is a request or an answer, one this large a bulk transfer's; a connection that
+ * carried both, on different streams, within INTERACTIVE_SECONDS keeps its queues short. */
+#define SMALL_FRAME 4096u
+#define LARGE_FRAME (16u * 1024u)
+#define INTERACTIVE_SECONDS 1.0
+#define INTERACTIVE_PLAN (32u * 1024u) /* DATA planned ahead of the socket, then: a frame */
+#define SMALL_LOOKAHEAD 16u /* streams of the ready list looked at for a small frame */
 /* Control bytes a connection may queue without charging the budgets (a constant per
  * connection, counted in docs/SECURITY.md): enough for the answers to a full read of
  * HANDSHAKEs refused at once (about 45 bytes each) when the budget is spent, so a peer that
@@ -158,6 +166,9 @@ struct mux {
 	size_t control_planned;
 	struct out_frame out[OUT_RING];
 	unsigned out_head, out_count;
+	size_t planned_data; /* DATA bytes planned, not yet written */
+	double small_at, large_at; /* the last small and large DATA frame (SMALL_FRAME) */
+	uint32_t small_id, large_id; /* and their streams */
 	TAILQ_HEAD(, mux_stream) ready;
 	unsigned gather_pass;
 
@@ -888,6 +899,27 @@ static void window_mismatch(struct mux *mux, bool theirs_larger)
 		  theirs_larger ? "larger" : "smaller", mux->config.window_size);
 }
 
+/* Small DATA on one stream and large DATA on another, either way, make the connection
+ * interactive for a while: no flag from the app, and a lone bulk stream (whose window's
+ * last frame may be small) never counts. */
+static void note_data(struct mux *mux, uint32_t id, size_t n)
+{
+	if (n >= LARGE_FRAME) {
+		mux->large_at = mux->now;
+		mux->large_id = id;
+	} else if (n <= SMALL_FRAME && id != mux->large_id) {
+		mux->small_at = mux->now;
+		mux->small_id = id;
+	}
+}
+
+bool mux_interactive(const struct mux *mux)
+{
+	/* a bulk stream that began with a small frame is not beside another one */
+	return mux->small_at > 0 && mux->large_at > 0 && mux->small_id != mux->large_id &&
+	       mux->now - mux->small_at < INTERACTIVE_SECONDS && mux->now - mux->large_at < INTERACTIVE_SECONDS;
+}
+
 static void handle_data_header(struct mux *mux, const struct frame_header *h)
 {
 	struct mux_stream *s = live_stream(mux, h->stream_id);
@@ -917,6 +949,7 @@ static void handle_data_header(struct mux *mux, const struct frame_header *h)
 		return;
 	}
 	s->stats.frames_in++;
+	note_data(mux, s->id, h->length);
 	if (s->remote_closed) {
 		frame_decoder_skip_payload(&mux->decoder);
 		stream_reset(s, WH_EPROTOCOL, "DATA after CLOSE");
@@ -1606,6 +1639,8 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 	f->payload_length = (uint32_t)n;
 	frame_encode_data_header(f->header, sizeof f->header, s->id, n);
 	s->tx_planned += n;
+	mux->planned_data += n;
+	note_data(mux, s->id, n);
 	s->data_planned = true;
 	s->pending_frames++;
 	s->stats.frames_out++;
@@ -1628,16 +1663,58 @@ static void plan_control(struct mux *mux)
 	}
 }
 
+/* The frame just planned (the ring's last) goes ahead of the frames of other streams that
+ * have not started to leave. A frame of its own stream, a control frame (its HANDSHAKE may
+ * be there) and one partly written stay ahead of it. */
+static void overtake(struct mux *mux)
+{
+	unsigned at = mux->out_count - 1;
+	struct out_frame *small = &mux->out[(mux->out_head + at) % OUT_RING];
+	for (; at > 0; at--) {
+		struct out_frame *f = &mux->out[(mux->out_head + at - 1) % OUT_RING];
+		if (f->kind != OUT_STREAM || f->stream == small->stream || f->header_done || f->payload_done)
+			break;
+		struct out_frame held = *f;
+		*f = *small;
+		*small = held;
+		small = f;
+	}
+}
+
+/* Past INTERACTIVE_PLAN: the streams near the ready list's head that have a small frame
+ * to send (a request, an answer) are planned now, ahead of the bulk frame planned before. */
+static void plan_small(struct mux *mux)
+{
+	struct mux_stream *s = TAILQ_FIRST(&mux->ready), *next;
+	for (unsigned looked = 0; s && looked < SMALL_LOOKAHEAD && mux->out_count < OUT_RING;
+	     looked++, s = next) {
+		next = TAILQ_NEXT(s, ready_link);
+		long unplanned = stream_unplanned(s);
+		if (unplanned > 0 && unplanned <= (long)SMALL_FRAME) {
+			unsigned before = mux->out_count;
+			ready_remove(s);
+			plan_stream_frame(mux, s);
+			if (mux->out_count > before)
+				overtake(mux);
+		}
+	}
+}
+
 static void plan_more(struct mux *mux)
 {
 	plan_control(mux);
 	size_t planned = 0;
+	/* Interactive beside bulk: bulk frames are planned one at a time, just ahead of the
+	 * socket, so that a small frame that comes meanwhile waits behind one of them only. */
+	bool interactive = mux_interactive(mux);
 	while (!mux->closed && !TAILQ_EMPTY(&mux->ready) && mux->out_count < OUT_RING &&
-	       planned < PLAN_BYTES_PER_ROUND) {
+	       planned < PLAN_BYTES_PER_ROUND && (!interactive || mux->planned_data < INTERACTIVE_PLAN)) {
 		struct mux_stream *s = TAILQ_FIRST(&mux->ready);
 		ready_remove(s);
 		planned += plan_stream_frame(mux, s);
 	}
+	if (interactive && !mux->closed)
+		plan_small(mux);
 	/* planning may have queued control frames (a stream whose source failed is reset) */
 	plan_control(mux);
 }
@@ -1732,6 +1809,7 @@ void mux_output_advance(struct mux *mux, size_t n)
 		} else if (take) {
 			f->stream->io->tx_consume(f->stream->io_ctx, take);
 			f->stream->tx_planned -= take;
+			mux->planned_data -= take;
 			f->stream->stats.bytes_out += take;
 			mux->stats.data_bytes_out += take;
 		}

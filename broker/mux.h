@@ -282,6 +282,11 @@ const struct mux_stats *mux_stats(const struct mux *mux);
 /* Calls fn for every live stream (fn must not open or free streams). */
 void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg);
 
+/* True while the connection carries small DATA on one stream beside large DATA on another
+ * (within the last second): the caller then keeps its reads and writes short, so that the
+ * small frames wait behind little (docs/BROKER.md, "Writing and scheduling"). */
+bool mux_interactive(const struct mux *mux);
+
 /* ---- streams ----------------------------------------------------------------------- */
 
 /* Tells the mux the caller's clock before a call that takes none (mux_open_stream, whose

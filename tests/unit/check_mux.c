@@ -543,6 +543,144 @@ START_TEST(test_close_never_overtakes_data)
 }
 END_TEST
 
+/* Bytes the client would write before the first DATA frame of stream `id` with a payload
+ * of `length` bytes, over one gather (the socket takes nothing yet); SIZE_MAX: not there.
+ * The gather's first `skip` bytes finish a frame the socket took part of. */
+static size_t bytes_before_frame(struct mux *mux, uint32_t id, uint32_t length, size_t skip)
+{
+	struct iovec iov[64];
+	int n = mux_output_gather(mux, iov, 64);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	size_t offset = 0;
+	for (int i = 0; i < n; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		size_t left = iov[i].iov_len;
+		while (left) {
+			struct frame_event ev;
+			size_t used = offset < skip ? (skip - offset < left ? skip - offset : left)
+						    : frame_decoder_feed(&decoder, p, left, &ev);
+			ck_assert_uint_gt(used, 0);
+			if (offset >= skip && ev.kind == FRAME_EVENT_DATA_HEADER &&
+			    ev.header.stream_id == id && ev.header.length == length)
+				return offset + used - FRAME_HEADER_SIZE;
+			p += used;
+			left -= used;
+			offset += used;
+		}
+	}
+	return SIZE_MAX;
+}
+
+/* A small frame on one stream beside a bulk stream that has a window's worth queued waits
+ * behind one bulk frame at most (docs/BROKER.md, "Writing and scheduling"): before, every
+ * frame planned ahead of it (up to 512 KiB a gather) went first. */
+START_TEST(test_small_frame_waits_behind_one_bulk_frame)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	link.now = 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *bulk, *ping;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
+	static uint8_t data[192 * 1024];
+	uint8_t message[64] = "ping";
+	/* a first exchange: small frames on one stream, large on the other */
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert(mux_interactive(link.client));
+	/* the bulk stream queues more than its next frame; the socket takes nothing yet */
+	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	struct iovec iov[64];
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	size_t ahead = bytes_before_frame(link.client, mux_stream_id(ping), 64, 0);
+	ck_assert_uint_le(ahead, config.max_frame_size + FRAME_HEADER_SIZE);
+	pump(&link);
+	link_close(&link);
+}
+END_TEST
+
+/* A bulk frame planned but not started leaves after the small frame planned behind it; one
+ * the socket took part of stays ahead (its bytes must follow), and the peer gets both. */
+START_TEST(test_small_frame_overtakes_a_bulk_frame_not_started)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	link.now = 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *bulk, *ping;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
+	static uint8_t data[192 * 1024];
+	uint8_t message[64] = "ping";
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	struct iovec iov[64];
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, 0), 0);
+	/* the socket takes the ping and part of the bulk frame behind it */
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
+	size_t taken = 2 * FRAME_HEADER_SIZE + 64 + 1000; /* the ping, a bulk header, 1000 bytes */
+	uint8_t *copy = malloc(taken);
+	size_t at = 0;
+	for (int i = 0; at < taken; i++) {
+		size_t n = iov[i].iov_len < taken - at ? iov[i].iov_len : taken - at;
+		memcpy(copy + at, iov[i].iov_base, n);
+		at += n;
+	}
+	mux_output_advance(link.client, taken);
+	mux_input(link.server, copy, taken, link.now);
+	free(copy);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	size_t rest = config.max_frame_size - 1000; /* of the bulk frame the socket took part of */
+	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, rest), rest);
+	pump(&link);
+	struct mux_stream *accepted[2] = { mux_accept(link.server), mux_accept(link.server) };
+	ck_assert_ptr_nonnull(accepted[0]);
+	ck_assert_ptr_nonnull(accepted[1]);
+	struct mux_stream *far_ping = mux_stream_id(accepted[0]) == mux_stream_id(ping) ? accepted[0] : accepted[1];
+	uint8_t got[256];
+	ck_assert_int_eq(mux_stream_read(far_ping, got, sizeof got), 3 * 64);
+	link_close(&link);
+}
+END_TEST
+
+/* A lone bulk stream is never interactive: its gathers stay large. */
+START_TEST(test_lone_bulk_stream_is_not_interactive)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	link.now = 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *bulk;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	static uint8_t data[192 * 1024];
+	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024 + 100), 64 * 1024 + 100);
+	pump(&link);
+	ck_assert(!mux_interactive(link.client));
+	ck_assert(!mux_interactive(link.server));
+	/* the next bulk stream's first frame is small (its app had written little yet) */
+	struct mux_stream *next;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &next), WH_OK);
+	ck_assert_int_eq(mux_stream_write(next, data, 100), 100);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_write(next, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert(!mux_interactive(link.client));
+	ck_assert(!mux_interactive(link.server));
+	link_close(&link);
+}
+END_TEST
+
 /* ---- errors both ways ------------------------------------------------------------------ */
 
 static void count_error_events(struct mux_stream *stream, enum mux_stream_event event, void *user)
@@ -2374,6 +2512,9 @@ int main(void)
 	tcase_add_test(data, test_store_rate_lets_bytes_that_pass_through);
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
+	tcase_add_test(data, test_small_frame_waits_behind_one_bulk_frame);
+	tcase_add_test(data, test_small_frame_overtakes_a_bulk_frame_not_started);
+	tcase_add_test(data, test_lone_bulk_stream_is_not_interactive);
 	suite_add_tcase(suite, data);
 
 	TCase *errors = tcase_create("errors");
