@@ -37,6 +37,10 @@ struct tcp_relay {
 	size_t pending_at, pending_length;
 	size_t uncounted; /* bytes of pending that are the prefix: not the stream's */
 	bool socket_eof; /* the socket said EOF: CLOSE is queued on the stream */
+	bool reset_sent; /* we reset the stream (the socket reset or failed) */
+	double started;
+	void (*watch)(void *ctx, enum tcp_relay_news news);
+	void *watch_ctx;
 	bool stream_eof; /* the stream said EOF: the socket's write side is shut */
 	uint32_t reset_code;
 	uint64_t bytes_in, bytes_out;
@@ -78,6 +82,12 @@ static void relay_finish(struct tcp_relay *r, bool abortive)
 		  abortive ? " (reset)" : "");
 	mux_stream_set_handler(r->stream, NULL, NULL);
 	mux_stream_release(r->stream);
+	if (r->watch) {
+		bool early = (abortive || r->reset_sent) &&
+			     ev_now(r->loop) - r->started < TCP_RELAY_EARLY_SECONDS;
+		r->watch(r->watch_ctx, r->bytes_in == 0 ? TCP_RELAY_ENDED_EMPTY
+				       : early ? TCP_RELAY_ENDED_EARLY : TCP_RELAY_ENDED);
+	}
 	free(r->pending);
 	free(r);
 }
@@ -93,6 +103,7 @@ static void relay_socket_failed(struct tcp_relay *r, int error)
 	log_write(r->log, LOG_INFO, "relay", "%s: %s (errno %d): stream %u reset with ERROR %u",
 		  r->label, strerror(error), error, mux_stream_id(r->stream), r->reset_code);
 	r->set->reset_out++;
+	r->reset_sent = true;
 	/* no handler while resetting: the ERROR the reset delivers is ours, not news */
 	mux_stream_set_handler(r->stream, NULL, NULL);
 	mux_stream_reset_code(r->stream, r->reset_code, message);
@@ -280,6 +291,8 @@ static bool pump_in(struct tcp_relay *r)
 				relay_stream_failed(r);
 				return false;
 			}
+			if (r->bytes_in == 0 && r->watch)
+				r->watch(r->watch_ctx, TCP_RELAY_FIRST_BYTES);
 			r->bytes_in += (uint64_t)n;
 			r->set->bytes_in += (uint64_t)n;
 			r->last_active = ev_now(r->loop);
@@ -516,7 +529,9 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->readable.data = r->writable.data = r;
 	r->idle_timeout = params->idle_timeout;
 	r->limit = params->limit;
-	r->last_active = ev_now(loop);
+	r->last_active = r->started = ev_now(loop);
+	r->watch = params->watch;
+	r->watch_ctx = params->watch_ctx;
 	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
 	r->idle.data = r;
 	ev_timer_init(&r->probe, on_probe, 0, PROBE_INTERVAL);
