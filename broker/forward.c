@@ -31,27 +31,34 @@ struct rate_slot {
  * peer's reset-rate counts them (over every forward to the peer: one address behind several
  * forwards is one count). A peer whose reset-rate runs out refuses every stream on the
  * connection, whoever's; so this broker keeps the count per address itself and refuses the
- * churning address first. A token bucket each, five seconds' worth, from which every stream
- * of the address that has not yet sent a byte is held (pending: a churn of thousands at once
- * is in flight before any of it ends) and every early end is taken. A table of CHURN_SLOTS,
- * the oldest slot with nothing pending replaced; a replaced slot's generation tells the late
- * early ends of the streams it had that it is someone else's now. */
+ * churning address first. A token bucket each, five seconds' worth, from which every early
+ * end is taken. A churn of thousands at once is in flight before any of it ends, so the
+ * streams that may still end early are held too: those that sent nothing yet against the
+ * tokens, and all those younger than a second (that sent something, or not) against twice the
+ * burst. One address can so waste at most its tokens and twice its burst at once: 750 at the
+ * default, short of the 800 of the peer's burst (1000) at which this broker holds back every
+ * open on the connection, while 300 new connections of one address in the same second pass.
+ * A table of CHURN_SLOTS, the oldest slot with nothing held replaced; a replaced slot's
+ * generation tells the tickets of the streams it had that it is someone else's now. */
 #define CHURN_SLOTS 256
 #define CHURN_BURST_SECONDS 5.0 /* as the peer's reset-rate */
+#define CHURN_YOUNG_BURSTS 2    /* streams younger than a second: twice the burst */
 struct churn_slot {
 	char peer[64], host[64];
 	double tokens, at;
-	unsigned pending; /* streams of the address that sent nothing yet */
+	unsigned empty; /* streams of the address that sent nothing yet */
+	unsigned young; /* those, and the others less than a second old */
 	uint64_t generation;
 };
 struct churn_table {
 	struct churn_slot slots[CHURN_SLOTS];
 };
 /* One admitted connection's hold on its address's slot. */
+enum churn_hold { CHURN_EMPTY, CHURN_YOUNG, CHURN_PROVEN };
 struct churn_ticket {
 	struct churn_slot *slot;
 	uint64_t generation;
-	bool sent; /* its first bytes went: no longer pending */
+	enum churn_hold hold;
 };
 
 struct forward_listener {
@@ -162,8 +169,8 @@ static double churn_burst(double rate)
 	return rate * CHURN_BURST_SECONDS > 1 ? rate * CHURN_BURST_SECONDS : 1;
 }
 
-/* The slot of (peer, host), or a new one in place of the oldest with nothing pending; NULL
- * when there is no table or every slot has streams pending (then no bound applies: as many
+/* The slot of (peer, host), or a new one in place of the oldest with nothing held; NULL
+ * when there is no table or every slot holds streams (then no bound applies: as many
  * addresses each have their own, and max-connections bounds them together). */
 static struct churn_slot *churn_slot_for(struct forwarding *fw, const char *peer, const char *host,
 					 double rate, double now)
@@ -175,7 +182,7 @@ static struct churn_slot *churn_slot_for(struct forwarding *fw, const char *peer
 		struct churn_slot *slot = &fw->churn->slots[i];
 		if (strcmp(slot->host, host) == 0 && strcmp(slot->peer, peer) == 0)
 			return slot;
-		if (slot->pending == 0 && (!oldest || slot->at < oldest->at))
+		if (slot->young == 0 && (!oldest || slot->at < oldest->at))
 			oldest = slot;
 	}
 	if (!oldest)
@@ -189,8 +196,9 @@ static struct churn_slot *churn_slot_for(struct forwarding *fw, const char *peer
 }
 
 /* Whether the client's address may open one more stream through the forward's peer now:
- * the early ends it had (taken) and its streams that sent nothing yet (held) leave at least
- * one of its tokens. *ticket gets the new stream's hold (NULL: no bound applies). */
+ * its early ends (taken) and its streams that sent nothing (held) leave at least one token,
+ * and it has fewer than twice the burst younger than a second. *ticket gets the new stream's
+ * hold (NULL: no bound applies). */
 static bool churn_admit(struct forward_listener *l, const char *host, double now, struct churn_ticket **ticket)
 {
 	double rate = l->config.client_reset_rate;
@@ -200,46 +208,61 @@ static bool churn_admit(struct forward_listener *l, const char *host, double now
 	struct churn_slot *slot = churn_slot_for(l->fw, l->config.peer, host, rate, now);
 	if (!slot)
 		return true;
+	double burst = churn_burst(rate);
 	slot->tokens += (now - slot->at) * rate;
 	slot->at = now;
-	if (slot->tokens > churn_burst(rate))
-		slot->tokens = churn_burst(rate);
-	if (slot->tokens - slot->pending < 1)
+	if (slot->tokens > burst)
+		slot->tokens = burst;
+	if (slot->tokens - slot->empty < 1 || slot->young >= CHURN_YOUNG_BURSTS * burst)
 		return false;
 	struct churn_ticket *t = calloc(1, sizeof *t);
 	if (!t)
 		return true; /* no memory: unbounded for this one, as before */
 	t->slot = slot;
 	t->generation = slot->generation;
-	slot->pending++;
+	t->hold = CHURN_EMPTY;
+	slot->empty++;
+	slot->young++;
 	*ticket = t;
 	return true;
 }
 
-/* The relay's news of a ticket's stream (tcp_relay_params.watch): its first bytes end the
- * hold; an early end (as the peer counts it) takes a token; an end frees the ticket. A slot
- * given to another address since then is left alone. */
+/* The ticket's hold becomes `to` (never back). */
+static void churn_hold(struct churn_ticket *t, enum churn_hold to)
+{
+	bool ours = t->slot->generation == t->generation;
+	if (ours && t->hold == CHURN_EMPTY && to != CHURN_EMPTY)
+		t->slot->empty--;
+	if (ours && t->hold != CHURN_PROVEN && to == CHURN_PROVEN)
+		t->slot->young--;
+	if (to > t->hold)
+		t->hold = to;
+}
+
+/* The relay's news of a ticket's stream (tcp_relay_params.watch): its first bytes and its
+ * first second end the holds; an early end (as the peer counts it) takes a token; an end
+ * frees the ticket. A slot given to another address since then is left alone. */
 static void churn_watch(void *ctx, enum tcp_relay_news news)
 {
 	struct churn_ticket *t = ctx;
-	bool ours = t->slot->generation == t->generation;
-	if (!t->sent && ours)
-		t->slot->pending--;
-	t->sent = true;
-	if (news == TCP_RELAY_FIRST_BYTES)
+	if (news == TCP_RELAY_FIRST_BYTES) {
+		churn_hold(t, CHURN_YOUNG);
 		return;
-	if (ours && news != TCP_RELAY_ENDED && --t->slot->tokens < 0)
+	}
+	churn_hold(t, CHURN_PROVEN);
+	if (news == TCP_RELAY_PROVEN)
+		return;
+	if (t->slot->generation == t->generation && news != TCP_RELAY_ENDED && --t->slot->tokens < 0)
 		t->slot->tokens = 0;
 	free(t);
 }
 
-/* A ticket whose stream never reached the peer: its hold ends, nothing is taken. */
+/* A ticket whose stream never reached the peer: its holds end, nothing is taken. */
 static void churn_release(struct churn_ticket *t)
 {
 	if (!t)
 		return;
-	if (!t->sent && t->slot->generation == t->generation)
-		t->slot->pending--;
+	churn_hold(t, CHURN_PROVEN);
 	free(t);
 }
 
@@ -441,6 +464,21 @@ static void refuse_full(struct forward_listener *l, int fd, double now)
 	fd_budget_give(&broker->fds, 1);
 }
 
+/* Over connection-rate: closed at once, counted, logged at most once a second. */
+static void refuse_rate(struct forward_listener *l, const char *host, int fd, double now)
+{
+	struct broker *broker = l->fw->broker;
+	l->refused_rate++;
+	if (now - l->rate_logged_at >= 1.0) {
+		l->rate_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s opens more than "
+			  "connection-rate %.15g a second: new connections closed (%llu so far)",
+			  l->config.name, host, l->config.connection_rate, (unsigned long long)l->refused_rate);
+	}
+	close(fd);
+	fd_budget_give(&broker->fds, 1);
+}
+
 /* One accepted connection: over max-connections it is closed (counted, logged at most once
  * a second); else it asks the pool for a stream. */
 static void forward_accepted(struct forward_listener *l, int fd)
@@ -461,16 +499,7 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	char host[64];
 	client_address(fd, o->client, sizeof o->client, host);
 	if (!rate_admit(l, host, now)) {
-		l->refused_rate++;
-		if (now - l->rate_logged_at >= 1.0) {
-			l->rate_logged_at = now;
-			log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s opens more than "
-				  "connection-rate %.15g a second: new connections closed (%llu so far)",
-				  l->config.name, host, l->config.connection_rate,
-				  (unsigned long long)l->refused_rate);
-		}
-		close(fd);
-		fd_budget_give(&broker->fds, 1);
+		refuse_rate(l, host, fd, now);
 		free(o);
 		return;
 	}

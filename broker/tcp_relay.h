@@ -68,6 +68,7 @@ void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit 
  * reset less than a second after it opened, whatever it carried (broker/mux.c, ended_early). */
 enum tcp_relay_news {
 	TCP_RELAY_FIRST_BYTES, /* the socket's first bytes went into the stream */
+	TCP_RELAY_PROVEN,      /* after FIRST_BYTES, and a second old: no end of it is early now */
 	TCP_RELAY_ENDED,       /* over, and not early: after FIRST_BYTES */
 	TCP_RELAY_ENDED_EARLY, /* over, reset within a second of its start: after FIRST_BYTES */
 	TCP_RELAY_ENDED_EMPTY, /* over, nothing read from the socket (no FIRST_BYTES) */
@@ -85,8 +86,8 @@ struct tcp_relay_params {
 	const uint8_t *prefix;   /* bytes the socket gets before any byte of the stream (a PROXY
 				  * protocol header; copied), or NULL; not counted as relayed */
 	size_t prefix_length;    /* at most RELAY_CHUNK */
-	/* NULL, or told FIRST_BYTES at most once and one of the ENDED once (never from inside
-	 * tcp_relay_start's failure); it must not touch the relay */
+	/* NULL, or told FIRST_BYTES and PROVEN at most once each, in that order, and one of the
+	 * ENDED once (never from inside tcp_relay_start's failure); it must not touch the relay */
 	void (*watch)(void *ctx, enum tcp_relay_news news);
 	void *watch_ctx;
 };

@@ -1632,7 +1632,8 @@ static int good_begin(unsigned port, unsigned seed)
 }
 
 /* Three forwards of B to A's echo. 3,000 clients from 127.0.0.2 connect to them and close at
- * once (a port scan, connect-and-close churn); beside them 300 clients from 127.0.0.1 each
+ * once (a port scan, connect-and-close churn; the second run: each sends a byte, and resets
+ * once it came back); beside them 300 clients from 127.0.0.1 each
  * echo 2 KiB through one of them. B's streams for the churn ended early, as A's reset-rate
  * counts them: before, A's count (and B's own hold-back) refused every open on the shared
  * connection and most good clients were reset; now B refuses the churning address beyond
@@ -1660,10 +1661,28 @@ START_TEST(test_one_address_churn_spares_the_others)
 		if (i % (CHURN_CLIENTS / GOOD_CLIENTS) == 0)
 			good[i / (CHURN_CLIENTS / GOOD_CLIENTS)] = good_begin(ports[i % 3], i + 1);
 		connected += (churn[i] = connect_from("127.0.0.2", ports[i % 3])) >= 0;
+		if (_i == 1 && churn[i] >= 0)
+			(void)!write(churn[i], "x", 1);
 	}
-	for (unsigned i = 0; i < CHURN_CLIENTS; i++)
-		if (churn[i] >= 0)
+	/* the second run: each sent a byte; once its echo is back (the stream carried it), all
+	 * reset at once, within a second of their start (the peer's reset-rate counts those too) */
+	double churned = now_seconds();
+	for (unsigned i = 0; _i == 1 && i < CHURN_CLIENTS; i++) {
+		char byte;
+		struct timeval bound = { .tv_usec = 200000 };
+		if (churn[i] >= 0 && now_seconds() - churned < 0.5) {
+			setsockopt(churn[i], SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+			(void)!read(churn[i], &byte, 1);
+		}
+	}
+	for (unsigned i = 0; i < CHURN_CLIENTS; i++) {
+		if (churn[i] < 0)
+			continue;
+		if (_i == 1)
+			reset_close(churn[i]);
+		else
 			close(churn[i]);
+	}
 	unsigned served = 0;
 	char first[200] = "";
 	for (unsigned i = 0; i < GOOD_CLIENTS; i++) {
@@ -1725,7 +1744,7 @@ int main(void)
 	suite_add_tcase(suite, local);
 	TCase *churn = tcase_create("churn");
 	tcase_set_timeout(churn, 120);
-	tcase_add_test(churn, test_one_address_churn_spares_the_others);
+	tcase_add_loop_test(churn, test_one_address_churn_spares_the_others, 0, 2);
 	suite_add_tcase(suite, churn);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
