@@ -1724,6 +1724,39 @@ START_TEST(test_one_address_churn_spares_the_others)
 }
 END_TEST
 
+/* A client that gets no stream for a limit is logged with the peer and the limits it may be:
+ * before, "no stream: limit reached". Here B's one connection to A takes two streams. */
+START_TEST(test_limit_refusal_names_the_peer)
+{
+	char dir[64], why[160];
+	harness_tempdir(dir, sizeof dir);
+	struct process a, b;
+	brokers_start(&a, &b, dir, "# the built-in echo only\n",
+		      "pool-max = 1\nmax-streams = 2\n"
+		      "[forward e]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\n");
+	unsigned port = forward_port(&b, "e");
+	int held[2];
+	for (unsigned i = 0; i < 2; i++) {
+		held[i] = good_begin(port, i + 1);
+		ck_assert_int_ge(held[i], 0);
+	}
+	int third = connect_from("127.0.0.1", port);
+	ck_assert_int_ge(third, 0);
+	expect_reset_after_sending(third, "x");
+	close(third);
+	if (!process_log_wait(&b, "no stream: peer a takes no new streams from this broker for now", 10)) {
+		process_dump_log(&b);
+		ck_abort_msg("B's log does not name the peer and the limit");
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_msg(good_exchange(held[i], i + 1, why, sizeof why), "held %u: %s", i, why);
+		close(held[i]);
+	}
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1745,6 +1778,7 @@ int main(void)
 	TCase *churn = tcase_create("churn");
 	tcase_set_timeout(churn, 120);
 	tcase_add_loop_test(churn, test_one_address_churn_spares_the_others, 0, 2);
+	tcase_add_test(churn, test_limit_refusal_names_the_peer);
 	suite_add_tcase(suite, churn);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
