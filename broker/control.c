@@ -774,6 +774,7 @@ static void forward_row(const struct forward_info *f, void *arg)
 	control_put_uint(w, f->accepted);
 	control_put_uint(w, f->refused_full);
 	control_put_uint(w, f->refused_rate);
+	control_put_uint(w, f->refused_resets);
 	control_put_uint(w, f->open_failures);
 	control_put_uint(w, f->reset_by_far);
 	control_put_uint(w, f->reset_by_client);
@@ -798,6 +799,7 @@ static void view_forwards(struct view_ctx *v)
 	control_table_column(w, "accepted", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "connections accepted, refused ones included");
 	control_table_column(w, "refused_full", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "closed at once: max-connections reached, or no descriptor");
 	control_table_column(w, "refused_rate", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "closed at once: the client's address was over connection-rate");
+	control_table_column(w, "refused_resets", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "closed at once: the client's address ended streams early faster than client-reset-rate");
 	control_table_column(w, "open_failures", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "reset: no stream (peer unreachable, draining, no memory)");
 	control_table_column(w, "reset_by_far", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by an ERROR from the far side (target refused or reset, link lost)");
 	control_table_column(w, "reset_by_client", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "ended by the client's reset or a socket error");

@@ -27,6 +27,40 @@ struct rate_slot {
 	double tokens, at;
 };
 
+/* client-reset-rate: the streams each client address ends early through a peer, as that
+ * peer's reset-rate counts them (over every forward to the peer: one address behind several
+ * forwards is one count). A peer whose reset-rate runs out refuses every stream on the
+ * connection, whoever's; so this broker keeps the count per address itself and refuses the
+ * churning address first. A token bucket each, five seconds' worth, from which every early
+ * end is taken. A churn of thousands at once is in flight before any of it ends, so the
+ * streams that may still end early are held too: those that sent nothing yet against the
+ * tokens, and all those younger than a second (that sent something, or not) against twice the
+ * burst. One address can so waste at most its tokens and twice its burst at once: 750 at the
+ * default, short of the 800 of the peer's burst (1000) at which this broker holds back every
+ * open on the connection, while 300 new connections of one address in the same second pass.
+ * A table of CHURN_SLOTS, the oldest slot with nothing held replaced; a replaced slot's
+ * generation tells the tickets of the streams it had that it is someone else's now. */
+#define CHURN_SLOTS 256
+#define CHURN_BURST_SECONDS 5.0 /* as the peer's reset-rate */
+#define CHURN_YOUNG_BURSTS 2    /* streams younger than a second: twice the burst */
+struct churn_slot {
+	char peer[64], host[64];
+	double tokens, at;
+	unsigned empty; /* streams of the address that sent nothing yet */
+	unsigned young; /* those, and the others less than a second old */
+	uint64_t generation;
+};
+struct churn_table {
+	struct churn_slot slots[CHURN_SLOTS];
+};
+/* One admitted connection's hold on its address's slot. */
+enum churn_hold { CHURN_EMPTY, CHURN_YOUNG, CHURN_PROVEN };
+struct churn_ticket {
+	struct churn_slot *slot;
+	uint64_t generation;
+	enum churn_hold hold;
+};
+
 struct forward_listener {
 	struct forwarding *fw;
 	struct forward_config config;
@@ -37,8 +71,8 @@ struct forward_listener {
 	struct tcp_relay_limit limit; /* bandwidth */
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
 	unsigned opening_count;
-	uint64_t accepted, refused_full, open_failures, refused_rate;
-	double full_logged_at, rate_logged_at, reset_logged_at;
+	uint64_t accepted, refused_full, open_failures, refused_rate, refused_resets;
+	double full_logged_at, rate_logged_at, reset_logged_at, churn_logged_at;
 	uint64_t resets_unlogged; /* clients reset since the last such line (refusal_log_now) */
 	struct rate_slot *rates; /* RATE_SLOTS, made when connection-rate is first needed */
 	bool runtime; /* added by wormhole-ctl forward add: a reload keeps it */
@@ -56,6 +90,7 @@ struct forward_open {
 	char client[80];
 	bool has_address;
 	struct frame_client_address address; /* named in the stream's HANDSHAKE (proxy-protocol) */
+	struct churn_ticket *ticket; /* client-reset-rate's hold, or NULL */
 };
 
 void forward_format_address(char *out, size_t length, const char *host, const char *port)
@@ -127,11 +162,149 @@ static bool refusal_log_now(struct forward_listener *l, char *more, size_t lengt
 	return true;
 }
 
+/* ---- client-reset-rate ---------------------------------------------------------------- */
+
+static double churn_burst(double rate)
+{
+	return rate * CHURN_BURST_SECONDS > 1 ? rate * CHURN_BURST_SECONDS : 1;
+}
+
+/* The slot of (peer, host), or a new one in place of the oldest with nothing held; NULL
+ * when there is no table or every slot holds streams (then no bound applies: as many
+ * addresses each have their own, and max-connections bounds them together). */
+static struct churn_slot *churn_slot_for(struct forwarding *fw, const char *peer, const char *host,
+					 double rate, double now)
+{
+	if (!fw->churn && !(fw->churn = calloc(1, sizeof *fw->churn)))
+		return NULL;
+	struct churn_slot *oldest = NULL;
+	for (unsigned i = 0; i < CHURN_SLOTS; i++) {
+		struct churn_slot *slot = &fw->churn->slots[i];
+		if (strcmp(slot->host, host) == 0 && strcmp(slot->peer, peer) == 0)
+			return slot;
+		if (slot->young == 0 && (!oldest || slot->at < oldest->at))
+			oldest = slot;
+	}
+	if (!oldest)
+		return NULL;
+	snprintf(oldest->peer, sizeof oldest->peer, "%s", peer);
+	snprintf(oldest->host, sizeof oldest->host, "%s", host);
+	oldest->tokens = churn_burst(rate);
+	oldest->at = now;
+	oldest->generation++;
+	return oldest;
+}
+
+/* Whether the client's address may open one more stream through the forward's peer now:
+ * its early ends (taken) and its streams that sent nothing (held) leave at least one token,
+ * and it has fewer than twice the burst younger than a second. *ticket gets the new stream's
+ * hold (NULL: no bound applies). */
+static bool churn_admit(struct forward_listener *l, const char *host, double now, struct churn_ticket **ticket)
+{
+	double rate = l->config.client_reset_rate;
+	*ticket = NULL;
+	if (rate <= 0 || strcmp(l->config.peer, "local") == 0)
+		return true; /* no bound, or this broker's own services: no reset-rate between */
+	struct churn_slot *slot = churn_slot_for(l->fw, l->config.peer, host, rate, now);
+	if (!slot)
+		return true;
+	double burst = churn_burst(rate);
+	slot->tokens += (now - slot->at) * rate;
+	slot->at = now;
+	if (slot->tokens > burst)
+		slot->tokens = burst;
+	if (slot->tokens - slot->empty < 1 || slot->young >= CHURN_YOUNG_BURSTS * burst)
+		return false;
+	struct churn_ticket *t = calloc(1, sizeof *t);
+	if (!t)
+		return true; /* no memory: unbounded for this one, as before */
+	t->slot = slot;
+	t->generation = slot->generation;
+	t->hold = CHURN_EMPTY;
+	slot->empty++;
+	slot->young++;
+	*ticket = t;
+	return true;
+}
+
+/* The ticket's hold becomes `to` (never back). */
+static void churn_hold(struct churn_ticket *t, enum churn_hold to)
+{
+	bool ours = t->slot->generation == t->generation;
+	if (ours && t->hold == CHURN_EMPTY && to != CHURN_EMPTY)
+		t->slot->empty--;
+	if (ours && t->hold != CHURN_PROVEN && to == CHURN_PROVEN)
+		t->slot->young--;
+	if (to > t->hold)
+		t->hold = to;
+}
+
+/* The relay's news of a ticket's stream (tcp_relay_params.watch): its first bytes and its
+ * first second end the holds; an early end (as the peer counts it) takes a token; an end
+ * frees the ticket. A slot given to another address since then is left alone. */
+static void churn_watch(void *ctx, enum tcp_relay_news news)
+{
+	struct churn_ticket *t = ctx;
+	if (news == TCP_RELAY_FIRST_BYTES) {
+		churn_hold(t, CHURN_YOUNG);
+		return;
+	}
+	churn_hold(t, CHURN_PROVEN);
+	if (news == TCP_RELAY_PROVEN)
+		return;
+	if (t->slot->generation == t->generation && news != TCP_RELAY_ENDED && --t->slot->tokens < 0)
+		t->slot->tokens = 0;
+	free(t);
+}
+
+/* A ticket whose stream never reached the peer: its holds end, nothing is taken. */
+static void churn_release(struct churn_ticket *t)
+{
+	if (!t)
+		return;
+	churn_hold(t, CHURN_PROVEN);
+	free(t);
+}
+
+/* Over client-reset-rate: closed at once, counted, logged at most once a second. */
+static void refuse_churn(struct forward_listener *l, const char *host, int fd, double now)
+{
+	struct broker *broker = l->fw->broker;
+	l->refused_resets++;
+	if (now - l->churn_logged_at >= 1.0) {
+		l->churn_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s ends streams early "
+			  "faster than client-reset-rate %.15g a second (closes or resets them before "
+			  "they carry anything: peer %s's reset-rate would refuse every client's streams): "
+			  "its new connections closed (%llu so far)", l->config.name, host,
+			  l->config.client_reset_rate, l->config.peer, (unsigned long long)l->refused_resets);
+	}
+	close(fd);
+	fd_budget_give(&broker->fds, 1);
+}
+
+/* Why a client got no stream, in words: WH_ELIMIT alone said "limit" without which or whose. */
+static void open_failure_log(struct forward_listener *l, const char *label, int error, const char *more)
+{
+	struct broker *broker = l->fw->broker;
+	if (error == WH_ELIMIT)
+		log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: peer %s takes no new streams "
+			  "from this broker for now: our streams to it ended without data nearly as fast as "
+			  "its reset-rate (%.15g a second, as this broker assumes it) allows (opens_held_back "
+			  "in wormhole-ctl stats; client-reset-rate refuses the address that causes it), or "
+			  "its connection's max-streams or memory budget is reached: client reset%s", label,
+			  l->config.peer, broker->config.pool.mux.reset_rate, more);
+	else
+		log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: %s: client reset%s", label,
+			  wh_strerror(error), more);
+}
+
 static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 {
 	struct forward_open *o = user;
 	struct forward_listener *l = o->listener;
-	if (!l) { /* the forward stopped while the pool dialled: its socket is closed already */
+	if (!l) { /* the forward stopped while the pool dialled: its socket is closed already
+		   * (and its ticket released) */
 		if (stream) {
 			mux_stream_reset_code(stream, FRAME_ERR_CANCELLED, "the forward stopped");
 			mux_stream_release(stream);
@@ -148,18 +321,19 @@ static void on_stream_opened(struct mux_stream *stream, int error, void *user)
 		l->open_failures++;
 		char more[96];
 		if (refusal_log_now(l, more, sizeof more))
-			log_write(&broker->log, LOG_WARN, "forward", "%s: no stream: %s: client reset%s", label,
-				  wh_strerror(error), more);
+			open_failure_log(l, label, error, more);
+		churn_release(o->ticket);
 		client_refuse(l, o->fd);
 		free(o);
 		return;
 	}
 	struct tcp_relay_params params = { label, FRAME_ERR_CANCELLED, "the client", l->config.idle_timeout,
-					   &l->limit, NULL, 0 };
+					   &l->limit, NULL, 0, o->ticket ? churn_watch : NULL, o->ticket };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, &l->relays, o->fd, stream,
 			    &params) != WH_OK) {
 		mux_stream_reset(stream, WH_ENOMEM, "out of memory");
 		mux_stream_release(stream);
+		churn_release(o->ticket);
 		client_refuse(l, o->fd);
 	}
 	free(o);
@@ -290,6 +464,21 @@ static void refuse_full(struct forward_listener *l, int fd, double now)
 	fd_budget_give(&broker->fds, 1);
 }
 
+/* Over connection-rate: closed at once, counted, logged at most once a second. */
+static void refuse_rate(struct forward_listener *l, const char *host, int fd, double now)
+{
+	struct broker *broker = l->fw->broker;
+	l->refused_rate++;
+	if (now - l->rate_logged_at >= 1.0) {
+		l->rate_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s opens more than "
+			  "connection-rate %.15g a second: new connections closed (%llu so far)",
+			  l->config.name, host, l->config.connection_rate, (unsigned long long)l->refused_rate);
+	}
+	close(fd);
+	fd_budget_give(&broker->fds, 1);
+}
+
 /* One accepted connection: over max-connections it is closed (counted, logged at most once
  * a second); else it asks the pool for a stream. */
 static void forward_accepted(struct forward_listener *l, int fd)
@@ -310,16 +499,12 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	char host[64];
 	client_address(fd, o->client, sizeof o->client, host);
 	if (!rate_admit(l, host, now)) {
-		l->refused_rate++;
-		if (now - l->rate_logged_at >= 1.0) {
-			l->rate_logged_at = now;
-			log_write(&broker->log, LOG_WARN, "forward", "forward=%s: client %s opens more than "
-				  "connection-rate %.15g a second: new connections closed (%llu so far)",
-				  l->config.name, host, l->config.connection_rate,
-				  (unsigned long long)l->refused_rate);
-		}
-		close(fd);
-		fd_budget_give(&broker->fds, 1);
+		refuse_rate(l, host, fd, now);
+		free(o);
+		return;
+	}
+	if (!churn_admit(l, host, now, &o->ticket)) {
+		refuse_churn(l, host, fd, now);
 		free(o);
 		return;
 	}
@@ -327,6 +512,7 @@ static void forward_accepted(struct forward_listener *l, int fd)
 	struct pool *pool = forward_pool(l, o->client);
 	if (!pool) {
 		l->open_failures++;
+		churn_release(o->ticket);
 		client_refuse(l, fd);
 		free(o);
 		return;
@@ -348,6 +534,7 @@ static void forward_accepted(struct forward_listener *l, int fd)
 			log_write(&broker->log, LOG_WARN, "forward", "forward=%s client=%s: peer %s takes no "
 				  "new streams (draining): client reset%s", l->config.name, o->client,
 				  l->config.peer, more);
+		churn_release(o->ticket);
 		client_refuse(l, fd);
 		free(o);
 	}
@@ -485,6 +672,8 @@ static void listener_free(struct forward_listener *l)
 		struct forward_open *o = l->opening;
 		open_unlink(o);
 		client_refuse(l, o->fd);
+		churn_release(o->ticket);
+		o->ticket = NULL;
 		o->listener = NULL; /* the pool's callback frees it */
 	}
 	tcp_relay_set_abort_all(&l->relays);
@@ -592,6 +781,7 @@ void forwarding_stop(struct broker *broker)
 	ev_timer_stop(broker->loop, &fw->retire_timer);
 	ev_timer_stop(broker->loop, &fw->sync_timer);
 	targets_stop(fw);
+	free(fw->churn); /* after the relays, whose ends report to it */
 	free(fw);
 	broker->forwarding = NULL;
 }
@@ -696,6 +886,7 @@ static void forward_info_emit(const struct forward_listener *l, const char *stat
 		.state = state, .origin = l->runtime ? "run time" : "config", .open = l->relays.open + l->opening_count,
 		.max_connections = l->config.max_connections, .accepted = l->accepted,
 		.refused_full = l->refused_full, .refused_rate = l->refused_rate,
+		.refused_resets = l->refused_resets,
 		.open_failures = l->open_failures,
 		.reset_by_far = l->relays.reset_in, .reset_by_client = l->relays.reset_out,
 		.idle_ended = l->relays.idle_ended,
@@ -801,7 +992,8 @@ int forwarding_add(struct broker *broker, const char *name, const char *listen, 
 {
 	struct forwarding *fw = broker->forwarding;
 	struct broker_config *config = &broker->config;
-	struct forward_config c = { .max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT };
+	struct forward_config c = { .max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT,
+				    .client_reset_rate = FORWARD_CLIENT_RESET_RATE_DEFAULT };
 	const char *bad = !fw ? "the broker has no forwarding" /* start failed */
 			: broker->draining ? "the broker is stopping"
 			: !name_valid(name) ? "NAME is 1 to 63 letters, digits, '-', '_' or '.'"

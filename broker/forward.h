@@ -58,11 +58,16 @@ struct forward_config {
 	unsigned max_connections; /* open at once (1024); more are accepted and closed */
 	double idle_timeout;      /* a connection with no byte either way this long is reset; 0: never */
 	double connection_rate;   /* new connections a second from one client address; 0: no bound */
+	double client_reset_rate; /* streams a second one client address may end early (as the
+				   * peer's reset-rate counts them), burst 5 s; 0: no bound */
 	double bandwidth;         /* bytes a second each way, all its connections together; 0: none */
 };
 
 #define FORWARD_CONNECT_TIMEOUT_DEFAULT 5.0
 #define FORWARD_MAX_CONNECTIONS_DEFAULT 1024
+/* A quarter of the default reset-rate (200), as each app's part of a peer: three churning
+ * addresses leave the connection's count short of the point where every open is held back. */
+#define FORWARD_CLIENT_RESET_RATE_DEFAULT 50
 #define FORWARD_FALL_DEFAULT 3
 #define FORWARD_RISE_DEFAULT 2
 
@@ -104,6 +109,7 @@ struct forward_info {
 	uint64_t accepted;     /* connections accepted, refused ones included */
 	uint64_t refused_full; /* closed at once: max-connections, or no descriptor */
 	uint64_t refused_rate; /* closed at once: the client's address is over connection-rate */
+	uint64_t refused_resets; /* closed at once: the client's address is over client-reset-rate */
 	uint64_t open_failures; /* reset: no stream (peer unreachable, refused, draining) */
 	uint64_t reset_by_far;  /* ended by an ERROR from the far side */
 	uint64_t reset_by_client; /* ended by the client's reset */

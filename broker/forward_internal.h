@@ -13,6 +13,7 @@ struct forward_listener;
 struct target_dial;
 struct name_lookup;
 struct target_health;
+struct churn_table;
 
 /* An exposed service's bandwidth limit, shared by the relays of all its targets. Made at the
  * first stream of the service and kept until the broker stops (relays point to it). */
@@ -57,6 +58,8 @@ struct forwarding {
 	struct target_dial *dials;          /* streams whose target is being dialled */
 	struct name_lookup *lookups;        /* target names being looked up, one lookup each */
 	uint64_t target_failures;           /* streams refused: no target answered */
+	struct churn_table *churn;          /* client-reset-rate, per peer and client address
+					     * (forward.c), made when first needed */
 };
 
 /* "host:port", or "[v6]:port". */

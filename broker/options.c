@@ -337,6 +337,13 @@ const struct option_info option_table[OPTION_COUNT_ALL] = {
 	  APPLY_LIVE, SCOPE_FORWARD,
 	  "[forward NAME] only: bytes a second each way that all its connections together may carry "
 	  "(a token bucket); 0: no limit" },
+	{ OPT_FORWARD_CLIENT_RESET_RATE, "client-reset-rate", 0, OPTION_COUNT, 0, 1e7, false, false, "50",
+	  "streams/s", APPLY_NEW_CONNECTIONS, SCOPE_FORWARD,
+	  "[forward NAME] only: streams a second one client address may end early through the "
+	  "forward's peer (closed or reset before it sent a byte, or reset within a second: what "
+	  "the peer's reset-rate counts), with a burst of five seconds' worth, over every forward "
+	  "to that peer; beyond it that address's new connections are accepted and closed at once "
+	  "(counted, logged at most once a second) while the others are served; 0: no bound" },
 };
 
 /* Settings given only in a section of the file: a peer's address, a service's rules. */
@@ -1203,6 +1210,12 @@ static const char *forward_value(struct forward_config *f, const struct option_i
 		else
 			f->connection_rate = number;
 		break;
+	case OPT_FORWARD_CLIENT_RESET_RATE:
+		if (!parse_whole(value, false, &number) || number < info->min || number > info->max)
+			why = "not a whole number of streams a second (0..10000000)";
+		else
+			f->client_reset_rate = number;
+		break;
 	default:
 		break;
 	}
@@ -1225,7 +1238,8 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 	}
 	if (!info || info->scope != SCOPE_FORWARD) {
 		add_error(o, at, NULL, NULL, "%s: %s", name, info ? "not a setting of a forward (listen, "
-			  "peer, service, max-connections, idle-timeout, connection-rate, bandwidth)"
+			  "peer, service, max-connections, idle-timeout, connection-rate, client-reset-rate, "
+			  "bandwidth)"
 			: "no such setting");
 		return;
 	}
@@ -1241,6 +1255,7 @@ static void set_forward_key(struct loading *l, const char *forward, const struct
 		memset(&c->forwards[i], 0, sizeof c->forwards[i]);
 		snprintf(c->forwards[i].name, sizeof c->forwards[i].name, "%s", forward);
 		c->forwards[i].max_connections = FORWARD_MAX_CONNECTIONS_DEFAULT;
+		c->forwards[i].client_reset_rate = FORWARD_CLIENT_RESET_RATE_DEFAULT;
 		l->forward_lines[i] = header->line;
 	}
 	const char *why = forward_value(&c->forwards[i], info, value);

@@ -441,7 +441,7 @@ static void dial_connected(struct target_dial *d)
 	uint8_t header[PROXY_HEADER_ENCODE_MAX];
 	struct tcp_relay_params params = { label, FRAME_ERR_ENDPOINT_GONE, name, d->service.idle_timeout,
 					   service_limit_get(d->fw, &d->service), header,
-					   dial_proxy_header(d, header, sizeof header) };
+					   dial_proxy_header(d, header, sizeof header), NULL, NULL };
 	if (tcp_relay_start(broker->loop, &broker->log, &broker->fds, entry_relays(d->fw, e), d->fd,
 			    d->stream, &params) != WH_OK) {
 		d->last_timed_out = false;

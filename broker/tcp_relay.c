@@ -37,6 +37,12 @@ struct tcp_relay {
 	size_t pending_at, pending_length;
 	size_t uncounted; /* bytes of pending that are the prefix: not the stream's */
 	bool socket_eof; /* the socket said EOF: CLOSE is queued on the stream */
+	bool reset_sent; /* we reset the stream (the socket reset or failed) */
+	bool proven;     /* watch was told PROVEN */
+	double started;
+	ev_timer proof;  /* with watch: a second after the start, PROVEN if bytes went by then */
+	void (*watch)(void *ctx, enum tcp_relay_news news);
+	void *watch_ctx;
 	bool stream_eof; /* the stream said EOF: the socket's write side is shut */
 	uint32_t reset_code;
 	uint64_t bytes_in, bytes_out;
@@ -59,6 +65,7 @@ static void relay_finish(struct tcp_relay *r, bool abortive)
 	ev_io_stop(r->loop, &r->writable);
 	ev_timer_stop(r->loop, &r->idle);
 	ev_timer_stop(r->loop, &r->probe);
+	ev_timer_stop(r->loop, &r->proof);
 	if (abortive)
 		tcp_relay_close_abortive(r->fd);
 	else
@@ -78,6 +85,12 @@ static void relay_finish(struct tcp_relay *r, bool abortive)
 		  abortive ? " (reset)" : "");
 	mux_stream_set_handler(r->stream, NULL, NULL);
 	mux_stream_release(r->stream);
+	if (r->watch) {
+		bool early = (abortive || r->reset_sent) &&
+			     ev_now(r->loop) - r->started < TCP_RELAY_EARLY_SECONDS;
+		r->watch(r->watch_ctx, r->bytes_in == 0 ? TCP_RELAY_ENDED_EMPTY
+				       : early ? TCP_RELAY_ENDED_EARLY : TCP_RELAY_ENDED);
+	}
 	free(r->pending);
 	free(r);
 }
@@ -93,6 +106,7 @@ static void relay_socket_failed(struct tcp_relay *r, int error)
 	log_write(r->log, LOG_INFO, "relay", "%s: %s (errno %d): stream %u reset with ERROR %u",
 		  r->label, strerror(error), error, mux_stream_id(r->stream), r->reset_code);
 	r->set->reset_out++;
+	r->reset_sent = true;
 	/* no handler while resetting: the ERROR the reset delivers is ours, not news */
 	mux_stream_set_handler(r->stream, NULL, NULL);
 	mux_stream_reset_code(r->stream, r->reset_code, message);
@@ -243,6 +257,30 @@ static bool socket_eof_seen(struct tcp_relay *r)
 	return true;
 }
 
+/* The owner's news of a stream that carried the socket's bytes for a second: from then on no
+ * end of it is one that a peer's reset-rate counts. */
+static void relay_proven(struct tcp_relay *r)
+{
+	r->proven = true;
+	r->watch(r->watch_ctx, TCP_RELAY_PROVEN);
+}
+
+static void on_proof(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct tcp_relay *r = w->data;
+	(void)loop;
+	(void)revents;
+	if (r->bytes_in > 0 && !r->proven)
+		relay_proven(r); /* else the first bytes will be */
+}
+
+static void relay_first_bytes(struct tcp_relay *r)
+{
+	r->watch(r->watch_ctx, TCP_RELAY_FIRST_BYTES);
+	if (ev_now(r->loop) - r->started >= TCP_RELAY_EARLY_SECONDS)
+		relay_proven(r);
+}
+
 /* Socket -> stream, while the stream has room and the turn lasts. False: the relay ended. */
 static bool pump_in(struct tcp_relay *r)
 {
@@ -280,6 +318,8 @@ static bool pump_in(struct tcp_relay *r)
 				relay_stream_failed(r);
 				return false;
 			}
+			if (r->bytes_in == 0 && r->watch)
+				relay_first_bytes(r);
 			r->bytes_in += (uint64_t)n;
 			r->set->bytes_in += (uint64_t)n;
 			r->last_active = ev_now(r->loop);
@@ -516,11 +556,15 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	r->readable.data = r->writable.data = r;
 	r->idle_timeout = params->idle_timeout;
 	r->limit = params->limit;
-	r->last_active = ev_now(loop);
+	r->last_active = r->started = ev_now(loop);
+	r->watch = params->watch;
+	r->watch_ctx = params->watch_ctx;
 	ev_timer_init(&r->idle, on_idle, params->idle_timeout, 0);
 	r->idle.data = r;
 	ev_timer_init(&r->probe, on_probe, 0, PROBE_INTERVAL);
 	r->probe.data = r;
+	ev_timer_init(&r->proof, on_proof, TCP_RELAY_EARLY_SECONDS, 0);
+	r->proof.data = r;
 	if (params->prefix_length) { /* the header goes first: pump_out flushes pending first */
 		if (params->prefix_length > RELAY_CHUNK || !(r->pending = malloc(params->prefix_length))) {
 			free(r);
@@ -531,6 +575,8 @@ int tcp_relay_start(struct ev_loop *loop, const struct log_sink *log, struct fd_
 	}
 	if (r->idle_timeout > 0)
 		ev_timer_start(loop, &r->idle);
+	if (r->watch)
+		ev_timer_start(loop, &r->proof);
 	r->next = set->head;
 	if (set->head)
 		set->head->prev = r;

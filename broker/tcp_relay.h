@@ -63,6 +63,18 @@ void tcp_relay_limit_stop(struct tcp_relay_limit *limit);
 /* Restarts the relays of the set that wait for limit (never runs a relay from inside). */
 void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit *limit);
 
+/* What a relay tells its owner of its course (forward.c's client-reset-rate): a peer's
+ * reset-rate counts a stream opened to it that ends before any of our bytes went, or that is
+ * reset less than a second after it opened, whatever it carried (broker/mux.c, ended_early). */
+enum tcp_relay_news {
+	TCP_RELAY_FIRST_BYTES, /* the socket's first bytes went into the stream */
+	TCP_RELAY_PROVEN,      /* after FIRST_BYTES, and a second old: no end of it is early now */
+	TCP_RELAY_ENDED,       /* over, and not early: after FIRST_BYTES */
+	TCP_RELAY_ENDED_EARLY, /* over, reset within a second of its start: after FIRST_BYTES */
+	TCP_RELAY_ENDED_EMPTY, /* over, nothing read from the socket (no FIRST_BYTES) */
+};
+#define TCP_RELAY_EARLY_SECONDS 1.0 /* the peer's EARLY_RESET_SECONDS */
+
 /* How a relay names itself and ends. */
 struct tcp_relay_params {
 	const char *label;       /* in logs: "forward=web client=127.0.0.1:5000" */
@@ -74,6 +86,10 @@ struct tcp_relay_params {
 	const uint8_t *prefix;   /* bytes the socket gets before any byte of the stream (a PROXY
 				  * protocol header; copied), or NULL; not counted as relayed */
 	size_t prefix_length;    /* at most RELAY_CHUNK */
+	/* NULL, or told FIRST_BYTES and PROVEN at most once each, in that order, and one of the
+	 * ENDED once (never from inside tcp_relay_start's failure); it must not touch the relay */
+	void (*watch)(void *ctx, enum tcp_relay_news news);
+	void *watch_ctx;
 };
 
 /* Joins fd (connected, non-blocking; its descriptor taken from fds, which may be NULL) and

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <wormhole/wormhole.h>
 
 #include "app_harness.h"
@@ -1561,6 +1562,201 @@ START_TEST(test_peer_local_max_streams)
 }
 END_TEST
 
+/* ---- one address's churn against the others: client-reset-rate ------------------------------ */
+
+#define CHURN_CLIENTS 3000 /* connect-and-close from 127.0.0.2, over three forwards */
+#define GOOD_CLIENTS 300   /* from 127.0.0.1 beside them, bytes checked */
+#define GOOD_BYTES 2048
+
+/* A client of port from `source` (127.0.0.x), non-blocking until connected; -1 if refused. */
+static int connect_from(const char *source, unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	inet_pton(AF_INET, source, &from.sin_addr);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+	if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0) {
+		close(fd);
+		return -1;
+	}
+	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+	return fd;
+}
+
+static void good_bytes(unsigned seed, unsigned char out[GOOD_BYTES])
+{
+	for (size_t i = 0; i < GOOD_BYTES; i++)
+		out[i] = (unsigned char)(seed * 131u + i * 7u);
+}
+
+/* One good client's exchange: the rest of its bytes sent (the first half went at connect),
+ * the same bytes back, then EOF. */
+static bool good_exchange(int fd, unsigned seed, char *why, size_t length)
+{
+	unsigned char out[GOOD_BYTES], in[GOOD_BYTES];
+	good_bytes(seed, out);
+	if (write(fd, out + GOOD_BYTES / 2, GOOD_BYTES / 2) != GOOD_BYTES / 2 || shutdown(fd, SHUT_WR) < 0) {
+		snprintf(why, length, "write: %s", strerror(errno));
+		return false;
+	}
+	size_t have = 0;
+	ssize_t n = 0;
+	while (have < sizeof in && (n = read(fd, in + have, sizeof in - have)) > 0)
+		have += (size_t)n;
+	if (have < sizeof in) {
+		snprintf(why, length, "%zu of %zu bytes back, then %s", have, sizeof in,
+			 n == 0 ? "EOF" : strerror(errno));
+		return false;
+	}
+	if (memcmp(in, out, sizeof in) != 0) {
+		snprintf(why, length, "the bytes differ");
+		return false;
+	}
+	return true;
+}
+
+/* A good client: connected from 127.0.0.1, the first half of its bytes sent (-1: refused). */
+static int good_begin(unsigned port, unsigned seed)
+{
+	unsigned char out[GOOD_BYTES];
+	good_bytes(seed, out);
+	int fd = connect_from("127.0.0.1", port);
+	if (fd >= 0 && write(fd, out, GOOD_BYTES / 2) != GOOD_BYTES / 2) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Three forwards of B to A's echo. 3,000 clients from 127.0.0.2 connect to them and close at
+ * once (a port scan, connect-and-close churn; the second run: each sends a byte, and resets
+ * once it came back); beside them 300 clients from 127.0.0.1 each
+ * echo 2 KiB through one of them. B's streams for the churn ended early, as A's reset-rate
+ * counts them: before, A's count (and B's own hold-back) refused every open on the shared
+ * connection and most good clients were reset; now B refuses the churning address beyond
+ * client-reset-rate and every good client is served. */
+START_TEST(test_one_address_churn_spares_the_others)
+{
+	char dir[64];
+	harness_tempdir(dir, sizeof dir);
+	struct process a, b;
+	brokers_start(&a, &b, dir, "# the built-in echo only\n",
+		      "pool-max = 1\n" /* one connection to A: every stream shares its reset-rate */
+		      "[forward c1]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n"
+		      "[forward c2]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n"
+		      "[forward good]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n");
+	unsigned ports[3] = { forward_port(&b, "c1"), forward_port(&b, "c2"), forward_port(&b, "good") };
+	char why[160];
+	int warm = good_begin(ports[2], 0);
+	ck_assert_int_ge(warm, 0);
+	ck_assert_msg(good_exchange(warm, 0, why, sizeof why), "warm-up: %s", why);
+	close(warm);
+	/* the good clients come one in ten among the churn's, and finish once it closed */
+	static int churn[CHURN_CLIENTS], good[GOOD_CLIENTS];
+	unsigned connected = 0;
+	for (unsigned i = 0; i < CHURN_CLIENTS; i++) {
+		if (i % (CHURN_CLIENTS / GOOD_CLIENTS) == 0)
+			good[i / (CHURN_CLIENTS / GOOD_CLIENTS)] = good_begin(ports[i % 3], i + 1);
+		connected += (churn[i] = connect_from("127.0.0.2", ports[i % 3])) >= 0;
+		if (_i == 1 && churn[i] >= 0)
+			(void)!write(churn[i], "x", 1);
+	}
+	/* the second run: each sent a byte; once its echo is back (the stream carried it), all
+	 * reset at once, within a second of their start (the peer's reset-rate counts those too) */
+	double churned = now_seconds();
+	for (unsigned i = 0; _i == 1 && i < CHURN_CLIENTS; i++) {
+		char byte;
+		struct timeval bound = { .tv_usec = 200000 };
+		if (churn[i] >= 0 && now_seconds() - churned < 0.5) {
+			setsockopt(churn[i], SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+			(void)!read(churn[i], &byte, 1);
+		}
+	}
+	for (unsigned i = 0; i < CHURN_CLIENTS; i++) {
+		if (churn[i] < 0)
+			continue;
+		if (_i == 1)
+			reset_close(churn[i]);
+		else
+			close(churn[i]);
+	}
+	unsigned served = 0;
+	char first[200] = "";
+	for (unsigned i = 0; i < GOOD_CLIENTS; i++) {
+		unsigned seed = i * (CHURN_CLIENTS / GOOD_CLIENTS) + 1;
+		bool ok = good[i] >= 0 && good_exchange(good[i], seed, why, sizeof why);
+		served += ok;
+		if (!ok && !first[0])
+			snprintf(first, sizeof first, "client %u: %s", i, good[i] < 0 ? "connect refused" : why);
+		if (good[i] >= 0)
+			close(good[i]);
+	}
+	fprintf(stderr, "churn: %u of %u churning clients connected; %u of %u good clients served%s%s\n",
+		connected, CHURN_CLIENTS, served, GOOD_CLIENTS, first[0] ? "; first failure: " : "", first);
+	if (served != GOOD_CLIENTS) {
+		process_dump_log(&b);
+		ck_abort_msg("%u of %u good clients served (%s)", served, GOOD_CLIENTS, first);
+	}
+	if (!process_log_wait(&b, ": client 127.0.0.2 ends streams early faster than", 10)) {
+		process_dump_log(&a);
+		process_dump_log(&b);
+		ck_abort_msg("B did not log the churning address's refusal");
+	}
+	/* counted per forward in wormhole-ctl forwards and the metrics */
+	char socket_b[300], out[8192];
+	static char all[1 << 18];
+	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
+	const char *forwards[] = { "-s", socket_b, "--json", "forwards", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", forwards, out, sizeof out), 0);
+	long refused = 0;
+	for (const char *at = out; (at = strstr(at, "\"refused_resets\": ")); at++)
+		refused += strtol(at + strlen("\"refused_resets\": "), NULL, 10);
+	fprintf(stderr, "churn: %ld churning connections refused (client-reset-rate)\n", refused);
+	ck_assert_msg(refused > 0 && refused <= CHURN_CLIENTS, "%s", out);
+	const char *metrics[] = { "-s", socket_b, "metrics", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", metrics, all, sizeof all), 0);
+	ck_assert_msg(strstr(all, "wormhole_forwards_refused_resets_total{forward=\"c1\"}"), "%s", all);
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
+/* A client that gets no stream for a limit is logged with the peer and the limits it may be:
+ * before, "no stream: limit reached". Here B's one connection to A takes two streams. */
+START_TEST(test_limit_refusal_names_the_peer)
+{
+	char dir[64], why[160];
+	harness_tempdir(dir, sizeof dir);
+	struct process a, b;
+	brokers_start(&a, &b, dir, "# the built-in echo only\n",
+		      "pool-max = 1\nmax-streams = 2\n"
+		      "[forward e]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\n");
+	unsigned port = forward_port(&b, "e");
+	int held[2];
+	for (unsigned i = 0; i < 2; i++) {
+		held[i] = good_begin(port, i + 1);
+		ck_assert_int_ge(held[i], 0);
+	}
+	int third = connect_from("127.0.0.1", port);
+	ck_assert_int_ge(third, 0);
+	expect_reset_after_sending(third, "x");
+	close(third);
+	if (!process_log_wait(&b, "no stream: peer a takes no new streams from this broker for now", 10)) {
+		process_dump_log(&b);
+		ck_abort_msg("B's log does not name the peer and the limit");
+	}
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_msg(good_exchange(held[i], i + 1, why, sizeof why), "held %u: %s", i, why);
+		close(held[i]);
+	}
+	brokers_stop(&a, &b);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("forward");
@@ -1579,6 +1775,11 @@ int main(void)
 	tcase_add_test(local, test_peer_local_seen);
 	tcase_add_test(local, test_peer_local_max_streams);
 	suite_add_tcase(suite, local);
+	TCase *churn = tcase_create("churn");
+	tcase_set_timeout(churn, 120);
+	tcase_add_loop_test(churn, test_one_address_churn_spares_the_others, 0, 2);
+	tcase_add_test(churn, test_limit_refusal_names_the_peer);
+	suite_add_tcase(suite, churn);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
 	tcase_add_test(tc, test_target_by_name);
