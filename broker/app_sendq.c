@@ -43,9 +43,12 @@ void flush_queue(struct app_session *c)
 			ev_io_start(c->apps->loop, &c->writer);
 			return;
 		}
+		if (q->reply)
+			c->replies_queued--;
 		queued_free(c->apps, q); /* sent (the fds are the app's now) or the socket failed */
 		c->queue_head = (c->queue_head + 1) % c->queue_max;
 		c->queue_count--;
+		session_release_reading(c);
 		if (rc != WH_OK) {
 			session_drop_later(c, "control socket failed");
 			return;
@@ -58,7 +61,7 @@ int session_send(struct app_session *c, const struct attach_msg *msg, const int 
 {
 	if (c->closing || c->drop_reason)
 		return WH_ECONNECTION_CLOSED; /* the session is over: nobody to tell */
-	struct queued now = { .nfds = nfds };
+	struct queued now = { .nfds = nfds, .reply = c->answering };
 	int n = attach_encode(now.bytes, sizeof now.bytes, msg);
 	if (n < 0)
 		return n;
@@ -103,8 +106,19 @@ int session_send(struct app_session *c, const struct attach_msg *msg, const int 
 		}
 	}
 	c->queue[(c->queue_head + c->queue_count++) % c->queue_max] = q;
+	if (q->reply)
+		c->replies_queued++;
 	ev_io_start(c->apps->loop, &c->writer);
 	return WH_OK;
+}
+
+/* The app read half of the answers it had left unread: its requests are read again. */
+void session_release_reading(struct app_session *c)
+{
+	if (!c->reading_held || c->replies_queued > REPLY_BACKLOG / 2 || c->closing || c->drop_reason)
+		return;
+	c->reading_held = false;
+	ev_io_start(c->apps->loop, &c->reader);
 }
 
 void session_send_result(struct app_session *c, uint32_t request_id, int error, const char *message)

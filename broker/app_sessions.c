@@ -300,6 +300,12 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 	(void)loop;
 	(void)revents;
 	for (int i = 0; i < 64 && !c->closing; i++) {
+		if (c->replies_queued >= REPLY_BACKLOG) {
+			/* it asks and does not read the answers: its socket holds it back */
+			c->reading_held = true;
+			ev_io_stop(c->apps->loop, &c->reader);
+			return;
+		}
 		uint8_t buffer[ATTACH_MESSAGE_MAX + 1];
 		union attach_control control;
 		struct iovec iov = { buffer, sizeof buffer };
@@ -338,7 +344,10 @@ static void on_client_readable(struct ev_loop *loop, ev_io *w, int revents)
 			session_drop(c, why);
 			return;
 		}
+		/* OPENs are pipelined (wh_open_start) and their answers bounded by the queue */
+		c->answering = decoded.type != ATTACH_OPEN;
 		handle_message(c, &decoded, count ? passed[0] : -1);
+		c->answering = false;
 	}
 }
 

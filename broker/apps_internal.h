@@ -19,6 +19,13 @@
 /* Control messages an app may leave unread before it is dropped: one per stream it may hold
  * (a burst of INCOMING) and some room for answers. */
 #define SEND_QUEUE_SLACK 256u
+/* Answers to its own requests an app may leave unread before the broker stops reading its
+ * requests (until it has read half of them): an app that asks and never reads is held back
+ * by its socket, as TCP holds back a peer, instead of making the broker answer a queue's
+ * worth, being dropped and attaching again. The library asks and waits, one request a
+ * thread, except OPEN (wh_open_start pipelines them, answers read later): OPEN's answers are
+ * not counted here, only in the queue (one per stream the app may hold). */
+#define REPLY_BACKLOG 256u
 
 /* App rings: the app writes ring 0 and reads ring 1 of a broker-joined stream. */
 #define APP_TX_RING 0u
@@ -111,6 +118,7 @@ struct queued {
 	size_t length;
 	int fds[ATTACH_MAX_FDS];
 	unsigned nfds;
+	bool reply; /* an answer to a request of the app's (counted in replies_queued) */
 	uint8_t bytes[ATTACH_MESSAGE_MAX];
 };
 
@@ -134,6 +142,9 @@ struct app_session {
 	unsigned group_count;
 	char id[2 * ATTACH_CLIENT_ID_SIZE + 1];
 	bool welcomed, closing;
+	bool reading_held;       /* REPLY_BACKLOG answers unread: its requests wait */
+	bool answering;          /* in handle_message: what it sends is an answer */
+	unsigned replies_queued; /* answers in the queue (reply) */
 	const char *drop_reason; /* set: the loop's next prepare step drops the session */
 	struct app_counters counters;
 	unsigned listening; /* service names it listens on, in apps->services */
@@ -235,6 +246,7 @@ void wake_app_both(struct shm_stream *s);
 void queued_free(struct apps *apps, struct queued *q);
 
 void flush_queue(struct app_session *c);
+void session_release_reading(struct app_session *c);
 
 /* Sends a message now, or queues it with duplicates of its fds; the caller keeps its own.
  * WH_OK, or why it could not be sent (the session may have been dropped). */

@@ -306,14 +306,16 @@ static size_t read_slice_bytes(const struct conn *conn)
 	return bytes > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)bytes;
 }
 
-/* The peer filled the broker's own stores faster than store-rate (mux_input_pause): its
- * socket is left unread for `seconds`, TCP holds the rest back, the other connections run. */
+/* The peer filled the broker's own stores faster than store-rate, or sent frames faster than
+ * the mux's frame_rate (mux_input_pause): its socket is left unread for `seconds`, TCP holds
+ * the rest back, the other connections run. */
 static void conn_pause_reading(struct conn *conn, double seconds)
 {
 	if (!conn->pause_logged) {
 		conn->pause_logged = true;
 		log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s fills the broker's stores faster "
-			  "than store-rate: reading paused (counted in input_pauses from now on)",
+			  "than store-rate, or sends frames faster than a million a second: reading "
+			  "paused (counted in input_pauses from now on)",
 			  mux_id(conn->mux), mux_peer(conn->mux));
 	}
 	ev_io_stop(conn->loop, &conn->read_watcher);

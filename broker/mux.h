@@ -80,6 +80,11 @@ struct mux_config {
 				      * driver to stop reading until the bucket refills. Bytes
 				      * that pass through (read or sent back) cost nothing.
 				      * 0: no bound (8 MiB) */
+	double frame_rate;           /* frames a second the peer may send on this connection,
+				      * useful or not, with a burst of two seconds' worth;
+				      * beyond it mux_input_pause asks the driver to stop
+				      * reading until the bucket refills, as for store_rate.
+				      * 0: no bound (1,000,000) */
 	double idle_timeout;         /* accepted connections (server role) carrying no stream this
 				      * many seconds are closed with a goodbye; 0: never (0) */
 	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
@@ -196,7 +201,7 @@ struct mux_callbacks {
 	X(streams_lingered, TOTAL, NONE, "streams ended by the release linger: released ones still open, half-closed ones the peer never closed") \
 	X(streams_reset_empty, TOTAL, NONE, "peer streams that ended with no DATA: closed by the peer, refused, or never opened") \
 	X(budget_refusals, TOTAL, NONE, "reservations a memory budget refused") \
-	X(input_pauses, TOTAL, NONE, "times reading paused: the peer filled the broker's own stores faster than store-rate")
+	X(input_pauses, TOTAL, NONE, "times reading paused: the peer filled the broker's own stores faster than store-rate, or sent frames faster than a million a second")
 
 struct mux_stats {
 	uint64_t frames_in[8], frames_out[8]; /* by frame type (index = type; 0: unknown types) */

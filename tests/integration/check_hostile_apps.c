@@ -78,7 +78,7 @@ static void good_app_round(wh_client *good, unsigned seed)
 
 static const char *const attacks[] = {
 	"before-hello", "hello-version", "double-hello", "broker-type", "fds-attached", "oversize",
-	"malformed-each", "never-read", "local-teardown", "corrupt-positions", "punch-hole", "exhaust",
+	"malformed-each", "never-read", "never-read-held", "local-teardown", "corrupt-positions", "punch-hole", "exhaust",
 	"stream-fd", "news-blocking", "doorbell-drained", "stream-fd-full", "local-wait-blocking",
 };
 

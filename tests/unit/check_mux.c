@@ -448,6 +448,53 @@ START_TEST(test_store_rate_pauses_a_peer_that_fills_stores)
 }
 END_TEST
 
+/* frame-rate: useful frames cost the broker as much as useless ones (one-byte DATA within the
+ * window kept a core busy and a good bulk stream beside it at 0.41 of its speed). Past the
+ * burst (two seconds' worth) the driver is told to pause reading until the rate has made up
+ * for it; every byte is still delivered and the connection goes on. */
+static void inject_data(struct link *link, uint32_t id, const void *payload, size_t length);
+
+START_TEST(test_frame_rate_pauses_a_peer_of_tiny_frames)
+{
+	struct mux_config config = test_config();
+	config.frame_rate = 1000; /* a burst of 2000 */
+	struct link link;
+	link_open_builtin(&link, &config, NULL);
+	struct mux_stream *c;
+	ck_assert_int_eq(mux_open_stream(link.client, "discard", &c), WH_OK);
+	pump_builtin(&link);
+	uint32_t id = mux_stream_id(c);
+	uint64_t frames_before = 0; /* the HANDSHAKE and whatever came with it */
+	for (int t = 0; t < 8; t++)
+		frames_before += mux_stats(link.server)->frames_in[t];
+	ck_assert_double_eq(mux_input_pause(link.server), 0);
+	size_t within = 2000 - (size_t)frames_before;
+	for (size_t i = 0; i < within; i++)
+		inject_data(&link, id, "x", 1);
+	pump_builtin(&link);
+	ck_assert_double_eq(mux_input_pause(link.server), 0); /* the burst, to the frame */
+	ck_assert_uint_ne(mux_input_allowance(link.server), 0);
+	for (int i = 0; i < 500; i++)
+		inject_data(&link, id, "x", 1);
+	pump_builtin(&link);
+	const struct mux_stats *server = mux_stats(link.server);
+	double resume_at = mux_input_pause(link.server);
+	/* 500 frames past the burst at 1000 a second (give or take the few the open took) */
+	ck_assert_msg(fabs(resume_at - link.now - 0.5) < 0.01, "resume after %.6f s", resume_at - link.now);
+	ck_assert_uint_eq(server->input_pauses, 1);
+	ck_assert_uint_eq(mux_input_allowance(link.server), 0); /* the turn ends */
+	link.now = resume_at;
+	mux_timer(link.server, link.now);
+	ck_assert_double_eq(mux_input_pause(link.server), 0);
+	ck_assert_uint_ne(mux_input_allowance(link.server), 0);
+	/* served, not refused: every byte reached discard and the connection goes on */
+	ck_assert_uint_eq(server->data_bytes_in, within + 500);
+	ck_assert(!mux_is_closed(link.server));
+	mux_stream_release(c);
+	link_close(&link);
+}
+END_TEST
+
 /* Bytes that pass through the broker's stores cost nothing: 16 MiB to discard at a store-rate
  * of 64 KiB a second never pause reading. */
 START_TEST(test_store_rate_lets_bytes_that_pass_through)
@@ -2510,6 +2557,7 @@ int main(void)
 	tcase_add_test(data, test_builtin_echo_holds_one_window_for_a_peer_that_does_not_read);
 	tcase_add_test(data, test_store_rate_pauses_a_peer_that_fills_stores);
 	tcase_add_test(data, test_store_rate_lets_bytes_that_pass_through);
+	tcase_add_test(data, test_frame_rate_pauses_a_peer_of_tiny_frames);
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
 	tcase_add_test(data, test_small_frame_waits_behind_one_bulk_frame);
