@@ -264,6 +264,7 @@ struct pair_options {
 	const char *target_host;     /* where A finds the target server */
 	const char *certs;           /* a directory made by make-certs.sh (names a and b), or NULL */
 	unsigned max_connections;
+	const char *budget;          /* both brokers' budget (an option's value), or NULL */
 };
 
 static void write_text(const char *path, const char *text)
@@ -284,9 +285,9 @@ static pid_t pair_start_a(const char *broker, const struct pair_options *o, cons
 	char conf[300], text[1024], listen[64], port_file[300], sock[300], cert[300], key[300], ca[300];
 	bool off_loopback = strcmp(o->a_listen, "127.0.0.1") != 0;
 	snprintf(conf, sizeof conf, "%s/%sa.conf", o->dir, o->tag);
-	snprintf(text, sizeof text, "[broker]\nlisten-plaintext = %s\n[service fwd-sink]\ntarget = %s:%u\n%s"
+	snprintf(text, sizeof text, "[broker]\nlisten-plaintext = %s\n%s%s\n[service fwd-sink]\ntarget = %s:%u\n%s"
 		 "[service fwd-echo]\ntarget = %s:%u\n%s", off_loopback && !o->certs ? "yes" : "no",
-		 o->target_host, sink->port, off_loopback ? "peers = *\n" : "", o->target_host, echo->port,
+		 o->budget ? "budget = " : "", o->budget ? o->budget : "", o->target_host, sink->port, off_loopback ? "peers = *\n" : "", o->target_host, echo->port,
 		 off_loopback ? "peers = *\n" : "");
 	write_text(conf, text);
 	snprintf(listen, sizeof listen, "%s:0", o->a_listen);
@@ -310,10 +311,10 @@ static pid_t pair_start_b(const char *broker, const struct pair_options *o, unsi
 	p->echo = loopback(free_port());
 	bool off_loopback = strcmp(o->a_listen, "127.0.0.1") != 0;
 	snprintf(conf, sizeof conf, "%s/%sb.conf", o->dir, o->tag);
-	snprintf(text, sizeof text, "[peer a]\naddress = %s:%u\n%s\n"
+	snprintf(text, sizeof text, "[broker]\n%s%s\n[peer a]\naddress = %s:%u\n%s\n"
 		 "[forward fwd-sink]\nlisten = 127.0.0.1:%u\npeer = a\nservice = fwd-sink\nmax-connections = %u\n\n"
 		 "[forward fwd-echo]\nlisten = 127.0.0.1:%u\npeer = a\nservice = fwd-echo\nmax-connections = %u\n",
-		 o->a_listen, port_a, off_loopback && !o->certs ? "plaintext = yes\n" : "", p->sink.port,
+		 o->budget ? "budget = " : "", o->budget ? o->budget : "", o->a_listen, port_a, off_loopback && !o->certs ? "plaintext = yes\n" : "", p->sink.port,
 		 o->max_connections, p->echo.port, o->max_connections);
 	write_text(conf, text);
 	snprintf(port_file, sizeof port_file, "%s/%sb.port", o->dir, o->tag);
@@ -525,7 +526,7 @@ static void tls_figures(const char *broker, const char *dir, const struct settin
 	snprintf(certs, sizeof certs, "%s/certs", dir);
 	snprintf(command, sizeof command, "%s %s a b", make_certs, certs);
 	struct pair p = { -1, -1, { 0 }, { 0 } };
-	struct pair_options o = { dir, "tls-", "127.0.0.1", "127.0.0.1", certs, 1024 };
+	struct pair_options o = { dir, "tls-", "127.0.0.1", "127.0.0.1", certs, 1024, NULL };
 	pid_t ssh[2] = { -1, -1 };
 	struct endpoint ssh_entry;
 	if (!run_quiet(command) || !pair_start(broker, &o, sink, echo, &p, NULL) ||
@@ -622,8 +623,10 @@ static bool many_io(int ep, struct mconn *m, size_t index, int phase)
 		ssize_t w = write(m->fd, buffer, len);
 		if (w < 0 && (errno == EAGAIN || errno == ENOTCONN))
 			return false;
-		if (w <= 0)
+		if (w <= 0) {
+			fprintf(stderr, "bench: connection %zu: write: %s\n", index, strerror(errno));
 			return m->bad = true;
+		}
 		m->sent += (size_t)w;
 		if (m->sent == MANY_BYTES) {
 			struct epoll_event ev = { .events = EPOLLIN, .data.u64 = index };
@@ -634,8 +637,13 @@ static bool many_io(int ep, struct mconn *m, size_t index, int phase)
 		ssize_t r = read(m->fd, buffer, sizeof buffer);
 		if (r < 0 && errno == EAGAIN)
 			return false;
-		if (r <= 0 || m->got + (size_t)r > MANY_BYTES)
+		if (r <= 0 || m->got + (size_t)r > MANY_BYTES) {
+			static int told;
+			if (told++ < 3)
+				fprintf(stderr, "bench: connection %zu: %s after %zu bytes back\n", index,
+					r == 0 ? "EOF" : strerror(errno), m->got);
 			return m->bad = true;
+		}
 		for (ssize_t j = 0; j < r; j++)
 			m->bad |= buffer[j] != many_byte(index, phase, m->got + (size_t)j);
 		m->got += (size_t)r;
@@ -692,7 +700,13 @@ static void many_figures(const char *broker, const char *dir, const struct setti
 			 const struct endpoint *sink, const struct endpoint *echo, struct figure *f, int *n)
 {
 	struct pair p = { -1, -1, { 0 }, { 0 } };
-	struct pair_options o = { dir, "many-", "127.0.0.1", "127.0.0.1", NULL, (unsigned)s->many + 64 };
+	/* Each forwarded stream takes about 512 KiB of the exposing broker's budget (its window
+	 * and send buffer), and one peer may hold half of it: the default 8 GiB refuses (ERROR 429)
+	 * the connections past about 8,200. The budget is what may be held, not what is: 2 MiB a
+	 * connection, so that it is not what the figure meets. */
+	char budget[32];
+	snprintf(budget, sizeof budget, "%zuM", s->many * 2 > 8192 ? s->many * 2 : 8192);
+	struct pair_options o = { dir, "many-", "127.0.0.1", "127.0.0.1", NULL, (unsigned)s->many + 64, budget };
 	if (!pair_start(broker, &o, sink, echo, &p, NULL)) {
 		pair_stop(&p);
 		return;
@@ -743,7 +757,7 @@ static void far_figures(const char *broker, const char *dir, const struct settin
 	pid_t server = -1;
 	if (delay_link_enter(&link, DELAY_LINK_FAR)) {
 		server = target_server(link.far_addr, &sink, &echo);
-		struct pair_options o = { dir, "far-", link.far_addr, link.far_addr, NULL, 1024 };
+		struct pair_options o = { dir, "far-", link.far_addr, link.far_addr, NULL, 1024, NULL };
 		if (pair_start(broker, &o, &sink, &echo, &p, &link)) {
 			size_t bytes = s->bulk / 4;
 			int rounds = bench_rounds();
@@ -818,7 +832,7 @@ int main(int argc, char **argv)
 	struct figure f[16];
 	int n = 0;
 	struct pair p = { -1, -1, { 0 }, { 0 } };
-	struct pair_options o = { dir, "", "127.0.0.1", "127.0.0.1", NULL, 1024 };
+	struct pair_options o = { dir, "", "127.0.0.1", "127.0.0.1", NULL, 1024, NULL };
 	if (!pair_start(broker, &o, &sink, &echo, &p, NULL)) {
 		fprintf(stderr, "bench: the brokers did not start\n");
 		return 1;
