@@ -385,11 +385,10 @@ static bool run_quiet(const char *command)
 	return system(line) == 0;
 }
 
-/* Writes sshd's files in dir/ssh; the port it will listen on in *port. */
-static bool sshd_files(const char *dir, char *ssh_dir, size_t length, unsigned port)
+/* Writes sshd's keys and config in ssh_dir: it listens at host:port. */
+static bool sshd_files(const char *ssh_dir, const char *host, unsigned port)
 {
 	char command[2048], text[2048];
-	snprintf(ssh_dir, length, "%s/ssh", dir);
 	mkdir(ssh_dir, 0700);
 	mkdir("/run/sshd", 0755); /* sshd's privilege separation directory, as its package makes it */
 	snprintf(command, sizeof command, "ssh-keygen -q -t ed25519 -N '' -f %s/host_key && "
@@ -398,45 +397,58 @@ static bool sshd_files(const char *dir, char *ssh_dir, size_t length, unsigned p
 	if (!run_quiet(command))
 		return false;
 	/* The cipher is pinned to AES-128-GCM: the brokers' TLS takes AES-128-GCM first. */
-	snprintf(text, sizeof text, "Port %u\nListenAddress 127.0.0.1\nHostKey %s/host_key\n"
+	snprintf(text, sizeof text, "Port %u\nListenAddress %s\nHostKey %s/host_key\n"
 		 "AuthorizedKeysFile %s/authorized_keys\nPidFile none\nUsePAM no\nStrictModes no\n"
 		 "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
 		 "KbdInteractiveAuthentication no\nAllowTcpForwarding yes\nCiphers aes128-gcm@openssh.com\n"
-		 "LogLevel ERROR\n", port, ssh_dir, ssh_dir);
+		 "LogLevel ERROR\n", port, host, ssh_dir, ssh_dir);
 	snprintf(command, sizeof command, "%s/sshd_config", ssh_dir);
 	write_text(command, text);
 	return true;
 }
 
-/* sshd in the foreground on a loopback port, and `ssh -N -L` to `to`: the client connects
- * to *entry. pids[0] sshd, pids[1] ssh. */
-static bool ssh_forward(const char *dir, const struct endpoint *to, struct endpoint *entry, pid_t *pids)
+/* sshd in the foreground at host (the calling thread's namespace); its port, or 0. */
+static unsigned sshd_start(const char *ssh_dir, const char *host, pid_t *pid)
 {
-	char ssh_dir[300], config[400], key[400], forward[64], port_text[16], login[128];
-	unsigned sshd_port = free_port();
-	if (getuid() != 0 || !sshd_files(dir, ssh_dir, sizeof ssh_dir, sshd_port))
-		return false;
+	char config[400], log[400];
+	unsigned port = free_port();
+	if (getuid() != 0 || !sshd_files(ssh_dir, host, port))
+		return 0;
 	snprintf(config, sizeof config, "%s/sshd_config", ssh_dir);
-	snprintf(key, sizeof key, "%s/user_key", ssh_dir);
-	pids[0] = track(fork());
-	if (pids[0] == 0) {
+	snprintf(log, sizeof log, "%s/sshd.log", ssh_dir); /* it logs each probe of its port */
+	*pid = track(fork());
+	if (*pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		char log[400];
-		snprintf(log, sizeof log, "%s/sshd.log", ssh_dir); /* it logs each probe of its port */
 		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		if (fd >= 0)
 			dup2(fd, 2);
 		execl("/usr/sbin/sshd", "/usr/sbin/sshd", "-D", "-e", "-f", config, (char *)NULL);
 		_exit(127);
 	}
-	struct endpoint at = loopback(sshd_port);
-	if (!wait_listening(&at, 10))
+	struct endpoint at = loopback(port);
+	snprintf(at.host, sizeof at.host, "%s", host);
+	return wait_listening(&at, 10) ? port : 0;
+}
+
+/* sshd beside the server `to` (at to's host; link: in the far namespace) and `ssh -N -L`
+ * to it (link: in the near one, where the thread is left): the client connects to *entry.
+ * pids[0] sshd, pids[1] ssh. */
+static bool ssh_forward(const char *ssh_dir, struct delay_link *link, const struct endpoint *to,
+			struct endpoint *entry, pid_t *pids)
+{
+	char key[400], forward[96], port_text[16], login[128];
+	const char *host = to->host[0] ? to->host : "127.0.0.1";
+	if (link && !delay_link_enter(link, DELAY_LINK_FAR))
 		return false;
+	unsigned sshd_port = sshd_start(ssh_dir, host, &pids[0]);
+	if (!sshd_port || (link && !delay_link_enter(link, DELAY_LINK_NEAR)))
+		return false;
+	snprintf(key, sizeof key, "%s/user_key", ssh_dir);
 	*entry = loopback(free_port());
-	snprintf(forward, sizeof forward, "127.0.0.1:%u:127.0.0.1:%u", entry->port, to->port);
+	snprintf(forward, sizeof forward, "127.0.0.1:%u:%s:%u", entry->port, host, to->port);
 	snprintf(port_text, sizeof port_text, "%u", sshd_port);
 	struct passwd *pw = getpwuid(getuid());
-	snprintf(login, sizeof login, "%s@127.0.0.1", pw ? pw->pw_name : "root");
+	snprintf(login, sizeof login, "%s@%s", pw ? pw->pw_name : "root", host);
 	pids[1] = track(fork());
 	if (pids[1] == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -529,8 +541,10 @@ static void tls_figures(const char *broker, const char *dir, const struct settin
 	struct pair_options o = { dir, "tls-", "127.0.0.1", "127.0.0.1", certs, 1024, NULL };
 	pid_t ssh[2] = { -1, -1 };
 	struct endpoint ssh_entry;
+	char ssh_dir[300];
+	snprintf(ssh_dir, sizeof ssh_dir, "%s/ssh", dir);
 	if (!run_quiet(command) || !pair_start(broker, &o, sink, echo, &p, NULL) ||
-	    !ssh_forward(dir, sink, &ssh_entry, ssh)) {
+	    !ssh_forward(ssh_dir, NULL, sink, &ssh_entry, ssh)) {
 		fprintf(stderr, "bench: no TLS figure (certificates, brokers or sshd did not start)\n");
 		stop_pids(ssh, 2);
 		pair_stop(&p);
@@ -743,40 +757,78 @@ static void many_figures(const char *broker, const char *dir, const struct setti
 
 /* ---- one connection over the 50 ms link ---------------------------------------------------- */
 
-/* B and the client in the near namespace, A and the target server in the far one; against
- * the client straight to the server across the same link. Root only. */
+/* B and the clients in the near namespace; A, sshd and the target server in the far one. */
+struct far {
+	struct delay_link link;
+	pid_t server, ssh[2];
+	struct endpoint sink, echo, ssh_entry;
+	struct pair plain, tls;
+	bool tls_up;
+};
+
+/* Starts the plaintext pair, and the TLS pair and ssh -L when they can be (both or neither). */
+static bool far_start(const char *broker, const char *dir, struct far *x)
+{
+	if (!delay_link_enter(&x->link, DELAY_LINK_FAR))
+		return false;
+	x->server = target_server(x->link.far_addr, &x->sink, &x->echo);
+	struct pair_options o = { dir, "far-", x->link.far_addr, x->link.far_addr, NULL, 1024, NULL };
+	if (!pair_start(broker, &o, &x->sink, &x->echo, &x->plain, &x->link))
+		return false;
+	const char *make_certs = getenv("WH_MAKE_CERTS") ? getenv("WH_MAKE_CERTS") : "scripts/make-certs.sh";
+	char certs[300], command[1024], ssh_dir[300];
+	snprintf(certs, sizeof certs, "%s/far-certs", dir);
+	snprintf(command, sizeof command, "%s %s a b", make_certs, certs);
+	snprintf(ssh_dir, sizeof ssh_dir, "%s/far-ssh", dir);
+	struct pair_options t = { dir, "far-tls-", x->link.far_addr, x->link.far_addr, certs, 1024, NULL };
+	x->tls_up = run_quiet(command) && pair_start(broker, &t, &x->sink, &x->echo, &x->tls, &x->link) &&
+		    ssh_forward(ssh_dir, &x->link, &x->sink, &x->ssh_entry, x->ssh);
+	if (!x->tls_up)
+		fprintf(stderr, "bench: no TLS figure over the 50 ms link (certificates, brokers or sshd)\n");
+	return delay_link_enter(&x->link, DELAY_LINK_NEAR);
+}
+
+/* Rounds from the near side: raw TCP and the forward, ssh -L and the forward over TLS. */
+static void far_rounds(const struct settings *s, struct far *x, struct figure *f, int *n)
+{
+	size_t bytes = s->bulk / 4;
+	int rounds = bench_rounds();
+	double r_raw[BENCH_ROUNDS_MAX], r_fwd[BENCH_ROUNDS_MAX], r_ssh[BENCH_ROUNDS_MAX], r_tls[BENCH_ROUNDS_MAX];
+	for (int r = 0; r < rounds; r++) {
+		r_raw[r] = raw_bulk(&x->sink, bytes);
+		r_fwd[r] = raw_bulk(&x->plain.sink, bytes);
+		r_ssh[r] = x->tls_up ? raw_bulk(&x->ssh_entry, bytes) : 0;
+		r_tls[r] = x->tls_up ? raw_bulk(&x->tls.sink, bytes) : 0;
+		printf("forward far round %d: forward %.1f MB/s, raw TCP %.1f; forward over TLS %.1f, ssh -L %.1f\n",
+		       r + 1, r_fwd[r] / 1e6, r_raw[r] / 1e6, r_tls[r] / 1e6, r_ssh[r] / 1e6);
+	}
+	f[(*n)++] = (struct figure){ "forward_far_bulk_50ms", "MB/s", "raw TCP over the same 50 ms link",
+				     median(r_fwd, rounds) / 1e6, median(r_raw, rounds) / 1e6,
+				     "plaintext brokers; goal >= 0.8x", false };
+	if (x->tls_up)
+		f[(*n)++] = (struct figure){ "forward_far_tls_bulk_vs_ssh_50ms", "MB/s",
+					     "ssh -N -L over the same 50 ms link, aes128-gcm@openssh.com",
+					     median(r_tls, rounds) / 1e6, median(r_ssh, rounds) / 1e6,
+					     "brokers over TLS 1.3, AES-128-GCM", false };
+}
+
+/* One connection across a link with a 50 ms round trip. Root only. */
 static void far_figures(const char *broker, const char *dir, const struct settings *s, struct figure *f, int *n)
 {
-	struct delay_link link;
-	if (getuid() != 0 || !delay_link_start(&link, 0.025)) {
-		fprintf(stderr, "bench: no 50 ms link (needs root and tun): no far figure\n");
+	struct far x = { .server = -1, .ssh = { -1, -1 }, .plain = { -1, -1, { 0 }, { 0 } },
+			 .tls = { -1, -1, { 0 }, { 0 } } };
+	if (getuid() != 0 || !delay_link_start(&x.link, 0.025)) {
+		fprintf(stderr, "bench: no 50 ms link (needs root and tun): no far figures\n");
 		return;
 	}
-	struct endpoint sink, echo;
-	struct pair p = { -1, -1, { 0 }, { 0 } };
-	pid_t server = -1;
-	if (delay_link_enter(&link, DELAY_LINK_FAR)) {
-		server = target_server(link.far_addr, &sink, &echo);
-		struct pair_options o = { dir, "far-", link.far_addr, link.far_addr, NULL, 1024, NULL };
-		if (pair_start(broker, &o, &sink, &echo, &p, &link)) {
-			size_t bytes = s->bulk / 4;
-			int rounds = bench_rounds();
-			double r_raw[BENCH_ROUNDS_MAX], r_fwd[BENCH_ROUNDS_MAX];
-			for (int r = 0; r < rounds; r++) {
-				r_raw[r] = raw_bulk(&sink, bytes); /* from the near side, as the forward's client */
-				r_fwd[r] = raw_bulk(&p.sink, bytes);
-				printf("forward far round %d: forward %.1f MB/s, raw TCP %.1f\n", r + 1,
-				       r_fwd[r] / 1e6, r_raw[r] / 1e6);
-			}
-			f[(*n)++] = (struct figure){ "forward_far_bulk_50ms", "MB/s", "raw TCP over the same 50 ms link",
-						     median(r_fwd, rounds) / 1e6, median(r_raw, rounds) / 1e6,
-						     "plaintext brokers; goal >= 0.8x", false };
-		}
-	}
-	delay_link_enter(&link, DELAY_LINK_HOME);
-	pair_stop(&p);
-	stop_pids(&server, 1);
-	delay_link_stop(&link);
+	if (far_start(broker, dir, &x))
+		far_rounds(s, &x, f, n);
+	delay_link_enter(&x.link, DELAY_LINK_HOME);
+	stop_pids(x.ssh, 2);
+	pair_stop(&x.tls);
+	pair_stop(&x.plain);
+	stop_pids(&x.server, 1);
+	delay_link_stop(&x.link);
 }
 
 /* ---- the run -------------------------------------------------------------------------------- */
