@@ -5,7 +5,8 @@
  *
  * against, in the same run: the client straight to the server (raw TCP); two socat relays
  * chained the same way (`socat TCP-LISTEN:P1,fork,reuseaddr TCP:127.0.0.1:P2`, then P2 to the
- * server); and `ssh -N -L` through a loopback sshd (against the brokers over TLS).
+ * server); and `ssh -N -L` through a loopback sshd (against the brokers over TLS). Over the
+ * 50 ms link (root: tests/integration/delay_link.c), raw TCP and ssh -L across the same link.
  *
  *   bench_forward BROKER JSON [BULK_MIB] [CONNECTIONS]
  *
