@@ -807,7 +807,7 @@ static void far_rounds(const struct settings *s, struct far *x, struct figure *f
 				     median(r_fwd, rounds) / 1e6, median(r_raw, rounds) / 1e6,
 				     "plaintext brokers; goal >= 0.8x", false };
 	if (x->tls_up)
-		f[(*n)++] = (struct figure){ "forward_far_tls_bulk_vs_ssh_50ms", "MB/s",
+		f[(*n)++] = (struct figure){ "forward_far_tls_vs_ssh_50ms", "MB/s",
 					     "ssh -N -L over the same 50 ms link, aes128-gcm@openssh.com",
 					     median(r_tls, rounds) / 1e6, median(r_ssh, rounds) / 1e6,
 					     "brokers over TLS 1.3, AES-128-GCM", false };
