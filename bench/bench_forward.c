@@ -715,10 +715,11 @@ static void many_figures(const char *broker, const char *dir, const struct setti
 			 const struct endpoint *sink, const struct endpoint *echo, struct figure *f, int *n)
 {
 	struct pair p = { -1, -1, { 0 }, { 0 } };
-	/* Each forwarded stream takes about 512 KiB of the exposing broker's budget (its window
-	 * and send buffer), and one peer may hold half of it: the default 8 GiB refuses (ERROR 429)
-	 * the connections past about 8,200. The budget is what may be held, not what is: 2 MiB a
-	 * connection, so that it is not what the figure meets. */
+	/* Each forwarded stream takes 512 KiB of the exposing broker's budget (its window and its
+	 * send buffer, grown to full size when the relay first asks for room), and one peer may
+	 * hold half of it: the default 8 GiB refuses (ERROR 429) the connections past about
+	 * 8,200. The budget is what may be held, not what is: 2 MiB a connection, so that it is
+	 * not what the figure meets. */
 	char budget[32];
 	snprintf(budget, sizeof budget, "%zuM", s->many * 2 > 8192 ? s->many * 2 : 8192);
 	struct pair_options o = { dir, "many-", "127.0.0.1", "127.0.0.1", NULL, (unsigned)s->many + 64, budget };
