@@ -662,11 +662,8 @@ static bool many_io(int ep, struct mconn *m, size_t index, int phase)
 		for (ssize_t j = 0; j < r; j++)
 			m->bad |= buffer[j] != many_byte(index, phase, m->got + (size_t)j);
 		m->got += (size_t)r;
-		if (m->got == MANY_BYTES) {
-			struct epoll_event ev = { .events = 0, .data.u64 = index }; /* idle from now on */
-			epoll_ctl(ep, EPOLL_CTL_MOD, m->fd, &ev);
+		if (m->got == MANY_BYTES)
 			return true;
-		}
 	}
 }
 
@@ -677,8 +674,7 @@ static void many_begin(int ep, struct mconn *m, size_t index, const struct endpo
 	m->sent = m->got = 0;
 	m->done = false;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u64 = index };
-	if (epoll_ctl(ep, EPOLL_CTL_ADD, m->fd, &ev) < 0)
-		epoll_ctl(ep, EPOLL_CTL_MOD, m->fd, &ev);
+	epoll_ctl(ep, EPOLL_CTL_ADD, m->fd, &ev);
 }
 
 /* One exchange on every connection (phase 0 opens them, at most `in_flight` at once, and
@@ -700,6 +696,7 @@ static size_t many_phase(int ep, struct mconn *m, size_t n, const struct endpoin
 			size_t i = (size_t)events[e].data.u64;
 			if (m[i].done || !many_io(ep, &m[i], i, phase))
 				continue;
+			epoll_ctl(ep, EPOLL_CTL_DEL, m[i].fd, NULL); /* idle (or failed) from now on */
 			m[i].done = true;
 			finished++;
 			failed += m[i].bad;
