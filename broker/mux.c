@@ -1694,26 +1694,8 @@ static void plan_control(struct mux *mux)
 	}
 }
 
-/* The frame just planned (the ring's last) goes ahead of the frames of other streams that
- * have not started to leave. A frame of its own stream, a control frame (its HANDSHAKE may
- * be there) and one partly written stay ahead of it. */
-static void overtake(struct mux *mux)
-{
-	unsigned at = mux->out_count - 1;
-	struct out_frame *small = &mux->out[(mux->out_head + at) % OUT_RING];
-	for (; at > 0; at--) {
-		struct out_frame *f = &mux->out[(mux->out_head + at - 1) % OUT_RING];
-		if (f->kind != OUT_STREAM || f->stream == small->stream || f->header_done || f->payload_done)
-			break;
-		struct out_frame held = *f;
-		*f = *small;
-		*small = held;
-		small = f;
-	}
-}
-
 /* Past INTERACTIVE_PLAN: the streams near the ready list's head that have a small frame
- * to send (a request, an answer) are planned now, ahead of the bulk frame planned before. */
+ * to send (a request, an answer) are planned now, ahead of the bulk frames before them. */
 static void plan_small(struct mux *mux)
 {
 	struct mux_stream *s = TAILQ_FIRST(&mux->ready), *next;
@@ -1722,11 +1704,8 @@ static void plan_small(struct mux *mux)
 		next = TAILQ_NEXT(s, ready_link);
 		long unplanned = stream_unplanned(s);
 		if (unplanned > 0 && unplanned <= (long)SMALL_FRAME) {
-			unsigned before = mux->out_count;
 			ready_remove(s);
 			plan_stream_frame(mux, s);
-			if (mux->out_count > before)
-				overtake(mux);
 		}
 	}
 }
