@@ -175,8 +175,11 @@ static ssize_t tls_send(struct conn *conn, const struct iovec *iov, int n, char 
 	}
 	ssize_t written = tls_write(conn->tls, data, length, error, error_len);
 	if (written < 0 && errno == EAGAIN) {
+		/* OpenSSL may have made records of part of these bytes already: the retry gives
+		 * it the same bytes, and the mux keeps them where they are until then */
 		conn->tls_retry = length;
 		conn->tls_retry_staged = staged;
+		mux_output_hold(conn->mux, length);
 	} else {
 		conn->tls_retry = 0;
 	}

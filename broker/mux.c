@@ -167,6 +167,7 @@ struct mux {
 	size_t control_planned;
 	struct out_frame out[OUT_RING];
 	unsigned out_head, out_count;
+	size_t out_promised; /* bytes from the head the driver must write as gathered (mux_output_hold) */
 	size_t planned_data; /* DATA bytes planned, not yet written */
 	double small_at, large_at; /* the last small and large DATA frame (SMALL_FRAME) */
 	uint32_t small_id, large_id; /* and their streams */
@@ -1694,8 +1695,42 @@ static void plan_control(struct mux *mux)
 	}
 }
 
+/* How many frames from the head hold bytes of the promised prefix (mux_output_hold): the
+ * driver already handed them, as gathered, to a layer that must get the same bytes again
+ * (a TLS write to be repeated), so none of them may move. */
+static unsigned promised_frames(const struct mux *mux)
+{
+	size_t offset = 0;
+	unsigned i = 0;
+	for (; i < mux->out_count && offset < mux->out_promised; i++) {
+		const struct out_frame *f = &mux->out[(mux->out_head + i) % OUT_RING];
+		size_t header_left = f->kind == OUT_STREAM ? FRAME_HEADER_SIZE - f->header_done : 0;
+		offset += header_left + f->payload_length - f->payload_done;
+	}
+	return i;
+}
+
+/* The frame just planned (the ring's last) goes ahead of the frames of other streams that
+ * have not started to leave. A frame of its own stream, a control frame (its HANDSHAKE may
+ * be there) and one partly written stay ahead of it. */
+static void overtake(struct mux *mux)
+{
+	unsigned at = mux->out_count - 1;
+	struct out_frame *small = &mux->out[(mux->out_head + at) % OUT_RING];
+	unsigned fixed = promised_frames(mux);
+	for (; at > fixed; at--) {
+		struct out_frame *f = &mux->out[(mux->out_head + at - 1) % OUT_RING];
+		if (f->kind != OUT_STREAM || f->stream == small->stream || f->header_done || f->payload_done)
+			break;
+		struct out_frame held = *f;
+		*f = *small;
+		*small = held;
+		small = f;
+	}
+}
+
 /* Past INTERACTIVE_PLAN: the streams near the ready list's head that have a small frame
- * to send (a request, an answer) are planned now, ahead of the bulk frames before them. */
+ * to send (a request, an answer) are planned now, ahead of the bulk frame planned before. */
 static void plan_small(struct mux *mux)
 {
 	struct mux_stream *s = TAILQ_FIRST(&mux->ready), *next;
@@ -1704,8 +1739,11 @@ static void plan_small(struct mux *mux)
 		next = TAILQ_NEXT(s, ready_link);
 		long unplanned = stream_unplanned(s);
 		if (unplanned > 0 && unplanned <= (long)SMALL_FRAME) {
+			unsigned before = mux->out_count;
 			ready_remove(s);
 			plan_stream_frame(mux, s);
+			if (mux->out_count > before)
+				overtake(mux);
 		}
 	}
 }
@@ -1800,9 +1838,16 @@ static void frame_written(struct mux *mux, struct out_frame *f)
 	(void)mux;
 }
 
+void mux_output_hold(struct mux *mux, size_t n)
+{
+	if (n > mux->out_promised)
+		mux->out_promised = n;
+}
+
 void mux_output_advance(struct mux *mux, size_t n)
 {
 	mux->stats.bytes_out += n;
+	mux->out_promised = mux->out_promised > n ? mux->out_promised - n : 0;
 	while (n && mux->out_count) {
 		struct out_frame *f = &mux->out[mux->out_head];
 		if (f->kind == OUT_STREAM && f->header_done < FRAME_HEADER_SIZE) {

@@ -253,6 +253,11 @@ size_t mux_input_allowance(struct mux *mux);
 int mux_output_gather(struct mux *mux, struct iovec *iov, int max_iov);
 /* The caller wrote n bytes of what gather returned. */
 void mux_output_advance(struct mux *mux, size_t n);
+/* The caller handed the first n bytes of what gather returned to a layer that has to be
+ * given the same bytes again (a TLS write that must be repeated): until they are advanced,
+ * later gathers return them unchanged (a small frame planned meanwhile may not overtake a
+ * frame among them, though none of its bytes has been advanced). */
+void mux_output_hold(struct mux *mux, size_t n);
 bool mux_output_pending(const struct mux *mux);
 
 /* Runs keep-alive at time now (seconds, any monotonic origin). Returns the next time it

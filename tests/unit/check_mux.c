@@ -591,8 +591,9 @@ START_TEST(test_close_never_overtakes_data)
 END_TEST
 
 /* Bytes the client would write before the first DATA frame of stream `id` with a payload
- * of `length` bytes, over one gather (the socket takes nothing yet); SIZE_MAX: not there. */
-static size_t bytes_before_frame(struct mux *mux, uint32_t id, uint32_t length)
+ * of `length` bytes, over one gather (the socket takes nothing yet); SIZE_MAX: not there.
+ * The gather's first `skip` bytes finish a frame the socket took part of. */
+static size_t bytes_before_frame(struct mux *mux, uint32_t id, uint32_t length, size_t skip)
 {
 	struct iovec iov[64];
 	int n = mux_output_gather(mux, iov, 64);
@@ -604,9 +605,11 @@ static size_t bytes_before_frame(struct mux *mux, uint32_t id, uint32_t length)
 		size_t left = iov[i].iov_len;
 		while (left) {
 			struct frame_event ev;
-			size_t used = frame_decoder_feed(&decoder, p, left, &ev);
-			if (ev.kind == FRAME_EVENT_DATA_HEADER && ev.header.stream_id == id &&
-			    ev.header.length == length)
+			size_t used = offset < skip ? (skip - offset < left ? skip - offset : left)
+						    : frame_decoder_feed(&decoder, p, left, &ev);
+			ck_assert_uint_gt(used, 0);
+			if (offset >= skip && ev.kind == FRAME_EVENT_DATA_HEADER &&
+			    ev.header.stream_id == id && ev.header.length == length)
 				return offset + used - FRAME_HEADER_SIZE;
 			p += used;
 			left -= used;
@@ -641,9 +644,129 @@ START_TEST(test_small_frame_waits_behind_one_bulk_frame)
 	struct iovec iov[64];
 	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
 	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
-	size_t ahead = bytes_before_frame(link.client, mux_stream_id(ping), 64);
+	size_t ahead = bytes_before_frame(link.client, mux_stream_id(ping), 64, 0);
 	ck_assert_uint_le(ahead, config.max_frame_size + FRAME_HEADER_SIZE);
 	pump(&link);
+	link_close(&link);
+}
+END_TEST
+
+/* A bulk frame planned but not started leaves after the small frame planned behind it; one
+ * the socket took part of stays ahead (its bytes must follow), and the peer gets both. */
+START_TEST(test_small_frame_overtakes_a_bulk_frame_not_started)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	link.now = 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *bulk, *ping;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
+	static uint8_t data[192 * 1024];
+	uint8_t message[64] = "ping";
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	struct iovec iov[64];
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, 0), 0);
+	/* the socket takes the ping and part of the bulk frame behind it */
+	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
+	size_t taken = 2 * FRAME_HEADER_SIZE + 64 + 1000; /* the ping, a bulk header, 1000 bytes */
+	uint8_t *copy = malloc(taken);
+	size_t at = 0;
+	for (int i = 0; at < taken; i++) {
+		size_t n = iov[i].iov_len < taken - at ? iov[i].iov_len : taken - at;
+		memcpy(copy + at, iov[i].iov_base, n);
+		at += n;
+	}
+	mux_output_advance(link.client, taken);
+	mux_input(link.server, copy, taken, link.now);
+	free(copy);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	size_t rest = config.max_frame_size - 1000; /* of the bulk frame the socket took part of */
+	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, rest), rest);
+	pump(&link);
+	struct mux_stream *accepted[2] = { mux_accept(link.server), mux_accept(link.server) };
+	ck_assert_ptr_nonnull(accepted[0]);
+	ck_assert_ptr_nonnull(accepted[1]);
+	struct mux_stream *far_ping = mux_stream_id(accepted[0]) == mux_stream_id(ping) ? accepted[0] : accepted[1];
+	uint8_t got[256];
+	ck_assert_int_eq(mux_stream_read(far_ping, got, sizeof got), 3 * 64);
+	link_close(&link);
+}
+END_TEST
+
+/* Bytes the driver handed to TLS as gathered (mux_output_hold: a write to be repeated with
+ * the same bytes) are gathered again unchanged: a small frame planned meanwhile waits behind
+ * every frame among them. It overtook the bulk frame there before: the repeated TLS write
+ * sent the bulk frame while the mux counted the ping as sent (a soak's "bytes differ"). */
+static size_t gather_copy(struct mux *mux, uint8_t *out, size_t length)
+{
+	struct iovec iov[64];
+	int n = mux_output_gather(mux, iov, 64);
+	size_t at = 0;
+	for (int i = 0; i < n && at < length; i++) {
+		size_t take = iov[i].iov_len < length - at ? iov[i].iov_len : length - at;
+		memcpy(out + at, iov[i].iov_base, take);
+		at += take;
+	}
+	return at;
+}
+
+START_TEST(test_held_output_is_gathered_again_unchanged)
+{
+	struct mux_config config = test_config();
+	struct link link;
+	link_open(&link, &config);
+	link.now = 1.0;
+	mux_set_now(link.client, link.now);
+	struct mux_stream *bulk, *ping;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
+	static uint8_t data[192 * 1024];
+	for (size_t i = 0; i < sizeof data; i++)
+		data[i] = (uint8_t)(i * 7 + i / 251);
+	uint8_t message[64] = "ping";
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
+	pump(&link);
+	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	/* a TLS write took a bulk header and 1000 bytes, and must be repeated */
+	enum { HELD = FRAME_HEADER_SIZE + 1000 };
+	uint8_t first[HELD], again[HELD];
+	ck_assert_uint_eq(gather_copy(link.client, first, HELD), HELD);
+	mux_output_hold(link.client, HELD);
+	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
+	ck_assert_uint_eq(gather_copy(link.client, again, HELD), HELD);
+	ck_assert_mem_eq(again, first, HELD);
+	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, 0),
+			  FRAME_HEADER_SIZE + config.max_frame_size);
+	/* the repeated write went out: the far side reads every byte in order */
+	mux_output_advance(link.client, HELD);
+	mux_input(link.server, first, HELD, link.now);
+	pump(&link);
+	struct mux_stream *accepted[2] = { mux_accept(link.server), mux_accept(link.server) };
+	ck_assert_ptr_nonnull(accepted[0]);
+	ck_assert_ptr_nonnull(accepted[1]);
+	bool ping_first = mux_stream_id(accepted[0]) == mux_stream_id(ping);
+	struct mux_stream *far_ping = accepted[ping_first ? 0 : 1], *far_bulk = accepted[ping_first ? 1 : 0];
+	uint8_t got[256];
+	ck_assert_int_eq(mux_stream_read(far_ping, got, sizeof got), 2 * 64);
+	static uint8_t received[256 * 1024];
+	size_t total = 0;
+	for (int round = 0; round < 64 && total < 64 * 1024 + sizeof data; round++) {
+		long n = mux_stream_read(far_bulk, received + total, sizeof received - total);
+		if (n > 0)
+			total += (size_t)n;
+		pump(&link);
+	}
+	ck_assert_uint_eq(total, 64 * 1024 + sizeof data);
+	ck_assert_mem_eq(received, data, 64 * 1024);
+	ck_assert_mem_eq(received + 64 * 1024, data, sizeof data);
 	link_close(&link);
 }
 END_TEST
@@ -2509,6 +2632,8 @@ int main(void)
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
 	tcase_add_test(data, test_small_frame_waits_behind_one_bulk_frame);
+	tcase_add_test(data, test_small_frame_overtakes_a_bulk_frame_not_started);
+	tcase_add_test(data, test_held_output_is_gathered_again_unchanged);
 	tcase_add_test(data, test_lone_bulk_stream_is_not_interactive);
 	suite_add_tcase(suite, data);
 
