@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "text_escape.h"
 #include "unix_socket.h"
 #include "services.h"
 
@@ -319,6 +320,8 @@ static void account_attach(struct broker_conn *bc, const char *key)
 	bc->account = account;
 }
 
+static void penalty_apply(struct broker *broker, struct broker_conn *bc, const char *name);
+
 static void on_accepted_ready(struct conn *conn, void *user)
 {
 	struct broker_conn *bc = user;
@@ -334,6 +337,7 @@ static void on_accepted_ready(struct conn *conn, void *user)
 		admission_refund(broker->admission, broker->config.handshake_rate, now);
 	strangers_serve(broker);
 	dialin_adopt(broker, conn);
+	penalty_apply(broker, bc, key);
 }
 
 /* Forgets an accepted connection: its slot, its descriptor, its share of the budget. */
@@ -354,11 +358,48 @@ static void accepted_release(struct broker *broker, struct broker_conn *bc)
 	free(bc);
 }
 
+/* A connection closed for what its peer sent: a strike against the peer (its account's key:
+ * its certificate identity over TLS, its source address over plaintext). */
+static void penalty_note_close(struct broker *broker, struct broker_conn *bc, struct mux *mux)
+{
+	if (!mux_peer_at_fault(mux) || !bc->account)
+		return;
+	double now = ev_now(broker->loop);
+	unsigned strikes = penalty_strike(broker->penalty, bc->account->key, now);
+	char who[300];
+	text_escape(who, sizeof who, bc->account->key, strlen(bc->account->key));
+	double hold = penalty_hold(broker->penalty, bc->account->key, now, NULL);
+	log_write(&broker->log, LOG_INFO, "broker", "conn=%u peer=%s (%s) cut off for abuse: strike %u, "
+		  "its next connection waits %.2f s", mux_id(mux), mux_peer(mux), who, strikes, hold);
+}
+
+/* A new connection of a peer with strikes (penalty_note_close) is read only once its hold
+ * is over. */
+static void penalty_apply(struct broker *broker, struct broker_conn *bc, const char *name)
+{
+	double now = ev_now(broker->loop);
+	unsigned strikes = 0;
+	double hold = penalty_hold(broker->penalty, name, now, &strikes);
+	if (hold <= 0)
+		return;
+	conn_hold_reading(bc->conn, hold);
+	broker->penalty_holds++;
+	if (now - broker->penalty_logged_at >= 1.0) {
+		char who[300];
+		text_escape(who, sizeof who, name, strlen(name));
+		broker->penalty_logged_at = now;
+		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer connection (%s) held %.2f s "
+			  "before it is read: %u strikes for abuse in the last minute (%llu held so far)",
+			  mux_id(conn_mux(bc->conn)), who, hold, strikes,
+			  (unsigned long long)broker->penalty_holds);
+	}
+}
+
 static void on_accepted_closed(struct mux *mux, int error, void *user)
 {
 	struct broker_conn *bc = user;
-	(void)mux;
 	(void)error;
+	penalty_note_close(bc->broker, bc, mux);
 	accepted_release(bc->broker, bc);
 }
 
@@ -421,8 +462,10 @@ static bool accepted_add(struct broker *broker, int fd, const char *address,
 	broker->accepted = bc;
 	broker->accepted_total++;
 	broker->accepted_open++;
-	if (!stranger)
+	if (!stranger) {
 		dialin_adopt(broker, bc->conn); /* plaintext: a dial-in peer by its address */
+		penalty_apply(broker, bc, bc->account ? bc->account->key : "");
+	}
 	return true;
 }
 
@@ -655,6 +698,12 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	uint8_t admission_key[ADMISSION_KEY_BYTES];
 	randombytes_buf(admission_key, sizeof admission_key);
 	admission_init(broker->admission, admission_key, ev_now(loop), config->handshake_rate);
+	broker->penalty = malloc(sizeof *broker->penalty);
+	if (!broker->penalty)
+		return WH_ENOMEM;
+	uint8_t penalty_key[PENALTY_KEY_BYTES];
+	randombytes_buf(penalty_key, sizeof penalty_key);
+	penalty_init(broker->penalty, penalty_key);
 	ev_timer_init(&broker->handshake_turn, on_handshake_turn, 0.0, 0.0);
 	broker->handshake_turn.data = broker;
 	broker->conn_shared.handshake_timeout = config->handshake_timeout;
@@ -1007,6 +1056,8 @@ void broker_stop(struct broker *broker)
 	broker->strangers_open = 0;
 	free(broker->admission);
 	broker->admission = NULL;
+	free(broker->penalty);
+	broker->penalty = NULL;
 	fd_budget_release(&broker->fds);
 	conn_shared_release(&broker->conn_shared);
 }

@@ -5,6 +5,7 @@
 #include <ev.h>
 
 #include "admission.h"
+#include "penalty.h"
 #include "apps.h"
 #include "conn.h"
 #include "fdbudget.h"
@@ -123,6 +124,10 @@ struct broker {
 	/* Accepted TLS connections not authenticated yet ("strangers"), oldest first: they wait
 	 * for a handshake turn (broker/admission.h) and make room for newer ones. */
 	struct admission *admission;
+	/* Peers cut off for abuse: their next connections wait (broker/penalty.h) */
+	struct penalty *penalty;
+	uint64_t penalty_holds;     /* connections held for their peer's strikes */
+	double penalty_logged_at;   /* a hold is logged at most once a second */
 	struct broker_conn *strangers, *strangers_tail;
 	unsigned strangers_open;
 	ev_timer handshake_turn;      /* the next token for a waiting stranger */

@@ -80,6 +80,7 @@ struct conn {
 	ev_timer handshake_timer;  /* TLS done and a first frame in, or the connection ends */
 	ev_timer resume_timer;     /* reading paused (store-rate): when it goes on */
 	bool pause_logged;         /* the first pause was logged; the rest are counted */
+	double read_held_until;    /* conn_hold_reading: not read before this loop time */
 	bool awaiting_first_frame; /* accepted: no complete frame from the peer yet */
 	void (*on_ready)(struct conn *conn, void *user);
 	const struct conn_shared *shared; /* its on_free, read at free (NULL: none) */
@@ -326,11 +327,36 @@ static void conn_pause_reading(struct conn *conn, double seconds)
 	ev_timer_start(conn->loop, &conn->resume_timer);
 }
 
+void conn_hold_reading(struct conn *conn, double seconds)
+{
+	if (seconds <= 0 || conn->closing)
+		return;
+	conn->read_held_until = ev_now(conn->loop) + seconds;
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	ev_timer_stop(conn->loop, &conn->resume_timer);
+	ev_timer_set(&conn->resume_timer, seconds, 0.0);
+	ev_timer_start(conn->loop, &conn->resume_timer);
+}
+
+/* Still held (conn_hold_reading): the read watcher waits for the resume timer. */
+static bool reading_held(struct conn *conn)
+{
+	double left = conn->read_held_until - ev_now(conn->loop);
+	if (left <= 0)
+		return false;
+	ev_io_stop(conn->loop, &conn->read_watcher);
+	if (!ev_is_active(&conn->resume_timer)) {
+		ev_timer_set(&conn->resume_timer, left, 0.0);
+		ev_timer_start(conn->loop, &conn->resume_timer);
+	}
+	return true;
+}
+
 static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct conn *conn = w->data;
 	(void)revents;
-	if (conn->closing || mux_is_closed(conn->mux))
+	if (conn->closing || mux_is_closed(conn->mux) || reading_held(conn))
 		return;
 	ev_io_start(loop, &conn->read_watcher);
 	/* bytes TLS decrypted before the pause wake nobody: the socket may have nothing new */
@@ -346,6 +372,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 		conn_tls_step(conn);
 		return;
 	}
+	if (reading_held(conn))
+		return;
 	/* Past store-rate the turn waits: asked here, not after a read, because what the read
 	 * brought may leave again (echo sends it back) in this iteration's flush, and then it
 	 * costs nothing. */

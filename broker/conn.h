@@ -84,6 +84,9 @@ void conn_set_on_ready(struct conn *conn, void (*on_ready)(struct conn *conn, vo
  * handshake is done). */
 const char *conn_peer_identity(const struct conn *conn);
 /* Stops watchers, closes the socket, frees the mux and every stream. */
+/* Reads nothing from the peer for `seconds` from now (a peer cut off for abuse comes back:
+ * broker/penalty.h); what it sends waits in TCP, and writes still go out. */
+void conn_hold_reading(struct conn *conn, double seconds);
 void conn_free(struct conn *conn);
 struct mux *conn_mux(const struct conn *conn);
 struct conn *conn_from_mux(const struct mux *mux);

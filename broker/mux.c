@@ -191,6 +191,7 @@ struct mux {
 	bool window_warned;  /* a window mismatch was logged at warn once for this connection */
 	bool own_reset_warned; /* our opens are held back (own_opens_allowed): said once */
 	bool draining;       /* we said it: the peer's new streams are refused with 505 */
+	bool peer_at_fault; /* closed for what the peer sent (mux_peer_at_fault) */
 	int error;
 	STAILQ_HEAD(, mux_stream) notify_queue;
 	SLIST_HEAD(, mux_stream) free_list;
@@ -508,6 +509,8 @@ static void control_push(struct mux *mux, const uint8_t *frame, int length)
 		if (!mux->closed)
 			log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s control queue full: peer "
 				  "does not read our answers", mux->config.id, mux->config.peer);
+		if (!mux->closed)
+			mux->peer_at_fault = true;
 		mux_fail(mux, WH_ELIMIT);
 		return;
 	}
@@ -524,6 +527,8 @@ static void control_push(struct mux *mux, const uint8_t *frame, int length)
 				log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s control queue "
 					  "over the memory budget: peer does not read our answers",
 					  mux->config.id, mux->config.peer);
+			if (!mux->closed)
+				mux->peer_at_fault = true;
 			mux_fail(mux, WH_ELIMIT);
 			return;
 		}
@@ -1271,6 +1276,8 @@ static void count_wasted_open(struct mux *mux, const char *what)
 		return;
 	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s %s faster than %.0f a second "
 		  "(rapid reset): closing", mux->config.id, mux->config.peer, what, mux->config.reset_rate);
+	if (!mux->closed)
+		mux->peer_at_fault = true;
 	mux_fail_saying(mux, WH_ELIMIT, "too many streams opened and ended without data");
 }
 
@@ -1312,6 +1319,8 @@ static bool count_ping(struct mux *mux)
 		return true;
 	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends PINGs faster than %.0f a "
 		  "second: closing", mux->config.id, mux->config.peer, mux->config.ping_rate);
+	if (!mux->closed)
+		mux->peer_at_fault = true;
 	mux_fail_saying(mux, WH_ELIMIT, "too many PINGs");
 	return false;
 }
@@ -1333,6 +1342,8 @@ static void count_noop(struct mux *mux)
 	log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s sends frames that do nothing "
 		  "(credit, errors, CLOSEs or DATA for streams not open, unasked PONGs) faster than %.0f "
 		  "a second: closing", mux->config.id, mux->config.peer, mux->config.noop_rate);
+	if (!mux->closed)
+		mux->peer_at_fault = true;
 	mux_fail_saying(mux, WH_ELIMIT, "too many frames that do nothing");
 }
 
@@ -1482,6 +1493,8 @@ static void handle_malformed(struct mux *mux, const struct frame_event *ev)
 		log_write(mux->config.log, LOG_WARN, "mux", "conn=%u peer=%s fatal malformed frame: %s",
 			  mux->config.id, mux->config.peer, ev->error == WH_EPROTOCOL ? "more than 8 malformed frames in a row"
 								    : wh_strerror(ev->error));
+		if (!mux->closed)
+			mux->peer_at_fault = true;
 		mux_fail(mux, ev->error);
 		return;
 	}
@@ -2157,6 +2170,11 @@ void mux_drain(struct mux *mux)
 	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s draining: %zu streams left", mux->config.id, mux->config.peer,
 		  mux->streams.count);
 	mux_dispatch(mux);
+}
+
+bool mux_peer_at_fault(const struct mux *mux)
+{
+	return mux->peer_at_fault;
 }
 
 bool mux_accepts_streams(const struct mux *mux)

@@ -270,6 +270,9 @@ int mux_ping(struct mux *mux, double now);
  * (its new HANDSHAKEs are refused with 505), and we open none; the streams open now go on. */
 void mux_drain(struct mux *mux);
 /* May a stream be opened here now (not closed, no 505 either way, ids left)? */
+/* Whether the mux closed for what the peer sent: a flood past noop-rate, ping-rate or
+ * reset-rate, a fatal malformed frame, or answers it would not read (broker/penalty.h). */
+bool mux_peer_at_fault(const struct mux *mux);
 bool mux_accepts_streams(const struct mux *mux);
 /* Closes the connection: ERROR 505 on stream 0 is queued, every stream ends with `reason`. */
 void mux_close(struct mux *mux, int reason);

@@ -422,6 +422,70 @@ START_TEST(test_reference_server_never_closes_after_us)
 }
 END_TEST
 
+/* ---- an attacker that reconnects -------------------------------------------------------
+ * Every limit counts per connection: a peer cut off for a flood came back at once with a
+ * fresh burst, and a loop of short floods cost a good bulk stream a quarter of its speed.
+ * Now each cut is a strike against its source (docs/SECURITY.md, broker/penalty.h) and its
+ * next connection is read only after a hold that doubles with each strike; the canary, a
+ * connection of the same address opened before, is served throughout. */
+
+/* A PING on a new connection to `port`: seconds until its PONG, or -1. */
+static double new_connection_pong_after(unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+	double start = monotonic();
+	bool got = false;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
+		struct frame_decoder decoder;
+		frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+		uint8_t ping[FRAME_HEADER_SIZE + 4];
+		send(fd, ping, (size_t)frame_encode_ping(ping, sizeof ping, 7), MSG_NOSIGNAL);
+		got = await_pong(fd, &decoder, 7, start + 10.0);
+	}
+	close(fd);
+	return got ? monotonic() - start : -1.0;
+}
+
+START_TEST(test_attacker_that_reconnects_waits)
+{
+	struct process broker, attacker;
+	const char *args[] = { "--keepalive", "2", "--keepalive-timeout", "2", "--log-level", "info", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	double fresh = new_connection_pong_after(broker.port);
+	ck_assert_msg(fresh >= 0 && fresh < 0.2, "a first connection answered after %.3f s", fresh);
+	struct canary canary = { .port = broker.port, .broker = broker.pid };
+	atomic_init(&canary.stop, false);
+	atomic_init(&canary.phase, 1);
+	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
+	char port[16];
+	snprintf(port, sizeof port, "%u", broker.port);
+	const char *attack_args[] = { "flood-pong", "127.0.0.1", port, "5", NULL };
+	for (int run = 0; run < 4; run++) { /* strikes 1 to 4 */
+		ck_assert(app_spawn(&attacker, "tests/hostile-peer", attack_args));
+		attacker.keep_log = true;
+		ck_assert_int_eq(process_wait(&attacker, 30), 0);
+		bool cut = process_log_has(&attacker, "the broker closed the connection");
+		if (!cut)
+			process_dump_log(&attacker);
+		harness_cleanup_dir(attacker.dir);
+		ck_assert_msg(cut, "run %d: the flood was not cut off", run);
+	}
+	ck_assert(process_log_wait(&broker, "cut off for abuse: strike 4", 5));
+	ck_assert(process_log_has(&broker, "strikes for abuse in the last minute"));
+	/* the fourth strike holds the next connection 2 s from the strike */
+	double held = new_connection_pong_after(broker.port);
+	atomic_store(&canary.stop, true);
+	pthread_join(canary.thread, NULL);
+	ck_assert_msg(held >= 1.0, "a connection after four strikes answered after %.3f s", held);
+	ck_assert_msg(canary.lost == 0, "the canary lost its connection or a PONG");
+	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_WORST * SANITIZER_SCALE,
+		      "the canary's worst round trip %.3f s", canary.worst_rtt[1]);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("attacks");
@@ -435,6 +499,10 @@ int main(void)
 	tcase_add_test(reference, test_reference_handshakes_out_of_order);
 	tcase_add_test(reference, test_reference_server_never_closes_after_us);
 	suite_add_tcase(suite, reference);
+	TCase *penalty = tcase_create("penalty");
+	tcase_set_timeout(penalty, 120);
+	tcase_add_test(penalty, test_attacker_that_reconnects_waits);
+	suite_add_tcase(suite, penalty);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
 	int failed = srunner_ntests_failed(runner);
