@@ -234,41 +234,35 @@ static void range_text(const struct option_info *info, char *out, size_t len)
 	snprintf(out, len, "(%.15g..%.15g)", info->min, info->max);
 }
 
-/*
- * Parses `value` for row `info` and stores it: in the broker-wide settings, or in `pool` for a
- * per-peer row (NULL: the broker-wide defaults of every peer). Errors are added with `at`.
- * Returns true if the value was taken.
- */
-bool set_value(struct options *o, const struct option_info *info, const char *value,
-	       const struct origin *at, struct pool_config *pool)
+/* A number's row: `value` read as its type (whole, bytes, seconds) into *number and checked
+ * against the row's range and power of two. True for a good number and for rows of other
+ * types (their value is text: set_text reads it). */
+static bool number_of(struct options *o, const struct option_info *info, const char *value,
+		      const struct origin *at, double *number)
 {
-	struct broker_config *c = &o->config;
-	struct pool_config *p = pool ? pool : &c->pool;
-	struct mux_config *m = &p->mux;
-	double number = 0;
 	char range[64];
 	range_text(info, range, sizeof range);
 	switch (info->type) {
 	case OPTION_COUNT:
 	case OPTION_BYTES:
-		if (!parse_whole(value, info->type == OPTION_BYTES, &number)) {
+		if (!parse_whole(value, info->type == OPTION_BYTES, number)) {
 			add_error(o, at, info, value, "not a whole number%s",
 				  info->type == OPTION_BYTES ? " of bytes (K, M, G: powers of 1024)" : "");
 			return false;
 		}
 		goto check_range;
 	case OPTION_SECONDS:
-		if (!parse_double(value, &number)) {
+		if (!parse_double(value, number)) {
 			add_error(o, at, info, value, "not a number of seconds");
 			return false;
 		}
 	check_range:
-		if (number < info->min || number > info->max) {
-			add_error(o, at, info, value, "%s %s", number < info->min ? "below the minimum" : "above the maximum",
+		if (*number < info->min || *number > info->max) {
+			add_error(o, at, info, value, "%s %s", *number < info->min ? "below the minimum" : "above the maximum",
 				  range);
 			return false;
 		}
-		if (info->power_of_two && ((uint64_t)number & ((uint64_t)number - 1))) {
+		if (info->power_of_two && ((uint64_t)*number & ((uint64_t)*number - 1))) {
 			add_error(o, at, info, value, "not a power of two %s", range);
 			return false;
 		}
@@ -276,101 +270,41 @@ bool set_value(struct options *o, const struct option_info *info, const char *va
 	default:
 		break;
 	}
-	switch (info->id) {
-	case OPT_METRICS_LISTEN: {
-		struct control_config *k = &c->control;
-		if (strcmp(value, "none") == 0) {
-			k->metrics_host[0] = k->metrics_port[0] = '\0';
-			break;
-		}
-		const char *why = parse_address(value, 0, 65535, k->metrics_host, sizeof k->metrics_host,
-						k->metrics_port, sizeof k->metrics_port);
-		if (why) {
-			add_error(o, at, info, value, "%s", why);
-			return false;
-		}
-		break;
-	}
-	case OPT_LISTEN:
-		if (strcmp(value, "none") == 0) {
-			c->listen_host[0] = c->listen_port[0] = '\0';
-			break;
-		} else {
-			const char *why = parse_address(value, 0, 65535, c->listen_host, sizeof c->listen_host,
-							c->listen_port, sizeof c->listen_port);
-			if (why) {
-				add_error(o, at, info, value, "%s", why);
-				return false;
-			}
-		}
-		break;
-	case OPT_PORT_FILE:
-	case OPT_CONTROL_SOCKET:
-	case OPT_SOCKET: {
-		char *dest = info->id == OPT_SOCKET ? c->apps.socket_path
-			   : info->id == OPT_CONTROL_SOCKET ? c->control.socket_path : c->port_file;
-		size_t cap = info->id == OPT_SOCKET ? sizeof c->apps.socket_path
-			   : info->id == OPT_CONTROL_SOCKET ? sizeof c->control.socket_path : sizeof c->port_file;
-		if (info->id == OPT_CONTROL_SOCKET)
-			c->control.socket_path_set = true;
-		if (info->id != OPT_PORT_FILE && strcmp(value, "none") == 0) {
-			dest[0] = '\0';
-			break;
-		}
-		if (!value[0] || strlen(value) >= cap) {
-			add_error(o, at, info, value, value[0] ? "path too long (at most %zu bytes)" : "empty path%.0zu",
-				  cap - 1);
-			return false;
-		}
-		snprintf(dest, cap, "%s", value);
-		break;
-	}
-	case OPT_CONTROL_SOCKET_MODE:
-	case OPT_SOCKET_MODE: {
-		char *end;
-		unsigned long mode = strtoul(value, &end, 8);
-		if (*end || end == value || mode > 0777) {
-			add_error(o, at, info, value, "not permission bits in octal (0..0777)");
-			return false;
-		}
-		*(info->id == OPT_SOCKET_MODE ? &c->apps.socket_mode : &c->control.socket_mode) = (unsigned)mode;
-		break;
-	}
-	case OPT_CONTROL_SOCKET_OWNER:
-	case OPT_SOCKET_OWNER: {
-		bool app = info->id == OPT_SOCKET_OWNER;
-		const char *why = parse_owner(value, app ? &c->apps.socket_uid : &c->control.socket_uid,
-					      app ? &c->apps.socket_gid : &c->control.socket_gid);
-		if (why) {
-			add_error(o, at, info, value, "%s", why);
-			return false;
-		}
-		break;
-	}
+	return true;
+}
+
+/* A broker-wide number's row: stored in c. False for any other row. */
+static bool set_broker_number(struct broker_config *c, enum option_id id, double number)
+{
+	switch (id) {
 	case OPT_RING_SIZE: c->apps.ring_capacity = (uint32_t)number; break;
 	case OPT_APP_MAX_STREAMS: c->apps.max_streams = (uint32_t)number; break;
 	case OPT_APP_MAX_RING_MEMORY: c->apps.max_ring_memory = (uint64_t)number; break;
 	case OPT_APP_ACCEPT_BACKLOG: c->apps.accept_backlog = (uint32_t)number; break;
 	case OPT_APP_MAX_LISTENERS: c->apps.max_listeners = (uint32_t)number; break;
-	case OPT_DEFAULT_SERVICE:
-		if (!value[0] || strlen(value) > 255) {
-			add_error(o, at, info, value, "a service name is 1 to 255 bytes");
-			return false;
-		}
-		snprintf(c->default_service, sizeof c->default_service, "%s", value);
-		break;
 	case OPT_BUDGET: c->memory_budget = (uint64_t)number; break;
 	case OPT_MAX_FDS: c->max_fds = (uint64_t)number; break;
 	case OPT_DRAIN_TIMEOUT: c->drain_timeout = number; break;
-	case OPT_LOG_LEVEL: {
-		int level = log_level_parse(value);
-		if (level < 0) {
-			add_error(o, at, info, value, "not a level (error, warn, info, debug)");
-			return false;
-		}
-		c->log_level = (enum log_level)level;
-		break;
+	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
+	case OPT_MAX_PEER_CONNECTIONS: c->max_peer_connections = (unsigned)number; break;
+	case OPT_MAX_CONNECTIONS_PER_ADDRESS: c->max_connections_per_address = (unsigned)number; break;
+	case OPT_MAX_UNAUTHENTICATED: c->max_unauthenticated = (unsigned)number; break;
+	case OPT_HANDSHAKE_RATE: c->handshake_rate = number; break;
+	case OPT_PEER_IDLE_TIMEOUT: c->peer_idle_timeout = number; break;
+	case OPT_CONNECTION_BUDGET: c->connection_budget_percent = (unsigned)number; break;
+	case OPT_PEER_BUDGET: c->peer_budget_percent = (unsigned)number; break;
+	case OPT_APP_PEER_BUDGET: c->app_peer_budget_percent = (unsigned)number; break;
+	case OPT_LOCAL_RESERVE: c->local_reserve_percent = (unsigned)number; break;
+	default: return false;
 	}
+	return true;
+}
+
+/* A peer's number's row (pool, mux): stored in p. False for any other row. */
+static bool set_pool_number(struct pool_config *p, enum option_id id, double number)
+{
+	struct mux_config *m = &p->mux;
+	switch (id) {
 	case OPT_POOL_MIN: p->min_size = (unsigned)number; break;
 	case OPT_POOL_MAX: p->max_size = (unsigned)number; break;
 	case OPT_IDLE_TIME: p->max_idle_time = number; break;
@@ -393,11 +327,126 @@ bool set_value(struct options *o, const struct option_info *info, const char *va
 	case OPT_PING_RATE: m->ping_rate = number; break;
 	case OPT_NOOP_RATE: m->noop_rate = number; break;
 	case OPT_STORE_RATE: m->store_rate = number; break;
+	default: return false;
+	}
+	return true;
+}
+
+/* listen, metrics-listen: HOST:PORT (port 0 picks one) into host and port; "none" empties both. */
+static bool set_listen(struct options *o, const struct option_info *info, const char *value,
+		       const struct origin *at, char *host, size_t host_len, char *port, size_t port_len)
+{
+	if (strcmp(value, "none") == 0) {
+		host[0] = port[0] = '\0';
+		return true;
+	}
+	const char *why = parse_address(value, 0, 65535, host, host_len, port, port_len);
+	if (why) {
+		add_error(o, at, info, value, "%s", why);
+		return false;
+	}
+	return true;
+}
+
+/* A path into dest (cap bytes, so at most cap - 1); where none_ok, "none" empties it. */
+static bool set_path(struct options *o, const struct option_info *info, const char *value,
+		     const struct origin *at, char *dest, size_t cap, bool none_ok)
+{
+	if (none_ok && strcmp(value, "none") == 0) {
+		dest[0] = '\0';
+		return true;
+	}
+	if (!value[0] || strlen(value) >= cap) {
+		add_error(o, at, info, value, value[0] ? "path too long (at most %zu bytes)" : "empty path%.0zu",
+			  cap - 1);
+		return false;
+	}
+	snprintf(dest, cap, "%s", value);
+	return true;
+}
+
+/* The rows of the broker's sockets and who may reach them: listen, metrics-listen, the
+ * socket and port file paths, their modes and owners, attach-users and attach-groups.
+ * -1 for any other row; else whether the value was taken. */
+static int set_socket_value(struct options *o, const struct option_info *info, const char *value,
+			    const struct origin *at)
+{
+	struct broker_config *c = &o->config;
+	const char *why;
+	switch (info->id) {
+	case OPT_METRICS_LISTEN:
+		return set_listen(o, info, value, at, c->control.metrics_host, sizeof c->control.metrics_host,
+				  c->control.metrics_port, sizeof c->control.metrics_port);
+	case OPT_LISTEN:
+		return set_listen(o, info, value, at, c->listen_host, sizeof c->listen_host, c->listen_port,
+				  sizeof c->listen_port);
+	case OPT_PORT_FILE: return set_path(o, info, value, at, c->port_file, sizeof c->port_file, false);
+	case OPT_SOCKET:
+		return set_path(o, info, value, at, c->apps.socket_path, sizeof c->apps.socket_path, true);
+	case OPT_CONTROL_SOCKET:
+		c->control.socket_path_set = true;
+		return set_path(o, info, value, at, c->control.socket_path, sizeof c->control.socket_path, true);
+	case OPT_CONTROL_SOCKET_MODE:
+	case OPT_SOCKET_MODE: {
+		char *end;
+		unsigned long mode = strtoul(value, &end, 8);
+		if (*end || end == value || mode > 0777) {
+			add_error(o, at, info, value, "not permission bits in octal (0..0777)");
+			return false;
+		}
+		*(info->id == OPT_SOCKET_MODE ? &c->apps.socket_mode : &c->control.socket_mode) = (unsigned)mode;
+		return true;
+	}
+	case OPT_CONTROL_SOCKET_OWNER:
+	case OPT_SOCKET_OWNER: {
+		bool app = info->id == OPT_SOCKET_OWNER;
+		why = parse_owner(value, app ? &c->apps.socket_uid : &c->control.socket_uid,
+				  app ? &c->apps.socket_gid : &c->control.socket_gid);
+		break;
+	}
+	case OPT_ATTACH_USERS:
+	case OPT_ATTACH_GROUPS:
+		why = parse_id_list(value, info->id == OPT_ATTACH_GROUPS, &c->apps.attach);
+		break;
+	default:
+		return -1;
+	}
+	if (why) {
+		add_error(o, at, info, value, "%s", why);
+		return false;
+	}
+	return true;
+}
+
+/* The other rows whose value is text: default-service, log-level, the yes/no ones, the TLS
+ * files and name; read-buffer-size, taken and ignored. Any other row cannot be set here. */
+static bool set_text(struct options *o, const struct option_info *info, const char *value,
+		     const struct origin *at, struct pool_config *pool)
+{
+	struct broker_config *c = &o->config;
+	struct pool_config *p = pool ? pool : &c->pool;
+	switch (info->id) {
+	case OPT_DEFAULT_SERVICE:
+		if (!value[0] || strlen(value) > 255) {
+			add_error(o, at, info, value, "a service name is 1 to 255 bytes");
+			return false;
+		}
+		snprintf(c->default_service, sizeof c->default_service, "%s", value);
+		return true;
+	case OPT_LOG_LEVEL: {
+		int level = log_level_parse(value);
+		if (level < 0) {
+			add_error(o, at, info, value, "not a level (error, warn, info, debug)");
+			return false;
+		}
+		c->log_level = (enum log_level)level;
+		return true;
+	}
 	case OPT_READ_BUFFER_SIZE:
 		if (!pool || pool == &c->pool) /* say it once */
 			add_warning(o, "read-buffer-size %s: ignored: a stream's receive store is its window "
 				    "(window, max-window)", value);
-		break;
+		return true;
 	case OPT_FLOW_CONTROL:
 	case OPT_PLAINTEXT:
 	case OPT_LISTEN_PLAINTEXT: {
@@ -407,47 +456,18 @@ bool set_value(struct options *o, const struct option_info *info, const char *va
 			return false;
 		}
 		if (info->id == OPT_FLOW_CONTROL)
-			m->enable_flow_control = v;
+			p->mux.enable_flow_control = v;
 		else if (info->id == OPT_PLAINTEXT)
 			p->plaintext = v;
 		else
 			c->listen_plaintext = v;
-		break;
+		return true;
 	}
 	case OPT_TLS_CERT:
 	case OPT_TLS_KEY:
 	case OPT_TLS_CA: {
 		char *dest = info->id == OPT_TLS_CERT ? c->tls.cert : info->id == OPT_TLS_KEY ? c->tls.key : c->tls.ca;
-		if (strcmp(value, "none") == 0) {
-			dest[0] = '\0';
-			break;
-		}
-		if (!value[0] || strlen(value) >= sizeof c->tls.cert) {
-			add_error(o, at, info, value, value[0] ? "path too long (at most %zu bytes)" : "empty path%.0zu",
-				  sizeof c->tls.cert - 1);
-			return false;
-		}
-		snprintf(dest, sizeof c->tls.cert, "%s", value);
-		break;
-	}
-	case OPT_HANDSHAKE_TIMEOUT: c->handshake_timeout = number; break;
-	case OPT_MAX_PEER_CONNECTIONS: c->max_peer_connections = (unsigned)number; break;
-	case OPT_MAX_CONNECTIONS_PER_ADDRESS: c->max_connections_per_address = (unsigned)number; break;
-	case OPT_MAX_UNAUTHENTICATED: c->max_unauthenticated = (unsigned)number; break;
-	case OPT_HANDSHAKE_RATE: c->handshake_rate = number; break;
-	case OPT_PEER_IDLE_TIMEOUT: c->peer_idle_timeout = number; break;
-	case OPT_CONNECTION_BUDGET: c->connection_budget_percent = (unsigned)number; break;
-	case OPT_PEER_BUDGET: c->peer_budget_percent = (unsigned)number; break;
-	case OPT_APP_PEER_BUDGET: c->app_peer_budget_percent = (unsigned)number; break;
-	case OPT_LOCAL_RESERVE: c->local_reserve_percent = (unsigned)number; break;
-	case OPT_ATTACH_USERS:
-	case OPT_ATTACH_GROUPS: {
-		const char *why = parse_id_list(value, info->id == OPT_ATTACH_GROUPS, &c->apps.attach);
-		if (why) {
-			add_error(o, at, info, value, "%s", why);
-			return false;
-		}
-		break;
+		return set_path(o, info, value, at, dest, sizeof c->tls.cert, true);
 	}
 	case OPT_TLS_NAME:
 		if (!value[0] || strlen(value) >= sizeof p->tls_name) {
@@ -455,11 +475,27 @@ bool set_value(struct options *o, const struct option_info *info, const char *va
 			return false;
 		}
 		snprintf(p->tls_name, sizeof p->tls_name, "%s", value);
-		break;
+		return true;
 	default:
 		add_error(o, at, info, value, "cannot be set here");
 		return false;
 	}
-	return true;
 }
 
+/*
+ * Parses `value` for row `info` and stores it: in the broker-wide settings, or in `pool` for a
+ * per-peer row (NULL: the broker-wide defaults of every peer). Errors are added with `at`.
+ * Returns true if the value was taken.
+ */
+bool set_value(struct options *o, const struct option_info *info, const char *value,
+	       const struct origin *at, struct pool_config *pool)
+{
+	struct broker_config *c = &o->config;
+	double number = 0;
+	if (!number_of(o, info, value, at, &number))
+		return false;
+	if (set_broker_number(c, info->id, number) || set_pool_number(pool ? pool : &c->pool, info->id, number))
+		return true;
+	int socket = set_socket_value(o, info, value, at);
+	return socket >= 0 ? socket : set_text(o, info, value, at, pool);
+}
