@@ -489,49 +489,22 @@ void format_id_list(const struct attach_rules *rules, bool groups, char *out, si
 	}
 }
 
-void options_format_value(const struct broker_config *c, const struct broker_peer *peer,
-			  enum option_id id, char *out, size_t len)
+/* "host:port", "[v6]:port", or none for no host. */
+static void format_listen(char *out, size_t len, const char *host, const char *port)
 {
-	const struct pool_config *p = peer ? &peer->pool : &c->pool;
+	if (host[0])
+		snprintf(out, len, "%s%s%s:%s", strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+	else
+		snprintf(out, len, "none");
+}
+
+/* A peer's row (its pool and mux, or [broker]'s defaults of them when peer is NULL); false
+ * for a broker-wide row. */
+static bool format_pool_value(const struct pool_config *p, const struct broker_peer *peer, enum option_id id,
+			      char *out, size_t len)
+{
 	const struct mux_config *m = &p->mux;
 	switch (id) {
-	case OPT_LISTEN:
-		if (c->listen_host[0])
-			snprintf(out, len, "%s%s%s:%s", strchr(c->listen_host, ':') ? "[" : "", c->listen_host,
-				 strchr(c->listen_host, ':') ? "]" : "", c->listen_port);
-		else
-			snprintf(out, len, "none");
-		break;
-	case OPT_METRICS_LISTEN: {
-		const struct control_config *k = &c->control;
-		if (k->metrics_host[0])
-			snprintf(out, len, "%s%s%s:%s", strchr(k->metrics_host, ':') ? "[" : "", k->metrics_host,
-				 strchr(k->metrics_host, ':') ? "]" : "", k->metrics_port);
-		else
-			snprintf(out, len, "none");
-		break;
-	}
-	case OPT_PORT_FILE: snprintf(out, len, "%s", c->port_file[0] ? c->port_file : "none"); break;
-	case OPT_SOCKET: snprintf(out, len, "%s", c->apps.socket_path[0] ? c->apps.socket_path : "none"); break;
-	case OPT_SOCKET_MODE: snprintf(out, len, "0%03o", c->apps.socket_mode); break;
-	case OPT_SOCKET_OWNER: snprintf(out, len, "%ld:%ld", c->apps.socket_uid, c->apps.socket_gid); break;
-	case OPT_CONTROL_SOCKET:
-		snprintf(out, len, "%s", c->control.socket_path[0] ? c->control.socket_path : "none");
-		break;
-	case OPT_CONTROL_SOCKET_MODE: snprintf(out, len, "0%03o", c->control.socket_mode); break;
-	case OPT_CONTROL_SOCKET_OWNER:
-		snprintf(out, len, "%ld:%ld", c->control.socket_uid, c->control.socket_gid);
-		break;
-	case OPT_RING_SIZE: snprintf(out, len, "%u", c->apps.ring_capacity); break;
-	case OPT_APP_MAX_STREAMS: snprintf(out, len, "%u", c->apps.max_streams); break;
-	case OPT_APP_MAX_RING_MEMORY: snprintf(out, len, "%llu", (unsigned long long)c->apps.max_ring_memory); break;
-	case OPT_APP_ACCEPT_BACKLOG: snprintf(out, len, "%u", c->apps.accept_backlog); break;
-	case OPT_APP_MAX_LISTENERS: snprintf(out, len, "%u", c->apps.max_listeners); break;
-	case OPT_DEFAULT_SERVICE: snprintf(out, len, "%s", c->default_service); break;
-	case OPT_BUDGET: snprintf(out, len, "%llu", (unsigned long long)c->memory_budget); break;
-	case OPT_MAX_FDS: snprintf(out, len, "%llu", (unsigned long long)c->max_fds); break;
-	case OPT_DRAIN_TIMEOUT: snprintf(out, len, "%.15g", c->drain_timeout); break;
-	case OPT_LOG_LEVEL: snprintf(out, len, "%s", log_level_name(c->log_level)); break;
 	case OPT_ADDRESS:
 		if (peer && !peer->host[0])
 			snprintf(out, len, "none (it dials in)");
@@ -557,6 +530,49 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_MAX_STREAMS: snprintf(out, len, "%u", m->max_streams); break;
 	case OPT_SEND_BUFFER: snprintf(out, len, "%u", m->send_buffer); break;
 	case OPT_RELEASE_LINGER: snprintf(out, len, "%.15g", m->release_linger); break;
+	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
+	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
+	case OPT_PING_RATE: snprintf(out, len, "%.15g", m->ping_rate); break;
+	case OPT_NOOP_RATE: snprintf(out, len, "%.15g", m->noop_rate); break;
+	case OPT_STORE_RATE: snprintf(out, len, "%.15g", m->store_rate); break;
+	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
+	case OPT_TLS_NAME:
+		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");
+		break;
+	default: return false;
+	}
+	return true;
+}
+
+void options_format_value(const struct broker_config *c, const struct broker_peer *peer,
+			  enum option_id id, char *out, size_t len)
+{
+	if (format_pool_value(peer ? &peer->pool : &c->pool, peer, id, out, len))
+		return;
+	switch (id) {
+	case OPT_LISTEN: format_listen(out, len, c->listen_host, c->listen_port); break;
+	case OPT_METRICS_LISTEN: format_listen(out, len, c->control.metrics_host, c->control.metrics_port); break;
+	case OPT_PORT_FILE: snprintf(out, len, "%s", c->port_file[0] ? c->port_file : "none"); break;
+	case OPT_SOCKET: snprintf(out, len, "%s", c->apps.socket_path[0] ? c->apps.socket_path : "none"); break;
+	case OPT_SOCKET_MODE: snprintf(out, len, "0%03o", c->apps.socket_mode); break;
+	case OPT_SOCKET_OWNER: snprintf(out, len, "%ld:%ld", c->apps.socket_uid, c->apps.socket_gid); break;
+	case OPT_CONTROL_SOCKET:
+		snprintf(out, len, "%s", c->control.socket_path[0] ? c->control.socket_path : "none");
+		break;
+	case OPT_CONTROL_SOCKET_MODE: snprintf(out, len, "0%03o", c->control.socket_mode); break;
+	case OPT_CONTROL_SOCKET_OWNER:
+		snprintf(out, len, "%ld:%ld", c->control.socket_uid, c->control.socket_gid);
+		break;
+	case OPT_RING_SIZE: snprintf(out, len, "%u", c->apps.ring_capacity); break;
+	case OPT_APP_MAX_STREAMS: snprintf(out, len, "%u", c->apps.max_streams); break;
+	case OPT_APP_MAX_RING_MEMORY: snprintf(out, len, "%llu", (unsigned long long)c->apps.max_ring_memory); break;
+	case OPT_APP_ACCEPT_BACKLOG: snprintf(out, len, "%u", c->apps.accept_backlog); break;
+	case OPT_APP_MAX_LISTENERS: snprintf(out, len, "%u", c->apps.max_listeners); break;
+	case OPT_DEFAULT_SERVICE: snprintf(out, len, "%s", c->default_service); break;
+	case OPT_BUDGET: snprintf(out, len, "%llu", (unsigned long long)c->memory_budget); break;
+	case OPT_MAX_FDS: snprintf(out, len, "%llu", (unsigned long long)c->max_fds); break;
+	case OPT_DRAIN_TIMEOUT: snprintf(out, len, "%.15g", c->drain_timeout); break;
+	case OPT_LOG_LEVEL: snprintf(out, len, "%s", log_level_name(c->log_level)); break;
 	case OPT_TLS_CERT: snprintf(out, len, "%s", c->tls.cert[0] ? c->tls.cert : "none"); break;
 	case OPT_TLS_KEY: snprintf(out, len, "%s", c->tls.key[0] ? c->tls.key : "none"); break;
 	case OPT_TLS_CA: snprintf(out, len, "%s", c->tls.ca[0] ? c->tls.ca : "none"); break;
@@ -574,15 +590,6 @@ void options_format_value(const struct broker_config *c, const struct broker_pee
 	case OPT_ATTACH_USERS:
 	case OPT_ATTACH_GROUPS:
 		format_id_list(&c->apps.attach, id == OPT_ATTACH_GROUPS, out, len);
-		break;
-	case OPT_CONTROL_QUEUE: snprintf(out, len, "%u", m->control_queue_limit); break;
-	case OPT_RESET_RATE: snprintf(out, len, "%.15g", m->reset_rate); break;
-	case OPT_PING_RATE: snprintf(out, len, "%.15g", m->ping_rate); break;
-	case OPT_NOOP_RATE: snprintf(out, len, "%.15g", m->noop_rate); break;
-	case OPT_STORE_RATE: snprintf(out, len, "%.15g", m->store_rate); break;
-	case OPT_PLAINTEXT: snprintf(out, len, "%s", p->plaintext ? "yes" : "no"); break;
-	case OPT_TLS_NAME:
-		snprintf(out, len, "%s", p->tls_name[0] ? p->tls_name : peer ? peer->name : "the peer's name");
 		break;
 	default: snprintf(out, len, "-"); break;
 	}
