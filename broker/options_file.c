@@ -1,14 +1,14 @@
 /* The config file (wormhole-broker.conf(5)): read whole and bounded (only a regular file
  * of at most OPTIONS_CONFIG_FILE_MAX bytes, or /dev/null), handed to inih a line at a time
  * (lines counted, an over-long line refused whole), each key sent to its section's parser.
- * Apart from the command line and the sections' own parsers (options_sections.c) because
- * this is what guards the broker against a file that is not a config file. */
+ * [broker] is read here; the other sections' parsers are in options_sections.c. Apart from
+ * the command line because this is what guards the broker against a file that is not a
+ * config file. */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,89 +108,57 @@ static const struct option_info *find_key(const char *name, enum option_scope sc
 	return found;
 }
 
+/* A section starts: said if it was given before (inih reports keys only, so a section with no
+ * key is never seen here). */
+static void section_starts(struct loading *l, const char *section)
+{
+	struct origin header = { l->file, l->section_line, NULL };
+	snprintf(l->section, sizeof l->section, "%s", section);
+	for (int i = 0; i < l->section_count; i++)
+		if (strcmp(l->sections_seen[i], section) == 0) {
+			add_error(l->o, &header, NULL, NULL, "[%s]: the section is given twice (first at line %d)",
+				  section, l->sections_seen_lines[i]);
+			break;
+		}
+	if (l->section_count < 64) {
+		snprintf(l->sections_seen[l->section_count], sizeof l->sections_seen[0], "%s", section);
+		l->sections_seen_lines[l->section_count++] = l->section_line;
+	}
+}
+
+/* A key of [broker]: a row the command line has too, the broker's own or every peer's default. */
+static void set_broker_key(struct loading *l, const struct option_info *info, const char *name,
+			   const char *value, const struct origin *at)
+{
+	struct options *o = l->o;
+	if (!info || info->scope == SCOPE_COMMAND_LINE || file_only(info)) {
+		add_error(o, at, NULL, NULL, "%s: %s", name,
+			  info ? "not a setting of [broker]" : "no such setting");
+		return;
+	}
+	if (set_value(o, info, value, at, NULL))
+		snprintf(o->sources[info->id].where, sizeof o->sources[0].where, "%s:%d", l->file, l->line);
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct loading *l = user;
 	struct options *o = l->o;
 	struct origin at = { l->file, l->line, NULL };
 	struct origin header = { l->file, l->section_line, NULL };
-	if (strcmp(section, l->section) != 0) { /* a section starts */
-		snprintf(l->section, sizeof l->section, "%s", section);
-		for (int i = 0; i < l->section_count; i++)
-			if (strcmp(l->sections_seen[i], section) == 0) {
-				add_error(o, &header, NULL, NULL, "[%s]: the section is given twice (first at line %d)",
-					  section, l->sections_seen_lines[i]);
-				break;
-			}
-		if (l->section_count < 64) {
-			snprintf(l->sections_seen[l->section_count], sizeof l->sections_seen[0], "%s", section);
-			l->sections_seen_lines[l->section_count++] = l->section_line;
-		}
-	}
+	if (strcmp(section, l->section) != 0)
+		section_starts(l, section);
 	enum option_scope scope = strncmp(section, "service ", 8) == 0   ? SCOPE_SERVICE
 				  : strncmp(section, "forward ", 8) == 0 ? SCOPE_FORWARD
 				  : strncmp(section, "peer ", 5) == 0    ? SCOPE_PEER
 									 : SCOPE_BROKER;
 	const struct option_info *info = find_key(name, scope);
 	if (strcmp(section, "broker") == 0) {
-		if (!info || info->scope == SCOPE_COMMAND_LINE || file_only(info)) {
-			add_error(o, &at, NULL, NULL, "%s: %s", name,
-				  info ? "not a setting of [broker]" : "no such setting");
-			return 1;
-		}
-		if (set_value(o, info, value, &at, NULL))
-			snprintf(o->sources[info->id].where, sizeof o->sources[0].where, "%s:%d", l->file, l->line);
+		set_broker_key(l, info, name, value, &at);
 		return 1;
 	}
 	if (strncmp(section, "peer ", 5) == 0) {
-		const char *peer = section + 5;
-		while (*peer == ' ')
-			peer++;
-		if (!peer_name_valid(peer) || strcmp(peer, "local") == 0) {
-			add_error(o, &at, NULL, NULL, "[%s]: %s", section,
-				  strcmp(peer, "local") == 0 ? "\"local\" means apps on this broker: not a peer name"
-							     : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
-			return 1;
-		}
-		if (!info || info->scope != SCOPE_PEER) {
-			add_error(o, &at, NULL, NULL, "%s: %s", name,
-				  info ? "not a setting of a peer" : "no such setting");
-			return 1;
-		}
-		int i = add_peer(l, peer, &at, section);
-		if (i < 0)
-			return 1;
-		if (!l->peer_from_file[i]) {
-			l->peer_from_file[i] = true;
-			l->peer_lines[i] = l->section_line;
-		}
-		if (info->id == OPT_ADDRESS) {
-			struct broker_peer *p = &o->config.peers[i];
-			const char *why = parse_address(value, 1, 65535, p->host, sizeof p->host, p->port,
-							sizeof p->port);
-			if (why)
-				add_error(o, &at, info, value, "%s", why);
-			o->peer_line[i][OPT_ADDRESS] = l->line;
-			return 1;
-		}
-		if (info->id == OPT_PEER_FROM) {
-			struct broker_peer *p = &o->config.peers[i];
-			unsigned char bytes[16];
-			int family = strchr(value, ':') ? AF_INET6 : AF_INET;
-			if (inet_pton(family, value, bytes) != 1)
-				add_error(o, &at, info, value, "wants an IP address (no name, no port)");
-			else
-				inet_ntop(family, bytes, p->from, sizeof p->from);
-			o->peer_line[i][OPT_PEER_FROM] = l->line;
-			return 1;
-		}
-		if (l->setting_count < (int)(sizeof l->settings / sizeof l->settings[0])) {
-			struct peer_setting *s = &l->settings[l->setting_count++];
-			s->peer = i;
-			s->info = info;
-			s->line = l->line;
-			snprintf(s->value, sizeof s->value, "%s", value);
-		}
+		set_peer_key(l, section, info, name, value, &at);
 		return 1;
 	}
 	if (strncmp(section, "service ", 8) == 0) {

@@ -76,6 +76,8 @@ int add_peer(struct loading *l, const char *name, const struct origin *at, const
 void load_file(struct loading *l, const char *path, bool must_exist);
 
 /* options_sections.c */
+void set_peer_key(struct loading *l, const char *section, const struct option_info *info,
+		  const char *name, const char *value, const struct origin *at);
 void set_service_key(struct loading *l, const char *service, const struct option_info *info,
 		     const char *name, const char *value, const struct origin *at);
 void set_forward_key(struct loading *l, const char *forward, const struct option_info *info,

@@ -1,15 +1,73 @@
-/* The [service NAME] and [forward NAME] sections of the config file: a service's access
- * rules and targets (made on its first key), a forward's listener, peer and limits. Apart
- * from the file reader (options_file.c) because each section has rules of its own that
- * the broker-wide table does not carry. */
+/* The [peer NAME], [service NAME] and [forward NAME] sections of the config file: a peer's
+ * address and own settings, a service's access rules and targets (made on its first key), a
+ * forward's listener, peer and limits. Apart from the file reader (options_file.c) because
+ * each section has rules of its own that the broker-wide table does not carry. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "options.h"
 #include "options_internal.h"
 #include "services.h"
+
+/* One key of a [peer NAME] section (the peer is made on its first key, or by its header:
+ * note_peer_section). address and from are taken at once; the others wait in l->settings
+ * until the broker-wide defaults are final (options_load). */
+void set_peer_key(struct loading *l, const char *section, const struct option_info *info,
+		  const char *name, const char *value, const struct origin *at)
+{
+	struct options *o = l->o;
+	const char *peer = section + 5;
+	while (*peer == ' ')
+		peer++;
+	if (!peer_name_valid(peer) || strcmp(peer, "local") == 0) {
+		add_error(o, at, NULL, NULL, "[%s]: %s", section,
+			  strcmp(peer, "local") == 0 ? "\"local\" means apps on this broker: not a peer name"
+						     : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
+		return;
+	}
+	if (!info || info->scope != SCOPE_PEER) {
+		add_error(o, at, NULL, NULL, "%s: %s", name,
+			  info ? "not a setting of a peer" : "no such setting");
+		return;
+	}
+	int i = add_peer(l, peer, at, section);
+	if (i < 0)
+		return;
+	if (!l->peer_from_file[i]) {
+		l->peer_from_file[i] = true;
+		l->peer_lines[i] = l->section_line;
+	}
+	if (info->id == OPT_ADDRESS) {
+		struct broker_peer *p = &o->config.peers[i];
+		const char *why = parse_address(value, 1, 65535, p->host, sizeof p->host, p->port,
+						sizeof p->port);
+		if (why)
+			add_error(o, at, info, value, "%s", why);
+		o->peer_line[i][OPT_ADDRESS] = l->line;
+		return;
+	}
+	if (info->id == OPT_PEER_FROM) {
+		struct broker_peer *p = &o->config.peers[i];
+		unsigned char bytes[16];
+		int family = strchr(value, ':') ? AF_INET6 : AF_INET;
+		if (inet_pton(family, value, bytes) != 1)
+			add_error(o, at, info, value, "wants an IP address (no name, no port)");
+		else
+			inet_ntop(family, bytes, p->from, sizeof p->from);
+		o->peer_line[i][OPT_PEER_FROM] = l->line;
+		return;
+	}
+	if (l->setting_count < (int)(sizeof l->settings / sizeof l->settings[0])) {
+		struct peer_setting *s = &l->settings[l->setting_count++];
+		s->peer = i;
+		s->info = info;
+		s->line = l->line;
+		snprintf(s->value, sizeof s->value, "%s", value);
+	}
+}
 
 /* The [service NAME] section's targets (made on its first target key), or NULL (logged). */
 static struct exposed_service *exposed_get(struct loading *l, const char *service, const struct origin *at)
