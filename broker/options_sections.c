@@ -174,6 +174,52 @@ static void set_exposed_key(struct loading *l, const char *service, const struct
 		e->connect_timeout = seconds;
 }
 
+/* The rule of [service NAME] (made on its first key), or NULL (said). */
+static struct service_rule *rule_get(struct options *o, const char *service, const struct origin *at)
+{
+	struct service_rules *rules = &o->config.apps.services;
+	struct service_rule *rule = (struct service_rule *)service_rules_find(rules, service);
+	if (!rule) {
+		if (rules->count >= SERVICE_RULES_MAX) {
+			add_error(o, at, NULL, NULL, "[service %s]: at most %d services have rules", service,
+				  SERVICE_RULES_MAX);
+			return NULL;
+		}
+		rule = &rules->rules[rules->count++];
+		*rule = (struct service_rule){ .local = true, .owner_uid = -1, .owner_gid = -1 };
+		snprintf(rule->name, sizeof rule->name, "%s", service);
+	}
+	return rule;
+}
+
+/* peers = NAME[, NAME...], '*' or 'none': who may open streams to the service. */
+static void set_rule_peers(struct options *o, struct service_rule *rule, const struct option_info *info,
+			   const char *value, const struct origin *at)
+{
+	rule->peers_set = true;
+	rule->any_peer = false;
+	rule->peer_count = 0;
+	if (strcmp(value, "none") == 0)
+		return;
+	if (strcmp(value, "*") == 0) {
+		rule->any_peer = true;
+		return;
+	}
+	char list[1024];
+	snprintf(list, sizeof list, "%s", value);
+	for (char *save = NULL, *item = strtok_r(list, ", ", &save); item;
+	     item = strtok_r(NULL, ", ", &save)) {
+		if (rule->peer_count >= SERVICE_RULE_PEERS_MAX || strlen(item) >= sizeof rule->peers[0]) {
+			add_error(o, at, info, value, "at most %d names of up to %zu bytes",
+				  SERVICE_RULE_PEERS_MAX, sizeof rule->peers[0] - 1);
+			return;
+		}
+		snprintf(rule->peers[rule->peer_count++], sizeof rule->peers[0], "%s", item);
+	}
+	if (rule->peer_count == 0)
+		add_error(o, at, info, value, "names, '*' or 'none'");
+}
+
 /* One key of a [service NAME] section: the rule for NAME (made on its first key). */
 void set_service_key(struct loading *l, const char *service, const struct option_info *info,
 		     const char *name, const char *value, const struct origin *at)
@@ -193,47 +239,17 @@ void set_service_key(struct loading *l, const char *service, const struct option
 			       : "no such setting");
 		return;
 	}
-	struct service_rule *rule = (struct service_rule *)service_rules_find(rules, service);
-	if (!rule) {
-		if (rules->count >= SERVICE_RULES_MAX) {
-			add_error(o, at, NULL, NULL, "[service %s]: at most %d services have rules", service,
-				  SERVICE_RULES_MAX);
-			return;
-		}
-		rule = &rules->rules[rules->count++];
-		*rule = (struct service_rule){ .local = true, .owner_uid = -1, .owner_gid = -1 };
-		snprintf(rule->name, sizeof rule->name, "%s", service);
-	}
+	struct service_rule *rule = rule_get(o, service, at);
+	if (!rule)
+		return;
 	/* where peers, local and owner were set (the config view); a target's keys have
 	 * exposed_lines of their own */
 	if (info->id >= OPT_SERVICE_PEERS && info->id <= OPT_SERVICE_OWNER)
 		o->service_line[rule - rules->rules][info->id - OPT_SERVICE_PEERS] = at->line;
 	switch (info->id) {
-	case OPT_SERVICE_PEERS: {
-		rule->peers_set = true;
-		rule->any_peer = false;
-		rule->peer_count = 0;
-		if (strcmp(value, "none") == 0)
-			return;
-		if (strcmp(value, "*") == 0) {
-			rule->any_peer = true;
-			return;
-		}
-		char list[1024];
-		snprintf(list, sizeof list, "%s", value);
-		for (char *save = NULL, *item = strtok_r(list, ", ", &save); item;
-		     item = strtok_r(NULL, ", ", &save)) {
-			if (rule->peer_count >= SERVICE_RULE_PEERS_MAX || strlen(item) >= sizeof rule->peers[0]) {
-				add_error(o, at, info, value, "at most %d names of up to %zu bytes",
-					  SERVICE_RULE_PEERS_MAX, sizeof rule->peers[0] - 1);
-				return;
-			}
-			snprintf(rule->peers[rule->peer_count++], sizeof rule->peers[0], "%s", item);
-		}
-		if (rule->peer_count == 0)
-			add_error(o, at, info, value, "names, '*' or 'none'");
+	case OPT_SERVICE_PEERS:
+		set_rule_peers(o, rule, info, value, at);
 		return;
-	}
 	case OPT_SERVICE_LOCAL: {
 		int v = parse_bool(value);
 		if (v < 0)
