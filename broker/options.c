@@ -75,6 +75,47 @@ static const struct option_info *info_of_short(int ch)
 	return NULL;
 }
 
+/* --peer NAME=HOST:PORT: a peer the file need not name (given twice on the command line is an
+ * error; cli_peer_names holds the names given so far). */
+static void add_cli_peer(struct options *o, struct loading *l, const struct option_info *info,
+			 const char *value, const struct origin *at, char cli_peer_names[][64], int *cli_peers)
+{
+	const char *eq = strchr(value, '=');
+	char name[64] = "";
+	if (!eq || eq == value || (size_t)(eq - value) >= sizeof name) {
+		add_error(o, at, info, value, "wants NAME=HOST:PORT");
+		return;
+	}
+	memcpy(name, value, (size_t)(eq - value));
+	if (!peer_name_valid(name) || strcmp(name, "local") == 0) {
+		add_error(o, at, info, value, "%s", strcmp(name, "local") == 0
+					 ? "\"local\" means apps on this broker: not a peer name"
+					 : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
+		return;
+	}
+	bool twice = false;
+	for (int i = 0; i < *cli_peers; i++)
+		twice = twice || strcmp(cli_peer_names[i], name) == 0;
+	if (twice) {
+		add_error(o, at, info, value, "peer %s is given twice", name);
+		return;
+	}
+	char host[256], port[16];
+	const char *why = parse_address(eq + 1, 1, 65535, host, sizeof host, port, sizeof port);
+	if (why) {
+		add_error(o, at, info, value, "%s", why);
+		return;
+	}
+	int i = add_peer(l, name, at, value);
+	if (i < 0)
+		return;
+	if (*cli_peers < BROKER_PEERS_MAX)
+		snprintf(cli_peer_names[(*cli_peers)++], sizeof cli_peer_names[0], "%s", name);
+	snprintf(o->config.peers[i].host, sizeof o->config.peers[i].host, "%s", host);
+	snprintf(o->config.peers[i].port, sizeof o->config.peers[i].port, "%s", port);
+	o->peer_line[i][OPT_ADDRESS] = OPTIONS_FROM_COMMAND_LINE;
+}
+
 /* Reads --config, --check-config, --help, --version first: the file comes before the rest. */
 static void scan_command_line(struct options *o, int argc, char **argv, bool apply, struct loading *l)
 {
@@ -125,40 +166,7 @@ static void scan_command_line(struct options *o, int argc, char **argv, bool app
 		if (!apply)
 			continue;
 		if (info->id == OPT_PEER) {
-			const char *eq = strchr(value, '=');
-			char name[64] = "";
-			if (!eq || eq == value || (size_t)(eq - value) >= sizeof name) {
-				add_error(o, &at, info, value, "wants NAME=HOST:PORT");
-				continue;
-			}
-			memcpy(name, value, (size_t)(eq - value));
-			if (!peer_name_valid(name) || strcmp(name, "local") == 0) {
-				add_error(o, &at, info, value, "%s", strcmp(name, "local") == 0
-									 ? "\"local\" means apps on this broker: not a peer name"
-									 : "a peer name is 1 to 63 letters, digits, '-', '_' or '.'");
-				continue;
-			}
-			bool twice = false;
-			for (int i = 0; i < cli_peers; i++)
-				twice = twice || strcmp(cli_peer_names[i], name) == 0;
-			if (twice) {
-				add_error(o, &at, info, value, "peer %s is given twice", name);
-				continue;
-			}
-			char host[256], port[16];
-			const char *why = parse_address(eq + 1, 1, 65535, host, sizeof host, port, sizeof port);
-			if (why) {
-				add_error(o, &at, info, value, "%s", why);
-				continue;
-			}
-			int i = add_peer(l, name, &at, value);
-			if (i < 0)
-				continue;
-			if (cli_peers < BROKER_PEERS_MAX)
-				snprintf(cli_peer_names[cli_peers++], sizeof cli_peer_names[0], "%s", name);
-			snprintf(o->config.peers[i].host, sizeof o->config.peers[i].host, "%s", host);
-			snprintf(o->config.peers[i].port, sizeof o->config.peers[i].port, "%s", port);
-			o->peer_line[i][OPT_ADDRESS] = OPTIONS_FROM_COMMAND_LINE;
+			add_cli_peer(o, l, info, value, &at, cli_peer_names, &cli_peers);
 			continue;
 		}
 		if (set_value(o, info, value, &at, NULL)) {
