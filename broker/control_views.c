@@ -87,6 +87,23 @@ static const struct counter_info session_counter_info[] = { ATTACH_STATS_TABLE(C
 #define SESSION_COUNTERS (sizeof session_counter_info / sizeof session_counter_info[0] - 2)
 
 /* ---- views ---------------------------------------------------------------------------- */
+/* conns and apps take one argument, the flag of their grouped form (--by-peer, --by-uid):
+ * true when the request was for that form, or had another argument (refused), and is done. */
+static bool view_grouped(struct view_ctx *v, const char *view, const char *flag,
+			 void (*grouped)(struct view_ctx *v))
+{
+	const struct control_request *req = v->request;
+	if (req->argc == 2 && strcmp(req->argv[1], flag) == 0) {
+		grouped(v);
+		return true;
+	}
+	if (req->argc > 1) {
+		fail(v->reply, WH_EINVAL, "%s: unknown argument '%s' (%s)", view, req->argv[1], flag);
+		return true;
+	}
+	return false;
+}
+
 /* status: what the operators' endpoints themselves did (metrics-listen, this socket). */
 static void operator_columns(struct control_writer *w)
 {
@@ -408,15 +425,8 @@ static void view_conns_by_peer(struct view_ctx *v)
 
 void view_conns(struct view_ctx *v)
 {
-	const struct control_request *req = v->request;
-	if (req->argc == 2 && strcmp(req->argv[1], "--by-peer") == 0) {
-		view_conns_by_peer(v);
+	if (view_grouped(v, "conns", "--by-peer", view_conns_by_peer))
 		return;
-	}
-	if (req->argc > 1) {
-		fail(v->reply, WH_EINVAL, "conns: unknown argument '%s' (--by-peer)", req->argv[1]);
-		return;
-	}
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "conns");
 	control_table_column(w, "conn", CONTROL_UINT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the connection's id (as in log lines)");
@@ -630,15 +640,8 @@ static void view_apps_by_uid(struct view_ctx *v)
 
 void view_apps(struct view_ctx *v)
 {
-	const struct control_request *req = v->request;
-	if (req->argc == 2 && strcmp(req->argv[1], "--by-uid") == 0) {
-		view_apps_by_uid(v);
+	if (view_grouped(v, "apps", "--by-uid", view_apps_by_uid))
 		return;
-	}
-	if (req->argc > 1) {
-		fail(v->reply, WH_EINVAL, "apps: unknown argument '%s' (--by-uid)", req->argv[1]);
-		return;
-	}
 	struct control_writer *w = &v->w;
 	table_begin(v->reply, w, "apps");
 	control_table_column(w, "app", CONTROL_TEXT, CONTROL_LABEL, CONTROL_UNIT_NONE, "the session id (as in log lines)");
