@@ -1083,6 +1083,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 		.accepted_shed = broker->accepted_shed,
 		.capped_connections = broker->capped_connections,
 		.handshake_refused = broker->strangers_dropped,
+		.penalty_holds = broker->penalty_holds,
 	};
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);

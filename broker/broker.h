@@ -209,6 +209,7 @@ struct broker_status {
 	bool draining;
 	uint64_t accepted_total, accepted_shed, capped_connections;
 	uint64_t handshake_refused; /* strangers dropped unauthenticated to make room */
+	uint64_t penalty_holds;     /* connections held unread for their peer's strikes */
 };
 void broker_get_status(const struct broker *broker, struct broker_status *status);
 /* Every pool (configured peers, then peers a reload removed that still drain). */

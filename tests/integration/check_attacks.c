@@ -474,6 +474,12 @@ START_TEST(test_attacker_that_reconnects_waits)
 	}
 	ck_assert(process_log_wait(&broker, "cut off for abuse: strike 4", 5));
 	ck_assert(process_log_has(&broker, "strikes for abuse in the last minute"));
+	char socket[300], status[8192];
+	snprintf(socket, sizeof socket, "%s/control.sock", broker.dir);
+	const char *ctl_args[] = { "-s", socket, "--json", "status", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", ctl_args, status, sizeof status), 0);
+	const char *held_count = strstr(status, "\"connections_held\": ");
+	ck_assert_msg(held_count && strtol(held_count + 20, NULL, 10) >= 3, "status: %s", status);
 	/* the fourth strike holds the next connection 2 s from the strike */
 	double held = new_connection_pong_after(broker.port);
 	atomic_store(&canary.stop, true);
