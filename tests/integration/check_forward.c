@@ -30,150 +30,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-/* A loopback port nothing listens on: bound once, then let go (connections to it are
- * refused). */
-static unsigned closed_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* Listens on loopback at *port (0: one the system picks, stored in *port). */
-static int listen_loopback(unsigned *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
-static int connect_loopback(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-		/* A forward that closes a connection at once (max-connections, connection-rate) can
-		 * have its reset arrive on loopback before connect() returns, which then fails with
-		 * ECONNRESET. The caller sees what it would have read: the end of a socket that
-		 * carries nothing (a pair whose other end is closed reads EOF at once). */
-		ck_assert_msg(errno == ECONNRESET, "connect to %u: %s", port, strerror(errno));
-		close(fd);
-		int pair[2];
-		ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
-		close(pair[1]);
-		return pair[0];
-	}
-	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
-	return fd;
-}
-
-static void reset_close(int fd)
-{
-	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-	close(fd);
-}
-
-/* The port a forward of broker p listens on, from its log line (bounded wait). */
-static unsigned forward_port(const struct process *p, const char *name)
-{
-	char marker[128];
-	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
-	if (!process_log_wait(p, marker, 10)) {
-		process_dump_log(p);
-		ck_abort_msg("forward %s never listened", name);
-	}
-	FILE *f = fopen(p->log_file, "r");
-	char line[1024];
-	unsigned port = 0;
-	while (f && !port && fgets(line, sizeof line, f)) {
-		char *at = strstr(line, marker);
-		if (at)
-			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	ck_assert_uint_ne(port, 0);
-	return port;
-}
-
-/* Starts a program from PATH with its output in log; it dies with the test. */
-static pid_t spawn_program(const char *const *argv, const char *log, const char *dir)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		if (dir && chdir(dir) != 0)
-			_exit(126);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Waits (bounded) for a child; its exit status, or -1 (killed at the bound). */
-static int wait_child(pid_t pid, double timeout)
-{
-	double deadline = now_seconds() + timeout;
-	for (;;) {
-		int status;
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		if (now_seconds() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		poll(NULL, 0, 20); /* polling a child with a deadline */
-	}
-}
-
-static void stop_child(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGTERM);
-		wait_child(pid, 10);
-	}
-}
-
 /* The first line of a file, without its newline ("" if none). */
 static void read_line(const char *path, char *out, size_t length)
 {
@@ -259,7 +115,7 @@ static void small_target_one(int fd, const char *dir, unsigned port)
 			return;
 		}
 		if (what == 'R') {
-			reset_close(fd);
+			harness_reset_close(fd);
 			return;
 		}
 		if (what == 'S') {
@@ -270,14 +126,14 @@ static void small_target_one(int fd, const char *dir, unsigned port)
 			for (ssize_t w; (w = write(fd, chunk, sizeof chunk)) > 0;) {
 				sent += (unsigned long long)w;
 				snprintf(count, sizeof count, "%llu\n", sent);
-				write_file(path, count);
+				harness_write_file(path, count);
 			}
 			return;
 		}
 		if (what == 'W') { /* the test resets the client once the target has the connection */
 			char path[300];
 			snprintf(path, sizeof path, "%s/accepted", dir);
-			write_file(path, "yes\n");
+			harness_write_file(path, "yes\n");
 		}
 		size_t size = 0, cap = 1 << 20;
 		char *held = malloc(cap);
@@ -293,7 +149,7 @@ static void small_target_one(int fd, const char *dir, unsigned port)
 		if (what == 'W') {
 			char path[300];
 			snprintf(path, sizeof path, "%s/result", dir);
-			write_file(path, n == 0 ? "eof\n" : errno == ECONNRESET ? "rst\n" : "error\n");
+			harness_write_file(path, n == 0 ? "eof\n" : errno == ECONNRESET ? "rst\n" : "error\n");
 		} else if (what == 'E' && n == 0) {
 			for (size_t at = 0; at < size;) {
 				ssize_t w = write(fd, held + at, size - at);
@@ -328,7 +184,7 @@ static void small_target_serve(int listen_fd, const char *dir, unsigned port)
 /* The test's target on *port (0: one the system picks, stored in *port). */
 static pid_t small_target_start(const char *dir, unsigned *port)
 {
-	int fd = listen_loopback(port);
+	int fd = harness_listen_loopback(port, 64);
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -349,13 +205,13 @@ static void brokers_start(struct process *a, struct process *b, const char *dir,
 {
 	char path[300], text[4096];
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, services);
+	harness_write_file(path, services);
 	const char *a_args[] = { "--config", path, NULL };
 	ck_assert(broker_spawn(a, a_args));
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n%s", a->port, forwards);
 	char b_path[300];
 	snprintf(b_path, sizeof b_path, "%s/b.conf", dir);
-	write_file(b_path, text);
+	harness_write_file(b_path, text);
 	const char *b_args[] = { "--config", b_path, NULL };
 	ck_assert(broker_spawn(b, b_args));
 }
@@ -395,7 +251,7 @@ static void assert_brokers_idle(struct process *a, struct process *b, const char
 /* Stops what small_scene_start started and removes the test's directory. */
 static void small_scene_stop(pid_t target, struct process *a, struct process *b, const char *dir)
 {
-	stop_child(target);
+	harness_stop_child(target);
 	brokers_stop(a, b);
 	harness_cleanup_dir(dir);
 }
@@ -433,12 +289,12 @@ START_TEST(test_http_server_through_two_brokers)
 		ck_assert_uint_eq(fwrite(block, 1, sizeof block, f), sizeof block);
 	}
 	fclose(f);
-	unsigned http_port = closed_port();
+	unsigned http_port = harness_closed_port();
 	char port_text[16];
 	snprintf(port_text, sizeof port_text, "%u", http_port);
 	snprintf(log, sizeof log, "%s/http.log", dir);
 	const char *http[] = { "python3", "-u", "-m", "http.server", "--bind", "127.0.0.1", port_text, NULL };
-	pid_t server = spawn_program(http, log, dir);
+	pid_t server = harness_spawn_program(http, log, dir);
 	struct process http_log = { .pid = server };
 	snprintf(http_log.log_file, sizeof http_log.log_file, "%s", log);
 	ck_assert_msg(process_log_wait(&http_log, "Serving HTTP", 20), "python3 -m http.server did not start");
@@ -447,7 +303,7 @@ START_TEST(test_http_server_through_two_brokers)
 	snprintf(services, sizeof services, "[service web]\ntarget = 127.0.0.1:%u\n", http_port);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward web]\nlisten = 127.0.0.1:0\npeer = a\nservice = web\n");
-	unsigned port = forward_port(&b, "web");
+	unsigned port = harness_forward_port(&b, "web");
 
 	char want[128], command[1024];
 	snprintf(command, sizeof command, "sha256sum < %s/big.bin | cut -d' ' -f1 > %s/want", dir, dir);
@@ -462,16 +318,16 @@ START_TEST(test_http_server_through_two_brokers)
 			 "http://127.0.0.1:%u/big.bin | sha256sum | cut -d' ' -f1 > %s/got%d", port, dir, i);
 		const char *argv[] = { "bash", "-c", command, NULL };
 		snprintf(log, sizeof log, "%s/curl%d.log", dir, i);
-		curls[i] = spawn_program(argv, log, NULL);
+		curls[i] = harness_spawn_program(argv, log, NULL);
 	}
 	for (int i = 0; i < CURLS; i++) {
-		ck_assert_int_eq(wait_child(curls[i], 300), 0);
+		ck_assert_int_eq(harness_wait_child(curls[i], 300), 0);
 		char got[128];
 		snprintf(path, sizeof path, "%s/got%d", dir, i);
 		read_line(path, got, sizeof got);
 		ck_assert_msg(strcmp(got, want) == 0, "curl %d: sha256 %s, want %s", i, got, want);
 	}
-	stop_child(server);
+	harness_stop_child(server);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
 }
@@ -486,14 +342,14 @@ START_TEST(test_half_close_both_ways)
 	unsigned target_port = 0;
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 
 	const size_t size = 3u << 20; /* beyond every window: the answer waits for the reader */
 	unsigned char *sent = malloc(size + 1), *got = malloc(size + 1);
 	sent[0] = 'E';
 	for (size_t i = 0; i < size; i++)
 		sent[i + 1] = harness_pattern(3, i);
-	int fd = connect_loopback(port);
+	int fd = harness_connect_loopback(port);
 	for (size_t at = 0; at < size + 1;) {
 		ssize_t w = write(fd, sent + at, size + 1 - at);
 		ck_assert_int_gt(w, 0);
@@ -530,10 +386,10 @@ START_TEST(test_resets_both_ways)
 	unsigned target_port = 0;
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 
 	/* target -> client */
-	int fd = connect_loopback(port);
+	int fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, "R", 1), 1);
 	char byte;
 	errno = 0;
@@ -547,10 +403,10 @@ START_TEST(test_resets_both_ways)
 	char accepted[300];
 	snprintf(result, sizeof result, "%s/result", dir);
 	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
-	fd = connect_loopback(port);
+	fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, "Wsome bytes", 11), 11);
 	ck_assert_msg(poll_until(result_written, accepted, 15), "the target never got the connection");
-	reset_close(fd);
+	harness_reset_close(fd);
 	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
 	poll(NULL, 0, 50);
 	read_line(result, line, sizeof line);
@@ -574,10 +430,10 @@ static bool target_stalled(void *arg)
 	read_line(st->path, now, sizeof now);
 	if (!now[0] || strcmp(now, st->last) != 0) {
 		snprintf(st->last, sizeof st->last, "%s", now);
-		st->since = now_seconds();
+		st->since = harness_now();
 		return false;
 	}
-	return now_seconds() - st->since >= 1.0;
+	return harness_now() - st->since >= 1.0;
 }
 
 /* A client that does not read stops the far target: what the brokers hold stays within the
@@ -589,18 +445,18 @@ START_TEST(test_slow_client_stops_the_target)
 	unsigned target_port = 0;
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
-	unsigned port = forward_port(&b, "small");
-	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	unsigned port = harness_forward_port(&b, "small");
+	int fd = harness_connect_loopback(port); /* one exchange first: the pool's connection is up after it */
 	ck_assert_int_eq(write(fd, "Eh", 2), 2);
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
 	char byte;
 	ck_assert_int_eq(read(fd, &byte, 1), 1);
 	close(fd);
 	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
-	fd = connect_loopback(port);
+	fd = harness_connect_loopback(port);
 	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
 	ck_assert_int_eq(write(fd, "S", 1), 1);
-	struct stalled st = { .since = now_seconds() };
+	struct stalled st = { .since = harness_now() };
 	snprintf(st.path, sizeof st.path, "%s/sent", dir);
 	ck_assert_msg(poll_until(target_stalled, &st, 60), "the target never stopped: %s bytes", st.last);
 	unsigned long long sent = strtoull(st.last, NULL, 10);
@@ -612,7 +468,7 @@ START_TEST(test_slow_client_stops_the_target)
 	ck_assert_int_lt(a_growth, 24 * 1024);
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	assert_brokers_idle(&a, &b, "a client that reads nothing");
-	reset_close(fd);
+	harness_reset_close(fd);
 	assert_fds_back(&a, a_fds, &b, b_fds);
 	small_scene_stop(target, &a, &b, dir);
 }
@@ -627,8 +483,8 @@ START_TEST(test_target_that_never_reads)
 	unsigned target_port = 0;
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, NULL);
-	unsigned port = forward_port(&b, "small");
-	int fd = connect_loopback(port); /* one exchange first: the pool's connection is up after it */
+	unsigned port = harness_forward_port(&b, "small");
+	int fd = harness_connect_loopback(port); /* one exchange first: the pool's connection is up after it */
 	ck_assert_int_eq(write(fd, "Eh", 2), 2);
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
 	char byte;
@@ -636,18 +492,18 @@ START_TEST(test_target_that_never_reads)
 	close(fd);
 	int a_fds = process_fd_count(&a), b_fds = process_fd_count(&b);
 	long a_before = process_rss_kib(&a), b_before = process_rss_kib(&b);
-	fd = connect_loopback(port);
+	fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, "N", 1), 1);
 	static char chunk[1 << 16];
 	unsigned long long sent = 0;
-	double quiet_since = now_seconds(), deadline = now_seconds() + 60;
+	double quiet_since = harness_now(), deadline = harness_now() + 60;
 	/* send until nothing more goes for a whole second: the pipeline is full */
-	while (now_seconds() - quiet_since < 1.0) {
-		ck_assert_msg(now_seconds() < deadline, "still sending after 60 s: %llu bytes", sent);
+	while (harness_now() - quiet_since < 1.0) {
+		ck_assert_msg(harness_now() < deadline, "still sending after 60 s: %llu bytes", sent);
 		ssize_t w = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (w > 0) {
 			sent += (unsigned long long)w;
-			quiet_since = now_seconds();
+			quiet_since = harness_now();
 		} else {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
 			poll(&p, 1, 100); /* until the socket takes more, or the quiet second passes */
@@ -660,7 +516,7 @@ START_TEST(test_target_that_never_reads)
 	ck_assert_int_lt(a_growth, 24 * 1024);
 	ck_assert_int_lt(b_growth, 24 * 1024);
 	assert_brokers_idle(&a, &b, "a target that reads nothing");
-	reset_close(fd);
+	harness_reset_close(fd);
 	assert_fds_back(&a, a_fds, &b, b_fds);
 	small_scene_stop(target, &a, &b, dir);
 }
@@ -675,10 +531,10 @@ START_TEST(test_max_connections)
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\n"
 		      "service = small\nmax-connections = 1\n");
-	unsigned port = forward_port(&b, "small");
-	int held = connect_loopback(port);
+	unsigned port = harness_forward_port(&b, "small");
+	int held = harness_connect_loopback(port);
 	ck_assert_int_eq(write(held, "Ehello", 6), 6);
-	int extra = connect_loopback(port);
+	int extra = harness_connect_loopback(port);
 	char byte;
 	ssize_t n = read(extra, &byte, 1);
 	ck_assert_msg(n == 0 || (n < 0 && errno == ECONNRESET), "the extra connection got %zd", n);
@@ -686,10 +542,8 @@ START_TEST(test_max_connections)
 	ck_assert(process_log_wait(&b, "forward=small: max-connections 1 reached", 10));
 	/* the one carried still works */
 	ck_assert_int_eq(shutdown(held, SHUT_WR), 0);
-	char got[16] = "";
-	size_t have = 0;
-	while ((n = read(held, got + have, sizeof got - 1 - have)) > 0)
-		have += (size_t)n;
+	char got[16];
+	harness_read_to_end(held, got, sizeof got, NULL);
 	ck_assert_str_eq(got, "hello");
 	close(held);
 	small_scene_stop(target, &a, &b, dir);
@@ -702,15 +556,15 @@ START_TEST(test_refused_target)
 {
 	char dir[64], services[512], expected[256];
 	harness_tempdir(dir, sizeof dir);
-	unsigned dead = closed_port();
+	unsigned dead = harness_closed_port();
 	snprintf(services, sizeof services, "[service gone]\ntarget = 127.0.0.1:%u\nconnect-timeout = 2\n", dead);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward gone]\nlisten = 127.0.0.1:0\npeer = a\nservice = gone\n");
-	unsigned port = forward_port(&b, "gone");
-	double start = now_seconds();
-	int fd = connect_loopback(port);
+	unsigned port = harness_forward_port(&b, "gone");
+	double start = harness_now();
+	int fd = harness_connect_loopback(port);
 	expect_reset_after_sending(fd, "GET / HTTP/1.0\r\n\r\n");
-	ck_assert_msg(now_seconds() - start < 5, "the reset took %.1f s", now_seconds() - start);
+	ck_assert_msg(harness_now() - start < 5, "the reset took %.1f s", harness_now() - start);
 	close(fd);
 	snprintf(expected, sizeof expected, "service=gone target=127.0.0.1:%u: connect: Connection refused "
 		 "(errno %d)", dead, ECONNREFUSED);
@@ -759,11 +613,11 @@ START_TEST(test_no_listen_on_a_target)
 {
 	char dir[64], path[300], config[512];
 	harness_tempdir(dir, sizeof dir);
-	unsigned dead = closed_port();
+	unsigned dead = harness_closed_port();
 	snprintf(config, sizeof config, "[service web]\ntarget = 127.0.0.1:%u\nowner = %ld\n", dead,
 		 (long)getuid());
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
@@ -786,20 +640,18 @@ START_TEST(test_next_target_after_a_refusal)
 	harness_tempdir(dir, sizeof dir);
 	unsigned target_port = 0;
 	pid_t target = small_target_start(dir, &target_port);
-	unsigned dead = closed_port();
+	unsigned dead = harness_closed_port();
 	snprintf(services, sizeof services, "[service small]\ntarget = 127.0.0.1:%u, 127.0.0.1:%u\n", dead,
 		 target_port);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
-	int fd = connect_loopback(forward_port(&b, "small"));
+	int fd = harness_connect_loopback(harness_forward_port(&b, "small"));
 	ck_assert_int_eq(write(fd, "Ehello", 6), 6);
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	char got[16] = "";
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
-		have += (size_t)n;
-	ck_assert_int_eq(n, 0);
+	char got[16];
+	int error;
+	harness_read_to_end(fd, got, sizeof got, &error);
+	ck_assert_int_eq(error, 0);
 	ck_assert_str_eq(got, "hello");
 	close(fd);
 	small_scene_stop(target, &a, &b, dir);
@@ -818,24 +670,22 @@ START_TEST(test_target_by_name)
 	snprintf(services, sizeof services, "[service small]\ntarget = localhost:%u\n", target_port);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 	enum { CLIENTS = 30 };
 	int fds[CLIENTS];
 	for (int i = 0; i < CLIENTS; i++) {
 		char hello[32];
 		int n = snprintf(hello, sizeof hello, "Eclient %d", i);
-		fds[i] = connect_loopback(port);
+		fds[i] = harness_connect_loopback(port);
 		ck_assert_int_eq(write(fds[i], hello, (size_t)n), n);
 		ck_assert_int_eq(shutdown(fds[i], SHUT_WR), 0);
 	}
 	for (int i = 0; i < CLIENTS; i++) {
-		char got[32] = "", want[32];
+		char got[32], want[32];
 		snprintf(want, sizeof want, "client %d", i);
-		size_t have = 0;
-		ssize_t n;
-		while ((n = read(fds[i], got + have, sizeof got - 1 - have)) > 0)
-			have += (size_t)n;
-		ck_assert_msg(n == 0, "client %d: %s", i, strerror(errno));
+		int error;
+		harness_read_to_end(fds[i], got, sizeof got, &error);
+		ck_assert_msg(error == 0, "client %d: %s", i, strerror(error));
 		ck_assert_str_eq(got, want);
 		close(fds[i]);
 	}
@@ -846,7 +696,7 @@ END_TEST
 /* Sends "E" and text, and leaves the connection open (the answer comes after the shutdown). */
 static int echo_begin(unsigned port, const char *text)
 {
-	int fd = connect_loopback(port);
+	int fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, "E", 1), 1);
 	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	return fd;
@@ -855,15 +705,13 @@ static int echo_begin(unsigned port, const char *text)
 /* Sends more, shuts the write side and checks everything comes back. */
 static void echo_end(int fd, const char *first, const char *more)
 {
-	char want[256], got[256] = "";
+	char want[256], got[256];
 	snprintf(want, sizeof want, "%s%s", first, more);
 	ck_assert_int_eq(write(fd, more, strlen(more)), (ssize_t)strlen(more));
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
-		have += (size_t)n;
-	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	int error;
+	harness_read_to_end(fd, got, sizeof got, &error);
+	ck_assert_msg(error == 0, "read: %s", strerror(error));
 	ck_assert_str_eq(got, want);
 	close(fd);
 }
@@ -871,7 +719,7 @@ static void echo_end(int fd, const char *first, const char *more)
 /* Sends "P" and text and reads it back: the connection is carried end to end. */
 static int ping_begin(unsigned port, const char *text)
 {
-	int fd = connect_loopback(port);
+	int fd = harness_connect_loopback(port);
 	char got[256] = "";
 	size_t have = 0, want = strlen(text);
 	ck_assert_int_eq(write(fd, "P", 1), 1);
@@ -888,26 +736,14 @@ static int ping_begin(unsigned port, const char *text)
 /* The same once more, then the end: EOF both ways. */
 static void ping_end(int fd, const char *text)
 {
-	char got[256] = "";
-	size_t have = 0;
-	ssize_t n;
+	char got[256];
+	int error;
 	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	while ((n = read(fd, got + have, sizeof got - 1 - have)) > 0)
-		have += (size_t)n;
-	ck_assert_msg(n == 0, "read: %s", strerror(errno));
+	harness_read_to_end(fd, got, sizeof got, &error);
+	ck_assert_msg(error == 0, "read: %s", strerror(error));
 	ck_assert_str_eq(got, text);
 	close(fd);
-}
-
-static bool connect_refused(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	bool refused = connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno == ECONNREFUSED;
-	close(fd);
-	return refused;
 }
 
 /* SIGHUP applies added, removed and changed forwards: a connection of an unchanged forward and
@@ -921,7 +757,7 @@ START_TEST(test_reload_forwards)
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward one]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "[forward two]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
-	unsigned one = forward_port(&b, "one"), two = forward_port(&b, "two");
+	unsigned one = harness_forward_port(&b, "one"), two = harness_forward_port(&b, "two");
 	int kept = ping_begin(one, "kept before the reload");
 	int drained = ping_begin(two, "drained before the reload");
 
@@ -929,17 +765,17 @@ START_TEST(test_reload_forwards)
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
 		 "peer = a\nservice = small\n[forward three]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n",
 		 a.port, one);
-	write_file(path, text);
+	harness_write_file(path, text);
 	/* a client whose connect completed just before the reload, still in the listen queue:
 	 * served, not reset with the queue */
 	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
-	int queued = connect_loopback(two);
+	int queued = harness_connect_loopback(two);
 	ck_assert_int_eq(write(queued, "Pqueued", 7), 7);
 	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
 	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
-	unsigned three = forward_port(&b, "three");
+	unsigned three = harness_forward_port(&b, "three");
 	ck_assert(process_log_wait(&b, "forward=two no longer listens: 2 connections drain", 10));
-	ck_assert_msg(connect_refused(two), "the removed forward still listens");
+	ck_assert_msg(harness_connect_refused(two), "the removed forward still listens");
 	char back[8] = "";
 	for (size_t have = 0; have < 6;) {
 		ssize_t n = read(queued, back + have, 6 - have);
@@ -955,11 +791,11 @@ START_TEST(test_reload_forwards)
 	echo_end(added, "added, ", "works");
 
 	unsigned taken_port = 0;
-	int taken = listen_loopback(&taken_port);
+	int taken = harness_listen_loopback(&taken_port, 64);
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n[forward one]\nlisten = 127.0.0.1:%u\n"
 		 "peer = a\nservice = small\n[forward four]\nlisten = 127.0.0.1:%u\npeer = a\nservice = small\n",
 		 a.port, one, taken_port);
-	write_file(path, text);
+	harness_write_file(path, text);
 	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
 	char expect[256];
 	snprintf(expect, sizeof expect, "forward=four: cannot listen on 127.0.0.1:%u: Address already in use "
@@ -976,16 +812,13 @@ END_TEST
 /* Which target answered a new connection ('I'). */
 static unsigned who_answers(unsigned port)
 {
-	int fd = connect_loopback(port);
-	char id[16] = "";
-	size_t have = 0;
-	ssize_t n;
+	int fd = harness_connect_loopback(port);
+	char id[16];
 	ck_assert_int_eq(write(fd, "I", 1), 1);
 	/* ended both ways before the answer's EOF comes back: the target's connection no longer
 	 * counts when the next one is balanced */
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
-		have += (size_t)n;
+	harness_read_to_end(fd, id, sizeof id, NULL);
 	close(fd);
 	return (unsigned)strtoul(id, NULL, 10);
 }
@@ -1004,7 +837,7 @@ START_TEST(test_balance)
 	brokers_start(&a, &b, dir, services, "[forward rr]\nlisten = 127.0.0.1:0\npeer = a\nservice = rr\n"
 		      "[forward lc]\nlisten = 127.0.0.1:0\npeer = a\nservice = lc\n"
 		      "[forward first]\nlisten = 127.0.0.1:0\npeer = a\nservice = first\n");
-	unsigned rr = forward_port(&b, "rr"), lc = forward_port(&b, "lc"), first = forward_port(&b, "first");
+	unsigned rr = harness_forward_port(&b, "rr"), lc = harness_forward_port(&b, "lc"), first = harness_forward_port(&b, "first");
 	unsigned seen[4];
 	for (int i = 0; i < 4; i++)
 		seen[i] = who_answers(rr);
@@ -1019,26 +852,14 @@ START_TEST(test_balance)
 	ck_assert_uint_eq(who_answers(lc), other);
 	ck_assert_uint_eq(who_answers(lc), other);
 	ping_end(held, "done");
-	stop_child(t1);
-	stop_child(t2);
+	harness_stop_child(t1);
+	harness_stop_child(t2);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
 }
 END_TEST
 
 /* Lines of the process's log that contain text. */
-static int log_count(const struct process *p, const char *text)
-{
-	FILE *f = fopen(p->log_file, "r");
-	char line[2048];
-	int n = 0;
-	while (f && fgets(line, sizeof line, f))
-		n += strstr(line, text) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 /* Health checks: a target that stops answering goes down after `fall` checks and gets no new
  * streams; with every target down a stream is refused at once; a target back up after `rise`
  * checks takes streams again. */
@@ -1052,27 +873,27 @@ START_TEST(test_health_checks)
 		 "balance = round-robin\nhealth-check = 0.2\nfall = 2\nrise = 2\nconnect-timeout = 1\n", p1, p2);
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward hc]\nlisten = 127.0.0.1:0\npeer = a\nservice = hc\n");
-	unsigned port = forward_port(&b, "hc");
+	unsigned port = harness_forward_port(&b, "hc");
 	unsigned first = who_answers(port), second = who_answers(port);
 	ck_assert_uint_ne(first, second);
 
-	stop_child(t1);
+	harness_stop_child(t1);
 	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p1);
 	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
 	char refused[128];
 	snprintf(refused, sizeof refused, "service=hc target=127.0.0.1:%u: connect:", p1);
-	int tried = log_count(&a, refused);
+	int tried = process_log_count(&a, refused);
 	for (int i = 0; i < 4; i++)
 		ck_assert_uint_eq(who_answers(port), p2);
-	ck_assert_int_eq(log_count(&a, refused), tried); /* the down target was not even tried */
+	ck_assert_int_eq(process_log_count(&a, refused), tried); /* the down target was not even tried */
 
-	stop_child(t2);
+	harness_stop_child(t2);
 	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: down after 2 failed checks", p2);
 	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
-	double start = now_seconds();
-	int fd = connect_loopback(port);
+	double start = harness_now();
+	int fd = harness_connect_loopback(port);
 	expect_reset_after_sending(fd, "I");
-	ck_assert_msg(now_seconds() - start < 2, "the refusal took %.1f s", now_seconds() - start);
+	ck_assert_msg(harness_now() - start < 2, "the refusal took %.1f s", harness_now() - start);
 	close(fd);
 	ck_assert(process_log_wait(&a, "service hc: every target is down (health checks): stream reset with "
 				   "ERROR 502", 10));
@@ -1088,7 +909,7 @@ START_TEST(test_health_checks)
 	snprintf(text, sizeof text, "service=hc target=127.0.0.1:%u: up (2 checks passed)", p1);
 	ck_assert_msg(process_log_wait(&a, text, 10), "no line: %s", text);
 	ck_assert_uint_eq(who_answers(port), p1);
-	stop_child(t1);
+	harness_stop_child(t1);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
 }
@@ -1104,7 +925,7 @@ START_TEST(test_idle_timeout)
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "idle-timeout = 1\n");
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 	/* talking every 0.3 s for 2 s: not idle */
 	int busy = ping_begin(port, "busy");
 	for (int i = 0; i < 6; i++) {
@@ -1117,13 +938,13 @@ START_TEST(test_idle_timeout)
 	/* silent: reset at both ends after about a second */
 	snprintf(result, sizeof result, "%s/result", dir);
 	snprintf(accepted, sizeof accepted, "%s/accepted", dir);
-	double start = now_seconds();
-	int fd = connect_loopback(port);
+	double start = harness_now();
+	int fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, "W", 1), 1);
 	char byte;
 	errno = 0;
 	ssize_t n = read(fd, &byte, 1);
-	double took = now_seconds() - start;
+	double took = harness_now() - start;
 	ck_assert_msg(n < 0 && errno == ECONNRESET, "the client saw %zd (%s), not a reset", n, strerror(errno));
 	ck_assert_msg(took > 0.9 && took < 10, "reset after %.1f s", took);
 	ck_assert_msg(poll_until(result_written, result, 15), "the target never saw the end");
@@ -1136,11 +957,6 @@ START_TEST(test_idle_timeout)
 }
 END_TEST
 
-static bool alive(const struct process *p)
-{
-	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
-}
-
 /* A reload removes the peer a forwarded connection runs to (and the forward): at drain-timeout
  * the peer's pool is freed with the stream still open. The relay must end first (its client
  * reset), not be left holding a freed stream; the broker runs on. */
@@ -1152,10 +968,10 @@ START_TEST(test_peer_removed_under_a_connection)
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[broker]\ndrain-timeout = 0.5\n[forward small]\n"
 		      "listen = 127.0.0.1:0\npeer = a\nservice = small\n");
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 	int held = ping_begin(port, "held across the reload");
 	snprintf(path, sizeof path, "%s/b.conf", dir);
-	write_file(path, "[broker]\ndrain-timeout = 0.5\n");
+	harness_write_file(path, "[broker]\ndrain-timeout = 0.5\n");
 	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
 	ck_assert(process_log_wait(&b, "peer=a removed: drain timeout", 10));
 	ck_assert(process_log_wait(&b, "forward=small removed", 10));
@@ -1169,7 +985,7 @@ START_TEST(test_peer_removed_under_a_connection)
 	snprintf(socket_b, sizeof socket_b, "%s/control.sock", b.dir);
 	const char *status[] = { "-s", socket_b, "status", NULL };
 	ck_assert_int_eq(process_run("ctl/wormhole-ctl", status, out, sizeof out), 0);
-	ck_assert(alive(&b));
+	ck_assert(process_alive(&b));
 	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
@@ -1208,7 +1024,7 @@ START_TEST(test_runtime_forwards)
 
 	const char *del[] = { "-s", socket_b, "forward", "del", "web", NULL };
 	ck_assert_int_eq(process_run("ctl/wormhole-ctl", del, out, sizeof out), 0);
-	ck_assert_msg(connect_refused(port), "the deleted forward still listens");
+	ck_assert_msg(harness_connect_refused(port), "the deleted forward still listens");
 	small_scene_stop(target, &a, &b, dir);
 }
 END_TEST
@@ -1217,28 +1033,12 @@ END_TEST
  * the seconds it took. */
 static double echo_transfer(unsigned port, size_t size)
 {
-	unsigned char *sent = malloc(size + 1), *got = malloc(size);
-	sent[0] = 'E';
-	for (size_t i = 0; i < size; i++)
-		sent[i + 1] = harness_pattern(5, i);
-	double start = now_seconds();
-	int fd = connect_loopback(port);
-	for (size_t at = 0; at < size + 1;) {
-		ssize_t w = write(fd, sent + at, size + 1 - at);
-		ck_assert_int_gt(w, 0);
-		at += (size_t)w;
-	}
-	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(fd, got + have, size - have)) > 0)
-		have += (size_t)n;
-	double took = now_seconds() - start;
-	ck_assert_uint_eq(have, size);
-	ck_assert(memcmp(got, sent + 1, size) == 0);
+	double start = harness_now();
+	int fd = harness_connect_loopback(port);
+	ck_assert_int_eq(write(fd, "E", 1), 1);
+	harness_echo_check(fd, size, 5);
+	double took = harness_now() - start;
 	close(fd);
-	free(sent);
-	free(got);
 	return took;
 }
 
@@ -1255,9 +1055,9 @@ START_TEST(test_bandwidth)
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, "[forward limited]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "bandwidth = 1M\n[forward free]\nlisten = 127.0.0.1:0\npeer = a\nservice = slow\n");
-	double took = echo_transfer(forward_port(&b, "limited"), 2u << 20);
+	double took = echo_transfer(harness_forward_port(&b, "limited"), 2u << 20);
 	ck_assert_msg(took > 3.0 && took < 60, "the forward's limit: %.2f s", took);
-	took = echo_transfer(forward_port(&b, "free"), 2u << 20);
+	took = echo_transfer(harness_forward_port(&b, "free"), 2u << 20);
 	ck_assert_msg(took > 3.0 && took < 60, "the service's limit: %.2f s", took);
 	fprintf(stderr, "bandwidth: 2 MiB each way at 1 MiB/s: %.2f s\n", took);
 	small_scene_stop(target, &a, &b, dir);
@@ -1267,14 +1067,11 @@ END_TEST
 /* Whether a new connection is served ('I' answered) or closed at once. */
 static bool served(unsigned port)
 {
-	int fd = connect_loopback(port);
-	char id[16] = "";
-	size_t have = 0;
-	ssize_t n;
+	int fd = harness_connect_loopback(port);
+	char id[16];
 	if (write(fd, "I", 1) == 1)
 		shutdown(fd, SHUT_WR);
-	while ((n = read(fd, id + have, sizeof id - 1 - have)) > 0)
-		have += (size_t)n;
+	size_t have = harness_read_to_end(fd, id, sizeof id, NULL);
 	close(fd);
 	return have > 0;
 }
@@ -1288,12 +1085,12 @@ START_TEST(test_connection_rate)
 	struct process a, b;
 	pid_t target = small_scene_start(dir, &target_port, &a, &b, "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n"
 		      "connection-rate = 2\n");
-	unsigned port = forward_port(&b, "small");
+	unsigned port = harness_forward_port(&b, "small");
 	int ok = 0;
-	double start = now_seconds();
+	double start = harness_now();
 	for (int i = 0; i < 12; i++)
 		ok += served(port);
-	double took = now_seconds() - start;
+	double took = harness_now() - start;
 	/* a burst of 2, then 2 a second: what the time taken allows, give or take one */
 	ck_assert_msg(ok >= 2 && ok <= 3 + (int)(took * 2), "%d of 12 served in %.2f s", ok, took);
 	ck_assert(process_log_wait(&b, "forward=small: client 127.0.0.1 opens more than connection-rate 2 a second", 10));
@@ -1308,7 +1105,7 @@ START_TEST(test_config_errors)
 	char dir[64], path[300], err[4096], text[512];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/bad.conf", dir);
-	write_file(path, "[broker]\nlisten = 127.0.0.1:0\n\n[service web]\ntarget = 127.0.0.1:80, nowhere\n\n"
+	harness_write_file(path, "[broker]\nlisten = 127.0.0.1:0\n\n[service web]\ntarget = 127.0.0.1:80, nowhere\n\n"
 			 "[peer a]\naddress = 127.0.0.1:7420\n\n[forward web]\nlisten = 127.0.0.1:99999\npeer = a\n"
 			 "service = web\n\n[forward other]\nlisten = 127.0.0.1:0\npeer = z\nservice = web\n");
 	const char *check[] = { "--check-config", "--config", path, NULL };
@@ -1321,10 +1118,10 @@ START_TEST(test_config_errors)
 	ck_assert_msg(strstr(err, text), "%s", err);
 
 	unsigned taken_port = 0;
-	int taken = listen_loopback(&taken_port);
+	int taken = harness_listen_loopback(&taken_port, 64);
 	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:7420\n[forward web]\nlisten = 127.0.0.1:%u\n"
 		 "peer = a\nservice = web\n", taken_port);
-	write_file(path, text);
+	harness_write_file(path, text);
 	const char *start[] = { "--config", path, "--listen", "none", "--socket", "none", NULL };
 	ck_assert_int_ne(process_run("broker/wormhole-broker", start, err, sizeof err), 0);
 	snprintf(text, sizeof text, "forward=web: cannot listen on 127.0.0.1:%u: Address already in use "
@@ -1338,14 +1135,10 @@ END_TEST
 /* The client's answer to `request` sent through a forward on `port`, half-closed first. */
 static void forward_exchange(unsigned port, const char *request, char *answer, size_t length)
 {
-	int fd = connect_loopback(port);
+	int fd = harness_connect_loopback(port);
 	ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	size_t have = 0;
-	ssize_t n;
-	while (have + 1 < length && (n = read(fd, answer + have, length - 1 - have)) > 0)
-		have += (size_t)n;
-	answer[have] = '\0';
+	harness_read_to_end(fd, answer, length, NULL);
 	close(fd);
 }
 
@@ -1363,19 +1156,19 @@ START_TEST(test_peer_local)
 		 "[forward app]\nlisten = 127.0.0.1:0\npeer = local\nservice = appsvc\n\n"
 		 "[forward closed]\nlisten = 127.0.0.1:0\npeer = local\nservice = closed\n", target_port);
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
 
 	/* to the target */
-	forward_exchange(forward_port(&a, "small"), "Ehello", answer, sizeof answer);
+	forward_exchange(harness_forward_port(&a, "small"), "Ehello", answer, sizeof answer);
 	ck_assert_str_eq(answer, "hello");
 
 	/* to an app listening on the service */
 	wh_client *app = app_attach(&a);
 	ck_assert_int_eq(wh_listen(app, "appsvc"), WH_OK);
-	int fd = connect_loopback(forward_port(&a, "app"));
+	int fd = harness_connect_loopback(harness_forward_port(&a, "app"));
 	ck_assert_int_eq(write(fd, "ping", 4), 4);
 	wh_stream *s;
 	ck_assert_int_eq(wh_accept(app, 10000, &s), WH_OK);
@@ -1385,18 +1178,16 @@ START_TEST(test_peer_local)
 	ck_assert_str_eq(got, "ping");
 	ck_assert_int_eq(wh_write(s, "pong", 4), 4);
 	ck_assert_int_eq(wh_shutdown(s), WH_OK);
-	char reply[8] = "";
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(fd, reply + have, sizeof reply - 1 - have)) > 0)
-		have += (size_t)n;
-	ck_assert_int_eq(n, 0);
+	char reply[8];
+	int error;
+	harness_read_to_end(fd, reply, sizeof reply, &error);
+	ck_assert_int_eq(error, 0);
 	ck_assert_str_eq(reply, "pong");
 	close(fd);
 	wh_close(s);
 
 	/* local = no: the client is reset and the log says why */
-	fd = connect_loopback(forward_port(&a, "closed"));
+	fd = harness_connect_loopback(harness_forward_port(&a, "closed"));
 	expect_reset_after_sending(fd, "x");
 	close(fd);
 	ck_assert(process_log_wait(&a, "service=closed refused", 10));
@@ -1421,7 +1212,7 @@ START_TEST(test_peer_local)
 	ck_assert_str_eq(echoed, "hi there");
 	wh_close(s);
 	wh_client_detach(app);
-	stop_child(target);
+	harness_stop_child(target);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -1438,11 +1229,11 @@ START_TEST(test_peer_local_drain)
 	snprintf(config, sizeof config, "[broker]\ndrain-timeout = 30\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
 		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
-	int fd = connect_loopback(forward_port(&a, "small"));
+	int fd = harness_connect_loopback(harness_forward_port(&a, "small"));
 	char got[4] = "";
 	ck_assert_int_eq(write(fd, "Pab", 3), 3);
 	ck_assert_int_eq(read(fd, got, 2), 2);
@@ -1457,7 +1248,7 @@ START_TEST(test_peer_local_drain)
 	a.keep_log = true; /* read after it exits */
 	ck_assert_int_eq(process_wait(&a, 20), 0);
 	ck_assert(process_log_has(&a, "drained: every stream finished"));
-	stop_child(target);
+	harness_stop_child(target);
 	process_stop(&a, SIGKILL);
 	harness_cleanup_dir(dir);
 }
@@ -1478,19 +1269,19 @@ START_TEST(test_peer_local_churn)
 		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\nmax-connections = 4000\n",
 		 target_port);
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
-	unsigned port = forward_port(&a, "small");
+	unsigned port = harness_forward_port(&a, "small");
 	forward_exchange(port, "Efirst", answer, sizeof answer);
 	ck_assert_str_eq(answer, "first");
 	for (int i = 0; i < 1500; i++)
-		close(connect_loopback(port));
+		close(harness_connect_loopback(port));
 	forward_exchange(port, "Ehello", answer, sizeof answer);
 	ck_assert_msg(strcmp(answer, "hello") == 0, "the client after the churn got \"%s\"", answer);
 	ck_assert(!process_log_has(&a, "faster than the peer's reset-rate"));
-	stop_child(target);
+	harness_stop_child(target);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -1508,11 +1299,11 @@ START_TEST(test_peer_local_seen)
 	snprintf(config, sizeof config, "[service small]\ntarget = 127.0.0.1:%u\n\n"
 		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
-	int fd = connect_loopback(forward_port(&a, "small"));
+	int fd = harness_connect_loopback(harness_forward_port(&a, "small"));
 	char got[4] = "";
 	ck_assert_int_eq(write(fd, "Pab", 3), 3);
 	ck_assert_int_eq(read(fd, got, 2), 2);
@@ -1533,7 +1324,7 @@ START_TEST(test_peer_local_seen)
 	errno = 0;
 	ck_assert_int_le(read(fd, got, 1), 0); /* the client is reset */
 	close(fd);
-	stop_child(target);
+	harness_stop_child(target);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -1552,14 +1343,14 @@ START_TEST(test_peer_local_max_streams)
 	snprintf(config, sizeof config, "[broker]\nmax-streams = 4\n\n[service small]\ntarget = 127.0.0.1:%u\n\n"
 		 "[forward small]\nlisten = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, config);
+	harness_write_file(path, config);
 	const char *args[] = { "--config", path, NULL };
 	struct process a;
 	ck_assert(broker_spawn(&a, args));
-	unsigned port = forward_port(&a, "small");
+	unsigned port = harness_forward_port(&a, "small");
 	int fds[8];
 	for (int i = 0; i < 8; i++) {
-		fds[i] = connect_loopback(port);
+		fds[i] = harness_connect_loopback(port);
 		char got[4] = "";
 		ck_assert_int_eq(write(fds[i], "Pab", 3), 3);
 		ck_assert_msg(read(fds[i], got, 2) == 2 && strcmp(got, "ab") == 0, "client %d: %s", i + 1,
@@ -1567,7 +1358,7 @@ START_TEST(test_peer_local_max_streams)
 	}
 	for (int i = 0; i < 8; i++)
 		close(fds[i]);
-	stop_child(target);
+	harness_stop_child(target);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -1578,24 +1369,6 @@ END_TEST
 #define CHURN_CLIENTS 3000 /* connect-and-close from 127.0.0.2, over three forwards */
 #define GOOD_CLIENTS 300   /* from 127.0.0.1 beside them, bytes checked */
 #define GOOD_BYTES 2048
-
-/* A client of port from `source` (127.0.0.x), non-blocking until connected; -1 if refused. */
-static int connect_from(const char *source, unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET,
-		.sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	inet_pton(AF_INET, source, &from.sin_addr);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
-	if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0) {
-		close(fd);
-		return -1;
-	}
-	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
-	return fd;
-}
 
 static void good_bytes(unsigned seed, unsigned char out[GOOD_BYTES])
 {
@@ -1634,7 +1407,7 @@ static int good_begin(unsigned port, unsigned seed)
 {
 	unsigned char out[GOOD_BYTES];
 	good_bytes(seed, out);
-	int fd = connect_from("127.0.0.1", port);
+	int fd = harness_connect_loopback_from("127.0.0.1", port);
 	if (fd >= 0 && write(fd, out, GOOD_BYTES / 2) != GOOD_BYTES / 2) {
 		close(fd);
 		return -1;
@@ -1659,7 +1432,7 @@ START_TEST(test_one_address_churn_spares_the_others)
 		      "[forward c1]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n"
 		      "[forward c2]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n"
 		      "[forward good]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\nmax-connections = 4096\n");
-	unsigned ports[3] = { forward_port(&b, "c1"), forward_port(&b, "c2"), forward_port(&b, "good") };
+	unsigned ports[3] = { harness_forward_port(&b, "c1"), harness_forward_port(&b, "c2"), harness_forward_port(&b, "good") };
 	char why[160];
 	int warm = good_begin(ports[2], 0);
 	ck_assert_int_ge(warm, 0);
@@ -1671,17 +1444,17 @@ START_TEST(test_one_address_churn_spares_the_others)
 	for (unsigned i = 0; i < CHURN_CLIENTS; i++) {
 		if (i % (CHURN_CLIENTS / GOOD_CLIENTS) == 0)
 			good[i / (CHURN_CLIENTS / GOOD_CLIENTS)] = good_begin(ports[i % 3], i + 1);
-		connected += (churn[i] = connect_from("127.0.0.2", ports[i % 3])) >= 0;
+		connected += (churn[i] = harness_connect_loopback_from("127.0.0.2", ports[i % 3])) >= 0;
 		if (_i == 1 && churn[i] >= 0)
 			(void)!write(churn[i], "x", 1);
 	}
 	/* the second run: each sent a byte; once its echo is back (the stream carried it), all
 	 * reset at once, within a second of their start (the peer's reset-rate counts those too) */
-	double churned = now_seconds();
+	double churned = harness_now();
 	for (unsigned i = 0; _i == 1 && i < CHURN_CLIENTS; i++) {
 		char byte;
 		struct timeval bound = { .tv_usec = 200000 };
-		if (churn[i] >= 0 && now_seconds() - churned < 0.5) {
+		if (churn[i] >= 0 && harness_now() - churned < 0.5) {
 			setsockopt(churn[i], SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
 			(void)!read(churn[i], &byte, 1);
 		}
@@ -1690,7 +1463,7 @@ START_TEST(test_one_address_churn_spares_the_others)
 		if (churn[i] < 0)
 			continue;
 		if (_i == 1)
-			reset_close(churn[i]);
+			harness_reset_close(churn[i]);
 		else
 			close(churn[i]);
 	}
@@ -1745,13 +1518,13 @@ START_TEST(test_limit_refusal_names_the_peer)
 	brokers_start(&a, &b, dir, "# the built-in echo only\n",
 		      "pool-max = 1\nmax-streams = 2\n"
 		      "[forward e]\nlisten = 127.0.0.1:0\npeer = a\nservice = echo\n");
-	unsigned port = forward_port(&b, "e");
+	unsigned port = harness_forward_port(&b, "e");
 	int held[2];
 	for (unsigned i = 0; i < 2; i++) {
 		held[i] = good_begin(port, i + 1);
 		ck_assert_int_ge(held[i], 0);
 	}
-	int third = connect_from("127.0.0.1", port);
+	int third = harness_connect_loopback_from("127.0.0.1", port);
 	ck_assert_int_ge(third, 0);
 	expect_reset_after_sending(third, "x");
 	close(third);
