@@ -27,6 +27,7 @@
 #include <wormhole/wormhole.h>
 
 #include "app_harness.h"
+#include "forward_scene.h"
 #include "frame.h"
 #include "harness.h"
 #include "proxy_header.h"
@@ -142,37 +143,6 @@ static pid_t decoder_start(unsigned *port)
 }
 
 /* ---- two brokers ---------------------------------------------------------------------------- */
-
-/* A exposes `services`, B has peer a and forwards `forwards`; tls: both with certificates. */
-static void brokers_start(struct process *a, struct process *b, const char *dir, const char *services,
-			  const char *forwards, bool tls)
-{
-	char path[300], b_path[300], text[4096];
-	struct harness_tls ta, tb;
-	if (tls)
-		ck_assert(harness_make_certs(dir, "a b"));
-	const char *const *a_tls = tls ? harness_tls_args(&ta, dir, "a") : NULL;
-	const char *const *b_tls = tls ? harness_tls_args(&tb, dir, "b") : NULL;
-	snprintf(path, sizeof path, "%s/a.conf", dir);
-	harness_write_file(path, services);
-	const char *a_args[9] = { "--config", path };
-	for (int i = 0; a_tls && a_tls[i]; i++)
-		a_args[2 + i] = a_tls[i];
-	ck_assert(broker_spawn(a, a_args));
-	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n%s", a->port, forwards);
-	snprintf(b_path, sizeof b_path, "%s/b.conf", dir);
-	harness_write_file(b_path, text);
-	const char *b_args[9] = { "--config", b_path };
-	for (int i = 0; b_tls && b_tls[i]; i++)
-		b_args[2 + i] = b_tls[i];
-	ck_assert(broker_spawn(b, b_args));
-}
-
-static void brokers_stop(struct process *a, struct process *b)
-{
-	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
-}
 
 static const char *const FORWARD_WEB = "[forward web]\nlisten = 127.0.0.1:0\npeer = a\nservice = web\n";
 
