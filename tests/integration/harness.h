@@ -114,12 +114,18 @@ unsigned harness_forward_port(const struct process *p, const char *name);
  * can have its reset arrive on loopback before connect() returns; the caller then gets what
  * it would have read: a socket at its end (one end of a closed socketpair, EOF at once). */
 int harness_connect_loopback(unsigned port);
-/* Listens on 127.0.0.1:*port (0: the kernel's pick, stored in *port) with SO_REUSEADDR. */
+/* Listens on 127.0.0.1:*port (0: the kernel's pick, stored in *port) with SO_REUSEADDR, so
+ * that a target can come back on its port at once. */
 int harness_listen_loopback(unsigned *port, int backlog);
 /* A loopback port nothing listens on: bound once, then let go (connects to it are refused). */
 unsigned harness_closed_port(void);
 /* Writes text to path (created or truncated). */
 void harness_write_file(const char *path, const char *text);
+/* A target of the test's own on 127.0.0.1:*port (0: the kernel's pick, stored in *port): a
+ * process that accepts connections and hands each to serve(fd, arg) (closed after it), in a
+ * process of its own if fork_each, else one after the other. Returns its pid
+ * (harness_stop_child ends it); it and its children die with the test. */
+pid_t harness_target_start(unsigned *port, void (*serve)(int fd, void *arg), void *arg, bool fork_each);
 /* Sends size pattern bytes (harness_pattern, seed) on fd, half-closes, reads the echo to EOF
  * and fails the test unless exactly those bytes came back. */
 void harness_echo_check(int fd, size_t size, unsigned seed);

@@ -5,9 +5,11 @@
 #include <check.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,9 +67,16 @@ int harness_listen_loopback(unsigned *port, int backlog)
 
 unsigned harness_closed_port(void)
 {
-	unsigned port = 0;
-	close(harness_listen_loopback(&port, 1));
-	return port;
+	/* without SO_REUSEADDR: a port the kernel gives such a socket has no TIME_WAIT left on it,
+	 * so a program that binds it next (curl --local-port) can have it */
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof a;
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
+	close(fd);
+	return ntohs(a.sin_port);
 }
 
 void harness_write_file(const char *path, const char *text)
@@ -100,4 +109,44 @@ void harness_echo_check(int fd, size_t size, unsigned seed)
 	ck_assert(memcmp(in, out, size) == 0);
 	free(out);
 	free(in);
+}
+
+/* The target's own process: connections one after the other, or each in a child. */
+static void target_serve(int listen_fd, void (*serve)(int fd, void *arg), void *arg, bool fork_each)
+{
+	if (fork_each)
+		signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
+	for (;;) {
+		int fd = accept(listen_fd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		if (!fork_each) {
+			serve(fd, arg);
+			close(fd);
+			continue;
+		}
+		if (fork() == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(listen_fd);
+			serve(fd, arg);
+			close(fd);
+			_exit(0);
+		}
+		close(fd);
+	}
+}
+
+pid_t harness_target_start(unsigned *port, void (*serve)(int fd, void *arg), void *arg, bool fork_each)
+{
+	int fd = harness_listen_loopback(port, 64);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
+		target_serve(fd, serve, arg, fork_each);
+		_exit(0);
+	}
+	close(fd);
+	return pid;
 }
