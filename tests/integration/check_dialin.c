@@ -51,32 +51,17 @@ static void echo_one(int fd)
 	free(held);
 }
 
-/* Listens on 127.0.0.1 (port 0: the system's pick); serves each connection in a process of its
- * own. Returns its pid, its port in *port. */
+static void echo_serve(int fd, void *arg)
+{
+	(void)arg;
+	echo_one(fd);
+}
+
+/* The echo target on 127.0.0.1, a port of the system's pick (in *port); returns its pid. */
 static pid_t echo_target_start(unsigned *port)
 {
 	*port = 0;
-	int fd = harness_listen_loopback(port, 64);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGCHLD, SIG_IGN);
-		for (;;) {
-			int c = accept(fd, NULL, NULL);
-			if (c < 0)
-				continue;
-			if (fork() == 0) {
-				prctl(PR_SET_PDEATHSIG, SIGKILL);
-				echo_one(c);
-				_exit(0);
-			}
-			close(c);
-		}
-	}
-	close(fd);
-	return pid;
+	return harness_target_start(port, echo_serve, NULL, true);
 }
 
 /* ---- the two brokers ----------------------------------------------------------------------- */

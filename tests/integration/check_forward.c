@@ -56,8 +56,6 @@ static bool fds_back(void *arg)
 	return process_fd_count(g->p) <= g->count;
 }
 
-/* Both brokers hold no more descriptors than they did (bounded wait): every relay and dial
- * closed its socket. */
 /* What the process holds, on stderr (when a count is off). */
 static void dump_fds(const struct process *p)
 {
@@ -68,6 +66,8 @@ static void dump_fds(const struct process *p)
 		fprintf(stderr, "(cannot list the descriptors of %d)\n", (int)p->pid);
 }
 
+/* Both brokers hold no more descriptors than they did (bounded wait): every relay and dial
+ * closed its socket. */
 static void assert_fds_back(const struct process *a, int a_count, const struct process *b, int b_count)
 {
 	struct fd_goal ga = { a, a_count }, gb = { b, b_count };

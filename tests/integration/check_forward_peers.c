@@ -166,7 +166,6 @@ START_TEST(test_balance)
 }
 END_TEST
 
-/* Lines of the process's log that contain text. */
 /* Health checks: a target that stops answering goes down after `fall` checks and gets no new
  * streams; with every target down a stream is refused at once; a target back up after `rise`
  * checks takes streams again. */

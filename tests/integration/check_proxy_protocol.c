@@ -121,25 +121,18 @@ static void decoder_one(int fd)
 	strcat(answer, "\n");
 	if (write(fd, answer, strlen(answer)) < 0)
 		_exit(1);
-	close(fd);
 }
 
+static void decoder_serve(int fd, void *arg)
+{
+	(void)arg;
+	decoder_one(fd);
+}
+
+/* The decoding target: one connection after the other. */
 static pid_t decoder_start(unsigned *port)
 {
-	int fd = harness_listen_loopback(port, 64);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		for (;;) {
-			int c = accept(fd, NULL, NULL);
-			if (c >= 0)
-				decoder_one(c);
-		}
-	}
-	close(fd);
-	return pid;
+	return harness_target_start(port, decoder_serve, NULL, false);
 }
 
 /* ---- two brokers ---------------------------------------------------------------------------- */

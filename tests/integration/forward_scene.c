@@ -5,6 +5,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -94,39 +95,18 @@ static void small_target_one(int fd, const char *dir, unsigned port)
 	}
 }
 
-static void small_target_serve(int listen_fd, const char *dir, unsigned port)
+/* A connection of the small target: its port ('I') is the accepted socket's own. */
+static void small_target_serve(int fd, void *dir)
 {
-	signal(SIGCHLD, SIG_IGN); /* its connections' processes reap themselves */
-	for (;;) {
-		int fd = accept(listen_fd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		pid_t pid = fork();
-		if (pid == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGKILL);
-			close(listen_fd);
-			small_target_one(fd, dir, port);
-			close(fd);
-			_exit(0);
-		}
-		close(fd);
-	}
+	struct sockaddr_in own;
+	socklen_t length = sizeof own;
+	unsigned port = getsockname(fd, (struct sockaddr *)&own, &length) == 0 ? ntohs(own.sin_port) : 0;
+	small_target_one(fd, dir, port);
 }
 
-/* The test's target on *port (0: one the system picks, stored in *port). */
 pid_t small_target_start(const char *dir, unsigned *port)
 {
-	int fd = harness_listen_loopback(port, 64);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
-		small_target_serve(fd, dir, *port);
-		_exit(0);
-	}
-	close(fd);
-	return pid;
+	return harness_target_start(port, small_target_serve, (void *)dir, true);
 }
 
 /* ---- two brokers ------------------------------------------------------------------------------ */
