@@ -119,21 +119,6 @@ static uint64_t rnd(struct soak *k)
 	return k->rng;
 }
 
-static bool run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-
-static bool run(const char *format, ...)
-{
-	char command[512];
-	va_list args;
-	va_start(args, format);
-	vsnprintf(command, sizeof command, format, args);
-	va_end(args);
-	int status = system(command);
-	if (status != 0)
-		fprintf(stderr, "soak: '%s' failed\n", command);
-	return status == 0;
-}
-
 static bool enter(int ns_fd)
 {
 	return setns(ns_fd, CLONE_NEWNET) == 0;
@@ -151,9 +136,9 @@ static bool network_up(struct soak *k)
 {
 	remove_stale();
 	snprintf(k->hub, sizeof k->hub, "wh-soak-hub-%d", (int)getpid());
-	if (!run("ip netns add %s", k->hub) ||
-	    !run("ip -n %s link add br0 type bridge", k->hub) ||
-	    !run("ip -n %s link set br0 up", k->hub))
+	if (!harness_run_shell("ip netns add %s", k->hub) ||
+	    !harness_run_shell("ip -n %s link add br0 type bridge", k->hub) ||
+	    !harness_run_shell("ip -n %s link set br0 up", k->hub))
 		return false;
 	for (int i = 0; i < HOSTS; i++) {
 		struct host *h = &k->hosts[i];
@@ -161,15 +146,15 @@ static bool network_up(struct soak *k)
 		snprintf(h->netns, sizeof h->netns, "wh-soak-%s-%d", names[i], (int)getpid());
 		snprintf(h->addr, sizeof h->addr, "10.232.0.%d", i + 1);
 		snprintf(veth, sizeof veth, "v%s", names[i]);
-		if (!run("ip netns add %s", h->netns) ||
-		    !run("ip -n %s link add %s type veth peer name eth0 netns %s", k->hub, veth, h->netns) ||
-		    !run("ip -n %s link set %s master br0 up", k->hub, veth) ||
-		    !run("ip -n %s link set lo up", h->netns) ||
-		    !run("ip -n %s link set eth0 up", h->netns))
+		if (!harness_run_shell("ip netns add %s", h->netns) ||
+		    !harness_run_shell("ip -n %s link add %s type veth peer name eth0 netns %s", k->hub, veth, h->netns) ||
+		    !harness_run_shell("ip -n %s link set %s master br0 up", k->hub, veth) ||
+		    !harness_run_shell("ip -n %s link set lo up", h->netns) ||
+		    !harness_run_shell("ip -n %s link set eth0 up", h->netns))
 			return false;
 		char cidr[24];
 		snprintf(cidr, sizeof cidr, "%s/24", h->addr);
-		if (!run("ip -n %s addr add %s dev eth0", h->netns, cidr))
+		if (!harness_run_shell("ip -n %s addr add %s dev eth0", h->netns, cidr))
 			return false;
 		snprintf(path, sizeof path, "/run/netns/%s", h->netns);
 		h->ns_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -177,7 +162,7 @@ static bool network_up(struct soak *k)
 			return false;
 	}
 	/* host c sits behind a slower link: 200 Mbit/s, shaped by tc tbf */
-	return run("ip netns exec %s tc qdisc add dev eth0 root tbf rate 200mbit burst 256kb latency 20ms",
+	return harness_run_shell("ip netns exec %s tc qdisc add dev eth0 root tbf rate 200mbit burst 256kb latency 20ms",
 		   k->hosts[2].netns);
 }
 
@@ -185,16 +170,16 @@ static void network_down(struct soak *k)
 {
 	for (int i = 0; i < HOSTS; i++)
 		if (k->hosts[i].netns[0])
-			run("ip netns del %s", k->hosts[i].netns);
+			harness_run_shell("ip netns del %s", k->hosts[i].netns);
 	if (k->hub[0])
-		run("ip netns del %s", k->hub);
+		harness_run_shell("ip netns del %s", k->hub);
 }
 
 static bool link_set(struct soak *k, int host, bool up)
 {
 	char veth[16];
 	snprintf(veth, sizeof veth, "v%s", names[host]);
-	return run("ip -n %s link set %s %s", k->hub, veth, up ? "up" : "down");
+	return harness_run_shell("ip -n %s link set %s %s", k->hub, veth, up ? "up" : "down");
 }
 
 static bool broker_up(struct soak *k, int i)

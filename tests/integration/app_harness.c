@@ -101,3 +101,19 @@ void app_echo_check_from(wh_stream *s, size_t size, unsigned seed, size_t sent)
 	ck_assert(wh_stream_is_closed(s));
 	ck_assert_int_eq(wh_stream_error(s, NULL, NULL), WH_OK);
 }
+
+struct wh_client_stats app_stats(wh_client *client)
+{
+	struct wh_client_stats stats;
+	int rc = wh_client_stats(client, &stats);
+	ck_assert_msg(rc == WH_OK, "stats: %s", wh_strerror(rc));
+	return stats;
+}
+
+bool app_stats_reached(void *arg)
+{
+	struct app_stats_goal *g = arg;
+	struct wh_client_stats now = app_stats(g->client);
+	return now.streams == g->streams && now.ring_bytes == g->ring_bytes &&
+	       now.broker_streams == g->broker_streams;
+}

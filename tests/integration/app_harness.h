@@ -2,7 +2,9 @@
 #ifndef WORMHOLE_TESTS_APP_HARNESS_H
 #define WORMHOLE_TESTS_APP_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <wormhole/wormhole.h>
 
@@ -30,5 +32,16 @@ void app_read_exactly(wh_stream *s, void *buffer, size_t size);
 void app_echo_check(wh_stream *s, size_t size, unsigned seed);
 /* The same when the first `sent` pattern bytes were written already (none read yet). */
 void app_echo_check_from(wh_stream *s, size_t size, unsigned seed, size_t sent);
+
+/* The client's wh_client_stats; fails the test if it cannot have them. */
+struct wh_client_stats app_stats(wh_client *client);
+/* What a client's books should come to (poll_until(app_stats_reached, &goal, ...)). */
+struct app_stats_goal {
+	wh_client *client;
+	uint64_t streams, ring_bytes, broker_streams;
+};
+/* Whether the client's streams, ring bytes and the broker's streams for it are the goal's;
+ * RELEASE has no answer, so a closed stream leaves the broker's books a moment later. */
+bool app_stats_reached(void *arg);
 
 #endif

@@ -30,27 +30,10 @@
 #define SANITIZER_RSS_KIB 0
 #endif
 
-static double monotonic(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long rss_kib(pid_t pid)
 {
 	struct process p = { .pid = pid };
 	return process_rss_kib(&p);
-}
-
-/* Whether `name` is a whole word of the space-separated `list` (ATTACKS="name ..."). */
-static bool name_listed(const char *list, const char *name)
-{
-	size_t length = strlen(name);
-	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
-		if ((p == list || p[-1] == ' ') && (p[length] == ' ' || p[length] == '\0'))
-			return true;
-	return false;
 }
 
 /* Both brokers run with a stream window that cannot grow (max-window = window = 256 KiB), so
@@ -172,22 +155,10 @@ static void *ftarget_accept_run(void *arg)
 	return NULL;
 }
 
-/* Listens on loopback with the backlog given; *port gets the port. */
-static int listen_on_loopback(int backlog, unsigned *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(listen(fd, backlog), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 static void ftarget_start(struct ftarget *t)
 {
-	t->listen_fd = listen_on_loopback(1024, &t->port);
+	t->port = 0;
+	t->listen_fd = harness_listen_loopback(&t->port, 1024);
 	atomic_init(&t->accepted, 0);
 	atomic_init(&t->live, 0);
 	atomic_init(&t->sent, 0);
@@ -201,7 +172,8 @@ static void ftarget_start(struct ftarget *t)
  * broker's dial to it waits for connect-timeout, as to a host behind a firewall that drops. */
 static int blackhole_start(unsigned *port, int fillers[16])
 {
-	int fd = listen_on_loopback(0, port);
+	*port = 0;
+	int fd = harness_listen_loopback(port, 0);
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	for (int i = 0; i < 16; i++)
@@ -214,37 +186,6 @@ static int blackhole_start(unsigned *port, int fillers[16])
 			break;
 	}
 	return fd;
-}
-
-/* A loopback port nothing listens on (connections to it are refused). */
-static unsigned refused_port(void)
-{
-	unsigned port;
-	close(listen_on_loopback(1, &port));
-	return port;
-}
-
-/* A forwarded connection's client: NULL-checked by the caller (floods may be refused). */
-static int fclient(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-		close(fd);
-		return -1;
-	}
-	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
-	return fd;
-}
-
-static void fclient_reset(int fd)
-{
-	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-	close(fd);
 }
 
 static bool send_all(int fd, const void *data, size_t length)
@@ -269,18 +210,6 @@ static int drain_to_end(int fd)
 		if (n < 0)
 			return errno == EAGAIN ? ETIMEDOUT : errno;
 	}
-}
-
-static unsigned log_lines(const struct process *p, const char *text)
-{
-	FILE *f = fopen(p->log_file, "r");
-	char line[2048];
-	unsigned count = 0;
-	while (f && fgets(line, sizeof line, f))
-		count += strstr(line, text) != NULL;
-	if (f)
-		fclose(f);
-	return count;
 }
 
 /* ---- the good connection: checksummed bytes through the forward during the attack ---------- */
@@ -333,7 +262,7 @@ static bool good_read(struct good *g, int fd, size_t n)
 static void *good_run(void *arg)
 {
 	struct good *g = arg;
-	int fd = fclient(g->port);
+	int fd = harness_connect_loopback_from(NULL, g->port);
 	if (fd < 0 || !send_all(fd, "P", 1)) {
 		snprintf(g->failure, sizeof g->failure, "cannot connect: %s", strerror(errno));
 		atomic_store(&g->rounds, -1);
@@ -383,35 +312,6 @@ struct fscene {
 	bool a_killed;
 };
 
-static unsigned forward_port_of(const struct process *p, const char *name)
-{
-	char marker[128], line[1024];
-	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
-	if (!process_log_wait(p, marker, 10)) {
-		process_dump_log(p);
-		ck_abort_msg("forward %s never listened", name);
-	}
-	FILE *f = fopen(p->log_file, "r");
-	unsigned port = 0;
-	while (f && !port && fgets(line, sizeof line, f)) {
-		char *at = strstr(line, marker);
-		if (at)
-			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	ck_assert_uint_ne(port, 0);
-	return port;
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 /* A exposes t (the test's target), dead (a target that never answers a connect) and refused;
  * B forwards to each, t with the case's limits (`forward_extra`, config lines). */
 static void fscene_start(struct fscene *s, const char *forward_extra, bool short_keepalive,
@@ -424,9 +324,9 @@ static void fscene_start(struct fscene *s, const char *forward_extra, bool short
 	char path[300], text[2048];
 	snprintf(text, sizeof text, "[service t]\ntarget = 127.0.0.1:%u\n\n[service dead]\n"
 		 "target = 127.0.0.1:%u\nconnect-timeout = 1\n\n[service refused]\ntarget = 127.0.0.1:%u\n",
-		 s->target.port, dead, refused_port());
+		 s->target.port, dead, harness_closed_port());
 	snprintf(path, sizeof path, "%s/a.conf", s->dir);
-	write_text(path, text);
+	harness_write_file(path, text);
 	/* keep-alive 1 s, timeout 1 s, where a case needs the pool's connection to end soon */
 	const char *a_args[] = { "--config", path, "--max-window", "262144", "--keepalive",
 				 short_keepalive ? "1" : "30", "--keepalive-timeout", short_keepalive ? "1" : "30",
@@ -437,15 +337,15 @@ static void fscene_start(struct fscene *s, const char *forward_extra, bool short
 		 "[forward refused]\nlisten = 127.0.0.1:0\npeer = a\nservice = refused\n", s->a.port,
 		 forward_extra ? forward_extra : "");
 	snprintf(path, sizeof path, "%s/b.conf", s->dir);
-	write_text(path, text);
+	harness_write_file(path, text);
 	/* one pooled connection, in the baseline: any other descriptor counted after is a leak */
 	const char *b_args[] = { "--config", path, "--max-window", "262144", "--pool-max", "1", "--keepalive",
 				 short_keepalive ? "1" : "30", "--keepalive-timeout", short_keepalive ? "1" : "30",
 				 b_max_fds ? "--max-fds" : NULL, b_max_fds, NULL };
 	ck_assert(broker_spawn(&s->b, b_args));
-	s->port = forward_port_of(&s->b, "t");
-	s->dead_port = forward_port_of(&s->b, "dead");
-	s->refused_port = forward_port_of(&s->b, "refused");
+	s->port = harness_forward_port(&s->b, "t");
+	s->dead_port = harness_forward_port(&s->b, "dead");
+	s->refused_port = harness_forward_port(&s->b, "refused");
 }
 
 static void fscene_stop(struct fscene *s)
@@ -529,9 +429,9 @@ static long forward_counter(const struct fscene *s, const char *key)
 static unsigned await_ended(int *fds, unsigned n, unsigned want, double timeout)
 {
 	unsigned ended = 0;
-	double deadline = monotonic() + timeout;
+	double deadline = harness_now() + timeout;
 	struct pollfd *p = calloc(n, sizeof *p);
-	while (ended < want && monotonic() < deadline) {
+	while (ended < want && harness_now() < deadline) {
 		for (unsigned i = 0; i < n; i++)
 			p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
 		if (poll(p, n, 100) <= 0)
@@ -561,17 +461,17 @@ static void attack_silent_beyond_max(struct fscene *s)
 {
 	static int fds[SILENT_CLIENTS];
 	unsigned live = atomic_load(&s->target.live);
-	double start = monotonic();
+	double start = harness_now();
 	for (unsigned i = 0; i < SILENT_CLIENTS; i++)
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 	/* the good connection holds one place */
 	unsigned carried = SILENT_MAX - 1, refused = SILENT_CLIENTS - carried;
 	unsigned ended = await_ended(fds, SILENT_CLIENTS, refused, 30);
 	ended += await_ended(fds, SILENT_CLIENTS, SILENT_CLIENTS, 0.3); /* and no more: a measurement */
-	double took = monotonic() - start;
+	double took = harness_now() - start;
 	ck_assert_msg(ended == refused, "%u clients were closed, want %u", ended, refused);
 	expect_target_live(s, live + carried, true, "silent clients");
-	unsigned logged = log_lines(&s->b, "forward=t: max-connections 100 reached");
+	unsigned logged = process_log_count(&s->b, "forward=t: max-connections 100 reached");
 	ck_assert_msg(logged >= 1 && logged <= took + 2, "%u log lines in %.1f s", logged, took);
 	ck_assert_int_eq(forward_counter(s, "refused_full"), refused);
 	expect_idle(s, "silent clients held");
@@ -588,27 +488,27 @@ static void attack_silent_beyond_max(struct fscene *s)
 static void attack_rate_flood(struct fscene *s)
 {
 	unsigned accepted = atomic_load(&s->target.accepted), opened = 0;
-	double start = monotonic();
-	while (monotonic() - start < 2.0 && opened < FLOOD_MOST) { /* the attack's length */
-		int fd = fclient(s->port);
+	double start = harness_now();
+	while (harness_now() - start < 2.0 && opened < FLOOD_MOST) { /* the attack's length */
+		int fd = harness_connect_loopback_from(NULL, s->port);
 		if (fd < 0)
 			continue;
 		send(fd, "Q", 1, MSG_NOSIGNAL);
 		close(fd);
 		opened++;
 	}
-	double took = monotonic() - start;
+	double took = harness_now() - start;
 	ck_assert(process_log_wait(&s->b, "forward=t: client 127.0.0.1 opens more than connection-rate 10", 10));
 	/* every connection let through reached the target by the time the counter says the rest */
 	long refused = 0;
-	for (double deadline = monotonic() + 10; monotonic() < deadline;) {
+	for (double deadline = harness_now() + 10; harness_now() < deadline;) {
 		refused = forward_counter(s, "refused_rate");
 		if (refused + atomic_load(&s->target.accepted) - accepted >= opened)
 			break;
 		usleep(50000); /* polling a condition with a deadline */
 	}
 	unsigned through = atomic_load(&s->target.accepted) - accepted;
-	unsigned logged = log_lines(&s->b, "opens more than connection-rate");
+	unsigned logged = process_log_count(&s->b, "opens more than connection-rate");
 	fprintf(stderr, "forward attack: %u connections in %.1f s, %u through, %ld refused, %u log lines\n",
 		opened, took, through, refused, logged);
 	ck_assert_msg(through <= FLOOD_RATE * (took + 1) + 2, "%u through in %.1f s", through, took);
@@ -623,9 +523,9 @@ static unsigned long long push_until_stuck(int *fds, unsigned n, size_t cap)
 	static char chunk[1 << 16];
 	unsigned long long total = 0;
 	size_t *sent = calloc(n, sizeof *sent);
-	double quiet_since = monotonic(), deadline = monotonic() + 90;
-	while (monotonic() - quiet_since < 1.0) {
-		ck_assert_msg(monotonic() < deadline, "still sending after 90 s: %llu bytes", total);
+	double quiet_since = harness_now(), deadline = harness_now() + 90;
+	while (harness_now() - quiet_since < 1.0) {
+		ck_assert_msg(harness_now() < deadline, "still sending after 90 s: %llu bytes", total);
 		bool moved = false;
 		for (unsigned i = 0; i < n; i++) {
 			if (sent[i] >= cap)
@@ -638,7 +538,7 @@ static unsigned long long push_until_stuck(int *fds, unsigned n, size_t cap)
 			}
 		}
 		if (moved) {
-			quiet_since = monotonic();
+			quiet_since = harness_now();
 		} else {
 			struct pollfd p = { .fd = fds[0], .events = POLLOUT };
 			poll(&p, 1, 50); /* until a socket takes more, or the quiet second passes */
@@ -658,11 +558,11 @@ static void attack_targets_never_read(struct fscene *s)
 	unsigned live = atomic_load(&s->target.live);
 	static char kib[1025] = "Q";
 	for (unsigned i = 0; i < NEVER_ANSWER; i++) {
-		ck_assert_int_ge(quiet[i] = fclient(s->port), 0);
+		ck_assert_int_ge(quiet[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(quiet[i], kib, sizeof kib));
 	}
 	for (unsigned i = 0; i < NEVER_READ; i++) {
-		ck_assert_int_ge(readers[i] = fclient(s->port), 0);
+		ck_assert_int_ge(readers[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(readers[i], "N", 1));
 	}
 	unsigned long long total = push_until_stuck(readers, NEVER_READ, 64u << 20);
@@ -671,9 +571,9 @@ static void attack_targets_never_read(struct fscene *s)
 	expect_target_live(s, live + NEVER_READ + NEVER_ANSWER, true, "targets that never read");
 	expect_idle(s, "targets that never read or answer");
 	for (unsigned i = 0; i < NEVER_READ; i++)
-		fclient_reset(readers[i]);
+		harness_reset_close(readers[i]);
 	for (unsigned i = 0; i < NEVER_ANSWER; i++)
-		fclient_reset(quiet[i]);
+		harness_reset_close(quiet[i]);
 }
 
 struct stall {
@@ -688,10 +588,10 @@ static bool stalled(void *arg)
 	unsigned long long now = atomic_load(st->count);
 	if (now != st->last) {
 		st->last = now;
-		st->since = monotonic();
+		st->since = harness_now();
 		return false;
 	}
-	return monotonic() - st->since >= 1.0;
+	return harness_now() - st->since >= 1.0;
 }
 
 /* (d) A target that sends for ever to many clients that never read: it is stopped once the
@@ -701,16 +601,16 @@ static void attack_target_floods_unread(struct fscene *s)
 {
 	int fds[UNREAD_CLIENTS];
 	for (unsigned i = 0; i < UNREAD_CLIENTS; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], "S", 1));
 	}
-	struct stall st = { .count = &s->target.sent, .since = monotonic() };
+	struct stall st = { .count = &s->target.sent, .since = harness_now() };
 	ck_assert_msg(poll_until(stalled, &st, 90), "the target never stopped: %llu bytes", st.last);
 	fprintf(stderr, "forward attack: the target stopped after %llu bytes to %d clients\n", st.last,
 		UNREAD_CLIENTS);
 	expect_idle(s, "a target sending to clients that never read");
 	for (unsigned i = 0; i < UNREAD_CLIENTS; i++)
-		fclient_reset(fds[i]);
+		harness_reset_close(fds[i]);
 }
 
 /* (e) Clients that reset mid-stream, one after another, and clients that reset at once; then
@@ -721,22 +621,22 @@ static void attack_resets_mid_stream(struct fscene *s)
 {
 	static char request[8193] = "P";
 	for (unsigned i = 0; i < RESET_LOOPS; i++) {
-		int fd = fclient(s->port);
+		int fd = harness_connect_loopback_from(NULL, s->port);
 		ck_assert_int_ge(fd, 0);
 		ck_assert(send_all(fd, request, sizeof request));
 		char byte;
 		ck_assert_int_eq(recv(fd, &byte, 1, 0), 1); /* the echo is flowing */
-		fclient_reset(fd);
+		harness_reset_close(fd);
 	}
 	/* and clients that reset before the broker even accepted them */
 	for (unsigned i = 0; i < RESET_LOOPS; i++) {
-		int fd = fclient(s->port);
+		int fd = harness_connect_loopback_from(NULL, s->port);
 		ck_assert_int_ge(fd, 0);
-		fclient_reset(fd);
+		harness_reset_close(fd);
 	}
 	int fds[TARGET_RESETS];
 	for (unsigned i = 0; i < TARGET_RESETS; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], "Rx", 2));
 	}
 	for (unsigned i = 0; i < TARGET_RESETS; i++) {
@@ -752,7 +652,7 @@ static void targets_half_close_then_reset(struct fscene *s, unsigned n)
 {
 	int *fds = calloc(n, sizeof *fds);
 	for (unsigned i = 0; i < n; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], "F", 1));
 	}
 	for (unsigned i = 0; i < n; i++) {
@@ -777,7 +677,7 @@ static void attack_half_close_never_read(struct fscene *s)
 	int echoed[HALF_CLOSERS], held[HALF_CLOSERS];
 	unsigned live = atomic_load(&s->target.live);
 	for (unsigned i = 0; i < HALF_CLOSERS; i++) {
-		ck_assert_int_ge(echoed[i] = fclient(s->port), 0);
+		ck_assert_int_ge(echoed[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(echoed[i], "P", 1));
 	}
 	/* the echo fills everything between the target and the client that does not read it */
@@ -785,15 +685,15 @@ static void attack_half_close_never_read(struct fscene *s)
 	fprintf(stderr, "forward attack: %llu bytes sent by half-closing clients\n", total);
 	for (unsigned i = 0; i < HALF_CLOSERS; i++) {
 		ck_assert_int_eq(shutdown(echoed[i], SHUT_WR), 0);
-		ck_assert_int_ge(held[i] = fclient(s->port), 0);
+		ck_assert_int_ge(held[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(held[i], "Hheld", 5));
 		ck_assert_int_eq(shutdown(held[i], SHUT_WR), 0);
 	}
 	expect_target_live(s, live + 2 * HALF_CLOSERS, true, "half-closed clients");
 	expect_idle(s, "clients that half-closed and never read");
 	for (unsigned i = 0; i < HALF_CLOSERS; i++) {
-		fclient_reset(echoed[i]);
-		fclient_reset(held[i]);
+		harness_reset_close(echoed[i]);
+		harness_reset_close(held[i]);
 	}
 	targets_half_close_then_reset(s, HALF_CLOSERS);
 }
@@ -812,10 +712,10 @@ static int send_or_reset(int fd, const char *request)
 static void attack_dead_targets(struct fscene *s)
 {
 	int dead[DEAD_CLIENTS], refused[DEAD_CLIENTS], dead_seen[DEAD_CLIENTS], refused_seen[DEAD_CLIENTS];
-	double start = monotonic();
+	double start = harness_now();
 	for (unsigned i = 0; i < DEAD_CLIENTS; i++) {
-		ck_assert_int_ge(dead[i] = fclient(s->dead_port), 0);
-		ck_assert_int_ge(refused[i] = fclient(s->refused_port), 0);
+		ck_assert_int_ge(dead[i] = harness_connect_loopback_from(NULL, s->dead_port), 0);
+		ck_assert_int_ge(refused[i] = harness_connect_loopback_from(NULL, s->refused_port), 0);
 		dead_seen[i] = send_or_reset(dead[i], "GET");
 		refused_seen[i] = send_or_reset(refused[i], "GET");
 	}
@@ -827,7 +727,7 @@ static void attack_dead_targets(struct fscene *s)
 		close(dead[i]);
 		close(refused[i]);
 	}
-	double took = monotonic() - start;
+	double took = harness_now() - start;
 	fprintf(stderr, "forward attack: %d clients of dead targets reset within %.1f s\n", 2 * DEAD_CLIENTS, took);
 	ck_assert_msg(took < 15, "the clients of dead targets were reset after %.1f s", took);
 	/* the one timed out (its SYNs dropped), the other refused */
@@ -844,7 +744,7 @@ static void far_clients_start(struct fscene *s, int *fds)
 	for (size_t i = 0; i < FAR_BYTES; i++)
 		request[i + 1] = harness_pattern(5, i);
 	for (unsigned i = 0; i < FAR_CLIENTS; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], request, sizeof request));
 		unsigned char got[16384];
 		for (size_t have = 0; have < sizeof got;) {
@@ -900,18 +800,18 @@ static void attack_bandwidth_resets(struct fscene *s)
 	int fds[LIMITED_CLIENTS];
 	unsigned live = atomic_load(&s->target.live);
 	for (unsigned i = 0; i < LIMITED_CLIENTS; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], "Q", 1));
 	}
 	unsigned long long total = push_until_stuck(fds, LIMITED_CLIENTS, 1u << 20);
 	expect_target_live(s, live + LIMITED_CLIENTS, true, "clients of a limited forward");
 	for (unsigned i = 0; i < LIMITED_CLIENTS; i++)
-		fclient_reset(fds[i]);
-	double start = monotonic();
+		harness_reset_close(fds[i]);
+	double start = harness_now();
 	struct count_goal goal = { &s->target.live, live, false };
 	bool ended = poll_until(count_reached, &goal, 5);
 	fprintf(stderr, "forward attack: %llu bytes queued by %d clients; their targets' connections %s "
-		"%.1f s after the resets\n", total, LIMITED_CLIENTS, ended ? "ended" : "still open", monotonic() - start);
+		"%.1f s after the resets\n", total, LIMITED_CLIENTS, ended ? "ended" : "still open", harness_now() - start);
 	ck_assert_msg(ended, "the target still holds %u connections 5 s after their clients reset",
 		      atomic_load(&s->target.live) - live);
 }
@@ -923,17 +823,17 @@ static void attack_bandwidth_resets(struct fscene *s)
 static void attack_out_of_descriptors(struct fscene *s)
 {
 	static int fds[FDS_CLIENTS];
-	double start = monotonic();
+	double start = harness_now();
 	for (unsigned i = 0; i < FDS_CLIENTS; i++) {
-		ck_assert_int_ge(fds[i] = fclient(s->port), 0);
+		ck_assert_int_ge(fds[i] = harness_connect_loopback_from(NULL, s->port), 0);
 		ck_assert(send_all(fds[i], "Q", 1));
 	}
 	/* those carried hold on; the others end: once the count has not moved for a second */
 	unsigned ended = 0;
 	for (unsigned more; (more = await_ended(fds, FDS_CLIENTS, FDS_CLIENTS, 1.0)) > 0;)
 		ended += more;
-	double took = monotonic() - start;
-	unsigned logged = log_lines(&s->b, "forward=t: out of file descriptors");
+	double took = harness_now() - start;
+	unsigned logged = process_log_count(&s->b, "forward=t: out of file descriptors");
 	long counted = forward_counter(s, "refused_full");
 	fprintf(stderr, "forward attack: %u of %d clients closed for want of descriptors, %ld counted, %u log "
 		"lines in %.1f s\n", ended, FDS_CLIENTS, counted, logged, took);
@@ -950,7 +850,7 @@ static void attack_out_of_descriptors(struct fscene *s)
 static bool forward_echoes(void *arg)
 {
 	struct fscene *s = arg;
-	int fd = fclient(s->port);
+	int fd = harness_connect_loopback_from(NULL, s->port);
 	char byte = 0;
 	bool ok = fd >= 0 && send_all(fd, "Py", 2) && shutdown(fd, SHUT_WR) == 0 && recv(fd, &byte, 1, 0) == 1 &&
 		  byte == 'y' && recv(fd, &byte, 1, 0) == 0;
@@ -967,13 +867,13 @@ static void attack_far_stopped_past_keepalive(struct fscene *s)
 	int fds[FAR_CLIENTS];
 	far_clients_start(s, fds);
 	kill(s->a.pid, SIGSTOP);
-	double start = monotonic();
+	double start = harness_now();
 	for (unsigned i = 0; i < FAR_CLIENTS; i++) {
 		int end = drain_to_end(fds[i]);
 		ck_assert_msg(end == ECONNRESET, "client %u: %s, not a reset", i, strerror(end));
 		close(fds[i]);
 	}
-	double took = monotonic() - start;
+	double took = harness_now() - start;
 	kill(s->a.pid, SIGCONT);
 	fprintf(stderr, "forward attack: the clients were reset %.1f s after A stopped\n", took);
 	ck_assert_msg(took < 10, "the clients were reset %.1f s after A stopped", took);
@@ -1041,7 +941,7 @@ static bool forward_idle(void *arg)
 /* One exchange before the baseline: the pool's connection is up, its buffers made. */
 static void forward_warm_up(struct fscene *s)
 {
-	int fd = fclient(s->port);
+	int fd = harness_connect_loopback_from(NULL, s->port);
 	ck_assert_int_ge(fd, 0);
 	ck_assert(send_all(fd, "Pwarm", 5));
 	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
@@ -1094,7 +994,7 @@ START_TEST(test_forward_attack)
 {
 	const struct fwd_case *c = &fwd_cases[_i];
 	const char *only = getenv("ATTACKS");
-	if (only && !name_listed(only, c->name))
+	if (only && !harness_name_listed(only, c->name))
 		return;
 	static struct fscene s;
 	memset(&s, 0, sizeof s);

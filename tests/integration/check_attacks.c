@@ -147,13 +147,6 @@ struct canary {
 	unsigned pings, lost;
 };
 
-static double monotonic(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long rss_kib(pid_t pid)
 {
 	struct process p = { .pid = pid };
@@ -164,7 +157,7 @@ static long rss_kib(pid_t pid)
 static bool await_pong(int fd, struct frame_decoder *decoder, uint32_t id, double deadline)
 {
 	uint8_t buffer[4096];
-	while (monotonic() < deadline) {
+	while (harness_now() < deadline) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		if (poll(&pfd, 1, 20) <= 0)
 			continue;
@@ -217,14 +210,14 @@ static void *canary_run(void *arg)
 	     MSG_NOSIGNAL);
 	for (uint32_t id = 1; !atomic_load(&c->stop); id++) {
 		uint8_t ping[FRAME_HEADER_SIZE + 4];
-		double sent = monotonic();
+		double sent = harness_now();
 		send(fd, ping, (size_t)frame_encode_ping(ping, sizeof ping, id), MSG_NOSIGNAL);
 		c->pings++;
 		if (!await_pong(fd, &decoder, id, sent + 5.0)) {
 			c->lost++;
 			break;
 		}
-		double rtt = monotonic() - sent;
+		double rtt = harness_now() - sent;
 		int phase = atomic_load(&c->phase);
 		if (rtt > c->worst_rtt[phase])
 			c->worst_rtt[phase] = rtt;
@@ -256,21 +249,11 @@ static double percentile95(double *samples, unsigned n)
 
 static int wait_fd_count(const struct process *p, int want, double timeout)
 {
-	double deadline = monotonic() + timeout;
+	double deadline = harness_now() + timeout;
 	int count;
-	while ((count = process_fd_count(p)) != want && monotonic() < deadline)
+	while ((count = process_fd_count(p)) != want && harness_now() < deadline)
 		usleep(10000); /* polling a condition with a deadline */
 	return count;
-}
-
-/* Whether `name` is a whole word of the space-separated `list`. */
-static bool name_listed(const char *list, const char *name)
-{
-	size_t length = strlen(name);
-	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
-		if ((p == list || p[-1] == ' ') && (p[length] == ' ' || p[length] == '\0'))
-			return true;
-	return false;
 }
 
 START_TEST(test_attack)
@@ -279,7 +262,7 @@ START_TEST(test_attack)
 	struct process broker, attacker;
 	/* ATTACKS="name name ...": run only those (a developer's shortcut; all by default) */
 	const char *only = getenv("ATTACKS");
-	if (only && !name_listed(only, attack->name))
+	if (only && !harness_name_listed(only, attack->name))
 		return;
 	const char *args[11] = { "--keepalive", "2", "--keepalive-timeout", "2" }; /* NULL-ended */
 	for (int i = 0; i < 6 && attack->broker_args[i]; i++)
@@ -290,8 +273,8 @@ START_TEST(test_attack)
 	atomic_init(&canary.phase, 0);
 	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
 	/* the canary's connection is part of the baseline */
-	double deadline = monotonic() + 5;
-	while (canary.pings < 3 && monotonic() < deadline)
+	double deadline = harness_now() + 5;
+	while (canary.pings < 3 && harness_now() < deadline)
 		usleep(10000);
 	/* A tight bound on the canary's round trip is over the worst this machine gives it with
 	 * no attack, measured just before for as long as the attack runs: on a loaded machine
@@ -405,10 +388,10 @@ START_TEST(test_reference_server_never_closes_after_us)
 	const char *broker_args[] = { "--peer", peer, "--release-linger", "2", "--log-level", "info", NULL };
 	ck_assert(broker_spawn(&broker, broker_args));
 	const char *send_args[] = { "-s", broker.socket_path, "-n", "4", "-b", "100000", "ref", "echo", NULL };
-	double start = monotonic();
+	double start = harness_now();
 	ck_assert(app_spawn(&sender, "examples/wh-send", send_args));
 	int status = process_wait(&sender, 60);
-	double took = monotonic() - start;
+	double took = harness_now() - start;
 	if (status != 0) {
 		process_dump_log(&sender);
 		process_dump_log(&broker);

@@ -36,13 +36,6 @@
 #define CONNECTION_STREAMS STREAMS_IN(BUDGET / 4)
 #define PEER_STREAMS STREAMS_IN(BUDGET / 2)
 
-static double monotonic(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /*
  * A well-behaved peer from `source` (127.0.0.N): opens stream 1 to echo, sends a message,
  * half-closes, and reads frames until the echo and its CLOSE came back (true), or an ERROR
@@ -69,8 +62,8 @@ static bool raw_echo(unsigned port, const char *source, uint32_t *refused)
 	char echoed[64] = "";
 	size_t echoed_length = 0;
 	bool closed = false;
-	double deadline = monotonic() + 5;
-	while (!closed && !*refused && monotonic() < deadline) {
+	double deadline = harness_now() + 5;
+	while (!closed && !*refused && harness_now() < deadline) {
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		if (poll(&pfd, 1, 50) <= 0)
 			continue;
@@ -181,9 +174,9 @@ START_TEST(test_stream_hog_gets_its_share_only)
 	for (int i = 0; i < 3; i++)
 		process_stop(&more[i], SIGTERM);
 	process_stop(&hog, SIGTERM);
-	double deadline = monotonic() + 10;
+	double deadline = harness_now() + 10;
 	bool served = false;
-	while (!served && monotonic() < deadline)
+	while (!served && harness_now() < deadline)
 		served = raw_echo(a.port, "127.0.0.6", &refused);
 	ck_assert(served);
 	wh_client_detach(app);
@@ -224,8 +217,8 @@ START_TEST(test_zero_window_peers_stay_within_budget)
 	long peak = before;
 	int done = 0;
 	bool finished[4] = { false };
-	double deadline = monotonic() + 120;
-	while (done < 4 && monotonic() < deadline) {
+	double deadline = harness_now() + 120;
+	while (done < 4 && harness_now() < deadline) {
 		long rss = process_rss_kib(&broker);
 		if (rss > peak)
 			peak = rss;

@@ -547,14 +547,6 @@ START_TEST(drain_peer_then_warm_peer)
 }
 END_TEST
 
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 static const char *status_field(const struct process *broker, const char *field, char *out, size_t length)
 {
 	struct json *doc;
@@ -569,7 +561,7 @@ START_TEST(reload_and_log_level)
 	char dir[256], conf[300];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
-	write_file(conf, "[broker]\nlog-level = warn\n");
+	harness_write_file(conf, "[broker]\nlog-level = warn\n");
 	const char *args[] = { "--config", conf, NULL };
 	/* the harness's --log-level info comes after --config: the command line wins */
 	struct process broker;
@@ -583,7 +575,7 @@ START_TEST(reload_and_log_level)
 	ctl_run(&r, &broker, "log-level", "loud", (const char *)NULL);
 	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	/* reload reads the file again: a new setting shows in config with its line */
-	write_file(conf, "[broker]\n# a comment\nbudget = 1G\n");
+	harness_write_file(conf, "[broker]\n# a comment\nbudget = 1G\n");
 	ctl_run(&r, &broker, "reload", (const char *)NULL);
 	ck_assert_msg(r.status == 0, "reload: %s", r.err);
 	ck_assert_ptr_nonnull(strstr(r.out, "reloaded"));
@@ -605,7 +597,7 @@ START_TEST(reload_and_log_level)
 	ck_assert_int_eq((long)json_number(rows->items[0], "budget_limit"), 1l << 30);
 	json_free(doc);
 	/* a bad file: refused with the reason, exit 1, the broker runs on */
-	write_file(conf, "[broker]\nring-size = 1000\n");
+	harness_write_file(conf, "[broker]\nring-size = 1000\n");
 	ctl_run(&r, &broker, "reload", (const char *)NULL);
 	ck_assert_int_eq(r.status, 1);
 	ck_assert_ptr_nonnull(strstr(r.err, "ring-size"));
@@ -654,7 +646,7 @@ START_TEST(config_shows_every_setting_and_its_origin)
 	char dir[256], conf[300], line[400];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
-	write_file(conf, "[broker]\n"                /* 1 */
+	harness_write_file(conf, "[broker]\n"                /* 1 */
 			 "pool-max = 8\n"            /* 2 */
 			 "[peer a]\n"                /* 3 */
 			 "address = 127.0.0.1:9\n"   /* 4 */
@@ -890,7 +882,7 @@ START_TEST(exit_codes_name_the_reason)
 	ck_assert_ptr_nonnull(strstr(r.err, "no such file"));
 	/* a regular file */
 	snprintf(path, sizeof path, "%s/file", dir);
-	write_file(path, "not a socket\n");
+	harness_write_file(path, "not a socket\n");
 	const char *file[] = { "-s", path, "status", NULL };
 	ctl_run_as(&r, -1, file);
 	ck_assert_int_eq(r.status, 3);

@@ -30,21 +30,6 @@
 #include "app_harness.h"
 #include "harness.h"
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 /* ---- an echo target: each connection read to its end, then sent back --------------------- */
 
 static void echo_one(int fd)
@@ -66,105 +51,27 @@ static void echo_one(int fd)
 	free(held);
 }
 
-/* Listens on 127.0.0.1 (port 0: the system's pick); serves each connection in a process of its
- * own. Returns its pid, its port in *port. */
-static pid_t echo_target_start(unsigned *port)
+static void echo_serve(int fd, void *arg)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	*port = ntohs(a.sin_port);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		signal(SIGCHLD, SIG_IGN);
-		for (;;) {
-			int c = accept(fd, NULL, NULL);
-			if (c < 0)
-				continue;
-			if (fork() == 0) {
-				prctl(PR_SET_PDEATHSIG, SIGKILL);
-				echo_one(c);
-				_exit(0);
-			}
-			close(c);
-		}
-	}
-	close(fd);
-	return pid;
+	(void)arg;
+	echo_one(fd);
 }
 
-static void stop_child(pid_t pid)
+/* The echo target on 127.0.0.1, a port of the system's pick (in *port); returns its pid. */
+static pid_t echo_target_start(unsigned *port)
 {
-	if (pid <= 0)
-		return;
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	*port = 0;
+	return harness_target_start(port, echo_serve, NULL, true);
 }
 
 /* ---- the two brokers ----------------------------------------------------------------------- */
-
-/* The port a forward listens on, from its log line (bounded wait). */
-static unsigned forward_port(const struct process *p, const char *name)
-{
-	char marker[128], line[1024];
-	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
-	if (!process_log_wait(p, marker, 10)) {
-		process_dump_log(p);
-		ck_abort_msg("forward %s never listened", name);
-	}
-	FILE *f = fopen(p->log_file, "r");
-	unsigned port = 0;
-	while (f && !port && fgets(line, sizeof line, f)) {
-		char *at = strstr(line, marker);
-		if (at)
-			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	ck_assert_uint_ne(port, 0);
-	return port;
-}
-
-static int connect_to(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to %u: %s", port, strerror(errno));
-	struct timeval bound = { .tv_sec = 30 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
-	return fd;
-}
 
 /* Through the forward on `port` to the echo target: 256 KiB of pattern sent, half-closed, and
  * every byte back. */
 static void forward_echo_check(unsigned port, unsigned seed)
 {
-	enum { SIZE = 256 * 1024 };
-	static unsigned char out[SIZE], in[SIZE + 1];
-	for (size_t i = 0; i < SIZE; i++)
-		out[i] = harness_pattern(seed, i);
-	int fd = connect_to(port);
-	for (size_t at = 0; at < SIZE;) {
-		ssize_t w = send(fd, out + at, SIZE - at, MSG_NOSIGNAL);
-		ck_assert_msg(w > 0, "send: %s", strerror(errno));
-		at += (size_t)w;
-	}
-	ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-	size_t have = 0;
-	ssize_t n;
-	while ((n = read(fd, in + have, sizeof in - have)) > 0)
-		have += (size_t)n;
-	ck_assert_msg(n == 0, "read: %s", strerror(errno));
-	ck_assert_uint_eq(have, SIZE);
-	ck_assert(memcmp(in, out, SIZE) == 0);
+	int fd = harness_connect_loopback(port);
+	harness_echo_check(fd, 256 * 1024, seed);
 	close(fd);
 }
 
@@ -173,16 +80,11 @@ static void forward_echo_check(unsigned port, unsigned seed)
  * reset seen by the send or the read. */
 static void connect_and_see_reset(unsigned port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+	int fd = harness_connect_loopback_from(NULL, port);
+	if (fd < 0) {
 		ck_assert_msg(errno == ECONNRESET, "connect to %u: %s", port, strerror(errno));
-		close(fd);
 		return;
 	}
-	struct timeval bound = { .tv_sec = 30 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
 	errno = 0;
 	ssize_t n = send(fd, "x", 1, MSG_NOSIGNAL);
 	char byte;
@@ -197,9 +99,9 @@ static void connect_and_see_reset(unsigned port)
  * (the peer's connect-timeout is 10 s), and public's log says why. */
 static void forward_refused_at_once(const struct process *public, unsigned port)
 {
-	double start = now_seconds();
+	double start = harness_now();
 	connect_and_see_reset(port);
-	ck_assert_msg(now_seconds() - start < 3, "the refusal took %.1f s", now_seconds() - start);
+	ck_assert_msg(harness_now() - start < 3, "the refusal took %.1f s", harness_now() - start);
 	ck_assert(process_log_wait(public, "forward=web client=127.0.0.1:", 5));
 	ck_assert(process_log_wait(public, "peer home is not connected", 5));
 }
@@ -209,9 +111,9 @@ static void app_open_refused_at_once(const struct process *public)
 {
 	wh_client *app = app_attach(public);
 	wh_stream *s = NULL;
-	double start = now_seconds();
+	double start = harness_now();
 	int rc = wh_open(app, "home", "echo", 10000, &s);
-	double took = now_seconds() - start;
+	double took = harness_now() - start;
 	ck_assert_msg(rc == WH_EPEER_UNREACHABLE, "wh_open: %s (%s)", wh_strerror(rc), wh_client_errmsg(app));
 	ck_assert_msg(strstr(wh_client_errmsg(app), "peer home is not connected"), "%s", wh_client_errmsg(app));
 	ck_assert_msg(took < 2, "the refusal took %.1f s", took);
@@ -256,7 +158,7 @@ static void home_start(struct process *home, const char *dir, unsigned public_po
 	snprintf(path, sizeof path, "%s/home.conf", dir);
 	snprintf(text, sizeof text, "[peer public]\naddress = 127.0.0.1:%u\n\n[service web]\n"
 		 "target = 127.0.0.1:%u\n%s", public_port, target_port, tls ? "peers = public\n" : "");
-	write_file(path, text);
+	harness_write_file(path, text);
 	const char *args[16] = { "--config", path };
 	int n = 2;
 	for (int i = 0; tls && tls[i]; i++)
@@ -287,7 +189,7 @@ static void dial_in_story(const char *const *public_tls, const char *const *home
 	snprintf(path, sizeof path, "%s/public.conf", dir);
 	snprintf(text, sizeof text, "[peer home]\n%s\n[forward web]\nlisten = 127.0.0.1:0\npeer = home\n"
 		 "service = web\n", public_tls ? "" : "from = 127.0.0.1\n");
-	write_file(path, text);
+	harness_write_file(path, text);
 	const char *args[16] = { "--config", path };
 	int n = 2;
 	for (int i = 0; public_tls && public_tls[i]; i++)
@@ -295,7 +197,7 @@ static void dial_in_story(const char *const *public_tls, const char *const *home
 	args[n] = NULL;
 	struct process public, home;
 	ck_assert(broker_spawn(&public, args));
-	unsigned port = forward_port(&public, "web");
+	unsigned port = harness_forward_port(&public, "web");
 
 	/* nobody dialled in yet: both kinds of open fail at once, with the words */
 	app_open_refused_at_once(&public);
@@ -318,7 +220,7 @@ static void dial_in_story(const char *const *public_tls, const char *const *home
 
 	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
-	stop_child(target);
+	harness_stop_child(target);
 	harness_cleanup_dir(dir);
 }
 
@@ -350,14 +252,14 @@ START_TEST(test_other_certificate_is_not_home)
 	ck_assert(harness_make_certs(certs, "public mallory"));
 	struct harness_tls tp, tm;
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[peer home]\n");
+	harness_write_file(path, "[peer home]\n");
 	const char *const *ptls = harness_tls_args(&tp, certs, "public");
 	const char *args[] = { "--config", path, ptls[0], ptls[1], ptls[2], ptls[3], ptls[4], ptls[5], NULL };
 	struct process public, mallory;
 	ck_assert(broker_spawn(&public, args));
 	snprintf(path, sizeof path, "%s/mallory.conf", dir);
 	snprintf(text, sizeof text, "[peer public]\naddress = 127.0.0.1:%u\n", public.port);
-	write_file(path, text);
+	harness_write_file(path, text);
 	const char *const *mtls = harness_tls_args(&tm, certs, "mallory");
 	const char *margs[] = { "--config", path, mtls[0], mtls[1], mtls[2], mtls[3], mtls[4], mtls[5], NULL };
 	ck_assert(broker_spawn(&mallory, margs));
@@ -380,19 +282,19 @@ START_TEST(test_reload_adds_and_removes_the_peer)
 	unsigned target_port = 0;
 	pid_t target = echo_target_start(&target_port);
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[broker]\nlog-level = info\n");
+	harness_write_file(path, "[broker]\nlog-level = info\n");
 	const char *args[] = { "--config", path, NULL };
 	struct process public, home;
 	ck_assert(broker_spawn(&public, args));
 	home_start(&home, dir, public.port, target_port, NULL);
 	ck_assert(process_log_wait(&home, "peer=public dialled", 10));
 
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	ck_assert(process_log_wait(&public, "peer=home dialled in: conn=1 ", 10));
 	app_echo_through_home(&public, 7);
 
-	write_file(path, "[broker]\nlog-level = info\n");
+	harness_write_file(path, "[broker]\nlog-level = info\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	ck_assert(process_log_wait(&public, "peer=home removed", 10));
 	wh_client *app = app_attach(&public);
@@ -400,7 +302,7 @@ START_TEST(test_reload_adds_and_removes_the_peer)
 	ck_assert_int_eq(wh_open(app, "home", "echo", 5000, &s), WH_EUNKNOWN_PEER);
 	wh_client_detach(app);
 
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	app_echo_through_home(&public, 8);
 	/* home never had to dial again */
@@ -408,7 +310,7 @@ START_TEST(test_reload_adds_and_removes_the_peer)
 
 	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
-	stop_child(target);
+	harness_stop_child(target);
 	harness_cleanup_dir(dir);
 }
 END_TEST
@@ -420,14 +322,14 @@ START_TEST(test_home_draining)
 	char dir[64], path[300], text[256];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
 	const char *args[] = { "--config", path, NULL };
 	struct process public, home;
 	ck_assert(broker_spawn(&public, args));
 	snprintf(path, sizeof path, "%s/home.conf", dir);
 	snprintf(text, sizeof text, "[broker]\ndrain-timeout = 30\n[peer public]\naddress = 127.0.0.1:%u\n",
 		 public.port);
-	write_file(path, text);
+	harness_write_file(path, text);
 	const char *hargs[] = { "--config", path, NULL };
 	ck_assert(broker_spawn(&home, hargs));
 	ck_assert_msg(poll_until(app_open_works, &public, 15), "opens to home never worked");
@@ -440,9 +342,9 @@ START_TEST(test_home_draining)
 	ck_assert_int_eq(kill(home.pid, SIGTERM), 0);
 	ck_assert(process_log_wait(&home, "draining", 10));
 	ck_assert_msg(poll_until(app_open_refused, &public, 10), "opens to a draining home still work");
-	double start = now_seconds();
+	double start = harness_now();
 	ck_assert_int_eq(wh_open(app, "home", "echo", 10000, &s), WH_EPEER_UNREACHABLE);
-	ck_assert_msg(now_seconds() - start < 2, "the refusal took %.1f s", now_seconds() - start);
+	ck_assert_msg(harness_now() - start < 2, "the refusal took %.1f s", harness_now() - start);
 	ck_assert_msg(strstr(wh_client_errmsg(app), "peer home is not connected (its connections are going away"),
 		      "%s", wh_client_errmsg(app));
 	ck_assert_int_eq(wh_write(held, "def", 3), 3); /* the open stream goes on */
@@ -464,14 +366,14 @@ START_TEST(test_reload_changes_from)
 	char dir[64], path[300], text[256];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
 	const char *args[] = { "--config", path, NULL };
 	struct process public, home;
 	ck_assert(broker_spawn(&public, args));
 	char home_path[300];
 	snprintf(home_path, sizeof home_path, "%s/home.conf", dir);
 	snprintf(text, sizeof text, "[peer public]\naddress = 127.0.0.1:%u\n", public.port);
-	write_file(home_path, text);
+	harness_write_file(home_path, text);
 	const char *hargs[] = { "--config", home_path, NULL };
 	ck_assert(broker_spawn(&home, hargs));
 	ck_assert_msg(poll_until(app_open_works, &public, 15), "opens to home never worked");
@@ -482,7 +384,7 @@ START_TEST(test_reload_changes_from)
 	char got[4] = "";
 	app_read_exactly(held, got, 3);
 
-	write_file(path, "[peer home]\nfrom = 127.0.0.2\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.2\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	ck_assert_msg(poll_until(app_open_refused, &public, 10), "opens still go to a connection from "
 		      "127.0.0.1 with from = 127.0.0.2");
@@ -495,7 +397,7 @@ START_TEST(test_reload_changes_from)
 	ck_assert_str_eq(got, "def");
 	wh_close(held);
 
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	ck_assert_msg(poll_until(app_open_works, &public, 10), "the old from back: opens never worked");
 	wh_client_detach(app);
@@ -505,18 +407,6 @@ START_TEST(test_reload_changes_from)
 }
 END_TEST
 
-static int log_count(const struct process *p, const char *text)
-{
-	FILE *f = fopen(p->log_file, "r");
-	char line[2048];
-	int n = 0;
-	while (f && fgets(line, sizeof line, f))
-		n += strstr(line, text) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 /* A flood of clients at a forward whose peer is not connected: each is reset at once, but the
  * log gets at most a line a second for them (it got one per client), and the next line says
  * how many were not logged. */
@@ -525,18 +415,18 @@ START_TEST(test_refusals_logged_once_a_second)
 	char dir[64], path[300];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[peer home]\nfrom = 127.0.0.1\n\n[forward web]\nlisten = 127.0.0.1:0\npeer = home\n"
+	harness_write_file(path, "[peer home]\nfrom = 127.0.0.1\n\n[forward web]\nlisten = 127.0.0.1:0\npeer = home\n"
 			 "service = web\n");
 	const char *args[] = { "--config", path, NULL };
 	struct process public;
 	ck_assert(broker_spawn(&public, args));
-	unsigned port = forward_port(&public, "web");
-	double start = now_seconds();
+	unsigned port = harness_forward_port(&public, "web");
+	double start = harness_now();
 	for (int i = 0; i < 400; i++)
 		connect_and_see_reset(port);
-	double took = now_seconds() - start;
+	double took = harness_now() - start;
 	ck_assert(process_log_wait(&public, "peer home is not connected", 5));
-	int lines = log_count(&public, "peer home is not connected");
+	int lines = process_log_count(&public, "peer home is not connected");
 	ck_assert_msg(lines <= 2 + (int)took, "%d lines for 400 clients in %.1f s", lines, took);
 	usleep(1100000); /* the next second: one more client is logged, with the count */
 	connect_and_see_reset(port);
@@ -570,12 +460,12 @@ START_TEST(test_config_checks)
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/bad.conf", dir);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		write_file(path, cases[i].text);
+		harness_write_file(path, cases[i].text);
 		const char *args[] = { "--check-config", "--config", path, NULL };
 		ck_assert_int_ne(process_run("broker/wormhole-broker", args, out, sizeof out), 0);
 		ck_assert_msg(strstr(out, cases[i].said), "case %zu said: %s", i, out);
 	}
-	write_file(path, "[peer home]\nfrom = ::1\n[peer cabin]\nfrom = 127.0.0.2\n");
+	harness_write_file(path, "[peer home]\nfrom = ::1\n[peer cabin]\nfrom = 127.0.0.2\n");
 	const char *args[] = { "--check-config", "--config", path, NULL };
 	ck_assert_msg(process_run("broker/wormhole-broker", args, out, sizeof out) == 0, "%s", out);
 	harness_cleanup_dir(dir);
@@ -583,20 +473,6 @@ START_TEST(test_config_checks)
 END_TEST
 
 /* ---- network namespaces: home behind a firewall that lets nothing in --------------------- */
-
-static bool run(const char *format, ...) __attribute__((format(printf, 1, 2)));
-static bool run(const char *format, ...)
-{
-	char command[1024];
-	va_list ap;
-	va_start(ap, format);
-	vsnprintf(command, sizeof command, format, ap);
-	va_end(ap);
-	int status = system(command);
-	if (status != 0)
-		fprintf(stderr, "check_dialin: `%s` exited %d\n", command, status);
-	return status == 0;
-}
 
 struct nat_scene {
 	char ns[3][48]; /* home, public, client */
@@ -607,7 +483,7 @@ static void scene_remove(struct nat_scene *s)
 {
 	for (int i = 0; i < 3; i++)
 		if (s->ns[i][0])
-			run("ip netns del %s 2>/dev/null", s->ns[i]);
+			harness_run_shell("ip netns del %s 2>/dev/null", s->ns[i]);
 }
 
 /* home 10.23.1.2 -- 10.23.1.1 public 10.23.2.1 -- 10.23.2.2 client; home's nftables drops
@@ -620,16 +496,22 @@ static bool scene_make(struct nat_scene *s)
 		      "p=${n##*-}; kill -0 \"$p\" 2>/dev/null || ip netns del \"$n\"; done");
 	for (int i = 0; i < 3; i++) {
 		snprintf(s->ns[i], sizeof s->ns[i], "wh-nat-%s-%d", names[i], (int)getpid());
-		if (!run("ip netns add %s && ip -n %s link set lo up", s->ns[i], s->ns[i]))
+		if (!harness_run_shell("ip netns add %s && ip -n %s link set lo up", s->ns[i], s->ns[i]))
 			return false;
 	}
-	return run("ip -n %s link add eth0 type veth peer name tohome netns %s", s->ns[0], s->ns[1]) &&
-	       run("ip -n %s link add eth0 type veth peer name toclient netns %s", s->ns[2], s->ns[1]) &&
-	       run("ip -n %s addr add 10.23.1.2/24 dev eth0 && ip -n %s link set eth0 up", s->ns[0], s->ns[0]) &&
-	       run("ip -n %s addr add 10.23.1.1/24 dev tohome && ip -n %s link set tohome up", s->ns[1], s->ns[1]) &&
-	       run("ip -n %s addr add 10.23.2.1/24 dev toclient && ip -n %s link set toclient up", s->ns[1], s->ns[1]) &&
-	       run("ip -n %s addr add 10.23.2.2/24 dev eth0 && ip -n %s link set eth0 up", s->ns[2], s->ns[2]) &&
-	       run("ip netns exec %s nft -f - <<'EOF'\n"
+	return harness_run_shell("ip -n %s link add eth0 type veth peer name tohome netns %s", s->ns[0],
+				 s->ns[1]) &&
+	       harness_run_shell("ip -n %s link add eth0 type veth peer name toclient netns %s", s->ns[2],
+				 s->ns[1]) &&
+	       harness_run_shell("ip -n %s addr add 10.23.1.2/24 dev eth0 && ip -n %s link set eth0 up", s->ns[0],
+				 s->ns[0]) &&
+	       harness_run_shell("ip -n %s addr add 10.23.1.1/24 dev tohome && ip -n %s link set tohome up",
+				 s->ns[1], s->ns[1]) &&
+	       harness_run_shell("ip -n %s addr add 10.23.2.1/24 dev toclient && ip -n %s link set toclient up",
+				 s->ns[1], s->ns[1]) &&
+	       harness_run_shell("ip -n %s addr add 10.23.2.2/24 dev eth0 && ip -n %s link set eth0 up", s->ns[2],
+				 s->ns[2]) &&
+	       harness_run_shell("ip netns exec %s nft -f - <<'EOF'\n"
 		   "table inet nat_home {\n"
 		   "  chain input {\n"
 		   "    type filter hook input priority 0; policy accept;\n"
@@ -659,39 +541,9 @@ static void leave(struct nat_scene *s)
 static pid_t spawn_in(struct nat_scene *s, int which, const char *const *argv, const char *log, const char *dir)
 {
 	enter(s, which);
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		if (dir && chdir(dir) != 0)
-			_exit(126);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
+	pid_t pid = harness_spawn_program(argv, log, dir);
 	leave(s);
-	ck_assert_int_ge(pid, 0);
 	return pid;
-}
-
-static int wait_exit(pid_t pid, double timeout)
-{
-	double deadline = now_seconds() + timeout;
-	for (;;) {
-		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		if (now_seconds() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		poll(NULL, 0, 20); /* a child with a deadline */
-	}
 }
 
 /* The SHA-256 of a file, in hex, by sha256sum. */
@@ -714,7 +566,7 @@ static bool curl_gets_it(void *arg)
 {
 	struct curl_try *t = arg;
 	const char *argv[] = { "curl", "-sS", "--fail", "--max-time", "20", "-o", t->output, t->url, NULL };
-	return wait_exit(spawn_in(t->scene, 2, argv, t->log, NULL), 30) == 0;
+	return harness_wait_child(spawn_in(t->scene, 2, argv, t->log, NULL), 30) == 0;
 }
 
 START_TEST(test_nat_namespaces_over_tls)
@@ -747,7 +599,7 @@ START_TEST(test_nat_namespaces_over_tls)
 	struct harness_tls tp, th;
 	const char *const *ptls = harness_tls_args(&tp, certs, "public");
 	snprintf(path, sizeof path, "%s/public.conf", dir);
-	write_file(path, "[peer home]\n\n[forward web]\n"
+	harness_write_file(path, "[peer home]\n\n[forward web]\n"
 			 "listen = 10.23.2.1:18000\npeer = home\nservice = web\n");
 	const char *pargs[] = { "--config", path, "--listen", "10.23.1.1:7420", ptls[0], ptls[1], ptls[2],
 				ptls[3], ptls[4], ptls[5], NULL };
@@ -763,7 +615,7 @@ START_TEST(test_nat_namespaces_over_tls)
 	snprintf(home_conf, sizeof home_conf, "%s/home.conf", dir);
 	snprintf(text, sizeof text, "[peer public]\naddress = 10.23.1.1:7420\n\n[service web]\n"
 		 "target = 127.0.0.1:8000\npeers = public\n");
-	write_file(home_conf, text);
+	harness_write_file(home_conf, text);
 	const char *hargs[] = { "--config", home_conf, htls[0], htls[1], htls[2], htls[3], htls[4], htls[5], NULL };
 	enter(&scene, 0);
 	bool home_up = broker_spawn(&home, hargs);
@@ -775,7 +627,7 @@ START_TEST(test_nat_namespaces_over_tls)
 	snprintf(log, sizeof log, "%s/curl.log", dir);
 	snprintf(got, sizeof got, "%s/direct.bin", dir);
 	const char *direct[] = { "curl", "-sS", "--max-time", "2", "-o", got, "http://10.23.1.2:8000/big.bin", NULL };
-	ck_assert_int_ne(wait_exit(spawn_in(&scene, 1, direct, log, NULL), 10), 0);
+	ck_assert_int_ne(harness_wait_child(spawn_in(&scene, 1, direct, log, NULL), 10), 0);
 
 	/* the client, in a third namespace, fetches it through public's forward */
 	snprintf(got, sizeof got, "%s/got.bin", dir);
@@ -793,7 +645,7 @@ START_TEST(test_nat_namespaces_over_tls)
 
 	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
 	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
-	stop_child(server);
+	harness_stop_child(server);
 	scene_remove(&scene);
 	close(scene.own_ns);
 	harness_cleanup_dir(dir);

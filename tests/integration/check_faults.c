@@ -196,19 +196,6 @@ static void transfer_start(struct hosts *h, struct transfer *t, const char *serv
 	usleep(500000); /* let the transfer get under way before the fault */
 }
 
-/* Counts lines of an app's log that contain `what`. */
-static int log_count(const struct process *p, const char *what)
-{
-	FILE *f = fopen(p->log_file, "r");
-	int count = 0;
-	char line[512];
-	while (f && fgets(line, sizeof line, f))
-		count += strstr(line, what) != NULL;
-	if (f)
-		fclose(f);
-	return count;
-}
-
 /* Both apps ended within the bound: the sender with every stream verified (status 0) or
  * with the failed ones reported; the echo app with an outcome for each of its streams. */
 static void transfer_ended(struct transfer *t, const char *fault, bool must_succeed)
@@ -226,10 +213,10 @@ static void transfer_ended(struct transfer *t, const char *fault, bool must_succ
 	if (must_succeed)
 		ck_assert_msg(sent == 0, "%s: streams failed that should have survived", fault);
 	else
-		ck_assert_msg(sent == 1 && log_count(&t->send, "bytes back") >= 1,
+		ck_assert_msg(sent == 1 && process_log_count(&t->send, "bytes back") >= 1,
 			      "%s: the sender reported no failed stream", fault);
 	if (echoed == 0)
-		ck_assert_int_eq(log_count(&t->echo, " done: "), atoi(STREAMS) + 1);
+		ck_assert_int_eq(process_log_count(&t->echo, " done: "), atoi(STREAMS) + 1);
 	process_stop(&t->send, SIGKILL);
 	process_stop(&t->echo, SIGKILL);
 }
@@ -316,7 +303,7 @@ START_TEST(test_apps_killed)
 		process_dump_log(&t.echo);
 	ck_assert_int_eq(echoed, 0);
 	/* every stream ended with the code docs/ATTACH.md promises, not just with some error */
-	ck_assert_int_eq(log_count(&t.echo, "error 502: the app went away"), atoi(STREAMS));
+	ck_assert_int_eq(process_log_count(&t.echo, "error 502: the app went away"), atoi(STREAMS));
 	process_stop(&t.send, SIGKILL);
 	process_stop(&t.echo, SIGKILL);
 	hosts_recovered(&h, "sender killed");
@@ -327,10 +314,10 @@ START_TEST(test_apps_killed)
 	if (sent != 1)
 		process_dump_log(&t.send);
 	ck_assert_int_eq(sent, 1);
-	ck_assert_int_eq(log_count(&t.send, "bytes back"), atoi(STREAMS));
-	if (log_count(&t.send, "(502 the app went away)") != atoi(STREAMS))
+	ck_assert_int_eq(process_log_count(&t.send, "bytes back"), atoi(STREAMS));
+	if (process_log_count(&t.send, "(502 the app went away)") != atoi(STREAMS))
 		process_dump_log(&t.send);
-	ck_assert_int_eq(log_count(&t.send, "(502 the app went away)"), atoi(STREAMS));
+	ck_assert_int_eq(process_log_count(&t.send, "(502 the app went away)"), atoi(STREAMS));
 	process_stop(&t.send, SIGKILL);
 	process_stop(&t.echo, SIGKILL);
 	hosts_recovered(&h, "echo app killed");

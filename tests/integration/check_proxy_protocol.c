@@ -27,6 +27,7 @@
 #include <wormhole/wormhole.h>
 
 #include "app_harness.h"
+#include "forward_scene.h"
 #include "frame.h"
 #include "harness.h"
 #include "proxy_header.h"
@@ -35,147 +36,25 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
-/* A loopback port nothing listens on now (bound once, then let go). */
-static unsigned free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-static int listen_loopback(unsigned *port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
-	*port = ntohs(a.sin_port);
-	return fd;
-}
-
 /* Connects to loopback `port` from a port of its own, told in *local_port. */
 static int connect_from(unsigned port, unsigned *local_port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = harness_connect_loopback_from("127.0.0.1", port);
+	ck_assert_msg(fd >= 0, "connect to %u: %s", port, strerror(errno));
+	struct sockaddr_in a;
 	socklen_t length = sizeof a;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
 	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &length), 0);
 	*local_port = ntohs(a.sin_port);
-	a.sin_port = htons((uint16_t)port);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-	struct timeval bound = { .tv_sec = 20 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
 	return fd;
-}
-
-/* Everything the peer sends until it closes (bounded by the socket's timeouts). */
-static size_t read_all(int fd, char *out, size_t cap)
-{
-	size_t have = 0;
-	ssize_t n;
-	while (have + 1 < cap && (n = read(fd, out + have, cap - 1 - have)) > 0)
-		have += (size_t)n;
-	out[have] = '\0';
-	return have;
-}
-
-/* The port a forward of broker p listens on, from its log line (bounded wait). */
-static unsigned forward_port(const struct process *p, const char *name)
-{
-	char marker[128], line[1024];
-	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
-	if (!process_log_wait(p, marker, 10)) {
-		process_dump_log(p);
-		ck_abort_msg("forward %s never listened", name);
-	}
-	FILE *f = fopen(p->log_file, "r");
-	unsigned port = 0;
-	while (f && !port && fgets(line, sizeof line, f)) {
-		char *at = strstr(line, marker);
-		if (at)
-			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	ck_assert_uint_ne(port, 0);
-	return port;
-}
-
-static pid_t spawn_program(const char *const *argv, const char *log)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* Waits (bounded) for a child; its exit status, or -1 (killed at the bound, or by a signal). */
-static int wait_child(pid_t pid, double timeout)
-{
-	double deadline = now_seconds() + timeout;
-	for (;;) {
-		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-		if (now_seconds() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			return -1;
-		}
-		poll(NULL, 0, 20); /* polling a child with a deadline */
-	}
-}
-
-static void stop_child(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGTERM);
-		wait_child(pid, 10);
-	}
 }
 
 static bool port_answers(void *arg)
 {
 	unsigned port = *(unsigned *)arg;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	bool ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-	close(fd);
-	return ok;
+	int fd = harness_connect_loopback_from(NULL, port);
+	if (fd >= 0)
+		close(fd);
+	return fd >= 0;
 }
 
 /* haproxy in the foreground: one frontend that wants a PROXY header and answers every HTTP
@@ -183,7 +62,7 @@ static bool port_answers(void *arg)
 static pid_t haproxy_start(const char *dir, unsigned *port)
 {
 	ck_assert_msg(access(HAPROXY, X_OK) == 0, HAPROXY " is not installed (Debian package haproxy)");
-	*port = free_port();
+	*port = harness_closed_port();
 	char path[300], log[300], text[1024];
 	snprintf(path, sizeof path, "%s/haproxy.cfg", dir);
 	snprintf(text, sizeof text,
@@ -192,10 +71,10 @@ static pid_t haproxy_start(const char *dir, unsigned *port)
 		 "frontend who\n  bind 127.0.0.1:%u accept-proxy\n"
 		 "  http-request return status 200 content-type text/plain lf-string \"%%[src]:%%[src_port]\"\n",
 		 *port);
-	write_file(path, text);
+	harness_write_file(path, text);
 	snprintf(log, sizeof log, "%s/haproxy.log", dir);
 	const char *argv[] = { HAPROXY, "-db", "-f", path, NULL };
-	pid_t pid = spawn_program(argv, log);
+	pid_t pid = harness_spawn_program(argv, log, NULL);
 	ck_assert_msg(poll_until(port_answers, port, 20), "haproxy did not listen on %u", *port);
 	return pid;
 }
@@ -242,59 +121,21 @@ static void decoder_one(int fd)
 	strcat(answer, "\n");
 	if (write(fd, answer, strlen(answer)) < 0)
 		_exit(1);
-	close(fd);
 }
 
+static void decoder_serve(int fd, void *arg)
+{
+	(void)arg;
+	decoder_one(fd);
+}
+
+/* The decoding target: one connection after the other. */
 static pid_t decoder_start(unsigned *port)
 {
-	int fd = listen_loopback(port);
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		signal(SIGTERM, SIG_DFL);
-		for (;;) {
-			int c = accept(fd, NULL, NULL);
-			if (c >= 0)
-				decoder_one(c);
-		}
-	}
-	close(fd);
-	return pid;
+	return harness_target_start(port, decoder_serve, NULL, false);
 }
 
 /* ---- two brokers ---------------------------------------------------------------------------- */
-
-/* A exposes `services`, B has peer a and forwards `forwards`; tls: both with certificates. */
-static void brokers_start(struct process *a, struct process *b, const char *dir, const char *services,
-			  const char *forwards, bool tls)
-{
-	char path[300], b_path[300], text[4096];
-	struct harness_tls ta, tb;
-	if (tls)
-		ck_assert(harness_make_certs(dir, "a b"));
-	const char *const *a_tls = tls ? harness_tls_args(&ta, dir, "a") : NULL;
-	const char *const *b_tls = tls ? harness_tls_args(&tb, dir, "b") : NULL;
-	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, services);
-	const char *a_args[9] = { "--config", path };
-	for (int i = 0; a_tls && a_tls[i]; i++)
-		a_args[2 + i] = a_tls[i];
-	ck_assert(broker_spawn(a, a_args));
-	snprintf(text, sizeof text, "[peer a]\naddress = 127.0.0.1:%u\n\n%s", a->port, forwards);
-	snprintf(b_path, sizeof b_path, "%s/b.conf", dir);
-	write_file(b_path, text);
-	const char *b_args[9] = { "--config", b_path };
-	for (int i = 0; b_tls && b_tls[i]; i++)
-		b_args[2 + i] = b_tls[i];
-	ck_assert(broker_spawn(b, b_args));
-}
-
-static void brokers_stop(struct process *a, struct process *b)
-{
-	ck_assert_int_eq(process_stop(b, SIGTERM), 0);
-	ck_assert_int_eq(process_stop(a, SIGTERM), 0);
-}
 
 static const char *const FORWARD_WEB = "[forward web]\nlisten = 127.0.0.1:0\npeer = a\nservice = web\n";
 
@@ -303,7 +144,7 @@ static const char *const FORWARD_WEB = "[forward web]\nlisten = 127.0.0.1:0\npee
 static int curl_from(const char *dir, unsigned forward, unsigned *local_port, char *out, size_t cap)
 {
 	char url[128], port_text[16], log[300], command[1024];
-	*local_port = free_port();
+	*local_port = harness_closed_port();
 	snprintf(url, sizeof url, "http://127.0.0.1:%u/", forward);
 	snprintf(port_text, sizeof port_text, "%u", *local_port);
 	snprintf(log, sizeof log, "%s/curl.out", dir);
@@ -312,7 +153,7 @@ static int curl_from(const char *dir, unsigned forward, unsigned *local_port, ch
 	const char *argv[] = { "sh", "-c", command, NULL };
 	char run_log[300];
 	snprintf(run_log, sizeof run_log, "%s/curl.log", dir);
-	int status = wait_child(spawn_program(argv, run_log), 30);
+	int status = harness_wait_child(harness_spawn_program(argv, run_log, NULL), 30);
 	out[0] = '\0';
 	FILE *f = fopen(log, "r");
 	if (f) {
@@ -335,7 +176,7 @@ static void haproxy_case(const char *proxy_protocol, bool expect_answer)
 		 proxy_protocol ? "\n" : "");
 	struct process a, b;
 	brokers_start(&a, &b, dir, services, FORWARD_WEB, false);
-	unsigned forward = forward_port(&b, "web"), local_port;
+	unsigned forward = harness_forward_port(&b, "web"), local_port;
 	int status = curl_from(dir, forward, &local_port, out, sizeof out);
 	snprintf(want, sizeof want, "127.0.0.1:%u", local_port);
 	if (expect_answer) {
@@ -359,7 +200,7 @@ static void haproxy_case(const char *proxy_protocol, bool expect_answer)
 		ck_assert_msg(status != 0 && !strstr(out, want), "without proxy-protocol: curl %d said \"%s\"",
 			      status, out);
 	}
-	stop_child(haproxy);
+	harness_stop_child(haproxy);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
 }
@@ -404,9 +245,9 @@ START_TEST(test_v2_identity_over_tls)
 	brokers_start(&a, &b, dir, services,
 		      "[forward who]\nlisten = 127.0.0.1:0\npeer = a\nservice = who\n"
 		      "[forward theirs]\nlisten = 127.0.0.1:0\npeer = a\nservice = theirs\n", true);
-	unsigned forward = forward_port(&b, "who"), local_port;
+	unsigned forward = harness_forward_port(&b, "who"), local_port;
 	int fd = connect_from(forward, &local_port);
-	read_all(fd, answer, sizeof answer);
+	harness_read_to_end(fd, answer, sizeof answer, NULL);
 	close(fd);
 	snprintf(want, sizeof want, "v2 family=4 src=127.0.0.1:%u dst=127.0.0.1:%u peer=b local=0\n",
 		 local_port, forward);
@@ -414,8 +255,8 @@ START_TEST(test_v2_identity_over_tls)
 
 	/* a peer the service's rules refuse puts no address before its target: the stream is
 	 * refused (ERROR 403) before anything is dialled, and the client is reset */
-	fd = connect_from(forward_port(&b, "theirs"), &local_port);
-	ck_assert_uint_eq(read_all(fd, answer, sizeof answer), 0);
+	fd = connect_from(harness_forward_port(&b, "theirs"), &local_port);
+	ck_assert_uint_eq(harness_read_to_end(fd, answer, sizeof answer, NULL), 0);
 	close(fd);
 	ck_assert(process_log_wait(&a, "service=theirs refused: this peer is not among the service's peers", 10));
 
@@ -436,8 +277,8 @@ START_TEST(test_v2_identity_over_tls)
 	ck_assert_str_eq(answer, "v1 family=0 src=-:0 dst=-:0 peer=- local=0\n");
 	wh_close(s);
 	wh_client_detach(app);
-	stop_child(target);
-	stop_child(target1);
+	harness_stop_child(target);
+	harness_stop_child(target1);
 	brokers_stop(&a, &b);
 	harness_cleanup_dir(dir);
 }
@@ -478,7 +319,7 @@ START_TEST(test_bad_address_block_is_error_400)
 		 target_port);
 	char path[300];
 	snprintf(path, sizeof path, "%s/a.conf", dir);
-	write_file(path, services);
+	harness_write_file(path, services);
 	struct process a;
 	const char *a_args[] = { "--config", path, NULL };
 	ck_assert(broker_spawn(&a, a_args));
@@ -524,7 +365,7 @@ START_TEST(test_bad_address_block_is_error_400)
 	ck_assert(process_log_wait(&a, "stream=3 refused: HANDSHAKE payload: service name or "
 				   "extensions too long: ERROR 400", 10));
 	close(fd);
-	stop_child(target);
+	harness_stop_child(target);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }

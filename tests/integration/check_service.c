@@ -29,14 +29,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static void write_file(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	fclose(f);
-}
-
 /* True if `text` is in a line after the first line containing `marker`. */
 static bool log_after(const struct process *p, const char *marker, const char *text)
 {
@@ -51,11 +43,6 @@ static bool log_after(const struct process *p, const char *marker, const char *t
 	if (f)
 		fclose(f);
 	return found;
-}
-
-static bool alive(const struct process *p)
-{
-	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
 }
 
 /* A checksummed transfer on its own thread, so that the test can act on the brokers while
@@ -169,12 +156,12 @@ START_TEST(test_check_config)
 	char dir[64], path[128], err[4096];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/broker.conf", dir);
-	write_file(path, "[broker]\nlisten = 127.0.0.1:0\nlog-level = info\n[peer b]\naddress = 10.0.0.2:7420\n"
+	harness_write_file(path, "[broker]\nlisten = 127.0.0.1:0\nlog-level = info\n[peer b]\naddress = 10.0.0.2:7420\n"
 		   "plaintext = yes\n");
 	const char *good[] = { "--check-config", "--config", path, NULL };
 	ck_assert_int_eq(process_run("broker/wormhole-broker", good, err, sizeof err), 0);
 	ck_assert_str_eq(err, ""); /* nothing said when all is good */
-	write_file(path, "[broker]\nring-size = 5000\n\n[peer b]\npool-max = 0\n");
+	harness_write_file(path, "[broker]\nring-size = 5000\n\n[peer b]\npool-max = 0\n");
 	const char *bad[] = { "--check-config", "--config", path, NULL };
 	ck_assert_int_eq(process_run("broker/wormhole-broker", bad, err, sizeof err), 1);
 	char expect[256];
@@ -203,7 +190,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/b.conf", dir);
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer a]\naddress = 127.0.0.1:%u\n", a.port);
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	const char *args[] = { "--config", path, NULL };
 	ck_assert(broker_spawn(&b, args));
 	wh_client *app = app_attach(&b);
@@ -217,7 +204,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 	/* add peer c, and a service default on the way */
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\ndefault-service = discard\n"
 		 "[peer a]\naddress = 127.0.0.1:%u\n[peer c]\naddress = 127.0.0.1:%u\n", a.port, c.port);
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	kill(b.pid, SIGHUP);
 	ck_assert(process_log_wait(&b, "peer=c added", 10));
 	wh_stream *to_c;
@@ -226,7 +213,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 	wh_close(to_c);
 
 	/* a bad file: every error logged, the broker runs on as before */
-	write_file(path, "[broker]\nring-size = 5000\n");
+	harness_write_file(path, "[broker]\nring-size = 5000\n");
 	kill(b.pid, SIGHUP);
 	ck_assert(process_log_wait(&b, "reload refused: running on as before", 10));
 	ck_assert(process_log_has(&b, "ring-size: not a power of two"));
@@ -235,7 +222,7 @@ START_TEST(test_reload_adds_and_removes_peers_while_streams_flow)
 
 	/* remove c again: it drains and goes; a is untouched */
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer a]\naddress = 127.0.0.1:%u\n", a.port);
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	kill(b.pid, SIGHUP);
 	ck_assert(process_log_wait(&b, "peer=c removed", 10));
 	ck_assert_int_eq(wh_open(app, "c", "echo", 1000, &to_c), WH_EUNKNOWN_PEER);
@@ -288,7 +275,7 @@ START_TEST(test_socket_path_is_never_a_hazard)
 	char dir[64], path[96], err[4096];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/not-a-socket", dir);
-	write_file(path, "precious\n");
+	harness_write_file(path, "precious\n");
 	const char *on_file[] = { "--config", "/dev/null", "--listen", "none", "--socket", path, NULL };
 	ck_assert_int_eq(process_run("broker/wormhole-broker", on_file, err, sizeof err), 1);
 	ck_assert_msg(strstr(err, "not a socket is there; refusing to replace it"), "%s", err);
@@ -344,7 +331,7 @@ START_TEST(test_builtin_services_are_the_brokers)
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/broker.conf", dir);
 	/* discard is the default service: echo is then a built-in that no rule names */
-	write_file(path, "[broker]\nlog-level = info\ndefault-service = discard\n");
+	harness_write_file(path, "[broker]\nlog-level = info\ndefault-service = discard\n");
 	const char *args[] = { "--config", path, NULL };
 	struct broker_pair pair;
 	broker_pair_start(&pair, args, NULL);
@@ -369,7 +356,7 @@ START_TEST(test_builtin_services_are_the_brokers)
 	/* a rule that names the owner gives the name to that owner */
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[service discard]\nowner = %ld\n",
 		 (long)geteuid());
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	ck_assert(broker_spawn(&a, args));
 	app = app_attach(&a);
 	ck_assert_int_eq(wh_listen(app, "discard"), WH_OK);
@@ -433,7 +420,7 @@ START_TEST(test_signals_that_must_not_kill)
 	kill(b.pid, SIGHUP);
 	ck_assert(process_log_wait(&b, "reloaded", 10));
 	ck_assert(process_log_has(&b, "signal 10: ignored"));
-	ck_assert(alive(&b));
+	ck_assert(process_alive(&b));
 	wh_client *app = app_attach(&b);
 	wh_client_detach(app);
 	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
@@ -523,15 +510,15 @@ START_TEST(test_unit_reload_reports_a_refusal)
 	char dir[64], conf[96];
 	harness_tempdir(dir, sizeof dir);
 	snprintf(conf, sizeof conf, "%s/broker.conf", dir);
-	write_file(conf, "[broker]\nlog-level = info\n");
+	harness_write_file(conf, "[broker]\nlog-level = info\n");
 	const char *args[] = { "--config", conf, NULL };
 	struct process b;
 	ck_assert(broker_spawn(&b, args));
 	ck_assert_int_eq(run_exec_reload(&b), 0);
-	write_file(conf, "[broker]\nwindow = 1\n[service upper]\nwindow = 2\n");
+	harness_write_file(conf, "[broker]\nwindow = 1\n[service upper]\nwindow = 2\n");
 	ck_assert_int_ne(run_exec_reload(&b), 0);
 	ck_assert(process_log_has(&b, "reload refused"));
-	ck_assert(alive(&b));
+	ck_assert(process_alive(&b));
 	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
 	harness_cleanup_dir(dir);
 }
@@ -602,7 +589,7 @@ START_TEST(test_config_path_that_is_not_a_file)
 	harness_tempdir(dir, sizeof dir);
 	snprintf(path, sizeof path, "%s/broker.conf", dir);
 	snprintf(conf, sizeof conf, "[broker]\nlog-level = info\n[peer kept]\naddress = 127.0.0.1:1\n");
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	const char *args[] = { "--config", path, NULL };
 	struct process b;
 	ck_assert(broker_spawn(&b, args));
@@ -624,7 +611,7 @@ START_TEST(test_config_path_that_is_not_a_file)
 		ck_assert_msg(strstr(err, reasons[k]), "%s: %s", kinds[k], err);
 		k == 0 ? rmdir(path) : unlink(path);
 	}
-	write_file(path, conf);
+	harness_write_file(path, conf);
 	kill(b.pid, SIGHUP);
 	ck_assert(process_log_wait(&b, "reloaded", 10));
 	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
@@ -665,8 +652,8 @@ START_TEST(test_port_file_never_follows_a_planted_link)
 	snprintf(target, sizeof target, "%s/root-owned", dir);
 	snprintf(other, sizeof other, "%s/also-root-owned", dir);
 	snprintf(port, sizeof port, "%s/port", dir);
-	write_file(target, "secret\n");
-	write_file(other, "other\n");
+	harness_write_file(target, "secret\n");
+	harness_write_file(other, "other\n");
 	snprintf(link, sizeof link, "%s.tmp", port); /* where the broker wrote before */
 	ck_assert_int_eq(symlink(target, link), 0);
 	ck_assert_int_eq(symlink(other, port), 0);

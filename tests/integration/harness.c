@@ -1,15 +1,21 @@
 /* Integration-test helpers: real processes, temporary directories, bounded waits. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -364,4 +370,149 @@ const char *const *harness_tls_args(struct harness_tls *tls, const char *dir, co
 	const char *argv[] = { "--tls-cert", tls->cert, "--tls-key", tls->key, "--tls-ca", tls->ca, NULL };
 	memcpy(tls->argv, argv, sizeof argv);
 	return tls->argv;
+}
+
+double harness_now(void)
+{
+	return monotonic();
+}
+
+int process_log_count(const struct process *p, const char *text)
+{
+	FILE *f = fopen(p->log_file, "r");
+	char line[2048];
+	int n = 0;
+	while (f && fgets(line, sizeof line, f))
+		n += strstr(line, text) != NULL;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+bool harness_run_shell(const char *format, ...)
+{
+	char command[1024];
+	va_list ap;
+	va_start(ap, format);
+	vsnprintf(command, sizeof command, format, ap);
+	va_end(ap);
+	int status = system(command);
+	if (status != 0)
+		fprintf(stderr, "harness: `%s` exited %d\n", command, status);
+	return status == 0;
+}
+
+pid_t harness_spawn_program(const char *const *argv, const char *log, const char *dir)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		abort();
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		signal(SIGTERM, SIG_DFL); /* not the test runner's handler, which ends its group */
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		if (dir && chdir(dir) != 0)
+			_exit(126);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int harness_wait_child(pid_t pid, double timeout)
+{
+	double deadline = monotonic() + timeout;
+	for (;;) {
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		if (monotonic() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return -1;
+		}
+		poll(NULL, 0, 20); /* polling a child with a deadline */
+	}
+}
+
+void harness_stop_child(pid_t pid)
+{
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		harness_wait_child(pid, 10);
+	}
+}
+
+int harness_connect_loopback_from(const char *source, unsigned port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in from = { .sin_family = AF_INET }, to = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	/* a source that cannot be bound is the test's mistake, not the result it looks for */
+	if (source && (inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+		       bind(fd, (struct sockaddr *)&from, sizeof from) != 0)) {
+		fprintf(stderr, "harness: cannot bind a client to %s: %s\n", source, strerror(errno));
+		abort();
+	}
+	if (connect(fd, (struct sockaddr *)&to, sizeof to) != 0) {
+		int error = errno;
+		close(fd);
+		errno = error;
+		return -1;
+	}
+	struct timeval bound = { .tv_sec = 30 }; /* no read or write waits for ever */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &bound, sizeof bound);
+	return fd;
+}
+
+bool harness_connect_refused(unsigned port)
+{
+	int fd = harness_connect_loopback_from(NULL, port);
+	if (fd >= 0) {
+		close(fd);
+		return false;
+	}
+	return errno == ECONNREFUSED;
+}
+
+void harness_reset_close(int fd)
+{
+	struct linger hard = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+	close(fd);
+}
+
+size_t harness_read_to_end(int fd, char *out, size_t cap, int *error)
+{
+	size_t have = 0;
+	ssize_t n = 0;
+	while (have + 1 < cap && (n = read(fd, out + have, cap - 1 - have)) > 0)
+		have += (size_t)n;
+	out[have] = '\0';
+	if (error)
+		*error = n < 0 ? errno : 0;
+	return have;
+}
+
+bool harness_name_listed(const char *list, const char *name)
+{
+	size_t length = strlen(name);
+	for (const char *p = strstr(list, name); p; p = strstr(p + 1, name))
+		if ((p == list || p[-1] == ' ') && (p[length] == ' ' || p[length] == '\0'))
+			return true;
+	return false;
+}
+
+bool process_alive(const struct process *p)
+{
+	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
 }

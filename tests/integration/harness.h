@@ -67,6 +67,69 @@ bool poll_until(bool (*predicate)(void *), void *arg, double timeout);
 /* Runs the loop for a fixed time (for "nothing happens" checks, never as a wait). */
 void run_for(struct ev_loop *loop, double seconds);
 
+/* Seconds on the monotonic clock (for deadlines and for timing what a test measures). */
+double harness_now(void);
+/* Whether the process runs (started, not exited; a zombie is reaped and counts as ended). */
+bool process_alive(const struct process *p);
+/* How many lines of the process's log contain text. */
+int process_log_count(const struct process *p, const char *text);
+/* Whether name is a whole word of the space-separated list (ATTACKS="name ..."). */
+bool harness_name_listed(const char *list, const char *name);
+/* Runs a shell command (printf format) to completion; false, with the command on stderr, if
+ * it did not exit 0. */
+bool harness_run_shell(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- child programs (not brokers): from PATH, output to a log, dying with the test ---------- */
+
+/* Starts argv[0] from PATH in dir (NULL: here) with stdout and stderr appended to log. The
+ * child gets SIGTERM's default action (not the test runner's) and is killed if the test ends. */
+pid_t harness_spawn_program(const char *const *argv, const char *log, const char *dir);
+/* Waits (bounded) for a child; its exit status, or -1 (killed by a signal, or at the bound). */
+int harness_wait_child(pid_t pid, double timeout);
+/* SIGTERM, then harness_wait_child with a 10 s bound (nothing for pid <= 0). */
+void harness_stop_child(pid_t pid);
+
+/* ---- loopback TCP clients ------------------------------------------------------------------ */
+
+/* A client of 127.0.0.1:port, bound first to source (an address of 127/8, or NULL: the
+ * kernel's pick; one that cannot be bound aborts), with 30 s bounds on every read and write
+ * so nothing waits for ever. -1 if the connect failed (errno says why: ECONNREFUSED, or
+ * ECONNRESET when a listener reset the connection before connect() returned). */
+int harness_connect_loopback_from(const char *source, unsigned port);
+/* Whether a connect to 127.0.0.1:port is refused (nothing listens there). */
+bool harness_connect_refused(unsigned port);
+/* Closes fd with a reset (SO_LINGER 0) instead of a FIN. */
+void harness_reset_close(int fd);
+/* Reads until EOF, an error (the 30 s bound of a harness socket is one) or cap - 1 bytes,
+ * and NUL-terminates out; returns the bytes read. *error (if not NULL): 0 when the reading
+ * ended at EOF or a full buffer, else the errno of the read that failed. */
+size_t harness_read_to_end(int fd, char *out, size_t cap, int *error);
+
+/* ---- for Check suites only (tests/integration/harness_check.c): these fail the test -------- */
+
+/* The port forward `name` of broker p listens on, from its log line (10 s bound). */
+unsigned harness_forward_port(const struct process *p, const char *name);
+/* harness_connect_loopback_from(NULL, port), failing the test unless it connects. A forward
+ * that closes a connection at once (max-connections, connection-rate, a peer not connected)
+ * can have its reset arrive on loopback before connect() returns; the caller then gets what
+ * it would have read: a socket at its end (one end of a closed socketpair, EOF at once). */
+int harness_connect_loopback(unsigned port);
+/* Listens on 127.0.0.1:*port (0: the kernel's pick, stored in *port) with SO_REUSEADDR, so
+ * that a target can come back on its port at once. */
+int harness_listen_loopback(unsigned *port, int backlog);
+/* A loopback port nothing listens on: bound once, then let go (connects to it are refused). */
+unsigned harness_closed_port(void);
+/* Writes text to path (created or truncated). */
+void harness_write_file(const char *path, const char *text);
+/* A target of the test's own on 127.0.0.1:*port (0: the kernel's pick, stored in *port): a
+ * process that accepts connections and hands each to serve(fd, arg) (closed after it), in a
+ * process of its own if fork_each, else one after the other. Returns its pid
+ * (harness_stop_child ends it); it and its children die with the test. */
+pid_t harness_target_start(unsigned *port, void (*serve)(int fd, void *arg), void *arg, bool fork_each);
+/* Sends size pattern bytes (harness_pattern, seed) on fd, half-closes, reads the echo to EOF
+ * and fails the test unless exactly those bytes came back. */
+void harness_echo_check(int fd, size_t size, unsigned seed);
+
 /* A byte pattern by stream seed and offset, for checksummed transfers. */
 static inline unsigned char harness_pattern(unsigned seed, size_t i)
 {
