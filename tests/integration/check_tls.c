@@ -52,11 +52,6 @@ static void dialer_start(struct process *b, const struct process *a, const char 
 	ck_assert(broker_spawn(b, join(args, own, extra)));
 }
 
-static bool alive(const struct process *p)
-{
-	return p->pid > 0 && kill(p->pid, 0) == 0 && waitpid(p->pid, NULL, WNOHANG) == 0;
-}
-
 /* Certificates for a and b in `certs` (a temporary directory), A listening over TLS with
  * `a_extra` (NULL: none), B dialling it; the app attached to B. */
 static wh_client *tls_pair_start(char certs[64], struct process *a, struct process *b,
@@ -362,7 +357,7 @@ START_TEST(test_tls_refuses_who_it_must)
 	wh_close(s);
 	wh_client_detach(app);
 	ck_assert_int_eq(process_stop(&good, SIGTERM), 0);
-	ck_assert(alive(&a));
+	ck_assert(process_alive(&a));
 	ck_assert_int_le(process_fd_count(&a), fds_before + 1);
 	ck_assert_int_eq(process_stop(&a, SIGTERM), 0);
 	harness_cleanup_dir(certs);
@@ -747,19 +742,6 @@ static int compare_doubles(const void *x, const void *y)
 	return (a > b) - (a < b);
 }
 
-/* Lines of the process's log that contain text. */
-static unsigned log_count(const struct process *p, const char *text)
-{
-	FILE *f = fopen(p->log_file, "r");
-	unsigned n = 0;
-	char line[4096];
-	while (f && fgets(line, sizeof line, f))
-		n += strstr(line, text) != NULL;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 /* A stranger rotating over 1000 source addresses, replaying a ClientHello as fast as it can:
  * the broker starts no more handshakes for strangers than handshake-rate allows (before: one
  * server flight for each, 2,000 a second, and no ban: its 256-slot table forgot each address
@@ -780,7 +762,7 @@ START_TEST(test_strangers_rotating_addresses_get_bounded_handshakes)
 	unsigned char hello[4096];
 	size_t hello_len = client_hello(stranger, hello, sizeof hello);
 
-	unsigned served_before = log_count(&a, "TLS handshake with");
+	unsigned served_before = process_log_count(&a, "TLS handshake with");
 	long cpu_before = process_cpu_ticks(&a);
 	int64_t start = wh_now_ns();
 	int result_fd;
@@ -796,7 +778,7 @@ START_TEST(test_strangers_rotating_addresses_get_bounded_handshakes)
 	close(result_fd);
 	ck_assert_int_eq(waitpid(attacker, NULL, 0), attacker);
 	double elapsed = (double)(wh_now_ns() - start) / 1e9;
-	unsigned served = log_count(&a, "TLS handshake with") - served_before;
+	unsigned served = process_log_count(&a, "TLS handshake with") - served_before;
 	long cpu = process_cpu_ticks(&a) - cpu_before;
 	fprintf(stderr, "rotating stranger: %llu connections in %.1f s, %u handshakes served, "
 		"broker %.0f%% of a core, the peer's connect %.3f s (median), %.3f s (slowest)\n",
