@@ -72,6 +72,26 @@ static void dispatch_soon(struct mux *mux)
 		mux->cb.on_timer_changed(mux, mux->user);
 }
 
+/* The stream has no byte left to plan: its CLOSE, once the owner closed it for writing. */
+static void plan_close(struct mux *mux, struct mux_stream *s)
+{
+	if (!s->write_closed || s->close_sent)
+		return;
+	struct out_frame *f = out_push(mux);
+	f->kind = OUT_STREAM;
+	f->stream = s;
+	struct frame_header h = { FRAME_VERSION, FRAME_CLOSE, s->id, 0 };
+	frame_header_pack(f->header, &h);
+	s->close_sent = true;
+	s->pending_frames++;
+	s->stats.frames_out++;
+	mux->stats.frames_out[FRAME_CLOSE]++;
+	if (!s->peer_opened && !s->data_planned)
+		count_own_wasted_open(mux, s);
+	stream_check_finished(s);
+	quiet_start(s);
+}
+
 /* One frame from the stream at the head of the ready list: the round-robin slice. */
 static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 {
@@ -83,23 +103,8 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 		return 0;
 	}
 	size_t available = (size_t)unplanned;
-	struct out_frame *f;
 	if (available == 0) {
-		if (s->write_closed && !s->close_sent) {
-			f = out_push(mux);
-			f->kind = OUT_STREAM;
-			f->stream = s;
-			struct frame_header h = { FRAME_VERSION, FRAME_CLOSE, s->id, 0 };
-			frame_header_pack(f->header, &h);
-			s->close_sent = true;
-			s->pending_frames++;
-			s->stats.frames_out++;
-			mux->stats.frames_out[FRAME_CLOSE]++;
-			if (!s->peer_opened && !s->data_planned)
-				count_own_wasted_open(mux, s);
-			stream_check_finished(s);
-			quiet_start(s);
-		}
+		plan_close(mux, s);
 		return 0;
 	}
 	size_t n = available < mux->config.max_frame_size ? available : mux->config.max_frame_size;
@@ -116,7 +121,7 @@ static size_t plan_stream_frame(struct mux *mux, struct mux_stream *s)
 			n = (size_t)s->send_credit;
 		s->send_credit -= (int64_t)n;
 	}
-	f = out_push(mux);
+	struct out_frame *f = out_push(mux);
 	f->kind = OUT_STREAM;
 	f->stream = s;
 	f->payload_length = (uint32_t)n;
