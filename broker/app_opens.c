@@ -12,7 +12,7 @@
 /* An app may waste a quarter of what the peer's reset-rate allows the connection (its burst
  * and its rate), and hold app-peer-budget of a peer's budget share (apps->config.peer_share): one
  * misbehaving app leaves the connection's bucket, and three such apps leave it above the
- * margin at which every app's opens are held back (mux.c, OWN_RESET_MARGIN). */
+ * margin at which every app's opens are held back (mux_input.c, OWN_RESET_MARGIN). */
 #define APP_SHARE_DIVISOR 4.0
 #define APP_BURST_SECONDS 5.0 /* as the mux's buckets */
 

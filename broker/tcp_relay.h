@@ -65,7 +65,7 @@ void tcp_relay_set_wake(struct tcp_relay_set *set, const struct tcp_relay_limit 
 
 /* What a relay tells its owner of its course (forward.c's client-reset-rate): a peer's
  * reset-rate counts a stream opened to it that ends before any of our bytes went, or that is
- * reset less than a second after it opened, whatever it carried (broker/mux.c, ended_early). */
+ * reset less than a second after it opened, whatever it carried (broker/mux_input.c, ended_early). */
 enum tcp_relay_news {
 	TCP_RELAY_FIRST_BYTES, /* the socket's first bytes went into the stream */
 	TCP_RELAY_PROVEN,      /* after FIRST_BYTES, and a second old: no end of it is early now */
