@@ -475,6 +475,15 @@ static uint64_t flood(int fd, struct reader *r, enum frame_type type, bool read_
 			}
 			done += (size_t)n;
 			if (read_answers) {
+				/* A full socket: wait for room or an answer, as the rapid resets wait in
+				 * a blocking send and a flood tool on epoll would. Spinning here made a
+				 * connection the broker holds unread (a peer with strikes:
+				 * broker/penalty.h) a spinning process, which measures this host's CPU,
+				 * not what the attack costs the broker. */
+				if (n == 0) {
+					struct pollfd room = { fd, POLLOUT | POLLIN, 0 };
+					poll(&room, 1, 100);
+				}
 				reader_poll(r, 0);
 			} else if (n == 0) {
 				/* Not reading, we would never see the broker's FIN: ask for it. A
