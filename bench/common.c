@@ -27,6 +27,20 @@ double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+double machine_busy_seconds(void)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	unsigned long long user, nice, system, idle, iowait, irq, softirq, steal;
+	int got = f ? fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
+			     &idle, &iowait, &irq, &softirq, &steal)
+		    : 0;
+	if (f)
+		fclose(f);
+	if (got != 8)
+		return -1;
+	return (double)(user + nice + system + irq + softirq + steal) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

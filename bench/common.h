@@ -21,6 +21,11 @@ struct endpoint {
 };
 
 double now_s(void);
+/* CPU seconds the whole machine has been busy (all CPUs: user, system, interrupts; not idle
+ * or iowait) since boot, from /proc/stat; -1 if it cannot be read. Taken around a transfer
+ * on a quiet machine, the difference is what the transfer cost, every process and the
+ * kernel's TCP included. */
+double machine_busy_seconds(void);
 /* Sorts values in place; p in [0, 1]. */
 double percentile(double *values, size_t n, double p);
 /* Rounds of an alternating figure (bulk, ping-pong): BENCH_ROUNDS, default 3, at most
