@@ -12,10 +12,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker.h"
-#include "text_escape.h"
 #include "unix_socket.h"
 #include "services.h"
 
@@ -358,40 +358,81 @@ static void accepted_release(struct broker *broker, struct broker_conn *bc)
 	free(bc);
 }
 
+/* The penalty's clock: monotonic, so that a step of the wall clock (ev_now is wall-clock
+ * time) neither lengthens a hold nor forgets a strike. */
+static double penalty_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The longest hold this broker's timers allow: a held connection is read after half the
+ * shortest of the deadlines that run while it waits (its PING's answer, its first frame, a
+ * stream before peer-idle-timeout), so that they never end a connection for our own wait. */
+static double penalty_hold_max(const struct broker *broker)
+{
+	const struct mux_config *mux = &broker->config.pool.mux;
+	double most = PENALTY_MAX;
+	double limits[3] = { mux->keepalive_interval > 0 ? mux->keepalive_timeout : 0,
+			     broker->conn_shared.handshake_timeout, broker->config.peer_idle_timeout };
+	for (int i = 0; i < 3; i++)
+		if (limits[i] > 0 && limits[i] / 2 < most)
+			most = limits[i] / 2;
+	return most;
+}
+
 /* A connection closed for what its peer sent: a strike against the peer (its account's key:
  * its certificate identity over TLS, its source address over plaintext). */
 static void penalty_note_close(struct broker *broker, struct broker_conn *bc, struct mux *mux)
 {
 	if (!mux_peer_at_fault(mux) || !bc->account)
 		return;
-	double now = ev_now(broker->loop);
+	double now = penalty_now();
 	unsigned strikes = penalty_strike(broker->penalty, bc->account->key, now);
-	char who[300];
-	text_escape(who, sizeof who, bc->account->key, strlen(bc->account->key));
 	double hold = penalty_hold(broker->penalty, bc->account->key, now, NULL);
+	double most = penalty_hold_max(broker);
 	log_write(&broker->log, LOG_INFO, "broker", "conn=%u peer=%s (%s) cut off for abuse: strike %u, "
-		  "its next connection waits %.2f s", mux_id(mux), mux_peer(mux), who, strikes, hold);
+		  "its next connection waits %.2f s", mux_id(mux), mux_peer(mux), bc->account->key,
+		  strikes, hold < most ? hold : most);
+}
+
+/* Another connection of this peer is held now. */
+static bool penalty_holding(const struct broker *broker, const struct broker_conn *self)
+{
+	for (const struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		if (bc != self && bc->account == self->account && conn_reading_held(bc->conn))
+			return true;
+	return false;
 }
 
 /* A new connection of a peer with strikes (penalty_note_close) is read only once its hold
- * is over. */
+ * is over; while one is held, more of the same peer are closed at once: held together they
+ * would be let go together, each with a fresh burst. */
 static void penalty_apply(struct broker *broker, struct broker_conn *bc, const char *name)
 {
-	double now = ev_now(broker->loop);
+	double now = penalty_now();
 	unsigned strikes = 0;
 	double hold = penalty_hold(broker->penalty, name, now, &strikes);
 	if (hold <= 0)
 		return;
-	conn_hold_reading(bc->conn, hold);
-	broker->penalty_holds++;
+	double most = penalty_hold_max(broker);
+	if (hold > most)
+		hold = most;
+	bool refused = bc->account && penalty_holding(broker, bc);
+	if (refused)
+		conn_close(bc->conn, WH_ELIMIT);
+	else
+		conn_hold_reading(bc->conn, hold);
+	uint64_t *count = refused ? &broker->penalty_refused : &broker->penalty_holds;
+	(*count)++;
 	if (now - broker->penalty_logged_at >= 1.0) {
-		char who[300];
-		text_escape(who, sizeof who, name, strlen(name));
 		broker->penalty_logged_at = now;
-		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer connection (%s) held %.2f s "
-			  "before it is read: %u strikes for abuse in the last minute (%llu held so far)",
-			  mux_id(conn_mux(bc->conn)), who, hold, strikes,
-			  (unsigned long long)broker->penalty_holds);
+		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer connection (%s) %s: %u "
+			  "strikes for abuse in the last minute (%llu held, %llu closed so far)",
+			  mux_id(conn_mux(bc->conn)), name, refused ? "closed: another one is held"
+			  : "held before it is read", strikes, (unsigned long long)broker->penalty_holds,
+			  (unsigned long long)broker->penalty_refused);
 	}
 }
 
@@ -1084,6 +1125,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 		.capped_connections = broker->capped_connections,
 		.handshake_refused = broker->strangers_dropped,
 		.penalty_holds = broker->penalty_holds,
+		.penalty_refused = broker->penalty_refused,
 	};
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);

@@ -80,7 +80,7 @@ struct conn {
 	ev_timer handshake_timer;  /* TLS done and a first frame in, or the connection ends */
 	ev_timer resume_timer;     /* reading paused (store-rate): when it goes on */
 	bool pause_logged;         /* the first pause was logged; the rest are counted */
-	double read_held_until;    /* conn_hold_reading: not read before this loop time */
+	double read_held_until;    /* conn_hold_reading: not read before this (clock_seconds) */
 	bool awaiting_first_frame; /* accepted: no complete frame from the peer yet */
 	void (*on_ready)(struct conn *conn, void *user);
 	const struct conn_shared *shared; /* its on_free, read at free (NULL: none) */
@@ -331,17 +331,22 @@ void conn_hold_reading(struct conn *conn, double seconds)
 {
 	if (seconds <= 0 || conn->closing)
 		return;
-	conn->read_held_until = ev_now(conn->loop) + seconds;
+	conn->read_held_until = clock_seconds() + seconds; /* monotonic: a clock step changes nothing */
 	ev_io_stop(conn->loop, &conn->read_watcher);
 	ev_timer_stop(conn->loop, &conn->resume_timer);
 	ev_timer_set(&conn->resume_timer, seconds, 0.0);
 	ev_timer_start(conn->loop, &conn->resume_timer);
 }
 
+bool conn_reading_held(const struct conn *conn)
+{
+	return !conn->closing && conn->read_held_until > clock_seconds();
+}
+
 /* Still held (conn_hold_reading): the read watcher waits for the resume timer. */
 static bool reading_held(struct conn *conn)
 {
-	double left = conn->read_held_until - ev_now(conn->loop);
+	double left = conn->read_held_until - clock_seconds();
 	if (left <= 0)
 		return false;
 	ev_io_stop(conn->loop, &conn->read_watcher);

@@ -87,6 +87,8 @@ const char *conn_peer_identity(const struct conn *conn);
 /* Reads nothing from the peer for `seconds` from now (a peer cut off for abuse comes back:
  * broker/penalty.h); what it sends waits in TCP, and writes still go out. */
 void conn_hold_reading(struct conn *conn, double seconds);
+/* Whether conn_hold_reading's wait is still on. */
+bool conn_reading_held(const struct conn *conn);
 void conn_free(struct conn *conn);
 struct mux *conn_mux(const struct conn *conn);
 struct conn *conn_from_mux(const struct mux *mux);

@@ -76,5 +76,7 @@ double penalty_hold(const struct penalty *p, const char *name, double now, unsig
 	if (delay > PENALTY_MAX)
 		delay = PENALTY_MAX;
 	double left = p->slots[at].at + delay - now;
+	if (left > delay)
+		left = delay; /* a strike "after" now: the clock went back */
 	return left > 0 ? left : 0.0;
 }

@@ -14,6 +14,10 @@
  * cost the others a quarter of their speed (docs/SECURITY.md, "What an attack costs the
  * others"). Held, it sleeps in its own write: no CPU on either side.
  *
+ * The broker caps a hold at half the shortest deadline that runs while the connection waits
+ * (keep-alive's answer, the first frame, peer-idle-timeout), and holds one connection of a
+ * peer at a time: more are closed at once. Times are monotonic.
+ *
  * Who a peer is: over TLS its certificate identity (a stranger cannot earn a peer strikes),
  * over plaintext its source address. Strikes are forgotten PENALTY_FORGET seconds after the
  * last. The table is fixed (PENALTY_SLOTS, keyed hashes of the names: SipHash with a random

@@ -412,40 +412,64 @@ END_TEST
  * next connection is read only after a hold that doubles with each strike; the canary, a
  * connection of the same address opened before, is served throughout. */
 
-/* A PING on a new connection to `port`: seconds until its PONG, or -1. */
-static double new_connection_pong_after(unsigned port)
+static int loopback_connect(unsigned port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-	double start = harness_now();
-	bool got = false;
-	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) {
-		struct frame_decoder decoder;
-		frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
-		uint8_t ping[FRAME_HEADER_SIZE + 4];
-		send(fd, ping, (size_t)frame_encode_ping(ping, sizeof ping, 7), MSG_NOSIGNAL);
-		got = await_pong(fd, &decoder, 7, start + 10.0);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		close(fd);
+		return -1;
 	}
-	close(fd);
-	return got ? harness_now() - start : -1.0;
+	return fd;
 }
 
-START_TEST(test_attacker_that_reconnects_waits)
+/* A PING on the connection: seconds from `start` until its PONG (the broker's own PINGs
+ * answered meanwhile), or -1. */
+static double pong_after(int fd, double start)
 {
-	struct process broker, attacker;
-	const char *args[] = { "--keepalive", "2", "--keepalive-timeout", "2", "--log-level", "info", NULL };
-	ck_assert(broker_spawn(&broker, args));
-	double fresh = new_connection_pong_after(broker.port);
-	ck_assert_msg(fresh >= 0 && fresh < 0.2, "a first connection answered after %.3f s", fresh);
-	struct canary canary = { .port = broker.port, .broker = broker.pid };
-	atomic_init(&canary.stop, false);
-	atomic_init(&canary.phase, 1);
-	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
+	struct frame_decoder decoder;
+	frame_decoder_init(&decoder, FRAME_MAX_PAYLOAD);
+	uint8_t ping[FRAME_HEADER_SIZE + 4];
+	send(fd, ping, (size_t)frame_encode_ping(ping, sizeof ping, 7), MSG_NOSIGNAL);
+	return await_pong(fd, &decoder, 7, start + 10.0) ? harness_now() - start : -1.0;
+}
+
+/* A PING on a new connection to `port`: seconds until its PONG, or -1. */
+static double new_connection_pong_after(unsigned port)
+{
+	double start = harness_now();
+	int fd = loopback_connect(port);
+	double took = fd < 0 ? -1.0 : pong_after(fd, start);
+	if (fd >= 0)
+		close(fd);
+	return took;
+}
+
+/* Whether the broker ends the connection (EOF or reset) within `timeout`, reading what it
+ * sends until then. */
+static bool ended_within(int fd, double timeout)
+{
+	double deadline = harness_now() + timeout;
+	uint8_t buffer[4096];
+	while (harness_now() < deadline) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (poll(&pfd, 1, 20) <= 0)
+			continue;
+		if (recv(fd, buffer, sizeof buffer, 0) <= 0)
+			return true;
+	}
+	return false;
+}
+
+/* Four flood-pong runs from 127.0.0.1, each cut off: four strikes. */
+static void four_strikes(const struct process *broker)
+{
+	struct process attacker;
 	char port[16];
-	snprintf(port, sizeof port, "%u", broker.port);
+	snprintf(port, sizeof port, "%u", broker->port);
 	const char *attack_args[] = { "flood-pong", "127.0.0.1", port, "5", NULL };
-	for (int run = 0; run < 4; run++) { /* strikes 1 to 4 */
+	for (int run = 0; run < 4; run++) {
 		ck_assert(app_spawn(&attacker, "tests/hostile-peer", attack_args));
 		attacker.keep_log = true;
 		ck_assert_int_eq(process_wait(&attacker, 30), 0);
@@ -455,22 +479,76 @@ START_TEST(test_attacker_that_reconnects_waits)
 		harness_cleanup_dir(attacker.dir);
 		ck_assert_msg(cut, "run %d: the flood was not cut off", run);
 	}
-	ck_assert(process_log_wait(&broker, "cut off for abuse: strike 4", 5));
-	ck_assert(process_log_has(&broker, "strikes for abuse in the last minute"));
-	char socket[300], status[8192];
-	snprintf(socket, sizeof socket, "%s/control.sock", broker.dir);
+	ck_assert(process_log_wait(broker, "cut off for abuse: strike 4", 5));
+}
+
+/* A counter of wormhole-ctl status --json (-1 if absent). */
+static long status_counter(const struct process *broker, const char *key)
+{
+	char socket[300], status[8192], marker[64];
+	snprintf(socket, sizeof socket, "%s/control.sock", broker->dir);
 	const char *ctl_args[] = { "-s", socket, "--json", "status", NULL };
-	ck_assert_int_eq(process_run("ctl/wormhole-ctl", ctl_args, status, sizeof status), 0);
-	const char *held_count = strstr(status, "\"connections_held\": ");
-	ck_assert_msg(held_count && strtol(held_count + 20, NULL, 10) >= 3, "status: %s", status);
-	/* the fourth strike holds the next connection 2 s from the strike */
-	double held = new_connection_pong_after(broker.port);
+	if (process_run("ctl/wormhole-ctl", ctl_args, status, sizeof status) != 0)
+		return -1;
+	snprintf(marker, sizeof marker, "\"%s\": ", key);
+	const char *at = strstr(status, marker);
+	return at ? strtol(at + strlen(marker), NULL, 10) : -1;
+}
+
+START_TEST(test_attacker_that_reconnects_waits)
+{
+	struct process broker;
+	const char *args[] = { "--log-level", "info", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	double fresh = new_connection_pong_after(broker.port);
+	ck_assert_msg(fresh >= 0 && fresh < 0.2, "a first connection answered after %.3f s", fresh);
+	struct canary canary = { .port = broker.port, .broker = broker.pid };
+	atomic_init(&canary.stop, false);
+	atomic_init(&canary.phase, 1);
+	ck_assert_int_eq(pthread_create(&canary.thread, NULL, canary_run, &canary), 0);
+	four_strikes(&broker);
+	/* the fourth strike holds the next connection 2 s from the strike; one more of the
+	 * same address meanwhile is closed at once (held together, they would go together) */
+	double start = harness_now();
+	int held = loopback_connect(broker.port), second = loopback_connect(broker.port);
+	ck_assert(held >= 0 && second >= 0);
+	ck_assert_msg(ended_within(second, 1.0), "a second connection was not closed while one was held");
+	close(second);
+	double took = pong_after(held, start);
+	close(held);
 	atomic_store(&canary.stop, true);
 	pthread_join(canary.thread, NULL);
-	ck_assert_msg(held >= 1.0, "a connection after four strikes answered after %.3f s", held);
+	ck_assert_msg(took >= 1.0, "a connection after four strikes answered after %.3f s", took);
+	ck_assert(process_log_has(&broker, "strikes for abuse in the last minute"));
+	ck_assert_int_ge(status_counter(&broker, "connections_held"), 3);
+	ck_assert_int_ge(status_counter(&broker, "connections_held_closed"), 1);
 	ck_assert_msg(canary.lost == 0, "the canary lost its connection or a PONG");
 	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_WORST * SANITIZER_SCALE,
 		      "the canary's worst round trip %.3f s", canary.worst_rtt[1]);
+	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
+}
+END_TEST
+
+/* A hold never outlasts the deadlines that run while the connection waits: with a 2 s
+ * keep-alive timeout and first-frame deadline it is 1 s at most, and the held connection is
+ * served after it. Before, a 2 s hold let keep-alive end the connection it held ("no answer
+ * to keep-alive ping"). */
+START_TEST(test_hold_ends_before_the_deadlines)
+{
+	struct process broker;
+	const char *args[] = { "--keepalive", "1", "--keepalive-timeout", "2", "--handshake-timeout", "2",
+			       "--log-level", "info", NULL };
+	ck_assert(broker_spawn(&broker, args));
+	four_strikes(&broker);
+	double start = harness_now();
+	int fd = loopback_connect(broker.port);
+	ck_assert(fd >= 0);
+	double took = pong_after(fd, start);
+	close(fd);
+	ck_assert_msg(took >= 0, "the held connection was not served");
+	ck_assert_msg(took < 1.9, "the PONG came after %.3f s: longer than the 1 s a hold may be", took);
+	ck_assert(!process_log_has(&broker, "no answer to keep-alive"));
+	ck_assert(!process_log_has(&broker, "no complete frame from"));
 	ck_assert_int_eq(process_stop(&broker, SIGTERM), 0);
 }
 END_TEST
@@ -491,6 +569,7 @@ int main(void)
 	TCase *penalty = tcase_create("penalty");
 	tcase_set_timeout(penalty, 120);
 	tcase_add_test(penalty, test_attacker_that_reconnects_waits);
+	tcase_add_test(penalty, test_hold_ends_before_the_deadlines);
 	suite_add_tcase(suite, penalty);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);

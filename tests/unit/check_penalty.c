@@ -79,6 +79,17 @@ START_TEST(test_full_table_evicts_the_oldest)
 }
 END_TEST
 
+/* A strike "after" now (the clock went back) holds for the strike's delay at most, never for
+ * the clock's step: an hour back held every new connection for an hour. */
+START_TEST(test_clock_going_back_holds_no_longer)
+{
+	struct penalty *p = fresh();
+	penalty_strike(p, "id:b", 5000.0);
+	ck_assert_double_le(penalty_hold(p, "id:b", 1400.0, NULL), PENALTY_BASE);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("penalty");
@@ -86,6 +97,7 @@ int main(void)
 	tcase_add_test(tc, test_holds_double_up_to_the_most);
 	tcase_add_test(tc, test_strikes_are_forgotten);
 	tcase_add_test(tc, test_full_table_evicts_the_oldest);
+	tcase_add_test(tc, test_clock_going_back_holds_no_longer);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
