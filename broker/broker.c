@@ -397,18 +397,23 @@ static void penalty_note_close(struct broker *broker, struct broker_conn *bc, st
 		  strikes, hold < most ? hold : most);
 }
 
-/* Another connection of this peer is held now. */
-static bool penalty_holding(const struct broker *broker, const struct broker_conn *self)
+/* Closes the other held connections of this peer; how many. A held connection whose peer
+ * left cannot be told from a live one (the peer's FIN waits behind what it sent, unread), so
+ * the newest wins: a reconnecting attacker's last run goes, and a batch opened at once is
+ * held one at a time (let go together, each would bring a fresh burst). */
+static unsigned penalty_replace(struct broker *broker, const struct broker_conn *self)
 {
-	for (const struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
-		if (bc != self && bc->account == self->account && conn_reading_held(bc->conn))
-			return true;
-	return false;
+	unsigned closed = 0;
+	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
+		if (bc != self && bc->account == self->account && conn_reading_held(bc->conn)) {
+			conn_close(bc->conn, WH_ELIMIT);
+			closed++;
+		}
+	return closed;
 }
 
 /* A new connection of a peer with strikes (penalty_note_close) is read only once its hold
- * is over; while one is held, more of the same peer are closed at once: held together they
- * would be let go together, each with a fresh burst. */
+ * is over; it takes the place of any other of the peer's still held. */
 static void penalty_apply(struct broker *broker, struct broker_conn *bc, const char *name)
 {
 	double now = penalty_now();
@@ -419,20 +424,17 @@ static void penalty_apply(struct broker *broker, struct broker_conn *bc, const c
 	double most = penalty_hold_max(broker);
 	if (hold > most)
 		hold = most;
-	bool refused = bc->account && penalty_holding(broker, bc);
-	if (refused)
-		conn_close(bc->conn, WH_ELIMIT);
-	else
-		conn_hold_reading(bc->conn, hold);
-	uint64_t *count = refused ? &broker->penalty_refused : &broker->penalty_holds;
-	(*count)++;
+	if (bc->account)
+		broker->penalty_replaced += penalty_replace(broker, bc);
+	conn_hold_reading(bc->conn, hold);
+	broker->penalty_holds++;
 	if (now - broker->penalty_logged_at >= 1.0) {
 		broker->penalty_logged_at = now;
-		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer connection (%s) %s: %u "
-			  "strikes for abuse in the last minute (%llu held, %llu closed so far)",
-			  mux_id(conn_mux(bc->conn)), name, refused ? "closed: another one is held"
-			  : "held before it is read", strikes, (unsigned long long)broker->penalty_holds,
-			  (unsigned long long)broker->penalty_refused);
+		log_write(&broker->log, LOG_WARN, "broker", "conn=%u peer connection (%s) held %.2f s "
+			  "before it is read: %u strikes for abuse in the last minute (%llu held, %llu "
+			  "closed for a newer one so far)", mux_id(conn_mux(bc->conn)), name, hold, strikes,
+			  (unsigned long long)broker->penalty_holds,
+			  (unsigned long long)broker->penalty_replaced);
 	}
 }
 
@@ -1125,7 +1127,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 		.capped_connections = broker->capped_connections,
 		.handshake_refused = broker->strangers_dropped,
 		.penalty_holds = broker->penalty_holds,
-		.penalty_refused = broker->penalty_refused,
+		.penalty_replaced = broker->penalty_replaced,
 	};
 	if (broker->apps)
 		apps_get_stats(broker->apps, &status->apps);

@@ -127,7 +127,7 @@ struct broker {
 	/* Peers cut off for abuse: their next connections wait (broker/penalty.h) */
 	struct penalty *penalty;
 	uint64_t penalty_holds;     /* connections held for their peer's strikes */
-	uint64_t penalty_refused;   /* closed at once: another of the peer's was held */
+	uint64_t penalty_replaced;  /* held ones closed for a newer one of the same peer */
 	double penalty_logged_at;   /* a hold is logged at most once a second (monotonic) */
 	struct broker_conn *strangers, *strangers_tail;
 	unsigned strangers_open;
@@ -211,7 +211,7 @@ struct broker_status {
 	uint64_t accepted_total, accepted_shed, capped_connections;
 	uint64_t handshake_refused; /* strangers dropped unauthenticated to make room */
 	uint64_t penalty_holds;     /* connections held unread for their peer's strikes */
-	uint64_t penalty_refused;   /* closed at once while another of the peer's was held */
+	uint64_t penalty_replaced;  /* held connections closed for a newer one of the peer */
 };
 void broker_get_status(const struct broker *broker, struct broker_status *status);
 /* Every pool (configured peers, then peers a reload removed that still drain). */

@@ -340,7 +340,7 @@ void conn_hold_reading(struct conn *conn, double seconds)
 
 bool conn_reading_held(const struct conn *conn)
 {
-	return !conn->closing && conn->read_held_until > clock_seconds();
+	return !conn->closing && !mux_is_closed(conn->mux) && conn->read_held_until > clock_seconds();
 }
 
 /* Still held (conn_hold_reading): the read watcher waits for the resume timer. */

@@ -160,7 +160,7 @@ void view_status(struct view_ctx *v)
 	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
 	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "TLS connections dropped before they authenticated, to make room for newer ones (max-unauthenticated)");
 	control_table_column(w, "connections_held", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections held unread a while: their peer was cut off for abuse lately (docs/SECURITY.md)");
-	control_table_column(w, "connections_held_closed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept: another of their peer's was held");
+	control_table_column(w, "connections_held_replaced", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "held peer connections closed for a newer one of the same peer");
 	operator_columns(w);
 	control_table_row(w);
 	control_put_text(w, PACKAGE_VERSION);
@@ -188,7 +188,7 @@ void view_status(struct view_ctx *v)
 	control_put_uint(w, st.capped_connections);
 	control_put_uint(w, st.handshake_refused);
 	control_put_uint(w, st.penalty_holds);
-	control_put_uint(w, st.penalty_refused);
+	control_put_uint(w, st.penalty_replaced);
 	operator_values(ctl, w);
 	table_end(v->reply, w, "status", ctl->log);
 }

@@ -16,7 +16,7 @@
  *
  * The broker caps a hold at half the shortest deadline that runs while the connection waits
  * (keep-alive's answer, the first frame, peer-idle-timeout), and holds one connection of a
- * peer at a time: more are closed at once. Times are monotonic.
+ * peer at a time: a newer one takes the place of one still held. Times are monotonic.
  *
  * Who a peer is: over TLS its certificate identity (a stranger cannot earn a peer strikes),
  * over plaintext its source address. Strikes are forgotten PENALTY_FORGET seconds after the
