@@ -141,7 +141,8 @@ static const char *const FORWARD_WEB = "[forward web]\nlisten = 127.0.0.1:0\npee
 
 /* curl through B's forward to haproxy behind A, from a port of the test's choosing: curl's
  * exit status, and haproxy's answer in out. */
-static int curl_from(const char *dir, unsigned forward, unsigned *local_port, char *out, size_t cap)
+static int curl_from_once(const char *dir, unsigned forward, unsigned *local_port, char *out,
+			  size_t cap)
 {
 	char url[128], port_text[16], log[300], command[1024];
 	*local_port = harness_closed_port();
@@ -161,6 +162,18 @@ static int curl_from(const char *dir, unsigned forward, unsigned *local_port, ch
 		out[n] = '\0';
 		fclose(f);
 	}
+	return status;
+}
+
+/* The same, with another port when the one chosen was taken before curl could bind it (the
+ * suites run in parallel and every connection takes an ephemeral port: curl's exit 45, "bind
+ * failed", seen once in CI). */
+#define CURL_BIND_FAILED 45
+static int curl_from(const char *dir, unsigned forward, unsigned *local_port, char *out, size_t cap)
+{
+	int status = CURL_BIND_FAILED;
+	for (int attempt = 0; attempt < 5 && status == CURL_BIND_FAILED; attempt++)
+		status = curl_from_once(dir, forward, local_port, out, cap);
 	return status;
 }
 
