@@ -412,18 +412,6 @@ END_TEST
  * next connection is read only after a hold that doubles with each strike; the canary, a
  * connection of the same address opened before, is served throughout. */
 
-static int loopback_connect(unsigned port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* A PING on the connection: seconds from `start` until its PONG (the broker's own PINGs
  * answered meanwhile), or -1. */
 static double pong_after(int fd, double start)
@@ -439,7 +427,7 @@ static double pong_after(int fd, double start)
 static double new_connection_pong_after(unsigned port)
 {
 	double start = harness_now();
-	int fd = loopback_connect(port);
+	int fd = harness_connect_loopback(port);
 	double took = fd < 0 ? -1.0 : pong_after(fd, start);
 	if (fd >= 0)
 		close(fd);
@@ -510,7 +498,7 @@ START_TEST(test_attacker_that_reconnects_waits)
 	/* the fourth strike holds the next connection 2 s from the strike; a newer one of the
 	 * same address takes its place (held together, they would go together) */
 	double start = harness_now();
-	int first = loopback_connect(broker.port), held = loopback_connect(broker.port);
+	int first = harness_connect_loopback(broker.port), held = harness_connect_loopback(broker.port);
 	ck_assert(first >= 0 && held >= 0);
 	ck_assert_msg(ended_within(first, 1.0), "a held connection was not closed for a newer one");
 	close(first);
@@ -541,7 +529,7 @@ START_TEST(test_hold_ends_before_the_deadlines)
 	ck_assert(broker_spawn(&broker, args));
 	four_strikes(&broker);
 	double start = harness_now();
-	int fd = loopback_connect(broker.port);
+	int fd = harness_connect_loopback(broker.port);
 	ck_assert(fd >= 0);
 	double took = pong_after(fd, start);
 	close(fd);

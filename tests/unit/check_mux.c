@@ -653,36 +653,53 @@ END_TEST
 
 /* A bulk frame planned but not started leaves after the small frame planned behind it; one
  * the socket took part of stays ahead (its bytes must follow), and the peer gets both. */
+/* Copies the first `length` bytes of the next gather into out; how many there were. */
+static size_t gather_copy(struct mux *mux, uint8_t *out, size_t length)
+{
+	struct iovec iov[64];
+	int n = mux_output_gather(mux, iov, 64);
+	size_t at = 0;
+	for (int i = 0; i < n && at < length; i++) {
+		size_t take = iov[i].iov_len < length - at ? iov[i].iov_len : length - at;
+		memcpy(out + at, iov[i].iov_base, take);
+		at += take;
+	}
+	return at;
+}
+
+/* Two streams of the client, in the interactive mode: a first exchange (a 64-byte ping, then
+ * 64 KiB of bulk), then `size` more bytes of `data` queued on the bulk stream. */
+static void bulk_beside_ping(struct link *link, struct mux_stream **bulk, struct mux_stream **ping,
+			     const uint8_t *data, size_t size)
+{
+	static const uint8_t message[64] = "ping";
+	link->now = 1.0;
+	mux_set_now(link->client, link->now);
+	ck_assert_int_eq(mux_open_stream(link->client, NULL, bulk), WH_OK);
+	ck_assert_int_eq(mux_open_stream(link->client, NULL, ping), WH_OK);
+	ck_assert_int_eq(mux_stream_write(*ping, message, sizeof message), 64);
+	ck_assert_int_eq(mux_stream_write(*bulk, data, 64 * 1024), 64 * 1024);
+	pump(link);
+	ck_assert_int_eq(mux_stream_write(*bulk, data, size), (long)size);
+}
+
 START_TEST(test_small_frame_overtakes_a_bulk_frame_not_started)
 {
 	struct mux_config config = test_config();
 	struct link link;
 	link_open(&link, &config);
-	link.now = 1.0;
-	mux_set_now(link.client, link.now);
 	struct mux_stream *bulk, *ping;
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
 	static uint8_t data[192 * 1024];
 	uint8_t message[64] = "ping";
-	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
-	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
-	pump(&link);
-	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	bulk_beside_ping(&link, &bulk, &ping, data, sizeof data);
 	struct iovec iov[64];
 	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
 	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
 	ck_assert_uint_eq(bytes_before_frame(link.client, mux_stream_id(ping), 64, 0), 0);
 	/* the socket takes the ping and part of the bulk frame behind it */
-	ck_assert_int_gt(mux_output_gather(link.client, iov, 64), 0);
 	size_t taken = 2 * FRAME_HEADER_SIZE + 64 + 1000; /* the ping, a bulk header, 1000 bytes */
 	uint8_t *copy = malloc(taken);
-	size_t at = 0;
-	for (int i = 0; at < taken; i++) {
-		size_t n = iov[i].iov_len < taken - at ? iov[i].iov_len : taken - at;
-		memcpy(copy + at, iov[i].iov_base, n);
-		at += n;
-	}
+	ck_assert_uint_eq(gather_copy(link.client, copy, taken), taken);
 	mux_output_advance(link.client, taken);
 	mux_input(link.server, copy, taken, link.now);
 	free(copy);
@@ -704,37 +721,17 @@ END_TEST
  * the same bytes) are gathered again unchanged: a small frame planned meanwhile waits behind
  * every frame among them. It overtook the bulk frame there before: the repeated TLS write
  * sent the bulk frame while the mux counted the ping as sent (a soak's "bytes differ"). */
-static size_t gather_copy(struct mux *mux, uint8_t *out, size_t length)
-{
-	struct iovec iov[64];
-	int n = mux_output_gather(mux, iov, 64);
-	size_t at = 0;
-	for (int i = 0; i < n && at < length; i++) {
-		size_t take = iov[i].iov_len < length - at ? iov[i].iov_len : length - at;
-		memcpy(out + at, iov[i].iov_base, take);
-		at += take;
-	}
-	return at;
-}
-
 START_TEST(test_held_output_is_gathered_again_unchanged)
 {
 	struct mux_config config = test_config();
 	struct link link;
 	link_open(&link, &config);
-	link.now = 1.0;
-	mux_set_now(link.client, link.now);
 	struct mux_stream *bulk, *ping;
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &bulk), WH_OK);
-	ck_assert_int_eq(mux_open_stream(link.client, NULL, &ping), WH_OK);
 	static uint8_t data[192 * 1024];
 	for (size_t i = 0; i < sizeof data; i++)
 		data[i] = (uint8_t)(i * 7 + i / 251);
 	uint8_t message[64] = "ping";
-	ck_assert_int_eq(mux_stream_write(ping, message, sizeof message), 64);
-	ck_assert_int_eq(mux_stream_write(bulk, data, 64 * 1024), 64 * 1024);
-	pump(&link);
-	ck_assert_int_eq(mux_stream_write(bulk, data, sizeof data), (long)sizeof data);
+	bulk_beside_ping(&link, &bulk, &ping, data, sizeof data);
 	/* a TLS write took a bulk header and 1000 bytes, and must be repeated */
 	enum { HELD = FRAME_HEADER_SIZE + 1000 };
 	uint8_t first[HELD], again[HELD];
