@@ -346,9 +346,13 @@ bool conn_reading_held(const struct conn *conn)
 /* Still held (conn_hold_reading): the read watcher waits for the resume timer. */
 static bool reading_held(struct conn *conn)
 {
+	if (conn->read_held_until == 0)
+		return false; /* never held, or over: no clock read on every wake-up */
 	double left = conn->read_held_until - clock_seconds();
-	if (left <= 0)
+	if (left <= 0) {
+		conn->read_held_until = 0;
 		return false;
+	}
 	ev_io_stop(conn->loop, &conn->read_watcher);
 	if (!ev_is_active(&conn->resume_timer)) {
 		ev_timer_set(&conn->resume_timer, left, 0.0);
