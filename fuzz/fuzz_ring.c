@@ -95,6 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 9:
 			(void)ring_producer_wake_needed(&p);
 			(void)ring_consumer_wake_needed(&c);
+			(void)ring_consumer_wake_needed_with_room(&c, (size_t)(value % (2u * FUZZ_CAPACITY + 1)));
 			break;
 		}
 	}

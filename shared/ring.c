@@ -244,6 +244,20 @@ uint32_t ring_consumer_wake_needed(struct ring_consumer *c)
 	return atomic_exchange_explicit(&c->ctl->producer_waiting, 0, memory_order_relaxed);
 }
 
+uint32_t ring_consumer_wake_needed_with_room(struct ring_consumer *c, size_t room)
+{
+	/* head_seen is the last head that passed the checks; one seen later can only be
+	 * further on, so this free count is never too small: at worst a wake-up comes early */
+	uint64_t held = c->head_seen - c->tail;
+	if (room > c->capacity)
+		room = c->capacity; /* a drained ring wakes, whatever was asked */
+	if (held <= c->capacity && (size_t)(c->capacity - held) < room) {
+		atomic_thread_fence(memory_order_seq_cst);
+		return 0;
+	}
+	return ring_consumer_wake_needed(c);
+}
+
 void ring_consumer_prepare_wait(struct ring_consumer *c)
 {
 	atomic_store_explicit(&c->ctl->consumer_waiting, RING_WAIT_NEWS, memory_order_relaxed);

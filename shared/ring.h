@@ -167,6 +167,13 @@ long ring_consumer_read(struct ring_consumer *c, void *dst, size_t n);
 /* After consume: what the producer announced if it waits for space (RING_WAIT_* flags,
  * cleared), 0 if it does not. */
 uint32_t ring_consumer_wake_needed(struct ring_consumer *c);
+/* The same, for a consumer that wakes a waiting producer only once `room` bytes are free
+ * (more than the capacity counts as all of it): below that it answers 0 and the announcement stays for a
+ * later call. A bulk writer then fills a large part of the ring per wake-up instead of
+ * what one write to the network took, as TCP wakes a writer only once a good part of its
+ * buffer is free. No wake-up is lost: the ring only drains while the producer waits, and
+ * a drained ring has every byte free. */
+uint32_t ring_consumer_wake_needed_with_room(struct ring_consumer *c, size_t room);
 void ring_consumer_prepare_wait(struct ring_consumer *c);
 void ring_consumer_prepare_sleep(struct ring_consumer *c);
 uint32_t *ring_consumer_wait_word(struct ring_consumer *c);

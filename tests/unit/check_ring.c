@@ -239,6 +239,36 @@ START_TEST(test_wake_flags)
 }
 END_TEST
 
+/* A producer waiting for room is woken once half the ring is free, and then only once; its
+ * announcement stays set below that, and a drained ring always wakes it. */
+START_TEST(test_wake_with_room)
+{
+	void *memory = new_segment(CAPACITY);
+	struct ring_producer p;
+	struct ring_consumer c;
+	ring_producer_attach(&p, memory, CAPACITY, 0);
+	ring_consumer_attach(&c, memory, CAPACITY, 0);
+	static uint8_t bytes[CAPACITY], out[CAPACITY];
+	ck_assert_int_eq(ring_producer_write(&p, bytes, CAPACITY), CAPACITY);
+	ring_producer_prepare_sleep(&p);
+	ck_assert_int_eq(ring_consumer_read(&c, out, CAPACITY / 4), CAPACITY / 4);
+	ck_assert_uint_eq(ring_consumer_wake_needed_with_room(&c, CAPACITY / 2), 0);
+	ck_assert_uint_eq(*ring_producer_wait_word(&p), RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ck_assert_int_eq(ring_consumer_read(&c, out, CAPACITY / 4), CAPACITY / 4);
+	ck_assert_uint_eq(ring_consumer_wake_needed_with_room(&c, CAPACITY / 2),
+			  RING_WAIT_NEWS | RING_WAIT_SLEEPER);
+	ck_assert_uint_eq(ring_consumer_wake_needed_with_room(&c, CAPACITY / 2), 0);
+	/* asked for the whole ring: only a drained one wakes */
+	ck_assert_int_eq(ring_producer_write(&p, bytes, CAPACITY / 2), CAPACITY / 2);
+	ring_producer_prepare_wait(&p);
+	ck_assert_int_eq(ring_consumer_read(&c, out, CAPACITY - 1), CAPACITY - 1);
+	ck_assert_uint_eq(ring_consumer_wake_needed_with_room(&c, CAPACITY), 0);
+	ck_assert_int_eq(ring_consumer_read(&c, out, 1), 1);
+	ck_assert_uint_eq(ring_consumer_wake_needed_with_room(&c, CAPACITY), RING_WAIT_NEWS);
+	free(memory);
+}
+END_TEST
+
 START_TEST(test_notify_bitmaps)
 {
 	const uint32_t slots = 192;
@@ -381,12 +411,15 @@ static void *producer_thread(void *arg)
 START_TEST(test_two_threads_no_lost_wakeups)
 {
 	struct stress st = {
-		.futex = _i == 1,
+		.futex = _i & 1,
 		.memory = new_segment(CAPACITY),
 		.wake_consumer = eventfd(0, EFD_CLOEXEC),
 		.wake_producer = eventfd(0, EFD_CLOEXEC),
 		.total = 64u << 20,
 	};
+	/* in runs 2 and 3 the consumer takes at most 700 bytes at a time and wakes the producer
+	 * only once half the ring is free, as the broker does */
+	size_t room = _i & 2 ? CAPACITY / 2 : 0, most = _i & 2 ? 700 : SIZE_MAX;
 	pthread_t thread;
 	pthread_create(&thread, NULL, producer_thread, &st);
 	struct ring_consumer c;
@@ -420,9 +453,11 @@ START_TEST(test_two_threads_no_lost_wakeups)
 			for (size_t j = 0; j < iov[i].iov_len; j++)
 				mismatch |= ((uint8_t *)iov[i].iov_base)[j] != stress_byte(received + j +
 						   (i ? iov[0].iov_len : 0));
-		ring_consumer_consume(&c, (size_t)held);
-		received += (size_t)held;
-		wake_by(&st, st.wake_producer, ring_consumer_wake_word(&c), ring_consumer_wake_needed(&c));
+		size_t take = (size_t)held < most ? (size_t)held : most;
+		ring_consumer_consume(&c, take);
+		received += take;
+		wake_by(&st, st.wake_producer, ring_consumer_wake_word(&c),
+			ring_consumer_wake_needed_with_room(&c, room));
 	}
 	pthread_join(thread, NULL);
 	ck_assert_uint_eq(received, st.total);
@@ -447,8 +482,9 @@ int main(void)
 	tcase_add_test(tc, test_peek_at_keeps_checked_bytes);
 	tcase_add_test(tc, test_end_states);
 	tcase_add_test(tc, test_wake_flags);
+	tcase_add_test(tc, test_wake_with_room);
 	tcase_add_test(tc, test_notify_bitmaps);
-	tcase_add_loop_test(tc, test_two_threads_no_lost_wakeups, 0, 2); /* eventfd, futex */
+	tcase_add_loop_test(tc, test_two_threads_no_lost_wakeups, 0, 4); /* eventfd, futex; each with waking at half free */
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
