@@ -14,6 +14,7 @@
 
 #include "apps_internal.h"
 #include "unix_socket.h"
+#include "listener_rest.h"
 
 static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -45,11 +46,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		bool shed;
 		int fd = fd_budget_accept(apps->fds, apps->listen_fd, FD_USE_SESSION, &shed);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE) {
+			if (accept_failure_persists(errno)) {
 				/* Not even the spare could take it: a readable listener would spin the
 				 * loop, so stop looking for a moment. */
-				ev_io_stop(loop, &apps->acceptor);
-				ev_timer_start(loop, &apps->accept_pause);
+				listener_rest(loop, &apps->acceptor, &apps->accept_pause);
 			}
 			return;
 		}
@@ -116,7 +116,7 @@ struct apps *apps_start(struct ev_loop *loop, const struct apps_config *config,
 	apps->acceptor.data = apps;
 	ev_prepare_init(&apps->reaper, on_sessions_reap);
 	apps->reaper.data = apps;
-	ev_timer_init(&apps->accept_pause, on_accept_resume, 0.1, 0.0);
+	ev_timer_init(&apps->accept_pause, on_accept_resume, ACCEPT_PAUSE_SECONDS, 0.0);
 	apps->accept_pause.data = apps;
 	ev_io_start(loop, &apps->acceptor);
 	log_write(log, LOG_INFO, "apps", "apps attach at %s (mode %03o, owner %ld, group %ld)",

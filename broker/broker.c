@@ -18,6 +18,7 @@
 #include "broker.h"
 #include "unix_socket.h"
 #include "services.h"
+#include "listener_rest.h"
 
 struct broker_conn {
 	struct broker *broker;
@@ -556,11 +557,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		bool shed;
 		int fd = fd_budget_accept(&broker->fds, broker->listen_fd, FD_USE_STREAM, &shed);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE) {
+			if (accept_failure_persists(errno)) {
 				/* Not even the spare could take it: a readable listener would spin the
 				 * loop, so stop looking for a moment. */
-				ev_io_stop(loop, &broker->accept_watcher);
-				ev_timer_start(loop, &broker->accept_pause);
+				listener_rest(loop, &broker->accept_watcher, &broker->accept_pause);
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_write(&broker->log, LOG_WARN, "broker", "accept: %s", strerror(errno));
 			}
@@ -623,7 +623,7 @@ static int listen_on(struct broker *broker)
 	broker->listen_fd = fd;
 	ev_io_init(&broker->accept_watcher, on_accept, fd, EV_READ);
 	broker->accept_watcher.data = broker;
-	ev_timer_init(&broker->accept_pause, on_accept_resume, 0.1, 0.0);
+	ev_timer_init(&broker->accept_pause, on_accept_resume, ACCEPT_PAUSE_SECONDS, 0.0);
 	broker->accept_pause.data = broker;
 	ev_io_start(broker->loop, &broker->accept_watcher);
 	log_write(&broker->log, LOG_INFO, "broker", "listening for peers on %s:%u (%s)", c->listen_host,

@@ -22,6 +22,7 @@
 #include "control_msg.h"
 #include "metrics_http.h"
 #include "unix_socket.h"
+#include "listener_rest.h"
 
 #define CONTROL_CLIENTS_MAX 16      /* at once: a new one displaces the longest idle */
 #define CONTROL_IDLE_TIMEOUT 60.0   /* s without a byte either way: the client is closed */
@@ -373,9 +374,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 	for (int i = 0; i < 16; i++) {
 		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE) {
-				ev_io_stop(loop, &ctl->acceptor);
-				ev_timer_start(loop, &ctl->accept_pause);
+			if (accept_failure_persists(errno)) {
+				listener_rest(loop, &ctl->acceptor, &ctl->accept_pause);
 			}
 			return;
 		}
@@ -459,7 +459,7 @@ static struct control *control_open(struct broker *broker, const struct control_
 	ctl->socket_ino = st.st_ino;
 	ev_io_init(&ctl->acceptor, on_accept, ctl->listen_fd, EV_READ);
 	ctl->acceptor.data = ctl;
-	ev_timer_init(&ctl->accept_pause, on_accept_resume, 0.1, 0.0);
+	ev_timer_init(&ctl->accept_pause, on_accept_resume, ACCEPT_PAUSE_SECONDS, 0.0);
 	ctl->accept_pause.data = ctl;
 	ev_timer_init(&ctl->idle_sweep, on_idle_sweep, CONTROL_IDLE_TIMEOUT / 4, CONTROL_IDLE_TIMEOUT / 4);
 	ctl->idle_sweep.data = ctl;

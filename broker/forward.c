@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "forward_internal.h"
+#include "listener_rest.h"
 
 #define ACCEPTS_PER_TURN 64 /* then the loop serves the others before this listener again */
 #define RETIRE_CHECK 0.1    /* seconds between looks at removed forwards that drain */
@@ -67,6 +68,8 @@ struct forward_listener {
 	int fd;
 	unsigned port; /* bound: the one the system picked for port 0 */
 	ev_io accept_watcher;
+	ev_timer accept_pause; /* an accept that keeps failing: the listener rests */
+	uint64_t accept_pauses;
 	struct tcp_relay_set relays;
 	struct tcp_relay_limit limit; /* bandwidth */
 	struct forward_open *opening; /* accepted, waiting for the pool's stream */
@@ -555,14 +558,40 @@ static void refuse_no_descriptor(struct forward_listener *l, int fd)
 	}
 }
 
+/* Not even the budget's spare could take a connection off the queue (descriptors used by
+ * something the budget does not count, a limit lowered under the broker): the client waits
+ * in the queue, and the listener, still readable, would spin the loop. */
+static void accept_rest(struct forward_listener *l, int error)
+{
+	struct broker *broker = l->fw->broker;
+	if (l->fd < 0)
+		return;
+	listener_rest(broker->loop, &l->accept_watcher, &l->accept_pause);
+	if (l->accept_pauses++ % 100 == 0)
+		log_write(&broker->log, LOG_WARN, "forward", "forward=%s accept: %s: the listener rests "
+			  "%.1f s (%llu times so far)", l->config.name, strerror(error),
+			  ACCEPT_PAUSE_SECONDS, (unsigned long long)l->accept_pauses);
+}
+
+static void on_forward_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct forward_listener *l = w->data;
+	(void)revents;
+	if (l->fd >= 0)
+		ev_io_start(loop, &l->accept_watcher);
+}
+
 /* Accepts up to max pending connections. */
 static void accept_some(struct forward_listener *l, unsigned max)
 {
 	for (unsigned i = 0; i < max; i++) {
 		bool shed = false;
 		int fd = fd_budget_accept(&l->fw->broker->fds, l->fd, FD_USE_STREAM, &shed);
-		if (fd < 0)
+		if (fd < 0) {
+			if (accept_failure_persists(errno))
+				accept_rest(l, errno);
 			return; /* EAGAIN, or an error the next turn meets again */
+		}
 		if (shed) {
 			refuse_no_descriptor(l, fd);
 			continue;
@@ -644,6 +673,8 @@ static int listener_start(struct forwarding *fw, const struct forward_config *c,
 	ev_io_init(&l->accept_watcher, on_forward_accept, l->fd, EV_READ);
 	l->accept_watcher.data = l;
 	ev_io_start(broker->loop, &l->accept_watcher);
+	ev_timer_init(&l->accept_pause, on_forward_accept_resume, ACCEPT_PAUSE_SECONDS, 0.0);
+	l->accept_pause.data = l;
 	fw->listeners[fw->listener_count++] = l;
 	char port[16];
 	l->port = bound_port(l->fd);
@@ -660,6 +691,7 @@ static void listener_close(struct forward_listener *l)
 	if (l->fd < 0)
 		return;
 	ev_io_stop(l->fw->broker->loop, &l->accept_watcher);
+	ev_timer_stop(l->fw->broker->loop, &l->accept_pause);
 	close(l->fd);
 	l->fd = -1;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "conn.h" /* sockaddr_format */
+#include "listener_rest.h"
 
 #define HTTP_CLIENTS_MAX 8
 #define HTTP_REQUEST_MAX 8192
@@ -42,6 +43,8 @@ struct metrics_http {
 	void *ctx;
 	int fd;
 	ev_io acceptor;
+	ev_timer accept_pause; /* out of descriptors: the listener rests, or it spins the loop */
+	uint64_t accept_pauses;
 	char address[300];
 	unsigned client_count;
 	LIST_HEAD(, http_client) clients;
@@ -226,14 +229,32 @@ static void make_room(struct metrics_http *server)
 	client_free(victim);
 }
 
+static void on_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct metrics_http *server = w->data;
+	(void)revents;
+	ev_io_start(loop, &server->acceptor);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct metrics_http *server = w->data;
 	(void)revents;
 	for (int i = 0; i < 16; i++) {
 		int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0)
-			return; /* EAGAIN, or out of descriptors: the next scrape tries again */
+		if (fd < 0) {
+			if (accept_failure_persists(errno)) {
+				/* the scraper stays queued and the listener readable: looking again at
+				 * once would spin the loop, so rest a moment */
+				listener_rest(loop, &server->acceptor, &server->accept_pause);
+				if (server->accept_pauses++ % 100 == 0)
+					log_write(server->log, LOG_WARN, "metrics", "accept: %s: the listener "
+						  "rests %.1f s (%llu times so far)", strerror(errno),
+						  ACCEPT_PAUSE_SECONDS,
+						  (unsigned long long)server->accept_pauses);
+			}
+			return;
+		}
 		if (server->client_count >= HTTP_CLIENTS_MAX)
 			make_room(server);
 		struct http_client *c = calloc(1, sizeof *c);
@@ -289,6 +310,8 @@ struct metrics_http *metrics_http_start(struct ev_loop *loop, const char *host, 
 	ev_io_init(&server->acceptor, on_accept, fd, EV_READ);
 	server->acceptor.data = server;
 	ev_io_start(loop, &server->acceptor);
+	ev_timer_init(&server->accept_pause, on_accept_resume, ACCEPT_PAUSE_SECONDS, 0.0);
+	server->accept_pause.data = server;
 	log_write(log, host_is_loopback(host) ? LOG_INFO : LOG_WARN, "metrics", "GET /metrics served at %s%s",
 		  server->address, host_is_loopback(host) ? "" : " (not loopback: anyone who reaches it "
 		  "reads peer names, addresses and apps)");
@@ -312,6 +335,7 @@ void metrics_http_stop(struct metrics_http *server)
 	while (!LIST_EMPTY(&server->clients))
 		client_free(LIST_FIRST(&server->clients));
 	ev_io_stop(server->loop, &server->acceptor);
+	ev_timer_stop(server->loop, &server->accept_pause);
 	close(server->fd);
 	free(server->body);
 	free(server);

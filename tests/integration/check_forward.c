@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,6 +360,86 @@ START_TEST(test_max_connections)
 }
 END_TEST
 
+/* The port in B's log line "GET /metrics served at 127.0.0.1:PORT". */
+static unsigned metrics_port(const struct process *p)
+{
+	const char *marker = "GET /metrics served at 127.0.0.1:";
+	ck_assert(process_log_wait(p, marker, 10));
+	char line[1024];
+	unsigned port = 0;
+	FILE *f = fopen(p->log_file, "r");
+	while (f && !port && fgets(line, sizeof line, f)) {
+		char *at = strstr(line, marker);
+		if (at)
+			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
+	}
+	if (f)
+		fclose(f);
+	ck_assert_uint_ne(port, 0);
+	return port;
+}
+
+/* A connection to a Unix socket, left waiting in its listen queue. */
+static int connect_unix(const char *path, int type)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&address, sizeof address) == 0, "connect %s: %s", path,
+		      strerror(errno));
+	return fd;
+}
+
+/* Out of descriptors beyond what the budget's spare can absorb (here: B's limit lowered under
+ * it, as something the budget does not count would do), an accept keeps failing while the
+ * client waits in the listen queue. The forward's and the metrics listener used to look again
+ * at once, a full core for as long as it lasted; the peer listener, the app socket and the
+ * control socket rested once, and then spun (a one-shot timer started again without its time
+ * set fires at once). Now each rests 0.1 s between tries, and takes the waiting clients once
+ * descriptors are back. */
+START_TEST(test_listeners_rest_when_out_of_descriptors)
+{
+	char dir[64];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	struct process a, b;
+	pid_t target = small_scene_start(dir, &target_port, &a, &b,
+					 "[broker]\nmetrics-listen = 127.0.0.1:0\n\n"
+					 "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
+	unsigned port = harness_forward_port(&b, "small"), scrape_port = metrics_port(&b);
+	struct rlimit before, starved;
+	ck_assert_int_eq(prlimit(b.pid, RLIMIT_NOFILE, NULL, &before), 0);
+	starved = (struct rlimit){ .rlim_cur = 3, .rlim_max = before.rlim_max };
+	ck_assert_int_eq(prlimit(b.pid, RLIMIT_NOFILE, &starved, NULL), 0);
+	int client = harness_connect_loopback(port);
+	ck_assert_int_eq(write(client, "Ehello", 6), 6);
+	int scraper = harness_connect_loopback(scrape_port);
+	const char *request = "GET /metrics HTTP/1.0\r\n\r\n";
+	ck_assert_int_eq(write(scraper, request, strlen(request)), (ssize_t)strlen(request));
+	char control_path[400]; /* beside the app socket broker.sock */
+	snprintf(control_path, sizeof control_path, "%s/control.sock", b.dir);
+	int waiting[3] = { harness_connect_loopback(b.port), connect_unix(b.socket_path, SOCK_SEQPACKET),
+			   connect_unix(control_path, SOCK_STREAM) };
+	ck_assert(process_log_wait(&b, "forward=small accept: Too many open files: the listener rests", 10));
+	ck_assert(process_log_wait(&b, "metrics: accept: Too many open files: the listener rests", 10));
+	assert_brokers_idle(&a, &b, "accepts failing for want of descriptors");
+	ck_assert_int_eq(prlimit(b.pid, RLIMIT_NOFILE, &before, NULL), 0);
+	/* the clients that waited are served */
+	ck_assert_int_eq(shutdown(client, SHUT_WR), 0);
+	char got[4096];
+	harness_read_to_end(client, got, sizeof got, NULL);
+	ck_assert_str_eq(got, "hello");
+	close(client);
+	harness_read_to_end(scraper, got, sizeof got, NULL);
+	ck_assert_msg(strncmp(got, "HTTP/1.", 7) == 0 && strstr(got, " 200 "), "the scraper got '%.40s'", got);
+	close(scraper);
+	for (int i = 0; i < 3; i++)
+		close(waiting[i]);
+	small_scene_stop(target, &a, &b, dir);
+}
+END_TEST
+
 /* A target that refuses: the forward's client is reset at once; A's log names the service, the
  * target and the errno; an app opening the service gets ERROR 502 with the target's words. */
 START_TEST(test_refused_target)
@@ -657,6 +739,7 @@ int main(void)
 	TCase *listen = tcase_create("listen");
 	tcase_set_timeout(listen, 60);
 	tcase_add_test(listen, test_no_listen_on_a_target);
+	tcase_add_test(listen, test_listeners_rest_when_out_of_descriptors);
 	suite_add_tcase(suite, listen);
 	tcase_add_test(tc, test_refused_target);
 	tcase_add_test(tc, test_next_target_after_a_refusal);
