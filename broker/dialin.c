@@ -67,6 +67,16 @@ static int peer_of(const struct broker *broker, struct conn *conn)
 	return -1;
 }
 
+/* A connection no dial-in peer holds is an ordinary accepted connection: named by who it is
+ * (its certificate's identity, or its address) and closed after peer-idle-timeout with no
+ * stream. */
+static void make_ordinary(struct broker *broker, struct conn *conn)
+{
+	const char *identity = conn_peer_identity(conn);
+	mux_set_peer(conn_mux(conn), identity[0] ? identity : conn_remote_addr(conn));
+	mux_set_idle_timeout(conn_mux(conn), broker->config.peer_idle_timeout);
+}
+
 /* A connection lent to a dial-in peer it no longer matches (a reload changed the peer's
  * `from` or `tls-name`, or made it dial out) goes back: the pool opens nothing more over it
  * (its streams open now carry on), and it is an ordinary accepted connection again. */
@@ -80,11 +90,18 @@ static void let_go_elsewhere(struct broker *broker, struct conn *conn, const str
 				  "matches its section: no new streams go over it", broker->config.peers[j].name,
 				  mux_id(conn_mux(conn)), conn_remote_addr(conn));
 		}
-	if (!held)
+	if (held)
+		make_ordinary(broker, conn);
+}
+
+void dialin_return(struct broker *broker, struct pool *pool, struct conn *conn)
+{
+	if (!pool_release(pool, conn))
 		return;
-	const char *identity = conn_peer_identity(conn);
-	mux_set_peer(conn_mux(conn), identity[0] ? identity : conn_remote_addr(conn));
-	mux_set_idle_timeout(conn_mux(conn), broker->config.peer_idle_timeout);
+	log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed: conn=%u from %s is an ordinary "
+		  "connection again (its streams carry on)", pool_name(pool), mux_id(conn_mux(conn)),
+		  conn_remote_addr(conn));
+	make_ordinary(broker, conn);
 }
 
 void dialin_adopt(struct broker *broker, struct conn *conn)

@@ -881,6 +881,9 @@ void mux_set_idle_timeout(struct mux *mux, double seconds)
 {
 	mux->config.idle_timeout = seconds;
 	mux->idle_since = 0;
+	/* the count starts at the next mux_timer: soon, not at the next keep-alive's */
+	if (mux->cb.on_timer_changed)
+		mux->cb.on_timer_changed(mux, mux->user);
 }
 
 void mux_each_stream(const struct mux *mux, void (*fn)(struct mux_stream *, void *), void *arg)

@@ -315,6 +315,41 @@ START_TEST(test_reload_adds_and_removes_the_peer)
 }
 END_TEST
 
+/* A reload that removes [peer home] hands home's connection back as an ordinary accepted
+ * one: named by its address, closed after peer-idle-timeout with no stream. It used to keep
+ * home's name and no idle timeout, open for as long as home held it. */
+START_TEST(test_removed_peer_connection_is_ordinary)
+{
+	char dir[64], path[300];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = echo_target_start(&target_port);
+	snprintf(path, sizeof path, "%s/public.conf", dir);
+	harness_write_file(path, "[broker]\npeer-idle-timeout = 1\n[peer home]\nfrom = 127.0.0.1\n");
+	const char *args[] = { "--config", path, NULL };
+	struct process public, home;
+	ck_assert(broker_spawn(&public, args));
+	home_start(&home, dir, public.port, target_port, NULL);
+	ck_assert(process_log_wait(&public, "peer=home dialled in: conn=1 ", 10));
+	app_echo_through_home(&public, 9);
+	/* home's, it is not idle without streams: it waits for ours */
+	usleep(1500000); /* past the idle timeout: the connection must still be there */
+	ck_assert_msg(!process_log_has(&public, "no stream for 1 s: closing"), "home's connection was "
+		      "closed as idle");
+
+	harness_write_file(path, "[broker]\npeer-idle-timeout = 1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&public, "peer=home removed: conn=1 from 127.0.0.1:", 10));
+	ck_assert(process_log_wait(&public, "conn=1 peer=127.0.0.1:", 10));
+	ck_assert(process_log_wait(&public, "no stream for 1 s: closing", 10));
+
+	ck_assert_int_eq(process_stop(&home, SIGTERM), 0);
+	ck_assert_int_eq(process_stop(&public, SIGTERM), 0);
+	harness_stop_child(target);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* Home drains (SIGTERM) while a stream of public's is open on its connection: the connection
  * says goodbye, so a new open to home fails at once and says so, while the open stream goes on. */
 START_TEST(test_home_draining)
@@ -663,6 +698,7 @@ int main(void)
 	tcase_add_test(tc, test_other_certificate_is_not_home);
 	tcase_add_test(tc, test_config_checks);
 	tcase_add_test(tc, test_reload_adds_and_removes_the_peer);
+	tcase_add_test(tc, test_removed_peer_connection_is_ordinary);
 	tcase_add_test(tc, test_home_draining);
 	tcase_add_test(tc, test_reload_changes_from);
 	tcase_add_test(tc, test_refusals_logged_once_a_second);
