@@ -237,6 +237,9 @@ void stream_destroy(struct mux_stream *s)
 		stream_table_remove(&mux->streams, s->id);
 	LIST_REMOVE(s, all_link);
 	stream_budget_release(s, s->budget_reserved);
+	if (mux->ids_exhausted && LIST_EMPTY(&mux->all_streams) && !mux->closed &&
+	    mux->cb.on_timer_changed)
+		mux->cb.on_timer_changed(mux, mux->user); /* mux_timer closes it */
 	if (!mux->client && mux->config.idle_timeout > 0 && LIST_EMPTY(&mux->all_streams) &&
 	    !mux->closed) {
 		mux->idle_since = mux->now; /* the idle clock starts now, not at the next timer */
@@ -726,6 +729,11 @@ double mux_timer(struct mux *mux, double now)
 	}
 	linger_expire(mux, now);
 	quiet_expire(mux, now);
+	if (!mux->closed && mux->ids_exhausted && LIST_EMPTY(&mux->all_streams)) {
+		log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream ids used up and its last "
+			  "stream ended: closing", c->id, c->peer);
+		mux_fail_saying(mux, WH_ELIMIT, "stream ids used up: connect again");
+	}
 	mux_dispatch(mux);
 	double next = now + 3600;
 	if (mux->closed)
@@ -757,7 +765,8 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	if (!config || config->window_size == 0 || config->max_frame_size == 0 ||
 	    config->max_frame_size > FRAME_MAX_PAYLOAD || config->max_window_size < config->window_size ||
 	    config->max_window_size > (1u << 30) || config->send_buffer == 0 ||
-	    config->control_queue_limit < 1024)
+	    config->control_queue_limit < 1024 ||
+	    (config->first_local_id && (config->first_local_id % 2 == 1) != client_role))
 		return NULL;
 	struct mux *mux = calloc(1, sizeof *mux);
 	if (!mux)
@@ -768,7 +777,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	if (callbacks)
 		mux->cb = *callbacks;
 	mux->user = user;
-	mux->next_local_id = client_role ? 1 : 2;
+	mux->next_local_id = config->first_local_id ? config->first_local_id : client_role ? 1 : 2;
 	mux->reset.tokens = mux->own_wasted.tokens = bucket_burst(config->reset_rate); /* full */
 	mux->pings.tokens = bucket_burst(config->ping_rate);
 	mux->noops.tokens = bucket_burst(config->noop_rate);
@@ -947,6 +956,15 @@ int mux_open_stream_from(struct mux *mux, const char *service, const struct fram
 	}
 	mux->stats.streams_opened++;
 	*out = s;
+	if (mux->ids_exhausted) {
+		/* Ids are never reused. The peer is told to open no more here either (its pool
+		 * dials another connection: one that dials in is the only way we reach it), and
+		 * the connection closes once its streams end (mux_timer). */
+		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream ids used up: no "
+			  "new streams on it, it closes once its %zu streams end", mux->config.id,
+			  mux->config.peer, mux->streams.count);
+		mux_drain(mux);
+	}
 	return WH_OK;
 }
 

@@ -590,6 +590,63 @@ START_TEST(test_close_never_overtakes_data)
 }
 END_TEST
 
+/* Stream ids are never reused: the open that takes the last one tells the peer the
+ * connection is going away (so a peer that dials in connects again: nothing else would
+ * renew its connection), later opens fail, and the connection closes once its last stream
+ * ends. */
+START_TEST(test_ids_used_up_rotate_the_connection)
+{
+	struct mux_config config = test_config(), near_the_end = test_config();
+	near_the_end.first_local_id = UINT32_MAX - 2;
+	struct link link;
+	memset(&link, 0, sizeof link);
+	link.now = 1000.0;
+	ck_assert_ptr_null(mux_new(false, &near_the_end, NULL, &link_callbacks, &link)); /* odd: a dialler's */
+	link.client = mux_new(true, &near_the_end, NULL, &link_callbacks, &link);
+	link.server = mux_new(false, &config, NULL, &link_callbacks, &link);
+	ck_assert_ptr_nonnull(link.client);
+	struct mux_stream *first, *last, *none = NULL;
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &first), WH_OK);
+	ck_assert_uint_eq(mux_stream_id(first), UINT32_MAX - 2);
+	ck_assert(mux_accepts_streams(link.client));
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &last), WH_OK);
+	ck_assert_uint_eq(mux_stream_id(last), UINT32_MAX);
+	ck_assert(!mux_accepts_streams(link.client));
+	ck_assert_int_eq(mux_open_stream(link.client, NULL, &none), WH_EMUX_CLOSED);
+	ck_assert_ptr_null(none);
+	pump(&link);
+	/* the peer heard it: it opens nothing more here */
+	ck_assert(!mux_accepts_streams(link.server));
+	struct mux_stream *theirs[2] = { mux_accept(link.server), mux_accept(link.server) };
+	ck_assert_ptr_nonnull(theirs[0]);
+	ck_assert_ptr_nonnull(theirs[1]);
+	/* both streams still carry bytes */
+	ck_assert_int_eq(mux_stream_write(last, "end", 3), 3);
+	pump(&link);
+	char got[4] = "";
+	ck_assert_int_eq(mux_stream_read(theirs[1], got, 3), 3);
+	ck_assert_str_eq(got, "end");
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(mux_stream_close_write(i ? last : first), WH_OK);
+		ck_assert_int_eq(mux_stream_close_write(theirs[i]), WH_OK);
+		mux_stream_release(theirs[i]);
+	}
+	pump(&link);
+	ck_assert_int_eq(link.client_closed, 0);
+	int timer_changes = link.timer_changes;
+	mux_stream_release(first);
+	mux_stream_release(last);
+	pump(&link);
+	ck_assert_int_gt(link.timer_changes, timer_changes); /* the driver runs mux_timer soon */
+	mux_timer(link.client, link.now);
+	ck_assert(mux_is_closed(link.client));
+	pump(&link);
+	ck_assert_int_eq(link.client_closed, 1);
+	ck_assert_int_eq(link.client_close_error, WH_ELIMIT);
+	link_close(&link);
+}
+END_TEST
+
 /* Bytes the client would write before the first DATA frame of stream `id` with a payload
  * of `length` bytes, over one gather (the socket takes nothing yet); SIZE_MAX: not there.
  * The gather's first `skip` bytes finish a frame the socket took part of. */
@@ -2628,6 +2685,7 @@ int main(void)
 	tcase_add_test(data, test_frame_rate_pauses_a_peer_of_tiny_frames);
 	tcase_add_test(data, test_half_close_keeps_other_direction);
 	tcase_add_test(data, test_close_never_overtakes_data);
+	tcase_add_test(data, test_ids_used_up_rotate_the_connection);
 	tcase_add_test(data, test_small_frame_waits_behind_one_bulk_frame);
 	tcase_add_test(data, test_small_frame_overtakes_a_bulk_frame_not_started);
 	tcase_add_test(data, test_held_output_is_gathered_again_unchanged);
