@@ -750,6 +750,7 @@ int broker_start(struct broker *broker, struct ev_loop *loop, const struct broke
 	ev_timer_init(&broker->handshake_turn, on_handshake_turn, 0.0, 0.0);
 	broker->handshake_turn.data = broker;
 	broker->conn_shared.handshake_timeout = config->handshake_timeout;
+	broker->conn_shared.tls_failures = &broker->tls_failures;
 	if (tls_settings_enabled(&config->tls)) {
 		char error[512], warning[512];
 		broker->conn_shared.tls = tls_context_new(&config->tls, error, sizeof error, warning,
@@ -1128,6 +1129,7 @@ void broker_get_status(const struct broker *broker, struct broker_status *status
 		.accepted_shed = broker->accepted_shed,
 		.capped_connections = broker->capped_connections,
 		.handshake_refused = broker->strangers_dropped,
+		.handshakes_failed = broker->tls_failures.failed,
 		.penalty_holds = broker->penalty_holds,
 		.penalty_replaced = broker->penalty_replaced,
 	};

@@ -133,6 +133,7 @@ struct broker {
 	unsigned strangers_open;
 	ev_timer handshake_turn;      /* the next token for a waiting stranger */
 	uint64_t strangers_dropped;   /* dropped unauthenticated to make room */
+	struct tls_failures tls_failures; /* accepted connections' failed handshakes (conn.h) */
 	double dropped_logged_at, marked_logged_at; /* logged at most once a second */
 	unsigned marked_unlogged;     /* addresses marked since the last such line */
 	struct peer_account *accounts; /* a list: as long as the accepted peers (capped) */
@@ -215,6 +216,7 @@ struct broker_status {
 	bool draining;
 	uint64_t accepted_total, accepted_shed, capped_connections;
 	uint64_t handshake_refused; /* strangers dropped unauthenticated to make room */
+	uint64_t handshakes_failed; /* accepted TLS connections whose handshake failed or timed out */
 	uint64_t penalty_holds;     /* connections held unread for their peer's strikes */
 	uint64_t penalty_replaced;  /* held connections closed for a newer one of the peer */
 };

@@ -86,6 +86,7 @@ struct conn {
 	const struct conn_shared *shared; /* its on_free, read at free (NULL: none) */
 	bool dialled;                     /* client_role: this broker dialled it */
 	char identity[256];        /* the peer's name from its certificate */
+	char shared_note[96];      /* handshake_failure_logs: what its log line adds */
 	uint8_t *tls_out;          /* TLS_RECORD bytes: small pieces gathered into one record */
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
 	size_t read_size;
@@ -529,6 +530,30 @@ static void conn_teardown(struct conn *conn)
 
 /* ---- TLS handshake ------------------------------------------------------------------ */
 
+/* Counts an accepted connection's failed handshake; whether to log it (the note to add is
+ * left in conn->shared_note): a dialled one's always, an accepted one's at most once a
+ * second, saying how many went unlogged since. */
+static bool handshake_failure_logs(struct conn *conn)
+{
+	struct tls_failures *failures = conn->shared ? conn->shared->tls_failures : NULL;
+	conn->shared_note[0] = '\0';
+	if (!failures || conn->dialled)
+		return true;
+	failures->failed++;
+	double now = ev_now(conn->loop);
+	if (failures->logged_at > 0 && now - failures->logged_at < 1.0) {
+		failures->unlogged++;
+		return false;
+	}
+	if (failures->unlogged)
+		snprintf(conn->shared_note, sizeof conn->shared_note, " (and %llu more since the last "
+			 "such line, %llu in all)", (unsigned long long)failures->unlogged,
+			 (unsigned long long)failures->failed);
+	failures->logged_at = now;
+	failures->unlogged = 0;
+	return true;
+}
+
 static void conn_tls_step(struct conn *conn)
 {
 	char error[256];
@@ -540,8 +565,10 @@ static void conn_tls_step(struct conn *conn)
 		ev_io_start(conn->loop, &conn->write_watcher);
 		return;
 	case TLS_FAILED:
-		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s failed: %s",
-			  mux_id(conn->mux), mux_peer(conn->mux), conn->remote, error);
+		if (handshake_failure_logs(conn))
+			log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s "
+				  "failed: %s%s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote,
+				  error, conn->shared_note);
 		ev_io_stop(conn->loop, &conn->read_watcher);
 		ev_io_stop(conn->loop, &conn->write_watcher);
 		mux_close(conn->mux, WH_ETLS);
@@ -577,9 +604,10 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 		log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s waited %.0f s for its turn "
 			  "to handshake (handshake-rate): closed", mux_id(conn->mux), mux_peer(conn->mux),
 			  conn->remote, w->repeat);
-	else if (conn->handshaking)
+	else if (conn->handshaking && handshake_failure_logs(conn))
 		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done "
-			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);
+			  "after %.0f s%s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat,
+			  conn->shared_note);
 	else
 		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s no complete frame from %s "
 			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);

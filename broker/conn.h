@@ -19,6 +19,16 @@ struct conn;
  * speed (64 KiB reads cost about a third of the throughput), and sharing makes that 1 MiB
  * per broker rather than per connection.
  */
+/* Accepted connections' failed TLS handshakes: counted, and logged at most once a second
+ * (a scanner or a misconfigured peer otherwise made a warning per connection, up to
+ * handshake-rate a second). Dialled connections' failures are logged each: their pool backs
+ * off between dials. */
+struct tls_failures {
+	uint64_t failed;    /* handshakes that failed or did not finish in handshake-timeout */
+	uint64_t unlogged;  /* of them, since the last line */
+	double logged_at;   /* ev_now of the last line */
+};
+
 struct conn_shared {
 	struct mux_budget *budget; /* receive-window bytes all conns may back; NULL: no limit */
 	uint8_t *read_area;        /* NULL: each conn reads into a private 64 KiB buffer */
@@ -26,6 +36,7 @@ struct conn_shared {
 	uint32_t *next_conn_id;    /* connection ids unique in the broker; NULL: the config's */
 	SSL_CTX *tls;              /* the broker's TLS context (released with the struct); NULL: none */
 	double handshake_timeout;  /* seconds for a TLS handshake */
+	struct tls_failures *tls_failures; /* accepted connections' failures (NULL: each logged) */
 	/* Called by conn_free before the connection's mux goes (its counters still readable):
 	 * the control keeps the totals of closed connections, so that sums only grow. NULL: none. */
 	void (*on_free)(struct conn *conn, bool dialled, void *ctx);

@@ -159,6 +159,7 @@ void view_status(struct view_ctx *v)
 	control_table_column(w, "accepted_shed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections closed at accept for want of descriptors");
 	control_table_column(w, "connections_capped", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections refused by the connection caps");
 	control_table_column(w, "handshakes_refused", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "TLS connections dropped before they authenticated, to make room for newer ones (max-unauthenticated)");
+	control_table_column(w, "handshakes_failed", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "accepted TLS connections whose handshake failed or did not finish in handshake-timeout (logged at most once a second)");
 	control_table_column(w, "connections_held", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "peer connections held unread a while: their peer was cut off for abuse lately (docs/SECURITY.md)");
 	control_table_column(w, "connections_held_replaced", CONTROL_UINT, CONTROL_COUNTER, CONTROL_UNIT_NONE, "held peer connections closed for a newer one of the same peer");
 	operator_columns(w);
@@ -187,6 +188,7 @@ void view_status(struct view_ctx *v)
 	control_put_uint(w, st.accepted_shed);
 	control_put_uint(w, st.capped_connections);
 	control_put_uint(w, st.handshake_refused);
+	control_put_uint(w, st.handshakes_failed);
 	control_put_uint(w, st.penalty_holds);
 	control_put_uint(w, st.penalty_replaced);
 	operator_values(ctl, w);

@@ -470,19 +470,6 @@ static void four_strikes(const struct process *broker)
 	ck_assert(process_log_wait(broker, "cut off for abuse: strike 4", 5));
 }
 
-/* A counter of wormhole-ctl status --json (-1 if absent). */
-static long status_counter(const struct process *broker, const char *key)
-{
-	char socket[300], status[8192], marker[64];
-	snprintf(socket, sizeof socket, "%s/control.sock", broker->dir);
-	const char *ctl_args[] = { "-s", socket, "--json", "status", NULL };
-	if (process_run("ctl/wormhole-ctl", ctl_args, status, sizeof status) != 0)
-		return -1;
-	snprintf(marker, sizeof marker, "\"%s\": ", key);
-	const char *at = strstr(status, marker);
-	return at ? strtol(at + strlen(marker), NULL, 10) : -1;
-}
-
 START_TEST(test_attacker_that_reconnects_waits)
 {
 	struct process broker;
@@ -508,8 +495,8 @@ START_TEST(test_attacker_that_reconnects_waits)
 	pthread_join(canary.thread, NULL);
 	ck_assert_msg(took >= 1.0, "a connection after four strikes answered after %.3f s", took);
 	ck_assert(process_log_has(&broker, "strikes for abuse in the last minute"));
-	ck_assert_int_ge(status_counter(&broker, "connections_held"), 3);
-	ck_assert_int_ge(status_counter(&broker, "connections_held_replaced"), 1);
+	ck_assert_int_ge(harness_status_counter(&broker, "connections_held"), 3);
+	ck_assert_int_ge(harness_status_counter(&broker, "connections_held_replaced"), 1);
 	ck_assert_msg(canary.lost == 0, "the canary lost its connection or a PONG");
 	ck_assert_msg(canary.worst_rtt[1] <= CANARY_RTT_WORST * SANITIZER_SCALE,
 		      "the canary's worst round trip %.3f s", canary.worst_rtt[1]);

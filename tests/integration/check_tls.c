@@ -762,7 +762,8 @@ START_TEST(test_strangers_rotating_addresses_get_bounded_handshakes)
 	unsigned char hello[4096];
 	size_t hello_len = client_hello(stranger, hello, sizeof hello);
 
-	unsigned served_before = process_log_count(&a, "TLS handshake with");
+	long served_before = harness_status_counter(&a, "handshakes_failed");
+	unsigned lines_before = process_log_count(&a, "TLS handshake with");
 	long cpu_before = process_cpu_ticks(&a);
 	int64_t start = wh_now_ns();
 	int result_fd;
@@ -778,18 +779,24 @@ START_TEST(test_strangers_rotating_addresses_get_bounded_handshakes)
 	close(result_fd);
 	ck_assert_int_eq(waitpid(attacker, NULL, 0), attacker);
 	double elapsed = (double)(wh_now_ns() - start) / 1e9;
-	unsigned served = process_log_count(&a, "TLS handshake with") - served_before;
+	long served = harness_status_counter(&a, "handshakes_failed") - served_before;
+	unsigned lines = process_log_count(&a, "TLS handshake with") - lines_before;
 	long cpu = process_cpu_ticks(&a) - cpu_before;
-	fprintf(stderr, "rotating stranger: %llu connections in %.1f s, %u handshakes served, "
-		"broker %.0f%% of a core, the peer's connect %.3f s (median), %.3f s (slowest)\n",
-		(unsigned long long)made, elapsed, served, (double)cpu / elapsed, took[2], took[4]);
+	fprintf(stderr, "rotating stranger: %llu connections in %.1f s, %ld handshakes served, "
+		"%u log lines, broker %.0f%% of a core, the peer's connect %.3f s (median), %.3f s "
+		"(slowest)\n", (unsigned long long)made, elapsed, served, lines, (double)cpu / elapsed,
+		took[2], took[4]);
 	/* the burst (two seconds' worth), the rate since, the turns the peer gave back by
 	 * authenticating (6), with room for a few in flight */
 	double bound = rate * 2 + rate * elapsed + 6 + 10;
 	ck_assert_msg(made >= 4 * bound, "the stranger made only %llu connections",
 		      (unsigned long long)made);
-	ck_assert_msg(served <= bound, "%u handshakes served to strangers in %.1f s (bound %.0f)",
-		      served, elapsed, bound);
+	ck_assert_msg(served >= 0 && served <= bound, "%ld handshakes served to strangers in %.1f s "
+		      "(bound %.0f)", served, elapsed, bound);
+	/* each failed, and the log said so at most once a second, with how many it left out */
+	ck_assert_msg(served >= rate * 2, "only %ld handshakes failed", served);
+	ck_assert_msg(lines <= elapsed + 3, "%u log lines for failed handshakes in %.1f s", lines, elapsed);
+	ck_assert(process_log_has(&a, "more since the last such line"));
 	/* Addresses are marked once each made ADMISSION_ADDRESS_MAX (5) failures: when the
 	 * attacker made enough connections for that (8 an address; a sanitizer build on a loaded
 	 * machine made about 5), the broker must have said so. */

@@ -36,6 +36,18 @@ unsigned harness_forward_port(const struct process *p, const char *name)
 	return port;
 }
 
+long harness_status_counter(const struct process *broker, const char *key)
+{
+	char socket[300], status[16384], marker[64];
+	snprintf(socket, sizeof socket, "%s/control.sock", broker->dir);
+	const char *ctl_args[] = { "-s", socket, "--json", "status", NULL };
+	if (process_run("ctl/wormhole-ctl", ctl_args, status, sizeof status) != 0)
+		return -1;
+	snprintf(marker, sizeof marker, "\"%s\": ", key);
+	const char *at = strstr(status, marker);
+	return at ? strtol(at + strlen(marker), NULL, 10) : -1;
+}
+
 int harness_connect_loopback(unsigned port)
 {
 	int fd = harness_connect_loopback_from(NULL, port);
