@@ -139,6 +139,11 @@ struct apps_pair_info {
 	uint32_t ring_capacity;
 	bool awaiting_accept;
 };
+/* wormhole-ctl close-stream of a same-host stream (`streams` shows it as 0/HANDLE): both
+ * apps' reads and writes end with the protocol `code`'s error (frame_error_from_code) and
+ * `why`, as a peer's ERROR ends a stream. WH_OK, WH_ESTREAM_NOT_FOUND (no same-host stream
+ * has that handle), or WH_ESTREAM_CLOSED (it had ended both ways). */
+int apps_close_local_pair(struct apps *apps, uint64_t handle, uint32_t code, const char *why);
 void apps_each_local_pair(const struct apps *apps,
 			  void (*fn)(const struct apps_pair_info *pair, void *arg), void *arg);
 

@@ -35,13 +35,22 @@ static void search_conn(struct conn *conn, bool accepted, void *arg)
 		mux_each_stream(conn_mux(conn), search_stream, s);
 }
 
-/* A whole unsigned number that fits in 32 bits. */
-static bool parse_u32(const char *text, uint32_t *out)
+/* A whole unsigned number up to max. */
+static bool parse_number(const char *text, uint64_t max, uint64_t *out)
 {
 	char *end;
 	errno = 0;
 	unsigned long long n = strtoull(text, &end, 10);
-	if (!text[0] || text[0] == '-' || *end || errno || n > UINT32_MAX)
+	if (!text[0] || text[0] == '-' || *end || errno || n > max)
+		return false;
+	*out = n;
+	return true;
+}
+
+static bool parse_u32(const char *text, uint32_t *out)
+{
+	uint64_t n;
+	if (!parse_number(text, UINT32_MAX, &n))
 		return false;
 	*out = (uint32_t)n;
 	return true;
@@ -60,12 +69,14 @@ void action_close_stream(struct view_ctx *v)
 	}
 	*slash = '\0';
 	uint32_t code = FRAME_ERR_CANCELLED;
-	if (!parse_u32(id, &s.conn_id) || !parse_u32(slash + 1, &s.stream_id) ||
+	uint64_t stream = 0; /* a stream id, or a same-host stream's 64-bit handle (conn 0) */
+	if (!parse_u32(id, &s.conn_id) || !parse_number(slash + 1, s.conn_id ? UINT32_MAX : UINT64_MAX, &stream) ||
 	    (req->argc == 3 && !parse_u32(req->argv[2], &code))) {
 		fail(v->reply, WH_EINVAL, "close-stream: '%s%s%s' is not CONN/STREAM [CODE] in numbers",
 		     req->argv[1], req->argc == 3 ? " " : "", req->argc == 3 ? req->argv[2] : "");
 		return;
 	}
+	s.stream_id = (uint32_t)stream;
 	static const uint32_t stream_codes[] = { 400, 403, 404, 409, 413, 429, 499, 500, 502, 503, 504 };
 	bool known = false;
 	for (size_t i = 0; i < COUNT_OF(stream_codes); i++)
@@ -75,12 +86,24 @@ void action_close_stream(struct view_ctx *v)
 		     "(400, 403, 404, 409, 413, 429, 499, 500, 502, 503, 504)", code);
 		return;
 	}
+	static const char why[] = "closed by the operator (wormhole-ctl close-stream)";
+	if (s.conn_id == 0) { /* a same-host stream, by its handle */
+		int error = apps_close_local_pair(v->control->broker->apps, stream, code, why);
+		if (error == WH_ESTREAM_NOT_FOUND)
+			fail(v->reply, error, "no same-host stream %llu (0/HANDLE as `streams` shows it)",
+			     (unsigned long long)stream);
+		else if (error != WH_OK)
+			fail(v->reply, error, "stream 0/%llu has already ended", (unsigned long long)stream);
+		else
+			snprintf(v->reply->message, sizeof v->reply->message, "stream 0/%llu closed with "
+				 "ERROR %u", (unsigned long long)stream, code);
+		return;
+	}
 	broker_each_conn(v->control->broker, search_conn, &s);
 	if (!s.found) {
 		fail(v->reply, WH_ESTREAM_NOT_FOUND, "no stream %u on connection %u", s.stream_id, s.conn_id);
 		return;
 	}
-	static const char why[] = "closed by the operator (wormhole-ctl close-stream)";
 	if (!mux_stream_is_finished(s.found))
 		apps_stream_ending(s.found, why); /* the app reads why, not a bare "stream closed" */
 	if (mux_stream_reset_code(s.found, code, why) != WH_OK) {

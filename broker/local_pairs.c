@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "apps_internal.h"
+#include "frame.h"
 #include "futex.h"
 
 /* ---- local pairs ------------------------------------------------------------------- */
@@ -54,6 +55,49 @@ bool pair_detach(struct local_pair *p, unsigned end, bool died)
 	if (p->ends[end ^ 1u])
 		shutdown(p->wake[end], SHUT_RDWR);
 	return pair_free_if_done(p);
+}
+
+/* Ends one ring both ways with `error`: the producer's and the consumer's state, and the
+ * thread of either app that sleeps on it woken. False if it had ended already. */
+static bool ring_end_both_ways(struct local_pair *p, unsigned ring, int error)
+{
+	struct ring_producer producer;
+	struct ring_consumer consumer;
+	ring_producer_attach(&producer, p->seg.memory, p->seg.capacity, ring);
+	ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, ring);
+	int ignored;
+	bool open = ring_producer_peer_state(&producer, &ignored) == RING_OPEN &&
+		    ring_consumer_peer_state(&consumer, &ignored) == RING_OPEN;
+	ring_producer_close(&producer, error);
+	ring_consumer_close(&consumer, error);
+	if (ring_producer_wake_needed(&producer) & RING_WAIT_SLEEPER)
+		futex_wake_shared(ring_producer_wake_word(&producer));
+	if (ring_consumer_wake_needed(&consumer) & RING_WAIT_SLEEPER)
+		futex_wake_shared(ring_consumer_wake_word(&consumer));
+	return open;
+}
+
+int apps_close_local_pair(struct apps *apps, uint64_t handle, uint32_t code, const char *why)
+{
+	struct app_handle *h = apps ? stream_table_find(&apps->handles, handle) : NULL;
+	if (!h || h->kind != HANDLE_PAIR_END)
+		return WH_ESTREAM_NOT_FOUND;
+	struct local_pair *p = ((struct pair_end *)h)->pair;
+	struct ring_segment *header = p->seg.memory;
+	int error = frame_error_from_code(code);
+	/* the words first: an app woken by the state reads them */
+	snprintf(header->error_message, sizeof header->error_message, "%s", why);
+	header->remote_code = code;
+	bool ended = !ring_end_both_ways(p, 0, error);
+	ended &= !ring_end_both_ways(p, 1, error);
+	if (ended)
+		return WH_ESTREAM_CLOSED;
+	/* an app waiting in its own loop hears it on its wake-up socket: a byte on the other
+	 * end, as its partner would send (if that socket is full, a wake-up waits there already) */
+	for (unsigned end = 0; end < 2; end++)
+		if (p->ends[end])
+			(void)send(p->wake[end ^ 1u], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	return WH_OK;
 }
 
 void open_local(struct app_session *c, const struct attach_msg *req)

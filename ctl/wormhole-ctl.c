@@ -627,10 +627,11 @@ static int check_operands(const struct args *a)
 	if (a->operands < cmd->least || a->operands > cmd->most)
 		return usage_error("%s: wrong number of operands", a->command);
 	const char *first = a->operands ? a->send[a->sends - a->operands] : NULL;
-	unsigned conn, stream, code;
+	unsigned conn, code;
+	unsigned long long stream; /* a same-host stream's handle (0/HANDLE) is 64-bit */
 	char end;
 	if (strcmp(a->command, "close-stream") == 0 &&
-	    (sscanf(first, "%u/%u%c", &conn, &stream, &end) != 2 || first[0] == '-' ||
+	    (sscanf(first, "%u/%llu%c", &conn, &stream, &end) != 2 || first[0] == '-' ||
 	     (a->operands == 2 && sscanf(a->send[a->sends - 1], "%u%c", &code, &end) != 1)))
 		return usage_error("close-stream CONN/STREAM [CODE], in numbers: not '%s'", first);
 	if (strcmp(a->command, "log-level") == 0 && strcmp(first, "error") != 0 && strcmp(first, "warn") != 0 &&

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -490,6 +491,89 @@ START_TEST(close_stream_ends_that_stream_only)
 	ctl_run(&r, &s.pair.b, "close-stream", "x", (const char *)NULL);
 	ck_assert_int_eq(r.status, 2); /* usage, as wormhole-ctl(1) says */
 	scene_stop(&s);
+}
+END_TEST
+
+/* A reader blocked on a stream: what its wh_read returned and how long it took. */
+struct blocked_read {
+	wh_stream *stream;
+	long result;
+	double took;
+};
+
+static void *read_blocked(void *arg)
+{
+	struct blocked_read *b = arg;
+	unsigned char byte;
+	wh_set_read_deadline(b->stream, wh_now_ns() + 10000000000ll);
+	int64_t start = wh_now_ns();
+	b->result = wh_read(b->stream, &byte, 1);
+	b->took = (double)(wh_now_ns() - start) / 1e9;
+	return NULL;
+}
+
+/* A same-host stream (two apps on one broker, `streams` shows it as 0/HANDLE) is closed as a
+ * network stream is: both apps hear the code and why, one blocked in a read at once. Before,
+ * close-stream knew only streams on connections ("no stream 7 on connection 0"). */
+START_TEST(close_stream_ends_a_same_host_stream)
+{
+	struct broker_pair p;
+	broker_pair_start(&p, NULL, NULL);
+	wh_client *listener = app_attach(&p.b), *opener = app_attach(&p.b);
+	ck_assert_int_eq(wh_listen(listener, "here"), WH_OK);
+	wh_stream *opened, *accepted;
+	ck_assert_int_eq(wh_open(opener, WH_PEER_LOCAL, "here", 10000, &opened), WH_OK);
+	ck_assert_int_eq(wh_accept(listener, 10000, &accepted), WH_OK);
+	write_all(opened, 3000, 7);
+	read_check(accepted, 3000, 7);
+	struct json *doc;
+	const struct json *rows = ctl_json(&doc, &p.b, "streams", "--peer", "local");
+	ck_assert_uint_ge(rows->count, 1);
+	ck_assert(json_number(rows->items[0], "conn") == 0);
+	char id[64];
+	snprintf(id, sizeof id, "0/%.0f", json_number(rows->items[0], "stream"));
+	json_free(doc);
+	struct blocked_read blocked = { .stream = accepted };
+	pthread_t reader;
+	ck_assert_int_eq(pthread_create(&reader, NULL, read_blocked, &blocked), 0);
+	static struct ctl_run r;
+	ctl_run(&r, &p.b, "close-stream", id, "503", (const char *)NULL);
+	ck_assert_msg(r.status == 0, "close-stream %s: %d %s", id, r.status, r.err);
+	ck_assert_ptr_nonnull(strstr(r.out, "closed with ERROR 503"));
+	pthread_join(reader, NULL);
+	ck_assert_msg(blocked.result < 0 && blocked.took < 5, "the blocked reader got %ld after %.1f s",
+		      blocked.result, blocked.took);
+	wh_stream *ends[2] = { opened, accepted };
+	for (int i = 0; i < 2; i++) {
+		unsigned char byte;
+		wh_set_read_deadline(ends[i], wh_now_ns() + 5000000000ll);
+		ck_assert_int_lt(wh_read(ends[i], &byte, 1), 0);
+		ck_assert_int_lt(wh_write(ends[i], "x", 1), 0);
+		uint32_t code = 0;
+		const char *message = NULL;
+		wh_stream_error(ends[i], &code, &message);
+		ck_assert_uint_eq(code, 503);
+		ck_assert_msg(message && strstr(message, "closed by the operator (wormhole-ctl close-stream)"),
+			      "end %d read '%s'", i, message ? message : "");
+	}
+	ctl_run(&r, &p.b, "close-stream", id, (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "has already ended"));
+	ctl_run(&r, &p.b, "close-stream", "0/99999999999", (const char *)NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_ptr_nonnull(strstr(r.err, "no same-host stream 99999999999"));
+	/* the apps carry on: a new stream between them works */
+	wh_close(opened);
+	wh_close(accepted);
+	ck_assert_int_eq(wh_open(opener, WH_PEER_LOCAL, "here", 10000, &opened), WH_OK);
+	ck_assert_int_eq(wh_accept(listener, 10000, &accepted), WH_OK);
+	write_all(opened, 2000, 9);
+	read_check(accepted, 2000, 9);
+	wh_close(opened);
+	wh_close(accepted);
+	wh_client_detach(opener);
+	wh_client_detach(listener);
+	broker_pair_stop(&p);
 }
 END_TEST
 
@@ -1401,6 +1485,7 @@ static Suite *ctl_suite(void)
 	tcase_add_test(tc, views_json_match_what_the_test_did);
 	tcase_add_test(tc, views_text_fit_80_columns);
 	tcase_add_test(tc, close_stream_ends_that_stream_only);
+	tcase_add_test(tc, close_stream_ends_a_same_host_stream);
 	tcase_add_test(tc, drain_peer_then_warm_peer);
 	tcase_add_test(tc, reload_and_log_level);
 	tcase_add_test(tc, config_shows_every_setting_and_its_origin);
