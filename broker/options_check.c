@@ -151,6 +151,15 @@ void check_whole(struct options *o, struct loading *l)
 		if (memcmp(&p->pool, &c->pool, sizeof p->pool) != 0)
 			check_pool(o, &p->pool, who);
 	}
+	/* Windows are not negotiated (docs/PROTOCOL.md 4): a peer may send a whole window before
+	 * it hears from us, and an app's stream keeps what comes in its ring. A ring below the
+	 * window works for streams that carry less than a ring at a time (small requests, the
+	 * bench's 4 KiB echoes) and same-host streams; a peer's bulk stream is reset. */
+	if (c->apps.socket_path[0] && c->apps.ring_capacity < c->pool.mux.window_size)
+		add_warning(o, "ring-size %u is below window %u: a peer that sends an app more than "
+			    "%u bytes ahead of its reads gets the stream reset (ERROR 429 \"receive "
+			    "store full\"); same-host streams are not affected",
+			    c->apps.ring_capacity, c->pool.mux.window_size, c->apps.ring_capacity);
 	check_tls(o, l);
 	check_dial_in(o, l);
 	check_forwards(o, l);

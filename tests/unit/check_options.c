@@ -37,6 +37,28 @@ static bool has_error(const char *text)
 	return false;
 }
 
+static bool has_warning(const char *text)
+{
+	for (int i = 0; i < o.warning_count; i++)
+		if (strstr(o.warnings[i], text))
+			return true;
+	return false;
+}
+
+/* A ring below the window loads, with a warning that says what breaks: a peer's bulk stream
+ * to an app is reset once the peer is a ring ahead (windows are not negotiated). */
+START_TEST(test_ring_below_window_is_warned)
+{
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/wh-options-test.sock", "--ring-size", "4096", NULL));
+	ck_assert(has_warning("ring-size 4096 is below window 262144"));
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/wh-options-test.sock", "--ring-size", "4096",
+		       "--window", "4096", "--max-window", "4096", NULL));
+	ck_assert(!has_warning("is below window"));
+	ck_assert(load("--config", "/dev/null", "--socket", "/tmp/wh-options-test.sock", NULL));
+	ck_assert(!has_warning("is below window"));
+}
+END_TEST
+
 static void dump(void)
 {
 	for (int i = 0; i < o.error_count; i++)
@@ -600,6 +622,7 @@ int main(void)
 	tcase_add_test(tc, test_defaults_need_nothing);
 	tcase_add_test(tc, test_forwarding_sections);
 	tcase_add_test(tc, test_every_rejected_value_names_option_value_and_rule);
+	tcase_add_test(tc, test_ring_below_window_is_warned);
 	tcase_add_test(tc, test_units_and_values);
 	tcase_add_test(tc, test_config_file_and_precedence);
 	tcase_add_test(tc, test_config_file_errors_have_lines);
