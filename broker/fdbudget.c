@@ -58,15 +58,28 @@ bool fd_budget_take(struct fd_budget *budget, unsigned n, enum fd_use use)
 	return true;
 }
 
+/* The spare is lost when even it could not be opened again after shedding (the process
+ * limit lowered under the broker, descriptors held by what the budget does not count): it
+ * comes back at the first chance, or the next exhaustion would leave clients waiting in the
+ * queue instead of being told at once. */
+static void spare_restore(struct fd_budget *budget)
+{
+	if (budget && budget->spare_fd < 0)
+		budget->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 void fd_budget_give(struct fd_budget *budget, unsigned n)
 {
-	if (budget)
-		budget->used = budget->used >= n ? budget->used - n : 0;
+	if (!budget)
+		return;
+	budget->used = budget->used >= n ? budget->used - n : 0;
+	spare_restore(budget);
 }
 
 int fd_budget_accept(struct fd_budget *budget, int listen_fd, enum fd_use use, bool *shed)
 {
 	*shed = false;
+	spare_restore(budget);
 	if (fd_budget_take(budget, 1, use)) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd >= 0)
@@ -97,8 +110,7 @@ int fd_budget_accept(struct fd_budget *budget, int listen_fd, enum fd_use use, b
 void fd_budget_shed_done(struct fd_budget *budget, int fd)
 {
 	close(fd);
-	if (budget && budget->spare_fd < 0)
-		budget->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	spare_restore(budget);
 }
 
 void fd_budget_release(struct fd_budget *budget)

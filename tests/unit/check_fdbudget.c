@@ -4,6 +4,9 @@
 #include "config.h"
 
 #include <check.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -107,6 +110,48 @@ START_TEST(test_every_admitted_descriptor_opens_under_a_real_limit)
 }
 END_TEST
 
+/* Starved past the spare (the limit lowered under every descriptor held), the spare is gone:
+ * it comes back once a descriptor can be had again, so the next exhaustion sheds clients at
+ * once. Before, only a successful shed reopened it, and that needs the spare. */
+START_TEST(test_spare_comes_back_after_a_starvation)
+{
+	struct rlimit saved, starved;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	struct fd_budget b;
+	fd_budget_init(&b, 16, 0);
+	ck_assert_int_ge(b.spare_fd, 0);
+	int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	struct sockaddr_in address = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t length = sizeof address;
+	ck_assert_int_eq(bind(listener, (struct sockaddr *)&address, sizeof address), 0);
+	ck_assert_int_eq(listen(listener, 8), 0);
+	ck_assert_int_eq(getsockname(listener, (struct sockaddr *)&address, &length), 0);
+	int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(connect(client, (struct sockaddr *)&address, sizeof address), 0);
+	starved = saved;
+	starved.rlim_cur = 3; /* below every descriptor but the standard three */
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &starved), 0);
+	bool shed = false;
+	int fd = fd_budget_accept(&b, listener, FD_USE_STREAM, &shed);
+	int error = errno;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	ck_assert_int_lt(fd, 0);
+	ck_assert_int_eq(error, EMFILE);
+	ck_assert_int_lt(b.spare_fd, 0); /* lost with the starvation */
+	/* descriptors again: the next accept has its spare first, and takes the client */
+	fd = fd_budget_accept(&b, listener, FD_USE_STREAM, &shed);
+	ck_assert_int_ge(b.spare_fd, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(!shed);
+	close(fd);
+	fd_budget_give(&b, 1);
+	ck_assert_int_ge(b.spare_fd, 0);
+	close(client);
+	close(listener);
+	fd_budget_release(&b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *suite = suite_create("fdbudget");
@@ -114,6 +159,7 @@ int main(void)
 	tcase_add_test(tc, test_baseline_and_reserve_come_off_the_limit);
 	tcase_add_test(tc, test_init_counts_descriptors_held_and_fixed_needs);
 	tcase_add_test(tc, test_every_admitted_descriptor_opens_under_a_real_limit);
+	tcase_add_test(tc, test_spare_comes_back_after_a_starvation);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);
 	srunner_run_all(runner, CK_NORMAL);
