@@ -1058,7 +1058,7 @@ int broker_reload(struct broker *broker, const struct broker_config *given)
 			log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed from the config: draining",
 				  now->peers[i].name);
 			for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
-				dialin_return(broker, broker->pools[i], bc->conn);
+				dialin_return(broker, broker->pools[i], bc->conn, next.peer_idle_timeout);
 			retire_pool(broker, broker->pools[i]);
 		}
 	memcpy(broker->pools, pools, sizeof pools);

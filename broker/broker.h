@@ -174,10 +174,11 @@ unsigned broker_listen_port(const struct broker *broker);
  * accept) and after a reload. */
 void dialin_adopt(struct broker *broker, struct conn *conn);
 /* A dial-in peer removed by a reload: a connection it held becomes an ordinary accepted one
- * (named by who it is, closed after peer-idle-timeout with no stream), so that one left
+ * (named by who it is, closed after idle_timeout with no stream: the reload's new
+ * peer-idle-timeout), so that one left
  * behind does not stay open for ever under a name the config no longer has. A reload that
  * adds the peer back takes it again. */
-void dialin_return(struct broker *broker, struct pool *pool, struct conn *conn);
+void dialin_return(struct broker *broker, struct pool *pool, struct conn *conn, double idle_timeout);
 /* Before an accepted connection is freed: every pool lets go of it. */
 void dialin_release(struct broker *broker, struct conn *conn);
 /* Whether an IP address in text (`from`) names the host of "host:port" (a v4-mapped v6

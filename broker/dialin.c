@@ -70,11 +70,11 @@ static int peer_of(const struct broker *broker, struct conn *conn)
 /* A connection no dial-in peer holds is an ordinary accepted connection: named by who it is
  * (its certificate's identity, or its address) and closed after peer-idle-timeout with no
  * stream. */
-static void make_ordinary(struct broker *broker, struct conn *conn)
+static void make_ordinary(struct conn *conn, double idle_timeout)
 {
 	const char *identity = conn_peer_identity(conn);
 	mux_set_peer(conn_mux(conn), identity[0] ? identity : conn_remote_addr(conn));
-	mux_set_idle_timeout(conn_mux(conn), broker->config.peer_idle_timeout);
+	mux_set_idle_timeout(conn_mux(conn), idle_timeout);
 }
 
 /* A connection lent to a dial-in peer it no longer matches (a reload changed the peer's
@@ -91,17 +91,17 @@ static void let_go_elsewhere(struct broker *broker, struct conn *conn, const str
 				  mux_id(conn_mux(conn)), conn_remote_addr(conn));
 		}
 	if (held)
-		make_ordinary(broker, conn);
+		make_ordinary(conn, broker->config.peer_idle_timeout);
 }
 
-void dialin_return(struct broker *broker, struct pool *pool, struct conn *conn)
+void dialin_return(struct broker *broker, struct pool *pool, struct conn *conn, double idle_timeout)
 {
 	if (!pool_release(pool, conn))
 		return;
 	log_write(&broker->log, LOG_INFO, "broker", "peer=%s removed: conn=%u from %s is an ordinary "
 		  "connection again (its streams carry on)", pool_name(pool), mux_id(conn_mux(conn)),
 		  conn_remote_addr(conn));
-	make_ordinary(broker, conn);
+	make_ordinary(conn, idle_timeout);
 }
 
 void dialin_adopt(struct broker *broker, struct conn *conn)

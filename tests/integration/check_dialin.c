@@ -337,6 +337,11 @@ START_TEST(test_removed_peer_connection_is_ordinary)
 	ck_assert_msg(!process_log_has(&public, "no stream for 1 s: closing"), "home's connection was "
 		      "closed as idle");
 
+	/* the reload that removes home also sets the timeout: the connection gets the new one
+	 * (it got the old, 600 s here, at first) */
+	harness_write_file(path, "[broker]\npeer-idle-timeout = 600\n[peer home]\nfrom = 127.0.0.1\n");
+	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
+	ck_assert(process_log_wait(&public, "reloaded", 10));
 	harness_write_file(path, "[broker]\npeer-idle-timeout = 1\n");
 	ck_assert_int_eq(kill(public.pid, SIGHUP), 0);
 	ck_assert(process_log_wait(&public, "peer=home removed: conn=1 from 127.0.0.1:", 10));
