@@ -17,11 +17,38 @@
 #include "broker.h"
 #include "services.h"
 
+/* A pair whose opener used up its stream ids: out of the pool, it closes once its streams
+ * end (docs/PROTOCOL.md 2), while a new pair takes the opens. */
+struct retired_pair {
+	struct conn *opener, *taker; /* NULL once closed */
+	struct retired_pair *next;
+};
+
 struct local_link {
 	struct broker *broker;
 	struct pool *pool;           /* "local": dials in, its one connection lent */
 	struct conn *opener, *taker; /* NULL once closed */
+	struct retired_pair *retired;
 };
+
+/* Forgets a closed end of a retired pair; the pair goes once both ends have. */
+static void retired_forget(struct local_link *link, struct conn *conn)
+{
+	for (struct retired_pair **at = &link->retired; *at; at = &(*at)->next) {
+		struct retired_pair *r = *at;
+		if (r->opener == conn)
+			r->opener = NULL;
+		else if (r->taker == conn)
+			r->taker = NULL;
+		else
+			continue;
+		if (!r->opener && !r->taker) {
+			*at = r->next;
+			free(r);
+		}
+		return;
+	}
+}
 
 static int refuse_incoming(struct mux *mux, struct mux_stream *stream, const char *service, void *user)
 {
@@ -56,21 +83,49 @@ static int local_incoming(struct mux *mux, struct mux_stream *stream, const char
 static void on_opener_closed(struct mux *mux, int error, void *user)
 {
 	struct local_link *link = user;
-	(void)mux;
-	log_write(&link->broker->log, LOG_WARN, "broker", "the local link closed: %s (made again at "
-		  "the next use)", wh_strerror(error));
-	pool_release(link->pool, link->opener);
-	conn_free(link->opener);
-	link->opener = NULL;
+	struct conn *conn = conn_from_mux(mux);
+	pool_release(link->pool, conn);
+	if (conn == link->opener) {
+		log_write(&link->broker->log, LOG_WARN, "broker", "the local link closed: %s (made "
+			  "again at the next use)", wh_strerror(error));
+		link->opener = NULL;
+	} else {
+		retired_forget(link, conn);
+	}
+	conn_free(conn);
 }
 
 static void on_taker_closed(struct mux *mux, int error, void *user)
 {
 	struct local_link *link = user;
-	(void)mux;
+	struct conn *conn = conn_from_mux(mux);
 	(void)error;
-	conn_free(link->taker);
-	link->taker = NULL;
+	if (conn == link->taker)
+		link->taker = NULL;
+	else
+		retired_forget(link, conn);
+	conn_free(conn);
+}
+
+/* The opener took its last stream id: the pair leaves the pool and closes once its streams
+ * end, and a new pair takes the opens from now on. Without this every local open failed for
+ * as long as one stream of the old pair lived (a forwarded SSH session: for ever). */
+static void retire_exhausted(struct local_link *link)
+{
+	if (!link->opener || !link->taker || mux_is_closed(conn_mux(link->opener)) ||
+	    mux_accepts_streams(conn_mux(link->opener)))
+		return;
+	struct retired_pair *r = calloc(1, sizeof *r);
+	if (!r)
+		return; /* it stays the link until it closes, as before */
+	r->opener = link->opener;
+	r->taker = link->taker;
+	r->next = link->retired;
+	link->retired = r;
+	pool_release(link->pool, link->opener);
+	link->opener = link->taker = NULL;
+	log_write(&link->broker->log, LOG_INFO, "broker", "the local link used up its stream ids: a "
+		  "new one takes the opens, the old one closes once its streams end");
 }
 
 /* Both ends, over a new socketpair. WH_OK, or WH_ESYSTEM / WH_ENOMEM (logged). */
@@ -92,6 +147,11 @@ static int link_connect(struct local_link *link)
 	/* max-streams bounds a peer's connection; this one connection carries every local
 	 * forward's and app's open, which max-connections and app-max-streams bound already */
 	config.max_streams = UINT32_MAX;
+	/* A test hook: stream ids run out after this many opens, as they would after 2^31
+	 * (check_forward test_local_link_renewed_when_ids_run_out) */
+	const char *ids_left = getenv("WORMHOLE_TEST_LOCAL_IDS_LEFT");
+	unsigned long left = ids_left ? strtoul(ids_left, NULL, 10) : 0;
+	config.ids_left = left <= UINT32_MAX / 2 ? (uint32_t)left : 0;
 	snprintf(config.peer, sizeof config.peer, "local");
 	struct mux_callbacks opener = { .on_incoming = refuse_incoming, .on_closed = on_opener_closed };
 	struct mux_callbacks taker = { .on_incoming = local_incoming, .on_closed = on_taker_closed };
@@ -131,16 +191,26 @@ struct pool *local_link_pool(struct broker *broker)
 		}
 		broker->local = link;
 	}
+	retire_exhausted(link);
 	if (!link->opener && !link->taker) /* the first use, or both ends of a closed one gone */
 		link_connect(link);
 	return link->pool;
 }
 
+static bool opener_drained(const struct conn *opener)
+{
+	return !opener || mux_is_closed(conn_mux(opener)) || mux_num_streams(conn_mux(opener)) == 0;
+}
+
 bool local_link_drained(const struct broker *broker)
 {
 	const struct local_link *link = broker->local;
-	return !link || !link->opener || mux_is_closed(conn_mux(link->opener)) ||
-	       mux_num_streams(conn_mux(link->opener)) == 0;
+	if (!link)
+		return true;
+	for (const struct retired_pair *r = link->retired; r; r = r->next)
+		if (!opener_drained(r->opener))
+			return false;
+	return opener_drained(link->opener);
 }
 
 struct conn *local_link_conn(const struct broker *broker)
@@ -158,6 +228,15 @@ void local_link_free(struct broker *broker)
 		conn_free(link->opener);
 	if (link->taker)
 		conn_free(link->taker);
+	while (link->retired) {
+		struct retired_pair *r = link->retired;
+		link->retired = r->next;
+		if (r->opener)
+			conn_free(r->opener);
+		if (r->taker)
+			conn_free(r->taker);
+		free(r);
+	}
 	free(link);
 	broker->local = NULL;
 }

@@ -732,7 +732,7 @@ double mux_timer(struct mux *mux, double now)
 	if (!mux->closed && mux->ids_exhausted && LIST_EMPTY(&mux->all_streams)) {
 		log_write(c->log, LOG_INFO, "mux", "conn=%u peer=%s stream ids used up and its last "
 			  "stream ended: closing", c->id, c->peer);
-		mux_fail_saying(mux, WH_ELIMIT, "stream ids used up: connect again");
+		mux_fail_saying(mux, WH_EMUX_CLOSED, "stream ids used up: connect again");
 	}
 	mux_dispatch(mux);
 	double next = now + 3600;
@@ -765,8 +765,7 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	if (!config || config->window_size == 0 || config->max_frame_size == 0 ||
 	    config->max_frame_size > FRAME_MAX_PAYLOAD || config->max_window_size < config->window_size ||
 	    config->max_window_size > (1u << 30) || config->send_buffer == 0 ||
-	    config->control_queue_limit < 1024 ||
-	    (config->first_local_id && (config->first_local_id % 2 == 1) != client_role))
+	    config->control_queue_limit < 1024 || config->ids_left > UINT32_MAX / 2)
 		return NULL;
 	struct mux *mux = calloc(1, sizeof *mux);
 	if (!mux)
@@ -777,7 +776,9 @@ struct mux *mux_new(bool client_role, const struct mux_config *config, struct mu
 	if (callbacks)
 		mux->cb = *callbacks;
 	mux->user = user;
-	mux->next_local_id = config->first_local_id ? config->first_local_id : client_role ? 1 : 2;
+	/* odd ids dialling, even accepting; the last are 2^32-1 and 2^32-2 */
+	uint32_t last_id = client_role ? UINT32_MAX : UINT32_MAX - 1;
+	mux->next_local_id = config->ids_left ? last_id - 2 * (config->ids_left - 1) : client_role ? 1 : 2;
 	mux->reset.tokens = mux->own_wasted.tokens = bucket_burst(config->reset_rate); /* full */
 	mux->pings.tokens = bucket_burst(config->ping_rate);
 	mux->noops.tokens = bucket_burst(config->noop_rate);
@@ -842,7 +843,9 @@ void mux_fail_saying(struct mux *mux, int error, const char *message)
 		ready_remove(s); /* nothing more is planned */
 }
 
-void mux_drain(struct mux *mux)
+/* mux_drain's work without delivering events: safe inside an open (the pool's caller may be
+ * walking its own lists). */
+static void drain_start(struct mux *mux)
 {
 	if (mux->closed || mux->draining)
 		return;
@@ -853,6 +856,11 @@ void mux_drain(struct mux *mux)
 						    sizeof message - 1));
 	log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s draining: %zu streams left", mux->config.id, mux->config.peer,
 		  mux->streams.count);
+}
+
+void mux_drain(struct mux *mux)
+{
+	drain_start(mux);
 	mux_dispatch(mux);
 }
 
@@ -963,7 +971,7 @@ int mux_open_stream_from(struct mux *mux, const char *service, const struct fram
 		log_write(mux->config.log, LOG_INFO, "mux", "conn=%u peer=%s stream ids used up: no "
 			  "new streams on it, it closes once its %zu streams end", mux->config.id,
 			  mux->config.peer, mux->streams.count);
-		mux_drain(mux);
+		drain_start(mux);
 	}
 	return WH_OK;
 }

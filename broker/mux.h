@@ -87,10 +87,9 @@ struct mux_config {
 				      * 0: no bound (1,000,000) */
 	double idle_timeout;         /* accepted connections (server role) carrying no stream this
 				      * many seconds are closed with a goodbye; 0: never (0) */
-	uint32_t first_local_id;     /* the first id this side gives a stream it opens; 0: the
-				      * protocol's (1 dialling, 2 accepting). Else it must have
-				      * the role's parity (odd dialling): tests start near the
-				      * end of the id space (0) */
+	uint32_t ids_left;           /* stream ids this side may open streams with before they
+				      * are used up; 0: all of its half of the id space. Tests
+				      * start near the end (0) */
 	uint32_t id;                 /* the connection's id in logs and stats, unique in the broker */
 	char peer[80];               /* the peer's name (pooled) or address (accepted), in logs */
 	const struct log_sink *log;  /* NULL: silent */

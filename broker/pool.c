@@ -209,6 +209,12 @@ static void settle_waiting(struct pool *pool, struct conn *conn, int error, doub
 	pool->waiting_tail = NULL;
 	while (*link) {
 		struct open_request *r = *link;
+		if (conn && !mux_accepts_streams(conn_mux(conn))) {
+			/* it took its last stream id (or is going away): the rest wait for the next
+			 * connection instead of failing on this one */
+			conn = NULL;
+			continue;
+		}
 		if (conn || error != WH_OK || now >= r->deadline) {
 			*link = r->next;
 			if (conn)

@@ -440,6 +440,41 @@ START_TEST(test_listeners_rest_when_out_of_descriptors)
 }
 END_TEST
 
+/* The local link (`peer = local`) that used up its stream ids is replaced at the next open
+ * while its last streams go on; before, every local open failed for as long as one of them
+ * lived. The ids run out after 3 opens here (WORMHOLE_TEST_LOCAL_IDS_LEFT), not 2^31. */
+START_TEST(test_local_link_renewed_when_ids_run_out)
+{
+	char dir[64], path[300], text[512];
+	harness_tempdir(dir, sizeof dir);
+	unsigned target_port = 0;
+	pid_t target = small_target_start(dir, &target_port);
+	snprintf(path, sizeof path, "%s/b.conf", dir);
+	snprintf(text, sizeof text, "[service small]\ntarget = 127.0.0.1:%u\n\n[forward lw]\n"
+		 "listen = 127.0.0.1:0\npeer = local\nservice = small\n", target_port);
+	harness_write_file(path, text);
+	setenv("WORMHOLE_TEST_LOCAL_IDS_LEFT", "3", 1);
+	struct process b;
+	const char *args[] = { "--config", path, NULL };
+	ck_assert(broker_spawn(&b, args));
+	unsigned port = harness_forward_port(&b, "lw");
+	int held = ping_begin(port, "the one that stays"); /* id 1 of 3 */
+	for (int i = 0; i < 6; i++) { /* ids 2 and 3, then the new link's */
+		int fd = ping_begin(port, "one more");
+		ping_end(fd, "one more");
+	}
+	ck_assert(process_log_has(&b, "the local link used up its stream ids"));
+	ck_assert(!process_log_has(&b, "client reset"));
+	ping_end(held, "the one that stays"); /* it carried on across the renewal */
+	ck_assert(process_log_wait(&b, "stream ids used up and its last stream ended: closing", 10));
+	int fd = ping_begin(port, "after");
+	ping_end(fd, "after");
+	ck_assert_int_eq(process_stop(&b, SIGTERM), 0);
+	harness_stop_child(target);
+	harness_cleanup_dir(dir);
+}
+END_TEST
+
 /* A target that refuses: the forward's client is reset at once; A's log names the service, the
  * target and the errno; an app opening the service gets ERROR 502 with the target's words. */
 START_TEST(test_refused_target)
@@ -752,6 +787,7 @@ int main(void)
 	tcase_add_test(tc, test_slow_client_stops_the_target);
 	tcase_add_test(tc, test_target_that_never_reads);
 	tcase_add_test(tc, test_max_connections);
+	tcase_add_test(tc, test_local_link_renewed_when_ids_run_out);
 	tcase_add_test(tc, test_http_server_through_two_brokers);
 	suite_add_tcase(suite, tc);
 	SRunner *runner = srunner_create(suite);

@@ -597,11 +597,15 @@ END_TEST
 START_TEST(test_ids_used_up_rotate_the_connection)
 {
 	struct mux_config config = test_config(), near_the_end = test_config();
-	near_the_end.first_local_id = UINT32_MAX - 2;
+	near_the_end.ids_left = 2;
 	struct link link;
 	memset(&link, 0, sizeof link);
 	link.now = 1000.0;
-	ck_assert_ptr_null(mux_new(false, &near_the_end, NULL, &link_callbacks, &link)); /* odd: a dialler's */
+	struct mux *accepting = mux_new(false, &near_the_end, NULL, &link_callbacks, &link);
+	struct mux_stream *even;
+	ck_assert_int_eq(mux_open_stream(accepting, NULL, &even), WH_OK);
+	ck_assert_uint_eq(mux_stream_id(even), UINT32_MAX - 3); /* an accepting side's last two */
+	mux_free(accepting);
 	link.client = mux_new(true, &near_the_end, NULL, &link_callbacks, &link);
 	link.server = mux_new(false, &config, NULL, &link_callbacks, &link);
 	ck_assert_ptr_nonnull(link.client);
@@ -642,7 +646,7 @@ START_TEST(test_ids_used_up_rotate_the_connection)
 	ck_assert(mux_is_closed(link.client));
 	pump(&link);
 	ck_assert_int_eq(link.client_closed, 1);
-	ck_assert_int_eq(link.client_close_error, WH_ELIMIT);
+	ck_assert_int_eq(link.client_close_error, WH_EMUX_CLOSED); /* planned: an orderly close */
 	link_close(&link);
 }
 END_TEST
