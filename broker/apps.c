@@ -49,7 +49,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (accept_failure_persists(errno)) {
 				/* Not even the spare could take it: a readable listener would spin the
 				 * loop, so stop looking for a moment. */
-				listener_rest(loop, &apps->acceptor, &apps->accept_pause);
+				listener_rest(loop, &apps->acceptor, &apps->accept_pause, &apps->accept_rests,
+					      apps->log, "apps", "app socket ", errno);
 			}
 			return;
 		}

@@ -173,6 +173,7 @@ struct apps {
 	const struct log_sink *log;
 	struct fd_budget *fds; /* every descriptor an app can make us hold comes from it */
 	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
+	uint64_t accept_rests; /* times it rested (listener_rest.h) */
 	apps_find_pool find_pool;
 	void *find_ctx;
 	int listen_fd;

@@ -560,7 +560,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (accept_failure_persists(errno)) {
 				/* Not even the spare could take it: a readable listener would spin the
 				 * loop, so stop looking for a moment. */
-				listener_rest(loop, &broker->accept_watcher, &broker->accept_pause);
+				listener_rest(loop, &broker->accept_watcher, &broker->accept_pause,
+					      &broker->accept_rests, &broker->log, "broker", "peer listener ",
+					      errno);
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_write(&broker->log, LOG_WARN, "broker", "accept: %s", strerror(errno));
 			}

@@ -111,6 +111,7 @@ struct broker {
 	struct pool *pools[BROKER_PEERS_MAX];
 	struct apps *apps;
 	ev_timer accept_pause; /* accepting paused: no descriptor even to shed a connection */
+	uint64_t accept_rests; /* times it rested (listener_rest.h) */
 	ev_timer trim_timer;   /* gives memory freed after a burst back to the system */
 	struct retiring *retiring;
 	ev_timer retire_timer; /* frees retiring pools once drained */

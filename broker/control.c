@@ -375,7 +375,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		int fd = accept4(ctl->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (accept_failure_persists(errno)) {
-				listener_rest(loop, &ctl->acceptor, &ctl->accept_pause);
+				listener_rest(loop, &ctl->acceptor, &ctl->accept_pause, &ctl->accept_rests,
+					      ctl->log, "control", "control socket ", errno);
 			}
 			return;
 		}

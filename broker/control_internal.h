@@ -31,6 +31,7 @@ struct control {
 	int listen_fd;
 	ev_io acceptor;
 	ev_timer accept_pause; /* out of descriptors: look again in a moment */
+	uint64_t accept_rests; /* times it rested (listener_rest.h) */
 	unsigned client_count;
 	LIST_HEAD(, control_client) clients;
 	ev_timer idle_sweep;  /* closes clients idle past CONTROL_IDLE_TIMEOUT */

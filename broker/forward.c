@@ -564,13 +564,12 @@ static void refuse_no_descriptor(struct forward_listener *l, int fd)
 static void accept_rest(struct forward_listener *l, int error)
 {
 	struct broker *broker = l->fw->broker;
+	char who[96];
 	if (l->fd < 0)
 		return;
-	listener_rest(broker->loop, &l->accept_watcher, &l->accept_pause);
-	if (l->accept_pauses++ % 100 == 0)
-		log_write(&broker->log, LOG_WARN, "forward", "forward=%s accept: %s: the listener rests "
-			  "%.1f s (%llu times so far)", l->config.name, strerror(error),
-			  ACCEPT_PAUSE_SECONDS, (unsigned long long)l->accept_pauses);
+	snprintf(who, sizeof who, "forward=%s ", l->config.name);
+	listener_rest(broker->loop, &l->accept_watcher, &l->accept_pause, &l->accept_pauses,
+		      &broker->log, "forward", who, error);
 }
 
 static void on_forward_accept_resume(struct ev_loop *loop, ev_timer *w, int revents)

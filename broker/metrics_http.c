@@ -246,12 +246,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			if (accept_failure_persists(errno)) {
 				/* the scraper stays queued and the listener readable: looking again at
 				 * once would spin the loop, so rest a moment */
-				listener_rest(loop, &server->acceptor, &server->accept_pause);
-				if (server->accept_pauses++ % 100 == 0)
-					log_write(server->log, LOG_WARN, "metrics", "accept: %s: the listener "
-						  "rests %.1f s (%llu times so far)", strerror(errno),
-						  ACCEPT_PAUSE_SECONDS,
-						  (unsigned long long)server->accept_pauses);
+				listener_rest(loop, &server->acceptor, &server->accept_pause,
+					      &server->accept_pauses, server->log, "metrics", "", errno);
 			}
 			return;
 		}

@@ -423,6 +423,9 @@ START_TEST(test_listeners_rest_when_out_of_descriptors)
 			   connect_unix(control_path, SOCK_STREAM) };
 	ck_assert(process_log_wait(&b, "forward=small accept: Too many open files: the listener rests", 10));
 	ck_assert(process_log_wait(&b, "metrics: accept: Too many open files: the listener rests", 10));
+	ck_assert(process_log_wait(&b, "broker: peer listener accept: Too many open files: the listener rests", 10));
+	ck_assert(process_log_wait(&b, "apps: app socket accept: Too many open files: the listener rests", 10));
+	ck_assert(process_log_wait(&b, "control: control socket accept: Too many open files: the listener rests", 10));
 	assert_brokers_idle(&a, &b, "accepts failing for want of descriptors");
 	ck_assert_int_eq(prlimit(b.pid, RLIMIT_NOFILE, &before, NULL), 0);
 	/* the clients that waited are served */
