@@ -507,9 +507,13 @@ long wh_write(wh_stream *s, const void *buf, size_t len)
 		int spans;
 		long room = write_spans(s, iov, &spans);
 		bool nonblocking = atomic_load_explicit(&s->nonblocking, memory_order_relaxed);
-		if (room == WH_ESTREAM_CLOSED && !atomic_load_explicit(&s->write_closed, memory_order_relaxed))
+		int reader_error;
+		if (room == WH_ESTREAM_CLOSED && !atomic_load_explicit(&s->write_closed, memory_order_relaxed) &&
+		    ring_producer_peer_state(&s->tx, &reader_error) == RING_CLOSED)
 			return (long)len; /* the other end closed its stream: nobody reads, bytes are
-					   * discarded and the write completes, as through a broker */
+					   * discarded and the write completes, as through a broker.
+					   * A stream that failed with WH_ESTREAM_CLOSED (closed by
+					   * the operator, say) is an error, not this. */
 		if (room < 0)
 			return done && nonblocking ? (long)done : room;
 		size_t before = done;

@@ -465,6 +465,8 @@ START_TEST(close_stream_ends_that_stream_only)
 	wh_stream_error(s.opened[1], &code, &message);
 	ck_assert_uint_eq(code, 0);
 	ck_assert_msg(strstr(message, "closed by the operator (wormhole-ctl close-stream)"), "opener read '%s'", message);
+	/* and its writes fail: before, a write after the close "completed", its bytes dropped */
+	ck_assert_int_eq(wh_write(s.opened[1], "more", 4), WH_ESTREAM_CLOSED);
 	wh_set_read_deadline(s.accepted[1], wh_now_ns() + 5000000000ll);
 	long got = wh_read(s.accepted[1], &byte, 1);
 	ck_assert_int_lt(got, 0);
