@@ -246,16 +246,19 @@ uint32_t ring_consumer_wake_needed(struct ring_consumer *c)
 
 uint32_t ring_consumer_wake_needed_with_room(struct ring_consumer *c, size_t room)
 {
+	/* the fence of ring_consumer_wake_needed, written out: GCC's ThreadSanitizer build
+	 * refuses a fence inlined from another function (-Wtsan) */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!atomic_load_explicit(&c->ctl->producer_waiting, memory_order_relaxed))
+		return 0;
 	/* head_seen is the last head that passed the checks; one seen later can only be
 	 * further on, so this free count is never too small: at worst a wake-up comes early */
 	uint64_t held = c->head_seen - c->tail;
 	if (room > c->capacity)
 		room = c->capacity; /* a drained ring wakes, whatever was asked */
-	if (held <= c->capacity && (size_t)(c->capacity - held) < room) {
-		atomic_thread_fence(memory_order_seq_cst);
-		return 0;
-	}
-	return ring_consumer_wake_needed(c);
+	if (held <= c->capacity && (size_t)(c->capacity - held) < room)
+		return 0; /* the announcement stays for a later call */
+	return atomic_exchange_explicit(&c->ctl->producer_waiting, 0, memory_order_relaxed);
 }
 
 void ring_consumer_prepare_wait(struct ring_consumer *c)
