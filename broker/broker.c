@@ -1172,9 +1172,7 @@ void broker_each_conn(const struct broker *broker, void (*fn)(struct conn *conn,
 {
 	struct conn_walk walk = { fn, arg };
 	broker_each_pool(broker, each_pool_conn, &walk);
-	struct conn *local = local_link_conn(broker); /* lent to the "local" pool, not listed by it */
-	if (local)
-		fn(local, false, arg);
+	local_link_each_conn(broker, each_dialled, &walk); /* lent to the "local" pool, not listed by it */
 	for (struct broker_conn *bc = broker->accepted; bc; bc = bc->next)
 		if (bc->conn)
 			fn(bc->conn, true, arg);

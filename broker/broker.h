@@ -196,9 +196,11 @@ struct pool *local_link_pool(struct broker *broker);
 bool local_link_drained(const struct broker *broker);
 /* At stop, after the relays: frees the link. */
 void local_link_free(struct broker *broker);
-/* The link's opening end (its streams are the forwards' and apps' opens of "local"), or NULL:
- * what `wormhole-ctl conns` and `streams` show of it, as a dialled connection of peer local. */
-struct conn *local_link_conn(const struct broker *broker);
+/* The link's opening ends (their streams are the forwards' and apps' opens of "local"): the
+ * current one and any that used up their stream ids and finish their streams. What
+ * `wormhole-ctl conns` and `streams` show of it (and close-stream finds), as dialled
+ * connections of peer local. */
+void local_link_each_conn(const struct broker *broker, void (*fn)(struct conn *conn, void *arg), void *arg);
 
 /* ---- what the control tool sees and steers (broker/control.c) ---- */
 

@@ -86,8 +86,9 @@ static void on_opener_closed(struct mux *mux, int error, void *user)
 	struct conn *conn = conn_from_mux(mux);
 	pool_release(link->pool, conn);
 	if (conn == link->opener) {
-		log_write(&link->broker->log, LOG_WARN, "broker", "the local link closed: %s (made "
-			  "again at the next use)", wh_strerror(error));
+		/* WH_EMUX_CLOSED: planned (its stream ids used up and its last stream ended) */
+		log_write(&link->broker->log, error == WH_EMUX_CLOSED ? LOG_INFO : LOG_WARN, "broker",
+			  "the local link closed: %s (made again at the next use)", wh_strerror(error));
 		link->opener = NULL;
 	} else {
 		retired_forget(link, conn);
@@ -213,9 +214,16 @@ bool local_link_drained(const struct broker *broker)
 	return opener_drained(link->opener);
 }
 
-struct conn *local_link_conn(const struct broker *broker)
+void local_link_each_conn(const struct broker *broker, void (*fn)(struct conn *conn, void *arg), void *arg)
 {
-	return broker->local ? broker->local->opener : NULL;
+	const struct local_link *link = broker->local;
+	if (!link)
+		return;
+	if (link->opener)
+		fn(link->opener, arg);
+	for (const struct retired_pair *r = link->retired; r; r = r->next)
+		if (r->opener)
+			fn(r->opener, arg);
 }
 
 void local_link_free(struct broker *broker)

@@ -57,24 +57,36 @@ bool pair_detach(struct local_pair *p, unsigned end, bool died)
 	return pair_free_if_done(p);
 }
 
-/* Ends one ring both ways with `error`: the producer's and the consumer's state, and the
- * thread of either app that sleeps on it woken. False if it had ended already. */
-static bool ring_end_both_ways(struct local_pair *p, unsigned ring, int error)
+/* Whether either side of ring `ring` is still open. */
+static bool ring_open(struct local_pair *p, unsigned ring)
 {
 	struct ring_producer producer;
 	struct ring_consumer consumer;
 	ring_producer_attach(&producer, p->seg.memory, p->seg.capacity, ring);
 	ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, ring);
 	int ignored;
-	bool open = ring_producer_peer_state(&producer, &ignored) == RING_OPEN &&
-		    ring_consumer_peer_state(&consumer, &ignored) == RING_OPEN;
-	ring_producer_close(&producer, error);
-	ring_consumer_close(&consumer, error);
+	return ring_producer_peer_state(&producer, &ignored) == RING_OPEN ||
+	       ring_consumer_peer_state(&consumer, &ignored) == RING_OPEN;
+}
+
+/* Ends the sides of ring `ring` still open with `error` (one closed in order stays so: its
+ * reader gets its last bytes and EOF), and wakes the thread of either app asleep on it. */
+static void ring_end_open_sides(struct local_pair *p, unsigned ring, int error)
+{
+	struct ring_producer producer;
+	struct ring_consumer consumer;
+	ring_producer_attach(&producer, p->seg.memory, p->seg.capacity, ring);
+	ring_consumer_attach(&consumer, p->seg.memory, p->seg.capacity, ring);
+	int ignored;
+	/* each side's state is what the other reads: the consumer's, as the producer sees it */
+	if (ring_producer_peer_state(&producer, &ignored) == RING_OPEN)
+		ring_consumer_close(&consumer, error);
+	if (ring_consumer_peer_state(&consumer, &ignored) == RING_OPEN)
+		ring_producer_close(&producer, error);
 	if (ring_producer_wake_needed(&producer) & RING_WAIT_SLEEPER)
 		futex_wake_shared(ring_producer_wake_word(&producer));
 	if (ring_consumer_wake_needed(&consumer) & RING_WAIT_SLEEPER)
 		futex_wake_shared(ring_consumer_wake_word(&consumer));
-	return open;
 }
 
 int apps_close_local_pair(struct apps *apps, uint64_t handle, uint32_t code, const char *why)
@@ -83,15 +95,15 @@ int apps_close_local_pair(struct apps *apps, uint64_t handle, uint32_t code, con
 	if (!h || h->kind != HANDLE_PAIR_END)
 		return WH_ESTREAM_NOT_FOUND;
 	struct local_pair *p = ((struct pair_end *)h)->pair;
-	struct ring_segment *header = p->seg.memory;
-	int error = frame_error_from_code(code);
+	if (!ring_open(p, 0) && !ring_open(p, 1))
+		return WH_ESTREAM_CLOSED; /* nothing is touched: what the apps read stays as it was */
 	/* the words first: an app woken by the state reads them */
+	struct ring_segment *header = p->seg.memory;
 	snprintf(header->error_message, sizeof header->error_message, "%s", why);
 	header->remote_code = code;
-	bool ended = !ring_end_both_ways(p, 0, error);
-	ended &= !ring_end_both_ways(p, 1, error);
-	if (ended)
-		return WH_ESTREAM_CLOSED;
+	int error = frame_error_from_code(code);
+	ring_end_open_sides(p, 0, error);
+	ring_end_open_sides(p, 1, error);
 	/* an app waiting in its own loop hears it on its wake-up socket: a byte on the other
 	 * end, as its partner would send (if that socket is full, a wake-up waits there already) */
 	for (unsigned end = 0; end < 2; end++)

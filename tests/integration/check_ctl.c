@@ -571,6 +571,19 @@ START_TEST(close_stream_ends_a_same_host_stream)
 	ck_assert_int_eq(wh_accept(listener, 10000, &accepted), WH_OK);
 	write_all(opened, 2000, 9);
 	read_check(accepted, 2000, 9);
+	/* a stream whose writer finished in order: its reader still gets every byte and EOF */
+	write_all(opened, 1500, 11);
+	ck_assert_int_eq(wh_shutdown(opened), WH_OK);
+	rows = ctl_json(&doc, &p.b, "streams", "--peer", "local");
+	ck_assert_uint_ge(rows->count, 1);
+	snprintf(id, sizeof id, "0/%.0f", json_number(rows->items[0], "stream"));
+	json_free(doc);
+	ctl_run(&r, &p.b, "close-stream", id, (const char *)NULL);
+	ck_assert_msg(r.status == 0, "close-stream %s: %d %s", id, r.status, r.err);
+	read_check(accepted, 1500, 11);
+	unsigned char last;
+	wh_set_read_deadline(accepted, wh_now_ns() + 5000000000ll);
+	ck_assert_int_eq(wh_read(accepted, &last, 1), 0);
 	wh_close(opened);
 	wh_close(accepted);
 	wh_client_detach(opener);

@@ -468,6 +468,15 @@ START_TEST(test_local_link_renewed_when_ids_run_out)
 	}
 	ck_assert(process_log_has(&b, "the local link used up its stream ids"));
 	ck_assert(!process_log_has(&b, "client reset"));
+	/* the old link's stream is still in view (and close-stream could end it): two links */
+	char control[320], out[16384];
+	snprintf(control, sizeof control, "%s/control.sock", b.dir);
+	const char *ctl_args[] = { "-s", control, "--json", "conns", NULL };
+	ck_assert_int_eq(process_run("ctl/wormhole-ctl", ctl_args, out, sizeof out), 0);
+	int local_links = 0;
+	for (const char *at = out; (at = strstr(at, "\"peer\": \"local\"")); at++)
+		local_links++;
+	ck_assert_msg(local_links == 2, "conns shows %d local links: %s", local_links, out);
 	ping_end(held, "the one that stays"); /* it carried on across the renewal */
 	ck_assert(process_log_wait(&b, "stream ids used up and its last stream ended: closing", 10));
 	int fd = ping_begin(port, "after");
