@@ -108,25 +108,32 @@ static void on_taker_closed(struct mux *mux, int error, void *user)
 	conn_free(conn);
 }
 
-/* The opener took its last stream id: the pair leaves the pool and closes once its streams
- * end, and a new pair takes the opens from now on. Without this every local open failed for
- * as long as one stream of the old pair lived (a forwarded SSH session: for ever). */
-static void retire_exhausted(struct local_link *link)
+/* A pair that can take no more opens makes room for a new one at the next open: its opener
+ * took its last stream id (it leaves the pool and closes once its streams end), or one end
+ * closed while the other still finishes closing (the taker hears the opener's goodbye a loop
+ * iteration later). Without this every local open failed for as long as one stream of an
+ * exhausted pair lived (a forwarded SSH session: for ever), and in the moment between the two
+ * ends' closes. The ends left behind free themselves from their close callbacks. */
+static void retire_unusable(struct local_link *link)
 {
-	if (!link->opener || !link->taker || mux_is_closed(conn_mux(link->opener)) ||
-	    mux_accepts_streams(conn_mux(link->opener)))
+	bool exhausted = link->opener && !mux_is_closed(conn_mux(link->opener)) &&
+			 !mux_accepts_streams(conn_mux(link->opener));
+	bool usable = link->opener && link->taker && !mux_is_closed(conn_mux(link->opener)) && !exhausted;
+	if (usable || (!link->opener && !link->taker))
 		return;
 	struct retired_pair *r = calloc(1, sizeof *r);
 	if (!r)
-		return; /* it stays the link until it closes, as before */
+		return; /* it stays the link until both ends closed, as before */
 	r->opener = link->opener;
 	r->taker = link->taker;
 	r->next = link->retired;
 	link->retired = r;
-	pool_release(link->pool, link->opener);
+	if (link->opener)
+		pool_release(link->pool, link->opener);
 	link->opener = link->taker = NULL;
-	log_write(&link->broker->log, LOG_INFO, "broker", "the local link used up its stream ids: a "
-		  "new one takes the opens, the old one closes once its streams end");
+	if (exhausted)
+		log_write(&link->broker->log, LOG_INFO, "broker", "the local link used up its stream "
+			  "ids: a new one takes the opens, the old one closes once its streams end");
 }
 
 /* Both ends, over a new socketpair. WH_OK, or WH_ESYSTEM / WH_ENOMEM (logged). */
@@ -192,8 +199,8 @@ struct pool *local_link_pool(struct broker *broker)
 		}
 		broker->local = link;
 	}
-	retire_exhausted(link);
-	if (!link->opener && !link->taker) /* the first use, or both ends of a closed one gone */
+	retire_unusable(link);
+	if (!link->opener && !link->taker) /* the first use, or the last pair retired */
 		link_connect(link);
 	return link->pool;
 }

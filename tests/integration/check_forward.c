@@ -462,7 +462,10 @@ START_TEST(test_local_link_renewed_when_ids_run_out)
 	ck_assert(broker_spawn(&b, args));
 	unsigned port = harness_forward_port(&b, "lw");
 	int held = ping_begin(port, "the one that stays"); /* id 1 of 3 */
-	for (int i = 0; i < 6; i++) { /* ids 2 and 3, then the new link's */
+	/* ids 2 and 3, then eight more links of three and one open of the next: each used-up
+	 * link closes as its last stream ends, and the next open may come while its other end
+	 * is still closing (CI met that moment: the open failed) */
+	for (int i = 0; i < 28; i++) {
 		int fd = ping_begin(port, "one more");
 		ping_end(fd, "one more");
 	}
@@ -476,7 +479,7 @@ START_TEST(test_local_link_renewed_when_ids_run_out)
 	int local_links = 0;
 	for (const char *at = out; (at = strstr(at, "\"peer\": \"local\"")); at++)
 		local_links++;
-	ck_assert_msg(local_links == 2, "conns shows %d local links: %s", local_links, out);
+	ck_assert_msg(local_links >= 2, "conns shows %d local links: %s", local_links, out);
 	ping_end(held, "the one that stays"); /* it carried on across the renewal */
 	ck_assert(process_log_wait(&b, "stream ids used up and its last stream ended: closing", 10));
 	int fd = ping_begin(port, "after");
