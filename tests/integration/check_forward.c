@@ -360,25 +360,6 @@ START_TEST(test_max_connections)
 }
 END_TEST
 
-/* The port in B's log line "GET /metrics served at 127.0.0.1:PORT". */
-static unsigned metrics_port(const struct process *p)
-{
-	const char *marker = "GET /metrics served at 127.0.0.1:";
-	ck_assert(process_log_wait(p, marker, 10));
-	char line[1024];
-	unsigned port = 0;
-	FILE *f = fopen(p->log_file, "r");
-	while (f && !port && fgets(line, sizeof line, f)) {
-		char *at = strstr(line, marker);
-		if (at)
-			port = (unsigned)strtoul(at + strlen(marker), NULL, 10);
-	}
-	if (f)
-		fclose(f);
-	ck_assert_uint_ne(port, 0);
-	return port;
-}
-
 /* A connection to a Unix socket, left waiting in its listen queue. */
 static int connect_unix(const char *path, int type)
 {
@@ -407,7 +388,8 @@ START_TEST(test_listeners_rest_when_out_of_descriptors)
 	pid_t target = small_scene_start(dir, &target_port, &a, &b,
 					 "[broker]\nmetrics-listen = 127.0.0.1:0\n\n"
 					 "[forward small]\nlisten = 127.0.0.1:0\npeer = a\nservice = small\n");
-	unsigned port = harness_forward_port(&b, "small"), scrape_port = metrics_port(&b);
+	unsigned port = harness_forward_port(&b, "small");
+	unsigned scrape_port = harness_log_port(&b, "GET /metrics served at 127.0.0.1:");
 	struct rlimit before, starved;
 	ck_assert_int_eq(prlimit(b.pid, RLIMIT_NOFILE, NULL, &before), 0);
 	starved = (struct rlimit){ .rlim_cur = 3, .rlim_max = before.rlim_max };

@@ -109,6 +109,9 @@ size_t harness_read_to_end(int fd, char *out, size_t cap, int *error);
 
 /* The port forward `name` of broker p listens on, from its log line (10 s bound). */
 unsigned harness_forward_port(const struct process *p, const char *name);
+/* The port after `marker` ("...127.0.0.1:") in the first log line that has it, waited for
+ * (bounded); fails the test if it never comes. */
+unsigned harness_log_port(const struct process *p, const char *marker);
 /* A counter of `wormhole-ctl status --json` of a broker the harness started; -1 if absent. */
 long harness_status_counter(const struct process *broker, const char *key);
 /* harness_connect_loopback_from(NULL, port), failing the test unless it connects. A forward

@@ -15,13 +15,12 @@
 
 #include "harness.h"
 
-unsigned harness_forward_port(const struct process *p, const char *name)
+unsigned harness_log_port(const struct process *p, const char *marker)
 {
-	char marker[128], line[1024];
-	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
+	char line[1024];
 	if (!process_log_wait(p, marker, 10)) {
 		process_dump_log(p);
-		ck_abort_msg("forward %s never listened", name);
+		ck_abort_msg("never logged '%s'", marker);
 	}
 	FILE *f = fopen(p->log_file, "r");
 	unsigned port = 0;
@@ -34,6 +33,13 @@ unsigned harness_forward_port(const struct process *p, const char *name)
 		fclose(f);
 	ck_assert_uint_ne(port, 0);
 	return port;
+}
+
+unsigned harness_forward_port(const struct process *p, const char *name)
+{
+	char marker[128];
+	snprintf(marker, sizeof marker, "forward=%s listening on 127.0.0.1:", name);
+	return harness_log_port(p, marker);
 }
 
 long harness_status_counter(const struct process *broker, const char *key)
