@@ -86,7 +86,6 @@ struct conn {
 	const struct conn_shared *shared; /* its on_free, read at free (NULL: none) */
 	bool dialled;                     /* client_role: this broker dialled it */
 	char identity[256];        /* the peer's name from its certificate */
-	char shared_note[96];      /* handshake_failure_logs: what its log line adds */
 	uint8_t *tls_out;          /* TLS_RECORD bytes: small pieces gathered into one record */
 	uint8_t *read_buffer; /* the shared read area, or private_buffer */
 	size_t read_size;
@@ -530,13 +529,13 @@ static void conn_teardown(struct conn *conn)
 
 /* ---- TLS handshake ------------------------------------------------------------------ */
 
-/* Counts an accepted connection's failed handshake; whether to log it (the note to add is
- * left in conn->shared_note): a dialled one's always, an accepted one's at most once a
- * second, saying how many went unlogged since. */
-static bool handshake_failure_logs(struct conn *conn)
+/* Counts an accepted connection's failed handshake; whether to log it, with `note` (what
+ * the line adds) filled: a dialled one's always, an accepted one's at most once a second,
+ * saying how many went unlogged since. */
+static bool handshake_failure_logs(struct conn *conn, char *note, size_t note_len)
 {
 	struct tls_failures *failures = conn->shared ? conn->shared->tls_failures : NULL;
-	conn->shared_note[0] = '\0';
+	note[0] = '\0';
 	if (!failures || conn->dialled)
 		return true;
 	failures->failed++;
@@ -546,7 +545,7 @@ static bool handshake_failure_logs(struct conn *conn)
 		return false;
 	}
 	if (failures->unlogged)
-		snprintf(conn->shared_note, sizeof conn->shared_note, " (and %llu more since the last "
+		snprintf(note, note_len, " (and %llu more since the last "
 			 "such line, %llu in all)", (unsigned long long)failures->unlogged,
 			 (unsigned long long)failures->failed);
 	failures->logged_at = now;
@@ -564,15 +563,17 @@ static void conn_tls_step(struct conn *conn)
 	case TLS_WANT_WRITE:
 		ev_io_start(conn->loop, &conn->write_watcher);
 		return;
-	case TLS_FAILED:
-		if (handshake_failure_logs(conn))
+	case TLS_FAILED: {
+		char note[96];
+		if (handshake_failure_logs(conn, note, sizeof note))
 			log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s "
 				  "failed: %s%s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote,
-				  error, conn->shared_note);
+				  error, note);
 		ev_io_stop(conn->loop, &conn->read_watcher);
 		ev_io_stop(conn->loop, &conn->write_watcher);
 		mux_close(conn->mux, WH_ETLS);
 		return;
+	}
 	case TLS_DONE:
 		break;
 	}
@@ -600,14 +601,15 @@ static void on_handshake_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	struct conn *conn = w->data;
 	(void)loop;
 	(void)revents;
+	char note[96];
 	if (conn->held)
 		log_write(conn->log, LOG_INFO, "conn", "conn=%u peer=%s %s waited %.0f s for its turn "
 			  "to handshake (handshake-rate): closed", mux_id(conn->mux), mux_peer(conn->mux),
 			  conn->remote, w->repeat);
-	else if (conn->handshaking && handshake_failure_logs(conn))
+	else if (conn->handshaking && handshake_failure_logs(conn, note, sizeof note))
 		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s TLS handshake with %s not done "
 			  "after %.0f s%s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat,
-			  conn->shared_note);
+			  note);
 	else
 		log_write(conn->log, LOG_WARN, "conn", "conn=%u peer=%s no complete frame from %s "
 			  "after %.0f s", mux_id(conn->mux), mux_peer(conn->mux), conn->remote, w->repeat);
